@@ -1,0 +1,229 @@
+"""Parsing System 1's answers (SPEC section 2). Never raises on model output.
+
+A VOS answer is ``<think>...</think><answer>...</answer>`` where the answer holds one JSON object, a JSON list
+of objects, or several objects in a row, each ``{"start_time": "mm:ss.ff", "end_time": "mm:ss.ff",
+"description": "..."}``. The clip of T sampled frames is shown to System 1 as a video at ``fps`` frames per
+second (2 by default), so time t maps to frame ``min(floor(t * fps), T - 1)`` and an interval covers every
+frame from its start frame to its end frame inclusive.
+
+Decisions beyond SPEC (documented here once):
+
+- JSON is decoded with a real decoder (``json.JSONDecoder.raw_decode``) at every ``{`` / ``[`` not inside an
+  already decoded value, so nested braces, lists, several objects in a row, commas or prose between them, and
+  ``// comments`` all work; a truncated object is skipped. Objects that are not intervals but hold intervals
+  (``{"moments": [...]}``) are searched recursively (depth <= 4).
+- Times: ``mm:ss``, ``mm:ss.f...`` (``00:03.5`` = 3.5 s, a decimal fraction — the released code read it as
+  3.05 s), ``hh:mm:ss.f``, or plain seconds ``"3.5"``; JSON numbers are read as seconds. Negative, NaN,
+  infinite or unparseable times make the interval invalid.
+- An interval is invalid when start > end, when its start lies past the clip's end (``start > T / fps``), or
+  when its description is not a non-empty string; an end past the clip's end is clamped to the last frame.
+- ``valid`` is True when at least one interval is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from typing import Any
+
+__all__ = ["AnswerItem", "ParsedAnswer", "extract_tag", "parse_answer", "parse_description", "parse_time"]
+
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_TIME_RE = re.compile(r"^\s*(?:(?:(\d{1,4}):)?(\d{1,4}):)?(\d{1,6}(?:\.\d{1,9})?)\s*$")
+_MAX_DECODE_ATTEMPTS = 2000
+_MAX_ANSWER_CHARS = 200_000
+_MAX_DEPTH = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerItem:
+    """One decoded JSON object of the answer.
+
+    Attributes:
+      start, end: times in seconds (None when missing or unparseable).
+      description: the single-image description (None when missing / not a string).
+      frames: the frame indices the interval covers (empty when invalid).
+      error: why the item is invalid, or None.
+    """
+
+    start: float | None
+    end: float | None
+    description: str | None
+    frames: tuple[int, ...]
+    error: str | None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedAnswer:
+    """A parsed System-1 answer.
+
+    Attributes:
+      keyframes: sorted frame indices of all valid intervals, repeats kept (S of the paper, M = len).
+      descriptions: one description per entry of ``keyframes`` (the description of the interval it came from).
+      items: every decoded JSON object, valid or not, in answer order.
+      valid: at least one valid interval.
+      error: why the answer is unusable (None when valid).
+      num_frames: T, the number of frames of the clip the answer refers to.
+    """
+
+    keyframes: tuple[int, ...]
+    descriptions: tuple[str, ...]
+    items: tuple[AnswerItem, ...]
+    valid: bool
+    error: str | None
+    num_frames: int
+
+    @property
+    def unique_keyframes(self) -> tuple[int, ...]:
+        """Sorted distinct keyframes (K = len)."""
+        return tuple(sorted(set(self.keyframes)))
+
+    def queries(self, max_keyframes: int | None = None) -> list[tuple[int, str]]:
+        """``(frame, description)`` pairs for System 2: each distinct keyframe once, with the description of the
+        first interval (in answer order) that covers it; the first ``max_keyframes`` frames when given."""
+        first: dict[int, str] = {}
+        for item in self.items:
+            if item.valid:
+                for f in item.frames:
+                    first.setdefault(f, item.description)  # type: ignore[arg-type]
+        frames = sorted(first)[: max_keyframes if max_keyframes is not None else None]
+        return [(f, first[f]) for f in frames]
+
+
+def extract_tag(text: Any, tag: str) -> str | None:
+    """Content of the first ``<tag>...</tag>`` block (DOTALL), or None."""
+    if not isinstance(text, str):
+        return None
+    m = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
+    return m.group(1) if m else None
+
+
+def parse_time(value: Any) -> float | None:
+    """Seconds from ``"mm:ss.ff"``, ``"hh:mm:ss.ff"``, ``"ss.ff"`` or a JSON number; None when unusable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = _TIME_RE.match(value)
+        if not m:
+            return None
+        hours, minutes, secs = m.groups()
+        if minutes is None and hours is not None:  # regex puts a single "mm:" group in `hours`
+            hours, minutes = None, hours
+        seconds = float(secs) + 60.0 * float(minutes or 0) + 3600.0 * float(hours or 0)
+    else:
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def _decode_values(text: str) -> list[Any]:
+    decoder = json.JSONDecoder()
+    values, pos, attempts = [], 0, 0
+    while attempts < _MAX_DECODE_ATTEMPTS:
+        starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
+        if not starts:
+            break
+        start = min(starts)
+        attempts += 1
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            pos = start + 1
+            continue
+        values.append(value)
+        pos = end
+    return values
+
+
+def _collect_objects(value: Any, depth: int = 0) -> list[dict]:
+    if depth > _MAX_DEPTH:
+        return []
+    if isinstance(value, dict):
+        if any(k in value for k in ("start_time", "end_time", "description")):
+            return [value]
+        found: list[dict] = []
+        for v in value.values():
+            if isinstance(v, (dict, list)):
+                found.extend(_collect_objects(v, depth + 1))
+        return found
+    if isinstance(value, list):
+        found = []
+        for v in value:
+            found.extend(_collect_objects(v, depth + 1))
+        return found
+    return []
+
+
+def _make_item(obj: dict, num_frames: int, fps: float) -> AnswerItem:
+    raw_desc = obj.get("description")
+    desc = raw_desc.strip() if isinstance(raw_desc, str) else None
+    start, end = parse_time(obj.get("start_time")), parse_time(obj.get("end_time"))
+    error = None
+    if start is None or end is None:
+        error = f"unparseable time: start_time={obj.get('start_time')!r}, end_time={obj.get('end_time')!r}"
+    elif start > end:
+        error = f"start_time {start} s is after end_time {end} s"
+    elif start > num_frames / fps:
+        error = f"start_time {start} s is past the clip end ({num_frames / fps} s)"
+    elif not desc:
+        error = f"description must be a non-empty string, got {raw_desc!r}"
+    if error is not None:
+        return AnswerItem(start, end, desc, (), error)
+    first = min(int(math.floor(start * fps)), num_frames - 1)
+    last = min(int(math.floor(end * fps)), num_frames - 1)
+    return AnswerItem(start, end, desc, tuple(range(first, last + 1)), None)
+
+
+def parse_answer(completion: Any, num_frames: int, fps: float = 2.0) -> ParsedAnswer:
+    """Parse a VOS completion into keyframes and descriptions; never raises on the completion.
+
+    Args:
+      completion: the model's text (anything else gives an invalid answer).
+      num_frames: T, frames in the clip shown to System 1 (must be >= 1).
+      fps: the rate at which the clip was presented (SPEC: 2).
+    """
+    if num_frames < 1 or not (fps > 0):
+        raise ValueError(f"num_frames must be >= 1 and fps > 0, got {num_frames}, {fps}")
+
+    def invalid(error: str, items: tuple[AnswerItem, ...] = ()) -> ParsedAnswer:
+        return ParsedAnswer((), (), items, False, error, num_frames)
+
+    if not isinstance(completion, str):
+        return invalid(f"completion is {type(completion).__name__}, not str")
+    body = extract_tag(completion[: _MAX_ANSWER_CHARS * 2], "answer")
+    if body is None:
+        return invalid("no <answer>...</answer> block")
+    objects = [o for v in _decode_values(body[:_MAX_ANSWER_CHARS]) for o in _collect_objects(v)]
+    if not objects:
+        return invalid("no JSON interval object in the answer")
+    items = tuple(_make_item(o, num_frames, fps) for o in objects)
+    pairs = sorted(((f, it.description) for it in items if it.valid for f in it.frames), key=lambda p: p[0])
+    if not pairs:
+        return invalid("; ".join(it.error for it in items if it.error)[:500], items)
+    return ParsedAnswer(
+        tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), items, True, None, num_frames  # type: ignore[misc]
+    )
+
+
+def parse_description(completion: Any) -> str | None:
+    """The grounding description of an AVS / RefAID answer: the ``<answer>`` text, or the ``description`` of a JSON
+    object in it; None when there is none."""
+    body = extract_tag(completion, "answer")
+    if body is None:
+        return None
+    objects = [o for v in _decode_values(body[:_MAX_ANSWER_CHARS]) for o in _collect_objects(v)]
+    for o in objects:
+        d = o.get("description")
+        if isinstance(d, str) and d.strip():
+            return d.strip()
+    text = body.strip()
+    return text or None
