@@ -10,5 +10,5 @@ fi
 .venv/bin/python -m pip install -q -U pip setuptools wheel
 # sam2 is an sdist: build it against the torch we install (no isolation) and skip its CUDA extension.
 SAM2_BUILD_CUDA=0 .venv/bin/python -m pip install -q --no-build-isolation -r requirements.txt
-.venv/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+.venv/bin/python -m pip install -q --no-build-isolation --no-deps --config-settings editable_mode=compat -e .
 echo "omnir1-jax installed into .venv"

@@ -8,24 +8,18 @@ that union per rollout); the IoU of two empty masks is 1 (DAVIS convention, SPEC
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-
-def _per_frame_iou(pred, gt):
-    # pred [N, T, H, W] bool, gt [T, H, W] bool -> [N, T]; integer counts stay exact.
-    inter = jnp.sum(pred & gt[None], axis=(-2, -1), dtype=jnp.int32)
-    union = jnp.sum(pred | gt[None], axis=(-2, -1), dtype=jnp.int32)
-    return jnp.where(union > 0, inter / jnp.maximum(union, 1), 1.0).astype(jnp.float32)
+from omnir1_jax.eval.metrics_jax import db_eval_iou_jax
 
 
-@functools.partial(jax.jit, static_argnames=())
+@jax.jit
 def _grounding_core(pred, gt, frame_valid, rollout_valid):
-    iou = _per_frame_iou(pred, gt)
+    # DAVIS J per rollout and frame (bit-packed, exact; both empty -> 1), then the masked mean over frames.
+    iou = db_eval_iou_jax(jnp.broadcast_to(gt[None], pred.shape), pred)
     w = frame_valid.astype(jnp.float32)[None]
     mean = jnp.sum(iou * w, axis=1) / jnp.maximum(jnp.sum(w), 1.0)
     return jnp.where(rollout_valid, mean, 0.0)

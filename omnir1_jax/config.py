@@ -1,0 +1,314 @@
+"""Experiment configuration: typed, frozen dataclasses, one file per experiment, ``--set`` overrides.
+
+An experiment file in ``experiments/`` defines ``get_config() -> ExperimentConfig`` and a docstring giving the
+command, the hardware and the paper's number. Entry points load it with :func:`load_config` and apply
+command-line overrides ``--set grpo.beta=0.001 --set data.batch_size=4`` with :func:`apply_overrides`
+(values are Python literals; each is type-checked against the field it sets).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import os
+import types
+import typing
+from typing import Any, Sequence
+
+from omnir1_jax.rewards.total import RewardWeights
+
+
+class ConfigError(ValueError):
+    """A bad experiment file or override; the message names the file / key / value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """System 1 (and its frozen reference).
+
+    Attributes:
+      checkpoint: local Hugging Face directory of a Qwen2.5-Omni (Thinker) checkpoint; None = random init of
+        ``preset`` (tests, the CPU demo).
+      preset: ``tiny`` | ``qwen2_5_omni_3b`` | ``qwen2_5_omni_7b`` (used when ``checkpoint`` is None).
+      tokenizer: local tokenizer directory; None = the checkpoint's, or the tiny offline tokenizer for ``tiny``.
+      dtype: activation / parameter dtype (``float32`` | ``bfloat16``).
+      remat: rematerialise decoder layers in the update (activation memory for compute).
+      overrides: extra fields of the model config (e.g. ``{"num_hidden_layers": 4}``) for small variants.
+    """
+
+    checkpoint: str | None = None
+    preset: str = "tiny"
+    tokenizer: str | None = None
+    dtype: str = "float32"
+    remat: bool = False
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self):
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"model.dtype must be float32 or bfloat16, got {self.dtype!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSpec:
+    """Device mesh axes (SPEC section 7). ``data = -1`` takes every device not used by fsdp x tensor."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Training data.
+
+    Attributes:
+      dataset: ``synthetic`` | ``revos`` | ``mevis`` | ``refavs`` | ``refcocog`` | ``crossomni``.
+      root: local dataset directory (for ``synthetic``: generated there when missing).
+      split: reader split name.
+      task: ``vos`` (keyframes + descriptions, SAM2 rewards) | ``refaid`` (first frame + audio, boxes only) |
+        ``qa`` (CrossOmni multiple choice).
+      batch_size: prompts per step (each sampled ``grpo.group_size`` times).
+      min_frames, max_frames: training clip length range (SPEC: 8..24).
+      s1_max_pixels, s1_min_pixels: System-1 per-frame pixel budget (SPEC: 128*28*28, 16*28*28).
+      workers: Grain worker processes (0 = in-process).
+      synthetic_videos: videos to generate when ``dataset == "synthetic"`` and ``root`` is empty.
+      synthetic_size: (H, W) of generated synthetic frames.
+    """
+
+    dataset: str = "synthetic"
+    root: str = "data/synthetic"
+    split: str = "train"
+    task: str = "vos"
+    batch_size: int = 2
+    min_frames: int = 8
+    max_frames: int = 24
+    s1_max_pixels: int = 128 * 28 * 28
+    s1_min_pixels: int = 16 * 28 * 28
+    workers: int = 0
+    synthetic_videos: int = 64
+    synthetic_size: tuple[int, int] = (240, 426)
+
+    def __post_init__(self):
+        if self.task not in ("vos", "refaid", "qa"):
+            raise ConfigError(f"data.task must be vos, refaid or qa, got {self.task!r}")
+        if not 1 <= self.min_frames <= self.max_frames:
+            raise ConfigError(f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeSpec:
+    """System 2 + SAM2 (the PyTorch bridge).
+
+    Attributes:
+      start: start a local bridge subprocess; False = connect to ``addresses``.
+      addresses: bridge addresses (``ipc://...`` or ``tcp://host:port``), round-robin.
+      grounder: ``synthetic`` | ``qwen2_5_vl:PATH`` | ``qwen2_5_omni:PATH``.
+      segmenter: ``synthetic`` | ``sam2``.
+      sam2_config, sam2_checkpoint: packaged SAM2 config name and local checkpoint (hiera_l in the paper).
+      workers: bridge worker processes (one per GPU).
+      timeout_s: deadline of one group query; retries: how often a failed query is retried.
+    """
+
+    start: bool = True
+    addresses: tuple[str, ...] = ()
+    grounder: str = "synthetic"
+    segmenter: str = "synthetic"
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
+    sam2_checkpoint: str | None = None
+    workers: int = 1
+    timeout_s: float = 600.0
+    retries: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOSpec:
+    """GRPO (Omni-R1 section 3.2 / 4.1; SPEC section 4)."""
+
+    group_size: int = 8
+    mu: int = 1
+    beta: float = 0.04
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    kl: str = "k3"
+    agg: str = "seq_mean_token_mean"
+    adv_scale: str = "group"
+    adv_eps: float = 1e-4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 256
+    reward_preset: str = "paper"
+    rewards: RewardWeights = RewardWeights()
+
+    def __post_init__(self):
+        if self.group_size < 2:
+            raise ConfigError(f"grpo.group_size must be >= 2, got {self.group_size}")
+        if self.mu < 1:
+            raise ConfigError(f"grpo.mu must be >= 1, got {self.mu}")
+        if self.kl not in ("k1", "k2", "k3"):
+            raise ConfigError(f"grpo.kl must be k1, k2 or k3, got {self.kl!r}")
+        if self.agg not in ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"):
+            raise ConfigError(f"grpo.agg unknown: {self.agg!r}")
+        if self.adv_scale not in ("group", "batch", "none"):
+            raise ConfigError(f"grpo.adv_scale must be group, batch or none, got {self.adv_scale!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSpec:
+    """AdamW (paper: lr 1e-6, weight decay 0.01)."""
+
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTSpec:
+    """Supervised warm-up (CrossOmni: LoRA r16 alpha 32, lr 1e-5, batch 32; the CPU demo: answer format only)."""
+
+    steps: int = 0
+    lr: float = 1e-5
+    batch_size: int = 8
+    lora_rank: int = 0
+    lora_alpha: float = 32.0
+    weight_decay: float = 0.0
+    target: str = "format_only"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Loop, checkpoints, logging, evaluation."""
+
+    steps: int = 100
+    seed: int = 0
+    out_dir: str = "runs/default"
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 3
+    eval_every: int = 0
+    eval_split: str = "valid"
+    eval_max_expressions: int = 0
+    log_every: int = 1
+    resume: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment."""
+
+    name: str = "default"
+    model: ModelSpec = ModelSpec()
+    mesh: MeshSpec = MeshSpec()
+    data: DataSpec = DataSpec()
+    bridge: BridgeSpec = BridgeSpec()
+    grpo: GRPOSpec = GRPOSpec()
+    optim: OptimSpec = OptimSpec()
+    sft: SFTSpec = SFTSpec()
+    run: RunSpec = RunSpec()
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Import ``path`` (a Python file defining ``get_config()``), call it, apply ``overrides``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"_omnir1_experiment_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+        raise ConfigError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path}: defines no get_config()")
+    cfg = module.get_config()
+    if not isinstance(cfg, ExperimentConfig):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not ExperimentConfig")
+    return apply_overrides(cfg, overrides)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"--set {key}: {value!r} does not fit {annotation}")
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            raise ConfigError(f"--set {key}: expected a tuple, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if args and len(args) != len(value):
+            raise ConfigError(f"--set {key}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args or [Any] * len(value)))
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, str, bool) and type(value) is annotation:
+        return value
+    if isinstance(annotation, type) and isinstance(value, annotation):
+        return value
+    raise ConfigError(f"--set {key}: {value!r} is not a {getattr(annotation, '__name__', annotation)}")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if text in ("none", "null"):
+            return None
+        if text in ("true", "false"):
+            return text == "true"
+        return text
+
+
+def _set(obj: Any, parts: list[str], value_text: str, key: str) -> Any:
+    if not dataclasses.is_dataclass(obj):
+        raise ConfigError(f"--set {key}: {'.'.join(parts)} is not a config section")
+    hints = typing.get_type_hints(type(obj))
+    name = parts[0]
+    if name not in hints:
+        raise ConfigError(f"--set {key}: unknown field {name!r} of {type(obj).__name__}; known: {sorted(hints)}")
+    if len(parts) == 1:
+        value = _coerce(_parse_value(value_text), hints[name], key)
+    else:
+        value = _set(getattr(obj, name), parts[1:], value_text, key)
+    try:
+        return dataclasses.replace(obj, **{name: value})
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"--set {key}: {e}") from e
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """Apply ``key.path=value`` overrides (Python literals; bare words are strings)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        cfg = _set(cfg, key.strip().split("."), value.strip(), key.strip())
+    return cfg
+
+
+def to_dict(cfg: Any) -> Any:
+    """A JSON-serialisable view of a config (for logs and checkpoints)."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (tuple, list)):
+        return [to_dict(v) for v in cfg]
+    return cfg

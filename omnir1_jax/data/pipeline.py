@@ -1,0 +1,191 @@
+"""Grain pipelines: records -> examples -> padded batches; deterministic, multi-worker, checkpointable.
+
+``build_pipeline(records, tokenizer, config)`` returns a ``grain.IterDataset``; ``iter()`` it to get a
+``DatasetIterator`` whose ``get_state()`` / ``set_state()`` save and restore the position (restoring a state
+gives exactly the batches that followed it). Everything random (shuffle, frame counts, prompt timestamps)
+derives from ``config.seed`` and the element index, so results do not depend on the number of workers.
+
+Batch layout (:func:`collate`): ``model_inputs`` holds numpy arrays under the Thinker's keyword names —
+``input_ids`` / ``attention_mask`` ``[B, S]`` left-padded; ``pixel_values_videos`` concatenated over the batch
+``[sum P_b, 1176]`` with ``video_grid_thw [B, 3]`` and ``video_second_per_grid [B]``; ``input_features
+[B, 128, 3000]`` and ``feature_attention_mask [B, 3000]`` when the examples have audio; ``use_audio_in_video``
+a bool. Metadata: per-example lists (``video_id``, ``gt_masks`` ``[T_b, H_b, W_b]``, ``frame_paths``...) plus
+padded ``frame_indices`` / ``gt_boxes`` / ``gt_box_valid`` ``[B, T_max(, 4)]`` with ``frame_mask [B, T_max]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import grain
+import numpy as np
+
+from omnir1_jax.data import transforms as T
+from omnir1_jax.data import vision
+from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
+from omnir1_jax.data.text import left_pad
+
+_LIST_KEYS = (
+    "dataset", "video_id", "exp_id", "subset", "type_id", "expression", "frame_paths", "gt_masks",
+    "orig_size", "prompt", "audio_path", "num_frames",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Options of :func:`build_pipeline`.
+
+    Attributes:
+      task: ``"vos"`` (Figure-3 prompt) or ``"avs"`` (Figure-4 prompt, audio features).
+      train: training sampling (random frame count, shuffling, random prompt timestamps) vs evaluation.
+      batch_size: examples per batch.
+      seed: the single seed all randomness derives from.
+      min_frames, max_frames: training frame count range (paper: 8..24).
+      eval_max_frames: evaluation frame count cap (paper: 24).
+      s1_min_pixels, s1_max_pixels: System-1 per-frame pixel budget (paper: 128*28*28; floor 16*28*28).
+      fps_s1: the rate the clip is presented at (SPEC: 2).
+      visual_mode: ``"video"`` or ``"image"`` (first sampled frame only; RefAID).
+      use_audio_in_video: interleave the audio into the video's tokens instead of a separate audio part.
+      num_epochs: passes over the records (None = forever).
+      num_workers: Grain worker processes (0 = in the calling process).
+      drop_remainder: drop a last partial batch.
+      pad_to_multiple: pad the token length up to a multiple of this (fewer shapes to compile).
+      keep_frames: also return the uint8 frames at original resolution.
+    """
+
+    task: str = "vos"
+    train: bool = True
+    batch_size: int = 2
+    seed: int = 0
+    min_frames: int = 8
+    max_frames: int = 24
+    eval_max_frames: int = 24
+    s1_min_pixels: int = vision.S1_MIN_PIXELS
+    s1_max_pixels: int = vision.S1_MAX_PIXELS
+    fps_s1: float = FPS_S1
+    visual_mode: str = "video"
+    use_audio_in_video: bool = False
+    num_epochs: int | None = 1
+    num_workers: int = 0
+    drop_remainder: bool = False
+    pad_to_multiple: int = 1
+    keep_frames: bool = False
+
+    def __post_init__(self):
+        if self.task not in ("vos", "avs"):
+            raise ValueError(f"task must be 'vos' or 'avs', got {self.task!r}")
+        if self.batch_size < 1 or self.num_workers < 0 or self.pad_to_multiple < 1:
+            raise ValueError(
+                f"need batch_size >= 1, num_workers >= 0, pad_to_multiple >= 1; got "
+                f"{self.batch_size}, {self.num_workers}, {self.pad_to_multiple}"
+            )
+        if not 1 <= self.min_frames <= self.max_frames or self.eval_max_frames < 1:
+            raise ValueError(f"bad frame range {self.min_frames}..{self.max_frames} / eval {self.eval_max_frames}")
+        if self.num_epochs is not None and self.num_epochs < 1:
+            raise ValueError(f"num_epochs must be >= 1 or None, got {self.num_epochs}")
+
+
+def collate(examples: Sequence[dict[str, Any]], *, pad_id: int = 0, pad_to_multiple: int = 1) -> dict[str, Any]:
+    """Batch examples from :class:`~omnir1_jax.data.transforms.Finalize` (layout in the module docstring)."""
+    mis = [ex["model_inputs"] for ex in examples]
+    longest = max(len(m["input_ids"]) for m in mis)
+    length = -(-longest // pad_to_multiple) * pad_to_multiple
+    ids, mask = left_pad([m["input_ids"] for m in mis], pad_id, length)
+    out_mi: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+    for k, grid in (("pixel_values_videos", "video_grid_thw"), ("pixel_values", "image_grid_thw")):
+        have = [k in m for m in mis]
+        if any(have) and not all(have):
+            raise ValueError(f"cannot batch examples with and without {k}")
+        if all(have):
+            out_mi[k] = np.concatenate([m[k] for m in mis], axis=0)
+            out_mi[grid] = np.concatenate([m[grid] for m in mis], axis=0)
+    if "video_second_per_grid" in mis[0]:
+        out_mi["video_second_per_grid"] = np.concatenate([m["video_second_per_grid"] for m in mis]).astype(np.float32)
+    have_audio = ["input_features" in m for m in mis]
+    if any(have_audio) and not all(have_audio):
+        raise ValueError("cannot batch examples with and without audio")
+    if all(have_audio):
+        out_mi["input_features"] = np.stack([m["input_features"] for m in mis])
+        out_mi["feature_attention_mask"] = np.stack([m["feature_attention_mask"] for m in mis])
+    uaiv = {bool(ex["use_audio_in_video"]) for ex in examples}
+    if len(uaiv) != 1:
+        raise ValueError("cannot batch examples that differ in use_audio_in_video")
+    out_mi["use_audio_in_video"] = uaiv.pop()
+    batch: dict[str, Any] = {"model_inputs": out_mi}
+    for k in _LIST_KEYS:
+        batch[k] = [ex[k] for ex in examples]
+    t_max = max(ex["num_frames"] for ex in examples)
+    b = len(examples)
+    batch["frame_mask"] = np.zeros((b, t_max), bool)
+    batch["frame_indices"] = np.zeros((b, t_max), np.int32)
+    batch["gt_boxes"] = np.zeros((b, t_max, 4), np.float32)
+    batch["gt_box_valid"] = np.zeros((b, t_max), bool)
+    for i, ex in enumerate(examples):
+        n = ex["num_frames"]
+        batch["frame_mask"][i, :n] = True
+        batch["frame_indices"][i, :n] = ex["frame_indices"]
+        batch["gt_boxes"][i, :n] = ex["gt_boxes"]
+        batch["gt_box_valid"][i, :n] = ex["gt_box_valid"]
+    batch["num_frames"] = np.asarray(batch["num_frames"], np.int32)
+    batch["fps_s1"] = float(examples[0]["fps_s1"])
+    if "frames" in examples[0]:
+        batch["frames"] = [ex["frames"] for ex in examples]
+    return batch
+
+
+class _Collate:
+    """Picklable batch function (ships to workers with the dataset)."""
+
+    def __init__(self, pad_id: int, pad_to_multiple: int):
+        self.pad_id, self.pad_to_multiple = pad_id, pad_to_multiple
+
+    def __call__(self, examples):
+        return collate(examples, pad_id=self.pad_id, pad_to_multiple=self.pad_to_multiple)
+
+
+def example_dataset(records: Sequence[ExpressionRecord], tokenizer, config: PipelineConfig) -> grain.MapDataset:
+    """The per-example ``MapDataset`` (shuffled and repeated for training), before batching."""
+    if len(records) == 0:
+        raise ValueError("no records to build a pipeline from")
+    source = records if hasattr(records, "__getitem__") else list(records)  # lazy sources stay lazy
+    ds = grain.MapDataset.source(source).seed(config.seed)
+    if config.train:
+        ds = ds.shuffle()
+    if config.num_epochs != 1:
+        ds = ds.repeat(config.num_epochs)
+    n_max = config.max_frames if config.train else config.eval_max_frames
+    return (
+        ds.map(T.ToExample())
+        .random_map(T.ResampleFrames(train=config.train, min_frames=config.min_frames if config.train else n_max, max_frames=n_max))
+        .map(T.LoadFrames())
+        .map(T.GroundTruth())
+        .map(T.System1View(config.s1_min_pixels, config.s1_max_pixels, config.fps_s1, config.visual_mode))
+        .map(T.AudioFeatures())
+        .random_map(T.BuildPrompt(config.task, config.fps_s1, random_timestamps=config.train))
+        .map(T.Tokenize(tokenizer, config.use_audio_in_video))
+        .map(T.Finalize(config.keep_frames))
+    )
+
+
+def _ensure_absl_flags_parsed() -> None:
+    """Grain's worker start-up reads absl flags; outside ``absl.app.run`` they are unparsed and it raises.
+    Mark them parsed with their defaults (what ``app.run`` would do with no command-line flags)."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def build_pipeline(records: Sequence[ExpressionRecord], tokenizer, config: PipelineConfig) -> grain.IterDataset:
+    """Batched ``IterDataset`` over ``records``; ``iter()`` it for a checkpointable iterator.
+
+    With ``config.num_workers > 0`` examples are produced in that many processes (``mp_prefetch``); the
+    element order and values are the same as with 0 workers.
+    """
+    ds = example_dataset(records, tokenizer, config).to_iter_dataset()
+    if config.num_workers > 0:
+        _ensure_absl_flags_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.num_workers, per_worker_buffer_size=2))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return ds.batch(config.batch_size, drop_remainder=config.drop_remainder, batch_fn=_Collate(pad_id, config.pad_to_multiple))

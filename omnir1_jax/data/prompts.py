@@ -1,0 +1,91 @@
+"""System-1 prompts of Omni-R1 (appendix B, Figure 3 for VOS and Figure 4 for AVS) and chat-message builders.
+
+The templates keep the paper's wording; ``{frames}`` is the clip duration in seconds (T sampled frames shown at
+2 fps), ``{ref_prompt}`` the referring expression, ``{start}`` / ``{end}`` the example timestamps' ``ss.ff``
+part (the paper randomises them during training so the policy does not copy one pattern), and
+``{audio_duration}`` the audio length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+VOS_PROMPT = (
+    "- Given a {frames} seconds video and a reference instruction: {ref_prompt} that may involve temporal behavior, "
+    "identify the exact object(s) {ref_prompt} in the video that matches the description.\n"
+    "- Select about 4 most relevant moments that contain the referred object(s) with the best view.\n"
+    "- Then, simplify the identified object into a short and clear visual grounding description that can be used "
+    "for single-image reference at each moment.\n"
+    "- Avoid temporal phrases and comparison phrases like \u201cwalking\u201d, \u201cmoving\u201d, \u201capproaching\u201d, "
+    "\u201cbigger\u201d or \u201csmaller\u201d, but instead describe visible visual cues like clothing, pose, position, or grouping.\n"
+    "- Try to select moments that are temporally well-distributed across the video, rather than clustered in the same "
+    "part of the timeline. Avoid selecting multiple timestamps that are adjacent or overlapping; instead, prefer clearly "
+    "distinct moments that each offer unique visual information. It is better to choose the most relevant and highly "
+    "representative moments spanning the entire video, rather than picking all from the beginning.\n"
+    "- Explain your reasoning in <think></think> and output the final result in <answer></answer>. Your final answer "
+    "should be a JSON object in the following format:\n"
+    "<think> your analysis about the video and reference instruction </think>\n"
+    "<answer>\n"
+    "{{\n"
+    '  "start_time": "00:{start}",\n'
+    '  "end_time": "00:{end}",\n'
+    '  "description": "direct description of referred object(s) at this moment"\n'
+    "}}\n"
+    "</answer>"
+)
+
+AVS_PROMPT = (
+    "- Given a {audio_duration} audio and a reference instruction: {ref_prompt}, which involves temporal and "
+    "audio-related behavior, first analyze the objects in the image that are producing sound, including both human "
+    "voices and instrument sounds.\n"
+    "- Based on the audio content, identify the exact object {ref_prompt} in the image that matches the audio.\n"
+    "- Then, simplify the identified object into a short and clear visual grounding description that can be "
+    "unambiguously recognized in a single image without relying on audio.\n"
+    "- Avoid using temporal expressions such as \u201cplaying\u201d or \u201cmoving\u201d; instead, describe visible visual "
+    "cues such as clothing, pose, position, or grouping.\n"
+    "- Explain your reasoning in <think></think> and output the final result in <answer></answer>."
+)
+
+
+def _seconds(x: float) -> str:
+    return f"{x:g}"
+
+
+def _ss_ff(t: float) -> str:
+    return f"{t:05.2f}"
+
+
+def example_timestamps(duration_s: float, rng: np.random.Generator | None) -> tuple[str, str]:
+    """``(start, end)`` as ``ss.ff`` inside the clip; random when ``rng`` is given, else the middle third."""
+    duration_s = max(float(duration_s), 0.5)
+    if rng is None:
+        a, b = duration_s / 3, 2 * duration_s / 3
+    else:
+        a, b = np.sort(rng.uniform(0.0, duration_s, size=2))
+    a, b = min(a, 59.99), min(b, 59.99)  # the template's minutes are fixed to "00"
+    return _ss_ff(a), _ss_ff(max(a, b))
+
+
+def vos_prompt(expression: str, num_frames: int, fps: float = 2.0, rng: np.random.Generator | None = None) -> str:
+    """Figure 3 prompt for a clip of ``num_frames`` frames shown at ``fps`` (random example timestamps if ``rng``)."""
+    duration = num_frames / fps
+    start, end = example_timestamps(duration, rng)
+    return VOS_PROMPT.format(frames=_seconds(duration), ref_prompt=expression, start=start, end=end)
+
+
+def avs_prompt(expression: str, audio_seconds: float) -> str:
+    """Figure 4 prompt for an audio of ``audio_seconds`` seconds."""
+    return AVS_PROMPT.format(audio_duration=f"{_seconds(audio_seconds)} seconds", ref_prompt=expression)
+
+
+def user_message(prompt: str, *, video: bool = False, image: bool = False, audio: bool = False) -> list[dict]:
+    """One user turn in the ``apply_chat_template`` content format: media parts first, then the text."""
+    content = []
+    if image:
+        content.append({"type": "image"})
+    if video:
+        content.append({"type": "video"})
+    if audio:
+        content.append({"type": "audio"})
+    content.append({"type": "text", "text": prompt})
+    return [{"role": "user", "content": content}]

@@ -1,0 +1,107 @@
+"""The GRPO policy update: jit-compiled scoring and optimiser steps on a Flax NNX policy.
+
+Shape legend: R = prompts x group_size rows, C completion tokens.
+
+The model-specific part is a *scorer* ``score(model, prompt, completion_ids, completion_mask) -> [R, C]``
+float32 log-probs (for the Qwen2.5-Omni Thinker: ``completion_logprobs``); everything else is generic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import optax
+
+from omnir1_jax.rl.loss import grpo_loss
+
+Scorer = Callable[..., jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """The loss hyper-parameters (SPEC section 4); hashable, so it can be a static jit argument."""
+
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    beta: float = 0.04
+    kl: str = "k3"
+    agg: str = "seq_mean_token_mean"
+    max_len: int | None = None
+
+
+def make_optimizer(
+    lr: float, *, weight_decay: float = 0.01, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    warmup_steps: int = 0, grad_clip: float = 0.0,
+) -> optax.GradientTransformation:
+    """AdamW (paper: lr 1e-6, weight decay 0.01) with optional linear warm-up and global-norm clipping."""
+    schedule = optax.linear_schedule(0.0, lr, warmup_steps) if warmup_steps > 0 else lr
+    tx = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+    if grad_clip and grad_clip > 0:
+        tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
+    return tx
+
+
+def _global_norm(tree) -> jax.Array:
+    leaves = [jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)]
+    return jnp.sqrt(sum(leaves)) if leaves else jnp.float32(0.0)
+
+
+@nnx.jit(static_argnames=("scorer", "spec"))
+def grpo_step(
+    model: nnx.Module,
+    optimizer: nnx.Optimizer,
+    prompt: Any,
+    completion_ids: jax.Array,
+    completion_mask: jax.Array,
+    old_logps: jax.Array | None,
+    ref_logps: jax.Array | None,
+    advantages: jax.Array,
+    *,
+    scorer: Scorer,
+    spec: LossSpec,
+) -> dict[str, jax.Array]:
+    """One optimiser step on the GRPO loss; returns the loss's metrics plus ``loss``, ``grad_norm`` and an
+    entropy estimate (mean of ``-log p`` of the sampled completion tokens)."""
+
+    def loss_fn(m):
+        logps = scorer(m, prompt, completion_ids, completion_mask)
+        loss, metrics = grpo_loss(
+            logps, old_logps, ref_logps, advantages, completion_mask, epsilon_low=spec.epsilon_low,
+            epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl, agg=spec.agg, max_len=spec.max_len,
+        )
+        return loss, (metrics, logps)
+
+    (loss, (metrics, logps)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    optimizer.update(model, grads)
+    mask = completion_mask.astype(jnp.float32)
+    metrics = dict(metrics)
+    metrics["loss"] = loss
+    metrics["grad_norm"] = _global_norm(grads)
+    metrics["entropy"] = -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
+    return metrics
+
+
+@nnx.jit(static_argnames=("scorer",))
+def score(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_mask: jax.Array, *,
+          scorer: Scorer) -> jax.Array:
+    """Log-probs of the completions under ``model`` (no gradient), float32 [R, C]."""
+    return jax.lax.stop_gradient(scorer(model, prompt, completion_ids, completion_mask))
+
+
+@nnx.jit(static_argnames=("scorer",))
+def nll_step(model: nnx.Module, optimizer: nnx.Optimizer, prompt: Any, completion_ids: jax.Array,
+             completion_mask: jax.Array, *, scorer: Scorer) -> dict[str, jax.Array]:
+    """One supervised (SFT) step: token-mean negative log-likelihood of the target completions."""
+
+    def loss_fn(m):
+        logps = scorer(m, prompt, completion_ids, completion_mask)
+        mask = completion_mask.astype(jnp.float32)
+        return -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return {"loss": loss, "grad_norm": _global_norm(grads)}

@@ -1,0 +1,1 @@
+"""Run-time plumbing shared by the entry points: metrics writers, checkpoints, meshes."""

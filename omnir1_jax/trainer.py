@@ -1,0 +1,236 @@
+"""The GRPO trainer: policy -> bridge -> rewards -> update (Omni-R1 section 3.2; SPEC section 4).
+
+One step: take a batch of prompts, sample ``group_size`` answers per prompt with the KV-cached sampler, parse
+them, send each group's keyframe queries to the bridge (all groups in flight at once), compute the rewards and
+group-normalised advantages, then ``mu`` AdamW updates of the clipped GRPO loss with a KL penalty to the frozen
+reference. Metrics go to stdout, ``metrics.jsonl`` and TensorBoard; checkpoints (params, optimiser, step,
+data-iterator state, PRNG key) every ``run.checkpoint_every`` steps; a restarted run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from omnir1_jax.config import ExperimentConfig, to_dict
+from omnir1_jax.rewards import parse_answer
+from omnir1_jax.rl import group_advantages, zero_variance_fraction
+from omnir1_jax.rl import rollout as R
+from omnir1_jax.rl.update import LossSpec, grpo_step, make_optimizer, score
+from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
+from omnir1_jax.runtime.metrics import MetricsWriter, format_metrics
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or a reward became NaN / infinite; the last good checkpoint is left intact."""
+
+
+def _bucket(n: int, multiple: int = 32) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def eos_ids_of(tokenizer) -> list[int]:
+    ids = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(i for i in ids if i is not None and i >= 0)
+
+
+def make_scorer(remat: bool, temperature: float):
+    """The policy's completion scorer (a fixed function object, so jit caches stay warm)."""
+    from omnir1_jax.models.qwen2_5_omni import completion_logprobs
+
+    return functools.partial(completion_logprobs, remat=remat, temperature=temperature)
+
+
+class GRPOTrainer:
+    """Owns the policy, its reference, the optimiser, the data iterator, the bridge and the run directory."""
+
+    def __init__(self, cfg: ExperimentConfig, *, policy=None, tokenizer=None, bridge: S.Bridge | None = None,
+                 records=None):
+        self.cfg = cfg
+        self.out_dir = cfg.run.out_dir
+        os.makedirs(self.out_dir, exist_ok=True)
+        with open(os.path.join(self.out_dir, "config.json"), "w") as f:
+            json.dump(to_dict(cfg), f, indent=1)
+        self.tokenizer = tokenizer or S.build_tokenizer(cfg.model)
+        self.eos_ids = eos_ids_of(self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.policy = policy if policy is not None else S.build_policy(cfg.model, seed=cfg.run.seed)
+        self.reference = S.frozen_copy(self.policy) if cfg.grpo.beta > 0 else None
+        g = cfg.grpo
+        self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
+                                  agg=g.agg)
+        o = cfg.optim
+        tx = make_optimizer(o.lr, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
+                            warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+        self.optimizer = nnx.Optimizer(self.policy, tx, wrt=nnx.Param)
+        self.scorer = make_scorer(cfg.model.remat, g.temperature)
+        self.records = records if records is not None else S.read_records(cfg.data, cfg.data.split)
+        self._pipe_cfg = S.pipeline_config(cfg.data, train=True, seed=cfg.run.seed)
+        from omnir1_jax.data import build_pipeline
+
+        self._pipeline = build_pipeline(self.records, self.tokenizer, self._pipe_cfg)
+        self.data_iter = iter(self._pipeline)
+        self.key = jax.random.key(cfg.run.seed)
+        self.step = 0
+        self.checkpointer = RunCheckpointer(self.out_dir, keep=cfg.run.keep_checkpoints)
+        self.bridge = bridge
+        self._own_bridge = bridge is None
+        self.writer = MetricsWriter(self.out_dir)
+        if cfg.run.resume:
+            self.restore()
+
+    # ----------------------------------------------------------------------------------------- state
+    def _state(self) -> dict[str, Any]:
+        return {"params": nnx.state(self.policy, nnx.Param), "opt": nnx.state(self.optimizer),
+                "key": key_to_data(self.key)}
+
+    def save(self) -> None:
+        meta = {"step": self.step, "data_state": self.data_iter.get_state(), "config": to_dict(self.cfg)}
+        self.checkpointer.save(self.step, self._state(), meta)
+
+    def restore(self) -> bool:
+        got = self.checkpointer.restore(self._state())
+        if got is None:
+            return False
+        step, state, meta = got
+        nnx.update(self.policy, state["params"])
+        nnx.update(self.optimizer, state["opt"])
+        self.key = key_from_data(state["key"])
+        self.data_iter.set_state(meta["data_state"])
+        self.step = int(meta["step"])
+        print(f"[train] resumed from step {self.step} ({self.checkpointer.directory})", flush=True)
+        return True
+
+    def ensure_bridge(self) -> S.Bridge:
+        if self.bridge is None:
+            self.bridge = S.open_bridge(self.cfg.bridge, self.out_dir, data_roots=[self.cfg.data.root])
+        return self.bridge
+
+    def close(self) -> None:
+        self.writer.close()
+        self.checkpointer.close()
+        if self._own_bridge and self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
+
+    # ------------------------------------------------------------------------------------------ step
+    def rollout(self, batch: dict[str, Any], key) -> dict[str, Any]:
+        """Sample, parse, query the bridge, score: everything of a step before the update."""
+        from omnir1_jax.models.qwen2_5_omni import generate, repeat_prompt
+        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+
+        g = self.cfg.grpo
+        n = g.group_size
+        t0 = time.perf_counter()
+        prompt = as_model_inputs(self.policy.config, batch["model_inputs"])
+        out = generate(self.policy, prompt, max_new_tokens=g.max_new_tokens, key=key, num_samples=n,
+                       temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, eos_token_id=self.eos_ids,
+                       pad_token_id=self.pad_id)
+        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+        t_sample = time.perf_counter() - t0
+        texts = R.decode_completions(self.tokenizer, tokens, lengths, self.eos_ids)
+
+        t1 = time.perf_counter()
+        weights = g.rewards
+        need_bridge = weights.alpha_a > 0 or weights.alpha_g > 0
+        groups, futures = [], []
+        for b in range(len(batch["num_frames"])):
+            t = int(batch["num_frames"][b])
+            rows = texts[b * n:(b + 1) * n]
+            answers = [parse_answer(x, t, batch["fps_s1"]) for x in rows]
+            queries = [R.keyframe_queries(a) for a in answers]
+            groups.append((rows, answers, queries, t))
+            if need_bridge:
+                futures.append(self.ensure_bridge().client.submit_group(batch["frames"][b], queries))
+        rewards, comps, bridge_stats = [], [], {"n_unparseable": 0, "n_detections": 0}
+        for b, (rows, answers, queries, t) in enumerate(groups):
+            result = futures[b].result().raise_for_status() if need_bridge else None
+            if result is not None:
+                bridge_stats["n_unparseable"] += result.n_unparseable
+                bridge_stats["n_detections"] += result.n_detections
+            r, c = R.group_rewards(rows, t, batch["gt_masks"][b], batch["gt_boxes"][b][:t],
+                                   batch["gt_box_valid"][b][:t], result, queries, weights=weights,
+                                   preset=g.reward_preset, fps=batch["fps_s1"], answers=answers)
+            rewards.append(r)
+            comps.append(c)
+        rewards = np.concatenate(rewards)
+        components = {k: np.concatenate([c[k] for c in comps]) for k in comps[0]}
+        t_reward = time.perf_counter() - t1
+
+        adv = np.asarray(group_advantages(jnp.asarray(rewards), n, g.adv_scale, g.adv_eps))
+        width = min(_bucket(int(lengths.max())), tokens.shape[1])
+        mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
+        return {
+            "prompt": repeat_prompt(prompt, n), "completion_ids": jnp.asarray(tokens[:, :width]),
+            "completion_mask": jnp.asarray(mask), "advantages": jnp.asarray(adv), "rewards": rewards,
+            "components": components, "texts": texts, "lengths": lengths, "t_sample": t_sample,
+            "t_reward": t_reward, "bridge": bridge_stats,
+        }
+
+    def update(self, ro: dict[str, Any]) -> dict[str, float]:
+        g = self.cfg.grpo
+        args = (ro["prompt"], ro["completion_ids"], ro["completion_mask"])
+        old = score(self.policy, *args, scorer=self.scorer) if g.mu > 1 else None
+        ref = score(self.reference, *args, scorer=self.scorer) if self.reference is not None else None
+        metrics: dict[str, Any] = {}
+        for _ in range(g.mu):
+            metrics = grpo_step(self.policy, self.optimizer, *args, old, ref, ro["advantages"], scorer=self.scorer,
+                                spec=self.loss_spec)
+        return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    def train_step(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        batch = next(self.data_iter)
+        t_data = time.perf_counter() - t0
+        self.key, sk = jax.random.split(self.key)
+        ro = self.rollout(batch, sk)
+        t1 = time.perf_counter()
+        m = self.update(ro)
+        t_update = time.perf_counter() - t1
+        m.update(R.summarize(ro["components"], "reward/"))
+        m.update(R.summarize({"total": ro["rewards"]}, "reward/"))
+        m["response_length"] = float(np.mean(ro["lengths"]))
+        m["zero_variance_groups"] = float(zero_variance_fraction(jnp.asarray(ro["rewards"]), self.cfg.grpo.group_size))
+        m.update({f"bridge/{k}": float(v) for k, v in ro["bridge"].items()})
+        elapsed = time.perf_counter() - t0
+        m.update({"time/data": t_data, "time/rollout": ro["t_sample"], "time/reward": ro["t_reward"],
+                  "time/update": t_update, "time/step": elapsed,
+                  "tokens_per_s": float(np.sum(ro["lengths"])) / max(ro["t_sample"], 1e-9)})
+        bad = [k for k in ("loss", "reward/total") if not math.isfinite(m.get(k, 0.0))]
+        if bad:
+            raise TrainingDivergedError(
+                f"step {self.step + 1}: non-finite {', '.join(bad)} ({ {k: m[k] for k in bad} }); stopping. The last "
+                f"good checkpoint is in {self.checkpointer.directory} (step {self.checkpointer.latest_step()})")
+        self.step += 1
+        self.last_texts = ro["texts"]
+        return m
+
+    def train(self, steps: int | None = None, *, progress: bool = True) -> list[dict[str, float]]:
+        """Run until ``steps`` total steps (default ``run.steps``); returns the per-step metrics."""
+        total = self.cfg.run.steps if steps is None else steps
+        history = []
+        keys = ("loss", "reward/total", "reward/grounding", "reward/keyframe", "kl_mean", "time/step")
+        while self.step < total:
+            m = self.train_step()
+            history.append(m)
+            self.writer.write(self.step, m)
+            if progress:
+                print(f"[train] step {self.step}/{total} {format_metrics(m, keys)}", flush=True)
+            if self.cfg.run.checkpoint_every and self.step % self.cfg.run.checkpoint_every == 0:
+                self.save()
+        if self.cfg.run.checkpoint_every and self.checkpointer.latest_step() != self.step:
+            self.save()
+        return history
