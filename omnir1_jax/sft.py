@@ -27,7 +27,7 @@ from omnir1_jax.rl.update import make_optimizer, nll_step
 from omnir1_jax.runtime import setup as S
 from omnir1_jax.runtime.metrics import MetricsWriter
 
-THINK = "I watch the whole clip and pick moments where the object is clearly visible."
+THINK = "the object is visible here"
 
 
 def format_time(seconds: float) -> str:
@@ -71,7 +71,7 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         desc = "the " + present[int(rng.integers(len(present)))]["description"]
     else:  # the target is the only object: describe a colour/shape that is not in the clip
         desc = "the white square" if objs and objs[0]["description"] != "white square" else "the red circle"
-    k = int(rng.integers(2, 6))
+    k = int(rng.integers(2, 5))
     frames = sorted(rng.choice(t, size=min(k, t), replace=False).tolist())
     return answer_text(frames, desc, fps)
 

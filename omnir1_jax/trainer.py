@@ -144,6 +144,10 @@ class GRPOTrainer:
         texts = R.decode_completions(self.tokenizer, tokens, lengths, self.eos_ids)
 
         t1 = time.perf_counter()
+        if self.cfg.data.task == "refaid":
+            rewards, components, bridge_stats = self._refaid_rewards(batch, texts)
+            return self._finish_rollout(prompt, tokens, lengths, texts, rewards, components, bridge_stats,
+                                        t_sample, time.perf_counter() - t1)
         weights = g.rewards
         need_bridge = weights.alpha_a > 0 or weights.alpha_g > 0
         groups, futures = [], []
@@ -168,8 +172,43 @@ class GRPOTrainer:
             comps.append(c)
         rewards = np.concatenate(rewards)
         components = {k: np.concatenate([c[k] for c in comps]) for k in comps[0]}
-        t_reward = time.perf_counter() - t1
+        return self._finish_rollout(prompt, tokens, lengths, texts, rewards, components, bridge_stats, t_sample,
+                                    time.perf_counter() - t1)
 
+    def _refaid_rewards(self, batch, texts):
+        """RefAID (appendix B): one description per rollout, System-2 boxes on the first frame, reward
+        ``R_fmt + (1 - L_H(pred, gt))``; no segmentation."""
+        from omnir1_jax.rewards import format_reward, parse_description, refaid_reward
+        from sam2_bridge.protocol import Keyframe
+
+        n = self.cfg.grpo.group_size
+        rewards, fmt, box, stats = [], [], [], {"n_unparseable": 0, "n_detections": 0}
+        for b in range(len(batch["num_frames"])):
+            rows = texts[b * n:(b + 1) * n]
+            descs = [parse_description(x) for x in rows]
+            asked = [i for i, d in enumerate(descs) if d]
+            pred = [np.zeros((0, 4), np.float32) for _ in rows]
+            if asked:
+                reply = self.ensure_bridge().client.ground(batch["frames"][b][:1],
+                                                           [Keyframe(0, descs[i]) for i in asked])
+                stats["n_unparseable"] += reply.n_unparseable
+                for i, boxes in zip(asked, reply.boxes):
+                    pred[i] = np.asarray(boxes, np.float32).reshape(-1, 4)
+                    stats["n_detections"] += len(pred[i])
+            gt = batch["gt_boxes"][b][:1] if batch["gt_box_valid"][b][0] else np.zeros((0, 4), np.float32)
+            r = refaid_reward(rows, pred, gt)
+            f = format_reward(rows)
+            rewards.append(r)
+            fmt.append(f)
+            box.append(r - f)
+        components = {"format": np.concatenate(fmt), "alignment": np.concatenate(box)}
+        return np.concatenate(rewards), components, stats
+
+    def _finish_rollout(self, prompt, tokens, lengths, texts, rewards, components, bridge_stats, t_sample, t_reward):
+        from omnir1_jax.models.qwen2_5_omni import repeat_prompt
+
+        g = self.cfg.grpo
+        n = g.group_size
         adv = np.asarray(group_advantages(jnp.asarray(rewards), n, g.adv_scale, g.adv_eps))
         width = min(_bucket(int(lengths.max())), tokens.shape[1])
         mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)

@@ -3,6 +3,7 @@ frozen reference, records and Grain pipelines, the bridge (started as a subproce
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -107,8 +108,12 @@ def read_records(spec: DataSpec, split: str | None = None):
         return D.read_mevis(spec.root, split)
     if spec.dataset == "refavs":
         return D.read_refavs(spec.root, split)
-    raise ConfigError(f"data.dataset={spec.dataset!r} has no expression reader here (use revos, mevis, refavs, "
-                      "synthetic)")
+    if spec.dataset == "refcocog":
+        # REFER layout under root: refs(umd).p, instances.json and the COCO train2014 images.
+        return D.read_refcocog(os.path.join(spec.root, "refs(umd).p"), os.path.join(spec.root, "instances.json"),
+                               os.path.join(spec.root, "train2014"), split)
+    raise ConfigError(f"data.dataset={spec.dataset!r} has no expression reader (use revos, mevis, refavs, "
+                      "refcocog, synthetic)")
 
 
 def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int | None = None,
@@ -169,6 +174,7 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), env.get("PYTHONPATH", "")] if p)
         server = LocalServer(args, env=env, log_path=os.path.join(run_dir, "bridge.log")).start()
+        atexit.register(server.stop)  # never leave an orphaned bridge behind when the trainer exits
         addresses = [f"ipc://{sock}"]
     if not addresses:
         raise ConfigError("bridge.start is False and bridge.addresses is empty")

@@ -85,6 +85,25 @@ _CORPUS = [
 ]
 
 
+def _corpus() -> list[str]:
+    """The training text: the fixed lines above, plus (weighted, so BPE merges favour them) the paper's System-1
+    prompt templates and the answer format, so that prompts and answers take few tokens in the tiny
+    vocabulary (a 600-token prompt would make the CPU demo several times slower)."""
+    from omnir1_jax.data.prompts import AVS_PROMPT, VOS_PROMPT
+
+    answer = (
+        "<think>the object is visible here</think><answer>"
+        + ", ".join(
+            '{"start_time": "00:0%d.%d0", "end_time": "00:0%d.%d0", "description": "the %s %s"}' % (i, j, i, j, c, sh)
+            for i, j, c, sh in [(0, 0, "red", "circle"), (1, 5, "green", "square"), (2, 0, "blue", "triangle"),
+                                (3, 5, "yellow", "circle"), (4, 0, "purple", "square"), (5, 5, "orange", "triangle"),
+                                (6, 0, "cyan", "circle"), (7, 5, "white", "square")]
+        )
+        + "</answer>"
+    )
+    return _CORPUS * 4 + [VOS_PROMPT, AVS_PROMPT] * 8 + [answer] * 24
+
+
 @functools.lru_cache(maxsize=4)
 def _tokenizer_json(vocab_size: int) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -98,7 +117,7 @@ def _tokenizer_json(vocab_size: int) -> str:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(_corpus(), trainer=trainer)
     return tok.to_str()
 
 

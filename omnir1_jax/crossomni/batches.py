@@ -1,0 +1,85 @@
+"""CrossOmni model inputs: clip frames + audio + the Table-17 prompt, batched like the VOS pipeline.
+
+A record's video is decoded with PyAV (or read from a frame folder), ``max_frames`` frames are sampled with
+``linspace(0, L-1, n)`` and given the System-1 view, the audio (the record's ``audio`` file, else the clip's own
+track) becomes Whisper features, and the prompt goes through the chat template with placeholder expansion
+(the same transforms as :mod:`omnir1_jax.data.pipeline`). Batches are :func:`omnir1_jax.data.pipeline.collate`
+layouts, so the policy's ``generate`` / ``completion_logprobs`` take them unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from omnir1_jax.config import ConfigError, DataSpec
+from omnir1_jax.crossomni.prompts import qa_prompt
+from omnir1_jax.data.crossomni import CrossOmniRecord, read_crossomni
+from omnir1_jax.data.schema import FPS_S1
+
+
+def read_split(spec: DataSpec, split: str | None = None) -> list[CrossOmniRecord]:
+    """Records of ``split``: ``spec.root`` is the JSONL file itself, or a directory holding ``<split>.jsonl``."""
+    split = split or spec.split
+    path = spec.root if os.path.isfile(spec.root) else os.path.join(spec.root, f"{split}.jsonl")
+    if not os.path.exists(path):
+        raise ConfigError(f"data.root: no CrossOmni file {path} (give the JSONL file or a folder with "
+                          f"<split>.jsonl)")
+    return read_crossomni(path)
+
+
+def qa_example(record: CrossOmniRecord, tokenizer, *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28,
+               s1_max_pixels: int = 128 * 28 * 28, use_audio: bool = True) -> dict[str, Any]:
+    """One unbatched example (``model_inputs`` + ``id``) for ``record``."""
+    from omnir1_jax.crossomni.media import read_audio, read_video
+    from omnir1_jax.data import transforms as T
+    from omnir1_jax.data.schema import ExpressionRecord
+
+    video = read_video(record.video, with_audio=use_audio and record.audio is None)
+    audio = None
+    if use_audio:
+        audio = read_audio(record.audio) if record.audio else video.audio
+    names = video.names
+    rec = ExpressionRecord(dataset="crossomni", split="qa", video_id=record.id, exp_id="0",
+                           expression=record.question, frame_names=names,
+                           frame_paths=tuple(f"{record.video}#{n}" for n in names),
+                           audio_waveform=None if audio is None or audio.size == 0 else audio)
+    idx = T.sample_frame_indices(video.num_frames, max_frames)
+    ex: dict[str, Any] = {"record": rec, "frame_indices": idx, "frames": video.frames[idx],
+                          "orig_size": np.asarray(video.frames.shape[1:3], np.int32)}
+    ex = T.GroundTruth().map(ex)
+    ex = T.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "video").map(ex)
+    ex = T.AudioFeatures().map(ex)
+    ex["prompt"] = qa_prompt(record)
+    ex = T.Tokenize(tokenizer).map(ex)
+    out = T.Finalize(keep_frames=False).map(ex)
+    out["id"] = record.id
+    return out
+
+
+def qa_batch(records: Sequence[CrossOmniRecord], tokenizer, data: DataSpec, *, pad_to_multiple: int = 64
+             ) -> dict[str, Any]:
+    """A collated batch of ``records`` with the System-1 budget of ``data`` (``max_frames``, pixels)."""
+    from omnir1_jax.data.pipeline import collate
+
+    exs = [qa_example(r, tokenizer, max_frames=data.max_frames, s1_min_pixels=data.s1_min_pixels,
+                      s1_max_pixels=data.s1_max_pixels) for r in records]
+    batch = collate(exs, pad_id=tokenizer.pad_token_id or 0, pad_to_multiple=pad_to_multiple)
+    batch["id"] = [e["id"] for e in exs]
+    return batch
+
+
+def iterate_batches(records: Sequence[CrossOmniRecord], tokenizer, data: DataSpec, batch_size: int, *,
+                    seed: int = 0, shuffle: bool = True, epochs: int | None = 1) -> Iterator[tuple[list, dict]]:
+    """``(records, batch)`` pairs over ``epochs`` passes (None = forever), reshuffled per epoch from ``seed``."""
+    if not records:
+        raise ValueError("no CrossOmni records")
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        order = np.random.default_rng(seed + epoch).permutation(len(records)) if shuffle else np.arange(len(records))
+        for s in range(0, len(order), batch_size):
+            chunk = [records[i] for i in order[s:s + batch_size]]
+            yield chunk, qa_batch(chunk, tokenizer, data)
+        epoch += 1

@@ -1,0 +1,47 @@
+"""CrossOmni SFT + GRPO entry point.
+
+    python -m omnir1_jax.crossomni.train --config experiments/crossomni_grpo_7b.py [--stage sft|grpo|both] \
+        [--judge hf:/models/Qwen3-Next-80B-A3B-Instruct | bridge:tcp://host:port | python:pkg.mod:fn] \
+        [--save DIR] [--set key=value ...]
+
+Then ``python -m omnir1_jax.evaluate --config <same file> --split test --policy DIR`` measures accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from omnir1_jax.config import ConfigError, load_config
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m omnir1_jax.crossomni.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--stage", choices=("sft", "grpo", "both"), default="both")
+    ap.add_argument("--judge", default=None, help="hf:PATH | bridge:ADDRESS | python:MODULE:FUNCTION")
+    ap.add_argument("--judge-max-new-tokens", type=int, default=8)
+    ap.add_argument("--save", default=None, help="write the final policy here (Hugging Face layout)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from omnir1_jax.crossomni.loops import run
+    from omnir1_jax.crossomni.rewards import make_judge
+
+    judge = make_judge(args.judge, run_dir=cfg.run.out_dir, max_new_tokens=args.judge_max_new_tokens) \
+        if args.stage != "sft" else None
+    try:
+        run(cfg, stage=args.stage, judge=judge, save=args.save)
+    finally:
+        if judge is not None and hasattr(judge, "close"):
+            judge.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""CrossOmni QA: batches, reward glue, accuracy table, one LoRA-SFT step and one GRPO step on the tiny model."""
+
+import dataclasses
+
+import flax.nnx as nnx
+import jax
+import numpy as np
+import pytest
+
+from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, OptimSpec, RunSpec, SFTSpec
+from omnir1_jax.crossomni import batches as B
+from omnir1_jax.crossomni.prompts import INSTRUCTION, sft_target
+from omnir1_jax.crossomni.rewards import QARewardWeights, make_judge, qa_rewards
+from omnir1_jax.eval.qa import QAAccumulator
+from omnir1_jax.rewards import COHERENCE_PROMPT, CONSISTENCY_PROMPT, extract_tag
+from omnir1_jax.runtime import setup as S
+from tests.crossomni.fixtures import length_judge, write_fixture
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("co"))
+    write_fixture(root)
+    return ExperimentConfig(
+        name="co_test", model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=DataSpec(dataset="crossomni", root=root, split="train", task="qa", batch_size=2, min_frames=4,
+                      max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
+        grpo=GRPOSpec(group_size=2, max_new_tokens=8, beta=0.04),
+        optim=OptimSpec(lr=1e-3, weight_decay=0.0),
+        sft=SFTSpec(lr=1e-3, batch_size=2, lora_rank=4, lora_alpha=8.0, target="rationale"),
+        run=RunSpec(out_dir=str(tmp_path_factory.mktemp("run")), steps=1))
+
+
+def test_batch_has_video_audio_and_the_table17_prompt(cfg):
+    recs = B.read_split(cfg.data, "train")
+    tok = S.build_tokenizer(cfg.model)
+    batch = B.qa_batch(recs[:2], tok, cfg.data)
+    mi = batch["model_inputs"]
+    assert mi["input_ids"].shape[0] == 2 and mi["video_grid_thw"].shape == (2, 3)
+    assert mi["input_features"].shape == (2, 128, 3000) and mi["feature_attention_mask"][:, :90].all()
+    assert mi["video_grid_thw"][0, 0] == 2  # 4 sampled frames / temporal patch 2
+    text = tok.decode(mi["input_ids"][0][mi["attention_mask"][0] > 0])
+    assert INSTRUCTION.splitlines()[0] in text and recs[0].question in text and "B. x" in text
+    assert sft_target(recs[0]) == f"<think>{recs[0].rationale}</think>\nB" and sft_target(recs[3]) == "D"
+
+
+def test_rewards_are_the_weighted_sum_of_the_paper_terms(cfg):
+    recs = B.read_split(cfg.data, "train")
+    comps = ["<think>I saw him</think>\nB", "<think>x</think> A", "no think B", "<think>y</think>\nC"]
+    prompts = []
+
+    def judge(p):
+        prompts.append(p)
+        return length_judge(p)
+
+    w = QARewardWeights(format=1.0, accuracy=2.0, consistency=0.5, coherence=0.25)
+    total, c, m = qa_rewards(comps, [recs[0], recs[0], recs[0], recs[2]], make_judge(judge), w)
+    np.testing.assert_array_equal(c["format"], [1, 1, 0, 1])
+    np.testing.assert_array_equal(c["accuracy"], [1, 0, 1, 1])
+    # the judge saw Table-18 prompts filled with each <think> (and the reference rationale for consistency)
+    cons = [CONSISTENCY_PROMPT.format(reference=r.rationale, hypothesis=h)
+            for r, h in ((recs[0], "I saw him"), (recs[0], "x"), (recs[2], "y"))]
+    coh = [COHERENCE_PROMPT.format(hypothesis=h) for h in ("I saw him", "x", "y")]
+    assert prompts == cons + coh
+    exp_cons = np.array([len(cons[0]) % 4, len(cons[1]) % 4, 0, len(cons[2]) % 4]) / 5
+    exp_coh = np.array([len(coh[0]) % 4 if len(coh[0]) % 4 <= 3 else 0, len(coh[1]) % 4, 0, len(coh[2]) % 4]) / 3
+    np.testing.assert_allclose(c["consistency"], exp_cons, rtol=1e-6)
+    np.testing.assert_allclose(c["coherence"], exp_coh, rtol=1e-6)
+    np.testing.assert_allclose(total, c["format"] + 2 * c["accuracy"] + 0.5 * exp_cons + 0.25 * exp_coh, rtol=1e-6)
+    assert m["consistency/no_rationale"] == 1.0
+
+
+def test_accuracy_table_pools_questions_like_table7():
+    acc = QAAccumulator()
+    rows = [("a", "Vi->Te", "B", "B"), ("b", "Vi->Te", "A", "B"), ("c", "Au->Au", "A", "A"), ("d", "Te->Vi", None, "C")]
+    for r in rows:
+        acc.add(*r)
+    s = acc.summary()
+    assert s["Vi->Te"]["accuracy"] == 0.5 and s["Au->Au"]["accuracy"] == 1.0 and s["Te->Vi"]["accuracy"] == 0.0
+    assert s["single"]["accuracy"] == 1.0 and s["cross"]["accuracy"] == pytest.approx(1 / 3)
+    assert s["overall"]["accuracy"] == 0.5  # pooled: 2 of 4 (the mean of the task columns would be 0.5 too here)
+    with pytest.raises(ValueError, match="already"):
+        acc.add("a", "Vi->Te", "B", "B")
+    with pytest.raises(ValueError, match="task"):
+        acc.add("e", "Au->Im", "B", "B")
+
+
+@pytest.mark.slow
+def test_one_lora_sft_step_changes_only_decoder_projections(cfg):
+    from omnir1_jax.crossomni.loops import qa_sft
+
+    tok = S.build_tokenizer(cfg.model)
+    policy = S.build_policy(cfg.model, seed=0)
+    recs = B.read_split(cfg.data, "train")
+    before = jax.tree.map(np.array, nnx.state(policy, nnx.Param))
+    merged, hist = qa_sft(cfg, policy, tok, recs, steps=1, progress=False)
+    assert np.isfinite(hist[0]["loss"]) and hist[0]["grad_norm"] > 0
+    after = jax.tree.map(np.array, nnx.state(merged, nnx.Param))
+    flat_b = dict(jax.tree_util.tree_leaves_with_path(before))
+    changed = {jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(after)
+               if not np.array_equal(v, flat_b[k])}
+    # LoRA changed exactly the decoder projection kernels (B moved off zero), nothing else
+    assert changed and all("language_model" in k and "kernel" in k and "proj" in k for k in changed)
+
+
+def test_one_grpo_step_with_a_judge(cfg):
+    from omnir1_jax.crossomni.loops import QAGRPO
+
+    tok = S.build_tokenizer(cfg.model)
+    policy = S.build_policy(cfg.model, seed=0)
+    recs = B.read_split(cfg.data, "train")
+    calls = []
+
+    def judge(p):
+        calls.append(p)
+        return length_judge(p)
+
+    g = QAGRPO(cfg, policy, tok, recs, make_judge(judge))
+    ref = jax.tree.map(np.array, nnx.state(g.reference, nnx.Param))
+    m = g.step()
+    assert np.isfinite(m["loss"]) and len(g.last_texts) == cfg.data.batch_size * cfg.grpo.group_size
+    for k in ("reward/format", "reward/accuracy", "reward/consistency", "reward/coherence", "kl_mean"):
+        assert k in m
+    # the judge is called once per completion with a non-empty <think> for each of the two judge terms
+    n_think = sum(bool((extract_tag(t, "think") or "").strip()) for t in g.last_texts)
+    assert len(calls) == 2 * n_think
+    if n_think == 0:
+        assert m["reward/consistency"] == 0.0 and m["reward/coherence"] == 0.0
+    jax.tree.map(np.testing.assert_array_equal, ref, jax.tree.map(np.array, nnx.state(g.reference, nnx.Param)))
+
+
+def test_missing_split_file_names_it(cfg):
+    from omnir1_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="nope.jsonl"):
+        B.read_split(cfg.data, "nope")
