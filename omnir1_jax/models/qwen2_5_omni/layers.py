@@ -1,0 +1,118 @@
+"""Shared building blocks: linear / norm / embedding modules, masked attention, rotary helpers.
+
+Shape legend: B batch, T query tokens, S key tokens, D model width, N query heads, K key/value heads,
+H head dim, F hidden width of an MLP, V vocabulary.
+
+Parameter names follow transformers (``weight`` for norms, ``bias``); linear layers store ``kernel`` as
+[in, out] (the transpose of torch's ``weight``), which the conversion key table accounts for.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Bool, Float
+
+_INIT = nnx.initializers.normal(0.02)
+
+
+class Linear(nnx.Module):
+    """``y = x @ kernel + bias`` with kernel [in, out] (torch ``weight.T``)."""
+
+    def __init__(self, in_features: int, out_features: int, *, use_bias: bool, dtype, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(_INIT(rngs.params(), (in_features, out_features), dtype))
+        self.bias = nnx.Param(jnp.zeros((out_features,), dtype)) if use_bias else None
+
+    def __call__(self, x: Float[Array, "... I"]) -> Float[Array, "... O"]:
+        b = None if self.bias is None else self.bias[...]
+        return linear(x, self.kernel[...], b)
+
+
+def linear(x: Float[Array, "... I"], kernel: Float[Array, "I O"], bias=None) -> Float[Array, "... O"]:
+    """``x @ kernel + bias`` as one 2-D matmul over the flattened leading axes.
+
+    Why 2-D: with a 3-D ``x`` the weight gradient contracts two axes (batch and time); XLA:CPU canonicalises
+    that dot by transposing the [B, T, O] cotangent in memory, a strided copy that cost about as much as the
+    matmul itself. Over [B*T, I] the same gradient is a plain ``x^T dy`` with no copy.
+    """
+    lead = x.shape[:-1]
+    y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(kernel.dtype), kernel)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(lead + (kernel.shape[-1],))
+
+
+class Embed(nnx.Module):
+    """Token embedding table ``weight`` [V, D]."""
+
+    def __init__(self, num_embeddings: int, features: int, *, dtype, rngs: nnx.Rngs):
+        self.weight = nnx.Param(_INIT(rngs.params(), (num_embeddings, features), dtype))
+
+    def __call__(self, ids):
+        return jnp.take(self.weight[...], ids, axis=0)
+
+
+class RMSNorm(nnx.Module):
+    """``weight * x / sqrt(mean(x^2) + eps)``, normalised in float32 and cast back before the scale."""
+
+    def __init__(self, dim: int, *, eps: float, dtype):
+        self.weight = nnx.Param(jnp.ones((dim,), dtype))
+        self.eps = eps
+
+    def __call__(self, x):
+        dt = x.dtype
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return self.weight[...] * x32.astype(dt)
+
+
+class LayerNorm(nnx.Module):
+    """torch ``nn.LayerNorm`` (eps 1e-5), statistics in float32."""
+
+    def __init__(self, dim: int, *, dtype, eps: float = 1e-5):
+        self.weight = nnx.Param(jnp.ones((dim,), dtype))
+        self.bias = nnx.Param(jnp.zeros((dim,), dtype))
+        self.eps = eps
+
+    def __call__(self, x):
+        dt = x.dtype
+        x32 = x.astype(jnp.float32)
+        mu = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mu), axis=-1, keepdims=True)
+        y = (x32 - mu) * jax.lax.rsqrt(var + self.eps)
+        return (y * self.weight[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(dt)
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return jnp.concatenate([-x[..., h:], x[..., :h]], axis=-1)
+
+
+def apply_rotary(x: Float[Array, "B T N H"], cos: Float[Array, "B T H"], sin: Float[Array, "B T H"]):
+    """Rotate-half RoPE; cos/sin broadcast over heads."""
+    return x * cos[..., None, :] + rotate_half(x) * sin[..., None, :]
+
+
+def masked_attention(
+    q: Float[Array, "B T N H"],
+    k: Float[Array, "B S K H"],
+    v: Float[Array, "B S K H"],
+    mask: Bool[Array, "B T S"],
+    *,
+    scale: float,
+) -> Float[Array, "B T N H"]:
+    """Grouped-query softmax attention; ``mask`` True = attend. Scores and softmax in float32.
+
+    A query whose keys are all masked (left padding) gets uniform weights instead of NaN, like transformers'
+    ``finfo.min`` additive masks; such rows are padding and never read.
+    """
+    b, t, n, h = q.shape
+    kh = k.shape[2]
+    g = n // kh
+    qg = q.reshape(b, t, kh, g, h)
+    s = jnp.einsum("btkgh,bskh->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
+    s = jnp.where(mask[:, None, None, :, :], s, jnp.finfo(jnp.float32).min)
+    p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
+    o = jnp.einsum("bkgts,bskh->btkgh", p, v)
+    return o.reshape(b, t, n, h)

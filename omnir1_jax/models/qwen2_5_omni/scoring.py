@@ -1,0 +1,162 @@
+"""Per-token log-probabilities of completions under the Thinker (GRPO's log pi_theta, pi_old and pi_ref).
+
+Shape legend: B batch, P prompt tokens (left-padded), C completion tokens (right-padded), V vocabulary.
+
+A completion continues the prompt's text positions: token j of row b sits at 3-D position
+``max_prompt_position[b] + 1 + j`` on all three axes, which is what transformers' ``get_rope_index`` gives for
+trailing text and what its ``generate`` uses while decoding; :mod:`.sampling` uses the same rule, so a sampled
+sequence re-scored here gives the sampler's log-probs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float, Int
+
+from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
+from omnir1_jax.models.qwen2_5_omni.thinker import (
+    InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, unrepeat_prompt)
+from omnir1_jax.rl import token_logprobs
+
+
+def max_prompt_position(inputs: ModelInputs) -> Int[Array, "B"]:
+    """Largest 3-D position of each row's real prompt tokens."""
+    m = inputs.attention_mask.astype(bool)[None]
+    return jnp.max(jnp.where(m, inputs.position_ids, -1), axis=(0, 2))
+
+
+def append_completion(inputs: ModelInputs, completion_ids, completion_mask) -> ModelInputs:
+    """Concatenate a right-padded completion [B, C] to prompt inputs [B, P] (jittable)."""
+    b, p = inputs.input_ids.shape
+    c = completion_ids.shape[1]
+    start = max_prompt_position(inputs) + 1
+    cpos = start[:, None] + jnp.arange(c, dtype=inputs.position_ids.dtype)[None, :]
+    remap = lambda f: None if f is None else (f // p) * (p + c) + f % p  # noqa: E731
+    return inputs.replace(
+        input_ids=jnp.concatenate([inputs.input_ids, completion_ids.astype(inputs.input_ids.dtype)], axis=1),
+        attention_mask=jnp.concatenate(
+            [inputs.attention_mask, completion_mask.astype(inputs.attention_mask.dtype)], axis=1),
+        position_ids=jnp.concatenate([inputs.position_ids, jnp.broadcast_to(cpos[None], (3, b, c))], axis=2),
+        image_positions=remap(inputs.image_positions),
+        video_positions=remap(inputs.video_positions),
+        audio_positions=remap(inputs.audio_positions),
+    )
+
+
+def completion_logprobs(
+    model: Qwen2_5OmniThinker,
+    prompt: ModelInputs,
+    completion_ids: Int[Array, "B C"],
+    completion_mask: Optional[Int[Array, "B C"]] = None,
+    *,
+    remat: bool = False,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+) -> Float[Array, "B C"]:
+    """log p(completion_ids[:, j] | prompt, completion[:, :j]) in float32, 0 where ``completion_mask`` is 0.
+
+    Jittable and differentiable; ``remat=True`` rematerialises each decoder layer in the backward pass.
+    Only the C completion positions go through ``lm_head``.
+    """
+    if completion_mask is None:
+        completion_mask = jnp.ones_like(completion_ids)
+    p = prompt.input_ids.shape[1]
+    c = completion_ids.shape[1]
+    full = append_completion(prompt, completion_ids, completion_mask)
+    h = model.hidden_states(full, remat=remat)[:, p - 1:p + c - 1]
+    lp = token_logprobs(model.logits(h), completion_ids.astype(jnp.int32), chunk_size=chunk_size,
+                        temperature=temperature)
+    return lp * completion_mask.astype(lp.dtype)
+
+
+def group_completion_logprobs(
+    model: Qwen2_5OmniThinker,
+    prompt: ModelInputs,
+    completion_ids: Int[Array, "R C"],
+    completion_mask: Optional[Int[Array, "R C"]] = None,
+    *,
+    group_size: int,
+    remat: bool = False,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+) -> Float[Array, "R C"]:
+    """:func:`completion_logprobs` for GRPO groups, running each group's shared prompt once.
+
+    Same inputs and result as ``completion_logprobs(model, prompt, completion_ids, completion_mask, ...)`` with
+    ``prompt = repeat_prompt(inputs, group_size)`` (rows ``b * group_size + i``; R = B * group_size), up to
+    float32 round-off. The B distinct prompts go through the encoders and the decoder once, keeping each layer's
+    keys / values (as :func:`.sampling.generate`'s prefill does); those are repeated to R rows and the R
+    completions attend to them as a read-only prefix. Autodiff sums the gradient of the shared prefix over its group, so
+    log-probs and gradients equal those of the unshared computation. Saves the (group_size - 1) / group_size
+    share of prompt work (encoders included), forward and backward.
+
+    Raises :class:`InputError` if ``prompt`` was not built by ``repeat_prompt(..., group_size)``.
+    """
+    if completion_mask is None:
+        completion_mask = jnp.ones_like(completion_ids)
+    base = unrepeat_prompt(prompt, group_size)
+    b, p = base.input_ids.shape
+    r, c = completion_ids.shape
+    if r != b * group_size:
+        raise InputError(f"completion_ids has {r} rows; prompt has {b} groups of {group_size}")
+    lm, tcfg = model.language_model, model.config.text
+    rep = lambda a: jnp.repeat(a, group_size, axis=0)  # noqa: E731
+    # Prompt prefix, once per group: hidden states and every layer's keys / values.
+    prompt_mask = base.attention_mask.astype(bool)
+    kh, hd, dt = tcfg.num_key_value_heads, tcfg.head_dim, lm.embed_tokens.weight[...].dtype
+    caches = [(jnp.zeros((b, kh, hd, p), dt), jnp.zeros((b, kh, p, hd), dt))
+              for _ in range(tcfg.num_hidden_layers)]
+    h_prompt, caches = lm(model.embed(base), base.position_ids, causal_padding_mask(prompt_mask), caches=caches,
+                          write_index=0, remat=remat, act_sharding=model.act_sharding)
+    prefix = [(rep(k), rep(v)) for k, v in caches]
+    # Completions, R rows, attending to the repeated prefix and causally to themselves.
+    cmask = completion_mask.astype(bool)
+    kv_valid = jnp.concatenate([rep(prompt_mask), cmask], axis=1)  # [R, P + C]
+    causal = jnp.arange(p + c)[None, :] <= p + jnp.arange(c)[:, None]  # [C, P + C]
+    start = rep(max_prompt_position(base) + 1)
+    cpos = start[:, None] + jnp.arange(c, dtype=base.position_ids.dtype)[None, :]
+    x = lm.embed_tokens(completion_ids.astype(jnp.int32))
+    h_comp, _ = lm(x, jnp.broadcast_to(cpos[None], (3, r, c)), causal[None] & kv_valid[:, None, :], caches=prefix,
+                   remat=remat, act_sharding=model.act_sharding)
+    # Token j is predicted from position j - 1: the prompt's last position for j = 0.
+    h = jnp.concatenate([rep(h_prompt[:, -1:]), h_comp[:, :-1]], axis=1)
+    lp = token_logprobs(model.logits(h), completion_ids.astype(jnp.int32), chunk_size=chunk_size,
+                        temperature=temperature)
+    return lp * completion_mask.astype(lp.dtype)
+
+
+@nnx.jit(static_argnames=("remat", "temperature", "chunk_size"))
+def _jit_completion_logprobs(model, prompt, completion_ids, completion_mask, *, remat, temperature, chunk_size):
+    return completion_logprobs(model, prompt, completion_ids, completion_mask, remat=remat,
+                               temperature=temperature, chunk_size=chunk_size)
+
+
+def sequence_logprobs(
+    model: Qwen2_5OmniThinker,
+    batch: Mapping[str, Any],
+    *,
+    remat: bool = False,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+) -> Float[Array, "B C"]:
+    """Per-token log-probs of the completion tokens of ``batch`` (jit-compiled).
+
+    ``batch`` holds the prompt as transformers keywords (the processor's output, left-padded) or a prepared
+    ``ModelInputs`` under ``"prompt"``, plus ``completion_ids`` [B, C] and optionally ``completion_mask``
+    [B, C] (1 on real completion tokens; default all ones). Returns float32 [B, C].
+    """
+    if "completion_ids" not in batch:
+        raise KeyError("batch needs 'completion_ids' [B, C]")
+    prompt = batch["prompt"] if "prompt" in batch else as_model_inputs(model.config, batch)
+    ids = jnp.asarray(batch["completion_ids"], jnp.int32)
+    mask = batch.get("completion_mask")
+    mask = jnp.ones_like(ids) if mask is None else jnp.asarray(mask, jnp.int32)
+    if mask.shape != ids.shape or ids.shape[0] != prompt.input_ids.shape[0]:
+        raise ValueError(f"completion_ids {ids.shape}, completion_mask {mask.shape} and prompt batch "
+                         f"{prompt.input_ids.shape[0]} do not match")
+    return _jit_completion_logprobs(model, prompt, ids, mask, remat=remat, temperature=temperature,
+                                    chunk_size=chunk_size)

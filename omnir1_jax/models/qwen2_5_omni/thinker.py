@@ -1,0 +1,270 @@
+"""The Qwen2.5-Omni Thinker: encoders + text decoder + lm_head; multimodal features placed at placeholder tokens.
+
+Shape legend: B batch, T tokens, D text width, V vocabulary, U / Q encoder output tokens.
+
+Two steps, so that the expensive part is a pure, jittable function of arrays:
+
+1. :func:`prepare_inputs` (host, numpy): takes the keyword arguments of transformers' Thinker forward (what a
+   ``Qwen2_5OmniProcessor`` returns), computes the 3-D rotary positions (:mod:`.rope_index`), the encoders'
+   index layouts and the flat positions of the placeholder tokens, and returns a :class:`ModelInputs` pytree.
+2. :meth:`Qwen2_5OmniThinker.forward` (device, jittable): embeddings, encoders, scatter, decoder, logits.
+
+``model(**processor_outputs)`` does both and returns a :class:`ThinkerOutput` with ``.logits``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+from jaxtyping import Array, Float, Int
+
+from omnir1_jax.models.qwen2_5_omni.audio import AudioEncoder, AudioLayout, audio_layout
+from omnir1_jax.models.qwen2_5_omni.config import Qwen2_5OmniConfig
+from omnir1_jax.models.qwen2_5_omni.layers import Linear, linear
+from omnir1_jax.models.qwen2_5_omni.rope_index import audio_token_count, get_rope_index
+from omnir1_jax.models.qwen2_5_omni.text import TextModel, causal_padding_mask
+from omnir1_jax.models.qwen2_5_omni.vision import VisionEncoder, VisionLayout, vision_layout
+
+
+class InputError(ValueError):
+    """Model inputs are inconsistent (placeholder counts, shapes, unknown keyword)."""
+
+
+@struct.dataclass
+class ModelInputs:
+    """Device-ready inputs of one forward pass (arrays only; ``None`` for absent modalities)."""
+
+    input_ids: Int[Array, "B T"]
+    attention_mask: Int[Array, "B T"]
+    position_ids: Int[Array, "3 B T"]
+    rope_deltas: Int[Array, "B"]
+    pixel_values: Optional[Array] = None
+    image_layout: Optional[VisionLayout] = None
+    image_positions: Optional[Array] = None  # flat indices into B*T of the image placeholder tokens
+    pixel_values_videos: Optional[Array] = None
+    video_layout: Optional[VisionLayout] = None
+    video_positions: Optional[Array] = None
+    audio_layout: Optional[AudioLayout] = None
+    audio_positions: Optional[Array] = None
+    # Each encoder output feeds this many consecutive rows (GRPO groups share one prompt; see repeat_prompt).
+    num_repeats: int = struct.field(pytree_node=False, default=1)
+
+
+def repeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
+    """Repeat every prompt row ``n`` times (rows ``b * n + i``) without re-encoding its images / audio."""
+    if n == 1:
+        return inputs
+    b, t = inputs.input_ids.shape
+    rep = lambda a: np.repeat(np.asarray(a), n, axis=0)  # noqa: E731
+
+    def pos(f):
+        if f is None:
+            return None
+        f = np.asarray(f)
+        # position f of row r -> the same token in rows r*n .. r*n+n-1, feature-major (matches np.repeat).
+        rows = (f // t)[:, None] * n + np.arange(n)[None, :]
+        return (rows * t + (f % t)[:, None]).reshape(-1).astype(np.int32)
+
+    return inputs.replace(
+        input_ids=rep(inputs.input_ids), attention_mask=rep(inputs.attention_mask),
+        position_ids=np.repeat(np.asarray(inputs.position_ids), n, axis=1), rope_deltas=rep(inputs.rope_deltas),
+        image_positions=pos(inputs.image_positions), video_positions=pos(inputs.video_positions),
+        audio_positions=pos(inputs.audio_positions), num_repeats=inputs.num_repeats * n)
+
+
+def unrepeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
+    """Inverse of :func:`repeat_prompt`: keep row ``b * n`` of each group of ``n`` identical rows (jittable).
+
+    ``inputs`` must come from ``repeat_prompt(x, n)`` (or a multiple of ``n``): its rows ``b * n + i`` are then
+    identical, which is not checked row by row (it cannot be under jit); ``num_repeats`` must be divisible by
+    ``n``, otherwise :class:`InputError`.
+    """
+    if n == 1:
+        return inputs
+    if inputs.num_repeats % n:
+        raise InputError(f"prompt has num_repeats={inputs.num_repeats}, not a multiple of group_size={n}: "
+                         f"build it with repeat_prompt(inputs, {n})")
+    r, t = inputs.input_ids.shape
+    if r % n:
+        raise InputError(f"prompt has {r} rows, not a multiple of group_size={n}")
+
+    def pos(f):
+        if f is None:
+            return None
+        f = f[::n]  # repeat_prompt orders positions feature-major, sample-minor: every n-th is sample 0
+        return (f // t) // n * t + f % t
+
+    return inputs.replace(
+        input_ids=inputs.input_ids[::n], attention_mask=inputs.attention_mask[::n],
+        position_ids=inputs.position_ids[:, ::n], rope_deltas=inputs.rope_deltas[::n],
+        image_positions=pos(inputs.image_positions), video_positions=pos(inputs.video_positions),
+        audio_positions=pos(inputs.audio_positions), num_repeats=inputs.num_repeats // n)
+
+
+@struct.dataclass
+class ThinkerOutput:
+    logits: Float[Array, "B T V"]
+    rope_deltas: Int[Array, "B"]
+
+
+_HF_KEYS = frozenset({
+    "input_ids", "attention_mask", "pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw",
+    "video_second_per_grid", "input_features", "feature_attention_mask", "use_audio_in_video",
+})
+
+
+def _np(x, dtype=None):
+    if x is None:
+        return None
+    if hasattr(x, "detach"):  # a torch tensor passed by a caller; converted without importing torch
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    return x.astype(dtype) if dtype is not None else x
+
+
+def prepare_inputs(cfg: Qwen2_5OmniConfig, **kwargs: Any) -> ModelInputs:
+    """Host-side preparation from transformers-style keyword arguments (numpy or jax arrays).
+
+    Accepts exactly the keywords of transformers' Thinker forward that matter for logits: ``input_ids``,
+    ``attention_mask``, ``pixel_values``, ``image_grid_thw``, ``pixel_values_videos``, ``video_grid_thw``,
+    ``video_second_per_grid``, ``input_features``, ``feature_attention_mask``, ``use_audio_in_video``.
+    """
+    unknown = set(kwargs) - _HF_KEYS
+    if unknown:
+        raise InputError(f"unknown model input(s) {sorted(unknown)}; expected a subset of {sorted(_HF_KEYS)}")
+    ids = _np(kwargs.get("input_ids"), np.int32)
+    if ids is None or ids.ndim != 2:
+        raise InputError(f"input_ids must be [B, T], got {None if ids is None else ids.shape}")
+    mask = _np(kwargs.get("attention_mask"), np.int32)
+    mask = np.ones_like(ids) if mask is None else mask
+    if mask.shape != ids.shape:
+        raise InputError(f"attention_mask {mask.shape} does not match input_ids {ids.shape}")
+    use_aiv = bool(kwargs.get("use_audio_in_video") or False)
+    img_grid = _np(kwargs.get("image_grid_thw"), np.int64)
+    vid_grid = _np(kwargs.get("video_grid_thw"), np.int64)
+    spg = _np(kwargs.get("video_second_per_grid"), np.float64)
+    if vid_grid is not None and spg is None:
+        raise InputError("video_grid_thw given without video_second_per_grid (the processor returns it)")
+    feats, fmask = kwargs.get("input_features"), _np(kwargs.get("feature_attention_mask"))
+    if feats is not None and fmask is None:
+        feats_np = _np(feats)
+        fmask = np.ones((feats_np.shape[0], feats_np.shape[2]), np.int32)
+    mel_lens = None if fmask is None else fmask.astype(bool).sum(-1)
+    pos, deltas = get_rope_index(cfg, ids, mask, img_grid, vid_grid, mel_lens, spg, use_aiv)
+    flat = ids.reshape(-1)
+    m2 = cfg.vision.spatial_merge_size**2
+    out: dict[str, Any] = dict(input_ids=ids, attention_mask=mask, position_ids=pos.astype(np.int32),
+                               rope_deltas=deltas.astype(np.int32))
+
+    def positions(token_id: int, expected: int, what: str) -> np.ndarray:
+        where = np.flatnonzero(flat == token_id).astype(np.int32)
+        if len(where) != expected:
+            raise InputError(f"{what}: {len(where)} placeholder tokens in input_ids but the inputs give "
+                             f"{expected} features")
+        return where
+
+    for name, grid_key, grid, tok in (("pixel_values", "image", img_grid, cfg.image_token_id),
+                                       ("pixel_values_videos", "video", vid_grid, cfg.video_token_id)):
+        px = kwargs.get(name)
+        if px is None:
+            continue
+        if grid is None:
+            raise InputError(f"{name} given without {grid_key}_grid_thw")
+        px = _np(px, np.float32)
+        if px.shape != (int(grid.prod(-1).sum()), cfg.vision.patch_dim):
+            raise InputError(f"{name} has shape {px.shape}; {grid_key}_grid_thw implies "
+                             f"({int(grid.prod(-1).sum())}, {cfg.vision.patch_dim})")
+        out[name] = px
+        out[f"{grid_key}_layout"] = vision_layout(cfg.vision, grid)
+        out[f"{grid_key}_positions"] = positions(tok, int(grid.prod(-1).sum()) // m2, name)
+    if feats is not None:
+        layout, lens = audio_layout(cfg.audio, _np(feats), fmask)
+        out["audio_layout"] = layout
+        out["audio_positions"] = positions(cfg.audio_token_id, int(audio_token_count(lens).sum()),
+                                           "input_features")
+    return ModelInputs(**out)
+
+
+class Qwen2_5OmniThinker(nnx.Module):
+    """Flax NNX Qwen2.5-Omni Thinker; attribute names follow transformers' checkpoint layout."""
+
+    def __init__(self, config: Qwen2_5OmniConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, act_sharding=None,
+                 kv_sharding=None):
+        self.config = config
+        # PartitionSpecs applied (under jax.set_mesh) at decoder-block boundaries / to the KV cache.
+        self.act_sharding = act_sharding
+        self.kv_sharding = kv_sharding
+        self.visual = VisionEncoder(config.vision, dtype=dtype, rngs=rngs)
+        self.audio_tower = AudioEncoder(config.audio, dtype=dtype, rngs=rngs)
+        self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs)
+        t = config.text
+        self.lm_head = None if t.tie_word_embeddings else Linear(t.hidden_size, t.vocab_size, use_bias=False,
+                                                                  dtype=dtype, rngs=rngs)
+
+    # ------------------------------------------------------------------ jittable pieces
+    def embed(self, inputs: ModelInputs) -> Float[Array, "B T D"]:
+        """Token embeddings with encoder outputs written at the placeholder positions."""
+        x = self.language_model.embed_tokens(inputs.input_ids)
+        b, t, d = x.shape
+        flat = x.reshape(b * t, d)
+        place = lambda flat, f, where: flat.at[where].set(  # noqa: E731
+            jnp.repeat(f, inputs.num_repeats, axis=0).astype(flat.dtype))
+        if inputs.image_layout is not None:
+            flat = place(flat, self.visual(inputs.pixel_values, inputs.image_layout), inputs.image_positions)
+        if inputs.video_layout is not None:
+            flat = place(flat, self.visual(inputs.pixel_values_videos, inputs.video_layout), inputs.video_positions)
+        if inputs.audio_layout is not None:
+            flat = place(flat, self.audio_tower(inputs.audio_layout), inputs.audio_positions)
+        return flat.reshape(b, t, d)
+
+    def logits(self, hidden: Float[Array, "B T D"]) -> Float[Array, "B T V"]:
+        if self.lm_head is None:
+            w = self.language_model.embed_tokens.weight[...]
+            return linear(hidden, w.T)
+        return self.lm_head(hidden)
+
+    def hidden_states(self, inputs: ModelInputs, *, remat: bool = False) -> Float[Array, "B T D"]:
+        """Final-norm hidden states [B, T, D] of a full (prompt) sequence."""
+        x = self.embed(inputs)
+        mask = causal_padding_mask(inputs.attention_mask.astype(bool))
+        h, _ = self.language_model(x, inputs.position_ids, mask, remat=remat, act_sharding=self.act_sharding)
+        return h
+
+    def forward(self, inputs: ModelInputs, *, remat: bool = False) -> ThinkerOutput:
+        """Logits for every position (jittable; ``inputs`` from :func:`prepare_inputs`)."""
+        return ThinkerOutput(logits=self.logits(self.hidden_states(inputs, remat=remat)),
+                             rope_deltas=inputs.rope_deltas)
+
+    # ------------------------------------------------------------------ transformers-style entry point
+    def __call__(self, **kwargs: Any) -> ThinkerOutput:
+        """``model(**processor_outputs)``: same keywords as transformers' Thinker forward; returns ``.logits``.
+
+        Also accepts ``inputs=ModelInputs(...)`` to skip the host preparation.
+        """
+        inputs = kwargs.pop("inputs", None)
+        if inputs is None:
+            inputs = prepare_inputs(self.config, **kwargs)
+        elif kwargs:
+            raise InputError(f"pass either inputs= or transformers keywords, not both ({sorted(kwargs)})")
+        return _jit_forward(self, inputs)
+
+
+@nnx.jit
+def _jit_forward(model: Qwen2_5OmniThinker, inputs: ModelInputs) -> ThinkerOutput:
+    return model.forward(inputs)
+
+
+def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32) -> Qwen2_5OmniThinker:
+    """A randomly initialised Thinker (normal(0.02) kernels, unit norms), e.g. for the CPU demo."""
+    return Qwen2_5OmniThinker(config, dtype=dtype, rngs=nnx.Rngs(seed))
+
+
+def as_model_inputs(cfg: Qwen2_5OmniConfig, batch: ModelInputs | Mapping[str, Any]) -> ModelInputs:
+    """Return ``batch`` if already prepared, else :func:`prepare_inputs` of its transformers keywords."""
+    if isinstance(batch, ModelInputs):
+        return batch
+    return prepare_inputs(cfg, **{k: v for k, v in batch.items() if k in _HF_KEYS})

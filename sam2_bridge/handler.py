@@ -1,0 +1,133 @@
+"""Request handling inside a worker: decoded request -> reply body (grounder + segmenter, in process).
+
+:class:`Handler` is also what the benchmarks call in-process, so the queue overhead is measured against the
+exact same computation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from sam2_bridge import protocol as P
+from sam2_bridge.frames import resolve_frames
+
+
+@dataclasses.dataclass(frozen=True)
+class HandlerConfig:
+    """What a worker builds: the segmenter, the grounder and their options."""
+
+    segmenter: str = "sam2"  # "sam2" | "synthetic"
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
+    sam2_checkpoint: str | None = None
+    sam2_image_size: int | None = None
+    sam2_dtype: str = "float32"
+    sam2_seed: int = 0
+    sam2_batch_objects: bool = True
+    grounder: str = "synthetic"
+    grounder_dtype: str = "float32"
+    grounder_max_new_tokens: int = 256
+    grounder_max_pixels: int = 900 * 28 * 28
+    data_roots: tuple[str, ...] = ()
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.segmenter not in ("sam2", "synthetic"):
+            raise ValueError(f"HandlerConfig.segmenter = {self.segmenter!r}, expected 'sam2' or 'synthetic'")
+        object.__setattr__(self, "data_roots", tuple(self.data_roots))
+
+
+class Handler:
+    """Builds the models once and answers ``ground`` / ``segment`` / ``ground_and_segment`` bodies."""
+
+    def __init__(self, cfg: HandlerConfig):
+        from sam2_bridge.grounder import build_grounder
+
+        self.cfg = cfg
+        if cfg.segmenter == "sam2":
+            from sam2_bridge.segmenter import GroupSegmenter, Sam2Config
+
+            self.segmenter = GroupSegmenter(Sam2Config(
+                config=cfg.sam2_config, checkpoint=cfg.sam2_checkpoint, image_size=cfg.sam2_image_size,
+                device=cfg.device, dtype=cfg.sam2_dtype, seed=cfg.sam2_seed,
+                batch_objects=cfg.sam2_batch_objects))
+        else:
+            from sam2_bridge.synthetic import SyntheticSegmenter
+
+            self.segmenter = SyntheticSegmenter()
+        kwargs = {} if cfg.grounder == "synthetic" else dict(
+            dtype=cfg.grounder_dtype, max_new_tokens=cfg.grounder_max_new_tokens,
+            max_pixels=cfg.grounder_max_pixels)
+        self.grounder = build_grounder(cfg.grounder, device=cfg.device, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ parts
+
+    def segment_arrays(self, frames: np.ndarray, num_rollouts: int, det_rollout, det_frame, det_boxes
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """(masks bool [R, T, H, W], obj_ids int32 [D], timings)."""
+        if self.cfg.segmenter == "sam2":
+            out = self.segmenter.segment(frames, num_rollouts, det_rollout, det_frame, det_boxes)
+            return out.masks, out.table.obj_ids, out.timings
+        masks, table = self.segmenter.segment(frames, num_rollouts, det_rollout, det_frame, det_boxes)
+        return masks, table.obj_ids, {}
+
+    def ground_keyframes(self, frames: np.ndarray, keyframes: Sequence[P.Keyframe]):
+        """Groundings per keyframe; identical (frame, description) pairs are decoded once (greedy = same)."""
+        unique = list(dict.fromkeys((k.frame_idx, k.description) for k in keyframes))
+        results = self.grounder.ground([frames[f] for f, _ in unique], [d for _, d in unique])
+        by_key = dict(zip(unique, results))
+        return [by_key[(k.frame_idx, k.description)] for k in keyframes]
+
+    # --------------------------------------------------------------------------------------- requests
+
+    def handle(self, req_type: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Reply body for a request body (raises ProtocolError on invalid fields or frames)."""
+        t0 = time.perf_counter()
+        request = P.REQUEST_CLASSES[req_type].from_body(body)
+        if req_type == "ground":
+            frames = resolve_frames(request.frames, self.cfg.data_roots)
+            t1 = time.perf_counter()
+            res = self.ground_keyframes(frames, request.keyframes)
+            t2 = time.perf_counter()
+            reply = P.GroundReply(tuple(g.boxes for g in res), tuple(g.labels for g in res),
+                                  tuple(g.text for g in res), sum(not g.parsed for g in res),
+                                  {"frames_s": t1 - t0, "ground_s": t2 - t1})
+        elif req_type == "segment":
+            frames = resolve_frames(request.clip, self.cfg.data_roots)
+            t1 = time.perf_counter()
+            masks, obj_ids, timings = self.segment_arrays(frames, request.num_rollouts, request.det_rollout,
+                                                          request.det_frame, request.det_boxes)
+            reply = P.SegmentReply(masks, obj_ids, {"frames_s": t1 - t0,
+                                                    "segment_s": time.perf_counter() - t1, **timings})
+        else:
+            reply = self.group(request, t0)
+        return reply.to_body()
+
+    def group(self, request: P.GroupRequest, t0: float | None = None) -> P.GroupReply:
+        """Ground every keyframe of every rollout (one batch), then segment all detections in one pass."""
+        t0 = time.perf_counter() if t0 is None else t0
+        frames = resolve_frames(request.clip, self.cfg.data_roots)
+        t1 = time.perf_counter()
+        flat = [k for r in request.rollouts for k in r]
+        groundings = self.ground_keyframes(frames, flat)
+        t2 = time.perf_counter()
+        boxes, det_rollout, det_frame, det_boxes, i = [], [], [], [], 0
+        for r, kfs in enumerate(request.rollouts):
+            per_kf = []
+            for k in kfs:
+                g = groundings[i]
+                i += 1
+                per_kf.append(g.boxes)
+                det_rollout += [r] * len(g.boxes)
+                det_frame += [k.frame_idx] * len(g.boxes)
+                det_boxes += g.boxes.tolist()
+            boxes.append(tuple(per_kf))
+        masks, _, timings = self.segment_arrays(frames, len(request.rollouts), np.asarray(det_rollout, np.int32),
+                                                np.asarray(det_frame, np.int32),
+                                                np.asarray(det_boxes, np.float32).reshape(-1, 4))
+        t3 = time.perf_counter()
+        return P.GroupReply(tuple(boxes), masks, sum(not g.parsed for g in groundings), len(det_boxes),
+                            {"frames_s": t1 - t0, "ground_s": t2 - t1, "segment_s": t3 - t2, **timings})

@@ -1,0 +1,511 @@
+"""The bridge's wire protocol: the contract between the JAX trainer and the PyTorch bridge.
+
+This module imports neither torch nor jax (only numpy and msgpack), so the trainer can import it.
+
+Framing
+-------
+Every message (request or reply) is one byte string::
+
+    MAGIC b"S2BR" | version u16 LE | flags u16 LE (0) | body length u64 LE | body (msgpack)
+
+The declared length must equal the number of body bytes (so a truncated or padded message is detected), the
+body must not exceed the receiver's ``max_message_bytes`` (default 512 MiB) and the version must equal
+:data:`PROTOCOL_VERSION`. Over ZeroMQ each message is exactly one frame (a DEALER client talks to the
+server's ROUTER socket; zmq adds the routing frames).
+
+Body: msgpack with plain values only (nil, bool, int, float, str, bytes, lists, maps with string keys) and
+numpy arrays as msgpack extension type 1: ``dtype code u8 | ndim u8 | ndim x u64 LE shape | raw bytes``,
+little-endian, C order; ``bool`` arrays travel as ``np.packbits`` bits (8 mask pixels per byte). Allowed
+dtypes: bool, uint8, uint16, int16, int32, int64, float16, float32, float64. Nothing is ever unpickled and
+no field names code: decoding can only ever produce those plain values and numeric arrays.
+
+Envelope
+--------
+Request: ``{"id": str (<= 64 chars), "type": "health" | "ground" | "segment" | "ground_and_segment",
+"body": map}``. Reply: ``{"id": <request id>, "type": <request type>, "ok": true, "body": map}`` or
+``{"id", "type", "ok": false, "error": {"code": str, "message": str, "retryable": bool}}``. Error codes:
+``bad_header``, ``bad_version``, ``truncated``, ``too_large``, ``bad_body``, ``bad_type``, ``bad_field``,
+``bad_frames`` (frame files missing / unreadable), ``worker_died`` (retryable), ``internal``.
+
+Frames (field ``frames`` / ``clip``; a map with exactly one of)
+---------------------------------------------------------------
+- ``{"array": uint8 [T, H, W, 3]}``: RGB frames;
+- ``{"ref": {"root": str, "video": str, "names": [str, ...], "subdir": str = "JPEGImages"}}``: the bridge
+  reads ``root/subdir/video/name`` itself (ReVOS / MeViS layout; ``.jpg`` appended to a name without a
+  suffix); names and video may not leave ``root``.
+
+Requests and replies (``body`` maps; the dataclasses below build and parse them)
+--------------------------------------------------------------------------------
+- ``health``: ``{}`` -> ``{"version", "segmenter", "grounder", "uptime_s", "workers": [{"index", "pid",
+  "device", "ready", "busy_with", "restarts"}]}``.
+- ``ground`` (:class:`GroundRequest`): ``{"frames", "keyframes": [[frame_idx, description], ...]}`` ->
+  (:class:`GroundReply`) ``{"boxes": [float32 [n_k, 4] per keyframe], "labels": [[str] per keyframe],
+  "texts": [raw grounder output per keyframe], "n_unparseable": int, "timings": {name: seconds}}``.
+  Boxes are ``(x1, y1, x2, y2)`` in pixels of the ORIGINAL frame (x2, y2 exclusive edges).
+- ``segment`` (:class:`SegmentRequest`): ``{"clip", "num_rollouts": R, "det_rollout": int32 [D],
+  "det_frame": int32 [D], "det_boxes": float32 [D, 4]}`` -> (:class:`SegmentReply`) ``{"masks": bool
+  [R, T, H, W], "obj_ids": int32 [D], "timings"}``; detection d is the SAM2 object ``obj_ids[d]``.
+- ``ground_and_segment`` (:class:`GroupRequest`, one GRPO group): ``{"clip", "rollouts": [[[frame_idx,
+  description], ...] per rollout]}`` -> (:class:`GroupReply`) ``{"boxes": [[float32 [n, 4] per keyframe]
+  per rollout], "masks": bool [R, T, H, W], "n_unparseable": int, "n_detections": int, "timings"}``.
+  Keyframes are grounded on the clip's frames at full resolution (the grounder resizes them itself).
+
+A rollout with no detection gets all-False masks. Masks are the union, per frame, of the rollout's objects
+over the forward and the backward SAM2 sweep (see :mod:`sam2_bridge.segmenter`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from typing import Any, Mapping, Sequence
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+MAGIC = b"S2BR"
+_HEADER = struct.Struct("<4sHHQ")
+HEADER_BYTES = _HEADER.size
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+REQUEST_TYPES = ("health", "ground", "segment", "ground_and_segment")
+MAX_ID_CHARS = 64
+_EXT_NDARRAY = 1
+_DTYPES: tuple[str, ...] = ("bool", "uint8", "uint16", "int16", "int32", "int64", "float16", "float32",
+                            "float64")
+_MAX_NDIM = 8
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the protocol; ``code`` is one of the documented error codes."""
+
+    def __init__(self, code: str, message: str, retryable: bool = False):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+# ----------------------------------------------------------------------------------------------- arrays
+
+
+def _pack_array(arr: np.ndarray) -> msgpack.ExtType:
+    arr = np.asarray(arr)
+    name = arr.dtype.name
+    if name not in _DTYPES:
+        raise ProtocolError("bad_field", f"array dtype {arr.dtype} is not one of {_DTYPES}")
+    if arr.ndim > _MAX_NDIM:
+        raise ProtocolError("bad_field", f"array has {arr.ndim} dims > {_MAX_NDIM}")
+    head = struct.pack(f"<BB{arr.ndim}Q", _DTYPES.index(name), arr.ndim, *arr.shape)
+    if name == "bool":
+        data = np.packbits(arr.reshape(-1)).tobytes()
+    else:
+        data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+    return msgpack.ExtType(_EXT_NDARRAY, head + data)
+
+
+def _unpack_array(code: int, payload: bytes) -> Any:
+    if code != _EXT_NDARRAY:
+        raise ProtocolError("bad_body", f"unknown msgpack extension type {code}")
+    if len(payload) < 2:
+        raise ProtocolError("bad_body", "array extension shorter than its header")
+    dtype_code, ndim = payload[0], payload[1]
+    if dtype_code >= len(_DTYPES) or ndim > _MAX_NDIM:
+        raise ProtocolError("bad_body", f"array header: dtype code {dtype_code}, ndim {ndim}")
+    head = 2 + 8 * ndim
+    if len(payload) < head:
+        raise ProtocolError("bad_body", "array extension shorter than its shape")
+    shape = struct.unpack_from(f"<{ndim}Q", payload, 2)
+    count = 1
+    for s in shape:
+        count *= s
+    name = _DTYPES[dtype_code]
+    data = memoryview(payload)[head:]
+    if name == "bool":
+        if len(data) != (count + 7) // 8:
+            raise ProtocolError("bad_body", f"bool array of shape {shape}: {len(data)} bytes of bits")
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), count=count)
+        return bits.astype(bool).reshape(shape)
+    dtype = np.dtype(name).newbyteorder("<")
+    if len(data) != count * dtype.itemsize:
+        raise ProtocolError("bad_body", f"{name} array of shape {shape}: {len(data)} data bytes")
+    return np.frombuffer(data, dtype).astype(np.dtype(name), copy=True).reshape(shape)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return _pack_array(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise ProtocolError("bad_field", f"cannot encode a {type(obj).__name__}")
+
+
+# --------------------------------------------------------------------------------------------- framing
+
+
+def encode_message(message: Mapping[str, Any], max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
+    """Header + msgpack body of a plain map (numpy arrays allowed anywhere as values)."""
+    body = msgpack.packb(message, default=_default, use_bin_type=True, strict_types=False)
+    if len(body) > max_message_bytes:
+        raise ProtocolError("too_large", f"body of {len(body)} bytes > limit {max_message_bytes}")
+    return _HEADER.pack(MAGIC, PROTOCOL_VERSION, 0, len(body)) + body
+
+
+def decode_message(data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> dict[str, Any]:
+    """Inverse of :func:`encode_message`; raises :class:`ProtocolError` on any deviation."""
+    if len(data) < HEADER_BYTES:
+        raise ProtocolError("truncated", f"{len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    magic, version, _flags, length = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ProtocolError("bad_header", f"magic {magic!r} != {MAGIC!r}")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError("bad_version", f"protocol version {version}, this side speaks {PROTOCOL_VERSION}")
+    if length > max_message_bytes:
+        raise ProtocolError("too_large", f"declared body of {length} bytes > limit {max_message_bytes}")
+    body = memoryview(data)[HEADER_BYTES:]
+    if len(body) != length:
+        code = "truncated" if len(body) < length else "bad_header"
+        raise ProtocolError(code, f"declared body length {length}, got {len(body)} bytes")
+    limit = max(int(length), 1)
+    try:
+        obj = msgpack.unpackb(body, ext_hook=_unpack_array, raw=False, strict_map_key=True,
+                              use_list=True, max_str_len=limit,
+                              max_bin_len=limit, max_array_len=limit, max_map_len=limit,
+                              max_ext_len=limit)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises several types (ValueError, ExtraData, StackError...)
+        raise ProtocolError("bad_body", f"undecodable msgpack body: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_body", f"body is a {type(obj).__name__}, expected a map")
+    return obj
+
+
+def peek_envelope(message: Mapping[str, Any]) -> tuple[str, str]:
+    """Validated ``(id, type)`` of a decoded request."""
+    req_id = message.get("id")
+    if not isinstance(req_id, str) or not 0 < len(req_id) <= MAX_ID_CHARS:
+        raise ProtocolError("bad_field", f"field 'id' must be a non-empty str of <= {MAX_ID_CHARS} chars")
+    req_type = message.get("type")
+    if req_type not in REQUEST_TYPES:
+        raise ProtocolError("bad_type", f"field 'type' = {req_type!r} is not one of {REQUEST_TYPES}")
+    if not isinstance(message.get("body", {}), dict):
+        raise ProtocolError("bad_field", "field 'body' must be a map")
+    return req_id, req_type
+
+
+def make_request(req_id: str, req_type: str, body: Mapping[str, Any], **kw: Any) -> bytes:
+    """Encode a request envelope."""
+    return encode_message({"id": req_id, "type": req_type, "body": dict(body)}, **kw)
+
+
+def make_reply(req_id: str, req_type: str, body: Mapping[str, Any], **kw: Any) -> bytes:
+    """Encode a successful reply envelope."""
+    return encode_message({"id": req_id, "type": req_type, "ok": True, "body": dict(body)}, **kw)
+
+
+def make_error(req_id: str, req_type: str, code: str, message: str, retryable: bool = False) -> bytes:
+    """Encode an error reply envelope (the message is cut to 2000 characters)."""
+    return encode_message({"id": req_id, "type": req_type, "ok": False,
+                           "error": {"code": code, "message": message[:2000], "retryable": retryable}})
+
+
+# ------------------------------------------------------------------------------------ field validation
+
+
+def _field(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in body:
+        raise ProtocolError("bad_field", f"missing field {name!r}")
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError("bad_field", f"field {name!r} is a {type(value).__name__}, expected {kind}")
+    return value
+
+
+def _array(body: Mapping[str, Any], name: str, dtype: str, shape: Sequence[int | None]) -> np.ndarray:
+    value = _field(body, name, np.ndarray)
+    if value.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, value.shape)):
+        raise ProtocolError("bad_field", f"field {name!r} has shape {value.shape}, expected {tuple(shape)}")
+    if value.dtype.kind == "f" and dtype.startswith("float"):
+        return value.astype(dtype)
+    if value.dtype.name != dtype and not (dtype.startswith("int") and value.dtype.kind in "iu"):
+        raise ProtocolError("bad_field", f"field {name!r} has dtype {value.dtype}, expected {dtype}")
+    return value.astype(dtype)
+
+
+def _str(value: Any, where: str, max_chars: int = 4096) -> str:
+    if not isinstance(value, str) or len(value) > max_chars:
+        raise ProtocolError("bad_field", f"{where} must be a str of <= {max_chars} chars, got {value!r:.80}")
+    return value
+
+
+def _timings(body: Mapping[str, Any]) -> dict[str, float]:
+    raw = body.get("timings", {})
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_field", "field 'timings' must be a map")
+    return {str(k): float(v) for k, v in raw.items()}
+
+
+# --------------------------------------------------------------------------------------------- frames
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameRef:
+    """Frames the bridge reads itself: ``root/subdir/video/name`` for each name, in order."""
+
+    root: str
+    video: str
+    names: tuple[str, ...]
+    subdir: str = "JPEGImages"
+
+    def __post_init__(self):
+        object.__setattr__(self, "names", tuple(self.names))
+        for where, value in (("root", self.root), ("video", self.video), ("subdir", self.subdir)):
+            _str(value, f"FrameRef.{where}")
+        if not self.names:
+            raise ProtocolError("bad_field", "FrameRef.names is empty")
+        for part in (self.video, self.subdir, *self.names):
+            _str(part, "FrameRef name")
+            if part.startswith(("/", "\\")) or ".." in part.replace("\\", "/").split("/"):
+                raise ProtocolError("bad_field", f"FrameRef path part {part!r} leaves the dataset root")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def frames_to_wire(frames: np.ndarray | FrameRef) -> dict[str, Any]:
+    """Wire form of a clip: ``{"array": uint8 [T, H, W, 3]}`` or ``{"ref": {...}}``."""
+    if isinstance(frames, FrameRef):
+        return {"ref": {"root": frames.root, "video": frames.video, "names": list(frames.names),
+                        "subdir": frames.subdir}}
+    return {"array": _check_clip(np.asarray(frames), "frames")}
+
+
+def frames_from_wire(value: Any, where: str = "frames") -> np.ndarray | FrameRef:
+    """Inverse of :func:`frames_to_wire` with validation."""
+    if not isinstance(value, dict) or len(value) != 1 or not set(value) <= {"array", "ref"}:
+        raise ProtocolError("bad_field", f"field {where!r} must be a map with exactly one of 'array', 'ref'")
+    if "array" in value:
+        return _check_clip(value["array"], where)
+    ref = value["ref"]
+    if not isinstance(ref, dict):
+        raise ProtocolError("bad_field", f"field {where}.ref must be a map")
+    names = _field(ref, "names", list)
+    return FrameRef(root=_field(ref, "root", str), video=_field(ref, "video", str), names=tuple(names),
+                    subdir=ref.get("subdir", "JPEGImages"))
+
+
+def _check_clip(arr: Any, where: str) -> np.ndarray:
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        desc = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ProtocolError("bad_field", f"field {where!r} must be uint8 [T, H, W, 3], got {desc}")
+    if min(arr.shape[:3]) == 0:
+        raise ProtocolError("bad_field", f"field {where!r} is empty: shape {arr.shape}")
+    return arr
+
+
+# ------------------------------------------------------------------------------------------ messages
+
+
+@dataclasses.dataclass(frozen=True)
+class Keyframe:
+    """One keyframe chosen by System 1: a frame index into the clip and its local description."""
+
+    frame_idx: int
+    description: str
+
+    def __post_init__(self):
+        if isinstance(self.frame_idx, bool) or not isinstance(self.frame_idx, (int, np.integer)):
+            raise ProtocolError("bad_field", f"Keyframe.frame_idx = {self.frame_idx!r} is not an int")
+        object.__setattr__(self, "frame_idx", int(self.frame_idx))
+        _str(self.description, "Keyframe.description")
+
+
+def _keyframes_to_wire(kfs: Sequence[Keyframe]) -> list[list[Any]]:
+    return [[k.frame_idx, k.description] for k in kfs]
+
+
+def _keyframes_from_wire(value: Any, where: str, t: int | None) -> tuple[Keyframe, ...]:
+    if not isinstance(value, list):
+        raise ProtocolError("bad_field", f"field {where!r} must be a list of [frame_idx, description]")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, list) or len(item) != 2:
+            raise ProtocolError("bad_field", f"{where}[{i}] must be [frame_idx, description]")
+        kf = Keyframe(item[0], item[1])
+        if t is not None and not 0 <= kf.frame_idx < t:
+            raise ProtocolError("bad_field", f"{where}[{i}].frame_idx = {kf.frame_idx} outside [0, {t})")
+        out.append(kf)
+    return tuple(out)
+
+
+def _clip_len(frames: np.ndarray | FrameRef) -> int:
+    return len(frames)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroundRequest:
+    """Ground each keyframe's description on its frame (``frames`` may hold only the keyframes)."""
+
+    frames: Any  # np.ndarray uint8 [T, H, W, 3] | FrameRef
+    keyframes: tuple[Keyframe, ...]
+
+    TYPE = "ground"
+
+    def to_body(self) -> dict[str, Any]:
+        return {"frames": frames_to_wire(self.frames), "keyframes": _keyframes_to_wire(self.keyframes)}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "GroundRequest":
+        frames = frames_from_wire(body.get("frames"), "frames")
+        return cls(frames, _keyframes_from_wire(body.get("keyframes"), "keyframes", _clip_len(frames)))
+
+
+@dataclasses.dataclass(frozen=True)
+class GroundReply:
+    """Boxes ``float32 [n_k, 4]`` (x1, y1, x2, y2 in original-frame pixels) and labels per keyframe."""
+
+    boxes: tuple[np.ndarray, ...]
+    labels: tuple[tuple[str, ...], ...]
+    texts: tuple[str, ...]
+    n_unparseable: int
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"boxes": [np.asarray(b, np.float32).reshape(-1, 4) for b in self.boxes],
+                "labels": [list(x) for x in self.labels], "texts": list(self.texts),
+                "n_unparseable": int(self.n_unparseable), "timings": dict(self.timings)}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "GroundReply":
+        boxes = _field(body, "boxes", list)
+        return cls(tuple(_array({"b": b}, "b", "float32", (None, 4)) for b in boxes),
+                   tuple(tuple(x) for x in _field(body, "labels", list)),
+                   tuple(_field(body, "texts", list)), _field(body, "n_unparseable", int), _timings(body))
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentRequest:
+    """Segment detections (rollout, frame, box) of one group in ONE SAM2 state over ``clip``."""
+
+    clip: Any  # np.ndarray uint8 [T, H, W, 3] | FrameRef
+    num_rollouts: int
+    det_rollout: np.ndarray  # int32 [D]
+    det_frame: np.ndarray  # int32 [D]
+    det_boxes: np.ndarray  # float32 [D, 4], original-frame pixels
+
+    TYPE = "segment"
+
+    def __post_init__(self):
+        for name in ("det_rollout", "det_frame"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), np.int32).reshape(-1))
+        object.__setattr__(self, "det_boxes", np.asarray(self.det_boxes, np.float32).reshape(-1, 4))
+        d = len(self.det_boxes)
+        if len(self.det_rollout) != d or len(self.det_frame) != d:
+            raise ProtocolError("bad_field", f"detection arrays disagree: {len(self.det_rollout)} rollouts, "
+                                f"{len(self.det_frame)} frames, {d} boxes")
+        if isinstance(self.num_rollouts, bool) or not isinstance(self.num_rollouts, int) or self.num_rollouts < 0:
+            raise ProtocolError("bad_field", f"num_rollouts = {self.num_rollouts!r}")
+        if d and (self.det_rollout.min() < 0 or self.det_rollout.max() >= self.num_rollouts):
+            raise ProtocolError("bad_field", f"det_rollout outside [0, {self.num_rollouts})")
+        t = _clip_len(self.clip)
+        if d and (self.det_frame.min() < 0 or self.det_frame.max() >= t):
+            raise ProtocolError("bad_field", f"det_frame outside [0, {t})")
+        if not np.isfinite(self.det_boxes).all():
+            raise ProtocolError("bad_field", "det_boxes holds a non-finite value")
+
+    def to_body(self) -> dict[str, Any]:
+        return {"clip": frames_to_wire(self.clip), "num_rollouts": self.num_rollouts,
+                "det_rollout": self.det_rollout, "det_frame": self.det_frame, "det_boxes": self.det_boxes}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "SegmentRequest":
+        return cls(frames_from_wire(body.get("clip"), "clip"), _field(body, "num_rollouts", int),
+                   _array(body, "det_rollout", "int32", (None,)), _array(body, "det_frame", "int32", (None,)),
+                   _array(body, "det_boxes", "float32", (None, 4)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentReply:
+    """``masks`` bool [R, T, H, W] per rollout and frame; ``obj_ids`` int32 [D]: the SAM2 object per detection."""
+
+    masks: np.ndarray
+    obj_ids: np.ndarray
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"masks": np.asarray(self.masks, bool), "obj_ids": np.asarray(self.obj_ids, np.int32),
+                "timings": dict(self.timings)}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "SegmentReply":
+        return cls(_array(body, "masks", "bool", (None,) * 4), _array(body, "obj_ids", "int32", (None,)),
+                   _timings(body))
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupRequest:
+    """The whole reward query of one GRPO group: the clip and, per rollout, its keyframes."""
+
+    clip: Any  # np.ndarray uint8 [T, H, W, 3] | FrameRef
+    rollouts: tuple[tuple[Keyframe, ...], ...]
+
+    TYPE = "ground_and_segment"
+
+    def __post_init__(self):
+        object.__setattr__(self, "rollouts", tuple(tuple(r) for r in self.rollouts))
+        t = _clip_len(self.clip)
+        for r, kfs in enumerate(self.rollouts):
+            for k in kfs:
+                if not isinstance(k, Keyframe) or not 0 <= k.frame_idx < t:
+                    raise ProtocolError("bad_field", f"rollouts[{r}] keyframe {k!r} outside the {t}-frame clip")
+
+    def to_body(self) -> dict[str, Any]:
+        return {"clip": frames_to_wire(self.clip), "rollouts": [_keyframes_to_wire(r) for r in self.rollouts]}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "GroupRequest":
+        clip = frames_from_wire(body.get("clip"), "clip")
+        rollouts = _field(body, "rollouts", list)
+        return cls(clip, tuple(_keyframes_from_wire(r, f"rollouts[{i}]", _clip_len(clip))
+                               for i, r in enumerate(rollouts)))
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutResult:
+    """One rollout's System-2 output: boxes per keyframe (original-frame pixels) and masks [T, H, W] bool."""
+
+    boxes: tuple[np.ndarray, ...]
+    masks: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupReply:
+    """Reply to a :class:`GroupRequest` (wire form; the client wraps it in a ``GroupResult``)."""
+
+    boxes: tuple[tuple[np.ndarray, ...], ...]
+    masks: np.ndarray  # bool [R, T, H, W]
+    n_unparseable: int
+    n_detections: int
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"boxes": [[np.asarray(b, np.float32).reshape(-1, 4) for b in r] for r in self.boxes],
+                "masks": np.asarray(self.masks, bool), "n_unparseable": int(self.n_unparseable),
+                "n_detections": int(self.n_detections), "timings": dict(self.timings)}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "GroupReply":
+        boxes = tuple(tuple(_array({"b": b}, "b", "float32", (None, 4)) for b in r)
+                      for r in _field(body, "boxes", list))
+        return cls(boxes, _array(body, "masks", "bool", (None,) * 4), _field(body, "n_unparseable", int),
+                   _field(body, "n_detections", int), _timings(body))
+
+    def rollout_results(self) -> tuple[RolloutResult, ...]:
+        return tuple(RolloutResult(b, m) for b, m in zip(self.boxes, self.masks))
+
+
+REQUEST_CLASSES = {c.TYPE: c for c in (GroundRequest, SegmentRequest, GroupRequest)}
+REPLY_CLASSES = {"ground": GroundReply, "segment": SegmentReply, "ground_and_segment": GroupReply}

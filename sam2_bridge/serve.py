@@ -1,0 +1,92 @@
+"""Command line: ``python -m sam2_bridge.serve --address ipc:///tmp/bridge.sock --segmenter sam2 ...``.
+
+Starts :class:`sam2_bridge.server.Server` (one worker per GPU, one CPU worker when there is none, or
+``--workers N``) and serves until SIGINT / SIGTERM. Binds only ipc:// or loopback tcp:// addresses unless
+``--allow-remote`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sam2_bridge.serve",
+                                description="Serve System-2 grounding and SAM2 masks to the JAX trainer.")
+    p.add_argument("--address", required=True,
+                   help="where clients connect: ipc:///path.sock or tcp://127.0.0.1:PORT")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow binding a non-loopback tcp address (e.g. tcp://0.0.0.0:5555 for a remote pool)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="worker processes (default: one per visible CUDA GPU, else 1 CPU worker)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda: device family of the workers")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch CPU threads per worker (default: CPU cores / workers)")
+    p.add_argument("--segmenter", choices=("sam2", "synthetic"), default="sam2",
+                   help="sam2: SAM2 video predictor; synthetic: colour-region tracker for the synthetic world")
+    p.add_argument("--sam2-config", default="configs/sam2.1/sam2.1_hiera_l.yaml",
+                   help="packaged sam2 hydra config (e.g. configs/sam2.1/sam2.1_hiera_t.yaml)")
+    p.add_argument("--sam2-checkpoint", default=None,
+                   help="local SAM2 checkpoint .pt (default: random weights, for tests only)")
+    p.add_argument("--sam2-image-size", type=int, default=None,
+                   help="override the config's image size (multiple of 16; e.g. 256 for CPU tests)")
+    p.add_argument("--sam2-dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16 runs SAM2 under CUDA autocast")
+    p.add_argument("--sam2-seed", type=int, default=0, help="torch seed for random SAM2 weights")
+    p.add_argument("--no-batch-objects", action="store_true",
+                   help="run SAM2 objects one at a time instead of batching equal-length memory banks")
+    p.add_argument("--grounder", default="synthetic",
+                   help="qwen2_5_vl:PATH | qwen2_5_omni:PATH (local model directories) | synthetic")
+    p.add_argument("--grounder-dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--grounder-max-new-tokens", type=int, default=256)
+    p.add_argument("--grounder-max-pixels", type=int, default=900 * 28 * 28,
+                   help="largest keyframe the grounder sees (pixels; SPEC 5: 900*28*28)")
+    p.add_argument("--data-root", action="append", default=[],
+                   help="only read frame references under this directory (repeatable; default: any)")
+    p.add_argument("--max-message-bytes", type=int, default=512 * 1024 * 1024,
+                   help="largest accepted message body")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from sam2_bridge.server import Server, check_address
+
+    check_address(args.address, args.allow_remote)
+    device = args.device
+    n_gpu = 0
+    if device in ("auto", "cuda"):
+        import torch
+
+        n_gpu = torch.cuda.device_count()
+        if device == "cuda" and n_gpu == 0:
+            raise SystemExit("--device cuda but no CUDA device is visible")
+    if n_gpu and device != "cpu":
+        n = args.workers or n_gpu
+        devices = [f"cuda:{i % n_gpu}" for i in range(n)]
+    else:
+        devices = ["cpu"] * (args.workers or 1)
+    threads = args.torch_threads or max(1, (os.cpu_count() or 1) // len(devices))
+    handler_config = dict(
+        segmenter=args.segmenter, sam2_config=args.sam2_config, sam2_checkpoint=args.sam2_checkpoint,
+        sam2_image_size=args.sam2_image_size, sam2_dtype=args.sam2_dtype, sam2_seed=args.sam2_seed,
+        sam2_batch_objects=not args.no_batch_objects, grounder=args.grounder,
+        grounder_dtype=args.grounder_dtype, grounder_max_new_tokens=args.grounder_max_new_tokens,
+        grounder_max_pixels=args.grounder_max_pixels, data_roots=args.data_root)
+    server = Server(args.address, handler_config, devices, allow_remote=args.allow_remote,
+                    torch_threads=threads, max_message_bytes=args.max_message_bytes)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

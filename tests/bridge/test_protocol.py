@@ -1,0 +1,159 @@
+"""Protocol: round trips of every message, and malformed input -> ProtocolError with the documented code."""
+
+import pickle
+import struct
+import subprocess
+import sys
+
+import msgpack
+import numpy as np
+import pytest
+
+from sam2_bridge import protocol as P
+
+
+def _roundtrip(req_type, body):
+    return P.decode_message(P.make_request("r1", req_type, body))
+
+
+def test_array_codec_roundtrip_all_dtypes():
+    rng = np.random.default_rng(0)
+    values = {name: (rng.random((3, 5, 7)) * 100).astype(name) for name in
+              ("uint8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64")}
+    values["bool"] = rng.random((2, 3, 17, 5)) > 0.5  # 510 bits: not a multiple of 8
+    values["empty"] = np.zeros((0, 4), np.float32)
+    values["scalar"] = np.float32(2.5)
+    out = _roundtrip("health", {"nested": [values, {"x": values["bool"]}]})["body"]["nested"]
+    for name, arr in values.items():
+        if name == "scalar":
+            assert out[0][name] == 2.5
+            continue
+        assert out[0][name].dtype == arr.dtype and out[0][name].shape == arr.shape
+        np.testing.assert_array_equal(out[0][name], arr)
+    np.testing.assert_array_equal(out[1]["x"], values["bool"])
+
+
+def test_bool_masks_travel_as_bits():
+    masks = np.ones((8, 16, 64, 64), bool)
+    assert len(P.encode_message({"m": masks})) < masks.size // 8 + 200
+
+
+def test_group_request_and_reply_roundtrip():
+    clip = np.random.default_rng(1).integers(0, 255, (5, 12, 16, 3), dtype=np.uint8)
+    rollouts = [[P.Keyframe(0, "the red circle"), P.Keyframe(4, "blue square")], [], [P.Keyframe(2, "x")]]
+    req = P.GroupRequest(clip, rollouts)
+    back = P.GroupRequest.from_body(_roundtrip(req.TYPE, req.to_body())["body"])
+    np.testing.assert_array_equal(back.clip, clip)
+    assert back.rollouts == req.rollouts
+    masks = np.random.default_rng(2).random((3, 5, 12, 16)) > 0.5
+    boxes = ((np.array([[1, 2, 3, 4.5]], np.float32), np.zeros((0, 4), np.float32)), (), (np.ones((2, 4), np.float32),))
+    reply = P.GroupReply(boxes, masks, 1, 3, {"segment_s": 0.5})
+    got = P.GroupReply.from_body(P.decode_message(P.make_reply("r1", req.TYPE, reply.to_body()))["body"])
+    np.testing.assert_array_equal(got.masks, masks)
+    assert [[b.tolist() for b in r] for r in got.boxes] == [[b.tolist() for b in r] for r in boxes]
+    assert (got.n_unparseable, got.n_detections, got.timings) == (1, 3, {"segment_s": 0.5})
+
+
+def test_frame_ref_and_segment_request_roundtrip():
+    ref = P.FrameRef("/data/revos", "vid1", ("00000", "00005.jpg"))
+    req = P.SegmentRequest(ref, 2, [0, 1, 1], [0, 1, 1], [[0, 0, 4, 4], [1, 1, 3, 3], [1, 1, 3, 3]])
+    back = P.SegmentRequest.from_body(_roundtrip(req.TYPE, req.to_body())["body"])
+    assert back.clip == ref
+    np.testing.assert_array_equal(back.det_boxes, req.det_boxes)
+    assert back.det_rollout.dtype == np.int32
+
+
+@pytest.mark.parametrize("bad", [
+    dict(names=("../../etc/passwd",)), dict(video="/abs"), dict(video="a/../../b"), dict(names=()),
+])
+def test_frame_ref_cannot_leave_root(bad):
+    kw = dict(root="/data", video="v", names=("0",)) | bad
+    with pytest.raises(P.ProtocolError) as e:
+        P.FrameRef(**kw)
+    assert e.value.code == "bad_field"
+
+
+def test_malformed_messages_get_their_codes():
+    good = P.make_request("abc", "health", {})
+    cases = {
+        "truncated": [good[:5], good[:-1]],
+        "bad_header": [b"XXXX" + good[4:], good + b"\x00"],
+        "bad_version": [good[:4] + struct.pack("<H", 99) + good[6:]],
+        "too_large": [good[:8] + struct.pack("<Q", 1 << 40) + good[16:]],
+    }
+    for code, payloads in cases.items():
+        for payload in payloads:
+            with pytest.raises(P.ProtocolError) as e:
+                P.decode_message(payload)
+            assert e.value.code == code, (code, payload[:20])
+    with pytest.raises(P.ProtocolError) as e:
+        P.decode_message(P.encode_message({"x": "y" * 2000}), max_message_bytes=1000)
+    assert e.value.code == "too_large"
+
+
+def _framed(body: bytes) -> bytes:
+    return b"S2BR" + struct.pack("<HHQ", P.PROTOCOL_VERSION, 0, len(body)) + body
+
+
+def test_bodies_that_are_not_plain_maps_are_rejected_without_executing_anything(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bodies = [
+        pickle.dumps(Evil()),  # a pickle is just undecodable bytes here
+        msgpack.packb([1, 2, 3]),  # not a map
+        msgpack.packb({1: 2}),  # non-string key
+        msgpack.packb({"a": msgpack.ExtType(7, b"xx")}),  # unknown extension
+        msgpack.packb({"a": msgpack.ExtType(1, bytes([0, 1]) + struct.pack("<Q", 100) + b"\x00")}),  # short data
+        msgpack.packb({"a": msgpack.ExtType(1, bytes([99, 1]) + struct.pack("<Q", 1) + b"\x00")}),  # bad dtype
+        b"\x91" * 100000,  # nesting far too deep
+        b"\xc1",  # reserved byte
+    ]
+    for body in bodies:
+        with pytest.raises(P.ProtocolError) as e:
+            P.decode_message(_framed(body))
+        assert e.value.code == "bad_body"
+    assert not marker.exists()
+
+
+def test_envelope_and_field_validation():
+    with pytest.raises(P.ProtocolError) as e:
+        P.peek_envelope({"id": "a", "type": "exec"})
+    assert e.value.code == "bad_type"
+    with pytest.raises(P.ProtocolError) as e:
+        P.peek_envelope({"id": "", "type": "health"})
+    assert e.value.code == "bad_field"
+    clip = np.zeros((3, 4, 4, 3), np.uint8)
+    bad_bodies = [
+        {"clip": {"array": clip.astype(np.float32)}, "rollouts": []},  # wrong dtype
+        {"clip": {"array": clip}, "rollouts": [[[3, "x"]]]},  # frame outside the clip
+        {"clip": {"array": clip}, "rollouts": [[["0", "x"]]]},  # wrong type
+        {"clip": {"array": clip, "ref": {}}, "rollouts": []},  # two sources
+        {"clip": {"array": clip}},  # missing field
+    ]
+    for body in bad_bodies:
+        with pytest.raises(P.ProtocolError) as e:
+            P.GroupRequest.from_body(body)
+        assert e.value.code == "bad_field", body
+    with pytest.raises(P.ProtocolError):
+        P.SegmentRequest(clip, 1, [0, 1], [0, 0], [[0, 0, 1, 1]] * 2)  # rollout 1 of 1
+    with pytest.raises(P.ProtocolError):
+        P.SegmentRequest(clip, 1, [0], [0], [[0, 0, np.nan, 1]])
+
+
+def test_trainer_side_modules_import_neither_torch_nor_jax():
+    code = ("import sys, sam2_bridge.protocol, sam2_bridge.client, sam2_bridge.objects, sam2_bridge.synthetic; "
+            "import sam2_bridge.grounder, sam2_bridge.frames, sam2_bridge.server; "
+            "bad = [m for m in ('torch', 'jax', 'jaxlib', 'transformers') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.torch
+def test_bridge_never_imports_jax():
+    code = ("import sys, sam2_bridge.segmenter, sam2_bridge.handler, sam2_bridge.sam2_reference, "
+            "sam2_bridge.worker, sam2_bridge.serve; assert 'jax' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
