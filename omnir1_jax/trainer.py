@@ -47,10 +47,17 @@ def eos_ids_of(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None and i >= 0)
 
 
-def make_scorer(remat: bool, temperature: float):
-    """The policy's completion scorer (a fixed function object, so jit caches stay warm)."""
-    from omnir1_jax.models.qwen2_5_omni import completion_logprobs
+def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
+    """The policy's completion scorer (a fixed function object, so jit caches stay warm).
 
+    With ``group_size`` the rows are GRPO groups sharing a prompt (``repeat_prompt(inputs, group_size)``): the
+    prompt is run once per group and the completions attend to the shared prefix — same log-probs and
+    gradients as full rows, (group_size - 1) / group_size less prompt compute."""
+    from omnir1_jax.models.qwen2_5_omni import completion_logprobs, group_completion_logprobs
+
+    if group_size and group_size > 1:
+        return functools.partial(group_completion_logprobs, group_size=group_size, remat=remat,
+                                 temperature=temperature)
     return functools.partial(completion_logprobs, remat=remat, temperature=temperature)
 
 
@@ -76,7 +83,7 @@ class GRPOTrainer:
         tx = make_optimizer(o.lr, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
                             warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
         self.optimizer = nnx.Optimizer(self.policy, tx, wrt=nnx.Param)
-        self.scorer = make_scorer(cfg.model.remat, g.temperature)
+        self.scorer = make_scorer(cfg.model.remat, g.temperature, g.group_size)
         self.records = records if records is not None else S.read_records(cfg.data, cfg.data.split)
         self._pipe_cfg = S.pipeline_config(cfg.data, train=True, seed=cfg.run.seed)
         from omnir1_jax.data import build_pipeline
