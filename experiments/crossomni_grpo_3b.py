@@ -6,7 +6,7 @@ Command::
 
     python -m omnir1_jax.crossomni.train --config experiments/crossomni_grpo_3b.py --stage grpo \
         --set model.checkpoint='"runs/crossomni_sft_3b/hf"' \
-        --judge hf:/models/Qwen3-Next-80B-A3B-Instruct --save runs/crossomni_grpo_3b/hf
+        --judge hf:checkpoints/Qwen3-Next-80B-A3B-Instruct --save runs/crossomni_grpo_3b/hf
     python -m omnir1_jax.evaluate --config experiments/crossomni_grpo_3b.py --split test \
         --policy runs/crossomni_grpo_3b/hf
 
@@ -25,7 +25,7 @@ def get_config() -> ExperimentConfig:
         model=ModelSpec(checkpoint="runs/crossomni_sft_3b/hf", preset="qwen2_5_omni_3b", dtype="bfloat16",
                         remat=True),
         mesh=MeshSpec(data=-1, fsdp=4),
-        data=DataSpec(dataset="crossomni", root="/data/crossomni", split="train", task="qa", batch_size=16,
+        data=DataSpec(dataset="crossomni", root="data/crossomni", split="train", task="qa", batch_size=16,
                       min_frames=24, max_frames=24),
         grpo=GRPOSpec(group_size=4, beta=0.04, temperature=1.0, max_new_tokens=768),
         optim=OptimSpec(lr=5e-6, weight_decay=0.01),

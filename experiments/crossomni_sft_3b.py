@@ -20,10 +20,10 @@ from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, Mo
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="crossomni_sft_3b",
-        model=ModelSpec(checkpoint="/models/Qwen2.5-Omni-3B", preset="qwen2_5_omni_3b", dtype="bfloat16",
+        model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-3B", preset="qwen2_5_omni_3b", dtype="bfloat16",
                         remat=True),
         mesh=MeshSpec(data=-1, fsdp=4),
-        data=DataSpec(dataset="crossomni", root="/data/crossomni", split="train", task="qa", batch_size=8,
+        data=DataSpec(dataset="crossomni", root="data/crossomni", split="train", task="qa", batch_size=8,
                       min_frames=24, max_frames=24),
         grpo=GRPOSpec(max_new_tokens=768),
         sft=SFTSpec(steps=0, lr=1e-5, batch_size=32, lora_rank=16, lora_alpha=32.0, weight_decay=0.0,

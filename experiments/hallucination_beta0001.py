@@ -2,7 +2,7 @@
 
 Command::
 
-    python -m omnir1_jax.train --config experiments/hallucination_beta0001.py --set data.root='"/data/refavs"'
+    python -m omnir1_jax.train --config experiments/hallucination_beta0001.py --set data.root='"data/refavs"'
 
 Hardware: as ``omni_r1_7b_refaid.py`` (8x 80 GB GPUs + bridge workers).
 

@@ -3,7 +3,7 @@ description; System 2 boxes it on frame 0 (the paper's AVS training variant, app
 
 Command::
 
-    python -m omnir1_jax.train --config experiments/omni_r1_7b_refaid.py --set data.root='"/data/refavs"'
+    python -m omnir1_jax.train --config experiments/omni_r1_7b_refaid.py --set data.root='"data/refavs"'
     python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_s --policy DIR
     python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_u --policy DIR
     python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_n --policy DIR
@@ -23,12 +23,12 @@ from omnir1_jax.rewards import RewardWeights
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="omni_r1_7b_refaid",
-        model=ModelSpec(checkpoint="/models/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat=True),
+        model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat=True),
         mesh=MeshSpec(data=-1, fsdp=8),
-        data=DataSpec(dataset="refavs", root="/data/refavs", split="train", task="refaid", batch_size=8,
+        data=DataSpec(dataset="refavs", root="data/refavs", split="train", task="refaid", batch_size=8,
                       min_frames=10, max_frames=10, workers=4),
-        bridge=BridgeSpec(grounder="qwen2_5_omni:/models/Qwen2.5-Omni-7B", segmenter="sam2",
-                          sam2_checkpoint="/models/sam2.1_hiera_large.pt", workers=8, timeout_s=900.0),
+        bridge=BridgeSpec(grounder="qwen2_5_omni:checkpoints/Qwen2.5-Omni-7B", segmenter="sam2",
+                          sam2_checkpoint="checkpoints/sam2.1_hiera_large.pt", workers=8, timeout_s=900.0),
         grpo=GRPOSpec(group_size=8, beta=0.04, max_new_tokens=256,
                       rewards=RewardWeights(alpha_k=0.0, alpha_a=1.0, alpha_g=0.0)),
         optim=OptimSpec(lr=1e-6, weight_decay=0.01),

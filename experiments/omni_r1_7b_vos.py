@@ -3,12 +3,12 @@
 Command::
 
     python -m omnir1_jax.train --config experiments/omni_r1_7b_vos.py \
-        --set model.checkpoint='"/models/Qwen2.5-Omni-7B"' --set data.root='"/data/revos"' \
-        --set bridge.grounder='"qwen2_5_omni:/models/Qwen2.5-Omni-7B"' \
-        --set bridge.sam2_checkpoint='"/models/sam2.1_hiera_large.pt"'
+        --set model.checkpoint='"checkpoints/Qwen2.5-Omni-7B"' --set data.root='"data/revos"' \
+        --set bridge.grounder='"qwen2_5_omni:checkpoints/Qwen2.5-Omni-7B"' \
+        --set bridge.sam2_checkpoint='"checkpoints/sam2.1_hiera_large.pt"'
     python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid --policy runs/omni_r1_7b_vos/hf
     python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid_u \
-        --set data.dataset='"mevis"' --set data.root='"/data/mevis"'
+        --set data.dataset='"mevis"' --set data.root='"data/mevis"'
 
 Hardware: System 1 (7B, bf16, FSDP) on 8x 80 GB GPUs or a TPU v5p-16 slice; one bridge worker per GPU host
 (System 2 = a frozen Qwen2.5-Omni-7B + SAM2 hiera-large); about a day for one epoch.
@@ -28,14 +28,14 @@ from omnir1_jax.rewards import RewardWeights
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="omni_r1_7b_vos",
-        model=ModelSpec(checkpoint="/models/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16",
+        model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16",
                         remat=True),
         mesh=MeshSpec(data=-1, fsdp=8, tensor=1),
-        data=DataSpec(dataset="revos", root="/data/revos", split="train", task="vos", batch_size=8, min_frames=8,
+        data=DataSpec(dataset="revos", root="data/revos", split="train", task="vos", batch_size=8, min_frames=8,
                       max_frames=24, s1_max_pixels=128 * 28 * 28, s1_min_pixels=16 * 28 * 28, workers=4),
-        bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:/models/Qwen2.5-Omni-7B", segmenter="sam2",
+        bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:checkpoints/Qwen2.5-Omni-7B", segmenter="sam2",
                           sam2_config="configs/sam2.1/sam2.1_hiera_l.yaml",
-                          sam2_checkpoint="/models/sam2.1_hiera_large.pt", workers=8, timeout_s=900.0),
+                          sam2_checkpoint="checkpoints/sam2.1_hiera_large.pt", workers=8, timeout_s=900.0),
         grpo=GRPOSpec(group_size=8, mu=1, beta=0.04, temperature=1.0, max_new_tokens=512,
                       rewards=RewardWeights(alpha_k=1.0, alpha_a=0.0, alpha_g=1.0)),
         optim=OptimSpec(lr=1e-6, weight_decay=0.01),

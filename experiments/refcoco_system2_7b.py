@@ -3,7 +3,7 @@ reward), then evaluated on ReVOS with that model serving as System 1 and System 
 
 Command::
 
-    python -m omnir1_jax.train --config experiments/refcoco_system2_7b.py --set data.root='"/data/refcoco"'
+    python -m omnir1_jax.train --config experiments/refcoco_system2_7b.py --set data.root='"data/refcoco"'
     python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid --policy DIR \
         --set bridge.grounder='"qwen2_5_omni:DIR"'
 
@@ -24,6 +24,6 @@ def get_config():
     base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "omni_r1_7b_refaid.py"))
     return dataclasses.replace(
         base, name="refcoco_system2_7b",
-        data=dataclasses.replace(base.data, dataset="refcocog", root="/data/refcoco", split="train", min_frames=1,
+        data=dataclasses.replace(base.data, dataset="refcocog", root="data/refcoco", split="train", min_frames=1,
                                  max_frames=1),
         run=dataclasses.replace(base.run, steps=250, out_dir="runs/refcoco_system2_7b", eval_split="val"))

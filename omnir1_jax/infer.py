@@ -1,7 +1,7 @@
 """Two-system inference on one video: System 1 picks moments and rewrites the query, System 2 + SAM2 segment.
 
     python -m omnir1_jax.infer --video DIR_OR_MP4 --query "the red circle" --policy PATH [--audio WAV] \
-        [--bridge ipc:///tmp/bridge.sock | --grounder KIND[:PATH] --segmenter synthetic|sam2 ...] --out DIR
+        [--bridge ipc://bridge.sock | --grounder KIND[:PATH] --segmenter synthetic|sam2 ...] --out DIR
 
 Steps (SPEC sections 2, 5 and 6): the video is decoded at full resolution (PyAV for files, PIL for frame
 folders); System 1 (the Flax Thinker, greedy) sees at most ``--max-frames`` (24) evenly sampled frames at the

@@ -2,7 +2,7 @@
 
 Imports neither torch nor jax. Typical use from the JAX trainer, one call per GRPO group::
 
-    client = BridgeClient(["ipc:///tmp/bridge.sock"], deadline_s=120)
+    client = BridgeClient(["ipc://bridge.sock"], deadline_s=120)
     future = client.submit_group(clip, [[Keyframe(3, "the red circle"), ...] for each rollout])
     result = future.result()          # a GroupResult, never raises
     if result.ok:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m sam2_bridge.serve --address ipc:///tmp/bridge.sock --segmenter sam2 ...``.
+"""Command line: ``python -m sam2_bridge.serve --address ipc://bridge.sock --segmenter sam2 ...``.
 
 Starts :class:`sam2_bridge.server.Server` (one worker per GPU, one CPU worker when there is none, or
 ``--workers N``) and serves until SIGINT / SIGTERM. Binds only ipc:// or loopback tcp:// addresses unless
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sam2_bridge.serve",
                                 description="Serve System-2 grounding and SAM2 masks to the JAX trainer.")
     p.add_argument("--address", required=True,
-                   help="where clients connect: ipc:///path.sock or tcp://127.0.0.1:PORT")
+                   help="where clients connect: ipc://PATH.sock or tcp://127.0.0.1:PORT")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow binding a non-loopback tcp address (e.g. tcp://0.0.0.0:5555 for a remote pool)")
     p.add_argument("--workers", type=int, default=0,

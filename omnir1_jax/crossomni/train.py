@@ -1,7 +1,7 @@
 """CrossOmni SFT + GRPO entry point.
 
     python -m omnir1_jax.crossomni.train --config experiments/crossomni_grpo_7b.py [--stage sft|grpo|both] \
-        [--judge hf:/models/Qwen3-Next-80B-A3B-Instruct | bridge:tcp://host:port | python:pkg.mod:fn] \
+        [--judge hf:checkpoints/Qwen3-Next-80B-A3B-Instruct | bridge:tcp://host:port | python:pkg.mod:fn] \
         [--save DIR] [--set key=value ...]
 
 Then ``python -m omnir1_jax.evaluate --config <same file> --split test --policy DIR`` measures accuracy.

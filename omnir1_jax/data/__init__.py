@@ -8,11 +8,11 @@ schema is documented in :mod:`omnir1_jax.data.schema` and :mod:`omnir1_jax.data.
 
 Iterate the training pipeline over a generated world::
 
-    # python -m omnir1_jax.data.synthetic --out /tmp/syn --videos 20
+    # python -m omnir1_jax.data.synthetic --out data/syn --videos 20
     from omnir1_jax.data import PipelineConfig, build_pipeline, read_revos
     from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
 
-    records = read_revos("/tmp/syn", "train", dataset="synthetic")
+    records = read_revos("data/syn", "train", dataset="synthetic")
     it = iter(build_pipeline(records, build_tiny_tokenizer(), PipelineConfig(batch_size=2, seed=0)))
     for _ in range(3):
         batch = next(it)

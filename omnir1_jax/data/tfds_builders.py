@@ -7,7 +7,7 @@ One builder, :class:`OmniR1Expressions`, with one config per dataset (``revos``,
 from disk, so nothing is re-encoded), the union target mask per frame as a COCO RLE string (``""`` where empty),
 and the audio as mono 16 kHz float32. Usage::
 
-    b = OmniR1Expressions(config="synthetic", source_root="/tmp/syn", data_dir="/tmp/tfds")
+    b = OmniR1Expressions(config="synthetic", source_root="data/syn", data_dir="data/tfds")
     b.download_and_prepare()
     records = ArrayRecordExpressions(b.as_data_source("train"))   # lazy; feed to build_pipeline(records, ...)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 from typing import Any
 
 import flax.nnx as nnx
@@ -187,7 +186,3 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
             server.stop()
         raise
     return Bridge(client, server)
-
-
-def python_executable() -> str:
-    return sys.executable

@@ -3,7 +3,7 @@
 Typical use::
 
     from omnir1_jax.models.qwen2_5_omni import from_hf, generate
-    model = from_hf("/path/to/Qwen2.5-Omni-7B", dtype=jnp.bfloat16)
+    model = from_hf("checkpoints/Qwen2.5-Omni-7B", dtype=jnp.bfloat16)
     out = model(**processor_outputs)            # .logits, like transformers' Thinker forward
     samples = generate(model, processor_outputs, max_new_tokens=256, num_samples=8, key=jax.random.key(0))
 
