@@ -3,13 +3,18 @@
 Command::
 
     python -m omnir1_jax.train --config experiments/hallucination_beta0001.py --set data.root='"data/refavs"'
+    python -m omnir1_jax.evaluate --config experiments/hallucination_beta0001.py --split judge \
+        --policy runs/hallucination_beta0001/hf --set data.dataset='"avhbench"' \
+        --set data.root='"data/AVHBench_v0"' --set data.max_frames=24
 
 Hardware: as ``omni_r1_7b_refaid.py`` (8x 80 GB GPUs + bridge workers).
 
 Paper (Omni-R1 Table 6, AVHBench JUDGE subset, 5,302 questions): **61.5 %** (3,261 correct) with beta = 0.001,
-against 60.8 % with the default beta = 0.04 and 58.5 % for the base model. AVHBench is a yes/no QA benchmark:
-score it with ``omnir1_jax.eval.qa``-style accuracy after converting it to the CrossOmni JSONL layout (an
-AVHBench reader is not part of this repository). Everything but beta is ``omni_r1_7b_refaid.py``.
+against 60.8 % with the default beta = 0.04 and 58.5 % for the base model. AVHBench is a yes/no QA benchmark;
+the evaluation command above reads its release layout (``json/<video_id>.json`` + ``video/<video_id>.mp4``, see
+``omnir1_jax.data.avhbench``), keeps the three JUDGE tasks, and reports the pooled accuracy (the paper's number)
+with per-task accuracy, precision, recall, F1 and yes ratio. The answer prompt is ours (the paper gives none).
+Everything but beta is ``omni_r1_7b_refaid.py``.
 """
 
 import dataclasses

@@ -3,10 +3,11 @@
 Command::
 
     python -m omnir1_jax.train --config experiments/omni_r1_7b_vos.py \
-        --set model.checkpoint='"checkpoints/Qwen2.5-Omni-7B"' --set data.root='"data/revos"' \
+        --set model.checkpoint='"checkpoints/Qwen2.5-Omni-7B"' --set data.root='"data"' \
         --set bridge.grounder='"qwen2_5_omni:checkpoints/Qwen2.5-Omni-7B"' \
         --set bridge.sam2_checkpoint='"checkpoints/sam2.1_hiera_large.pt"'
-    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid --policy runs/omni_r1_7b_vos/hf
+    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid --policy runs/omni_r1_7b_vos/hf \
+        --set data.dataset='"revos"' --set data.root='"data/revos"'
     python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid_u \
         --set data.dataset='"mevis"' --set data.root='"data/mevis"'
 
@@ -16,8 +17,12 @@ Hardware: System 1 (7B, bf16, FSDP) on 8x 80 GB GPUs or a TPU v5p-16 slice; one 
 Paper (Omni-R1, Table 2, System 1 = System 2 = Omni-R1-7B): ReVOS referring 53.2, reasoning 41.9, single 48.3,
 multi 46.5, overall **47.6** J&F; MeViS valid_u (Table 5, System 2 = Sa2VA-1B): 55.4.
 Training data in the paper: 2,600 ReVOS + MeViS videos, one epoch, beta 0.04, group 8, lr 1e-6 AdamW wd 0.01,
-8-24 frames per clip at 128*28*28 px, System 2 at 900*28*28 px. This file trains on ReVOS; the MeViS share of
-the mixture needs a multi-dataset source (``data.dataset`` names one dataset today).
+8-24 frames per clip at 128*28*28 px, System 2 at 900*28*28 px. Training data here: the mixture source
+(``data.dataset = "mixture"``) over ``data/revos`` (ReVOS layout) and ``data/mevis`` (MeViS layout), 2,600 videos
+drawn uniformly from the union of their training videos (the paper states the total only, not the split between
+the two, so each dataset's expected share is proportional to its size; ``--set data.mixture_videos=0`` takes
+every video). Ref-AVS joint training (Table 6's "AVS and VOS" row) is not a mixture source: its clips use the
+audio pipeline.
 """
 
 from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,
@@ -31,7 +36,8 @@ def get_config() -> ExperimentConfig:
         model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16",
                         remat=True),
         mesh=MeshSpec(data=-1, fsdp=8, tensor=1),
-        data=DataSpec(dataset="revos", root="data/revos", split="train", task="vos", batch_size=8, min_frames=8,
+        data=DataSpec(dataset="mixture", root="data", mixture=(("revos", "revos"), ("mevis", "mevis")),
+                      mixture_videos=2600, mixture_seed=0, split="train", task="vos", batch_size=8, min_frames=8,
                       max_frames=24, s1_max_pixels=128 * 28 * 28, s1_min_pixels=16 * 28 * 28, workers=4),
         bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:checkpoints/Qwen2.5-Omni-7B", segmenter="sam2",
                           sam2_config="configs/sam2.1/sam2.1_hiera_l.yaml",

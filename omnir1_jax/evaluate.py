@@ -11,6 +11,9 @@ What is evaluated follows ``data.dataset`` of the experiment file:
 - ``refavs`` (splits ``test_s``, ``test_u``: J, F, J&F; ``test_n``: S, lower is better);
 - ``crossomni`` (``data.root`` = the JSONL file, or a directory holding ``<split>.jsonl``): multiple-choice
   accuracy per task, single- vs cross-modality and overall.
+- ``avhbench`` (``data.root`` = the AVHBench release folder or one question JSON file, see
+  :mod:`omnir1_jax.data.avhbench`; any split name): yes/no accuracy of the JUDGE subset per task and overall,
+  with precision, recall, F1 and the yes ratio (Omni-R1 Table 6 reports the overall accuracy).
 
 Segmentation datasets run System 1 on at most ``data.max_frames`` (24) sampled frames, map its keyframes to the
 full video, and let the bridge segment every frame of the video (the benchmark protocol). Written under
@@ -242,6 +245,14 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
         if len(acc):
             result["table"] = acc.summary()
             result["markdown"] = _refavs_table(result["table"])
+    elif kind == "yesno":
+        from omnir1_jax.eval.qa import YesNoAccumulator
+
+        acc = YesNoAccumulator()
+        for r in rows:
+            acc.add(r["id"], r["task"], r["predicted"], r["gold"])
+        if len(acc):
+            result["table"], result["markdown"] = acc.summary(), acc.summary_table()
     else:
         from omnir1_jax.eval.qa import QAAccumulator
 
@@ -280,6 +291,72 @@ def evaluate_qa(records: Sequence[Any], answer: Callable[[Sequence[Any]], Iterab
     return write_summary(records, log.rows, out_dir, "qa")
 
 
+# ------------------------------------------------------------------------------------------ AVHBench (yes/no)
+def evaluate_yes_no(records: Sequence[Any], answer: Callable[[Sequence[Any]], Iterable[tuple[Any, str]]],
+                    out_dir: str, *, resume: bool = True, max_items: int | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """Yes/no accuracy of AVHBench records (``.id``, ``.task``, ``.answer`` Yes / No); ``answer(records)`` yields
+    ``(record, completion)``. Resumable like :func:`evaluate_qa`."""
+    from omnir1_jax.eval.qa import parse_yes_no
+
+    log = ResultLog(os.path.join(out_dir, RESULTS), resume=resume)
+    todo = [r for r in records if r.id not in log]
+    if max_items is not None:
+        todo = todo[:max_items]
+    try:
+        for rec, text in answer(todo):
+            choice = parse_yes_no(text)
+            log.append({"id": rec.id, "task": rec.task, "predicted": choice, "gold": rec.answer,
+                        "correct": choice == rec.answer, "answer": text})
+            if progress:
+                print(f"\r[eval] {len(log.rows)}/{len(records)}", end="", flush=True)
+    finally:
+        log.close()
+        if progress:
+            print(flush=True)
+    return write_summary(records, log.rows, out_dir, "yesno")
+
+
+def avhbench_answers(cfg: ExperimentConfig, policy, tokenizer, records: Sequence[Any]) -> Iterator[tuple[Any, str]]:
+    """``(record, greedy completion)`` per AVHBench record: the clip's frames (System-1 view, at most
+    ``data.max_frames``) and its own audio track, with :func:`~omnir1_jax.data.avhbench.avhbench_prompt`;
+    batched by ``data.batch_size``."""
+    from omnir1_jax.crossomni.loops import _eos_pad
+    from omnir1_jax.crossomni.media import read_video
+    from omnir1_jax.data import transforms as T
+    from omnir1_jax.data.avhbench import avhbench_prompt
+    from omnir1_jax.data.pipeline import collate
+    from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
+    from omnir1_jax.models.qwen2_5_omni import generate
+    from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+    from omnir1_jax.rl.rollout import decode_completions
+
+    d = cfg.data
+    eos, pad = _eos_pad(tokenizer)
+
+    def example(rec):
+        video = read_video(rec.video, with_audio=True)
+        audio = video.audio if video.audio is not None and video.audio.size else None
+        er = ExpressionRecord(dataset="avhbench", split="judge", video_id=rec.id, exp_id="0", expression=rec.question,
+                              frame_names=video.names, frame_paths=tuple(f"{rec.video}#{n}" for n in video.names),
+                              audio_waveform=audio)
+        idx = T.sample_frame_indices(video.num_frames, d.max_frames)
+        ex = {"record": er, "frame_indices": idx, "frames": video.frames[idx],
+              "orig_size": np.asarray(video.frames.shape[1:3], np.int32)}
+        ex = T.AudioFeatures().map(T.System1View(d.s1_min_pixels, d.s1_max_pixels, FPS_S1, "video").map(
+            T.GroundTruth().map(ex)))
+        ex["prompt"] = avhbench_prompt(rec)
+        return T.Finalize(keep_frames=False).map(T.Tokenize(tokenizer).map(ex))
+
+    records = list(records)
+    for s in range(0, len(records), d.batch_size):
+        chunk = records[s:s + d.batch_size]
+        batch = collate([example(r) for r in chunk], pad_id=pad, pad_to_multiple=64)
+        out = generate(policy, as_model_inputs(policy.config, batch["model_inputs"]),
+                       max_new_tokens=cfg.grpo.max_new_tokens, greedy=True, eos_token_id=eos, pad_token_id=pad)
+        yield from zip(chunk, decode_completions(tokenizer, np.asarray(out.tokens), np.asarray(out.lengths), eos))
+
+
 # ----------------------------------------------------------------------------------------------- driver
 def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, policy=None, tokenizer=None,
              client=None, predictor: Predictor | None = None, resume: bool = True, max_items: int | None = None,
@@ -300,8 +377,17 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
         policy = policy if policy is not None else S.build_policy(cfg.model, seed=cfg.run.seed)
         answer = lambda recs: greedy_answers(cfg, policy, tokenizer, recs)  # noqa: E731
         return evaluate_qa(records, answer, out_dir, resume=resume, max_items=max_items, progress=progress)
+    if ds == "avhbench":
+        from omnir1_jax.data.avhbench import read_avhbench
+
+        records = read_avhbench(cfg.data.root)
+        tokenizer = tokenizer or S.build_tokenizer(cfg.model)
+        policy = policy if policy is not None else S.build_policy(cfg.model, seed=cfg.run.seed)
+        answer = lambda recs: avhbench_answers(cfg, policy, tokenizer, recs)  # noqa: E731
+        return evaluate_yes_no(records, answer, out_dir, resume=resume, max_items=max_items, progress=progress)
     if ds not in VOS_DATASETS + ("refavs",):
-        raise ConfigError(f"data.dataset={ds!r} cannot be evaluated (use {VOS_DATASETS + ('refavs', 'crossomni')})")
+        raise ConfigError(f"data.dataset={ds!r} cannot be evaluated (use "
+                          f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench')})")
     records = S.read_records(cfg.data, split)
     kind = "refavs" if ds == "refavs" else "vos"
     bridge = None

@@ -84,6 +84,14 @@ class GroupResult:
         return self
 
 
+def _die_with_parent() -> None:
+    """In the forked child: ask Linux for SIGTERM when the parent (thread) dies (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+
+
 class LocalServer:
     """A bridge server started (and restarted) by this process: ``python -m sam2_bridge.serve ARGS``."""
 
@@ -98,9 +106,15 @@ class LocalServer:
         self.restarts = 0
 
     def start(self) -> "LocalServer":
+        """Start the server process. On Linux it gets SIGTERM when the thread that started it ends (the
+        trainer's main thread, or the client's I/O thread after a restart), so a trainer killed with SIGKILL
+        leaves no orphaned bridge behind."""
         out = open(self.log_path, "ab") if self.log_path else None
         self.proc = subprocess.Popen([sys.executable, "-m", "sam2_bridge.serve", *self.args],
-                                     env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None)
+                                     env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        if out is not None:
+            out.close()  # the child holds its own descriptor
         return self
 
     def alive(self) -> bool:
@@ -209,6 +223,12 @@ class BridgeClient:
                 deadline_s: float | None = None) -> P.SegmentReply:
         body = P.SegmentRequest(clip, num_rollouts, det_rollout, det_frame, det_boxes).to_body()
         return P.SegmentReply.from_body(self.submit("segment", body, deadline_s).result())
+
+    def judge(self, prompts: Sequence[str], max_new_tokens: int = 8, deadline_s: float | None = None) -> list[str]:
+        """Greedy judge continuations, one per prompt in order (a bridge started with ``--judge``); raises
+        :class:`BridgeError` (code ``no_judge`` without one) / :class:`BridgeTimeout`."""
+        body = P.JudgeRequest(tuple(prompts), max_new_tokens).to_body()
+        return list(P.JudgeReply.from_body(self.submit("judge", body, deadline_s).result()).texts)
 
     def submit_group(self, clip: np.ndarray | FrameRef, rollouts: Sequence[Sequence[Keyframe]],
                      deadline_s: float | None = None) -> concurrent.futures.Future:

@@ -1,4 +1,7 @@
-"""Request handling inside a worker: decoded request -> reply body (grounder + segmenter, in process).
+"""Request handling inside a worker: decoded request -> reply body (grounder + segmenter + judge, in process).
+
+``segmenter="none"`` builds no segmenter (``ground`` / ``segment`` / ``ground_and_segment`` then get the error
+``no_segmenter``): a judge-only bridge. ``judge=None`` builds no judge (``judge`` gets ``no_judge``).
 
 :class:`Handler` is also what the benchmarks call in-process, so the queue overhead is measured against the
 exact same computation.
@@ -18,9 +21,9 @@ from sam2_bridge.frames import resolve_frames
 
 @dataclasses.dataclass(frozen=True)
 class HandlerConfig:
-    """What a worker builds: the segmenter, the grounder and their options."""
+    """What a worker builds: the segmenter, the grounder, the judge and their options."""
 
-    segmenter: str = "sam2"  # "sam2" | "synthetic"
+    segmenter: str = "sam2"  # "sam2" | "synthetic" | "none"
     sam2_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
     sam2_checkpoint: str | None = None
     sam2_image_size: int | None = None
@@ -33,20 +36,31 @@ class HandlerConfig:
     grounder_max_pixels: int = 900 * 28 * 28
     data_roots: tuple[str, ...] = ()
     device: str = "cpu"
+    judge: str | None = None  # "hf:PATH" | None
+    judge_dtype: str = "float32"
+    judge_max_batch: int = 16
 
     def __post_init__(self):
-        if self.segmenter not in ("sam2", "synthetic"):
-            raise ValueError(f"HandlerConfig.segmenter = {self.segmenter!r}, expected 'sam2' or 'synthetic'")
+        if self.segmenter not in ("sam2", "synthetic", "none"):
+            raise ValueError(f"HandlerConfig.segmenter = {self.segmenter!r}, expected 'sam2', 'synthetic' or "
+                             "'none'")
+        if self.judge_max_batch < 1:
+            raise ValueError(f"HandlerConfig.judge_max_batch = {self.judge_max_batch}, expected >= 1")
         object.__setattr__(self, "data_roots", tuple(self.data_roots))
 
 
 class Handler:
-    """Builds the models once and answers ``ground`` / ``segment`` / ``ground_and_segment`` bodies."""
+    """Builds the models once and answers ``ground`` / ``segment`` / ``ground_and_segment`` / ``judge`` bodies."""
 
     def __init__(self, cfg: HandlerConfig):
         from sam2_bridge.grounder import build_grounder
+        from sam2_bridge.judge import build_judge
 
         self.cfg = cfg
+        self.judge = build_judge(cfg.judge, device=cfg.device, dtype=cfg.judge_dtype, max_batch=cfg.judge_max_batch)
+        self.segmenter = self.grounder = None
+        if cfg.segmenter == "none":
+            return
         if cfg.segmenter == "sam2":
             from sam2_bridge.segmenter import GroupSegmenter, Sam2Config
 
@@ -87,6 +101,14 @@ class Handler:
         """Reply body for a request body (raises ProtocolError on invalid fields or frames)."""
         t0 = time.perf_counter()
         request = P.REQUEST_CLASSES[req_type].from_body(body)
+        if req_type == "judge":
+            if self.judge is None:
+                raise P.ProtocolError("no_judge", "this bridge was started without --judge")
+            texts, timings = self.judge.generate(request.prompts, request.max_new_tokens)
+            return P.JudgeReply(tuple(texts), timings).to_body()
+        if self.segmenter is None:
+            raise P.ProtocolError("no_segmenter", f"this bridge was started with --segmenter none; it cannot "
+                                  f"answer {req_type!r}")
         if req_type == "ground":
             frames = resolve_frames(request.frames, self.cfg.data_roots)
             t1 = time.perf_counter()

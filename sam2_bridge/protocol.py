@@ -21,11 +21,13 @@ no field names code: decoding can only ever produce those plain values and numer
 
 Envelope
 --------
-Request: ``{"id": str (<= 64 chars), "type": "health" | "ground" | "segment" | "ground_and_segment",
-"body": map}``. Reply: ``{"id": <request id>, "type": <request type>, "ok": true, "body": map}`` or
+Request: ``{"id": str (<= 64 chars), "type": "health" | "ground" | "segment" | "ground_and_segment" |
+"judge", "body": map}``. Reply: ``{"id": <request id>, "type": <request type>, "ok": true, "body": map}`` or
 ``{"id", "type", "ok": false, "error": {"code": str, "message": str, "retryable": bool}}``. Error codes:
 ``bad_header``, ``bad_version``, ``truncated``, ``too_large``, ``bad_body``, ``bad_type``, ``bad_field``,
-``bad_frames`` (frame files missing / unreadable), ``worker_died`` (retryable), ``internal``.
+``bad_frames`` (frame files missing / unreadable), ``no_judge`` (a ``judge`` request to a bridge started
+without ``--judge``), ``no_segmenter`` (a grounding / segmentation request to a judge-only bridge,
+``--segmenter none``), ``worker_died`` (retryable), ``internal``.
 
 Frames (field ``frames`` / ``clip``; a map with exactly one of)
 ---------------------------------------------------------------
@@ -50,6 +52,12 @@ Requests and replies (``body`` maps; the dataclasses below build and parse them)
   per rollout], "masks": bool [R, T, H, W], "n_unparseable": int, "n_detections": int, "timings"}``.
   Keyframes are grounded on the clip's frames at full resolution (the grounder resizes them itself).
 
+- ``judge`` (:class:`JudgeRequest`, a text model scoring CrossOmni rationales): ``{"prompts": [str, ...]
+  (1 to 1024 prompts of <= 65536 chars each), "max_new_tokens": int in [1, 512]}`` -> (:class:`JudgeReply`)
+  ``{"texts": [str per prompt, in order], "timings"}``: the greedy continuation of each prompt (chat template
+  applied when the model's tokenizer has one), new tokens only, special tokens removed. Served only by a bridge
+  started with ``--judge hf:PATH``; otherwise the reply is the error ``no_judge``.
+
 A rollout with no detection gets all-False masks. Masks are the union, per frame, of the rollout's objects
 over the forward and the backward SAM2 sweep (see :mod:`sam2_bridge.segmenter`).
 """
@@ -68,7 +76,7 @@ MAGIC = b"S2BR"
 _HEADER = struct.Struct("<4sHHQ")
 HEADER_BYTES = _HEADER.size
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
-REQUEST_TYPES = ("health", "ground", "segment", "ground_and_segment")
+REQUEST_TYPES = ("health", "ground", "segment", "ground_and_segment", "judge")
 MAX_ID_CHARS = 64
 _EXT_NDARRAY = 1
 _DTYPES: tuple[str, ...] = ("bool", "uint8", "uint16", "int16", "int32", "int64", "float16", "float32",
@@ -507,5 +515,61 @@ class GroupReply:
         return tuple(RolloutResult(b, m) for b, m in zip(self.boxes, self.masks))
 
 
-REQUEST_CLASSES = {c.TYPE: c for c in (GroundRequest, SegmentRequest, GroupRequest)}
-REPLY_CLASSES = {"ground": GroundReply, "segment": SegmentReply, "ground_and_segment": GroupReply}
+@dataclasses.dataclass(frozen=True)
+class JudgeRequest:
+    """Prompts for the bridge's judge model (greedy decoding, at most ``max_new_tokens`` new tokens each)."""
+
+    prompts: tuple[str, ...]
+    max_new_tokens: int = 8
+
+    TYPE = "judge"
+    MAX_PROMPTS = 1024
+    MAX_PROMPT_CHARS = 65536
+    MAX_NEW_TOKENS = 512
+
+    def __post_init__(self):
+        if isinstance(self.prompts, (str, bytes)) or not isinstance(self.prompts, (list, tuple)):
+            raise ProtocolError("bad_field", f"field 'prompts' must be a list of str, got "
+                                f"{type(self.prompts).__name__}")
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        if not 0 < len(self.prompts) <= self.MAX_PROMPTS:
+            raise ProtocolError("bad_field", f"field 'prompts' holds {len(self.prompts)} prompts, expected 1 to "
+                                f"{self.MAX_PROMPTS}")
+        for i, prompt in enumerate(self.prompts):
+            _str(prompt, f"field 'prompts'[{i}]", self.MAX_PROMPT_CHARS)
+        n = self.max_new_tokens
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= self.MAX_NEW_TOKENS:
+            raise ProtocolError("bad_field", f"field 'max_new_tokens' = {n!r:.80} is not an int in "
+                                f"[1, {self.MAX_NEW_TOKENS}]")
+        object.__setattr__(self, "max_new_tokens", int(n))
+
+    def to_body(self) -> dict[str, Any]:
+        return {"prompts": list(self.prompts), "max_new_tokens": self.max_new_tokens}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "JudgeRequest":
+        return cls(_field(body, "prompts", list), _field(body, "max_new_tokens", int))
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeReply:
+    """One decoded continuation per prompt, in the request's order."""
+
+    texts: tuple[str, ...]
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"texts": list(self.texts), "timings": dict(self.timings)}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "JudgeReply":
+        texts = _field(body, "texts", list)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ProtocolError("bad_field", f"field 'texts'[{i}] is a {type(t).__name__}, expected str")
+        return cls(tuple(texts), _timings(body))
+
+
+REQUEST_CLASSES = {c.TYPE: c for c in (GroundRequest, SegmentRequest, GroupRequest, JudgeRequest)}
+REPLY_CLASSES = {"ground": GroundReply, "segment": SegmentReply, "ground_and_segment": GroupReply,
+                 "judge": JudgeReply}

@@ -1,5 +1,8 @@
 """Command line: ``python -m sam2_bridge.serve --address ipc://bridge.sock --segmenter sam2 ...``.
 
+A judge-only bridge (CrossOmni judge rewards, no SAM2):
+``python -m sam2_bridge.serve --address ipc://judge.sock --segmenter none --judge hf:checkpoints/JUDGE``.
+
 Starts :class:`sam2_bridge.server.Server` (one worker per GPU, one CPU worker when there is none, or
 ``--workers N``) and serves until SIGINT / SIGTERM. Binds only ipc:// or loopback tcp:// addresses unless
 ``--allow-remote`` is given.
@@ -26,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda: device family of the workers")
     p.add_argument("--torch-threads", type=int, default=0,
                    help="torch CPU threads per worker (default: CPU cores / workers)")
-    p.add_argument("--segmenter", choices=("sam2", "synthetic"), default="sam2",
-                   help="sam2: SAM2 video predictor; synthetic: colour-region tracker for the synthetic world")
+    p.add_argument("--segmenter", choices=("sam2", "synthetic", "none"), default="sam2",
+                   help="sam2: SAM2 video predictor; synthetic: colour-region tracker for the synthetic world; "
+                        "none: no grounding / segmentation (a judge-only bridge)")
     p.add_argument("--sam2-config", default="configs/sam2.1/sam2.1_hiera_l.yaml",
                    help="packaged sam2 hydra config (e.g. configs/sam2.1/sam2.1_hiera_t.yaml)")
     p.add_argument("--sam2-checkpoint", default=None,
@@ -45,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grounder-max-new-tokens", type=int, default=256)
     p.add_argument("--grounder-max-pixels", type=int, default=900 * 28 * 28,
                    help="largest keyframe the grounder sees (pixels; SPEC 5: 900*28*28)")
+    p.add_argument("--judge", default=None, metavar="KIND:PATH",
+                   help="serve 'judge' requests (CrossOmni judge rewards) with a text model: hf:PATH = a local "
+                        "transformers causal-LM directory (model + tokenizer), greedy batched decoding; "
+                        "default: no judge ('judge' requests get the error no_judge)")
+    p.add_argument("--judge-dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    p.add_argument("--judge-max-batch", type=int, default=16, help="most judge prompts decoded together")
     p.add_argument("--data-root", action="append", default=[],
                    help="only read frame references under this directory (repeatable; default: any)")
     p.add_argument("--max-message-bytes", type=int, default=512 * 1024 * 1024,
@@ -60,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     from sam2_bridge.server import Server, check_address
 
     check_address(args.address, args.allow_remote)
+    if args.judge:
+        from sam2_bridge.judge import check_judge_dir, parse_judge_spec
+
+        try:
+            check_judge_dir(parse_judge_spec(args.judge)[1])
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
     device = args.device
     n_gpu = 0
     if device in ("auto", "cuda"):
@@ -79,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         sam2_image_size=args.sam2_image_size, sam2_dtype=args.sam2_dtype, sam2_seed=args.sam2_seed,
         sam2_batch_objects=not args.no_batch_objects, grounder=args.grounder,
         grounder_dtype=args.grounder_dtype, grounder_max_new_tokens=args.grounder_max_new_tokens,
-        grounder_max_pixels=args.grounder_max_pixels, data_roots=args.data_root)
+        grounder_max_pixels=args.grounder_max_pixels, data_roots=args.data_root, judge=args.judge,
+        judge_dtype=args.judge_dtype, judge_max_batch=args.judge_max_batch)
     server = Server(args.address, handler_config, devices, allow_remote=args.allow_remote,
                     torch_threads=threads, max_message_bytes=args.max_message_bytes)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())

@@ -1,7 +1,8 @@
 """The bridge server: a ZeroMQ broker in front of one worker process per device.
 
 Clients (DEALER) talk to the front ROUTER socket. The broker checks each message's header and envelope
-(malformed ones get an error reply at once, and the connection stays usable), answers ``health`` itself, and
+(malformed ones get an error reply at once, and the connection stays usable), answers ``health`` itself (and
+``judge`` with the error ``no_judge`` when the bridge has no judge), and
 queues the rest for the next idle worker (subprocesses of :mod:`sam2_bridge.worker`, one per GPU or CPU
 worker). A worker that dies (crash, OOM, SIGKILL) is restarted; the request it held is answered with the
 retryable error ``worker_died`` so the client re-sends it. One log line per request: id, type, worker,
@@ -122,7 +123,8 @@ class Server:
     def health_body(self) -> dict[str, Any]:
         cfg = self.handler_config
         return {"version": P.PROTOCOL_VERSION, "segmenter": cfg.get("segmenter", "?"),
-                "grounder": cfg.get("grounder", "?"), "uptime_s": time.time() - self.started,
+                "grounder": cfg.get("grounder", "?"), "judge": cfg.get("judge"),
+                "uptime_s": time.time() - self.started,
                 "queued": len(self.queue),
                 "workers": [{"index": w.index, "pid": w.pid, "device": w.device, "ready": w.ready,
                              "busy_with": w.busy_with[1] if w.busy_with else None, "restarts": w.restarts,
@@ -154,6 +156,10 @@ class Server:
         if req_type == "health":
             self._reply(client, P.make_reply(req_id, req_type, self.health_body()), req_id, req_type, "-", "ok",
                         received, received, len(payload))
+            return
+        if req_type == "judge" and not self.handler_config.get("judge"):  # answered here: no worker is tied up
+            self._reply(client, P.make_error(req_id, req_type, "no_judge", "this bridge was started without --judge"),
+                        req_id, req_type, "-", "no_judge", received, received, len(payload))
             return
         if len(self.queue) >= self.max_queue:
             self._reply(client, P.make_error(req_id, req_type, "overloaded", "queue full", retryable=True),

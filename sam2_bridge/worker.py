@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parent = os.getppid()
     cfg = HandlerConfig(**json.loads(args.config))
-    if args.torch_threads > 0 and (cfg.segmenter == "sam2" or cfg.grounder != "synthetic"):
+    if args.torch_threads > 0 and (cfg.segmenter == "sam2" or cfg.grounder != "synthetic" or cfg.judge):
         import torch
 
         torch.set_num_threads(args.torch_threads)

@@ -11,7 +11,8 @@ prompts. A judge is any batched callable ``list[str] -> list[str]`` (:func:`make
 - ``python:package.module:function`` — your own callable (``str -> str``, or ``list -> list`` when the
   function has ``batched = True``), e.g. an API client;
 - ``bridge:ADDRESS`` — ``judge`` requests to a running bridge started with ``--judge hf:PATH``;
-- ``hf:PATH`` — a local bridge subprocess serving the text model at PATH through transformers, batched.
+- ``hf:PATH`` — a local judge-only bridge subprocess (``--segmenter none --judge hf:PATH``) serving the text
+  model at PATH through transformers, batched; stopped by the judge's ``close()``.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def make_judge(spec: str | Callable | None, *, run_dir: str = "runs/judge", max_
         address = f"ipc://{os.path.join(os.path.abspath(run_dir), 'judge.sock')}"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), env.get("PYTHONPATH", "")] if p)
-        server = LocalServer(["--address", address, "--workers", "1", "--segmenter", "synthetic",
-                              "--grounder", "synthetic", "--judge", f"hf:{rest}"], env=env,
+        server = LocalServer(["--address", address, "--workers", "1", "--segmenter", "none",
+                              "--judge", f"hf:{os.path.abspath(rest)}"], env=env,
                              log_path=os.path.join(run_dir, "judge_bridge.log")).start()
         client = BridgeClient([address], deadline_s=timeout_s, local_server=server)
         try:

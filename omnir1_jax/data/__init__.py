@@ -2,7 +2,7 @@
 
 Readers (one :class:`~omnir1_jax.data.schema.ExpressionRecord` per expression, masks decoded lazily):
 :func:`read_revos`, :func:`read_mevis`, :func:`read_refavs`, :func:`read_refcocog`; CrossOmni JSONL:
-:func:`read_crossomni`. Pipelines: :func:`build_pipeline` with a :class:`PipelineConfig`; the example / batch
+:func:`read_crossomni`; AVHBench yes/no questions: :func:`read_avhbench`. Pipelines: :func:`build_pipeline` with a :class:`PipelineConfig`; the example / batch
 schema is documented in :mod:`omnir1_jax.data.schema` and :mod:`omnir1_jax.data.pipeline`. The synthetic world:
 ``python -m omnir1_jax.data.synthetic --out DIR --videos N [--avs]``.
 
@@ -27,6 +27,8 @@ import importlib
 # Lazy exports: importing a submodule (e.g. ``omnir1_jax.data.synthetic.world``, which must not pull in jax)
 # does not import Grain / jax through this package face.
 _EXPORTS = {
+    "AVHBenchRecord": "avhbench",
+    "read_avhbench": "avhbench",
     "CrossOmniRecord": "crossomni",
     "read_crossomni": "crossomni",
     "DataFormatError": "errors",
@@ -52,6 +54,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "AVHBenchRecord",
     "CrossOmniRecord",
     "DataFormatError",
     "ExpressionRecord",
@@ -61,6 +64,7 @@ __all__ = [
     "build_pipeline",
     "collate",
     "example_dataset",
+    "read_avhbench",
     "read_crossomni",
     "read_mevis",
     "read_refavs",

@@ -11,11 +11,15 @@ target are *single-modality* (printed as ``Au``, ``Te``, ``Vi`` in the paper), t
 
 A question whose answer has no letter counts as wrong. Records are JSON lines (resumable evaluations re-add
 them with :meth:`QAAccumulator.add`).
+
+Yes/no benchmarks (AVHBench's JUDGE subset, Omni-R1 Table 6): :func:`parse_yes_no` reads the answer and
+:class:`YesNoAccumulator` reports accuracy (Table 6's number), precision, recall, F1 and the yes ratio per task.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -100,3 +104,79 @@ class QAAccumulator:
 
     def write_jsonl(self, path: str | os.PathLike) -> None:
         write_jsonl_atomic(path, self.rows())
+
+
+# ------------------------------------------------------------------------------------------ yes / no (AVHBench)
+_YES_NO_RE = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+
+
+def parse_yes_no(completion: object) -> str | None:
+    """``"Yes"`` / ``"No"``: the first standalone yes / no word (any case) of the ``<answer>`` body if there is one,
+    else of the text after the last ``</think>``, else of the whole text; None when there is none."""
+    if not isinstance(completion, str):
+        return None
+    m = re.search(r"<answer>(.*?)</answer>", completion, re.DOTALL)
+    body = m.group(1) if m else (completion.rsplit("</think>", 1)[-1] if "</think>" in completion else completion)
+    w = _YES_NO_RE.search(body)
+    return None if w is None else w.group(1).capitalize()
+
+
+class YesNoAccumulator:
+    """Yes/no accuracy per task and overall, with AVHBench's other columns (positive class = ``"Yes"``).
+
+    :meth:`summary` gives per task and ``overall`` (pooled): ``accuracy``, ``correct``, ``count``, ``precision``
+    = TP / predicted Yes, ``recall`` = TP / gold Yes, ``f1`` (0 where undefined), ``yes_ratio`` = predicted Yes /
+    count. A prediction without yes / no (None) is wrong and counts as not-Yes.
+    """
+
+    def __init__(self):
+        self._rows: dict[str, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, question_id: str, task: str, predicted: str | None, gold: str) -> dict:
+        """Record one question. Raises ValueError on a duplicate id or a gold / predicted value outside Yes/No."""
+        question_id = str(question_id)
+        if question_id in self._rows:
+            raise ValueError(f"question {question_id!r} was already added")
+        if gold not in ("Yes", "No") or predicted not in ("Yes", "No", None):
+            raise ValueError(f"question {question_id!r}: gold {gold!r} / predicted {predicted!r} must be Yes or No")
+        row = {"id": question_id, "task": str(task), "predicted": predicted, "gold": gold,
+               "correct": predicted == gold}
+        self._rows[question_id] = row
+        return row
+
+    def rows(self) -> list[dict]:
+        return list(self._rows.values())
+
+    @staticmethod
+    def _group(rows: list[dict]) -> dict:
+        tp = sum(r["predicted"] == "Yes" and r["gold"] == "Yes" for r in rows)
+        pred_yes = sum(r["predicted"] == "Yes" for r in rows)
+        gold_yes = sum(r["gold"] == "Yes" for r in rows)
+        correct = sum(bool(r["correct"]) for r in rows)
+        precision = tp / pred_yes if pred_yes else 0.0
+        recall = tp / gold_yes if gold_yes else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"accuracy": correct / len(rows), "correct": correct, "count": len(rows), "precision": precision,
+                "recall": recall, "f1": f1, "yes_ratio": pred_yes / len(rows)}
+
+    def summary(self) -> dict[str, dict]:
+        """``{task: metrics}`` in first-seen task order, then ``overall``. Raises ValueError when empty."""
+        rows = self.rows()
+        if not rows:
+            raise ValueError("summary() of an empty accumulator")
+        tasks = list(dict.fromkeys(r["task"] for r in rows))
+        out = {t: self._group([r for r in rows if r["task"] == t]) for t in tasks}
+        out["overall"] = self._group(rows)
+        return out
+
+    def summary_table(self) -> str:
+        """Markdown table, percentages with one decimal (as AVHBench's leaderboard prints them)."""
+        lines = ["| task | accuracy | precision | recall | F1 | yes % | correct / count |",
+                 "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, s in self.summary().items():
+            cells = " | ".join(f"{100 * s[k]:.1f}" for k in ("accuracy", "precision", "recall", "f1", "yes_ratio"))
+            lines.append(f"| {name} | {cells} | {s['correct']} / {s['count']} |")
+        return "\n".join(lines)
