@@ -63,7 +63,8 @@ class DataSpec:
     """Training data.
 
     Attributes:
-      dataset: ``synthetic`` | ``revos`` | ``mevis`` | ``refavs`` | ``refcocog`` | ``crossomni``.
+      dataset: ``synthetic`` | ``revos`` | ``mevis`` | ``refavs`` | ``refcocog`` | ``crossomni`` | ``mixture``
+        (several VOS datasets, see ``mixture``).
       root: local dataset directory (for ``synthetic``: generated there when missing).
       split: reader split name.
       task: ``vos`` (keyframes + descriptions, SAM2 rewards) | ``refaid`` (first frame + audio, boxes only) |
@@ -74,6 +75,22 @@ class DataSpec:
       workers: Grain worker processes (0 = in-process).
       synthetic_videos: videos to generate when ``dataset == "synthetic"`` and ``root`` is empty.
       synthetic_size: (H, W) of generated synthetic frames.
+      synthetic_colours: palette colours the synthetic world draws from (None = all eight).
+      synthetic_shapes: shapes the synthetic world draws from (None = circle, square, triangle).
+      synthetic_objects: inclusive (min, max) objects per synthetic video.
+      synthetic_templates: synthetic expression templates kept (None = all; the CPU demo keeps
+        ``("colour_shape",)``, the referring expressions).
+      prompt: System-1 prompt, ``paper`` (Figure 3 / 4) or ``short`` (a compact VOS prompt for tiny
+        from-scratch policies; the CPU demo).
+      mixture: with ``dataset == "mixture"``: the training sources as ``(dataset, directory)`` pairs, the
+        directory relative to ``root`` (so ``root`` stays the one folder the bridge may read frames from), e.g.
+        ``(("revos", "revos"), ("mevis", "mevis"))`` for the paper's ReVOS + MeViS run (Omni-R1 section 4.1).
+        Datasets: ``revos``, ``mevis``, ``synthetic`` (VOS layouts; Ref-AVS clips use the audio pipeline and
+        train in their own run). Ignored for other datasets.
+      mixture_videos: videos drawn uniformly at random without replacement from the union of the sources'
+        videos (every expression of a drawn video is kept), so each source's expected share is proportional to
+        its size; 0 = every video (the paper: 2,600 ReVOS + MeViS videos, split between them unstated).
+      mixture_seed: seed of that draw.
     """
 
     dataset: str = "synthetic"
@@ -88,6 +105,15 @@ class DataSpec:
     workers: int = 0
     synthetic_videos: int = 64
     synthetic_size: tuple[int, int] = (240, 426)
+    synthetic_colours: tuple[str, ...] | None = None
+    synthetic_shapes: tuple[str, ...] | None = None
+    synthetic_objects: tuple[int, int] = (3, 5)
+    synthetic_templates: tuple[str, ...] | None = None
+    prompt: str = "paper"
+    pad_to_multiple: int = 256
+    mixture: tuple[tuple[str, str], ...] = ()
+    mixture_videos: int = 0
+    mixture_seed: int = 0
 
     def __post_init__(self):
         if self.task not in ("vos", "refaid", "qa"):
@@ -96,6 +122,29 @@ class DataSpec:
             raise ConfigError(f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}")
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.prompt not in ("paper", "short"):
+            raise ConfigError(f"data.prompt must be 'paper' or 'short', got {self.prompt!r}")
+        self._check_mixture()
+
+    def _check_mixture(self) -> None:
+        if self.dataset == "mixture" and not self.mixture:
+            raise ConfigError("data.dataset='mixture' needs data.mixture, e.g. (('revos', 'revos'), ('mevis', 'mevis'))")
+        if self.mixture_videos < 0:
+            raise ConfigError(f"data.mixture_videos must be >= 0 (0 = every video), got {self.mixture_videos}")
+        seen = set()
+        for i, entry in enumerate(self.mixture):
+            if not (isinstance(entry, tuple) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+                raise ConfigError(f"data.mixture[{i}] must be a (dataset, directory) pair of str, got {entry!r}")
+            name, sub = entry
+            if name not in ("revos", "mevis", "synthetic"):
+                raise ConfigError(f"data.mixture[{i}]: dataset {name!r} cannot be mixed (revos, mevis, synthetic; "
+                                  "Ref-AVS clips use the audio pipeline and train in their own run)")
+            parts = sub.replace("\\", "/").split("/")
+            if not sub or os.path.isabs(sub) or ".." in parts:
+                raise ConfigError(f"data.mixture[{i}]: directory {sub!r} must be a relative path inside data.root")
+            if entry in seen:
+                raise ConfigError(f"data.mixture[{i}]: {entry!r} is listed twice")
+            seen.add(entry)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +220,14 @@ class OptimSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SFTSpec:
-    """Supervised warm-up (CrossOmni: LoRA r16 alpha 32, lr 1e-5, batch 32; the CPU demo: answer format only)."""
+    """Supervised warm-up (CrossOmni: LoRA r16 alpha 32, lr 1e-5, batch 32; the CPU demo: answer format only).
+
+    Attributes (synthetic-world targets, see :mod:`omnir1_jax.sft`):
+      target: ``format_only`` (random keyframes, a random non-target object) or ``oracle``.
+      think: the ``<think>`` text of the targets; ``{description}`` is replaced by the answer's description.
+      instruction: when set, the SFT prompts carry this text instead of the record's referring expression, so
+        the warm-up cannot tie the answer to the expression in any way (the CPU demo: ``"the object"``).
+    """
 
     steps: int = 0
     lr: float = 1e-5
@@ -180,6 +236,8 @@ class SFTSpec:
     lora_alpha: float = 32.0
     weight_decay: float = 0.0
     target: str = "format_only"
+    think: str = "the object is visible here"
+    instruction: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,12 +77,13 @@ class Prediction:
 # ------------------------------------------------------------------------------------------- System 1 input
 def system1_batch(frames: np.ndarray, query: str, tokenizer, *, task: str = "vos", max_frames: int = 24,
                   s1_min_pixels: int = 16 * 28 * 28, s1_max_pixels: int = 128 * 28 * 28,
-                  audio: np.ndarray | None = None, name: str = "video") -> dict[str, Any]:
+                  audio: np.ndarray | None = None, name: str = "video", prompt: str = "paper") -> dict[str, Any]:
     """A one-example batch (the evaluation pipeline's layout) for a decoded video.
 
     Runs the same transforms as the Grain evaluation pipeline (frame sampling ``linspace(0, L-1, n)``,
     System-1 view, Whisper features, the paper's prompt, chat template and placeholder expansion) on frames that
-    are already in memory. ``frames``: uint8 ``[L, H, W, 3]``; ``audio``: mono 16 kHz waveform or None.
+    are already in memory. ``frames``: uint8 ``[L, H, W, 3]``; ``audio``: mono 16 kHz waveform or None;
+    ``prompt``: ``"paper"`` or ``"short"`` (the compact VOS prompt a CPU-demo policy was trained with).
     """
     from omnir1_jax.data import transforms as T
     from omnir1_jax.data.pipeline import collate
@@ -105,7 +106,8 @@ def system1_batch(frames: np.ndarray, query: str, tokenizer, *, task: str = "vos
     ex = T.GroundTruth().map(ex)
     ex = T.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "image" if task == "refaid" else "video").map(ex)
     ex = T.AudioFeatures().map(ex)
-    ex = T.BuildPrompt("vos" if task == "vos" else "avs", FPS_S1, random_timestamps=False).random_map(
+    ex = T.BuildPrompt("vos" if task == "vos" else "avs", FPS_S1, random_timestamps=False,
+                       style=prompt if task == "vos" else "paper").random_map(
         ex, np.random.default_rng(0))
     ex = T.Tokenize(tokenizer).map(ex)
     return collate([T.Finalize(keep_frames=True).map(ex)], pad_id=tokenizer.pad_token_id or 0)
@@ -289,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASKS, default="vos")
     p.add_argument("--out", default="runs/infer", help="output directory")
     p.add_argument("--max-frames", type=int, default=24, help="frames System 1 sees (paper: 24)")
+    p.add_argument("--prompt", choices=("paper", "short"), default="paper",
+                   help="System-1 prompt the policy was trained with (paper: Figure 3/4; the CPU demo: short)")
     p.add_argument("--s1-max-pixels", type=int, default=128 * 28 * 28)
     p.add_argument("--s1-min-pixels", type=int, default=16 * 28 * 28)
     p.add_argument("--max-new-tokens", type=int, default=512)
@@ -320,6 +324,7 @@ def main(argv=None) -> int:
     tokenizer = load_tokenizer(args.tokenizer, args.policy)
     policy = load_policy(args.policy, dtype=args.dtype)
     batch = system1_batch(video.frames, args.query, tokenizer, task=args.task, max_frames=args.max_frames,
+                          prompt=args.prompt,
                           s1_min_pixels=args.s1_min_pixels, s1_max_pixels=args.s1_max_pixels, audio=audio,
                           name=os.path.basename(os.path.normpath(args.video)))
     os.makedirs(args.out, exist_ok=True)

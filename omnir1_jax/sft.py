@@ -13,6 +13,7 @@ Targets:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -52,8 +53,9 @@ def load_oracle(root: str) -> dict[str, Any]:
 
 
 def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence[int], rng: np.random.Generator,
-                     *, mode: str = "format_only", fps: float = 2.0) -> str:
-    """A formatted answer for one sampled clip of a synthetic video (see the module docstring)."""
+                     *, mode: str = "format_only", fps: float = 2.0, think: str = THINK) -> str:
+    """A formatted answer for one sampled clip of a synthetic video (see the module docstring); ``think`` may
+    contain ``{description}`` (replaced by the answer's description)."""
     t = len(positions)
     objs = video["objects"]
     if mode == "oracle":
@@ -62,7 +64,7 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         k = min(4, len(visible))
         frames = sorted(rng.choice(visible, size=k, replace=False).tolist()) if k else [0]
         desc = "the " + chosen[0]["description"] if chosen else "the object"
-        return answer_text(frames, desc, fps)
+        return answer_text(frames, desc, fps, think.format(description=desc))
     if mode != "format_only":
         raise ConfigError(f"sft.target must be format_only or oracle, got {mode!r}")
     others = [o for o in objs if o["obj_id"] not in target_ids]
@@ -73,7 +75,7 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         desc = "the white square" if objs and objs[0]["description"] != "white square" else "the red circle"
     k = int(rng.integers(2, 5))
     frames = sorted(rng.choice(t, size=min(k, t), replace=False).tolist())
-    return answer_text(frames, desc, fps)
+    return answer_text(frames, desc, fps, think.format(description=desc))
 
 
 def tokenize_targets(tokenizer, texts: Sequence[str], eos_id: int, pad_id: int, multiple: int = 32):
@@ -96,6 +98,8 @@ class SFTTrainer:
 
         self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
         self.records = {(r.video_id, r.exp_id): r for r in records}
+        if cfg.sft.instruction is not None:  # the prompts carry a fixed text instead of the expression
+            records = [dataclasses.replace(r, expression=cfg.sft.instruction) for r in records]
         s = cfg.sft
         self.optimizer = nnx.Optimizer(policy, make_optimizer(s.lr, weight_decay=s.weight_decay, grad_clip=1.0),
                                        wrt=nnx.Param)
@@ -120,7 +124,7 @@ class SFTTrainer:
             t = int(batch["num_frames"][b])
             positions = [int(p) for p in batch["frame_indices"][b][:t]]
             texts.append(synthetic_target(self.oracle[rec.video_id], positions, rec.obj_ids, self.rng,
-                                          mode=self.cfg.sft.target, fps=batch["fps_s1"]))
+                                          mode=self.cfg.sft.target, fps=batch["fps_s1"], think=self.cfg.sft.think))
         ids, mask = tokenize_targets(self.tokenizer, texts, self.eos_id, self.pad_id)
         prompt = as_model_inputs(self.policy.config, batch["model_inputs"])
         m = nll_step(self.policy, self.optimizer, prompt, ids, mask, scorer=self.scorer)

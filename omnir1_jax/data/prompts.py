@@ -73,6 +73,18 @@ def vos_prompt(expression: str, num_frames: int, fps: float = 2.0, rng: np.rando
     return VOS_PROMPT.format(frames=_seconds(duration), ref_prompt=expression, start=start, end=end)
 
 
+SHORT_VOS_PROMPT = (
+    "- Given a {frames} seconds video, identify the exact object(s) {ref_prompt} in the video. Select about 4 "
+    "moments and output the final result in <answer></answer>. Reference instruction: {ref_prompt}"
+)
+
+
+def vos_prompt_short(expression: str, num_frames: int, fps: float = 2.0) -> str:
+    """A compact VOS prompt (not the paper's) for tiny from-scratch policies (the CPU demo): the same task in
+    the Figure-3 prompt's words, with the expression last so a 2-layer model sees it next to its answer."""
+    return SHORT_VOS_PROMPT.format(frames=_seconds(num_frames / fps), ref_prompt=expression)
+
+
 def avs_prompt(expression: str, audio_seconds: float) -> str:
     """Figure 4 prompt for an audio of ``audio_seconds`` seconds."""
     return AVS_PROMPT.format(audio_duration=f"{_seconds(audio_seconds)} seconds", ref_prompt=expression)

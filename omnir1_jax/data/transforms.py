@@ -181,15 +181,19 @@ class AudioFeatures(grain.transforms.Map):
 @dataclasses.dataclass(frozen=True)
 class BuildPrompt(grain.transforms.RandomMap):
     """The paper's System-1 prompt: ``task="vos"`` (Figure 3; random example timestamps when
-    ``random_timestamps``) or ``"avs"`` (Figure 4). Sets ``prompt``."""
+    ``random_timestamps``) or ``"avs"`` (Figure 4). Sets ``prompt``. ``style="short"`` uses the compact VOS
+    prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies)."""
 
     task: str = "vos"
     fps: float = FPS_S1
     random_timestamps: bool = True
+    style: str = "paper"
 
     def __post_init__(self):
         if self.task not in ("vos", "avs"):
             raise ValueError(f"task must be 'vos' or 'avs', got {self.task!r}")
+        if self.style not in ("paper", "short"):
+            raise ValueError(f"prompt style must be 'paper' or 'short', got {self.style!r}")
 
     @_guard
     def random_map(self, ex: Example, rng: np.random.Generator) -> Example:
@@ -198,7 +202,10 @@ class BuildPrompt(grain.transforms.RandomMap):
             ex["prompt"] = prompts.avs_prompt(expr, ex.get("audio_seconds", 0.0))
         else:
             n = len(ex["frame_indices"])
-            ex["prompt"] = prompts.vos_prompt(expr, n, self.fps, rng if self.random_timestamps else None)
+            if self.style == "short":
+                ex["prompt"] = prompts.vos_prompt_short(expr, n, self.fps)
+            else:
+                ex["prompt"] = prompts.vos_prompt(expr, n, self.fps, rng if self.random_timestamps else None)
         return ex
 
 

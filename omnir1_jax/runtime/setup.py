@@ -4,6 +4,7 @@ frozen reference, records and Grain pipelines, the bridge (started as a subproce
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 from typing import Any
@@ -46,7 +47,7 @@ def build_model_config(spec: ModelSpec):
         raise ConfigError(f"model.preset must be one of {sorted(presets)}, got {spec.preset!r}")
     kwargs = dict(spec.overrides)
     if kwargs and spec.preset != "tiny":
-        raise ConfigError("model.overrides only applies to the tiny preset (vocab_size, hidden_size, num_layers)")
+        raise ConfigError("model.overrides only applies to the tiny preset (vocab_size, hidden_size, num_layers, tie_word_embeddings)")
     return presets[spec.preset](**kwargs)
 
 
@@ -81,15 +82,36 @@ def build_mesh(spec: MeshSpec):
 
 # ------------------------------------------------------------------------------------------------ data
 def ensure_synthetic(spec: DataSpec, *, min_frames: int = 24, max_frames: int = 48, seed: int = 0) -> str:
-    """Generate the synthetic world under ``spec.root`` if it is not there yet; returns the root."""
+    """Generate the synthetic world under ``spec.root`` if it is not there yet; returns the root.
+
+    A world already there must have been drawn with the same colours, shapes, object counts and expression
+    templates (its ``synthetic_objects.json`` records them); otherwise a :class:`ConfigError` names the differing
+    fields — delete the folder or point ``data.root`` elsewhere. (Size, length and count are not checked: a
+    world written with ``python -m omnir1_jax.data.synthetic`` may be used as it is.)"""
     from omnir1_jax.data.synthetic import writer
 
+    h, w = spec.synthetic_size
+    want = writer.world_params(spec.synthetic_videos, seed, h, w, min_frames, max_frames, spec.synthetic_colours,
+                               spec.synthetic_objects, spec.synthetic_templates, spec.synthetic_shapes)
     marker = os.path.join(spec.root, "meta_expressions_train_.json")
     if not os.path.exists(marker):
-        h, w = spec.synthetic_size
         print(f"[data] generating {spec.synthetic_videos} synthetic videos ({h}x{w}) in {spec.root}", flush=True)
         writer.write_vos(spec.root, spec.synthetic_videos, seed=seed, height=h, width=w, min_frames=min_frames,
-                         max_frames=max_frames, overwrite=True)
+                         max_frames=max_frames, overwrite=True, colours=spec.synthetic_colours,
+                         objects=spec.synthetic_objects, templates=spec.synthetic_templates,
+                         shapes=spec.synthetic_shapes)
+        return spec.root
+    oracle = os.path.join(spec.root, writer.ORACLE_FILE)
+    try:
+        with open(oracle) as f:
+            have = json.load(f).get("params")
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{oracle}: cannot read the synthetic world's parameters ({e})") from None
+    diff = sorted(k for k in ("colours", "shapes", "objects", "templates") if have is not None and have.get(k) != want[k])
+    if diff:
+        raise ConfigError(f"{spec.root} holds a synthetic world generated with other parameters "
+                          f"({', '.join(f'{k}: {have.get(k)!r} != {want[k]!r}' for k in diff)}); delete it or set "
+                          f"data.root to another folder")
     return spec.root
 
 
@@ -98,6 +120,8 @@ def read_records(spec: DataSpec, split: str | None = None):
     from omnir1_jax import data as D
 
     split = split or spec.split
+    if spec.dataset == "mixture":
+        return read_mixture(spec, split)
     if spec.dataset == "synthetic":
         ensure_synthetic(spec)
         return D.read_revos(spec.root, split, dataset="synthetic")
@@ -113,6 +137,50 @@ def read_records(spec: DataSpec, split: str | None = None):
                                os.path.join(spec.root, "train2014"), split)
     raise ConfigError(f"data.dataset={spec.dataset!r} has no expression reader (use revos, mevis, refavs, "
                       "refcocog, synthetic)")
+
+
+def read_mixture(spec: DataSpec, split: str | None = None):
+    """Records of the mixture ``spec.mixture`` (``(dataset, directory under spec.root)`` sources, each read with
+    its own reader): every video of every source when ``spec.mixture_videos == 0``, else that many videos drawn
+    uniformly without replacement from the union (seed ``spec.mixture_seed``; a drawn video keeps all its
+    expressions). Records keep their source's ``dataset`` name and come in source order. A ``synthetic`` source
+    must already exist (it is not generated).
+
+    Raises:
+      ConfigError: two sources yield the same record key, or more videos are asked for than there are.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from omnir1_jax.data import read_revos
+
+    def read(name: str, root: str):  # a synthetic source is read as it is on disk (never generated here)
+        if name == "synthetic":
+            return read_revos(root, split, dataset="synthetic")
+        return read_records(dataclasses.replace(spec, dataset=name, root=root, mixture=()), split)
+
+    split = split or spec.split
+    sources = [(name, sub, read(name, os.path.join(spec.root, sub))) for name, sub in spec.mixture]
+    seen: dict[str, str] = {}
+    videos: list[tuple[int, str]] = []
+    for i, (name, sub, recs) in enumerate(sources):
+        for r in recs:
+            if seen.setdefault(r.key, sub) != sub:
+                raise ConfigError(f"data.mixture: record {r.key} is in both {seen[r.key]!r} and {sub!r}")
+        videos += list(dict.fromkeys((i, r.video_id) for r in recs))
+    n = spec.mixture_videos
+    if n > len(videos):
+        raise ConfigError(f"data.mixture_videos={n} but the sources hold {len(videos)} {split!r} videos "
+                          f"({', '.join(f'{sub}: {len({r.video_id for r in recs})}' for _, sub, recs in sources)})")
+    keep = set(videos)
+    if n:
+        picked = np.random.default_rng(spec.mixture_seed).choice(len(videos), size=n, replace=False)
+        keep = {videos[int(j)] for j in picked}
+    out = [r for i, (_, _, recs) in enumerate(sources) for r in recs if (i, r.video_id) in keep]
+    counts = ", ".join(f"{sub}: {sum(1 for j, _ in keep if j == i)} videos" for i, (_, sub, _) in enumerate(sources))
+    log.info("[data] mixture %s: %s, %d expressions", split, counts, len(out))
+    return out
 
 
 def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int | None = None,
@@ -134,7 +202,8 @@ def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int |
         num_workers=spec.workers,
         keep_frames=True,
         drop_remainder=train,
-        pad_to_multiple=256,
+        pad_to_multiple=spec.pad_to_multiple,
+        prompt=spec.prompt,
     )
 
 
@@ -154,14 +223,18 @@ class Bridge:
 def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float = 300.0) -> Bridge:
     """Start a local bridge (``spec.start``) on an ipc socket in ``run_dir`` and connect, or connect to
     ``spec.addresses``. ``data_roots`` are the dataset roots the bridge may read frames from. Waits until the
-    workers report ready."""
+    workers report ready. In a multi-process run every process starts its own local bridge
+    (``bridge_p<i>.sock``). A local server that dies (even SIGKILL) is restarted by the client and the queries
+    it held are re-sent (see :class:`sam2_bridge.client.BridgeClient`)."""
     from sam2_bridge.client import BridgeClient, LocalServer
 
     server = None
     addresses = list(spec.addresses)
     if spec.start:
         os.makedirs(run_dir, exist_ok=True)
-        sock = os.path.join(os.path.abspath(run_dir), "bridge.sock")
+        # one bridge per process: processes of a multi-host run may share a run directory (and a machine)
+        name = "bridge.sock" if jax.process_count() == 1 else f"bridge_p{jax.process_index()}.sock"
+        sock = os.path.join(os.path.abspath(run_dir), name)
         args = ["--address", f"ipc://{sock}", "--workers", str(spec.workers), "--grounder", spec.grounder,
                 "--segmenter", spec.segmenter]
         for root in data_roots:
@@ -172,7 +245,7 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
                 args += ["--sam2-checkpoint", spec.sam2_checkpoint]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), env.get("PYTHONPATH", "")] if p)
-        server = LocalServer(args, env=env, log_path=os.path.join(run_dir, "bridge.log")).start()
+        server = LocalServer(args, env=env, log_path=sock[:-len(".sock")] + ".log").start()
         atexit.register(server.stop)  # never leave an orphaned bridge behind when the trainer exits
         addresses = [f"ipc://{sock}"]
     if not addresses:

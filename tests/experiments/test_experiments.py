@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from omnir1_jax.config import ExperimentConfig, ModelSpec, load_config
+from omnir1_jax.config import DataSpec, ExperimentConfig, ModelSpec, load_config
 from omnir1_jax.data.synthetic import writer
 from omnir1_jax.runtime import setup as S
 
@@ -34,7 +34,7 @@ def world(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("worlds")
     vos = str(base / "vos")
-    writer.write_vos(vos, 6, seed=0, height=56, width=84, min_frames=6, max_frames=8)
+    S.ensure_synthetic(dataclasses.replace(SYNTHETIC, root=vos))  # the generator's own parameters: read back as is
     avs = str(base / "avs")
     writer.write_avs(avs, 4, seed=0, height=56, width=84)
     co = str(base / "co")
@@ -52,6 +52,10 @@ def bridge(tmp_path_factory):
     b.close()
 
 
+# The synthetic world every VOS experiment runs on here (small frames; what ensure_synthetic checks on reading).
+SYNTHETIC = DataSpec(dataset="synthetic", synthetic_videos=6, synthetic_size=(56, 84))
+
+
 def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
     """The experiment with the tiny model, tiny synthetic data, the test bridge and a one-step run."""
     small = dict(batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28,
@@ -62,7 +66,10 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
     elif d.dataset in ("refavs", "refcocog") or d.task == "refaid":
         data = dataclasses.replace(d, dataset="refavs", root=world["avs"], split="train", **small)
     else:
-        data = dataclasses.replace(d, dataset="synthetic", root=world["vos"], split="train", **small)
+        data = dataclasses.replace(d, dataset="synthetic", root=world["vos"], split="train", mixture=(),
+                                   **{f: getattr(SYNTHETIC, f) for f in ("synthetic_videos", "synthetic_size",
+                                                                         "synthetic_colours", "synthetic_objects",
+                                                                         "synthetic_templates")}, **small)
     return dataclasses.replace(
         cfg, model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
         data=data,
@@ -166,3 +173,73 @@ def test_experiment_runs_one_step(path, world, bridge):
 
     m = _grpo_one_step(cfg, bridge, make_scorer(False, 1.0))
     assert np.isfinite(m["loss"]) and np.isfinite(m["reward/total"])
+
+
+def _tiny_judge_dir(path: str) -> str:
+    """A tiny random Qwen2 causal LM + the tiny tokenizer saved in ``path`` (the judge model under test)."""
+    import torch
+    import transformers
+
+    from omnir1_jax.testing.tokenizer import build_tiny_tokenizer, special_token_ids
+
+    tok, ids = build_tiny_tokenizer(), special_token_ids()
+    cfg = transformers.Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                                   bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"],
+                                   pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True)
+    torch.manual_seed(0)
+    transformers.Qwen2ForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+class _Recording:
+    """Passes every batched call to ``judge`` and keeps (prompts, replies), so the test can re-check them."""
+
+    batched = True
+
+    def __init__(self, judge):
+        self.judge, self.calls = judge, []
+
+    def __call__(self, prompts):
+        replies = self.judge(prompts)
+        self.calls.append((list(prompts), list(replies)))
+        return replies
+
+
+@pytest.mark.slow
+def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
+    """The CrossOmni judge as a tiny random Qwen2 served by a bridge subprocess (``--judge hf:DIR``): the QA
+    rewards of completions with a rationale get exactly the scores of the same model decoding in this process,
+    and one GRPO step of ``crossomni_grpo_3b`` runs with that judge (any judge call it makes is re-checked)."""
+    from omnir1_jax.crossomni.batches import read_split
+    from omnir1_jax.crossomni.loops import run
+    from omnir1_jax.crossomni.rewards import make_judge, qa_rewards
+    from sam2_bridge.judge import HFJudge
+
+    judge_dir = _tiny_judge_dir(str(tmp_path / "judge"))
+    local = HFJudge(judge_dir)
+    cfg = tiny(load_config(os.path.join(ROOT, "experiments", "crossomni_grpo_3b.py")), world, "ipc:///nonexistent")
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "run")))
+    records = read_split(cfg.data, "train")[:2]
+    completions = ["<think>the man in red is Sheldon, from Texas</think>\nB", "no rationale: A",
+                   "<think>the blonde woman stands left</think> C", "<think> </think> D"]
+    recs = [records[0], records[0], records[1], records[1]]
+    judge = make_judge(f"hf:{judge_dir}", run_dir=str(tmp_path / "bridge"), max_new_tokens=4, timeout_s=300)
+    served = _Recording(judge)
+    try:
+        total, comps, metrics = qa_rewards(completions, recs, served)
+        want_total, want_comps, want_metrics = qa_rewards(completions, recs, _Recording(
+            lambda prompts: local.generate(prompts, 4)[0]))
+        out = run(cfg, stage="grpo", judge=served, grpo_steps=1, progress=False)
+    finally:
+        judge.close()
+    assert [len(p) for p, _ in served.calls[:2]] == [2, 2]  # two completions have a rationale, one request per term
+    np.testing.assert_array_equal(total, want_total)
+    for k in comps:
+        np.testing.assert_array_equal(comps[k], want_comps[k])
+    assert metrics == want_metrics and metrics["consistency/judge_errors"] == 0
+    m = out["grpo_last"]
+    assert np.isfinite(m["loss"]) and m["judge/consistency/judge_errors"] == 0 and m["judge/coherence/judge_errors"] == 0
+    for prompts, replies in served.calls:
+        assert replies == local.generate(prompts, 4)[0]

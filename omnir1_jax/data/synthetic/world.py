@@ -129,18 +129,27 @@ def _inner_point(rng, height, width, s):
 
 
 def simulate_tracks(
-    rng: np.random.Generator, n_frames: int, height: int, width: int, n_objects: int, *, static: bool = False
+    rng: np.random.Generator, n_frames: int, height: int, width: int, n_objects: int, *, static: bool = False,
+    colours: Sequence[str] | None = None, shapes: Sequence[str] | None = None,
 ) -> list[Track]:
     """Random tracks: distinct colours, random shapes; objects enter from / leave through the frame edges.
 
     ``static=True`` (the audio-visual variant) keeps every object on screen for the whole clip, drifting slowly.
+    ``colours`` / ``shapes`` restrict the colours / shapes drawn (default: all of :data:`PALETTE` / :data:`SHAPES`).
     """
-    if n_objects > len(PALETTE):
-        raise ValueError(f"n_objects={n_objects} exceeds the {len(PALETTE)} palette colours")
-    colours = rng.choice(list(PALETTE), size=n_objects, replace=False)
+    shapes = SHAPES if shapes is None else tuple(shapes)
+    if not shapes or not set(shapes) <= set(SHAPES):
+        raise ValueError(f"shapes {list(shapes)} must be a non-empty subset of {SHAPES}")
+    palette = list(PALETTE) if colours is None else list(colours)
+    unknown = [c for c in palette if c not in PALETTE]
+    if unknown:
+        raise ValueError(f"colours {unknown} not in PALETTE {list(PALETTE)}")
+    if n_objects > len(palette):
+        raise ValueError(f"n_objects={n_objects} exceeds the {len(palette)} available colours")
+    colours = rng.choice(palette, size=n_objects, replace=False)
     tracks = []
     for k in range(n_objects):
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        shape = shapes[int(rng.integers(len(shapes)))]
         s = float(rng.uniform(0.07, 0.12) * min(height, width))
         centres = np.full((n_frames, 2), np.nan)
         if static:
@@ -204,6 +213,10 @@ def _unique_extreme(values: dict[int, float], *, largest: bool, margin: float) -
     order = sorted(values, key=values.get, reverse=largest)
     best, second = values[order[0]], values[order[1]]
     return order[0] if abs(best - second) >= margin else None
+
+
+VOS_TEMPLATES: tuple[str, ...] = ("colour_shape", "all_of_shape", "leaves_last", "appears_first", "fastest",
+                                   "appears_after")
 
 
 def vos_expressions(

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Sequence
 
 import numpy as np
 
@@ -71,6 +72,16 @@ def _object_facts(track: world.Track, ev: world.ObjectEvents, masks_k: np.ndarra
     }
 
 
+def world_params(n_videos, seed, height, width, min_frames, max_frames, colours, objects, templates,
+                 shapes=None) -> dict:
+    """The generation parameters of a VOS world, as stored in its ``synthetic_objects.json`` (``params``)."""
+    return {"videos": int(n_videos), "seed": int(seed), "height": int(height), "width": int(width),
+            "min_frames": int(min_frames), "max_frames": int(max_frames),
+            "colours": None if colours is None else list(colours), "objects": [int(objects[0]), int(objects[1])],
+            "templates": None if templates is None else list(templates),
+            "shapes": None if shapes is None else list(shapes)}
+
+
 def write_vos(
     out: str,
     n_videos: int,
@@ -81,29 +92,55 @@ def write_vos(
     min_frames: int = 24,
     max_frames: int = 48,
     overwrite: bool = False,
+    colours: Sequence[str] | None = None,
+    objects: tuple[int, int] = (3, 5),
+    templates: Sequence[str] | None = None,
+    shapes: Sequence[str] | None = None,
 ) -> str:
     """Write ``n_videos`` VOS clips in the ReVOS layout under ``out`` and return ``out``.
+
+    ``colours`` / ``shapes`` restrict the palette / shapes (default: all of :data:`world.PALETTE` /
+    :data:`world.SHAPES`), ``objects`` is the inclusive
+    range of objects per video, ``templates`` keeps only those expression templates (``colour_shape``,
+    ``all_of_shape``, ``leaves_last``, ``appears_first``, ``fastest``, ``appears_after``; default: all). The
+    CPU demo uses a 4-colour, 2-3 object, ``colour_shape``-only world.
 
     Layout: ``JPEGImages/shapes/v{i:04d}/{frame:05d}.jpg`` (nested video names; frame names advance by a
     per-video stride of 1, 3 or 5, so they are not contiguous), ``mask_dict.json`` (one COCO RLE per frame
     position, ``null`` where the object is not visible), ``meta_expressions_{train,valid}_.json`` (every
     fifth video is ``valid``), and ``synthetic_objects.json``.
     """
-    if n_videos < 1 or not (1 <= min_frames <= max_frames):
-        raise ValueError(f"need n_videos >= 1 and 1 <= min_frames <= max_frames, got {n_videos}, {min_frames}, {max_frames}")
+    if n_videos < 1 or not (4 <= min_frames <= max_frames):
+        raise ValueError(f"need n_videos >= 1 and 4 <= min_frames <= max_frames (objects enter and leave), got "
+                         f"n_videos={n_videos}, min_frames={min_frames}, max_frames={max_frames}")
+    if colours is not None and not set(colours) <= set(world.PALETTE):
+        raise ValueError(f"colours {sorted(set(colours) - set(world.PALETTE))} not in {list(world.PALETTE)}")
+    if shapes is not None and (not shapes or not set(shapes) <= set(world.SHAPES)):
+        raise ValueError(f"shapes {list(shapes)} must be a non-empty subset of {world.SHAPES}")
+    n_colours = len(world.PALETTE) if colours is None else len(colours)
+    if not (1 <= objects[0] <= objects[1] <= n_colours):
+        raise ValueError(f"objects={tuple(objects)} must satisfy 1 <= min <= max <= {n_colours} (colours available)")
+    if templates is not None and not set(templates) <= set(world.VOS_TEMPLATES):
+        raise ValueError(f"templates {sorted(set(templates) - set(world.VOS_TEMPLATES))} not in {world.VOS_TEMPLATES}")
     tmp = _prepare_out(out, overwrite)
     try:
         metas = {s: {"videos": {}} for s in VOS_SPLITS}
         mask_dict: dict[str, list] = {}
-        oracle = {"format": "omnir1-synthetic-vos-v1", "seed": seed, "height": height, "width": width, "videos": {}}
+        oracle = {"format": "omnir1-synthetic-vos-v1", "seed": seed, "height": height, "width": width,
+                  "params": world_params(n_videos, seed, height, width, min_frames, max_frames, colours, objects,
+                                         templates, shapes),
+                  "videos": {}}
         anno_next = 0
         for i in range(n_videos):
             rng = np.random.default_rng([seed, i])
             n_frames = int(rng.integers(min_frames, max_frames + 1))
-            tracks = world.simulate_tracks(rng, n_frames, height, width, int(rng.integers(3, 6)))
+            tracks = world.simulate_tracks(rng, n_frames, height, width, int(rng.integers(objects[0], objects[1] + 1)),
+                                           colours=colours, shapes=shapes)
             frames, masks = world.render(tracks, height, width, rng)
             events = [world.object_events(tr, masks[k]) for k, tr in enumerate(tracks)]
             exprs = world.vos_expressions(tracks, events, rng)
+            if templates is not None:
+                exprs = [ex for ex in exprs if ex.template in templates]
             vid = f"shapes/v{i:04d}"
             stride, start = int(rng.choice([1, 3, 5])), int(rng.integers(0, 10))
             names = [f"{start + stride * t:05d}" for t in range(n_frames)]

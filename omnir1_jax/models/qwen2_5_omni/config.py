@@ -273,8 +273,13 @@ class Qwen2_5OmniConfig:
         }
 
 
-def tiny(*, vocab_size: int = 512, hidden_size: int = 64, num_layers: int = 2) -> Qwen2_5OmniConfig:
-    """A seconds-on-a-CPU Thinker using the tiny tokenizer's vocabulary and special ids (omnir1_jax.testing)."""
+def tiny(*, vocab_size: int = 512, hidden_size: int = 64, num_layers: int = 2,
+         tie_word_embeddings: bool = False) -> Qwen2_5OmniConfig:
+    """A seconds-on-a-CPU Thinker using the tiny tokenizer's vocabulary and special ids (omnir1_jax.testing).
+
+    ``tie_word_embeddings`` shares the input embedding with the output head (as Qwen2.5's small text models do);
+    the CPU demo uses it because copying a word of the query into the answer is then a circuit the model has
+    from the start instead of one it must learn."""
     heads = max(2, hidden_size // 16)
     head_dim = hidden_size // heads
     half = head_dim // 2
@@ -282,7 +287,8 @@ def tiny(*, vocab_size: int = 512, hidden_size: int = 64, num_layers: int = 2) -
     return Qwen2_5OmniConfig(
         text=TextConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                         num_hidden_layers=num_layers, num_attention_heads=heads,
-                        num_key_value_heads=max(1, heads // 2), rope_theta=10000.0, mrope_section=section),
+                        num_key_value_heads=max(1, heads // 2), rope_theta=10000.0, mrope_section=section,
+                        tie_word_embeddings=tie_word_embeddings),
         vision=VisionConfig(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, window_size=56,
                             out_hidden_size=hidden_size, fullatt_block_indexes=(1,)),
         audio=AudioConfig(encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, d_model=32,

@@ -1,0 +1,64 @@
+"""SFT warm-up targets of the CPU demo: the format only — never the target, and (optionally) prompts without the
+referring expression."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from omnir1_jax.config import DataSpec, ExperimentConfig, ModelSpec, RunSpec, SFTSpec
+from omnir1_jax.data.synthetic import writer
+from omnir1_jax.rewards import parse_answer
+from omnir1_jax.runtime import setup as S
+from omnir1_jax.sft import SFTTrainer, load_oracle, synthetic_target
+
+
+def SPEC(root, **kw):
+    return DataSpec(root=root, synthetic_colours=("red", "blue", "green", "yellow"), synthetic_objects=(2, 3),
+                    synthetic_templates=("colour_shape",), **kw)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return writer.write_vos(str(tmp_path_factory.mktemp("sft") / "w"), 5, seed=4, height=40, width=64,
+                            min_frames=6, max_frames=6, colours=("red", "blue", "green", "yellow"), objects=(2, 3),
+                            templates=("colour_shape",))
+
+
+def test_format_only_targets_parse_and_never_name_the_target(root):
+    oracle = load_oracle(root)
+    recs = S.read_records(SPEC(root), "train")
+    rng = np.random.default_rng(0)
+    for rec in recs:
+        video = oracle[rec.video_id]
+        for _ in range(5):
+            text = synthetic_target(video, list(range(6)), rec.obj_ids, rng, think="{description} is visible here")
+            ans = parse_answer(text, 6)
+            assert ans.valid and 2 <= len(ans.keyframes) <= 4, text
+            desc = set(ans.descriptions)
+            assert len(desc) == 1
+            target = {"the " + o["description"] for o in video["objects"] if o["obj_id"] in rec.obj_ids}
+            present = {"the " + o["description"] for o in video["objects"] if o["obj_id"] not in rec.obj_ids}
+            assert desc.isdisjoint(target) and desc <= present
+            assert text.startswith(f"<think>{next(iter(desc))} is visible here</think>")
+        oracle_text = synthetic_target(video, list(range(6)), rec.obj_ids, rng, mode="oracle")
+        assert set(parse_answer(oracle_text, 6).descriptions) == target
+
+
+def test_instruction_replaces_the_expression_in_sft_prompts(root):
+    cfg = ExperimentConfig(
+        model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
+        data=SPEC(root, batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28,
+                  s1_min_pixels=4 * 28 * 28, prompt="short", pad_to_multiple=64),
+        sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the object"),
+        run=RunSpec(out_dir=os.path.join(root, "..", "run")))
+    tok = S.build_tokenizer(cfg.model)
+    recs = S.read_records(cfg.data, "train")
+    sft = SFTTrainer(cfg, S.build_policy(cfg.model), tok, recs)
+    batch = next(sft.data_iter)
+    texts = tok.batch_decode(np.asarray(batch["model_inputs"]["input_ids"]))
+    expressions = {r.expression for r in recs}
+    for t in texts:
+        assert "Reference instruction: the object" in t
+        assert not any(e in t for e in expressions), t
