@@ -6,8 +6,10 @@ The experiment file's ``get_config()`` gives the whole run. With ``sft.steps > 0
 first (the CPU demo teaches the answer format that way). With ``run.eval_every > 0`` (or ``--eval``) J&F on the
 held-out split is measured before GRPO and after it (and every ``eval_every`` steps). The bridge (System 2 +
 segmenter) is started as a subprocess when ``bridge.start`` is set, else reached at ``bridge.addresses``.
-Multi-host: launch the same command on every host with ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
-``JAX_PROCESS_ID`` set (``jax.distributed.initialize`` is called when they are).
+Multi-host: launch the same command on every host with ``--coordinator/--num-processes/--process-id`` or
+``OMNIR1_COORDINATOR`` / ``OMNIR1_NUM_PROCESSES`` / ``OMNIR1_PROCESS_ID`` (auto-detected on a TPU pod slice and
+under SLURM); see :mod:`omnir1_jax.runtime.distributed` for the launch recipes. Only process 0 writes the
+metrics, plots and summary.
 """
 
 from __future__ import annotations
@@ -21,21 +23,11 @@ import time
 from omnir1_jax.config import ConfigError, load_config
 
 
-def _maybe_init_distributed() -> None:
-    if os.environ.get("JAX_NUM_PROCESSES") and int(os.environ["JAX_NUM_PROCESSES"]) > 1:
-        import jax
-
-        jax.distributed.initialize(
-            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-            process_id=int(os.environ["JAX_PROCESS_ID"]),
-        )
-
-
 def run(cfg, *, do_eval: bool = True) -> dict:
     """SFT warm-up (optional) -> evaluation -> GRPO -> evaluation; returns a summary dict (also written to
     ``<out_dir>/summary.json``)."""
     from omnir1_jax.runtime import setup as S
+    from omnir1_jax.runtime.distributed import is_primary
     from omnir1_jax.runtime.report import evaluate_split, plot_rewards
     from omnir1_jax.sft import SFTTrainer
     from omnir1_jax.trainer import GRPOTrainer
@@ -72,13 +64,15 @@ def run(cfg, *, do_eval: bool = True) -> dict:
             if "before" in summary:
                 print(f"[eval] J&F before {summary['before']['J&F']:.4f} -> after {summary['after']['J&F']:.4f} "
                       f"(delta {summary['after']['J&F'] - summary['before']['J&F']:+.4f})", flush=True)
-        summary["plot"] = plot_rewards(os.path.join(out, "metrics.jsonl"), os.path.join(out, "rewards.png"))
+        if is_primary():
+            summary["plot"] = plot_rewards(os.path.join(out, "metrics.jsonl"), os.path.join(out, "rewards.png"))
     finally:
         bridge.close()
     summary["total_seconds"] = time.time() - t_start
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print(f"[done] {json.dumps({k: v for k, v in summary.items() if k != 'plot'})}", flush=True)
+    if is_primary():
+        with open(os.path.join(out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        print(f"[done] {json.dumps({k: v for k, v in summary.items() if k != 'plot'})}", flush=True)
     return summary
 
 
@@ -89,13 +83,19 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config field, e.g. --set grpo.beta=0.001 (repeatable)")
     ap.add_argument("--no-eval", action="store_true", help="skip the before/after J&F evaluation")
+    ap.add_argument("--coordinator", help="multi-host: host:port of process 0 (or OMNIR1_COORDINATOR)")
+    ap.add_argument("--num-processes", type=int, help="multi-host: number of processes (or OMNIR1_NUM_PROCESSES)")
+    ap.add_argument("--process-id", type=int, help="multi-host: this process's index (or OMNIR1_PROCESS_ID)")
     args = ap.parse_args(argv)
+    from omnir1_jax.runtime import distributed
+
     try:
         cfg = load_config(args.config, args.set)
+        dist = distributed.resolve(args.coordinator, args.num_processes, args.process_id)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    _maybe_init_distributed()
+    distributed.initialize(dist)
     run(cfg, do_eval=not args.no_eval)
     return 0
 

@@ -26,7 +26,16 @@ from omnir1_jax.config import ExperimentConfig, to_dict
 from omnir1_jax.rewards import parse_answer
 from omnir1_jax.rl import group_advantages, zero_variance_fraction
 from omnir1_jax.rl import rollout as R
-from omnir1_jax.rl.update import LossSpec, grpo_step, make_optimizer, score
+from omnir1_jax.rl.update import (
+    LossSpec,
+    apply_grads,
+    grpo_grads,
+    grpo_step,
+    loss_weight,
+    make_optimizer,
+    score,
+)
+from omnir1_jax.runtime import distributed as D
 from omnir1_jax.runtime import setup as S
 from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
 from omnir1_jax.runtime.metrics import MetricsWriter, format_metrics
@@ -47,6 +56,7 @@ def eos_ids_of(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None and i >= 0)
 
 
+@functools.lru_cache(maxsize=None)  # one object per setting: it is a static jit argument (cache key)
 def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
     """The policy's completion scorer (a fixed function object, so jit caches stay warm).
 
@@ -61,6 +71,14 @@ def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
     return functools.partial(completion_logprobs, remat=remat, temperature=temperature)
 
 
+@functools.lru_cache(maxsize=None)
+def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip):
+    # The optax transformation is static in the optimiser's graph: a new one per trainer would recompile
+    # grpo_step for every trainer object (a resumed run, tests building several trainers in one process).
+    return make_optimizer(lr, weight_decay=weight_decay, b1=b1, b2=b2, eps=eps, warmup_steps=warmup_steps,
+                          grad_clip=grad_clip)
+
+
 class GRPOTrainer:
     """Owns the policy, its reference, the optimiser, the data iterator, the bridge and the run directory."""
 
@@ -69,52 +87,78 @@ class GRPOTrainer:
         self.cfg = cfg
         self.out_dir = cfg.run.out_dir
         os.makedirs(self.out_dir, exist_ok=True)
-        with open(os.path.join(self.out_dir, "config.json"), "w") as f:
-            json.dump(to_dict(cfg), f, indent=1)
+        self.primary = jax.process_index() == 0  # only process 0 writes config, metrics and logs
+        if self.primary:
+            with open(os.path.join(self.out_dir, "config.json"), "w") as f:
+                json.dump(to_dict(cfg), f, indent=1)
         self.tokenizer = tokenizer or S.build_tokenizer(cfg.model)
         self.eos_ids = eos_ids_of(self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.policy = policy if policy is not None else S.build_policy(cfg.model, seed=cfg.run.seed)
+        # The config's mesh; in a multi-process run each process lays its replica out on its own slice of it.
+        self.mesh, self.local_mesh = D.run_meshes(cfg.mesh)
+        self.multi_process = jax.process_count() > 1
+        if self.local_mesh is not None:
+            from omnir1_jax.models.qwen2_5_omni import fsdp_tp, shard_model
+
+            self.policy = shard_model(self.policy, self.local_mesh, fsdp_tp())
         self.reference = S.frozen_copy(self.policy) if cfg.grpo.beta > 0 else None
         g = cfg.grpo
         self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
                                   agg=g.agg)
         o = cfg.optim
-        tx = make_optimizer(o.lr, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
-                            warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+        tx = _cached_optimizer(o.lr, o.weight_decay, o.b1, o.b2, o.eps, o.warmup_steps, o.grad_clip)
         self.optimizer = nnx.Optimizer(self.policy, tx, wrt=nnx.Param)
         self.scorer = make_scorer(cfg.model.remat, g.temperature, g.group_size)
         self.records = records if records is not None else S.read_records(cfg.data, cfg.data.split)
-        self._pipe_cfg = S.pipeline_config(cfg.data, train=True, seed=cfg.run.seed)
+        # multi-process: every process reads its own share of the records and of the global batch
+        self.local_records, local_batch = D.shard_records(self.records, cfg.data.batch_size)
+        self._pipe_cfg = S.pipeline_config(cfg.data, train=True, seed=cfg.run.seed, batch_size=local_batch)
         from omnir1_jax.data import build_pipeline
 
-        self._pipeline = build_pipeline(self.records, self.tokenizer, self._pipe_cfg)
+        self._pipeline = build_pipeline(self.local_records, self.tokenizer, self._pipe_cfg)
         self.data_iter = iter(self._pipeline)
         self.key = jax.random.key(cfg.run.seed)
         self.step = 0
         self.checkpointer = RunCheckpointer(self.out_dir, keep=cfg.run.keep_checkpoints)
         self.bridge = bridge
         self._own_bridge = bridge is None
-        self.writer = MetricsWriter(self.out_dir)
+        self.writer = MetricsWriter(self.out_dir) if self.primary else None
         if cfg.run.resume:
             self.restore()
 
     # ----------------------------------------------------------------------------------------- state
     def _state(self) -> dict[str, Any]:
-        return {"params": nnx.state(self.policy, nnx.Param), "opt": nnx.state(self.optimizer),
-                "key": key_to_data(self.key)}
+        """Everything array-valued that determines the next step. The frozen reference is included: on a
+        resume the policy handed in is not the one the reference was copied from (e.g. ``train.py`` skips the
+        SFT warm-up when resuming), so it must come from the checkpoint too."""
+        state = {"params": nnx.state(self.policy, nnx.Param), "opt": nnx.state(self.optimizer),
+                 "key": key_to_data(self.key)}
+        if self.reference is not None:
+            state["reference"] = nnx.state(self.reference, nnx.Param)
+        return state
 
     def save(self) -> None:
         meta = {"step": self.step, "data_state": self.data_iter.get_state(), "config": to_dict(self.cfg)}
-        self.checkpointer.save(self.step, self._state(), meta)
+        state = self._state()
+        if self.multi_process:  # one global array per leaf: Orbax writes each replicated leaf once
+            state = D.to_global(state, self.mesh, self.local_mesh)
+        self.checkpointer.save(self.step, state, meta)
 
     def restore(self) -> bool:
-        got = self.checkpointer.restore(self._state())
+        template = self._state()
+        if self.multi_process:
+            template = D.to_global(template, self.mesh, self.local_mesh)
+        got = self.checkpointer.restore(template)
         if got is None:
             return False
         step, state, meta = got
+        if self.multi_process:
+            state = D.from_global(state, self.local_mesh)
         nnx.update(self.policy, state["params"])
         nnx.update(self.optimizer, state["opt"])
+        if self.reference is not None:
+            nnx.update(self.reference, state["reference"])
         self.key = key_from_data(state["key"])
         self.data_iter.set_state(meta["data_state"])
         self.step = int(meta["step"])
@@ -127,7 +171,8 @@ class GRPOTrainer:
         return self.bridge
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
         self.checkpointer.close()
         if self._own_bridge and self.bridge is not None:
             self.bridge.close()
@@ -233,8 +278,16 @@ class GRPOTrainer:
         ref = score(self.reference, *args, scorer=self.scorer) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
-            metrics = grpo_step(self.policy, self.optimizer, *args, old, ref, ro["advantages"], scorer=self.scorer,
-                                spec=self.loss_spec)
+            if not self.multi_process:
+                metrics = grpo_step(self.policy, self.optimizer, *args, old, ref, ro["advantages"],
+                                    scorer=self.scorer, spec=self.loss_spec)
+                continue
+            # data parallel across processes: average the gradients (and metrics) of every process's rows,
+            # weighted so that the result is the gradient of the global batch, then the same AdamW step
+            grads, metrics = grpo_grads(self.policy, *args, old, ref, ro["advantages"], scorer=self.scorer,
+                                        spec=self.loss_spec)
+            grads, metrics = D.allreduce_mean((grads, metrics), loss_weight(ro["completion_mask"], self.loss_spec))
+            metrics = dict(metrics, grad_norm=apply_grads(self.policy, self.optimizer, grads))
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
     def train_step(self) -> dict[str, float]:
@@ -242,6 +295,8 @@ class GRPOTrainer:
         batch = next(self.data_iter)
         t_data = time.perf_counter() - t0
         self.key, sk = jax.random.split(self.key)
+        if self.multi_process:  # the replicas share self.key; each samples its own rows
+            sk = jax.random.fold_in(sk, jax.process_index())
         ro = self.rollout(batch, sk)
         t1 = time.perf_counter()
         m = self.update(ro)
@@ -272,8 +327,9 @@ class GRPOTrainer:
         while self.step < total:
             m = self.train_step()
             history.append(m)
-            self.writer.write(self.step, m)
-            if progress:
+            if self.writer is not None:
+                self.writer.write(self.step, m)
+            if progress and self.primary:
                 print(f"[train] step {self.step}/{total} {format_metrics(m, keys)}", flush=True)
             if self.cfg.run.checkpoint_every and self.step % self.cfg.run.checkpoint_every == 0:
                 self.save()

@@ -85,6 +85,69 @@ def grpo_step(
     return metrics
 
 
+def loss_weight(completion_mask: jax.Array, spec: LossSpec) -> float:
+    """The weight of a batch's loss when several data-parallel processes average their losses: the number of
+    rows for the per-sequence aggregations, the number of completion tokens for ``token_mean`` (so the weighted
+    mean of per-process losses equals the loss of the concatenated batch)."""
+    if spec.agg == "token_mean":
+        return float(jnp.sum(completion_mask))
+    return float(completion_mask.shape[0])
+
+
+@nnx.jit(static_argnames=("scorer", "spec"))
+def grpo_grads(
+    model: nnx.Module,
+    prompt: Any,
+    completion_ids: jax.Array,
+    completion_mask: jax.Array,
+    old_logps: jax.Array | None,
+    ref_logps: jax.Array | None,
+    advantages: jax.Array,
+    *,
+    scorer: Scorer,
+    spec: LossSpec,
+) -> tuple[Any, dict[str, jax.Array]]:
+    """The gradient half of :func:`grpo_step` (no optimiser update): ``(grads, metrics)``. Multi-process
+    data-parallel training averages these across processes (weights :func:`loss_weight`) and then calls
+    :func:`apply_grads`; one process uses the fused :func:`grpo_step`."""
+
+    def loss_fn(m):
+        logps = scorer(m, prompt, completion_ids, completion_mask)
+        loss, metrics = grpo_loss(
+            logps, old_logps, ref_logps, advantages, completion_mask, epsilon_low=spec.epsilon_low,
+            epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl, agg=spec.agg, max_len=spec.max_len,
+        )
+        return loss, (metrics, logps)
+
+    (loss, (metrics, logps)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    mask = completion_mask.astype(jnp.float32)
+    metrics = dict(metrics)
+    metrics["loss"] = loss
+    metrics["entropy"] = -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
+    return grads, metrics
+
+
+@nnx.jit
+def apply_grads(model: nnx.Module, optimizer: nnx.Optimizer, grads: Any) -> jax.Array:
+    """One optimiser step with precomputed (e.g. cross-process averaged) gradients; returns their global norm."""
+    optimizer.update(model, grads)
+    return _global_norm(grads)
+
+
+@nnx.jit(static_argnames=("scorer",))
+def nll_grads(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_mask: jax.Array, *,
+              scorer: Scorer) -> tuple[Any, jax.Array]:
+    """The gradient half of :func:`nll_step`: ``(grads, loss)``."""
+
+    def loss_fn(m):
+        logps = scorer(m, prompt, completion_ids, completion_mask)
+        mask = completion_mask.astype(jnp.float32)
+        return -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    return grads, loss
+
+
 @nnx.jit(static_argnames=("scorer",))
 def score(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_mask: jax.Array, *,
           scorer: Scorer) -> jax.Array:

@@ -69,7 +69,7 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
         data = dataclasses.replace(d, dataset="synthetic", root=world["vos"], split="train", mixture=(),
                                    **{f: getattr(SYNTHETIC, f) for f in ("synthetic_videos", "synthetic_size",
                                                                          "synthetic_colours", "synthetic_objects",
-                                                                         "synthetic_templates")}, **small)
+                                                                         "synthetic_templates", "synthetic_shapes")}, **small)
     return dataclasses.replace(
         cfg, model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
         data=data,

@@ -1,0 +1,75 @@
+"""Subprocess of test_distributed.py: two GRPO updates of the real trainer on a fixed global batch.
+
+Joins the process group described by the OMNIR1_* environment (or runs alone), builds a ``GRPOTrainer`` on the
+tiny policy (laid out on this process's slice of the mesh), takes this process's share of a fixed global batch
+(prompts from the synthetic world in WORLD, completions and rewards drawn from seeds of their *global* row
+index), runs ``trainer.update`` twice (data parallel: per-process gradients averaged across processes), writes
+a checkpoint, scrambles the policy and restores it. Prints one JSON line.
+
+Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 OMNIR1_COORDINATOR=... python _dist_worker.py WORLD OUT
+"""
+
+import dataclasses
+import json
+import sys
+
+import numpy as np
+
+from omnir1_jax.runtime import distributed
+
+PROMPTS, GROUP = 2, 4  # the global batch: 2 prompts x 4 samples
+
+
+def main(world: str, out_dir: str) -> None:
+    spec = distributed.initialize(distributed.resolve())
+    import jax
+    from flax import nnx
+
+    from omnir1_jax.data import build_pipeline
+    from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+    from omnir1_jax.runtime import setup as S
+    from omnir1_jax.trainer import GRPOTrainer
+    from tests.train._tiny import perturb, tiny_config
+
+    cfg = tiny_config(world, out_dir, batch_size=PROMPTS, steps=2)
+    cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, group_size=GROUP))
+    records = S.read_records(cfg.data)
+    tr = GRPOTrainer(cfg, records=records)
+    perturb(tr.policy)  # away from the reference, so the KL term and its gradient are not zero
+
+    k = PROMPTS // jax.process_count()  # prompts of this process
+    first = jax.process_index() * k
+    mine = sorted(records, key=lambda r: r.key)[first:first + k]
+    pipe = build_pipeline(mine, tr.tokenizer, S.pipeline_config(cfg.data, train=False, seed=0, batch_size=k))
+    prompt = as_model_inputs(tr.policy.config, next(iter(pipe))["model_inputs"])
+    rows = range(first * GROUP, (first + k) * GROUP)  # global row indices
+    lengths = np.array([5 + row % 6 for row in rows], np.int32)
+    tokens = np.zeros((len(rows), 16), np.int32)
+    for i, row in enumerate(rows):
+        tokens[i, :lengths[i]] = np.random.default_rng(row).integers(20, 500, lengths[i])
+    rewards = np.array([np.random.default_rng(100 + row).uniform(0, 3) for row in rows], np.float32)
+    ro = tr._finish_rollout(prompt, tokens, lengths, [""] * len(rows), rewards, {}, {}, 0.0, 0.0)
+    losses = [tr.update(ro)["loss"] for _ in range(2)]
+
+    def checksum():
+        return float(sum(np.sum(np.asarray(x, np.float64) * 1.0) for x in jax.tree.leaves(
+            jax.tree.map(np.asarray, nnx.state(tr.policy, nnx.Param)))))
+
+    trained = checksum()
+    tr.step = 2
+    tr.save()
+    perturb(tr.policy, seed=3)
+    scrambled = checksum()
+    restored = tr.restore()
+    print(json.dumps({"process": jax.process_index(), "processes": jax.process_count(),
+                      "devices": jax.device_count(), "local_devices": jax.local_device_count(),
+                      "primary": distributed.is_primary(), "multi": spec.multi_process, "losses": losses,
+                      "checksum": trained, "scrambled_differs": scrambled != trained, "restored": restored,
+                      "restored_checksum": checksum(), "restored_step": tr.step}), flush=True)
+    tr.close()
+    if spec.multi_process:
+        jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,54 @@
+"""Shared tiny run configuration for the trainer reliability tests (and their subprocess workers).
+
+The tiniest policy the trainer runs (hidden 32, one layer), 4-frame clips of a 56x84 synthetic world, groups
+of 2 and 12 new tokens: a step costs well under a second once compiled, and every run built from these
+helpers compiles the same shapes, so the jit caches stay warm inside one pytest process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.nnx as nnx
+import jax
+import numpy as np
+
+from omnir1_jax.config import BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, OptimSpec, RunSpec
+from omnir1_jax.rewards import RewardWeights
+
+
+def tiny_config(data_root: str, out_dir: str, *, steps: int = 4, checkpoint_every: int = 0, resume: bool = False,
+                seed: int = 0, batch_size: int = 2, grounder_bridge: bool = True) -> ExperimentConfig:
+    """A whole experiment on the tiny policy and synthetic bridge (R_A on, so every group queries System 2)."""
+    return ExperimentConfig(
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=DataSpec(root=data_root, synthetic_videos=5, synthetic_size=(56, 84), batch_size=batch_size,
+                      min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
+        bridge=BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+        grpo=GRPOSpec(group_size=2, max_new_tokens=12, beta=0.04,
+                      rewards=RewardWeights(alpha_a=1.0) if grounder_bridge else RewardWeights(alpha_g=0.0)),
+        optim=OptimSpec(lr=1e-3, weight_decay=0.0),
+        run=RunSpec(out_dir=out_dir, steps=steps, checkpoint_every=checkpoint_every, resume=resume, seed=seed),
+    )
+
+
+def perturb(model: nnx.Module, seed: int = 7, scale: float = 0.05) -> None:
+    """Move ``model`` away from its frozen reference in place (deterministically).
+
+    A freshly initialised policy equals its reference, samples unparseable text (every reward 0, advantages 0)
+    and so has a zero GRPO loss and gradient; after this the KL term gives a non-zero loss that depends on the
+    sampled tokens, the data, the parameters and the optimiser state — everything a resume must restore."""
+    state = nnx.state(model, nnx.Param)
+    leaves, treedef = jax.tree.flatten(state)
+    rng = np.random.default_rng(seed)
+    leaves = [x + scale * rng.standard_normal(x.shape).astype(np.asarray(x).dtype) for x in leaves]
+    nnx.update(model, jax.tree.unflatten(treedef, leaves))
+
+
+def params_of(model: nnx.Module):
+    """The model's parameters as a pytree of numpy arrays (a copy)."""
+    return jax.tree.map(np.array, nnx.state(model, nnx.Param))
+
+
+def losses(history) -> np.ndarray:
+    return np.array([m["loss"] for m in history], np.float64)
