@@ -290,11 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-audio", action="store_true", help="ignore any audio")
     p.add_argument("--task", choices=TASKS, default="vos")
     p.add_argument("--out", default="runs/infer", help="output directory")
-    p.add_argument("--max-frames", type=int, default=24, help="frames System 1 sees (paper: 24)")
-    p.add_argument("--prompt", choices=("paper", "short"), default="paper",
-                   help="System-1 prompt the policy was trained with (paper: Figure 3/4; the CPU demo: short)")
-    p.add_argument("--s1-max-pixels", type=int, default=128 * 28 * 28)
-    p.add_argument("--s1-min-pixels", type=int, default=16 * 28 * 28)
+    p.add_argument("--config", default=None,
+                   help="experiment file the policy was trained with: the defaults of --max-frames, --prompt and "
+                        "--s1-{max,min}-pixels come from its data section")
+    p.add_argument("--max-frames", type=int, default=None, help="frames System 1 sees (default 24, the paper's)")
+    p.add_argument("--prompt", choices=("paper", "short"), default=None,
+                   help="System-1 prompt the policy was trained with (default paper: Figure 3/4; the CPU demo: short)")
+    p.add_argument("--s1-max-pixels", type=int, default=None, help="default 128 * 28 * 28")
+    p.add_argument("--s1-min-pixels", type=int, default=None, help="default 16 * 28 * 28")
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--stride", type=int, default=1, help="segment every stride-th frame of the video")
     p.add_argument("--max-video-frames", type=int, default=None, help="decode at most this many frames")
@@ -311,7 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from omnir1_jax.config import BridgeSpec
+    from omnir1_jax.config import BridgeSpec, ConfigError, load_config
+
+    defaults = {"max_frames": 24, "prompt": "paper", "s1_max_pixels": 128 * 28 * 28, "s1_min_pixels": 16 * 28 * 28}
+    if args.config:
+        try:
+            d = load_config(args.config).data
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        defaults = {"max_frames": d.max_frames, "prompt": d.prompt, "s1_max_pixels": d.s1_max_pixels,
+                    "s1_min_pixels": d.s1_min_pixels}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     from omnir1_jax.crossomni.media import read_audio, read_video, write_video
     from omnir1_jax.runtime import setup as S
 

@@ -20,11 +20,13 @@ import time
 from typing import Any, Sequence
 
 import flax.nnx as nnx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
-from omnir1_jax.rl.update import make_optimizer, nll_step
+from omnir1_jax.rl.update import apply_grads, make_optimizer, nll_grads, nll_step
+from omnir1_jax.runtime import distributed as D
 from omnir1_jax.runtime import setup as S
 from omnir1_jax.runtime.metrics import MetricsWriter
 
@@ -104,7 +106,9 @@ class SFTTrainer:
         self.optimizer = nnx.Optimizer(policy, make_optimizer(s.lr, weight_decay=s.weight_decay, grad_clip=1.0),
                                        wrt=nnx.Param)
         self.scorer = make_scorer(cfg.model.remat, 1.0)
-        pcfg = S.pipeline_config(cfg.data, train=True, seed=cfg.run.seed + 1, batch_size=s.batch_size)
+        # multi-process: each process reads its share of the records and of the batch (data parallel)
+        records, local_batch = D.shard_records(records, s.batch_size)
+        pcfg = S.pipeline_config(cfg.data, train=True, seed=cfg.run.seed + 1, batch_size=local_batch)
         self.data_iter = iter(build_pipeline(records, tokenizer, pcfg))
         self.oracle = load_oracle(cfg.data.root) if cfg.data.dataset == "synthetic" else None
         if self.oracle is None:
@@ -112,7 +116,8 @@ class SFTTrainer:
         self.eos_id = eos_ids_of(tokenizer)[0] if tokenizer.eos_token_id is None else tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id or 0
         self.rng = np.random.default_rng(cfg.run.seed + 7)
-        self.writer = MetricsWriter(out_dir or os.path.join(cfg.run.out_dir, "sft"), tensorboard=False)
+        self.writer = (MetricsWriter(out_dir or os.path.join(cfg.run.out_dir, "sft"), tensorboard=False)
+                       if jax.process_index() == 0 else None)
 
     def step(self) -> dict[str, float]:
         from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
@@ -127,7 +132,12 @@ class SFTTrainer:
                                           mode=self.cfg.sft.target, fps=batch["fps_s1"], think=self.cfg.sft.think))
         ids, mask = tokenize_targets(self.tokenizer, texts, self.eos_id, self.pad_id)
         prompt = as_model_inputs(self.policy.config, batch["model_inputs"])
-        m = nll_step(self.policy, self.optimizer, prompt, ids, mask, scorer=self.scorer)
+        if jax.process_count() == 1:
+            m = nll_step(self.policy, self.optimizer, prompt, ids, mask, scorer=self.scorer)
+        else:  # token-weighted average of every process's gradient, then the same AdamW step everywhere
+            grads, loss = nll_grads(self.policy, prompt, ids, mask, scorer=self.scorer)
+            grads, loss = D.allreduce_mean((grads, loss), float(np.sum(mask)))
+            m = {"loss": loss, "grad_norm": apply_grads(self.policy, self.optimizer, grads)}
         return {k: float(v) for k, v in m.items()}
 
     def run(self, steps: int | None = None, *, progress: bool = True) -> list[dict[str, float]]:
@@ -136,8 +146,9 @@ class SFTTrainer:
         for i in range(steps):
             m = self.step()
             hist.append(m)
-            self.writer.write(i + 1, m)
-            if progress and ((i + 1) % 10 == 0 or i + 1 == steps):
+            if self.writer is not None:
+                self.writer.write(i + 1, m)
+            if progress and jax.process_index() == 0 and ((i + 1) % 10 == 0 or i + 1 == steps):
                 print(f"[sft] step {i + 1}/{steps} loss={m['loss']:.4f} ({time.time() - t0:.0f}s)", flush=True)
         return hist
 
