@@ -224,9 +224,12 @@ class SFTSpec:
 
     Attributes (synthetic-world targets, see :mod:`omnir1_jax.sft`):
       target: ``format_only`` (random keyframes, a random non-target object) or ``oracle``.
-      think: the ``<think>`` text of the targets; ``{description}`` is replaced by the answer's description.
+      think: the ``<think>`` text of the targets; ``{description}`` is replaced by the answer's description and
+        ``{instruction}`` by the text the prompt carries (the expression, or ``instruction``).
       instruction: when set, the SFT prompts carry this text instead of the record's referring expression, so
-        the warm-up cannot tie the answer to the expression in any way (the CPU demo: ``"the object"``).
+        the warm-up cannot tie the answer to the expression in any way; ``{colour}`` / ``{shape}`` in it are
+        drawn at random per record from the whole synthetic palette (decoys, unrelated to the video), e.g.
+        ``"the {colour} {shape}"``.
     """
 
     steps: int = 0

@@ -80,6 +80,23 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
     return answer_text(frames, desc, fps, think.format(description=desc))
 
 
+def decoy_instructions(records, template: str, *, seed: int = 0):
+    """``records`` with their expression replaced by ``template``, whose ``{colour}`` / ``{shape}`` fields are
+    drawn per record uniformly from every colour and shape of the synthetic world (not from the video), so an SFT
+    prompt never names its target but the model still has to read the instruction it is given (e.g. to restate
+    it in its ``<think>``)."""
+    from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
+
+    rng = np.random.default_rng(seed)
+    colours = list(PALETTE)
+    out = []
+    for r in records:
+        text = template.format(colour=colours[int(rng.integers(len(colours)))],
+                               shape=SHAPES[int(rng.integers(len(SHAPES)))])
+        out.append(dataclasses.replace(r, expression=text))
+    return out
+
+
 def tokenize_targets(tokenizer, texts: Sequence[str], eos_id: int, pad_id: int, multiple: int = 32):
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos_id] for t in texts]
     width = -(-max(len(x) for x in ids) // multiple) * multiple
@@ -100,8 +117,9 @@ class SFTTrainer:
 
         self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
         self.records = {(r.video_id, r.exp_id): r for r in records}
-        if cfg.sft.instruction is not None:  # the prompts carry a fixed text instead of the expression
-            records = [dataclasses.replace(r, expression=cfg.sft.instruction) for r in records]
+        if cfg.sft.instruction is not None:  # the prompts carry another text instead of the expression
+            records = decoy_instructions(records, cfg.sft.instruction, seed=cfg.run.seed + 11)
+        self.shown = {(r.video_id, r.exp_id): r.expression for r in records}  # the text each prompt carries
         s = cfg.sft
         self.optimizer = nnx.Optimizer(policy, make_optimizer(s.lr, weight_decay=s.weight_decay, grad_clip=1.0),
                                        wrt=nnx.Param)
@@ -119,17 +137,23 @@ class SFTTrainer:
         self.writer = (MetricsWriter(out_dir or os.path.join(cfg.run.out_dir, "sft"), tensorboard=False)
                        if jax.process_index() == 0 else None)
 
-    def step(self) -> dict[str, float]:
-        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-
-        batch = next(self.data_iter)
+    def targets(self, batch) -> list[str]:
+        """The formatted answers (SFT targets) of one batch of clips."""
         texts = []
         for b in range(len(batch["num_frames"])):
             rec = self.records[(batch["video_id"][b], batch["exp_id"][b])]
             t = int(batch["num_frames"][b])
             positions = [int(p) for p in batch["frame_indices"][b][:t]]
+            think = self.cfg.sft.think.replace("{instruction}", self.shown[(rec.video_id, rec.exp_id)])
             texts.append(synthetic_target(self.oracle[rec.video_id], positions, rec.obj_ids, self.rng,
-                                          mode=self.cfg.sft.target, fps=batch["fps_s1"], think=self.cfg.sft.think))
+                                          mode=self.cfg.sft.target, fps=batch["fps_s1"], think=think))
+        return texts
+
+    def step(self) -> dict[str, float]:
+        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+
+        batch = next(self.data_iter)
+        texts = self.targets(batch)
         ids, mask = tokenize_targets(self.tokenizer, texts, self.eos_id, self.pad_id)
         prompt = as_model_inputs(self.policy.config, batch["model_inputs"])
         if jax.process_count() == 1:

@@ -62,3 +62,40 @@ def test_instruction_replaces_the_expression_in_sft_prompts(root):
     for t in texts:
         assert "Reference instruction: the object" in t
         assert not any(e in t for e in expressions), t
+
+
+def test_decoy_instructions_are_drawn_from_the_whole_palette_and_reach_the_think(root):
+    from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
+    from omnir1_jax.sft import decoy_instructions
+
+    recs = S.read_records(SPEC(root), "train")
+    many = recs * 40
+    decoys = decoy_instructions(many, "the {colour} {shape}", seed=3)
+    assert [d.expression for d in decoys] == [d.expression for d in decoy_instructions(many, "the {colour} {shape}",
+                                                                                       seed=3)]
+    assert [(d.video_id, d.exp_id, d.obj_ids) for d in decoys] == [(r.video_id, r.exp_id, r.obj_ids) for r in many]
+    colours = {d.expression.split()[1] for d in decoys}
+    shapes = {d.expression.split()[2] for d in decoys}
+    assert colours == set(PALETTE) and shapes == set(SHAPES)  # not only the world's four colours / circles
+
+    cfg = ExperimentConfig(
+        model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
+        data=SPEC(root, batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28,
+                  s1_min_pixels=4 * 28 * 28, prompt="short", pad_to_multiple=64),
+        sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the {colour} {shape}",
+                    think="looking for {instruction}; {description} is visible here"),
+        run=RunSpec(out_dir=os.path.join(root, "..", "run_decoy")))
+    tok = S.build_tokenizer(cfg.model)
+    sft = SFTTrainer(cfg, S.build_policy(cfg.model), tok, recs)
+    batch = next(sft.data_iter)
+    prompts = tok.batch_decode(np.asarray(batch["model_inputs"]["input_ids"]))
+    for b, (prompt, target) in enumerate(zip(prompts, sft.targets(batch))):
+        key = (batch["video_id"][b], batch["exp_id"][b])
+        shown = sft.shown[key]
+        assert f"Reference instruction: {shown}<|im_end|>" in prompt  # the decoy, not the expression
+        assert target.startswith(f"<think>looking for {shown}; the ")  # restated in the think
+        video = load_oracle(root)[key[0]]
+        target_desc = {"the " + o["description"] for o in video["objects"] if o["obj_id"] in sft.records[key].obj_ids}
+        assert set(parse_answer(target, 4).descriptions).isdisjoint(target_desc)  # still never the target
+    m = sft.step()
+    assert np.isfinite(m["loss"]) and m["loss"] > 0
