@@ -155,7 +155,7 @@ class BridgeSpec:
       start: start a local bridge subprocess; False = connect to ``addresses``.
       addresses: bridge addresses (``ipc://...`` or ``tcp://host:port``), round-robin.
       grounder: ``synthetic`` | ``qwen2_5_vl:PATH`` | ``qwen2_5_omni:PATH``.
-      segmenter: ``synthetic`` | ``sam2``.
+      segmenter: ``synthetic`` | ``sam2`` | ``none`` (a judge-only bridge, see ``sam2_bridge.serve --judge``).
       sam2_config, sam2_checkpoint: packaged SAM2 config name and local checkpoint (hiera_l in the paper).
       workers: bridge worker processes (one per GPU).
       timeout_s: deadline of one group query; retries: how often a failed query is retried.

@@ -50,7 +50,8 @@ def run(cfg, *, do_eval: bool = True) -> dict:
         eval_records = S.read_records(cfg.data, cfg.run.eval_split) if do_eval else []
         if do_eval and not resuming:
             summary["before"] = evaluate_split(cfg, policy, tokenizer, eval_records, bridge, tag="before_grpo")
-            print(f"[eval] J&F before GRPO (after SFT): {summary['before']['J&F']:.4f}", flush=True)
+            if is_primary():
+                print(f"[eval] J&F before GRPO (after SFT): {summary['before']['J&F']:.4f}", flush=True)
         trainer = GRPOTrainer(cfg, policy=policy, tokenizer=tokenizer, bridge=bridge, records=records)
         t0 = time.time()
         try:
@@ -60,8 +61,9 @@ def run(cfg, *, do_eval: bool = True) -> dict:
         summary["grpo_seconds"] = time.time() - t0
         if do_eval:
             summary["after"] = evaluate_split(cfg, policy, tokenizer, eval_records, bridge, tag="after_grpo")
-            print(f"[eval] J&F after GRPO: {summary['after']['J&F']:.4f}", flush=True)
-            if "before" in summary:
+            if is_primary():
+                print(f"[eval] J&F after GRPO: {summary['after']['J&F']:.4f}", flush=True)
+            if "before" in summary and is_primary():
                 print(f"[eval] J&F before {summary['before']['J&F']:.4f} -> after {summary['after']['J&F']:.4f} "
                       f"(delta {summary['after']['J&F'] - summary['before']['J&F']:+.4f})", flush=True)
         if is_primary():

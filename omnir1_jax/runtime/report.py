@@ -17,7 +17,10 @@ def evaluate_split(cfg, policy, tokenizer, records, bridge, *, tag: str, max_exp
                    overlays: int = 3) -> dict[str, Any]:
     """J&F of the two-system pipeline on ``records`` (benchmark protocol, full videos); writes
     ``<out_dir>/eval_<tag>.jsonl`` (per expression) and ``eval_<tag>.json`` (the summary), and overlay PNGs of
-    the first ``overlays`` expressions under ``overlays_<tag>/``."""
+    the first ``overlays`` expressions under ``overlays_<tag>/``. In a multi-process run every process evaluates
+    the whole split with its own replica and bridge (the replicas are equal) and only process 0 writes."""
+    import jax
+
     from omnir1_jax.eval.runner import evaluate_vos
     from omnir1_jax.runtime import setup as S
     from omnir1_jax.trainer import eos_ids_of
@@ -30,14 +33,16 @@ def evaluate_split(cfg, policy, tokenizer, records, bridge, *, tag: str, max_exp
                        max_new_tokens=cfg.grpo.max_new_tokens, eos_ids=eos_ids_of(tokenizer),
                        pad_id=tokenizer.pad_token_id or 0, on_expression=rows.append)
     out = cfg.run.out_dir
-    acc.write_jsonl(os.path.join(out, f"eval_{tag}.jsonl"))
-    with open(os.path.join(out, f"eval_{tag}_answers.jsonl"), "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
     summary = acc.summary()
     result = {"J&F": float(summary["overall"]["J&F"]), "J": float(summary["overall"]["J"]),
               "F": float(summary["overall"]["F"]), "count": int(summary["all"]["count"]), "table": summary,
               "valid_answers": float(np.mean([r["valid"] for r in rows])) if rows else 0.0}
+    if jax.process_index() != 0:
+        return result
+    acc.write_jsonl(os.path.join(out, f"eval_{tag}.jsonl"))
+    with open(os.path.join(out, f"eval_{tag}_answers.jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
     with open(os.path.join(out, f"eval_{tag}.json"), "w") as f:
         json.dump(result, f, indent=1, default=float)
     if overlays:
