@@ -228,8 +228,8 @@ class SFTSpec:
         ``{instruction}`` by the text the prompt carries (the expression, or ``instruction``).
       instruction: when set, the SFT prompts carry this text instead of the record's referring expression, so
         the warm-up cannot tie the answer to the expression in any way; ``{colour}`` / ``{shape}`` in it are
-        drawn at random per record from the whole synthetic palette (decoys, unrelated to the video), e.g.
-        ``"the {colour} {shape}"``.
+        drawn at random per record from the world's colours and shapes (``data.synthetic_colours`` /
+        ``synthetic_shapes``; decoys, unrelated to the video), e.g. ``"the {colour} {shape}"``.
     """
 
     steps: int = 0

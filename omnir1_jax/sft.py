@@ -80,19 +80,21 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
     return answer_text(frames, desc, fps, think.format(description=desc))
 
 
-def decoy_instructions(records, template: str, *, seed: int = 0):
+def decoy_instructions(records, template: str, *, seed: int = 0, colours: Sequence[str] | None = None,
+                       shapes: Sequence[str] | None = None):
     """``records`` with their expression replaced by ``template``, whose ``{colour}`` / ``{shape}`` fields are
-    drawn per record uniformly from every colour and shape of the synthetic world (not from the video), so an SFT
-    prompt never names its target but the model still has to read the instruction it is given (e.g. to restate
-    it in its ``<think>``)."""
+    drawn per record uniformly from ``colours`` / ``shapes`` (default: every colour and shape of the synthetic
+    world), independently of the video, so an SFT prompt never names its target but the model still has to read
+    the instruction it is given (e.g. to restate it in its ``<think>``)."""
     from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
 
     rng = np.random.default_rng(seed)
-    colours = list(PALETTE)
+    colours = list(PALETTE) if colours is None else list(colours)
+    shapes = list(SHAPES) if shapes is None else list(shapes)
     out = []
     for r in records:
         text = template.format(colour=colours[int(rng.integers(len(colours)))],
-                               shape=SHAPES[int(rng.integers(len(SHAPES)))])
+                               shape=shapes[int(rng.integers(len(shapes)))])
         out.append(dataclasses.replace(r, expression=text))
     return out
 
@@ -118,7 +120,8 @@ class SFTTrainer:
         self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
         self.records = {(r.video_id, r.exp_id): r for r in records}
         if cfg.sft.instruction is not None:  # the prompts carry another text instead of the expression
-            records = decoy_instructions(records, cfg.sft.instruction, seed=cfg.run.seed + 11)
+            records = decoy_instructions(records, cfg.sft.instruction, seed=cfg.run.seed + 11,
+                                         colours=cfg.data.synthetic_colours, shapes=cfg.data.synthetic_shapes)
         self.shown = {(r.video_id, r.exp_id): r.expression for r in records}  # the text each prompt carries
         s = cfg.sft
         self.optimizer = nnx.Optimizer(policy, make_optimizer(s.lr, weight_decay=s.weight_decay, grad_clip=1.0),

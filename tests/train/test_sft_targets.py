@@ -64,7 +64,7 @@ def test_instruction_replaces_the_expression_in_sft_prompts(root):
         assert not any(e in t for e in expressions), t
 
 
-def test_decoy_instructions_are_drawn_from_the_whole_palette_and_reach_the_think(root):
+def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
     from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
     from omnir1_jax.sft import decoy_instructions
 
@@ -76,7 +76,9 @@ def test_decoy_instructions_are_drawn_from_the_whole_palette_and_reach_the_think
     assert [(d.video_id, d.exp_id, d.obj_ids) for d in decoys] == [(r.video_id, r.exp_id, r.obj_ids) for r in many]
     colours = {d.expression.split()[1] for d in decoys}
     shapes = {d.expression.split()[2] for d in decoys}
-    assert colours == set(PALETTE) and shapes == set(SHAPES)  # not only the world's four colours / circles
+    assert colours == set(PALETTE) and shapes == set(SHAPES)  # by default every colour / shape
+    narrow = decoy_instructions(many, "the {colour} {shape}", seed=3, colours=("red", "blue"), shapes=("circle",))
+    assert {d.expression for d in narrow} == {"the red circle", "the blue circle"}
 
     cfg = ExperimentConfig(
         model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
