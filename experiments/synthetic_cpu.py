@@ -4,8 +4,8 @@ Command (README's main job)::
 
     .venv/bin/python -m omnir1_jax.train --config experiments/synthetic_cpu.py
 
-Hardware: 2 CPU cores, no accelerator, <= 15 minutes (measured 12 min 49 s on a shared machine, 2026-11-29: SFT
-321 s, GRPO 403 s). It generates the synthetic world (ReVOS layout) under ``data/synthetic`` if missing, starts a
+Hardware: 2 CPU cores, no accelerator, <= 15 minutes (measured on a fresh clone, 2026-11-29: 9 min 51 s in all,
+world generation included, SFT 184 s). It generates the synthetic world (ReVOS layout) under ``data/synthetic`` if missing, starts a
 bridge with the synthetic grounder and segmenter, runs a short SFT that teaches only the answer format (random
 keyframes, a description of a random object present, never the target), measures J&F on the held-out split,
 runs GRPO, measures J&F again and prints both; it writes ``runs/synthetic_cpu/rewards.png`` and mask-overlay
