@@ -50,6 +50,39 @@ def _global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(leaves)) if leaves else jnp.float32(0.0)
 
 
+def _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer,
+                spec: LossSpec) -> tuple[Any, dict[str, jax.Array]]:
+    """Gradient and metrics (the loss's, plus ``loss`` and an entropy estimate) of the GRPO loss (traced inside
+    :func:`grpo_step` / :func:`grpo_grads`)."""
+
+    def loss_fn(m):
+        logps = scorer(m, prompt, completion_ids, completion_mask)
+        loss, metrics = grpo_loss(
+            logps, old_logps, ref_logps, advantages, completion_mask, epsilon_low=spec.epsilon_low,
+            epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl, agg=spec.agg, max_len=spec.max_len,
+        )
+        return loss, (metrics, logps)
+
+    (loss, (metrics, logps)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    mask = completion_mask.astype(jnp.float32)
+    metrics = dict(metrics)
+    metrics["loss"] = loss
+    metrics["entropy"] = -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
+    return grads, metrics
+
+
+def _nll_grads(model, prompt, completion_ids, completion_mask, scorer) -> tuple[Any, jax.Array]:
+    """Gradient and value of the token-mean negative log-likelihood of the completions."""
+
+    def loss_fn(m):
+        logps = scorer(m, prompt, completion_ids, completion_mask)
+        mask = completion_mask.astype(jnp.float32)
+        return -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    return grads, loss
+
+
 @nnx.jit(static_argnames=("scorer", "spec"))
 def grpo_step(
     model: nnx.Module,
@@ -66,22 +99,10 @@ def grpo_step(
 ) -> dict[str, jax.Array]:
     """One optimiser step on the GRPO loss; returns the loss's metrics plus ``loss``, ``grad_norm`` and an
     entropy estimate (mean of ``-log p`` of the sampled completion tokens)."""
-
-    def loss_fn(m):
-        logps = scorer(m, prompt, completion_ids, completion_mask)
-        loss, metrics = grpo_loss(
-            logps, old_logps, ref_logps, advantages, completion_mask, epsilon_low=spec.epsilon_low,
-            epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl, agg=spec.agg, max_len=spec.max_len,
-        )
-        return loss, (metrics, logps)
-
-    (loss, (metrics, logps)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    grads, metrics = _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages,
+                                 scorer, spec)
     optimizer.update(model, grads)
-    mask = completion_mask.astype(jnp.float32)
-    metrics = dict(metrics)
-    metrics["loss"] = loss
     metrics["grad_norm"] = _global_norm(grads)
-    metrics["entropy"] = -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
     return metrics
 
 
@@ -110,21 +131,8 @@ def grpo_grads(
     """The gradient half of :func:`grpo_step` (no optimiser update): ``(grads, metrics)``. Multi-process
     data-parallel training averages these across processes (weights :func:`loss_weight`) and then calls
     :func:`apply_grads`; one process uses the fused :func:`grpo_step`."""
-
-    def loss_fn(m):
-        logps = scorer(m, prompt, completion_ids, completion_mask)
-        loss, metrics = grpo_loss(
-            logps, old_logps, ref_logps, advantages, completion_mask, epsilon_low=spec.epsilon_low,
-            epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl, agg=spec.agg, max_len=spec.max_len,
-        )
-        return loss, (metrics, logps)
-
-    (loss, (metrics, logps)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-    mask = completion_mask.astype(jnp.float32)
-    metrics = dict(metrics)
-    metrics["loss"] = loss
-    metrics["entropy"] = -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
-    return grads, metrics
+    return _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer,
+                       spec)
 
 
 @nnx.jit
@@ -138,14 +146,7 @@ def apply_grads(model: nnx.Module, optimizer: nnx.Optimizer, grads: Any) -> jax.
 def nll_grads(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_mask: jax.Array, *,
               scorer: Scorer) -> tuple[Any, jax.Array]:
     """The gradient half of :func:`nll_step`: ``(grads, loss)``."""
-
-    def loss_fn(m):
-        logps = scorer(m, prompt, completion_ids, completion_mask)
-        mask = completion_mask.astype(jnp.float32)
-        return -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
-
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    return grads, loss
+    return _nll_grads(model, prompt, completion_ids, completion_mask, scorer)
 
 
 @nnx.jit(static_argnames=("scorer",))
@@ -159,12 +160,6 @@ def score(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_
 def nll_step(model: nnx.Module, optimizer: nnx.Optimizer, prompt: Any, completion_ids: jax.Array,
              completion_mask: jax.Array, *, scorer: Scorer) -> dict[str, jax.Array]:
     """One supervised (SFT) step: token-mean negative log-likelihood of the target completions."""
-
-    def loss_fn(m):
-        logps = scorer(m, prompt, completion_ids, completion_mask)
-        mask = completion_mask.astype(jnp.float32)
-        return -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
-
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    grads, loss = _nll_grads(model, prompt, completion_ids, completion_mask, scorer)
     optimizer.update(model, grads)
     return {"loss": loss, "grad_norm": _global_norm(grads)}

@@ -47,9 +47,9 @@ def test_malformed_judge_bodies_name_the_field(body, field):
 def test_parse_judge_spec():
     from sam2_bridge.judge import parse_judge_spec
 
-    assert parse_judge_spec("hf:/models/judge") == ("hf", "/models/judge")
+    assert parse_judge_spec("hf:checkpoints/judge") == ("hf", "checkpoints/judge")
     assert parse_judge_spec("transformers:rel/dir") == ("hf", "rel/dir")
-    for bad in ("hf:", "/models/judge", "vllm:/x", ""):
+    for bad in ("hf:", "checkpoints/judge", "vllm:x", ""):
         with pytest.raises(ValueError, match="hf:PATH"):
             parse_judge_spec(bad)
 
