@@ -6,8 +6,10 @@
 
 1. Group: the same detections (each rollout: 4 keyframes, one box each, on a synthetic 16-frame clip) segmented
    with the two full sweeps by (a) 8 stock ``SAM2VideoPredictor`` inference states, one per rollout (the
-   baseline), (b) one stock state holding the whole group, (c) :class:`GroupSegmenter` one object at a time,
-   (d) :class:`GroupSegmenter` with batched objects (the bridge's default). Prints seconds and speed-ups vs (a).
+   baseline), (b) one stock state holding the whole group, (c) :class:`GroupSegmenter` one object at a time
+   with sam2's memory-attention module, (d) batched objects, sam2's module, (e) batched objects with the
+   rewritten memory attention of :mod:`sam2_bridge.memattn` (the bridge's default). Prints seconds and
+   speed-ups vs (a).
 2. Queue overhead: a ``segment`` request's (same group on a ``--queue-frames`` clip) round trip through ``python -m sam2_bridge.serve`` (1 worker)
    vs the same request body handled in-process by :class:`sam2_bridge.handler.Handler`.
 """
@@ -77,13 +79,16 @@ def bench_group(args) -> dict[str, float]:
         frames = write_jpeg_clip(clip, tmp)
         shape = frames.shape[:3]
         results = {}
-        ours = GroupSegmenter(cfg, model)
-        unbatched = GroupSegmenter(dataclasses.replace(cfg, batch_objects=False), model)
-        ours.segment(frames, args.rollouts, det_r[:2], det_f[:2], det_b[:2])  # warm-up
-        results["group_batched"], masks = timed(lambda: ours.segment(frames, args.rollouts, det_r, det_f, det_b).masks,
-                                                args.repeats, "group_batched")
-        results["group_unbatched"], _ = timed(
-            lambda: unbatched.segment(frames, args.rollouts, det_r, det_f, det_b).masks, args.repeats, "group_unbatched")
+        variants = {"group_fast_attention": cfg,
+                    "group_batched": dataclasses.replace(cfg, fast_memory_attention=False),
+                    "group_unbatched": dataclasses.replace(cfg, fast_memory_attention=False, batch_objects=False)}
+        GroupSegmenter(cfg, model).segment(frames, args.rollouts, det_r[:2], det_f[:2], det_b[:2])  # warm-up
+        for name, variant in variants.items():
+            seg = GroupSegmenter(variant, model)
+            results[name], out = timed(lambda: seg.segment(frames, args.rollouts, det_r, det_f, det_b).masks,
+                                       args.repeats, name)
+            if name == "group_fast_attention":
+                masks = out
         if not args.skip_stock:
             stock = as_stock(model)
             if args.dtype == "bfloat16":

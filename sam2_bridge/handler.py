@@ -30,6 +30,7 @@ class HandlerConfig:
     sam2_dtype: str = "float32"
     sam2_seed: int = 0
     sam2_batch_objects: bool = True
+    sam2_object_batch: int | None = None  # None: 8 on CPU, 64 on CUDA
     grounder: str = "synthetic"
     grounder_dtype: str = "float32"
     grounder_max_new_tokens: int = 256
@@ -67,7 +68,7 @@ class Handler:
             self.segmenter = GroupSegmenter(Sam2Config(
                 config=cfg.sam2_config, checkpoint=cfg.sam2_checkpoint, image_size=cfg.sam2_image_size,
                 device=cfg.device, dtype=cfg.sam2_dtype, seed=cfg.sam2_seed,
-                batch_objects=cfg.sam2_batch_objects))
+                batch_objects=cfg.sam2_batch_objects, object_batch=cfg.sam2_object_batch))
         else:
             from sam2_bridge.synthetic import SyntheticSegmenter
 

@@ -16,10 +16,13 @@ What a group pass does (Omni-R1 appendix B, with the sweep rule of this project)
    (as SAM2 outputs them); the rollout's mask on frame t is the OR over its objects in the forward sweep,
    OR-ed with the same union from the backward sweep.
 
-Batching: objects are independent slices, so on each frame the objects whose memory banks have the same
-length (number of memory frames, number of object-pointer tokens) run memory attention, the mask decoder
-and the memory encoder as one batch; the per-object values are those of separate batch-1 calls up to
-float rounding (``batch_objects=False`` runs them one at a time, as the stock predictor does).
+Batching: objects are independent slices, so on each frame the objects run memory attention, the mask
+decoder and the memory encoder in batches of up to ``object_batch``; the per-object values are those of
+separate batch-1 calls up to float rounding (``batch_objects=False`` runs them one at a time, as the stock
+predictor does). Memory attention is :mod:`sam2_bridge.memattn`'s rewrite (cached keys, 64-wide values,
+shared first self-attention; memories of different lengths padded and masked), or with
+``fast_memory_attention=False`` sam2's own module on batches of equal memory length. Detections with the
+same frame and box are tracked once (``share_identical_prompts``): by 3., their masks are the same.
 
 Off CUDA, memory features stay in the model dtype (sam2 1.1.0 casts them to bfloat16, which breaks
 float32 CPU runs with "mat1 and mat2 must have the same dtype"); ``round_memory_to_bf16`` reproduces the
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sam2_bridge.memattn import GroupMemoryAttention, supports
 from sam2_bridge.objects import ObjectTable
 
 IMG_MEAN = (0.485, 0.456, 0.406)
@@ -54,6 +58,9 @@ class Sam2Config:
     dtype: str = "float32"  # "float32" | "bfloat16" (autocast, CUDA only)
     seed: int = 0
     batch_objects: bool = True
+    object_batch: int | None = None  # most objects per batched call; None: 8 on CPU, 64 on CUDA
+    share_identical_prompts: bool = True  # detections with the same frame and box are tracked once
+    fast_memory_attention: bool = True  # key cache + narrow values (sam2_bridge.memattn); False = sam2's module
     encode_batch: int = 4  # frames per image-encoder call
     round_memory_to_bf16: bool | None = None  # None: True on CUDA (stock behaviour), False elsewhere
 
@@ -66,6 +73,8 @@ class Sam2Config:
             raise ValueError(f"Sam2Config.image_size = {self.image_size} is not a positive multiple of 16")
         if self.checkpoint is not None and not os.path.isfile(self.checkpoint):
             raise FileNotFoundError(f"Sam2Config.checkpoint: no file {self.checkpoint}")
+        if self.object_batch is not None and self.object_batch < 1:
+            raise ValueError(f"Sam2Config.object_batch = {self.object_batch} < 1")
         if self.encode_batch < 1:
             raise ValueError(f"Sam2Config.encode_batch = {self.encode_batch} < 1")
 
@@ -126,6 +135,8 @@ class GroupSegmenter:
         self.device = torch.device(cfg.device)
         round_bf16 = cfg.round_memory_to_bf16
         self.round_memory_to_bf16 = self.device.type == "cuda" if round_bf16 is None else round_bf16
+        fast = cfg.fast_memory_attention and supports(self.model.memory_attention)
+        self.memattn = GroupMemoryAttention(self.model) if fast else None
 
     @property
     def image_size(self) -> int:
@@ -155,22 +166,33 @@ class GroupSegmenter:
             t0 = time.perf_counter()
             feats = self._encode(frames)
             t1 = time.perf_counter()
-            cond = self._prompt(feats, table, height, width)
+            canon = self._canonical(table)
+            cond = self._prompt(feats, table, height, width, set(canon))
             t2 = time.perf_counter()
             fwd = self._sweep(feats, table, cond, reverse=False)
             bwd = self._sweep(feats, table, cond, reverse=True)
             t3 = time.perf_counter()
-        logits_fwd = torch.stack([torch.stack([fwd[t][d][0] for t in range(t_count)])
+        logits_fwd = torch.stack([torch.stack([fwd[t][canon[d]][0] for t in range(t_count)])
                                   for d in range(len(table))]).float()
-        logits_bwd = torch.stack([torch.stack([bwd[t][d][0] for t in range(t_count)])
+        logits_bwd = torch.stack([torch.stack([bwd[t][canon[d]][0] for t in range(t_count)])
                                   for d in range(len(table))]).float()
         masks = self._union_masks(table, logits_fwd, logits_bwd, height, width)
         t4 = time.perf_counter()
-        timings.update(encode_s=t1 - t0, prompt_s=t2 - t1, propagate_s=t3 - t2, masks_s=t4 - t3)
+        timings.update(objects_tracked=float(len(set(canon))), encode_s=t1 - t0, prompt_s=t2 - t1,
+                       propagate_s=t3 - t2, masks_s=t4 - t3)
         return GroupMasks(masks, table, logits_fwd if keep_logits else None,
                           logits_bwd if keep_logits else None, timings)
 
     # ------------------------------------------------------------------------------------------ steps
+
+    def _canonical(self, table: ObjectTable) -> list[int]:
+        """``canon[d]``: the object whose masks detection d gets. With ``share_identical_prompts``, the first
+        detection with the same frame and box: an object's masks depend only on its own prompt (the full-sweep
+        rule), so tracking such detections once gives every one of them exactly the masks it would get alone."""
+        if not self.cfg.share_identical_prompts:
+            return list(range(len(table)))
+        first: dict[tuple, int] = {}
+        return [first.setdefault((f, box), d) for d, (_r, f, _k, box) in table]
 
     def _union_masks(self, table: ObjectTable, logits_fwd: torch.Tensor, logits_bwd: torch.Tensor,
                      height: int, width: int) -> np.ndarray:
@@ -216,6 +238,22 @@ class GroupSegmenter:
             return rounded if self.device.type == "cuda" else rounded.to(feats.dtype)
         return feats
 
+    def _memory_entries(self, mem: torch.Tensor, mem_pos: list[torch.Tensor]):
+        """Per-object memory entry (stored features, position encodings, and the cached keys of the fast
+        memory attention) of a batch of new memories."""
+        stored = self._store_memory(mem)
+        keys = self.memattn.entry_keys(stored, mem_pos[-1]) if self.memattn is not None else None
+        tokens = stored.flatten(2).transpose(1, 2)  # [B, h*w, mem_dim]
+
+        def entry(i: int) -> dict[str, Any]:
+            out = {"maskmem_features": stored[i:i + 1], "maskmem_pos_enc": [x[i:i + 1] for x in mem_pos]}
+            if keys is not None:
+                out["keys"] = [k[i:i + 1] for k in keys]
+                out["tokens"] = tokens[i:i + 1]
+            return out
+
+        return entry
+
     def _fill_holes(self, masks: torch.Tensor) -> torch.Tensor:
         if self.model.fill_hole_area > 0:
             from sam2.utils.misc import fill_holes_in_mask_scores
@@ -223,12 +261,15 @@ class GroupSegmenter:
             return fill_holes_in_mask_scores(masks, self.model.fill_hole_area)
         return masks
 
-    def _prompt(self, feats, table: ObjectTable, height: int, width: int) -> dict[int, dict[str, Any]]:
-        """Box prompt on each object's frame: the conditioning output (mask logits, pointer, memory)."""
+    def _prompt(self, feats, table: ObjectTable, height: int, width: int,
+                active: set[int]) -> dict[int, dict[str, Any]]:
+        """Box prompt on the frame of each object in ``active``: the conditioning output (mask logits,
+        pointer, memory)."""
         m = self.model
         by_frame: dict[int, list[int]] = {}
         for obj_id, (_r, f, _k, _box) in table:
-            by_frame.setdefault(f, []).append(obj_id)
+            if obj_id in active:
+                by_frame.setdefault(f, []).append(obj_id)
         cond: dict[int, dict[str, Any]] = {}
         for f, objs in sorted(by_frame.items()):
             groups = [[o] for o in objs] if not self.cfg.batch_objects else [objs]
@@ -250,17 +291,17 @@ class GroupSegmenter:
                                          align_corners=False)
                 mem, mem_pos = m._encode_new_memory(vision_feats, feat_sizes, high_res,
                                                     out["object_score_logits"], is_mask_from_pts=True)
+                entries = self._memory_entries(mem, mem_pos)
                 for i, o in enumerate(group):
-                    cond[o] = {"frame": f, "pred_masks": pred_masks[i:i + 1],
-                               "maskmem_features": self._store_memory(mem[i:i + 1]),
-                               "maskmem_pos_enc": [x[i:i + 1] for x in mem_pos],
+                    cond[o] = {"frame": f, "pred_masks": pred_masks[i:i + 1], **entries(i),
                                "obj_ptr": out["obj_ptr"][i:i + 1],
                                "object_score_logits": out["object_score_logits"][i:i + 1]}
         return cond
 
-    def _memory(self, obj: int, t: int, cond: dict[str, Any], history: dict[int, dict[str, Any]],
-                num_frames: int, reverse: bool):
-        """One object's memory tokens [L, 1, C_mem], their positions, and its number of pointer tokens.
+    def _memory(self, t: int, cond: dict[str, Any], history: dict[int, dict[str, Any]], num_frames: int,
+                reverse: bool):
+        """One object's memory on frame ``t``: the memory frames as ``(t_pos, entry)`` pairs and its
+        object-pointer tokens and their positions ([P, 1, C_mem] each, None when there are none).
 
         Mirrors ``SAM2Base._prepare_memory_conditioned_features`` (eval mode, stride 1) for an object whose
         only conditioning frame is ``cond["frame"]`` and whose tracked outputs in this sweep are ``history``.
@@ -273,12 +314,6 @@ class GroupSegmenter:
             prev = history.get(t + t_rel if reverse else t - t_rel)
             if prev is not None:
                 entries.append((t_pos, prev))
-        mem, mem_pos = [], []
-        for t_pos, out in entries:
-            mem.append(out["maskmem_features"].to(self.device).flatten(2).permute(2, 0, 1))
-            enc = out["maskmem_pos_enc"][-1].to(self.device).flatten(2).permute(2, 0, 1)
-            mem_pos.append(enc + m.maskmem_tpos_enc[m.num_maskmem - t_pos - 1])
-        num_ptr_tokens = 0
         if m.use_obj_ptrs_in_encoder:
             max_ptrs = min(num_frames, m.max_obj_ptrs_in_encoder)
             sign = -1 if reverse else 1
@@ -293,11 +328,37 @@ class GroupSegmenter:
                 if tt in history:
                     ptrs.append((t_diff, history[tt]["obj_ptr"]))
             if ptrs:
-                mem_ptr, mem_ptr_pos = self._pointer_tokens(ptrs, max_ptrs)
-                mem.append(mem_ptr)
-                mem_pos.append(mem_ptr_pos)
-                num_ptr_tokens = mem_ptr.shape[0]
-        return torch.cat(mem, 0), torch.cat(mem_pos, 0), num_ptr_tokens
+                return entries, *self._pointer_tokens(ptrs, max_ptrs)
+        return entries, None, None
+
+    def _stock_memory(self, entries, ptr, ptr_pos) -> tuple[torch.Tensor, torch.Tensor]:
+        """Memory tokens [L, 1, C_mem] and positions as ``MemoryAttention`` takes them."""
+        m = self.model
+        mem, mem_pos = [], []
+        for t_pos, out in entries:
+            mem.append(out["maskmem_features"].to(self.device).flatten(2).permute(2, 0, 1))
+            enc = out["maskmem_pos_enc"][-1].to(self.device).flatten(2).permute(2, 0, 1)
+            mem_pos.append(enc + m.maskmem_tpos_enc[m.num_maskmem - t_pos - 1])
+        if ptr is not None:
+            mem.append(ptr)
+            mem_pos.append(ptr_pos)
+        return torch.cat(mem, 0), torch.cat(mem_pos, 0)
+
+    def _attend(self, vision_feats, vision_pos, members) -> torch.Tensor:
+        """Memory attention of a batch of objects with the same memory layout on one frame: [S, B, C]."""
+        if self.memattn is None:
+            mems = [self._stock_memory(*x[1:]) for x in members]
+            n_ptr = 0 if members[0][2] is None else members[0][2].shape[0]
+            return self.model.memory_attention(curr=vision_feats[-1:], curr_pos=vision_pos[-1:],
+                                               memory=torch.cat([x[0] for x in mems], 1),
+                                               memory_pos=torch.cat([x[1] for x in mems], 1),
+                                               num_obj_ptr_tokens=n_ptr)
+        parts = []
+        for _, entries, ptr, ptr_pos in members:
+            parts.append(([t_pos for t_pos, _ in entries], [e["keys"] for _, e in entries],
+                          [e["tokens"] for _, e in entries],
+                          None if ptr is None else ptr.transpose(0, 1), None if ptr is None else ptr_pos.transpose(0, 1)))
+        return self.memattn(vision_feats[-1][:, :1], vision_pos[-1][:, :1], parts)
 
     def _pointer_tokens(self, ptrs, max_ptrs: int):
         from sam2.modeling.sam2_utils import get_1d_sine_pe
@@ -318,6 +379,15 @@ class GroupSegmenter:
             obj_pos = obj_pos.repeat_interleave(c_dim // m.mem_dim, dim=0)
         return obj_ptrs, obj_pos
 
+    def _chunks(self, groups: dict[Any, list]):
+        """Batches of at most ``object_batch`` objects, members of a group sorted by memory length (so that
+        the padding of the fast memory attention stays small)."""
+        size = self.cfg.object_batch or (64 if self.device.type == "cuda" else 8)
+        for members in groups.values():
+            members = sorted(members, key=lambda x: (len(x[1]), 0 if x[2] is None else x[2].shape[0]))
+            for start in range(0, len(members), size):
+                yield members[start:start + size]
+
     def _sweep(self, feats, table: ObjectTable, cond: dict[int, dict[str, Any]], reverse: bool):
         """One full sweep; returns ``logits[t][obj]`` (low-res, after hole filling) for every frame."""
         m = self.model
@@ -332,17 +402,20 @@ class GroupSegmenter:
             for o in cond:
                 if cond[o]["frame"] == t:
                     continue
-                mem, pos, n_ptr = self._memory(o, t, cond[o], history[o], num_frames, reverse)
-                key = (mem.shape[0], n_ptr) if self.cfg.batch_objects else (o,)
-                groups.setdefault(key, []).append((o, mem, pos, n_ptr))
-            for members in groups.values():
+                entries, ptr, ptr_pos = self._memory(t, cond[o], history[o], num_frames, reverse)
+                n_ptr = 0 if ptr is None else ptr.shape[0]
+                if not self.cfg.batch_objects:
+                    key = (o,)
+                elif self.memattn is not None:  # pads and masks memories of different lengths
+                    key = ()
+                else:
+                    key = (len(entries), n_ptr)
+                groups.setdefault(key, []).append((o, entries, ptr, ptr_pos))
+            for members in self._chunks(groups):
                 objs = [x[0] for x in members]
                 b = len(objs)
                 vision_feats, vision_pos, feat_sizes = self._frame_features(feats[t], b)
-                pix = m.memory_attention(curr=vision_feats[-1:], curr_pos=vision_pos[-1:],
-                                         memory=torch.cat([x[1] for x in members], 1),
-                                         memory_pos=torch.cat([x[2] for x in members], 1),
-                                         num_obj_ptr_tokens=members[0][3])
+                pix = self._attend(vision_feats, vision_pos, members)
                 h, w = feat_sizes[-1]
                 pix = pix.permute(1, 2, 0).view(b, m.hidden_dim, h, w)
                 high_res_features = [x.permute(1, 2, 0).view(x.size(1), x.size(2), *s)
@@ -354,10 +427,9 @@ class GroupSegmenter:
                 mem_feat, mem_pos = m._encode_new_memory(vision_feats, feat_sizes, high_res, score,
                                                          is_mask_from_pts=False)
                 filled = self._fill_holes(low_res)
+                entries = self._memory_entries(mem_feat, mem_pos)
                 for i, o in enumerate(objs):
-                    history[o][t] = {"maskmem_features": self._store_memory(mem_feat[i:i + 1]),
-                                     "maskmem_pos_enc": [x[i:i + 1] for x in mem_pos],
-                                     "obj_ptr": obj_ptr[i:i + 1]}
+                    history[o][t] = {**entries(i), "obj_ptr": obj_ptr[i:i + 1]}
                     frame_logits[o] = filled[i:i + 1]
             logits.append(frame_logits)
         return logits[::-1] if reverse else logits

@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bfloat16 runs SAM2 under CUDA autocast")
     p.add_argument("--sam2-seed", type=int, default=0, help="torch seed for random SAM2 weights")
     p.add_argument("--no-batch-objects", action="store_true",
-                   help="run SAM2 objects one at a time instead of batching equal-length memory banks")
+                   help="run SAM2 objects one at a time instead of in batches")
+    p.add_argument("--sam2-object-batch", type=int, default=None,
+                   help="most SAM2 objects per batched call (default: 8 on CPU, 64 on CUDA)")
     p.add_argument("--grounder", default="synthetic",
                    help="qwen2_5_vl:PATH | qwen2_5_omni:PATH (local model directories) | synthetic")
     p.add_argument("--grounder-dtype", choices=("float32", "bfloat16"), default="float32")
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     handler_config = dict(
         segmenter=args.segmenter, sam2_config=args.sam2_config, sam2_checkpoint=args.sam2_checkpoint,
         sam2_image_size=args.sam2_image_size, sam2_dtype=args.sam2_dtype, sam2_seed=args.sam2_seed,
-        sam2_batch_objects=not args.no_batch_objects, grounder=args.grounder,
+        sam2_batch_objects=not args.no_batch_objects, sam2_object_batch=args.sam2_object_batch,
+        grounder=args.grounder,
         grounder_dtype=args.grounder_dtype, grounder_max_new_tokens=args.grounder_max_new_tokens,
         grounder_max_pixels=args.grounder_max_pixels, data_roots=args.data_root, judge=args.judge,
         judge_dtype=args.judge_dtype, judge_max_batch=args.judge_max_batch)

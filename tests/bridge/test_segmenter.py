@@ -57,8 +57,9 @@ def test_rollouts_are_independent_and_match_stock_sam2(predictor, tmp_path):
         assert (g_fwd[idx] - a_fwd).abs().max().item() <= TOL, r
         assert (g_bwd[idx] - a_bwd).abs().max().item() <= TOL, r
         np.testing.assert_array_equal(group.masks[r], alone.masks[0])
-    # r3's single detection is identical to r0's second one: identical logits in the group pass
-    assert (g_fwd[5] - g_fwd[1]).abs().max().item() <= TOL
+    # r3's single detection is identical to r0's second one: tracked once, identical logits
+    assert group.timings["objects_tracked"] == len(DETS) - 1
+    assert (g_fwd[5] == g_fwd[1]).all() and (g_bwd[5] == g_bwd[1]).all()
     _check_against_stock(model, tmp_path, g_fwd, g_bwd, group.masks, rollouts=(1,))
 
 
@@ -93,6 +94,25 @@ def test_default_cpu_mode_keeps_float32_memory_and_independence(predictor, tmp_p
     assert (g_fwd[2:] - a_fwd).abs().max().item() <= TOL
     assert (g_bwd[2:] - a_bwd).abs().max().item() <= TOL
     np.testing.assert_array_equal(group.masks[1], alone.masks[0])
+
+
+def test_sharing_identical_prompts_changes_nothing(predictor, tmp_path):
+    """Why identical (frame, box) detections may be tracked once: tracked as separate objects in one pass, they
+    get the same logits (to float rounding), so the shared pass gives the same masks."""
+    cfg, model = predictor
+    frames = _clip(tmp_path)
+    dets = [DETS[1], DETS[4], DETS[5], DETS[5]]  # r3's box twice, and r0's identical one
+    separate, (s_fwd, s_bwd) = _run(GroupSegmenter(Sam2Config(config=cfg.config, image_size=256,
+                                                              share_identical_prompts=False), model),
+                                    frames, dets, R)
+    shared, (h_fwd, h_bwd) = _run(GroupSegmenter(Sam2Config(config=cfg.config, image_size=256), model),
+                                  frames, dets, R)
+    assert separate.timings["objects_tracked"] == 4 and shared.timings["objects_tracked"] == 2
+    for d in (2, 3):
+        assert (s_fwd[d] - s_fwd[0]).abs().max().item() <= TOL
+        assert (s_bwd[d] - s_bwd[0]).abs().max().item() <= TOL
+    assert (h_fwd - s_fwd).abs().max().item() <= TOL and (h_bwd - s_bwd).abs().max().item() <= TOL
+    np.testing.assert_array_equal(shared.masks, separate.masks)
 
 
 def test_union_rule_equals_per_object_union_over_sweeps():
