@@ -10,9 +10,10 @@ same function with three exact rewrites (equal up to float rounding):
    (which changes from frame to frame). Rotary encoding and ``W_k`` are linear, so this is
    ``rope(W_k (m + p)) + rope(W_k tpos[t_pos] + b_k)``: the first term is computed once per memory frame and
    layer (:meth:`GroupMemoryAttention.entry_keys`), the second once per layer and slot.
-2. **Narrow values.** Values are ``W_v m + b_v`` with ``m`` only ``mem_dim`` (64) wide and attention weights
-   summing to one, so ``A (M W_v^T + b_v) = (A M) W_v^T + b_v``: the weights multiply the 64-wide memory, not
-   the 256-wide values (4x less work for the largest product), and no value projection of the memory is made.
+2. **Narrow values** (off CUDA). Values are ``W_v m + b_v`` with ``m`` only ``mem_dim`` (64) wide and
+   attention weights summing to one, so ``A (M W_v^T + b_v) = (A M) W_v^T + b_v``: the weights multiply the
+   64-wide memory, not the 256-wide values (4x less work for the largest product), and no value projection of
+   the memory is made. On CUDA the fused attention kernel runs on projected values instead.
 3. **Shared first self-attention.** The first layer's self-attention sees only the frame's image features,
    which are the same for every object: it runs once per frame and is broadcast to the objects.
 
@@ -131,20 +132,23 @@ class GroupMemoryAttention:
                 if ptr is not None:
                     k.append(F.linear(ptr + ptr_pos, ca.k_proj.weight, ca.k_proj.bias).to(dtype))
                 keys.append(F.pad(torch.cat(k, 1), (0, 0, 0, length - sum(t.shape[1] for t in k))))
-            out = _attention(q, torch.cat(keys), values.to(q.dtype), mask)  # [B, S, mem_dim]
-            x = x + ca.out_proj(F.linear(out, ca.v_proj.weight, ca.v_proj.bias))
+            out = _attention(q, torch.cat(keys), values.to(q.dtype), mask, ca.v_proj)  # [B, S, D]
+            x = x + ca.out_proj(out)
             x = x + layer.linear2(torch.relu(layer.linear1(layer.norm3(x))))
         return self.attn.norm(x).transpose(0, 1)
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(D)) v with ``mask`` [B, 1, L] (True = attend). On CUDA a fused kernel (no score
-    matrix in memory); elsewhere two matrix products, which on CPU beat the fused kernel when v is narrower
-    than q and k."""
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+               v_proj: torch.nn.Linear) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D)) v_proj(v) with ``mask`` [B, 1, L] (True = attend).
+
+    Off CUDA: two matrix products with the weights applied to the narrow ``v`` before the projection (the
+    weights sum to one, so the bias passes through). On CUDA: sam2's fused kernel on projected values, which
+    never holds the [B, S, L] score matrix (at 1024 px a memory has ~29k tokens)."""
     if q.device.type == "cuda":
         m = None if mask is None else mask[:, None]
-        return F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], attn_mask=m)[:, 0]
+        return F.scaled_dot_product_attention(q[:, None], k[:, None], v_proj(v)[:, None], attn_mask=m)[:, 0]
     scores = torch.matmul(q, k.transpose(1, 2)) * q.shape[-1] ** -0.5
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
+    return v_proj(torch.matmul(torch.softmax(scores, dim=-1), v))

@@ -432,4 +432,11 @@ class GroupSegmenter:
                     history[o][t] = {**entries(i), "obj_ptr": obj_ptr[i:i + 1]}
                     frame_logits[o] = filled[i:i + 1]
             logits.append(frame_logits)
+            # frame t -/+ (num_maskmem - 1) leaves every later frame's memory window: drop its cached keys
+            stale = t + (m.num_maskmem - 1) if reverse else t - (m.num_maskmem - 1)
+            for o in history:
+                entry = history[o].get(stale)
+                if entry is not None:
+                    entry.pop("keys", None)
+                    entry.pop("tokens", None)
         return logits[::-1] if reverse else logits
