@@ -10,8 +10,9 @@
    with sam2's memory-attention module, (d) batched objects, sam2's module, (e) batched objects with the
    rewritten memory attention of :mod:`sam2_bridge.memattn` (the bridge's default). Prints seconds and
    speed-ups vs (a).
-2. Queue overhead: a ``segment`` request's (same group on a ``--queue-frames`` clip) round trip through ``python -m sam2_bridge.serve`` (1 worker)
-   vs the same request body handled in-process by :class:`sam2_bridge.handler.Handler`.
+2. Queue overhead: a ``segment`` request's (same group on a ``--queue-frames`` clip) round trip through
+   ``python -m sam2_bridge.serve`` (1 worker) vs the same request body handled in-process by
+   :class:`sam2_bridge.handler.Handler`, alternating, best of ``--queue-repeats`` each.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def bench_group(args) -> dict[str, float]:
 
 
 def bench_queue(args) -> tuple[float, float]:
+    """Best-of-``queue_repeats`` seconds of the same ``segment`` request in-process and through a server; the
+    two alternate (in-process, served, in-process, ...) so that drifts of the machine's load hit both."""
     from sam2_bridge.client import BridgeClient, LocalServer
     from sam2_bridge.handler import Handler, HandlerConfig
 
@@ -117,9 +120,6 @@ def bench_queue(args) -> tuple[float, float]:
     handler = Handler(HandlerConfig(segmenter="sam2", sam2_config=args.sam2_config, sam2_checkpoint=args.checkpoint,
                                     sam2_image_size=args.image_size, sam2_dtype=args.dtype, device=args.device))
     wire = P.decode_message(P.make_request("x", "segment", body))["body"]
-    handler.handle("segment", wire)  # warm-up
-    in_process, _ = timed(lambda: handler.handle("segment", wire), args.queue_repeats)
-    del handler
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--address", f"ipc://{tmp}/bench.sock", "--workers", "1", "--segmenter", "sam2",
                 "--sam2-config", args.sam2_config, "--sam2-dtype", args.dtype, "--log-level", "WARNING",
@@ -131,10 +131,16 @@ def bench_queue(args) -> tuple[float, float]:
             with BridgeClient(server.address, deadline_s=3600) as client:
                 client.wait_ready(600)
                 client.submit("segment", body).result()  # warm-up
-                served, _ = timed(lambda: client.submit("segment", body).result(), args.queue_repeats)
+                handler.handle("segment", wire)  # warm-up
+                in_process, served = [], []
+                for _ in range(args.queue_repeats):
+                    in_process.append(timed(lambda: handler.handle("segment", wire), 1)[0])
+                    served.append(timed(lambda: client.submit("segment", body).result(), 1)[0])
         finally:
             server.stop()
-    return in_process, served
+    print(f"    (in-process {', '.join(f'{x:.2f}' for x in in_process)} s; "
+          f"served {', '.join(f'{x:.2f}' for x in served)} s)", flush=True)
+    return min(in_process), min(served)
 
 
 def main() -> None:
@@ -150,7 +156,7 @@ def main() -> None:
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--queue-repeats", type=int, default=2)
+    p.add_argument("--queue-repeats", type=int, default=3)
     p.add_argument("--queue-frames", type=int, default=8, help="clip length of the queue-overhead request")
     p.add_argument("--skip-stock", action="store_true", help="skip the two stock-predictor references")
     p.add_argument("--skip-one-state", action="store_true", help="skip reference (b), one stock state")

@@ -321,32 +321,21 @@ def avhbench_answers(cfg: ExperimentConfig, policy, tokenizer, records: Sequence
     """``(record, greedy completion)`` per AVHBench record: the clip's frames (System-1 view, at most
     ``data.max_frames``) and its own audio track, with :func:`~omnir1_jax.data.avhbench.avhbench_prompt`;
     batched by ``data.batch_size``."""
-    from omnir1_jax.crossomni.loops import _eos_pad
-    from omnir1_jax.crossomni.media import read_video
-    from omnir1_jax.data import transforms as T
+    from omnir1_jax.crossomni.batches import clip_example
+    from omnir1_jax.crossomni.loops import eos_pad
     from omnir1_jax.data.avhbench import avhbench_prompt
     from omnir1_jax.data.pipeline import collate
-    from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
     from omnir1_jax.models.qwen2_5_omni import generate
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
     from omnir1_jax.rl.rollout import decode_completions
 
     d = cfg.data
-    eos, pad = _eos_pad(tokenizer)
+    eos, pad = eos_pad(tokenizer)
 
     def example(rec):
-        video = read_video(rec.video, with_audio=True)
-        audio = video.audio if video.audio is not None and video.audio.size else None
-        er = ExpressionRecord(dataset="avhbench", split="judge", video_id=rec.id, exp_id="0", expression=rec.question,
-                              frame_names=video.names, frame_paths=tuple(f"{rec.video}#{n}" for n in video.names),
-                              audio_waveform=audio)
-        idx = T.sample_frame_indices(video.num_frames, d.max_frames)
-        ex = {"record": er, "frame_indices": idx, "frames": video.frames[idx],
-              "orig_size": np.asarray(video.frames.shape[1:3], np.int32)}
-        ex = T.AudioFeatures().map(T.System1View(d.s1_min_pixels, d.s1_max_pixels, FPS_S1, "video").map(
-            T.GroundTruth().map(ex)))
-        ex["prompt"] = avhbench_prompt(rec)
-        return T.Finalize(keep_frames=False).map(T.Tokenize(tokenizer).map(ex))
+        return clip_example(rec.video, None, rec.id, rec.question, avhbench_prompt(rec), tokenizer,
+                            max_frames=d.max_frames, s1_min_pixels=d.s1_min_pixels, s1_max_pixels=d.s1_max_pixels,
+                            dataset="avhbench", split="judge")
 
     records = list(records)
     for s in range(0, len(records), d.batch_size):

@@ -33,18 +33,28 @@ def read_split(spec: DataSpec, split: str | None = None) -> list[CrossOmniRecord
 def qa_example(record: CrossOmniRecord, tokenizer, *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28,
                s1_max_pixels: int = 128 * 28 * 28, use_audio: bool = True) -> dict[str, Any]:
     """One unbatched example (``model_inputs`` + ``id``) for ``record``."""
+    return clip_example(record.video, record.audio if use_audio else None, record.id, record.question,
+                        qa_prompt(record), tokenizer, max_frames=max_frames, s1_min_pixels=s1_min_pixels,
+                        s1_max_pixels=s1_max_pixels, use_audio=use_audio)
+
+
+def clip_example(video_path: str, audio_path: str | None, example_id: str, question: str, prompt: Any, tokenizer,
+                 *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28, s1_max_pixels: int = 128 * 28 * 28,
+                 use_audio: bool = True, dataset: str = "crossomni", split: str = "qa") -> dict[str, Any]:
+    """One unbatched example (``model_inputs`` + ``id``) of a question about a clip: ``max_frames`` frames of
+    ``video_path`` in the System-1 view, the audio of ``audio_path`` (else the clip's own track; none when not
+    ``use_audio``) as Whisper features, and ``prompt`` (chat messages) tokenised with placeholder expansion."""
     from omnir1_jax.crossomni.media import read_audio, read_video
     from omnir1_jax.data import transforms as T
     from omnir1_jax.data.schema import ExpressionRecord
 
-    video = read_video(record.video, with_audio=use_audio and record.audio is None)
+    video = read_video(video_path, with_audio=use_audio and audio_path is None)
     audio = None
     if use_audio:
-        audio = read_audio(record.audio) if record.audio else video.audio
+        audio = read_audio(audio_path) if audio_path else video.audio
     names = video.names
-    rec = ExpressionRecord(dataset="crossomni", split="qa", video_id=record.id, exp_id="0",
-                           expression=record.question, frame_names=names,
-                           frame_paths=tuple(f"{record.video}#{n}" for n in names),
+    rec = ExpressionRecord(dataset=dataset, split=split, video_id=example_id, exp_id="0", expression=question,
+                           frame_names=names, frame_paths=tuple(f"{video_path}#{n}" for n in names),
                            audio_waveform=None if audio is None or audio.size == 0 else audio)
     idx = T.sample_frame_indices(video.num_frames, max_frames)
     ex: dict[str, Any] = {"record": rec, "frame_indices": idx, "frames": video.frames[idx],
@@ -52,10 +62,10 @@ def qa_example(record: CrossOmniRecord, tokenizer, *, max_frames: int = 24, s1_m
     ex = T.GroundTruth().map(ex)
     ex = T.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "video").map(ex)
     ex = T.AudioFeatures().map(ex)
-    ex["prompt"] = qa_prompt(record)
+    ex["prompt"] = prompt
     ex = T.Tokenize(tokenizer).map(ex)
     out = T.Finalize(keep_frames=False).map(ex)
-    out["id"] = record.id
+    out["id"] = example_id
     return out
 
 

@@ -26,7 +26,8 @@ from omnir1_jax.crossomni.prompts import sft_target
 from omnir1_jax.crossomni.rewards import QARewardWeights, qa_rewards
 
 
-def _eos_pad(tokenizer):
+def eos_pad(tokenizer):
+    """(EOS ids, pad id) of ``tokenizer`` as the samplers take them (pad 0 when the tokenizer has none)."""
     from omnir1_jax.trainer import eos_ids_of
 
     return eos_ids_of(tokenizer), tokenizer.pad_token_id or 0
@@ -38,7 +39,7 @@ def greedy_answers(cfg: ExperimentConfig, policy, tokenizer, records: Sequence) 
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
     from omnir1_jax.rl.rollout import decode_completions
 
-    eos, pad = _eos_pad(tokenizer)
+    eos, pad = eos_pad(tokenizer)
     for chunk, batch in iterate_batches(list(records), tokenizer, cfg.data, cfg.data.batch_size, shuffle=False):
         out = generate(policy, as_model_inputs(policy.config, batch["model_inputs"]),
                        max_new_tokens=cfg.grpo.max_new_tokens, greedy=True, eos_token_id=eos, pad_token_id=pad)
@@ -66,7 +67,7 @@ def qa_sft(cfg: ExperimentConfig, policy, tokenizer, records: Sequence, *, steps
     model = apply_lora(policy, s.lora_rank, s.lora_alpha, seed=cfg.run.seed) if s.lora_rank > 0 else policy
     opt = nnx.Optimizer(model, make_optimizer(s.lr, weight_decay=s.weight_decay, grad_clip=1.0), wrt=nnx.Param)
     scorer = make_scorer(cfg.model.remat, 1.0)
-    eos, pad = _eos_pad(tokenizer)
+    eos, pad = eos_pad(tokenizer)
     total = steps if steps is not None else (s.steps or math.ceil(len(records) / s.batch_size))
     it = iterate_batches(list(records), tokenizer, cfg.data, s.batch_size, seed=cfg.run.seed, epochs=None)
     hist, t0 = [], time.time()
@@ -102,7 +103,7 @@ class QAGRPO:
                                                               eps=o.eps, warmup_steps=o.warmup_steps,
                                                               grad_clip=o.grad_clip), wrt=nnx.Param)
         self.scorer = make_scorer(cfg.model.remat, g.temperature)
-        self.eos, self.pad = _eos_pad(tokenizer)
+        self.eos, self.pad = eos_pad(tokenizer)
         self.data = iterate_batches(list(records), tokenizer, cfg.data, cfg.data.batch_size, seed=cfg.run.seed,
                                     epochs=None)
         self.key = jax.random.key(cfg.run.seed)

@@ -59,3 +59,28 @@ def test_group_memory_attention_equals_sam2_module(model):
         assert err <= 1e-8 * exp.abs().max().item(), (j, err)  # rotary encoding runs in float32 in both
     alone = attn(curr, curr_pos, members[1:2])  # a batch of one gives the same values as the padded batch
     np.testing.assert_allclose(alone[:, 0].numpy(), got[:, 1].numpy(), rtol=0, atol=1e-12)
+
+
+def test_group_pass_with_full_memory_windows_equals_sam2_module_path(tmp_path):
+    """A clip longer than the memory window (9 > 7 frames): every memory slot is used and cached keys are
+    dropped as frames leave the window; logits and masks match the pass through sam2's module."""
+    from sam2_bridge.segmenter import GroupSegmenter
+    from sam2_bridge.synthetic import BACKGROUND, PALETTE
+
+    t, h, w = 9, 64, 80
+    rng = np.random.default_rng(1)
+    frames = np.clip(np.asarray(BACKGROUND) + rng.integers(-6, 7, (t, h, w, 3)), 0, 255).astype(np.uint8)
+    for i in range(t):
+        frames[i, 10:34, 4 + 5 * i:28 + 5 * i] = PALETTE["red"]
+        frames[i, 38:60, 50:74] = PALETTE["blue"]
+    dets = (np.asarray([0, 0, 1], np.int32), np.asarray([0, 8, 4], np.int32),
+            np.asarray([[4, 10, 28, 34], [44, 10, 68, 34], [50, 38, 74, 60]], np.float32))
+    cfg = Sam2Config(config="configs/sam2.1/sam2.1_hiera_t.yaml", image_size=256)
+    model = build_predictor(cfg)
+    fast = GroupSegmenter(cfg, model).segment(frames, 2, *dets, keep_logits=True)
+    ref = GroupSegmenter(Sam2Config(config=cfg.config, image_size=256, fast_memory_attention=False),
+                         model).segment(frames, 2, *dets, keep_logits=True)
+    assert GroupSegmenter(cfg, model).memattn is not None
+    for a, b in ((fast.logits_fwd, ref.logits_fwd), (fast.logits_bwd, ref.logits_bwd)):
+        assert (a - b).abs().max().item() <= 1e-4 * max(1.0, b.abs().max().item())
+    assert fast.masks.any() and (fast.masks != ref.masks).mean() <= 1e-4  # a logit at 0 may round either way
