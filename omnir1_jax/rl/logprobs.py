@@ -3,8 +3,9 @@
 Shape legend: B batch, T tokens, V vocabulary.
 
 A full float32 copy of [B, T, V] logits is the largest tensor of a GRPO step for a 150k vocabulary
-(B=8, T=1024: 4.9 GB); these functions only ever hold a float32 copy of one time chunk, in the forward and
-(thanks to ``jax.checkpoint`` on the chunk) in the backward pass.
+(B=8, T=1024: 4.9 GB); for lower-precision logits these functions only ever hold a float32 copy of one time
+chunk, in the forward and (thanks to ``jax.checkpoint`` on the chunk) in the backward pass. Float32 logits are
+used as they are unless ``chunk_size`` is given.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ def _chunk_len(b: int, t: int, v: int, chunk_size: int | None) -> int:
 
 
 def _map_time_chunks(fn, logits, *extra, chunk_size):
-    """Apply ``fn(logits_chunk, *extra_chunks) -> [B, c]`` over time chunks; returns [B, T] float32."""
+    """Apply ``fn(logits_chunk, *extra_chunks) -> [B, c]`` over time chunks; returns [B, T] float32.
+
+    Float32 logits with the default ``chunk_size`` are not chunked: there is no float32 copy to bound, and
+    splitting the time axis would copy the whole tensor into chunk-major order (forward and backward)."""
+    if chunk_size is None and logits.dtype == jnp.float32:
+        return fn(logits, *extra)
     b, t, v = logits.shape
     c = _chunk_len(b, t, v, chunk_size)
     n = math.ceil(t / c)
