@@ -58,8 +58,9 @@ def _rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 class GroupMemoryAttention:
     """The rewrite above, bound to one SAM2 model (see the module docstring)."""
 
-    def __init__(self, model):
+    def __init__(self, model, fused: bool | None = None):
         self.model = model
+        self.fused = fused  # None: the fused attention kernel on CUDA, two matmuls elsewhere
         self.attn = model.memory_attention
         self.layers = list(self.attn.layers)
         self._freqs: dict[tuple[int, str], torch.Tensor] = {}
@@ -132,20 +133,21 @@ class GroupMemoryAttention:
                 if ptr is not None:
                     k.append(F.linear(ptr + ptr_pos, ca.k_proj.weight, ca.k_proj.bias).to(dtype))
                 keys.append(F.pad(torch.cat(k, 1), (0, 0, 0, length - sum(t.shape[1] for t in k))))
-            out = _attention(q, torch.cat(keys), values.to(q.dtype), mask, ca.v_proj)  # [B, S, D]
+            out = _attention(q, torch.cat(keys), values.to(q.dtype), mask, ca.v_proj, self.fused)  # [B, S, D]
             x = x + ca.out_proj(out)
             x = x + layer.linear2(torch.relu(layer.linear1(layer.norm3(x))))
         return self.attn.norm(x).transpose(0, 1)
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-               v_proj: torch.nn.Linear) -> torch.Tensor:
+               v_proj: torch.nn.Linear, fused: bool | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(D)) v_proj(v) with ``mask`` [B, 1, L] (True = attend).
 
-    Off CUDA: two matrix products with the weights applied to the narrow ``v`` before the projection (the
-    weights sum to one, so the bias passes through). On CUDA: sam2's fused kernel on projected values, which
-    never holds the [B, S, L] score matrix (at 1024 px a memory has ~29k tokens)."""
-    if q.device.type == "cuda":
+    Unfused (the default off CUDA): two matrix products with the weights applied to the narrow ``v`` before the
+    projection (the weights sum to one, so the bias passes through). Fused (the default on CUDA): torch's
+    fused kernel on projected values, which never holds the [B, S, L] score matrix (at 1024 px a memory has
+    ~29k tokens)."""
+    if fused if fused is not None else q.device.type == "cuda":
         m = None if mask is None else mask[:, None]
         return F.scaled_dot_product_attention(q[:, None], k[:, None], v_proj(v)[:, None], attn_mask=m)[:, 0]
     scores = torch.matmul(q, k.transpose(1, 2)) * q.shape[-1] ** -0.5

@@ -355,9 +355,10 @@ class GroupSegmenter:
                                                num_obj_ptr_tokens=n_ptr)
         parts = []
         for _, entries, ptr, ptr_pos in members:
+            if ptr is not None:
+                ptr, ptr_pos = ptr.transpose(0, 1), ptr_pos.transpose(0, 1)
             parts.append(([t_pos for t_pos, _ in entries], [e["keys"] for _, e in entries],
-                          [e["tokens"] for _, e in entries],
-                          None if ptr is None else ptr.transpose(0, 1), None if ptr is None else ptr_pos.transpose(0, 1)))
+                          [e["tokens"] for _, e in entries], ptr, ptr_pos))
         return self.memattn(vision_feats[-1][:, :1], vision_pos[-1][:, :1], parts)
 
     def _pointer_tokens(self, ptrs, max_ptrs: int):

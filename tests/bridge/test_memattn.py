@@ -31,7 +31,8 @@ def _stock(m, curr, curr_pos, slots, feats, pe, ptr, ptr_pos):
 
 
 @torch.inference_mode()
-def test_group_memory_attention_equals_sam2_module(model):
+@pytest.mark.parametrize("fused", [False, True], ids=["two-matmuls", "fused-kernel"])
+def test_group_memory_attention_equals_sam2_module(model, fused):
     assert supports(model.memory_attention)
     gen = torch.Generator().manual_seed(0)
 
@@ -43,7 +44,7 @@ def test_group_memory_attention_equals_sam2_module(model):
     # objects with different memory layouts: 7 frames + 16 pointers, 3 frames with gaps + 2 pointers,
     # the conditioning frame only and no pointer
     layouts = [(list(range(7)), 16), ([0, 2, 6], 2), ([0], 0)]
-    attn = GroupMemoryAttention(model)
+    attn = GroupMemoryAttention(model, fused=fused)  # fused: the CUDA path's kernel call, here on CPU
     members, expected = [], []
     for slots, n_ptr in layouts:
         feats = [rand(1, 64, 16, 16, scale=0.3) for _ in slots]
