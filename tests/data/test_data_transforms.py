@@ -12,7 +12,7 @@ from omnir1_jax.data.schema import ExpressionRecord
 
 def _record(n_frames):
     names = tuple(f"{i:05d}" for i in range(n_frames))
-    return ExpressionRecord("x", "train", "v", "0", "the red circle", names, tuple(f"/nope/{n}.jpg" for n in names))
+    return ExpressionRecord("x", "train", "v", "0", "the red circle", names, tuple(f"nope/{n}.jpg" for n in names))
 
 
 def test_train_frame_counts_cover_8_to_24_uniformly():
@@ -75,4 +75,4 @@ def test_guard_names_record_for_unexpected_errors():
     rec = _record(3)
     with pytest.raises(DataFormatError) as e:
         T.LoadFrames().map({"record": rec, "frame_indices": np.array([0])})
-    assert "/nope/00000.jpg" in str(e.value) and rec.key in str(e.value)
+    assert "nope/00000.jpg" in str(e.value) and rec.key in str(e.value)
