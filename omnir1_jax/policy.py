@@ -1,0 +1,162 @@
+"""Policy services: everything the learner, the evaluator and the entry points need from System 1.
+
+One place for: the tokenizer (a local directory, or the tiny offline one), the policy (loaded from a local
+Hugging Face directory or built from a preset, optionally placed on a mesh), its frozen reference copy, export
+back to a Hugging Face directory, the EOS / pad ids the samplers stop on, the completion scorer of the update,
+and generation + decoding (:func:`complete`, greedy or sampled groups).
+
+Layer order (``tests/test_layering.py``): this module sits above ``models``, ``data`` and ``rl`` and below the
+tasks, the evaluator and the learner; it imports nothing from those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Sequence
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from omnir1_jax.config import ConfigError, ModelSpec
+from omnir1_jax.rl.rollout import decode_completions
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+def build_tokenizer(spec: ModelSpec):
+    """The checkpoint's tokenizer from a local directory, or the tiny offline one for the ``tiny`` preset."""
+    path = spec.tokenizer or spec.checkpoint
+    if path:
+        if not os.path.isdir(path):
+            raise ConfigError(f"model.tokenizer / model.checkpoint: no such directory: {path}")
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if spec.preset != "tiny":
+        raise ConfigError(f"model.preset={spec.preset!r} without a checkpoint needs model.tokenizer (a local dir)")
+    from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
+
+    return build_tiny_tokenizer(int(dict(spec.overrides).get("vocab_size", 512)))
+
+
+def eos_ids_of(tokenizer) -> list[int]:
+    """Token ids that end a completion: ``<|im_end|>``, ``<|endoftext|>`` and the tokenizer's EOS (sorted)."""
+    ids = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(i for i in ids if i is not None and i >= 0)
+
+
+def pad_id_of(tokenizer) -> int:
+    """The pad id the samplers fill finished rows with (0 when the tokenizer has none)."""
+    return tokenizer.pad_token_id or 0
+
+
+def eos_pad(tokenizer) -> tuple[list[int], int]:
+    """``(eos_ids_of(tokenizer), pad_id_of(tokenizer))``."""
+    return eos_ids_of(tokenizer), pad_id_of(tokenizer)
+
+
+def target_eos_id(tokenizer) -> int:
+    """The EOS id appended to supervised targets (the tokenizer's own, else the first of :func:`eos_ids_of`)."""
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else eos_ids_of(tokenizer)[0]
+
+
+# ------------------------------------------------------------------------------------------------- policy
+def build_model_config(spec: ModelSpec):
+    """The Thinker config of ``spec``: the checkpoint's, or a preset (``tiny`` takes ``overrides``)."""
+    from omnir1_jax.models import qwen2_5_omni as q
+
+    if spec.checkpoint:
+        return q.Qwen2_5OmniConfig.from_pretrained(spec.checkpoint)
+    presets = {"tiny": q.tiny, "qwen2_5_omni_3b": q.qwen2_5_omni_3b, "qwen2_5_omni_7b": q.qwen2_5_omni_7b}
+    if spec.preset not in presets:
+        raise ConfigError(f"model.preset must be one of {sorted(presets)}, got {spec.preset!r}")
+    kwargs = dict(spec.overrides)
+    if kwargs and spec.preset != "tiny":
+        raise ConfigError("model.overrides only applies to the tiny preset (vocab_size, hidden_size, num_layers, "
+                          "tie_word_embeddings)")
+    return presets[spec.preset](**kwargs)
+
+
+def build_policy(spec: ModelSpec, *, seed: int = 0):
+    """The System-1 policy: loaded from ``spec.checkpoint`` or randomly initialised from ``spec.preset``."""
+    from omnir1_jax.models import qwen2_5_omni as q
+
+    dtype = DTYPES[spec.dtype]
+    if spec.checkpoint:
+        return q.from_hf(spec.checkpoint, dtype=dtype)
+    return q.init_model(build_model_config(spec), seed=seed, dtype=dtype)
+
+
+def frozen_copy(model: nnx.Module) -> nnx.Module:
+    """An independent copy of ``model`` (the GRPO reference); never updated."""
+    return nnx.clone(model)
+
+
+def export_policy(policy, path: str) -> str:
+    """Write ``policy`` (a Thinker; merge LoRA factors first) as a Hugging Face directory (safetensors +
+    config.json) that transformers and :func:`build_policy` (``model.checkpoint=path``) load; replaces an
+    existing export. Only process 0 writes in a multi-process run. Returns ``path``."""
+    from omnir1_jax.models.qwen2_5_omni import to_hf
+
+    if jax.process_index() != 0:
+        return path
+    return to_hf(policy, path, overwrite=True)
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+@functools.lru_cache(maxsize=None)  # one object per setting: it is a static jit argument (cache key)
+def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
+    """The policy's completion scorer ``(model, prompt, completion_ids, completion_mask) -> [R, C]`` log-probs
+    (a fixed function object per setting, so jit caches stay warm).
+
+    With ``group_size`` the rows are GRPO groups sharing a prompt (``repeat_prompt(inputs, group_size)``): the
+    prompt is run once per group and the completions attend to the shared prefix — same log-probs and
+    gradients as full rows, (group_size - 1) / group_size less prompt compute."""
+    from omnir1_jax.models.qwen2_5_omni import completion_logprobs, group_completion_logprobs
+
+    if group_size and group_size > 1:
+        return functools.partial(group_completion_logprobs, group_size=group_size, remat=remat,
+                                 temperature=temperature)
+    return functools.partial(completion_logprobs, remat=remat, temperature=temperature)
+
+
+# -------------------------------------------------------------------------------------- generate + decode
+@dataclasses.dataclass
+class Completions:
+    """Sampled or greedy completions of a prompt batch; rows ordered ``prompt * num_samples + sample``.
+
+    Attributes:
+      tokens: int ``[R, C]`` completion tokens (padded with the pad id after EOS).
+      lengths: int ``[R]`` tokens up to and including EOS.
+      texts: decoded text of each row (a final EOS dropped, special tokens skipped).
+      prompt: the prepared :class:`~omnir1_jax.models.qwen2_5_omni.ModelInputs` the completions continue.
+    """
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    texts: list[str]
+    prompt: Any
+
+
+def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = True, num_samples: int = 1,
+             key: jax.Array | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             eos_ids: Sequence[int] | None = None) -> Completions:
+    """Generate and decode: ``num_samples`` completions per prompt of ``prompt`` (a prepared ``ModelInputs``
+    or the transformers keywords the data pipelines emit). Greedy by default; sampling needs ``key``."""
+    from omnir1_jax.models.qwen2_5_omni import generate
+    from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+
+    eos = list(eos_ids) if eos_ids is not None else eos_ids_of(tokenizer)
+    inputs = as_model_inputs(policy.config, prompt)
+    out = generate(policy, inputs, max_new_tokens=max_new_tokens, key=key, num_samples=num_samples,
+                   greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos,
+                   pad_token_id=pad_id_of(tokenizer))
+    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+    return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs)
