@@ -1,4 +1,4 @@
-"""Benchmark: GRPO training steps/s and the rollout / reward / update split of ``omnir1_jax.trainer``.
+"""Benchmark: GRPO training steps/s and the rollout / reward / update split of the one learner (``omnir1_jax.learner``).
 
 Runs the trainer of an experiment file (default: the out-of-the-box CPU run, ``experiments/synthetic_cpu.py``:
 the tiny policy, the synthetic world, a bridge subprocess with the synthetic grounder and segmenter) for
@@ -41,7 +41,10 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int, help="random policy depth (tiny preset override)")
     args = ap.parse_args(argv)
 
-    from omnir1_jax.trainer import GRPOTrainer
+    from omnir1_jax.learner import Learner, grpo_stage, sft_stage
+    from omnir1_jax.policy import build_policy, build_tokenizer
+    from omnir1_jax.runtime import setup as S
+    from omnir1_jax.tasks import make_task
 
     cfg = load_config(args.config, args.set)
     overrides = dict(cfg.model.overrides)
@@ -56,12 +59,19 @@ def main(argv=None) -> int:
         print(f"[bench] {platform.node() or 'host'} {platform.machine()}, {jax.device_count()} x "
               f"{jax.devices()[0].device_kind}; policy {cfg.model.preset} {overrides}; batch {cfg.data.batch_size}"
               f" x group {cfg.grpo.group_size}, {cfg.grpo.max_new_tokens} new tokens max", flush=True)
-        tr = GRPOTrainer(cfg)
+        bridge = S.open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
+        tok = build_tokenizer(cfg.model)
+        task = make_task(cfg, tok, bridge=lambda: bridge.client)
+        records = S.read_records(cfg.data, cfg.data.split)
+        policy = build_policy(cfg.model, seed=cfg.run.seed)
+        if args.sft:
+            sft = Learner(cfg, task, dataclasses.replace(sft_stage(cfg), steps=args.sft), policy=policy,
+                          tokenizer=tok, records=records)
+            sft.train(progress=False)
+            sft.close()
+            policy = sft.policy
+        tr = Learner(cfg, task, grpo_stage(cfg, export=False), policy=policy, tokenizer=tok, records=records)
         try:
-            if args.sft:
-                from omnir1_jax.sft import SFTTrainer
-
-                SFTTrainer(cfg, tr.policy, tr.tokenizer, tr.records).run(args.sft, progress=False)
             t0 = time.perf_counter()
             tr.train(args.warmup, progress=False)
             print(f"[bench] warm-up ({args.warmup} steps: compile + bridge start) {time.perf_counter() - t0:.1f} s",
@@ -71,6 +81,7 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t0
         finally:
             tr.close()
+            bridge.close()
     med = {k: statistics.median(m[k] for m in hist)
            for k in ("time/rollout", "time/reward", "time/update", "time/step", "tokens_per_s", "response_length")}
     print(f"\n| phase | median s/step | share |\n| --- | --- | --- |")

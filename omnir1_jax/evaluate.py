@@ -322,7 +322,7 @@ def avhbench_answers(cfg: ExperimentConfig, policy, tokenizer, records: Sequence
     ``data.max_frames``) and its own audio track, with :func:`~omnir1_jax.data.avhbench.avhbench_prompt`;
     batched by ``data.batch_size``."""
     from omnir1_jax.crossomni.batches import clip_example
-    from omnir1_jax.crossomni.loops import eos_pad
+    from omnir1_jax.policy import eos_pad
     from omnir1_jax.data.avhbench import avhbench_prompt
     from omnir1_jax.data.pipeline import collate
     from omnir1_jax.models.qwen2_5_omni import generate

@@ -118,7 +118,7 @@ def system1_answers(policy, tokenizer, batch: dict[str, Any], *, max_new_tokens:
     from omnir1_jax.models.qwen2_5_omni import generate
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
     from omnir1_jax.rl.rollout import decode_completions
-    from omnir1_jax.trainer import eos_ids_of
+    from omnir1_jax.policy import eos_ids_of
 
     eos = eos_ids_of(tokenizer)
     out = generate(policy, as_model_inputs(policy.config, batch["model_inputs"]), max_new_tokens=max_new_tokens,

@@ -1,15 +1,16 @@
-"""GRPO training entry point (the project's main job).
+"""Training entry point (the project's main job): SFT and / or GRPO through the one learner.
 
-    python -m omnir1_jax.train --config experiments/<name>.py [--set key=value ...]
+    python -m omnir1_jax.train --config experiments/<name>.py [--set key=value ...] [--stages sft,grpo]
 
-The experiment file's ``get_config()`` gives the whole run. With ``sft.steps > 0`` a supervised warm-up runs
-first (the CPU demo teaches the answer format that way). With ``run.eval_every > 0`` (or ``--eval``) J&F on the
-held-out split is measured before GRPO and after it (and every ``eval_every`` steps). The bridge (System 2 +
-segmenter) is started as a subprocess when ``bridge.start`` is set, else reached at ``bridge.addresses``.
-Multi-host: launch the same command on every host with ``--coordinator/--num-processes/--process-id`` or
-``OMNIR1_COORDINATOR`` / ``OMNIR1_NUM_PROCESSES`` / ``OMNIR1_PROCESS_ID`` (auto-detected on a TPU pod slice and
-under SLURM); see :mod:`omnir1_jax.runtime.distributed` for the launch recipes. Only process 0 writes the
-metrics, plots and summary.
+The experiment file's ``get_config()`` gives the whole run; its ``data.task`` picks the task plug-in (``vos``,
+``refaid``, ``qa``). With ``sft.steps > 0`` a supervised warm-up runs first (the CPU demo teaches the answer
+format that way). Evaluation on ``run.eval_split`` runs before GRPO, every ``run.eval_every`` GRPO steps and
+after GRPO (``--no-eval`` skips it). The final policy is written as a Hugging Face directory to
+``<run.out_dir>/hf``. The bridge (System 2 + segmenter) is started as a subprocess when ``bridge.start`` is
+set, else reached at ``bridge.addresses``. Multi-host: launch the same command on every host with
+``--coordinator/--num-processes/--process-id`` or ``OMNIR1_COORDINATOR`` / ``OMNIR1_NUM_PROCESSES`` /
+``OMNIR1_PROCESS_ID`` (auto-detected on a TPU pod slice and under SLURM); see
+:mod:`omnir1_jax.runtime.distributed`. Only process 0 writes the metrics, plots and summary.
 """
 
 from __future__ import annotations
@@ -19,62 +20,122 @@ import json
 import os
 import sys
 import time
+from typing import Any, Callable, Sequence
 
-from omnir1_jax.config import ConfigError, load_config
+from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
+
+STAGES = ("sft", "grpo")
 
 
-def run(cfg, *, do_eval: bool = True) -> dict:
-    """SFT warm-up (optional) -> evaluation -> GRPO -> evaluation; returns a summary dict (also written to
-    ``<out_dir>/summary.json``)."""
+def _has_checkpoint(directory: str) -> bool:
+    path = os.path.join(directory, "checkpoints")
+    return os.path.isdir(path) and any(d.isdigit() for d in os.listdir(path))
+
+
+def vos_evaluator(cfg: ExperimentConfig, tokenizer, records, bridge) -> Callable[[Any, str], dict]:
+    """``evaluate(policy, tag)`` for the learner: J&F of the two-system pipeline on ``records``."""
+    from omnir1_jax.runtime.report import evaluate_split
+
+    def evaluate(policy, tag: str) -> dict:
+        result = evaluate_split(cfg, policy, tokenizer, records, bridge, tag=tag)
+        return {"metric": "J&F", "value": result["J&F"], **result}
+
+    return evaluate
+
+
+def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = STAGES, judge=None,
+        save: str | None = None) -> dict:
+    """Run ``stages`` (SFT when ``sft.steps > 0`` or the task is CrossOmni QA, then GRPO) with evaluation around
+    GRPO; returns a summary dict (also written to ``<out_dir>/summary.json``)."""
+    import jax
+
+    from omnir1_jax import policy as P
+    from omnir1_jax.learner import Learner, grpo_stage, sft_stage
     from omnir1_jax.runtime import setup as S
-    from omnir1_jax.runtime.distributed import is_primary
-    from omnir1_jax.runtime.report import evaluate_split, plot_rewards
-    from omnir1_jax.sft import SFTTrainer
-    from omnir1_jax.trainer import GRPOTrainer
+    from omnir1_jax.runtime.report import plot_rewards
+    from omnir1_jax.tasks import make_task
 
+    bad = [s for s in stages if s not in STAGES]
+    if bad or not stages:
+        raise ConfigError(f"stages must be a non-empty subset of {STAGES}, got {list(stages)}")
+    primary = jax.process_index() == 0
     t_start = time.time()
     out = cfg.run.out_dir
     os.makedirs(out, exist_ok=True)
-    tokenizer = S.build_tokenizer(cfg.model)
-    policy = S.build_policy(cfg.model, seed=cfg.run.seed)
-    records = S.read_records(cfg.data, cfg.data.split)
+    tokenizer = P.build_tokenizer(cfg.model)
+    policy = P.build_policy(cfg.model, seed=cfg.run.seed)
+    qa = cfg.data.task == "qa"
+    if qa:
+        from omnir1_jax.crossomni.batches import read_split
+
+        records = read_split(cfg.data, cfg.data.split)
+    else:
+        records = S.read_records(cfg.data, cfg.data.split)
     summary: dict = {"name": cfg.name}
-    resuming = cfg.run.resume and os.path.isdir(os.path.join(out, "checkpoints")) and \
-        any(d.isdigit() for d in os.listdir(os.path.join(out, "checkpoints")))
-    bridge = S.open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
+    resuming = cfg.run.resume and _has_checkpoint(out)
+    bridge = None if qa else S.open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
+    task = make_task(cfg, tokenizer, bridge=(lambda: bridge.client) if bridge is not None else None, judge=judge)
+    do_eval = do_eval and not qa  # QA accuracy: python -m omnir1_jax.evaluate --split test
     try:
-        if cfg.sft.steps > 0 and not resuming:
+        run_sft = "sft" in stages and (cfg.sft.steps > 0 or qa)  # CrossOmni: sft.steps = 0 means one epoch
+        if run_sft and not resuming:
             t0 = time.time()
-            SFTTrainer(cfg, policy, tokenizer, records).run()
+            sft = Learner(cfg, task, sft_stage(cfg, num_records=len(records)), policy=policy, tokenizer=tokenizer,
+                          records=records)
+            try:
+                hist = sft.train()
+            finally:
+                sft.close()
+            policy = sft.policy
             summary["sft_seconds"] = time.time() - t0
-        eval_records = S.read_records(cfg.data, cfg.run.eval_split) if do_eval else []
-        if do_eval and not resuming:
-            summary["before"] = evaluate_split(cfg, policy, tokenizer, eval_records, bridge, tag="before_grpo")
-            if is_primary():
-                print(f"[eval] J&F before GRPO (after SFT): {summary['before']['J&F']:.4f}", flush=True)
-        trainer = GRPOTrainer(cfg, policy=policy, tokenizer=tokenizer, bridge=bridge, records=records)
-        t0 = time.time()
-        try:
-            trainer.train()
-        finally:
-            trainer.close()
-        summary["grpo_seconds"] = time.time() - t0
+            summary["sft_final_loss"] = hist[-1]["loss"] if hist else None
+        evaluate = None
         if do_eval:
-            summary["after"] = evaluate_split(cfg, policy, tokenizer, eval_records, bridge, tag="after_grpo")
-            if is_primary():
-                print(f"[eval] J&F after GRPO: {summary['after']['J&F']:.4f}", flush=True)
-            if "before" in summary and is_primary():
-                print(f"[eval] J&F before {summary['before']['J&F']:.4f} -> after {summary['after']['J&F']:.4f} "
-                      f"(delta {summary['after']['J&F'] - summary['before']['J&F']:+.4f})", flush=True)
-        if is_primary():
-            summary["plot"] = plot_rewards(os.path.join(out, "metrics.jsonl"), os.path.join(out, "rewards.png"))
+            eval_records = S.read_records(cfg.data, cfg.run.eval_split)
+            evaluate = vos_evaluator(cfg, tokenizer, eval_records, bridge)
+        if "grpo" in stages:
+            if evaluate is not None and not resuming:
+                summary["before"] = evaluate(policy, "before_grpo")
+                if primary:
+                    print(f"[eval] J&F before GRPO (after SFT): {summary['before']['J&F']:.4f}", flush=True)
+            learner = Learner(cfg, task, grpo_stage(cfg, export=False), policy=policy, tokenizer=tokenizer,
+                              records=records, evaluate=evaluate)
+            t0 = time.time()
+            try:
+                hist = learner.train()
+            finally:
+                learner.close()
+            policy = learner.policy  # the trained (and, on a mesh, sharded) policy: what is evaluated and exported
+            summary["grpo_seconds"] = time.time() - t0
+            summary["grpo_last"] = hist[-1] if hist else None
+            summary["evals"] = learner.evals
+            if evaluate is not None:
+                summary["after"] = evaluate(policy, "after_grpo")
+                if primary:
+                    print(f"[eval] J&F after GRPO: {summary['after']['J&F']:.4f}", flush=True)
+                if "before" in summary and primary:
+                    print(f"[eval] J&F before {summary['before']['J&F']:.4f} -> after {summary['after']['J&F']:.4f} "
+                          f"(delta {summary['after']['J&F'] - summary['before']['J&F']:+.4f})", flush=True)
+            if primary:
+                marks = [(0, summary["before"]["J&F"])] if "before" in summary else []
+                marks += list(learner.evals)
+                if "after" in summary:
+                    marks.append((learner.step, summary["after"]["J&F"]))
+                summary["plot"] = plot_rewards(os.path.join(out, "metrics.jsonl"), os.path.join(out, "rewards.png"))
+        summary["hf"] = P.export_policy(policy, os.path.join(out, "hf"))
+        if save:
+            P.export_policy(policy, save)
     finally:
-        bridge.close()
+        task.close()
+        if bridge is not None:
+            bridge.close()
     summary["total_seconds"] = time.time() - t_start
-    if is_primary():
+    if primary:
         with open(os.path.join(out, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
-        print(f"[done] {json.dumps({k: v for k, v in summary.items() if k != 'plot'})}", flush=True)
+            json.dump({k: v for k, v in summary.items()}, f, indent=1, default=str)
+        print(f"[done] {json.dumps({k: v for k, v in summary.items() if k not in ('plot', 'grpo_last')}, default=str)}",
+              flush=True)
+    summary["policy"] = policy
     return summary
 
 
@@ -84,7 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True, help="experiment file defining get_config()")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config field, e.g. --set grpo.beta=0.001 (repeatable)")
-    ap.add_argument("--no-eval", action="store_true", help="skip the before/after J&F evaluation")
+    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run (sft, grpo)")
+    ap.add_argument("--no-eval", action="store_true", help="skip the evaluations around GRPO")
     ap.add_argument("--coordinator", help="multi-host: host:port of process 0 (or OMNIR1_COORDINATOR)")
     ap.add_argument("--num-processes", type=int, help="multi-host: number of processes (or OMNIR1_NUM_PROCESSES)")
     ap.add_argument("--process-id", type=int, help="multi-host: this process's index (or OMNIR1_PROCESS_ID)")
@@ -94,11 +156,12 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.set)
         dist = distributed.resolve(args.coordinator, args.num_processes, args.process_id)
+        stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     distributed.initialize(dist)
-    run(cfg, do_eval=not args.no_eval)
+    run(cfg, do_eval=not args.no_eval, stages=stages)
     return 0
 
 

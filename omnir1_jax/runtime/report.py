@@ -23,7 +23,7 @@ def evaluate_split(cfg, policy, tokenizer, records, bridge, *, tag: str, max_exp
 
     from omnir1_jax.eval.runner import evaluate_vos
     from omnir1_jax.runtime import setup as S
-    from omnir1_jax.trainer import eos_ids_of
+    from omnir1_jax.policy import eos_ids_of
 
     limit = max_expressions or cfg.run.eval_max_expressions or None
     recs = [r for r in records if r.masks is not None][: limit]

@@ -9,7 +9,6 @@ import logging
 import os
 from typing import Any
 
-import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
@@ -17,53 +16,8 @@ from omnir1_jax.config import BridgeSpec, ConfigError, DataSpec, MeshSpec, Model
 
 log = logging.getLogger("omnir1_jax")
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-# ----------------------------------------------------------------------------------------------- model
-def build_tokenizer(spec: ModelSpec):
-    """The checkpoint's tokenizer from a local directory, or the tiny offline one for the ``tiny`` preset."""
-    path = spec.tokenizer or spec.checkpoint
-    if path:
-        if not os.path.isdir(path):
-            raise ConfigError(f"model.tokenizer / model.checkpoint: no such directory: {path}")
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if spec.preset != "tiny":
-        raise ConfigError(f"model.preset={spec.preset!r} without a checkpoint needs model.tokenizer (a local dir)")
-    from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
-
-    return build_tiny_tokenizer(int(dict(spec.overrides).get("vocab_size", 512)))
-
-
-def build_model_config(spec: ModelSpec):
-    from omnir1_jax.models import qwen2_5_omni as q
-
-    if spec.checkpoint:
-        return q.Qwen2_5OmniConfig.from_pretrained(spec.checkpoint)
-    presets = {"tiny": q.tiny, "qwen2_5_omni_3b": q.qwen2_5_omni_3b, "qwen2_5_omni_7b": q.qwen2_5_omni_7b}
-    if spec.preset not in presets:
-        raise ConfigError(f"model.preset must be one of {sorted(presets)}, got {spec.preset!r}")
-    kwargs = dict(spec.overrides)
-    if kwargs and spec.preset != "tiny":
-        raise ConfigError("model.overrides only applies to the tiny preset (vocab_size, hidden_size, num_layers, tie_word_embeddings)")
-    return presets[spec.preset](**kwargs)
-
-
-def build_policy(spec: ModelSpec, *, seed: int = 0):
-    """The System-1 policy: loaded from ``spec.checkpoint`` or randomly initialised from ``spec.preset``."""
-    from omnir1_jax.models import qwen2_5_omni as q
-
-    dtype = _DTYPES[spec.dtype]
-    if spec.checkpoint:
-        return q.from_hf(spec.checkpoint, dtype=dtype)
-    return q.init_model(build_model_config(spec), seed=seed, dtype=dtype)
-
-
-def frozen_copy(model: nnx.Module) -> nnx.Module:
-    """An independent copy of ``model`` (the GRPO reference / System-2 copy); never updated."""
-    return nnx.clone(model)
+# The model-side services moved to omnir1_jax.policy; re-exported here for existing callers.
+from omnir1_jax.policy import build_model_config, build_policy, build_tokenizer, frozen_copy  # noqa: E402,F401
 
 
 def build_mesh(spec: MeshSpec):

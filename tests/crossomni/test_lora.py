@@ -9,7 +9,7 @@ import pytest
 from omnir1_jax.lora import Frozen, LoraA, LoraB, apply_lora, lora_parameter_count, merge_lora
 from omnir1_jax.models import qwen2_5_omni as q
 from omnir1_jax.rl.update import make_optimizer, nll_step
-from omnir1_jax.trainer import make_scorer
+from omnir1_jax.policy import make_scorer
 
 
 def _inputs(vocab, b=2, t=10, seed=0):

@@ -112,10 +112,12 @@ def test_paper_hyper_parameters_in_the_files():
 
 
 def _grpo_one_step(cfg, bridge, scorer, policy=None, tokenizer=None):
-    from omnir1_jax.trainer import GRPOTrainer
+    """One GRPO step of ``cfg`` through the one learner (``scorer``: one object for all experiments, so the jit
+    caches are shared)."""
+    from tests.train._tiny import make_learner
 
-    tr = GRPOTrainer(cfg, bridge=bridge, policy=policy, tokenizer=tokenizer)
-    tr.scorer = scorer  # one scorer object for all experiments, so the jit caches are shared
+    tr = make_learner(cfg, bridge, policy=policy)
+    tr.scorer = scorer
     try:
         hist = tr.train(1, progress=False)
     finally:
@@ -124,7 +126,7 @@ def _grpo_one_step(cfg, bridge, scorer, policy=None, tokenizer=None):
 
 
 def test_synthetic_table4_rows_run_a_step_and_the_notebook_plots_them(world, bridge):
-    from omnir1_jax.trainer import make_scorer
+    from omnir1_jax.policy import make_scorer
 
     scorer = make_scorer(False, 1.0)
     tok = S.build_tokenizer(ModelSpec())
@@ -159,20 +161,28 @@ def test_experiment_runs_one_step(path, world, bridge):
 
     cfg = tiny(load_config(path), world, bridge.client.addresses[0])
     if cfg.data.task == "qa":
-        from omnir1_jax.crossomni.loops import run
         from omnir1_jax.crossomni.rewards import make_judge
 
         stage = "sft" if "sft" in cfg.name else "grpo"
-        out = run(cfg, stage=stage, judge=make_judge(length_judge), sft_steps=1, grpo_steps=1, progress=False)
+        out = _one_step_run(cfg, stage, make_judge(length_judge))
         key = "sft_final_loss" if stage == "sft" else "grpo_last"
         assert out[key] is not None
         val = out[key] if stage == "sft" else out[key]["loss"]
         assert np.isfinite(val)
         return
-    from omnir1_jax.trainer import make_scorer
+    from omnir1_jax.policy import make_scorer
 
     m = _grpo_one_step(cfg, bridge, make_scorer(False, 1.0))
     assert np.isfinite(m["loss"]) and np.isfinite(m["reward/total"])
+
+
+def _one_step_run(cfg, stage: str, judge):
+    """``omnir1_jax.train.run`` (the one learner) for one step of ``stage`` (``sft`` or ``grpo``)."""
+    from omnir1_jax.train import run
+
+    cfg = dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, steps=1),
+                              run=dataclasses.replace(cfg.run, steps=1))
+    return run(cfg, do_eval=False, stages=(stage,), judge=judge)
 
 
 def _tiny_judge_dir(path: str) -> str:
@@ -213,7 +223,6 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
     rewards of completions with a rationale get exactly the scores of the same model decoding in this process,
     and one GRPO step of ``crossomni_grpo_3b`` runs with that judge (any judge call it makes is re-checked)."""
     from omnir1_jax.crossomni.batches import read_split
-    from omnir1_jax.crossomni.loops import run
     from omnir1_jax.crossomni.rewards import make_judge, qa_rewards
     from sam2_bridge.judge import HFJudge
 
@@ -231,7 +240,7 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
         total, comps, metrics = qa_rewards(completions, recs, served)
         want_total, want_comps, want_metrics = qa_rewards(completions, recs, _Recording(
             lambda prompts: local.generate(prompts, 4)[0]))
-        out = run(cfg, stage="grpo", judge=served, grpo_steps=1, progress=False)
+        out = _one_step_run(cfg, "grpo", served)
     finally:
         judge.close()
     assert [len(p) for p, _ in served.calls[:2]] == [2, 2]  # two completions have a rationale, one request per term

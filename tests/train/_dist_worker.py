@@ -1,6 +1,6 @@
 """Subprocess of test_distributed.py: two GRPO updates of the real trainer on a fixed global batch.
 
-Joins the process group described by the OMNIR1_* environment (or runs alone), builds a ``GRPOTrainer`` on the
+Joins the process group described by the OMNIR1_* environment (or runs alone), builds the one ``Learner`` on the
 tiny policy (laid out on this process's slice of the mesh), takes this process's share of a fixed global batch
 (prompts from the synthetic world in WORLD, completions and rewards drawn from seeds of their *global* row
 index), runs ``trainer.update`` twice (data parallel: per-process gradients averaged across processes), writes
@@ -28,13 +28,13 @@ def main(world: str, out_dir: str) -> None:
     from omnir1_jax.data import build_pipeline
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
     from omnir1_jax.runtime import setup as S
-    from omnir1_jax.trainer import GRPOTrainer
-    from tests.train._tiny import perturb, tiny_config
+    from omnir1_jax.tasks.base import Scored
+    from tests.train._tiny import make_learner, perturb, tiny_config
 
     cfg = tiny_config(world, out_dir, batch_size=PROMPTS, steps=2)
     cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, group_size=GROUP))
     records = S.read_records(cfg.data)
-    tr = GRPOTrainer(cfg, records=records)
+    tr = make_learner(cfg, None, records=records)
     perturb(tr.policy)  # away from the reference, so the KL term and its gradient are not zero
 
     k = PROMPTS // jax.process_count()  # prompts of this process
@@ -48,7 +48,7 @@ def main(world: str, out_dir: str) -> None:
     for i, row in enumerate(rows):
         tokens[i, :lengths[i]] = np.random.default_rng(row).integers(20, 500, lengths[i])
     rewards = np.array([np.random.default_rng(100 + row).uniform(0, 3) for row in rows], np.float32)
-    ro = tr._finish_rollout(prompt, tokens, lengths, [""] * len(rows), rewards, {}, {}, 0.0, 0.0)
+    ro = tr.assemble(prompt, tokens, lengths, [""] * len(rows), Scored(rewards, {}, {}))
     losses = [tr.update(ro)["loss"] for _ in range(2)]
 
     def checksum():

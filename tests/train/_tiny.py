@@ -52,3 +52,14 @@ def params_of(model: nnx.Module):
 
 def losses(history) -> np.ndarray:
     return np.array([m["loss"] for m in history], np.float64)
+
+
+def make_learner(cfg: ExperimentConfig, bridge, *, policy=None, records=None, stage=None):
+    """The one learner on ``cfg``'s task with System 2 reached through ``bridge`` (a ``setup.Bridge``)."""
+    from omnir1_jax.learner import Learner, grpo_stage
+    from omnir1_jax.policy import build_tokenizer
+    from omnir1_jax.tasks import make_task
+
+    tok = build_tokenizer(cfg.model)
+    task = make_task(cfg, tok, bridge=(lambda: bridge.client) if bridge is not None else None)
+    return Learner(cfg, task, stage or grpo_stage(cfg, export=False), policy=policy, tokenizer=tok, records=records)

@@ -100,12 +100,12 @@ def test_trainer_killed_during_save_resumes_from_last_complete_checkpoint(tmp_pa
                              timeout_s=900)
     _kill(proc)
     text = "".join(lines)
-    assert "[train] step 1/3" in text and "[train] step 2/3" in text and "[train] step 3/3" not in text
+    assert "] 1/3  ETA" in text and "] 2/3  ETA" in text and "] 3/3  ETA" not in text
     names = sorted(os.listdir(os.path.join(out, "checkpoints")))
     assert "1" in names and "2" not in names
     again = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "[train] resumed from step 1" in again.stdout
-    assert "[train] step 2/3" in again.stdout and "[train] step 3/3" in again.stdout
-    assert "[train] step 1/3" not in again.stdout  # nothing before the checkpoint is redone
+    assert "[grpo] resumed from step 1" in again.stdout
+    assert "] 2/3  ETA" in again.stdout and "] 3/3  ETA" in again.stdout
+    assert "] 1/3  ETA" not in again.stdout  # nothing before the checkpoint is redone
     assert sorted(n for n in os.listdir(os.path.join(out, "checkpoints")) if n.isdigit()) == ["1", "2", "3"]

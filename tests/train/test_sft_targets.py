@@ -11,7 +11,17 @@ from omnir1_jax.config import DataSpec, ExperimentConfig, ModelSpec, RunSpec, SF
 from omnir1_jax.data.synthetic import writer
 from omnir1_jax.rewards import parse_answer
 from omnir1_jax.runtime import setup as S
-from omnir1_jax.sft import SFTTrainer, load_oracle, synthetic_target
+from omnir1_jax.tasks.synthetic_targets import load_oracle, synthetic_target
+
+
+def _sft_learner(cfg, recs):
+    """The one learner's SFT stage on the VOS task (what ``python -m omnir1_jax.sft`` runs)."""
+    from omnir1_jax.learner import Learner, sft_stage
+    from omnir1_jax.tasks import make_task
+
+    tok = S.build_tokenizer(cfg.model)
+    return Learner(cfg, make_task(cfg, tok), sft_stage(cfg), policy=S.build_policy(cfg.model), tokenizer=tok,
+                   records=recs)
 
 
 def SPEC(root, **kw):
@@ -55,7 +65,7 @@ def test_instruction_replaces_the_expression_in_sft_prompts(root):
         run=RunSpec(out_dir=os.path.join(root, "..", "run")))
     tok = S.build_tokenizer(cfg.model)
     recs = S.read_records(cfg.data, "train")
-    sft = SFTTrainer(cfg, S.build_policy(cfg.model), tok, recs)
+    sft = _sft_learner(cfg, recs)
     batch = next(sft.data_iter)
     texts = tok.batch_decode(np.asarray(batch["model_inputs"]["input_ids"]))
     expressions = {r.expression for r in recs}
@@ -66,7 +76,7 @@ def test_instruction_replaces_the_expression_in_sft_prompts(root):
 
 def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
     from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
-    from omnir1_jax.sft import decoy_instructions
+    from omnir1_jax.tasks.synthetic_targets import decoy_instructions
 
     recs = S.read_records(SPEC(root), "train")
     many = recs * 40
@@ -88,16 +98,16 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
                     think="looking for {instruction}; {description} is visible here"),
         run=RunSpec(out_dir=os.path.join(root, "..", "run_decoy")))
     tok = S.build_tokenizer(cfg.model)
-    sft = SFTTrainer(cfg, S.build_policy(cfg.model), tok, recs)
+    sft = _sft_learner(cfg, recs)
     batch = next(sft.data_iter)
     prompts = tok.batch_decode(np.asarray(batch["model_inputs"]["input_ids"]))
-    for b, (prompt, target) in enumerate(zip(prompts, sft.targets(batch))):
+    for b, (prompt, target) in enumerate(zip(prompts, sft.task.sft_targets(batch))):
         key = (batch["video_id"][b], batch["exp_id"][b])
-        shown = sft.shown[key]
+        shown = sft.task.shown[key]
         assert f"Reference instruction: {shown}<|im_end|>" in prompt  # the decoy, not the expression
         assert target.startswith(f"<think>looking for {shown}; the ")  # restated in the think
         video = load_oracle(root)[key[0]]
-        target_desc = {"the " + o["description"] for o in video["objects"] if o["obj_id"] in sft.records[key].obj_ids}
+        target_desc = {"the " + o["description"] for o in video["objects"] if o["obj_id"] in sft.task.sft_records[key].obj_ids}
         assert set(parse_answer(target, 4).descriptions).isdisjoint(target_desc)  # still never the target
-    m = sft.step()
+    m = sft.update(sft.supervised(batch))
     assert np.isfinite(m["loss"]) and m["loss"] > 0

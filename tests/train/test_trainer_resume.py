@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from omnir1_jax.runtime import setup as S
-from omnir1_jax.trainer import GRPOTrainer, TrainingDivergedError
-from tests.train._tiny import losses, params_of, perturb, tiny_config
+from omnir1_jax.learner import TrainingDivergedError
+from tests.train._tiny import losses, make_learner, params_of, perturb, tiny_config
 
 pytestmark = pytest.mark.torch  # the bridge subprocess runs PyTorch
 
@@ -38,7 +38,7 @@ def world(tmp_path_factory):
 def run_a(world):
     tmp, bridge = world
     cfg = tiny_config(str(tmp / "syn"), str(tmp / "a"), steps=N + MORE)
-    tr = GRPOTrainer(cfg, bridge=bridge)
+    tr = make_learner(cfg, bridge)
     perturb(tr.policy)
     try:
         history = tr.train(progress=False)
@@ -53,7 +53,7 @@ def test_resumed_run_matches_uninterrupted_run(world, run_a):
     # the runs are not trivially equal: the loss is non-zero and changes from step to step
     assert np.all(a != 0) and len(set(a.tolist())) == len(a)
     cfg = tiny_config(str(tmp / "syn"), str(tmp / "b"), steps=N + MORE, checkpoint_every=100, resume=True)
-    first = GRPOTrainer(cfg, bridge=bridge)
+    first = make_learner(cfg, bridge)
     perturb(first.policy)
     try:
         h1 = first.train(N, progress=False)  # train() saves the final step
@@ -63,7 +63,7 @@ def test_resumed_run_matches_uninterrupted_run(world, run_a):
     np.testing.assert_array_equal(losses(h1), a[:N])
 
     other = S.build_policy(cfg.model, seed=99)  # not the policy the run started from
-    second = GRPOTrainer(cfg, policy=other, bridge=bridge)
+    second = make_learner(cfg, bridge, policy=other)
     try:
         assert second.step == N
         h2 = second.train(progress=False)
@@ -79,11 +79,11 @@ def test_resumed_run_matches_uninterrupted_run(world, run_a):
 def test_bridge_server_killed_mid_run_is_restarted_and_no_step_is_lost(world, run_a):
     tmp, _ = world
     cfg = tiny_config(str(tmp / "syn"), str(tmp / "c"), steps=N + MORE)
-    tr = GRPOTrainer(cfg)  # owns its bridge: started on the first reward query
+    bridge = S.open_bridge(cfg.bridge, cfg.run.out_dir, data_roots=[cfg.data.root], wait_s=120)  # its own server
+    tr = make_learner(cfg, bridge)
     perturb(tr.policy)
     killed = []
     try:
-        bridge = tr.ensure_bridge()
         client, server = bridge.client, bridge.server
         submit = client.submit_group
 
@@ -101,6 +101,7 @@ def test_bridge_server_killed_mid_run_is_restarted_and_no_step_is_lost(world, ru
         new_pid = server.proc.pid
     finally:
         tr.close()
+        bridge.close()
     assert killed and server.restarts == 1 and new_pid != killed[0]
     assert tr.step == N + MORE and len(history) == N + MORE
     assert all(math.isfinite(v) for m in history for v in m.values())
@@ -112,7 +113,7 @@ def test_bridge_server_killed_mid_run_is_restarted_and_no_step_is_lost(world, ru
 def test_nan_loss_stops_naming_the_step_and_leaves_the_last_checkpoint_restorable(world):
     tmp, bridge = world
     cfg = tiny_config(str(tmp / "syn"), str(tmp / "nan"), steps=3, checkpoint_every=1, resume=True)
-    tr = GRPOTrainer(cfg, bridge=bridge)
+    tr = make_learner(cfg, bridge)
     perturb(tr.policy)
     try:
         tr.train(1, progress=False)
@@ -126,7 +127,7 @@ def test_nan_loss_stops_naming_the_step_and_leaves_the_last_checkpoint_restorabl
     msg = str(err.value)
     assert "step 2" in msg and "loss" in msg and tr.checkpointer.directory in msg and "(step 1)" in msg
     assert tr.step == 1 and tr.checkpointer.latest_step() == 1
-    fresh = GRPOTrainer(cfg, policy=S.build_policy(cfg.model, seed=5), bridge=bridge)
+    fresh = make_learner(cfg, bridge, policy=S.build_policy(cfg.model, seed=5))
     try:
         assert fresh.step == 1
         restored = params_of(fresh.policy)

@@ -1,10 +1,8 @@
-"""One full GRPO step of the tiny policy against a real (synthetic-backend) bridge subprocess."""
-
-import dataclasses
+"""One full GRPO step of the one learner (tiny policy, VOS task) against a real (synthetic-backend) bridge
+subprocess, and the learner's own advantage + update path on non-zero rewards."""
 
 import flax.nnx as nnx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -13,7 +11,8 @@ from omnir1_jax.rewards import RewardWeights
 from omnir1_jax.rl import grpo_loss
 from omnir1_jax.rl.update import score
 from omnir1_jax.runtime import setup as S
-from omnir1_jax.trainer import GRPOTrainer
+from omnir1_jax.tasks.base import Scored
+from tests.train._tiny import make_learner
 
 pytestmark = pytest.mark.torch  # the bridge subprocess runs PyTorch
 
@@ -35,7 +34,7 @@ def trainer(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     cfg = _cfg(tmp)
     bridge = S.open_bridge(cfg.bridge, cfg.run.out_dir, data_roots=[cfg.data.root], wait_s=120)
-    tr = GRPOTrainer(cfg, bridge=bridge)
+    tr = make_learner(cfg, bridge)
     yield tr
     tr.close()
     bridge.close()
@@ -59,11 +58,34 @@ def test_full_step_metrics_finite_and_reference_frozen(trainer):
     assert len(trainer.last_texts) == trainer.cfg.data.batch_size * trainer.cfg.grpo.group_size
 
 
-def test_update_applies_the_grpo_loss_gradient(trainer):
+class _LengthReward:
+    """Wraps the VOS task: the reward of a row is the number of characters of its text mod 7 (non-zero,
+    varying within groups), so the learner's own advantage path runs on non-zero rewards."""
+
+    name = "scripted"
+
+    def __init__(self, task):
+        self.task = task
+
+    def score(self, batch, texts, group_size):
+        r = np.array([len(t) % 7 for t in texts], np.float32) + np.arange(len(texts), dtype=np.float32) * 0.25
+        return Scored(r, {"length": r}, {})
+
+
+def test_update_applies_the_grpo_loss_gradient_with_the_learners_advantages(trainer):
     batch = next(trainer.data_iter)
-    ro = trainer.rollout(batch, jax.random.key(1))
-    # random-init answers all score 0 -> zero advantages; give the rows fixed, non-zero advantages instead
-    ro["advantages"] = jnp.asarray(np.linspace(-1.0, 1.0, ro["completion_ids"].shape[0]), jnp.float32)
+    real_task = trainer.task
+    trainer.task = _LengthReward(real_task)
+    try:
+        ro = trainer.rollout(batch, jax.random.key(1))
+    finally:
+        trainer.task = real_task
+    n = trainer.cfg.grpo.group_size
+    r = np.asarray(ro["rewards"], np.float64).reshape(-1, n)
+    # SPEC section 4, transcribed: (r - group mean) / (unbiased group std + 1e-4)
+    expected_adv = ((r - r.mean(1, keepdims=True)) / (r.std(1, ddof=1, keepdims=True) + 1e-4)).reshape(-1)
+    np.testing.assert_allclose(np.asarray(ro["advantages"]), expected_adv, rtol=1e-5, atol=1e-5)
+    assert np.abs(expected_adv).max() > 0.5  # the groups are not constant
     args = (ro["prompt"], ro["completion_ids"], ro["completion_mask"])
     logps = score(trainer.policy, *args, scorer=trainer.scorer)
     ref = score(trainer.reference, *args, scorer=trainer.scorer)

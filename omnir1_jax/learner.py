@@ -1,0 +1,406 @@
+"""The one learner: the training loop of every stage (SFT and GRPO, Omni-R1 and CrossOmni, LoRA or full).
+
+One step: take the task's next prompt batch; for GRPO sample ``group_size`` answers per prompt with the
+KV-cached sampler, let the task score them (possibly through the bridge), normalise the rewards per group into
+advantages (SPEC section 4) and run ``mu`` AdamW updates of the clipped GRPO loss with a KL penalty to the
+frozen reference; for SFT take the task's supervised targets and run one AdamW update of their negative
+log-likelihood. Around the step, once for every task: metrics (stdout progress bar with ETA, ``metrics.jsonl``,
+TensorBoard), Orbax checkpoints (params, optimiser, reference, PRNG key, data-iterator state) every
+``checkpoint_every`` steps with exact resume, periodic evaluation (``run.eval_every``), a NaN stop that names
+the step and the last good checkpoint, and the export of the final policy to ``<out_dir>/hf``.
+
+    from omnir1_jax.learner import Learner, grpo_stage, sft_stage
+    learner = Learner(cfg, task, grpo_stage(cfg), policy=policy, tokenizer=tokenizer)
+    history = learner.train()
+
+The loss is a stage argument (``grpo`` or ``nll``); the task is a plug-in (:mod:`omnir1_jax.tasks`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from omnir1_jax import policy as P
+from omnir1_jax.config import ExperimentConfig, to_dict
+from omnir1_jax.rl import group_advantages, zero_variance_fraction
+from omnir1_jax.rl import rollout as R
+from omnir1_jax.rl.update import LossSpec, apply_grads, grpo_grads, grpo_step, loss_weight, make_optimizer, \
+    nll_grads, nll_step, score
+from omnir1_jax.runtime import distributed as D
+from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
+from omnir1_jax.runtime.metrics import MetricsWriter, format_metrics
+from omnir1_jax.tasks.base import Scored, Task
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or a reward became NaN / infinite; the last good checkpoint is left intact."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage of the learner.
+
+    Attributes:
+      name: log prefix and default sub-directory (``grpo``, ``sft``).
+      loss: ``grpo`` (clipped ratio + KL, SPEC section 4) or ``nll`` (supervised, token mean).
+      steps: optimiser steps of the stage (GRPO: batches; each batch gets ``grpo.mu`` updates).
+      batch_size: prompts per step over all processes.
+      lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip: AdamW (optax), linear warm-up, global-norm clip.
+      lora_rank, lora_alpha: train LoRA factors instead of the full policy (merged into it at the end).
+      seed: seed of the data order (the PRNG key of sampling is ``run.seed``).
+      out_dir: where metrics, checkpoints and the export go.
+      checkpoint_every, keep_checkpoints: checkpoint period (0 = only at the end) and how many to keep.
+      eval_every: evaluate every that many steps (0 = never inside the loop).
+      export: write the final policy as a Hugging Face directory to ``<out_dir>/hf``.
+      resume: restore the newest checkpoint of ``out_dir`` when there is one.
+      log_every: print a progress line every that many steps.
+    """
+
+    name: str
+    loss: str
+    steps: int
+    batch_size: int
+    lr: float
+    out_dir: str
+    seed: int = 0
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    lora_rank: int = 0
+    lora_alpha: float = 32.0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    eval_every: int = 0
+    export: bool = False
+    resume: bool = True
+    log_every: int = 1
+
+
+def grpo_stage(cfg: ExperimentConfig, *, export: bool = True) -> Stage:
+    """The GRPO stage of ``cfg`` (``optim``, ``data.batch_size``, ``run``)."""
+    o, r = cfg.optim, cfg.run
+    return Stage(name="grpo", loss="grpo", steps=r.steps, batch_size=cfg.data.batch_size, lr=o.lr,
+                 weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps, warmup_steps=o.warmup_steps,
+                 grad_clip=o.grad_clip, seed=r.seed, out_dir=r.out_dir, checkpoint_every=r.checkpoint_every,
+                 keep_checkpoints=r.keep_checkpoints, eval_every=r.eval_every, export=export, resume=r.resume,
+                 log_every=r.log_every)
+
+
+def sft_stage(cfg: ExperimentConfig, *, num_records: int | None = None, export: bool = False) -> Stage:
+    """The SFT stage of ``cfg.sft`` (``steps = 0`` with ``num_records``: one epoch), under ``<out_dir>/sft``."""
+    s = cfg.sft
+    steps = s.steps or (math.ceil(num_records / s.batch_size) if num_records else 0)
+    return Stage(name="sft", loss="nll", steps=steps, batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay,
+                 grad_clip=1.0, lora_rank=s.lora_rank, lora_alpha=s.lora_alpha, seed=cfg.run.seed + 1,
+                 out_dir=os.path.join(cfg.run.out_dir, "sft"), checkpoint_every=0,
+                 keep_checkpoints=1, export=export, resume=cfg.run.resume, log_every=10)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip):
+    # The optax transformation is static in the optimiser's graph: a new one per learner would recompile the
+    # jitted steps for every learner object (a resumed run, tests building several learners in one process).
+    return make_optimizer(lr, weight_decay=weight_decay, b1=b1, b2=b2, eps=eps, warmup_steps=warmup_steps,
+                          grad_clip=grad_clip)
+
+
+def _bucket(n: int, multiple: int = 32) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def progress_line(prefix: str, step: int, total: int, elapsed: float, metrics: dict[str, float],
+                  keys: tuple[str, ...], *, done_here: int | None = None, width: int = 20) -> str:
+    """``[grpo] [#####-----] 12/50  ETA 3m05s  loss=... reward/total=...``: the ETA is the mean time of the
+    ``done_here`` steps run in ``elapsed`` seconds (default ``step``) times the steps left."""
+    done = min(step / max(total, 1), 1.0)
+    bar = "#" * int(round(done * width)) + "-" * (width - int(round(done * width)))
+    eta = elapsed / max(step if done_here is None else done_here, 1) * max(total - step, 0)
+    return (f"[{prefix}] [{bar}] {step}/{total}  ETA {int(eta // 60)}m{int(eta % 60):02d}s  "
+            f"{format_metrics(metrics, keys)}")
+
+
+class Learner:
+    """Owns the policy (and its LoRA wrapper), the frozen reference, the optimiser, the task's data iterator,
+    the checkpoints and the metrics of one stage.
+
+    Args:
+      cfg: the experiment (sampling, loss and model settings are read from ``cfg.grpo`` / ``cfg.model``).
+      task: the task plug-in (:func:`omnir1_jax.tasks.make_task`).
+      stage: what to train (:func:`grpo_stage`, :func:`sft_stage`).
+      policy, tokenizer: built from ``cfg.model`` when not given.
+      records: training records (default: ``cfg.data.split`` read by the task's reader).
+      evaluate: ``evaluate(policy, tag) -> {"metric": name, "value": float, ...}``, called every
+        ``stage.eval_every`` steps; its value is logged as ``eval/<metric>``.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, task: Task, stage: Stage, *, policy=None, tokenizer=None,
+                 records=None, evaluate: Callable[[Any, str], dict] | None = None):
+        from omnir1_jax.runtime import setup as S
+
+        self.cfg, self.task, self.stage = cfg, task, stage
+        self.out_dir = stage.out_dir
+        os.makedirs(self.out_dir, exist_ok=True)
+        self.primary = jax.process_index() == 0  # only process 0 writes config, metrics and logs
+        if self.primary:
+            with open(os.path.join(self.out_dir, "config.json"), "w") as f:
+                json.dump(to_dict(cfg), f, indent=1)
+        self.tokenizer = tokenizer or P.build_tokenizer(cfg.model)
+        self.eos_ids = P.eos_ids_of(self.tokenizer)
+        policy = policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed)
+        # The config's mesh; in a multi-process run each process lays its replica out on its own slice of it.
+        self.mesh, self.local_mesh = D.run_meshes(cfg.mesh)
+        self.multi_process = jax.process_count() > 1
+        if self.local_mesh is not None:
+            from omnir1_jax.models.qwen2_5_omni import fsdp_tp, shard_model
+
+            policy = shard_model(policy, self.local_mesh, fsdp_tp())
+        self.policy = policy
+        self.model = policy  # what the optimiser updates: the policy, or its LoRA wrapper
+        if stage.lora_rank > 0:
+            from omnir1_jax.lora import apply_lora
+
+            self.model = apply_lora(policy, stage.lora_rank, stage.lora_alpha, seed=cfg.run.seed)
+        g = cfg.grpo
+        self.grpo = stage.loss == "grpo"
+        if stage.loss not in ("grpo", "nll"):
+            raise ValueError(f"stage.loss must be grpo or nll, got {stage.loss!r}")
+        self.reference = P.frozen_copy(self.model) if self.grpo and g.beta > 0 else None
+        self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
+                                  agg=g.agg)
+        tx = _cached_optimizer(stage.lr, stage.weight_decay, stage.b1, stage.b2, stage.eps, stage.warmup_steps,
+                               stage.grad_clip)
+        self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
+        self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
+                                    g.group_size if self.grpo else None)
+        self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
+        # multi-process: every process reads its own share of the records and of the global batch
+        local_records, local_batch = D.shard_records(self.records, stage.batch_size)
+        self.data_iter = task.batches(local_records, batch_size=local_batch, seed=stage.seed,
+                                      sft=not self.grpo)
+        self.key = jax.random.key(cfg.run.seed)
+        self.step = 0
+        self.evaluate_fn = evaluate
+        self.evals: list[tuple[int, float]] = []
+        self.checkpointer = RunCheckpointer(self.out_dir, keep=stage.keep_checkpoints)
+        self.writer = MetricsWriter(self.out_dir, tensorboard=self.grpo) if self.primary else None
+        self.last_texts: list[str] = []
+        if stage.resume:
+            self.restore()
+
+    # ----------------------------------------------------------------------------------------- state
+    def _state(self) -> dict[str, Any]:
+        """Everything array-valued that determines the next step. The frozen reference is included: on a
+        resume the policy handed in is not the one the reference was copied from (e.g. ``train.py`` skips the
+        SFT warm-up when resuming), so it must come from the checkpoint too."""
+        state = {"params": nnx.state(self.model, nnx.Param), "opt": nnx.state(self.optimizer),
+                 "key": key_to_data(self.key)}
+        if self.reference is not None:
+            state["reference"] = nnx.state(self.reference, nnx.Param)
+        return state
+
+    def save(self) -> None:
+        meta = {"step": self.step, "data_state": self.data_iter.get_state(), "config": to_dict(self.cfg),
+                "stage": self.stage.name}
+        state = self._state()
+        if self.multi_process:  # one global array per leaf: Orbax writes each replicated leaf once
+            state = D.to_global(state, self.mesh, self.local_mesh)
+        self.checkpointer.save(self.step, state, meta)
+
+    def restore(self) -> bool:
+        """Restore the newest checkpoint of ``out_dir``; False when there is none."""
+        template = self._state()
+        if self.multi_process:
+            template = D.to_global(template, self.mesh, self.local_mesh)
+        got = self.checkpointer.restore(template)
+        if got is None:
+            return False
+        step, state, meta = got
+        if self.multi_process:
+            state = D.from_global(state, self.local_mesh)
+        nnx.update(self.model, state["params"])
+        nnx.update(self.optimizer, state["opt"])
+        if self.reference is not None:
+            nnx.update(self.reference, state["reference"])
+        self.key = key_from_data(state["key"])
+        self.data_iter.set_state(meta["data_state"])
+        self.step = int(meta["step"])
+        if self.primary:
+            print(f"[{self.stage.name}] resumed from step {self.step} ({self.checkpointer.directory})", flush=True)
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self.checkpointer.close()
+
+    # --------------------------------------------------------------------------------------- rollout
+    def rollout(self, batch: dict[str, Any], key) -> dict[str, Any]:
+        """Sample a group per prompt, let the task score it, compute advantages: the step before the update."""
+        g = self.cfg.grpo
+        t0 = time.perf_counter()
+        comp = P.complete(self.model, self.tokenizer, batch["model_inputs"], max_new_tokens=g.max_new_tokens,
+                          greedy=False, num_samples=g.group_size, key=key, temperature=g.temperature,
+                          top_k=g.top_k, top_p=g.top_p, eos_ids=self.eos_ids)
+        t_sample = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        scored = self.task.score(batch, comp.texts, g.group_size)
+        return self.assemble(comp.prompt, comp.tokens, comp.lengths, comp.texts, scored, t_sample,
+                             time.perf_counter() - t1)
+
+    def assemble(self, prompt, tokens: np.ndarray, lengths: np.ndarray, texts, scored: Scored,
+                 t_sample: float = 0.0, t_reward: float = 0.0) -> dict[str, Any]:
+        """The update's inputs from sampled rows and their rewards (group-normalised advantages, a completion
+        mask cut to a 32-multiple of the longest row)."""
+        from omnir1_jax.models.qwen2_5_omni import repeat_prompt
+
+        g = self.cfg.grpo
+        n = g.group_size
+        adv = np.asarray(group_advantages(jnp.asarray(scored.rewards), n, g.adv_scale, g.adv_eps))
+        width = min(_bucket(int(lengths.max())), tokens.shape[1])
+        mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
+        return {"prompt": repeat_prompt(prompt, n), "completion_ids": jnp.asarray(tokens[:, :width]),
+                "completion_mask": jnp.asarray(mask), "advantages": jnp.asarray(adv), "rewards": scored.rewards,
+                "components": scored.components, "texts": list(texts), "lengths": lengths, "t_sample": t_sample,
+                "t_reward": t_reward, "stats": scored.stats}
+
+    def supervised(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The NLL update's inputs: the task's targets for the batch, tokenised."""
+        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+
+        texts = self.task.sft_targets(batch)
+        ids, mask = P.tokenize_targets(self.tokenizer, texts, P.target_eos_id(self.tokenizer),
+                                       P.pad_id_of(self.tokenizer))
+        return {"prompt": as_model_inputs(self.policy.config, batch["model_inputs"]), "completion_ids": ids,
+                "completion_mask": mask, "texts": texts}
+
+    # ---------------------------------------------------------------------------------------- update
+    def update(self, ro: dict[str, Any]) -> dict[str, float]:
+        """``grpo.mu`` GRPO updates (or one NLL update) on ``ro``; returns the last update's metrics."""
+        args = (ro["prompt"], ro["completion_ids"], ro["completion_mask"])
+        if not self.grpo:
+            if not self.multi_process:
+                m = nll_step(self.model, self.optimizer, *args, scorer=self.scorer)
+            else:  # token-weighted average of every process's gradient, then the same AdamW step everywhere
+                grads, loss = nll_grads(self.model, *args, scorer=self.scorer)
+                grads, loss = D.allreduce_mean((grads, loss), float(np.sum(ro["completion_mask"])))
+                m = {"loss": loss, "grad_norm": apply_grads(self.model, self.optimizer, grads)}
+            return {k: float(v) for k, v in jax.device_get(m).items()}
+        g = self.cfg.grpo
+        old = score(self.model, *args, scorer=self.scorer) if g.mu > 1 else None
+        ref = score(self.reference, *args, scorer=self.scorer) if self.reference is not None else None
+        metrics: dict[str, Any] = {}
+        for _ in range(g.mu):
+            if not self.multi_process:
+                metrics = grpo_step(self.model, self.optimizer, *args, old, ref, ro["advantages"],
+                                    scorer=self.scorer, spec=self.loss_spec)
+                continue
+            # data parallel across processes: average the gradients (and metrics) of every process's rows,
+            # weighted so that the result is the gradient of the global batch, then the same AdamW step
+            grads, metrics = grpo_grads(self.model, *args, old, ref, ro["advantages"], scorer=self.scorer,
+                                        spec=self.loss_spec)
+            grads, metrics = D.allreduce_mean((grads, metrics), loss_weight(ro["completion_mask"], self.loss_spec))
+            metrics = dict(metrics, grad_norm=apply_grads(self.model, self.optimizer, grads))
+        return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    def train_step(self) -> dict[str, float]:
+        """Data -> (rollout -> reward -> advantages | targets) -> update -> metrics, with the NaN stop."""
+        t0 = time.perf_counter()
+        batch = next(self.data_iter)
+        t_data = time.perf_counter() - t0
+        if not self.grpo:
+            ro = self.supervised(batch)
+            m = self.update(ro)
+            m["time/step"] = time.perf_counter() - t0
+            return self._finish_step(m, ro["texts"])
+        self.key, sk = jax.random.split(self.key)
+        if self.multi_process:  # the replicas share self.key; each samples its own rows
+            sk = jax.random.fold_in(sk, jax.process_index())
+        ro = self.rollout(batch, sk)
+        t1 = time.perf_counter()
+        m = self.update(ro)
+        t_update = time.perf_counter() - t1
+        m.update(R.summarize(ro["components"], "reward/"))
+        m.update(R.summarize({"total": ro["rewards"]}, "reward/"))
+        m["response_length"] = float(np.mean(ro["lengths"]))
+        m["zero_variance_groups"] = float(zero_variance_fraction(jnp.asarray(ro["rewards"]), self.cfg.grpo.group_size))
+        m.update({f"{self.task.name}/{k}": float(v) for k, v in ro["stats"].items()})
+        m.update({"time/data": t_data, "time/rollout": ro["t_sample"], "time/reward": ro["t_reward"],
+                  "time/update": t_update, "time/step": time.perf_counter() - t0,
+                  "tokens_per_s": float(np.sum(ro["lengths"])) / max(ro["t_sample"], 1e-9)})
+        return self._finish_step(m, ro["texts"])
+
+    def _finish_step(self, m: dict[str, float], texts) -> dict[str, float]:
+        bad = [k for k in ("loss", "reward/total") if not math.isfinite(m.get(k, 0.0))]
+        if bad:
+            raise TrainingDivergedError(
+                f"{self.stage.name} step {self.step + 1}: non-finite {', '.join(bad)} "
+                f"({ {k: m[k] for k in bad} }); stopping. The last good checkpoint is in "
+                f"{self.checkpointer.directory} (step {self.checkpointer.latest_step()})")
+        self.step += 1
+        self.last_texts = list(texts)
+        return m
+
+    # ------------------------------------------------------------------------------------------ loop
+    def evaluate(self, tag: str) -> dict | None:
+        """Run the ``evaluate`` callback on the trained policy (LoRA merged view for a LoRA stage)."""
+        if self.evaluate_fn is None:
+            return None
+        result = self.evaluate_fn(self.current_policy(), tag)
+        if result is not None and "value" in result:
+            self.evals.append((self.step, float(result["value"])))
+            if self.writer is not None:
+                self.writer.write(self.step, {f"eval/{result.get('metric', 'value')}": result["value"]})
+        return result
+
+    def current_policy(self):
+        """The policy as it is now: the trained model, with LoRA factors merged into a copy for a LoRA stage."""
+        if self.model is self.policy:
+            return self.policy
+        from omnir1_jax.lora import merge_lora
+
+        return merge_lora(nnx.clone(self.model))
+
+    def train(self, steps: int | None = None, *, progress: bool = True) -> list[dict[str, float]]:
+        """Run until ``steps`` total steps (default ``stage.steps``); returns the per-step metrics. Saves the
+        final step, exports ``<out_dir>/hf`` when ``stage.export``, and leaves the trained policy (LoRA merged)
+        in :attr:`policy`."""
+        total = self.stage.steps if steps is None else steps
+        history = []
+        keys = ("loss", "reward/total", "reward/grounding", "reward/accuracy", "kl_mean", "time/step")
+        t0, start = time.perf_counter(), self.step
+        while self.step < total:
+            m = self.train_step()
+            history.append(m)
+            if self.writer is not None:
+                self.writer.write(self.step, m)
+            if progress and self.primary and (self.step % self.stage.log_every == 0 or self.step == total):
+                print(progress_line(self.stage.name, self.step, total, time.perf_counter() - t0, m, keys,
+                                    done_here=self.step - start), flush=True)
+            if self.stage.checkpoint_every and self.step % self.stage.checkpoint_every == 0:
+                self.save()
+            if self.stage.eval_every and self.step % self.stage.eval_every == 0 and self.step < total:
+                self.evaluate(f"{self.stage.name}_step{self.step}")
+        if self.checkpointer.latest_step() != self.step:
+            self.save()
+        if self.model is not self.policy:
+            self.policy = self.current_policy()
+        if self.stage.export:
+            path = P.export_policy(self.policy, os.path.join(self.out_dir, "hf"))
+            if progress and self.primary:
+                print(f"[{self.stage.name}] exported the policy to {path}", flush=True)
+        return history

@@ -1,0 +1,109 @@
+"""The task interface of the learner, a checkpointable batch iterator, and the task registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from omnir1_jax.config import ConfigError, ExperimentConfig
+
+
+@dataclasses.dataclass
+class Scored:
+    """Rewards of one step's completions (rows ordered ``prompt * group_size + sample``).
+
+    Attributes:
+      rewards: float32 ``[R]`` total reward of each row.
+      components: reward terms ``{name: [R]}`` (logged as ``reward/<name>``, mean / min / max).
+      stats: scalar counters of the step (e.g. bridge detections), logged as ``<task>/<name>``.
+    """
+
+    rewards: np.ndarray
+    components: dict[str, np.ndarray]
+    stats: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+class Task:
+    """One training task. Subclasses set :attr:`name` and implement the three methods.
+
+    A *batch* is whatever :meth:`batches` yields: a dict holding at least ``model_inputs`` (the Thinker's
+    keyword inputs, as the data pipelines emit them) and whatever the task's own methods need to score it.
+    """
+
+    name = "task"
+    #: reward weights shown in the reward plot (a component whose weight is 0 does not count)
+    weights: dict[str, float] = {}
+
+    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int) -> Iterator[dict[str, Any]]:
+        """An endless, checkpointable (``get_state`` / ``set_state``) iterator of training batches."""
+        raise NotImplementedError
+
+    def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
+        """Rewards of ``texts`` (``group_size`` completions per prompt of ``batch``)."""
+        raise NotImplementedError
+
+    def sft_targets(self, batch: dict[str, Any]) -> list[str]:
+        """Supervised target text of each prompt of ``batch`` (SFT)."""
+        raise NotImplementedError(f"task {self.name!r} has no supervised targets")
+
+    def close(self) -> None:
+        """Release what the task holds (judge connections); the learner calls it once."""
+
+
+class RecordBatches:
+    """Endless seeded batches over a record list, reshuffled per epoch; checkpointable.
+
+    ``make_batch(records) -> dict`` builds one batch. The state (epoch, position) is JSON bytes, like a Grain
+    iterator's, so the learner stores it in its checkpoint metadata and a resumed run sees the same batches.
+    """
+
+    def __init__(self, records: Sequence[Any], make_batch: Callable[[list], dict[str, Any]], *, batch_size: int,
+                 seed: int = 0, shuffle: bool = True):
+        if not records:
+            raise ConfigError("no training records to build batches from")
+        self.records, self.make_batch = list(records), make_batch
+        self.batch_size, self.seed, self.shuffle = int(batch_size), int(seed), shuffle
+        self.epoch, self.pos = 0, 0
+
+    def _order(self) -> np.ndarray:
+        n = len(self.records)
+        return np.random.default_rng(self.seed + self.epoch).permutation(n) if self.shuffle else np.arange(n)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        order = self._order()
+        if self.pos >= len(order):
+            self.epoch, self.pos = self.epoch + 1, 0
+            order = self._order()
+        chunk = [self.records[i] for i in order[self.pos:self.pos + self.batch_size]]
+        self.pos += self.batch_size
+        batch = self.make_batch(chunk)
+        batch["records"] = chunk
+        return batch
+
+    def get_state(self) -> bytes:
+        return json.dumps({"epoch": self.epoch, "pos": self.pos}).encode()
+
+    def set_state(self, state: bytes) -> None:
+        d = json.loads(bytes(state).decode())
+        self.epoch, self.pos = int(d["epoch"]), int(d["pos"])
+
+
+def make_task(cfg: ExperimentConfig, tokenizer, *, bridge: Callable[[], Any] | None = None, judge=None) -> Task:
+    """The task of ``cfg.data.task``: ``vos`` | ``refaid`` (System 2 through ``bridge()``, a callable returning a
+    ``BridgeClient``, called on first use) or ``qa`` (CrossOmni; ``judge`` scores consistency / coherence)."""
+    kind = cfg.data.task
+    if kind in ("vos", "refaid"):
+        from omnir1_jax.tasks.vos import RefAIDTask, VOSTask
+
+        return (VOSTask if kind == "vos" else RefAIDTask)(cfg, tokenizer, bridge)
+    if kind == "qa":
+        from omnir1_jax.tasks.crossomni_qa import CrossOmniQATask
+
+        return CrossOmniQATask(cfg, tokenizer, judge)
+    raise ConfigError(f"data.task={kind!r} has no task plug-in (vos, refaid, qa)")

@@ -1,0 +1,50 @@
+"""CrossOmni multiple-choice QA (paper 004, section 4.2): clip + audio + Table-17 prompt; rewards format,
+accuracy and the judge-scored contextual consistency / logical coherence; SFT targets are the CoT rationale +
+letter (``sft.target = rationale``) or the letter alone (``answer``)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from omnir1_jax.config import ConfigError, ExperimentConfig
+from omnir1_jax.tasks.base import RecordBatches, Scored, Task
+
+
+class CrossOmniQATask(Task):
+    """The ``qa`` task; ``judge`` is a batched ``list[str] -> list[str]`` callable (see
+    :func:`omnir1_jax.crossomni.rewards.make_judge`) or None when no judge-scored term has a weight."""
+
+    name = "crossomni_qa"
+
+    def __init__(self, cfg: ExperimentConfig, tokenizer, judge=None):
+        from omnir1_jax.crossomni.rewards import QARewardWeights
+
+        self.cfg, self.tokenizer, self.judge = cfg, tokenizer, judge
+        self.qa_weights = QARewardWeights()
+        self.weights = {"format": self.qa_weights.format, "accuracy": self.qa_weights.accuracy,
+                        "consistency": self.qa_weights.consistency, "coherence": self.qa_weights.coherence}
+
+    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False):
+        from omnir1_jax.crossomni.batches import qa_batch
+
+        return RecordBatches(records, lambda chunk: qa_batch(chunk, self.tokenizer, self.cfg.data),
+                             batch_size=batch_size, seed=seed)
+
+    def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
+        from omnir1_jax.crossomni.rewards import qa_rewards
+
+        rows = [r for r in batch["records"] for _ in range(group_size)]
+        rewards, comps, judge_metrics = qa_rewards(list(texts), rows, self.judge, self.qa_weights)
+        return Scored(rewards, comps, {f"judge_{k}": float(v) for k, v in judge_metrics.items()})
+
+    def sft_targets(self, batch: dict[str, Any]) -> list[str]:
+        from omnir1_jax.crossomni.prompts import sft_target
+
+        target = self.cfg.sft.target
+        if target not in ("rationale", "answer"):
+            raise ConfigError(f"sft.target for CrossOmni must be 'rationale' or 'answer', got {target!r}")
+        return [sft_target(r, with_rationale=target == "rationale") for r in batch["records"]]
+
+    def close(self) -> None:
+        if self.judge is not None and hasattr(self.judge, "close"):
+            self.judge.close()

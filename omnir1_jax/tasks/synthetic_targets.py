@@ -1,0 +1,88 @@
+"""Supervised targets on the synthetic world (the CPU demo's SFT warm-up).
+
+- ``format_only``: the answer *format* only — a few random keyframes of the sampled clip and the description of
+  a random object present in the clip that is never the target, so the warm-up teaches how to answer but not
+  what to answer (GRPO has to learn that).
+- ``oracle`` (ablations / debugging): frames where the target is visible and its description.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from omnir1_jax.config import ConfigError
+
+THINK = "the object is visible here"
+
+
+def format_time(seconds: float) -> str:
+    """``mm:ss.ff`` with a decimal fraction (``3.5`` -> ``"00:03.50"``)."""
+    minutes, secs = divmod(max(0.0, float(seconds)), 60.0)
+    return f"{int(minutes):02d}:{secs:05.2f}"
+
+
+def answer_text(frames: Sequence[int], description: str, fps: float = 2.0, think: str = THINK) -> str:
+    """A well-formed VOS answer naming each of ``frames`` (one single-frame item each) with ``description``."""
+    items = [{"start_time": format_time(f / fps), "end_time": format_time(f / fps), "description": description}
+             for f in sorted(frames)]
+    return f"<think>{think}</think><answer>{json.dumps(items)}</answer>"
+
+
+def load_oracle(root: str) -> dict[str, Any]:
+    """The synthetic world's per-video object table (``synthetic_objects.json`` under ``root``)."""
+    path = os.path.join(root, "synthetic_objects.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["videos"]
+    except FileNotFoundError:
+        raise ConfigError(f"sft.target needs the synthetic world's {path}") from None
+
+
+def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence[int], rng: np.random.Generator,
+                     *, mode: str = "format_only", fps: float = 2.0, think: str = THINK) -> str:
+    """A formatted answer for one sampled clip of a synthetic video (see the module docstring); ``think`` may
+    contain ``{description}`` (replaced by the answer's description)."""
+    t = len(positions)
+    objs = video["objects"]
+    if mode == "oracle":
+        chosen = [o for o in objs if o["obj_id"] in target_ids]
+        visible = [i for i in range(t) if any(o["visible"][p] for o in chosen for p in [positions[i]])]
+        k = min(4, len(visible))
+        frames = sorted(rng.choice(visible, size=k, replace=False).tolist()) if k else [0]
+        desc = "the " + chosen[0]["description"] if chosen else "the object"
+        return answer_text(frames, desc, fps, think.format(description=desc))
+    if mode != "format_only":
+        raise ConfigError(f"sft.target must be format_only or oracle, got {mode!r}")
+    others = [o for o in objs if o["obj_id"] not in target_ids]
+    present = [o for o in others if any(o["visible"][p] for p in positions)] or others
+    if present:
+        desc = "the " + present[int(rng.integers(len(present)))]["description"]
+    else:  # the target is the only object: describe a colour/shape that is not in the clip
+        desc = "the white square" if objs and objs[0]["description"] != "white square" else "the red circle"
+    k = int(rng.integers(2, 5))
+    frames = sorted(rng.choice(t, size=min(k, t), replace=False).tolist())
+    return answer_text(frames, desc, fps, think.format(description=desc))
+
+
+def decoy_instructions(records, template: str, *, seed: int = 0, colours: Sequence[str] | None = None,
+                       shapes: Sequence[str] | None = None):
+    """``records`` with their expression replaced by ``template``, whose ``{colour}`` / ``{shape}`` fields are
+    drawn per record uniformly from ``colours`` / ``shapes`` (default: every colour and shape of the synthetic
+    world), independently of the video, so an SFT prompt never names its target but the model still has to read
+    the instruction it is given (e.g. to restate it in its ``<think>``)."""
+    from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
+
+    rng = np.random.default_rng(seed)
+    colours = list(PALETTE) if colours is None else list(colours)
+    shapes = list(SHAPES) if shapes is None else list(shapes)
+    out = []
+    for r in records:
+        text = template.format(colour=colours[int(rng.integers(len(colours)))],
+                               shape=shapes[int(rng.integers(len(shapes)))])
+        out.append(dataclasses.replace(r, expression=text))
+    return out

@@ -1,0 +1,142 @@
+"""Omni-R1's segmentation tasks: ``vos`` (keyframes + descriptions -> System 2 + SAM2 -> R_fmt, R_K, R_A, R_G)
+and ``refaid`` (first frame + audio, one description -> System-2 boxes on frame 0 -> R_fmt + box IoU)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from omnir1_jax.config import ConfigError, ExperimentConfig
+from omnir1_jax.rewards import parse_answer
+from omnir1_jax.rl import rollout as R
+from omnir1_jax.tasks.base import Scored, Task
+
+
+class VOSTask(Task):
+    """Referring / reasoning VOS (ReVOS, MeViS, the synthetic world; Omni-R1 sections 3.1-3.3).
+
+    Batches come from the Grain pipeline (checkpointable); each group's keyframe queries go to the bridge (all
+    groups of a step in flight at once) unless the reward weights need no System 2 (alpha_A = alpha_G = 0).
+    SFT targets exist for the synthetic world (:mod:`omnir1_jax.tasks.synthetic_targets`).
+    """
+
+    name = "vos"
+
+    def __init__(self, cfg: ExperimentConfig, tokenizer, bridge: Callable[[], Any] | None):
+        self.cfg, self.tokenizer, self._bridge = cfg, tokenizer, bridge
+        w = cfg.grpo.rewards
+        self.weights = {"format": 1.0, "keyframe": w.alpha_k, "alignment": w.alpha_a, "grounding": w.alpha_g}
+        self._oracle = None
+        # SFT prompts: the record of each (video, expression) and the text its prompt carries (a decoy or the expression)
+        self.sft_records: dict[tuple[str, str], Any] = {}
+        self.shown: dict[tuple[str, str], str] = {}
+        self._rng = np.random.default_rng(cfg.run.seed + 7)
+
+    def client(self):
+        if self._bridge is None:
+            raise ConfigError(f"task {self.name!r} needs a bridge (System 2) for these reward weights")
+        return self._bridge()
+
+    # ------------------------------------------------------------------------------------------ batches
+    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False):
+        from omnir1_jax.data import build_pipeline
+        from omnir1_jax.runtime.setup import pipeline_config
+
+        records = list(records)
+        if sft and self.cfg.sft.instruction is not None:  # the SFT prompts carry a decoy instead of the expression
+            from omnir1_jax.tasks.synthetic_targets import decoy_instructions
+
+            records = decoy_instructions(records, self.cfg.sft.instruction, seed=self.cfg.run.seed + 11,
+                                         colours=self.cfg.data.synthetic_colours, shapes=self.cfg.data.synthetic_shapes)
+        if sft:
+            self.sft_records = {(r.video_id, r.exp_id): r for r in records}
+            self.shown = {(r.video_id, r.exp_id): r.expression for r in records}
+        pcfg = pipeline_config(self.cfg.data, train=True, seed=seed, batch_size=batch_size)
+        return iter(build_pipeline(records, self.tokenizer, pcfg))
+
+    # ------------------------------------------------------------------------------------------ rewards
+    def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
+        g, n = self.cfg.grpo, group_size
+        weights = g.rewards
+        need_bridge = weights.alpha_a > 0 or weights.alpha_g > 0
+        groups, futures = [], []
+        for b in range(len(batch["num_frames"])):
+            t = int(batch["num_frames"][b])
+            rows = list(texts[b * n:(b + 1) * n])
+            answers = [parse_answer(x, t, batch["fps_s1"]) for x in rows]
+            queries = [R.keyframe_queries(a) for a in answers]
+            groups.append((rows, answers, queries, t))
+            if need_bridge:
+                futures.append(self.client().submit_group(batch["frames"][b], queries))
+        rewards, comps, stats = [], [], {"n_unparseable": 0.0, "n_detections": 0.0}
+        for b, (rows, answers, queries, t) in enumerate(groups):
+            result = futures[b].result().raise_for_status() if need_bridge else None
+            if result is not None:
+                stats["n_unparseable"] += result.n_unparseable
+                stats["n_detections"] += result.n_detections
+            r, c = R.group_rewards(rows, t, batch["gt_masks"][b], batch["gt_boxes"][b][:t],
+                                   batch["gt_box_valid"][b][:t], result, queries, weights=weights,
+                                   preset=g.reward_preset, fps=batch["fps_s1"], answers=answers)
+            rewards.append(r)
+            comps.append(c)
+        components = {k: np.concatenate([c[k] for c in comps]) for k in comps[0]}
+        return Scored(np.concatenate(rewards), components, stats)
+
+    # -------------------------------------------------------------------------------------- SFT targets
+    def sft_targets(self, batch: dict[str, Any]) -> list[str]:
+        """The synthetic world's formatted answers for one batch (``sft.target``: format_only / oracle)."""
+        from omnir1_jax.tasks.synthetic_targets import load_oracle, synthetic_target
+
+        if self.cfg.data.dataset != "synthetic":
+            raise ConfigError("SFT targets for the vos task are implemented for the synthetic world "
+                              "(data.dataset='synthetic')")
+        if self._oracle is None:
+            self._oracle = load_oracle(self.cfg.data.root)
+        texts = []
+        for b in range(len(batch["num_frames"])):
+            key = (batch["video_id"][b], batch["exp_id"][b])
+            rec = self.sft_records[key]
+            t = int(batch["num_frames"][b])
+            positions = [int(p) for p in batch["frame_indices"][b][:t]]
+            think = self.cfg.sft.think.replace("{instruction}", self.shown[key])
+            texts.append(synthetic_target(self._oracle[rec.video_id], positions, rec.obj_ids, self._rng,
+                                          mode=self.cfg.sft.target, fps=batch["fps_s1"], think=think))
+        return texts
+
+
+class RefAIDTask(VOSTask):
+    """RefAID (Omni-R1 appendix B): one description per rollout, System-2 boxes on the first frame, reward
+    ``R_fmt + (1 - L_H(pred, gt))``; no segmentation."""
+
+    name = "refaid"
+
+    def __init__(self, cfg: ExperimentConfig, tokenizer, bridge: Callable[[], Any] | None):
+        super().__init__(cfg, tokenizer, bridge)
+        self.weights = {"format": 1.0, "alignment": 1.0}
+
+    def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
+        from omnir1_jax.rewards import format_reward, parse_description, refaid_reward
+        from sam2_bridge.protocol import Keyframe
+
+        n = group_size
+        rewards, fmt, box, stats = [], [], [], {"n_unparseable": 0.0, "n_detections": 0.0}
+        for b in range(len(batch["num_frames"])):
+            rows = list(texts[b * n:(b + 1) * n])
+            descs = [parse_description(x) for x in rows]
+            asked = [i for i, d in enumerate(descs) if d]
+            pred = [np.zeros((0, 4), np.float32) for _ in rows]
+            if asked:
+                reply = self.client().ground(batch["frames"][b][:1], [Keyframe(0, descs[i]) for i in asked])
+                stats["n_unparseable"] += reply.n_unparseable
+                for i, boxes in zip(asked, reply.boxes):
+                    pred[i] = np.asarray(boxes, np.float32).reshape(-1, 4)
+                    stats["n_detections"] += len(pred[i])
+            gt = batch["gt_boxes"][b][:1] if batch["gt_box_valid"][b][0] else np.zeros((0, 4), np.float32)
+            r = refaid_reward(rows, pred, gt)
+            f = format_reward(rows)
+            rewards.append(r)
+            fmt.append(f)
+            box.append(r - f)
+        components = {"format": np.concatenate(fmt), "alignment": np.concatenate(box)}
+        return Scored(np.concatenate(rewards), components, stats)
