@@ -32,11 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnir1_jax import policy as P
-from omnir1_jax.config import ExperimentConfig, to_dict
+from omnir1_jax.config import ConfigError, ExperimentConfig, to_dict
 from omnir1_jax.rl import group_advantages, zero_variance_fraction
 from omnir1_jax.rl import rollout as R
-from omnir1_jax.rl.update import LossSpec, apply_grads, grpo_grads, grpo_step, loss_weight, make_optimizer, \
-    nll_grads, nll_step, score
+from omnir1_jax.rl.update import LossSpec, grpo_step, make_optimizer, nll_step, score
 from omnir1_jax.runtime import distributed as D
 from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
 from omnir1_jax.runtime.metrics import MetricsWriter, format_metrics
@@ -118,6 +117,20 @@ def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip):
                           grad_clip=grad_clip)
 
 
+def take_prompts(batch: dict[str, Any], lo: int, hi: int, num_prompts: int) -> dict[str, Any]:
+    """Prompts ``lo:hi`` of a batch: every per-prompt entry (a sequence of ``num_prompts`` items) sliced; the
+    model inputs and scalars kept. The batch itself when it is the whole range."""
+    if lo == 0 and hi == num_prompts:
+        return batch
+    out = {}
+    for k, v in batch.items():
+        if k != "model_inputs" and isinstance(v, (list, tuple, np.ndarray)) and len(v) == num_prompts:
+            out[k] = v[lo:hi]
+        else:
+            out[k] = v
+    return out
+
+
 def _bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
@@ -161,17 +174,20 @@ class Learner:
         self.tokenizer = tokenizer or P.build_tokenizer(cfg.model)
         self.eos_ids = P.eos_ids_of(self.tokenizer)
         policy = policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed)
-        # The config's mesh; in a multi-process run each process lays its replica out on its own slice of it.
-        self.mesh, self.local_mesh = D.run_meshes(cfg.mesh)
+        # One mesh over every device of every process; parameters, reference and optimiser state are global
+        # arrays on it, and every step is one jit program over it (runtime/distributed.py).
+        self.mesh = D.global_mesh(cfg.mesh)
         self.multi_process = jax.process_count() > 1
-        if self.local_mesh is not None:
-            from omnir1_jax.models.qwen2_5_omni import fsdp_tp, shard_model
-
-            policy = shard_model(policy, self.local_mesh, fsdp_tp())
+        if self.mesh is not None:
+            policy = P.place_policy(policy, self.mesh)
         self.policy = policy
         self.model = policy  # what the optimiser updates: the policy, or its LoRA wrapper
         if stage.lora_rank > 0:
             from omnir1_jax.lora import apply_lora
+
+            if self.multi_process:
+                raise ConfigError("sft.lora_rank > 0 is not supported in a multi-process run yet (the LoRA factors "
+                                  "are created per process); use full fine-tuning or one process")
 
             self.model = apply_lora(policy, stage.lora_rank, stage.lora_alpha, seed=cfg.run.seed)
         g = cfg.grpo
@@ -187,10 +203,10 @@ class Learner:
         self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                     g.group_size if self.grpo else None)
         self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
-        # multi-process: every process reads its own share of the records and of the global batch
-        local_records, local_batch = D.shard_records(self.records, stage.batch_size)
-        self.data_iter = task.batches(local_records, batch_size=local_batch, seed=stage.seed,
-                                      sft=not self.grpo)
+        # every process reads the same global batches (the prompts enter the programs as replicated arrays); each
+        # process rewards its own block of prompts (D.my_prompts)
+        D.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes
+        self.data_iter = task.batches(self.records, batch_size=stage.batch_size, seed=stage.seed, sft=not self.grpo)
         self.key = jax.random.key(cfg.run.seed)
         self.step = 0
         self.evaluate_fn = evaluate
@@ -215,22 +231,14 @@ class Learner:
     def save(self) -> None:
         meta = {"step": self.step, "data_state": self.data_iter.get_state(), "config": to_dict(self.cfg),
                 "stage": self.stage.name}
-        state = self._state()
-        if self.multi_process:  # one global array per leaf: Orbax writes each replicated leaf once
-            state = D.to_global(state, self.mesh, self.local_mesh)
-        self.checkpointer.save(self.step, state, meta)
+        self.checkpointer.save(self.step, self._state(), meta)
 
     def restore(self) -> bool:
         """Restore the newest checkpoint of ``out_dir``; False when there is none."""
-        template = self._state()
-        if self.multi_process:
-            template = D.to_global(template, self.mesh, self.local_mesh)
-        got = self.checkpointer.restore(template)
+        got = self.checkpointer.restore(self._state())
         if got is None:
             return False
         step, state, meta = got
-        if self.multi_process:
-            state = D.from_global(state, self.local_mesh)
         nnx.update(self.model, state["params"])
         nnx.update(self.optimizer, state["opt"])
         if self.reference is not None:
@@ -250,15 +258,27 @@ class Learner:
 
     # --------------------------------------------------------------------------------------- rollout
     def rollout(self, batch: dict[str, Any], key) -> dict[str, Any]:
-        """Sample a group per prompt, let the task score it, compute advantages: the step before the update."""
-        g = self.cfg.grpo
+        """Sample a group per prompt, let the task score it, compute advantages: the step before the update.
+
+        Generation is one program over the mesh; every process reads all completions back, rewards its own
+        block of prompts (its bridge), and the rewards of all processes are gathered before the advantages."""
+        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+
+        g, n = self.cfg.grpo, self.cfg.grpo.group_size
         t0 = time.perf_counter()
-        comp = P.complete(self.model, self.tokenizer, batch["model_inputs"], max_new_tokens=g.max_new_tokens,
-                          greedy=False, num_samples=g.group_size, key=key, temperature=g.temperature,
-                          top_k=g.top_k, top_p=g.top_p, eos_ids=self.eos_ids)
+        prompt = D.replicated(as_model_inputs(self.policy.config, batch["model_inputs"]), self.mesh)
+        comp = P.complete(self.model, self.tokenizer, prompt, max_new_tokens=g.max_new_tokens, greedy=False,
+                          num_samples=n, key=key, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
+                          eos_ids=self.eos_ids)
         t_sample = time.perf_counter() - t0
         t1 = time.perf_counter()
-        scored = self.task.score(batch, comp.texts, g.group_size)
+        num_prompts = int(np.asarray(prompt.input_ids).shape[0])
+        lo, hi = D.my_prompts(num_prompts)
+        mine = self.task.score(take_prompts(batch, lo, hi, num_prompts), comp.texts[lo * n:hi * n], n)
+        scored = Scored(D.gather_rows(mine.rewards, self.mesh),
+                        {k: D.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
+                        {k: float(D.gather_rows(np.asarray([v], np.float64)).sum())
+                         for k, v in sorted(mine.stats.items())})
         return self.assemble(comp.prompt, comp.tokens, comp.lengths, comp.texts, scored, t_sample,
                              time.perf_counter() - t1)
 
@@ -273,8 +293,9 @@ class Learner:
         adv = np.asarray(group_advantages(jnp.asarray(scored.rewards), n, g.adv_scale, g.adv_eps))
         width = min(_bucket(int(lengths.max())), tokens.shape[1])
         mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
-        return {"prompt": repeat_prompt(prompt, n), "completion_ids": jnp.asarray(tokens[:, :width]),
-                "completion_mask": jnp.asarray(mask), "advantages": jnp.asarray(adv), "rewards": scored.rewards,
+        rep = D.replicated
+        return {"prompt": rep(repeat_prompt(prompt, n), self.mesh), "completion_ids": rep(tokens[:, :width], self.mesh),
+                "completion_mask": rep(mask, self.mesh), "advantages": rep(adv, self.mesh), "rewards": scored.rewards,
                 "components": scored.components, "texts": list(texts), "lengths": lengths, "t_sample": t_sample,
                 "t_reward": t_reward, "stats": scored.stats}
 
@@ -285,36 +306,24 @@ class Learner:
         texts = self.task.sft_targets(batch)
         ids, mask = P.tokenize_targets(self.tokenizer, texts, P.target_eos_id(self.tokenizer),
                                        P.pad_id_of(self.tokenizer))
-        return {"prompt": as_model_inputs(self.policy.config, batch["model_inputs"]), "completion_ids": ids,
-                "completion_mask": mask, "texts": texts}
+        rep = D.replicated
+        return {"prompt": rep(as_model_inputs(self.policy.config, batch["model_inputs"]), self.mesh),
+                "completion_ids": rep(ids, self.mesh), "completion_mask": rep(mask, self.mesh), "texts": texts}
 
     # ---------------------------------------------------------------------------------------- update
     def update(self, ro: dict[str, Any]) -> dict[str, float]:
         """``grpo.mu`` GRPO updates (or one NLL update) on ``ro``; returns the last update's metrics."""
         args = (ro["prompt"], ro["completion_ids"], ro["completion_mask"])
         if not self.grpo:
-            if not self.multi_process:
-                m = nll_step(self.model, self.optimizer, *args, scorer=self.scorer)
-            else:  # token-weighted average of every process's gradient, then the same AdamW step everywhere
-                grads, loss = nll_grads(self.model, *args, scorer=self.scorer)
-                grads, loss = D.allreduce_mean((grads, loss), float(np.sum(ro["completion_mask"])))
-                m = {"loss": loss, "grad_norm": apply_grads(self.model, self.optimizer, grads)}
+            m = nll_step(self.model, self.optimizer, *args, scorer=self.scorer)
             return {k: float(v) for k, v in jax.device_get(m).items()}
         g = self.cfg.grpo
         old = score(self.model, *args, scorer=self.scorer) if g.mu > 1 else None
         ref = score(self.reference, *args, scorer=self.scorer) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
-            if not self.multi_process:
-                metrics = grpo_step(self.model, self.optimizer, *args, old, ref, ro["advantages"],
-                                    scorer=self.scorer, spec=self.loss_spec)
-                continue
-            # data parallel across processes: average the gradients (and metrics) of every process's rows,
-            # weighted so that the result is the gradient of the global batch, then the same AdamW step
-            grads, metrics = grpo_grads(self.model, *args, old, ref, ro["advantages"], scorer=self.scorer,
-                                        spec=self.loss_spec)
-            grads, metrics = D.allreduce_mean((grads, metrics), loss_weight(ro["completion_mask"], self.loss_spec))
-            metrics = dict(metrics, grad_norm=apply_grads(self.model, self.optimizer, grads))
+            metrics = grpo_step(self.model, self.optimizer, *args, old, ref, ro["advantages"], scorer=self.scorer,
+                                spec=self.loss_spec)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
     def train_step(self) -> dict[str, float]:
@@ -328,8 +337,6 @@ class Learner:
             m["time/step"] = time.perf_counter() - t0
             return self._finish_step(m, ro["texts"])
         self.key, sk = jax.random.split(self.key)
-        if self.multi_process:  # the replicas share self.key; each samples its own rows
-            sk = jax.random.fold_in(sk, jax.process_index())
         ro = self.rollout(batch, sk)
         t1 = time.perf_counter()
         m = self.update(ro)

@@ -23,6 +23,7 @@ import numpy as np
 
 from omnir1_jax.config import ConfigError, ModelSpec
 from omnir1_jax.rl.rollout import decode_completions
+from omnir1_jax.runtime import distributed as D
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -158,8 +159,30 @@ def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = T
     out = generate(policy, inputs, max_new_tokens=max_new_tokens, key=key, num_samples=num_samples,
                    greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos,
                    pad_token_id=pad_id_of(tokenizer))
-    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+    # on a mesh spanning processes the rows live on several hosts: every process reads the whole batch back
+    tokens, lengths = D.fetch(out.tokens), D.fetch(out.lengths)
     return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs)
+
+
+def place_policy(policy, mesh, sharding=None):
+    """``policy`` laid out on ``mesh`` (a mesh over every device of every process): parameters as global arrays
+    sharded by ``sharding`` (default :func:`~omnir1_jax.models.qwen2_5_omni.fsdp_tp`), activations and the KV
+    cache constrained by it. ``policy`` must be identical on every process (same seed or checkpoint); each
+    process keeps only its own shards. Returns the placed policy (the argument is left as it was)."""
+    from jax.sharding import NamedSharding
+
+    from omnir1_jax.models.qwen2_5_omni import fsdp_tp
+    from omnir1_jax.models.qwen2_5_omni.convert import flax_name
+    from omnir1_jax.models.qwen2_5_omni.sharding import param_spec
+
+    sharding = sharding or fsdp_tp()
+    graphdef, state = nnx.split(policy)
+    shardings = jax.tree_util.tree_map_with_path(
+        lambda p, x: NamedSharding(mesh, param_spec(flax_name(p), x.shape, sharding, mesh)), state)
+    placed = nnx.merge(graphdef, D.place(state, shardings))
+    placed.act_sharding = sharding.act_btd
+    placed.kv_sharding = sharding.kv_cache_bskh
+    return placed
 
 
 def tokenize_targets(tokenizer, texts: Sequence[str], eos_id: int, pad_id: int, multiple: int = 32):

@@ -39,23 +39,23 @@ or, under SLURM, ``srun --nodes=2 --ntasks-per-node=1 python -m omnir1_jax.train
     XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu \\
       OMNIR1_COORDINATOR=127.0.0.1:7777 OMNIR1_NUM_PROCESSES=2 OMNIR1_PROCESS_ID=$I python -m omnir1_jax.train ...
 
-How a multi-process run trains (data parallel across processes)
-------------------------------------------------------------------
-Each process holds a full copy of the policy, the frozen reference and the optimiser state, laid out on its
-own slice of the config's mesh (:func:`local_mesh`: the rows of the ``data`` axis whose devices it owns, so
-``fsdp`` / ``tensor`` sharding stays inside a host). It reads every ``process_count``-th record
-(:func:`shard_records`), i.e. its share ``data.batch_size / process_count`` of the global batch, samples its
-groups with its own PRNG stream, queries its own bridge and computes the gradient of its rows. The gradients
-are averaged across processes (:func:`allreduce_mean`, weighted so that the result is the gradient of the
-concatenated global batch) and every process applies the same AdamW step, so the replicas stay equal. The
-averaging goes through the hosts (``process_allgather``): simple and exact, but a 7B run spends a host
-round-trip of the gradients per step; on a TPU pod prefer one process per host with large local meshes.
-Checkpoints are written as global arrays on the whole mesh (:func:`to_global`), so Orbax writes each
-replicated leaf once.
+How a multi-process run trains: one SPMD program over a global mesh
+------------------------------------------------------------------------
+Every process runs the same program. The (data, fsdp, tensor) mesh (:func:`global_mesh`) spans every device
+of every process, so ``fsdp`` shards the policy, the frozen reference and the AdamW moments across hosts:
+they are global arrays (:func:`place`), each process holding only its shards. Generation, scoring and the
+update are jit programs over that mesh; XLA inserts the collectives (the gradient reduction over ``data`` x
+``fsdp`` included), nothing is averaged through the hosts. Every process prepares the same global prompt
+batch (the same seeded pipeline over every record; the prompt arrays enter the programs as replicated
+global arrays, :func:`replicated`) and the sampled tokens of the whole batch are read back on every process
+(:func:`fetch`); each process then rewards only its own block of prompts with its own bridge
+(:func:`my_prompts`), and the per-process rewards become one global array
+(``make_array_from_process_local_data``, :func:`gather_rows`) from which every process computes the same
+group advantages. Orbax saves and restores the global arrays (each process writes its own shards).
 
 Each process should start its own bridge (``bridge.start=True``, an ipc socket in its run directory) or be
-given its host's bridge addresses; only process 0 writes metrics, plots and summaries (:func:`is_primary`),
-while every process takes part in Orbax checkpointing (Orbax coordinates the commit).
+given its host's bridge addresses; only process 0 writes metrics, plots, the export and summaries
+(:func:`is_primary`), while every process takes part in Orbax checkpointing (Orbax coordinates the commit).
 """
 
 from __future__ import annotations
@@ -157,107 +157,107 @@ def is_primary() -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ meshes
-def local_mesh(mesh):
-    """This process's slice of ``mesh`` (a (data, fsdp, tensor) Mesh over every device of the run): the
-    ``data`` rows whose devices all belong to this process. Raises if a row spans processes (make
-    ``fsdp * tensor`` divide the devices per process)."""
-    import jax
-    import numpy as np
-    from jax.sharding import Mesh
-
-    devices = np.asarray(mesh.devices)
-    mine = np.vectorize(lambda d: d.process_index == jax.process_index())(devices)
-    rows = [i for i in range(devices.shape[0]) if mine[i].all()]
-    if not rows or any(mine[i].any() and not mine[i].all() for i in range(devices.shape[0])):
-        raise ConfigError(f"mesh {dict(mesh.shape)}: every data row must lie in one process "
-                          f"({jax.local_device_count()} devices per process); make fsdp x tensor divide it")
-    return Mesh(devices[rows], mesh.axis_names, axis_types=mesh.axis_types)
-
-
-def run_meshes(mesh_spec):
-    """``(global_mesh, local_mesh)`` of a run. One process: ``build_mesh``'s mesh twice (None on one device).
-    Several: the global mesh over every device (process-major) and this process's slice of it."""
+def global_mesh(mesh_spec):
+    """The run's (data, fsdp, tensor) Mesh over every device of every process (process-major order, so the
+    ``data`` and ``fsdp`` axes may span processes), or None for a single device in a single process.
+    ``data = -1`` takes every device not used by ``fsdp x tensor``."""
     import jax
     import numpy as np
     from jax.sharding import AxisType, Mesh
 
-    from omnir1_jax.runtime.setup import build_mesh
-
-    if jax.process_count() == 1:
-        mesh = build_mesh(mesh_spec)
-        return mesh, mesh
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     n = len(devices)
+    if n == 1:
+        return None
     fsdp, tensor = mesh_spec.fsdp, mesh_spec.tensor
     data = mesh_spec.data if mesh_spec.data > 0 else n // (fsdp * tensor)
     if data * fsdp * tensor != n:
-        raise ConfigError(f"mesh data={data} x fsdp={fsdp} x tensor={tensor} != {n} devices")
-    mesh = Mesh(np.asarray(devices).reshape(data, fsdp, tensor), ("data", "fsdp", "tensor"),
+        raise ConfigError(f"mesh data={data} x fsdp={fsdp} x tensor={tensor} != {n} devices "
+                          f"({jax.process_count()} processes x {jax.local_device_count()})")
+    return Mesh(np.asarray(devices).reshape(data, fsdp, tensor), ("data", "fsdp", "tensor"),
                 axis_types=(AxisType.Auto,) * 3)
-    return mesh, local_mesh(mesh)
 
 
-def shard_records(records, batch_size: int):
-    """This process's share of the training records (every ``process_count``-th) and its per-process batch
-    size; the global ``batch_size`` must be a multiple of the process count."""
+# ----------------------------------------------------------------------------------------- global arrays
+def replicated(tree, mesh):
+    """Host values identical on every process (numpy arrays, the prepared prompt) as global arrays replicated
+    over ``mesh``; the tree unchanged in a single-process run (jit places host inputs itself)."""
     import jax
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
 
-    n, i = jax.process_count(), jax.process_index()
-    if n == 1:
-        return list(records), batch_size
-    if batch_size % n:
-        raise ConfigError(f"data.batch_size={batch_size} must be a multiple of the {n} processes")
-    return list(records)[i::n], batch_size // n
+    if mesh is None or jax.process_count() == 1:
+        return tree
+    sharding = NamedSharding(mesh, P())
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return x  # already global
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree.map(one, tree)
 
 
-# ----------------------------------------------------------------------------------------- collectives
-def allreduce_mean(tree, weight: float):
-    """The ``weight``-weighted mean over processes of a pytree of process-local arrays (each leaf keeps its
-    sharding); the identity in a single-process run."""
+def place(tree, shardings):
+    """Arrays of ``tree`` (identical on every process: the same seed, the same checkpoint) laid out as global
+    arrays with ``shardings`` (a matching tree of ``NamedSharding``); each process materialises only its own
+    shards (``make_array_from_callback``), so no process needs more than its share on device."""
+    import jax
+    import numpy as np
+
+    if jax.process_count() == 1:
+        return jax.tree.map(jax.device_put, tree, shardings)
+
+    def one(x, sh):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sh, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree, shardings)
+
+
+def fetch(x):
+    """A host (numpy) copy of the whole of ``x`` on every process, also when ``x`` is a global array whose
+    shards live on other processes (``process_allgather``)."""
     import jax
     import numpy as np
     from jax.experimental import multihost_utils
 
-    if jax.process_count() == 1:
-        return tree
-    w = np.asarray(multihost_utils.process_allgather(np.float64(weight)), np.float64)
-    leaves, treedef = jax.tree.flatten(tree)
-    gathered = multihost_utils.process_allgather(
-        [np.asarray(jax.device_get(x)) for x in leaves])
-    out = []
-    for x, g in zip(leaves, gathered):
-        g = np.asarray(g, np.float64)
-        mean = np.tensordot(w, g, axes=(0, 0)) / w.sum()
-        value = mean.astype(np.asarray(x).dtype)
-        out.append(jax.device_put(value, x.sharding) if isinstance(x, jax.Array) else value)
-    return jax.tree.unflatten(treedef, out)
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
-def to_global(tree, global_mesh, local):
-    """Process-local arrays (laid out on ``local``, this process's slice of ``global_mesh``; leaves elsewhere
-    are first replicated on it) as global arrays on ``global_mesh`` with the same PartitionSpecs, for Orbax."""
+def my_prompts(num_prompts: int) -> tuple[int, int]:
+    """``(start, stop)`` of the prompts of a global batch that this process scores (contiguous blocks in
+    process order: each process rewards its own groups with its own bridge)."""
     import jax
+
+    n, i = jax.process_count(), jax.process_index()
+    if num_prompts % n:
+        raise ConfigError(f"data.batch_size={num_prompts} must be a multiple of the {n} processes")
+    k = num_prompts // n
+    return i * k, (i + 1) * k
+
+
+def gather_rows(local, mesh=None):
+    """Every process's row block of ``local`` (a numpy array, rows first) concatenated in process order, on
+    every process. With a mesh whose devices divide the rows, the blocks become one global array
+    (``make_array_from_process_local_data``) that a jitted identity replicates; otherwise (or without a
+    mesh) ``process_allgather``."""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
     from jax.sharding import NamedSharding, PartitionSpec as P
 
-    def one(x):
-        sh = getattr(x, "sharding", None)
-        if not (isinstance(sh, NamedSharding) and sh.mesh.devices.shape == local.devices.shape
-                and (sh.mesh.devices == local.devices).all()):
-            x = jax.device_put(x, NamedSharding(local, P()))
-        spec = x.sharding.spec
-        return jax.make_array_from_single_device_arrays(
-            x.shape, NamedSharding(global_mesh, spec), [s.data for s in x.addressable_shards])
-
-    return jax.tree.map(one, tree)
-
-
-def from_global(tree, local):
-    """Inverse of :func:`to_global`: this process's copy of each global leaf, laid out on ``local``."""
-    import jax
-    from jax.sharding import NamedSharding
-
-    def one(x):
-        return jax.make_array_from_single_device_arrays(
-            x.shape, NamedSharding(local, x.sharding.spec), [s.data for s in x.addressable_shards])
-
-    return jax.tree.map(one, tree)
+    local = np.asarray(local)
+    n = jax.process_count()
+    if n == 1:
+        return local
+    rows = local.shape[0] * n
+    if mesh is not None and rows % mesh.devices.size == 0:
+        sharded = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+        glob = jax.make_array_from_process_local_data(sharded, local, (rows,) + local.shape[1:])
+        out = jax.jit(lambda a: a, out_shardings=NamedSharding(mesh, P()))(glob)
+        return np.asarray(out.addressable_data(0))
+    return np.asarray(multihost_utils.process_allgather(local, tiled=True))

@@ -1,10 +1,11 @@
-"""Subprocess of test_distributed.py: two GRPO updates of the real trainer on a fixed global batch.
+"""Subprocess of test_distributed.py: two GRPO updates of the one learner on a fixed global batch.
 
-Joins the process group described by the OMNIR1_* environment (or runs alone), builds the one ``Learner`` on the
-tiny policy (laid out on this process's slice of the mesh), takes this process's share of a fixed global batch
-(prompts from the synthetic world in WORLD, completions and rewards drawn from seeds of their *global* row
-index), runs ``trainer.update`` twice (data parallel: per-process gradients averaged across processes), writes
-a checkpoint, scrambles the policy and restores it. Prints one JSON line.
+Joins the process group described by the OMNIR1_* environment (or runs alone) with a mesh whose ``fsdp`` axis
+is every device of the run (2 processes x 4 devices: fsdp = 8 spans both processes), builds the ``Learner`` on
+the tiny policy, takes a fixed global batch (prompts from the synthetic world in WORLD, completions and rewards
+drawn from seeds of their global row index), runs ``learner.update`` twice (one jit program over the global
+mesh), measures which fraction of every fsdp-sharded weight this process holds, writes a checkpoint, scrambles
+the policy and restores it. Prints one JSON line.
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 OMNIR1_COORDINATOR=... python _dist_worker.py WORLD OUT
 """
@@ -20,11 +21,22 @@ from omnir1_jax.runtime import distributed
 PROMPTS, GROUP = 2, 4  # the global batch: 2 prompts x 4 samples
 
 
+def held_fraction(x) -> float:
+    """Fraction of the elements of global array ``x`` held by this process's devices (each shard once)."""
+    seen = {}
+    for s in x.addressable_shards:
+        key = tuple((sl.start, sl.stop) for sl in s.index)
+        seen[key] = int(np.prod(s.data.shape))
+    return sum(seen.values()) / x.size
+
+
 def main(world: str, out_dir: str) -> None:
     spec = distributed.initialize(distributed.resolve())
     import jax
+    import jax.numpy as jnp
     from flax import nnx
 
+    from omnir1_jax.config import MeshSpec
     from omnir1_jax.data import build_pipeline
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
     from omnir1_jax.runtime import setup as S
@@ -32,17 +44,16 @@ def main(world: str, out_dir: str) -> None:
     from tests.train._tiny import make_learner, perturb, tiny_config
 
     cfg = tiny_config(world, out_dir, batch_size=PROMPTS, steps=2)
-    cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, group_size=GROUP))
+    cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, group_size=GROUP),
+                              mesh=MeshSpec(data=1, fsdp=jax.device_count(), tensor=1))
     records = S.read_records(cfg.data)
     tr = make_learner(cfg, None, records=records)
     perturb(tr.policy)  # away from the reference, so the KL term and its gradient are not zero
 
-    k = PROMPTS // jax.process_count()  # prompts of this process
-    first = jax.process_index() * k
-    mine = sorted(records, key=lambda r: r.key)[first:first + k]
-    pipe = build_pipeline(mine, tr.tokenizer, S.pipeline_config(cfg.data, train=False, seed=0, batch_size=k))
+    mine = sorted(records, key=lambda r: r.key)[:PROMPTS]  # the same global batch on every process
+    pipe = build_pipeline(mine, tr.tokenizer, S.pipeline_config(cfg.data, train=False, seed=0, batch_size=PROMPTS))
     prompt = as_model_inputs(tr.policy.config, next(iter(pipe))["model_inputs"])
-    rows = range(first * GROUP, (first + k) * GROUP)  # global row indices
+    rows = range(PROMPTS * GROUP)  # global row indices
     lengths = np.array([5 + row % 6 for row in rows], np.int32)
     tokens = np.zeros((len(rows), 16), np.int32)
     for i, row in enumerate(rows):
@@ -51,10 +62,17 @@ def main(world: str, out_dir: str) -> None:
     ro = tr.assemble(prompt, tokens, lengths, [""] * len(rows), Scored(rewards, {}, {}))
     losses = [tr.update(ro)["loss"] for _ in range(2)]
 
-    def checksum():
-        return float(sum(np.sum(np.asarray(x, np.float64) * 1.0) for x in jax.tree.leaves(
-            jax.tree.map(np.asarray, nnx.state(tr.policy, nnx.Param)))))
+    params = nnx.state(tr.policy, nnx.Param)
+    checksum_fn = jax.jit(lambda t: sum(jnp.sum(x.astype(jnp.float64) if jax.config.jax_enable_x64 else
+                                                x.astype(jnp.float32)) for x in jax.tree.leaves(t)))
 
+    def checksum():
+        return float(checksum_fn(nnx.state(tr.policy, nnx.Param)))
+
+    sharded = {jax.tree_util.keystr(k): held_fraction(x)
+               for k, x in jax.tree_util.tree_leaves_with_path(params)
+               if "fsdp" in jax.tree.leaves(tuple(x.sharding.spec), is_leaf=lambda a: a is None) or
+               any(isinstance(a, tuple) and "fsdp" in a for a in x.sharding.spec)}
     trained = checksum()
     tr.step = 2
     tr.save()
@@ -65,7 +83,9 @@ def main(world: str, out_dir: str) -> None:
                       "devices": jax.device_count(), "local_devices": jax.local_device_count(),
                       "primary": distributed.is_primary(), "multi": spec.multi_process, "losses": losses,
                       "checksum": trained, "scrambled_differs": scrambled != trained, "restored": restored,
-                      "restored_checksum": checksum(), "restored_step": tr.step}), flush=True)
+                      "restored_checksum": checksum(), "restored_step": tr.step,
+                      "fsdp_weights": len(sharded), "held": sorted(set(round(v, 6) for v in sharded.values())),
+                      "mesh": dict(tr.mesh.shape)}), flush=True)
     tr.close()
     if spec.multi_process:
         jax.distributed.shutdown()

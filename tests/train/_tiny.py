@@ -41,8 +41,12 @@ def perturb(model: nnx.Module, seed: int = 7, scale: float = 0.05) -> None:
     state = nnx.state(model, nnx.Param)
     leaves, treedef = jax.tree.flatten(state)
     rng = np.random.default_rng(seed)
-    leaves = [x + scale * rng.standard_normal(x.shape).astype(np.asarray(x).dtype) for x in leaves]
-    nnx.update(model, jax.tree.unflatten(treedef, leaves))
+    out = []
+    for x in leaves:
+        noise = (scale * rng.standard_normal(x.shape)).astype(x.dtype)
+        # laid out like the parameter (a global array on a multi-process mesh: each process its own shards)
+        out.append(x + jax.make_array_from_callback(x.shape, x.sharding, lambda idx, n=noise: n[idx]))
+    nnx.update(model, jax.tree.unflatten(treedef, out))
 
 
 def params_of(model: nnx.Module):

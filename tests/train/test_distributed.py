@@ -50,7 +50,7 @@ def test_resolve_order_and_validation():
         resolve(num_processes=2, env={})
 
 
-def test_two_processes_of_four_devices_train_like_one_process_of_eight(tmp_path):
+def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_process_of_eight(tmp_path):
     from omnir1_jax.data.synthetic import writer
 
     world = str(tmp_path / "world")
@@ -75,10 +75,14 @@ def test_two_processes_of_four_devices_train_like_one_process_of_eight(tmp_path)
     assert res[0]["losses"][0] != res[0]["losses"][1]  # the first update changed the policy
     for r in res:
         np.testing.assert_allclose(r["losses"], one["losses"], rtol=0, atol=1e-5)
-    # the replicas stay equal to each other and to the single-process policy
+    # one global policy: both processes see the same parameters, equal to the single-process ones
     assert res[0]["checksum"] == pytest.approx(res[1]["checksum"], abs=1e-9)
     assert res[0]["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
-    # the multi-process checkpoint (global arrays, written once) restores every replica
+    # fsdp = 8 spans both processes: each holds half of every fsdp-sharded weight (no full replica)
+    assert all(r["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1} for r in res + [one])
+    assert res[0]["fsdp_weights"] > 10 and res[0]["fsdp_weights"] == one["fsdp_weights"]
+    assert res[0]["held"] == [0.5] and res[1]["held"] == [0.5] and one["held"] == [1.0]
+    # the multi-process checkpoint (global arrays, each process its shards) restores on both
     for r in res + [one]:
         assert r["scrambled_differs"] and r["restored"] and r["restored_step"] == 2
         assert r["restored_checksum"] == r["checksum"]
@@ -86,7 +90,8 @@ def test_two_processes_of_four_devices_train_like_one_process_of_eight(tmp_path)
 
 
 TINY_EXPERIMENT = '''
-from omnir1_jax.config import BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, OptimSpec, RunSpec, SFTSpec
+from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,
+                               RunSpec, SFTSpec)
 from omnir1_jax.rewards import RewardWeights
 
 
@@ -97,7 +102,7 @@ def get_config():
                       max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
         bridge=BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
         grpo=GRPOSpec(group_size=2, max_new_tokens=24, rewards=RewardWeights(alpha_k=1.0, alpha_g=1.0)),
-        optim=OptimSpec(lr=1e-3), sft=SFTSpec(steps=2, lr=1e-3, batch_size=2),
+        optim=OptimSpec(lr=1e-3), sft=SFTSpec(steps=2, lr=1e-3, batch_size=2), mesh=MeshSpec(data=1, fsdp=2),
         run=RunSpec(out_dir=ROOT + "/run", steps=2, checkpoint_every=2, eval_split="valid", eval_max_expressions=4),
     )
 '''
@@ -106,8 +111,8 @@ def get_config():
 @pytest.mark.slow
 @pytest.mark.torch
 def test_the_training_entry_point_runs_as_two_processes(tmp_path):
-    """`python -m omnir1_jax.train` launched twice with OMNIR1_* (1 CPU device each): SFT, evaluation, GRPO and
-    a checkpoint complete in both processes; only process 0 writes the summary; the checkpoint is written once."""
+    """`python -m omnir1_jax.train` launched twice with OMNIR1_* (1 CPU device each, a mesh whose fsdp axis spans
+    the two processes): SFT, evaluation, GRPO and a checkpoint complete in both processes; only process 0 writes the summary; the checkpoint is written once."""
     from omnir1_jax.data.synthetic import writer
 
     writer.write_vos(str(tmp_path / "world"), 6, seed=0, height=56, width=84, min_frames=24, max_frames=48)
