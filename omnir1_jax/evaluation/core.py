@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -46,10 +47,12 @@ class _Progress:
             print(file=sys.stderr, flush=True)
 
 
-def _valid_fraction(rows: Iterable[dict]) -> float:
-    """Fraction of rows whose System-1 answer parsed (``valid``; QA: a choice was found)."""
-    flags = [bool(r["valid"]) if "valid" in r else r.get("predicted") is not None for r in rows]
-    return float(np.mean(flags)) if flags else 0.0
+def _valid_fraction(rows: Iterable[dict]) -> float | None:
+    """Fraction of rows whose System-1 answer parsed (``valid``; QA: a choice was found); None when no row says
+    (a predictor that reports no answers)."""
+    flags = [bool(r["valid"]) if "valid" in r else r["predicted"] is not None
+             for r in rows if "valid" in r or "predicted" in r]
+    return float(np.mean(flags)) if flags else None
 
 
 def _rows_of(records: Sequence[Any], rows_by_id: dict[str, dict]) -> list[dict]:
@@ -76,6 +79,8 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
     if kind not in ("vos", "refavs"):
         raise ValueError(f"kind must be 'vos' or 'refavs', got {kind!r}")
     log = ResultLog(os.path.join(out_dir, RESULTS) if write else None, resume=resume)
+    if write and not resume and os.path.isdir(os.path.join(out_dir, "overlays")):
+        shutil.rmtree(os.path.join(out_dir, "overlays"))  # a fresh evaluation leaves no stale figure behind
     todo = [r for r in records if r.key not in log]
     if max_items is not None:
         todo = todo[:max_items]
@@ -212,6 +217,7 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
 
     from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, qa_answers
 
+    records = list(records)
     write = jax.process_index() == 0
     directory = os.path.join(out_dir, tag)
     if write:
