@@ -224,7 +224,7 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
         os.makedirs(directory, exist_ok=True)
     kind = record_kind(cfg, records)
     limit = max_items if max_items is not None else (cfg.run.eval_max_expressions or None)
-    common = dict(resume=False, progress=progress, write=write)
+    common = dict(resume=False, progress=progress and write, write=write)  # one progress line, process 0's
     if kind in ("qa", "yesno"):
         recs = list(records)[:limit]
         if texts is not None:

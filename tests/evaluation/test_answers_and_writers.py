@@ -85,3 +85,28 @@ def test_headline_of_each_kind():
     assert (h["J"], h["F"], h["J&F"]) == pytest.approx((0.4, 0.6, 0.5))
     assert headline("refavs", {"test_n": {"S": 0.25, "count": 4}}) == {"metric": "S", "value": 0.25}
     assert np.isnan(headline("vos", None)["value"])
+
+
+def test_crossomni_with_the_tiny_policy_scores_its_own_greedy_answers(tmp_path):
+    """The real System-1 path (pipeline batches -> policy.complete): every question answered once, each row's
+    choice is the parse of its logged answer, and the accuracy is the fraction of those choices equal to gold."""
+    from omnir1_jax.config import GRPOSpec, ModelSpec, RunSpec
+    from omnir1_jax.crossomni.batches import read_split
+    from omnir1_jax.policy import build_policy, build_tokenizer
+    from omnir1_jax.rewards import extract_choice
+    from tests.crossomni.fixtures import QUESTIONS, write_fixture
+
+    root = str(tmp_path / "co")
+    write_fixture(root)
+    cfg = ExperimentConfig(model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+                           data=DataSpec(dataset="crossomni", root=root, split="test", task="qa", batch_size=3,
+                                         min_frames=2, max_frames=2, s1_max_pixels=4 * 784, s1_min_pixels=4 * 784),
+                           grpo=GRPOSpec(max_new_tokens=6), run=RunSpec(out_dir=str(tmp_path / "run")))
+    res = evaluate_policy(cfg, build_policy(cfg.model), build_tokenizer(cfg.model), read_split(cfg.data, "test"),
+                          out_dir=str(tmp_path / "run"), tag="qa", progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "qa" / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [q[0] for q in QUESTIONS]
+    assert all(r["predicted"] == extract_choice(r["answer"]) for r in rows)
+    gold = {q[0]: q[2] for q in QUESTIONS}
+    assert res["value"] == pytest.approx(np.mean([r["predicted"] == gold[r["id"]] for r in rows]))
+    assert res["valid_answers"] == pytest.approx(np.mean([r["predicted"] is not None for r in rows]))
