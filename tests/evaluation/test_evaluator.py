@@ -127,3 +127,26 @@ def test_vos_records_without_a_client_raise_a_clear_error(world, tmp_path):
     with pytest.raises(ValueError, match="bridge client"):
         evaluate_policy(_cfg(root, str(tmp_path)), None, build_tiny_tokenizer(), recs, out_dir=str(tmp_path),
                         tag="x", progress=False, texts=lambda rs: ["" for _ in rs])
+
+
+def test_evaluate_driver_with_the_tiny_policy_resumes_and_draws_overlays(world, bridge, tmp_path):
+    """``omnir1_jax.evaluate.evaluate`` on the synthetic split with the real (tiny, random) System 1: predictions
+    PNGs and one overlay per new expression asked for, one bridge request per expression, a resumed second call
+    predicts only the rest."""
+    from omnir1_jax import evaluate as E
+    from omnir1_jax.infer import read_masks
+
+    root, recs = world
+    cfg = _cfg(root, str(tmp_path))
+    client = CountingClient(bridge.client)
+    out = tmp_path / "ev"
+    first = E.evaluate(cfg, "valid", out_dir=str(out), client=client, max_items=2, overlays=1, progress=False)
+    assert first["done"] == 2 and len(client.requests) == 2
+    assert len(os.listdir(out / "overlays")) == 1
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    for row, (_, _, fut) in zip(rows, client.requests):
+        rec = next(r for r in recs if r.key == row["id"])
+        np.testing.assert_array_equal(read_masks(str(out / "predictions" / rec.video_id / rec.exp_id),
+                                                 rec.frame_names), fut.result().rollouts[0].masks)
+    second = E.evaluate(cfg, "valid", out_dir=str(out), client=client, progress=False)
+    assert second["done"] == len(recs) and len(client.requests) == len(recs)
