@@ -8,8 +8,8 @@ Hardware: 2 CPU cores, no accelerator, <= 15 minutes (measured on a fresh clone,
 world generation included, SFT 184 s). It generates the synthetic world (ReVOS layout) under ``data/synthetic`` if missing, starts a
 bridge with the synthetic grounder and segmenter, runs a short SFT that teaches only the answer format (random
 keyframes, a description of a random object present, never the target), measures J&F on the held-out split,
-runs GRPO, measures J&F again and prints both; it writes ``runs/synthetic_cpu/rewards.png`` and mask-overlay
-contact sheets under ``runs/synthetic_cpu/overlays_*``.
+runs GRPO, measures J&F again and prints both; it writes ``runs/synthetic_cpu/rewards.png`` and the evaluations
+(with mask overlays) under ``runs/synthetic_cpu/eval/{before,after}_grpo/``.
 
 Target: J&F after GRPO >= J&F after SFT + 0.10 (the project's bar; no paper number, synthetic data).
 Measured: 0.155 after SFT -> 0.734 after GRPO (+0.579). The SFT answers never name the target, and the policy is

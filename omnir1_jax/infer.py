@@ -14,14 +14,16 @@ high-resolution keyframe (System 2) and SAM2 propagates the boxes over the **ful
 Tasks: ``vos`` (Figure-3 prompt, keyframes in a JSON answer), ``avs`` (Figure-4 prompt, video + audio, one
 description grounded on the first frame) and ``refaid`` (first frame as an image + audio, as RefAID trains).
 
-The functions here (:func:`system1_batch`, :func:`predict_batch`, :func:`write_masks`) are what
-:mod:`omnir1_jax.evaluate` runs on benchmark splits.
+The prediction itself (System 1 greedy, keyframes mapped to the video, the bridge) is the evaluator's
+(:mod:`omnir1_jax.evaluation`, also behind :mod:`omnir1_jax.evaluate` and training); this module builds the
+one-video batch (:func:`system1_batch`), runs it and writes the outputs. The evaluator's names it always
+exported (``Moment``, ``Prediction``, ``predict_batch``, ``moments_of``, ``write_masks``, ...) stay importable
+from here.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -31,47 +33,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnir1_jax.data.schema import FPS_S1
-from omnir1_jax.rewards import ParsedAnswer, extract_tag, parse_answer, parse_description
-
-TASKS = ("vos", "avs", "refaid")
-
-
-@dataclasses.dataclass(frozen=True)
-class Moment:
-    """One keyframe System 1 chose: its index in the sampled clip, in the full video, and the description."""
-
-    clip_index: int
-    video_index: int
-    time_s: float
-    description: str
-
-
-@dataclasses.dataclass
-class Prediction:
-    """The two-system result for one query.
-
-    Attributes:
-      text: System 1's raw answer.
-      valid: the answer parsed (VOS: at least one valid interval; AVS / RefAID: a description).
-      moments: the keyframes sent to System 2, in frame order.
-      masks: bool ``[L, H, W]`` over every frame of the full video (all False when nothing was found).
-      boxes: System 2's boxes per moment, ``[n, 4]`` float32 ``(x1, y1, x2, y2)`` in original pixels.
-    """
-
-    text: str
-    valid: bool
-    moments: list[Moment]
-    masks: np.ndarray
-    boxes: list[np.ndarray] = dataclasses.field(default_factory=list)
-
-    @property
-    def reasoning(self) -> str:
-        return (extract_tag(self.text, "think") or "").strip()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"answer": self.text, "valid": self.valid, "reasoning": self.reasoning,
-                "moments": [dataclasses.asdict(m) for m in self.moments],
-                "boxes": [np.asarray(b).tolist() for b in self.boxes]}
+# The evaluator's prediction and output helpers, re-exported under the names this module always had.
+from omnir1_jax.evaluation.figures import overlay_sheet, save_sheet, tint  # noqa: F401
+from omnir1_jax.evaluation.results import read_masks, write_masks  # noqa: F401
+from omnir1_jax.evaluation.two_system import TASKS, Moment, Prediction, moments_of, predict_batch, submit, \
+    system1_answers  # noqa: F401
 
 
 # ------------------------------------------------------------------------------------------- System 1 input
@@ -88,6 +54,7 @@ def system1_batch(frames: np.ndarray, query: str, tokenizer, *, task: str = "vos
     from omnir1_jax.data import transforms as T
     from omnir1_jax.data.pipeline import collate
     from omnir1_jax.data.schema import ExpressionRecord
+    from omnir1_jax.policy import pad_id_of
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -110,133 +77,16 @@ def system1_batch(frames: np.ndarray, query: str, tokenizer, *, task: str = "vos
                        style=prompt if task == "vos" else "paper").random_map(
         ex, np.random.default_rng(0))
     ex = T.Tokenize(tokenizer).map(ex)
-    return collate([T.Finalize(keep_frames=True).map(ex)], pad_id=tokenizer.pad_token_id or 0)
-
-
-def system1_answers(policy, tokenizer, batch: dict[str, Any], *, max_new_tokens: int) -> list[str]:
-    """Greedy System-1 answers (text) for every example of a batch."""
-    from omnir1_jax.models.qwen2_5_omni import generate
-    from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-    from omnir1_jax.rl.rollout import decode_completions
-    from omnir1_jax.policy import eos_ids_of
-
-    eos = eos_ids_of(tokenizer)
-    out = generate(policy, as_model_inputs(policy.config, batch["model_inputs"]), max_new_tokens=max_new_tokens,
-                   greedy=True, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id or 0)
-    return decode_completions(tokenizer, np.asarray(out.tokens), np.asarray(out.lengths), eos)
-
-
-# ------------------------------------------------------------------------------------------- System 2 side
-def moments_of(text: str, task: str, positions: Sequence[int], fps: float = FPS_S1,
-               max_keyframes: int | None = None) -> tuple[bool, list[Moment]]:
-    """Parse an answer into moments; ``positions[i]`` is the full-video index of clip frame ``i``.
-
-    VOS: each distinct keyframe of the JSON answer (:meth:`ParsedAnswer.queries`). AVS / RefAID: the answer's
-    description on the first frame (RefAID grounds on frame 0; SAM2 then propagates over the clip).
-    """
-    positions = [int(p) for p in positions]
-    if task == "vos":
-        ans: ParsedAnswer = parse_answer(text, len(positions), fps)
-        if not ans.valid:
-            return False, []
-        return True, [Moment(f, positions[f], f / fps, d) for f, d in ans.queries(max_keyframes)]
-    desc = parse_description(text)
-    if desc is None:
-        return False, []
-    return True, [Moment(0, positions[0], 0.0, desc)]
-
-
-def submit(client, clip, moments: Sequence[Moment]):
-    """Future of the bridge's :class:`GroupResult` for one query (one rollout) on ``clip`` (array or FrameRef)."""
-    from sam2_bridge.protocol import Keyframe
-
-    return client.submit_group(clip, [[Keyframe(m.video_index, m.description) for m in moments]])
-
-
-def predict_batch(policy, tokenizer, client, batch: dict[str, Any], clips: Sequence[Any], *, task: str = "vos",
-                  max_new_tokens: int = 256, max_keyframes: int | None = None,
-                  texts: Sequence[str] | None = None) -> list[Prediction]:
-    """System 1 on a batch, then System 2 + SAM2 on each example's full video (``clips[b]``: uint8 frames
-    ``[L, H, W, 3]`` or a ``FrameRef``). ``texts`` replaces System 1's answers (scripted / cached answers)."""
-    if texts is None:
-        texts = system1_answers(policy, tokenizer, batch, max_new_tokens=max_new_tokens)
-    jobs = []
-    for b, text in enumerate(texts):
-        t = int(batch["num_frames"][b])
-        valid, moments = moments_of(text, task, batch["frame_indices"][b][:t], batch["fps_s1"], max_keyframes)
-        jobs.append((text, valid, moments, submit(client, clips[b], moments)))
-    out = []
-    for text, valid, moments, fut in jobs:
-        res = fut.result().raise_for_status()
-        r = res.rollouts[0]
-        out.append(Prediction(text, valid, moments, np.asarray(r.masks, bool),
-                              [np.asarray(b, np.float32).reshape(-1, 4) for b in r.boxes]))
-    return out
-
-
-# --------------------------------------------------------------------------------------------------- output
-def write_masks(directory: str, masks: np.ndarray, names: Sequence[str]) -> list[str]:
-    """One 8-bit PNG per frame (0 background, 255 object) named ``<name>.png``, written into a temporary
-    directory that is renamed into place (an interrupted write leaves no partial folder)."""
-    import shutil
-    import tempfile
-
-    from PIL import Image
-
-    masks = np.asarray(masks, bool)
-    if len(names) != len(masks):
-        raise ValueError(f"{len(masks)} masks but {len(names)} frame names")
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
-    try:
-        for m, n in zip(masks, names):
-            Image.fromarray(m.astype(np.uint8) * 255).save(os.path.join(tmp, f"{n}.png"))
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.rename(tmp, directory)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
-    return [os.path.join(directory, f"{n}.png") for n in names]
-
-
-def read_masks(directory: str, names: Sequence[str]) -> np.ndarray:
-    """Masks written by :func:`write_masks` as bool ``[L, H, W]``."""
-    from PIL import Image
-
-    out = []
-    for n in names:
-        with Image.open(os.path.join(directory, f"{n}.png")) as im:
-            out.append(np.asarray(im.convert("L")) > 127)
-    return np.stack(out)
-
-
-def tint(frame: np.ndarray, mask: np.ndarray, colour=(40, 220, 60)) -> np.ndarray:
-    """RGB frame with ``mask`` tinted half-way to ``colour``."""
-    out = frame.astype(np.float32).copy()
-    out[mask] = 0.5 * out[mask] + 0.5 * np.asarray(colour, np.float32)
-    return out.clip(0, 255).astype(np.uint8)
+    return collate([T.Finalize(keep_frames=True).map(ex)], pad_id=pad_id_of(tokenizer))
 
 
 def contact_sheet(frames: np.ndarray, masks: np.ndarray, path: str, moments: Sequence[Moment] = (),
-                  columns: int = 6, title: str = "") -> str:
-    """Evenly spaced frames with their masks tinted (keyframes System 1 chose are always included)."""
-    from PIL import Image, ImageDraw
-
-    n = len(frames)
-    chosen = {m.video_index for m in moments}
-    idx = sorted(set(np.linspace(0, n - 1, min(columns, n)).round().astype(int).tolist()) | chosen)
-    tiles = []
-    for i in idx:
-        tile = Image.fromarray(tint(frames[i], masks[i]))
-        ImageDraw.Draw(tile).text((3, 3), f"{i}{' *' if i in chosen else ''}", fill=(255, 255, 0))
-        tiles.append(np.asarray(tile))
-    sheet = Image.fromarray(np.concatenate(tiles, axis=1))
-    if title:
-        ImageDraw.Draw(sheet).text((3, sheet.height - 14), title[:200], fill=(255, 255, 255))
-    sheet.save(path)
-    return path
+                  columns: int = 4, title: str = "", max_frames: int = 8) -> str:
+    """Up to ``max_frames`` labelled frames in a grid with the prediction filled green (the keyframes System 1
+    chose always included, labelled in yellow), the query as the title."""
+    image, _ = overlay_sheet(frames, masks, None, title=title, keyframes=[m.video_index for m in moments],
+                             max_frames=max_frames, columns=columns)
+    return save_sheet(image, path)
 
 
 def print_prediction(pred: Prediction, fps_video: float | None, file=sys.stdout) -> None:
@@ -252,15 +102,14 @@ def print_prediction(pred: Prediction, fps_video: float | None, file=sys.stdout)
 # ------------------------------------------------------------------------------------------------------ CLI
 def load_policy(path: str, *, dtype: str = "float32", seed: int = 0):
     """A Thinker from a local Hugging Face directory, or ``tiny`` (random init, for smoke runs)."""
-    import jax.numpy as jnp
-
-    from omnir1_jax.models import qwen2_5_omni as q
+    from omnir1_jax.config import ModelSpec
+    from omnir1_jax.policy import build_policy
 
     if path == "tiny":
-        return q.init_model(q.tiny(), seed=seed)
+        return build_policy(ModelSpec(preset="tiny", dtype=dtype), seed=seed)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"--policy: no such directory: {path}")
-    return q.from_hf(path, dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype])
+    return build_policy(ModelSpec(checkpoint=path, dtype=dtype), seed=seed)
 
 
 def load_tokenizer(spec: str | None, policy_path: str):

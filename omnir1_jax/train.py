@@ -33,12 +33,13 @@ def _has_checkpoint(directory: str) -> bool:
 
 
 def vos_evaluator(cfg: ExperimentConfig, tokenizer, records, bridge) -> Callable[[Any, str], dict]:
-    """``evaluate(policy, tag)`` for the learner: J&F of the two-system pipeline on ``records``."""
-    from omnir1_jax.runtime.report import evaluate_split
+    """``evaluate(policy, tag) -> {"metric": "J&F", "value", ...}`` for the learner: the one two-system evaluator
+    (:func:`omnir1_jax.evaluation.evaluate_policy`) on ``records``, written under ``<out_dir>/eval/<tag>/``."""
+    from omnir1_jax.evaluation import evaluate_policy
 
     def evaluate(policy, tag: str) -> dict:
-        result = evaluate_split(cfg, policy, tokenizer, records, bridge, tag=tag)
-        return {"metric": "J&F", "value": result["J&F"], **result}
+        return evaluate_policy(cfg, policy, tokenizer, records, client=bridge.client,
+                               out_dir=os.path.join(cfg.run.out_dir, "eval"), tag=tag)
 
     return evaluate
 
@@ -52,7 +53,7 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     from omnir1_jax import policy as P
     from omnir1_jax.learner import Learner, grpo_stage, sft_stage
     from omnir1_jax.runtime import setup as S
-    from omnir1_jax.runtime.report import plot_rewards
+    from omnir1_jax.evaluation import plot_rewards
     from omnir1_jax.tasks import make_task
 
     bad = [s for s in stages if s not in STAGES]
@@ -121,7 +122,8 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
                 marks += list(learner.evals)
                 if "after" in summary:
                     marks.append((learner.step, summary["after"]["J&F"]))
-                summary["plot"] = plot_rewards(os.path.join(out, "metrics.jsonl"), os.path.join(out, "rewards.png"))
+                summary["plot"] = plot_rewards(os.path.join(out, "metrics.jsonl"), os.path.join(out, "rewards.png"),
+                                               weights=task.weights, evals=marks)
         summary["hf"] = P.export_policy(policy, os.path.join(out, "hf"))
         if save:
             P.export_policy(policy, save)

@@ -44,8 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("omnir1_jax.data", "omnir1_jax.lora"),                                   # readers, pipelines, adapters
     ("omnir1_jax.runtime", "omnir1_jax.policy"),                              # policy services, run plumbing
     ("omnir1_jax.tasks", "omnir1_jax.crossomni"),                             # task plug-ins
-    ("omnir1_jax.evaluator", "omnir1_jax.evaluation", "omnir1_jax.runtime.report", "omnir1_jax.eval.runner",
-     "omnir1_jax.crossomni.loops"),                                           # the one evaluator
+    ("omnir1_jax.evaluation",),                                               # the one evaluator
     ("omnir1_jax.learner",),                                                  # the one learner
     ("omnir1_jax.train", "omnir1_jax.sft", "omnir1_jax.evaluate", "omnir1_jax.infer",
      "omnir1_jax.crossomni.train", "omnir1_jax.data.synthetic.__main__"),     # entry points
