@@ -52,10 +52,14 @@ def diversity_reward(
     dist_reward: float = 0.25,
     preset: Preset = "paper",
 ) -> np.ndarray:
-    """R_diversity (appendix B): ``(overlap_punish - dist_reward) * |J| + dist_reward * M``.
+    """R_diversity (appendix B, SPEC section 3): ``overlap_punish * |J| + dist_reward * (M - |J|)``.
 
-    J = consecutive pairs of the sorted keyframes with the same index. With the defaults, 4 distinct keyframes
-    score 1.0 and each repeat costs 0.45. Range: unbounded below, ``dist_reward * M`` above; 0 when invalid.
+    S = the keyframes of every valid answer item (an item covers each frame of its interval), sorted by frame
+    (``ParsedAnswer.keyframes``), M = len(S). J = consecutive pairs of S that share the frame index **or come from
+    the same answer item** (the appendix's identifier ``idx(s)`` is the item): a long interval is a run of
+    overlaps, so stretching one interval over the clip cannot buy reward. With the defaults four single-frame
+    items score 4 * 0.25 = 1.0 and one item over 24 frames scores -0.2 * 23 + 0.25 = -4.35.
+    Range: unbounded below, ``dist_reward * K`` above; 0 when invalid.
     """
     _check_preset(preset)
     out = np.zeros(len(answers), np.float32)
@@ -67,10 +71,19 @@ def diversity_reward(
             distinct = len(set(a.keyframes))
             out[n] = -0.2 * sum(length - 1 for length in lengths) - 0.5 * (sum(lengths) - distinct)
             continue
-        s = a.keyframes
-        repeats = sum(1 for i in range(len(s) - 1) if s[i] == s[i + 1])
-        out[n] = (overlap_punish - dist_reward) * repeats + dist_reward * len(s)
+        s, owner = a.keyframes, _keyframe_items(a)
+        joined = sum(1 for i in range(len(s) - 1) if s[i] == s[i + 1] or owner[i] == owner[i + 1])
+        out[n] = overlap_punish * joined + dist_reward * (len(s) - joined)
     return out
+
+
+def _keyframe_items(a: ParsedAnswer) -> tuple[int, ...]:
+    if len(a.keyframe_items) != len(a.keyframes):
+        raise ValueError(
+            f"ParsedAnswer has {len(a.keyframes)} keyframes but {len(a.keyframe_items)} item ids; build it with "
+            "parse_answer / answer_from_items"
+        )
+    return a.keyframe_items
 
 
 def num_reward(answers: Sequence[ParsedAnswer], *, target: int = 4, preset: Preset = "paper") -> np.ndarray:
