@@ -10,7 +10,9 @@ Batch layout (:func:`collate`): ``model_inputs`` holds numpy arrays under the Th
 ``[sum P_b, 1176]`` with ``video_grid_thw [B, 3]`` and ``video_second_per_grid [B]``; ``input_features
 [B, 128, 3000]`` and ``feature_attention_mask [B, 3000]`` when the examples have audio; ``use_audio_in_video``
 a bool. Metadata: per-example lists (``video_id``, ``gt_masks`` ``[T_b, H_b, W_b]``, ``frame_paths``...) plus
-padded ``frame_indices`` / ``gt_boxes`` / ``gt_box_valid`` ``[B, T_max(, 4)]`` with ``frame_mask [B, T_max]``.
+padded ``frame_indices [B, T_max]``, per-object ``gt_boxes [B, T_max, O_max, 4]`` / ``gt_box_valid
+[B, T_max, O_max]`` (padding rows invalid; ``omnir1_jax.rl.rollout.gt_box_lists`` turns them into per-frame box
+sets) with ``frame_mask [B, T_max]``.
 """
 
 from __future__ import annotations
@@ -121,14 +123,18 @@ def collate(examples: Sequence[dict[str, Any]], *, pad_id: int = 0, pad_to_multi
     b = len(examples)
     batch["frame_mask"] = np.zeros((b, t_max), bool)
     batch["frame_indices"] = np.zeros((b, t_max), np.int32)
-    batch["gt_boxes"] = np.zeros((b, t_max, 4), np.float32)
-    batch["gt_box_valid"] = np.zeros((b, t_max), bool)
+    o_max = max(max(np.shape(ex["gt_box_valid"])[1:] or (1,)) for ex in examples)
+    batch["gt_boxes"] = np.zeros((b, t_max, o_max, 4), np.float32)
+    batch["gt_box_valid"] = np.zeros((b, t_max, o_max), bool)
     for i, ex in enumerate(examples):
         n = ex["num_frames"]
         batch["frame_mask"][i, :n] = True
         batch["frame_indices"][i, :n] = ex["frame_indices"]
-        batch["gt_boxes"][i, :n] = ex["gt_boxes"]
-        batch["gt_box_valid"][i, :n] = ex["gt_box_valid"]
+        boxes, valid = np.asarray(ex["gt_boxes"], np.float32), np.asarray(ex["gt_box_valid"], bool)
+        if valid.ndim == 1:  # one box per frame (an example built before the per-object layout)
+            boxes, valid = boxes[:, None], valid[:, None]
+        batch["gt_boxes"][i, :n, : valid.shape[1]] = boxes
+        batch["gt_box_valid"][i, :n, : valid.shape[1]] = valid
     batch["num_frames"] = np.asarray(batch["num_frames"], np.int32)
     batch["fps_s1"] = float(examples[0]["fps_s1"])
     if "frames" in examples[0]:

@@ -5,10 +5,11 @@ Rows are ordered ``prompt * N + sample`` (N = group size), as the sampler return
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from omnir1_jax.data.masks import frame_box_sets
 from omnir1_jax.rewards import ParsedAnswer, RewardWeights, parse_answer, total_reward
 
 
@@ -45,9 +46,24 @@ def boxes_by_frame(queries, boxes: Sequence[np.ndarray]) -> dict[int, np.ndarray
 
 
 def gt_boxes_by_frame(gt_boxes: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
-    """Per frame the GT box set: one tight box of the union mask where the target is present, else empty."""
-    return [np.asarray(gt_boxes[t], np.float32)[None] if valid[t] else np.zeros((0, 4), np.float32)
-            for t in range(len(valid))]
+    """Per frame the GT box set ``[n_t, 4]``: one box per target object visible on that frame (the tight box of
+    that object's own mask), empty where none is.
+
+    Args:
+      gt_boxes: ``[T, O, 4]`` per-object boxes (one example of the batch's ``gt_boxes``); the older
+        one-box-per-frame ``[T, 4]`` is accepted too.
+      valid: ``[T, O]`` (or ``[T]``) — which of those boxes are real.
+    """
+    return frame_box_sets(gt_boxes, valid)
+
+
+def gt_box_lists(batch: Mapping[str, Any], index: int, num_frames: int | None = None) -> list[np.ndarray]:
+    """The GT box sets of example ``index`` of a pipeline batch: one ``[n_t, 4]`` float32 array per sampled frame
+    (``num_frames`` of them, default the example's ``num_frames``), holding the boxes of the target objects
+    visible on that frame in original pixels. What ``alignment_reward`` takes as ``gt_boxes``; RefAID's GT is
+    element 0 (the first frame)."""
+    t = int(batch["num_frames"][index]) if num_frames is None else int(num_frames)
+    return gt_boxes_by_frame(np.asarray(batch["gt_boxes"][index])[:t], np.asarray(batch["gt_box_valid"][index])[:t])
 
 
 def group_rewards(
@@ -65,7 +81,11 @@ def group_rewards(
     answers: Sequence[ParsedAnswer] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Rewards of one GRPO group from its texts and the bridge's answer (a ``GroupResult`` or None when the
-    weights need no System 2)."""
+    weights need no System 2).
+
+    ``gt_boxes [T, O, 4]`` / ``gt_box_valid [T, O]`` are the example's per-object GT boxes (the batch's
+    ``gt_boxes[b][:T]``, ``gt_box_valid[b][:T]``); R_A matches System 2's boxes on each keyframe against the
+    boxes of every target object visible there."""
     if answers is None:
         answers = [parse_answer(t, num_frames, fps) for t in texts]
     pred_masks = pred_boxes = None
