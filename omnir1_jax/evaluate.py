@@ -8,7 +8,9 @@ What is evaluated follows ``data.dataset`` of the experiment file:
 - ``revos`` / ``synthetic`` (ReVOS layout; split ``valid``): J, F, J&F for referring, reasoning, overall (= mean
   of the two subsets), single- and multi-object expressions;
 - ``mevis`` (split ``valid_u``; ``valid`` has no public GT: predictions only, for the benchmark server): J&F;
-- ``refavs`` (splits ``test_s``, ``test_u``: J, F, J&F; ``test_n``: S, lower is better);
+- ``refavs`` (splits ``test_s``, ``test_u``: J, F, J&F; ``test_n``: S, lower is better), by default with the Ref-AVS
+  release's protocol (``--refavs-protocol release``: true-negative J on empty targets, sqrt-pooled S, means over
+  batches of 4 expressions; ``project`` = per-expression means, see :mod:`omnir1_jax.eval.refavs`);
 - ``crossomni`` (``data.root`` = the JSONL file, or a directory holding ``<split>.jsonl``): multiple-choice
   accuracy per task, single- vs cross-modality and overall.
 - ``avhbench`` (``data.root`` = the AVHBench release folder or one question JSON file, see
@@ -22,7 +24,10 @@ full video, and let the bridge segment every frame of the video (the benchmark p
 - ``results.jsonl``: one line per expression / question, appended and flushed as each finishes (per-frame J
   and F included), so an interrupted evaluation **resumes** where it stopped (``--no-resume`` starts over);
 - ``summary.json`` and ``summary.md``: the table, rebuilt from ``results.jsonl`` in the dataset's order, so a
-  resumed evaluation gives exactly the table of an uninterrupted one;
+  resumed evaluation gives exactly the table of an uninterrupted one; both state the protocol used
+  (``"protocol"``; ReVOS / MeViS: ``exact`` means or ``visa_rounded`` with ``--visa-rounding``, i.e. each
+  expression's J and F rounded to 0.01 percentage points first, as VISA's ReVOS script does; Ref-AVS rows of
+  ``results.jsonl`` name theirs too, and resuming with another Ref-AVS protocol is refused);
 - ``predictions/<video>/<exp_id>/<frame>.png``: one 8-bit mask per frame (0 / 255) at the original
   resolution (DAVIS-style directory layout, as the ReVOS / MeViS servers take it).
 """
@@ -126,11 +131,12 @@ class TwoSystemPredictor:
 
 
 # --------------------------------------------------------------------------------------------------- VOS
-def _vos_accumulator(rows: Sequence[dict]):
+def _vos_accumulator(rows: Sequence[dict], visa_rounding: bool = False):
     from omnir1_jax.eval.protocols import VOSAccumulator
 
     revos = any(r.get("type_id") in (0, 1) for r in rows)
-    acc = VOSAccumulator() if revos else VOSAccumulator(overall_subsets=None)
+    acc = (VOSAccumulator(visa_rounding=visa_rounding) if revos
+           else VOSAccumulator(overall_subsets=None, visa_rounding=visa_rounding))
     for r in rows:
         if r.get("J_frames") is None:
             continue
@@ -161,29 +167,38 @@ def score_vos(record, masks: np.ndarray, *, use_jax: bool = True) -> dict[str, A
             "F_frames": [float(x) for x in f]}
 
 
-def score_refavs(record, masks: np.ndarray) -> dict[str, Any]:
-    """Row fields of one Ref-AVS expression: J and F (or S on ``test_n``) with the project's Ref-AVS metrics."""
-    from omnir1_jax.eval.refavs import NULL_SPLIT, RefAVSAccumulator
+def score_refavs(record, masks: np.ndarray, protocol: str = "release") -> dict[str, Any]:
+    """Row fields of one Ref-AVS expression under ``protocol`` (``"release"`` / ``"project"``): J and F (or S on
+    ``test_n``), the pooled quantities the release's batch means need, and the protocol's name."""
+    from omnir1_jax.eval.refavs import NULL_SPLIT, RefAVSAccumulator, RefAVSConfig
 
     masks = np.asarray(masks, bool)
     if masks.shape[0] != record.num_frames:
         raise ValueError(f"{record.key}: {masks.shape[0]} predicted frames, the clip has {record.num_frames}")
-    acc = RefAVSAccumulator()
+    acc = RefAVSAccumulator(RefAVSConfig.named(protocol))
     if record.split == NULL_SPLIT:
         rec = acc.add(record.key, NULL_SPLIT, masks)
     else:
         gt = record.load_masks(list(range(record.num_frames)), *masks.shape[1:])
         rec = acc.add(record.key, record.split, masks, gt)
     return {"id": record.key, "video_id": record.video_id, "exp_id": record.exp_id, "split": record.split,
-            "num_frames": record.num_frames, "J": rec.j, "F": rec.f, "S": rec.s}
+            "num_frames": record.num_frames, "J": rec.j, "F": rec.f, "S": rec.s,
+            "J_frames": None if rec.j_frames is None else list(rec.j_frames),
+            "F_curve_sum": None if rec.f_curve_sum is None else list(rec.f_curve_sum), "F_count": rec.f_count,
+            "fg_pixels": rec.fg_pixels, "pixels": rec.pixels, "protocol": protocol}
 
 
-def _refavs_accumulator(rows: Sequence[dict]):
-    from omnir1_jax.eval.refavs import RefAVSAccumulator
+def _refavs_accumulator(rows: Sequence[dict], protocol: str = "release"):
+    from omnir1_jax.eval.refavs import RefAVSAccumulator, RefAVSConfig
 
-    acc = RefAVSAccumulator()
+    acc = RefAVSAccumulator(RefAVSConfig.named(protocol))
     for r in rows:
-        acc.add_scores(r["id"], r["split"], r["num_frames"], j=r["J"], f=r["F"], s=r["S"])
+        if r.get("protocol") != protocol:
+            raise ValueError(f"{r['id']}: results.jsonl row was scored with Ref-AVS protocol "
+                             f"{r.get('protocol')!r}, not {protocol!r}; evaluate with --no-resume (or that protocol)")
+        acc.add_scores(r["id"], r["split"], r["num_frames"], j=r["J"], f=r["F"], s=r["S"], j_frames=r["J_frames"],
+                       f_curve_sum=r["F_curve_sum"], f_count=r["F_count"], fg_pixels=r["fg_pixels"],
+                       pixels=r["pixels"])
     return acc
 
 
@@ -197,8 +212,12 @@ def _refavs_table(summary: dict) -> str:
 
 def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: str, *, kind: str = "vos",
                           resume: bool = True, max_items: int | None = None, use_jax: bool = True,
-                          progress: bool = True) -> dict[str, Any]:
+                          progress: bool = True, refavs_protocol: str = "release",
+                          visa_rounding: bool = False) -> dict[str, Any]:
     """Evaluate VOS (``kind="vos"``: ReVOS / MeViS protocol) or Ref-AVS (``kind="refavs"``) ``records``.
+
+    ``refavs_protocol`` (``"release"`` / ``"project"``) and ``visa_rounding`` choose the protocol (module
+    docstring); the summary states it.
 
     Skips records already in ``out_dir/results.jsonl`` (``resume``), predicts the rest (at most ``max_items``
     new ones), writes PNG predictions, appends one row per record, and writes the summary rebuilt from the log
@@ -215,7 +234,8 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
     t0, n = time.time(), 0
     try:
         for rec, pred in predict(todo):
-            row = score_vos(rec, pred.masks, use_jax=use_jax) if kind == "vos" else score_refavs(rec, pred.masks)
+            row = (score_vos(rec, pred.masks, use_jax=use_jax) if kind == "vos"
+                   else score_refavs(rec, pred.masks, refavs_protocol))
             write_masks(os.path.join(out_dir, "predictions", rec.video_id, rec.exp_id), pred.masks, rec.frame_names)
             extra = pred.to_json() if hasattr(pred, "to_json") else {}
             log.append({**row, **{k: v for k, v in extra.items() if k not in row}})
@@ -227,21 +247,26 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
         log.close()
         if progress and n:
             print(flush=True)
-    return write_summary(records, log.rows, out_dir, kind)
+    return write_summary(records, log.rows, out_dir, kind, refavs_protocol=refavs_protocol,
+                         visa_rounding=visa_rounding)
 
 
-def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: str, kind: str) -> dict[str, Any]:
-    """Summary of the rows of ``records`` (in that order) -> ``summary.json`` + ``summary.md``."""
+def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: str, kind: str, *,
+                  refavs_protocol: str = "release", visa_rounding: bool = False) -> dict[str, Any]:
+    """Summary of the rows of ``records`` (in that order) -> ``summary.json`` + ``summary.md``, both stating the
+    protocol (``result["protocol"]``, and a first line of the Markdown) for segmentation kinds."""
     keys = [getattr(r, "key", None) or getattr(r, "id") for r in records]
     rows = [rows_by_id[k] for k in keys if k in rows_by_id]
     result: dict[str, Any] = {"kind": kind, "done": len(rows), "total": len(records), "table": None,
                               "markdown": ""}
     if kind == "vos":
-        acc = _vos_accumulator(rows)
+        acc = _vos_accumulator(rows, visa_rounding)
+        result["protocol"] = acc.describe()
         if len(acc):
             result["table"], result["markdown"] = acc.summary(), acc.summary_table()
     elif kind == "refavs":
-        acc = _refavs_accumulator(rows)
+        acc = _refavs_accumulator(rows, refavs_protocol)
+        result["protocol"] = acc.config.describe()
         if len(acc):
             result["table"] = acc.summary()
             result["markdown"] = _refavs_table(result["table"])
@@ -262,6 +287,8 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
         if len(acc):
             result["table"], result["markdown"] = acc.summary(), acc.summary_table()
     result["count"] = len(acc)
+    if "protocol" in result:
+        result["markdown"] = f"Protocol: {result['protocol']['name']}\n\n" + result["markdown"]
     _write_json_atomic(os.path.join(out_dir, "summary.json"), result)
     _write_json_atomic(os.path.join(out_dir, "summary.md"), None, result["markdown"] + "\n")
     return result
@@ -349,7 +376,7 @@ def avhbench_answers(cfg: ExperimentConfig, policy, tokenizer, records: Sequence
 # ----------------------------------------------------------------------------------------------- driver
 def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, policy=None, tokenizer=None,
              client=None, predictor: Predictor | None = None, resume: bool = True, max_items: int | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, refavs_protocol: str = "release", visa_rounding: bool = False) -> dict[str, Any]:
     """Evaluate the experiment's dataset on ``split`` (see the module docstring). Builds what is not passed:
     the tokenizer and policy from ``cfg.model``, the bridge from ``cfg.bridge`` (closed again at the end)."""
     from omnir1_jax.runtime import setup as S
@@ -389,7 +416,8 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
         predictor = TwoSystemPredictor(cfg, policy, tokenizer, client)
     try:
         return evaluate_segmentation(records, predictor, out_dir, kind=kind, resume=resume, max_items=max_items,
-                                     progress=progress)
+                                     progress=progress, refavs_protocol=refavs_protocol,
+                                     visa_rounding=visa_rounding)
     finally:
         if bridge is not None:
             bridge.close()
@@ -407,6 +435,10 @@ def main(argv=None) -> int:
     ap.add_argument("--bridge", default=None, help="connect to this bridge address instead of bridge.*")
     ap.add_argument("--no-resume", action="store_true", help="discard earlier results in --out")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    ap.add_argument("--refavs-protocol", choices=("release", "project"), default="release",
+                    help="Ref-AVS scoring: the Ref-AVS release's (default; comparable with published tables) or ours")
+    ap.add_argument("--visa-rounding", action="store_true",
+                    help="ReVOS / MeViS: round each expression's J and F to 0.01 pp before averaging (VISA)")
     args = ap.parse_args(argv)
     overrides = list(args.set)
     if args.policy:
@@ -418,7 +450,8 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = evaluate(cfg, args.split, out_dir=args.out, resume=not args.no_resume, max_items=args.max_items)
+    result = evaluate(cfg, args.split, out_dir=args.out, resume=not args.no_resume, max_items=args.max_items,
+                      refavs_protocol=args.refavs_protocol, visa_rounding=args.visa_rounding)
     print(result["markdown"])
     print(f"[eval] {result['done']}/{result['total']} done; summary in "
           f"{args.out or os.path.join(cfg.run.out_dir, 'eval', f'{cfg.data.dataset}_{args.split}')}")
