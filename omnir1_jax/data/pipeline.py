@@ -12,7 +12,7 @@ Batch layout (:func:`collate`): ``model_inputs`` holds numpy arrays under the Th
 a bool. Metadata: per-example lists (``video_id``, ``gt_masks`` ``[T_b, H_b, W_b]``, ``frame_paths``...) plus
 padded ``frame_indices [B, T_max]``, per-object ``gt_boxes [B, T_max, O_max, 4]`` / ``gt_box_valid
 [B, T_max, O_max]`` (padding rows invalid; ``omnir1_jax.rl.rollout.gt_box_lists`` turns them into per-frame box
-sets) with ``frame_mask [B, T_max]``.
+sets), ``num_objects [B]`` (each expression's O) and ``frame_mask [B, T_max]``.
 """
 
 from __future__ import annotations
@@ -136,6 +136,10 @@ def collate(examples: Sequence[dict[str, Any]], *, pad_id: int = 0, pad_to_multi
         batch["gt_boxes"][i, :n, : valid.shape[1]] = boxes
         batch["gt_box_valid"][i, :n, : valid.shape[1]] = valid
     batch["num_frames"] = np.asarray(batch["num_frames"], np.int32)
+    # O per example (older examples without the key: their box columns)
+    batch["num_objects"] = np.asarray(
+        [int(ex["num_objects"]) if "num_objects" in ex else (np.shape(ex["gt_box_valid"]) + (1,))[1]
+         for ex in examples], np.int32)
     batch["fps_s1"] = float(examples[0]["fps_s1"])
     if "frames" in examples[0]:
         batch["frames"] = [ex["frames"] for ex in examples]

@@ -26,6 +26,7 @@ key                     value
                         ``anno_id`` s; at least 1): the tight box ``(x1, y1, x2, y2)`` of that object's own mask on
                         frame t in original pixels (``x2`` = last column + 1); 0 where the object is absent
 ``gt_box_valid``        [T, O] bool — object o is visible on frame t (frame t's GT box set = the valid rows)
+``num_objects``         int O — the expression's target objects (0 without GT); ``gt_boxes`` has max(O, 1) columns
 ``num_frames``          int T
 ``fps_s1``              float 2.0 — the clip is presented to System 1 at 2 fps (SPEC section 2)
 ``orig_size``           [2] int32 ``(H, W)``

@@ -131,6 +131,7 @@ class GroundTruth(grain.transforms.Map):
         objects = ex["record"].load_object_masks(ex["frame_indices"].tolist(), h, w)
         ex["gt_masks"] = objects.any(axis=0) if len(objects) else np.zeros((len(ex["frame_indices"]), h, w), bool)
         ex["gt_boxes"], ex["gt_box_valid"] = object_masks_to_boxes(objects)
+        ex["num_objects"] = len(objects)
         return ex
 
 
@@ -273,6 +274,7 @@ class Finalize(grain.transforms.Map):
             "gt_masks": ex["gt_masks"],
             "gt_boxes": ex["gt_boxes"],
             "gt_box_valid": ex["gt_box_valid"],
+            "num_objects": int(ex["num_objects"]),
             "num_frames": len(idx),
             "fps_s1": FPS_S1,
             "orig_size": ex["orig_size"],

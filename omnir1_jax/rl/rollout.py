@@ -79,13 +79,15 @@ def group_rewards(
     preset: str = "paper",
     fps: float = 2.0,
     answers: Sequence[ParsedAnswer] | None = None,
+    num_objects: int | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Rewards of one GRPO group from its texts and the bridge's answer (a ``GroupResult`` or None when the
     weights need no System 2).
 
     ``gt_boxes [T, O, 4]`` / ``gt_box_valid [T, O]`` are the example's per-object GT boxes (the batch's
     ``gt_boxes[b][:T]``, ``gt_box_valid[b][:T]``); R_A matches System 2's boxes on each keyframe against the
-    boxes of every target object visible there."""
+    boxes of every target object visible there. ``num_objects`` (the batch's ``num_objects[b]``) is O of the
+    ``official`` preset; by default the number of object columns visible on some frame of the clip."""
     if answers is None:
         answers = [parse_answer(t, num_frames, fps) for t in texts]
     pred_masks = pred_boxes = None
@@ -94,10 +96,15 @@ def group_rewards(
         pred_boxes = [boxes_by_frame(q, r.boxes) for q, r in zip(queries, results.rollouts)]
     if pred_masks is None and weights.alpha_g > 0:
         raise ValueError("alpha_g > 0 needs the bridge's masks")
+    visible = np.asarray(gt_box_valid, bool)
+    visible = visible[:, None] if visible.ndim == 1 else visible
+    if num_objects is None:
+        num_objects = max(int(visible.any(axis=0).sum()), 1)
     return total_reward(
         list(texts), num_frames=num_frames, gt_masks=gt_masks,
         gt_boxes=gt_boxes_by_frame(gt_boxes, gt_box_valid), pred_boxes=pred_boxes, pred_masks=pred_masks,
         weights=weights, preset=preset, fps=fps, answers=answers,  # type: ignore[arg-type]
+        num_objects=num_objects, object_visible=visible[:, :max(num_objects, 1)],
     )
 
 

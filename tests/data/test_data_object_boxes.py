@@ -96,3 +96,20 @@ def test_system2_view_maps_every_object_box():
     # whole frame -> whole resized image; the bottom-right quarter -> (w/2, h/2, w, h) (scale w/854, h/480)
     np.testing.assert_allclose(out[0]["gt_boxes"], [[0, 0, w, h], [427 * w / 854, 240 * h / 480, w, h]], rtol=1e-5)
     assert out[1]["gt_boxes"].shape == (0, 4)
+
+
+def test_group_rewards_official_uses_per_object_visibility():
+    from omnir1_jax.rewards import TABLE4_WEIGHTS
+
+    # T = 4; object A visible on frames 0, 1; object B on frame 0 only; the union is 4 px on frames 0 and 1.
+    # One item over frames 0..1: format 1 + R_K (official diversity -0.2 * 1 + num 0.4 * 2 + saliency 1)
+    # + structure (0.2 + 0.2 + 0.2 + 3 of 4 object-frames visible) = 1 + 1.6 + 1.35 = 3.95
+    masks = np.zeros((4, 2, 2), bool)
+    masks[:2] = True
+    boxes = np.zeros((4, 2, 4), np.float32)
+    valid = np.array([[1, 1], [1, 0], [0, 0], [0, 0]], bool)
+    text = ('<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:00.50", "description": "x"}'
+            '</answer>')
+    total, comps = rollout.group_rewards([text], 4, masks, boxes, valid, None, [[]], weights=TABLE4_WEIGHTS["R_K"],
+                                         preset="official")
+    assert total[0] == pytest.approx(3.95) and comps["structure"][0] == pytest.approx(1.35)

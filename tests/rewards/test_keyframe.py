@@ -96,8 +96,9 @@ def test_official_diversity_penalises_interval_length_and_repeats():
     assert diversity_reward([a], preset="official")[0] == pytest.approx(-0.9)
 
 
-@pytest.mark.parametrize("k, paper, official", [(1, 0.25, 0.25), (2, 0.5, 0.5), (4, 1.0, 1.0), (5, 0.75, 0.5),
-                                                 (6, 0.5, 0.25), (8, 0.0, -0.25), (9, 0.0, -0.5)])
+# official = the release's total_frame_reward: 0.4 K for K <= 4, else 0.4 (7 - K) (not rescaled)
+@pytest.mark.parametrize("k, paper, official", [(1, 0.25, 0.4), (2, 0.5, 0.8), (4, 1.0, 1.6), (5, 0.75, 0.8),
+                                                 (6, 0.5, 0.4), (8, 0.0, -0.4), (9, 0.0, -0.8)])
 def test_num_reward(k, paper, official):
     a = _answer(tuple(range(k)) + (0,))  # a repeat does not change K
     assert num_reward([a])[0] == pytest.approx(paper)
