@@ -191,8 +191,13 @@ class GRPOSpec:
     max_new_tokens: int = 256
     reward_preset: str = "paper"
     rewards: RewardWeights = RewardWeights()
+    # Table 4's "exactly four keyframes": None = free (the prompt asks for "about 4"); K = the prompt asks for
+    # exactly K moments and only the first K items of each answer are kept (rewards and System 2).
+    num_keyframes: int | None = None
 
     def __post_init__(self):
+        if self.num_keyframes is not None and (not isinstance(self.num_keyframes, int) or self.num_keyframes < 1):
+            raise ConfigError(f"grpo.num_keyframes must be an int >= 1 or None, got {self.num_keyframes!r}")
         if self.group_size < 2:
             raise ConfigError(f"grpo.group_size must be >= 2, got {self.group_size}")
         if self.mu < 1:

@@ -122,7 +122,8 @@ class TwoSystemPredictor:
         if not records:
             return
         by_id = {(r.video_id, r.exp_id): r for r in records}
-        pcfg = S.pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1)
+        pcfg = S.pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1,
+                                 num_keyframes=self.cfg.grpo.num_keyframes)  # the prompt the policy was trained on
         for batch in build_pipeline(list(records), self.tokenizer, pcfg):
             recs = [by_id[(v, e)] for v, e in zip(batch["video_id"], batch["exp_id"])]
             preds = predict_batch(self.policy, self.tokenizer, self.client, batch, [clip_reference(r) for r in recs],

@@ -55,6 +55,7 @@ class PipelineConfig:
       pad_to_multiple: pad the token length up to a multiple of this (fewer shapes to compile).
       keep_frames: also return the uint8 frames at original resolution.
       prompt: ``"paper"`` (Figure 3 / 4) or ``"short"`` (compact VOS prompt for tiny policies).
+      num_keyframes: K of ``grpo.num_keyframes``: the VOS prompt asks for exactly K moments (None: "about 4").
     """
 
     task: str = "vos"
@@ -75,6 +76,7 @@ class PipelineConfig:
     pad_to_multiple: int = 1
     keep_frames: bool = False
     prompt: str = "paper"
+    num_keyframes: int | None = None
 
     def __post_init__(self):
         if self.task not in ("vos", "avs"):
@@ -174,7 +176,8 @@ def example_dataset(records: Sequence[ExpressionRecord], tokenizer, config: Pipe
         .map(T.GroundTruth())
         .map(T.System1View(config.s1_min_pixels, config.s1_max_pixels, config.fps_s1, config.visual_mode))
         .map(T.AudioFeatures())
-        .random_map(T.BuildPrompt(config.task, config.fps_s1, random_timestamps=config.train, style=config.prompt))
+        .random_map(T.BuildPrompt(config.task, config.fps_s1, random_timestamps=config.train, style=config.prompt,
+                                  num_keyframes=config.num_keyframes))
         .map(T.Tokenize(tokenizer, config.use_audio_in_video))
         .map(T.Finalize(config.keep_frames))
     )

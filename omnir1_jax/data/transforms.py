@@ -188,12 +188,14 @@ class AudioFeatures(grain.transforms.Map):
 class BuildPrompt(grain.transforms.RandomMap):
     """The paper's System-1 prompt: ``task="vos"`` (Figure 3; random example timestamps when
     ``random_timestamps``) or ``"avs"`` (Figure 4). Sets ``prompt``. ``style="short"`` uses the compact VOS
-    prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies)."""
+    prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies).
+    ``num_keyframes`` = K makes a VOS prompt ask for exactly K moments (``grpo.num_keyframes``)."""
 
     task: str = "vos"
     fps: float = FPS_S1
     random_timestamps: bool = True
     style: str = "paper"
+    num_keyframes: int | None = None
 
     def __post_init__(self):
         if self.task not in ("vos", "avs"):
@@ -209,9 +211,10 @@ class BuildPrompt(grain.transforms.RandomMap):
         else:
             n = len(ex["frame_indices"])
             if self.style == "short":
-                ex["prompt"] = prompts.vos_prompt_short(expr, n, self.fps)
+                ex["prompt"] = prompts.vos_prompt_short(expr, n, self.fps, self.num_keyframes)
             else:
-                ex["prompt"] = prompts.vos_prompt(expr, n, self.fps, rng if self.random_timestamps else None)
+                ex["prompt"] = prompts.vos_prompt(expr, n, self.fps, rng if self.random_timestamps else None,
+                                                  self.num_keyframes)
         return ex
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from omnir1_jax.data.masks import frame_box_sets
 from omnir1_jax.rewards import ParsedAnswer, RewardWeights, parse_answer, total_reward
+from omnir1_jax.rewards.parsing import keep_first_items
 
 
 def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray, eos_ids: Sequence[int]) -> list[str]:
@@ -34,6 +35,15 @@ def keyframe_queries(answer: ParsedAnswer, max_keyframes: int | None = None):
     if not answer.valid:
         return []
     return [Keyframe(int(f), str(d)) for f, d in answer.queries(max_keyframes)]
+
+
+def parse_group(texts: Sequence[str], num_frames: int, fps: float = 2.0, num_keyframes: int | None = None,
+                answers: Sequence[ParsedAnswer] | None = None) -> list[ParsedAnswer]:
+    """Parsed answers of a group (``answers`` when given), each cut to its first ``num_keyframes`` items
+    (``grpo.num_keyframes``; None keeps all) — build System 2's queries from these."""
+    if answers is None:
+        answers = [parse_answer(t, num_frames, fps) for t in texts]
+    return [keep_first_items(a, num_keyframes) for a in answers]
 
 
 def boxes_by_frame(queries, boxes: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
@@ -80,6 +90,7 @@ def group_rewards(
     fps: float = 2.0,
     answers: Sequence[ParsedAnswer] | None = None,
     num_objects: int | None = None,
+    num_keyframes: int | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Rewards of one GRPO group from its texts and the bridge's answer (a ``GroupResult`` or None when the
     weights need no System 2).
@@ -87,9 +98,10 @@ def group_rewards(
     ``gt_boxes [T, O, 4]`` / ``gt_box_valid [T, O]`` are the example's per-object GT boxes (the batch's
     ``gt_boxes[b][:T]``, ``gt_box_valid[b][:T]``); R_A matches System 2's boxes on each keyframe against the
     boxes of every target object visible there. ``num_objects`` (the batch's ``num_objects[b]``) is O of the
-    ``official`` preset; by default the number of object columns visible on some frame of the clip."""
-    if answers is None:
-        answers = [parse_answer(t, num_frames, fps) for t in texts]
+    ``official`` preset; by default the number of object columns visible on some frame of the clip.
+    ``num_keyframes`` (``grpo.num_keyframes``) keeps the first K items of each answer (:func:`parse_group`);
+    ``queries`` must have been built from the same truncated answers."""
+    answers = parse_group(texts, num_frames, fps, num_keyframes, answers)
     pred_masks = pred_boxes = None
     if results is not None:
         pred_masks = np.stack([r.masks for r in results.rollouts]).astype(bool)

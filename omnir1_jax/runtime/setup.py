@@ -184,7 +184,9 @@ def read_mixture(spec: DataSpec, split: str | None = None):
 
 
 def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int | None = None,
-                    num_epochs: int | None = None):
+                    num_epochs: int | None = None, num_keyframes: int | None = None):
+    """The Grain ``PipelineConfig`` of ``spec``; ``num_keyframes`` is ``grpo.num_keyframes`` (the prompt asks for
+    exactly that many moments)."""
     from omnir1_jax.data import PipelineConfig
 
     return PipelineConfig(
@@ -204,6 +206,7 @@ def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int |
         drop_remainder=train,
         pad_to_multiple=spec.pad_to_multiple,
         prompt=spec.prompt,
+        num_keyframes=num_keyframes,
     )
 
 

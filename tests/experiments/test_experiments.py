@@ -100,6 +100,7 @@ def test_paper_hyper_parameters_in_the_files():
                                "table4_rk_ra_rg": (1, 1, 1)}.items():
         w = c[name].grpo.rewards
         assert (w.alpha_k, w.alpha_a, w.alpha_g) == (ak, aa, ag)
+        assert c[name].grpo.num_keyframes == 4  # the paper's "exactly four keyframes" (issue 15 item 10)
         assert c["synthetic_cpu_" + name].grpo.rewards == w
     for size in ("3b", "7b"):
         s = c[f"crossomni_sft_{size}"].sft
