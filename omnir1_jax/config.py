@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import math
 import os
 import types
 import typing
@@ -250,9 +251,17 @@ class SFTSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """Loop, checkpoints, logging, evaluation."""
+    """Loop, checkpoints, logging, evaluation.
+
+    ``steps = 0`` derives the number of steps from the data (:func:`derive_steps`): ``epochs`` passes over the
+    training records, counted in ``epoch_unit``: ``"expressions"`` (every record once) or ``"videos"`` (one
+    expression per video per epoch, as the released Omni-R1 data loader samples: its length is the number of
+    videos and each item is a random expression of one video).
+    """
 
     steps: int = 100
+    epochs: float = 1.0
+    epoch_unit: str = "expressions"
     seed: int = 0
     out_dir: str = "runs/default"
     checkpoint_every: int = 50
@@ -262,6 +271,32 @@ class RunSpec:
     eval_max_expressions: int = 0
     log_every: int = 1
     resume: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ConfigError(f"run.steps must be an int >= 0 (0 = derived from the data), got {self.steps!r}")
+        if not self.epochs > 0:
+            raise ConfigError(f"run.epochs must be > 0, got {self.epochs!r}")
+        if self.epoch_unit not in ("expressions", "videos"):
+            raise ConfigError(f"run.epoch_unit must be 'expressions' or 'videos', got {self.epoch_unit!r}")
+
+
+def derive_steps(run: RunSpec, *, num_expressions: int, num_videos: int, global_batch: int) -> int:
+    """Optimizer steps of a run: ``run.steps`` when > 0, else ``ceil(run.epochs * units / global_batch)`` with
+    units = ``num_videos`` or ``num_expressions`` (``run.epoch_unit``); at least 1.
+
+    E.g. the paper's one epoch over 2,600 videos at batch 8: ``ceil(2600 / 8) = 325`` steps.
+
+    Raises:
+      ConfigError: the data is empty or ``global_batch < 1`` while the steps are to be derived.
+    """
+    if run.steps > 0:
+        return run.steps
+    units = num_videos if run.epoch_unit == "videos" else num_expressions
+    if units < 1 or global_batch < 1:
+        raise ConfigError(f"cannot derive run.steps from {units} training {run.epoch_unit} at batch size {global_batch}")
+    # round() first so that e.g. 0.1 * 30 / 3 (= 1.0000000000000002) does not ceil to 2
+    return max(1, math.ceil(round(run.epochs * units / global_batch, 9)))
 
 
 @dataclasses.dataclass(frozen=True)
