@@ -92,6 +92,11 @@ class DataSpec:
         videos (every expression of a drawn video is kept), so each source's expected share is proportional to
         its size; 0 = every video (the paper: 2,600 ReVOS + MeViS videos, split between them unstated).
       mixture_seed: seed of that draw.
+      balanced_subset: CrossOmni (``task = "qa"``): train on this many questions of the training split
+        (``split``), drawn with ``balanced_subset_seed`` so that every source->target task has a similar number
+        (:func:`omnir1_jax.data.crossomni.balanced_subset`; the paper's GRPO stage: 982); 0 = the whole split.
+        Other splits (evaluation) are never subsampled.
+      balanced_subset_seed: seed of that draw.
     """
 
     dataset: str = "synthetic"
@@ -115,8 +120,12 @@ class DataSpec:
     mixture: tuple[tuple[str, str], ...] = ()
     mixture_videos: int = 0
     mixture_seed: int = 0
+    balanced_subset: int = 0
+    balanced_subset_seed: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.balanced_subset, int) or self.balanced_subset < 0:
+            raise ConfigError(f"data.balanced_subset must be an int >= 0, got {self.balanced_subset!r}")
         if self.task not in ("vos", "refaid", "qa"):
             raise ConfigError(f"data.task must be vos, refaid or qa, got {self.task!r}")
         if not 1 <= self.min_frames <= self.max_frames:

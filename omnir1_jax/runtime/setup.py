@@ -145,7 +145,8 @@ def resolve_steps(cfg, records, global_batch: int | None = None) -> int:
     = one ``(dataset, video_id)``) at ``global_batch`` (default ``cfg.data.batch_size``) examples per step."""
     from omnir1_jax.config import derive_steps
 
-    videos = {(r.dataset, r.video_id) for r in records}
+    # a video: (dataset, video_id) of an expression record, or the clip of a CrossOmni question
+    videos = {(getattr(r, "dataset", ""), getattr(r, "video_id", None) or getattr(r, "video", None)) for r in records}
     return derive_steps(cfg.run, num_expressions=len(records), num_videos=len(videos),
                         global_batch=global_batch or cfg.data.batch_size)
 
