@@ -2,6 +2,10 @@
 982 modality-balanced questions; rewards = format + accuracy + contextual consistency + logical coherence, the
 last two scored by a judge model (the paper: Qwen3-Next-80B-A3B-Instruct).
 
+The 982 questions: ``data.balanced_subset = 982`` draws them from the training split with seed 0 so that every
+source->target task has a similar number (109 or 110 each of the 9 tasks); the run is one epoch over them
+(``run.steps = 0``: derived from the data, ceil(982 / 16) = 62 steps).
+
 Command::
 
     python -m omnir1_jax.crossomni.train --config experiments/crossomni_grpo_7b.py --stage grpo \
@@ -26,8 +30,9 @@ def get_config() -> ExperimentConfig:
                         remat=True),
         mesh=MeshSpec(data=-1, fsdp=8),
         data=DataSpec(dataset="crossomni", root="data/crossomni", split="train", task="qa", batch_size=16,
-                      min_frames=24, max_frames=24),
+                      min_frames=24, max_frames=24, balanced_subset=982, balanced_subset_seed=0),
         grpo=GRPOSpec(group_size=4, beta=0.04, temperature=1.0, max_new_tokens=768),
         optim=OptimSpec(lr=5e-6, weight_decay=0.01),
-        run=RunSpec(out_dir="runs/crossomni_grpo_7b", steps=62),  # 982 questions / batch 16, one epoch
+        # one epoch over the subset: steps derived from the data (runtime.setup.resolve_steps; 982 / 16 -> 62)
+        run=RunSpec(out_dir="runs/crossomni_grpo_7b", steps=0, epochs=1.0),
     )

@@ -21,7 +21,9 @@ Training data in the paper: 2,600 ReVOS + MeViS videos, one epoch, beta 0.04, gr
 (``data.dataset = "mixture"``) over ``data/revos`` (ReVOS layout) and ``data/mevis`` (MeViS layout), 2,600 videos
 drawn uniformly from the union of their training videos (the paper states the total only, not the split between
 the two, so each dataset's expected share is proportional to its size; ``--set data.mixture_videos=0`` takes
-every video). Ref-AVS joint training (Table 6's "AVS and VOS" row) is not a mixture source: its clips use the
+every video). The run is one epoch over those videos (``run.steps = 0``, ``run.epoch_unit = "videos"``: the
+steps are derived from the data; each epoch takes one random expression per video, as the release does). Ref-AVS
+joint training (Table 6's "AVS and VOS" row) is not a mixture source: its clips use the
 audio pipeline.
 """
 
@@ -45,5 +47,8 @@ def get_config() -> ExperimentConfig:
         grpo=GRPOSpec(group_size=8, mu=1, beta=0.04, temperature=1.0, max_new_tokens=512,
                       rewards=RewardWeights(alpha_k=1.0, alpha_a=0.0, alpha_g=1.0)),
         optim=OptimSpec(lr=1e-6, weight_decay=0.01),
-        run=RunSpec(steps=325, out_dir="runs/omni_r1_7b_vos", checkpoint_every=25, eval_split="valid"),
+        # steps = 0: derived from the data (runtime.setup.resolve_steps): one epoch over the 2,600 videos, one
+        # random expression per video as the release samples (ceil(2600 / 8) = 325 steps at batch 8)
+        run=RunSpec(steps=0, epochs=1.0, epoch_unit="videos", out_dir="runs/omni_r1_7b_vos", checkpoint_every=25,
+                    eval_split="valid"),
     )

@@ -8,8 +8,9 @@ Command::
 Hardware: as omni_r1_7b_vos.py (Qwen2.5-Omni-7B System 1 on 8x 80 GB GPUs + bridge workers).
 
 Paper (Omni-R1 Table 4, ReVOS J&F): referring / reasoning / single / multi = 44.2, 32.5, 38.2, 41.9, overall **38.4**.
-The paper trains every row one epoch on ReVOS + MeViS and constrains System 1 to exactly four keyframes; here
-the keyframe-count term R_num (target 4) carries that constraint. Everything else is omni_r1_7b_vos.py.
+The paper trains every row one epoch on ReVOS + MeViS and constrains System 1 to exactly four keyframes:
+``grpo.num_keyframes = 4`` (the prompt asks for exactly 4 moments and only the first 4 items of an answer count,
+as the release truncates to 4). Everything else is omni_r1_7b_vos.py.
 """
 
 import dataclasses
@@ -23,5 +24,6 @@ def get_config():
     base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "omni_r1_7b_vos.py"))
     return dataclasses.replace(
         base, name="table4_rk_ra_rg",
-        grpo=dataclasses.replace(base.grpo, rewards=RewardWeights(alpha_k=1.0, alpha_a=1.0, alpha_g=1.0)),
+        grpo=dataclasses.replace(base.grpo, rewards=RewardWeights(alpha_k=1.0, alpha_a=1.0, alpha_g=1.0),
+                                 num_keyframes=4),
         run=dataclasses.replace(base.run, out_dir="runs/table4_rk_ra_rg"))

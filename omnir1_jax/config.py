@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import math
 import os
 import types
 import typing
@@ -91,6 +92,11 @@ class DataSpec:
         videos (every expression of a drawn video is kept), so each source's expected share is proportional to
         its size; 0 = every video (the paper: 2,600 ReVOS + MeViS videos, split between them unstated).
       mixture_seed: seed of that draw.
+      balanced_subset: CrossOmni (``task = "qa"``): train on this many questions of the training split
+        (``split``), drawn with ``balanced_subset_seed`` so that every source->target task has a similar number
+        (:func:`omnir1_jax.data.crossomni.balanced_subset`; the paper's GRPO stage: 982); 0 = the whole split.
+        Other splits (evaluation) are never subsampled.
+      balanced_subset_seed: seed of that draw.
     """
 
     dataset: str = "synthetic"
@@ -114,8 +120,12 @@ class DataSpec:
     mixture: tuple[tuple[str, str], ...] = ()
     mixture_videos: int = 0
     mixture_seed: int = 0
+    balanced_subset: int = 0
+    balanced_subset_seed: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.balanced_subset, int) or self.balanced_subset < 0:
+            raise ConfigError(f"data.balanced_subset must be an int >= 0, got {self.balanced_subset!r}")
         if self.task not in ("vos", "refaid", "qa"):
             raise ConfigError(f"data.task must be vos, refaid or qa, got {self.task!r}")
         if not 1 <= self.min_frames <= self.max_frames:
@@ -191,8 +201,13 @@ class GRPOSpec:
     max_new_tokens: int = 256
     reward_preset: str = "paper"
     rewards: RewardWeights = RewardWeights()
+    # Table 4's "exactly four keyframes": None = free (the prompt asks for "about 4"); K = the prompt asks for
+    # exactly K moments and only the first K items of each answer are kept (rewards and System 2).
+    num_keyframes: int | None = None
 
     def __post_init__(self):
+        if self.num_keyframes is not None and (not isinstance(self.num_keyframes, int) or self.num_keyframes < 1):
+            raise ConfigError(f"grpo.num_keyframes must be an int >= 1 or None, got {self.num_keyframes!r}")
         if self.group_size < 2:
             raise ConfigError(f"grpo.group_size must be >= 2, got {self.group_size}")
         if self.mu < 1:
@@ -245,9 +260,17 @@ class SFTSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """Loop, checkpoints, logging, evaluation."""
+    """Loop, checkpoints, logging, evaluation.
+
+    ``steps = 0`` derives the number of steps from the data (:func:`derive_steps`): ``epochs`` passes over the
+    training records, counted in ``epoch_unit``: ``"expressions"`` (every record once) or ``"videos"`` (one
+    expression per video per epoch, as the released Omni-R1 data loader samples: its length is the number of
+    videos and each item is a random expression of one video).
+    """
 
     steps: int = 100
+    epochs: float = 1.0
+    epoch_unit: str = "expressions"
     seed: int = 0
     out_dir: str = "runs/default"
     checkpoint_every: int = 50
@@ -257,6 +280,32 @@ class RunSpec:
     eval_max_expressions: int = 0
     log_every: int = 1
     resume: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ConfigError(f"run.steps must be an int >= 0 (0 = derived from the data), got {self.steps!r}")
+        if not self.epochs > 0:
+            raise ConfigError(f"run.epochs must be > 0, got {self.epochs!r}")
+        if self.epoch_unit not in ("expressions", "videos"):
+            raise ConfigError(f"run.epoch_unit must be 'expressions' or 'videos', got {self.epoch_unit!r}")
+
+
+def derive_steps(run: RunSpec, *, num_expressions: int, num_videos: int, global_batch: int) -> int:
+    """Optimizer steps of a run: ``run.steps`` when > 0, else ``ceil(run.epochs * units / global_batch)`` with
+    units = ``num_videos`` or ``num_expressions`` (``run.epoch_unit``); at least 1.
+
+    E.g. the paper's one epoch over 2,600 videos at batch 8: ``ceil(2600 / 8) = 325`` steps.
+
+    Raises:
+      ConfigError: the data is empty or ``global_batch < 1`` while the steps are to be derived.
+    """
+    if run.steps > 0:
+        return run.steps
+    units = num_videos if run.epoch_unit == "videos" else num_expressions
+    if units < 1 or global_batch < 1:
+        raise ConfigError(f"cannot derive run.steps from {units} training {run.epoch_unit} at batch size {global_batch}")
+    # round() first so that e.g. 0.1 * 30 / 3 (= 1.0000000000000002) does not ceil to 2
+    return max(1, math.ceil(round(run.epochs * units / global_batch, 9)))
 
 
 @dataclasses.dataclass(frozen=True)

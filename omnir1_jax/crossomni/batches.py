@@ -21,13 +21,22 @@ from omnir1_jax.data.schema import FPS_S1
 
 
 def read_split(spec: DataSpec, split: str | None = None) -> list[CrossOmniRecord]:
-    """Records of ``split``: ``spec.root`` is the JSONL file itself, or a directory holding ``<split>.jsonl``."""
+    """Records of ``split``: ``spec.root`` is the JSONL file itself, or a directory holding ``<split>.jsonl``.
+
+    The training split (``spec.split``) is cut to ``spec.balanced_subset`` task-balanced questions when that is
+    > 0 (the paper's 982 GRPO instances; :func:`omnir1_jax.data.crossomni.balanced_subset`); other splits never.
+    """
+    from omnir1_jax.data.crossomni import balanced_subset
+
     split = split or spec.split
     path = spec.root if os.path.isfile(spec.root) else os.path.join(spec.root, f"{split}.jsonl")
     if not os.path.exists(path):
         raise ConfigError(f"data.root: no CrossOmni file {path} (give the JSONL file or a folder with "
                           f"<split>.jsonl)")
-    return read_crossomni(path)
+    records = read_crossomni(path)
+    if spec.balanced_subset > 0 and split == spec.split:
+        records = balanced_subset(records, spec.balanced_subset, spec.balanced_subset_seed)
+    return records
 
 
 def qa_example(record: CrossOmniRecord, tokenizer, *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28,

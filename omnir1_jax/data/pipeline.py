@@ -10,7 +10,9 @@ Batch layout (:func:`collate`): ``model_inputs`` holds numpy arrays under the Th
 ``[sum P_b, 1176]`` with ``video_grid_thw [B, 3]`` and ``video_second_per_grid [B]``; ``input_features
 [B, 128, 3000]`` and ``feature_attention_mask [B, 3000]`` when the examples have audio; ``use_audio_in_video``
 a bool. Metadata: per-example lists (``video_id``, ``gt_masks`` ``[T_b, H_b, W_b]``, ``frame_paths``...) plus
-padded ``frame_indices`` / ``gt_boxes`` / ``gt_box_valid`` ``[B, T_max(, 4)]`` with ``frame_mask [B, T_max]``.
+padded ``frame_indices [B, T_max]``, per-object ``gt_boxes [B, T_max, O_max, 4]`` / ``gt_box_valid
+[B, T_max, O_max]`` (padding rows invalid; ``omnir1_jax.rl.rollout.gt_box_lists`` turns them into per-frame box
+sets), ``num_objects [B]`` (each expression's O) and ``frame_mask [B, T_max]``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class PipelineConfig:
       pad_to_multiple: pad the token length up to a multiple of this (fewer shapes to compile).
       keep_frames: also return the uint8 frames at original resolution.
       prompt: ``"paper"`` (Figure 3 / 4) or ``"short"`` (compact VOS prompt for tiny policies).
+      num_keyframes: K of ``grpo.num_keyframes``: the VOS prompt asks for exactly K moments (None: "about 4").
     """
 
     task: str = "vos"
@@ -73,6 +76,7 @@ class PipelineConfig:
     pad_to_multiple: int = 1
     keep_frames: bool = False
     prompt: str = "paper"
+    num_keyframes: int | None = None
 
     def __post_init__(self):
         if self.task not in ("vos", "avs"):
@@ -121,15 +125,23 @@ def collate(examples: Sequence[dict[str, Any]], *, pad_id: int = 0, pad_to_multi
     b = len(examples)
     batch["frame_mask"] = np.zeros((b, t_max), bool)
     batch["frame_indices"] = np.zeros((b, t_max), np.int32)
-    batch["gt_boxes"] = np.zeros((b, t_max, 4), np.float32)
-    batch["gt_box_valid"] = np.zeros((b, t_max), bool)
+    o_max = max(max(np.shape(ex["gt_box_valid"])[1:] or (1,)) for ex in examples)
+    batch["gt_boxes"] = np.zeros((b, t_max, o_max, 4), np.float32)
+    batch["gt_box_valid"] = np.zeros((b, t_max, o_max), bool)
     for i, ex in enumerate(examples):
         n = ex["num_frames"]
         batch["frame_mask"][i, :n] = True
         batch["frame_indices"][i, :n] = ex["frame_indices"]
-        batch["gt_boxes"][i, :n] = ex["gt_boxes"]
-        batch["gt_box_valid"][i, :n] = ex["gt_box_valid"]
+        boxes, valid = np.asarray(ex["gt_boxes"], np.float32), np.asarray(ex["gt_box_valid"], bool)
+        if valid.ndim == 1:  # one box per frame (an example built before the per-object layout)
+            boxes, valid = boxes[:, None], valid[:, None]
+        batch["gt_boxes"][i, :n, : valid.shape[1]] = boxes
+        batch["gt_box_valid"][i, :n, : valid.shape[1]] = valid
     batch["num_frames"] = np.asarray(batch["num_frames"], np.int32)
+    # O per example (older examples without the key: their box columns)
+    batch["num_objects"] = np.asarray(
+        [int(ex["num_objects"]) if "num_objects" in ex else (np.shape(ex["gt_box_valid"]) + (1,))[1]
+         for ex in examples], np.int32)
     batch["fps_s1"] = float(examples[0]["fps_s1"])
     if "frames" in examples[0]:
         batch["frames"] = [ex["frames"] for ex in examples]
@@ -164,7 +176,8 @@ def example_dataset(records: Sequence[ExpressionRecord], tokenizer, config: Pipe
         .map(T.GroundTruth())
         .map(T.System1View(config.s1_min_pixels, config.s1_max_pixels, config.fps_s1, config.visual_mode))
         .map(T.AudioFeatures())
-        .random_map(T.BuildPrompt(config.task, config.fps_s1, random_timestamps=config.train, style=config.prompt))
+        .random_map(T.BuildPrompt(config.task, config.fps_s1, random_timestamps=config.train, style=config.prompt,
+                                  num_keyframes=config.num_keyframes))
         .map(T.Tokenize(tokenizer, config.use_audio_in_video))
         .map(T.Finalize(config.keep_frames))
     )

@@ -66,11 +66,32 @@ def example_timestamps(duration_s: float, rng: np.random.Generator | None) -> tu
     return _ss_ff(a), _ss_ff(max(a, b))
 
 
-def vos_prompt(expression: str, num_frames: int, fps: float = 2.0, rng: np.random.Generator | None = None) -> str:
-    """Figure 3 prompt for a clip of ``num_frames`` frames shown at ``fps`` (random example timestamps if ``rng``)."""
+ABOUT_FOUR = "Select about 4 most relevant moments"
+
+
+def _state_num_keyframes(prompt: str, num_keyframes: int | None, phrase: str = ABOUT_FOUR) -> str:
+    """Table 4's "exactly K keyframes": the prompt asks for exactly K moments, one JSON object each."""
+    if num_keyframes is None:
+        return prompt
+    if num_keyframes < 1:
+        raise ValueError(f"num_keyframes must be >= 1 or None, got {num_keyframes}")
+    exact = phrase.replace("about 4", f"exactly {num_keyframes}")
+    return prompt.replace(phrase, exact).replace(
+        "Your final answer should be a JSON object in the following format:",
+        f"Your final answer should be {num_keyframes} JSON objects, one per moment, each in the following format:")
+
+
+def vos_prompt(expression: str, num_frames: int, fps: float = 2.0, rng: np.random.Generator | None = None,
+               num_keyframes: int | None = None) -> str:
+    """Figure 3 prompt for a clip of ``num_frames`` frames shown at ``fps`` (random example timestamps if ``rng``).
+
+    ``num_keyframes`` = K (``grpo.num_keyframes``) replaces "Select about 4 most relevant moments" by "Select
+    exactly K most relevant moments" and asks for K JSON objects, one per moment (Table 4's fixed keyframe count).
+    """
     duration = num_frames / fps
     start, end = example_timestamps(duration, rng)
-    return VOS_PROMPT.format(frames=_seconds(duration), ref_prompt=expression, start=start, end=end)
+    prompt = VOS_PROMPT.format(frames=_seconds(duration), ref_prompt=expression, start=start, end=end)
+    return _state_num_keyframes(prompt, num_keyframes)
 
 
 SHORT_VOS_PROMPT = (
@@ -79,10 +100,12 @@ SHORT_VOS_PROMPT = (
 )
 
 
-def vos_prompt_short(expression: str, num_frames: int, fps: float = 2.0) -> str:
+def vos_prompt_short(expression: str, num_frames: int, fps: float = 2.0, num_keyframes: int | None = None) -> str:
     """A compact VOS prompt (not the paper's) for tiny from-scratch policies (the CPU demo): the same task in
-    the Figure-3 prompt's words, with the expression last so a 2-layer model sees it next to its answer."""
-    return SHORT_VOS_PROMPT.format(frames=_seconds(num_frames / fps), ref_prompt=expression)
+    the Figure-3 prompt's words, with the expression last so a 2-layer model sees it next to its answer
+    ("Select exactly K moments" with ``num_keyframes``)."""
+    prompt = SHORT_VOS_PROMPT.format(frames=_seconds(num_frames / fps), ref_prompt=expression)
+    return _state_num_keyframes(prompt, num_keyframes, "Select about 4 moments")
 
 
 def avs_prompt(expression: str, audio_seconds: float) -> str:

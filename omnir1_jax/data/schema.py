@@ -22,9 +22,11 @@ key                     value
 ``frame_indices``       [T] int32 — sampled positions into the original video's frame list
 ``frame_paths``         tuple of T str — the sampled frames' files (original resolution)
 ``gt_masks``            [T, H, W] bool — union of the target objects' masks on the sampled frames, original size
-``gt_boxes``            [T, 4] float32 — tight box ``(x1, y1, x2, y2)`` of ``gt_masks[t]`` in original pixels
-                        (``x2`` = last column + 1); rows where the target is absent are 0
-``gt_box_valid``        [T] bool — False where the target is absent (its box set is empty)
+``gt_boxes``            [T, O, 4] float32 — one box per target object (O = the expression's objects, e.g. its
+                        ``anno_id`` s; at least 1): the tight box ``(x1, y1, x2, y2)`` of that object's own mask on
+                        frame t in original pixels (``x2`` = last column + 1); 0 where the object is absent
+``gt_box_valid``        [T, O] bool — object o is visible on frame t (frame t's GT box set = the valid rows)
+``num_objects``         int O — the expression's target objects (0 without GT); ``gt_boxes`` has max(O, 1) columns
 ``num_frames``          int T
 ``fps_s1``              float 2.0 — the clip is presented to System 1 at 2 fps (SPEC section 2)
 ``orig_size``           [2] int32 ``(H, W)``
@@ -76,66 +78,95 @@ def load_json(path: str) -> Any:
 
 
 class MaskRef:
-    """How to decode an expression's target masks. Subclasses implement :meth:`decode`."""
+    """How to decode an expression's target masks, per object or as their union.
+
+    Subclasses implement :meth:`_pieces` (or override both public methods)."""
+
+    def _pieces(self, positions: Sequence[int], height: int, width: int, record: str):
+        """``(num_objects, iterator of (object, position_index, mask [H, W]))`` for the non-empty masks."""
+        raise NotImplementedError
+
+    def decode_objects(self, positions: Sequence[int], height: int, width: int, record: str) -> np.ndarray:
+        """One mask per target object ``[O, len(positions), H, W]`` bool (O may be 0: no target object)."""
+        num_objects, pieces = self._pieces(positions, height, width, record)
+        out = np.zeros((num_objects, len(positions), height, width), dtype=bool)
+        for o, i, m in pieces:
+            out[o, i] = m
+        return out
 
     def decode(self, positions: Sequence[int], height: int, width: int, record: str) -> np.ndarray:
         """Union target mask ``[len(positions), H, W]`` bool on the given frame positions."""
-        raise NotImplementedError
+        out = np.zeros((len(positions), height, width), dtype=bool)
+        for _, i, m in self._pieces(positions, height, width, record)[1]:
+            out[i] |= m
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
 class RleDictMasks(MaskRef):
-    """ReVOS / MeViS: ``mask_dict.json`` maps ``str(anno_id)`` to one COCO RLE (or null) per frame position."""
+    """ReVOS / MeViS: ``mask_dict.json`` maps ``str(anno_id)`` to one COCO RLE (or null) per frame position.
+    One object per ``anno_id``, in ``anno_ids`` order."""
 
     mask_dict_path: str
     anno_ids: tuple[int, ...]
 
-    def decode(self, positions, height, width, record):
+    def _pieces(self, positions, height, width, record):
         table = load_json(self.mask_dict_path)
-        out = np.zeros((len(positions), height, width), dtype=bool)
-        for a in self.anno_ids:
-            per_frame = table.get(str(a)) if isinstance(table, dict) else None
-            if per_frame is None:
-                raise DataFormatError(f"anno_id {a} not in mask_dict", path=self.mask_dict_path, record=record)
-            for i, p in enumerate(positions):
-                if p >= len(per_frame):
-                    raise DataFormatError(
-                        f"anno_id {a} has {len(per_frame)} masks but frame position {p} was asked for",
-                        path=self.mask_dict_path, record=record,
-                    )
-                if per_frame[p] is None:
-                    continue
-                m = rle.decode(per_frame[p], path=self.mask_dict_path, record=f"{record} anno_id {a} frame {p}")
-                if m.shape != (height, width):
-                    raise DataFormatError(
-                        f"anno_id {a} frame {p}: RLE size {m.shape} != frame size {(height, width)}",
-                        path=self.mask_dict_path, record=record,
-                    )
-                out[i] |= m
-        return out
+
+        def gen():
+            for o, a in enumerate(self.anno_ids):
+                per_frame = table.get(str(a)) if isinstance(table, dict) else None
+                if per_frame is None:
+                    raise DataFormatError(f"anno_id {a} not in mask_dict", path=self.mask_dict_path, record=record)
+                for i, p in enumerate(positions):
+                    if p >= len(per_frame):
+                        raise DataFormatError(
+                            f"anno_id {a} has {len(per_frame)} masks but frame position {p} was asked for",
+                            path=self.mask_dict_path, record=record,
+                        )
+                    if per_frame[p] is None:
+                        continue
+                    m = rle.decode(per_frame[p], path=self.mask_dict_path, record=f"{record} anno_id {a} frame {p}")
+                    if m.shape != (height, width):
+                        raise DataFormatError(
+                            f"anno_id {a} frame {p}: RLE size {m.shape} != frame size {(height, width)}",
+                            path=self.mask_dict_path, record=record,
+                        )
+                    yield o, i, m
+
+        return len(self.anno_ids), gen()
 
 
 @dataclasses.dataclass(frozen=True)
 class InlineRleMasks(MaskRef):
-    """Per frame position, a tuple of COCO RLEs (one per target object; None = absent) held in the record."""
+    """Per frame position, a tuple of COCO RLEs (one per target object; None = absent) held in the record.
+
+    Object o is entry o of every position's tuple (tuples shorter than the longest mean absent objects). The
+    ArrayRecord builder stores the union mask as one object per position, so its records carry one GT box.
+    """
 
     rles: tuple[tuple[Any, ...], ...]
     source: str = ""
 
-    def decode(self, positions, height, width, record):
-        out = np.zeros((len(positions), height, width), dtype=bool)
-        for i, p in enumerate(positions):
-            for r in self.rles[p]:
-                if r is not None:
-                    out[i] |= rle.decode(r, path=self.source or None, record=record)
-        return out
+    def _pieces(self, positions, height, width, record):
+        num_objects = max((len(self.rles[p]) for p in positions), default=0)
+        pieces = ((o, i, rle.decode(r, path=self.source or None, record=record))
+                  for i, p in enumerate(positions) for o, r in enumerate(self.rles[p]) if r is not None)
+        return num_objects, pieces
 
 
 @dataclasses.dataclass(frozen=True)
 class PngMasks(MaskRef):
-    """Ref-AVS: one PNG per frame (non-zero = target). ``paths=None`` means an empty target (null rows)."""
+    """Ref-AVS: one PNG per frame (non-zero = target). ``paths=None`` means an empty target (null rows).
+
+    The PNGs are binary, so the target is one object (zero objects for a null row)."""
 
     paths: tuple[str, ...] | None
+
+    def decode_objects(self, positions, height, width, record):
+        if self.paths is None:
+            return np.zeros((0, len(positions), height, width), dtype=bool)
+        return self.decode(positions, height, width, record)[None]
 
     def decode(self, positions, height, width, record):
         from PIL import Image
@@ -167,16 +198,24 @@ class CocoMasks(MaskRef):
     segmentations: tuple[Any, ...]
     source: str = ""
 
-    def decode(self, positions, height, width, record):
-        m = np.zeros((height, width), dtype=bool)
-        for seg in self.segmentations:
-            if isinstance(seg, dict):  # compressed or uncompressed (iscrowd) RLE
-                m |= rle.decode(seg, path=self.source or None, record=record)
-            elif isinstance(seg, (list, tuple)):
-                m |= rle.polygons_to_mask(seg, height, width)
-            else:
-                raise DataFormatError(f"unknown segmentation {type(seg).__name__}", path=self.source or None, record=record)
-        return np.repeat(m[None], len(positions), axis=0)
+    def _pieces(self, positions, height, width, record):
+        """One object per annotation (entry of ``segmentations``), the same mask at every position."""
+
+        def gen():
+            for o, seg in enumerate(self.segmentations):
+                if isinstance(seg, dict):  # compressed or uncompressed (iscrowd) RLE
+                    m = rle.decode(seg, path=self.source or None, record=record)
+                elif isinstance(seg, (list, tuple)):
+                    m = rle.polygons_to_mask(seg, height, width)
+                else:
+                    raise DataFormatError(
+                        f"unknown segmentation {type(seg).__name__}", path=self.source or None, record=record
+                    )
+                for i in range(len(positions)):
+                    yield o, i, m.astype(bool)
+
+        return len(self.segmentations), gen()
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,4 +282,11 @@ class ExpressionRecord:
         if self.masks is None:
             return np.zeros((len(positions), height, width), dtype=bool)
         return self.masks.decode(list(positions), height, width, self.key)
+
+    def load_object_masks(self, positions: Sequence[int], height: int, width: int) -> np.ndarray:
+        """One mask per target object ``[O, len(positions), H, W]`` bool (ReVOS / MeViS: per ``anno_id``;
+        refCOCOg: per annotation; Ref-AVS: one object); O = 0 when there is no GT."""
+        if self.masks is None:
+            return np.zeros((0, len(positions), height, width), dtype=bool)
+        return self.masks.decode_objects(list(positions), height, width, self.key)
 

@@ -18,7 +18,7 @@ import numpy as np
 from omnir1_jax.data import audio as audio_lib
 from omnir1_jax.data import prompts, text, vision
 from omnir1_jax.data.errors import DataFormatError
-from omnir1_jax.data.masks import masks_to_boxes
+from omnir1_jax.data.masks import frame_box_sets, object_masks_to_boxes
 from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
 
 Example = dict[str, Any]
@@ -118,14 +118,20 @@ class LoadFrames(grain.transforms.Map):
 
 
 class GroundTruth(grain.transforms.Map):
-    """Target union masks and tight boxes on the sampled frames at original resolution."""
+    """Target union masks and per-object tight boxes on the sampled frames at original resolution.
+
+    ``gt_masks [T, H, W]`` is the union of the target objects (R_G, R_saliency, J&F); ``gt_boxes [T, O, 4]`` /
+    ``gt_box_valid [T, O]`` hold one box per target object visible on the frame (R_A, RefAID: "B*_s can contain
+    multiple instances", Omni-R1 section 3.3), each the tight box of that object's own mask.
+    """
 
     @_guard
     def map(self, ex: Example) -> Example:
         h, w = (int(v) for v in ex["orig_size"])
-        masks = ex["record"].load_masks(ex["frame_indices"].tolist(), h, w)
-        ex["gt_masks"] = masks
-        ex["gt_boxes"], ex["gt_box_valid"] = masks_to_boxes(masks)
+        objects = ex["record"].load_object_masks(ex["frame_indices"].tolist(), h, w)
+        ex["gt_masks"] = objects.any(axis=0) if len(objects) else np.zeros((len(ex["frame_indices"]), h, w), bool)
+        ex["gt_boxes"], ex["gt_box_valid"] = object_masks_to_boxes(objects)
+        ex["num_objects"] = len(objects)
         return ex
 
 
@@ -182,12 +188,14 @@ class AudioFeatures(grain.transforms.Map):
 class BuildPrompt(grain.transforms.RandomMap):
     """The paper's System-1 prompt: ``task="vos"`` (Figure 3; random example timestamps when
     ``random_timestamps``) or ``"avs"`` (Figure 4). Sets ``prompt``. ``style="short"`` uses the compact VOS
-    prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies)."""
+    prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies).
+    ``num_keyframes`` = K makes a VOS prompt ask for exactly K moments (``grpo.num_keyframes``)."""
 
     task: str = "vos"
     fps: float = FPS_S1
     random_timestamps: bool = True
     style: str = "paper"
+    num_keyframes: int | None = None
 
     def __post_init__(self):
         if self.task not in ("vos", "avs"):
@@ -203,9 +211,10 @@ class BuildPrompt(grain.transforms.RandomMap):
         else:
             n = len(ex["frame_indices"])
             if self.style == "short":
-                ex["prompt"] = prompts.vos_prompt_short(expr, n, self.fps)
+                ex["prompt"] = prompts.vos_prompt_short(expr, n, self.fps, self.num_keyframes)
             else:
-                ex["prompt"] = prompts.vos_prompt(expr, n, self.fps, rng if self.random_timestamps else None)
+                ex["prompt"] = prompts.vos_prompt(expr, n, self.fps, rng if self.random_timestamps else None,
+                                                  self.num_keyframes)
         return ex
 
 
@@ -268,6 +277,7 @@ class Finalize(grain.transforms.Map):
             "gt_masks": ex["gt_masks"],
             "gt_boxes": ex["gt_boxes"],
             "gt_box_valid": ex["gt_box_valid"],
+            "num_objects": int(ex["num_objects"]),
             "num_frames": len(idx),
             "fps_s1": FPS_S1,
             "orig_size": ex["orig_size"],
@@ -285,18 +295,24 @@ def system2_view(frame_paths, positions, gt_boxes=None, gt_box_valid=None, *, ma
     Args:
       frame_paths: the example's ``frame_paths`` (or a ``[T, H, W, 3]`` uint8 array of kept frames).
       positions: which sampled frames (0..T-1) to produce.
-      gt_boxes, gt_box_valid: the example's GT boxes; when given they are mapped into each resized image.
+      gt_boxes, gt_box_valid: the example's GT boxes (``[T, O, 4]`` / ``[T, O]``, or one box per frame
+        ``[T, 4]`` / ``[T]``); when given, each frame's valid boxes are mapped into its resized image.
 
     Returns:
       list of dicts ``{"position", "image" [H'', W'', 3] uint8, "scale" (sy, sx), "gt_boxes" [n, 4]}``.
     """
+    sets = None
+    if gt_boxes is not None:
+        gt_boxes = np.asarray(gt_boxes, np.float32)
+        if gt_box_valid is None:
+            gt_box_valid = np.ones(gt_boxes.shape[:-1], bool)
+        sets = frame_box_sets(gt_boxes, gt_box_valid)
     out = []
     for p in positions:
         frame = frame_paths[p] if isinstance(frame_paths, np.ndarray) else load_frame(frame_paths[p])
         img, (sy, sx) = vision.keyframe_view(frame, max_pixels=max_pixels)
         item = {"position": int(p), "image": img, "scale": (sy, sx)}
-        if gt_boxes is not None:
-            b = gt_boxes[p : p + 1] if gt_box_valid is None or gt_box_valid[p] else np.zeros((0, 4), np.float32)
-            item["gt_boxes"] = (b * np.array([sx, sy, sx, sy], dtype=np.float32)).astype(np.float32)
+        if sets is not None:
+            item["gt_boxes"] = (sets[p] * np.array([sx, sy, sx, sy], dtype=np.float32)).astype(np.float32)
         out.append(item)
     return out

@@ -20,6 +20,11 @@ A group's J (resp. F) is the mean over its expressions, and its J&F = (J + F) / 
 * ``"overall"``: with ``overall_subsets`` set (ReVOS: referring and reasoning), the **mean of the subsets'
   scores** (not a pooled mean over their expressions); without it (MeViS), the same as ``"all"``.
 
+Rounding (``VOSAccumulator(visa_rounding=True)``): VISA's ReVOS script (``tools/eval_revos.py``) rounds each
+expression's J and F, in percent, to two decimals (Python ``round(100 * x, 2)``) before any mean; the option
+reproduces that (the difference is of the order of 1e-4 percentage points). Off by default (exact means); the
+summary's ``"protocol"`` (:meth:`VOSAccumulator.describe`) and every JSONL row say which was used.
+
 Scores are fractions in [0, 1] (papers print them x100). Records and the summary are plain JSON-serialisable
 dicts; :meth:`VOSAccumulator.write_jsonl` writes one record per line, atomically.
 
@@ -163,14 +168,22 @@ class VOSAccumulator:
         "reasoning")``, the default); ``None`` makes ``"overall"`` the pooled mean over all expressions (MeViS).
     """
 
-    def __init__(self, overall_subsets: Sequence[str] | None = ("referring", "reasoning")):
+    def __init__(self, overall_subsets: Sequence[str] | None = ("referring", "reasoning"), *,
+                 visa_rounding: bool = False):
         if overall_subsets is not None:
             overall_subsets = tuple(overall_subsets)
             bad = [s for s in overall_subsets if not isinstance(s, str) or s in _RESERVED]
             if bad or not overall_subsets:
                 raise ValueError(f"overall_subsets must be non-empty subset names not in {_RESERVED}, got {bad}")
         self.overall_subsets = overall_subsets
+        self.visa_rounding = bool(visa_rounding)
         self._records: dict[str, ExpressionScore] = {}
+
+    def describe(self) -> dict:
+        """The protocol as a JSON-able dict: ``{"name": "visa_rounded" | "exact", "visa_rounding": bool,
+        "overall_subsets": [...] | None}``."""
+        return {"name": "visa_rounded" if self.visa_rounding else "exact", "visa_rounding": self.visa_rounding,
+                "overall_subsets": None if self.overall_subsets is None else list(self.overall_subsets)}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -182,6 +195,8 @@ class VOSAccumulator:
           expression_id: unique id (make it unique across videos, e.g. ``"<video>/<exp_id>"``).
           subset: subset label (``"referring"`` / ``"reasoning"`` for ReVOS), or ``None`` (MeViS).
           num_objects: number of target objects (1 -> ``"single"``, > 1 -> ``"multi"``, 0 -> neither).
+
+        The record's J and F are the frame means, rounded as VISA does when ``visa_rounding`` is set.
 
         Raises:
           ValueError: duplicate id, reserved subset name, negative ``num_objects``, J and F of different
@@ -203,7 +218,10 @@ class VOSAccumulator:
         for name, v in (("J", j), ("F", f)):
             if not np.all(np.isfinite(v)) or v.min() < 0 or v.max() > 1:
                 raise ValueError(f"expression {expression_id!r}: {name} must be finite and in [0, 1], got {v.tolist()}")
-        record = ExpressionScore(expression_id, subset, int(num_objects), int(j.size), float(j.mean()), float(f.mean()))
+        jm, fm = float(j.mean()), float(f.mean())
+        if self.visa_rounding:  # VISA: round(100 * x, 2) per expression, kept here as a fraction
+            jm, fm = round(100.0 * jm, 2) / 100.0, round(100.0 * fm, 2) / 100.0
+        record = ExpressionScore(expression_id, subset, int(num_objects), int(j.size), jm, fm)
         self._records[expression_id] = record
         return record
 
@@ -257,6 +275,8 @@ class VOSAccumulator:
         return "\n".join(rows)
 
     def write_jsonl(self, path: str | os.PathLike) -> None:
-        """Writes one :meth:`ExpressionScore.to_json` line per expression (atomically)."""
-        write_jsonl_atomic(path, (r.to_json() for r in self.records()))
+        """Writes one :meth:`ExpressionScore.to_json` line per expression (atomically), each with the protocol
+        name (``"protocol": "exact"`` or ``"visa_rounded"``)."""
+        name = self.describe()["name"]
+        write_jsonl_atomic(path, ({**r.to_json(), "protocol": name} for r in self.records()))
 

@@ -19,7 +19,8 @@ CrossOmni (paper 004, Table 18)::
     judge_reward(judge, "consistency" | "coherence", completions, references)
 
 ``preset="official"`` reproduces the released code's arithmetic with its bugs fixed; see
-:mod:`omnir1_jax.rewards.keyframe` for every difference.
+:mod:`omnir1_jax.rewards.keyframe` (fixed bugs) and :mod:`omnir1_jax.rewards.total` (the table of every other
+difference, reproduced or deliberate).
 """
 
 from omnir1_jax.rewards.alignment import alignment_reward, box_iou_matrix, hungarian_loss, linear_assignment
@@ -43,7 +44,7 @@ from omnir1_jax.rewards.keyframe import (
 )
 from omnir1_jax.rewards.parsing import AnswerItem, ParsedAnswer, extract_tag, parse_answer, parse_description, parse_time
 from omnir1_jax.rewards.refaid import refaid_reward
-from omnir1_jax.rewards.total import TABLE4_WEIGHTS, RewardWeights, total_reward
+from omnir1_jax.rewards.total import TABLE4_WEIGHTS, RewardWeights, mismatch_reward, total_reward
 
 __all__ = [
     "COHERENCE_PROMPT",
@@ -66,6 +67,7 @@ __all__ = [
     "keyframe_reward",
     "linear_assignment",
     "num_reward",
+    "mismatch_reward",
     "official_structure_reward",
     "parse_answer",
     "parse_description",

@@ -124,12 +124,18 @@ def _frame_boxes(boxes_by_frame, f: int, what: str) -> np.ndarray:
     return _as_boxes(boxes_by_frame[f], f"{what}[{f}]")
 
 
+def _max_boxes(gt_boxes) -> int:
+    values = gt_boxes.values() if isinstance(gt_boxes, Mapping) else gt_boxes
+    return max([len(_as_boxes(b, "gt_boxes")) for b in values] + [1])
+
+
 def alignment_reward(
     answers: Sequence[ParsedAnswer],
     pred_boxes: Sequence[Mapping[int, np.ndarray]],
     gt_boxes: Mapping[int, np.ndarray] | Sequence[np.ndarray],
     *,
     preset: Literal["paper", "official"] = "paper",
+    num_objects: int | None = None,
 ) -> np.ndarray:
     """R_A = (1/K) sum over distinct keyframes s of ``1 - L_H(B_s, B*_s)``; range [0, 1]; 0 when invalid.
 
@@ -138,9 +144,14 @@ def alignment_reward(
       pred_boxes: per rollout, ``{frame: [k, 4]}`` boxes System 2 found on that keyframe (all boxes found for
         that frame's description; a frame missing from the mapping has no boxes).
       gt_boxes: per clip frame (mapping or sequence), the GT boxes [m, 4] of the target objects present on it.
-      preset: ``"official"`` reproduces the released arithmetic with its x1 = 0 bug fixed: mean IoU of the
-        matched pairs over the GT boxes of the first 4 distinct keyframes, inclusive-pixel IoU, extra predicted
-        boxes free.
+      preset: ``"official"`` reproduces the released arithmetic with its x1 = 0 bug fixed: on each of the first 4
+        distinct keyframes only the first ``num_objects`` boxes of System 2's answer count (the release keeps
+        that many, later ones are ignored), matched one-to-one to the GT boxes; R_A = mean IoU of the matched
+        pairs over all GT boxes of those frames (an unmatched GT box scores 0; extra boxes are free).
+        IoU counts pixels inclusively (width = x2 - x1 + 1) against the GT box in the release's inclusive
+        convention (last column / row, i.e. our x2 - 1, y2 - 1).
+      num_objects: O, the expression's number of target objects (``official`` only; default: the most GT boxes
+        on any frame, at least 1).
     """
     if len(pred_boxes) != len(answers):
         raise ValueError(f"{len(answers)} answers but {len(pred_boxes)} pred_boxes entries")
@@ -151,10 +162,12 @@ def alignment_reward(
         frames = sorted(set(a.keyframes))
         if preset == "official":
             ious = []
+            keep = num_objects if num_objects is not None else _max_boxes(gt_boxes)
             for f in frames[:OFFICIAL_MAX_KEYFRAMES]:
-                gt, pr = _frame_boxes(gt_boxes, f, "gt_boxes"), _frame_boxes(boxes, f, "pred_boxes")
+                gt, pr = _frame_boxes(gt_boxes, f, "gt_boxes"), _frame_boxes(boxes, f, "pred_boxes")[:keep]
                 if len(gt) == 0:
                     continue
+                gt = gt - np.array([0.0, 0.0, 1.0, 1.0])  # pixel-edge -> inclusive last column / row
                 matched = np.zeros(len(gt))
                 if len(pr):
                     iou = box_iou_matrix(gt, pr, inclusive=True)

@@ -9,13 +9,14 @@ Presets:
 
 - ``"paper"`` (default): the formulas of the paper / SPEC.
 - ``"official"``: the arithmetic of the released PyTorch code with its bugs fixed. Differences:
-  R_num = ``0.4*K if K <= 4 else 0.4*(7 - K)``, divided by 1.6 (max 1); R_diversity =
+  R_num = ``0.4*K if K <= 4 else 0.4*(7 - K)`` (max 1.6, as released); R_diversity =
   ``-0.2 * sum_i(len_i - 1) - 0.5 * (sum_i len_i - K)`` over the valid intervals (a length penalty per interval
   plus 0.5 per repeated frame); R_saliency averages over the first 4 distinct keyframes only (the released code
   grounds only those). Fixed bugs: times ``mm:ss.f`` read as decimals (not ``ss + f/100``); JSON parsed with a
   real decoder (the regex ``({[\\s\\S]*?})`` broke on nested braces); areas of the union of the target objects
   (the released code summed per-object areas, counting overlaps twice).
-  The official per-object JSON bonus is :func:`official_structure_reward`.
+  The official per-object JSON bonus is :func:`official_structure_reward`. Every other difference between
+  ``official`` and the release (reproduced or deliberate) is tabled in :mod:`omnir1_jax.rewards.total`.
 """
 
 from __future__ import annotations
@@ -52,10 +53,14 @@ def diversity_reward(
     dist_reward: float = 0.25,
     preset: Preset = "paper",
 ) -> np.ndarray:
-    """R_diversity (appendix B): ``(overlap_punish - dist_reward) * |J| + dist_reward * M``.
+    """R_diversity (appendix B, SPEC section 3): ``overlap_punish * |J| + dist_reward * (M - |J|)``.
 
-    J = consecutive pairs of the sorted keyframes with the same index. With the defaults, 4 distinct keyframes
-    score 1.0 and each repeat costs 0.45. Range: unbounded below, ``dist_reward * M`` above; 0 when invalid.
+    S = the keyframes of every valid answer item (an item covers each frame of its interval), sorted by frame
+    (``ParsedAnswer.keyframes``), M = len(S). J = consecutive pairs of S that share the frame index **or come from
+    the same answer item** (the appendix's identifier ``idx(s)`` is the item): a long interval is a run of
+    overlaps, so stretching one interval over the clip cannot buy reward. With the defaults four single-frame
+    items score 4 * 0.25 = 1.0 and one item over 24 frames scores -0.2 * 23 + 0.25 = -4.35.
+    Range: unbounded below, ``dist_reward * K`` above; 0 when invalid.
     """
     _check_preset(preset)
     out = np.zeros(len(answers), np.float32)
@@ -67,15 +72,25 @@ def diversity_reward(
             distinct = len(set(a.keyframes))
             out[n] = -0.2 * sum(length - 1 for length in lengths) - 0.5 * (sum(lengths) - distinct)
             continue
-        s = a.keyframes
-        repeats = sum(1 for i in range(len(s) - 1) if s[i] == s[i + 1])
-        out[n] = (overlap_punish - dist_reward) * repeats + dist_reward * len(s)
+        s, owner = a.keyframes, _keyframe_items(a)
+        joined = sum(1 for i in range(len(s) - 1) if s[i] == s[i + 1] or owner[i] == owner[i + 1])
+        out[n] = overlap_punish * joined + dist_reward * (len(s) - joined)
     return out
 
 
+def _keyframe_items(a: ParsedAnswer) -> tuple[int, ...]:
+    if len(a.keyframe_items) != len(a.keyframes):
+        raise ValueError(
+            f"ParsedAnswer has {len(a.keyframes)} keyframes but {len(a.keyframe_items)} item ids; build it with "
+            "parse_answer / answer_from_items"
+        )
+    return a.keyframe_items
+
+
 def num_reward(answers: Sequence[ParsedAnswer], *, target: int = 4, preset: Preset = "paper") -> np.ndarray:
-    """R_num: ``max(0, 1 - |K - K0| / K0)`` with K0 = ``target`` (paper), or the official
-    ``(0.4K if K <= 4 else 0.4(7 - K)) / 1.6``. Range [0, 1] (paper); <= 1 (official). 0 when invalid."""
+    """R_num: ``max(0, 1 - |K - K0| / K0)`` with K0 = ``target`` (paper), or the release's
+    ``0.4K if K <= 4 else 0.4(7 - K)`` (official; its ``total_frame_reward``, not rescaled). Range [0, 1] (paper);
+    <= 1.6 (official). 0 when invalid."""
     _check_preset(preset)
     if target < 1:
         raise ValueError(f"target must be >= 1, got {target}")
@@ -85,7 +100,7 @@ def num_reward(answers: Sequence[ParsedAnswer], *, target: int = 4, preset: Pres
             continue
         k = len(set(a.keyframes))
         if preset == "official":
-            out[n] = (0.4 * k if k <= 4 else 0.4 * (7 - k)) / 1.6
+            out[n] = 0.4 * k if k <= 4 else 0.4 * (7 - k)
         else:
             out[n] = max(0.0, 1.0 - abs(k - target) / target)
     return out
@@ -145,11 +160,19 @@ def keyframe_reward(
     ).astype(np.float32)
 
 
-def official_structure_reward(answers: Sequence[ParsedAnswer], gt_masks_or_areas: np.ndarray) -> np.ndarray:
+def official_structure_reward(
+    answers: Sequence[ParsedAnswer], gt_masks_or_areas: np.ndarray, object_visible: np.ndarray | None = None
+) -> np.ndarray:
     """The released code's per-object bonus (``official`` preset only), averaged over the decoded objects:
     0.2 per object, +0.2 when it has start/end/description, +0.2 when its times are consistent and inside the
-    clip, + the fraction of its frames where the target is visible. Range [0, 1.6]; 0 with no object."""
+    clip, + the fraction of its frames where the target is visible. Range [0, 1.6]; 0 with no object.
+
+    ``object_visible [T, O]`` (object o visible on frame t) gives the release's per-object fraction: visible
+    (object, frame) pairs over ``frames * O`` (two objects, one visible: 0.5); without it, the fraction of frames
+    where the union is visible."""
     areas = frame_areas(gt_masks_or_areas)
+    if object_visible is not None:
+        object_visible = np.asarray(object_visible, bool).reshape(areas.shape[0], -1)
     out = np.zeros(len(answers), np.float32)
     for n, a in enumerate(answers):
         if not a.items:
@@ -160,6 +183,8 @@ def official_structure_reward(answers: Sequence[ParsedAnswer], gt_masks_or_areas
             if it.start is not None and it.end is not None and it.description:
                 total += 0.2
                 if it.valid:
-                    total += 0.2 + float(np.mean(areas[list(it.frames)] > 0))
+                    frames = list(it.frames)
+                    seen = object_visible[frames] if object_visible is not None else areas[frames] > 0
+                    total += 0.2 + float(np.mean(seen))
         out[n] = total / len(a.items)
     return out

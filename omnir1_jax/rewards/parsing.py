@@ -28,7 +28,16 @@ import math
 import re
 from typing import Any
 
-__all__ = ["AnswerItem", "ParsedAnswer", "extract_tag", "parse_answer", "parse_description", "parse_time"]
+__all__ = [
+    "AnswerItem",
+    "ParsedAnswer",
+    "answer_from_items",
+    "extract_tag",
+    "keep_first_items",
+    "parse_answer",
+    "parse_description",
+    "parse_time",
+]
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _TIME_RE = re.compile(r"^\s*(?:(?:(\d{1,4}):)?(\d{1,4}):)?(\d{1,6}(?:\.\d{1,9})?)\s*$")
@@ -70,6 +79,12 @@ class ParsedAnswer:
       valid: at least one valid interval.
       error: why the answer is unusable (None when valid).
       num_frames: T, the number of frames of the clip the answer refers to.
+      keyframe_items: one entry per entry of ``keyframes``: the index (into ``items``) of the answer item the
+        keyframe came from — R_diversity counts consecutive keyframes of one item as overlaps (SPEC section 3).
+
+    ``keyframes`` is sorted by (frame, first frame of its item, last frame of its item, item index): ties at one
+    frame are ordered by the items' intervals, not by answer order, so reordering the items of an answer never
+    changes a reward.
     """
 
     keyframes: tuple[int, ...]
@@ -78,6 +93,7 @@ class ParsedAnswer:
     valid: bool
     error: str | None
     num_frames: int
+    keyframe_items: tuple[int, ...] = ()
 
     @property
     def unique_keyframes(self) -> tuple[int, ...]:
@@ -205,13 +221,40 @@ def parse_answer(completion: Any, num_frames: int, fps: float = 2.0) -> ParsedAn
     objects = [o for v in _decode_values(body[:_MAX_ANSWER_CHARS]) for o in _collect_objects(v)]
     if not objects:
         return invalid("no JSON interval object in the answer")
-    items = tuple(_make_item(o, num_frames, fps) for o in objects)
-    pairs = sorted(((f, it.description) for it in items if it.valid for f in it.frames), key=lambda p: p[0])
-    if not pairs:
-        return invalid("; ".join(it.error for it in items if it.error)[:500], items)
-    return ParsedAnswer(
-        tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), items, True, None, num_frames  # type: ignore[misc]
+    return answer_from_items(tuple(_make_item(o, num_frames, fps) for o in objects), num_frames)
+
+
+def answer_from_items(items: tuple[AnswerItem, ...], num_frames: int) -> ParsedAnswer:
+    """The ParsedAnswer of already decoded items (keyframes of the valid ones, sorted as ParsedAnswer says)."""
+    keyed = sorted(
+        (f, it.frames[0], it.frames[-1], i) for i, it in enumerate(items) if it.valid for f in it.frames
     )
+    if not keyed:
+        error = "; ".join(it.error for it in items if it.error)[:500] or "no JSON interval object in the answer"
+        return ParsedAnswer((), (), items, False, error, num_frames)
+    return ParsedAnswer(
+        tuple(k[0] for k in keyed),
+        tuple(items[k[3]].description for k in keyed),  # type: ignore[misc]
+        items,
+        True,
+        None,
+        num_frames,
+        tuple(k[3] for k in keyed),
+    )
+
+
+def keep_first_items(answer: ParsedAnswer, max_items: int | None) -> ParsedAnswer:
+    """The answer restricted to its first ``max_items`` decoded items, in answer order (valid or not); the answer
+    itself when ``max_items`` is None or it has no more items than that.
+
+    This is ``grpo.num_keyframes`` (Table 4's "exactly four keyframes"): the released code keeps the first four
+    objects of the answer; the rest are ignored by every reward and never reach System 2.
+    """
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be >= 1 or None, got {max_items}")
+    if max_items is None or len(answer.items) <= max_items:
+        return answer
+    return answer_from_items(answer.items[:max_items], answer.num_frames)
 
 
 def parse_description(completion: Any) -> str | None:

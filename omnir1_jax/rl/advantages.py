@@ -30,7 +30,9 @@ def group_advantages(
       scale: ``"group"`` divides by the std of the completion's own group (GRPO, the default);
         ``"batch"`` divides by the std of the whole batch (centring stays per group);
         ``"none"`` does not divide (Dr. GRPO).
-      eps: added to the std (SPEC: 1e-4), so zero-variance groups give advantage 0, not NaN.
+      eps: added to the std (SPEC: 1e-4), so zero-variance groups do not divide by 0. A group whose rewards are
+        all equal gets advantage exactly 0.0 for every eps (each group is shifted by its first reward before the
+        mean is taken, so no rounded mean is subtracted).
       unbiased: Bessel-corrected std (``ddof=1``, as ``torch.std``); ``False`` for the population std.
 
     Returns:
@@ -47,6 +49,10 @@ def group_advantages(
     if unbiased and scale == "group" and group_size < 2:
         raise ValueError("an unbiased group std needs group_size >= 2 (pass unbiased=False)")
     grouped = rewards.reshape(-1, group_size)
+    # Shift each group by its first reward before averaging: a constant group becomes exact zeros, so its mean,
+    # centred rewards and advantages are exactly 0 (float32 rounding of mean(0.7 * 16) left 1e-3 .. 0.1 otherwise);
+    # the shift also keeps the small differences of near-constant groups exact. Exact in real arithmetic.
+    grouped = grouped - grouped[:, :1]
     centred = grouped - grouped.mean(axis=1, keepdims=True)
     if scale == "group":
         centred = centred / (grouped.std(axis=1, ddof=ddof, keepdims=True) + eps)

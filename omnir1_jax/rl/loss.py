@@ -34,11 +34,20 @@ LOG_RATIO_CLAMP = 20.0
 
 
 def kl_estimate(logps: Float[Array, "B T"], ref_logps: Float[Array, "B T"], kind: KL = "k3") -> Float[Array, "B T"]:
-    """Per-token estimate of KL(pi || ref) from log-probs of tokens sampled from pi."""
+    """Per-token estimate of KL(pi || ref) from log-probs of tokens sampled from pi.
+
+    ``k3`` for ``delta = ref - logp > LOG_RATIO_CLAMP`` (C) uses ``exp(C) * (1 + delta - C)`` in place of
+    ``exp(delta)``, so there its gradient w.r.t. logp is ``1 - exp(C)`` (about -4.85e8): the sign of the exact
+    gradient ``1 - exp(delta)``, bounded in size. Below the clamp it is the exact formula and gradient.
+    """
     delta = ref_logps - logps
     if kind == "k3":
-        # Clamp only the exponent's argument: exact in the normal range, finite far off it.
-        return jnp.exp(jnp.minimum(delta, LOG_RATIO_CLAMP)) - delta - 1.0
+        # Past delta = C = LOG_RATIO_CLAMP, exp is continued by its tangent at C, exp(C) * (1 + delta - C): the
+        # value and gradient stay finite and continuous, and d k3 / d logp = 1 - exp(C) keeps the sign of the true
+        # gradient 1 - exp(delta) (clamping only the exponent left the linear term, a gradient of +1 that pushed
+        # logp further away from the reference). Exact for delta <= C.
+        clamped = jnp.minimum(delta, LOG_RATIO_CLAMP)
+        return jnp.exp(clamped) * (1.0 + (delta - clamped)) - delta - 1.0
     if kind == "k1":
         return -delta
     if kind == "k2":

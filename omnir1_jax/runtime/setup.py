@@ -93,6 +93,31 @@ def read_records(spec: DataSpec, split: str | None = None):
                       "refcocog, synthetic)")
 
 
+def resolve_steps(cfg, records, global_batch: int | None = None) -> int:
+    """The run's optimizer steps for these training ``records`` (:func:`omnir1_jax.config.derive_steps`):
+    ``cfg.run.steps`` when > 0, else ``cfg.run.epochs`` passes over the records' expressions or videos (a video
+    = one ``(dataset, video_id)``) at ``global_batch`` (default ``cfg.data.batch_size``) examples per step."""
+    from omnir1_jax.config import derive_steps
+
+    # a video: (dataset, video_id) of an expression record, or the clip of a CrossOmni question
+    videos = {(getattr(r, "dataset", ""), getattr(r, "video_id", None) or getattr(r, "video", None)) for r in records}
+    return derive_steps(cfg.run, num_expressions=len(records), num_videos=len(videos),
+                        global_batch=global_batch or cfg.data.batch_size)
+
+
+def one_expression_per_video(records, seed: int, epoch: int = 0) -> list:
+    """One record per video (``(dataset, video_id)``), drawn uniformly among that video's expressions with a
+    generator seeded by ``(seed, epoch)``; videos keep their first-appearance order. The training records of one
+    epoch when ``run.epoch_unit == "videos"`` (the released data loader's sampling)."""
+    import numpy as np
+
+    by_video: dict = {}
+    for r in records:
+        by_video.setdefault((r.dataset, r.video_id), []).append(r)
+    rng = np.random.default_rng([seed, epoch])
+    return [recs[int(rng.integers(len(recs)))] for recs in by_video.values()]
+
+
 def read_mixture(spec: DataSpec, split: str | None = None):
     """Records of the mixture ``spec.mixture`` (``(dataset, directory under spec.root)`` sources, each read with
     its own reader): every video of every source when ``spec.mixture_videos == 0``, else that many videos drawn
@@ -138,7 +163,9 @@ def read_mixture(spec: DataSpec, split: str | None = None):
 
 
 def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int | None = None,
-                    num_epochs: int | None = None):
+                    num_epochs: int | None = None, num_keyframes: int | None = None):
+    """The Grain ``PipelineConfig`` of ``spec``; ``num_keyframes`` is ``grpo.num_keyframes`` (the prompt asks for
+    exactly that many moments)."""
     from omnir1_jax.data import PipelineConfig
 
     return PipelineConfig(
@@ -158,6 +185,7 @@ def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int |
         drop_remainder=train,
         pad_to_multiple=spec.pad_to_multiple,
         prompt=spec.prompt,
+        num_keyframes=num_keyframes,
     )
 
 

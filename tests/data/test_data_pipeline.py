@@ -46,11 +46,16 @@ def test_batch_contents(vos_records, tiny_tokenizer):
         t = b["num_frames"][i]
         assert 8 <= t <= 24 and grids[i][0] == (t + 1) // 2
         assert b["gt_masks"][i].shape == (t, 56, 98) and b["gt_masks"][i].dtype == bool
-        boxes, valid = masks_to_boxes(b["gt_masks"][i])
-        np.testing.assert_array_equal(b["gt_boxes"][i, :t], boxes)
-        np.testing.assert_array_equal(b["gt_box_valid"][i, :t], valid)
         assert b["frame_mask"][i].sum() == t
         rec = next(r for r in vos_records if r.video_id == b["video_id"][i] and r.exp_id == b["exp_id"][i])
+        # one box per target object (anno_id), each the tight box of that object's own mask
+        objects = rec.load_object_masks(b["frame_indices"][i, :t].tolist(), 56, 98)
+        assert len(objects) == len(rec.anno_ids) >= 1
+        for o in range(len(objects)):
+            boxes, valid = masks_to_boxes(objects[o])
+            np.testing.assert_array_equal(b["gt_boxes"][i, :t, o], boxes)
+            np.testing.assert_array_equal(b["gt_box_valid"][i, :t, o], valid)
+        assert not b["gt_box_valid"][i, :t, len(objects):].any()
         assert list(b["frame_paths"][i]) == [rec.frame_paths[j] for j in b["frame_indices"][i, :t]]
         np.testing.assert_array_equal(b["gt_masks"][i], rec.load_masks(b["frame_indices"][i, :t].tolist(), 56, 98))
         assert rec.expression in b["prompt"][i] and b["fps_s1"] == 2.0

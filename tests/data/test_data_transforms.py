@@ -25,7 +25,8 @@ def test_train_frame_counts_cover_8_to_24_uniformly():
 
 
 def test_indices_are_linspace_and_all_frames_when_short():
-    np.testing.assert_array_equal(T.sample_frame_indices(48, 8), np.linspace(0, 47, 8).astype(int))
+    # linspace(0, 47, 8) = 0, 6.71, 13.43, 20.14, 26.86, 33.57, 40.29, 47 (step 47/7), truncated by hand
+    np.testing.assert_array_equal(T.sample_frame_indices(48, 8), [0, 6, 13, 20, 26, 33, 40, 47])
     idx = T.sample_frame_indices(100, 24)
     assert idx[0] == 0 and idx[-1] == 99 and np.all(np.diff(idx) > 0)
     np.testing.assert_array_equal(T.sample_frame_indices(5, 12), np.arange(5))
@@ -48,8 +49,10 @@ def test_vos_prompt_fills_paper_template():
         assert 0 <= a <= b <= 6.5
         starts.add(a)
     assert len(starts) > 40  # randomised example timestamps
-    assert P.vos_prompt("x", 12) == P.vos_prompt("x", 12)  # eval: fixed timestamps
-    assert '"start_time": "00:02.00"' in P.vos_prompt("x", 12)
+    # eval (no rng): the middle third of the clip, 12 frames at 2 fps = 6 s -> 00:02.00 .. 00:04.00
+    fixed = P.vos_prompt("x", 12)
+    assert '"start_time": "00:02.00",\n  "end_time": "00:04.00"' in fixed
+    assert '"start_time": "00:03.33",\n  "end_time": "00:06.67"' in P.vos_prompt("x", 20)  # 10 s clip
 
 
 def test_avs_prompt():

@@ -92,7 +92,18 @@ def test_table_equals_protocol_by_hand_on_written_pngs(records, tmp_path):
     assert 0.1 < res["table"]["overall"]["J&F"] < 0.95  # the noise makes it non-trivial
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["table"] == res["table"]
-    assert (tmp_path / "summary.md").read_text().startswith("| group | J&F")
+    assert summary["protocol"]["name"] == "exact"
+    assert (tmp_path / "summary.md").read_text().startswith("Protocol: exact\n\n| group | J&F")
+    # VISA's rounding: each expression's J and F rounded to 2 decimals in percent before the means (hand: round
+    # the per-expression means computed above)
+    (tmp_path / "visa").mkdir()
+    visa = E.write_summary(records, {json.loads(x)["id"]: json.loads(x) for x in
+                                     (tmp_path / "results.jsonl").read_text().splitlines()},
+                           str(tmp_path / "visa"), "vos", visa_rounding=True)
+    js = [round(100 * v[2], 2) for v in per.values() if v[0] == 0]
+    assert 100 * visa["table"]["referring"]["J"] == pytest.approx(np.mean(js), abs=1e-6)
+    assert visa["protocol"]["name"] == "visa_rounded"
+    assert (tmp_path / "visa" / "summary.md").read_text().startswith("Protocol: visa_rounded")
 
 
 def test_resuming_an_interrupted_evaluation_gives_the_same_table(records, tmp_path):
@@ -135,9 +146,30 @@ def test_refavs_rows_and_null_split(tmp_path):
     recs = seen + null
     if not null:
         pytest.skip("the synthetic AVS world produced no null rows")
-    res = E.evaluate_segmentation(recs, _Predictor(_noisy), str(tmp_path / "out"), kind="refavs", progress=False)
+    res = E.evaluate_segmentation(recs, _Predictor(_noisy), str(tmp_path / "out"), kind="refavs", progress=False,
+                                  refavs_protocol="project")
     js = [refavs_iou(_noisy(r), _gt(r)).mean() for r in seen]
     fs = [refavs_fscore(_noisy(r).astype(float), _gt(r)) for r in seen]
     assert res["table"]["test_s"]["J"] == pytest.approx(np.mean(js), abs=1e-12)
     assert res["table"]["test_s"]["F"] == pytest.approx(np.mean(fs), abs=1e-12)
     assert res["table"]["test_n"]["S"] == pytest.approx(np.mean([refavs_null_s(_noisy(r)) for r in null]), abs=1e-12)
+    assert res["protocol"]["name"] == "project"
+    # the default: the release's protocol, stated in every output file; resuming under another one is refused
+    out = tmp_path / "release"
+    rel = E.evaluate_segmentation(recs, _Predictor(_noisy), str(out), kind="refavs", progress=False)
+    assert rel["protocol"]["name"] == "release"
+    assert json.loads((out / "summary.json").read_text())["protocol"]["batch_size"] == 4
+    assert (out / "summary.md").read_text().startswith("Protocol: release")
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["protocol"] for r in rows} == {"release"}
+    from omnir1_jax.eval.refavs import RefAVSAccumulator
+
+    acc = RefAVSAccumulator()
+    for r in recs:
+        acc.add(r.key, r.split, _noisy(r), None if r.split == "test_n" else _gt(r))
+    want = acc.summary()
+    for split in want:
+        assert rel["table"][split] == pytest.approx(want[split], abs=1e-12)
+    with pytest.raises(ValueError, match="no-resume"):
+        E.evaluate_segmentation(recs, _Predictor(_noisy), str(out), kind="refavs", progress=False,
+                                refavs_protocol="project")

@@ -39,7 +39,36 @@ def world(tmp_path_factory):
     writer.write_avs(avs, 4, seed=0, height=56, width=84)
     co = str(base / "co")
     write_fixture(co)
-    return {"vos": vos, "avs": avs, "co": co, "runs": str(base / "runs")}
+    coco = str(base / "refcocog")
+    _write_refcocog(coco)
+    return {"vos": vos, "avs": avs, "co": co, "refcocog": coco, "runs": str(base / "runs")}
+
+
+def _write_refcocog(root: str) -> None:
+    """A two-image refCOCOg tree in the REFER layout (``refs(umd).p``, ``instances.json``, ``train2014/``) with
+    three training sentences, so the refCOCOg experiment runs on refCOCOg records (not on Ref-AVS clips)."""
+    import json
+    import pickle
+
+    from PIL import Image
+
+    os.makedirs(os.path.join(root, "train2014"), exist_ok=True)
+    rng = np.random.default_rng(0)
+    images, anns, refs = [], [], []
+    for i in range(2):
+        name = f"COCO_train2014_{i:012d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)).save(os.path.join(root, "train2014", name))
+        images.append({"id": i, "file_name": name, "height": 56, "width": 84})
+        x = 10 + 30 * i
+        anns.append({"id": 10 + i, "image_id": i, "category_id": 1, "bbox": [x, 8.0, 20.0, 24.0], "iscrowd": 0,
+                     "segmentation": [[x, 8.0, x + 20, 8.0, x + 20, 32.0, x, 32.0]]})
+        refs.append({"ref_id": i, "ann_id": 10 + i, "image_id": i, "split": "train", "category_id": 1,
+                     "sentences": [{"sent": f"the box number {i}", "sent_id": 100 + 2 * i},
+                                   {"sent": f"box {i}", "sent_id": 101 + 2 * i}][: 2 - i]})
+    with open(os.path.join(root, "instances.json"), "w") as f:
+        json.dump({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "box"}]}, f)
+    with open(os.path.join(root, "refs(umd).p"), "wb") as f:
+        pickle.dump(refs, f, protocol=2)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +92,9 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
     d = cfg.data
     if d.task == "qa":
         data = dataclasses.replace(d, root=world["co"], split="train", **small)
-    elif d.dataset in ("refavs", "refcocog") or d.task == "refaid":
+    elif d.dataset == "refcocog":  # its own data: the refCOCOg reader and records run too
+        data = dataclasses.replace(d, root=world["refcocog"], split="train", **small)
+    elif d.dataset == "refavs" or d.task == "refaid":
         data = dataclasses.replace(d, dataset="refavs", root=world["avs"], split="train", **small)
     else:
         data = dataclasses.replace(d, dataset="synthetic", root=world["vos"], split="train", mixture=(),
@@ -91,6 +122,9 @@ def test_experiment_resolves_and_documents_command_hardware_and_number(path, wor
         assert "Paper" in head and "**" in head  # the paper's number, in bold
     cfg_t = tiny(cfg, world, "ipc:///nonexistent")
     assert cfg_t.grpo.rewards == cfg.grpo.rewards and cfg_t.grpo.beta == cfg.grpo.beta  # what the row is about
+    assert cfg_t.data.dataset == cfg.data.dataset or cfg.data.dataset in ("mixture", "synthetic")
+    if cfg.data.dataset == "refcocog":  # the tiny refCOCOg tree is read by the real reader: 3 train sentences
+        assert [r.expression for r in S.read_records(cfg_t.data)] == ["the box number 0", "box 0", "the box number 1"]
 
 
 def test_paper_hyper_parameters_in_the_files():
@@ -100,6 +134,7 @@ def test_paper_hyper_parameters_in_the_files():
                                "table4_rk_ra_rg": (1, 1, 1)}.items():
         w = c[name].grpo.rewards
         assert (w.alpha_k, w.alpha_a, w.alpha_g) == (ak, aa, ag)
+        assert c[name].grpo.num_keyframes == 4  # the paper's "exactly four keyframes" (issue 15 item 10)
         assert c["synthetic_cpu_" + name].grpo.rewards == w
     for size in ("3b", "7b"):
         s = c[f"crossomni_sft_{size}"].sft

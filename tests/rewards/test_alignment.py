@@ -92,8 +92,10 @@ def test_alignment_reward_mean_over_distinct_keyframes():
 
 
 def test_alignment_official_mean_matched_iou_inclusive():
+    # GT mask columns / rows 0..8: our box (0, 0, 9, 9), the release's inclusive box (0, 0, 8, 8)
     gt = [np.array([[0, 0, 9, 9]], float)] * 10
-    pred = [{2: np.array([[0, 0, 9, 9], [50, 50, 60, 60]], float)}]
-    # extra predicted box is free in the official arithmetic; inclusive pixels; the x1 = 0 bug is fixed
+    pred = [{2: np.array([[0, 0, 8, 8], [50, 50, 60, 60]], float)}]
+    # the extra box is free (and, with O = 1, not even looked at); inclusive pixels; the x1 = 0 bug is fixed
     assert alignment_reward([_answer((2,))], pred, gt, preset="official")[0] == pytest.approx(1.0)
-    assert alignment_reward([_answer((2,))], pred, gt)[0] == pytest.approx(0.5)
+    # paper: L_H = 1 - IoU((0,0,8,8), (0,0,9,9)) / 2 = 1 - (64 / 81) / 2
+    assert alignment_reward([_answer((2,))], pred, gt)[0] == pytest.approx(64 / 81 / 2)

@@ -55,6 +55,39 @@ def test_diversity_equals_appendix_first_form():
         assert diversity_reward([_answer(frames)])[0] == pytest.approx(expected, abs=1e-6)
 
 
+def _intervals(spans, num_frames=24, fps=2.0):
+    """An answer with one item per (first_frame, last_frame) span, in the given order."""
+    objs = [{"start_time": f"00:{a / fps:05.2f}", "end_time": f"00:{b / fps:05.2f}", "description": "x"}
+            for a, b in spans]
+    return parse_answer(f"<think>t</think><answer>{json.dumps(objs)}</answer>", num_frames, fps)
+
+
+def test_diversity_long_interval_is_a_run_of_overlaps():
+    # SPEC section 3 worked values: one item over all 24 frames: J = 23 pairs of the same item, M = 24
+    # -> -0.2 * 23 + 0.25 * 1 = -4.35; four single-frame items: 4 * 0.25 = 1.0.
+    one_long = _intervals([(0, 23)])
+    four = _intervals([(0, 0), (6, 6), (12, 12), (18, 18)])
+    assert one_long.keyframes == tuple(range(24)) and set(one_long.keyframe_items) == {0}
+    assert diversity_reward([one_long])[0] == pytest.approx(-4.35, abs=1e-6)
+    assert diversity_reward([four])[0] == pytest.approx(1.0, abs=1e-6)
+    # R_K with the target equally large on every frame (saliency 1): long item -4.35 + R_num 0 (K = 24) + 1;
+    # four frames 1 + R_num 1 + 1. Before the fix these were 7.0 and 3.0 (issue 15 item 2).
+    areas = np.ones(24)
+    np.testing.assert_allclose(keyframe_reward([one_long, four], areas), [-3.35, 3.0], atol=1e-6)
+
+
+def test_diversity_overlapping_and_nested_items():
+    # items [1, 2] and [2, 3]: S = 1a 2a 2b 3b, pairs (same item, same frame, same item): J = 3, M = 4
+    # -> -0.6 + 0.25 = -0.35, whatever the order of the items in the answer.
+    for spans in ([(1, 2), (2, 3)], [(2, 3), (1, 2)]):
+        assert diversity_reward([_intervals(spans)])[0] == pytest.approx(-0.35, abs=1e-6)
+    # [1, 5] and [3, 3]: S = 1a 2a 3a 3b 4a 5a; only (3b, 4a) is neither -> J = 4, M = 6: -0.8 + 0.5 = -0.3
+    for spans in ([(1, 5), (3, 3)], [(3, 3), (1, 5)]):
+        assert diversity_reward([_intervals(spans)])[0] == pytest.approx(-0.3, abs=1e-6)
+    # two adjacent two-frame items [0, 1], [2, 3]: J = 2 (one per item), M = 4 -> -0.4 + 0.5 = 0.1
+    assert diversity_reward([_intervals([(0, 1), (2, 3)])])[0] == pytest.approx(0.1, abs=1e-6)
+
+
 def test_official_diversity_penalises_interval_length_and_repeats():
     # one interval of 3 frames (0..2) and a repeat of frame 2: -0.2*2 - 0.5*1
     text = ('<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:01.00", "description": "a"}'
@@ -63,8 +96,9 @@ def test_official_diversity_penalises_interval_length_and_repeats():
     assert diversity_reward([a], preset="official")[0] == pytest.approx(-0.9)
 
 
-@pytest.mark.parametrize("k, paper, official", [(1, 0.25, 0.25), (2, 0.5, 0.5), (4, 1.0, 1.0), (5, 0.75, 0.5),
-                                                 (6, 0.5, 0.25), (8, 0.0, -0.25), (9, 0.0, -0.5)])
+# official = the release's total_frame_reward: 0.4 K for K <= 4, else 0.4 (7 - K) (not rescaled)
+@pytest.mark.parametrize("k, paper, official", [(1, 0.25, 0.4), (2, 0.5, 0.8), (4, 1.0, 1.6), (5, 0.75, 0.8),
+                                                 (6, 0.5, 0.4), (8, 0.0, -0.4), (9, 0.0, -0.8)])
 def test_num_reward(k, paper, official):
     a = _answer(tuple(range(k)) + (0,))  # a repeat does not change K
     assert num_reward([a])[0] == pytest.approx(paper)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from omnir1_jax.rewards import TABLE4_WEIGHTS, RewardWeights, alignment_reward, total_reward
+from omnir1_jax.rewards import TABLE4_WEIGHTS, RewardWeights, total_reward
 
 
 def _completion(frames, fmt=True):
@@ -14,7 +14,7 @@ def _completion(frames, fmt=True):
     return ("<think>t</think>" + body) if fmt else body
 
 
-def test_total_reward_paper_default_and_table4_rows():
+def test_total_reward_paper_default():
     t, h, w = 8, 6, 6
     rng = np.random.default_rng(0)
     gt = rng.random((t, h, w)) < 0.4
@@ -26,15 +26,27 @@ def test_total_reward_paper_default_and_table4_rows():
     assert c["valid"].tolist() == [1, 1, 0] and c["format"].tolist() == [1, 0, 0]
     assert total[2] == 0.0
 
-    gt_boxes = [np.array([[0, 0, 3, 3]], float)] * t
-    pred_boxes = [{f: gt_boxes[f] for f in range(t)}, {}, {}]
+
+def test_table4_rows_by_hand():
+    # T = 4, the target = the whole 2x2 frame on every frame (GT box (0, 0, 2, 2)). Rollout A: single-frame items
+    # at frames 0 and 2, formatted. Components by hand:
+    #   format 1; diversity 2 * 0.25 = 0.5; num K = 2: 1 - 2/4 = 0.5; saliency 1 -> R_K = 2.0
+    #   R_A: frame 0 box = GT (1 - L_H = 1), frame 2 box (0, 0, 1, 2) = half the GT (IoU 0.5, 1 - L_H = 0.5) -> 0.75
+    #   R_G: SAM2 masks = GT on frames 0, 1 and empty on 2, 3 -> IoU 1, 1, 0, 0 -> 0.5
+    # Rollout B ("garbage"): 0 everywhere.
+    t = 4
+    gt = np.ones((t, 2, 2), bool)
+    pred = np.stack([gt, np.zeros_like(gt)])
+    pred[0, 2:] = False
+    gt_boxes = [np.array([[0, 0, 2, 2]], float)] * t
+    pred_boxes = [{0: np.array([[0, 0, 2, 2]], float), 2: np.array([[0, 0, 1, 2]], float)}, {}]
+    comps = [_completion((0, 2)), "garbage"]
+    expected = {"R_K": 1 + 2.0, "R_K+R_A": 1 + 2.0 + 0.75, "R_K+R_G": 1 + 2.0 + 0.5, "R_K+R_A+R_G": 1 + 2.0 + 0.75 + 0.5}
     for name, wts in TABLE4_WEIGHTS.items():
-        tot, cc = total_reward(comps, num_frames=t, gt_masks=gt, pred_masks=pred, gt_boxes=gt_boxes,
-                               pred_boxes=pred_boxes, weights=wts)
-        expected = cc["format"] + wts.alpha_k * cc["keyframe"] + wts.alpha_a * cc["alignment"] + wts.alpha_g * cc["grounding"]
-        np.testing.assert_allclose(tot, expected, rtol=1e-6, err_msg=name)
-    np.testing.assert_allclose(cc["alignment"], alignment_reward(
-        [__import__("omnir1_jax.rewards", fromlist=["x"]).parse_answer(x, t) for x in comps], pred_boxes, gt_boxes))
+        tot, c = total_reward(comps, num_frames=t, gt_masks=gt, pred_masks=pred, gt_boxes=gt_boxes,
+                              pred_boxes=pred_boxes, weights=wts)
+        np.testing.assert_allclose(tot, [expected[name], 0.0], rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose([c["keyframe"][0], c["alignment"][0], c["grounding"][0]], [2.0, 0.75, 0.5], rtol=1e-6)
 
 
 def test_total_reward_needs_inputs_for_weights():

@@ -37,3 +37,28 @@ def test_group_advantages_errors_and_zero_variance_fraction():
         group_advantages(jnp.ones(4), 1)
     r = jnp.asarray([1.0, 1.0, 0.0, 1.0, 2.0, 2.0])
     assert float(zero_variance_fraction(r, 2)) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("eps", [1e-4, 1e-6])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_constant_group_gets_exactly_zero_advantage(eps, scale):
+    # Issue 15 item 4: float32 mean(0.7 * 16) != 0.7, which used to give 1.19e-3 (eps 1e-4) / 0.106 (eps 1e-6).
+    # A constant group carries no signal: the advantage is 0.0 exactly, for every eps and scale.
+    r = np.concatenate([np.full(16, 0.7, np.float32), np.linspace(0.0, 1.0, 16, dtype=np.float32)])
+    got = np.asarray(group_advantages(jnp.asarray(r), 16, scale, eps=eps))
+    assert np.all(got[:16] == 0.0)
+    assert np.any(got[16:] != 0.0)  # the other group is still scored
+
+
+def test_near_constant_group_keeps_its_exact_differences():
+    # 15 rewards of 0.7 and one of 0.7 + 2**-20 (exact in float32): the population std is (2**-20)*sqrt(15)/16
+    # and the centred values are -2**-20/16 and 15 * 2**-20 / 16; with eps = 0 the advantages are
+    # -1/sqrt(15) and sqrt(15), computed here in float64 by hand.
+    d = 2.0**-20
+    r = np.full(16, 0.7, np.float32)
+    r[3] = np.float32(np.float32(0.7) + np.float32(d))
+    assert float(r[3]) - float(r[0]) == d
+    got = np.asarray(group_advantages(jnp.asarray(r), 16, "group", eps=0.0, unbiased=False))
+    expected = np.full(16, -1 / np.sqrt(15))
+    expected[3] = np.sqrt(15)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)

@@ -99,3 +99,43 @@ def test_on_policy_gradient_is_advantage_weighted_logprob():
     np.testing.assert_allclose(np.asarray(g), -adv[:, None] * mask / mask.sum(), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="ref_logps"):
         grpo_loss(logps, None, None, adv, mask, beta=0.04)
+
+
+def _k3_unclamped(logp, ref):
+    d = ref - logp
+    return jnp.exp(d) - d - 1.0
+
+
+@pytest.mark.parametrize("delta", [-30.0, -3.0, 0.0, 0.5, 5.0, 19.5])
+def test_k3_gradient_below_the_clamp_is_autograd_of_the_exact_formula(delta):
+    from omnir1_jax.rl import kl_estimate
+
+    logp = jnp.float32(-1.0)
+    ref = logp + delta
+    got = jax.grad(lambda x: kl_estimate(x[None, None], ref[None, None], "k3")[0, 0])(logp)
+    want = jax.grad(_k3_unclamped)(logp, ref)  # the unclamped formula, finite here
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    assert float(want) == pytest.approx(1.0 - np.exp(delta), rel=1e-4)  # d/dlogp of k3 by hand
+    value = kl_estimate(logp[None, None], ref[None, None], "k3")[0, 0]
+    assert float(value) == pytest.approx(np.expm1(delta) - delta, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("delta", [20.5, 25.0, 60.0, 200.0])
+def test_k3_gradient_past_the_clamp_keeps_the_true_sign(delta):
+    # Issue 15 item 3: at ref - logp = 25 the old code gave +1 while the true gradient is 1 - e^25 ~ -7.2e10.
+    from omnir1_jax.rl import LOG_RATIO_CLAMP, kl_estimate
+
+    logp = jnp.float32(-1.0)
+    ref = logp + delta
+    got = float(jax.grad(lambda x: kl_estimate(x[None, None], ref[None, None], "k3")[0, 0])(logp))
+    want = float(jax.grad(_k3_unclamped)(logp, ref))
+    if np.isfinite(want):  # e^25, e^60 fit float32 ... e^200 overflows: the sign is then known by hand (negative)
+        assert np.sign(got) == np.sign(want) == -1.0
+        assert abs(got) <= abs(want)
+    assert got < 0.0
+    # The tangent continuation's slope: 1 - e^C, C = 20 (hand: 1 - 4.85165195e8)
+    assert LOG_RATIO_CLAMP == 20.0
+    assert got == pytest.approx(1.0 - 4.85165195e8, rel=1e-5)
+    # The value stays finite and is continuous at the clamp
+    v = float(kl_estimate(logp[None, None], ref[None, None], "k3")[0, 0])
+    assert np.isfinite(v) and v == pytest.approx(np.exp(20.0) * (1 + delta - 20.0) - delta - 1.0, rel=1e-5)
