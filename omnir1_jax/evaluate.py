@@ -1,14 +1,17 @@
 """Benchmark evaluation of the two-system pipeline (SPEC section 6), resumable.
 
     python -m omnir1_jax.evaluate --config experiments/<name>.py --split SPLIT [--policy DIR] [--out DIR] \
-        [--max-items N] [--bridge ADDRESS] [--set key=value ...]
+        [--max-items N] [--bridge ADDRESS] [--refavs-protocol {release,project}] [--visa-rounding] \
+        [--set key=value ...]
 
 What is evaluated follows ``data.dataset`` of the experiment file:
 
 - ``revos`` / ``synthetic`` (ReVOS layout; split ``valid``): J, F, J&F for referring, reasoning, overall (= mean
   of the two subsets), single- and multi-object expressions;
 - ``mevis`` (split ``valid_u``; ``valid`` has no public GT: predictions only, for the benchmark server): J&F;
-- ``refavs`` (splits ``test_s``, ``test_u``: J, F, J&F; ``test_n``: S, lower is better);
+- ``refavs`` (splits ``test_s``, ``test_u``: J, F, J&F; ``test_n``: S, lower is better), by default with the Ref-AVS
+  release's protocol (``--refavs-protocol release``: true-negative J on empty targets, sqrt-pooled S, means over
+  batches of 4 expressions; ``project`` = per-expression means, see :mod:`omnir1_jax.eval.refavs`);
 - ``crossomni`` (``data.root`` = the JSONL file, or a directory holding ``<split>.jsonl``): multiple-choice
   accuracy per task, single- vs cross-modality and overall.
 - ``avhbench`` (``data.root`` = the AVHBench release folder or one question JSON file, see
@@ -22,7 +25,10 @@ full video, and let the bridge segment every frame of the video (the benchmark p
 - ``results.jsonl``: one line per expression / question, appended and flushed as each finishes (per-frame J
   and F included), so an interrupted evaluation **resumes** where it stopped (``--no-resume`` starts over);
 - ``summary.json`` and ``summary.md``: the table, rebuilt from ``results.jsonl`` in the dataset's order, so a
-  resumed evaluation gives exactly the table of an uninterrupted one;
+  resumed evaluation gives exactly the table of an uninterrupted one; both state the protocol used
+  (``"protocol"``; ReVOS / MeViS: ``exact`` means or ``visa_rounded`` with ``--visa-rounding``, i.e. each
+  expression's J and F rounded to 0.01 percentage points first, as VISA's ReVOS script does; Ref-AVS rows of
+  ``results.jsonl`` name theirs too, and resuming with another Ref-AVS protocol is refused);
 - ``predictions/<video>/<exp_id>/<frame>.png``: one 8-bit mask per frame (0 / 255) at the original
   resolution (DAVIS-style directory layout, as the ReVOS / MeViS servers take it);
 - ``overlays/<video>_<exp_id>.png``: prediction (green) against the ground truth (magenta) on labelled frames
@@ -51,10 +57,12 @@ VOS_DATASETS = ("revos", "mevis", "synthetic")
 # ----------------------------------------------------------------------------------------------- driver
 def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, policy=None, tokenizer=None,
              client=None, predictor: Predictor | None = None, resume: bool = True, max_items: int | None = None,
-             progress: bool = True, overlays: int = 3) -> dict[str, Any]:
+             progress: bool = True, overlays: int = 3, refavs_protocol: str = "release",
+             visa_rounding: bool = False) -> dict[str, Any]:
     """Evaluate the experiment's dataset on ``split`` (see the module docstring). Builds what is not passed:
     the tokenizer and policy from ``cfg.model``, the bridge from ``cfg.bridge`` (closed again at the end).
-    ``predictor`` replaces the two-system pipeline (segmentation datasets)."""
+    ``predictor`` replaces the two-system pipeline (segmentation datasets); ``refavs_protocol`` and
+    ``visa_rounding`` choose the segmentation protocol (module docstring)."""
     from omnir1_jax import policy as P
     from omnir1_jax.runtime import setup as S
 
@@ -92,7 +100,8 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
         predictor = TwoSystemPredictor(cfg, pol, tok, client)
     try:
         return evaluate_segmentation(records, predictor, out_dir, kind=kind, resume=resume, max_items=max_items,
-                                     progress=progress, overlays=overlays)
+                                     progress=progress, overlays=overlays, refavs_protocol=refavs_protocol,
+                                     visa_rounding=visa_rounding)
     finally:
         if bridge is not None:
             bridge.close()
@@ -110,6 +119,10 @@ def main(argv=None) -> int:
     ap.add_argument("--bridge", default=None, help="connect to this bridge address instead of bridge.*")
     ap.add_argument("--no-resume", action="store_true", help="discard earlier results in --out")
     ap.add_argument("--overlays", type=int, default=3, help="overlay PNGs of the first N expressions evaluated")
+    ap.add_argument("--refavs-protocol", choices=("release", "project"), default="release",
+                    help="Ref-AVS scoring: the Ref-AVS release's (default; comparable with published tables) or ours")
+    ap.add_argument("--visa-rounding", action="store_true",
+                    help="ReVOS / MeViS: round each expression's J and F to 0.01 pp before averaging (VISA)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     args = ap.parse_args(argv)
     overrides = list(args.set)
@@ -123,7 +136,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = evaluate(cfg, args.split, out_dir=args.out, resume=not args.no_resume, max_items=args.max_items,
-                      overlays=args.overlays)
+                      overlays=args.overlays, refavs_protocol=args.refavs_protocol,
+                      visa_rounding=args.visa_rounding)
     print(result["markdown"])
     print(f"[eval] {result['done']}/{result['total']} done; summary in "
           f"{args.out or os.path.join(cfg.run.out_dir, 'eval', f'{cfg.data.dataset}_{args.split}')}")

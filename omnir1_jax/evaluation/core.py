@@ -64,15 +64,22 @@ def _rows_of(records: Sequence[Any], rows_by_id: dict[str, dict]) -> list[dict]:
 def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: str, *, kind: str = "vos",
                           resume: bool = True, max_items: int | None = None, use_jax: bool = True,
                           progress: bool = True, overlays: int = 0, write_predictions: bool = True,
-                          write: bool = True) -> dict[str, Any]:
+                          write: bool = True, refavs_protocol: str = "release",
+                          visa_rounding: bool = False) -> dict[str, Any]:
     """Evaluate VOS (``kind="vos"``: ReVOS / MeViS protocol) or Ref-AVS (``kind="refavs"``) ``records``.
+
+    ``refavs_protocol`` (``"release"``: the Ref-AVS release's scoring, comparable with published tables;
+    ``"project"``: per-expression means, see :mod:`omnir1_jax.eval.refavs`) and ``visa_rounding`` (ReVOS /
+    MeViS: each expression's J and F rounded to 0.01 percentage points before the means, as VISA's script
+    does) choose the protocol; the summary states it (``"protocol"``). Resuming a Ref-AVS log scored with
+    another protocol raises ``ValueError``.
 
     Skips records already in ``out_dir/results.jsonl`` (``resume``), predicts the rest (at most ``max_items``
     new ones), appends one row per record, writes PNG predictions (``write_predictions``) and the overlays of
     the first ``overlays`` records predicted (``out_dir/overlays/``, drawn from the predictions in hand), and
     the summary rebuilt from the log in ``records`` order. ``write=False`` touches no file (the processes
     other than 0 of a multi-process run). Returns ``{"table", "markdown", "count", "done", "total",
-    "valid_answers"}``.
+    "valid_answers", "protocol"}``.
     """
     from omnir1_jax.evaluation.figures import record_overlay
 
@@ -88,7 +95,8 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
     drawn = 0
     try:
         for rec, pred in predict(todo):
-            row = score_vos(rec, pred.masks, use_jax=use_jax) if kind == "vos" else score_refavs(rec, pred.masks)
+            row = (score_vos(rec, pred.masks, use_jax=use_jax) if kind == "vos"
+                   else score_refavs(rec, pred.masks, refavs_protocol))
             if write and write_predictions:
                 write_masks(os.path.join(out_dir, "predictions", rec.video_id, rec.exp_id), pred.masks,
                             rec.frame_names)
@@ -105,7 +113,8 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
         log.close()
         bar.close()
     valid = _valid_fraction(_rows_of(records, log.rows))
-    return write_summary(records, log.rows, out_dir, kind, write=write, extra={"valid_answers": valid})
+    return write_summary(records, log.rows, out_dir, kind, write=write, extra={"valid_answers": valid},
+                         refavs_protocol=refavs_protocol, visa_rounding=visa_rounding)
 
 
 # ---------------------------------------------------------------------------------------- answered questions
@@ -199,6 +208,9 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
     on every frame of the full video; records without GT masks are skipped), Ref-AVS, CrossOmni multiple
     choice or AVHBench yes / no (accuracy; ``client`` may be None). System 1 answers greedily with
     ``grpo.max_new_tokens`` tokens (``texts(records)`` replaces its answers: scripted or cached ones).
+    Segmentation is scored with the benchmark evaluation's defaults, so training numbers compare with
+    ``python -m omnir1_jax.evaluate``'s: the Ref-AVS release's protocol, exact (unrounded) means for ReVOS /
+    MeViS; the summary names the protocol (``"protocol"``).
 
     Writes ``<out_dir>/<tag>/``: ``results.jsonl`` (one row per item, rewritten on each call),
     ``summary.json`` (this function's result), ``summary.md`` and ``overlays/`` (the first ``overlays``
@@ -210,8 +222,8 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
       max_items: evaluate the first N records (default ``run.eval_max_expressions``, 0 = all).
 
     Returns:
-      ``{"metric", "value", "J&F", "J", "F" (segmentation), "count", "valid_answers", "table", "markdown",
-      "done", "total", "dir"}``.
+      ``{"metric", "value", "J&F", "J", "F", "protocol" (segmentation), "count", "valid_answers", "table",
+      "markdown", "done", "total", "dir"}``.
     """
     import jax
 
@@ -242,10 +254,13 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
         recs = [r for r in records if kind == "refavs" or r.masks is not None][:limit]
         predictor = TwoSystemPredictor(cfg, policy, tokenizer, client, texts=texts)
         res = evaluate_segmentation(recs, predictor, directory, kind=kind, overlays=overlays,
-                                    write_predictions=False, **common)
+                                    write_predictions=False, refavs_protocol="release", visa_rounding=False,
+                                    **common)
     result = {**headline(kind, res["table"]), "count": res["count"], "valid_answers": res["valid_answers"],
               "table": res["table"], "markdown": res["markdown"], "done": res["done"], "total": res["total"],
               "kind": kind, "tag": tag, "dir": directory}
+    if "protocol" in res:
+        result["protocol"] = res["protocol"]
     if write:
         write_json_atomic(os.path.join(directory, "summary.json"), result)
     return result

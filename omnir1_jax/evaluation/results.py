@@ -76,11 +76,12 @@ def write_json_atomic(path: str, obj: Any, text: str | None = None) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- VOS
-def _vos_accumulator(rows: Sequence[dict]):
+def _vos_accumulator(rows: Sequence[dict], visa_rounding: bool = False):
     from omnir1_jax.eval.protocols import VOSAccumulator
 
     revos = any(r.get("type_id") in (0, 1) for r in rows)
-    acc = VOSAccumulator() if revos else VOSAccumulator(overall_subsets=None)
+    acc = (VOSAccumulator(visa_rounding=visa_rounding) if revos
+           else VOSAccumulator(overall_subsets=None, visa_rounding=visa_rounding))
     for r in rows:
         if r.get("J_frames") is None:
             continue
@@ -112,29 +113,39 @@ def score_vos(record, masks: np.ndarray, *, use_jax: bool = True) -> dict[str, A
 
 
 # ----------------------------------------------------------------------------------------------- Ref-AVS
-def score_refavs(record, masks: np.ndarray) -> dict[str, Any]:
-    """Row fields of one Ref-AVS expression: J and F (or S on ``test_n``) with the project's Ref-AVS metrics."""
-    from omnir1_jax.eval.refavs import NULL_SPLIT, RefAVSAccumulator
+def score_refavs(record, masks: np.ndarray, protocol: str = "release") -> dict[str, Any]:
+    """Row fields of one Ref-AVS expression under ``protocol`` (``"release"`` / ``"project"``): J and F (or S on
+    ``test_n``), the pooled quantities the release's batch means need, and the protocol's name."""
+    from omnir1_jax.eval.refavs import NULL_SPLIT, RefAVSAccumulator, RefAVSConfig
 
     masks = np.asarray(masks, bool)
     if masks.shape[0] != record.num_frames:
         raise ValueError(f"{record.key}: {masks.shape[0]} predicted frames, the clip has {record.num_frames}")
-    acc = RefAVSAccumulator()
+    acc = RefAVSAccumulator(RefAVSConfig.named(protocol))
     if record.split == NULL_SPLIT:
         rec = acc.add(record.key, NULL_SPLIT, masks)
     else:
         gt = record.load_masks(list(range(record.num_frames)), *masks.shape[1:])
         rec = acc.add(record.key, record.split, masks, gt)
     return {"id": record.key, "video_id": record.video_id, "exp_id": record.exp_id, "split": record.split,
-            "num_frames": record.num_frames, "J": rec.j, "F": rec.f, "S": rec.s}
+            "num_frames": record.num_frames, "J": rec.j, "F": rec.f, "S": rec.s,
+            "J_frames": None if rec.j_frames is None else list(rec.j_frames),
+            "F_curve_sum": None if rec.f_curve_sum is None else list(rec.f_curve_sum), "F_count": rec.f_count,
+            "fg_pixels": rec.fg_pixels, "pixels": rec.pixels, "protocol": protocol}
 
 
-def _refavs_accumulator(rows: Sequence[dict]):
-    from omnir1_jax.eval.refavs import RefAVSAccumulator
+def _refavs_accumulator(rows: Sequence[dict], protocol: str = "release"):
+    from omnir1_jax.eval.refavs import RefAVSAccumulator, RefAVSConfig
 
-    acc = RefAVSAccumulator()
+    acc = RefAVSAccumulator(RefAVSConfig.named(protocol))
     for r in rows:
-        acc.add_scores(r["id"], r["split"], r["num_frames"], j=r["J"], f=r["F"], s=r["S"])
+        # rows of another protocol lack (or mean something else by) the pooled fields: never mix them
+        if r.get("protocol") != protocol:
+            raise ValueError(f"{r['id']}: results.jsonl row was scored with Ref-AVS protocol "
+                             f"{r.get('protocol')!r}, not {protocol!r}; evaluate with --no-resume (or that protocol)")
+        acc.add_scores(r["id"], r["split"], r["num_frames"], j=r["J"], f=r["F"], s=r["S"], j_frames=r["J_frames"],
+                       f_curve_sum=r["F_curve_sum"], f_count=r["F_count"], fg_pixels=r["fg_pixels"],
+                       pixels=r["pixels"])
     return acc
 
 
@@ -148,20 +159,25 @@ def _refavs_table(summary: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------ summary
 def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: str, kind: str, *,
-                  write: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                  write: bool = True, extra: dict[str, Any] | None = None, refavs_protocol: str = "release",
+                  visa_rounding: bool = False) -> dict[str, Any]:
     """Summary of the rows of ``records`` (in that order) -> ``summary.json`` + ``summary.md`` (unless not
     ``write``). ``kind``: ``vos``, ``refavs``, ``qa`` (multiple choice) or ``yesno``; ``extra`` fields are
-    added to the result."""
+    added to the result. Segmentation kinds are scored with ``refavs_protocol`` (``"release"`` /
+    ``"project"``) or ``visa_rounding`` (VOS) and state that protocol (``result["protocol"]`` and a first
+    ``Protocol: <name>`` line of the Markdown)."""
     keys = [getattr(r, "key", None) or getattr(r, "id") for r in records]
     rows = [rows_by_id[k] for k in keys if k in rows_by_id]
     result: dict[str, Any] = {"kind": kind, "done": len(rows), "total": len(records), "table": None,
                               "markdown": ""}
     if kind == "vos":
-        acc = _vos_accumulator(rows)
+        acc = _vos_accumulator(rows, visa_rounding)
+        result["protocol"] = acc.describe()
         if len(acc):
             result["table"], result["markdown"] = acc.summary(), acc.summary_table()
     elif kind == "refavs":
-        acc = _refavs_accumulator(rows)
+        acc = _refavs_accumulator(rows, refavs_protocol)
+        result["protocol"] = acc.config.describe()
         if len(acc):
             result["table"] = acc.summary()
             result["markdown"] = _refavs_table(result["table"])
@@ -182,6 +198,8 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
         if len(acc):
             result["table"], result["markdown"] = acc.summary(), acc.summary_table()
     result["count"] = len(acc)
+    if "protocol" in result:
+        result["markdown"] = f"Protocol: {result['protocol']['name']}\n\n" + result["markdown"]
     result.update(extra or {})
     if write:
         write_json_atomic(os.path.join(out_dir, "summary.json"), result)

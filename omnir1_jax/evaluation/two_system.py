@@ -159,8 +159,8 @@ class TwoSystemPredictor:
     batches (``data.max_frames`` sampled frames, ``data.batch_size`` per batch), the bridge on each full video.
 
     Args:
-      cfg: the experiment (its ``data`` section builds the pipeline; ``grpo.max_new_tokens`` the default
-        answer length).
+      cfg: the experiment (its ``data`` section builds the pipeline, with ``grpo.num_keyframes`` in the prompt;
+        ``grpo.max_new_tokens`` the default answer length).
       client: a ``BridgeClient`` (or anything with its ``submit_group``).
       texts: :data:`ScriptedTexts` replacing the policy's answers (tests, cached answers); ``policy`` may then
         be None.
@@ -180,7 +180,8 @@ class TwoSystemPredictor:
         if not records:
             return
         by_id = {(r.video_id, r.exp_id): r for r in records}
-        pcfg = S.pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1)
+        pcfg = S.pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1,
+                                 num_keyframes=self.cfg.grpo.num_keyframes)  # the prompt the policy was trained on
         for batch in build_pipeline(list(records), self.tokenizer, pcfg):
             recs = [by_id[(v, e)] for v, e in zip(batch["video_id"], batch["exp_id"])]
             texts = list(self.texts(recs)) if self.texts is not None else None

@@ -103,8 +103,70 @@ def test_jf_equals_the_davis_reference_on_the_bridge_masks_with_one_request_each
     assert res["valid_answers"] == pytest.approx(np.mean([i % 3 != 2 for i in range(len(recs))]))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["J&F"] == pytest.approx(res["J&F"]) and summary["table"] == res["table"]
-    assert (out / "summary.md").read_text().startswith("| group | J&F")
+    # training scores with the benchmark's default (exact, unrounded means) and says so
+    assert res["protocol"]["name"] == summary["protocol"]["name"] == "exact"
+    assert (out / "summary.md").read_text().startswith("Protocol: exact\n\n| group | J&F")
     assert len(os.listdir(out / "overlays")) == 2
+
+
+def test_refavs_is_scored_with_the_release_protocol_by_default(bridge, tmp_path):
+    """Training's Ref-AVS evaluation uses the benchmark's default protocol (the Ref-AVS release's), recomputed here
+    on the masks the bridge returned, and states it in the result, summary.json, summary.md and every row."""
+    from omnir1_jax.data import read_refavs
+    from omnir1_jax.eval.refavs import RefAVSAccumulator, RefAVSConfig
+
+    root = str(tmp_path / "avs")
+    writer.write_avs(root, 4, seed=1, height=40, width=56)
+    recs = read_refavs(root, "test_s") + read_refavs(root, "test_n")
+    assert len(recs) >= 5  # more than one release batch of 4 expressions
+    cfg = ExperimentConfig(
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=DataSpec(dataset="refavs", root=root, split="test_s", batch_size=2, min_frames=4, max_frames=4,
+                      s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28, workers=0),
+        grpo=GRPOSpec(max_new_tokens=8), run=RunSpec(out_dir=str(tmp_path)))
+    # answers the synthetic grounder can act on: the colour and shape of the target's first object from the
+    # world's facts (null expressions: the video's first object, a false positive that makes S non-zero)
+    with open(os.path.join(root, writer.ORACLE_FILE)) as f:
+        videos = json.load(f)["videos"]
+
+    def describe(rec):
+        v = videos[rec.video_id]
+        objs = v["expressions"][rec.exp_id]["obj_id"] or [v["objects"][0]["obj_id"]]
+        return next(o["description"] for o in v["objects"] if o["obj_id"] == objs[0])
+
+    client = CountingClient(bridge.client)
+    res = evaluate_policy(cfg, None, build_tiny_tokenizer(), recs, client=client, out_dir=str(tmp_path),
+                          tag="avs", overlays=0, progress=False,
+                          texts=lambda rs: [f"<answer>{describe(r)}</answer>" for r in rs])
+    out = tmp_path / "avs"
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(client.requests) == len(recs) == len(rows)
+    by_key = {r.key: r for r in recs}
+    scored = {}
+    for row, (_, _, fut) in zip(rows, client.requests):  # rows are appended in request order
+        rec = by_key[row["id"]]
+        pred = np.asarray(fut.result().rollouts[0].masks, bool)
+        gt = None if rec.split == "test_n" else rec.load_masks(list(range(rec.num_frames)), *pred.shape[1:])
+        scored[rec.key] = (rec.split, pred, gt)
+    # the release averages over batches of 4 expressions taken in the records' order (the summary's order)
+    ordered = RefAVSAccumulator(RefAVSConfig.release())
+    for rec in recs:
+        ordered.add(rec.key, *scored[rec.key])
+    want = ordered.summary()
+    assert set(res["table"]) == set(want)
+    for split in want:
+        assert res["table"][split] == pytest.approx(want[split], abs=1e-12)
+    assert res["J&F"] == pytest.approx(want["test_s"]["J&F"], abs=1e-12)
+    assert res["protocol"]["name"] == "release" and res["protocol"]["batch_size"] == 4
+    assert json.loads((out / "summary.json").read_text())["protocol"]["name"] == "release"
+    assert (out / "summary.md").read_text().startswith("Protocol: release\n\n| split |")
+    assert {r["protocol"] for r in rows} == {"release"}
+    # not the project's per-expression protocol (sqrt-pooled S differs clearly on the false positives)
+    project = RefAVSAccumulator(RefAVSConfig.project())
+    for rec in recs:
+        project.add(rec.key, *scored[rec.key])
+    assert 0.5 < res["J"] < 1.0 and want["test_n"]["S"] > 0
+    assert abs(res["table"]["test_n"]["S"] - project.summary()["test_n"]["S"]) > 0.01
 
 
 def test_max_items_and_records_without_masks(world, bridge, tmp_path):
@@ -150,3 +212,32 @@ def test_evaluate_driver_with_the_tiny_policy_resumes_and_draws_overlays(world, 
                                                  rec.frame_names), fut.result().rollouts[0].masks)
     second = E.evaluate(cfg, "valid", out_dir=str(out), client=client, progress=False)
     assert second["done"] == len(recs) and len(client.requests) == len(recs)
+
+
+def test_the_predictor_prompts_with_the_trained_number_of_keyframes(world, bridge, tmp_path, monkeypatch):
+    """``grpo.num_keyframes`` = 3: the evaluation's prompts ask for exactly 3 moments, as in training."""
+    import dataclasses
+
+    from omnir1_jax.evaluation import two_system
+
+    root, recs = world
+    prompts = []
+    real = two_system.predict_batch
+
+    def spy(policy, tokenizer, client, batch, clips, **kw):  # the real call, its prompts kept
+        prompts.extend(batch["prompt"])
+        return real(policy, tokenizer, client, batch, clips, **kw)
+
+    monkeypatch.setattr(two_system, "predict_batch", spy)
+    base = _cfg(root, str(tmp_path))
+    for k, tag in ((3, "k3"), (None, "free")):
+        prompts.clear()
+        cfg = dataclasses.replace(base, grpo=dataclasses.replace(base.grpo, num_keyframes=k))
+        evaluate_policy(cfg, None, build_tiny_tokenizer(), recs, client=bridge.client, out_dir=str(tmp_path),
+                        tag=tag, max_items=2, overlays=0, progress=False,
+                        texts=lambda rs: [_answer(r.expression) for r in rs])
+        assert len(prompts) == 2
+        if k == 3:
+            assert all("Select exactly 3 moments" in p for p in prompts), prompts[0]
+        else:
+            assert not any("exactly" in p for p in prompts), prompts[0]
