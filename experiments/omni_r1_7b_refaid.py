@@ -13,7 +13,7 @@ Hardware: 8x 80 GB GPUs (7B System 1, bf16, FSDP) + bridge workers (System 2 + S
 Paper (Omni-R1 Table 1, Ref-AVSBench, masks from SAM2 on the model's grounding): seen J&F **47.2** (J 43.0,
 F 51.4), unseen J&F **74.2** (J 71.3, F 77.0). Training: 1,600 Ref-AVS samples, one epoch, beta 0.04.
 Note: the GRPO trainer scores answers with the VOS rewards; a RefAID reward path (``refaid_reward``: R_fmt +
-box IoU on frame 0, no SAM2) in ``omnir1_jax/trainer.py`` is needed to reproduce the paper's training signal.
+box IoU on frame 0, no SAM2) in ``omnir1_jax/tasks/vos.py`` (``RefAIDTask``) is needed to reproduce the paper's training signal.
 """
 
 from omnir1_jax.config import BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec, RunSpec

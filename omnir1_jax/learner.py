@@ -203,6 +203,8 @@ class Learner:
         self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                     g.group_size if self.grpo else None)
         self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
+        if stage.steps <= 0:  # run.steps = 0: derived from the data (run.epochs over expressions or videos)
+            self.stage = stage = dataclasses.replace(stage, steps=S.resolve_steps(cfg, self.records, stage.batch_size))
         # every process reads the same global batches (the prompts enter the programs as replicated arrays); each
         # process rewards its own block of prompts (D.my_prompts)
         D.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes

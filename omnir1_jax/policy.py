@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnir1_jax.config import ConfigError, ModelSpec
-from omnir1_jax.rl.rollout import decode_completions
 from omnir1_jax.runtime import distributed as D
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -129,6 +128,19 @@ def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
 
 
 # -------------------------------------------------------------------------------------- generate + decode
+def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray, eos_ids: Sequence[int]) -> list[str]:
+    """Text of each row's first ``lengths[r]`` tokens, a final EOS dropped, special tokens skipped."""
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    eos = set(int(e) for e in eos_ids)
+    texts = []
+    for r in range(tokens.shape[0]):
+        ids = tokens[r, : int(lengths[r])].tolist()
+        if ids and ids[-1] in eos:
+            ids = ids[:-1]
+        texts.append(tokenizer.decode(ids, skip_special_tokens=True))
+    return texts
+
+
 @dataclasses.dataclass
 class Completions:
     """Sampled or greedy completions of a prompt batch; rows ordered ``prompt * num_samples + sample``.

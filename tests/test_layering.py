@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("omnir1_jax.config", "omnir1_jax.models", "omnir1_jax.testing"),         # configs, the Thinker, tiny fixtures
     ("omnir1_jax.data", "omnir1_jax.lora"),                                   # readers, pipelines, adapters
     ("omnir1_jax.runtime", "omnir1_jax.policy"),                              # policy services, run plumbing
-    ("omnir1_jax.tasks", "omnir1_jax.crossomni"),                             # task plug-ins
+    ("omnir1_jax.tasks", "omnir1_jax.crossomni", "omnir1_jax.rl.rollout"),    # task plug-ins, reward plumbing
     ("omnir1_jax.evaluation",),                                               # the one evaluator
     ("omnir1_jax.learner",),                                                  # the one learner
     ("omnir1_jax.train", "omnir1_jax.sft", "omnir1_jax.evaluate", "omnir1_jax.infer",

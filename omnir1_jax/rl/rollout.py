@@ -1,4 +1,6 @@
-"""Host-side GRPO rollout plumbing: decode completions, build System-2 queries, gather group rewards.
+"""Host-side GRPO rollout plumbing of the segmentation tasks: System-2 queries, GT box sets, group rewards.
+
+(Decoding completions is a policy service: :func:`omnir1_jax.policy.decode_completions`.)
 
 Rows are ordered ``prompt * N + sample`` (N = group size), as the sampler returns them.
 """
@@ -12,19 +14,6 @@ import numpy as np
 from omnir1_jax.data.masks import frame_box_sets
 from omnir1_jax.rewards import ParsedAnswer, RewardWeights, parse_answer, total_reward
 from omnir1_jax.rewards.parsing import keep_first_items
-
-
-def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray, eos_ids: Sequence[int]) -> list[str]:
-    """Text of each row's first ``lengths[r]`` tokens, a final EOS dropped, special tokens skipped."""
-    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
-    eos = set(int(e) for e in eos_ids)
-    texts = []
-    for r in range(tokens.shape[0]):
-        ids = tokens[r, : int(lengths[r])].tolist()
-        if ids and ids[-1] in eos:
-            ids = ids[:-1]
-        texts.append(tokenizer.decode(ids, skip_special_tokens=True))
-    return texts
 
 
 def keyframe_queries(answer: ParsedAnswer, max_keyframes: int | None = None):

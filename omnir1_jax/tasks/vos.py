@@ -3,14 +3,48 @@ and ``refaid`` (first frame + audio, one description -> System-2 boxes on frame 
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from omnir1_jax.config import ConfigError, ExperimentConfig
-from omnir1_jax.rewards import parse_answer
 from omnir1_jax.rl import rollout as R
 from omnir1_jax.tasks.base import Scored, Task
+
+
+class EpochBatches:
+    """Batches of a sequence of one-epoch iterators (``epoch_iter(e)`` for e = 0, 1, ...), e.g. a different
+    draw of records per epoch; checkpointable (the epoch and the inner iterator's state, as JSON bytes)."""
+
+    def __init__(self, epoch_iter: Callable[[int], Any]):
+        self.epoch_iter, self.epoch = epoch_iter, 0
+        self.inner = epoch_iter(0)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        for _ in range(2):  # an empty epoch twice in a row means there is no data at all
+            try:
+                return next(self.inner)
+            except StopIteration:
+                self.epoch += 1
+                self.inner = self.epoch_iter(self.epoch)
+        raise ConfigError("the training records give no full batch in an epoch (fewer videos than data.batch_size?)")
+
+    def get_state(self) -> bytes:
+        inner = self.inner.get_state()
+        return json.dumps({"epoch": self.epoch, "inner": base64.b64encode(bytes(inner)).decode()
+                           if isinstance(inner, (bytes, bytearray)) else inner}).encode()
+
+    def set_state(self, state: bytes) -> None:
+        d = json.loads(bytes(state).decode())
+        self.epoch = int(d["epoch"])
+        self.inner = self.epoch_iter(self.epoch)
+        inner = d["inner"]
+        self.inner.set_state(base64.b64decode(inner) if isinstance(inner, str) else inner)
 
 
 class VOSTask(Task):
@@ -52,7 +86,17 @@ class VOSTask(Task):
         if sft:
             self.sft_records = {(r.video_id, r.exp_id): r for r in records}
             self.shown = {(r.video_id, r.exp_id): r.expression for r in records}
-        pcfg = pipeline_config(self.cfg.data, train=True, seed=seed, batch_size=batch_size)
+        k = self.cfg.grpo.num_keyframes
+        if not sft and self.cfg.run.epoch_unit == "videos":  # one expression per video per epoch (the release's)
+            from omnir1_jax.runtime.setup import one_expression_per_video
+
+            def epoch_iter(epoch: int):
+                pcfg = pipeline_config(self.cfg.data, train=True, seed=seed + epoch, batch_size=batch_size,
+                                       num_epochs=1, num_keyframes=k)
+                return iter(build_pipeline(one_expression_per_video(records, seed, epoch), self.tokenizer, pcfg))
+
+            return EpochBatches(epoch_iter)
+        pcfg = pipeline_config(self.cfg.data, train=True, seed=seed, batch_size=batch_size, num_keyframes=k)
         return iter(build_pipeline(records, self.tokenizer, pcfg))
 
     # ------------------------------------------------------------------------------------------ rewards
@@ -64,7 +108,7 @@ class VOSTask(Task):
         for b in range(len(batch["num_frames"])):
             t = int(batch["num_frames"][b])
             rows = list(texts[b * n:(b + 1) * n])
-            answers = [parse_answer(x, t, batch["fps_s1"]) for x in rows]
+            answers = R.parse_group(rows, t, batch["fps_s1"], g.num_keyframes)  # first K items (grpo.num_keyframes)
             queries = [R.keyframe_queries(a) for a in answers]
             groups.append((rows, answers, queries, t))
             if need_bridge:
@@ -75,9 +119,11 @@ class VOSTask(Task):
             if result is not None:
                 stats["n_unparseable"] += result.n_unparseable
                 stats["n_detections"] += result.n_detections
+            num_objects = int(batch["num_objects"][b]) if "num_objects" in batch else None
             r, c = R.group_rewards(rows, t, batch["gt_masks"][b], batch["gt_boxes"][b][:t],
                                    batch["gt_box_valid"][b][:t], result, queries, weights=weights,
-                                   preset=g.reward_preset, fps=batch["fps_s1"], answers=answers)
+                                   preset=g.reward_preset, fps=batch["fps_s1"], answers=answers,
+                                   num_objects=num_objects, num_keyframes=g.num_keyframes)
             rewards.append(r)
             comps.append(c)
         components = {k: np.concatenate([c[k] for c in comps]) for k in comps[0]}
@@ -132,7 +178,7 @@ class RefAIDTask(VOSTask):
                 for i, boxes in zip(asked, reply.boxes):
                     pred[i] = np.asarray(boxes, np.float32).reshape(-1, 4)
                     stats["n_detections"] += len(pred[i])
-            gt = batch["gt_boxes"][b][:1] if batch["gt_box_valid"][b][0] else np.zeros((0, 4), np.float32)
+            gt = R.gt_box_lists(batch, b, 1)[0]  # one box per target object visible on the first frame
             r = refaid_reward(rows, pred, gt)
             f = format_reward(rows)
             rewards.append(r)
