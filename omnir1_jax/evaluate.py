@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 
 VOS_DATASETS = ("revos", "mevis", "synthetic")
@@ -395,6 +396,7 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
             bridge.close()
 
 
+@guarded_main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from omnir1_jax.cli import guarded_main
 from omnir1_jax.data.schema import FPS_S1
 from omnir1_jax.rewards import ParsedAnswer, extract_tag, parse_answer, parse_description
 
@@ -312,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@guarded_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from omnir1_jax.config import BridgeSpec, ConfigError, load_config

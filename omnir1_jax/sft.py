@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 from omnir1_jax.rl.update import apply_grads, make_optimizer, nll_grads, nll_step
 from omnir1_jax.runtime import distributed as D
@@ -180,6 +181,7 @@ class SFTTrainer:
         return hist
 
 
+@guarded_main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.sft", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

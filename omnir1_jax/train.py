@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, load_config
 
 
@@ -78,6 +79,7 @@ def run(cfg, *, do_eval: bool = True) -> dict:
     return summary
 
 
+@guarded_main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
