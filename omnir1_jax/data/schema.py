@@ -105,12 +105,8 @@ class RleDictMasks(MaskRef):
                     )
                 if per_frame[p] is None:
                     continue
-                m = rle.decode(per_frame[p], path=self.mask_dict_path, record=f"{record} anno_id {a} frame {p}")
-                if m.shape != (height, width):
-                    raise DataFormatError(
-                        f"anno_id {a} frame {p}: RLE size {m.shape} != frame size {(height, width)}",
-                        path=self.mask_dict_path, record=record,
-                    )
+                m = rle.decode(per_frame[p], path=self.mask_dict_path, record=f"{record} anno_id {a} frame {p}",
+                               expected_size=(height, width))  # checked before decoding: a lying size costs nothing
                 out[i] |= m
         return out
 
@@ -127,7 +123,7 @@ class InlineRleMasks(MaskRef):
         for i, p in enumerate(positions):
             for r in self.rles[p]:
                 if r is not None:
-                    out[i] |= rle.decode(r, path=self.source or None, record=record)
+                    out[i] |= rle.decode(r, path=self.source or None, record=record, expected_size=(height, width))
         return out
 
 
@@ -171,7 +167,7 @@ class CocoMasks(MaskRef):
         m = np.zeros((height, width), dtype=bool)
         for seg in self.segmentations:
             if isinstance(seg, dict):  # compressed or uncompressed (iscrowd) RLE
-                m |= rle.decode(seg, path=self.source or None, record=record)
+                m |= rle.decode(seg, path=self.source or None, record=record, expected_size=(height, width))
             elif isinstance(seg, (list, tuple)):
                 m |= rle.polygons_to_mask(seg, height, width)
             else:

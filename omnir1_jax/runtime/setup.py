@@ -184,8 +184,13 @@ def read_mixture(spec: DataSpec, split: str | None = None):
 
 
 def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int | None = None,
-                    num_epochs: int | None = None):
+                    num_epochs: int | None = None, split: str | None = None):
+    """The pipeline options of ``spec``; ``split`` (default: ``spec.split`` when training) names the records'
+    split in the error an empty split raises."""
     from omnir1_jax.data import PipelineConfig
+
+    split = split or (spec.split if train else None)
+    source = f"data.dataset={spec.dataset!r}" + (f", split {split!r}" if split else "") + f" under {spec.root}"
 
     return PipelineConfig(
         task="avs" if spec.dataset == "refavs" else "vos",
@@ -204,6 +209,8 @@ def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int |
         drop_remainder=train,
         pad_to_multiple=spec.pad_to_multiple,
         prompt=spec.prompt,
+        source=source,
+        source_path=spec.root,
     )
 
 
