@@ -58,15 +58,19 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be used (message names the directory, the step and why)."""
 
 
-def _leaf_paths(tree: Any) -> set[tuple[str, ...]]:
-    # key paths with the key kind dropped: an nnx Variable's ``.value`` (GetAttrKey) is stored as a dict key
+def _leaf_shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...] | None]:
+    """``{key path: shape}`` of a pytree's leaves (shape None where a leaf has none). Key kinds are dropped: an nnx
+    Variable's ``.value`` (GetAttrKey) is stored by Orbax as a dict key."""
+
     def name(k):
         for attr in ("key", "name", "idx"):
             if hasattr(k, attr):
                 return str(getattr(k, attr))
         return str(k)
 
-    return {tuple(name(k) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {tuple(name(k) for k in path): (tuple(leaf.shape) if hasattr(leaf, "shape") else None)
+            for path, leaf in leaves}
 
 
 DELAY_ENV = "OMNIR1_TEST_CHECKPOINT_DELAY_S"
@@ -162,20 +166,25 @@ class RunCheckpointer:
         return step, restored["state"], _decode_meta(dict(meta))
 
     def _check_structure(self, step: int, template: Any, error: Exception) -> None:
-        """Raise CheckpointError when ``step``'s stored tree is readable and differs from ``template``'s."""
+        """Raise CheckpointError when ``step``'s stored tree is readable and differs from ``template``'s in its
+        leaves or their shapes: another model or config, not a corrupt file."""
         try:
             stored = self._mgr.item_metadata(step)["state"]
-            stored_paths = _leaf_paths(getattr(stored, "tree", stored))
+            stored_shapes = _leaf_shapes(getattr(stored, "tree", stored))
         except Exception:  # noqa: BLE001 - unreadable metadata is corruption, handled by the caller
             return
-        if stored is None or not stored_paths:
+        if stored is None or not stored_shapes:
             return
-        wanted = _leaf_paths(template)
-        if stored_paths != wanted:
-            extra, missing = sorted(stored_paths - wanted)[:3], sorted(wanted - stored_paths)[:3]
+        wanted = _leaf_shapes(template)
+        differ = sorted(set(stored_shapes) ^ set(wanted))
+        differ += sorted(k for k in set(stored_shapes) & set(wanted)
+                         if None not in (stored_shapes[k], wanted[k]) and stored_shapes[k] != wanted[k])
+        if differ:
+            shown = [f"{'/'.join(k)}: stored {stored_shapes.get(k, 'absent')}, expected {wanted.get(k, 'absent')}"
+                     for k in differ[:3]]
             raise CheckpointError(
                 f"checkpoint step {step} in {self.directory} holds another model or config than this run "
-                f"(stored only: {extra}, expected but missing: {missing}); nothing was moved"
+                f"({'; '.join(shown)}); nothing was moved"
             ) from error
 
     def _set_aside(self, step: int, error: Exception) -> None:

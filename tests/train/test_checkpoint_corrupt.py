@@ -127,3 +127,18 @@ def test_checkpoint_of_another_model_is_an_error_and_nothing_moves(tmp_path):
     finally:
         ckpt.close()
     assert sorted(os.listdir(ckdir)) == ["1", "2"]
+
+
+def test_failing_checkpoint_with_other_shapes_is_not_set_aside(tmp_path):
+    # A damaged checkpoint of a model with other shapes: reported as another model, not moved (a config change
+    # must not silently push a run's checkpoints aside).
+    out = str(tmp_path / "run")
+    ckdir = _write(out)
+    _garbage_meta(os.path.join(ckdir, "2"))
+    ckpt = RunCheckpointer(out, keep=5)
+    try:
+        with pytest.raises(CheckpointError, match=r"w: stored \(4, 5\), expected \(4, 6\)"):
+            ckpt.restore({"w": np.zeros((4, 6), np.float32), "b": np.zeros(3, np.int32)})
+    finally:
+        ckpt.close()
+    assert sorted(os.listdir(ckdir)) == ["1", "2"]
