@@ -4,6 +4,10 @@ An experiment file in ``experiments/`` defines ``get_config() -> ExperimentConfi
 command, the hardware and the paper's number. Entry points load it with :func:`load_config` and apply
 command-line overrides ``--set grpo.beta=0.001 --set data.batch_size=4`` with :func:`apply_overrides`
 (values are Python literals; each is type-checked against the field it sets).
+
+Every section checks its fields when it is built (``__post_init__``), whether in an experiment file or by an
+override: integers must be ints (not bools), numbers finite and in range; a bad value raises :class:`ConfigError`
+naming the field and the value.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ast
 import dataclasses
 import importlib.util
 import math
+import numbers
 import os
 import types
 import typing
@@ -22,6 +27,28 @@ from omnir1_jax.rewards.total import RewardWeights
 
 class ConfigError(ValueError):
     """A bad experiment file or override; the message names the file / key / value."""
+
+
+def _int(section: str, obj: Any, name: str, minimum: int) -> None:
+    v = getattr(obj, name)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+        raise ConfigError(f"{section}.{name} must be an integer >= {minimum}, got {v!r}")
+
+
+def _real(section: str, obj: Any, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
+          high_open: bool = False) -> None:
+    v = getattr(obj, name)
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ConfigError(f"{section}.{name} must be a finite number in {interval}, got {v!r}")
+
+
+def _flag(section: str, obj: Any, name: str) -> None:
+    v = getattr(obj, name)
+    if not isinstance(v, bool):
+        raise ConfigError(f"{section}.{name} must be True or False, got {v!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +75,7 @@ class ModelSpec:
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"model.dtype must be float32 or bfloat16, got {self.dtype!r}")
+        _flag("model", self, "remat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +85,13 @@ class MeshSpec:
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+
+    def __post_init__(self):
+        _int("mesh", self, "fsdp", 1)
+        _int("mesh", self, "tensor", 1)
+        _int("mesh", self, "data", -1)
+        if self.data == 0:
+            raise ConfigError("mesh.data must be -1 (every remaining device) or >= 1, got 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +161,15 @@ class DataSpec:
     def __post_init__(self):
         if not isinstance(self.balanced_subset, int) or self.balanced_subset < 0:
             raise ConfigError(f"data.balanced_subset must be an int >= 0, got {self.balanced_subset!r}")
+        for name in ("batch_size", "min_frames", "max_frames", "s1_min_pixels", "synthetic_videos", "pad_to_multiple"):
+            _int("data", self, name, 1)
+        for name in ("workers", "mixture_seed"):
+            _int("data", self, name, 0)
+        _int("data", self, "s1_max_pixels", self.s1_min_pixels)
+        self._check_pair("synthetic_size", 16)  # smaller frames leave the synthetic shapes a pixel or two wide
+        self._check_pair("synthetic_objects", 1)
+        if self.synthetic_objects[0] > self.synthetic_objects[1]:
+            raise ConfigError(f"data.synthetic_objects must be (min, max) with min <= max, got {self.synthetic_objects!r}")
         if self.task not in ("vos", "refaid", "qa"):
             raise ConfigError(f"data.task must be vos, refaid or qa, got {self.task!r}")
         if not 1 <= self.min_frames <= self.max_frames:
@@ -135,6 +179,12 @@ class DataSpec:
         if self.prompt not in ("paper", "short"):
             raise ConfigError(f"data.prompt must be 'paper' or 'short', got {self.prompt!r}")
         self._check_mixture()
+
+    def _check_pair(self, name: str, minimum: int) -> None:
+        v = getattr(self, name)
+        if not (isinstance(v, (tuple, list)) and len(v) == 2
+                and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= minimum for x in v)):
+            raise ConfigError(f"data.{name} must be two integers >= {minimum}, got {v!r}")
 
     def _check_mixture(self) -> None:
         if self.dataset == "mixture" and not self.mixture:
@@ -181,6 +231,12 @@ class BridgeSpec:
     timeout_s: float = 600.0
     retries: int = 2
 
+    def __post_init__(self):
+        _flag("bridge", self, "start")
+        _int("bridge", self, "workers", 1)
+        _int("bridge", self, "retries", 0)
+        _real("bridge", self, "timeout_s", 0.0, low_open=True)
+
 
 @dataclasses.dataclass(frozen=True)
 class GRPOSpec:
@@ -208,10 +264,16 @@ class GRPOSpec:
     def __post_init__(self):
         if self.num_keyframes is not None and (not isinstance(self.num_keyframes, int) or self.num_keyframes < 1):
             raise ConfigError(f"grpo.num_keyframes must be an int >= 1 or None, got {self.num_keyframes!r}")
-        if self.group_size < 2:
-            raise ConfigError(f"grpo.group_size must be >= 2, got {self.group_size}")
-        if self.mu < 1:
-            raise ConfigError(f"grpo.mu must be >= 1, got {self.mu}")
+        _int("grpo", self, "group_size", 2)
+        _int("grpo", self, "mu", 1)
+        _int("grpo", self, "top_k", 0)
+        _int("grpo", self, "max_new_tokens", 1)
+        for name in ("beta", "epsilon_low", "epsilon_high", "adv_eps"):
+            _real("grpo", self, name, 0.0)
+        _real("grpo", self, "temperature", 0.0, low_open=True)
+        _real("grpo", self, "top_p", 0.0, 1.0, low_open=True)
+        if self.reward_preset not in ("paper", "official"):
+            raise ConfigError(f"grpo.reward_preset must be paper or official, got {self.reward_preset!r}")
         if self.kl not in ("k1", "k2", "k3"):
             raise ConfigError(f"grpo.kl must be k1, k2 or k3, got {self.kl!r}")
         if self.agg not in ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"):
@@ -231,6 +293,15 @@ class OptimSpec:
     eps: float = 1e-8
     warmup_steps: int = 0
     grad_clip: float = 1.0
+
+    def __post_init__(self):
+        _real("optim", self, "lr", 0.0, low_open=True)
+        _real("optim", self, "eps", 0.0, low_open=True)
+        _real("optim", self, "weight_decay", 0.0)
+        _real("optim", self, "grad_clip", 0.0)  # 0 = no clipping
+        for name in ("b1", "b2"):
+            _real("optim", self, name, 0.0, 1.0, high_open=True)
+        _int("optim", self, "warmup_steps", 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +328,14 @@ class SFTSpec:
     think: str = "the object is visible here"
     instruction: str | None = None
 
+    def __post_init__(self):
+        _int("sft", self, "steps", 0)
+        _int("sft", self, "batch_size", 1)
+        _int("sft", self, "lora_rank", 0)
+        _real("sft", self, "lr", 0.0, low_open=True)
+        _real("sft", self, "lora_alpha", 0.0, low_open=True)
+        _real("sft", self, "weight_decay", 0.0)
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
@@ -282,10 +361,14 @@ class RunSpec:
     resume: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise ConfigError(f"run.steps must be an int >= 0 (0 = derived from the data), got {self.steps!r}")
-        if not self.epochs > 0:
-            raise ConfigError(f"run.epochs must be > 0, got {self.epochs!r}")
+        for name in ("steps", "seed", "checkpoint_every", "eval_every", "eval_max_expressions"):
+            _int("run", self, name, 0)  # checkpoint_every / eval_every 0 = never
+        _int("run", self, "keep_checkpoints", 1)
+        _int("run", self, "log_every", 1)
+        _flag("run", self, "resume")
+        if not isinstance(self.out_dir, str) or not self.out_dir:
+            raise ConfigError(f"run.out_dir must be a non-empty path, got {self.out_dir!r}")
+        _real("run", self, "epochs", 0.0, low_open=True)
         if self.epoch_unit not in ("expressions", "videos"):
             raise ConfigError(f"run.epoch_unit must be 'expressions' or 'videos', got {self.epoch_unit!r}")
 
@@ -336,7 +419,12 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Exper
         raise ConfigError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config()")
-    cfg = module.get_config()
+    try:
+        cfg = module.get_config()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+        raise ConfigError(f"{path}: get_config() failed: {type(e).__name__}: {e}") from e
     if not isinstance(cfg, ExperimentConfig):
         raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not ExperimentConfig")
     return apply_overrides(cfg, overrides)
@@ -370,6 +458,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return float(value)
     if annotation in (int, str, bool) and type(value) is annotation:
         return value
+    if annotation in (int, float) and isinstance(value, bool):  # bool is an int subclass; True is not a count
+        raise ConfigError(f"--set {key}: {value!r} is not a {annotation.__name__}")
     if isinstance(annotation, type) and isinstance(value, annotation):
         return value
     raise ConfigError(f"--set {key}: {value!r} is not a {getattr(annotation, '__name__', annotation)}")

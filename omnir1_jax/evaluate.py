@@ -45,6 +45,7 @@ import os
 import sys
 from typing import Any
 
+from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 # Re-exported: the evaluation's public names as this module always had them.
 from omnir1_jax.evaluation.core import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
@@ -107,6 +108,7 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
             bridge.close()
 
 
+@guarded_main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

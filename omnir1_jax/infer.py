@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from omnir1_jax.cli import guarded_main
 from omnir1_jax.data.schema import FPS_S1
 # The evaluator's prediction and output helpers, re-exported under the names this module always had.
 from omnir1_jax.evaluation.figures import overlay_sheet, save_sheet, tint  # noqa: F401
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@guarded_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from omnir1_jax.config import BridgeSpec, ConfigError, load_config

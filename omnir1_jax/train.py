@@ -22,6 +22,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 
 STAGES = ("sft", "grpo")
@@ -141,6 +142,7 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     return summary
 
 
+@guarded_main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

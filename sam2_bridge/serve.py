@@ -65,13 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_bind_target(address: str) -> None:
+    """What check_address leaves to bind time: the tcp port's range, the ipc socket's directory."""
+    if address.startswith("tcp://"):
+        port = int(address.rpartition(":")[2])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"--address {address!r}: port {port} is not in 1..65535")
+    elif address.startswith("ipc://"):
+        folder = os.path.dirname(os.path.abspath(address[len("ipc://"):]))
+        if not os.path.isdir(folder):
+            raise ValueError(f"--address {address!r}: directory {folder} does not exist")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from sam2_bridge.server import Server, check_address
 
-    check_address(args.address, args.allow_remote)
+    try:  # a bad address is a usage error: one line, status 2 (like argparse), no traceback
+        _check_bind_target(check_address(args.address, args.allow_remote))
+    except ValueError as e:
+        print(f"python -m sam2_bridge.serve: error: {e}", file=sys.stderr)
+        return 2
     if args.judge:
         from sam2_bridge.judge import check_judge_dir, parse_judge_spec
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, load_config
 
 _STAGES = {"sft": ("sft",), "grpo": ("grpo",), "both": ("sft", "grpo")}
 
 
+@guarded_main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.crossomni.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

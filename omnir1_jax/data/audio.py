@@ -13,6 +13,7 @@ every 160 samples. The audio encoder turns ``L`` feature frames into
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
@@ -95,6 +96,8 @@ def load_audio(path: str, *, record: str | None = None, sample_rate: int = SAMPL
     """Read an audio file as mono float32 at ``sample_rate`` (channels averaged, polyphase resampling)."""
     import soundfile as sf
 
+    if not os.path.isfile(path):  # libsndfile reports a missing file as "System error"
+        raise DataFormatError("audio file missing", path=path, record=record)
     try:
         data, sr = sf.read(path, dtype="float32", always_2d=True)
     except FileNotFoundError:

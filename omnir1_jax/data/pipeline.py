@@ -25,6 +25,7 @@ import numpy as np
 
 from omnir1_jax.data import transforms as T
 from omnir1_jax.data import vision
+from omnir1_jax.data.errors import DataFormatError
 from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
 from omnir1_jax.data.text import left_pad
 
@@ -56,6 +57,8 @@ class PipelineConfig:
       keep_frames: also return the uint8 frames at original resolution.
       prompt: ``"paper"`` (Figure 3 / 4) or ``"short"`` (compact VOS prompt for tiny policies).
       num_keyframes: K of ``grpo.num_keyframes``: the VOS prompt asks for exactly K moments (None: "about 4").
+      source: where the records came from (e.g. ``"split 'train' of revos in /data/revos"``), named by the error
+        an empty record list raises; ``source_path``: the dataset directory or file it names.
     """
 
     task: str = "vos"
@@ -77,6 +80,8 @@ class PipelineConfig:
     keep_frames: bool = False
     prompt: str = "paper"
     num_keyframes: int | None = None
+    source: str = ""
+    source_path: str | None = None
 
     def __post_init__(self):
         if self.task not in ("vos", "avs"):
@@ -161,7 +166,8 @@ class _Collate:
 def example_dataset(records: Sequence[ExpressionRecord], tokenizer, config: PipelineConfig) -> grain.MapDataset:
     """The per-example ``MapDataset`` (shuffled and repeated for training), before batching."""
     if len(records) == 0:
-        raise ValueError("no records to build a pipeline from")
+        where = f" ({config.source})" if config.source else ""
+        raise DataFormatError(f"no records to build a pipeline from{where}", path=config.source_path)
     source = records if hasattr(records, "__getitem__") else list(records)  # lazy sources stay lazy
     ds = grain.MapDataset.source(source).seed(config.seed)
     if config.train:

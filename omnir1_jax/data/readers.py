@@ -3,6 +3,8 @@
 Each reader returns a list of :class:`~omnir1_jax.data.schema.ExpressionRecord`, one per expression, after
 checking the metadata's structure; frames, masks and audio are only touched when a pipeline loads a sample.
 Every malformed input raises :class:`~omnir1_jax.data.errors.DataFormatError` naming the file and the record.
+Names read from metadata that become paths (video ids, frame names, Ref-AVS ``fid``) must stay inside the
+dataset directory: an absolute name, a ``..`` component or a NUL byte is rejected (:func:`check_relative`).
 
 Formats (as published):
 
@@ -28,6 +30,16 @@ REVOS_SUBSETS = {0: "referring", 1: "reasoning", 2: "excluded"}
 REFAVS_SPLITS = ("train", "val", "test_s", "test_u", "test_n")
 REFAVS_COLUMNS = ("vid", "uid", "split", "fid", "exp")
 REFAVS_FRAMES = 10
+
+
+def check_relative(name: Any, what: str, *, path: str, record: str | None = None) -> str:
+    """``name`` as a relative path that stays below the directory it is joined to, else DataFormatError."""
+    text = str(name)
+    parts = text.replace("\\", "/").split("/")
+    if not text or "\0" in text or os.path.isabs(text) or text.startswith(("/", "\\")) or ".." in parts:
+        raise DataFormatError(f"{what} {text!r} is not a relative name inside the dataset directory",
+                              path=path, record=record)
+    return text
 
 
 def _ids(value: Any, field: str, path: str, record: str) -> tuple[int, ...]:
@@ -59,7 +71,8 @@ def _read_meta_expressions(
         where = f"{dataset}/{split}/{vid}"
         if not isinstance(v, dict) or not isinstance(v.get("frames"), list) or not isinstance(v.get("expressions"), dict):
             raise DataFormatError("video entry needs a 'frames' list and an 'expressions' dict", path=meta_path, record=where)
-        names = tuple(str(f) for f in v["frames"])
+        check_relative(vid, "video id", path=meta_path, record=where)
+        names = tuple(check_relative(f, "frame name", path=meta_path, record=where) for f in v["frames"])
         if not names:
             raise DataFormatError("video has no frames", path=meta_path, record=where)
         paths = tuple(os.path.join(image_root, vid, f"{n}.jpg") for n in names)
@@ -164,11 +177,14 @@ def read_refavs(root: str, split: str = "train", *, dataset: str = "refavs") -> 
     except FileNotFoundError:
         raise DataFormatError("metadata.csv not found", path=csv_path) from None
     with f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REFAVS_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataFormatError(f"missing column(s) {missing}; header is {reader.fieldnames}", path=csv_path)
-        rows = list(reader)
+        try:
+            reader = csv.DictReader(f)
+            missing = [c for c in REFAVS_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataFormatError(f"missing column(s) {missing}; header is {reader.fieldnames}", path=csv_path)
+            rows = list(reader)
+        except (UnicodeDecodeError, csv.Error) as e:  # binary junk, NUL bytes, broken quoting
+            raise DataFormatError(f"not a UTF-8 CSV file: {type(e).__name__}: {e}", path=csv_path) from None
     records = []
     for line, row in enumerate(rows, start=2):
         if row["split"] != split:
@@ -177,6 +193,8 @@ def read_refavs(root: str, split: str = "train", *, dataset: str = "refavs") -> 
         rec = f"{dataset}/{split}/{vid}/uid {uid} (line {line})"
         if any(row[c] in (None, "") for c in ("vid", "uid", "fid")):
             raise DataFormatError("empty vid, uid or fid", path=csv_path, record=rec)
+        check_relative(vid, "vid", path=csv_path, record=rec)
+        check_relative(f"fid_{row['fid']}", "fid", path=csv_path, record=rec)
         is_null = uid.startswith("null_")
         if not is_null and refavs_vid(uid) != vid:
             raise DataFormatError(f"uid {uid!r} does not belong to vid {vid!r}", path=csv_path, record=rec)

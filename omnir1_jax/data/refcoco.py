@@ -12,6 +12,7 @@ import os
 import pickle
 
 from omnir1_jax.data.errors import DataFormatError
+from omnir1_jax.data.readers import check_relative
 from omnir1_jax.data.schema import CocoMasks, ExpressionRecord, load_json
 
 
@@ -33,6 +34,9 @@ def load_refs(path: str) -> list[dict]:
         raise DataFormatError(f"cannot read refs pickle: {e}", path=path) from None
     if not isinstance(refs, list):
         raise DataFormatError(f"refs must be a list of dicts, got {type(refs).__name__}", path=path)
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            raise DataFormatError(f"refs[{i}] must be a dict, got {type(ref).__name__}", path=path)
     return refs
 
 
@@ -66,23 +70,35 @@ def read_refcocog(
                 f"ann_id {ref.get('ann_id')!r} / image_id {ref.get('image_id')!r} not in instances",
                 path=refs_path, record=rec,
             ) from None
-        path = os.path.join(image_root, im["file_name"])
-        for sent in ref.get("sentences", []):
+        sentences = ref.get("sentences", [])
+        if not isinstance(sentences, list) or not all(isinstance(x, dict) for x in sentences):
+            raise DataFormatError("'sentences' must be a list of dicts", path=refs_path, record=rec)
+        try:
+            file_name = check_relative(im["file_name"], "file_name", path=instances_path, record=rec)
+            height, width = int(im["height"]), int(im["width"])
+            category, ann_id, segmentation = int(ann.get("category_id", -1)), int(ann["id"]), ann["segmentation"]
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            if isinstance(e, DataFormatError):
+                raise
+            raise DataFormatError(f"image / annotation entry is malformed: {e!r}", path=instances_path,
+                                  record=rec) from None
+        path = os.path.join(image_root, file_name)
+        for sent in sentences:
             records.append(
                 ExpressionRecord(
                     dataset=dataset,
                     split=split,
-                    video_id=str(im["file_name"]),
+                    video_id=file_name,
                     exp_id=str(sent.get("sent_id")),
                     expression=str(sent.get("sent", sent.get("raw", ""))),
-                    frame_names=(os.path.splitext(im["file_name"])[0],),
+                    frame_names=(os.path.splitext(file_name)[0],),
                     frame_paths=(path,),
-                    height=int(im["height"]),
-                    width=int(im["width"]),
+                    height=height,
+                    width=width,
                     subset=split,
-                    obj_ids=(int(ann.get("category_id", -1)),),
-                    anno_ids=(int(ann["id"]),),
-                    masks=CocoMasks((ann["segmentation"],), instances_path),
+                    obj_ids=(category,),
+                    anno_ids=(ann_id,),
+                    masks=CocoMasks((segmentation,), instances_path),
                 )
             )
     return records

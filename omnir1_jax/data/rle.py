@@ -6,6 +6,10 @@ string in which each run length (after the first two, as a difference to the run
 variable-length sequence of 5-bit groups, each stored as ``chr(48 + group | continuation_bit)``. Uncompressed
 RLEs (``counts`` a list of ints) are accepted on decode as well.
 
+Decoding checks the declared ``size`` before it allocates anything: it must equal the frame size when the caller
+knows it (``expected_size``), and may never exceed :data:`MAX_PIXELS` (a lying header cannot make a worker
+allocate gigabytes).
+
 Parity with ``pycocotools.mask.encode / decode`` is checked in ``tests/data/test_rle.py``.
 """
 
@@ -16,6 +20,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from omnir1_jax.data.errors import DataFormatError
+
+# Largest mask decode() accepts: 8192 x 8192, about twice an 8K UHD frame (7680 x 4320); the datasets here are
+# at most 1080p. A [H, W] bool mask of this size is 64 MiB.
+MAX_PIXELS = 8192 * 8192
 
 
 def _runs_to_string(counts: Sequence[int]) -> str:
@@ -80,18 +88,34 @@ def encode(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(h), int(w)], "counts": _runs_to_string(runs)}
 
 
-def decode(rle: Mapping[str, Any], *, path: str | None = None, record: str | None = None) -> np.ndarray:
+def decode(
+    rle: Mapping[str, Any],
+    *,
+    path: str | None = None,
+    record: str | None = None,
+    expected_size: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Decode a COCO RLE (compressed str/bytes or uncompressed list ``counts``) to an ``[H, W]`` bool mask.
+
+    Args:
+      expected_size: ``(H, W)`` of the frame the mask belongs to, when known; checked before decoding.
 
     Raises:
       DataFormatError: naming ``path`` / ``record`` when the RLE is malformed (missing keys, bad characters,
-        negative runs, or run lengths that do not sum to ``H * W``).
+        negative runs, or run lengths that do not sum to ``H * W``), its size differs from ``expected_size`` or
+        exceeds :data:`MAX_PIXELS`.
     """
     try:
         h, w = (int(v) for v in rle["size"])
         counts = rle["counts"]
     except (KeyError, TypeError, ValueError) as e:
         raise DataFormatError(f"bad RLE (need 'size' [H, W] and 'counts'): {e!r}", path=path, record=record) from None
+    if expected_size is not None and (h, w) != tuple(expected_size):
+        raise DataFormatError(f"RLE size {h}x{w} != frame size {expected_size[0]}x{expected_size[1]}",
+                              path=path, record=record)
+    if h < 0 or w < 0 or h * w > MAX_PIXELS:
+        raise DataFormatError(f"RLE size {h}x{w} is outside 0..{MAX_PIXELS} pixels (rle.MAX_PIXELS)",
+                              path=path, record=record)
     try:
         if isinstance(counts, bytes):
             counts = counts.decode("ascii")

@@ -126,7 +126,8 @@ class RleDictMasks(MaskRef):
                         )
                     if per_frame[p] is None:
                         continue
-                    m = rle.decode(per_frame[p], path=self.mask_dict_path, record=f"{record} anno_id {a} frame {p}")
+                    m = rle.decode(per_frame[p], path=self.mask_dict_path, record=f"{record} anno_id {a} frame {p}",
+                                   expected_size=(height, width))  # checked before decoding
                     if m.shape != (height, width):
                         raise DataFormatError(
                             f"anno_id {a} frame {p}: RLE size {m.shape} != frame size {(height, width)}",
@@ -150,7 +151,8 @@ class InlineRleMasks(MaskRef):
 
     def _pieces(self, positions, height, width, record):
         num_objects = max((len(self.rles[p]) for p in positions), default=0)
-        pieces = ((o, i, rle.decode(r, path=self.source or None, record=record))
+        pieces = ((o, i, rle.decode(r, path=self.source or None, record=record,
+                                 expected_size=(height, width)))
                   for i, p in enumerate(positions) for o, r in enumerate(self.rles[p]) if r is not None)
         return num_objects, pieces
 
@@ -204,7 +206,8 @@ class CocoMasks(MaskRef):
         def gen():
             for o, seg in enumerate(self.segmentations):
                 if isinstance(seg, dict):  # compressed or uncompressed (iscrowd) RLE
-                    m = rle.decode(seg, path=self.source or None, record=record)
+                    m = rle.decode(seg, path=self.source or None, record=record,
+                                   expected_size=(height, width))
                 elif isinstance(seg, (list, tuple)):
                     m = rle.polygons_to_mask(seg, height, width)
                 else:

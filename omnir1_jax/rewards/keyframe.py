@@ -29,7 +29,7 @@ import numpy as np
 from omnir1_jax.rewards.parsing import ParsedAnswer
 
 Preset = Literal["paper", "official"]
-_FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+_THINK_TO_ANSWER_RE = re.compile(r"</think>\s*<answer>")
 OFFICIAL_MAX_KEYFRAMES = 4
 
 
@@ -38,12 +38,21 @@ def _check_preset(preset: str) -> None:
         raise ValueError(f"preset must be 'paper' or 'official', got {preset!r}")
 
 
+def _has_format(text: str) -> bool:
+    # Equivalent to fullmatch(r"<think>.*?</think>\s*<answer>.*?</answer>", DOTALL) in linear time (the regex
+    # backtracks quadratically over many "</think><answer>" pairs): starts with <think>, ends with </answer>, and
+    # some "</think> ws <answer>" lies between them. "</think>" cannot overlap itself, so successive matches end
+    # ever later and the leftmost one is the one to check.
+    if not (text.startswith("<think>") and text.endswith("</answer>")):
+        return False
+    m = _THINK_TO_ANSWER_RE.search(text, len("<think>"))
+    return m is not None and m.end() <= len(text) - len("</answer>")
+
+
 def format_reward(completions: Sequence[object]) -> np.ndarray:
     """R_fmt in {0, 1}: the whole completion matches ``<think>.*?</think>\\s*<answer>.*?</answer>`` (DOTALL),
-    surrounding whitespace allowed."""
-    return np.asarray(
-        [1.0 if isinstance(c, str) and _FORMAT_RE.fullmatch(c.strip()) else 0.0 for c in completions], np.float32
-    )
+    surrounding whitespace allowed; linear in the completion's length."""
+    return np.asarray([1.0 if isinstance(c, str) and _has_format(c.strip()) else 0.0 for c in completions], np.float32)
 
 
 def diversity_reward(

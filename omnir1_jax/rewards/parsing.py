@@ -12,9 +12,15 @@ Decisions beyond SPEC (documented here once):
   already decoded value, so nested braces, lists, several objects in a row, commas or prose between them, and
   ``// comments`` all work; a truncated object is skipped. Objects that are not intervals but hold intervals
   (``{"moments": [...]}``) are searched recursively (depth <= 4).
+- Cost: linear in the completion's length. Tags are found with ``str.find`` (the leftmost ``<answer>`` and the
+  first ``</answer>`` after it, what the lazy regex ``<answer>(.*?)</answer>`` matches, without its quadratic
+  backtracking on many unclosed tags); failed decode attempts may examine at most
+  ``_DECODE_BUDGET_FACTOR`` times the body's length in all (an answer that exhausts it is adversarial and keeps
+  only what was decoded before); the time regex only sees strings of at most ``_MAX_TIME_CHARS`` characters.
 - Times: ``mm:ss``, ``mm:ss.f...`` (``00:03.5`` = 3.5 s, a decimal fraction — the released code read it as
   3.05 s), ``hh:mm:ss.f``, or plain seconds ``"3.5"``; JSON numbers are read as seconds. Negative, NaN,
-  infinite or unparseable times make the interval invalid.
+  infinite, unparseable or absurdly large times (integers too large for a float) make the interval invalid;
+  an end time so large that its frame overflows is clamped like any end past the clip.
 - An interval is invalid when start > end, when its start lies past the clip's end (``start > T / fps``), or
   when its description is not a non-empty string; an end past the clip's end is clamped to the last frame.
 - ``valid`` is True when at least one interval is valid.
@@ -39,9 +45,11 @@ __all__ = [
     "parse_time",
 ]
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _TIME_RE = re.compile(r"^\s*(?:(?:(\d{1,4}):)?(\d{1,4}):)?(\d{1,6}(?:\.\d{1,9})?)\s*$")
 _MAX_DECODE_ATTEMPTS = 2000
+_DECODE_BUDGET_FACTOR = 8  # failed raw_decode attempts examine at most this many times the body, plus a constant
+_DECODE_BUDGET_CONST = 20_000
+_MAX_TIME_CHARS = 32  # the longest time _TIME_RE accepts is 26 characters plus surrounding whitespace
 _MAX_ANSWER_CHARS = 200_000
 _MAX_DEPTH = 4
 
@@ -116,8 +124,15 @@ def extract_tag(text: Any, tag: str) -> str | None:
     """Content of the first ``<tag>...</tag>`` block (DOTALL), or None."""
     if not isinstance(text, str):
         return None
-    m = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
-    return m.group(1) if m else None
+    # Same result as re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL), in linear time: when the leftmost
+    # opening tag has no closing tag after it, no later one has either.
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    start = text.find(opening)
+    if start < 0:
+        return None
+    start += len(opening)
+    end = text.find(closing, start)
+    return text[start:end] if end >= 0 else None
 
 
 def parse_time(value: Any) -> float | None:
@@ -125,8 +140,14 @@ def parse_time(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            return None
     elif isinstance(value, str):
+        value = value.strip()  # _TIME_RE allows surrounding whitespace; stripping first bounds its input
+        if len(value) > _MAX_TIME_CHARS:
+            return None
         m = _TIME_RE.match(value)
         if not m:
             return None
@@ -141,18 +162,34 @@ def parse_time(value: Any) -> float | None:
     return seconds
 
 
+def _failed_scan_length(text: str, start: int, error: Exception) -> int:
+    """Characters a failed ``raw_decode`` at ``start`` examined, at most: up to the error position, or to the end
+    of the text for an unterminated string (reported at its opening quote) and errors without a position."""
+    if isinstance(error, json.JSONDecodeError) and not error.msg.startswith("Unterminated string"):
+        return max(1, error.pos - start + 1)
+    return len(text) - start
+
+
 def _decode_values(text: str) -> list[Any]:
     decoder = json.JSONDecoder()
-    values, pos, attempts = [], 0, 0
-    while attempts < _MAX_DECODE_ATTEMPTS:
-        starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
+    values: list[Any] = []
+    pos, attempts, failed_work = 0, 0, 0
+    budget = _DECODE_BUDGET_FACTOR * len(text) + _DECODE_BUDGET_CONST
+    # next "{" / "[" at or after pos; refreshed only when passed, so the scans for them add up to one pass
+    next_open = {c: text.find(c) for c in "{["}
+    while attempts < _MAX_DECODE_ATTEMPTS and failed_work < budget:
+        for c, i in next_open.items():
+            if 0 <= i < pos:
+                next_open[c] = text.find(c, pos)
+        starts = [i for i in next_open.values() if i >= 0]
         if not starts:
             break
         start = min(starts)
         attempts += 1
         try:
             value, end = decoder.raw_decode(text, start)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError) as e:
+            failed_work += _failed_scan_length(text, start, e)
             pos = start + 1
             continue
         values.append(value)
@@ -179,23 +216,39 @@ def _collect_objects(value: Any, depth: int = 0) -> list[dict]:
     return []
 
 
+def _brief(value: Any) -> str:
+    """A short repr for error messages (a decoded value may be huge or deeply nested)."""
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 10**12 else f"<integer of {value.bit_length()} bits>"
+    if isinstance(value, str):
+        return repr(value[:40] + ("..." if len(value) > 40 else ""))
+    return f"<{type(value).__name__}>"
+
+
+def _frame_of(seconds: float, num_frames: int, fps: float) -> int:
+    """``min(floor(seconds * fps), T - 1)`` for finite seconds >= 0, also when ``seconds * fps`` overflows."""
+    x = seconds * fps
+    return int(math.floor(x)) if x < num_frames else num_frames - 1
+
+
 def _make_item(obj: dict, num_frames: int, fps: float) -> AnswerItem:
     raw_desc = obj.get("description")
     desc = raw_desc.strip() if isinstance(raw_desc, str) else None
     start, end = parse_time(obj.get("start_time")), parse_time(obj.get("end_time"))
     error = None
     if start is None or end is None:
-        error = f"unparseable time: start_time={obj.get('start_time')!r}, end_time={obj.get('end_time')!r}"
+        error = f"unparseable time: start_time={_brief(obj.get('start_time'))}, end_time={_brief(obj.get('end_time'))}"
     elif start > end:
         error = f"start_time {start} s is after end_time {end} s"
     elif start > num_frames / fps:
         error = f"start_time {start} s is past the clip end ({num_frames / fps} s)"
     elif not desc:
-        error = f"description must be a non-empty string, got {raw_desc!r}"
+        error = f"description must be a non-empty string, got {_brief(raw_desc)}"
     if error is not None:
         return AnswerItem(start, end, desc, (), error)
-    first = min(int(math.floor(start * fps)), num_frames - 1)
-    last = min(int(math.floor(end * fps)), num_frames - 1)
+    first, last = _frame_of(start, num_frames, fps), _frame_of(end, num_frames, fps)
     return AnswerItem(start, end, desc, tuple(range(first, last + 1)), None)
 
 

@@ -9,6 +9,12 @@ data-iterator state, config) are items of one Orbax checkpoint, so they commit t
 Multi-process runs: every process calls ``save`` / ``restore`` with its (globally sharded) arrays; Orbax writes
 each process's shards and lets the primary process write the metadata and rename the directory.
 
+Corrupt checkpoints: ``restore()`` tries the steps newest first. A step that fails to restore although its stored
+tree has the template's structure (truncated or zero-filled array files, unreadable metadata, a missing item, an
+empty directory with a step's name) is moved aside to ``checkpoints/corrupt/<step>-<reason>`` (never deleted),
+the skip is printed (step, error, new place), and the next older step is tried. A step whose stored tree does not have the
+template's structure is a different model or config, not corruption: :class:`CheckpointError`, nothing moved.
+
 Test hook: with ``OMNIR1_TEST_CHECKPOINT_DELAY_S=<seconds>`` in the environment, a save sleeps that long after
 writing its metadata and before Orbax commits the step (prints ``[checkpoint] test delay``), so a test can
 SIGKILL the process in the middle of a save deterministically; ``OMNIR1_TEST_CHECKPOINT_DELAY_STEP=<step>`` limits
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
 from typing import Any
 
@@ -45,6 +52,25 @@ def _decode_meta(meta: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used (message names the directory, the step and why)."""
+
+
+def _leaf_shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...] | None]:
+    """``{key path: shape}`` of a pytree's leaves (shape None where a leaf has none). Key kinds are dropped: an nnx
+    Variable's ``.value`` (GetAttrKey) is stored by Orbax as a dict key."""
+
+    def name(k):
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                return str(getattr(k, attr))
+        return str(k)
+
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {tuple(name(k) for k in path): (tuple(leaf.shape) if hasattr(leaf, "shape") else None)
+            for path, leaf in leaves}
 
 
 DELAY_ENV = "OMNIR1_TEST_CHECKPOINT_DELAY_S"
@@ -104,19 +130,86 @@ class RunCheckpointer:
         self._mgr.wait_until_finished()
 
     def restore(self, template: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]] | None:
-        """The newest complete checkpoint (or ``step``) restored into ``template``'s shapes, dtypes and
-        shardings, as ``(step, state, meta)``; None when there is none."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            return None
+        """The newest checkpoint that restores (or exactly ``step``) into ``template``'s shapes, dtypes and
+        shardings, as ``(step, state, meta)``; None when there is none.
+
+        Without ``step``, a corrupt checkpoint is moved aside (see the module docstring) and the next older one
+        is tried. Raises :class:`CheckpointError` when ``step`` does not restore or a checkpoint holds a tree
+        of another structure than ``template``.
+        """
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        if step is not None:
+            try:
+                return self._restore_step(step, abstract)
+            except Exception as e:  # noqa: BLE001 - reported with the step and directory
+                raise CheckpointError(f"checkpoint step {step} in {self.directory} does not restore: "
+                                      f"{type(e).__name__}: {_first_line(e)}") from e
+        self._mgr.reload()
+        for candidate in sorted(self._mgr.all_steps(), reverse=True):
+            try:
+                return self._restore_step(candidate, abstract)
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as e:  # noqa: BLE001 - classified below: another model, or a corrupt checkpoint
+                self._check_structure(candidate, template, e)
+                self._set_aside(candidate, e)
+        self._mgr.reload()
+        return None
+
+    def _restore_step(self, step: int, abstract: Any) -> tuple[int, Any, dict[str, Any]]:
         restored = self._mgr.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
         )
-        return step, restored["state"], _decode_meta(dict(restored["meta"]))
+        meta = restored["meta"]
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta item is {type(meta).__name__}, not a JSON object")
+        return step, restored["state"], _decode_meta(dict(meta))
+
+    def _check_structure(self, step: int, template: Any, error: Exception) -> None:
+        """Raise CheckpointError when ``step``'s stored tree is readable and differs from ``template``'s in its
+        leaves or their shapes: another model or config, not a corrupt file."""
+        try:
+            stored = self._mgr.item_metadata(step)["state"]
+            stored_shapes = _leaf_shapes(getattr(stored, "tree", stored))
+        except Exception:  # noqa: BLE001 - unreadable metadata is corruption, handled by the caller
+            return
+        if stored is None or not stored_shapes:
+            return
+        wanted = _leaf_shapes(template)
+        differ = sorted(set(stored_shapes) ^ set(wanted))
+        differ += sorted(k for k in set(stored_shapes) & set(wanted)
+                         if None not in (stored_shapes[k], wanted[k]) and stored_shapes[k] != wanted[k])
+        if differ:
+            shown = [f"{'/'.join(k)}: stored {stored_shapes.get(k, 'absent')}, expected {wanted.get(k, 'absent')}"
+                     for k in differ[:3]]
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory} holds another model or config than this run "
+                f"({'; '.join(shown)}); nothing was moved"
+            ) from error
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        reason = re.sub(r"[^A-Za-z0-9_.-]+", "_", type(error).__name__)[:40]
+        src = os.path.join(self.directory, str(step))
+        corrupt = os.path.join(self.directory, "corrupt")
+        dst = os.path.join(corrupt, f"{step}-{reason}")
+        if jax.process_index() == 0 and os.path.exists(src):
+            os.makedirs(corrupt, exist_ok=True)
+            n = 1
+            while os.path.exists(dst):
+                dst, n = os.path.join(corrupt, f"{step}-{reason}-{n}"), n + 1
+            os.rename(src, dst)
+        msg = (f"[checkpoint] skipped step {step}: it does not restore ({type(error).__name__}: "
+               f"{_first_line(error)}); moved to {dst}; trying an older step")
+        print(msg, flush=True)
+        self._mgr.reload()
 
     def close(self) -> None:
         self._mgr.close()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else ""
 
 
 def key_to_data(key: jax.Array) -> np.ndarray:

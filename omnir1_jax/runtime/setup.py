@@ -163,10 +163,14 @@ def read_mixture(spec: DataSpec, split: str | None = None):
 
 
 def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int | None = None,
-                    num_epochs: int | None = None, num_keyframes: int | None = None):
+                    num_epochs: int | None = None, num_keyframes: int | None = None, split: str | None = None):
     """The Grain ``PipelineConfig`` of ``spec``; ``num_keyframes`` is ``grpo.num_keyframes`` (the prompt asks for
-    exactly that many moments)."""
+    exactly that many moments); ``split`` (default: ``spec.split`` when training) names the records' split in the
+    error an empty split raises."""
     from omnir1_jax.data import PipelineConfig
+
+    split = split or (spec.split if train else None)
+    source = f"data.dataset={spec.dataset!r}" + (f", split {split!r}" if split else "") + f" under {spec.root}"
 
     return PipelineConfig(
         task="avs" if spec.dataset == "refavs" else "vos",
@@ -186,6 +190,8 @@ def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int |
         pad_to_multiple=spec.pad_to_multiple,
         prompt=spec.prompt,
         num_keyframes=num_keyframes,
+        source=source,
+        source_path=spec.root,
     )
 
 

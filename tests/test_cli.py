@@ -1,0 +1,115 @@
+"""Config fields are checked, and the entry points answer bad input with one line and status 2 (issue 14 item 11).
+
+The entry points run as real subprocesses (``python -m ...``), as a user would start them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+from omnir1_jax.config import BridgeSpec, ConfigError, DataSpec, ExperimentConfig, RunSpec, apply_overrides
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("override, shown", [
+    ("run.steps=True", "True"), ("run.steps=-5", "-5"), ("grpo.beta=1e999", "inf"), ("grpo.beta=-1", "-1"),
+    ("grpo.temperature=0", "0"), ("grpo.temperature=-1", "-1"), ("grpo.top_p=2.0", "2.0"),
+    ("run.keep_checkpoints=0", "0"), ("run.checkpoint_every=-1", "-1"), ("bridge.retries=-3", "-3"),
+    ("bridge.timeout_s=0", "0"), ("data.synthetic_size=(0,0)", "(0, 0)"), ("sft.steps=-1", "-1"),
+    ("bridge.workers=False", "False"), ("data.batch_size=True", "True"), ("optim.lr=nan", "nan"),
+    ("grpo.max_new_tokens=0", "0"), ("run.log_every=0", "0"), ("mesh.data=0", "0"),
+])
+def test_bad_override_names_field_and_value(override, shown):
+    field = override.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(ExperimentConfig(), [override])
+    assert field in str(e.value) and shown in str(e.value)
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: RunSpec(steps=True), "run.steps"),  # bool is an int subclass: not a step count
+    (lambda: RunSpec(steps=2.0), "run.steps"),
+    (lambda: BridgeSpec(timeout_s=float("inf")), "bridge.timeout_s"),
+    (lambda: DataSpec(synthetic_objects=(3, 2)), "data.synthetic_objects"),
+    (lambda: DataSpec(s1_max_pixels=10, s1_min_pixels=20), "data.s1_max_pixels"),
+])
+def test_bad_field_in_an_experiment_file_is_a_config_error(build, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        build()
+
+
+def test_good_overrides_still_apply():
+    cfg = apply_overrides(ExperimentConfig(), ["grpo.beta=0.001", "bridge.timeout_s=30", "run.steps=0",
+                                               "grpo.top_p=1", "data.synthetic_size=(56, 84)", "run.resume=false"])
+    assert cfg.grpo.beta == 0.001 and cfg.bridge.timeout_s == 30.0 and isinstance(cfg.bridge.timeout_s, float)
+    assert cfg.run.steps == 0 and cfg.grpo.top_p == 1.0 and cfg.data.synthetic_size == (56, 84)
+    assert cfg.run.resume is False
+    assert dataclasses.replace(cfg.run, checkpoint_every=0).checkpoint_every == 0  # 0 = never, allowed
+
+
+def _run(args: list[str], cwd: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_line(proc: subprocess.CompletedProcess, *names: str) -> str:
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], err[-4000:])
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for name in names:
+        assert name in err, (name, err)
+    return err
+
+
+def _config_file(tmp_path, body: str) -> str:
+    path = tmp_path / "exp.py"
+    path.write_text("from omnir1_jax.config import ExperimentConfig, RunSpec\n\n\ndef get_config():\n" + body)
+    return str(path)
+
+
+def test_config_whose_get_config_raises(tmp_path):
+    path = _config_file(tmp_path, "    return {}['missing key']\n")
+    err = _assert_one_line(_run(["-m", "omnir1_jax.train", "--config", path], str(tmp_path)), path, "KeyError")
+    assert err.startswith("python -m omnir1_jax.train: error") or err.startswith("error")
+
+
+def test_bad_field_in_config_file_through_evaluate(tmp_path):
+    path = _config_file(tmp_path, "    return ExperimentConfig(run=RunSpec(keep_checkpoints=0))\n")
+    _assert_one_line(_run(["-m", "omnir1_jax.evaluate", "--config", path, "--split", "valid"], str(tmp_path)), path,
+                     "run.keep_checkpoints", "0")
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    out = str(blocker / "run")
+    path = _config_file(tmp_path, f"    return ExperimentConfig(run=RunSpec(out_dir={out!r}))\n")
+    _assert_one_line(_run(["-m", "omnir1_jax.train", "--config", path, "--no-eval"], str(tmp_path)), out)
+
+
+def test_missing_sft_config_file(tmp_path):
+    missing = str(tmp_path / "no_such_experiment.py")
+    _assert_one_line(_run(["-m", "omnir1_jax.sft", "--config", missing], str(tmp_path)), missing)
+
+
+@pytest.mark.parametrize("address, says", [
+    ("bogus", "expected ipc://PATH"), ("tcp://0.0.0.0:5555", "--allow-remote"), ("tcp://127.0.0.1:99999", "99999"),
+    ("tcp://127.0.0.1:http", "PORT"),
+])
+def test_bad_serve_address(tmp_path, address, says):
+    proc = _run(["-m", "sam2_bridge.serve", "--address", address, "--segmenter", "synthetic", "--device", "cpu"],
+                str(tmp_path))
+    _assert_one_line(proc, address, says)
+
+
+def test_serve_ipc_address_in_a_missing_directory(tmp_path):
+    address = f"ipc://{tmp_path}/missing/bridge.sock"
+    proc = _run(["-m", "sam2_bridge.serve", "--address", address, "--segmenter", "synthetic", "--device", "cpu"],
+                str(tmp_path))
+    _assert_one_line(proc, address, "does not exist")
