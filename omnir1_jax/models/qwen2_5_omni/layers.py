@@ -3,6 +3,9 @@
 Shape legend: B batch, T query tokens, S key tokens, D model width, N query heads, K key/value heads,
 H head dim, F hidden width of an MLP, V vocabulary.
 
+Every parameter carries its logical axis names as ``logical_axes`` metadata (see :mod:`.sharding`); callers
+pass them for kernels (``axes=``), norms are never sharded.
+
 Parameter names follow transformers (``weight`` for norms, ``bias``); linear layers store ``kernel`` as
 [in, out] (the transpose of torch's ``weight``), which the conversion key table accounts for.
 """
@@ -18,11 +21,17 @@ _INIT = nnx.initializers.normal(0.02)
 
 
 class Linear(nnx.Module):
-    """``y = x @ kernel + bias`` with kernel [in, out] (torch ``weight.T``)."""
+    """``y = x @ kernel + bias`` with kernel [in, out] (torch ``weight.T``); ``axes`` are the kernel's logical names.
 
-    def __init__(self, in_features: int, out_features: int, *, use_bias: bool, dtype, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_INIT(rngs.params(), (in_features, out_features), dtype))
-        self.bias = nnx.Param(jnp.zeros((out_features,), dtype)) if use_bias else None
+    The bias follows the output features, except after a row-parallel projection (output ``"embed"``): it adds
+    to the residual stream, which is not split along the width, so it stays replicated.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, use_bias: bool, dtype, rngs: nnx.Rngs,
+                 axes: tuple = (None, None)):
+        self.kernel = nnx.Param(_INIT(rngs.params(), (in_features, out_features), dtype), logical_axes=tuple(axes))
+        bias_axes = (None,) if axes[1] == "embed" else (axes[1],)
+        self.bias = nnx.Param(jnp.zeros((out_features,), dtype), logical_axes=bias_axes) if use_bias else None
 
     def __call__(self, x: Float[Array, "... I"]) -> Float[Array, "... O"]:
         b = None if self.bias is None else self.bias[...]
@@ -44,10 +53,11 @@ def linear(x: Float[Array, "... I"], kernel: Float[Array, "I O"], bias=None) -> 
 
 
 class Embed(nnx.Module):
-    """Token embedding table ``weight`` [V, D]."""
+    """Token embedding table ``weight`` [V, D] (logical axes ``("vocab", "embed")`` unless given)."""
 
-    def __init__(self, num_embeddings: int, features: int, *, dtype, rngs: nnx.Rngs):
-        self.weight = nnx.Param(_INIT(rngs.params(), (num_embeddings, features), dtype))
+    def __init__(self, num_embeddings: int, features: int, *, dtype, rngs: nnx.Rngs,
+                 axes: tuple = ("vocab", "embed")):
+        self.weight = nnx.Param(_INIT(rngs.params(), (num_embeddings, features), dtype), logical_axes=tuple(axes))
 
     def __call__(self, ids):
         return jnp.take(self.weight[...], ids, axis=0)
@@ -57,7 +67,7 @@ class RMSNorm(nnx.Module):
     """``weight * x / sqrt(mean(x^2) + eps)``, normalised in float32 and cast back before the scale."""
 
     def __init__(self, dim: int, *, eps: float, dtype):
-        self.weight = nnx.Param(jnp.ones((dim,), dtype))
+        self.weight = nnx.Param(jnp.ones((dim,), dtype), logical_axes=(None,))
         self.eps = eps
 
     def __call__(self, x):
@@ -71,8 +81,8 @@ class LayerNorm(nnx.Module):
     """torch ``nn.LayerNorm`` (eps 1e-5), statistics in float32."""
 
     def __init__(self, dim: int, *, dtype, eps: float = 1e-5):
-        self.weight = nnx.Param(jnp.ones((dim,), dtype))
-        self.bias = nnx.Param(jnp.zeros((dim,), dtype))
+        self.weight = nnx.Param(jnp.ones((dim,), dtype), logical_axes=(None,))
+        self.bias = nnx.Param(jnp.zeros((dim,), dtype), logical_axes=(None,))
         self.eps = eps
 
     def __call__(self, x):

@@ -91,10 +91,10 @@ class Attention(nnx.Module):
     def __init__(self, cfg: TextConfig, *, dtype, rngs: nnx.Rngs):
         d, n, k, h = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.num_heads, self.num_kv_heads, self.head_dim = n, k, h
-        self.q_proj = Linear(d, n * h, use_bias=True, dtype=dtype, rngs=rngs)
-        self.k_proj = Linear(d, k * h, use_bias=True, dtype=dtype, rngs=rngs)
-        self.v_proj = Linear(d, k * h, use_bias=True, dtype=dtype, rngs=rngs)
-        self.o_proj = Linear(n * h, d, use_bias=False, dtype=dtype, rngs=rngs)
+        self.q_proj = Linear(d, n * h, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.k_proj = Linear(d, k * h, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.v_proj = Linear(d, k * h, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.o_proj = Linear(n * h, d, use_bias=False, dtype=dtype, rngs=rngs, axes=("heads", "embed"))
 
     def fused(self) -> tuple[Array, Array]:
         """q/k/v kernels and biases concatenated along the output axis."""
@@ -134,9 +134,9 @@ class MLP(nnx.Module):
     """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
 
     def __init__(self, d: int, f: int, *, use_bias: bool, dtype, rngs: nnx.Rngs):
-        self.gate_proj = Linear(d, f, use_bias=use_bias, dtype=dtype, rngs=rngs)
-        self.up_proj = Linear(d, f, use_bias=use_bias, dtype=dtype, rngs=rngs)
-        self.down_proj = Linear(f, d, use_bias=use_bias, dtype=dtype, rngs=rngs)
+        self.gate_proj = Linear(d, f, use_bias=use_bias, dtype=dtype, rngs=rngs, axes=("embed", "mlp"))
+        self.up_proj = Linear(d, f, use_bias=use_bias, dtype=dtype, rngs=rngs, axes=("embed", "mlp"))
+        self.down_proj = Linear(f, d, use_bias=use_bias, dtype=dtype, rngs=rngs, axes=("mlp", "embed"))
 
     def fused(self) -> Array:
         """gate / up kernels concatenated along the output axis (bias-free MLPs only)."""

@@ -88,10 +88,10 @@ class VisionAttention(nnx.Module):
     def __init__(self, cfg: VisionConfig, *, dtype, rngs: nnx.Rngs):
         d = cfg.hidden_size
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.q = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.k = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.v = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
+        self.q = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.k = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.v = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("heads", "embed"))
 
     def __call__(self, x, cos, sin, segment):
         p = x.shape[0]
@@ -125,8 +125,8 @@ class PatchMerger(nnx.Module):
         d = cfg.hidden_size * cfg.spatial_merge_size**2
         self.hidden = d
         self.ln_q = RMSNorm(cfg.hidden_size, eps=1e-6, dtype=dtype)
-        self.mlp_0 = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.mlp_2 = Linear(d, cfg.out_hidden_size, use_bias=True, dtype=dtype, rngs=rngs)
+        self.mlp_0 = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "mlp"))
+        self.mlp_2 = Linear(d, cfg.out_hidden_size, use_bias=True, dtype=dtype, rngs=rngs, axes=("mlp", "embed"))
 
     def __call__(self, x):
         x = self.ln_q(x).reshape(-1, self.hidden)
@@ -137,7 +137,8 @@ class PatchEmbed(nnx.Module):
     """Conv3d with kernel = stride = (temporal_patch, patch, patch) on pre-cut patches == one matmul."""
 
     def __init__(self, cfg: VisionConfig, *, dtype, rngs: nnx.Rngs):
-        self.proj = Linear(cfg.patch_dim, cfg.hidden_size, use_bias=False, dtype=dtype, rngs=rngs)
+        self.proj = Linear(cfg.patch_dim, cfg.hidden_size, use_bias=False, dtype=dtype, rngs=rngs,
+                           axes=("patch", "embed"))
 
     def __call__(self, pixels):
         return self.proj(pixels)
