@@ -67,8 +67,9 @@ def test_init_model_creates_weights_in_their_logical_sharding(result, mesh):
     assert res["all_named_on_mesh"]
     # param_partition_specs and abstract_model(mesh=...) give the same layout as the created arrays.
     assert res["specs_agree"] and res["abstract_agree"]
-    # The activation constraint is part of the model from construction.
-    assert res["act_spec"] == [["data", "fsdp"], None, None] and res["act_mesh_ok"]
+    # The activation constraint is part of the model from construction: rows over data x fsdp, and the tokens
+    # over whatever of those axes the rows could not take.
+    assert res["act_spec"] == [["data", "fsdp"], ["data", "fsdp"], None] and res["act_mesh_ok"]
 
 
 @pytest.mark.parametrize("mesh", ["(1, 8, 1)", "(1, 4, 2)"])

@@ -118,7 +118,7 @@ def _hf_shape(kind: str, flax_shape: tuple[int, ...], cfg: Qwen2_5OmniConfig) ->
 
 
 def abstract_model(cfg: Qwen2_5OmniConfig, dtype=jnp.float32, mesh=None, sharding: Optional[ShardingConfig] = None,
-                   *, act_sharding=None, kv_sharding=None) -> Qwen2_5OmniThinker:
+                   *, act_sharding=None, kv_sharding=None, attention: str = "chunked") -> Qwen2_5OmniThinker:
     """The model's structure with ``ShapeDtypeStruct`` leaves (no memory), e.g. for ahead-of-time compilation.
 
     With ``mesh`` (a Mesh, also one over devices this machine does not have, such as a TPU topology), every leaf
@@ -127,7 +127,7 @@ def abstract_model(cfg: Qwen2_5OmniConfig, dtype=jnp.float32, mesh=None, shardin
     """
     model = nnx.eval_shape(lambda: Qwen2_5OmniThinker(cfg, dtype=dtype, rngs=nnx.Rngs(0), sharding=sharding,
                                                       mesh=mesh, act_sharding=act_sharding,
-                                                      kv_sharding=kv_sharding))
+                                                      kv_sharding=kv_sharding, attention=attention))
     if mesh is None:
         return model
     graphdef, state = nnx.split(model)

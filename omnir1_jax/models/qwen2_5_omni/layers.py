@@ -104,6 +104,41 @@ def apply_rotary(x: Float[Array, "B T N H"], cos: Float[Array, "B T H"], sin: Fl
     return x * cos[..., None, :] + rotate_half(x) * sin[..., None, :]
 
 
+def segment_attention(
+    q: Float[Array, "1 P N H"],
+    k: Float[Array, "1 P N H"],
+    v: Float[Array, "1 P N H"],
+    segment: Array,
+    *,
+    scale: float,
+    max_segment: int = 0,
+    chunk: int = 512,
+) -> Float[Array, "1 P N H"]:
+    """Attention within segments of a sequence whose segment ids are non-decreasing (contiguous segments).
+
+    With ``max_segment`` (the longest segment, a static int) and P > chunk + 2 * max_segment, the queries are cut
+    into chunks of ``chunk`` and each chunk attends only to the band of keys within ``max_segment`` of it (the
+    only keys a query can share a segment with): scores of [P / chunk, N, chunk, chunk + 2 max_segment] instead
+    of [N, P, P] (about 150 GB float32 for 24 frames x 8 prompts of video patches). The chunks are independent
+    (a batch axis), so they split over devices when the patches are sharded. Otherwise, or with
+    ``max_segment=0`` (unknown), the dense masked path. Same result either way.
+    """
+    p = q.shape[1]
+    if not max_segment or p <= chunk + 2 * max_segment:
+        return masked_attention(q, k, v, (segment[:, None] == segment[None, :])[None], scale=scale)
+    L = max_segment
+    m = -(-p // chunk)
+    pad = m * chunk - p
+    qc = jnp.pad(q[0], ((0, pad), (0, 0), (0, 0))).reshape((m, chunk) + q.shape[2:])
+    sq = jnp.pad(segment, (0, pad), constant_values=-1).reshape(m, chunk)  # padding matches no key (sliced away)
+    # Band of chunk i: keys [i * chunk - L, (i + 1) * chunk + L) of the unpadded sequence.
+    band = jnp.arange(m)[:, None] * chunk + jnp.arange(chunk + 2 * L)[None, :]
+    kb, vb = (jnp.pad(a[0], ((L, L + pad), (0, 0), (0, 0)))[band] for a in (k, v))
+    sk = jnp.pad(segment, (L, L + pad), constant_values=-2)[band]
+    o = masked_attention(qc, kb, vb, sq[:, :, None] == sk[:, None, :], scale=scale)  # chunks as the batch axis
+    return o.reshape((1, m * chunk) + q.shape[2:])[:, :p]
+
+
 def masked_attention(
     q: Float[Array, "B T N H"],
     k: Float[Array, "B S K H"],

@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.scoring import max_prompt_position
-from omnir1_jax.models.qwen2_5_omni.sharding import constrain
+from omnir1_jax.models.qwen2_5_omni.sharding import Constraint, constrain
 from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.thinker import InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs
 
@@ -85,11 +85,11 @@ def _cache_specs(spec):
     k [B, K, H, S] / v [B, K, S, H] caches."""
     if spec is None:
         return None, None
-    mesh = spec.mesh if isinstance(spec, NamedSharding) else None
+    mesh = spec.mesh if isinstance(spec, (Constraint, NamedSharding)) else None
     inner = spec.spec if mesh is not None else spec
     b, s, k, h = tuple(inner) + (None,) * (4 - len(tuple(inner)))
     out = PartitionSpec(b, k, h, s), PartitionSpec(b, k, s, h)
-    return out if mesh is None else tuple(NamedSharding(mesh, o) for o in out)
+    return out if mesh is None else tuple(Constraint(mesh, o) for o in out)
 
 
 def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_tokens, num_samples, greedy,

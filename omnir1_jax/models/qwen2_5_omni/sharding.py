@@ -40,6 +40,7 @@ LOGICAL_AXES = (
     "patch",  # flattened pixel patch of the vision embedding
     "batch",  # rows of activations and of the KV cache
     "cache_heads",  # key/value heads of the KV cache
+    "length",  # token axis of activations: takes the batch axes that the rows could not (e.g. 8 prompts on 64 chips)
     "act_embed",  # model width of activations (None in the layouts below: the residual stream is not split)
 )
 
@@ -60,7 +61,8 @@ class ShardingConfig:
       rules: ``((logical_name, mesh_axes), ...)``; mesh_axes is a mesh axis name, a tuple of them or None.
         A logical name without a rule is replicated.
       act_btd: logical names of the [B, T, D] activations constrained at every decoder-block boundary
-        (None: no constraint).
+        (None: no constraint); the flattened [B*T or patches, D] activations of the encoders use its first
+        and last names.
       kv_cache_bskh: logical names of the KV cache in [B, S, K, H] order (None: no constraint).
       batch_bt: logical names of token-level inputs [B, T].
     """
@@ -111,6 +113,12 @@ class ShardingConfig:
     def act_spec(self) -> Optional[P]:
         return None if self.act_btd is None else self.logical_to_spec(self.act_btd)
 
+    def flat_act_spec(self) -> Optional[P]:
+        """[N, D] activations (encoder patches / frames): rows over the batch axes."""
+        if self.act_btd is None:
+            return None
+        return self.logical_to_spec((self.act_btd[0], self.act_btd[-1]))
+
     def kv_spec(self) -> Optional[P]:
         return None if self.kv_cache_bskh is None else self.logical_to_spec(self.kv_cache_bskh)
 
@@ -124,8 +132,8 @@ def fsdp_tp() -> ShardingConfig:
     """Weights: model width over ``fsdp``, heads / MLP / vocabulary over ``tensor``; batch over ``data`` x ``fsdp``."""
     return ShardingConfig(
         rules=(("vocab", "tensor"), ("embed", "fsdp"), ("heads", "tensor"), ("mlp", "tensor"),
-               ("batch", ("data", "fsdp")), ("cache_heads", "tensor")),
-        act_btd=("batch", None, None), kv_cache_bskh=("batch", None, "cache_heads", None),
+               ("batch", ("data", "fsdp")), ("length", ("data", "fsdp")), ("cache_heads", "tensor")),
+        act_btd=("batch", "length", None), kv_cache_bskh=("batch", None, "cache_heads", None),
         batch_bt=("batch", None),
     )
 
@@ -171,15 +179,25 @@ def fit_spec(spec: P, shape: tuple[int, ...], mesh_shape: Mapping[str, int]) -> 
     return P(*out)
 
 
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """A spec on a mesh, fitted to each array it constrains (:func:`fit_spec`); what a model built for a mesh
+    stores. Unlike a NamedSharding it may name a mesh axis for several dimensions (e.g. ``("batch", "length")``
+    both over ``data x fsdp``): the fit gives each axis to the first dimension it divides."""
+
+    mesh: Mesh
+    spec: P
+
+
 def constrain(x, spec):
     """``with_sharding_constraint`` fitted to ``x`` (see :func:`fit_spec`); ``spec`` None is a no-op.
 
-    ``spec`` is a NamedSharding (the model was built for a mesh) or a PartitionSpec, which applies under the
-    current ``jax.set_mesh`` mesh and is a no-op without one.
+    ``spec`` is a :class:`Constraint` / NamedSharding (the model was built for a mesh) or a PartitionSpec, which
+    applies under the current ``jax.set_mesh`` mesh and is a no-op without one.
     """
     if spec is None:
         return x
-    if isinstance(spec, NamedSharding):
+    if isinstance(spec, (Constraint, NamedSharding)):
         return jax.lax.with_sharding_constraint(
             x, NamedSharding(spec.mesh, fit_spec(spec.spec, x.shape, mesh_shape_of(spec.mesh))))
     mesh = jax.sharding.get_abstract_mesh()
@@ -189,13 +207,14 @@ def constrain(x, spec):
 
 
 def activation_shardings(sharding: Optional[ShardingConfig], mesh=None):
-    """(activation, KV-cache) constraints the model stores: NamedShardings on ``mesh``, PartitionSpecs (applied
-    under ``jax.set_mesh``) without one, None where the config has no constraint."""
+    """(decoder activation [B, T, D], KV-cache, encoder activation [N, D]) constraints the model stores:
+    NamedShardings on ``mesh``, PartitionSpecs (applied under ``jax.set_mesh``) without one, None where the
+    config has no constraint."""
     sharding = sharding or no_sharding()
-    act, kv = sharding.act_spec(), sharding.kv_spec()
+    specs = sharding.act_spec(), sharding.kv_spec(), sharding.flat_act_spec()
     if mesh is None:
-        return act, kv
-    return tuple(None if s is None else NamedSharding(mesh, s) for s in (act, kv))
+        return specs
+    return tuple(None if s is None else Constraint(mesh, s) for s in specs)
 
 
 def _is_variable(x) -> bool:
@@ -244,7 +263,7 @@ def shard_model(model, mesh: Mesh, sharding: ShardingConfig):
     constraints; returns the model (the object passed in is updated in place, as its constraints are)."""
     from flax import nnx
 
-    model.act_sharding, model.kv_sharding = activation_shardings(sharding, mesh)
+    model.act_sharding, model.kv_sharding, model.flat_sharding = activation_shardings(sharding, mesh)
     state = nnx.state(model)
     shardings = param_shardings(state, mesh, sharding)
     nnx.update(model, jax.tree.map(jax.device_put, state, shardings))

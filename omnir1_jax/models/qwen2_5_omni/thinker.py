@@ -218,27 +218,32 @@ class Qwen2_5OmniThinker(nnx.Module):
     """Flax NNX Qwen2.5-Omni Thinker; attribute names follow transformers' checkpoint layout."""
 
     def __init__(self, config: Qwen2_5OmniConfig, *, dtype=jnp.float32, rngs: nnx.Rngs,
-                 sharding: Optional[ShardingConfig] = None, mesh=None, act_sharding=None, kv_sharding=None):
+                 sharding: Optional[ShardingConfig] = None, mesh=None, act_sharding=None, kv_sharding=None,
+                 attention: str = "chunked"):
         """Build the modules; every weight carries its logical axis names (see :mod:`.sharding`).
 
         ``sharding`` (with ``mesh``) sets the constraints on activations at decoder-block boundaries and on the
         KV cache from construction: NamedShardings on ``mesh``, or PartitionSpecs applied under ``jax.set_mesh``
-        when ``mesh`` is None. ``act_sharding`` / ``kv_sharding`` override them one by one.
+        when ``mesh`` is None. ``act_sharding`` / ``kv_sharding`` override them one by one. ``attention`` is the
+        text decoder's attention implementation (:func:`.text.gqa_attention`: ``chunked``, ``dense``,
+        ``dot_product``).
         """
         self.config = config
-        act, kv = activation_shardings(sharding, mesh)
+        act, kv, flat = activation_shardings(sharding, mesh)
         self.act_sharding = act if act_sharding is None else act_sharding
         self.kv_sharding = kv if kv_sharding is None else kv_sharding
+        self.flat_sharding = flat  # encoder activations [patches or frames, width]
         self.visual = VisionEncoder(config.vision, dtype=dtype, rngs=rngs)
         self.audio_tower = AudioEncoder(config.audio, dtype=dtype, rngs=rngs)
-        self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs)
+        self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs, attention=attention)
         t = config.text
         self.lm_head = None if t.tie_word_embeddings else Linear(t.hidden_size, t.vocab_size, use_bias=False,
                                                                   dtype=dtype, rngs=rngs, axes=("embed", "vocab"))
 
     # ------------------------------------------------------------------ jittable pieces
-    def embed(self, inputs: ModelInputs) -> Float[Array, "B T D"]:
-        """Token embeddings with encoder outputs written at the placeholder positions."""
+    def embed(self, inputs: ModelInputs, *, remat=False) -> Float[Array, "B T D"]:
+        """Token embeddings with encoder outputs written at the placeholder positions (``remat``: the vision
+        encoder's blocks are rematerialised in the backward pass)."""
         x = self.language_model.embed_tokens(inputs.input_ids)
         b, t, d = x.shape
         flat = x.reshape(b * t, d)
@@ -246,22 +251,27 @@ class Qwen2_5OmniThinker(nnx.Module):
         place = lambda flat, f, where: flat.at[where].set(  # noqa: E731
             jnp.repeat(f, inputs.num_repeats, axis=0).astype(flat.dtype), mode="drop")
         if inputs.image_layout is not None:
-            flat = place(flat, self.visual(inputs.pixel_values, inputs.image_layout), inputs.image_positions)
+            flat = place(flat, self.visual(inputs.pixel_values, inputs.image_layout, remat=remat,
+                                          act_sharding=self.flat_sharding), inputs.image_positions)
         if inputs.video_layout is not None:
-            flat = place(flat, self.visual(inputs.pixel_values_videos, inputs.video_layout), inputs.video_positions)
+            flat = place(flat, self.visual(inputs.pixel_values_videos, inputs.video_layout, remat=remat,
+                                          act_sharding=self.flat_sharding), inputs.video_positions)
         if inputs.audio_layout is not None:
             flat = place(flat, self.audio_tower(inputs.audio_layout), inputs.audio_positions)
         return flat.reshape(b, t, d)
 
-    def logits(self, hidden: Float[Array, "B T D"]) -> Float[Array, "B T V"]:
+    def head_kernel(self) -> Float[Array, "D V"]:
+        """The output projection [D, V] (the embedding's transpose when tied)."""
         if self.lm_head is None:
-            w = self.language_model.embed_tokens.weight[...]
-            return linear(hidden, w.T)
-        return self.lm_head(hidden)
+            return self.language_model.embed_tokens.weight[...].T
+        return self.lm_head.kernel[...]
+
+    def logits(self, hidden: Float[Array, "B T D"]) -> Float[Array, "B T V"]:
+        return linear(hidden, self.head_kernel())
 
     def hidden_states(self, inputs: ModelInputs, *, remat: bool = False) -> Float[Array, "B T D"]:
         """Final-norm hidden states [B, T, D] of a full (prompt) sequence."""
-        x = self.embed(inputs)
+        x = self.embed(inputs, remat=remat)
         mask = causal_padding_mask(inputs.attention_mask.astype(bool))
         h, _ = self.language_model(x, inputs.position_ids, mask, remat=remat, act_sharding=self.act_sharding)
         return h
@@ -291,17 +301,17 @@ def _jit_forward(model: Qwen2_5OmniThinker, inputs: ModelInputs) -> ThinkerOutpu
 
 
 def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32, mesh: Optional[Mesh] = None,
-               sharding: Optional[ShardingConfig] = None) -> Qwen2_5OmniThinker:
+               sharding: Optional[ShardingConfig] = None, attention: str = "chunked") -> Qwen2_5OmniThinker:
     """A randomly initialised Thinker (normal(0.02) kernels, unit norms), e.g. for the CPU demo.
 
     With ``mesh``, every parameter is created directly in its sharding (``sharding``'s rules applied to the
     weights' logical axes; default :func:`~.sharding.no_sharding`): the initialiser runs as one jit program with
     those ``out_shardings``, so no device ever holds a full copy, and on a mesh spanning several processes
     (every process calls this) the parameters are global arrays. The same seed gives the same values with or
-    without a mesh.
+    without a mesh. ``attention``: the text decoder's attention implementation (see the constructor).
     """
     build = lambda: Qwen2_5OmniThinker(config, dtype=dtype, rngs=nnx.Rngs(seed), sharding=sharding,  # noqa: E731
-                                       mesh=mesh)
+                                       mesh=mesh, attention=attention)
     graphdef, abstract = nnx.split(nnx.eval_shape(build))
     out = None if mesh is None else param_shardings(abstract, mesh, sharding)
     state = jax.jit(lambda: nnx.split(build())[1], out_shardings=out)()
