@@ -88,8 +88,15 @@ def _kernel_paths(model: nnx.Module, spec: LoraSpec) -> list[tuple]:
 def _freeze(model: nnx.Module) -> nnx.Module:
     """The same module with every ``nnx.Param`` turned into a :class:`Frozen` variable (arrays shared)."""
     graphdef, state = nnx.split(model)
-    flat = [(p, Frozen(v[...]) if isinstance(v, nnx.Param) else v) for p, v in nnx.to_flat_state(state)]
+    flat = [(p, Frozen(v[...], **_axes(v)) if isinstance(v, nnx.Param) else v) for p, v in nnx.to_flat_state(state)]
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
+
+
+def _axes(v: nnx.Variable) -> dict:
+    """The weight's ``logical_axes`` metadata (its sharding, see models.qwen2_5_omni.sharding), kept across the
+    Param <-> Frozen conversions."""
+    axes = v.get_metadata().get("logical_axes")
+    return {} if axes is None else {"logical_axes": axes}
 
 
 class LoraThinker(nnx.Module):
@@ -161,7 +168,7 @@ def merge_lora(lora: LoraThinker) -> nnx.Module:
     """A plain model (trainable ``nnx.Param`` everywhere, as before wrapping) with the factors folded in."""
     view = lora.merged_view()
     graphdef, state = nnx.split(view)
-    flat = [(p, nnx.Param(v[...]) if isinstance(v, Frozen) else v) for p, v in nnx.to_flat_state(state)]
+    flat = [(p, nnx.Param(v[...], **_axes(v)) if isinstance(v, Frozen) else v) for p, v in nnx.to_flat_state(state)]
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 

@@ -77,6 +77,35 @@ def token_logprobs(
     return _map_time_chunks(chunk, logits, tokens, chunk_size=chunk_size)
 
 
+def head_token_logprobs(
+    hidden: Float[Array, "B T D"],
+    kernel: Float[Array, "D V"],
+    tokens: Int[Array, "B T"],
+    *,
+    chunk_size: int = 128,
+    temperature: float = 1.0,
+) -> Float[Array, "B T"]:
+    """:func:`token_logprobs` of ``hidden @ kernel`` without ever holding the [B, T, V] logits.
+
+    The output projection runs inside each time chunk (``chunk_size`` positions, rematerialised in the backward
+    pass), so at most one chunk's [B, c, V] logits exist, in float32 for the log-softmax. For a 152k vocabulary
+    and 64 rows x 512 tokens the full logits are 10 GB in bfloat16 (20 GB float32).
+    """
+    if hidden.ndim != 3 or tokens.shape != hidden.shape[:2] or kernel.shape[0] != hidden.shape[2]:
+        raise ValueError(f"expected hidden [B, T, D], kernel [D, V], tokens [B, T]; got {hidden.shape}, "
+                         f"{kernel.shape}, {tokens.shape}")
+
+    def chunk(h, tok):
+        b, c, d = h.shape
+        x = jnp.dot(h.reshape(b * c, d).astype(kernel.dtype), kernel).reshape(b, c, -1).astype(jnp.float32)
+        if temperature != 1.0:
+            x = x / temperature
+        picked = jnp.take_along_axis(x, tok[..., None].astype(jnp.int32), axis=-1)[..., 0]
+        return picked - jax.nn.logsumexp(x, axis=-1)
+
+    return _map_time_chunks(chunk, hidden, tokens, chunk_size=max(1, int(chunk_size)))
+
+
 def token_entropy(
     logits: Float[Array, "B T V"], *, chunk_size: int | None = None, temperature: float = 1.0
 ) -> Float[Array, "B T"]:

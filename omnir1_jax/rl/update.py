@@ -31,6 +31,7 @@ class LossSpec:
     kl: str = "k3"
     agg: str = "seq_mean_token_mean"
     max_len: int | None = None
+    micro_batches: int = 1  # gradient accumulation: rows split into this many equal slices, one at a time
 
 
 def make_optimizer(
@@ -50,10 +51,57 @@ def _global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(leaves)) if leaves else jnp.float32(0.0)
 
 
+def slice_rows(tree, start, size: int):
+    """Rows ``start .. start + size`` of a batch pytree (``start`` may be traced): objects with a
+    ``slice_rows`` method (the Thinker's ``ModelInputs``) slice themselves, other array leaves on axis 0."""
+    if tree is None:
+        return None
+    if hasattr(tree, "slice_rows"):
+        return tree.slice_rows(start, size)
+    return jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(jnp.asarray(x), start, size, 0), tree)
+
+
+def _accumulate(model, n: int, rows: int, loss_fn) -> tuple[Any, jax.Array]:
+    """Sum over ``n`` micro-batches of the gradient of ``loss_fn(model, start, size) -> (weighted loss, aux)``,
+    one micro-batch at a time (``lax.scan``: one compiled body, activations of one slice alive).
+
+    Returns ``(grads, aux stacked on a leading [n] axis)``; the gradient is accumulated in float32 and cast back to
+    each parameter's dtype, like the one-batch gradient.
+    """
+    if n < 1 or rows % n:
+        raise ValueError(f"micro_batches={n} must be >= 1 and divide the batch of {rows} rows")
+    size = rows // n
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def piece(p, i):
+        return loss_fn(nnx.merge(graphdef, p, rest), i * size, size)
+
+    def body(acc, i):
+        (_, aux), g = jax.value_and_grad(piece, has_aux=True)(params, i)
+        return jax.tree.map(lambda a, b: a + b.astype(jnp.float32), acc, g), aux
+
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), params)
+    acc, aux = jax.lax.scan(body, zeros, jnp.arange(n))
+    return jax.tree.map(lambda a, x: a.astype(x.dtype), acc, params), aux
+
+
+def _share(mask_piece, mask, agg: str) -> jax.Array:
+    """A micro-batch's weight in the full-batch loss: its share of rows, or of tokens for ``token_mean`` (each
+    aggregation mode is then a weighted sum of per-slice losses, see rl.loss.aggregate)."""
+    if agg == "token_mean":
+        return mask_piece.sum() / jnp.maximum(mask.sum(), 1.0)
+    return jnp.float32(mask_piece.shape[0] / mask.shape[0])
+
+
 def _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer,
                 spec: LossSpec) -> tuple[Any, dict[str, jax.Array]]:
     """Gradient and metrics (the loss's, plus ``loss`` and an entropy estimate) of the GRPO loss (traced inside
-    :func:`grpo_step` / :func:`grpo_grads`)."""
+    :func:`grpo_step` / :func:`grpo_grads`). With ``spec.micro_batches > 1`` the rows are processed in that many
+    slices and the gradients summed with the weights that make them equal to the full batch's; the metrics are
+    then those of the full batch's log-probs."""
+    if spec.micro_batches > 1:
+        return _grpo_grads_accumulated(model, prompt, completion_ids, completion_mask, old_logps, ref_logps,
+                                       advantages, scorer, spec)
 
     def loss_fn(m):
         logps = scorer(m, prompt, completion_ids, completion_mask)
@@ -71,8 +119,42 @@ def _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_l
     return grads, metrics
 
 
-def _nll_grads(model, prompt, completion_ids, completion_mask, scorer) -> tuple[Any, jax.Array]:
-    """Gradient and value of the token-mean negative log-likelihood of the completions."""
+def _grpo_grads_accumulated(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages,
+                            scorer, spec: LossSpec):
+    mask = completion_mask.astype(jnp.float32)
+    loss_kw = dict(epsilon_low=spec.epsilon_low, epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl,
+                   agg=spec.agg, max_len=spec.max_len)
+
+    def piece(m, start, size):
+        cut = lambda x: slice_rows(x, start, size)  # noqa: E731
+        logps = scorer(m, cut(prompt), cut(completion_ids), cut(completion_mask))
+        loss, _ = grpo_loss(logps, cut(old_logps), cut(ref_logps), cut(advantages), cut(mask), **loss_kw)
+        return loss * _share(cut(mask), mask, spec.agg), logps
+
+    grads, logps = _accumulate(model, spec.micro_batches, completion_ids.shape[0], piece)
+    logps = jax.lax.stop_gradient(logps.reshape(completion_ids.shape))
+    loss, metrics = grpo_loss(logps, old_logps, ref_logps, advantages, mask, **loss_kw)
+    metrics = dict(metrics)
+    metrics["loss"] = loss
+    metrics["entropy"] = -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
+    return grads, metrics
+
+
+def _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches: int = 1
+               ) -> tuple[Any, jax.Array]:
+    """Gradient and value of the token-mean negative log-likelihood of the completions (optionally accumulated
+    over ``micro_batches`` row slices, each weighted by its share of the tokens)."""
+    if micro_batches > 1:
+        total = jnp.maximum(completion_mask.astype(jnp.float32).sum(), 1.0)
+
+        def piece(m, start, size):
+            ids, cmask = slice_rows(completion_ids, start, size), slice_rows(completion_mask, start, size)
+            logps = scorer(m, slice_rows(prompt, start, size), ids, cmask)
+            nll = -jnp.sum(logps * cmask.astype(jnp.float32)) / total
+            return nll, nll
+
+        grads, parts = _accumulate(model, micro_batches, completion_ids.shape[0], piece)
+        return grads, parts.sum()
 
     def loss_fn(m):
         logps = scorer(m, prompt, completion_ids, completion_mask)
@@ -142,11 +224,11 @@ def apply_grads(model: nnx.Module, optimizer: nnx.Optimizer, grads: Any) -> jax.
     return _global_norm(grads)
 
 
-@nnx.jit(static_argnames=("scorer",))
+@nnx.jit(static_argnames=("scorer", "micro_batches"))
 def nll_grads(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_mask: jax.Array, *,
-              scorer: Scorer) -> tuple[Any, jax.Array]:
-    """The gradient half of :func:`nll_step`: ``(grads, loss)``."""
-    return _nll_grads(model, prompt, completion_ids, completion_mask, scorer)
+              scorer: Scorer, micro_batches: int = 1) -> tuple[Any, jax.Array]:
+    """The gradient half of :func:`nll_step`: ``(grads, loss)``; ``micro_batches`` as in :class:`LossSpec`."""
+    return _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches)
 
 
 @nnx.jit(static_argnames=("scorer",))
@@ -156,10 +238,11 @@ def score(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_
     return jax.lax.stop_gradient(scorer(model, prompt, completion_ids, completion_mask))
 
 
-@nnx.jit(static_argnames=("scorer",))
+@nnx.jit(static_argnames=("scorer", "micro_batches"))
 def nll_step(model: nnx.Module, optimizer: nnx.Optimizer, prompt: Any, completion_ids: jax.Array,
-             completion_mask: jax.Array, *, scorer: Scorer) -> dict[str, jax.Array]:
-    """One supervised (SFT) step: token-mean negative log-likelihood of the target completions."""
-    grads, loss = _nll_grads(model, prompt, completion_ids, completion_mask, scorer)
+             completion_mask: jax.Array, *, scorer: Scorer, micro_batches: int = 1) -> dict[str, jax.Array]:
+    """One supervised (SFT) step: token-mean negative log-likelihood of the target completions (gradient
+    accumulated over ``micro_batches`` row slices when > 1)."""
+    grads, loss = _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches)
     optimizer.update(model, grads)
     return {"loss": loss, "grad_norm": _global_norm(grads)}

@@ -29,6 +29,8 @@ from omnir1_jax.models.qwen2_5_omni.sharding import (
     make_mesh,
     memory_report,
     no_sharding,
+    param_partition_specs,
+    param_shardings,
     shard_model,
 )
 from omnir1_jax.models.qwen2_5_omni.thinker import (

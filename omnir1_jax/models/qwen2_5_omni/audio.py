@@ -88,8 +88,9 @@ class Conv1d(nnx.Module):
     """torch ``nn.Conv1d`` on [N, L, Cin] inputs; ``kernel`` is [W, Cin, Cout] (torch weight transposed)."""
 
     def __init__(self, cin: int, cout: int, *, width: int, stride: int, dtype, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_INIT(rngs.params(), (width, cin, cout), dtype))
-        self.bias = nnx.Param(jnp.zeros((cout,), dtype))
+        # The conv front end is small and stays replicated.
+        self.kernel = nnx.Param(_INIT(rngs.params(), (width, cin, cout), dtype), logical_axes=(None, None, None))
+        self.bias = nnx.Param(jnp.zeros((cout,), dtype), logical_axes=(None,))
         self.stride = stride
 
     def __call__(self, x):
@@ -103,10 +104,10 @@ class AudioAttention(nnx.Module):
     def __init__(self, cfg: AudioConfig, *, dtype, rngs: nnx.Rngs):
         d = cfg.d_model
         self.num_heads, self.head_dim = cfg.encoder_attention_heads, d // cfg.encoder_attention_heads
-        self.q_proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.k_proj = Linear(d, d, use_bias=False, dtype=dtype, rngs=rngs)
-        self.v_proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.out_proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
+        self.q_proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.k_proj = Linear(d, d, use_bias=False, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.v_proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.out_proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("heads", "embed"))
 
     def __call__(self, x, segment):
         s = x.shape[0]
@@ -122,8 +123,8 @@ class AudioEncoderLayer(nnx.Module):
         d = cfg.d_model
         self.self_attn = AudioAttention(cfg, dtype=dtype, rngs=rngs)
         self.self_attn_layer_norm = LayerNorm(d, dtype=dtype)
-        self.fc1 = Linear(d, cfg.encoder_ffn_dim, use_bias=True, dtype=dtype, rngs=rngs)
-        self.fc2 = Linear(cfg.encoder_ffn_dim, d, use_bias=True, dtype=dtype, rngs=rngs)
+        self.fc1 = Linear(d, cfg.encoder_ffn_dim, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "mlp"))
+        self.fc2 = Linear(cfg.encoder_ffn_dim, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("mlp", "embed"))
         self.final_layer_norm = LayerNorm(d, dtype=dtype)
 
     def __call__(self, x, segment):
@@ -140,10 +141,10 @@ class AudioEncoder(nnx.Module):
         self.conv1 = Conv1d(cfg.num_mel_bins, d, width=3, stride=1, dtype=dtype, rngs=rngs)
         self.conv2 = Conv1d(d, d, width=3, stride=2, dtype=dtype, rngs=rngs)
         # Present in checkpoints (begin / end of audio embeddings) but unused by the Thinker's forward.
-        self.audio_bos_eos_token = Embed(2, cfg.output_dim, dtype=dtype, rngs=rngs)
+        self.audio_bos_eos_token = Embed(2, cfg.output_dim, dtype=dtype, rngs=rngs, axes=(None, None))
         self.layers = nnx.List([AudioEncoderLayer(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.encoder_layers)])
         self.ln_post = LayerNorm(d, dtype=dtype)
-        self.proj = Linear(d, cfg.output_dim, use_bias=True, dtype=dtype, rngs=rngs)
+        self.proj = Linear(d, cfg.output_dim, use_bias=True, dtype=dtype, rngs=rngs, axes=("mlp", "embed"))
 
     def __call__(self, layout: AudioLayout) -> Float[Array, "Q O"]:
         m = layout.chunk_mask[..., None]

@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from omnir1_jax.models.qwen2_5_omni.config import Qwen2_5OmniConfig
 from omnir1_jax.models.qwen2_5_omni.safetensors_io import CheckpointError, SafetensorsDir, save_file
-from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig, no_sharding, param_spec
+from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig, no_sharding, param_shardings
 from omnir1_jax.models.qwen2_5_omni.thinker import Qwen2_5OmniThinker
 
 # (Flax path regex, checkpoint key template, transform). First match wins.
@@ -117,11 +117,23 @@ def _hf_shape(kind: str, flax_shape: tuple[int, ...], cfg: Qwen2_5OmniConfig) ->
     return (flax_shape[1], v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
 
 
-def abstract_model(cfg: Qwen2_5OmniConfig, dtype=jnp.float32, act_sharding=None,
-                   kv_sharding=None) -> Qwen2_5OmniThinker:
-    """The model's structure with ``ShapeDtypeStruct`` leaves (no memory)."""
-    return nnx.eval_shape(lambda: Qwen2_5OmniThinker(cfg, dtype=dtype, rngs=nnx.Rngs(0),
-                                                     act_sharding=act_sharding, kv_sharding=kv_sharding))
+def abstract_model(cfg: Qwen2_5OmniConfig, dtype=jnp.float32, mesh=None, sharding: Optional[ShardingConfig] = None,
+                   *, act_sharding=None, kv_sharding=None, attention: str = "chunked") -> Qwen2_5OmniThinker:
+    """The model's structure with ``ShapeDtypeStruct`` leaves (no memory), e.g. for ahead-of-time compilation.
+
+    With ``mesh`` (a Mesh, also one over devices this machine does not have, such as a TPU topology), every leaf
+    carries its ``NamedSharding`` (``sharding``'s rules on the weights' logical axes) and the model carries its
+    activation / KV-cache constraints, exactly as :func:`init_model` / :func:`from_hf` would build it.
+    """
+    model = nnx.eval_shape(lambda: Qwen2_5OmniThinker(cfg, dtype=dtype, rngs=nnx.Rngs(0), sharding=sharding,
+                                                      mesh=mesh, act_sharding=act_sharding,
+                                                      kv_sharding=kv_sharding, attention=attention))
+    if mesh is None:
+        return model
+    graphdef, state = nnx.split(model)
+    shardings = param_shardings(state, mesh, sharding)
+    state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
+    return nnx.merge(graphdef, state)
 
 
 @functools.lru_cache(maxsize=8)
@@ -143,8 +155,9 @@ def from_hf(
     Args:
       path: checkpoint directory (nothing is downloaded).
       dtype: parameter dtype (e.g. ``jnp.bfloat16``); tensors are cast on load.
-      mesh / sharding: place each parameter in ``NamedSharding(mesh, spec)`` as it is read (see
-        :mod:`.sharding`); without a mesh, parameters go to the default device.
+      mesh / sharding: place each parameter in its ``NamedSharding`` (``sharding``'s rules on its logical axes,
+        see :mod:`.sharding`) as it is read, and build the model with the activation / KV-cache constraints;
+        without a mesh, parameters go to the default device.
     """
     path = os.fspath(path)
     cfg = Qwen2_5OmniConfig.from_pretrained(path)
@@ -155,9 +168,7 @@ def from_hf(
         nk = normalise_key(k)
         if nk is not None:
             src[nk] = k
-    sharded = mesh is not None
-    model = abstract_model(cfg, dtype, act_sharding=sharding.act_btd if sharded else None,
-                           kv_sharding=sharding.kv_cache_bskh if sharded else None)
+    model = abstract_model(cfg, dtype, mesh, sharding)
     graphdef, abstract = nnx.split(model)
     used = set()
 
@@ -174,12 +185,11 @@ def from_hf(
         raw = files.get(src[key])
         if mesh is None:
             return jnp.asarray(np.asarray(_TO_FLAX[kind](raw)), dtype=dtype)
-        spec = param_spec(name, leaf.shape, sharding, mesh)
         if kind == "linear":  # read only this device's slice of the [out, in] tensor
             cb = lambda idx: np.asarray(raw[idx[1], idx[0]]).T.astype(dtype)  # noqa: E731
         else:
             cb = lambda idx: np.asarray(_TO_FLAX[kind](raw)[idx]).astype(dtype)  # noqa: E731
-        return jax.make_array_from_callback(tuple(leaf.shape), NamedSharding(mesh, spec), cb)
+        return jax.make_array_from_callback(tuple(leaf.shape), leaf.sharding, cb)  # from abstract_model
 
     state = jax.tree_util.tree_map_with_path(load, abstract)
     return nnx.merge(graphdef, state)

@@ -3,6 +3,9 @@
 Shape legend: B batch, T query tokens, S key tokens, D model width, N query heads, K key/value heads,
 H head dim, F hidden width of an MLP, V vocabulary.
 
+Every parameter carries its logical axis names as ``logical_axes`` metadata (see :mod:`.sharding`); callers
+pass them for kernels (``axes=``), norms are never sharded.
+
 Parameter names follow transformers (``weight`` for norms, ``bias``); linear layers store ``kernel`` as
 [in, out] (the transpose of torch's ``weight``), which the conversion key table accounts for.
 """
@@ -18,11 +21,17 @@ _INIT = nnx.initializers.normal(0.02)
 
 
 class Linear(nnx.Module):
-    """``y = x @ kernel + bias`` with kernel [in, out] (torch ``weight.T``)."""
+    """``y = x @ kernel + bias`` with kernel [in, out] (torch ``weight.T``); ``axes`` are the kernel's logical names.
 
-    def __init__(self, in_features: int, out_features: int, *, use_bias: bool, dtype, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_INIT(rngs.params(), (in_features, out_features), dtype))
-        self.bias = nnx.Param(jnp.zeros((out_features,), dtype)) if use_bias else None
+    The bias follows the output features, except after a row-parallel projection (output ``"embed"``): it adds
+    to the residual stream, which is not split along the width, so it stays replicated.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, use_bias: bool, dtype, rngs: nnx.Rngs,
+                 axes: tuple = (None, None)):
+        self.kernel = nnx.Param(_INIT(rngs.params(), (in_features, out_features), dtype), logical_axes=tuple(axes))
+        bias_axes = (None,) if axes[1] == "embed" else (axes[1],)
+        self.bias = nnx.Param(jnp.zeros((out_features,), dtype), logical_axes=bias_axes) if use_bias else None
 
     def __call__(self, x: Float[Array, "... I"]) -> Float[Array, "... O"]:
         b = None if self.bias is None else self.bias[...]
@@ -44,10 +53,11 @@ def linear(x: Float[Array, "... I"], kernel: Float[Array, "I O"], bias=None) -> 
 
 
 class Embed(nnx.Module):
-    """Token embedding table ``weight`` [V, D]."""
+    """Token embedding table ``weight`` [V, D] (logical axes ``("vocab", "embed")`` unless given)."""
 
-    def __init__(self, num_embeddings: int, features: int, *, dtype, rngs: nnx.Rngs):
-        self.weight = nnx.Param(_INIT(rngs.params(), (num_embeddings, features), dtype))
+    def __init__(self, num_embeddings: int, features: int, *, dtype, rngs: nnx.Rngs,
+                 axes: tuple = ("vocab", "embed")):
+        self.weight = nnx.Param(_INIT(rngs.params(), (num_embeddings, features), dtype), logical_axes=tuple(axes))
 
     def __call__(self, ids):
         return jnp.take(self.weight[...], ids, axis=0)
@@ -57,7 +67,7 @@ class RMSNorm(nnx.Module):
     """``weight * x / sqrt(mean(x^2) + eps)``, normalised in float32 and cast back before the scale."""
 
     def __init__(self, dim: int, *, eps: float, dtype):
-        self.weight = nnx.Param(jnp.ones((dim,), dtype))
+        self.weight = nnx.Param(jnp.ones((dim,), dtype), logical_axes=(None,))
         self.eps = eps
 
     def __call__(self, x):
@@ -71,8 +81,8 @@ class LayerNorm(nnx.Module):
     """torch ``nn.LayerNorm`` (eps 1e-5), statistics in float32."""
 
     def __init__(self, dim: int, *, dtype, eps: float = 1e-5):
-        self.weight = nnx.Param(jnp.ones((dim,), dtype))
-        self.bias = nnx.Param(jnp.zeros((dim,), dtype))
+        self.weight = nnx.Param(jnp.ones((dim,), dtype), logical_axes=(None,))
+        self.bias = nnx.Param(jnp.zeros((dim,), dtype), logical_axes=(None,))
         self.eps = eps
 
     def __call__(self, x):
@@ -92,6 +102,41 @@ def rotate_half(x):
 def apply_rotary(x: Float[Array, "B T N H"], cos: Float[Array, "B T H"], sin: Float[Array, "B T H"]):
     """Rotate-half RoPE; cos/sin broadcast over heads."""
     return x * cos[..., None, :] + rotate_half(x) * sin[..., None, :]
+
+
+def segment_attention(
+    q: Float[Array, "1 P N H"],
+    k: Float[Array, "1 P N H"],
+    v: Float[Array, "1 P N H"],
+    segment: Array,
+    *,
+    scale: float,
+    max_segment: int = 0,
+    chunk: int = 512,
+) -> Float[Array, "1 P N H"]:
+    """Attention within segments of a sequence whose segment ids are non-decreasing (contiguous segments).
+
+    With ``max_segment`` (the longest segment, a static int) and P > chunk + 2 * max_segment, the queries are cut
+    into chunks of ``chunk`` and each chunk attends only to the band of keys within ``max_segment`` of it (the
+    only keys a query can share a segment with): scores of [P / chunk, N, chunk, chunk + 2 max_segment] instead
+    of [N, P, P] (about 150 GB float32 for 24 frames x 8 prompts of video patches). The chunks are independent
+    (a batch axis), so they split over devices when the patches are sharded. Otherwise, or with
+    ``max_segment=0`` (unknown), the dense masked path. Same result either way.
+    """
+    p = q.shape[1]
+    if not max_segment or p <= chunk + 2 * max_segment:
+        return masked_attention(q, k, v, (segment[:, None] == segment[None, :])[None], scale=scale)
+    L = max_segment
+    m = -(-p // chunk)
+    pad = m * chunk - p
+    qc = jnp.pad(q[0], ((0, pad), (0, 0), (0, 0))).reshape((m, chunk) + q.shape[2:])
+    sq = jnp.pad(segment, (0, pad), constant_values=-1).reshape(m, chunk)  # padding matches no key (sliced away)
+    # Band of chunk i: keys [i * chunk - L, (i + 1) * chunk + L) of the unpadded sequence.
+    band = jnp.arange(m)[:, None] * chunk + jnp.arange(chunk + 2 * L)[None, :]
+    kb, vb = (jnp.pad(a[0], ((L, L + pad), (0, 0), (0, 0)))[band] for a in (k, v))
+    sk = jnp.pad(segment, (L, L + pad), constant_values=-2)[band]
+    o = masked_attention(qc, kb, vb, sq[:, :, None] == sk[:, None, :], scale=scale)  # chunks as the batch axis
+    return o.reshape((1, m * chunk) + q.shape[2:])[:, :p]
 
 
 def masked_attention(

@@ -22,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.scoring import max_prompt_position
-from omnir1_jax.models.qwen2_5_omni.sharding import constrain
+from omnir1_jax.models.qwen2_5_omni.sharding import Constraint, constrain
 from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.thinker import InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs
 
@@ -81,11 +81,15 @@ def _pick(logits, key, *, greedy, temperature, top_k, top_p):
 
 
 def _cache_specs(spec):
-    """The ShardingConfig's [B, S, K, H] cache spec, permuted for the k [B, K, H, S] / v [B, K, S, H] caches."""
+    """The model's [B, S, K, H] cache constraint (PartitionSpec or NamedSharding), permuted for the
+    k [B, K, H, S] / v [B, K, S, H] caches."""
     if spec is None:
         return None, None
-    b, s, k, h = tuple(spec) + (None,) * (4 - len(tuple(spec)))
-    return PartitionSpec(b, k, h, s), PartitionSpec(b, k, s, h)
+    mesh = spec.mesh if isinstance(spec, (Constraint, NamedSharding)) else None
+    inner = spec.spec if mesh is not None else spec
+    b, s, k, h = tuple(inner) + (None,) * (4 - len(tuple(inner)))
+    out = PartitionSpec(b, k, h, s), PartitionSpec(b, k, s, h)
+    return out if mesh is None else tuple(Constraint(mesh, o) for o in out)
 
 
 def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_tokens, num_samples, greedy,

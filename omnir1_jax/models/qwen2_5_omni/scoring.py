@@ -20,7 +20,7 @@ from jaxtyping import Array, Float, Int
 from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.thinker import (
     InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, unrepeat_prompt)
-from omnir1_jax.rl import token_logprobs
+from omnir1_jax.rl import head_token_logprobs, token_logprobs
 
 
 def max_prompt_position(inputs: ModelInputs) -> Int[Array, "B"]:
@@ -56,11 +56,14 @@ def completion_logprobs(
     remat: bool = False,
     temperature: float = 1.0,
     chunk_size: Optional[int] = None,
+    fuse_head: Optional[bool] = None,
 ) -> Float[Array, "B C"]:
     """log p(completion_ids[:, j] | prompt, completion[:, :j]) in float32, 0 where ``completion_mask`` is 0.
 
-    Jittable and differentiable; ``remat=True`` rematerialises each decoder layer in the backward pass.
-    Only the C completion positions go through ``lm_head``.
+    Jittable and differentiable; ``remat=True`` (or ``"full"`` / ``"dots"``, see :func:`.text.remat_call`)
+    rematerialises each decoder layer (and vision block) in the backward pass. Only the C completion positions
+    go through ``lm_head``; with ``fuse_head`` (default: when the model is not float32) ``lm_head`` runs inside
+    the log-softmax's time chunks and the [B, C, V] logits never exist (:func:`~omnir1_jax.rl.head_token_logprobs`).
     """
     if completion_mask is None:
         completion_mask = jnp.ones_like(completion_ids)
@@ -68,9 +71,18 @@ def completion_logprobs(
     c = completion_ids.shape[1]
     full = append_completion(prompt, completion_ids, completion_mask)
     h = model.hidden_states(full, remat=remat)[:, p - 1:p + c - 1]
-    lp = token_logprobs(model.logits(h), completion_ids.astype(jnp.int32), chunk_size=chunk_size,
-                        temperature=temperature)
+    lp = _head_logprobs(model, h, completion_ids, chunk_size, temperature, fuse_head)
     return lp * completion_mask.astype(lp.dtype)
+
+
+def _head_logprobs(model, h, ids, chunk_size, temperature, fuse_head):
+    ids = ids.astype(jnp.int32)
+    kernel = model.head_kernel()
+    if fuse_head is None:
+        fuse_head = kernel.dtype != jnp.float32
+    if fuse_head:
+        return head_token_logprobs(h, kernel, ids, chunk_size=chunk_size or 128, temperature=temperature)
+    return token_logprobs(model.logits(h), ids, chunk_size=chunk_size, temperature=temperature)
 
 
 def group_completion_logprobs(
@@ -83,6 +95,7 @@ def group_completion_logprobs(
     remat: bool = False,
     temperature: float = 1.0,
     chunk_size: Optional[int] = None,
+    fuse_head: Optional[bool] = None,
 ) -> Float[Array, "R C"]:
     """:func:`completion_logprobs` for GRPO groups, running each group's shared prompt once.
 
@@ -110,7 +123,7 @@ def group_completion_logprobs(
     kh, hd, dt = tcfg.num_key_value_heads, tcfg.head_dim, lm.embed_tokens.weight[...].dtype
     caches = [(jnp.zeros((b, kh, hd, p), dt), jnp.zeros((b, kh, p, hd), dt))
               for _ in range(tcfg.num_hidden_layers)]
-    h_prompt, caches = lm(model.embed(base), base.position_ids, causal_padding_mask(prompt_mask), caches=caches,
+    h_prompt, caches = lm(model.embed(base, remat=remat), base.position_ids, causal_padding_mask(prompt_mask), caches=caches,
                           write_index=0, remat=remat, act_sharding=model.act_sharding)
     prefix = [(rep(k), rep(v)) for k, v in caches]
     # Completions, R rows, attending to the repeated prefix and causally to themselves.
@@ -124,8 +137,7 @@ def group_completion_logprobs(
                    remat=remat, act_sharding=model.act_sharding)
     # Token j is predicted from position j - 1: the prompt's last position for j = 0.
     h = jnp.concatenate([rep(h_prompt[:, -1:]), h_comp[:, :-1]], axis=1)
-    lp = token_logprobs(model.logits(h), completion_ids.astype(jnp.int32), chunk_size=chunk_size,
-                        temperature=temperature)
+    lp = _head_logprobs(model, h, completion_ids, chunk_size, temperature, fuse_head)
     return lp * completion_mask.astype(lp.dtype)
 
 

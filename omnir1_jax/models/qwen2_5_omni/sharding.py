@@ -1,20 +1,27 @@
-"""One ShardingConfig for the Thinker: how parameters, activations and the KV cache map onto a mesh.
+"""How the Thinker maps onto a mesh: logical axis names on every weight, one rules table, activation constraints.
 
-Mesh axes: ``data`` (pure data parallel), ``fsdp`` (data parallel + parameter sharding), ``tensor``
-(Megatron-style: column-parallel in-projections, row-parallel out-projections). Spec names carry their shape
-letters (D model width, F/N output features, V vocabulary, B batch, T tokens, S cache, K kv heads, H head dim).
+Every parameter is created with its *logical* axis names as ``nnx.Param`` metadata (``logical_axes``), e.g.
+``("vocab", "embed")`` for the token embedding, ``("embed", "heads")`` for q/k/v, ``("mlp", "embed")`` for
+a down projection (see :data:`LOGICAL_AXES`). A :class:`ShardingConfig` holds the one rules table that maps
+logical names to mesh axes (``data``: pure data parallel, ``fsdp``: data parallel + parameter sharding,
+``tensor``: Megatron-style column / row parallel) and the logical layout of the activations at decoder-block
+boundaries and of the KV cache. Nothing is matched by parameter name.
 
-A spec axis whose mesh size does not divide the dimension is dropped (replicated) for that parameter, so the
-same rules serve the tiny test model and the 7B one. :func:`no_sharding` (everything replicated, no
-activation constraints) is the default for tests; :func:`fsdp_tp` is the 3-D layout.
+A mesh axis that does not divide the dimension is dropped (replicated) for that array, so the same rules serve
+the tiny test model and the 7B one. :func:`no_sharding` (everything replicated, no activation constraints) is
+the default; :func:`fsdp_tp` is the 3-D layout.
+
+Entry points: :func:`param_partition_specs` / :func:`param_shardings` (the spec pytree of a model's state,
+used for jit ``out_shardings``, optimiser state and checkpoint restore targets), :func:`shard_model`
+(re-place an existing model), :func:`memory_report`. ``init_model`` / ``abstract_model`` / ``from_hf`` take
+``mesh=`` and ``sharding=`` and build the model directly in this layout.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -24,54 +31,111 @@ from jax.sharding import PartitionSpec as P
 
 AXES = ("data", "fsdp", "tensor")
 
+# Logical axis names used by the model (None in a ``logical_axes`` tuple = never sharded).
+LOGICAL_AXES = (
+    "vocab",  # vocabulary rows of the embedding / columns of lm_head
+    "embed",  # model width on the weight side (input of column-parallel, output of row-parallel kernels)
+    "heads",  # attention projection features (N*H or K*H; output of q/k/v, input of o_proj)
+    "mlp",  # MLP hidden features (gate/up/fc1 output, down/fc2 input)
+    "patch",  # flattened pixel patch of the vision embedding
+    "batch",  # rows of activations and of the KV cache
+    "cache_heads",  # key/value heads of the KV cache
+    "length",  # token axis of activations: takes the batch axes that the rows could not (e.g. 8 prompts on 64 chips)
+    "act_embed",  # model width of activations (None in the layouts below: the residual stream is not split)
+)
+
+MeshAxes = Union[None, str, tuple]
+
+
+def _check_mesh_axes(where: str, ax) -> None:
+    for a in (ax if isinstance(ax, tuple) else (ax,)):
+        if a is not None and a not in AXES:
+            raise ValueError(f"{where}: unknown mesh axis {a!r} (axes are {AXES})")
+
 
 @dataclasses.dataclass(frozen=True)
 class ShardingConfig:
-    """PartitionSpecs of the Thinker's parameters and activations (None everywhere = replicated)."""
+    """The rules table (logical axis name -> mesh axes) and the logical layout of activations / KV cache.
 
-    embed_vd: P = P()  # token embedding [V, D]
-    in_proj_df: P = P()  # column-parallel kernels [D_in, F_out]: q/k/v, gate/up, fc1, merger fc0, lm_head
-    in_bias_f: P = P()  # their biases [F_out]
-    out_proj_fd: P = P()  # row-parallel kernels [F_in, D_out]: o_proj, down_proj, attn.proj, out_proj, fc2
-    replicated: P = P()  # norms, conv front end, small tables
-    act_btd: Optional[P] = None  # activations at decoder-block boundaries (None: no constraint)
-    kv_cache_bskh: P = P()  # KV cache [B, S, K, H]
-    batch_bt: P = P()  # token-level inputs [B, T]
+    Attributes:
+      rules: ``((logical_name, mesh_axes), ...)``; mesh_axes is a mesh axis name, a tuple of them or None.
+        A logical name without a rule is replicated.
+      act_btd: logical names of the [B, T, D] activations constrained at every decoder-block boundary
+        (None: no constraint); the flattened [B*T or patches, D] activations of the encoders use its first
+        and last names.
+      kv_cache_bskh: logical names of the KV cache in [B, S, K, H] order (None: no constraint).
+      batch_bt: logical names of token-level inputs [B, T].
+    """
+
+    rules: tuple = ()
+    act_btd: Optional[tuple] = None
+    kv_cache_bskh: Optional[tuple] = None
+    batch_bt: tuple = ()
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if v is not None and not isinstance(v, P):
-                raise TypeError(f"ShardingConfig.{f.name} must be a PartitionSpec, got {v!r}")
-            for ax in (v or ()):
-                for a in (ax if isinstance(ax, tuple) else (ax,)):
-                    if a is not None and a not in AXES:
-                        raise ValueError(f"ShardingConfig.{f.name}: unknown mesh axis {a!r} (axes are {AXES})")
+        seen = set()
+        for rule in self.rules:
+            if not (isinstance(rule, tuple) and len(rule) == 2):
+                raise TypeError(f"ShardingConfig.rules: each rule is (logical_name, mesh_axes), got {rule!r}")
+            name, ax = rule
+            if name not in LOGICAL_AXES:
+                raise ValueError(f"ShardingConfig.rules: unknown logical axis {name!r} (known: {LOGICAL_AXES})")
+            if name in seen:
+                raise ValueError(f"ShardingConfig.rules: logical axis {name!r} has two rules")
+            seen.add(name)
+            _check_mesh_axes(f"ShardingConfig.rules[{name!r}]", ax)
+        for field in ("act_btd", "kv_cache_bskh", "batch_bt"):
+            for name in (getattr(self, field) or ()):
+                if name is not None and name not in LOGICAL_AXES:
+                    raise ValueError(f"ShardingConfig.{field}: unknown logical axis {name!r}")
+
+    def mesh_axes(self, logical: Optional[str]) -> MeshAxes:
+        """The mesh axes of one logical name (None: replicated)."""
+        if logical is None:
+            return None
+        for name, ax in self.rules:
+            if name == logical:
+                return ax
+        return None
+
+    def logical_to_spec(self, logical_axes) -> P:
+        """PartitionSpec of a tuple of logical names (not fitted to a shape)."""
+        return P(*(self.mesh_axes(a) for a in logical_axes))
+
+    def spec(self, logical_axes, shape: tuple[int, ...], mesh) -> P:
+        """PartitionSpec of an array with these logical names and shape on ``mesh`` (non-dividing axes dropped)."""
+        if not logical_axes:
+            return P()
+        if len(logical_axes) != len(shape):
+            raise ValueError(f"logical axes {logical_axes} do not match an array of shape {shape}")
+        return fit_spec(self.logical_to_spec(logical_axes), tuple(shape), mesh_shape_of(mesh))
+
+    def act_spec(self) -> Optional[P]:
+        return None if self.act_btd is None else self.logical_to_spec(self.act_btd)
+
+    def flat_act_spec(self) -> Optional[P]:
+        """[N, D] activations (encoder patches / frames): rows over the batch axes."""
+        if self.act_btd is None:
+            return None
+        return self.logical_to_spec((self.act_btd[0], self.act_btd[-1]))
+
+    def kv_spec(self) -> Optional[P]:
+        return None if self.kv_cache_bskh is None else self.logical_to_spec(self.kv_cache_bskh)
 
 
 def no_sharding() -> ShardingConfig:
-    """Everything replicated; the default (single device, tests)."""
+    """Everything replicated, no activation constraints; the default (single device, tests)."""
     return ShardingConfig()
 
 
 def fsdp_tp() -> ShardingConfig:
-    """Parameters sharded over ``fsdp`` x ``tensor``; batch over ``data`` x ``fsdp``."""
-    batch = ("data", "fsdp")
+    """Weights: model width over ``fsdp``, heads / MLP / vocabulary over ``tensor``; batch over ``data`` x ``fsdp``."""
     return ShardingConfig(
-        embed_vd=P("tensor", "fsdp"), in_proj_df=P("fsdp", "tensor"), in_bias_f=P("tensor"),
-        out_proj_fd=P("tensor", "fsdp"), replicated=P(), act_btd=P(batch, None, None),
-        kv_cache_bskh=P(batch, None, "tensor", None), batch_bt=P(batch, None),
+        rules=(("vocab", "tensor"), ("embed", "fsdp"), ("heads", "tensor"), ("mlp", "tensor"),
+               ("batch", ("data", "fsdp")), ("length", ("data", "fsdp")), ("cache_heads", "tensor")),
+        act_btd=("batch", "length", None), kv_cache_bskh=("batch", None, "cache_heads", None),
+        batch_bt=("batch", None),
     )
-
-
-# Parameter-name rules (regex on the dotted Flax name) -> ShardingConfig field.
-_RULES: tuple[tuple[str, str], ...] = (
-    (r"embed_tokens\.weight$", "embed_vd"),
-    (r"(q_proj|k_proj|v_proj|gate_proj|up_proj|fc1|mlp_0|attn\.q|attn\.k|attn\.v|lm_head|patch_embed\.proj)"
-     r"\.kernel$", "in_proj_df"),
-    (r"(q_proj|k_proj|v_proj|gate_proj|up_proj|fc1|mlp_0|attn\.q|attn\.k|attn\.v)\.bias$", "in_bias_f"),
-    (r"(o_proj|down_proj|attn\.proj|out_proj|fc2|mlp_2|audio_tower\.proj)\.kernel$", "out_proj_fd"),
-)
 
 
 def make_mesh(shape: tuple[int, int, int] = (1, 1, 1), devices=None) -> Mesh:
@@ -83,84 +147,151 @@ def make_mesh(shape: tuple[int, int, int] = (1, 1, 1), devices=None) -> Mesh:
     return Mesh(np.asarray(devices[:n]).reshape(shape), AXES, axis_types=(AxisType.Auto,) * 3)
 
 
+def mesh_shape_of(mesh) -> dict[str, int]:
+    """Axis sizes of a Mesh / AbstractMesh, or a copy of an axis-size mapping."""
+    if isinstance(mesh, Mapping):
+        return {k: int(v) for k, v in mesh.items()}
+    return {k: int(v) for k, v in dict(mesh.shape).items()}
+
+
 def _axis_size(mesh_shape: Mapping[str, int], ax) -> int:
     axes = ax if isinstance(ax, tuple) else (ax,)
     return math.prod(mesh_shape.get(a, 1) for a in axes if a is not None)
 
 
 def fit_spec(spec: P, shape: tuple[int, ...], mesh_shape: Mapping[str, int]) -> P:
-    """Drop spec entries whose mesh size does not divide the dimension; trim to the array rank."""
-    entries = list(spec)[: len(shape)]
-    out = []
-    for i, ax in enumerate(entries):
-        out.append(ax if ax is not None and shape[i] % _axis_size(mesh_shape, ax) == 0 else None)
+    """Fit ``spec`` to an array: trim to its rank; drop mesh axes the mesh lacks, of size 1, or already used;
+    for a tuple entry keep the longest prefix whose size divides the dimension (so a batch of 8 rows over
+    ``("data", "fsdp")`` = 2 x 8 still splits over ``data``), for a single axis drop it if it does not divide."""
+    out, used = [], set()
+    for i, ax in enumerate(list(spec)[: len(shape)]):
+        axes = [a for a in (ax if isinstance(ax, tuple) else (ax,))
+                if a is not None and mesh_shape.get(a, 1) > 1 and a not in used]
+        while axes and shape[i] % _axis_size(mesh_shape, tuple(axes)):
+            axes.pop()
+        used.update(axes)
+        if not axes:
+            out.append(None)
+        elif isinstance(ax, tuple):
+            out.append(tuple(axes))
+        else:
+            out.append(axes[0])
     return P(*out)
 
 
-def constrain(x, spec: Optional[P]):
-    """``with_sharding_constraint`` under the current mesh (``jax.set_mesh``); no-op without one or spec None.
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """A spec on a mesh, fitted to each array it constrains (:func:`fit_spec`); what a model built for a mesh
+    stores. Unlike a NamedSharding it may name a mesh axis for several dimensions (e.g. ``("batch", "length")``
+    both over ``data x fsdp``): the fit gives each axis to the first dimension it divides."""
 
-    Entries whose mesh size does not divide the dimension are dropped (e.g. a prefill batch of 1 prompt).
+    mesh: Mesh
+    spec: P
+
+
+def constrain(x, spec):
+    """``with_sharding_constraint`` fitted to ``x`` (see :func:`fit_spec`); ``spec`` None is a no-op.
+
+    ``spec`` is a :class:`Constraint` / NamedSharding (the model was built for a mesh) or a PartitionSpec, which
+    applies under the current ``jax.set_mesh`` mesh and is a no-op without one.
     """
     if spec is None:
         return x
+    if isinstance(spec, (Constraint, NamedSharding)):
+        return jax.lax.with_sharding_constraint(
+            x, NamedSharding(spec.mesh, fit_spec(spec.spec, x.shape, mesh_shape_of(spec.mesh))))
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return x
-    return jax.lax.with_sharding_constraint(x, fit_spec(spec, x.shape, dict(mesh.shape)))
+    return jax.lax.with_sharding_constraint(x, fit_spec(spec, x.shape, mesh_shape_of(mesh)))
 
 
-def param_spec(name: str, shape: tuple[int, ...], sharding: ShardingConfig, mesh) -> P:
-    """PartitionSpec of parameter ``name`` (dotted Flax path) for ``mesh`` (a Mesh or an axis-size mapping)."""
-    mesh_shape = dict(mesh.shape) if hasattr(mesh, "shape") and not isinstance(mesh, Mapping) else dict(mesh)
-    field = "replicated"
-    for pat, f in _RULES:
-        if re.search(pat, name):
-            field = f
-            break
-    return fit_spec(getattr(sharding, field), tuple(shape), mesh_shape)
+def activation_shardings(sharding: Optional[ShardingConfig], mesh=None):
+    """(decoder activation [B, T, D], KV-cache, encoder activation [N, D]) constraints the model stores:
+    NamedShardings on ``mesh``, PartitionSpecs (applied under ``jax.set_mesh``) without one, None where the
+    config has no constraint."""
+    sharding = sharding or no_sharding()
+    specs = sharding.act_spec(), sharding.kv_spec(), sharding.flat_act_spec()
+    if mesh is None:
+        return specs
+    return tuple(None if s is None else Constraint(mesh, s) for s in specs)
+
+
+def _is_variable(x) -> bool:
+    from flax import nnx
+
+    return isinstance(x, nnx.Variable)
+
+
+def param_partition_specs(model_or_state, mesh, sharding: Optional[ShardingConfig] = None):
+    """PartitionSpec of every variable of a model (or ``nnx.State`` / abstract state), same tree structure.
+
+    Specs come from each variable's ``logical_axes`` metadata through ``sharding``'s rules (default
+    :func:`no_sharding`), fitted to the array's shape on ``mesh`` (a Mesh, AbstractMesh or axis-size mapping).
+    A variable without that metadata (e.g. one added by user code) is replicated. The result has the layout of
+    ``nnx.state(model)`` (each Variable holding a PartitionSpec, like ``nnx.get_partition_spec``), so it
+    can be passed wherever that state's structure is expected (jit shardings, optimiser state, Orbax targets).
+    """
+    from flax import nnx
+
+    sharding = sharding or no_sharding()
+    state = nnx.state(model_or_state) if isinstance(model_or_state, nnx.Module) else model_or_state
+    mesh_shape = mesh_shape_of(mesh)
+
+    def one(v):
+        if _is_variable(v):
+            axes = v.get_metadata().get("logical_axes")
+            return v.replace(sharding.spec(axes, tuple(v.shape), mesh_shape))
+        return sharding.spec(None, tuple(np.shape(v)), mesh_shape)
+
+    return jax.tree.map(one, state, is_leaf=_is_variable)
+
+
+def param_shardings(model_or_state, mesh: Mesh, sharding: Optional[ShardingConfig] = None):
+    """:func:`param_partition_specs` as ``NamedSharding(mesh, spec)`` leaves."""
+    specs = param_partition_specs(model_or_state, mesh, sharding)
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, P))
 
 
 def state_specs(state, sharding: ShardingConfig, mesh):
-    """PartitionSpec pytree matching an ``nnx.State`` of parameters."""
-    from omnir1_jax.models.qwen2_5_omni.convert import flax_name
-
-    return jax.tree_util.tree_map_with_path(
-        lambda p, leaf: param_spec(flax_name(p), leaf.shape, sharding, mesh), state)
+    """Deprecated name of :func:`param_partition_specs` (argument order ``state, sharding, mesh``)."""
+    return param_partition_specs(state, mesh, sharding)
 
 
 def shard_model(model, mesh: Mesh, sharding: ShardingConfig):
-    """Return ``model`` with every parameter placed by ``sharding`` on ``mesh`` (activations constrained too)."""
+    """Re-place an existing model on ``mesh`` by its weights' logical axes and set its activation / KV-cache
+    constraints; returns the model (the object passed in is updated in place, as its constraints are)."""
     from flax import nnx
 
-    from omnir1_jax.models.qwen2_5_omni.convert import flax_name
-
-    model.act_sharding = sharding.act_btd
-    model.kv_sharding = sharding.kv_cache_bskh
-    graphdef, state = nnx.split(model)
-    state = jax.tree_util.tree_map_with_path(
-        lambda p, x: jax.device_put(x, NamedSharding(mesh, param_spec(flax_name(p), x.shape, sharding, mesh))),
-        state)
-    return nnx.merge(graphdef, state)
+    model.act_sharding, model.kv_sharding, model.flat_sharding = activation_shardings(sharding, mesh)
+    state = nnx.state(model)
+    shardings = param_shardings(state, mesh, sharding)
+    nnx.update(model, jax.tree.map(jax.device_put, state, shardings))
+    return model
 
 
 def memory_report(config, mesh_shape: Mapping[str, int], sharding: Optional[ShardingConfig] = None, *,
                   param_dtype=jnp.bfloat16, opt_dtype=jnp.float32) -> dict[str, float]:
     """Per-device bytes of parameters and AdamW moments (``jax.eval_shape``, nothing allocated).
 
-    Returns a dict with ``params`` (total count), ``param_bytes``, ``adam_bytes`` (two moments in
-    ``opt_dtype``, sharded like the parameters), ``total_bytes`` and ``total_gib`` per device.
+    Uses the same logical axes and rules as the model's placement (default :func:`fsdp_tp`). Returns a dict
+    with ``params`` (total count), ``param_bytes``, ``adam_bytes`` (two moments in ``opt_dtype``, sharded
+    like the parameters), ``total_bytes`` and ``total_gib`` per device.
     """
-    from omnir1_jax.models.qwen2_5_omni.convert import param_shapes
+    from flax import nnx
+
+    from omnir1_jax.models.qwen2_5_omni.convert import abstract_model
 
     sharding = sharding or fsdp_tp()
     mesh_shape = {a: int(mesh_shape.get(a, 1)) for a in AXES}
+    _, state = nnx.split(abstract_model(config), nnx.Param)
+    specs = jax.tree.leaves(param_partition_specs(state, mesh_shape, sharding), is_leaf=lambda x: isinstance(x, P))
+    shapes = jax.tree.leaves(state)
     count = 0
     pbytes = abytes = 0.0
     p_item, o_item = jnp.dtype(param_dtype).itemsize, jnp.dtype(opt_dtype).itemsize
-    for name, shape in param_shapes(config):
-        n = math.prod(shape)
-        spec = param_spec(name, shape, sharding, mesh_shape)
+    for leaf, spec in zip(shapes, specs):
+        n = math.prod(leaf.shape)
         div = math.prod(_axis_size(mesh_shape, ax) for ax in spec if ax is not None)
         count += n
         pbytes += n / div * p_item

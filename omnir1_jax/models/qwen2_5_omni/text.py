@@ -61,6 +61,10 @@ def mrope_cos_sin(
     return jnp.cos(emb), jnp.sin(emb)
 
 
+ATTENTION_IMPLS = ("chunked", "dense", "dot_product")
+Q_CHUNK = 512  # queries per chunk of the "chunked" attention
+
+
 def gqa_attention(
     q: Float[Array, "B T N H"],
     k: Float[Array, "B K H S"],
@@ -68,13 +72,40 @@ def gqa_attention(
     mask: Bool[Array, "B T S"],
     *,
     scale: float,
+    impl: str = "chunked",
+    q_chunk: int = Q_CHUNK,
 ) -> Float[Array, "B T N H"]:
     """Grouped-query softmax attention over head-major keys (transposed) / values; ``mask`` True = attend.
 
-    Scores and softmax in float32; a query whose keys are all masked (left padding) gets uniform weights
-    instead of NaN, like transformers' ``finfo.min`` additive masks (such rows are padding, never read). The
-    G query heads of a key head and the T queries form one [G*T, H] x [H, S] matmul per (batch, key head).
+    ``impl``: ``dense`` materialises the [B, K, G*T, S] float32 scores at once; ``chunked`` (default) does the
+    same per chunk of ``q_chunk`` queries under ``lax.map`` with each chunk rematerialised in the backward pass,
+    so at most one chunk's scores exist (every query still sees all S keys: the result is the dense one; for
+    T <= q_chunk it *is* the dense path); ``dot_product`` is ``jax.nn.dot_product_attention`` with the
+    backend's implementation (cuDNN's fused kernel where it applies on GPU, XLA elsewhere).
     """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    if impl == "dot_product":
+        o = jax.nn.dot_product_attention(q, k.transpose(0, 3, 1, 2), v.transpose(0, 2, 1, 3),
+                                         mask=mask[:, None], scale=scale)
+        return o.astype(q.dtype)
+    b, t, n, h = q.shape
+    if impl == "dense" or t <= q_chunk:
+        return _gqa_dense(q, k, v, mask, scale=scale)
+    c = -(-t // -(-t // q_chunk))  # equal chunks of at most q_chunk
+    m = -(-t // c)
+    pad = m * c - t
+    qs = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, m, c, n, h).swapaxes(0, 1)
+    ms = jnp.pad(mask, ((0, 0), (0, pad), (0, 0))).reshape(b, m, c, -1).swapaxes(0, 1)
+    body = jax.checkpoint(lambda xs: _gqa_dense(xs[0], k, v, xs[1], scale=scale))
+    o = jax.lax.map(body, (qs, ms))
+    return o.swapaxes(0, 1).reshape(b, m * c, n, h)[:, :t]
+
+
+def _gqa_dense(q, k, v, mask, *, scale):
+    """Scores and softmax in float32; a query whose keys are all masked (left padding) gets uniform weights
+    instead of NaN, like transformers' ``finfo.min`` additive masks (such rows are padding, never read). The
+    G query heads of a key head and the T queries form one [G*T, H] x [H, S] matmul per (batch, key head)."""
     b, t, n, h = q.shape
     kh = k.shape[1]
     g = n // kh
@@ -88,13 +119,14 @@ def gqa_attention(
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: TextConfig, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: TextConfig, *, dtype, rngs: nnx.Rngs, attention: str = "chunked"):
         d, n, k, h = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.num_heads, self.num_kv_heads, self.head_dim = n, k, h
-        self.q_proj = Linear(d, n * h, use_bias=True, dtype=dtype, rngs=rngs)
-        self.k_proj = Linear(d, k * h, use_bias=True, dtype=dtype, rngs=rngs)
-        self.v_proj = Linear(d, k * h, use_bias=True, dtype=dtype, rngs=rngs)
-        self.o_proj = Linear(n * h, d, use_bias=False, dtype=dtype, rngs=rngs)
+        self.attention = attention  # gqa_attention's impl
+        self.q_proj = Linear(d, n * h, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.k_proj = Linear(d, k * h, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.v_proj = Linear(d, k * h, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.o_proj = Linear(n * h, d, use_bias=False, dtype=dtype, rngs=rngs, axes=("heads", "embed"))
 
     def fused(self) -> tuple[Array, Array]:
         """q/k/v kernels and biases concatenated along the output axis."""
@@ -126,7 +158,7 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, 0, 0, write_index))
             v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, 0, write_index, 0))
             cache = (k, v)
-        o = gqa_attention(q, k, v, mask, scale=hd**-0.5)
+        o = gqa_attention(q, k, v, mask, scale=hd**-0.5, impl=self.attention)
         return self.o_proj(o.reshape(b, t, -1)), cache
 
 
@@ -134,9 +166,9 @@ class MLP(nnx.Module):
     """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
 
     def __init__(self, d: int, f: int, *, use_bias: bool, dtype, rngs: nnx.Rngs):
-        self.gate_proj = Linear(d, f, use_bias=use_bias, dtype=dtype, rngs=rngs)
-        self.up_proj = Linear(d, f, use_bias=use_bias, dtype=dtype, rngs=rngs)
-        self.down_proj = Linear(f, d, use_bias=use_bias, dtype=dtype, rngs=rngs)
+        self.gate_proj = Linear(d, f, use_bias=use_bias, dtype=dtype, rngs=rngs, axes=("embed", "mlp"))
+        self.up_proj = Linear(d, f, use_bias=use_bias, dtype=dtype, rngs=rngs, axes=("embed", "mlp"))
+        self.down_proj = Linear(f, d, use_bias=use_bias, dtype=dtype, rngs=rngs, axes=("mlp", "embed"))
 
     def fused(self) -> Array:
         """gate / up kernels concatenated along the output axis (bias-free MLPs only)."""
@@ -153,8 +185,8 @@ class MLP(nnx.Module):
 
 
 class DecoderLayer(nnx.Module):
-    def __init__(self, cfg: TextConfig, *, dtype, rngs: nnx.Rngs):
-        self.self_attn = Attention(cfg, dtype=dtype, rngs=rngs)
+    def __init__(self, cfg: TextConfig, *, dtype, rngs: nnx.Rngs, attention: str = "chunked"):
+        self.self_attn = Attention(cfg, dtype=dtype, rngs=rngs, attention=attention)
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size, use_bias=False, dtype=dtype, rngs=rngs)
         self.input_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dtype)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dtype)
@@ -170,16 +202,30 @@ def _layer_call(layer, x, cos, sin, mask, cache, write_index, fused):
     return layer(x, cos, sin, mask, cache, write_index, fused)
 
 
-_remat_layer_call = nnx.remat(_layer_call)
+# Remat policies: True / "full" saves nothing inside a layer (recompute it all in the backward pass); "dots"
+# keeps the outputs of matmuls without batch dimensions (the projections) and recomputes the rest.
+_REMAT = {"full": nnx.remat(_layer_call),
+          "dots": nnx.remat(_layer_call, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)}
+
+
+def remat_call(remat):
+    """The layer call for a ``remat`` setting (False / None: no rematerialisation; True = "full"; "dots")."""
+    if not remat:
+        return _layer_call
+    key = "full" if remat is True else remat
+    if key not in _REMAT:
+        raise ValueError(f"remat must be a bool, 'full' or 'dots', got {remat!r}")
+    return _REMAT[key]
 
 
 class TextModel(nnx.Module):
     """Embedding, decoder stack and final norm (transformers' ``model.language_model``)."""
 
-    def __init__(self, cfg: TextConfig, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: TextConfig, *, dtype, rngs: nnx.Rngs, attention: str = "chunked"):
         self.cfg = cfg
         self.embed_tokens = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dtype, rngs=rngs)
-        self.layers = nnx.List([DecoderLayer(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.layers = nnx.List([DecoderLayer(cfg, dtype=dtype, rngs=rngs, attention=attention)
+                                for _ in range(cfg.num_hidden_layers)])
         self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dtype)
 
     def fused_weights(self) -> Optional[list[FusedWeights]]:
@@ -209,19 +255,18 @@ class TextModel(nnx.Module):
         ``write_index=None`` the caches are a read-only prefix of S tokens that the T new ones attend to before
         themselves (``mask`` [B, T, S + T]); they are returned unchanged.
 
-        ``remat=True`` rematerialises each layer in the backward pass; ``fused`` is :meth:`fused_weights`.
+        ``remat=True`` (or ``"full"``) rematerialises each layer in the backward pass, ``"dots"`` keeps its matmul
+        outputs (:func:`remat_call`); ``fused`` is :meth:`fused_weights`.
         """
         cos, sin = mrope_cos_sin(position_ids, self.cfg)
+        call = remat_call(remat)
         x = embeds
         new_caches = [] if caches is not None else None
         for i, layer in enumerate(self.layers):
             x = constrain(x, act_sharding)
             cache = None if caches is None else caches[i]
             fw = None if fused is None else fused[i]
-            if remat:
-                x, cache = _remat_layer_call(layer, x, cos, sin, mask, cache, write_index, fw)
-            else:
-                x, cache = layer(x, cos, sin, mask, cache, write_index, fw)
+            x, cache = call(layer, x, cos, sin, mask, cache, write_index, fw)
             if caches is not None:
                 new_caches.append(cache)
         return self.norm(x), new_caches

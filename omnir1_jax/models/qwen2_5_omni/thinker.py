@@ -20,12 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.audio import AudioEncoder, AudioLayout, audio_layout
 from omnir1_jax.models.qwen2_5_omni.config import Qwen2_5OmniConfig
 from omnir1_jax.models.qwen2_5_omni.layers import Linear, linear
 from omnir1_jax.models.qwen2_5_omni.rope_index import audio_token_count, get_rope_index
+from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig, activation_shardings, param_shardings
 from omnir1_jax.models.qwen2_5_omni.text import TextModel, causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.vision import VisionEncoder, VisionLayout, vision_layout
 
@@ -52,6 +54,29 @@ class ModelInputs:
     audio_positions: Optional[Array] = None
     # Each encoder output feeds this many consecutive rows (GRPO groups share one prompt; see repeat_prompt).
     num_repeats: int = struct.field(pytree_node=False, default=1)
+
+    def slice_rows(self, start, size: int) -> "ModelInputs":
+        """Rows ``start .. start + size`` (``start`` may be traced; jittable), e.g. one micro-batch.
+
+        Encoder inputs are kept whole (their outputs are computed for every image / audio); placeholder positions
+        of features whose rows fall outside the slice are moved past its end, where :meth:`Thinker.embed`
+        drops them. With a ``repeat_prompt`` batch, ``size`` must be a multiple of the group size for
+        :func:`unrepeat_prompt` to apply to the slice.
+        """
+        t = self.input_ids.shape[1]
+        rows = lambda a, axis=0: jax.lax.dynamic_slice_in_dim(jnp.asarray(a), start, size, axis)  # noqa: E731
+
+        def pos(f):
+            if f is None:
+                return None
+            f = jnp.asarray(f) - start * t
+            return jnp.where((f >= 0) & (f < size * t), f, size * t).astype(jnp.int32)
+
+        return self.replace(
+            input_ids=rows(self.input_ids), attention_mask=rows(self.attention_mask),
+            position_ids=rows(self.position_ids, 1), rope_deltas=rows(self.rope_deltas),
+            image_positions=pos(self.image_positions), video_positions=pos(self.video_positions),
+            audio_positions=pos(self.audio_positions))
 
 
 def repeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
@@ -192,44 +217,61 @@ def prepare_inputs(cfg: Qwen2_5OmniConfig, **kwargs: Any) -> ModelInputs:
 class Qwen2_5OmniThinker(nnx.Module):
     """Flax NNX Qwen2.5-Omni Thinker; attribute names follow transformers' checkpoint layout."""
 
-    def __init__(self, config: Qwen2_5OmniConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, act_sharding=None,
-                 kv_sharding=None):
+    def __init__(self, config: Qwen2_5OmniConfig, *, dtype=jnp.float32, rngs: nnx.Rngs,
+                 sharding: Optional[ShardingConfig] = None, mesh=None, act_sharding=None, kv_sharding=None,
+                 attention: str = "chunked"):
+        """Build the modules; every weight carries its logical axis names (see :mod:`.sharding`).
+
+        ``sharding`` (with ``mesh``) sets the constraints on activations at decoder-block boundaries and on the
+        KV cache from construction: NamedShardings on ``mesh``, or PartitionSpecs applied under ``jax.set_mesh``
+        when ``mesh`` is None. ``act_sharding`` / ``kv_sharding`` override them one by one. ``attention`` is the
+        text decoder's attention implementation (:func:`.text.gqa_attention`: ``chunked``, ``dense``,
+        ``dot_product``).
+        """
         self.config = config
-        # PartitionSpecs applied (under jax.set_mesh) at decoder-block boundaries / to the KV cache.
-        self.act_sharding = act_sharding
-        self.kv_sharding = kv_sharding
+        act, kv, flat = activation_shardings(sharding, mesh)
+        self.act_sharding = act if act_sharding is None else act_sharding
+        self.kv_sharding = kv if kv_sharding is None else kv_sharding
+        self.flat_sharding = flat  # encoder activations [patches or frames, width]
         self.visual = VisionEncoder(config.vision, dtype=dtype, rngs=rngs)
         self.audio_tower = AudioEncoder(config.audio, dtype=dtype, rngs=rngs)
-        self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs)
+        self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs, attention=attention)
         t = config.text
         self.lm_head = None if t.tie_word_embeddings else Linear(t.hidden_size, t.vocab_size, use_bias=False,
-                                                                  dtype=dtype, rngs=rngs)
+                                                                  dtype=dtype, rngs=rngs, axes=("embed", "vocab"))
 
     # ------------------------------------------------------------------ jittable pieces
-    def embed(self, inputs: ModelInputs) -> Float[Array, "B T D"]:
-        """Token embeddings with encoder outputs written at the placeholder positions."""
+    def embed(self, inputs: ModelInputs, *, remat=False) -> Float[Array, "B T D"]:
+        """Token embeddings with encoder outputs written at the placeholder positions (``remat``: the vision
+        encoder's blocks are rematerialised in the backward pass)."""
         x = self.language_model.embed_tokens(inputs.input_ids)
         b, t, d = x.shape
         flat = x.reshape(b * t, d)
+        # mode="drop": positions outside this batch (a row slice, see ModelInputs.slice_rows) are skipped.
         place = lambda flat, f, where: flat.at[where].set(  # noqa: E731
-            jnp.repeat(f, inputs.num_repeats, axis=0).astype(flat.dtype))
+            jnp.repeat(f, inputs.num_repeats, axis=0).astype(flat.dtype), mode="drop")
         if inputs.image_layout is not None:
-            flat = place(flat, self.visual(inputs.pixel_values, inputs.image_layout), inputs.image_positions)
+            flat = place(flat, self.visual(inputs.pixel_values, inputs.image_layout, remat=remat,
+                                          act_sharding=self.flat_sharding), inputs.image_positions)
         if inputs.video_layout is not None:
-            flat = place(flat, self.visual(inputs.pixel_values_videos, inputs.video_layout), inputs.video_positions)
+            flat = place(flat, self.visual(inputs.pixel_values_videos, inputs.video_layout, remat=remat,
+                                          act_sharding=self.flat_sharding), inputs.video_positions)
         if inputs.audio_layout is not None:
             flat = place(flat, self.audio_tower(inputs.audio_layout), inputs.audio_positions)
         return flat.reshape(b, t, d)
 
-    def logits(self, hidden: Float[Array, "B T D"]) -> Float[Array, "B T V"]:
+    def head_kernel(self) -> Float[Array, "D V"]:
+        """The output projection [D, V] (the embedding's transpose when tied)."""
         if self.lm_head is None:
-            w = self.language_model.embed_tokens.weight[...]
-            return linear(hidden, w.T)
-        return self.lm_head(hidden)
+            return self.language_model.embed_tokens.weight[...].T
+        return self.lm_head.kernel[...]
+
+    def logits(self, hidden: Float[Array, "B T D"]) -> Float[Array, "B T V"]:
+        return linear(hidden, self.head_kernel())
 
     def hidden_states(self, inputs: ModelInputs, *, remat: bool = False) -> Float[Array, "B T D"]:
         """Final-norm hidden states [B, T, D] of a full (prompt) sequence."""
-        x = self.embed(inputs)
+        x = self.embed(inputs, remat=remat)
         mask = causal_padding_mask(inputs.attention_mask.astype(bool))
         h, _ = self.language_model(x, inputs.position_ids, mask, remat=remat, act_sharding=self.act_sharding)
         return h
@@ -258,9 +300,22 @@ def _jit_forward(model: Qwen2_5OmniThinker, inputs: ModelInputs) -> ThinkerOutpu
     return model.forward(inputs)
 
 
-def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32) -> Qwen2_5OmniThinker:
-    """A randomly initialised Thinker (normal(0.02) kernels, unit norms), e.g. for the CPU demo."""
-    return Qwen2_5OmniThinker(config, dtype=dtype, rngs=nnx.Rngs(seed))
+def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32, mesh: Optional[Mesh] = None,
+               sharding: Optional[ShardingConfig] = None, attention: str = "chunked") -> Qwen2_5OmniThinker:
+    """A randomly initialised Thinker (normal(0.02) kernels, unit norms), e.g. for the CPU demo.
+
+    With ``mesh``, every parameter is created directly in its sharding (``sharding``'s rules applied to the
+    weights' logical axes; default :func:`~.sharding.no_sharding`): the initialiser runs as one jit program with
+    those ``out_shardings``, so no device ever holds a full copy, and on a mesh spanning several processes
+    (every process calls this) the parameters are global arrays. The same seed gives the same values with or
+    without a mesh. ``attention``: the text decoder's attention implementation (see the constructor).
+    """
+    build = lambda: Qwen2_5OmniThinker(config, dtype=dtype, rngs=nnx.Rngs(seed), sharding=sharding,  # noqa: E731
+                                       mesh=mesh, attention=attention)
+    graphdef, abstract = nnx.split(nnx.eval_shape(build))
+    out = None if mesh is None else param_shardings(abstract, mesh, sharding)
+    state = jax.jit(lambda: nnx.split(build())[1], out_shardings=out)()
+    return nnx.merge(graphdef, state)
 
 
 def as_model_inputs(cfg: Qwen2_5OmniConfig, batch: ModelInputs | Mapping[str, Any]) -> ModelInputs:

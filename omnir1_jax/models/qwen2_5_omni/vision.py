@@ -22,7 +22,8 @@ from flax import nnx, struct
 from jaxtyping import Array, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.config import VisionConfig
-from omnir1_jax.models.qwen2_5_omni.layers import Linear, RMSNorm, masked_attention, rotate_half
+from omnir1_jax.models.qwen2_5_omni.layers import Linear, RMSNorm, rotate_half, segment_attention
+from omnir1_jax.models.qwen2_5_omni.sharding import constrain
 from omnir1_jax.models.qwen2_5_omni.text import MLP
 
 
@@ -35,6 +36,9 @@ class VisionLayout:
     rot_pos: Int[Array, "P 2"]  # (row, col) of each patch, already in window order
     full_segment: Int[Array, "P"]  # frame-group id per reordered patch (full-attention blocks)
     window_segment: Int[Array, "P"]  # window id per reordered patch (window-attention blocks)
+    # Longest segment of each kind (static; 0 = unknown, then attention is dense over all P patches).
+    max_full: int = struct.field(pytree_node=False, default=0)
+    max_window: int = struct.field(pytree_node=False, default=0)
 
 
 def _segments(cu: np.ndarray, n: int) -> np.ndarray:
@@ -81,6 +85,8 @@ def vision_layout(cfg: VisionConfig, grid_thw) -> VisionLayout:
         rot_pos=rot.astype(np.int32),
         full_segment=_segments(cu_full, n),
         window_segment=_segments(cu_win, n),
+        max_full=int(np.diff(cu_full).max()) if n else 0,
+        max_window=int(np.diff(cu_win).max()) if len(cu_win) > 1 else 0,
     )
 
 
@@ -88,12 +94,12 @@ class VisionAttention(nnx.Module):
     def __init__(self, cfg: VisionConfig, *, dtype, rngs: nnx.Rngs):
         d = cfg.hidden_size
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.q = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.k = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.v = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
+        self.q = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.k = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.v = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "heads"))
+        self.proj = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("heads", "embed"))
 
-    def __call__(self, x, cos, sin, segment):
+    def __call__(self, x, cos, sin, segment, max_segment: int = 0):
         p = x.shape[0]
         shape = (1, p, self.num_heads, self.head_dim)
         q, k, v = self.q(x).reshape(shape), self.k(x).reshape(shape), self.v(x).reshape(shape)
@@ -101,8 +107,7 @@ class VisionAttention(nnx.Module):
         c, s = cos[None, :, None, :], sin[None, :, None, :]
         q = (q.astype(jnp.float32) * c + rotate_half(q.astype(jnp.float32)) * s).astype(dt)
         k = (k.astype(jnp.float32) * c + rotate_half(k.astype(jnp.float32)) * s).astype(dt)
-        mask = (segment[:, None] == segment[None, :])[None]
-        o = masked_attention(q, k, v, mask, scale=self.head_dim**-0.5)
+        o = segment_attention(q, k, v, segment, scale=self.head_dim**-0.5, max_segment=max_segment)
         return self.proj(o.reshape(p, -1))
 
 
@@ -113,9 +118,16 @@ class VisionBlock(nnx.Module):
         self.attn = VisionAttention(cfg, dtype=dtype, rngs=rngs)
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size, use_bias=True, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x, cos, sin, segment):
-        x = x + self.attn(self.norm1(x), cos, sin, segment)
+    def __call__(self, x, cos, sin, segment, max_segment: int = 0):
+        x = x + self.attn(self.norm1(x), cos, sin, segment, max_segment)
         return x + self.mlp(self.norm2(x))
+
+
+def _block_call(blk, x, cos, sin, segment, max_segment):
+    return blk(x, cos, sin, segment, max_segment)
+
+
+_remat_block_call = nnx.remat(_block_call, static_argnums=(5,))
 
 
 class PatchMerger(nnx.Module):
@@ -125,8 +137,8 @@ class PatchMerger(nnx.Module):
         d = cfg.hidden_size * cfg.spatial_merge_size**2
         self.hidden = d
         self.ln_q = RMSNorm(cfg.hidden_size, eps=1e-6, dtype=dtype)
-        self.mlp_0 = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs)
-        self.mlp_2 = Linear(d, cfg.out_hidden_size, use_bias=True, dtype=dtype, rngs=rngs)
+        self.mlp_0 = Linear(d, d, use_bias=True, dtype=dtype, rngs=rngs, axes=("embed", "mlp"))
+        self.mlp_2 = Linear(d, cfg.out_hidden_size, use_bias=True, dtype=dtype, rngs=rngs, axes=("mlp", "embed"))
 
     def __call__(self, x):
         x = self.ln_q(x).reshape(-1, self.hidden)
@@ -137,7 +149,8 @@ class PatchEmbed(nnx.Module):
     """Conv3d with kernel = stride = (temporal_patch, patch, patch) on pre-cut patches == one matmul."""
 
     def __init__(self, cfg: VisionConfig, *, dtype, rngs: nnx.Rngs):
-        self.proj = Linear(cfg.patch_dim, cfg.hidden_size, use_bias=False, dtype=dtype, rngs=rngs)
+        self.proj = Linear(cfg.patch_dim, cfg.hidden_size, use_bias=False, dtype=dtype, rngs=rngs,
+                           axes=("patch", "embed"))
 
     def __call__(self, pixels):
         return self.proj(pixels)
@@ -161,13 +174,19 @@ class VisionEncoder(nnx.Module):
         f = jnp.concatenate([f, f], axis=-1)
         return jnp.cos(f), jnp.sin(f)
 
-    def __call__(self, pixels: Float[Array, "P E"], layout: VisionLayout) -> Float[Array, "U O"]:
+    def __call__(self, pixels: Float[Array, "P E"], layout: VisionLayout, *, remat=False,
+                 act_sharding=None) -> Float[Array, "U O"]:
+        """Encode; ``remat`` (truthy) rematerialises each block in the backward pass; ``act_sharding`` constrains
+        the [P, D] activations at block boundaries (patches over the batch axes, see :mod:`.sharding`)."""
         unit = self.cfg.spatial_merge_size**2
         x = self.patch_embed(pixels.astype(self.patch_embed.proj.kernel.dtype))
         p, d = x.shape
         x = x.reshape(p // unit, unit, d)[layout.window_index].reshape(p, d)
         cos, sin = self.rotary(layout.rot_pos)
         for i, blk in enumerate(self.blocks):
-            seg = layout.full_segment if i in self.cfg.fullatt_block_indexes else layout.window_segment
-            x = blk(x, cos, sin, seg)
+            full = i in self.cfg.fullatt_block_indexes
+            seg = layout.full_segment if full else layout.window_segment
+            longest = layout.max_full if full else layout.max_window
+            x = constrain(x, act_sharding)
+            x = (_remat_block_call if remat else _block_call)(blk, x, cos, sin, seg, longest)
         return self.merger(x)[layout.reverse_index]
