@@ -173,12 +173,12 @@ class Learner:
                 json.dump(to_dict(cfg), f, indent=1)
         self.tokenizer = tokenizer or P.build_tokenizer(cfg.model)
         self.eos_ids = P.eos_ids_of(self.tokenizer)
-        policy = policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed)
         # One mesh over every device of every process; parameters, reference and optimiser state are global
         # arrays on it, and every step is one jit program over it (runtime/distributed.py).
         self.mesh = D.global_mesh(cfg.mesh)
+        policy = policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, mesh=self.mesh)
         self.multi_process = jax.process_count() > 1
-        if self.mesh is not None:
+        if self.mesh is not None and not P.is_placed(policy, self.mesh):
             policy = P.place_policy(policy, self.mesh)
         self.policy = policy
         self.model = policy  # what the optimiser updates: the policy, or its LoRA wrapper

@@ -84,14 +84,29 @@ def build_model_config(spec: ModelSpec):
     return presets[spec.preset](**kwargs)
 
 
-def build_policy(spec: ModelSpec, *, seed: int = 0):
-    """The System-1 policy: loaded from ``spec.checkpoint`` or randomly initialised from ``spec.preset``."""
+def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None):
+    """The System-1 policy: loaded from ``spec.checkpoint`` or randomly initialised from ``spec.preset``.
+
+    With ``mesh`` (a mesh over every device of every process) the parameters are created, or loaded, directly in
+    their sharding (``sharding``'s rules on each weight's logical axes, default
+    :func:`~omnir1_jax.models.qwen2_5_omni.fsdp_tp`): global arrays, no device ever holding a full copy; the
+    model carries its activation and KV-cache constraints from construction."""
     from omnir1_jax.models import qwen2_5_omni as q
 
     dtype = DTYPES[spec.dtype]
+    if mesh is not None and sharding is None:
+        sharding = q.fsdp_tp()
     if spec.checkpoint:
-        return q.from_hf(spec.checkpoint, dtype=dtype)
-    return q.init_model(build_model_config(spec), seed=seed, dtype=dtype)
+        return q.from_hf(spec.checkpoint, dtype=dtype, mesh=mesh, sharding=sharding)
+    return q.init_model(build_model_config(spec), seed=seed, dtype=dtype, mesh=mesh, sharding=sharding)
+
+
+def is_placed(policy, mesh) -> bool:
+    """Whether every parameter of ``policy`` already lives on ``mesh`` (a ``NamedSharding`` of that mesh)."""
+    from jax.sharding import NamedSharding
+
+    leaves = jax.tree.leaves(nnx.state(policy, nnx.Param))
+    return all(isinstance(getattr(x, "sharding", None), NamedSharding) and x.sharding.mesh == mesh for x in leaves)
 
 
 def frozen_copy(model: nnx.Module) -> nnx.Module:
@@ -178,33 +193,16 @@ def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = T
 
 def place_policy(policy, mesh, sharding=None):
     """``policy`` laid out on ``mesh`` (a mesh over every device of every process): parameters as global arrays
-    sharded by ``sharding`` (default :func:`~omnir1_jax.models.qwen2_5_omni.fsdp_tp`), activations and the KV
-    cache constrained by it. ``policy`` must be identical on every process (same seed or checkpoint); each
-    process keeps only its own shards. Returns the placed policy (the argument is left as it was)."""
-    from jax.sharding import NamedSharding
-
+    placed by their logical axes through ``sharding``'s rules (default
+    :func:`~omnir1_jax.models.qwen2_5_omni.fsdp_tp`), activations and the KV cache constrained by it. For a
+    policy built without a mesh (e.g. handed in by user code); ``policy`` must be identical on every process
+    (same seed or checkpoint), and each process keeps only its own shards. Returns the placed policy (the
+    argument is left as it was)."""
     from omnir1_jax.models.qwen2_5_omni import fsdp_tp
-    from omnir1_jax.models.qwen2_5_omni.convert import flax_name
-    from omnir1_jax.models.qwen2_5_omni.sharding import param_spec
+    from omnir1_jax.models.qwen2_5_omni.sharding import activation_shardings, param_shardings
 
     sharding = sharding or fsdp_tp()
     graphdef, state = nnx.split(policy)
-    shardings = jax.tree_util.tree_map_with_path(
-        lambda p, x: NamedSharding(mesh, param_spec(flax_name(p), x.shape, sharding, mesh)), state)
-    placed = nnx.merge(graphdef, D.place(state, shardings))
-    placed.act_sharding = sharding.act_btd
-    placed.kv_sharding = sharding.kv_cache_bskh
+    placed = nnx.merge(graphdef, D.place(state, param_shardings(state, mesh, sharding)))
+    placed.act_sharding, placed.kv_sharding, placed.flat_sharding = activation_shardings(sharding, mesh)
     return placed
-
-
-def tokenize_targets(tokenizer, texts: Sequence[str], eos_id: int, pad_id: int, multiple: int = 32):
-    """Supervised targets as ``(ids [R, C], mask [R, C])`` int32: each text's tokens + EOS, right-padded with
-    ``pad_id`` to a multiple of ``multiple`` (fewer distinct shapes to compile)."""
-    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos_id] for t in texts]
-    width = -(-max(len(x) for x in ids) // multiple) * multiple
-    out = np.full((len(ids), width), pad_id, np.int32)
-    mask = np.zeros((len(ids), width), np.int32)
-    for i, x in enumerate(ids):
-        out[i, : len(x)] = x
-        mask[i, : len(x)] = 1
-    return jnp.asarray(out), jnp.asarray(mask)

@@ -65,7 +65,10 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     out = cfg.run.out_dir
     os.makedirs(out, exist_ok=True)
     tokenizer = P.build_tokenizer(cfg.model)
-    policy = P.build_policy(cfg.model, seed=cfg.run.seed)
+    from omnir1_jax.runtime.distributed import global_mesh
+
+    # built directly in its sharding on the run's mesh (global arrays over every process's devices)
+    policy = P.build_policy(cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh))
     qa = cfg.data.task == "qa"
     if qa:
         from omnir1_jax.crossomni.batches import read_split
