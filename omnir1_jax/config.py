@@ -104,6 +104,8 @@ class DataSpec:
       root: local dataset directory (for ``synthetic``: generated there when missing).
       split: reader split name.
       task: ``vos`` (keyframes + descriptions, SAM2 rewards) | ``refaid`` (first frame + audio, boxes only) |
+        ``grounding`` (System-2 training in the style of SegZero: one image at ``s1_max_pixels`` (900*28*28 in
+        the paper's refCOCOg run) + the expression -> box and two points, SPEC section 3 "Grounding"; no bridge) |
         ``qa`` (CrossOmni multiple choice).
       batch_size: prompts per step (each sampled ``grpo.group_size`` times).
       min_frames, max_frames: training clip length range (SPEC: 8..24).
@@ -170,8 +172,8 @@ class DataSpec:
         self._check_pair("synthetic_objects", 1)
         if self.synthetic_objects[0] > self.synthetic_objects[1]:
             raise ConfigError(f"data.synthetic_objects must be (min, max) with min <= max, got {self.synthetic_objects!r}")
-        if self.task not in ("vos", "refaid", "qa"):
-            raise ConfigError(f"data.task must be vos, refaid or qa, got {self.task!r}")
+        if self.task not in ("vos", "refaid", "grounding", "qa"):
+            raise ConfigError(f"data.task must be vos, refaid, grounding or qa, got {self.task!r}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ConfigError(f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}")
         if self.batch_size < 1:
@@ -214,7 +216,13 @@ class BridgeSpec:
     Attributes:
       start: start a local bridge subprocess; False = connect to ``addresses``.
       addresses: bridge addresses (``ipc://...`` or ``tcp://host:port``), round-robin.
-      grounder: ``synthetic`` | ``qwen2_5_vl:PATH`` | ``qwen2_5_omni:PATH``.
+      grounder: ``synthetic`` | ``qwen2_5_vl:PATH`` | ``qwen2_5_omni:PATH``; ``PATH = @policy`` means the System-1
+        policy itself (Omni-R1 section 4.1: "Omni-R1 is serving as both System 1 and System 2" in evaluation,
+        a frozen copy of the pretrained model during training). A bridge started by an entry point resolves it
+        (:func:`omnir1_jax.runtime.setup.resolve_grounder`): training and ``omnir1_jax.evaluate`` use
+        ``model.checkpoint`` (``--policy DIR`` sets it), and ``omnir1_jax.train``'s evaluation after GRPO
+        restarts the bridge on the exported policy ``<run.out_dir>/hf``. With ``start = False`` the remote bridge
+        serves whatever grounder it was started with.
       segmenter: ``synthetic`` | ``sam2`` | ``none`` (a judge-only bridge, see ``sam2_bridge.serve --judge``).
       sam2_config, sam2_checkpoint: packaged SAM2 config name and local checkpoint (hiera_l in the paper).
       workers: bridge worker processes (one per GPU).

@@ -40,7 +40,8 @@ class PipelineConfig:
     """Options of :func:`build_pipeline`.
 
     Attributes:
-      task: ``"vos"`` (Figure-3 prompt) or ``"avs"`` (Figure-4 prompt, audio features).
+      task: ``"vos"`` (Figure-3 prompt), ``"avs"`` (Figure-4 prompt, audio features) or ``"grounding"`` (the
+        SegZero-style grounding prompt; use it with ``visual_mode="image"``).
       train: training sampling (random frame count, shuffling, random prompt timestamps) vs evaluation.
       batch_size: examples per batch.
       seed: the single seed all randomness derives from.
@@ -84,8 +85,8 @@ class PipelineConfig:
     source_path: str | None = None
 
     def __post_init__(self):
-        if self.task not in ("vos", "avs"):
-            raise ValueError(f"task must be 'vos' or 'avs', got {self.task!r}")
+        if self.task not in ("vos", "avs", "grounding"):
+            raise ValueError(f"task must be 'vos', 'avs' or 'grounding', got {self.task!r}")
         if self.batch_size < 1 or self.num_workers < 0 or self.pad_to_multiple < 1:
             raise ValueError(
                 f"need batch_size >= 1, num_workers >= 0, pad_to_multiple >= 1; got "

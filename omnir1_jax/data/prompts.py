@@ -1,4 +1,5 @@
-"""System-1 prompts of Omni-R1 (appendix B, Figure 3 for VOS and Figure 4 for AVS) and chat-message builders.
+"""System-1 prompts of Omni-R1 (appendix B, Figure 3 for VOS and Figure 4 for AVS), the SegZero-style grounding
+prompt of the released code (System-2 training on refCOCOg) and chat-message builders.
 
 The templates keep the paper's wording; ``{frames}`` is the clip duration in seconds (T sampled frames shown at
 2 fps), ``{ref_prompt}`` the referring expression, ``{start}`` / ``{end}`` the example timestamps' ``ss.ff``
@@ -111,6 +112,25 @@ def vos_prompt_short(expression: str, num_frames: int, fps: float = 2.0, num_key
 def avs_prompt(expression: str, audio_seconds: float) -> str:
     """Figure 4 prompt for an audio of ``audio_seconds`` seconds."""
     return AVS_PROMPT.format(audio_duration=f"{_seconds(audio_seconds)} seconds", ref_prompt=expression)
+
+
+# The released Omni-R1 code's SegZero-style prompt (``image-segmentation`` task, its ``load_datasets/segzero.py``),
+# word for word: the sentences are joined without spaces as the release concatenates them, and the expression is
+# lower-cased with surrounding full stops stripped. The policy trained this way serves as System 2.
+GROUNDING_ANSWER = '{"bbox_2d": [x1, y1, x2, y2], "points_1": [x3, y3], "points_2": [x4, y4]}'
+GROUNDING_PROMPT = (
+    "Please find '{question}' with bbox and points."
+    "Compare the difference between objects and find the most closely matched one."
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+    "Output the one bbox and points of two largest inscribed circles inside the interested object in JSON format."
+    "i.e., <think> thinking process here </think>"
+    "<answer>{answer}</answer>"
+)
+
+
+def grounding_prompt(expression: str) -> str:
+    """The SegZero-style grounding prompt (one image + the referring expression; SPEC section 3 "Grounding")."""
+    return GROUNDING_PROMPT.format(question=expression.lower().strip("."), answer=GROUNDING_ANSWER)
 
 
 def user_message(prompt: str, *, video: bool = False, image: bool = False, audio: bool = False) -> list[dict]:

@@ -187,7 +187,8 @@ class AudioFeatures(grain.transforms.Map):
 @dataclasses.dataclass(frozen=True)
 class BuildPrompt(grain.transforms.RandomMap):
     """The paper's System-1 prompt: ``task="vos"`` (Figure 3; random example timestamps when
-    ``random_timestamps``) or ``"avs"`` (Figure 4). Sets ``prompt``. ``style="short"`` uses the compact VOS
+    ``random_timestamps``), ``"avs"`` (Figure 4) or ``"grounding"`` (the released code's SegZero-style prompt on
+    one image, :func:`omnir1_jax.data.prompts.grounding_prompt`). Sets ``prompt``. ``style="short"`` uses the compact VOS
     prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies).
     ``num_keyframes`` = K makes a VOS prompt ask for exactly K moments (``grpo.num_keyframes``)."""
 
@@ -198,8 +199,8 @@ class BuildPrompt(grain.transforms.RandomMap):
     num_keyframes: int | None = None
 
     def __post_init__(self):
-        if self.task not in ("vos", "avs"):
-            raise ValueError(f"task must be 'vos' or 'avs', got {self.task!r}")
+        if self.task not in ("vos", "avs", "grounding"):
+            raise ValueError(f"task must be 'vos', 'avs' or 'grounding', got {self.task!r}")
         if self.style not in ("paper", "short"):
             raise ValueError(f"prompt style must be 'paper' or 'short', got {self.style!r}")
 
@@ -208,6 +209,8 @@ class BuildPrompt(grain.transforms.RandomMap):
         expr = ex["record"].expression
         if self.task == "avs":
             ex["prompt"] = prompts.avs_prompt(expr, ex.get("audio_seconds", 0.0))
+        elif self.task == "grounding":
+            ex["prompt"] = prompts.grounding_prompt(expr)
         else:
             n = len(ex["frame_indices"])
             if self.style == "short":

@@ -173,7 +173,7 @@ def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int |
     source = f"data.dataset={spec.dataset!r}" + (f", split {split!r}" if split else "") + f" under {spec.root}"
 
     return PipelineConfig(
-        task="avs" if spec.dataset == "refavs" else "vos",
+        task="grounding" if spec.task == "grounding" else "avs" if spec.dataset == "refavs" else "vos",
         train=train,
         batch_size=batch_size or spec.batch_size,
         seed=seed,
@@ -182,7 +182,7 @@ def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int |
         eval_max_frames=spec.max_frames,
         s1_min_pixels=spec.s1_min_pixels,
         s1_max_pixels=spec.s1_max_pixels,
-        visual_mode="image" if spec.task == "refaid" else "video",
+        visual_mode="image" if spec.task in ("refaid", "grounding") else "video",
         num_epochs=num_epochs,
         num_workers=spec.workers,
         keep_frames=True,
@@ -208,14 +208,50 @@ class Bridge:
             self.server.stop()
 
 
+POLICY = "@policy"
+
+
+def uses_policy_grounder(spec: BridgeSpec) -> bool:
+    """Whether ``spec.grounder`` names the System-1 policy itself (``KIND:@policy``)."""
+    return spec.grounder.partition(":")[2] == POLICY
+
+
+def resolve_grounder(spec: BridgeSpec, policy_dir: str | None) -> BridgeSpec:
+    """``spec`` with ``KIND:@policy`` replaced by ``KIND:<policy_dir>``, the local Hugging Face directory of the
+    policy that System 2 is to be (Omni-R1 section 4.1: the trained model serves as System 1 and System 2 in
+    evaluation; a frozen copy of the pretrained model during training). ``spec`` itself for any other grounder,
+    and with ``bridge.start = False``: a remote bridge serves the grounder it was started with (start it with
+    ``--grounder qwen2_5_omni:DIR`` on the policy's directory).
+
+    Raises:
+      ConfigError: ``@policy`` with no directory to resolve it to.
+    """
+    if not uses_policy_grounder(spec) or not spec.start:
+        return spec
+    if not policy_dir:
+        raise ConfigError(f"bridge.grounder={spec.grounder!r} (System 2 = the policy) needs the policy as a local "
+                          "Hugging Face directory: set model.checkpoint (or pass --policy DIR to "
+                          "omnir1_jax.evaluate)")
+    if not os.path.isdir(policy_dir):
+        raise ConfigError(f"bridge.grounder={spec.grounder!r}: the policy directory {policy_dir} does not exist")
+    import dataclasses
+
+    kind = spec.grounder.partition(":")[0]
+    return dataclasses.replace(spec, grounder=f"{kind}:{os.path.abspath(policy_dir)}")
+
+
 def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float = 300.0) -> Bridge:
     """Start a local bridge (``spec.start``) on an ipc socket in ``run_dir`` and connect, or connect to
     ``spec.addresses``. ``data_roots`` are the dataset roots the bridge may read frames from. Waits until the
     workers report ready. In a multi-process run every process starts its own local bridge
     (``bridge_p<i>.sock``). A local server that dies (even SIGKILL) is restarted by the client and the queries
-    it held are re-sent (see :class:`sam2_bridge.client.BridgeClient`)."""
+    it held are re-sent (see :class:`sam2_bridge.client.BridgeClient`). A ``KIND:@policy`` grounder must be
+    resolved first (:func:`resolve_grounder`)."""
     from sam2_bridge.client import BridgeClient, LocalServer
 
+    if uses_policy_grounder(spec) and spec.start:
+        raise ConfigError(f"bridge.grounder={spec.grounder!r} was not resolved to the policy's directory "
+                          "(runtime.setup.resolve_grounder)")
     server = None
     addresses = list(spec.addresses)
     if spec.start:

@@ -5,12 +5,12 @@ and batches into supervised targets (SFT). Everything else — sampling, advanta
 evaluation, export — is the learner's, once.
 
     from omnir1_jax.tasks import make_task
-    task = make_task(cfg, tokenizer, bridge=lambda: bridge.client)   # vos | refaid | crossomni_qa
+    task = make_task(cfg, tokenizer, bridge=lambda: bridge.client)   # vos | refaid | grounding | qa
 
 Tasks: ``vos`` (keyframes -> bridge -> R_fmt, R_K, R_A, R_G; Omni-R1 section 3), ``refaid`` (first frame +
 audio, one description -> System-2 boxes -> R_fmt + box IoU; appendix B), ``crossomni_qa`` (multiple choice,
-format / accuracy / judge-scored consistency and coherence; CrossOmni section 4.2). Room is left for
-``grounding`` (System-2 training, SPEC section 3 "Grounding").
+format / accuracy / judge-scored consistency and coherence; CrossOmni section 4.2), ``grounding`` (System-2
+training in the style of SegZero on refCOCOg: one image -> box + two points, SPEC section 3 "Grounding").
 """
 
 from omnir1_jax.tasks.base import RecordBatches, Scored, Task, make_task

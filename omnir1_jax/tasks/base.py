@@ -96,14 +96,19 @@ class RecordBatches:
 
 def make_task(cfg: ExperimentConfig, tokenizer, *, bridge: Callable[[], Any] | None = None, judge=None) -> Task:
     """The task of ``cfg.data.task``: ``vos`` | ``refaid`` (System 2 through ``bridge()``, a callable returning a
-    ``BridgeClient``, called on first use) or ``qa`` (CrossOmni; ``judge`` scores consistency / coherence)."""
+    ``BridgeClient``, called on first use), ``grounding`` (SegZero-style System-2 training, no bridge) or ``qa``
+    (CrossOmni; ``judge`` scores consistency / coherence)."""
     kind = cfg.data.task
     if kind in ("vos", "refaid"):
         from omnir1_jax.tasks.vos import RefAIDTask, VOSTask
 
         return (VOSTask if kind == "vos" else RefAIDTask)(cfg, tokenizer, bridge)
+    if kind == "grounding":
+        from omnir1_jax.tasks.grounding import GroundingTask
+
+        return GroundingTask(cfg, tokenizer)
     if kind == "qa":
         from omnir1_jax.tasks.crossomni_qa import CrossOmniQATask
 
         return CrossOmniQATask(cfg, tokenizer, judge)
-    raise ConfigError(f"data.task={kind!r} has no task plug-in (vos, refaid, qa)")
+    raise ConfigError(f"data.task={kind!r} has no task plug-in (vos, refaid, grounding, qa)")

@@ -144,6 +144,13 @@ def test_paper_hyper_parameters_in_the_files():
     v = c["omni_r1_7b_vos"]
     assert (v.optim.lr, v.optim.weight_decay, v.grpo.group_size, v.data.min_frames, v.data.max_frames) == \
         (1e-6, 0.01, 8, 8, 24)
+    # issue 15 item 6: System 2 of the evaluation recipes is the policy (section 4.1), not the base checkpoint
+    for name in ("omni_r1_7b_vos", "omni_r1_7b_refaid"):
+        assert c[name].bridge.grounder == "qwen2_5_omni:@policy" and c[name].bridge.start
+    # item 5: the refCOCOg stage trains grounding on one System-2-resolution image, 250 x 8 = 2,000 images
+    r = c["refcoco_system2_7b"]
+    assert (r.data.task, r.data.dataset, r.data.s1_max_pixels) == ("grounding", "refcocog", 900 * 28 * 28)
+    assert (r.run.steps * r.data.batch_size, r.run.epoch_unit, r.grpo.beta, r.optim.lr) == (2000, "videos", 0.04, 1e-6)
 
 
 def _grpo_one_step(cfg, bridge, scorer, policy=None, tokenizer=None):
