@@ -4,15 +4,21 @@ Command::
 
     python -m omnir1_jax.train --config experiments/omni_r1_7b_vos.py \
         --set model.checkpoint='"checkpoints/Qwen2.5-Omni-7B"' --set data.root='"data"' \
-        --set bridge.grounder='"qwen2_5_omni:checkpoints/Qwen2.5-Omni-7B"' \
         --set bridge.sam2_checkpoint='"checkpoints/sam2.1_hiera_large.pt"'
     python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid --policy runs/omni_r1_7b_vos/hf \
         --set data.dataset='"revos"' --set data.root='"data/revos"'
-    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid_u \
+    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_vos.py --split valid_u --policy runs/omni_r1_7b_vos/hf \
         --set data.dataset='"mevis"' --set data.root='"data/mevis"'
 
+System 2 (``bridge.grounder = "qwen2_5_omni:@policy"``, Omni-R1 section 4.1): while training, a frozen copy of the
+pretrained model (the bridge's Qwen2.5-Omni grounder on ``model.checkpoint``); in evaluation, the trained model
+itself, "serving as both System 1 and System 2": the training run exports the policy to
+``runs/omni_r1_7b_vos/hf`` (weights + tokenizer / processor files) and restarts the bridge's grounder on that
+directory for its evaluation after GRPO; ``omnir1_jax.evaluate --policy DIR`` starts it on ``DIR``. (Table 5's
+MeViS number used Sa2VA-1B as System 2: ``--set bridge.grounder=...`` with such a model.)
+
 Hardware: System 1 (7B, bf16, FSDP) on 8x 80 GB GPUs or a TPU v5p-16 slice; one bridge worker per GPU host
-(System 2 = a frozen Qwen2.5-Omni-7B + SAM2 hiera-large); about a day for one epoch.
+(System 2 = Qwen2.5-Omni-7B + SAM2 hiera-large); about a day for one epoch.
 
 Paper (Omni-R1, Table 2, System 1 = System 2 = Omni-R1-7B): ReVOS referring 53.2, reasoning 41.9, single 48.3,
 multi 46.5, overall **47.6** J&F; MeViS valid_u (Table 5, System 2 = Sa2VA-1B): 55.4.
@@ -41,7 +47,8 @@ def get_config() -> ExperimentConfig:
         data=DataSpec(dataset="mixture", root="data", mixture=(("revos", "revos"), ("mevis", "mevis")),
                       mixture_videos=2600, mixture_seed=0, split="train", task="vos", batch_size=8, min_frames=8,
                       max_frames=24, s1_max_pixels=128 * 28 * 28, s1_min_pixels=16 * 28 * 28, workers=4),
-        bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:checkpoints/Qwen2.5-Omni-7B", segmenter="sam2",
+        # System 2 = the policy: frozen pretrained while training, the trained export in evaluation
+        bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:@policy", segmenter="sam2",
                           sam2_config="configs/sam2.1/sam2.1_hiera_l.yaml",
                           sam2_checkpoint="checkpoints/sam2.1_hiera_large.pt", workers=8, timeout_s=900.0),
         grpo=GRPOSpec(group_size=8, mu=1, beta=0.04, temperature=1.0, max_new_tokens=512,

@@ -18,6 +18,10 @@ What is evaluated follows ``data.dataset`` of the experiment file:
   :mod:`omnir1_jax.data.avhbench`; any split name): yes/no accuracy of the JUDGE subset per task and overall,
   with precision, recall, F1 and the yes ratio (Omni-R1 Table 6 reports the overall accuracy).
 
+System 2 is the bridge of ``bridge.*`` (or ``--bridge``); ``bridge.grounder = "qwen2_5_omni:@policy"`` starts the
+bridge's Qwen2.5-Omni grounder on the evaluated policy itself (``--policy DIR``, else ``model.checkpoint``):
+Omni-R1 section 4.1, "Omni-R1 is serving as both System 1 and System 2".
+
 Segmentation datasets run System 1 on at most ``data.max_frames`` (24) sampled frames, map its keyframes to the
 full video, and let the bridge segment every frame of the video (the benchmark protocol). Written under
 ``--out`` (default ``<run.out_dir>/eval/<dataset>_<split>``):
@@ -96,7 +100,9 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
     if predictor is None:
         pol, tok = system1()
         if client is None:
-            bridge = S.open_bridge(cfg.bridge, out_dir, data_roots=[cfg.data.root])
+            # "KIND:@policy": System 2 is the evaluated policy itself (model.checkpoint, set by --policy)
+            bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out_dir,
+                                   data_roots=[cfg.data.root])
             client = bridge.client
         predictor = TwoSystemPredictor(cfg, pol, tok, client)
     try:
@@ -115,7 +121,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True, help="experiment file defining get_config()")
     ap.add_argument("--split", required=True, help="valid (ReVOS), valid_u (MeViS), test_s/test_u/test_n "
                     "(Ref-AVS), or a CrossOmni split")
-    ap.add_argument("--policy", default=None, help="System 1 checkpoint (local HF dir); default model.checkpoint")
+    ap.add_argument("--policy", default=None, help="System 1 checkpoint (local HF dir); default model.checkpoint. Also System 2 when "
+                    "bridge.grounder is KIND:@policy")
     ap.add_argument("--out", default=None, help="output directory (default <run.out_dir>/eval/<dataset>_<split>)")
     ap.add_argument("--max-items", type=int, default=None, help="evaluate at most this many new items")
     ap.add_argument("--bridge", default=None, help="connect to this bridge address instead of bridge.*")

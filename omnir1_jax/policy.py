@@ -114,15 +114,51 @@ def frozen_copy(model: nnx.Module) -> nnx.Module:
     return nnx.clone(model)
 
 
-def export_policy(policy, path: str) -> str:
+# Files of a checkpoint directory that describe its inputs (tokenizer, chat template, image / audio processor)
+# rather than its weights: copied next to an exported policy so that it loads as a whole model (transformers'
+# processors, the bridge's qwen2_5_omni grounder).
+_ASSET_SUFFIXES = (".json", ".txt", ".jinja", ".model", ".tiktoken")
+_NOT_ASSETS = ("config.json", "generation_config.json")
+
+
+def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None = None) -> str:
     """Write ``policy`` (a Thinker; merge LoRA factors first) as a Hugging Face directory (safetensors +
     config.json) that transformers and :func:`build_policy` (``model.checkpoint=path``) load; replaces an
-    existing export. Only process 0 writes in a multi-process run. Returns ``path``."""
+    existing export. Only process 0 writes in a multi-process run. Returns ``path``.
+
+    The directory also gets what a processor needs to load it as a whole model: the tokenizer, chat template and
+    processor files of ``assets_from`` (the checkpoint the policy came from: ``model.checkpoint`` or
+    ``model.tokenizer``) when it is a directory, else ``tokenizer`` saved with ``save_pretrained`` (the tiny
+    offline tokenizer). Everything is written to a temporary sibling first and renamed, so a failure leaves
+    nothing half-written."""
+    import shutil
+    import tempfile
+
     from omnir1_jax.models.qwen2_5_omni import to_hf
 
     if jax.process_index() != 0:
         return path
-    return to_hf(policy, path, overwrite=True)
+    if tokenizer is None and not (assets_from and os.path.isdir(assets_from)):
+        return to_hf(policy, path, overwrite=True)
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".export_")
+    try:
+        staged = to_hf(policy, os.path.join(tmp, "hf"))
+        if assets_from and os.path.isdir(assets_from):
+            for name in sorted(os.listdir(assets_from)):
+                src = os.path.join(assets_from, name)
+                if (os.path.isfile(src) and name.endswith(_ASSET_SUFFIXES) and name not in _NOT_ASSETS
+                        and not name.endswith(".index.json")):
+                    shutil.copyfile(src, os.path.join(staged, name))
+        else:
+            tokenizer.save_pretrained(staged)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 # ----------------------------------------------------------------------------------------------- scoring

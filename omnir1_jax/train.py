@@ -6,8 +6,12 @@ The experiment file's ``get_config()`` gives the whole run; its ``data.task`` pi
 ``refaid``, ``qa``). With ``sft.steps > 0`` a supervised warm-up runs first (the CPU demo teaches the answer
 format that way). Evaluation on ``run.eval_split`` runs before GRPO, every ``run.eval_every`` GRPO steps and
 after GRPO (``--no-eval`` skips it). The final policy is written as a Hugging Face directory to
-``<run.out_dir>/hf``. The bridge (System 2 + segmenter) is started as a subprocess when ``bridge.start`` is
-set, else reached at ``bridge.addresses``. Multi-host: launch the same command on every host with
+``<run.out_dir>/hf`` (weights + tokenizer / processor files). The bridge (System 2 + segmenter) is started as a
+subprocess when ``bridge.start`` is set, else reached at ``bridge.addresses``. ``bridge.grounder =
+"qwen2_5_omni:@policy"`` makes System 2 the policy itself (Omni-R1 section 4.1): the frozen pretrained
+``model.checkpoint`` while training and for the evaluations before / during GRPO, the exported trained policy for
+the evaluation after GRPO (the bridge is restarted on ``<run.out_dir>/hf``). The ``grounding`` task (SegZero-style
+System-2 training) needs no bridge and runs no VOS evaluation. Multi-host: launch the same command on every host with
 ``--coordinator/--num-processes/--process-id`` or ``OMNIR1_COORDINATOR`` / ``OMNIR1_NUM_PROCESSES`` /
 ``OMNIR1_PROCESS_ID`` (auto-detected on a TPU pod slice and under SLURM); see
 :mod:`omnir1_jax.runtime.distributed`. Only process 0 writes the metrics, plots and summary.
@@ -70,6 +74,7 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     # built directly in its sharding on the run's mesh (global arrays over every process's devices)
     policy = P.build_policy(cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh))
     qa = cfg.data.task == "qa"
+    no_bridge = qa or cfg.data.task == "grounding"  # the grounding task's policy grounds by itself
     if qa:
         from omnir1_jax.crossomni.batches import read_split
 
@@ -77,10 +82,18 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     else:
         records = S.read_records(cfg.data, cfg.data.split)
     summary: dict = {"name": cfg.name}
+
+    def export(pol) -> str:  # a whole model directory: weights + the tokenizer / processor files
+        return P.export_policy(pol, os.path.join(out, "hf"), tokenizer=tokenizer,
+                               assets_from=cfg.model.tokenizer or cfg.model.checkpoint)
+
     resuming = cfg.run.resume and _has_checkpoint(out)
-    bridge = None if qa else S.open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
+    # System 2 while training: a "KIND:@policy" grounder is the frozen pretrained checkpoint (Omni-R1 section 4.1)
+    bridge = None if no_bridge else S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out,
+                                                  data_roots=[cfg.data.root])
     task = make_task(cfg, tokenizer, bridge=(lambda: bridge.client) if bridge is not None else None, judge=judge)
-    do_eval = do_eval and not qa  # QA accuracy: python -m omnir1_jax.evaluate --split test
+    # QA accuracy: python -m omnir1_jax.evaluate --split test; grounding: evaluate the export as System 2 (VOS)
+    do_eval = do_eval and not no_bridge
     try:
         run_sft = "sft" in stages and (cfg.sft.steps > 0 or qa)  # CrossOmni: sft.steps = 0 means one epoch
         if run_sft and not resuming:
@@ -115,6 +128,14 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
             summary["grpo_last"] = hist[-1] if hist else None
             summary["evals"] = learner.evals
             if evaluate is not None:
+                if S.uses_policy_grounder(cfg.bridge):
+                    # System 2 = the trained policy (section 4.1): export it and restart the bridge on the export
+                    summary["hf"] = export(policy)
+                    bridge.close()
+                    bridge = None  # closed: not closed again if the new one fails to start
+                    bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, summary["hf"]), out,
+                                           data_roots=[cfg.data.root])
+                    evaluate = vos_evaluator(cfg, tokenizer, eval_records, bridge)
                 summary["after"] = evaluate(policy, "after_grpo")
                 if primary:
                     print(f"[eval] J&F after GRPO: {summary['after']['J&F']:.4f}", flush=True)
@@ -128,9 +149,10 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
                     marks.append((learner.step, summary["after"]["J&F"]))
                 summary["plot"] = plot_rewards(os.path.join(out, "metrics.jsonl"), os.path.join(out, "rewards.png"),
                                                weights=task.weights, evals=marks)
-        summary["hf"] = P.export_policy(policy, os.path.join(out, "hf"))
+        if "hf" not in summary:
+            summary["hf"] = export(policy)
         if save:
-            P.export_policy(policy, save)
+            P.export_policy(policy, save, tokenizer=tokenizer, assets_from=cfg.model.tokenizer or cfg.model.checkpoint)
     finally:
         task.close()
         if bridge is not None:

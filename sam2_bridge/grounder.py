@@ -107,6 +107,23 @@ class SyntheticBackend:
         return out
 
 
+def _load_processor(kind: str, path: str):
+    """The directory's processor; for a Qwen2.5-Omni Thinker exported without processor files (a policy exported
+    by ``omnir1_jax.policy.export_policy`` from a tokenizer only, e.g. the tiny test policy), the processor
+    Qwen2.5-Omni uses (Qwen2-VL image / video processing, 128-bin Whisper features) around its tokenizer."""
+    import os
+
+    import transformers
+
+    if kind == "qwen2_5_omni" and not os.path.exists(os.path.join(path, "preprocessor_config.json")):
+        tok = transformers.AutoTokenizer.from_pretrained(path)
+        return transformers.Qwen2_5OmniProcessor(
+            image_processor=transformers.Qwen2VLImageProcessor(), video_processor=transformers.Qwen2VLVideoProcessor(),
+            feature_extractor=transformers.WhisperFeatureExtractor(feature_size=128), tokenizer=tok,
+            chat_template=tok.chat_template)
+    return transformers.AutoProcessor.from_pretrained(path)
+
+
 class QwenBackend:
     """Qwen2.5-VL or the Qwen2.5-Omni Thinker from a local directory; greedy, batched decoding."""
 
@@ -126,7 +143,7 @@ class QwenBackend:
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.prompt = prompt
-        self.processor = transformers.AutoProcessor.from_pretrained(path)
+        self.processor = _load_processor(kind, path)
         self.processor.image_processor.size = {"longest_edge": max_pixels, "shortest_edge": min_pixels}
         self.processor.tokenizer.padding_side = "left"
         cls = (transformers.Qwen2_5_VLForConditionalGeneration if kind == "qwen2_5_vl"
