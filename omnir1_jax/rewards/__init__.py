@@ -11,6 +11,7 @@ Omni-R1 (SPEC sections 2-3)::
     alignment_reward(answers, pred_boxes, gt_boxes)                       # R_A (Hungarian)
     grounding_reward(pred_masks[N,T,H,W], gt_masks[T,H,W])                # R_G (jit)
     refaid_reward(completions, pred_boxes, gt_boxes)                      # RefAID
+    segzero_reward(completions, gt_box, gt_points) -> (total, components) # grounding task (SegZero-style)
     total_reward(completions, num_frames=..., gt_masks=..., ..., weights=RewardWeights(), preset="paper")
 
 CrossOmni (paper 004, Table 18)::
@@ -44,6 +45,7 @@ from omnir1_jax.rewards.keyframe import (
 )
 from omnir1_jax.rewards.parsing import AnswerItem, ParsedAnswer, extract_tag, parse_answer, parse_description, parse_time
 from omnir1_jax.rewards.refaid import refaid_reward
+from omnir1_jax.rewards.segzero import gt_points, parse_grounding_answer, segzero_reward
 from omnir1_jax.rewards.total import TABLE4_WEIGHTS, RewardWeights, mismatch_reward, total_reward
 
 __all__ = [
@@ -73,7 +75,10 @@ __all__ = [
     "parse_description",
     "parse_judge_score",
     "parse_time",
+    "gt_points",
+    "parse_grounding_answer",
     "refaid_reward",
+    "segzero_reward",
     "saliency_reward",
     "think_format_reward",
     "total_reward",
