@@ -115,7 +115,8 @@ def _load_processor(kind: str, path: str):
 
     import transformers
 
-    if kind == "qwen2_5_omni" and not os.path.exists(os.path.join(path, "preprocessor_config.json")):
+    saved = ("preprocessor_config.json", "processor_config.json")  # older / newer transformers' processor files
+    if kind == "qwen2_5_omni" and not any(os.path.exists(os.path.join(path, f)) for f in saved):
         tok = transformers.AutoTokenizer.from_pretrained(path)
         return transformers.Qwen2_5OmniProcessor(
             image_processor=transformers.Qwen2VLImageProcessor(), video_processor=transformers.Qwen2VLVideoProcessor(),
