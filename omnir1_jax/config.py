@@ -221,7 +221,8 @@ class BridgeSpec:
         a frozen copy of the pretrained model during training). A bridge started by an entry point resolves it
         (:func:`omnir1_jax.runtime.setup.resolve_grounder`): training and ``omnir1_jax.evaluate`` use
         ``model.checkpoint`` (``--policy DIR`` sets it), and ``omnir1_jax.train``'s evaluation after GRPO
-        restarts the bridge on the exported policy ``<run.out_dir>/hf``. With ``start = False`` the remote bridge
+        restarts the bridge on the exported policy ``<run.out_dir>/hf`` (multi-host: ``run.out_dir`` must be on a
+        filesystem every host sees, process 0 writes the export). With ``start = False`` the remote bridge
         serves whatever grounder it was started with.
       segmenter: ``synthetic`` | ``sam2`` | ``none`` (a judge-only bridge, see ``sam2_bridge.serve --judge``).
       sam2_config, sam2_checkpoint: packaged SAM2 config name and local checkpoint (hiera_l in the paper).

@@ -131,6 +131,10 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
                 if S.uses_policy_grounder(cfg.bridge):
                     # System 2 = the trained policy (section 4.1): export it and restart the bridge on the export
                     summary["hf"] = export(policy)
+                    if jax.process_count() > 1:  # each process's bridge loads what process 0 wrote (shared out_dir)
+                        from jax.experimental import multihost_utils
+
+                        multihost_utils.sync_global_devices("omnir1_jax.train: policy exported")
                     bridge.close()
                     bridge = None  # closed: not closed again if the new one fails to start
                     bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, summary["hf"]), out,

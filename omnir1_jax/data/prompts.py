@@ -129,7 +129,12 @@ GROUNDING_PROMPT = (
 
 
 def grounding_prompt(expression: str) -> str:
-    """The SegZero-style grounding prompt (one image + the referring expression; SPEC section 3 "Grounding")."""
+    """The SegZero-style grounding prompt (one image + the referring expression; SPEC section 3 "Grounding").
+
+    Wording: the released Omni-R1 code's ``QUESTION_TEMPLATE`` of ``src/omni_r1/load_datasets/segzero.py`` (the
+    ``image-segmentation`` task), filled as it fills it: the expression lower-cased with surrounding full stops
+    stripped, the example answer ``{"bbox_2d": [x1, y1, x2, y2], "points_1": [x3, y3], "points_2": [x4, y4]}``.
+    """
     return GROUNDING_PROMPT.format(question=expression.lower().strip("."), answer=GROUNDING_ANSWER)
 
 
