@@ -107,3 +107,14 @@ def test_one_grpo_step_of_the_tiny_policy_through_the_learner(setup, tmp_path):
     assert m["reward/total"] == pytest.approx(sum(m[f"reward/{k}"] for k in caps), abs=1e-5)
     assert m["grounding/n_formatted"] == pytest.approx(4 * m["reward/format"])
     assert len(learner.last_texts) == 4  # 2 prompts x group of 2
+
+
+def test_grounding_prompt_is_the_released_template():
+    # transcribed from the Omni-R1 release (src/omni_r1/load_datasets/segzero.py, QUESTION_TEMPLATE filled with
+    # question.lower().strip(".") and its example answer); the sentences are joined without spaces there too
+    want = ("Please find 'the cat on the left' with bbox and points.Compare the difference between objects and find "
+            "the most closely matched one.Output the thinking process in <think> </think> and final answer in "
+            "<answer> </answer> tags.Output the one bbox and points of two largest inscribed circles inside the "
+            "interested object in JSON format.i.e., <think> thinking process here </think><answer>{\"bbox_2d\": "
+            "[x1, y1, x2, y2], \"points_1\": [x3, y3], \"points_2\": [x4, y4]}</answer>")
+    assert grounding_prompt("The Cat on the left.") == want
