@@ -4,9 +4,12 @@ description; System 2 boxes it on frame 0 (the paper's AVS training variant, app
 Command::
 
     python -m omnir1_jax.train --config experiments/omni_r1_7b_refaid.py --set data.root='"data/refavs"'
-    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_s --policy runs/omni_r1_7b_refaid/hf
-    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_u --policy runs/omni_r1_7b_refaid/hf
-    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_n --policy runs/omni_r1_7b_refaid/hf
+    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_s \
+        --policy runs/omni_r1_7b_refaid/hf
+    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_u \
+        --policy runs/omni_r1_7b_refaid/hf
+    python -m omnir1_jax.evaluate --config experiments/omni_r1_7b_refaid.py --split test_n \
+        --policy runs/omni_r1_7b_refaid/hf
 
 System 2 (``bridge.grounder = "qwen2_5_omni:@policy"``, Omni-R1 section 4.1): while training, a frozen copy of the
 pretrained model (the bridge's Qwen2.5-Omni grounder on ``model.checkpoint``); in evaluation the trained model

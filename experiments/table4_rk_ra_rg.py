@@ -3,7 +3,7 @@
 Command::
 
     python -m omnir1_jax.train --config experiments/table4_rk_ra_rg.py [--set model.checkpoint=... data.root=...]
-    python -m omnir1_jax.evaluate --config experiments/table4_rk_ra_rg.py --split valid
+    python -m omnir1_jax.evaluate --config experiments/table4_rk_ra_rg.py --split valid --policy runs/table4_rk_ra_rg/hf
 
 Hardware: as omni_r1_7b_vos.py (Qwen2.5-Omni-7B System 1 on 8x 80 GB GPUs + bridge workers).
 

@@ -121,8 +121,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True, help="experiment file defining get_config()")
     ap.add_argument("--split", required=True, help="valid (ReVOS), valid_u (MeViS), test_s/test_u/test_n "
                     "(Ref-AVS), or a CrossOmni split")
-    ap.add_argument("--policy", default=None, help="System 1 checkpoint (local HF dir); default model.checkpoint. Also System 2 when "
-                    "bridge.grounder is KIND:@policy")
+    ap.add_argument("--policy", default=None, help="System 1 checkpoint (local HF dir); default model.checkpoint; "
+                    "also System 2 when bridge.grounder is KIND:@policy")
     ap.add_argument("--out", default=None, help="output directory (default <run.out_dir>/eval/<dataset>_<split>)")
     ap.add_argument("--max-items", type=int, default=None, help="evaluate at most this many new items")
     ap.add_argument("--bridge", default=None, help="connect to this bridge address instead of bridge.*")

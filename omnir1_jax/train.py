@@ -11,8 +11,8 @@ subprocess when ``bridge.start`` is set, else reached at ``bridge.addresses``. `
 "qwen2_5_omni:@policy"`` makes System 2 the policy itself (Omni-R1 section 4.1): the frozen pretrained
 ``model.checkpoint`` while training and for the evaluations before / during GRPO, the exported trained policy for
 the evaluation after GRPO (the bridge is restarted on ``<run.out_dir>/hf``). The ``grounding`` task (SegZero-style
-System-2 training) needs no bridge and runs no VOS evaluation. Multi-host: launch the same command on every host with
-``--coordinator/--num-processes/--process-id`` or ``OMNIR1_COORDINATOR`` / ``OMNIR1_NUM_PROCESSES`` /
+System-2 training) needs no bridge and runs no VOS evaluation. Multi-host: launch the same command on every host
+with ``--coordinator/--num-processes/--process-id`` or ``OMNIR1_COORDINATOR`` / ``OMNIR1_NUM_PROCESSES`` /
 ``OMNIR1_PROCESS_ID`` (auto-detected on a TPU pod slice and under SLURM); see
 :mod:`omnir1_jax.runtime.distributed`. Only process 0 writes the metrics, plots and summary.
 """

@@ -91,7 +91,8 @@ def test_format_needs_the_three_keys_with_four_and_two_numbers():
                 answer(GT_BOX, [True, 25], GT_PTS[1])):             # a boolean is not a number
         assert terms(bad)["format"] == 0.0, bad
     # a list of one object (Qwen's grounding habit) is read like the object
-    listed = '<think>x</think><answer>[{"bbox_2d": [10, 20, 30, 40], "points_1": [15, 25], "points_2": [20, 30]}]</answer>'
+    listed = ('<think>x</think><answer>[{"bbox_2d": [10, 20, 30, 40], "points_1": [15, 25], '
+              '"points_2": [20, 30]}]</answer>')
     assert terms(listed)["total"] == pytest.approx(4.4)
     # nested braces inside the object decode (the release's regex {[^}]+} cannot)
     nested = answer(GT_BOX, GT_PTS[0], GT_PTS[1], meta={"a": {"b": 1}})

@@ -110,7 +110,8 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
     argv = ["--config", os.path.join(os.path.dirname(__file__), "_system2_config.py"), "--split", "valid",
             "--policy", hf, "--out", out, "--max-items", "1", "--set", f"data.root={cfg.data.root!r}"]
     recorded = []
-    monkeypatch.setattr(S, "open_bridge", lambda spec, *a, **kw: recorded.append(spec.grounder) or real_open(spec, *a, **kw))
+    monkeypatch.setattr(S, "open_bridge",
+                        lambda spec, *a, **kw: recorded.append(spec.grounder) or real_open(spec, *a, **kw))
     assert main(argv) == 0
     assert recorded == [f"qwen2_5_omni:{os.path.abspath(hf)}"]
     assert os.path.exists(os.path.join(out, "summary.json"))
