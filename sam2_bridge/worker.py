@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = Handler(cfg)
     except Exception as exc:  # the models cannot be built: tell the server why, then exit
         traceback.print_exc(file=sys.stderr)
-        sock.send_multipart([b"FAILED", json.dumps({"error": f"{type(exc).__name__}: {exc}"[:4000]}).encode()])
+        first_line = (str(exc).strip().splitlines() or [""])[0]  # the traceback above has the rest
+        sock.send_multipart([b"FAILED", json.dumps({"error": f"{type(exc).__name__}: {first_line}"[:2000]}).encode()])
         sock.close()
         ctx.term()
         return 3
