@@ -12,8 +12,9 @@ Behaviour:
 
 - every request has a deadline; when it passes, the group future resolves to a ``GroupResult`` with
   ``status="timed_out"`` (and no rollouts), the other calls raise :class:`BridgeTimeout` — never a silent zero;
-- an attempt that gets no reply within ``attempt_timeout_s``, or a retryable error (``worker_died``,
-  ``overloaded``), is re-sent (up to ``retries`` times), to the next server;
+- an attempt that gets no reply within ``attempt_timeout_s``, or a retryable error (``worker_died``; after a
+  pause of 0.5 s doubling per attempt, ``overloaded``), is re-sent (up to ``retries`` times), to the next
+  server;
 - several addresses are used round-robin (a remote pool over tcp://);
 - each request carries its remaining deadline (``deadline_s``), so a server drops it unstarted once the client
   has given up, and the shared ``token`` when one is given (a server started with ``--token-file``);
@@ -414,7 +415,11 @@ class BridgeClient:
             return
         err = reply.get("error") or {}
         code, msg = str(err.get("code", "internal")), str(err.get("message", ""))
-        if err.get("retryable"):
+        if code == "overloaded" and p.attempts <= self.retries:
+            # a full queue: resending at once would be refused again; the attempt timeout resends it after a
+            # pause (0.5 s, 1 s, 2 s ... per attempt), so a burst drains instead of failing
+            p.attempt_deadline = min(p.deadline, time.monotonic() + 0.5 * 2 ** (p.attempts - 1))
+        elif err.get("retryable"):
             self._retry_or_fail(p, pending, socks, code, msg)
         else:
             del pending[p.req_id]

@@ -158,10 +158,17 @@ def test_queued_bytes_are_bounded(bridge):
         reply = raw.ask(_segment("q3", clip, 1))  # 360 KB would be queued: refused at once, retryable
         assert reply["id"] == "q3" and reply["error"]["code"] == "overloaded" and reply["error"]["retryable"]
         assert client.health()["queued_bytes"] == sum(len(_segment(f"q{i}", clip, 1)) for i in (1, 2))
+        # a client told 'overloaded' pauses and re-sends instead of failing
+        patient = BridgeClient(server.address, deadline_s=120, retries=5)
+        future = patient.submit("segment", P.SegmentRequest(clip, 1, [], [], np.zeros((0, 4))).to_body())
+        time.sleep(0.3)  # its first attempt is refused at once (the queue is full); its re-send waits 0.5 s
     finally:
         os.kill(pid, signal.SIGCONT)
     replies = {r["id"]: r for r in (raw.recv() for _ in range(3))}
     assert sorted(replies) == ["q0", "q1", "q2"] and all(r["ok"] for r in replies.values())
+    assert P.SegmentReply.from_body(future.result()).masks.shape == (1, 1, 200, 200)
+    assert future.attempts >= 2
+    patient.close()
     raw.close()
 
 
