@@ -402,7 +402,7 @@ class BridgeClient:
         try:
             # replies are trusted more than requests: only the size bounds them (masks, boxes, many texts)
             reply = P.decode_message(payload, P.DecodeLimits(self.max_message_bytes, max_container_len=1 << 24,
-                                                             max_items=1 << 26))
+                                                             max_items=1 << 26, max_bool_elements=1 << 40))
         except P.ProtocolError:
             return  # not ours to match; the attempt timeout will retry
         p = pending.get(reply.get("id"))

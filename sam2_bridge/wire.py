@@ -62,6 +62,9 @@ class DecodeLimits:
     max_container_len: int = 4096
     max_items: int = 65536
     max_str_len: int = 1024 * 1024
+    # bool arrays travel as bits and unpack to 8x their size; no request has one (replies do: masks), so a
+    # server bounds them tightly (128 M elements) and a client decoding replies passes a large value
+    max_bool_elements: int = 1 << 27
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -88,7 +91,7 @@ def _pack_array(arr: np.ndarray) -> msgpack.ExtType:
     return msgpack.ExtType(_EXT_NDARRAY, head + data)
 
 
-def _unpack_array(code: int, payload: bytes, copy: bool = True) -> Any:
+def _unpack_array(code: int, payload: bytes, copy: bool = True, max_bool: int = 1 << 62) -> Any:
     if code != _EXT_NDARRAY:
         raise ProtocolError("bad_body", f"unknown msgpack extension type {code}")
     if len(payload) < 2:
@@ -108,6 +111,8 @@ def _unpack_array(code: int, payload: bytes, copy: bool = True) -> Any:
     if name == "bool":
         if len(data) != (count + 7) // 8:
             raise ProtocolError("bad_body", f"bool array of shape {shape}: {len(data)} bytes of bits")
+        if count > max_bool:
+            raise ProtocolError("too_large", f"bool array of {count} elements > {max_bool}")
         bits = np.unpackbits(np.frombuffer(data, np.uint8), count=count)
         return bits.astype(bool).reshape(shape)
     dtype = np.dtype(name).newbyteorder("<")
@@ -180,7 +185,7 @@ def _unpack_body(body: memoryview, limits: DecodeLimits, copy_arrays: bool = Tru
 
     n = max(len(body), 1)
     try:
-        return msgpack.unpackb(body, ext_hook=lambda c, d: _unpack_array(c, d, copy_arrays), raw=False,
+        return msgpack.unpackb(body, ext_hook=lambda c, d: _unpack_array(c, d, copy_arrays, limits.max_bool_elements), raw=False,
                                strict_map_key=True, use_list=True, list_hook=count, object_hook=count,
                                max_str_len=min(n, limits.max_str_len), max_bin_len=n,
                                max_array_len=min(n, limits.max_container_len),
