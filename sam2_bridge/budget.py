@@ -65,7 +65,7 @@ class Budget:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Budget.{f.name} = {v!r}, expected an int >= 1")
+                raise ValueError(f"--{f.name.replace('_', '-')} (Budget.{f.name}) = {v!r}, expected an int >= 1")
 
     # ------------------------------------------------------------------------------------------ checks
 

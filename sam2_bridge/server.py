@@ -233,6 +233,11 @@ class Server:
             self._error(client, req_id, req_type if isinstance(req_type, str) else "?", exc.code, exc.message,
                         received, len(payload), version, exc.retryable)
             return
+        except Exception as exc:  # a validation bug must not take the broker (and every client) down
+            log.exception("request id=%s: unexpected error while checking it", req_id)
+            self._error(client, req_id, req_type if isinstance(req_type, str) else "?", "internal",
+                        f"{type(exc).__name__}: {exc}", received, len(payload), version)
+            return
         deadline = None if env.deadline_s is None else arrived + float(env.deadline_s)
         self.queue.append((client, req_id, req_type, received, payload, deadline, version))
         self.queued_bytes += len(payload)
