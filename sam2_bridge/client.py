@@ -391,8 +391,8 @@ class BridgeClient:
             except zmq.ZMQError:
                 return
             dropped = dropped or event["event"] == zmq.EVENT_DISCONNECTED
-        if not dropped:
-            return
+        if not dropped or (self.local_server is not None and address == self.local_server.address):
+            return  # a local server's death is handled (restart + re-send) by _check_deadlines
         now = time.monotonic()
         for p in list(pending.values()):
             if p.address == address and p.sent_at < now:
