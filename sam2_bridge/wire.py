@@ -183,9 +183,12 @@ def _unpack_body(body: memoryview, limits: DecodeLimits, copy_arrays: bool = Tru
                                 "(--max-msgpack-items)")
         return container
 
+    def ext_hook(code: int, payload: bytes) -> Any:
+        return _unpack_array(code, payload, copy_arrays, limits.max_bool_elements)
+
     n = max(len(body), 1)
     try:
-        return msgpack.unpackb(body, ext_hook=lambda c, d: _unpack_array(c, d, copy_arrays, limits.max_bool_elements), raw=False,
+        return msgpack.unpackb(body, ext_hook=ext_hook, raw=False,
                                strict_map_key=True, use_list=True, list_hook=count, object_hook=count,
                                max_str_len=min(n, limits.max_str_len), max_bin_len=n,
                                max_array_len=min(n, limits.max_container_len),
