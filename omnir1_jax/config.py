@@ -228,6 +228,8 @@ class BridgeSpec:
       sam2_config, sam2_checkpoint: packaged SAM2 config name and local checkpoint (hiera_l in the paper).
       workers: bridge worker processes (one per GPU).
       timeout_s: deadline of one group query; retries: how often a failed query is retried.
+      token_file: a file holding the shared token of a bridge started with ``--token-file`` (a remote pool
+        reached with ``--allow-remote``); a local bridge started by the run is given the same file.
     """
 
     start: bool = True
@@ -239,6 +241,7 @@ class BridgeSpec:
     workers: int = 1
     timeout_s: float = 600.0
     retries: int = 2
+    token_file: str | None = None
 
     def __post_init__(self):
         _flag("bridge", self, "start")

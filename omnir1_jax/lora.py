@@ -154,6 +154,10 @@ class LoraThinker(nnx.Module):
         # lm_head / embeddings are never adapted, so the base computes the logits directly.
         return self.base.logits(hidden)
 
+    def head_kernel(self):
+        """The base's output projection [D, V] (never adapted; the scorer fuses it into the log-softmax)."""
+        return self.base.head_kernel()
+
     def forward(self, inputs, *, remat: bool = False):
         return self.merged_view().forward(inputs, remat=remat)
 

@@ -242,3 +242,16 @@ def place_policy(policy, mesh, sharding=None):
     placed = nnx.merge(graphdef, D.place(state, param_shardings(state, mesh, sharding)))
     placed.act_sharding, placed.kv_sharding, placed.flat_sharding = activation_shardings(sharding, mesh)
     return placed
+
+
+def tokenize_targets(tokenizer, texts: Sequence[str], eos_id: int, pad_id: int, multiple: int = 32):
+    """Supervised targets as ``(ids [R, C], mask [R, C])`` int32: each text's tokens + EOS, right-padded with
+    ``pad_id`` to a multiple of ``multiple`` (fewer distinct shapes to compile)."""
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos_id] for t in texts]
+    width = -(-max(len(x) for x in ids) // multiple) * multiple
+    out = np.full((len(ids), width), pad_id, np.int32)
+    mask = np.zeros((len(ids), width), np.int32)
+    for i, x in enumerate(ids):
+        out[i, : len(x)] = x
+        mask[i, : len(x)] = 1
+    return jnp.asarray(out), jnp.asarray(mask)

@@ -12,11 +12,18 @@ Behaviour:
 
 - every request has a deadline; when it passes, the group future resolves to a ``GroupResult`` with
   ``status="timed_out"`` (and no rollouts), the other calls raise :class:`BridgeTimeout` — never a silent zero;
-- an attempt that gets no reply within ``attempt_timeout_s``, or a retryable error (``worker_died``,
-  ``overloaded``), is re-sent (up to ``retries`` times), to the next server;
+- an attempt that gets no reply within ``attempt_timeout_s``, or a retryable error (``worker_died``; after a
+  pause of 0.5 s doubling per attempt, ``overloaded``), is re-sent (up to ``retries`` times), to the next
+  server;
 - several addresses are used round-robin (a remote pool over tcp://);
+- each request carries its remaining deadline (``deadline_s``), so a server drops it unstarted once the client
+  has given up, and the shared ``token`` when one is given (a server started with ``--token-file``);
+- a server whose connection drops (its process died, or it stopped answering zmq heartbeats for
+  ``heartbeat_timeout_s``) gets the requests it held re-sent at once: they reach the restarted server as soon
+  as it listens on the same address again, instead of waiting out their attempt timeout;
 - with ``local_server`` (a :class:`LocalServer`), a dead server process is restarted and the requests it held
-  are re-sent at once.
+  are re-sent at once; a server that exits because its workers cannot start (exit status 3) is not restarted:
+  its requests fail with ``server_failed``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from sam2_bridge import protocol as P
 from sam2_bridge.protocol import FrameRef, Keyframe, RolloutResult
@@ -120,6 +128,12 @@ class LocalServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def failed(self) -> bool:
+        """The server exited because a worker could not start (restarting it would fail the same way)."""
+        from sam2_bridge.server import EXIT_WORKER_START
+
+        return self.proc is not None and self.proc.poll() == EXIT_WORKER_START
+
     def restart(self) -> None:
         self.stop()
         self.restarts += 1
@@ -145,9 +159,11 @@ class _Pending:
     payload: bytes
     deadline: float
     submitted: float
+    body: bytes = b""  # the packed body, framed again per attempt (each attempt carries its own deadline_s)
     attempts: int = 0
     attempt_deadline: float = 0.0
     address: str = ""
+    sent_at: float = 0.0
 
 
 class BridgeClient:
@@ -156,17 +172,26 @@ class BridgeClient:
     def __init__(self, addresses: Sequence[str] | str, deadline_s: float = 600.0,
                  attempt_timeout_s: float | None = None, retries: int = 2,
                  local_server: LocalServer | None = None,
-                 max_message_bytes: int = P.DEFAULT_MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = P.DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
+                 token_file: str | None = None, heartbeat_timeout_s: float = 5.0):
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
             raise ValueError("BridgeClient needs at least one address")
         if local_server is not None and local_server.address not in self.addresses:
             raise ValueError(f"local server address {local_server.address} is not among {self.addresses}")
+        if token is not None and token_file is not None:
+            raise ValueError("BridgeClient: give token or token_file, not both")
+        if token_file is not None:
+            from sam2_bridge.serve import read_token_file
+
+            token = read_token_file(token_file)
+        self.token = token
         self.deadline_s = deadline_s
         self.attempt_timeout_s = attempt_timeout_s or deadline_s
         self.retries = retries
         self.local_server = local_server
         self.max_message_bytes = max_message_bytes
+        self.heartbeat_timeout_s = heartbeat_timeout_s
         self._ctx = zmq.Context()
         self._wake_addr = f"inproc://wake-{uuid.uuid4().hex}"
         self._wake_recv = self._ctx.socket(zmq.PAIR)
@@ -188,10 +213,13 @@ class BridgeClient:
         if self._closed:
             raise RuntimeError("BridgeClient is closed")
         req_id = uuid.uuid4().hex
-        payload = P.make_request(req_id, req_type, body, max_message_bytes=self.max_message_bytes)
+        packed = P.pack_body(body)
         now = time.monotonic()
-        pending = _Pending(concurrent.futures.Future(), req_id, req_type, payload,
-                           now + (deadline_s or self.deadline_s), now)
+        deadline = now + (deadline_s or self.deadline_s)
+        # framed here once (a too-large request fails in the caller); re-framed per resend with its deadline
+        payload = P.frame_request(req_id, req_type, packed, token=self.token, deadline_s=deadline - now,
+                                  max_message_bytes=self.max_message_bytes)
+        pending = _Pending(concurrent.futures.Future(), req_id, req_type, payload, deadline, now, packed)
         self._outbox.put(pending)
         with self._wake_lock:
             self._wake_send.send(b"")
@@ -201,9 +229,13 @@ class BridgeClient:
         return self.submit("health", {}, deadline_s).result()
 
     def wait_ready(self, timeout_s: float = 300.0, workers: int = 1) -> dict[str, Any]:
-        """Poll ``health`` until at least ``workers`` workers are ready."""
+        """Poll ``health`` until at least ``workers`` workers are ready (BridgeError ``server_failed`` at once
+        when the local server exited because its workers cannot start)."""
         end = time.monotonic() + timeout_s
         while True:
+            if self.local_server is not None and self.local_server.failed():
+                raise BridgeError("server_failed", f"the bridge server {self.local_server.address} exited: its "
+                                  "workers could not start (see its log)")
             try:
                 info = self.health(deadline_s=min(5.0, max(0.5, end - time.monotonic())))
                 if sum(w["ready"] for w in info["workers"]) >= workers:
@@ -274,16 +306,26 @@ class BridgeClient:
 
     # ------------------------------------------------------------------------------------ I/O thread
 
-    def _connect(self, address: str) -> zmq.Socket:
+    def _connect(self, address: str) -> tuple[zmq.Socket, zmq.Socket]:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        # zmq heartbeats: a server that vanished without closing the connection (a dead host) is noticed too
+        ivl = max(100, int(self.heartbeat_timeout_s * 1000) // 3)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.heartbeat_timeout_s * 1000))
+        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         sock.connect(address)
-        return sock
+        return sock, monitor
 
     def _send(self, p: _Pending, socks: dict[str, zmq.Socket]) -> None:
         p.address = self.addresses[next(self._round_robin)]
+        now = time.monotonic()
+        if p.attempts:  # a resend: the deadline it carries is what is left now
+            p.payload = P.frame_request(p.req_id, p.req_type, p.body, token=self.token,
+                                        deadline_s=max(0.0, p.deadline - now), max_message_bytes=self.max_message_bytes)
         p.attempts += 1
-        p.attempt_deadline = min(p.deadline, time.monotonic() + self.attempt_timeout_s)
+        p.attempt_deadline = min(p.deadline, now + self.attempt_timeout_s)
+        p.sent_at = now
         socks[p.address].send(p.payload, copy=False)
 
     def _retry_or_fail(self, p: _Pending, pending: dict[str, _Pending], socks, code: str, msg: str) -> None:
@@ -296,11 +338,15 @@ class BridgeClient:
         p.future.set_exception(exc)
 
     def _loop(self) -> None:
-        socks = {a: self._connect(a) for a in dict.fromkeys(self.addresses)}
+        pairs = {a: self._connect(a) for a in dict.fromkeys(self.addresses)}
+        socks = {a: s for a, (s, _) in pairs.items()}
+        monitors = {m: a for a, (_, m) in pairs.items()}
         poller = zmq.Poller()
         poller.register(self._wake_recv, zmq.POLLIN)
         for s in socks.values():
             poller.register(s, zmq.POLLIN)
+        for m in monitors:
+            poller.register(m, zmq.POLLIN)
         by_sock = {s: a for a, s in socks.items()}
         pending: dict[str, _Pending] = {}
         while not self._closed:
@@ -323,15 +369,40 @@ class BridgeClient:
                 if sock in events:
                     while sock.poll(0):
                         self._on_reply(sock.recv(), pending, socks)
+            for mon, address in monitors.items():
+                if mon in events:
+                    self._on_monitor(mon, address, pending, socks)
             self._check_deadlines(pending, socks, by_sock)
         for p in pending.values():
             p.future.set_exception(BridgeError("closed", "client closed"))
         for s in socks.values():
+            s.disable_monitor()
             s.close()
+        for m in monitors:
+            m.close()
+
+    def _on_monitor(self, mon: zmq.Socket, address: str, pending: dict[str, _Pending], socks) -> None:
+        """The connection to ``address`` dropped: what that server held is lost, re-send it now (it is queued
+        in the socket and delivered when a server listens there again, or goes to the next address)."""
+        dropped = False
+        while mon.poll(0):
+            try:
+                event = recv_monitor_message(mon)
+            except zmq.ZMQError:
+                return
+            dropped = dropped or event["event"] == zmq.EVENT_DISCONNECTED
+        if not dropped or (self.local_server is not None and address == self.local_server.address):
+            return  # a local server's death is handled (restart + re-send) by _check_deadlines
+        now = time.monotonic()
+        for p in list(pending.values()):
+            if p.address == address and p.sent_at < now:
+                self._retry_or_fail(p, pending, socks, "disconnected", f"lost the connection to {address}")
 
     def _on_reply(self, payload: bytes, pending: dict[str, _Pending], socks) -> None:
         try:
-            reply = P.decode_message(payload, self.max_message_bytes)
+            # replies are trusted more than requests: only the size bounds them (masks, boxes, many texts)
+            reply = P.decode_message(payload, P.DecodeLimits(self.max_message_bytes, max_container_len=1 << 24,
+                                                             max_items=1 << 26, max_bool_elements=1 << 40))
         except P.ProtocolError:
             return  # not ours to match; the attempt timeout will retry
         p = pending.get(reply.get("id"))
@@ -344,7 +415,11 @@ class BridgeClient:
             return
         err = reply.get("error") or {}
         code, msg = str(err.get("code", "internal")), str(err.get("message", ""))
-        if err.get("retryable"):
+        if code == "overloaded" and p.attempts <= self.retries:
+            # a full queue: resending at once would be refused again; the attempt timeout resends it after a
+            # pause (0.5 s, 1 s, 2 s ... per attempt), so a burst drains instead of failing
+            p.attempt_deadline = min(p.deadline, time.monotonic() + 0.5 * 2 ** (p.attempts - 1))
+        elif err.get("retryable"):
             self._retry_or_fail(p, pending, socks, code, msg)
         else:
             del pending[p.req_id]
@@ -355,10 +430,18 @@ class BridgeClient:
         now = time.monotonic()
         server = self.local_server
         if server is not None and server.proc is not None and not server.alive():
-            server.restart()
-            for p in list(pending.values()):
-                if p.address == server.address:
-                    self._retry_or_fail(p, pending, socks, "server_died", "local bridge server died")
+            if server.failed():  # its workers cannot start: restarting would fail the same way
+                for p in list(pending.values()):
+                    if p.address == server.address:
+                        del pending[p.req_id]
+                        p.future.attempts = p.attempts
+                        p.future.set_exception(BridgeError("server_failed", f"the bridge server {server.address} "
+                                                           "exited: its workers could not start (see its log)"))
+            else:
+                server.restart()
+                for p in list(pending.values()):
+                    if p.address == server.address:
+                        self._retry_or_fail(p, pending, socks, "server_died", "local bridge server died")
         for p in list(pending.values()):
             if now >= p.deadline:
                 del pending[p.req_id]

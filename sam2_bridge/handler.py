@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from sam2_bridge import protocol as P
+from sam2_bridge.budget import Budget
 from sam2_bridge.frames import resolve_frames
 
 
@@ -40,6 +41,7 @@ class HandlerConfig:
     judge: str | None = None  # "hf:PATH" | None
     judge_dtype: str = "float32"
     judge_max_batch: int = 16
+    budget: dict | None = None  # Budget fields (None: the defaults)
 
     def __post_init__(self):
         if self.segmenter not in ("sam2", "synthetic", "none"):
@@ -58,6 +60,7 @@ class Handler:
         from sam2_bridge.judge import build_judge
 
         self.cfg = cfg
+        self.budget = Budget(**(cfg.budget or {}))
         self.judge = build_judge(cfg.judge, device=cfg.device, dtype=cfg.judge_dtype, max_batch=cfg.judge_max_batch)
         self.segmenter = self.grounder = None
         if cfg.segmenter == "none":
@@ -98,20 +101,24 @@ class Handler:
 
     # --------------------------------------------------------------------------------------- requests
 
-    def handle(self, req_type: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Reply body for a request body (raises ProtocolError on invalid fields or frames)."""
+    def handle(self, req_type: str, body: Mapping[str, Any], deadline: float | None = None) -> dict[str, Any]:
+        """Reply body for a request body (raises ProtocolError on invalid fields or frames, ``too_large`` over
+        the budget, ``expired`` once ``time.monotonic()`` passes ``deadline`` between stages)."""
         t0 = time.perf_counter()
         request = P.REQUEST_CLASSES[req_type].from_body(body)
+        self.budget.check_request(request)
         if req_type == "judge":
             if self.judge is None:
                 raise P.ProtocolError("no_judge", "this bridge was started without --judge")
+            _check_deadline(deadline, "before the judge")
             texts, timings = self.judge.generate(request.prompts, request.max_new_tokens)
             return P.JudgeReply(tuple(texts), timings).to_body()
         if self.segmenter is None:
             raise P.ProtocolError("no_segmenter", f"this bridge was started with --segmenter none; it cannot "
                                   f"answer {req_type!r}")
         if req_type == "ground":
-            frames = resolve_frames(request.frames, self.cfg.data_roots)
+            frames = self.frames(request.frames)
+            _check_deadline(deadline, "after reading the frames")
             t1 = time.perf_counter()
             res = self.ground_keyframes(frames, request.keyframes)
             t2 = time.perf_counter()
@@ -119,20 +126,27 @@ class Handler:
                                   tuple(g.text for g in res), sum(not g.parsed for g in res),
                                   {"frames_s": t1 - t0, "ground_s": t2 - t1})
         elif req_type == "segment":
-            frames = resolve_frames(request.clip, self.cfg.data_roots)
+            frames = self.frames(request.clip, request.num_rollouts)
+            _check_deadline(deadline, "after reading the frames")
             t1 = time.perf_counter()
             masks, obj_ids, timings = self.segment_arrays(frames, request.num_rollouts, request.det_rollout,
                                                           request.det_frame, request.det_boxes)
             reply = P.SegmentReply(masks, obj_ids, {"frames_s": t1 - t0,
                                                     "segment_s": time.perf_counter() - t1, **timings})
         else:
-            reply = self.group(request, t0)
+            reply = self.group(request, t0, deadline)
         return reply.to_body()
 
-    def group(self, request: P.GroupRequest, t0: float | None = None) -> P.GroupReply:
+    def frames(self, clip: Any, rollouts: int = 0) -> np.ndarray:
+        """uint8 [T, H, W, 3] of a clip (array or FrameRef under the data roots, within the budget)."""
+        return resolve_frames(clip, self.cfg.data_roots, self.budget, rollouts)
+
+    def group(self, request: P.GroupRequest, t0: float | None = None, deadline: float | None = None
+              ) -> P.GroupReply:
         """Ground every keyframe of every rollout (one batch), then segment all detections in one pass."""
         t0 = time.perf_counter() if t0 is None else t0
-        frames = resolve_frames(request.clip, self.cfg.data_roots)
+        frames = self.frames(request.clip, len(request.rollouts))
+        _check_deadline(deadline, "after reading the frames")
         t1 = time.perf_counter()
         flat = [k for r in request.rollouts for k in r]
         groundings = self.ground_keyframes(frames, flat)
@@ -148,9 +162,16 @@ class Handler:
                 det_frame += [k.frame_idx] * len(g.boxes)
                 det_boxes += g.boxes.tolist()
             boxes.append(tuple(per_kf))
+        self.budget.check_detections(len(det_boxes))
+        _check_deadline(deadline, "after grounding")
         masks, _, timings = self.segment_arrays(frames, len(request.rollouts), np.asarray(det_rollout, np.int32),
                                                 np.asarray(det_frame, np.int32),
                                                 np.asarray(det_boxes, np.float32).reshape(-1, 4))
         t3 = time.perf_counter()
         return P.GroupReply(tuple(boxes), masks, sum(not g.parsed for g in groundings), len(det_boxes),
                             {"frames_s": t1 - t0, "ground_s": t2 - t1, "segment_s": t3 - t2, **timings})
+
+
+def _check_deadline(deadline: float | None, stage: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise P.ProtocolError("expired", f"the request's deadline passed {stage}; dropped")

@@ -1,6 +1,7 @@
 """The bridge's wire protocol: the contract between the JAX trainer and the PyTorch bridge.
 
-This module imports neither torch nor jax (only numpy and msgpack), so the trainer can import it.
+This module imports neither torch nor jax (only numpy and msgpack), so the trainer can import it. The framing,
+array encoding, limits and envelope code is in :mod:`sam2_bridge.wire` (re-exported here).
 
 Framing
 -------
@@ -9,23 +10,44 @@ Every message (request or reply) is one byte string::
     MAGIC b"S2BR" | version u16 LE | flags u16 LE (0) | body length u64 LE | body (msgpack)
 
 The declared length must equal the number of body bytes (so a truncated or padded message is detected), the
-body must not exceed the receiver's ``max_message_bytes`` (default 512 MiB) and the version must equal
-:data:`PROTOCOL_VERSION`. Over ZeroMQ each message is exactly one frame (a DEALER client talks to the
+body must not exceed the receiver's ``max_message_bytes`` (default 512 MiB) and the version must be one of
+:data:`SUPPORTED_VERSIONS`. Over ZeroMQ each message is exactly one frame (a DEALER client talks to the
 server's ROUTER socket; zmq adds the routing frames).
 
 Body: msgpack with plain values only (nil, bool, int, float, str, bytes, lists, maps with string keys) and
 numpy arrays as msgpack extension type 1: ``dtype code u8 | ndim u8 | ndim x u64 LE shape | raw bytes``,
 little-endian, C order; ``bool`` arrays travel as ``np.packbits`` bits (8 mask pixels per byte). Allowed
 dtypes: bool, uint8, uint16, int16, int32, int64, float16, float32, float64. Nothing is ever unpickled and
-no field names code: decoding can only ever produce those plain values and numeric arrays.
+no field names code: decoding can only ever produce those plain values and numeric arrays. A receiver bounds
+what decoding may cost (:class:`DecodeLimits`): at most ``max_container_len`` entries in one list or map,
+``max_items`` entries in all of them together, ``max_str_len`` bytes per string, nesting depth 1024; beyond
+them the message gets ``too_large`` (a list or map too long, too many entries) or ``bad_body``.
+
+Versions
+--------
+Version 2 (this module) added the optional envelope fields ``token`` and ``deadline_s`` and the error codes
+``forbidden``, ``unauthorized`` and ``expired``; ``FrameRef`` frames are read only under the server's
+``--data-root`` list. A server still serves version-1 requests (they carry neither field; they get
+``unauthorized`` from a server started with ``--token-file``) and answers every request in the version it
+came in, so a version-1 client keeps working. A change that an older peer would misread bumps the version.
 
 Envelope
 --------
 Request: ``{"id": str (<= 64 chars), "type": "health" | "ground" | "segment" | "ground_and_segment" |
-"judge", "body": map}``. Reply: ``{"id": <request id>, "type": <request type>, "ok": true, "body": map}`` or
-``{"id", "type", "ok": false, "error": {"code": str, "message": str, "retryable": bool}}``. Error codes:
-``bad_header``, ``bad_version``, ``truncated``, ``too_large``, ``bad_body``, ``bad_type``, ``bad_field``,
-``bad_frames`` (frame files missing / unreadable), ``no_judge`` (a ``judge`` request to a bridge started
+"judge", "token": str (optional), "deadline_s": float (optional), "body": map}``. ``token``: the shared
+secret of a server started with ``--token-file`` (compared in constant time before the body is decoded).
+``deadline_s``: seconds the client still waits for this answer, counted from when the server receives the
+message (relative, so the two machines' clocks need not agree); work whose deadline has passed is dropped
+before it starts and answered ``expired``. ``body`` should come last (the server then reads the envelope
+without touching the body). Reply: ``{"id": <request id>, "type": <request type>, "ok": true, "body": map}``
+or ``{"id", "type", "ok": false, "error": {"code": str, "message": str, "retryable": bool}}``. Error codes
+(:data:`ERROR_CODES`): ``bad_header``, ``bad_version``, ``truncated``, ``too_large`` (over the message size
+or one of the server's budgets: frames, pixels, rollouts, keyframes, detections, reply bytes, queued bytes,
+msgpack containers), ``bad_body``, ``bad_type``, ``bad_field``, ``bad_frames`` (a referenced frame is not a
+readable image under the server's ``--data-root``; the same message whether the file is missing, is not an
+image, or lies outside the roots), ``forbidden`` (a ``FrameRef`` sent to a server started without
+``--data-root``), ``unauthorized`` (missing / wrong ``token``), ``expired`` (the deadline passed before the
+work started), ``overloaded`` (retryable: queue full), ``no_judge`` (a ``judge`` request to a bridge started
 without ``--judge``), ``no_segmenter`` (a grounding / segmentation request to a judge-only bridge,
 ``--segmenter none``), ``worker_died`` (retryable), ``internal``.
 
@@ -34,7 +56,9 @@ Frames (field ``frames`` / ``clip``; a map with exactly one of)
 - ``{"array": uint8 [T, H, W, 3]}``: RGB frames;
 - ``{"ref": {"root": str, "video": str, "names": [str, ...], "subdir": str = "JPEGImages"}}``: the bridge
   reads ``root/subdir/video/name`` itself (ReVOS / MeViS layout; ``.jpg`` appended to a name without a
-  suffix); names and video may not leave ``root``.
+  suffix); names and video may not leave ``root`` (no ``..``, no absolute part, no NUL byte), and every file
+  must resolve to a regular file under one of the server's ``--data-root`` directories (see
+  :mod:`sam2_bridge.frames`).
 
 Requests and replies (``body`` maps; the dataclasses below build and parse them)
 --------------------------------------------------------------------------------
@@ -65,159 +89,15 @@ over the forward and the backward SAM2 sweep (see :mod:`sam2_bridge.segmenter`).
 from __future__ import annotations
 
 import dataclasses
-import struct
 from typing import Any, Mapping, Sequence
 
-import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 1
-MAGIC = b"S2BR"
-_HEADER = struct.Struct("<4sHHQ")
-HEADER_BYTES = _HEADER.size
-DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
-REQUEST_TYPES = ("health", "ground", "segment", "ground_and_segment", "judge")
-MAX_ID_CHARS = 64
-_EXT_NDARRAY = 1
-_DTYPES: tuple[str, ...] = ("bool", "uint8", "uint16", "int16", "int32", "int64", "float16", "float32",
-                            "float64")
-_MAX_NDIM = 8
-
-
-class ProtocolError(ValueError):
-    """A message that does not follow the protocol; ``code`` is one of the documented error codes."""
-
-    def __init__(self, code: str, message: str, retryable: bool = False):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-
-
-# ----------------------------------------------------------------------------------------------- arrays
-
-
-def _pack_array(arr: np.ndarray) -> msgpack.ExtType:
-    arr = np.asarray(arr)
-    name = arr.dtype.name
-    if name not in _DTYPES:
-        raise ProtocolError("bad_field", f"array dtype {arr.dtype} is not one of {_DTYPES}")
-    if arr.ndim > _MAX_NDIM:
-        raise ProtocolError("bad_field", f"array has {arr.ndim} dims > {_MAX_NDIM}")
-    head = struct.pack(f"<BB{arr.ndim}Q", _DTYPES.index(name), arr.ndim, *arr.shape)
-    if name == "bool":
-        data = np.packbits(arr.reshape(-1)).tobytes()
-    else:
-        data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-    return msgpack.ExtType(_EXT_NDARRAY, head + data)
-
-
-def _unpack_array(code: int, payload: bytes) -> Any:
-    if code != _EXT_NDARRAY:
-        raise ProtocolError("bad_body", f"unknown msgpack extension type {code}")
-    if len(payload) < 2:
-        raise ProtocolError("bad_body", "array extension shorter than its header")
-    dtype_code, ndim = payload[0], payload[1]
-    if dtype_code >= len(_DTYPES) or ndim > _MAX_NDIM:
-        raise ProtocolError("bad_body", f"array header: dtype code {dtype_code}, ndim {ndim}")
-    head = 2 + 8 * ndim
-    if len(payload) < head:
-        raise ProtocolError("bad_body", "array extension shorter than its shape")
-    shape = struct.unpack_from(f"<{ndim}Q", payload, 2)
-    count = 1
-    for s in shape:
-        count *= s
-    name = _DTYPES[dtype_code]
-    data = memoryview(payload)[head:]
-    if name == "bool":
-        if len(data) != (count + 7) // 8:
-            raise ProtocolError("bad_body", f"bool array of shape {shape}: {len(data)} bytes of bits")
-        bits = np.unpackbits(np.frombuffer(data, np.uint8), count=count)
-        return bits.astype(bool).reshape(shape)
-    dtype = np.dtype(name).newbyteorder("<")
-    if len(data) != count * dtype.itemsize:
-        raise ProtocolError("bad_body", f"{name} array of shape {shape}: {len(data)} data bytes")
-    return np.frombuffer(data, dtype).astype(np.dtype(name), copy=True).reshape(shape)
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return _pack_array(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise ProtocolError("bad_field", f"cannot encode a {type(obj).__name__}")
-
-
-# --------------------------------------------------------------------------------------------- framing
-
-
-def encode_message(message: Mapping[str, Any], max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
-    """Header + msgpack body of a plain map (numpy arrays allowed anywhere as values)."""
-    body = msgpack.packb(message, default=_default, use_bin_type=True, strict_types=False)
-    if len(body) > max_message_bytes:
-        raise ProtocolError("too_large", f"body of {len(body)} bytes > limit {max_message_bytes}")
-    return _HEADER.pack(MAGIC, PROTOCOL_VERSION, 0, len(body)) + body
-
-
-def decode_message(data: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> dict[str, Any]:
-    """Inverse of :func:`encode_message`; raises :class:`ProtocolError` on any deviation."""
-    if len(data) < HEADER_BYTES:
-        raise ProtocolError("truncated", f"{len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
-    magic, version, _flags, length = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise ProtocolError("bad_header", f"magic {magic!r} != {MAGIC!r}")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError("bad_version", f"protocol version {version}, this side speaks {PROTOCOL_VERSION}")
-    if length > max_message_bytes:
-        raise ProtocolError("too_large", f"declared body of {length} bytes > limit {max_message_bytes}")
-    body = memoryview(data)[HEADER_BYTES:]
-    if len(body) != length:
-        code = "truncated" if len(body) < length else "bad_header"
-        raise ProtocolError(code, f"declared body length {length}, got {len(body)} bytes")
-    limit = max(int(length), 1)
-    try:
-        obj = msgpack.unpackb(body, ext_hook=_unpack_array, raw=False, strict_map_key=True,
-                              use_list=True, max_str_len=limit,
-                              max_bin_len=limit, max_array_len=limit, max_map_len=limit,
-                              max_ext_len=limit)
-    except ProtocolError:
-        raise
-    except Exception as exc:  # msgpack raises several types (ValueError, ExtraData, StackError...)
-        raise ProtocolError("bad_body", f"undecodable msgpack body: {type(exc).__name__}: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("bad_body", f"body is a {type(obj).__name__}, expected a map")
-    return obj
-
-
-def peek_envelope(message: Mapping[str, Any]) -> tuple[str, str]:
-    """Validated ``(id, type)`` of a decoded request."""
-    req_id = message.get("id")
-    if not isinstance(req_id, str) or not 0 < len(req_id) <= MAX_ID_CHARS:
-        raise ProtocolError("bad_field", f"field 'id' must be a non-empty str of <= {MAX_ID_CHARS} chars")
-    req_type = message.get("type")
-    if req_type not in REQUEST_TYPES:
-        raise ProtocolError("bad_type", f"field 'type' = {req_type!r} is not one of {REQUEST_TYPES}")
-    if not isinstance(message.get("body", {}), dict):
-        raise ProtocolError("bad_field", "field 'body' must be a map")
-    return req_id, req_type
-
-
-def make_request(req_id: str, req_type: str, body: Mapping[str, Any], **kw: Any) -> bytes:
-    """Encode a request envelope."""
-    return encode_message({"id": req_id, "type": req_type, "body": dict(body)}, **kw)
-
-
-def make_reply(req_id: str, req_type: str, body: Mapping[str, Any], **kw: Any) -> bytes:
-    """Encode a successful reply envelope."""
-    return encode_message({"id": req_id, "type": req_type, "ok": True, "body": dict(body)}, **kw)
-
-
-def make_error(req_id: str, req_type: str, code: str, message: str, retryable: bool = False) -> bytes:
-    """Encode an error reply envelope (the message is cut to 2000 characters)."""
-    return encode_message({"id": req_id, "type": req_type, "ok": False,
-                           "error": {"code": code, "message": message[:2000], "retryable": retryable}})
+from sam2_bridge.wire import (  # noqa: F401  (the protocol's public names live here too)
+    DEFAULT_MAX_MESSAGE_BYTES, ERROR_CODES, HEADER_BYTES, MAGIC, MAX_ID_CHARS, MAX_TOKEN_CHARS, PROTOCOL_VERSION,
+    REQUEST_TYPES, SUPPORTED_VERSIONS, DecodeLimits, Envelope, ProtocolError, check_envelope, decode_body,
+    decode_message, encode_message, frame_request, make_error, make_reply, make_request, pack_body,
+    peek_envelope, read_envelope)
 
 
 # ------------------------------------------------------------------------------------ field validation
@@ -240,7 +120,30 @@ def _array(body: Mapping[str, Any], name: str, dtype: str, shape: Sequence[int |
         return value.astype(dtype)
     if value.dtype.name != dtype and not (dtype.startswith("int") and value.dtype.kind in "iu"):
         raise ProtocolError("bad_field", f"field {name!r} has dtype {value.dtype}, expected {dtype}")
+    if dtype.startswith("int"):
+        return _int_array(value, name, dtype)
     return value.astype(dtype)
+
+
+def _int_array(value: Any, name: str, dtype: str = "int32") -> np.ndarray:
+    """``value`` as a 1-d+ integer array of ``dtype``, checking the range BEFORE the cast (an int64 2**32 + 1
+    must not wrap around to 1)."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ProtocolError("bad_field", f"field {name!r}: {exc}") from None
+    if arr.size == 0:
+        return arr.astype(dtype)
+    if arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all():
+        pass  # integral floats from a python list are fine; their range is checked below
+    elif arr.dtype.kind not in "iu":
+        raise ProtocolError("bad_field", f"field {name!r} has dtype {arr.dtype}, expected integers")
+    info = np.iinfo(dtype)
+    lo, hi = arr.min(), arr.max()
+    if lo < info.min or hi > info.max:
+        raise ProtocolError("bad_field", f"field {name!r} holds {hi if hi > info.max else lo}, outside the "
+                            f"{dtype} range")
+    return arr.astype(dtype)
 
 
 def _str(value: Any, where: str, max_chars: int = 4096) -> str:
@@ -276,6 +179,10 @@ class FrameRef:
             raise ProtocolError("bad_field", "FrameRef.names is empty")
         for part in (self.video, self.subdir, *self.names):
             _str(part, "FrameRef name")
+        for part in (self.root, self.video, self.subdir, *self.names):
+            if "\0" in part:
+                raise ProtocolError("bad_field", f"FrameRef path part {part!r:.80} holds a NUL byte")
+        for part in (self.video, self.subdir, *self.names):
             if part.startswith(("/", "\\")) or ".." in part.replace("\\", "/").split("/"):
                 raise ProtocolError("bad_field", f"FrameRef path part {part!r} leaves the dataset root")
 
@@ -408,8 +315,12 @@ class SegmentRequest:
 
     def __post_init__(self):
         for name in ("det_rollout", "det_frame"):
-            object.__setattr__(self, name, np.asarray(getattr(self, name), np.int32).reshape(-1))
-        object.__setattr__(self, "det_boxes", np.asarray(self.det_boxes, np.float32).reshape(-1, 4))
+            object.__setattr__(self, name, _int_array(getattr(self, name), name).reshape(-1))
+        try:
+            boxes = np.asarray(self.det_boxes, np.float32).reshape(-1, 4)
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError("bad_field", f"field 'det_boxes': {exc}") from None
+        object.__setattr__(self, "det_boxes", boxes)
         d = len(self.det_boxes)
         if len(self.det_rollout) != d or len(self.det_frame) != d:
             raise ProtocolError("bad_field", f"detection arrays disagree: {len(self.det_rollout)} rollouts, "

@@ -4,8 +4,13 @@ A judge-only bridge (CrossOmni judge rewards, no SAM2):
 ``python -m sam2_bridge.serve --address ipc://judge.sock --segmenter none --judge hf:checkpoints/JUDGE``.
 
 Starts :class:`sam2_bridge.server.Server` (one worker per GPU, one CPU worker when there is none, or
-``--workers N``) and serves until SIGINT / SIGTERM. Binds only ipc:// or loopback tcp:// addresses unless
-``--allow-remote`` is given.
+``--workers N``) and serves until SIGINT / SIGTERM. Exits 2 on a bad flag, 3 when a worker failed to start
+``--worker-start-attempts`` times in a row (printing the worker's first error).
+
+Security: binds only ipc:// or loopback tcp:// addresses unless ``--allow-remote`` is given; reads frame
+references (``FrameRef``) only under the ``--data-root`` directories (none: it reads none); with
+``--token-file`` every request must carry that shared token. ``--allow-remote`` WITHOUT ``--token-file`` is
+unauthenticated: anyone who reaches the port can use the bridge's GPUs and read the images under its roots.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import os
 import signal
 import sys
 
+from sam2_bridge.budget import add_budget_flags, budget_from_args
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sam2_bridge.serve",
@@ -23,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", required=True,
                    help="where clients connect: ipc://PATH.sock or tcp://127.0.0.1:PORT")
     p.add_argument("--allow-remote", action="store_true",
-                   help="allow binding a non-loopback tcp address (e.g. tcp://0.0.0.0:5555 for a remote pool)")
+                   help="allow binding a non-loopback tcp address (e.g. tcp://0.0.0.0:5555 for a remote pool); "
+                        "without --token-file anyone who reaches the port is served (unauthenticated)")
+    p.add_argument("--token-file", default=None, metavar="PATH",
+                   help="require every request to carry this file's content (stripped) as its shared token, "
+                        "checked in constant time before the body is decoded; clients: BridgeClient(..., "
+                        "token_file=PATH). Plain text over tcp://: use it on a trusted network or a tunnel")
     p.add_argument("--workers", type=int, default=0,
                    help="worker processes (default: one per visible CUDA GPU, else 1 CPU worker)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda: device family of the workers")
@@ -58,9 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     p.add_argument("--judge-max-batch", type=int, default=16, help="most judge prompts decoded together")
     p.add_argument("--data-root", action="append", default=[],
-                   help="only read frame references under this directory (repeatable; default: any)")
+                   help="read frame references (FrameRef) only under this directory (repeatable); without it "
+                        "every FrameRef is refused ('forbidden') and clients must send frames as arrays")
     p.add_argument("--max-message-bytes", type=int, default=512 * 1024 * 1024,
-                   help="largest accepted message body")
+                   help="largest accepted message body (a 24-frame 1080p uint8 clip is 150 MB)")
+    p.add_argument("--worker-start-attempts", type=int, default=5,
+                   help="failed worker starts in a row (exit before ready) before the server exits 3")
+    p.add_argument("--worker-start-backoff-s", type=float, default=1.0,
+                   help="pause before restarting a worker that failed to start, doubled each time (<= 30 s)")
+    add_budget_flags(p)
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -83,11 +101,17 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from sam2_bridge.server import Server, check_address
 
-    try:  # a bad address is a usage error: one line, status 2 (like argparse), no traceback
+    try:
         _check_bind_target(check_address(args.address, args.allow_remote))
-    except ValueError as e:
+        budget, limits = budget_from_args(args)
+        token = read_token_file(args.token_file) if args.token_file else None
+    except (ValueError, OSError) as e:
         print(f"python -m sam2_bridge.serve: error: {e}", file=sys.stderr)
         return 2
+    if args.allow_remote and token is None:
+        logging.getLogger("sam2_bridge").warning(
+            "--allow-remote without --token-file: this bridge is unauthenticated; anyone who reaches %s can "
+            "use it", args.address)
     if args.judge:
         from sam2_bridge.judge import check_judge_dir, parse_judge_spec
 
@@ -118,11 +142,27 @@ def main(argv: list[str] | None = None) -> int:
         grounder_max_pixels=args.grounder_max_pixels, data_roots=args.data_root, judge=args.judge,
         judge_dtype=args.judge_dtype, judge_max_batch=args.judge_max_batch)
     server = Server(args.address, handler_config, devices, allow_remote=args.allow_remote,
-                    torch_threads=threads, max_message_bytes=args.max_message_bytes)
+                    torch_threads=threads, max_message_bytes=args.max_message_bytes, token=token, budget=budget,
+                    limits=limits, max_start_failures=args.worker_start_attempts,
+                    start_backoff_s=args.worker_start_backoff_s)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
-    server.serve_forever()
-    return 0
+    code = server.serve_forever()
+    if server.fatal:
+        print(f"error: {server.fatal}", file=sys.stderr)
+    return code
+
+
+def read_token_file(path: str) -> str:
+    """The shared token in ``path`` (surrounding whitespace stripped); ValueError when empty or too long."""
+    from sam2_bridge.protocol import MAX_TOKEN_CHARS
+
+    with open(path, encoding="utf-8") as f:
+        token = f.read().strip()
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise ValueError(f"--token-file {path}: the token must be 1 to {MAX_TOKEN_CHARS} characters, got "
+                         f"{len(token)}")
+    return token
 
 
 if __name__ == "__main__":

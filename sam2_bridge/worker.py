@@ -2,8 +2,11 @@
 
 Started by :mod:`sam2_bridge.server` as ``python -m sam2_bridge.worker --backend ADDR --index I --config JSON``
 (a subprocess, no pickling). It connects a DEALER socket (identity ``w<I>``) to the server's backend ROUTER,
-announces ``[b"READY", info-json]`` once the models are loaded, then loops: receive
-``[client, request bytes]``, reply ``[client, reply bytes, stats-json]``.
+announces ``[b"READY", info-json]`` once the models are loaded (or ``[b"FAILED", error-json]`` and exits 3 when
+they cannot be: the server counts failed starts), then loops: receive ``[client, request bytes, deadline]``
+(``deadline``: the request's ``time.monotonic()`` deadline as ASCII, empty for none; the broker and the worker
+share the machine's monotonic clock), reply ``[client, reply bytes, stats-json]``. Work whose deadline has
+passed is answered ``expired`` without starting it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="HandlerConfig fields as JSON")
     parser.add_argument("--torch-threads", type=int, default=0)
     parser.add_argument("--max-message-bytes", type=int, default=0)
+    parser.add_argument("--limits", default="", help="DecodeLimits fields as JSON")
     args = parser.parse_args(argv)
 
     import zmq
@@ -32,17 +36,27 @@ def main(argv: list[str] | None = None) -> int:
 
     parent = os.getppid()
     cfg = HandlerConfig(**json.loads(args.config))
-    if args.torch_threads > 0 and (cfg.segmenter == "sam2" or cfg.grounder != "synthetic" or cfg.judge):
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
-    limit = args.max_message_bytes or P.DEFAULT_MAX_MESSAGE_BYTES
-    handler = Handler(cfg)
+    limits = P.DecodeLimits(**json.loads(args.limits)) if args.limits else P.DecodeLimits(
+        max_message_bytes=args.max_message_bytes or P.DEFAULT_MAX_MESSAGE_BYTES)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, f"w{args.index}".encode())
-    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.LINGER, 2000)  # a FAILED notice must reach the server before this process exits
     sock.connect(args.backend)
+    try:
+        if args.torch_threads > 0 and (cfg.segmenter == "sam2" or cfg.grounder != "synthetic" or cfg.judge):
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+        handler = Handler(cfg)
+    except Exception as exc:  # the models cannot be built: tell the server why, then exit
+        traceback.print_exc(file=sys.stderr)
+        first_line = (str(exc).strip().splitlines() or [""])[0]  # the traceback above has the rest
+        sock.send_multipart([b"FAILED", json.dumps({"error": f"{type(exc).__name__}: {first_line}"[:2000]}).encode()])
+        sock.close()
+        ctx.term()
+        return 3
+    sock.setsockopt(zmq.LINGER, 0)
     sock.send_multipart([b"READY", json.dumps({"pid": os.getpid(), "device": cfg.device}).encode()])
     while True:
         if not sock.poll(1000):
@@ -53,20 +67,29 @@ def main(argv: list[str] | None = None) -> int:
         if frames[0] == b"STOP":
             break
         client, payload = frames[0], frames[1]
+        deadline = float(frames[2]) if len(frames) > 2 and frames[2] else None
         t0 = time.perf_counter()
-        req_id, req_type, status = "?", "?", "ok"
+        req_id, req_type, status, version = "?", "?", "ok", P.PROTOCOL_VERSION
         try:
-            message = P.decode_message(payload, limit)
-            req_id, req_type = P.peek_envelope(message)
-            body = handler.handle(req_type, message.get("body", {}))
-            reply = P.make_reply(req_id, req_type, body, max_message_bytes=limit)
+            env = P.read_envelope(payload, limits)
+            version = env.version
+            req_id, req_type = P.check_envelope(env)
+            if deadline is not None and time.monotonic() > deadline:
+                raise P.ProtocolError("expired", "the request's deadline passed while it waited; dropped")
+            body = handler.handle(req_type, P.decode_body(env, limits), deadline)
+            reply = P.make_reply(req_id, req_type, body, max_message_bytes=min(limits.max_message_bytes,
+                                                                                handler.budget.max_reply_bytes),
+                                 version=version)
         except P.ProtocolError as exc:
             status = exc.code
-            reply = P.make_error(req_id, req_type, exc.code, exc.message, exc.retryable)
+            reply = P.make_error(req_id, req_type, exc.code, exc.message, exc.retryable, version=version)
+        except MemoryError:  # an allocation the budget did not foresee: a clear code, the worker lives on
+            status = "too_large"
+            reply = P.make_error(req_id, req_type, "too_large", "out of memory for this request", version=version)
         except Exception as exc:  # a bug or a model failure: report it, keep serving
             status = "internal"
             traceback.print_exc(file=sys.stderr)
-            reply = P.make_error(req_id, req_type, "internal", f"{type(exc).__name__}: {exc}")
+            reply = P.make_error(req_id, req_type, "internal", f"{type(exc).__name__}: {exc}", version=version)
         stats = {"compute_s": time.perf_counter() - t0, "status": status}
         sock.send_multipart([client, reply, json.dumps(stats).encode()])
     sock.close()

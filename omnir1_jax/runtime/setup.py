@@ -261,6 +261,8 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
         sock = os.path.join(os.path.abspath(run_dir), name)
         args = ["--address", f"ipc://{sock}", "--workers", str(spec.workers), "--grounder", spec.grounder,
                 "--segmenter", spec.segmenter]
+        if spec.token_file:
+            args += ["--token-file", spec.token_file]
         for root in data_roots:
             args += ["--data-root", os.path.abspath(root)]
         if spec.segmenter == "sam2":
@@ -274,7 +276,8 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
         addresses = [f"ipc://{sock}"]
     if not addresses:
         raise ConfigError("bridge.start is False and bridge.addresses is empty")
-    client = BridgeClient(addresses, deadline_s=spec.timeout_s, retries=spec.retries, local_server=server)
+    client = BridgeClient(addresses, deadline_s=spec.timeout_s, retries=spec.retries, local_server=server,
+                          token_file=spec.token_file)
     try:
         client.wait_ready(timeout_s=wait_s, workers=spec.workers if spec.start else 1)
     except Exception:

@@ -157,3 +157,39 @@ def test_bridge_never_imports_jax():
     code = ("import sys, sam2_bridge.segmenter, sam2_bridge.handler, sam2_bridge.sam2_reference, "
             "sam2_bridge.worker, sam2_bridge.serve; assert 'jax' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_envelope_is_read_without_decoding_the_body_and_limits_give_too_large():
+    evil = msgpack.packb({"id": "e", "type": "segment", "token": "t", "deadline_s": 2.5,
+                          "body": {"x": msgpack.ExtType(7, b"zz")}})
+    env = P.read_envelope(_framed(evil))
+    assert (env.id, env.type, env.token, env.deadline_s) == ("e", "segment", "t", 2.5)
+    with pytest.raises(P.ProtocolError) as e:  # decoding the body is a separate, later step
+        P.decode_body(env)
+    assert e.value.code == "bad_body"
+    # "body" before the other keys: still found, and the keys after it still read
+    env = P.read_envelope(_framed(msgpack.packb({"body": {"a": 1}, "id": "x", "type": "health"})))
+    assert env.id == "x" and P.decode_body(env) == {"a": 1}
+    limits = P.DecodeLimits(max_container_len=10, max_items=50, max_bool_elements=100)
+    cases = [{"l": list(range(11))}, {"l": [[0] * 10] * 6}, {"m": np.zeros(101, bool)}]
+    for body in cases:
+        with pytest.raises(P.ProtocolError) as e:
+            P.decode_message(P.encode_message(body), limits)
+        assert e.value.code == "too_large", body
+    assert P.decode_message(P.encode_message({"l": [[0] * 9] * 4}), limits)["l"] == [[0] * 9] * 4
+    # version-1 requests are still read; replies go back in the request's version
+    v1 = P.encode_message({"id": "old", "type": "health", "body": {}}, version=1)
+    assert P.read_envelope(v1).version == 1 and P.make_error("old", "health", "x", "y", version=1)[4:6] == b"\x01\x00"
+
+
+def test_integer_fields_are_range_checked_before_the_cast():
+    clip = np.zeros((2, 4, 4, 3), np.uint8)
+    for rollout, frame in (([0], [2 ** 32 + 1]), ([2 ** 32], [0]), ([-2 ** 40], [0])):
+        body = {"clip": {"array": clip}, "num_rollouts": 1, "det_rollout": np.asarray(rollout, np.int64),
+                "det_frame": np.asarray(frame, np.int64), "det_boxes": np.zeros((1, 4), np.float32)}
+        with pytest.raises(P.ProtocolError) as e:
+            P.SegmentRequest.from_body(body)
+        assert e.value.code == "bad_field"
+    with pytest.raises(P.ProtocolError) as e:
+        P.FrameRef("data", "v", ("a\0b",))
+    assert e.value.code == "bad_field"

@@ -74,7 +74,7 @@ def test_malformed_messages_get_error_replies_then_health_works(sam2_bridge):
     huge = P.encode_message({"id": "big", "type": "ground", "body": {"x": b"\0" * (MAX_BYTES + 10)}},
                             max_message_bytes=4 * MAX_BYTES)
     cases = [(good[:10], "truncated"), (good[:-3], "truncated"), (b"GET / HTTP/1.1\r\n\r\n", "bad_header"),
-             (good[:4] + struct.pack("<H", 2) + good[6:], "bad_version"), (huge, "too_large"),
+             (good[:4] + struct.pack("<H", 99) + good[6:], "bad_version"), (huge, "too_large"),
              (P.make_request("abc", "shutdown", {}), "bad_type"),
              (P.encode_message({"id": 5, "type": "health"}), "bad_field"),
              (b"S2BR" + struct.pack("<HHQ", 1, 0, 3) + b"\x93\x01\x02", "bad_body"),
@@ -82,7 +82,7 @@ def test_malformed_messages_get_error_replies_then_health_works(sam2_bridge):
                                                           "rollouts": []}), "bad_field"),
              (P.make_request("g2", "ground", {"frames": {"ref": {"root": "/nonexistent", "video": "v",
                                                                  "names": ["0"]}}, "keyframes": [[0, "red"]]}),
-              "bad_frames")]
+              "forbidden")]  # this bridge has no --data-root: it reads no frame references
     for payload, code in cases:
         reply = _raw_request(server.address, payload)
         assert reply["ok"] is False and reply["error"]["code"] == code, (code, reply)
@@ -135,8 +135,8 @@ def test_segment_and_ground_by_frame_reference_match_in_process(tmp_path):
     os.makedirs(tmp_path / "JPEGImages" / "vid")
     frames = write_jpeg_clip(_clip(), str(tmp_path / "JPEGImages" / "vid"))
     ref = FrameRef(str(tmp_path), "vid", tuple(f"{i:05d}" for i in range(len(frames))))
-    a = _server(tmp_path, "syn_a", "--segmenter", "synthetic", "--grounder", "synthetic")
-    b = _server(tmp_path, "syn_b", "--segmenter", "synthetic", "--grounder", "synthetic")
+    a = _server(tmp_path, "syn_a", "--segmenter", "synthetic", "--grounder", "synthetic", "--data-root", str(tmp_path))
+    b = _server(tmp_path, "syn_b", "--segmenter", "synthetic", "--grounder", "synthetic", "--data-root", str(tmp_path))
     client = BridgeClient([a.address, b.address], deadline_s=60, attempt_timeout_s=30, local_server=a)
     try:
         client.wait_ready(60)

@@ -94,7 +94,8 @@ def test_fuzz_answers_never_raise_and_rewards_stay_in_range(preset):
             assert np.all(c["diversity"] <= 0.25 * m + 1e-5)
             assert np.all(c["diversity"] >= 0.25 * m - 0.45 * np.maximum(m - 1, 0) - 1e-5)
         else:
-            assert np.all((c["num"] <= 1) & (c["num"] >= 0.4 * (7 - T) / 1.6 - 1e-6))
+            # the release's R_num, unscaled: 0.4 K for K <= 4 (at most 1.6), else 0.4 (7 - K), with K <= T
+            assert np.all((c["num"] <= 1.6 + 1e-6) & (c["num"] >= 0.4 * (7 - T) - 1e-6))
             assert np.all((c["structure"] >= 0) & (c["structure"] <= 1.6 + 1e-6))
 
 
