@@ -12,7 +12,7 @@ are lowered and compiled by the real TPU compiler (libtpu):
 - ``update``: one GRPO step as the trainer runs it: the frozen reference's log-probs (no gradient), the policy's
   log-probs with gradient through the group scorer (each prompt, video patches through the vision encoder and
   audio through the audio encoder, runs once per group), the loss, AdamW (``rl.update.make_optimizer``), with
-  ``grpo.micro_batches`` (``--micro-batches``) gradient accumulation;
+  ``--micro-batches`` gradient accumulation (``LossSpec.micro_batches``);
 - ``decode``: ``generate``'s program for the group: prefill of the B prompts, KV cache repeated to the
   B x group rows, the sampling ``while_loop`` over ``max_new_tokens``;
 - ``decode_step``: one decode step over the full cache (its cost is the decode loop's per-token cost).
@@ -20,8 +20,10 @@ are lowered and compiled by the real TPU compiler (libtpu):
 Printed per chip: arguments, outputs, temporaries (``memory_analysis()``), their sum (aliased/donated bytes
 counted once) against the chip's HBM; the compiler's FLOPs and bytes accessed (``cost_analysis()``, per chip);
 the model FLOPs counted analytically (below); the roofline time ``max(FLOPs / peak, bytes / bandwidth)`` and
-the MFU it implies (model FLOPs / (peak x roofline time)). A shape that does not fit is a row with the compiler's
-message. ``--json`` writes every row; ``--markdown`` prints the table for BENCHMARKS.md.
+the MFU it implies (model FLOPs / (peak x roofline time)). XLA's cost analysis counts the body of a while loop
+once: the decode loop and a micro-batched update get no roofline (their memory figures stand), and the lax.map
+chunks (attention queries, lm_head time chunks) are undercounted by a few per cent of the update's FLOPs. A shape
+that does not fit is a row with the compiler's message. ``--json`` writes every row; ``--markdown`` prints the table for BENCHMARKS.md.
 
 Analytic model FLOPs (per step, divided by the chip count): a matmul with an [I, O] weight costs 2 I O per token
 forward and twice that backward. The policy pays 3x forward (forward + backward), the reference 1x (so 4x
@@ -325,14 +327,19 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         pos = _batch_sharded(mesh, sharding, np.zeros((3, s.rows, 1), np.int32), 1)
         valid = _batch_sharded(mesh, sharding, np.zeros((s.rows, 1, s_len), bool))
 
-        def fn(pstate, caches, tok, pos, valid):
+        # generate concatenates the q/k/v and gate/up kernels once, outside its loop: so does this step.
+        fused = jax.eval_shape(lambda st: nnx.merge(pg, st).language_model.fused_weights(), p_abs)
+        fused = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=NamedSharding(
+            mesh, fit_spec(P("fsdp"), a.shape, dict(mesh.shape)))), fused)
+
+        def fn(pstate, fused, caches, tok, pos, valid):
             model = nnx.merge(pg, pstate)
             lm = model.language_model
             h, caches = lm(lm.embed_tokens(tok), pos, valid, caches=caches, write_index=s.prompt_len,
-                           act_sharding=model.act_sharding, fused=lm.fused_weights())
+                           act_sharding=model.act_sharding, fused=fused)
             return model.logits(h)[:, 0], caches
 
-        jitted, args = jax.jit(fn, donate_argnums=(1,)), (p_abs, caches, tok, pos, valid)
+        jitted, args = jax.jit(fn, donate_argnums=(2,)), (p_abs, fused, caches, tok, pos, valid)
 
     t0 = time.time()
     try:
@@ -361,8 +368,11 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         # Bytes a step cannot avoid: every weight this chip multiplies with (gathered over fsdp, split over
         # tensor) and its share of the KV cache.
         t = mcfg.text
-        wbytes = sum(math.prod(v.shape) for _, v in nnx.to_flat_state(pstate)
-                     if len(v.shape) >= 2) * jnp.dtype(dtype).itemsize / dict(mesh.shape)["tensor"]
+        # (the decoder's kernels once - from the concatenated copies - and lm_head; not the encoders)
+        wbytes = sum(math.prod(v.shape) for p_, v in nnx.to_flat_state(pstate)
+                     if len(v.shape) >= 2 and (p_[0] == "lm_head" or (p_[0] == "language_model"
+                                                                     and "embed_tokens" not in p_))
+                     ) * jnp.dtype(dtype).itemsize / dict(mesh.shape)["tensor"]
         rows_per_chip = s.rows / math.prod(dict(mesh.shape)[a] for a in ("data", "fsdp")
                                            if s.rows % dict(mesh.shape)[a] == 0)
         kv = 2 * t.num_hidden_layers * rows_per_chip * t.num_key_value_heads * t.head_dim * (
@@ -385,7 +395,9 @@ def markdown(rows) -> str:
         note = "fits" if r["fits"] else "over HBM"
         if r["program"] == "decode_step" and r.get("hbm_roofline_frac"):
             note += f"; {r['hbm_roofline_frac'] * 100:.0f}% of the bytes accessed are necessary"
-        loop = r["program"] == "decode"  # XLA's cost analysis counts a while loop's body once: no roofline
+        # XLA's cost analysis counts a while loop's body once: no roofline for the decode loop nor for a
+        # micro-batched update (its scan over micro-batches).
+        loop = r["program"] == "decode" or (r.get("micro_batches") or 1) > 1
         perf = ("| - | - | - | - | - | - " if loop else
                 f"| {r['flops'] / 1e12:.2f} | {r['model_flops'] / 1e12:.2f} | {r['flops_ratio']:.2f} | "
                 f"{r['bytes'] / 1e9:.1f} | {r['roofline_s']:.4f} | {r['mfu'] * 100:.0f}% ")

@@ -41,9 +41,18 @@ def test_tiny_update_compiles_for_v5p_and_its_arguments_match_memory_report(tmp_
     rep = memory_report(cfg, {"data": 1, "fsdp": 4, "tensor": 1}, fsdp_tp(), param_dtype="float32",
                         opt_dtype="float32")
     # Arguments: policy parameters + AdamW's two moments (memory_report's total) + the frozen reference's
-    # parameters + the batch (prompt of 4 x 8 rows: ids, mask, positions, 8 frames of pixels; completions).
-    expected = rep["total_bytes"] + rep["param_bytes"]
+    # parameters + the batch, counted by hand for synthetic_cpu's shapes: 4 prompts x group 8 = 32 rows of 256
+    # prompt and 176 completion tokens; 8 frames of 16 * 28 * 28 px -> a [4, 4, 16] patch grid per prompt
+    # (256 patches, 64 tokens).
+    chips = 4
+    pixels = 4 * 256 * 1176 * 4  # float32 patches, replicated
+    layout = (256 + 256 + 1024 * 2 + 1024 + 1024) * 4  # window / reverse index, rot_pos, two segment ids
+    positions = 32 * 64 * 4  # placeholder positions of the 32 repeated rows, replicated
+    rows = (32 * 256 * 4 * (1 + 1 + 3) + 32 * 4 + 32 * 176 * 4 + 32 * 4) / chips  # ids, mask, 3-D positions,
+    # rope deltas, completions, advantages: split over the 4 chips
+    expected = rep["total_bytes"] + rep["param_bytes"] + pixels + layout + positions + rows
     arg = row["arg_gb"] * 1e9
-    assert expected <= arg <= 1.25 * expected, (arg, expected)
+    # The TPU pads small arrays to its tiles (e.g. the 32-wide vision kernels): a few per cent more.
+    assert expected <= arg <= 1.1 * expected, (arg, expected)
     # The update's outputs are the new parameters and optimiser state, donated in place of the arguments.
     assert row["alias_gb"] * 1e9 >= 0.95 * rep["total_bytes"]
