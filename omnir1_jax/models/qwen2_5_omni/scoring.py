@@ -77,10 +77,11 @@ def completion_logprobs(
 
 def _head_logprobs(model, h, ids, chunk_size, temperature, fuse_head):
     ids = ids.astype(jnp.int32)
-    kernel = model.head_kernel()
+    # Duck-typed policies (e.g. lora.LoraThinker) offer only ``logits``: the unfused path.
+    kernel = model.head_kernel() if hasattr(model, "head_kernel") else None
     if fuse_head is None:
-        fuse_head = kernel.dtype != jnp.float32
-    if fuse_head:
+        fuse_head = kernel is not None and kernel.dtype != jnp.float32
+    if fuse_head and kernel is not None:
         return head_token_logprobs(h, kernel, ids, chunk_size=chunk_size or 128, temperature=temperature)
     return token_logprobs(model.logits(h), ids, chunk_size=chunk_size, temperature=temperature)
 

@@ -1,0 +1,459 @@
+"""Compile the 7B GRPO update and the group decode ahead of time for TPU slices, with no TPU and no weights.
+
+    pip install -r requirements-tpu.txt          # libtpu, in a separate venv (see README)
+    TPU_WORKER_HOSTNAMES=localhost python benchmarks/aot_scale.py --config experiments/omni_r1_7b_vos.py \
+        --topology v5p:2x2x2 --topology v5p:4x4x4 [--set grpo.group_size=8 ...] [--json runs/aot_scale.json]
+
+For each topology (``jax.experimental.topologies.get_topology_desc``: the devices of a slice this machine does
+not have) a Mesh of the config's shape is built (``mesh.data = -1`` takes the remaining chips) and, from the
+config's shapes, abstract arguments carrying their ``NamedSharding`` (``abstract_model(..., mesh, sharding)``)
+are lowered and compiled by the real TPU compiler (libtpu):
+
+- ``update``: one GRPO step as the trainer runs it: the frozen reference's log-probs (no gradient), the policy's
+  log-probs with gradient through the group scorer (each prompt, video patches through the vision encoder and
+  audio through the audio encoder, runs once per group), the loss, AdamW (``rl.update.make_optimizer``), with
+  ``--micro-batches`` gradient accumulation (``LossSpec.micro_batches``);
+- ``decode``: ``generate``'s program for the group: prefill of the B prompts, KV cache repeated to the
+  B x group rows, the sampling ``while_loop`` over ``max_new_tokens``;
+- ``decode_step``: one decode step over the full cache (its cost is the decode loop's per-token cost).
+
+Printed per chip: arguments, outputs, temporaries (``memory_analysis()``), their sum (aliased/donated bytes
+counted once) against the chip's HBM; the compiler's FLOPs and bytes accessed (``cost_analysis()``, per chip);
+the model FLOPs counted analytically (below); the roofline time ``max(FLOPs / peak, bytes / bandwidth)`` and
+the MFU it implies (model FLOPs / (peak x roofline time)). XLA's cost analysis counts the body of a while loop
+once: the decode loop and a micro-batched update get no roofline (their memory figures stand), and the lax.map
+chunks (attention queries, lm_head time chunks) are undercounted by a few per cent of the update's FLOPs. A shape
+that does not fit is a row with the compiler's message. ``--json`` writes every row; ``--markdown`` prints the table for BENCHMARKS.md.
+
+Analytic model FLOPs (per step, divided by the chip count): a matmul with an [I, O] weight costs 2 I O per token
+forward and twice that backward. The policy pays 3x forward (forward + backward), the reference 1x (so 4x
+forward in all; rematerialisation is *not* counted: compiler / model FLOPs of about (4 + 1) / 4 with full remat
+is expected). Forward = text decoder weights (all kernels except the input embedding, a gather) x tokens, where
+tokens are B x prompt (each group's prompt once) + R x completion, of which only the R x completion positions
+go through ``lm_head``; + attention 4 x layers x (heads x head_dim) x (query x key pairs: causal prompt
+P^2/2 per prompt, completion C x (P + C/2) per row); + the vision encoder's kernels x patches (the merger on
+patches / 4) and its attention pairs (window / frame segments); + the audio encoder likewise.
+
+Levers (each compiled before / after, see BENCHMARKS.md "Issue 13"): ``--attention`` (``dense`` materialises
+[rows, heads, T, S] float32 scores; ``chunked`` (default) runs query chunks of 512, exact; ``dot_product`` is
+``jax.nn.dot_product_attention`` with the backend's implementation), ``--remat`` (``none``, ``full`` = the
+config's ``model.remat``, ``dots`` saves matmul outputs), ``--logits`` (``full``: [R, C, V] logits then a
+time-chunked log-softmax; ``chunked``: lm_head fused into the time chunks), ``--act-sharding`` (``on``: the
+model's activation constraint at block boundaries; ``off``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Per-chip figures: dense bf16 peak FLOP/s, HBM bandwidth (bytes/s), HBM capacity (bytes) and where they are from.
+CHIPS = {
+    "v5p": dict(peak=459e12, bw=2765e9, hbm=95.74e9,
+                source="Google Cloud TPU v5p page: 459 TFLOP/s bf16, 2,765 GB/s HBM2e; capacity as reported by "
+                       "the compiler's RESOURCE_EXHAUSTED message (95.74G)"),
+    "v6e": dict(peak=918e12, bw=1640e9, hbm=32e9, source="Google Cloud TPU v6e (Trillium) page: 918 TFLOP/s bf16, "
+                                                          "1,640 GB/s, 32 GB HBM"),
+    "v5e": dict(peak=197e12, bw=819e9, hbm=16e9, source="Google Cloud TPU v5e page: 197 TFLOP/s bf16, 819 GB/s, 16 GB"),
+    "v4": dict(peak=275e12, bw=1228e9, hbm=32e9, source="Google Cloud TPU v4 page: 275 TFLOP/s bf16, 1,228 GB/s, 32 GB"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    prompts: int  # B distinct prompts
+    group: int  # samples per prompt (R = B x group rows)
+    prompt_len: int  # P tokens per prompt (left-padded), including the multimodal placeholders
+    completion_len: int  # C new tokens
+    frames: int  # video frames per prompt (0: none)
+    frame_units: tuple  # (rows, cols) of merged 28x28 units per frame
+    image: bool  # one image (the clip's first frame) per prompt
+    audio_frames: int  # mel frames of audio per prompt (0: none)
+
+    @property
+    def rows(self) -> int:
+        return self.prompts * self.group
+
+
+def shapes_from_config(exp, args) -> Shapes:
+    """The paper's shapes from the experiment config (overridable by flags)."""
+    d, g = exp.data, exp.grpo
+    units = max(1, d.s1_max_pixels // (28 * 28))
+    uh = max(1, int(math.sqrt(units / 2)))  # a 1:2 frame, e.g. 128 units -> 8 x 16 (224 x 448 px)
+    frame_units = (uh, units // uh)
+    vos = d.task in ("vos",)
+    frames = args.frames if args.frames is not None else (d.max_frames if vos else 0)
+    audio = args.audio_seconds if args.audio_seconds is not None else (0 if vos else 10)
+    return Shapes(prompts=args.prompts or d.batch_size, group=g.group_size, prompt_len=args.prompt_len,
+                  completion_len=args.completion_len or g.max_new_tokens, frames=frames, frame_units=frame_units,
+                  image=not vos, audio_frames=int(audio * 100))
+
+
+def build_prompt(mcfg, s: Shapes):
+    """Host-side ModelInputs of the B prompts (zero pixels / mel features: only shapes matter)."""
+    from omnir1_jax.models.qwen2_5_omni import prepare_inputs
+    from omnir1_jax.models.qwen2_5_omni.rope_index import audio_token_count
+
+    v = mcfg.vision
+    uh, uw = s.frame_units
+    h, w = uh * v.spatial_merge_size, uw * v.spatial_merge_size
+    kw, row = {}, []
+    if s.frames:
+        t = -(-s.frames // v.temporal_patch_size)
+        kw["video_grid_thw"] = np.array([[t, h, w]] * s.prompts)
+        kw["pixel_values_videos"] = np.zeros((s.prompts * t * h * w, v.patch_dim), np.float32)
+        kw["video_second_per_grid"] = np.ones(s.prompts)
+        row += [mcfg.vision_start_token_id] + [mcfg.video_token_id] * (t * uh * uw) + [mcfg.vision_end_token_id]
+    if s.image:
+        kw["image_grid_thw"] = np.array([[1, h, w]] * s.prompts)
+        kw["pixel_values"] = np.zeros((s.prompts * h * w, v.patch_dim), np.float32)
+        row += [mcfg.vision_start_token_id] + [mcfg.image_token_id] * (uh * uw) + [mcfg.vision_end_token_id]
+    if s.audio_frames:
+        kw["input_features"] = np.zeros((s.prompts, mcfg.audio.num_mel_bins, s.audio_frames), np.float32)
+        kw["feature_attention_mask"] = np.ones((s.prompts, s.audio_frames), np.int32)
+        n = int(audio_token_count([s.audio_frames])[0])
+        row += [mcfg.audio_start_token_id] + [mcfg.audio_token_id] * n + [mcfg.audio_end_token_id]
+    if len(row) + 16 > s.prompt_len:
+        raise SystemExit(f"--prompt-len {s.prompt_len} is shorter than the {len(row)} multimodal tokens + text")
+    ids = np.array([[mcfg.user_token_id] + [100] * (s.prompt_len - 1 - len(row)) + row] * s.prompts, np.int64)
+    return prepare_inputs(mcfg, input_ids=ids, attention_mask=np.ones_like(ids), **kw)
+
+
+def analytic_flops(mcfg, state, s: Shapes, program: str) -> float:
+    """Model FLOPs of one program (whole slice); see the module docstring."""
+    from flax import nnx
+
+    t, v, a = mcfg.text, mcfg.vision, mcfg.audio
+    kernels = {"text": 0, "head": 0, "vision": 0, "merger": 0, "audio": 0}
+    for path, var in nnx.to_flat_state(state):
+        name = ".".join(map(str, path))
+        if len(var.shape) < 2 or "embed_tokens" in name or "audio_bos_eos" in name:
+            continue
+        n = math.prod(var.shape)
+        key = ("head" if name.startswith("lm_head") else "text" if name.startswith("language_model") else
+               "merger" if ".merger." in name else "vision" if name.startswith("visual") else "audio")
+        kernels[key] += n
+    if mcfg.text.tie_word_embeddings:
+        kernels["head"] = t.vocab_size * t.hidden_size
+    b, r, p, c = s.prompts, s.rows, s.prompt_len, s.completion_len
+    attn = 4 * t.num_hidden_layers * t.num_attention_heads * t.head_dim
+    patches = 0
+    vis_pairs = 0.0
+    if s.frames or s.image:
+        uh, uw = s.frame_units
+        per_frame = uh * uw * v.spatial_merge_size ** 2
+        frames = (-(-s.frames // v.temporal_patch_size) if s.frames else 0) + (1 if s.image else 0)
+        patches = b * frames * per_frame
+        win = (v.window_size // v.patch_size) ** 2
+        full = len(v.fullatt_block_indexes)
+        vis_pairs = patches * (full * per_frame + (v.depth - full) * min(win, per_frame))
+    mel = s.audio_frames
+    audio_tok = b * ((mel - 1) // 2 + 1) if mel else 0
+    enc = (2 * kernels["vision"] * patches + 2 * kernels["merger"] * patches / 4
+           + 4 * v.hidden_size * vis_pairs + 2 * kernels["audio"] * audio_tok
+           + 4 * a.d_model * a.encoder_layers * audio_tok * min(2 * a.n_window // 2, max(1, (mel - 1) // 2 + 1)))
+    if program == "update":
+        dec = 2 * kernels["text"] * (b * p + r * c) + 2 * kernels["head"] * r * c
+        dec += attn * (b * p * p / 2 + r * c * (p + c / 2))
+        return 4 * (dec + enc)
+    if program == "decode":  # prefill of B prompts + C steps of R rows (lm_head on each new token)
+        pre = 2 * kernels["text"] * b * p + attn * b * p * p / 2 + 2 * kernels["head"] * b + enc
+        steps = c * (2 * (kernels["text"] + kernels["head"]) * r + attn * r * (p + c / 2))
+        return pre + steps
+    # decode_step: one token for R rows over a cache of P + C
+    return 2 * (kernels["text"] + kernels["head"]) * r + attn * r * (p + c)
+
+
+def mesh_for(topology: str, exp):
+    from jax.experimental import topologies
+    from jax.sharding import AxisType, Mesh
+
+    topo = topologies.get_topology_desc(topology, "tpu")
+    devices = np.asarray(topo.devices)
+    n = devices.size
+    fsdp, tensor = exp.mesh.fsdp, exp.mesh.tensor
+    data = exp.mesh.data if exp.mesh.data > 0 else n // (fsdp * tensor)
+    if data * fsdp * tensor != n:
+        raise SystemExit(f"{topology}: {n} chips; mesh data={data} x fsdp={fsdp} x tensor={tensor} does not match")
+    return Mesh(devices.reshape(data, fsdp, tensor), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
+
+
+def _abstract(tree, shardings):
+    import jax
+
+    return jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), tree, shardings)
+
+
+def _batch_sharded(mesh, sharding, x, axis: int = 0):
+    """ShapeDtypeStruct of a host array with its row axis over the config's batch axes (replicated otherwise)."""
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from omnir1_jax.models.qwen2_5_omni.sharding import fit_spec
+
+    x = np.asarray(x)
+    names = [None] * x.ndim
+    if axis is not None and x.ndim:
+        names[axis] = "batch"
+    spec = fit_spec(sharding.logical_to_spec(tuple(names)), x.shape, dict(mesh.shape))
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, spec))
+
+
+def abstract_inputs(mesh, sharding, prompt):
+    """The prompt as abstract arrays: token-level fields split by rows, encoder inputs replicated."""
+    rows = {"input_ids": 0, "attention_mask": 0, "position_ids": 1, "rope_deltas": 0}
+    fields = {}
+    for f in dataclasses.fields(prompt):
+        if f.name == "num_repeats":
+            continue
+        val = getattr(prompt, f.name)
+        if val is None:
+            continue
+        import jax
+
+        fields[f.name] = jax.tree.map(lambda x, ax=rows.get(f.name): _batch_sharded(mesh, sharding, x, ax), val)
+    return prompt.replace(**fields)
+
+
+def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_batches: int,
+             layers: int | None = None, vision_depth: int | None = None) -> dict:
+    """Lower and compile one program; return its row (``fits`` False with the compiler's message on failure)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from omnir1_jax.models.qwen2_5_omni import Qwen2_5OmniThinker, fsdp_tp, param_shardings, repeat_prompt
+    from omnir1_jax.models.qwen2_5_omni import qwen2_5_omni_3b, qwen2_5_omni_7b, tiny
+    from omnir1_jax.models.qwen2_5_omni.sampling import _cache_specs, _generate
+    from omnir1_jax.models.qwen2_5_omni.scoring import group_completion_logprobs
+    from omnir1_jax.models.qwen2_5_omni.sharding import fit_spec
+    from omnir1_jax.rl.update import LossSpec, _grpo_grads, make_optimizer
+
+    presets = {"tiny": tiny, "qwen2_5_omni_3b": qwen2_5_omni_3b, "qwen2_5_omni_7b": qwen2_5_omni_7b}
+    mcfg = presets[exp.model.preset](**dict(exp.model.overrides))
+    if layers:  # fewer decoder layers of the same widths: quicker compiles for lever comparisons
+        mcfg = dataclasses.replace(mcfg, text=dataclasses.replace(mcfg.text, num_hidden_layers=layers))
+    if vision_depth:
+        full = tuple(i for i in mcfg.vision.fullatt_block_indexes if i < vision_depth) or (vision_depth - 1,)
+        mcfg = dataclasses.replace(mcfg, vision=dataclasses.replace(mcfg.vision, depth=vision_depth,
+                                                                    fullatt_block_indexes=full))
+    dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[exp.model.dtype]
+    mesh = mesh_for(topology, exp)
+    chip = CHIPS[topology.split(":")[0]]
+    n_chips = mesh.devices.size
+    sharding = fsdp_tp()
+    if levers["act_sharding"] == "off":
+        sharding = dataclasses.replace(sharding, act_btd=None)
+    g = exp.grpo
+    tx = make_optimizer(exp.optim.lr, weight_decay=exp.optim.weight_decay)
+
+    def build():
+        m = Qwen2_5OmniThinker(mcfg, dtype=dtype, rngs=nnx.Rngs(0), sharding=sharding, mesh=mesh,
+                               attention=levers["attention"])
+        return m, nnx.Optimizer(m, tx, wrt=nnx.Param)
+
+    model_abs, opt_abs = nnx.eval_shape(build)
+    pg, pstate = nnx.split(model_abs)
+    og, ostate = nnx.split(opt_abs)
+    p_sh, o_sh = param_shardings(pstate, mesh, sharding), param_shardings(ostate, mesh, sharding)
+    p_abs, o_abs = _abstract(pstate, p_sh), _abstract(ostate, o_sh)
+    base = build_prompt(mcfg, s)
+    if levers["vision"] == "dense":  # unknown segment lengths: the [P, P] masked attention
+        for f in ("image_layout", "video_layout"):
+            if getattr(base, f) is not None:
+                base = base.replace(**{f: getattr(base, f).replace(max_full=0, max_window=0)})
+    remat = {"none": False, "full": bool(exp.model.remat) or True, "dots": "dots"}[levers["remat"]]
+    scorer = functools.partial(group_completion_logprobs, group_size=s.group, remat=remat,
+                               temperature=g.temperature, fuse_head=levers["logits"] == "chunked")
+    spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl, agg=g.agg,
+                    micro_batches=micro_batches)
+    row = dict(topology=topology, chips=n_chips, mesh=dict(mesh.shape), program=program, rows=s.rows,
+               prompt_len=s.prompt_len, completion_len=s.completion_len, frames=s.frames,
+               audio_frames=s.audio_frames, micro_batches=micro_batches if program == "update" else None,
+               levers=dict(levers), model=exp.model.preset, dtype=exp.model.dtype,
+               layers=mcfg.text.num_hidden_layers, vision_depth=mcfg.vision.depth)
+
+    if program == "update":
+        prompt = abstract_inputs(mesh, sharding, repeat_prompt(base, s.group))
+        comp = _batch_sharded(mesh, sharding, np.zeros((s.rows, s.completion_len), np.int32))
+        adv = _batch_sharded(mesh, sharding, np.zeros((s.rows,), np.float32))
+
+        def fn(pstate, ostate, rstate, prompt, comp, adv):
+            policy, opt, ref = nnx.merge(pg, pstate), nnx.merge(og, ostate), nnx.merge(pg, rstate)
+            mask = jnp.ones_like(comp)
+            ref_lp = jax.lax.stop_gradient(scorer(ref, prompt, comp, mask)) if g.beta > 0 else None
+            grads, metrics = _grpo_grads(policy, prompt, comp, mask, None, ref_lp, adv, scorer, spec)
+            opt.update(policy, grads)
+            return nnx.state(policy), nnx.state(opt), metrics
+
+        jitted = jax.jit(fn, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, None))
+        args = (p_abs, o_abs, p_abs, prompt, comp, adv)
+    elif program == "decode":
+        prompt = abstract_inputs(mesh, sharding, base)
+
+        def fn(pstate, prompt):
+            return _generate(nnx.merge(pg, pstate), prompt, jax.random.key(0), max_new_tokens=s.completion_len,
+                             num_samples=s.group, greedy=False, temperature=g.temperature, top_k=0, top_p=1.0,
+                             eos=(mcfg.text.vocab_size - 1,), pad_token_id=0)
+
+        jitted, args = jax.jit(fn), (p_abs, prompt)
+    else:
+        t = mcfg.text
+        s_len = s.prompt_len + s.completion_len
+        k_spec, v_spec = _cache_specs(model_abs.kv_sharding)
+
+        def cache_arg(shape, sh):
+            spec = P() if sh is None else fit_spec(sh.spec, shape, dict(mesh.shape))
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, spec))
+
+        caches = [(cache_arg((s.rows, t.num_key_value_heads, t.head_dim, s_len), k_spec),
+                   cache_arg((s.rows, t.num_key_value_heads, s_len, t.head_dim), v_spec))
+                  for _ in range(t.num_hidden_layers)]
+        tok = _batch_sharded(mesh, sharding, np.zeros((s.rows, 1), np.int32))
+        pos = _batch_sharded(mesh, sharding, np.zeros((3, s.rows, 1), np.int32), 1)
+        valid = _batch_sharded(mesh, sharding, np.zeros((s.rows, 1, s_len), bool))
+
+        # generate concatenates the q/k/v and gate/up kernels once, outside its loop: so does this step.
+        fused = jax.eval_shape(lambda st: nnx.merge(pg, st).language_model.fused_weights(), p_abs)
+        fused = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=NamedSharding(
+            mesh, fit_spec(P("fsdp"), a.shape, dict(mesh.shape)))), fused)
+
+        def fn(pstate, fused, caches, tok, pos, valid):
+            model = nnx.merge(pg, pstate)
+            lm = model.language_model
+            h, caches = lm(lm.embed_tokens(tok), pos, valid, caches=caches, write_index=s.prompt_len,
+                           act_sharding=model.act_sharding, fused=fused)
+            return model.logits(h)[:, 0], caches
+
+        jitted, args = jax.jit(fn, donate_argnums=(2,)), (p_abs, fused, caches, tok, pos, valid)
+
+    t0 = time.time()
+    try:
+        compiled = jitted.lower(*args).compile()
+    except Exception as e:  # noqa: BLE001 - a shape that does not fit is a row, not a crash
+        msg = str(e).strip().splitlines()
+        row.update(fits=False, error=" ".join(msg[:3])[:400], compile_s=round(time.time() - t0, 1))
+        return row
+    row["compile_s"] = round(time.time() - t0, 1)
+    mem = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    arg, out, tmp, alias = (mem.argument_size_in_bytes, mem.output_size_in_bytes, mem.temp_size_in_bytes,
+                            mem.alias_size_in_bytes)
+    total = arg + out + tmp - alias
+    flops, nbytes = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+    model_flops = analytic_flops(mcfg, pstate, s, program) / n_chips
+    roof = max(flops / chip["peak"], nbytes / chip["bw"])
+    row.update(
+        fits=total <= chip["hbm"], arg_gb=arg / 1e9, out_gb=out / 1e9, temp_gb=tmp / 1e9, alias_gb=alias / 1e9,
+        total_gb=total / 1e9, hbm_gb=chip["hbm"] / 1e9, hbm_frac=total / chip["hbm"], flops=flops, bytes=nbytes,
+        model_flops=model_flops, flops_ratio=flops / model_flops if model_flops else None, roofline_s=roof,
+        bound="compute" if flops / chip["peak"] >= nbytes / chip["bw"] else "memory",
+        mfu=model_flops / (chip["peak"] * roof) if roof else None)
+    if program == "decode_step":
+        # Bytes a step cannot avoid: every weight this chip multiplies with (gathered over fsdp, split over
+        # tensor) and its share of the KV cache.
+        t = mcfg.text
+        # (the decoder's kernels once - from the concatenated copies - and lm_head; not the encoders)
+        wbytes = sum(math.prod(v.shape) for p_, v in nnx.to_flat_state(pstate)
+                     if len(v.shape) >= 2 and (p_[0] == "lm_head" or (p_[0] == "language_model"
+                                                                     and "embed_tokens" not in p_))
+                     ) * jnp.dtype(dtype).itemsize / dict(mesh.shape)["tensor"]
+        rows_per_chip = s.rows / math.prod(dict(mesh.shape)[a] for a in ("data", "fsdp")
+                                           if s.rows % dict(mesh.shape)[a] == 0)
+        kv = 2 * t.num_hidden_layers * rows_per_chip * t.num_key_value_heads * t.head_dim * (
+            s.prompt_len + s.completion_len) * jnp.dtype(dtype).itemsize / dict(mesh.shape)["tensor"]
+        row.update(min_bytes=wbytes + kv, hbm_roofline_frac=(wbytes + kv) / nbytes if nbytes else None)
+    return row
+
+
+def markdown(rows) -> str:
+    head = ("| topology | program | layers (text / vision) | rows | micro | levers (attn / remat / logits / act / vision) | args GB | temp GB | "
+            "total GB | % HBM | TFLOP/chip | model TFLOP/chip | ratio | GB accessed | roofline s | MFU | note |")
+    out = [head, "|" + "---|" * 17]
+    for r in rows:
+        lv = r["levers"]
+        lev = f"{lv['attention']} / {lv['remat']} / {lv['logits']} / {lv['act_sharding']} / {lv.get('vision', '-')}"
+        if not r.get("flops"):
+            out.append(f"| {r['topology']} | {r['program']} | {r.get('layers')} / {r.get('vision_depth')} | {r['rows']} | {r.get('micro_batches') or '-'} | {lev} "
+                       f"| | | | | | | | | | | does not compile: {r.get('error', '')[:160]} |")
+            continue
+        note = "fits" if r["fits"] else "over HBM"
+        if r["program"] == "decode_step" and r.get("hbm_roofline_frac"):
+            note += f"; {r['hbm_roofline_frac'] * 100:.0f}% of the bytes accessed are necessary"
+        # XLA's cost analysis counts a while loop's body once: no roofline for the decode loop nor for a
+        # micro-batched update (its scan over micro-batches).
+        loop = r["program"] == "decode" or (r.get("micro_batches") or 1) > 1
+        perf = ("| - | - | - | - | - | - " if loop else
+                f"| {r['flops'] / 1e12:.2f} | {r['model_flops'] / 1e12:.2f} | {r['flops_ratio']:.2f} | "
+                f"{r['bytes'] / 1e9:.1f} | {r['roofline_s']:.4f} | {r['mfu'] * 100:.0f}% ")
+        out.append(
+            f"| {r['topology']} | {r['program']} | {r.get('layers')} / {r.get('vision_depth')} | {r['rows']} | "
+            f"{r.get('micro_batches') or '-'} | {lev} | {r['arg_gb']:.1f} | {r['temp_gb']:.1f} | {r['total_gb']:.1f} | {r['hbm_frac'] * 100:.0f} "
+            f"{perf}| {note} |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--topology", action="append", required=True, help="e.g. v5p:2x2x2 (repeatable)")
+    ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override key=value")
+    ap.add_argument("--programs", default="update,decode,decode_step")
+    ap.add_argument("--prompts", type=int, default=None, help="B prompts (default data.batch_size)")
+    ap.add_argument("--prompt-len", type=int, default=2048)
+    ap.add_argument("--completion-len", type=int, default=None, help="default grpo.max_new_tokens")
+    ap.add_argument("--frames", type=int, default=None, help="video frames per prompt (default data.max_frames)")
+    ap.add_argument("--audio-seconds", type=float, default=None)
+    ap.add_argument("--micro-batches", type=int, default=1)
+    ap.add_argument("--attention", choices=("dense", "chunked", "dot_product"), default="chunked")
+    ap.add_argument("--remat", choices=("none", "full", "dots"), default="full")
+    ap.add_argument("--logits", choices=("full", "chunked"), default="chunked")
+    ap.add_argument("--act-sharding", choices=("on", "off"), default="on")
+    ap.add_argument("--vision-attention", choices=("banded", "dense"), default="banded")
+    ap.add_argument("--layers", type=int, default=None, help="decoder layers (default: the model's)")
+    ap.add_argument("--vision-depth", type=int, default=None, help="vision blocks (default: the model's)")
+    ap.add_argument("--json", default=None, help="append rows to this JSON file")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+
+    from omnir1_jax.config import load_config
+
+    exp = load_config(args.config, args.overrides)
+    s = shapes_from_config(exp, args)
+    levers = dict(attention=args.attention, remat=args.remat, logits=args.logits, act_sharding=args.act_sharding,
+                  vision=args.vision_attention)
+    rows = []
+    for topo in args.topology:
+        for program in args.programs.split(","):
+            row = run_case(topo, program, exp, s, levers, args.micro_batches, args.layers, args.vision_depth)
+            row.update(date=time.strftime("%Y-%m-%d"), host=platform.node(), config=args.config)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.json:
+                old = json.load(open(args.json)) if os.path.exists(args.json) else []
+                os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+                with open(args.json + ".tmp", "w") as f:
+                    json.dump(old + [row], f, indent=1)
+                os.replace(args.json + ".tmp", args.json)
+    print(markdown(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
