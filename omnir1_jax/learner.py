@@ -347,7 +347,7 @@ class Learner:
         m.update(R.summarize({"total": ro["rewards"]}, "reward/"))
         m["response_length"] = float(np.mean(ro["lengths"]))
         m["zero_variance_groups"] = float(zero_variance_fraction(jnp.asarray(ro["rewards"]), self.cfg.grpo.group_size))
-        m.update({f"{self.task.name}/{k}": float(v) for k, v in ro["stats"].items()})
+        m.update({k: float(v) for k, v in ro["stats"].items()})  # the task names its counters (bridge/..., judge/...)
         m.update({"time/data": t_data, "time/rollout": ro["t_sample"], "time/reward": ro["t_reward"],
                   "time/update": t_update, "time/step": time.perf_counter() - t0,
                   "tokens_per_s": float(np.sum(ro["lengths"])) / max(ro["t_sample"], 1e-9)})

@@ -136,6 +136,11 @@ def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None 
 
     from omnir1_jax.models.qwen2_5_omni import to_hf
 
+    if jax.process_count() > 1:
+        # the parameters are global arrays sharded over every process: every process takes part in gathering
+        # them (a collective), then process 0 writes
+        graphdef, state = nnx.split(policy)
+        policy = nnx.merge(graphdef, jax.tree.map(D.fetch, state))
     if jax.process_index() != 0:
         return path
     if tokenizer is None and not (assets_from and os.path.isdir(assets_from)):

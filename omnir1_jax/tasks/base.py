@@ -18,7 +18,7 @@ class Scored:
     Attributes:
       rewards: float32 ``[R]`` total reward of each row.
       components: reward terms ``{name: [R]}`` (logged as ``reward/<name>``, mean / min / max).
-      stats: scalar counters of the step (e.g. bridge detections), logged as ``<task>/<name>``.
+      stats: scalar counters of the step, logged under their names (``bridge/n_detections``, ``judge/...``).
     """
 
     rewards: np.ndarray

@@ -35,7 +35,7 @@ class CrossOmniQATask(Task):
 
         rows = [r for r in batch["records"] for _ in range(group_size)]
         rewards, comps, judge_metrics = qa_rewards(list(texts), rows, self.judge, self.qa_weights)
-        return Scored(rewards, comps, {f"judge_{k}": float(v) for k, v in judge_metrics.items()})
+        return Scored(rewards, comps, {f"judge/{k}": float(v) for k, v in judge_metrics.items()})
 
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:
         from omnir1_jax.crossomni.prompts import sft_target

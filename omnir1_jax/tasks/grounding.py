@@ -96,7 +96,7 @@ class GroundingTask(VOSTask):
             comps.append(c)
         components = {k: np.concatenate([c[k] for c in comps]) for k in COMPONENTS}
         # stats are summed over processes by the learner: a count, not a mean
-        stats = {"n_formatted": float(components["format"].sum())}
+        stats = {"grounding/n_formatted": float(components["format"].sum())}
         return Scored(np.concatenate(rewards), components, stats)
 
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:

@@ -113,12 +113,12 @@ class VOSTask(Task):
             groups.append((rows, answers, queries, t))
             if need_bridge:
                 futures.append(self.client().submit_group(batch["frames"][b], queries))
-        rewards, comps, stats = [], [], {"n_unparseable": 0.0, "n_detections": 0.0}
+        rewards, comps, stats = [], [], {"bridge/n_unparseable": 0.0, "bridge/n_detections": 0.0}
         for b, (rows, answers, queries, t) in enumerate(groups):
             result = futures[b].result().raise_for_status() if need_bridge else None
             if result is not None:
-                stats["n_unparseable"] += result.n_unparseable
-                stats["n_detections"] += result.n_detections
+                stats["bridge/n_unparseable"] += result.n_unparseable
+                stats["bridge/n_detections"] += result.n_detections
             num_objects = int(batch["num_objects"][b]) if "num_objects" in batch else None
             r, c = R.group_rewards(rows, t, batch["gt_masks"][b], batch["gt_boxes"][b][:t],
                                    batch["gt_box_valid"][b][:t], result, queries, weights=weights,
@@ -166,7 +166,7 @@ class RefAIDTask(VOSTask):
         from sam2_bridge.protocol import Keyframe
 
         n = group_size
-        rewards, fmt, box, stats = [], [], [], {"n_unparseable": 0.0, "n_detections": 0.0}
+        rewards, fmt, box, stats = [], [], [], {"bridge/n_unparseable": 0.0, "bridge/n_detections": 0.0}
         for b in range(len(batch["num_frames"])):
             rows = list(texts[b * n:(b + 1) * n])
             descs = [parse_description(x) for x in rows]
@@ -174,10 +174,10 @@ class RefAIDTask(VOSTask):
             pred = [np.zeros((0, 4), np.float32) for _ in rows]
             if asked:
                 reply = self.client().ground(batch["frames"][b][:1], [Keyframe(0, descs[i]) for i in asked])
-                stats["n_unparseable"] += reply.n_unparseable
+                stats["bridge/n_unparseable"] += reply.n_unparseable
                 for i, boxes in zip(asked, reply.boxes):
                     pred[i] = np.asarray(boxes, np.float32).reshape(-1, 4)
-                    stats["n_detections"] += len(pred[i])
+                    stats["bridge/n_detections"] += len(pred[i])
             gt = R.gt_box_lists(batch, b, 1)[0]  # one box per target object visible on the first frame
             r = refaid_reward(rows, pred, gt)
             f = format_reward(rows)

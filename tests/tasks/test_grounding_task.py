@@ -84,7 +84,7 @@ def test_score_of_hand_made_answers(setup):
     assert x2 - x1 < 40
     np.testing.assert_allclose(scored.rewards, [4.4, 0.0, 4.4, 1.0 + 0.5 + 1.0], atol=1e-5)
     np.testing.assert_allclose(scored.components["box"], [1.0, 0.0, 1.0, 0.5], atol=1e-5)
-    assert scored.stats == {"n_formatted": 3.0}
+    assert scored.stats == {"grounding/n_formatted": 3.0}
     assert task.sft_targets(batch) == [target_answer(batch["gt_box"][b], batch["gt_points"][b], task.cfg.sft.think)
                                        for b in range(2)]
 
