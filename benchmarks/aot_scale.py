@@ -327,10 +327,13 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         pos = _batch_sharded(mesh, sharding, np.zeros((3, s.rows, 1), np.int32), 1)
         valid = _batch_sharded(mesh, sharding, np.zeros((s.rows, 1, s_len), bool))
 
-        # generate concatenates the q/k/v and gate/up kernels once, outside its loop: so does this step.
-        fused = jax.eval_shape(lambda st: nnx.merge(pg, st).language_model.fused_weights(), p_abs)
-        fused = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=NamedSharding(
-            mesh, fit_spec(P("fsdp"), a.shape, dict(mesh.shape)))), fused)
+        # generate concatenates the q/k/v and gate/up kernels once, outside its loop (only without a tensor
+        # axis, see text.can_fuse): so does this step.
+        fused = None
+        if dict(mesh.shape)["tensor"] == 1:
+            fused = jax.eval_shape(lambda st: nnx.merge(pg, st).language_model.fused_weights(), p_abs)
+            fused = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=NamedSharding(
+                mesh, fit_spec(P("fsdp"), a.shape, dict(mesh.shape)))), fused)
 
         def fn(pstate, fused, caches, tok, pos, valid):
             model = nnx.merge(pg, pstate)
@@ -343,7 +346,8 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
 
     t0 = time.time()
     try:
-        compiled = jitted.lower(*args).compile()
+        with jax.set_mesh(mesh):  # the model's mesh-dependent choices (text.can_fuse) see the slice's mesh
+            compiled = jitted.lower(*args).compile()
     except Exception as e:  # noqa: BLE001 - a shape that does not fit is a row, not a crash
         msg = str(e).strip().splitlines()
         row.update(fits=False, error=" ".join(msg[:3])[:400], compile_s=round(time.time() - t0, 1))
