@@ -4,16 +4,16 @@ Command (README's main job)::
 
     .venv/bin/python -m omnir1_jax.train --config experiments/synthetic_cpu.py
 
-Hardware: 2 CPU cores, no accelerator, <= 15 minutes (measured on a fresh clone, 2026-11-29: 9 min 51 s in all,
-world generation included, SFT 184 s). It generates the synthetic world (ReVOS layout) under ``data/synthetic`` if missing, starts a
+Hardware: 2 CPU cores, no accelerator, <= 15 minutes (measured on a fresh clone, 2026-11-30: 6 min 38 s in all,
+world generation included, SFT 105 s, GRPO 260 s). It generates the synthetic world (ReVOS layout) under ``data/synthetic`` if missing, starts a
 bridge with the synthetic grounder and segmenter, runs a short SFT that teaches only the answer format (random
 keyframes, a description of a random object present, never the target), measures J&F on the held-out split,
 runs GRPO, measures J&F again and prints both; it writes ``runs/synthetic_cpu/rewards.png`` and the evaluations
 (with mask overlays) under ``runs/synthetic_cpu/eval/{before,after}_grpo/``.
 
 Target: J&F after GRPO >= J&F after SFT + 0.10 (the project's bar; no paper number, synthetic data).
-Measured: 0.155 after SFT -> 0.681 after GRPO (+0.526), every held-out answer valid before and after (2026-11-30,
-the one learner; BENCHMARKS.md "Issue 12"). The SFT answers never name the target, and the policy is
+Measured: 0.155 after SFT -> 0.681 after GRPO (+0.526), every held-out answer valid before and after, 6 min 38 s on
+a fresh clone (2026-11-30, the one learner; BENCHMARKS.md "Issue 12"). The SFT answers never name the target, and the policy is
 wide enough to read the query, so after SFT it names the *other* object (J&F 0.155); GRPO's grounding reward
 teaches it to name the one the query asks for. A narrower policy (hidden 64) does not learn to read the query
 in the budget (J&F +0.036; BENCHMARKS.md, issue 6).
