@@ -13,6 +13,7 @@ from flax import nnx
 
 from omnir1_jax.models.qwen2_5_omni import (
     abstract_model, fsdp_tp, init_model, make_mesh, param_partition_specs, prepare_inputs, tiny)
+from omnir1_jax.models.qwen2_5_omni.testing import left_padded_image_rows
 
 NAMES = (
     "language_model.embed_tokens.weight", "language_model.layers.0.self_attn.q_proj.kernel",
@@ -25,14 +26,7 @@ NAMES = (
 
 def inputs(cfg, rng):
     """Two left-padded rows; row 0 holds a 4x6-patch image (6 tokens)."""
-    img = [cfg.vision_start_token_id] + [cfg.image_token_id] * 6 + [cfg.vision_end_token_id]
-    rows = [[1, 20, 30] + img + [40, 41, 42, 43], [1, 50, 51, 52, 53, 54]]
-    t = max(len(r) for r in rows)
-    ids = np.zeros((2, t), np.int64)
-    mask = np.zeros((2, t), np.int64)
-    for i, r in enumerate(rows):
-        ids[i, t - len(r):] = r
-        mask[i, t - len(r):] = 1
+    ids, mask = left_padded_image_rows(cfg, ((40, 41, 42, 43), (51, 52, 53, 54)))
     return dict(input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]]),
                 pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)).astype(np.float32))
 

@@ -19,20 +19,14 @@ from omnir1_jax.models.qwen2_5_omni import (
     InputError, completion_logprobs, group_completion_logprobs, init_model, prepare_inputs, repeat_prompt, tiny,
     unrepeat_prompt)
 from omnir1_jax.models.qwen2_5_omni.sampling import _pick, first_argmax
+from omnir1_jax.models.qwen2_5_omni.testing import left_padded_image_rows
 
 GROUP = 3
 
 
 def _prompts(cfg, rng):
     """Two left-padded prompts; row 0 holds a 4x6-patch image (6 placeholder tokens)."""
-    img = [cfg.vision_start_token_id] + [cfg.image_token_id] * 6 + [cfg.vision_end_token_id]
-    rows = [[1, 20, 30] + img + [40, 41], [1, 50, 51, 52, 53]]
-    t = max(len(r) for r in rows)
-    ids = np.zeros((2, t), np.int64)
-    mask = np.zeros((2, t), np.int64)
-    for i, r in enumerate(rows):
-        ids[i, t - len(r):] = r
-        mask[i, t - len(r):] = 1
+    ids, mask = left_padded_image_rows(cfg, ((40, 41), (51, 52, 53)))
     return prepare_inputs(cfg, input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]]),
                           pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)).astype(np.float32))
 

@@ -17,6 +17,7 @@ from flax import nnx
 from omnir1_jax.models.qwen2_5_omni import (
     completion_logprobs, group_completion_logprobs, init_model, prepare_inputs, repeat_prompt, tiny)
 from omnir1_jax.rl.update import LossSpec, grpo_grads, nll_grads, score
+from omnir1_jax.models.qwen2_5_omni.testing import left_padded_image_rows
 
 GROUP, C = 4, 6
 
@@ -25,14 +26,7 @@ GROUP, C = 4, 6
 def batch():
     cfg = tiny()
     rng = np.random.default_rng(0)
-    img = [cfg.vision_start_token_id] + [cfg.image_token_id] * 6 + [cfg.vision_end_token_id]
-    rows = [[1, 20, 30] + img + [40], [1, 50, 51, 52]]
-    t = max(len(r) for r in rows)
-    ids = np.zeros((2, t), np.int64)
-    mask = np.zeros((2, t), np.int64)
-    for i, r in enumerate(rows):
-        ids[i, t - len(r):] = r
-        mask[i, t - len(r):] = 1
+    ids, mask = left_padded_image_rows(cfg, ((40,), (51, 52)))
     prompt = repeat_prompt(prepare_inputs(cfg, input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]]),
                                           pixel_values=rng.standard_normal((24, cfg.vision.patch_dim))), GROUP)
     r = 2 * GROUP

@@ -56,3 +56,20 @@ def build_tiny_processor(vocab_size: int = 512):
     )
     proc.videos_kwargs = {"size": size}  # the class default (128*28*28 px per frame) would override ours
     return proc
+
+
+def left_padded_image_rows(cfg: Qwen2_5OmniConfig, tails: tuple[tuple[int, ...], tuple[int, ...]]):
+    """Two left-padded token rows for tests: ``[1, 20, 30, <image of 6 merged tokens>, *tails[0]]`` and
+    ``[1, 50, *tails[1]]``, as ``(input_ids, attention_mask)`` int64 arrays [2, T]; the image has
+    ``image_grid_thw = [[1, 4, 6]]`` (24 patches)."""
+    import numpy as np
+
+    img = [cfg.vision_start_token_id] + [cfg.image_token_id] * 6 + [cfg.vision_end_token_id]
+    rows = [[1, 20, 30] + img + list(tails[0]), [1, 50] + list(tails[1])]
+    t = max(len(r) for r in rows)
+    ids = np.zeros((2, t), np.int64)
+    mask = np.zeros((2, t), np.int64)
+    for i, r in enumerate(rows):
+        ids[i, t - len(r):] = r
+        mask[i, t - len(r):] = 1
+    return ids, mask
