@@ -58,7 +58,7 @@ class PipelineConfig:
       keep_frames: also return the uint8 frames at original resolution.
       prompt: ``"paper"`` (Figure 3 / 4) or ``"short"`` (compact VOS prompt for tiny policies).
       num_keyframes: K of ``grpo.num_keyframes``: the VOS prompt asks for exactly K moments (None: "about 4").
-      source: where the records came from (e.g. ``"split 'train' of revos in /data/revos"``), named by the error
+      source: where the records came from (e.g. ``"split 'train' of revos in data/revos"``), named by the error
         an empty record list raises; ``source_path``: the dataset directory or file it names.
     """
 

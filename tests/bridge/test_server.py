@@ -68,7 +68,7 @@ def _raw_request(address, payload, timeout_ms=10000):
         sock.close()
 
 
-def test_malformed_messages_get_error_replies_then_health_works(sam2_bridge):
+def test_malformed_messages_get_error_replies_then_health_works(sam2_bridge, tmp_path):
     client, server = sam2_bridge
     good = P.make_request("abc", "health", {})
     huge = P.encode_message({"id": "big", "type": "ground", "body": {"x": b"\0" * (MAX_BYTES + 10)}},
@@ -80,7 +80,7 @@ def test_malformed_messages_get_error_replies_then_health_works(sam2_bridge):
              (b"S2BR" + struct.pack("<HHQ", 1, 0, 3) + b"\x93\x01\x02", "bad_body"),
              (P.make_request("g1", "ground_and_segment", {"clip": {"array": np.zeros((2, 4, 4), np.uint8)},
                                                           "rollouts": []}), "bad_field"),
-             (P.make_request("g2", "ground", {"frames": {"ref": {"root": "/nonexistent", "video": "v",
+             (P.make_request("g2", "ground", {"frames": {"ref": {"root": str(tmp_path), "video": "v",
                                                                  "names": ["0"]}}, "keyframes": [[0, "red"]]}),
               "forbidden")]  # this bridge has no --data-root: it reads no frame references
     for payload, code in cases:

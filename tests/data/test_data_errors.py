@@ -106,8 +106,10 @@ def test_rle_claiming_20000_by_20000_is_rejected_before_decoding(revos_tree, tmp
     assert rle.decode(_huge_rle(H, W), expected_size=(H, W)).shape == (H, W)  # a correct size still decodes
 
 
-@pytest.mark.parametrize("vid", ["../../../../../etc", "/etc", "ok/../../escape"])
+@pytest.mark.parametrize("vid", ["../../../../../outside", "ABSOLUTE", "ok/../../escape"])
 def test_meta_video_id_outside_the_root_is_rejected(tmp_path, vid):
+    if vid == "ABSOLUTE":  # an absolute path outside the dataset root, made from this test's own directory
+        vid = str(tmp_path.parent / "outside")
     meta_path = tmp_path / "meta_expressions_train_.json"
     meta_path.write_text(json.dumps({"videos": {vid: {"frames": ["00000"], "height": H, "width": W, "expressions": {
         "0": {"exp": "x", "anno_id": [1], "obj_id": [1], "type_id": 0}}}}}))
