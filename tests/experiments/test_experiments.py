@@ -120,7 +120,7 @@ def test_experiment_resolves_and_documents_command_hardware_and_number(path, wor
     assert "python -m omnir1_jax." in head and "Hardware" in head
     if not os.path.basename(path).startswith("synthetic_cpu"):
         assert "Paper" in head and "**" in head  # the paper's number, in bold
-    cfg_t = tiny(cfg, world, "ipc:///nonexistent")
+    cfg_t = tiny(cfg, world, "ipc://unused-bridge.sock")
     assert cfg_t.grpo.rewards == cfg.grpo.rewards and cfg_t.grpo.beta == cfg.grpo.beta  # what the row is about
     assert cfg_t.data.dataset == cfg.data.dataset or cfg.data.dataset in ("mixture", "synthetic")
     if cfg.data.dataset == "refcocog":  # the tiny refCOCOg tree is read by the real reader: 3 train sentences
@@ -270,7 +270,7 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
 
     judge_dir = _tiny_judge_dir(str(tmp_path / "judge"))
     local = HFJudge(judge_dir)
-    cfg = tiny(load_config(os.path.join(ROOT, "experiments", "crossomni_grpo_3b.py")), world, "ipc:///nonexistent")
+    cfg = tiny(load_config(os.path.join(ROOT, "experiments", "crossomni_grpo_3b.py")), world, "ipc://unused-bridge.sock")
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "run")))
     records = read_split(cfg.data, "train")[:2]
     completions = ["<think>the man in red is Sheldon, from Texas</think>\nB", "no rationale: A",
