@@ -117,20 +117,6 @@ def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip):
                           grad_clip=grad_clip)
 
 
-def take_prompts(batch: dict[str, Any], lo: int, hi: int, num_prompts: int) -> dict[str, Any]:
-    """Prompts ``lo:hi`` of a batch: every per-prompt entry (a sequence of ``num_prompts`` items) sliced; the
-    model inputs and scalars kept. The batch itself when it is the whole range."""
-    if lo == 0 and hi == num_prompts:
-        return batch
-    out = {}
-    for k, v in batch.items():
-        if k != "model_inputs" and isinstance(v, (list, tuple, np.ndarray)) and len(v) == num_prompts:
-            out[k] = v[lo:hi]
-        else:
-            out[k] = v
-    return out
-
-
 def _bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
@@ -205,10 +191,13 @@ class Learner:
         self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
         if stage.steps <= 0:  # run.steps = 0: derived from the data (run.epochs over expressions or videos)
             self.stage = stage = dataclasses.replace(stage, steps=S.resolve_steps(cfg, self.records, stage.batch_size))
-        # every process reads the same global batches (the prompts enter the programs as replicated arrays); each
-        # process rewards its own block of prompts (D.my_prompts)
+        # every process walks the same seeded order of records and prepares only its own block of each global
+        # batch (share); the blocks become global arrays (D.global_inputs / D.global_rows)
         D.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes
-        self.data_iter = task.batches(self.records, batch_size=stage.batch_size, seed=stage.seed, sft=not self.grpo)
+        self.share = (jax.process_index(), jax.process_count())
+        self.pad_id = P.pad_id_of(self.tokenizer)
+        self.data_iter = task.batches(self.records, batch_size=stage.batch_size, seed=stage.seed, sft=not self.grpo,
+                                      share=self.share)
         self.key = jax.random.key(cfg.run.seed)
         self.step = 0
         self.evaluate_fn = evaluate
@@ -262,32 +251,38 @@ class Learner:
     def rollout(self, batch: dict[str, Any], key) -> dict[str, Any]:
         """Sample a group per prompt, let the task score it, compute advantages: the step before the update.
 
-        Generation is one program over the mesh; every process reads all completions back, rewards its own
-        block of prompts (its bridge), and the rewards of all processes are gathered before the advantages."""
+        ``batch`` is this process's share of the global batch. Its prompts become its part of the global prompt
+        batch; generation is one program over the mesh; every process reads all completions back, rewards its own
+        prompts (its bridge), and the rewards of all processes are gathered before the advantages."""
         from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
 
         g, n = self.cfg.grpo, self.cfg.grpo.group_size
         t0 = time.perf_counter()
-        prompt = D.replicated(as_model_inputs(self.policy.config, batch["model_inputs"]), self.mesh)
+        local = as_model_inputs(self.policy.config, batch["model_inputs"])
+        prompt = D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id)
         comp = P.complete(self.model, self.tokenizer, prompt, max_new_tokens=g.max_new_tokens, greedy=False,
                           num_samples=n, key=key, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
                           eos_ids=self.eos_ids)
         t_sample = time.perf_counter() - t0
         t1 = time.perf_counter()
-        num_prompts = int(np.asarray(prompt.input_ids).shape[0])
-        lo, hi = D.my_prompts(num_prompts)
-        mine = self.task.score(take_prompts(batch, lo, hi, num_prompts), comp.texts[lo * n:hi * n], n)
+        b = int(np.shape(local.input_ids)[0])
+        lo, hi = D.my_prompts(b * self.share[1])
+        mine = self.task.score(batch, comp.texts[lo * n:hi * n], n)
         scored = Scored(D.gather_rows(mine.rewards, self.mesh),
                         {k: D.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
                         {k: float(D.gather_rows(np.asarray([v], np.float64)).sum())
                          for k, v in sorted(mine.stats.items())})
-        return self.assemble(comp.prompt, comp.tokens, comp.lengths, comp.texts, scored, t_sample,
+        return self.assemble(local, comp.tokens, comp.lengths, comp.texts, scored, t_sample,
                              time.perf_counter() - t1)
 
     def assemble(self, prompt, tokens: np.ndarray, lengths: np.ndarray, texts, scored: Scored,
                  t_sample: float = 0.0, t_reward: float = 0.0) -> dict[str, Any]:
         """The update's inputs from sampled rows and their rewards (group-normalised advantages, a completion
-        mask cut to a 32-multiple of the longest row)."""
+        mask cut to a 32-multiple of the longest row).
+
+        ``prompt`` is this process's share of the prompts (prepared ``ModelInputs``); ``tokens``, ``lengths``,
+        ``texts`` and ``scored`` cover every row of the global batch (rows ``prompt * group_size + sample``).
+        Each process turns its own rows into its part of the global arrays the update reads."""
         from omnir1_jax.models.qwen2_5_omni import repeat_prompt
 
         g = self.cfg.grpo
@@ -295,22 +290,31 @@ class Learner:
         adv = np.asarray(group_advantages(jnp.asarray(scored.rewards), n, g.adv_scale, g.adv_eps))
         width = min(_bucket(int(lengths.max())), tokens.shape[1])
         mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
-        rep = D.replicated
-        return {"prompt": rep(repeat_prompt(prompt, n), self.mesh), "completion_ids": rep(tokens[:, :width], self.mesh),
-                "completion_mask": rep(mask, self.mesh), "advantages": rep(adv, self.mesh), "rewards": scored.rewards,
-                "components": scored.components, "texts": list(texts), "lengths": lengths, "t_sample": t_sample,
-                "t_reward": t_reward, "stats": scored.stats}
+        rows = int(np.shape(prompt.input_ids)[0]) * n
+        mine = slice(self.share[0] * rows, (self.share[0] + 1) * rows)
+        if tokens.shape[0] != rows * self.share[1]:
+            raise ValueError(f"{tokens.shape[0]} completion rows for {self.share[1]} processes x {rows // n} prompts "
+                             f"x group {n}")
+        glob = functools.partial(D.global_rows, mesh=self.mesh)
+        return {"prompt": D.global_inputs(self.policy.config, repeat_prompt(prompt, n), self.mesh, pad_id=self.pad_id),
+                "completion_ids": glob(np.asarray(tokens[mine, :width])), "completion_mask": glob(mask[mine]),
+                "advantages": glob(adv[mine]), "rewards": scored.rewards, "components": scored.components,
+                "texts": list(texts), "lengths": lengths, "t_sample": t_sample, "t_reward": t_reward,
+                "stats": scored.stats}
 
     def supervised(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The NLL update's inputs: the task's targets for the batch, tokenised."""
+        """The NLL update's inputs: the task's targets for this process's share of the batch, tokenised to a width
+        every process agrees on, as its part of the global arrays."""
         from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
 
         texts = self.task.sft_targets(batch)
-        ids, mask = P.tokenize_targets(self.tokenizer, texts, P.target_eos_id(self.tokenizer),
-                                       P.pad_id_of(self.tokenizer))
-        rep = D.replicated
-        return {"prompt": rep(as_model_inputs(self.policy.config, batch["model_inputs"]), self.mesh),
-                "completion_ids": rep(ids, self.mesh), "completion_mask": rep(mask, self.mesh), "texts": texts}
+        ids, mask = P.tokenize_targets(self.tokenizer, texts, P.target_eos_id(self.tokenizer), self.pad_id)
+        (width,) = D.agree_max(ids.shape[1])
+        ids, mask = P.pad_targets(ids, mask, width, self.pad_id)
+        local = as_model_inputs(self.policy.config, batch["model_inputs"])
+        return {"prompt": D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
+                "completion_ids": D.global_rows(ids, self.mesh), "completion_mask": D.global_rows(mask, self.mesh),
+                "texts": texts}
 
     # ---------------------------------------------------------------------------------------- update
     def update(self, ro: dict[str, Any]) -> dict[str, float]:

@@ -259,4 +259,15 @@ def tokenize_targets(tokenizer, texts: Sequence[str], eos_id: int, pad_id: int, 
     for i, x in enumerate(ids):
         out[i, : len(x)] = x
         mask[i, : len(x)] = 1
-    return jnp.asarray(out), jnp.asarray(mask)
+    return out, mask
+
+
+def pad_targets(ids, mask, width: int, pad_id: int):
+    """``(ids, mask)`` of :func:`tokenize_targets` right-padded to ``width`` columns (e.g. the widest of every
+    process's share, so the shares make one global array)."""
+    ids, mask = np.asarray(ids), np.asarray(mask)
+    extra = width - ids.shape[1]
+    if extra < 0:
+        raise ValueError(f"targets are {ids.shape[1]} tokens wide, more than width={width}")
+    return (np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id).astype(np.int32),
+            np.pad(mask, ((0, 0), (0, extra))).astype(np.int32))

@@ -58,6 +58,10 @@ class PipelineConfig:
       keep_frames: also return the uint8 frames at original resolution.
       prompt: ``"paper"`` (Figure 3 / 4) or ``"short"`` (compact VOS prompt for tiny policies).
       num_keyframes: K of ``grpo.num_keyframes``: the VOS prompt asks for exactly K moments (None: "about 4").
+      share: ``(i, n)``: yield only block ``i`` of ``n`` equal blocks of each batch of ``batch_size`` examples
+        (the examples of process ``i`` of ``n`` in a multi-process run: every process walks the same seeded order
+        and prepares only its own ``batch_size // n`` examples of each batch; a last partial batch is dropped).
+        ``(0, 1)``: the whole batch.
       source: where the records came from (e.g. ``"split 'train' of revos in data/revos"``), named by the error
         an empty record list raises; ``source_path``: the dataset directory or file it names.
     """
@@ -83,8 +87,12 @@ class PipelineConfig:
     num_keyframes: int | None = None
     source: str = ""
     source_path: str | None = None
+    share: tuple[int, int] = (0, 1)
 
     def __post_init__(self):
+        i, n = self.share
+        if not 0 <= i < n or self.batch_size % n:
+            raise ValueError(f"share={self.share}: need 0 <= i < n and batch_size={self.batch_size} a multiple of n")
         if self.task not in ("vos", "avs", "grounding"):
             raise ValueError(f"task must be 'vos', 'avs' or 'grounding', got {self.task!r}")
         if self.batch_size < 1 or self.num_workers < 0 or self.pad_to_multiple < 1:
@@ -176,7 +184,7 @@ def example_dataset(records: Sequence[ExpressionRecord], tokenizer, config: Pipe
     if config.num_epochs != 1:
         ds = ds.repeat(config.num_epochs)
     n_max = config.max_frames if config.train else config.eval_max_frames
-    return (
+    ds = (
         ds.map(T.ToExample())
         .random_map(T.ResampleFrames(train=config.train, min_frames=config.min_frames if config.train else n_max, max_frames=n_max))
         .map(T.LoadFrames())
@@ -188,6 +196,30 @@ def example_dataset(records: Sequence[ExpressionRecord], tokenizer, config: Pipe
         .map(T.Tokenize(tokenizer, config.use_audio_in_video))
         .map(T.Finalize(config.keep_frames))
     )
+    if config.share[1] > 1:  # lazy: only this share's examples are ever loaded and prepared
+        ds = _Share(ds, config.batch_size, *config.share)
+    return ds
+
+
+class _Share(grain.MapDataset):
+    """Block ``i`` of ``n`` of every batch of ``batch`` consecutive elements of the parent (a last partial batch
+    dropped). The per-element randomness of the parent derives from the parent's index, so a share holds exactly
+    the elements the whole batch would."""
+
+    def __init__(self, parent: grain.MapDataset, batch: int, i: int, n: int):
+        super().__init__(parent)
+        self.batch, self.k, self.i = batch, batch // n, i
+
+    def __len__(self) -> int:
+        return len(self._parent) // self.batch * self.k
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self._parent[(index // self.k) * self.batch + self.i * self.k + index % self.k]
+
+    def __str__(self) -> str:
+        return f"_Share(block {self.i} of each batch of {self.batch}, {self.k} each)"
 
 
 def _ensure_absl_flags_parsed() -> None:
@@ -210,4 +242,5 @@ def build_pipeline(records: Sequence[ExpressionRecord], tokenizer, config: Pipel
         _ensure_absl_flags_parsed()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.num_workers, per_worker_buffer_size=2))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return ds.batch(config.batch_size, drop_remainder=config.drop_remainder, batch_fn=_Collate(pad_id, config.pad_to_multiple))
+    size = config.batch_size // config.share[1]
+    return ds.batch(size, drop_remainder=config.drop_remainder, batch_fn=_Collate(pad_id, config.pad_to_multiple))

@@ -45,13 +45,16 @@ Every process runs the same program. The (data, fsdp, tensor) mesh (:func:`globa
 of every process, so ``fsdp`` shards the policy, the frozen reference and the AdamW moments across hosts:
 they are global arrays (:func:`place`), each process holding only its shards. Generation, scoring and the
 update are jit programs over that mesh; XLA inserts the collectives (the gradient reduction over ``data`` x
-``fsdp`` included), nothing is averaged through the hosts. Every process prepares the same global prompt
-batch (the same seeded pipeline over every record; the prompt arrays enter the programs as replicated
-global arrays, :func:`replicated`) and the sampled tokens of the whole batch are read back on every process
-(:func:`fetch`); each process then rewards only its own block of prompts with its own bridge
-(:func:`my_prompts`), and the per-process rewards become one global array
-(``make_array_from_process_local_data``, :func:`gather_rows`) from which every process computes the same
-group advantages. Orbax saves and restores the global arrays (each process writes its own shards).
+``fsdp`` included), nothing is averaged through the hosts.
+
+The batch is split by process: every process walks the same seeded order of records but reads, decodes and
+prepares only its own contiguous block of each global batch (``Task.batches(..., share=(i, n))``), and turns
+that block into its part of global arrays (:func:`global_inputs` for the prompt, :func:`global_rows` for
+completions, masks and advantages; ``jax.make_array_from_process_local_data`` underneath). The sampled tokens
+of the whole batch are read back on every process (:func:`fetch`); each process rewards its own prompts with its
+own bridge, and the per-process rewards become one global array (:func:`gather_rows`) from which every process
+computes the same group advantages. Orbax saves and restores the global arrays (each process writes its own
+shards).
 
 Each process should start its own bridge (``bridge.start=True``, an ipc socket in its run directory) or be
 given its host's bridge addresses; only process 0 writes metrics, plots, the export and summaries
@@ -179,26 +182,6 @@ def global_mesh(mesh_spec):
 
 
 # ----------------------------------------------------------------------------------------- global arrays
-def replicated(tree, mesh):
-    """Host values identical on every process (numpy arrays, the prepared prompt) as global arrays replicated
-    over ``mesh``; the tree unchanged in a single-process run (jit places host inputs itself)."""
-    import jax
-    import numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec as P
-
-    if mesh is None or jax.process_count() == 1:
-        return tree
-    sharding = NamedSharding(mesh, P())
-
-    def one(x):
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return x  # already global
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-    return jax.tree.map(one, tree)
-
-
 def place(tree, shardings):
     """Arrays of ``tree`` (identical on every process: the same seed, the same checkpoint) laid out as global
     arrays with ``shardings`` (a matching tree of ``NamedSharding``); each process materialises only its own
@@ -226,6 +209,78 @@ def fetch(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+def process_mesh(mesh):
+    """A view of ``mesh`` with axes ``("process", "local")``: the same devices in the same order, one row per
+    process, so a sharding over ``"process"`` gives each process one contiguous block of an array and jit
+    programs over ``mesh`` accept it. Needs the mesh's devices ordered process by process (what
+    :func:`global_mesh` builds); otherwise :class:`ConfigError`."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh
+
+    flat = list(mesh.devices.flat)
+    n = jax.process_count()
+    owners = [d.process_index for d in flat]
+    if owners != sorted(owners) or len(set(owners.count(p) for p in set(owners))) != 1 or len(set(owners)) != n:
+        raise ConfigError("the mesh's devices are not grouped process by process (process indices in mesh order: "
+                          f"{owners}); build the mesh with omnir1_jax.runtime.distributed.global_mesh")
+    return Mesh(np.asarray(flat).reshape(n, -1), ("process", "local"))
+
+
+def agree_max(*values: int) -> tuple[int, ...]:
+    """The largest of each value over all processes (e.g. a padded width every process must use)."""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    local = np.asarray(values, np.int64)
+    if jax.process_count() == 1:
+        return tuple(int(v) for v in local)
+    every = np.asarray(multihost_utils.process_allgather(local)).reshape(jax.process_count(), -1)
+    return tuple(int(v) for v in every.max(axis=0))
+
+
+def global_rows(local, mesh, axis: int = 0):
+    """This process's block of a batch array (numpy, equal shape on every process) as its part of one global
+    array whose blocks are laid along ``axis`` in process order (``make_array_from_process_local_data``); the
+    array unchanged in a single-process run."""
+    import jax
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    if mesh is None or jax.process_count() == 1:
+        return local
+    local = np.asarray(local)
+    spec = [None] * local.ndim
+    spec[axis] = "process"
+    shape = list(local.shape)
+    shape[axis] *= jax.process_count()
+    return jax.make_array_from_process_local_data(NamedSharding(process_mesh(mesh), P(*spec)), local, tuple(shape))
+
+
+def global_inputs(cfg, local, mesh, *, pad_id: int = 0):
+    """This process's share of a prompt batch (a prepared ``ModelInputs``) as its part of the global prompt
+    batch: padded to the sizes every process agrees on and moved to its place
+    (:mod:`omnir1_jax.models.qwen2_5_omni.blocks`), then one global array per leaf (:func:`global_rows`). The
+    global batch equals the one a single process would prepare from all rows. Unchanged in a single-process
+    run."""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from omnir1_jax.models.qwen2_5_omni import blocks as B
+
+    if mesh is None or jax.process_count() == 1:
+        return local
+    own = B.block_sizes(local)
+    every = np.asarray(multihost_utils.process_allgather(np.asarray([own[k] for k in B.SIZE_KEYS], np.int64)))
+    sizes = B.common_sizes([dict(zip(B.SIZE_KEYS, (int(v) for v in row)))
+                            for row in every.reshape(jax.process_count(), -1)])
+    block = B.pad_block(cfg, local, sizes, block=jax.process_index(), num_blocks=jax.process_count(), pad_id=pad_id)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: global_rows(x, mesh, B.block_axis(jax.tree_util.keystr(path))), block)
 
 
 def my_prompts(num_prompts: int) -> tuple[int, int]:

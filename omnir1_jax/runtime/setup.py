@@ -163,10 +163,11 @@ def read_mixture(spec: DataSpec, split: str | None = None):
 
 
 def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int | None = None,
-                    num_epochs: int | None = None, num_keyframes: int | None = None, split: str | None = None):
+                    num_epochs: int | None = None, num_keyframes: int | None = None, split: str | None = None,
+                    share: tuple[int, int] = (0, 1)):
     """The Grain ``PipelineConfig`` of ``spec``; ``num_keyframes`` is ``grpo.num_keyframes`` (the prompt asks for
     exactly that many moments); ``split`` (default: ``spec.split`` when training) names the records' split in the
-    error an empty split raises."""
+    error an empty split raises; ``share = (i, n)``: this process's block of each batch (``PipelineConfig.share``)."""
     from omnir1_jax.data import PipelineConfig
 
     split = split or (spec.split if train else None)
@@ -188,6 +189,7 @@ def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int |
         keep_frames=True,
         drop_remainder=train,
         pad_to_multiple=spec.pad_to_multiple,
+        share=tuple(share),
         prompt=spec.prompt,
         num_keyframes=num_keyframes,
         source=source,

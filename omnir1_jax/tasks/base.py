@@ -37,8 +37,12 @@ class Task:
     #: reward weights shown in the reward plot (a component whose weight is 0 does not count)
     weights: dict[str, float] = {}
 
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int) -> Iterator[dict[str, Any]]:
-        """An endless, checkpointable (``get_state`` / ``set_state``) iterator of training batches."""
+    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
+                share: tuple[int, int] = (0, 1)) -> Iterator[dict[str, Any]]:
+        """An endless, checkpointable (``get_state`` / ``set_state``) iterator of training batches of
+        ``batch_size`` prompts; with ``share = (i, n)`` only block ``i`` of ``n`` of each batch (the prompts of
+        process ``i`` of ``n``: ``batch_size // n`` of them), from the same seeded order on every process, so the
+        iterator state is the same on every process and the blocks of all processes make the whole batch."""
         raise NotImplementedError
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
@@ -56,14 +60,22 @@ class Task:
 class RecordBatches:
     """Endless seeded batches over a record list, reshuffled per epoch; checkpointable.
 
-    ``make_batch(records) -> dict`` builds one batch. The state (epoch, position) is JSON bytes, like a Grain
+    ``make_batch(records) -> dict`` builds one batch (with ``share = (i, n)``: from block ``i`` of ``n`` of the
+    batch's records only). The state (epoch, position) is JSON bytes, like a Grain
     iterator's, so the learner stores it in its checkpoint metadata and a resumed run sees the same batches.
     """
 
     def __init__(self, records: Sequence[Any], make_batch: Callable[[list], dict[str, Any]], *, batch_size: int,
-                 seed: int = 0, shuffle: bool = True):
+                 seed: int = 0, shuffle: bool = True, share: tuple[int, int] = (0, 1)):
         if not records:
             raise ConfigError("no training records to build batches from")
+        i, n = share
+        if not 0 <= i < n or batch_size % n:
+            raise ConfigError(f"share={tuple(share)}: need 0 <= i < n and batch_size={batch_size} a multiple of n")
+        if n > 1 and len(records) < batch_size:
+            raise ConfigError(f"{len(records)} training records give no full batch of {batch_size} to split over "
+                              f"{n} processes")
+        self.share = (int(i), int(n))
         self.records, self.make_batch = list(records), make_batch
         self.batch_size, self.seed, self.shuffle = int(batch_size), int(seed), shuffle
         self.epoch, self.pos = 0, 0
@@ -77,11 +89,15 @@ class RecordBatches:
 
     def __next__(self) -> dict[str, Any]:
         order = self._order()
-        if self.pos >= len(order):
+        i, n = self.share
+        # split over processes, a last partial batch is dropped (it would not split into equal blocks)
+        if self.pos >= len(order) or (n > 1 and self.pos + self.batch_size > len(order)):
             self.epoch, self.pos = self.epoch + 1, 0
             order = self._order()
         chunk = [self.records[i] for i in order[self.pos:self.pos + self.batch_size]]
         self.pos += self.batch_size
+        k = self.batch_size // n
+        chunk = chunk[i * k:(i + 1) * k] if n > 1 else chunk
         batch = self.make_batch(chunk)
         batch["records"] = chunk
         return batch

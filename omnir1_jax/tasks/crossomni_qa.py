@@ -24,11 +24,12 @@ class CrossOmniQATask(Task):
         self.weights = {"format": self.qa_weights.format, "accuracy": self.qa_weights.accuracy,
                         "consistency": self.qa_weights.consistency, "coherence": self.qa_weights.coherence}
 
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False):
+    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
+                share: tuple[int, int] = (0, 1)):
         from omnir1_jax.crossomni.batches import qa_batch
 
         return RecordBatches(records, lambda chunk: qa_batch(chunk, self.tokenizer, self.cfg.data),
-                             batch_size=batch_size, seed=seed)
+                             batch_size=batch_size, seed=seed, share=share)
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
         from omnir1_jax.crossomni.rewards import qa_rewards

@@ -84,8 +84,9 @@ class GroundingTask(VOSTask):
         super().__init__(cfg, tokenizer, None)  # never needs System 2: the policy grounds
         self.weights = {k: 1.0 for k in COMPONENTS}
 
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False):
-        return _WithTargets(super().batches(records, batch_size=batch_size, seed=seed, sft=sft))
+    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
+                share: tuple[int, int] = (0, 1)):
+        return _WithTargets(super().batches(records, batch_size=batch_size, seed=seed, sft=sft, share=share))
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
         n = group_size

@@ -73,7 +73,8 @@ class VOSTask(Task):
         return self._bridge()
 
     # ------------------------------------------------------------------------------------------ batches
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False):
+    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
+                share: tuple[int, int] = (0, 1)):
         from omnir1_jax.data import build_pipeline
         from omnir1_jax.runtime.setup import pipeline_config
 
@@ -92,11 +93,12 @@ class VOSTask(Task):
 
             def epoch_iter(epoch: int):
                 pcfg = pipeline_config(self.cfg.data, train=True, seed=seed + epoch, batch_size=batch_size,
-                                       num_epochs=1, num_keyframes=k)
+                                       num_epochs=1, num_keyframes=k, share=share)
                 return iter(build_pipeline(one_expression_per_video(records, seed, epoch), self.tokenizer, pcfg))
 
             return EpochBatches(epoch_iter)
-        pcfg = pipeline_config(self.cfg.data, train=True, seed=seed, batch_size=batch_size, num_keyframes=k)
+        pcfg = pipeline_config(self.cfg.data, train=True, seed=seed, batch_size=batch_size, num_keyframes=k,
+                               share=share)
         return iter(build_pipeline(records, self.tokenizer, pcfg))
 
     # ------------------------------------------------------------------------------------------ rewards

@@ -137,3 +137,39 @@ def test_error_in_worker_names_file_and_record(vos_records, synthetic_vos, tiny_
         it.close()
     msg = str(e.value)
     assert os.path.dirname(victim.frame_paths[0]) in msg and victim.key in msg
+
+
+def test_process_shares_are_the_blocks_of_the_whole_batch_and_resume_alike(vos_records, tiny_tokenizer):
+    """share=(i, n): each process's batches are block i of the whole batch (same examples, same random frame
+    counts and prompts, i.e. the per-example randomness does not depend on the share), and every share's iterator
+    state restores the same position."""
+    whole_cfg = PipelineConfig(batch_size=4, seed=3, num_epochs=None, drop_remainder=True)
+    whole = _take(iter(build_pipeline(vos_records, tiny_tokenizer, whole_cfg)), 3)
+    shares = []
+    for i in range(2):
+        it = iter(build_pipeline(vos_records, tiny_tokenizer, PipelineConfig(batch_size=4, seed=3, num_epochs=None,
+                                                                             drop_remainder=True, share=(i, 2))))
+        shares.append(_take(it, 3))
+    for step in range(3):
+        w = whole[step]
+        for i in range(2):
+            s = shares[i][step]
+            assert s["video_id"] == w["video_id"][2 * i:2 * i + 2] and s["exp_id"] == w["exp_id"][2 * i:2 * i + 2]
+            assert s["prompt"] == w["prompt"][2 * i:2 * i + 2]
+            np.testing.assert_array_equal(s["num_frames"], w["num_frames"][2 * i:2 * i + 2])
+            grids = w["model_inputs"]["video_grid_thw"]
+            np.testing.assert_array_equal(s["model_inputs"]["video_grid_thw"], grids[2 * i:2 * i + 2])
+            start = int(grids[:2 * i].prod(axis=1).sum())
+            stop = start + int(grids[2 * i:2 * i + 2].prod(axis=1).sum())
+            np.testing.assert_array_equal(s["model_inputs"]["pixel_values_videos"],
+                                          w["model_inputs"]["pixel_values_videos"][start:stop])
+    ds = build_pipeline(vos_records, tiny_tokenizer, PipelineConfig(batch_size=4, seed=3, num_epochs=None,
+                                                                    drop_remainder=True, share=(1, 2)))
+    it = iter(ds)
+    _take(it, 1)
+    state = it.get_state()
+    it2 = iter(ds)
+    it2.set_state(state)
+    _same(next(it2), shares[1][1])
+    with pytest.raises(ValueError, match=r"share=\(0, 3\).*batch_size=4 a multiple of n"):
+        PipelineConfig(batch_size=4, share=(0, 3))

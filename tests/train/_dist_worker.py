@@ -3,7 +3,9 @@
 Joins the process group described by the OMNIR1_* environment (or runs alone) with a mesh whose ``fsdp`` axis
 is every device of the run (2 processes x 4 devices: fsdp = 8 spans both processes), builds the ``Learner`` on
 the tiny policy, takes a fixed global batch (prompts from the synthetic world in WORLD, completions and rewards
-drawn from seeds of their global row index), runs ``learner.update`` twice (one jit program over the global
+drawn from seeds of their global row index) of which each process prepares only its own prompts (its share; the
+shares differ in clip length, so their token lengths and patch counts differ and must be padded and moved into
+one global batch), runs ``learner.update`` twice (one jit program over the global
 mesh), measures which fraction of every fsdp-sharded weight this process holds, writes a checkpoint, scrambles
 the policy and restores it. Prints one JSON line.
 
@@ -45,14 +47,18 @@ def main(world: str, out_dir: str) -> None:
 
     cfg = tiny_config(world, out_dir, batch_size=PROMPTS, steps=2)
     cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, group_size=GROUP),
-                              mesh=MeshSpec(data=1, fsdp=jax.device_count(), tensor=1))
+                              mesh=MeshSpec(data=1, fsdp=jax.device_count(), tensor=1),
+                              data=dataclasses.replace(cfg.data, max_frames=12, pad_to_multiple=1))  # clips of 8 and 12 frames
     records = S.read_records(cfg.data)
     tr = make_learner(cfg, None, records=records)
     perturb(tr.policy)  # away from the reference, so the KL term and its gradient are not zero
 
-    mine = sorted(records, key=lambda r: r.key)[:PROMPTS]  # the same global batch on every process
-    pipe = build_pipeline(mine, tr.tokenizer, S.pipeline_config(cfg.data, train=False, seed=0, batch_size=PROMPTS))
-    prompt = as_model_inputs(tr.policy.config, next(iter(pipe))["model_inputs"])
+    by_length = sorted(records, key=lambda r: (len(r.frame_paths), r.key))
+    batch = [by_length[0], by_length[-1]]  # the global batch: the shortest clip and the longest
+    lo, hi = distributed.my_prompts(PROMPTS)
+    pcfg = S.pipeline_config(cfg.data, train=False, seed=0, batch_size=hi - lo)
+    share = next(iter(build_pipeline(batch[lo:hi], tr.tokenizer, pcfg)))
+    prompt = as_model_inputs(tr.policy.config, share["model_inputs"])
     rows = range(PROMPTS * GROUP)  # global row indices
     lengths = np.array([5 + row % 6 for row in rows], np.int32)
     tokens = np.zeros((len(rows), 16), np.int32)
@@ -85,7 +91,8 @@ def main(world: str, out_dir: str) -> None:
                       "checksum": trained, "scrambled_differs": scrambled != trained, "restored": restored,
                       "restored_checksum": checksum(), "restored_step": tr.step,
                       "fsdp_weights": len(sharded), "held": sorted(set(round(v, 6) for v in sharded.values())),
-                      "mesh": dict(tr.mesh.shape)}), flush=True)
+                      "mesh": dict(tr.mesh.shape), "prompt_frames": [int(x) for x in share["num_frames"]],
+                      "prompt_tokens": int(prompt.input_ids.shape[1])}), flush=True)
     tr.close()
     if spec.multi_process:
         jax.distributed.shutdown()

@@ -54,7 +54,7 @@ def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_pr
     from omnir1_jax.data.synthetic import writer
 
     world = str(tmp_path / "world")
-    writer.write_vos(world, 5, seed=0, height=56, width=84, min_frames=4, max_frames=4)
+    writer.write_vos(world, 5, seed=0, height=56, width=84, min_frames=4, max_frames=12)
     port = _free_port()
     cmd = lambda out: [sys.executable, WORKER, world, str(tmp_path / out)]  # noqa: E731
     procs = [subprocess.Popen(cmd("two"), cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -69,6 +69,10 @@ def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_pr
     res = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     one = json.loads(single.stdout.strip().splitlines()[-1])
     assert [r["process"] for r in res] == [0, 1] and [r["primary"] for r in res] == [True, False]
+    # each process prepared only its own prompt, and the two shares differ in shape (clip length, tokens), so the
+    # global prompt batch was padded and moved together from unequal blocks
+    assert res[0]["prompt_frames"] != res[1]["prompt_frames"] and res[0]["prompt_tokens"] != res[1]["prompt_tokens"]
+    assert sorted(res[0]["prompt_frames"] + res[1]["prompt_frames"]) == sorted(one["prompt_frames"])
     assert all(r["processes"] == 2 and r["devices"] == 8 and r["local_devices"] == 4 for r in res)
     assert one["processes"] == 1 and one["devices"] == 8 and not one["multi"]
     # two GRPO updates: each process's loss is the loss of the global batch, equal to the single process's

@@ -179,7 +179,11 @@ def generate(
       :class:`SampleOutput` with rows ordered ``prompt * num_samples + sample``.
     """
     inputs = as_model_inputs(model.config, prompt)
-    if not np.all(np.asarray(inputs.attention_mask)[:, -1] == 1):
+    am = inputs.attention_mask
+    # a global array spanning processes is checked by each process on the rows it holds
+    last = ([np.asarray(sh.data)[:, -1] for sh in am.addressable_shards]
+            if isinstance(am, jax.Array) and not am.is_fully_addressable else [np.asarray(am)[:, -1]])
+    if not all(np.all(x == 1) for x in last):
         raise InputError("prompts must be left-padded (attention_mask[:, -1] == 1 for every row)")
     if max_new_tokens < 1 or num_samples < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} and num_samples={num_samples} must be >= 1")
