@@ -40,10 +40,12 @@ def read_split(spec: DataSpec, split: str | None = None) -> list[CrossOmniRecord
 
 
 def qa_example(record: CrossOmniRecord, tokenizer, *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28,
-               s1_max_pixels: int = 128 * 28 * 28, use_audio: bool = True) -> dict[str, Any]:
-    """One unbatched example (``model_inputs`` + ``id``) for ``record``."""
+               s1_max_pixels: int = 128 * 28 * 28, use_audio: bool = True, prompt: str = "table17",
+               thinking: bool = False) -> dict[str, Any]:
+    """One unbatched example (``model_inputs`` + ``id``) for ``record``; ``prompt`` / ``thinking``: the
+    instruction (:func:`omnir1_jax.crossomni.prompts.qa_prompt`)."""
     return clip_example(record.video, record.audio if use_audio else None, record.id, record.question,
-                        qa_prompt(record), tokenizer, max_frames=max_frames, s1_min_pixels=s1_min_pixels,
+                        qa_prompt(record, prompt, thinking), tokenizer, max_frames=max_frames, s1_min_pixels=s1_min_pixels,
                         s1_max_pixels=s1_max_pixels, use_audio=use_audio)
 
 
@@ -103,7 +105,7 @@ def qa_batch(records: Sequence[CrossOmniRecord], tokenizer, data: DataSpec, *, p
     from omnir1_jax.data.pipeline import collate
 
     exs = [qa_example(r, tokenizer, max_frames=data.max_frames, s1_min_pixels=data.s1_min_pixels,
-                      s1_max_pixels=data.s1_max_pixels) for r in records]
+                      s1_max_pixels=data.s1_max_pixels, prompt=data.qa_prompt, thinking=data.thinking) for r in records]
     batch = collate(exs, pad_id=tokenizer.pad_token_id or 0, pad_to_multiple=pad_to_multiple)
     batch["id"] = [e["id"] for e in exs]
     return batch

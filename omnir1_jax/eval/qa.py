@@ -65,7 +65,7 @@ def extract_letter(completion: object, letters: Sequence[str] = "ABCD",
     What: the first standalone capital letter among ``letters`` there (``"B"``, ``"(B)"``, ``"B."``,
     ``"Answer: B"``; the rule of :func:`omnir1_jax.rewards.extract_choice`, generalised to any option count);
     failing that, and only when ``options`` (the option texts, in letter order) are given, the one option
-    whose text the body contains (case-insensitive) when exactly one does.
+    whose text the body contains as whole words (case-insensitive) when exactly one does.
     """
     if not isinstance(completion, str):
         return None
@@ -80,7 +80,8 @@ def extract_letter(completion: object, letters: Sequence[str] = "ABCD",
         if options:
             low = body.lower()
             hits = [allowed[i] for i, o in enumerate(options[:len(allowed)])
-                    if isinstance(o, str) and o.strip() and o.strip().lower() in low]
+                    if isinstance(o, str) and o.strip()
+                    and re.search(r"(?<!\w)" + re.escape(o.strip().lower()) + r"(?!\w)", low)]
             if len(hits) == 1:
                 return hits[0]
     except (TypeError, ValueError, re.error):  # defensive: a strange answer is a wrong answer, not a crash
