@@ -1,17 +1,21 @@
 """CrossOmni Table 10, Qwen2.5-Omni-3B "GRPO" row: out-of-domain multiple-choice accuracy on
-Daily-Omni, WorldSense and AVUT (its AV-Human set) of after ``crossomni_grpo_3b.py`` (its export ``runs/crossomni_grpo_3b/hf``).
+Daily-Omni, WorldSense and AVUT (its AV-Human set) of after ``crossomni_grpo_3b.py`` (its export
+``runs/crossomni_grpo_3b/hf``).
 
 Command::
 
-    python -m omnir1_jax.evaluate --config experiments/qa_crossomni_table10_grpo_3b.py --set data.root='"data/benchmarks"'
+    python -m omnir1_jax.evaluate --config experiments/qa_crossomni_table10_grpo_3b.py \
+        --set data.root='"data/benchmarks"'
 
 (``data/benchmarks/{dailyomni,worldsense,avut}``: the release folders, layouts in
 :mod:`omnir1_jax.data.benchmarks_ood`; ``--policy DIR`` evaluates another checkpoint.) Writes
-``runs/qa_crossomni_table10_grpo_3b/eval/benchmarks_test/summary.md``: Daily-Omni, WorldSense, AVUT, Average (the mean of the three,
+``runs/qa_crossomni_table10_grpo_3b/eval/benchmarks_test/summary.md``: Daily-Omni, WorldSense, AVUT, Average (the
+mean of the three,
 as the table's last column); per benchmark ``<name>/results.jsonl`` (resumable) and its per-task table. CPU smoke
 run on the synthetic copies (``omnir1_jax.data.synthetic.benchmarks.write_suite``)::
 
-    python -m omnir1_jax.evaluate --config experiments/qa_crossomni_table10_grpo_3b.py --set data.root='"SYNTHETIC_DIR"' \
+    python -m omnir1_jax.evaluate --config experiments/qa_crossomni_table10_grpo_3b.py \
+        --set data.root='"SYNTHETIC_DIR"' \
         --set model.checkpoint=None --set model.preset='"tiny"' --set model.dtype='"float32"'
 
 Hardware: one 80 GB GPU (3B, bf16), no bridge and no judge; 1,197 + 3,172 + AV-Human questions.

@@ -12,7 +12,8 @@ Command::
 mvbench}``: the release folders (layouts in :mod:`omnir1_jax.data.benchmarks_omni`). The base row (Qwen2.5-Omni-7B:
 47.3 / 58.3 / 69.8 / 66.1) is ``--policy checkpoints/Qwen2.5-Omni-7B --set data.thinking=False`` (the paper's
 base numbers are without the thinking prompt, Table 7's first row). Writes
-``runs/qa_omni_r1_table3/eval/benchmarks_test/summary.md``: OmniBench Avg, VideoMME General, VideoMME Short, MVBench Avg,
+``runs/qa_omni_r1_table3/eval/benchmarks_test/summary.md``: OmniBench Avg, VideoMME General, VideoMME Short, MVBench
+Avg,
 Average; per benchmark ``<name>/results.jsonl`` (resumable) and its per-task table. CPU smoke run on the synthetic
 copies (``omnir1_jax.data.synthetic.benchmarks.write_suite``)::
 

@@ -63,6 +63,7 @@ def clip_example(video_path: str, audio_path: str | None, example_id: str, quest
     """
     from omnir1_jax.data import transforms as T
     from omnir1_jax.data.errors import DataFormatError
+    from omnir1_jax.data.mcq import frames_in_bound
     from omnir1_jax.data.media import Video, read_audio, read_video
     from omnir1_jax.data.schema import ExpressionRecord
 
@@ -75,10 +76,7 @@ def clip_example(video_path: str, audio_path: str | None, example_id: str, quest
         fps = video.fps or frame_fps
         if not fps:
             raise DataFormatError("a bounded question needs the clip's frame rate", path=video_path)
-        t = np.arange(video.num_frames) / fps
-        keep = np.nonzero((t >= bound[0]) & (t <= bound[1]))[0]
-        if keep.size:  # a bound past the decoded clip keeps every frame rather than none
-            frames = frames[keep]
+        frames = frames[frames_in_bound(video.num_frames, fps, bound)]
     audio = None
     if use_audio:
         audio = read_audio(audio_path) if audio_path else video.audio

@@ -100,6 +100,16 @@ def mcq_prompt(record: MCQRecord, style: str = "plain", thinking: bool = False) 
     return f"{text}\n{THINKING_CUE}" if thinking else text
 
 
+def frames_in_bound(num_frames: int, fps: float, bound: tuple[float, float]) -> list[int]:
+    """Indices of the frames whose time ``i / fps`` lies in ``[start, end]`` (MVBench's bounded questions); every
+    frame when none does (a bound past the decoded clip keeps the clip rather than nothing)."""
+    if not fps or fps <= 0:
+        raise ValueError(f"a bounded question needs a positive frame rate, got {fps!r}")
+    start, end = bound
+    keep = [i for i in range(num_frames) if start <= i / fps <= end]
+    return keep or list(range(num_frames))
+
+
 # ------------------------------------------------------------------------------------------- reader helpers
 def where(benchmark: str, locator: Any) -> str:
     """The ``record`` string of a DataFormatError: ``"<benchmark> <locator>"``."""

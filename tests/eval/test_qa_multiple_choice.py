@@ -154,3 +154,14 @@ def test_the_suite_row_has_the_papers_columns(tmp_path):
     assert md[0] == "| VideoMME General | VideoMME Short | MVBench Avg | Average |"
     assert md[2] == "| 66.7 | 0.0 | 100.0 | 83.3 |"
     assert os.path.exists(tmp_path / "out" / "mvbench" / "results.jsonl")
+
+
+def test_frames_in_bound_by_hand():
+    from omnir1_jax.data.mcq import frames_in_bound
+
+    # 8 frames at 2 fps are at 0, 0.5, ..., 3.5 s; [1.0, 2.0] holds frames 2, 3, 4
+    assert frames_in_bound(8, 2.0, (1.0, 2.0)) == [2, 3, 4]
+    assert frames_in_bound(6, 3.0, (0.0, 1.0)) == [0, 1, 2, 3]   # MVBench's 3 fps frame folders
+    assert frames_in_bound(4, 2.0, (9.0, 12.0)) == [0, 1, 2, 3]  # past the clip: the whole clip
+    with pytest.raises(ValueError, match="frame rate"):
+        frames_in_bound(4, 0.0, (0.0, 1.0))
