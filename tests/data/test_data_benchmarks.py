@@ -152,3 +152,26 @@ def test_file_level_errors(tmp_path):
         read_omnibench(str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="unknown multiple-choice benchmark"):
         read_benchmark("mmlu", str(tmp_path))
+
+
+def test_omnibench_and_videomme_field_errors(tmp_path):
+    root = _corrupt(tmp_path, "omnibench")
+    path = os.path.join(root, "dataset", "batch-5_1142_20240817.jsonl")
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    rows[1]["answer"] = "five"  # not one of the options
+    with open(path, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataFormatError, match="'answer' = 'five'") as e:
+        read_omnibench(root)
+    assert e.value.path == path and e.value.record == "omnibench index 1"
+    root = W.write_videomme(str(tmp_path / "vm"), fmt="jsonl")
+    path = os.path.join(root, "videomme", "test.jsonl")
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    rows[3]["duration"] = "medium-long"
+    with open(path, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataFormatError, match="'duration'") as e:
+        read_videomme(root)
+    assert e.value.path == path and e.value.record == "videomme 002-2"
