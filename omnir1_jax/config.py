@@ -134,6 +134,14 @@ class DataSpec:
         (:func:`omnir1_jax.data.crossomni.balanced_subset`; the paper's GRPO stage: 982); 0 = the whole split.
         Other splits (evaluation) are never subsampled.
       balanced_subset_seed: seed of that draw.
+      qa_prompt: the instruction of multiple-choice questions: ``auto`` (CrossOmni: Table 17's, worded per
+        source -> target direction; other benchmarks: ``plain``), ``table17``, ``default`` (CrossOmni section 3.1),
+        ``cot`` (section 4.1: "Let's think step by step." + default) or ``plain`` (the question, the options and a
+        request for the letter); see :mod:`omnir1_jax.crossomni.prompts`, :mod:`omnir1_jax.data.mcq`.
+      thinking: append Omni-R1's *thinking* prompt (Table 7's reasoning cue) to multiple-choice questions.
+      benchmarks: with ``dataset == "benchmarks"``: the multiple-choice benchmarks evaluated together, each read
+        from ``root/<name>`` (``omnibench``, ``videomme``, ``mvbench``, ``dailyomni``, ``worldsense``, ``avut``);
+        the summary has one column per number of the paper's table (Omni-R1 Table 3, CrossOmni Table 10).
     """
 
     dataset: str = "synthetic"
@@ -159,8 +167,18 @@ class DataSpec:
     mixture_seed: int = 0
     balanced_subset: int = 0
     balanced_subset_seed: int = 0
+    qa_prompt: str = "auto"
+    thinking: bool = False
+    benchmarks: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if self.qa_prompt not in ("auto", "table17", "default", "cot", "plain"):
+            raise ConfigError(f"data.qa_prompt must be auto, table17, default, cot or plain, got {self.qa_prompt!r}")
+        _flag("data", self, "thinking")
+        if not (isinstance(self.benchmarks, tuple) and all(isinstance(b, str) and b for b in self.benchmarks)):
+            raise ConfigError(f"data.benchmarks must be a tuple of benchmark names, got {self.benchmarks!r}")
+        if self.dataset == "benchmarks" and not self.benchmarks:
+            raise ConfigError("data.dataset='benchmarks' needs data.benchmarks, e.g. ('omnibench', 'videomme')")
         if not isinstance(self.balanced_subset, int) or self.balanced_subset < 0:
             raise ConfigError(f"data.balanced_subset must be an int >= 0, got {self.balanced_subset!r}")
         for name in ("batch_size", "min_frames", "max_frames", "s1_min_pixels", "synthetic_videos", "pad_to_multiple"):

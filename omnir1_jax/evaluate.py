@@ -2,7 +2,7 @@
 
     python -m omnir1_jax.evaluate --config experiments/<name>.py --split SPLIT [--policy DIR] [--out DIR] \
         [--max-items N] [--bridge ADDRESS] [--refavs-protocol {release,project}] [--visa-rounding] \
-        [--set key=value ...]
+        [--pixels N] [--thinking] [--prompt STYLE] [--set key=value ...]
 
 What is evaluated follows ``data.dataset`` of the experiment file:
 
@@ -17,6 +17,14 @@ What is evaluated follows ``data.dataset`` of the experiment file:
 - ``avhbench`` (``data.root`` = the AVHBench release folder or one question JSON file, see
   :mod:`omnir1_jax.data.avhbench`; any split name): yes/no accuracy of the JUDGE subset per task and overall,
   with precision, recall, F1 and the yes ratio (Omni-R1 Table 6 reports the overall accuracy).
+- ``omnibench`` / ``videomme`` / ``mvbench`` / ``dailyomni`` / ``worldsense`` / ``avut`` (``data.root`` = the
+  release folder, layouts in :mod:`omnir1_jax.data.benchmarks_omni` / :mod:`omnir1_jax.data.benchmarks_ood`;
+  any split name), or ``benchmarks`` (several: ``data.benchmarks``, each in ``data.root/<name>``):
+  multiple-choice accuracy per task, group and overall under ``<out>/<benchmark>/``, and the paper's row
+  (Omni-R1 Table 3 / 7, CrossOmni Table 10) in ``<out>/summary.json`` / ``summary.md``
+  (:mod:`omnir1_jax.evaluation.benchmarks`). ``--pixels N`` sets System 1's per-frame pixel budget
+  (``data.s1_max_pixels``; Table 7: 128*28*28 or 256*28*28), ``--thinking`` the thinking prompt
+  (``data.thinking``), ``--prompt`` the instruction (``data.qa_prompt``; CrossOmni too).
 
 System 2 is the bridge of ``bridge.*`` (or ``--bridge``); ``bridge.grounder = "qwen2_5_omni:@policy"`` starts the
 bridge's Qwen2.5-Omni grounder on the evaluated policy itself (``--policy DIR``, else ``model.checkpoint``):
@@ -54,7 +62,10 @@ from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 # Re-exported: the evaluation's public names as this module always had them.
 from omnir1_jax.evaluation.core import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
 from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_summary  # noqa: F401
-from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, qa_answers  # noqa: F401
+from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers  # noqa: F401
+
+# The multiple-choice benchmarks (omnir1_jax.data.mcq.BENCHMARK_NAMES; spelled here so --help needs no data import)
+BENCHMARK_NAMES = ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
 
 VOS_DATASETS = ("revos", "mevis", "synthetic")
 
@@ -79,6 +90,19 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
         tok = tokenizer or P.build_tokenizer(cfg.model)
         return (policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed)), tok
 
+    if ds in BENCHMARK_NAMES + ("benchmarks",):
+        from omnir1_jax.evaluation.benchmarks import evaluate_benchmarks
+
+        names = cfg.data.benchmarks if ds == "benchmarks" else (ds,)
+        unknown = [n for n in names if n not in BENCHMARK_NAMES]
+        if unknown:
+            raise ConfigError(f"data.benchmarks: unknown {unknown}; known: {BENCHMARK_NAMES}")
+        if cfg.data.qa_prompt == "table17":
+            raise ConfigError("data.qa_prompt='table17' is CrossOmni's; the benchmarks take auto, plain, default, cot")
+        sources = [(n, os.path.join(cfg.data.root, n) if ds == "benchmarks" else cfg.data.root) for n in names]
+        pol, tok = system1()
+        return evaluate_benchmarks(sources, lambda recs: mcq_answers(cfg, pol, tok, recs), out_dir, resume=resume,
+                                   max_items=max_items, progress=progress)
     if ds in ("crossomni", "avhbench"):
         if ds == "crossomni":
             from omnir1_jax.crossomni.batches import read_split
@@ -93,7 +117,7 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
                    progress=progress)
     if ds not in VOS_DATASETS + ("refavs",):
         raise ConfigError(f"data.dataset={ds!r} cannot be evaluated (use "
-                          f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench')})")
+                          f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench', 'benchmarks') + BENCHMARK_NAMES})")
     records = S.read_records(cfg.data, split)
     kind = "refavs" if ds == "refavs" else "vos"
     bridge = None
@@ -119,8 +143,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="experiment file defining get_config()")
-    ap.add_argument("--split", required=True, help="valid (ReVOS), valid_u (MeViS), test_s/test_u/test_n "
-                    "(Ref-AVS), or a CrossOmni split")
+    ap.add_argument("--split", default=None, help="valid (ReVOS), valid_u (MeViS), test_s/test_u/test_n "
+                    "(Ref-AVS), or a CrossOmni split; optional for the multiple-choice benchmarks (default test)")
     ap.add_argument("--policy", default=None, help="System 1 checkpoint (local HF dir); default model.checkpoint; "
                     "also System 2 when bridge.grounder is KIND:@policy")
     ap.add_argument("--out", default=None, help="output directory (default <run.out_dir>/eval/<dataset>_<split>)")
@@ -132,9 +156,21 @@ def main(argv=None) -> int:
                     help="Ref-AVS scoring: the Ref-AVS release's (default; comparable with published tables) or ours")
     ap.add_argument("--visa-rounding", action="store_true",
                     help="ReVOS / MeViS: round each expression's J and F to 0.01 pp before averaging (VISA)")
+    ap.add_argument("--pixels", type=int, default=None, metavar="N",
+                    help="System 1's per-frame pixel budget (data.s1_max_pixels; Omni-R1 Table 7: 100352 = 128*28*28, "
+                         "200704 = 256*28*28)")
+    ap.add_argument("--thinking", action="store_true", help="add Omni-R1's thinking prompt (data.thinking=True)")
+    ap.add_argument("--prompt", choices=("auto", "table17", "default", "cot", "plain"), default=None,
+                    help="multiple-choice instruction (data.qa_prompt)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     args = ap.parse_args(argv)
     overrides = list(args.set)
+    if args.pixels is not None:
+        overrides.append(f"data.s1_max_pixels={args.pixels}")
+    if args.thinking:
+        overrides.append("data.thinking=True")
+    if args.prompt:
+        overrides.append(f"data.qa_prompt={args.prompt!r}")
     if args.policy:
         overrides.append(f"model.checkpoint={args.policy!r}")
     if args.bridge:
@@ -144,12 +180,18 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = evaluate(cfg, args.split, out_dir=args.out, resume=not args.no_resume, max_items=args.max_items,
+    split = args.split
+    if split is None:
+        if cfg.data.dataset not in BENCHMARK_NAMES + ("benchmarks",):
+            print(f"error: --split is required for data.dataset={cfg.data.dataset!r}", file=sys.stderr)
+            return 2
+        split = "test"  # the benchmarks have one evaluation set; the name only names the output folder
+    result = evaluate(cfg, split, out_dir=args.out, resume=not args.no_resume, max_items=args.max_items,
                       overlays=args.overlays, refavs_protocol=args.refavs_protocol,
                       visa_rounding=args.visa_rounding)
     print(result["markdown"])
     print(f"[eval] {result['done']}/{result['total']} done; summary in "
-          f"{args.out or os.path.join(cfg.run.out_dir, 'eval', f'{cfg.data.dataset}_{args.split}')}")
+          f"{args.out or os.path.join(cfg.run.out_dir, 'eval', f'{cfg.data.dataset}_{split}')}")
     return 0
 
 

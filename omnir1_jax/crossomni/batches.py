@@ -40,36 +40,55 @@ def read_split(spec: DataSpec, split: str | None = None) -> list[CrossOmniRecord
 
 
 def qa_example(record: CrossOmniRecord, tokenizer, *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28,
-               s1_max_pixels: int = 128 * 28 * 28, use_audio: bool = True) -> dict[str, Any]:
-    """One unbatched example (``model_inputs`` + ``id``) for ``record``."""
+               s1_max_pixels: int = 128 * 28 * 28, use_audio: bool = True, prompt: str = "table17",
+               thinking: bool = False) -> dict[str, Any]:
+    """One unbatched example (``model_inputs`` + ``id``) for ``record``; ``prompt`` / ``thinking``: the
+    instruction (:func:`omnir1_jax.crossomni.prompts.qa_prompt`)."""
     return clip_example(record.video, record.audio if use_audio else None, record.id, record.question,
-                        qa_prompt(record), tokenizer, max_frames=max_frames, s1_min_pixels=s1_min_pixels,
+                        qa_prompt(record, prompt, thinking), tokenizer, max_frames=max_frames, s1_min_pixels=s1_min_pixels,
                         s1_max_pixels=s1_max_pixels, use_audio=use_audio)
 
 
 def clip_example(video_path: str, audio_path: str | None, example_id: str, question: str, prompt: Any, tokenizer,
                  *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28, s1_max_pixels: int = 128 * 28 * 28,
-                 use_audio: bool = True, dataset: str = "crossomni", split: str = "qa") -> dict[str, Any]:
+                 use_audio: bool = True, dataset: str = "crossomni", split: str = "qa", image: bool = False,
+                 bound: tuple[float, float] | None = None, frame_fps: float | None = None) -> dict[str, Any]:
     """One unbatched example (``model_inputs`` + ``id``) of a question about a clip: ``max_frames`` frames of
     ``video_path`` in the System-1 view, the audio of ``audio_path`` (else the clip's own track; none when not
-    ``use_audio``) as Whisper features, and ``prompt`` (chat messages) tokenised with placeholder expansion."""
-    from omnir1_jax.crossomni.media import read_audio, read_video
+    ``use_audio``) as Whisper features, and ``prompt`` (chat messages) tokenised with placeholder expansion.
+
+    ``image``: ``video_path`` is one still image, given to the policy as an image (OmniBench). ``bound``:
+    ``(start, end)`` seconds of the clip the question is about (MVBench's bounded tasks); frames outside are
+    dropped before sampling, at the video's frame rate or ``frame_fps`` (a frame folder has none of its own).
+    """
     from omnir1_jax.data import transforms as T
+    from omnir1_jax.data.errors import DataFormatError
+    from omnir1_jax.data.mcq import frames_in_bound
+    from omnir1_jax.data.media import Video, read_audio, read_video
     from omnir1_jax.data.schema import ExpressionRecord
 
-    video = read_video(video_path, with_audio=use_audio and audio_path is None)
+    if image:
+        video = Video(T.load_frame(video_path)[None], ("00000",))
+    else:
+        video = read_video(video_path, with_audio=use_audio and audio_path is None)
+    frames = video.frames
+    if bound is not None:
+        fps = video.fps or frame_fps
+        if not fps:
+            raise DataFormatError("a bounded question needs the clip's frame rate", path=video_path)
+        frames = frames[frames_in_bound(video.num_frames, fps, bound)]
     audio = None
     if use_audio:
         audio = read_audio(audio_path) if audio_path else video.audio
-    names = video.names
+    names = tuple(f"{i:05d}" for i in range(frames.shape[0]))
     rec = ExpressionRecord(dataset=dataset, split=split, video_id=example_id, exp_id="0", expression=question,
                            frame_names=names, frame_paths=tuple(f"{video_path}#{n}" for n in names),
                            audio_waveform=None if audio is None or audio.size == 0 else audio)
-    idx = T.sample_frame_indices(video.num_frames, max_frames)
-    ex: dict[str, Any] = {"record": rec, "frame_indices": idx, "frames": video.frames[idx],
-                          "orig_size": np.asarray(video.frames.shape[1:3], np.int32)}
+    idx = T.sample_frame_indices(frames.shape[0], max_frames)
+    ex: dict[str, Any] = {"record": rec, "frame_indices": idx, "frames": frames[idx],
+                          "orig_size": np.asarray(frames.shape[1:3], np.int32)}
     ex = T.GroundTruth().map(ex)
-    ex = T.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "video").map(ex)
+    ex = T.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "image" if image else "video").map(ex)
     ex = T.AudioFeatures().map(ex)
     ex["prompt"] = prompt
     ex = T.Tokenize(tokenizer).map(ex)
@@ -84,7 +103,7 @@ def qa_batch(records: Sequence[CrossOmniRecord], tokenizer, data: DataSpec, *, p
     from omnir1_jax.data.pipeline import collate
 
     exs = [qa_example(r, tokenizer, max_frames=data.max_frames, s1_min_pixels=data.s1_min_pixels,
-                      s1_max_pixels=data.s1_max_pixels) for r in records]
+                      s1_max_pixels=data.s1_max_pixels, prompt=data.qa_prompt, thinking=data.thinking) for r in records]
     batch = collate(exs, pad_id=tokenizer.pad_token_id or 0, pad_to_multiple=pad_to_multiple)
     batch["id"] = [e["id"] for e in exs]
     return batch

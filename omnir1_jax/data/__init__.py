@@ -2,7 +2,9 @@
 
 Readers (one :class:`~omnir1_jax.data.schema.ExpressionRecord` per expression, masks decoded lazily):
 :func:`read_revos`, :func:`read_mevis`, :func:`read_refavs`, :func:`read_refcocog`; CrossOmni JSONL:
-:func:`read_crossomni`; AVHBench yes/no questions: :func:`read_avhbench`. Pipelines: :func:`build_pipeline` with a :class:`PipelineConfig`; the example / batch
+:func:`read_crossomni`; AVHBench yes/no questions: :func:`read_avhbench`; the multiple-choice benchmarks
+(OmniBench, VideoMME, MVBench, Daily-Omni, WorldSense, AVUT) as :class:`MCQRecord`: :func:`read_benchmark`
+(:mod:`omnir1_jax.data.mcq`; synthetic copies in :mod:`omnir1_jax.data.synthetic.benchmarks`). Pipelines: :func:`build_pipeline` with a :class:`PipelineConfig`; the example / batch
 schema is documented in :mod:`omnir1_jax.data.schema` and :mod:`omnir1_jax.data.pipeline`. The synthetic world:
 ``python -m omnir1_jax.data.synthetic --out DIR --videos N [--avs]``.
 
@@ -32,6 +34,8 @@ _EXPORTS = {
     "CrossOmniRecord": "crossomni",
     "read_crossomni": "crossomni",
     "DataFormatError": "errors",
+    "MCQRecord": "mcq",
+    "read_benchmark": "mcq",
     "PipelineConfig": "pipeline",
     "build_pipeline": "pipeline",
     "collate": "pipeline",
@@ -59,12 +63,14 @@ __all__ = [
     "DataFormatError",
     "ExpressionRecord",
     "FPS_S1",
+    "MCQRecord",
     "MODEL_INPUT_NAMES",
     "PipelineConfig",
     "build_pipeline",
     "collate",
     "example_dataset",
     "read_avhbench",
+    "read_benchmark",
     "read_crossomni",
     "read_mevis",
     "read_refavs",

@@ -118,12 +118,24 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
 
 
 # ---------------------------------------------------------------------------------------- answered questions
+def _choice(rec: Any, text: str) -> str | None:
+    """The option letter of ``text`` for a multiple-choice record (its own letters and option texts); never
+    raises."""
+    from omnir1_jax.eval.qa import extract_letter
+
+    options = getattr(rec, "options", None) or ()
+    letters = "".join(k for k, _ in options) or "ABCD"
+    return extract_letter(text, letters, [v for _, v in options] or None)
+
+
 def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, kind: str, *, resume: bool,
                       max_items: int | None, progress: bool, write: bool) -> dict[str, Any]:
     if kind == "yesno":
-        from omnir1_jax.eval.qa import parse_yes_no as parse
+        from omnir1_jax.eval.qa import parse_yes_no
+
+        parse = lambda rec, text: parse_yes_no(text)  # noqa: E731
     else:
-        from omnir1_jax.rewards import extract_choice as parse
+        parse = _choice
     log = ResultLog(os.path.join(out_dir, RESULTS) if write else None, resume=resume)
     todo = [r for r in records if r.id not in log]
     if max_items is not None:
@@ -131,9 +143,12 @@ def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, ki
     bar = _Progress(len(records), len(log.rows), progress, "questions", "accuracy")
     try:
         for rec, text in answer(todo):
-            choice = parse(text)
-            log.append({"id": rec.id, "task": rec.task, "predicted": choice, "gold": rec.answer,
-                        "correct": choice == rec.answer, "answer": text})
+            choice = parse(rec, text)
+            row = {"id": rec.id, "task": rec.task, "predicted": choice, "gold": rec.answer,
+                   "correct": choice == rec.answer, "answer": text}
+            if getattr(rec, "groups", None):
+                row["groups"] = dict(rec.groups)
+            log.append(row)
             bar.step(float(choice == rec.answer))
     finally:
         log.close()
@@ -144,8 +159,11 @@ def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, ki
 
 def evaluate_qa(records: Sequence[Any], answer: Answerer, out_dir: str, *, resume: bool = True,
                 max_items: int | None = None, progress: bool = True, write: bool = True) -> dict[str, Any]:
-    """Multiple-choice accuracy of CrossOmni records; ``answer(records)`` yields ``(record, completion)``.
-    Resumable like :func:`evaluate_segmentation`."""
+    """Multiple-choice accuracy of CrossOmni or benchmark records (:class:`~omnir1_jax.data.mcq.MCQRecord`:
+    ``.id``, ``.task``, ``.options``, ``.answer``, optional ``.groups``); ``answer(records)`` yields ``(record,
+    completion)``; the choice is :func:`omnir1_jax.eval.qa.extract_letter` of the completion over the record's
+    own letters and option texts (never raises: no letter = wrong). Resumable like
+    :func:`evaluate_segmentation`."""
     return _evaluate_answers(records, answer, out_dir, "qa", resume=resume, max_items=max_items,
                              progress=progress, write=write)
 
@@ -160,13 +178,15 @@ def evaluate_yes_no(records: Sequence[Any], answer: Answerer, out_dir: str, *, r
 
 # ----------------------------------------------------------------------------------------------- headline
 def record_kind(cfg, records: Sequence[Any]) -> str:
-    """``vos``, ``refavs``, ``qa`` (CrossOmni multiple choice) or ``yesno`` (AVHBench) for ``records``."""
+    """``vos``, ``refavs``, ``qa`` (CrossOmni or benchmark multiple choice) or ``yesno`` (AVHBench) for
+    ``records``."""
     from omnir1_jax.data.avhbench import AVHBenchRecord
     from omnir1_jax.data.crossomni import CrossOmniRecord
+    from omnir1_jax.data.mcq import MCQRecord
 
     if records:
         first = records[0]
-        if isinstance(first, CrossOmniRecord):
+        if isinstance(first, (CrossOmniRecord, MCQRecord)):
             return "qa"
         if isinstance(first, AVHBenchRecord):
             return "yesno"

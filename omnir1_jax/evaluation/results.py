@@ -194,7 +194,7 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
 
         acc = QAAccumulator()
         for r in rows:
-            acc.add(r["id"], r["task"], r["predicted"], r["gold"])
+            acc.add(r["id"], r["task"], r["predicted"], r["gold"], r.get("groups"))
         if len(acc):
             result["table"], result["markdown"] = acc.summary(), acc.summary_table()
     result["count"] = len(acc)

@@ -192,10 +192,42 @@ class TwoSystemPredictor:
 
 # ------------------------------------------------------------------------------------- question answering
 def qa_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator[tuple[Any, str]]:
-    """``(record, greedy completion)`` per CrossOmni record, batched by ``data.batch_size`` in record order."""
+    """``(record, greedy completion)`` per multiple-choice record, batched by ``data.batch_size`` in record order:
+    CrossOmni records through the CrossOmni batches, benchmark records through :func:`mcq_answers`."""
     from omnir1_jax.crossomni.batches import iterate_batches
+    from omnir1_jax.data.mcq import MCQRecord
 
-    for chunk, batch in iterate_batches(list(records), tokenizer, cfg.data, cfg.data.batch_size, shuffle=False):
+    records = list(records)
+    if records and isinstance(records[0], MCQRecord):
+        yield from mcq_answers(cfg, policy, tokenizer, records)
+        return
+    for chunk, batch in iterate_batches(records, tokenizer, cfg.data, cfg.data.batch_size, shuffle=False):
+        yield from zip(chunk, system1_answers(policy, tokenizer, batch, max_new_tokens=cfg.grpo.max_new_tokens))
+
+
+def mcq_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator[tuple[Any, str]]:
+    """``(record, greedy completion)`` per :class:`~omnir1_jax.data.mcq.MCQRecord`: the clip's frames (at most
+    ``data.max_frames``, inside the question's time bound if it has one) or the image, in the System-1 view of
+    ``data.s1_min_pixels`` / ``data.s1_max_pixels`` (Omni-R1 Table 7: 128*28*28 or 256*28*28), the audio (the
+    record's file, else the clip's own track) and :func:`~omnir1_jax.data.mcq.mcq_prompt` with ``data.qa_prompt``
+    and ``data.thinking``; batched by ``data.batch_size``."""
+    from omnir1_jax.crossomni.batches import clip_example
+    from omnir1_jax.data.mcq import mcq_prompt
+    from omnir1_jax.data.pipeline import collate
+    from omnir1_jax.policy import pad_id_of
+
+    d = cfg.data
+
+    def example(rec):
+        return clip_example(rec.image or rec.video, rec.audio, rec.id, rec.question,
+                            mcq_prompt(rec, d.qa_prompt, d.thinking), tokenizer, max_frames=d.max_frames,
+                            s1_min_pixels=d.s1_min_pixels, s1_max_pixels=d.s1_max_pixels, dataset=rec.benchmark,
+                            split="qa", image=rec.image is not None, bound=rec.bound, frame_fps=rec.frame_fps)
+
+    records = list(records)
+    for s in range(0, len(records), d.batch_size):
+        chunk = records[s:s + d.batch_size]
+        batch = collate([example(r) for r in chunk], pad_id=pad_id_of(tokenizer), pad_to_multiple=64)
         yield from zip(chunk, system1_answers(policy, tokenizer, batch, max_new_tokens=cfg.grpo.max_new_tokens))
 
 

@@ -93,7 +93,7 @@ def test_crossomni_with_the_tiny_policy_scores_its_own_greedy_answers(tmp_path):
     from omnir1_jax.config import GRPOSpec, ModelSpec, RunSpec
     from omnir1_jax.crossomni.batches import read_split
     from omnir1_jax.policy import build_policy, build_tokenizer
-    from omnir1_jax.rewards import extract_choice
+    from omnir1_jax.eval.qa import extract_letter
     from tests.crossomni.fixtures import QUESTIONS, write_fixture
 
     root = str(tmp_path / "co")
@@ -106,7 +106,8 @@ def test_crossomni_with_the_tiny_policy_scores_its_own_greedy_answers(tmp_path):
                           out_dir=str(tmp_path / "run"), tag="qa", progress=False)
     rows = [json.loads(x) for x in (tmp_path / "run" / "qa" / "results.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [q[0] for q in QUESTIONS]
-    assert all(r["predicted"] == extract_choice(r["answer"]) for r in rows)
+    # the evaluator's choice: the record's own letters and option texts (the fixture's options are w, x, y, z)
+    assert all(r["predicted"] == extract_letter(r["answer"], "ABCD", ["w", "x", "y", "z"]) for r in rows)
     gold = {q[0]: q[2] for q in QUESTIONS}
     assert res["value"] == pytest.approx(np.mean([r["predicted"] == gold[r["id"]] for r in rows]))
     assert res["valid_answers"] == pytest.approx(np.mean([r["predicted"] is not None for r in rows]))
