@@ -28,9 +28,9 @@ Training data in the paper: 2,600 ReVOS + MeViS videos, one epoch, beta 0.04, gr
 drawn uniformly from the union of their training videos (the paper states the total only, not the split between
 the two, so each dataset's expected share is proportional to its size; ``--set data.mixture_videos=0`` takes
 every video). The run is one epoch over those videos (``run.steps = 0``, ``run.epoch_unit = "videos"``: the
-steps are derived from the data; each epoch takes one random expression per video, as the release does). Ref-AVS
-joint training (Table 6's "AVS and VOS" row) is not a mixture source: its clips use the
-audio pipeline.
+steps are derived from the data; each epoch takes one random expression per video, as the release does). The same
+run is Table 6's "VOS" row (AVHBench JUDGE **66.0 %**; evaluate as ``table6_avs_vos.py``'s docstring shows);
+the joint "AVS and VOS" row is a mixture of tasks, ``table6_avs_vos.py``.
 """
 
 from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,

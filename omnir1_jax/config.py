@@ -106,7 +106,7 @@ class DataSpec:
       task: ``vos`` (keyframes + descriptions, SAM2 rewards) | ``refaid`` (first frame + audio, boxes only) |
         ``grounding`` (System-2 training in the style of SegZero: one image at ``s1_max_pixels`` (900*28*28 in
         the paper's refCOCOg run) + the expression -> box and two points, SPEC section 3 "Grounding"; no bridge) |
-        ``qa`` (CrossOmni multiple choice).
+        ``qa`` (CrossOmni multiple choice) | ``mixture`` (several tasks in every batch, see ``tasks``).
       batch_size: prompts per step (each sampled ``grpo.group_size`` times).
       min_frames, max_frames: training clip length range (SPEC: 8..24).
       s1_max_pixels, s1_min_pixels: System-1 per-frame pixel budget (SPEC: 128*28*28, 16*28*28).
@@ -139,6 +139,12 @@ class DataSpec:
         ``cot`` (section 4.1: "Let's think step by step." + default) or ``plain`` (the question, the options and a
         request for the letter); see :mod:`omnir1_jax.crossomni.prompts`, :mod:`omnir1_jax.data.mcq`.
       thinking: append Omni-R1's *thinking* prompt (Table 7's reasoning cue) to multiple-choice questions.
+      tasks: with ``task == "mixture"``: the tasks every batch mixes, as ``(task, dataset, directory, prompts)``
+        entries: each task (``vos`` or ``refaid``) reads ``dataset`` from ``directory`` (relative to ``root``) and
+        contributes ``prompts`` prompts to every batch (they sum to ``batch_size``; in a multi-process run each must
+        be a multiple of the processes), scored by its own task; ignored unless ``task == "mixture"``. A ``vos`` task may read ``mixture`` (the sources of
+        ``mixture``, relative to ``root/directory``; directory ``"."`` for ``root`` itself). E.g. Omni-R1 Table 6's joint run:
+        ``(("refaid", "refavs", "refavs", 4), ("vos", "revos", "revos", 4))``. Every other data setting is shared.
       benchmarks: with ``dataset == "benchmarks"``: the multiple-choice benchmarks evaluated together, each read
         from ``root/<name>`` (``omnibench``, ``videomme``, ``mvbench``, ``dailyomni``, ``worldsense``, ``avut``);
         the summary has one column per number of the paper's table (Omni-R1 Table 3, CrossOmni Table 10).
@@ -170,6 +176,7 @@ class DataSpec:
     qa_prompt: str = "auto"
     thinking: bool = False
     benchmarks: tuple[str, ...] = ()
+    tasks: tuple[tuple[str, str, str, int], ...] = ()
 
     def __post_init__(self):
         if self.qa_prompt not in ("auto", "table17", "default", "cot", "plain"):
@@ -190,8 +197,8 @@ class DataSpec:
         self._check_pair("synthetic_objects", 1)
         if self.synthetic_objects[0] > self.synthetic_objects[1]:
             raise ConfigError(f"data.synthetic_objects must be (min, max) with min <= max, got {self.synthetic_objects!r}")
-        if self.task not in ("vos", "refaid", "grounding", "qa"):
-            raise ConfigError(f"data.task must be vos, refaid, grounding or qa, got {self.task!r}")
+        if self.task not in ("vos", "refaid", "grounding", "qa", "mixture"):
+            raise ConfigError(f"data.task must be vos, refaid, grounding, qa or mixture, got {self.task!r}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ConfigError(f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}")
         if self.batch_size < 1:
@@ -199,6 +206,44 @@ class DataSpec:
         if self.prompt not in ("paper", "short"):
             raise ConfigError(f"data.prompt must be 'paper' or 'short', got {self.prompt!r}")
         self._check_mixture()
+        self._check_tasks()
+
+    def task_parts(self) -> list[tuple[str, "DataSpec", int]]:
+        """``(task, data spec, prompts per batch)`` of each task of a ``mixture`` (the spec reads that task's
+        dataset from its directory and has ``batch_size = prompts``)."""
+        return [(task, dataclasses.replace(self, task=task, dataset=dataset, batch_size=k, tasks=(),
+                                           root=os.path.normpath(os.path.join(self.root, sub))), k)
+                for task, dataset, sub, k in self.tasks]
+
+    def _check_tasks(self) -> None:
+        if self.task != "mixture":  # ignored (like ``mixture`` for other datasets), so --set data.task=... works
+            return
+        if not self.tasks:
+            raise ConfigError("data.task='mixture' needs data.tasks, e.g. (('refaid', 'refavs', 'refavs', 4), "
+                              "('vos', 'revos', 'revos', 4))")
+        datasets = {"vos": ("revos", "mevis", "synthetic", "mixture"), "refaid": ("refavs",)}
+        seen = set()
+        for i, entry in enumerate(self.tasks):
+            if not (isinstance(entry, tuple) and len(entry) == 4 and all(isinstance(x, str) for x in entry[:3])
+                    and isinstance(entry[3], int) and not isinstance(entry[3], bool)):
+                raise ConfigError(f"data.tasks[{i}] must be (task, dataset, directory, prompts), got {entry!r}")
+            task, dataset, sub, k = entry
+            if task not in datasets:
+                raise ConfigError(f"data.tasks[{i}]: task {task!r} cannot be mixed (vos, refaid)")
+            if dataset not in datasets[task]:
+                raise ConfigError(f"data.tasks[{i}]: task {task!r} reads {', '.join(datasets[task])}, not {dataset!r}")
+            parts = sub.replace("\\", "/").split("/")
+            if not sub or os.path.isabs(sub) or ".." in parts:
+                raise ConfigError(f"data.tasks[{i}]: directory {sub!r} must be a relative path inside data.root")
+            if k < 1:
+                raise ConfigError(f"data.tasks[{i}]: prompts per batch must be >= 1, got {k}")
+            names = {d for d, _ in self.mixture} if dataset == "mixture" else {dataset}
+            if names & seen:
+                raise ConfigError(f"data.tasks[{i}]: dataset(s) {sorted(names & seen)} are used by two tasks")
+            seen |= names
+        total = sum(e[3] for e in self.tasks)
+        if total != self.batch_size:
+            raise ConfigError(f"data.tasks give {total} prompts per batch, data.batch_size is {self.batch_size}")
 
     def _check_pair(self, name: str, minimum: int) -> None:
         v = getattr(self, name)
@@ -339,7 +384,9 @@ class SFTSpec:
     """Supervised warm-up (CrossOmni: LoRA r16 alpha 32, lr 1e-5, batch 32; the CPU demo: answer format only).
 
     Attributes (synthetic-world targets, see :mod:`omnir1_jax.sft`):
-      target: ``format_only`` (random keyframes, a random non-target object) or ``oracle``.
+      target: ``format_only`` (random keyframes, a random non-target object) or ``oracle``; for the ``refaid``
+        task also ``expression`` (any dataset: the answer format with the referring expression as the grounding
+        description; Omni-R1 Table 1's SFT baseline).
       think: the ``<think>`` text of the targets; ``{description}`` is replaced by the answer's description and
         ``{instruction}`` by the text the prompt carries (the expression, or ``instruction``).
       instruction: when set, the SFT prompts carry this text instead of the record's referring expression, so

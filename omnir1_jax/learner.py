@@ -254,11 +254,9 @@ class Learner:
         ``batch`` is this process's share of the global batch. Its prompts become its part of the global prompt
         batch; generation is one program over the mesh; every process reads all completions back, rewards its own
         prompts (its bridge), and the rewards of all processes are gathered before the advantages."""
-        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-
         g, n = self.cfg.grpo, self.cfg.grpo.group_size
         t0 = time.perf_counter()
-        local = as_model_inputs(self.policy.config, batch["model_inputs"])
+        local = self.task.model_inputs(self.policy.config, batch)
         prompt = D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id)
         comp = P.complete(self.model, self.tokenizer, prompt, max_new_tokens=g.max_new_tokens, greedy=False,
                           num_samples=n, key=key, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
@@ -305,13 +303,11 @@ class Learner:
     def supervised(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The NLL update's inputs: the task's targets for this process's share of the batch, tokenised to a width
         every process agrees on, as its part of the global arrays."""
-        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-
         texts = self.task.sft_targets(batch)
         ids, mask = P.tokenize_targets(self.tokenizer, texts, P.target_eos_id(self.tokenizer), self.pad_id)
         (width,) = D.agree_max(ids.shape[1])
         ids, mask = P.pad_targets(ids, mask, width, self.pad_id)
-        local = as_model_inputs(self.policy.config, batch["model_inputs"])
+        local = self.task.model_inputs(self.policy.config, batch)
         return {"prompt": D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
                 "completion_ids": D.global_rows(ids, self.mesh), "completion_mask": D.global_rows(mask, self.mesh),
                 "texts": texts}

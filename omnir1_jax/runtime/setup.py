@@ -74,6 +74,8 @@ def read_records(spec: DataSpec, split: str | None = None):
     from omnir1_jax import data as D
 
     split = split or spec.split
+    if spec.task == "mixture":  # every task's records, in task order (each keeps its dataset name)
+        return [r for _, part, _ in spec.task_parts() for r in read_records(part, split)]
     if spec.dataset == "mixture":
         return read_mixture(spec, split)
     if spec.dataset == "synthetic":

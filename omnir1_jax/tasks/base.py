@@ -53,6 +53,13 @@ class Task:
         """Supervised target text of each prompt of ``batch`` (SFT)."""
         raise NotImplementedError(f"task {self.name!r} has no supervised targets")
 
+    def model_inputs(self, model_config, batch: dict[str, Any]):
+        """The prepared prompt (``ModelInputs``) of ``batch`` for a policy of ``model_config``: by default the
+        pipelines' transformers keywords under ``batch["model_inputs"]``, prepared."""
+        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+
+        return as_model_inputs(model_config, batch["model_inputs"])
+
     def close(self) -> None:
         """Release what the task holds (judge connections); the learner calls it once."""
 
@@ -112,8 +119,9 @@ class RecordBatches:
 
 def make_task(cfg: ExperimentConfig, tokenizer, *, bridge: Callable[[], Any] | None = None, judge=None) -> Task:
     """The task of ``cfg.data.task``: ``vos`` | ``refaid`` (System 2 through ``bridge()``, a callable returning a
-    ``BridgeClient``, called on first use), ``grounding`` (SegZero-style System-2 training, no bridge) or ``qa``
-    (CrossOmni; ``judge`` scores consistency / coherence)."""
+    ``BridgeClient``, called on first use), ``grounding`` (SegZero-style System-2 training, no bridge), ``qa``
+    (CrossOmni; ``judge`` scores consistency / coherence) or ``mixture`` (the tasks of ``cfg.data.tasks`` in every
+    batch, :class:`~omnir1_jax.tasks.mixture.MixtureTask`)."""
     kind = cfg.data.task
     if kind in ("vos", "refaid"):
         from omnir1_jax.tasks.vos import RefAIDTask, VOSTask
@@ -127,4 +135,8 @@ def make_task(cfg: ExperimentConfig, tokenizer, *, bridge: Callable[[], Any] | N
         from omnir1_jax.tasks.crossomni_qa import CrossOmniQATask
 
         return CrossOmniQATask(cfg, tokenizer, judge)
-    raise ConfigError(f"data.task={kind!r} has no task plug-in (vos, refaid, grounding, qa)")
+    if kind == "mixture":
+        from omnir1_jax.tasks.mixture import MixtureTask
+
+        return MixtureTask(cfg, tokenizer, bridge=bridge, judge=judge)
+    raise ConfigError(f"data.task={kind!r} has no task plug-in (vos, refaid, grounding, qa, mixture)")

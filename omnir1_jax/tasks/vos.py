@@ -188,3 +188,12 @@ class RefAIDTask(VOSTask):
             box.append(r - f)
         components = {"format": np.concatenate(fmt), "alignment": np.concatenate(box)}
         return Scored(np.concatenate(rewards), components, stats)
+
+    def sft_targets(self, batch: dict[str, Any]) -> list[str]:
+        """``sft.target = "expression"``: the answer format with the referring expression as the grounding
+        description, ``<think>{sft.think}</think><answer>{expression}</answer>`` (any dataset: the Table 1 SFT
+        baseline); otherwise the synthetic world's targets (:meth:`VOSTask.sft_targets`)."""
+        if self.cfg.sft.target != "expression":
+            return super().sft_targets(batch)
+        return [f"<think>{self.cfg.sft.think.replace('{instruction}', e)}</think><answer>{e}</answer>"
+                for e in batch["expression"]]

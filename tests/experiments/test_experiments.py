@@ -92,7 +92,18 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
     small = dict(batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28,
                  workers=0)
     d = cfg.data
-    if d.task == "qa":
+    run = {}
+    if d.task == "mixture":  # Table 6's joint run: one Ref-AVS and one VOS prompt per batch, both worlds
+        base = os.path.dirname(world["vos"])
+        data = dataclasses.replace(d, dataset="synthetic", root=base, split="train", mixture=(),
+                                   tasks=(("refaid", "refavs", os.path.basename(world["avs"]), 1),
+                                          ("vos", "synthetic", os.path.basename(world["vos"]), 1)),
+                                   **{f: getattr(SYNTHETIC, f) for f in ("synthetic_videos", "synthetic_size",
+                                                                         "synthetic_colours", "synthetic_objects",
+                                                                         "synthetic_templates", "synthetic_shapes")},
+                                   **small)
+        run = {"epoch_unit": "expressions"}  # the tiny AVS world has fewer training videos than a batch
+    elif d.task == "qa":
         data = dataclasses.replace(d, root=world["co"], split="train", **small)
     elif d.dataset == "refcocog":  # its own data: the refCOCOg reader and records run too
         data = dataclasses.replace(d, root=world["refcocog"], split="train", **small)
@@ -110,7 +121,7 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
         grpo=dataclasses.replace(cfg.grpo, group_size=2, max_new_tokens=8),
         sft=dataclasses.replace(cfg.sft, batch_size=2, steps=1),
         run=dataclasses.replace(cfg.run, out_dir=os.path.join(world["runs"], cfg.name), steps=1, checkpoint_every=0,
-                                resume=False))
+                                resume=False, **run))
 
 
 @pytest.mark.parametrize("path", FILES, ids=os.path.basename)
@@ -149,6 +160,14 @@ def test_paper_hyper_parameters_in_the_files():
     # issue 15 item 6: System 2 of the evaluation recipes is the policy (section 4.1), not the base checkpoint
     for name in ("omni_r1_7b_vos", "omni_r1_7b_refaid"):
         assert c[name].bridge.grounder == "qwen2_5_omni:@policy" and c[name].bridge.start
+    # Omni-R1 Table 6: AVS 1,600 and 10,400 samples; the joint run mixes Ref-AVS and ReVOS + MeViS in every batch
+    for name, samples in (("omni_r1_7b_refaid", 1600), ("hallucination_beta0001", 1600), ("table6_avs_10400", 10400)):
+        assert c[name].run.steps * c[name].data.batch_size == samples and c[name].data.task == "refaid"
+    j = c["table6_avs_vos"]
+    assert j.data.task == "mixture" and [(t, d) for t, d, _, _ in j.data.tasks] == [("refaid", "refavs"),
+                                                                                  ("vos", "mixture")]
+    assert j.data.mixture == (("revos", "revos"), ("mevis", "mevis")) and j.grpo.beta == 0.04
+    assert (j.grpo.rewards.alpha_k, j.grpo.rewards.alpha_a, j.grpo.rewards.alpha_g) == (1, 0, 1)
     # item 5: the refCOCOg stage trains grounding on one System-2-resolution image, 250 x 8 = 2,000 images
     r = c["refcoco_system2_7b"]
     assert (r.data.task, r.data.dataset, r.data.s1_max_pixels) == ("grounding", "refcocog", 900 * 28 * 28)

@@ -112,3 +112,29 @@ def test_blocks_that_cannot_be_combined_are_refused_with_the_reason(flax_thinker
     with pytest.raises(InputError, match=r"block 1 has video_patches=\d+, which does not fit"):
         pad_block(cfg, big, dict(small, length=block_sizes(big)["length"]), block=1, num_blocks=2)
     assert block_sizes(vid)["audio_chunks"] == ABSENT
+
+
+def test_batches_of_different_modalities_merge_into_one_batch_with_their_own_logits(flax_thinker, tiny_processor):
+    """Ref-AVS-like rows (image + audio) and VOS-like rows (video) in one batch (the Table 6 joint run): each
+    row's logits equal those of its own batch, prepared alone."""
+    from omnir1_jax.models.qwen2_5_omni.blocks import merge_rows
+
+    cfg = flax_thinker.config
+    avs = _prepare(cfg, tiny_processor, [0, 2], "image_audio")
+    vos = _prepare(cfg, tiny_processor, [1, 3], "video")
+    text = prepare_inputs(cfg, **dict(tiny_processor(text=["only words here"], return_tensors="np")))
+    merged = merge_rows([vos, avs, text])
+    assert merged.video_layout is not None and merged.image_layout is not None and merged.audio_layout is not None
+    got = np.asarray(flax_thinker.forward(merged).logits)
+    t = got.shape[1]
+    row = 0
+    for part in (vos, avs, text):
+        ref = np.asarray(flax_thinker.forward(part).logits)
+        b, tp = ref.shape[:2]
+        valid = np.asarray(part.attention_mask).astype(bool)
+        np.testing.assert_array_equal(np.asarray(merged.input_ids)[row:row + b, t - tp:][valid],
+                                      np.asarray(part.input_ids)[valid])
+        assert np.abs(got[row:row + b, t - tp:] - ref)[valid].max() <= 1e-5
+        row += b
+    with pytest.raises(InputError, match="different num_repeats"):
+        merge_rows([avs, repeat_prompt(vos, 2)])

@@ -196,3 +196,77 @@ def concat_blocks(blocks: Sequence[ModelInputs]) -> ModelInputs:
     out = [np.concatenate([np.asarray(lv[i][1]) for lv in leaves], axis=block_axis(jax.tree_util.keystr(path)))
            for i, (path, _) in enumerate(leaves[0])]
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def merge_rows(parts: Sequence[ModelInputs], *, pad_id: int = 0) -> ModelInputs:
+    """Prepared prompt batches stacked row-wise into one batch, whatever modalities each has (e.g. Ref-AVS rows
+    with an image and audio, VOS rows with a video): token rows left-padded to the longest, each modality's
+    encoder inputs concatenated over the parts that have it, with its window order, segments and placeholder
+    positions moved (host numpy arrays; no filler). The logits of every real token equal those of its own part."""
+    if not parts:
+        raise InputError("no prompt batches to merge")
+    reps = {int(p.num_repeats) for p in parts}
+    if len(reps) != 1:
+        raise InputError(f"cannot merge prompt batches with different num_repeats {sorted(reps)}")
+    length = max(int(np.shape(p.input_ids)[1]) for p in parts)
+    total = sum(int(np.shape(p.input_ids)[0]) for p in parts)
+    ids, mask, pos_ids, deltas = [], [], [], []
+    moved: dict[str, list] = {"image": [], "video": [], "audio": []}
+    row0 = 0
+    for p in parts:
+        b, t = np.shape(p.input_ids)
+        shift = length - t
+        ids.append(np.pad(np.asarray(p.input_ids), ((0, 0), (shift, 0)), constant_values=pad_id))
+        mask.append(np.pad(np.asarray(p.attention_mask), ((0, 0), (shift, 0))))
+        pos_ids.append(np.pad(np.asarray(p.position_ids), ((0, 0), (0, 0), (shift, 0)), constant_values=1))
+        deltas.append(np.asarray(p.rope_deltas))
+        for kind, f in (("image", p.image_positions), ("video", p.video_positions), ("audio", p.audio_positions)):
+            if f is not None:
+                moved[kind].append(_positions(f, t=t, rows=b, length=length, row0=row0, total=total,
+                                              count=int(np.shape(f)[0])))
+        row0 += b
+    out = dict(input_ids=np.concatenate(ids), attention_mask=np.concatenate(mask),
+               position_ids=np.concatenate(pos_ids, axis=1), rope_deltas=np.concatenate(deltas))
+    for kind, px_key in (("image", "pixel_values"), ("video", "pixel_values_videos")):
+        have = [p for p in parts if getattr(p, f"{kind}_layout") is not None]
+        if not have:
+            continue
+        layouts = [getattr(p, f"{kind}_layout") for p in have]
+        pixels = [np.asarray(getattr(p, px_key)) for p in have]
+        units = [len(np.asarray(lay.window_index)) for lay in layouts]
+        u_off = np.concatenate([[0], np.cumsum(units)[:-1]]).astype(np.int64)
+        cat = lambda name, offs: np.concatenate(  # noqa: E731
+            [np.asarray(getattr(lay, name), np.int64) + o for lay, o in zip(layouts, offs)]).astype(np.int32)
+        nseg = lambda name: [int(np.asarray(getattr(lay, name)).max()) + 1 if len(np.asarray(getattr(lay, name)))  # noqa: E731
+                             else 0 for lay in layouts]
+        f_off = np.concatenate([[0], np.cumsum(nseg("full_segment"))[:-1]])
+        w_off = np.concatenate([[0], np.cumsum(nseg("window_segment"))[:-1]])
+        out[px_key] = np.concatenate(pixels)
+        out[f"{kind}_layout"] = VisionLayout(
+            window_index=cat("window_index", u_off), reverse_index=cat("reverse_index", u_off),
+            rot_pos=np.concatenate([np.asarray(lay.rot_pos) for lay in layouts]).astype(np.int32),
+            full_segment=cat("full_segment", f_off), window_segment=cat("window_segment", w_off),
+            max_full=max(int(lay.max_full) for lay in layouts), max_window=max(int(lay.max_window) for lay in layouts))
+        out[f"{kind}_positions"] = np.concatenate(moved[kind])
+    have = [p.audio_layout for p in parts if p.audio_layout is not None]
+    if have:
+        big_l = max(int(np.shape(a.chunks)[1]) for a in have)
+        big_l2 = (big_l - 1) // 2 + 1
+        chunks, cmask, vi, seg, pool = [], [], [], [], []
+        c_off = s_off = 0
+        for a in have:
+            c, length_a, mel = np.shape(a.chunks)
+            l2 = (length_a - 1) // 2 + 1
+            chunks.append(np.pad(np.asarray(a.chunks), ((0, 0), (0, big_l - length_a), (0, 0))))
+            cmask.append(np.pad(np.asarray(a.chunk_mask), ((0, 0), (0, big_l - length_a))))
+            v = np.asarray(a.valid_index, np.int64)
+            vi.append((v // l2 + c_off) * big_l2 + v % l2)
+            seg.append(np.asarray(a.segment, np.int64) + c_off)
+            pool.append(np.asarray(a.pool_index, np.int64) + s_off)
+            c_off, s_off = c_off + c, s_off + len(v)
+        out["audio_layout"] = AudioLayout(chunks=np.concatenate(chunks), chunk_mask=np.concatenate(cmask),
+                                          valid_index=np.concatenate(vi).astype(np.int32),
+                                          segment=np.concatenate(seg).astype(np.int32),
+                                          pool_index=np.concatenate(pool).astype(np.int32))
+        out["audio_positions"] = np.concatenate(moved["audio"])
+    return ModelInputs(**out, num_repeats=reps.pop())
