@@ -106,7 +106,8 @@ class DataSpec:
       task: ``vos`` (keyframes + descriptions, SAM2 rewards) | ``refaid`` (first frame + audio, boxes only) |
         ``grounding`` (System-2 training in the style of SegZero: one image at ``s1_max_pixels`` (900*28*28 in
         the paper's refCOCOg run) + the expression -> box and two points, SPEC section 3 "Grounding"; no bridge) |
-        ``qa`` (CrossOmni multiple choice) | ``mixture`` (several tasks in every batch, see ``tasks``).
+        ``qa`` (CrossOmni multiple choice) | ``vos_interactive`` (``vos`` with System 2's boxes fed back to System 1,
+        which may revise its answer, up to ``grpo.max_turns`` answers) | ``mixture`` (several tasks in every batch, see ``tasks``).
       batch_size: prompts per step (each sampled ``grpo.group_size`` times).
       min_frames, max_frames: training clip length range (SPEC: 8..24).
       s1_max_pixels, s1_min_pixels: System-1 per-frame pixel budget (SPEC: 128*28*28, 16*28*28).
@@ -197,8 +198,9 @@ class DataSpec:
         self._check_pair("synthetic_objects", 1)
         if self.synthetic_objects[0] > self.synthetic_objects[1]:
             raise ConfigError(f"data.synthetic_objects must be (min, max) with min <= max, got {self.synthetic_objects!r}")
-        if self.task not in ("vos", "refaid", "grounding", "qa", "mixture"):
-            raise ConfigError(f"data.task must be vos, refaid, grounding, qa or mixture, got {self.task!r}")
+        if self.task not in ("vos", "vos_interactive", "refaid", "grounding", "qa", "mixture"):
+            raise ConfigError(f"data.task must be vos, vos_interactive, refaid, grounding, qa or mixture, got "
+                              f"{self.task!r}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ConfigError(f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}")
         if self.batch_size < 1:
@@ -335,8 +337,14 @@ class GRPOSpec:
     # Table 4's "exactly four keyframes": None = free (the prompt asks for "about 4"); K = the prompt asks for
     # exactly K moments and only the first K items of each answer are kept (rewards and System 2).
     num_keyframes: int | None = None
+    # Multi-turn rollouts (task ``vos_interactive``): up to ``max_turns`` answers per rollout, System 2's boxes
+    # fed back between them; ``turn_cost`` is subtracted from the reward once per revised answer.
+    max_turns: int = 1
+    turn_cost: float = 0.0
 
     def __post_init__(self):
+        _int("grpo", self, "max_turns", 1)
+        _real("grpo", self, "turn_cost", 0.0)
         if self.num_keyframes is not None and (not isinstance(self.num_keyframes, int) or self.num_keyframes < 1):
             raise ConfigError(f"grpo.num_keyframes must be an int >= 1 or None, got {self.num_keyframes!r}")
         _int("grpo", self, "group_size", 2)

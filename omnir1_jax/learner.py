@@ -188,6 +188,9 @@ class Learner:
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                     g.group_size if self.grpo else None)
+        self.turns = int(getattr(task, "max_turns", 1)) if self.grpo else 1
+        if self.turns > 1:  # multi-turn rollouts: whole trajectories are scored, answers masked in
+            self.scorer = P.make_trajectory_scorer(cfg.model.remat, g.temperature)
         self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
         if stage.steps <= 0:  # run.steps = 0: derived from the data (run.epochs over expressions or videos)
             self.stage = stage = dataclasses.replace(stage, steps=S.resolve_steps(cfg, self.records, stage.batch_size))
@@ -254,6 +257,8 @@ class Learner:
         ``batch`` is this process's share of the global batch. Its prompts become its part of the global prompt
         batch; generation is one program over the mesh; every process reads all completions back, rewards its own
         prompts (its bridge), and the rewards of all processes are gathered before the advantages."""
+        if self.turns > 1:
+            return self.interactive_rollout(batch, key)
         g, n = self.cfg.grpo, self.cfg.grpo.group_size
         t0 = time.perf_counter()
         local = self.task.model_inputs(self.policy.config, batch)
@@ -265,13 +270,63 @@ class Learner:
         t1 = time.perf_counter()
         b = int(np.shape(local.input_ids)[0])
         lo, hi = D.my_prompts(b * self.share[1])
-        mine = self.task.score(batch, comp.texts[lo * n:hi * n], n)
-        scored = Scored(D.gather_rows(mine.rewards, self.mesh),
-                        {k: D.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
-                        {k: float(D.gather_rows(np.asarray([v], np.float64)).sum())
-                         for k, v in sorted(mine.stats.items())})
+        scored = self._gather_scored(self.task.score(batch, comp.texts[lo * n:hi * n], n))
         return self.assemble(local, comp.tokens, comp.lengths, comp.texts, scored, t_sample,
                              time.perf_counter() - t1)
+
+    def _gather_scored(self, mine: Scored) -> Scored:
+        return Scored(D.gather_rows(mine.rewards, self.mesh),
+                      {k: D.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
+                      {k: float(D.gather_rows(np.asarray([v], np.float64)).sum()) for k, v in sorted(mine.stats.items())})
+
+    def interactive_rollout(self, batch: dict[str, Any], key) -> dict[str, Any]:
+        """Multi-turn rollouts (task ``vos_interactive``, ``grpo.max_turns`` answers): sample the group's first
+        answers; then, per further turn, System 2's feedback is appended to each trajectory and its next answer
+        is sampled from the re-prefilled conversation (one program over the mesh per turn). The final answers
+        are rewarded; the update scores the whole trajectories with only the answer tokens in the mask."""
+        from omnir1_jax.tasks.interactive import trajectory_inputs
+
+        g, n, task, cfg = self.cfg.grpo, self.cfg.grpo.group_size, self.task, self.policy.config
+        sample = dict(max_new_tokens=g.max_new_tokens, greedy=False, temperature=g.temperature, top_k=g.top_k,
+                      top_p=g.top_p, eos_ids=self.eos_ids)
+        t0 = time.perf_counter()
+        local = task.model_inputs(cfg, batch)
+        key, sk = jax.random.split(key)
+        comp = P.complete(self.model, self.tokenizer, D.global_inputs(cfg, local, self.mesh, pad_id=self.pad_id),
+                          num_samples=n, key=sk, **sample)
+        b = int(np.shape(local.input_ids)[0])
+        lo, hi = D.my_prompts(b * self.share[1])
+        rows = slice(lo * n, hi * n)
+        trajs = task.start(batch, n)
+        task.add_answers(trajs, comp.tokens[rows], comp.lengths[rows], comp.texts[rows])
+        t_sample, t_reward, fb_stats = time.perf_counter() - t0, 0.0, {}
+        for _ in range(2, self.turns + 1):
+            t1 = time.perf_counter()
+            for k, v in task.add_feedback(batch, trajs, n).items():
+                fb_stats[k] = fb_stats.get(k, 0.0) + v
+            t2 = time.perf_counter()
+            inputs, _ = trajectory_inputs(cfg, trajs, self.pad_id)
+            key, sk = jax.random.split(key)
+            comp = P.complete(self.model, self.tokenizer, D.global_inputs(cfg, inputs, self.mesh, pad_id=self.pad_id),
+                              num_samples=1, key=sk, **sample)
+            task.add_answers(trajs, comp.tokens[rows], comp.lengths[rows], comp.texts[rows])
+            t_reward, t_sample = t_reward + t2 - t1, t_sample + time.perf_counter() - t2
+        t1 = time.perf_counter()
+        mine = task.score_trajectories(batch, trajs, n)
+        mine.stats.update(fb_stats)
+        scored = self._gather_scored(mine)
+        t_reward += time.perf_counter() - t1
+        adv = np.asarray(group_advantages(jnp.asarray(scored.rewards), n, g.adv_scale, g.adv_eps))
+        full, mask = trajectory_inputs(cfg, trajs, self.pad_id)
+        (width,) = D.agree_max(mask.shape[1])  # every process's trajectories padded to one length
+        pad = ((0, 0), (width - mask.shape[1], 0))
+        ids = np.pad(np.asarray(full.input_ids), pad, constant_values=self.pad_id)
+        glob = functools.partial(D.global_rows, mesh=self.mesh)
+        return {"prompt": D.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id), "completion_ids": glob(ids),
+                "completion_mask": glob(np.pad(mask, pad)), "advantages": glob(adv[rows]), "rewards": scored.rewards,
+                "components": scored.components, "texts": list(comp.texts),
+                "lengths": D.gather_rows(mask.sum(axis=1), self.mesh), "t_sample": t_sample, "t_reward": t_reward,
+                "stats": scored.stats, "trajectories": trajs}
 
     def assemble(self, prompt, tokens: np.ndarray, lengths: np.ndarray, texts, scored: Scored,
                  t_sample: float = 0.0, t_reward: float = 0.0) -> dict[str, Any]:

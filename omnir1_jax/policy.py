@@ -183,6 +183,16 @@ def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
     return functools.partial(completion_logprobs, remat=remat, temperature=temperature)
 
 
+@functools.lru_cache(maxsize=None)
+def make_trajectory_scorer(remat: bool, temperature: float):
+    """The scorer of multi-turn trajectories ``(model, inputs, ids, answer_mask) -> [R, T]`` log-probs
+    (:func:`~omnir1_jax.models.qwen2_5_omni.trajectory_logprobs`; a fixed object per setting, like
+    :func:`make_scorer`)."""
+    from omnir1_jax.models.qwen2_5_omni import trajectory_logprobs
+
+    return functools.partial(trajectory_logprobs, remat=remat, temperature=temperature)
+
+
 # -------------------------------------------------------------------------------------- generate + decode
 def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray, eos_ids: Sequence[int]) -> list[str]:
     """Text of each row's first ``lengths[r]`` tokens, a final EOS dropped, special tokens skipped."""

@@ -127,6 +127,10 @@ def make_task(cfg: ExperimentConfig, tokenizer, *, bridge: Callable[[], Any] | N
         from omnir1_jax.tasks.vos import RefAIDTask, VOSTask
 
         return (VOSTask if kind == "vos" else RefAIDTask)(cfg, tokenizer, bridge)
+    if kind == "vos_interactive":
+        from omnir1_jax.tasks.interactive import VOSInteractiveTask
+
+        return VOSInteractiveTask(cfg, tokenizer, bridge)
     if kind == "grounding":
         from omnir1_jax.tasks.grounding import GroundingTask
 

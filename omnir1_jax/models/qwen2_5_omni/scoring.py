@@ -142,6 +142,35 @@ def group_completion_logprobs(
     return lp * completion_mask.astype(lp.dtype)
 
 
+def trajectory_logprobs(
+    model: Qwen2_5OmniThinker,
+    inputs: ModelInputs,
+    target_ids: Int[Array, "B T"],
+    target_mask: Optional[Int[Array, "B T"]] = None,
+    *,
+    remat: bool = False,
+    temperature: float = 1.0,
+    chunk_size: Optional[int] = None,
+    fuse_head: Optional[bool] = None,
+) -> Float[Array, "B T"]:
+    """log p(token j | tokens < j) at every position j of whole prepared sequences, 0 where ``target_mask`` is 0
+    and at j = 0: the scorer of multi-turn trajectories (prompt, answer, feedback with images, answer, ...), whose
+    images sit between the scored tokens, so they cannot be a text-only completion of a fixed prompt.
+
+    ``inputs`` is the trajectory prepared as one sequence per row (:func:`.thinker.prepare_inputs`; its
+    ``get_rope_index`` positions give every answer token the position the sampler gave it when that turn was
+    generated from the re-prefilled conversation so far); ``target_ids`` must equal ``inputs.input_ids`` (the
+    signature is the completion scorers' ``(model, prompt, ids, mask)``, so the GRPO update takes either);
+    ``target_mask`` marks the policy's answer tokens. Jittable and differentiable."""
+    ids = inputs.input_ids
+    if target_mask is None:
+        target_mask = inputs.attention_mask
+    h = model.hidden_states(inputs, remat=remat)[:, :-1]
+    lp = _head_logprobs(model, h, ids[:, 1:], chunk_size, temperature, fuse_head)
+    lp = jnp.concatenate([jnp.zeros_like(lp[:, :1]), lp], axis=1)
+    return lp * target_mask.astype(lp.dtype)
+
+
 @nnx.jit(static_argnames=("remat", "temperature", "chunk_size"))
 def _jit_completion_logprobs(model, prompt, completion_ids, completion_mask, *, remat, temperature, chunk_size):
     return completion_logprobs(model, prompt, completion_ids, completion_mask, remat=remat,

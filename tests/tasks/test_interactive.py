@@ -1,0 +1,137 @@
+"""Multi-turn System 1 <-> System 2 rollouts (task vos_interactive, issue 17): a 2-turn trajectory's re-scored
+log-probs equal the sampler's; the loss mask is exactly the answer tokens; max_turns = 1 is today's VOS step;
+the learner takes a 2-turn GRPO step. Tiny policy, synthetic world, synthetic bridge."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from omnir1_jax.runtime import setup as S
+from omnir1_jax.tasks.synthetic_targets import answer_text
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from omnir1_jax.config import BridgeSpec
+
+    base = tmp_path_factory.mktemp("interactive")
+    bridge = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+                           str(base / "bridge"), wait_s=120)
+    yield base, bridge
+    bridge.close()
+
+
+def _cfg(base, turns, out="run"):
+    from tests.train._tiny import tiny_config
+
+    cfg = tiny_config(str(base / "world"), str(base / out), steps=2)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, task="vos_interactive"),
+                               grpo=dataclasses.replace(cfg.grpo, max_turns=turns, num_keyframes=2,
+                                                        rewards=dataclasses.replace(cfg.grpo.rewards, alpha_g=1.0)))
+
+
+def test_two_turn_trajectory_logprobs_equal_the_samplers_and_the_mask_is_the_answers(world):
+    from omnir1_jax.models.qwen2_5_omni import (completion_logprobs, generate, prepare_inputs,
+                                                trajectory_logprobs)
+    from omnir1_jax.rl.loss import grpo_loss
+    from omnir1_jax.tasks.interactive import trajectory_inputs
+    from tests.train._tiny import make_learner
+
+    base, bridge = world
+    tr = make_learner(_cfg(base, 2), bridge)
+    try:
+        task, policy, pad = tr.task, tr.policy, tr.pad_id
+        batch = next(tr.data_iter)
+        n = 2
+        trajs = task.start(batch, n)
+        prompt = prepare_inputs(policy.config, **{k: v for k, v in batch["model_inputs"].items()})
+        # turn 1: well-formed answers naming two keyframes (teacher-forced), so System 2 finds boxes and the
+        # feedback carries images; their log-probs from the completion scorer (equal to the sampler's, see
+        # tests/models/test_qwen2_5_omni_parity.py::test_group_sampling_logprobs_equal_scoring)
+        texts = [answer_text([0, 2], e, batch["fps_s1"]) for e in batch["expression"] for _ in range(n)]
+        ids1 = [np.asarray(tr.tokenizer(t, add_special_tokens=False)["input_ids"] + [task.eos_id], np.int32)
+                for t in texts]
+        width = max(len(x) for x in ids1)
+        a1 = np.zeros((len(ids1), width), np.int32)
+        m1 = np.zeros_like(a1)
+        for i, x in enumerate(ids1):
+            a1[i, :len(x)], m1[i, :len(x)] = x, 1
+        from omnir1_jax.models.qwen2_5_omni import repeat_prompt
+
+        lp1 = np.asarray(completion_logprobs(policy, repeat_prompt(prompt, n), a1, m1)).sum(axis=1)
+        task.add_answers(trajs, a1, m1.sum(axis=1), texts)
+        stats = task.add_feedback(batch, trajs, n)
+        assert stats["interactive/feedback_keyframes"] == 2 * len(trajs) and all(len(t.images) == 2 for t in trajs)
+        # turn 2: sampled from the re-prefilled conversation (prompt + answer + feedback with its images)
+        turn2, _ = trajectory_inputs(policy.config, trajs, pad)
+        out = generate(policy, turn2, max_new_tokens=10, key=jax.random.key(5), num_samples=1, eos_token_id=[task.eos_id])
+        tok2, len2 = np.asarray(out.tokens), np.asarray(out.lengths)
+        task.add_answers(trajs, tok2, len2, ["x"] * len(trajs))
+        full, mask = trajectory_inputs(policy.config, trajs, pad)
+        got = np.asarray(trajectory_logprobs(policy, full, full.input_ids, mask))
+        np.testing.assert_allclose(got.sum(axis=1), lp1 + np.asarray(out.logprobs).sum(axis=1), atol=1e-5)
+        # the mask is 1 exactly on the two answers: by hand from the segment lengths (left padding first)
+        ids = np.asarray(full.input_ids)
+        image_id = tr.tokenizer.convert_tokens_to_ids("<|IMAGE|>")
+        for r, t in enumerate(trajs):
+            lens = [len(t.prompt_ids)] + [len(s) for s, _ in t.segments]
+            start = ids.shape[1] - sum(lens)
+            want = np.zeros(ids.shape[1], np.int32)
+            a = start + lens[0]
+            want[a:a + lens[1]] = 1  # answer 1
+            f = a + lens[1]
+            want[f + lens[2]:f + lens[2] + lens[3]] = 1  # answer 2, after the feedback
+            np.testing.assert_array_equal(mask[r], want)
+            assert mask[r].sum() == len(ids1[r]) + len2[r]
+            assert np.all(mask[r][ids[r] == image_id] == 0) and (ids[r][f:f + lens[2]] == image_id).sum() > 0
+        # the GRPO loss does not depend on the feedback tokens' log-probs: zero gradient there, non-zero on answers
+        adv = jnp.asarray(np.linspace(-1, 1, len(trajs)), jnp.float32)
+        lp = jnp.asarray(got)
+        grad = np.asarray(jax.grad(lambda x: grpo_loss(x, lp, lp, adv, jnp.asarray(mask))[0])(lp))
+        assert np.all(grad[mask == 0] == 0) and np.all(grad[mask == 1] != 0)
+    finally:
+        tr.close()
+
+
+def test_one_turn_is_the_vos_step_bit_for_bit(world):
+    from tests.train._tiny import make_learner, perturb
+
+    base, bridge = world
+    losses = {}
+    for kind in ("vos", "vos_interactive"):
+        cfg = _cfg(base, 1, out=f"run1_{kind}")
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, task=kind))
+        tr = make_learner(cfg, bridge)
+        try:
+            perturb(tr.policy)
+            losses[kind] = [m["loss"] for m in tr.train(2, progress=False)]
+        finally:
+            tr.close()
+    assert losses["vos"] == losses["vos_interactive"] and losses["vos"][0] != 0.0
+
+
+def test_the_learner_takes_a_two_turn_grpo_step(world):
+    from tests.train._tiny import make_learner, perturb
+
+    base, bridge = world
+    tr = make_learner(_cfg(base, 2, out="run2"), bridge)
+    try:
+        perturb(tr.policy)
+        batch = next(tr.data_iter)
+        ro = tr.rollout(batch, jax.random.key(1))
+        trajs = ro["trajectories"]
+        assert all(len(t.answers) == 2 and [a for _, a in t.segments] == [True, False, True] for t in trajs)
+        # the update's mask counts each trajectory's answer tokens, both turns
+        counts = [sum(len(s) for s, a in t.segments if a) for t in trajs]
+        np.testing.assert_array_equal(np.asarray(ro["completion_mask"]).sum(axis=1), counts)
+        m = tr.update(ro)
+        assert math.isfinite(m["loss"]) and m["loss"] != 0.0
+        assert ro["stats"]["interactive/feedback_keyframes"] >= 0 and "revisions" in ro["components"]
+    finally:
+        tr.close()
