@@ -102,6 +102,10 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
                             rec.frame_names)
             extra = pred.to_json() if hasattr(pred, "to_json") else {}
             row = {**row, **{k: v for k, v in extra.items() if k not in row}}
+            earlier = getattr(pred, "earlier", None) or []
+            if earlier and kind == "vos":  # multi-turn System 1: each earlier answer's own J and F
+                row["turns"] = [{"turn": k + 1, **{m: v for m, v in score_vos(rec, e.masks, use_jax=use_jax).items()
+                                                   if m in ("J", "F")}} for k, e in enumerate(earlier)]
             log.append(row)
             if write and drawn < overlays:
                 name = f"{rec.video_id}_{rec.exp_id}".replace("/", "_").replace(os.sep, "_")
@@ -113,8 +117,26 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
         log.close()
         bar.close()
     valid = _valid_fraction(_rows_of(records, log.rows))
-    return write_summary(records, log.rows, out_dir, kind, write=write, extra={"valid_answers": valid},
+    extra = {"valid_answers": valid, **per_turn_summary(_rows_of(records, log.rows))}
+    return write_summary(records, log.rows, out_dir, kind, write=write, extra=extra,
                          refavs_protocol=refavs_protocol, visa_rounding=visa_rounding)
+
+
+def per_turn_summary(rows: Sequence[dict]) -> dict[str, Any]:
+    """Multi-turn System 1 rows (with ``turns``): the mean J&F over expressions when System 1 stops after each
+    number of answers (``"J&F_by_turns"``: ``{"1": ..., "K": ...}``; K = the final answer) and the fraction of
+    final answers revised from the first (``"revised_fraction"``); empty for one-turn rows."""
+    rows = [r for r in rows if r.get("turns") and isinstance(r.get("J"), float) and isinstance(r.get("F"), float)]
+    if not rows:
+        return {}
+    k = len(rows[0]["turns"]) + 1
+    by = {str(t["turn"]): [] for t in rows[0]["turns"]}
+    for r in rows:
+        for t in r["turns"]:
+            by.setdefault(str(t["turn"]), []).append((t["J"] + t["F"]) / 2)
+    by[str(k)] = [(r["J"] + r["F"]) / 2 for r in rows]
+    return {"J&F_by_turns": {t: float(np.mean(v)) for t, v in by.items()},
+            "revised_fraction": float(np.mean([bool(r.get("revised")) for r in rows]))}
 
 
 # ---------------------------------------------------------------------------------------- answered questions

@@ -189,9 +189,21 @@ def record_overlay(record, prediction, row: Mapping[str, Any], path: str) -> str
     subtitle = "   ".join(scores + ([] if valid is None else [f"answer {'parsed' if valid else 'did not parse'}"])
                            + [f"{record.video_id} / {record.exp_id}"])
     keyframes = [m.video_index for m in getattr(prediction, "moments", [])]
-    image, _ = overlay_sheet(frames, masks, gt, title=f'"{record.expression}"', subtitle=subtitle,
+    earlier = getattr(prediction, "earlier", None) or []
+    turn = f"answer {len(earlier) + 1} of {len(earlier) + 1}: " if earlier else ""
+    image, _ = overlay_sheet(frames, masks, gt, title=f'{turn}"{record.expression}"', subtitle=subtitle,
                              keyframes=keyframes, frame_scores=row.get("J_frames"))
-    return save_sheet(image, path)
+    out = save_sheet(image, path)
+    # multi-turn System 1: one sheet per earlier answer, its keyframes and masks (``<name>_turn<k>.png``)
+    stem, ext = os.path.splitext(path)
+    for k, (e, scored) in enumerate(zip(earlier, row.get("turns", [{}] * len(earlier)))):
+        js = "   ".join(f"{m}={scored[m]:.3f}" for m in ("J", "F") if isinstance(scored.get(m), float))
+        img, _ = overlay_sheet(frames, np.asarray(e.masks, bool), gt,
+                               title=f'answer {k + 1} of {len(earlier) + 1}: "{record.expression}"',
+                               subtitle=f"{js}   {record.video_id} / {record.exp_id}",
+                               keyframes=[m.video_index for m in e.moments])
+        save_sheet(img, f"{stem}_turn{k + 1}{ext}")
+    return out
 
 
 # -------------------------------------------------------------------------------------------- reward plot

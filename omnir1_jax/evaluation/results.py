@@ -201,6 +201,10 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
     if "protocol" in result:
         result["markdown"] = f"Protocol: {result['protocol']['name']}\n\n" + result["markdown"]
     result.update(extra or {})
+    if result.get("J&F_by_turns"):  # multi-turn System 1 (vos_interactive)
+        turns = ", ".join(f"{t} answer{'s' if t != '1' else ''}: {v * 100:.1f}" for t, v in result["J&F_by_turns"].items())
+        result["markdown"] += (f"\n\nJ&F by System 1's answers (mean over expressions): {turns}; final answers "
+                               f"revised from the first: {result.get('revised_fraction', 0.0) * 100:.1f} %")
     if write:
         write_json_atomic(os.path.join(out_dir, "summary.json"), result)
         write_json_atomic(os.path.join(out_dir, "summary.md"), None, result["markdown"] + "\n")

@@ -43,6 +43,8 @@ class Prediction:
       moments: the keyframes sent to System 2, in frame order.
       masks: bool ``[L, H, W]`` over every frame of the full video (all False when nothing was found).
       boxes: System 2's boxes per moment, ``[n, 4]`` float32 ``(x1, y1, x2, y2)`` in original pixels.
+      earlier: with multi-turn System 1 (``vos_interactive``), the predictions of the answers before this final
+        one (turn 1, 2, ...), each segmented like the final answer.
     """
 
     text: str
@@ -50,15 +52,27 @@ class Prediction:
     moments: list[Moment]
     masks: np.ndarray
     boxes: list[np.ndarray] = dataclasses.field(default_factory=list)
+    earlier: list = dataclasses.field(default_factory=list)
+
+    @property
+    def revised(self) -> bool:
+        """Whether the final answer's keyframe queries differ from the first answer's (multi-turn only)."""
+        first = self.earlier[0] if self.earlier else self
+        return [(m.clip_index, m.description) for m in first.moments] != \
+            [(m.clip_index, m.description) for m in self.moments]
 
     @property
     def reasoning(self) -> str:
         return (extract_tag(self.text, "think") or "").strip()
 
     def to_json(self) -> dict[str, Any]:
-        return {"answer": self.text, "valid": self.valid, "reasoning": self.reasoning,
-                "moments": [dataclasses.asdict(m) for m in self.moments],
-                "boxes": [np.asarray(b).tolist() for b in self.boxes]}
+        out = {"answer": self.text, "valid": self.valid, "reasoning": self.reasoning,
+               "moments": [dataclasses.asdict(m) for m in self.moments],
+               "boxes": [np.asarray(b).tolist() for b in self.boxes]}
+        if self.earlier:
+            out["earlier_answers"] = [e.text for e in self.earlier]
+            out["revised"] = self.revised
+        return out
 
 
 # ---------------------------------------------------------------------------------------------- System 1
@@ -122,6 +136,30 @@ def predict_batch(policy, tokenizer, client, batch: dict[str, Any], clips: Seque
     return out
 
 
+def interactive_answers(cfg, policy, tokenizer, client, batch: dict[str, Any], *, turns: int,
+                        max_new_tokens: int) -> list[list[str]]:
+    """Greedy multi-turn System 1 (task ``vos_interactive``): each example's answers, turn 1 .. ``turns``, System
+    2's boxes fed back between them exactly as in training (:mod:`omnir1_jax.tasks.interactive`)."""
+    import jax
+
+    from omnir1_jax import policy as P
+    from omnir1_jax.tasks.interactive import VOSInteractiveTask, trajectory_inputs
+
+    task = VOSInteractiveTask(cfg, tokenizer, lambda: client)
+    pad, eos = P.pad_id_of(tokenizer), P.eos_ids_of(tokenizer)
+    comp = P.complete(policy, tokenizer, batch["model_inputs"], max_new_tokens=max_new_tokens, greedy=True,
+                      eos_ids=eos)
+    trajs = task.start(batch, 1)
+    task.add_answers(trajs, comp.tokens, comp.lengths, comp.texts)
+    for _ in range(2, turns + 1):
+        task.add_feedback(batch, trajs, 1)
+        inputs, _ = trajectory_inputs(policy.config, trajs, pad)
+        comp = P.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens, greedy=True, eos_ids=eos,
+                          key=jax.random.key(0))
+        task.add_answers(trajs, comp.tokens, comp.lengths, comp.texts)
+    return [list(t.answers) for t in trajs]
+
+
 def load_frames(record, positions: Sequence[int] | None = None) -> np.ndarray:
     """uint8 RGB frames [T, H, W, 3] of a record (all, or the given positions)."""
     import io
@@ -172,6 +210,8 @@ class TwoSystemPredictor:
         self.max_new_tokens = max_new_tokens or cfg.grpo.max_new_tokens
         self.texts = texts
         self.task = "refaid" if cfg.data.task == "refaid" else ("avs" if cfg.data.dataset == "refavs" else "vos")
+        # multi-turn System 1: every turn's answer is segmented (J&F per turn count in the summary)
+        self.turns = cfg.grpo.max_turns if cfg.data.task == "vos_interactive" else 1
 
     def __call__(self, records: Sequence[Any]) -> Iterator[tuple[Any, Prediction]]:
         from omnir1_jax.data import build_pipeline
@@ -185,8 +225,18 @@ class TwoSystemPredictor:
         for batch in build_pipeline(list(records), self.tokenizer, pcfg):
             recs = [by_id[(v, e)] for v, e in zip(batch["video_id"], batch["exp_id"])]
             texts = list(self.texts(recs)) if self.texts is not None else None
-            preds = predict_batch(self.policy, self.tokenizer, self.client, batch, [clip_reference(r) for r in recs],
-                                  task=self.task, max_new_tokens=self.max_new_tokens, texts=texts)
+            clips = [clip_reference(r) for r in recs]
+            if self.turns > 1 and texts is None:
+                answers = interactive_answers(self.cfg, self.policy, self.tokenizer, self.client, batch,
+                                              turns=self.turns, max_new_tokens=self.max_new_tokens)
+                per_turn = [predict_batch(self.policy, self.tokenizer, self.client, batch, clips, task=self.task,
+                                          texts=[a[k] for a in answers]) for k in range(self.turns)]
+                preds = per_turn[-1]
+                for i, p in enumerate(preds):
+                    p.earlier = [per_turn[k][i] for k in range(self.turns - 1)]
+            else:
+                preds = predict_batch(self.policy, self.tokenizer, self.client, batch, clips, task=self.task,
+                                      max_new_tokens=self.max_new_tokens, texts=texts)
             yield from zip(recs, preds)
 
 

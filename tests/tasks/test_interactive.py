@@ -22,7 +22,7 @@ def world(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("interactive")
     bridge = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                           str(base / "bridge"), wait_s=120)
+                           str(base / "bridge"), data_roots=(str(base / "world"),), wait_s=120)
     yield base, bridge
     bridge.close()
 
@@ -135,3 +135,44 @@ def test_the_learner_takes_a_two_turn_grpo_step(world):
         assert ro["stats"]["interactive/feedback_keyframes"] >= 0 and "revisions" in ro["components"]
     finally:
         tr.close()
+
+
+def test_per_turn_summary_by_hand():
+    from omnir1_jax.evaluation.core import per_turn_summary
+
+    rows = [{"J": 0.5, "F": 0.7, "turns": [{"turn": 1, "J": 0.1, "F": 0.3}], "revised": True},
+            {"J": 0.2, "F": 0.2, "turns": [{"turn": 1, "J": 0.2, "F": 0.2}], "revised": False},
+            {"J": 0.9, "F": 0.9}]  # a one-turn row is not counted
+    got = per_turn_summary(rows)
+    assert got["J&F_by_turns"] == pytest.approx({"1": (0.2 + 0.2) / 2, "2": (0.6 + 0.2) / 2})
+    assert got["revised_fraction"] == 0.5 and per_turn_summary([{"J": 0.1, "F": 0.2}]) == {}
+
+
+def test_evaluation_reports_jf_per_turn_count_and_revisions(world, tmp_path):
+    import json
+    import os
+
+    from omnir1_jax.evaluation.core import evaluate_segmentation
+    from omnir1_jax.evaluation.two_system import TwoSystemPredictor
+    from tests.train._tiny import make_learner
+
+    base, bridge = world
+    cfg = _cfg(base, 2, out="eval_run")
+    tr = make_learner(cfg, bridge)
+    try:
+        records = S.read_records(cfg.data, "valid")[:2]
+        cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, max_new_tokens=12))
+        pred = TwoSystemPredictor(cfg, tr.policy, tr.tokenizer, bridge.client)
+        out = str(tmp_path / "eval")
+        res = evaluate_segmentation(records, pred, out, overlays=1, progress=False)
+    finally:
+        tr.close()
+    rows = [json.loads(x) for x in open(os.path.join(out, "results.jsonl"))]
+    assert len(rows) == 2 and all(len(r["turns"]) == 1 and len(r["earlier_answers"]) == 1 for r in rows)
+    want1 = np.mean([(r["turns"][0]["J"] + r["turns"][0]["F"]) / 2 for r in rows])
+    want2 = np.mean([(r["J"] + r["F"]) / 2 for r in rows])
+    assert res["J&F_by_turns"] == pytest.approx({"1": want1, "2": want2})
+    assert res["revised_fraction"] == np.mean([r["revised"] for r in rows])
+    assert "J&F by System 1's answers" in open(os.path.join(out, "summary.md")).read()
+    names = sorted(os.listdir(os.path.join(out, "overlays")))
+    assert len(names) == 2 and names[1].endswith("_turn1.png")
