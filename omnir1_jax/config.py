@@ -227,6 +227,10 @@ class DataSpec:
             seen.add(entry)
 
 
+# sam2_bridge.protocol.MAX_CONTEXT_CHARS (a test checks they agree; config stays free of the bridge's imports)
+S2_CONTEXT_MAX_CHARS = 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class BridgeSpec:
     """System 2 + SAM2 (the PyTorch bridge).
@@ -248,6 +252,11 @@ class BridgeSpec:
       timeout_s: deadline of one group query; retries: how often a failed query is retried.
       token_file: a file holding the shared token of a bridge started with ``--token-file`` (a remote pool
         reached with ``--allow-remote``); a local bridge started by the run is given the same file.
+      s2_context: hand System 1's rationale (its ``<think>`` text) to System 2's grounding prompt (issue 17 item
+        2; off by default = the paper's one-way pipeline). Needs a bridge of protocol version >= 3.
+      s2_context_chars: the rationale's budget in characters (``omnir1_jax.rewards.extract_rationale``), at most
+        the protocol's ``MAX_CONTEXT_CHARS`` (4096); characters, not tokens, so the budget does not depend on
+        System 2's tokenizer (English text is ~4 characters per token).
     """
 
     start: bool = True
@@ -260,9 +269,16 @@ class BridgeSpec:
     timeout_s: float = 600.0
     retries: int = 2
     token_file: str | None = None
+    s2_context: bool = False
+    s2_context_chars: int = 1024
 
     def __post_init__(self):
         _flag("bridge", self, "start")
+        _flag("bridge", self, "s2_context")
+        _int("bridge", self, "s2_context_chars", 1)
+        if self.s2_context_chars > S2_CONTEXT_MAX_CHARS:
+            raise ConfigError(f"bridge.s2_context_chars must be <= {S2_CONTEXT_MAX_CHARS} (the bridge protocol's "
+                              f"MAX_CONTEXT_CHARS), got {self.s2_context_chars}")
         _int("bridge", self, "workers", 1)
         _int("bridge", self, "retries", 0)
         _real("bridge", self, "timeout_s", 0.0, low_open=True)

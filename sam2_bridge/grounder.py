@@ -25,6 +25,10 @@ import numpy as np
 
 GROUNDING_PROMPT = ('Locate every object that matches the description "{description}" in the image and output '
                     'the bbox coordinates in JSON format.')
+# System 1's rationale ahead of the grounding instruction (issue 17 item 2, ``bridge.s2_context``): the image is
+# one keyframe, the rationale says what happens over the whole video (which of two look-alikes is meant)
+CONTEXT_PROMPT = ('A model that watched the whole video reasoned about it as follows: "{context}"\n'
+                  'Use this reasoning to decide which object the description refers to. ')
 DEFAULT_MAX_PIXELS = 900 * 28 * 28
 DEFAULT_MIN_PIXELS = 16 * 28 * 28
 _FENCE = re.compile(r"```(?:json)?", re.IGNORECASE)
@@ -88,6 +92,16 @@ def parse_grounding(text: str, resized_hw: tuple[int, int], original_hw: tuple[i
     return Grounding(np.asarray(boxes, np.float32).reshape(-1, 4), tuple(labels), text, parsed)
 
 
+def grounding_prompt(description: str, context: str | None = None, template: str = GROUNDING_PROMPT) -> str:
+    """The grounding instruction for one keyframe: ``template`` with the description, preceded by
+    :data:`CONTEXT_PROMPT` holding System 1's rationale when ``context`` is a non-blank string. The context is
+    used as given (the client cut it to ``bridge.s2_context_chars``; surrounding whitespace is stripped)."""
+    text = template.format(description=description)
+    if isinstance(context, str) and context.strip():
+        return CONTEXT_PROMPT.format(context=context.strip()) + text
+    return text
+
+
 class SyntheticBackend:
     """The classical grounder of the synthetic world behind the grounder interface."""
 
@@ -98,7 +112,10 @@ class SyntheticBackend:
 
         self.grounder = SyntheticGrounder()
 
-    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str]) -> list[Grounding]:
+    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str],
+               contexts: Sequence[str | None] | None = None) -> list[Grounding]:
+        """Colour / shape matching; ``contexts`` are accepted and ignored (the classical grounder reads only the
+        description, so a context never changes its boxes)."""
         out = []
         for image, desc in zip(images, descriptions):
             boxes, labels = self.grounder.ground(image, desc)
@@ -153,18 +170,23 @@ class QwenBackend:
         self.model = cls.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
         self.patch = int(self.processor.image_processor.patch_size)
 
-    def _prompt_text(self, description: str) -> str:
-        messages = [{"role": "user", "content": [
-            {"type": "image"}, {"type": "text", "text": self.prompt.format(description=description)}]}]
+    def _prompt_text(self, description: str, context: str | None = None) -> str:
+        text = grounding_prompt(description, context, self.prompt)
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str]) -> list[Grounding]:
+    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str],
+               contexts: Sequence[str | None] | None = None) -> list[Grounding]:
+        """Greedy grounding of each (image, description); ``contexts[i]``: System 1's rationale for item i
+        (None: the plain grounding prompt)."""
         import torch
 
+        contexts = list(contexts) if contexts is not None else [None] * len(images)
         out: list[Grounding] = []
         for start in range(0, len(images), self.batch_size):
             imgs = [np.asarray(i) for i in images[start:start + self.batch_size]]
-            texts = [self._prompt_text(d) for d in descriptions[start:start + self.batch_size]]
+            stop = start + self.batch_size
+            texts = [self._prompt_text(d, c) for d, c in zip(descriptions[start:stop], contexts[start:stop])]
             inputs = self.processor(text=texts, images=imgs, padding=True, return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 ids = self.model.generate(**inputs, do_sample=False, max_new_tokens=self.max_new_tokens)

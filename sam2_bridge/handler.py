@@ -92,12 +92,24 @@ class Handler:
         masks, table = self.segmenter.segment(frames, num_rollouts, det_rollout, det_frame, det_boxes)
         return masks, table.obj_ids, {}
 
-    def ground_keyframes(self, frames: np.ndarray, keyframes: Sequence[P.Keyframe]):
-        """Groundings per keyframe; identical (frame, description) pairs are decoded once (greedy = same)."""
-        unique = list(dict.fromkeys((k.frame_idx, k.description) for k in keyframes))
-        results = self.grounder.ground([frames[f] for f, _ in unique], [d for _, d in unique])
+    def ground_keyframes(self, frames: np.ndarray, keyframes: Sequence[P.Keyframe],
+                         contexts: Sequence[str | None] | None = None):
+        """Groundings per keyframe; identical (frame, description, context) triples are decoded once (greedy =
+        same). ``contexts``: System 1's rationale per keyframe; the grounder gets ``contexts=`` only when one is
+        given (a plug-in written without it keeps working for every other request)."""
+        ctx = [c if isinstance(c, str) and c.strip() else None for c in (contexts or [None] * len(keyframes))]
+        keys = [(k.frame_idx, k.description, c) for k, c in zip(keyframes, ctx)]
+        unique = list(dict.fromkeys(keys))
+        images, descs = [frames[f] for f, _, _ in unique], [d for _, d, _ in unique]
+        if any(c is not None for c in ctx):
+            if not accepts_contexts(self.grounder):
+                raise P.ProtocolError("bad_field", f"this bridge's grounder {getattr(self.grounder, 'name', '?')!r}"
+                                      " takes no 'contexts' (System 1's rationale); send the request without them")
+            results = self.grounder.ground(images, descs, contexts=[c for _, _, c in unique])
+        else:
+            results = self.grounder.ground(images, descs)
         by_key = dict(zip(unique, results))
-        return [by_key[(k.frame_idx, k.description)] for k in keyframes]
+        return [by_key[key] for key in keys]
 
     # --------------------------------------------------------------------------------------- requests
 
@@ -120,7 +132,7 @@ class Handler:
             frames = self.frames(request.frames)
             _check_deadline(deadline, "after reading the frames")
             t1 = time.perf_counter()
-            res = self.ground_keyframes(frames, request.keyframes)
+            res = self.ground_keyframes(frames, request.keyframes, request.keyframe_contexts())
             t2 = time.perf_counter()
             reply = P.GroundReply(tuple(g.boxes for g in res), tuple(g.labels for g in res),
                                   tuple(g.text for g in res), sum(not g.parsed for g in res),
@@ -149,7 +161,8 @@ class Handler:
         _check_deadline(deadline, "after reading the frames")
         t1 = time.perf_counter()
         flat = [k for r in request.rollouts for k in r]
-        groundings = self.ground_keyframes(frames, flat)
+        flat_contexts = [c for r, c in zip(request.rollouts, request.rollout_contexts()) for _ in r]
+        groundings = self.ground_keyframes(frames, flat, flat_contexts)
         t2 = time.perf_counter()
         boxes, det_rollout, det_frame, det_boxes, i = [], [], [], [], 0
         for r, kfs in enumerate(request.rollouts):
@@ -170,6 +183,17 @@ class Handler:
         t3 = time.perf_counter()
         return P.GroupReply(tuple(boxes), masks, sum(not g.parsed for g in groundings), len(det_boxes),
                             {"frames_s": t1 - t0, "ground_s": t2 - t1, "segment_s": t3 - t2, **timings})
+
+
+def accepts_contexts(grounder: Any) -> bool:
+    """Whether ``grounder.ground`` takes the keyword ``contexts`` (or any keyword)."""
+    import inspect
+
+    try:
+        params = inspect.signature(grounder.ground).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "contexts" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _check_deadline(deadline: float | None, stage: str) -> None:
