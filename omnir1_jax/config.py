@@ -252,6 +252,9 @@ class BridgeSpec:
       timeout_s: deadline of one group query; retries: how often a failed query is retried.
       token_file: a file holding the shared token of a bridge started with ``--token-file`` (a remote pool
         reached with ``--allow-remote``); a local bridge started by the run is given the same file.
+      grounder_plugins: grounder plug-ins (module names or ``.py`` files) a bridge started by the run imports
+        before building ``grounder`` (``--grounder-plugin``; ``sam2_bridge.grounder`` documents the interface),
+        e.g. ``("plugins/sa2va_grounder.py",)`` with ``grounder = "sa2va:checkpoints/Sa2VA-4B"``.
       s2_context: hand System 1's rationale (its ``<think>`` text) to System 2's grounding prompt (issue 17 item
         2; off by default = the paper's one-way pipeline). Needs a bridge of protocol version >= 3.
       s2_context_chars: the rationale's budget in characters (``omnir1_jax.rewards.extract_rationale``), at most
@@ -269,12 +272,16 @@ class BridgeSpec:
     timeout_s: float = 600.0
     retries: int = 2
     token_file: str | None = None
+    grounder_plugins: tuple[str, ...] = ()
     s2_context: bool = False
     s2_context_chars: int = 1024
 
     def __post_init__(self):
         _flag("bridge", self, "start")
         _flag("bridge", self, "s2_context")
+        plugins = self.grounder_plugins
+        if isinstance(plugins, str) or not all(isinstance(p, str) and p for p in plugins):
+            raise ConfigError(f"bridge.grounder_plugins must be a tuple of module names / .py files, got {plugins!r}")
         _int("bridge", self, "s2_context_chars", 1)
         if self.s2_context_chars > S2_CONTEXT_MAX_CHARS:
             raise ConfigError(f"bridge.s2_context_chars must be <= {S2_CONTEXT_MAX_CHARS} (the bridge protocol's "

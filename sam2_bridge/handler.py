@@ -18,6 +18,7 @@ import numpy as np
 from sam2_bridge import protocol as P
 from sam2_bridge.budget import Budget
 from sam2_bridge.frames import resolve_frames
+from sam2_bridge.grounder import check_groundings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,7 @@ class HandlerConfig:
     sam2_batch_objects: bool = True
     sam2_object_batch: int | None = None  # None: 8 on CPU, 64 on CUDA
     grounder: str = "synthetic"
+    grounder_plugins: tuple[str, ...] = ()  # modules / .py files imported first (they register grounder kinds)
     grounder_dtype: str = "float32"
     grounder_max_new_tokens: int = 256
     grounder_max_pixels: int = 900 * 28 * 28
@@ -50,6 +52,7 @@ class HandlerConfig:
         if self.judge_max_batch < 1:
             raise ValueError(f"HandlerConfig.judge_max_batch = {self.judge_max_batch}, expected >= 1")
         object.__setattr__(self, "data_roots", tuple(self.data_roots))
+        object.__setattr__(self, "grounder_plugins", tuple(self.grounder_plugins))
 
 
 class Handler:
@@ -79,7 +82,7 @@ class Handler:
         kwargs = {} if cfg.grounder == "synthetic" else dict(
             dtype=cfg.grounder_dtype, max_new_tokens=cfg.grounder_max_new_tokens,
             max_pixels=cfg.grounder_max_pixels)
-        self.grounder = build_grounder(cfg.grounder, device=cfg.device, **kwargs)
+        self.grounder = build_grounder(cfg.grounder, device=cfg.device, plugins=cfg.grounder_plugins, **kwargs)
 
     # ------------------------------------------------------------------------------------------ parts
 
@@ -108,6 +111,8 @@ class Handler:
             results = self.grounder.ground(images, descs, contexts=[c for _, _, c in unique])
         else:
             results = self.grounder.ground(images, descs)
+        # a plug-in's output is checked like a model's (count, shapes, finite; clipped to the frame)
+        results = check_groundings(results, images, getattr(self.grounder, "name", self.cfg.grounder))
         by_key = dict(zip(unique, results))
         return [by_key[key] for key in keys]
 
