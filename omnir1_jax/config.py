@@ -117,7 +117,11 @@ class DataSpec:
       synthetic_shapes: shapes the synthetic world draws from (None = circle, square, triangle).
       synthetic_objects: inclusive (min, max) objects per synthetic video.
       synthetic_templates: synthetic expression templates kept (None = all; the CPU demo keeps
-        ``("colour_shape",)``, the referring expressions).
+        ``("colour_shape",)``, the referring expressions); with ``synthetic_ambiguous`` the kinds of ambiguous
+        scene (``appears_order``, ``moves_direction``; None = both).
+      synthetic_ambiguous: generate the ambiguous world (issue 17 item 3, ``python -m omnir1_jax.data.synthetic
+        --ambiguous``): two look-alikes per video told apart only by when they appear or which way they move
+        (``omnir1_jax.data.synthetic.ambiguous``); needs ``synthetic_objects[0] >= 2``.
       prompt: System-1 prompt, ``paper`` (Figure 3 / 4) or ``short`` (a compact VOS prompt for tiny
         from-scratch policies; the CPU demo).
       mixture: with ``dataset == "mixture"``: the training sources as ``(dataset, directory)`` pairs, the
@@ -160,6 +164,7 @@ class DataSpec:
     synthetic_shapes: tuple[str, ...] | None = None
     synthetic_objects: tuple[int, int] = (3, 5)
     synthetic_templates: tuple[str, ...] | None = None
+    synthetic_ambiguous: bool = False
     prompt: str = "paper"
     pad_to_multiple: int = 256
     mixture: tuple[tuple[str, str], ...] = ()
@@ -190,6 +195,10 @@ class DataSpec:
         self._check_pair("synthetic_objects", 1)
         if self.synthetic_objects[0] > self.synthetic_objects[1]:
             raise ConfigError(f"data.synthetic_objects must be (min, max) with min <= max, got {self.synthetic_objects!r}")
+        _flag("data", self, "synthetic_ambiguous")
+        if self.synthetic_ambiguous and self.synthetic_objects[0] < 2:
+            raise ConfigError(f"data.synthetic_ambiguous needs data.synthetic_objects[0] >= 2 (two look-alikes), got "
+                              f"{self.synthetic_objects!r}")
         if self.task not in ("vos", "refaid", "grounding", "qa"):
             raise ConfigError(f"data.task must be vos, refaid, grounding or qa, got {self.task!r}")
         if not 1 <= self.min_frames <= self.max_frames:
