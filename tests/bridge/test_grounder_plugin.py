@@ -150,6 +150,10 @@ def test_registry_and_output_checks():
         G.register_grounder("qwen2_5_vl", lambda path, **kw: None)
     with pytest.raises(ValueError, match="qwen2_5_omni"):  # the message lists the known kinds
         G.build_grounder("nosuch:/x")
+    # the worked example imported by name and again from its file registers the same factory twice: no error
+    G.load_plugin("sam2_bridge.example_grounder")
+    G.load_plugin(os.path.join(REPO, "sam2_bridge", "example_grounder.py"))
+    assert G.GROUNDERS["colour_table"].__qualname__ == "ColourTableGrounder"
     image = np.zeros((10, 20, 3), np.uint8)
     # clipped to the 20 x 10 image; a box that becomes empty is dropped with its label
     got = G.check_groundings([G.Grounding(np.asarray([[-5, 2, 8, 30], [25, 0, 30, 5]]), ("a", "b"), "t", True)],
