@@ -118,7 +118,11 @@ class DataSpec:
       synthetic_shapes: shapes the synthetic world draws from (None = circle, square, triangle).
       synthetic_objects: inclusive (min, max) objects per synthetic video.
       synthetic_templates: synthetic expression templates kept (None = all; the CPU demo keeps
-        ``("colour_shape",)``, the referring expressions).
+        ``("colour_shape",)``, the referring expressions); with ``synthetic_ambiguous`` the kinds of ambiguous
+        scene (``appears_order``, ``moves_direction``; None = both).
+      synthetic_ambiguous: generate the ambiguous world (issue 17 item 3, ``python -m omnir1_jax.data.synthetic
+        --ambiguous``): two look-alikes per video told apart only by when they appear or which way they move
+        (``omnir1_jax.data.synthetic.ambiguous``); needs ``synthetic_objects[0] >= 2``.
       prompt: System-1 prompt, ``paper`` (Figure 3 / 4) or ``short`` (a compact VOS prompt for tiny
         from-scratch policies; the CPU demo).
       mixture: with ``dataset == "mixture"``: the training sources as ``(dataset, directory)`` pairs, the
@@ -167,6 +171,7 @@ class DataSpec:
     synthetic_shapes: tuple[str, ...] | None = None
     synthetic_objects: tuple[int, int] = (3, 5)
     synthetic_templates: tuple[str, ...] | None = None
+    synthetic_ambiguous: bool = False
     prompt: str = "paper"
     pad_to_multiple: int = 256
     mixture: tuple[tuple[str, str], ...] = ()
@@ -198,6 +203,10 @@ class DataSpec:
         self._check_pair("synthetic_objects", 1)
         if self.synthetic_objects[0] > self.synthetic_objects[1]:
             raise ConfigError(f"data.synthetic_objects must be (min, max) with min <= max, got {self.synthetic_objects!r}")
+        _flag("data", self, "synthetic_ambiguous")
+        if self.synthetic_ambiguous and self.synthetic_objects[0] < 2:
+            raise ConfigError(f"data.synthetic_ambiguous needs data.synthetic_objects[0] >= 2 (two look-alikes), got "
+                              f"{self.synthetic_objects!r}")
         if self.task not in ("vos", "vos_interactive", "refaid", "grounding", "qa", "mixture"):
             raise ConfigError(f"data.task must be vos, vos_interactive, refaid, grounding, qa or mixture, got "
                               f"{self.task!r}")
@@ -274,6 +283,10 @@ class DataSpec:
             seen.add(entry)
 
 
+# sam2_bridge.protocol.MAX_CONTEXT_CHARS (a test checks they agree; config stays free of the bridge's imports)
+S2_CONTEXT_MAX_CHARS = 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class BridgeSpec:
     """System 2 + SAM2 (the PyTorch bridge).
@@ -295,6 +308,14 @@ class BridgeSpec:
       timeout_s: deadline of one group query; retries: how often a failed query is retried.
       token_file: a file holding the shared token of a bridge started with ``--token-file`` (a remote pool
         reached with ``--allow-remote``); a local bridge started by the run is given the same file.
+      grounder_plugins: grounder plug-ins (module names or ``.py`` files) a bridge started by the run imports
+        before building ``grounder`` (``--grounder-plugin``; ``sam2_bridge.grounder`` documents the interface),
+        e.g. ``("plugins/sa2va_grounder.py",)`` with ``grounder = "sa2va:checkpoints/Sa2VA-4B"``.
+      s2_context: hand System 1's rationale (its ``<think>`` text) to System 2's grounding prompt (issue 17 item
+        2; off by default = the paper's one-way pipeline). Needs a bridge of protocol version >= 3.
+      s2_context_chars: the rationale's budget in characters (``omnir1_jax.rewards.extract_rationale``), at most
+        the protocol's ``MAX_CONTEXT_CHARS`` (4096); characters, not tokens, so the budget does not depend on
+        System 2's tokenizer (English text is ~4 characters per token).
     """
 
     start: bool = True
@@ -307,9 +328,20 @@ class BridgeSpec:
     timeout_s: float = 600.0
     retries: int = 2
     token_file: str | None = None
+    grounder_plugins: tuple[str, ...] = ()
+    s2_context: bool = False
+    s2_context_chars: int = 1024
 
     def __post_init__(self):
         _flag("bridge", self, "start")
+        _flag("bridge", self, "s2_context")
+        plugins = self.grounder_plugins
+        if isinstance(plugins, str) or not all(isinstance(p, str) and p for p in plugins):
+            raise ConfigError(f"bridge.grounder_plugins must be a tuple of module names / .py files, got {plugins!r}")
+        _int("bridge", self, "s2_context_chars", 1)
+        if self.s2_context_chars > S2_CONTEXT_MAX_CHARS:
+            raise ConfigError(f"bridge.s2_context_chars must be <= {S2_CONTEXT_MAX_CHARS} (the bridge protocol's "
+                              f"MAX_CONTEXT_CHARS), got {self.s2_context_chars}")
         _int("bridge", self, "workers", 1)
         _int("bridge", self, "retries", 0)
         _real("bridge", self, "timeout_s", 0.0, low_open=True)

@@ -160,6 +160,7 @@ class _Pending:
     deadline: float
     submitted: float
     body: bytes = b""  # the packed body, framed again per attempt (each attempt carries its own deadline_s)
+    version: int = P.PROTOCOL_VERSION  # the lowest version that carries the body's fields
     attempts: int = 0
     attempt_deadline: float = 0.0
     address: str = ""
@@ -214,12 +215,16 @@ class BridgeClient:
             raise RuntimeError("BridgeClient is closed")
         req_id = uuid.uuid4().hex
         packed = P.pack_body(body)
+        # the lowest version that carries the body: a request without version-3 fields still reaches a
+        # version-2 bridge, one with them gets bad_version from it instead of being silently misread
+        version = P.request_version(body)
         now = time.monotonic()
         deadline = now + (deadline_s or self.deadline_s)
         # framed here once (a too-large request fails in the caller); re-framed per resend with its deadline
         payload = P.frame_request(req_id, req_type, packed, token=self.token, deadline_s=deadline - now,
-                                  max_message_bytes=self.max_message_bytes)
-        pending = _Pending(concurrent.futures.Future(), req_id, req_type, payload, deadline, now, packed)
+                                  max_message_bytes=self.max_message_bytes, version=version)
+        pending = _Pending(concurrent.futures.Future(), req_id, req_type, payload, deadline, now, packed,
+                           version)
         self._outbox.put(pending)
         with self._wake_lock:
             self._wake_send.send(b"")
@@ -247,8 +252,10 @@ class BridgeClient:
             time.sleep(0.2)
 
     def ground(self, frames: np.ndarray | FrameRef, keyframes: Sequence[Keyframe],
-               deadline_s: float | None = None) -> P.GroundReply:
-        body = P.GroundRequest(frames, tuple(keyframes)).to_body()
+               deadline_s: float | None = None, contexts: Sequence[str | None] | None = None) -> P.GroundReply:
+        """Boxes per keyframe. ``contexts``: System 1's rationale per keyframe (None entries: none), already cut
+        to the budget (``omnir1_jax.rewards.extract_rationale``); needs a version-3 bridge."""
+        body = P.GroundRequest(frames, tuple(keyframes), None if contexts is None else tuple(contexts)).to_body()
         return P.GroundReply.from_body(self.submit("ground", body, deadline_s).result())
 
     def segment(self, clip: np.ndarray | FrameRef, num_rollouts: int, det_rollout, det_frame, det_boxes,
@@ -263,9 +270,15 @@ class BridgeClient:
         return list(P.JudgeReply.from_body(self.submit("judge", body, deadline_s).result()).texts)
 
     def submit_group(self, clip: np.ndarray | FrameRef, rollouts: Sequence[Sequence[Keyframe]],
-                     deadline_s: float | None = None) -> concurrent.futures.Future:
-        """Future of a :class:`GroupResult` for one GRPO group (never raises; check ``.status``)."""
-        request = P.GroupRequest(clip, tuple(tuple(r) for r in rollouts))
+                     deadline_s: float | None = None, contexts: Sequence[str | None] | None = None
+                     ) -> concurrent.futures.Future:
+        """Future of a :class:`GroupResult` for one GRPO group (never raises; check ``.status``).
+
+        ``contexts`` (``bridge.s2_context``): System 1's rationale per rollout, already cut to the budget
+        (``omnir1_jax.rewards.extract_rationale(text, max_chars)``), handed to System 2's grounding prompt for
+        every keyframe of that rollout; None (the default) sends a request an older (version-2) bridge serves."""
+        request = P.GroupRequest(clip, tuple(tuple(r) for r in rollouts),
+                                 None if contexts is None else tuple(contexts))
         inner = self.submit("ground_and_segment", request.to_body(), deadline_s)
         outer: concurrent.futures.Future = concurrent.futures.Future()
         start = time.monotonic()
@@ -322,7 +335,8 @@ class BridgeClient:
         now = time.monotonic()
         if p.attempts:  # a resend: the deadline it carries is what is left now
             p.payload = P.frame_request(p.req_id, p.req_type, p.body, token=self.token,
-                                        deadline_s=max(0.0, p.deadline - now), max_message_bytes=self.max_message_bytes)
+                                        deadline_s=max(0.0, p.deadline - now),
+                                        max_message_bytes=self.max_message_bytes, version=p.version)
         p.attempts += 1
         p.attempt_deadline = min(p.deadline, now + self.attempt_timeout_s)
         p.sent_at = now

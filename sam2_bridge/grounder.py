@@ -9,22 +9,53 @@ dropped; boxes are mapped back to the original frame, ordered and clipped to it,
 
 Backends: ``qwen2_5_vl:PATH`` (transformers ``Qwen2_5_VLForConditionalGeneration``), ``qwen2_5_omni:PATH``
 (the Qwen2.5-Omni Thinker), both from local directories with greedy decoding batched over every keyframe of a
-request; ``synthetic`` (:class:`sam2_bridge.synthetic.SyntheticGrounder`, no weights). Parsing is torch-free;
-torch/transformers are imported only when a Qwen backend is built.
+request; ``synthetic`` (:class:`sam2_bridge.synthetic.SyntheticGrounder`, no weights); any ``KIND:PATH`` a
+plug-in registered. Parsing is torch-free; torch/transformers are imported only when a Qwen backend is built.
+
+Grounder plug-ins (issue 16 item 4: e.g. Sa2VA as System 2 for Tables 2 / 5's double-dagger rows)
+-----------------------------------------------------------------------------------------------
+A grounder is any object with
+
+- ``ground(images, descriptions, contexts=None) -> list[Grounding]``: ``images`` are uint8 ``[H, W, 3]`` RGB
+  keyframes at the clip's full resolution, ``descriptions`` System 1's local description of each (same length);
+  ``contexts`` (only passed when a request carries System 1's rationale, protocol version 3) a ``str`` or
+  ``None`` per keyframe, to be put into the grounding prompt (:func:`grounding_prompt`). A grounder whose
+  ``ground`` takes no ``contexts`` still serves every request without them (requests with them get
+  ``bad_field``). It returns one :class:`Grounding` per keyframe, in order: ``boxes`` ``[n, 4]`` ``(x1, y1, x2,
+  y2)`` in that image's pixels (exclusive ends; ``n = 0`` for none), a label per box, the raw model text, and
+  ``parsed`` (False counts the keyframe in the reply's ``n_unparseable``). The bridge checks the output
+  (:func:`check_groundings`: count, shape, finite values; a broken plug-in gets ``internal`` replies, the bridge
+  stays up), clips boxes to the image and drops empty ones; SAM2 then segments from these boxes.
+- an optional ``name`` (shown in errors).
+
+It is built by a *factory* ``factory(path, *, device, dtype, max_new_tokens, max_pixels) -> grounder`` (accept
+``**options`` and ignore what you do not use), registered under a kind with :func:`register_grounder` at import
+time of a plug-in module. The bridge imports the plug-in in every worker: ``python -m sam2_bridge.serve
+--grounder-plugin PLUGIN --grounder KIND:PATH``, where ``PLUGIN`` is an importable module name or the path of a
+``.py`` file, and ``PATH`` (a local directory, e.g. the model's weights) is handed to the factory.
+:mod:`sam2_bridge.example_grounder` is a complete worked example (README, "A different System 2").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import json
 import math
+import os
 import re
-from typing import Any, Sequence
+import sys
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 GROUNDING_PROMPT = ('Locate every object that matches the description "{description}" in the image and output '
                     'the bbox coordinates in JSON format.')
+# System 1's rationale ahead of the grounding instruction (issue 17 item 2, ``bridge.s2_context``): the image is
+# one keyframe, the rationale says what happens over the whole video (which of two look-alikes is meant)
+CONTEXT_PROMPT = ('A model that watched the whole video reasoned about it as follows: "{context}"\n'
+                  'Use this reasoning to decide which object the description refers to. ')
 DEFAULT_MAX_PIXELS = 900 * 28 * 28
 DEFAULT_MIN_PIXELS = 16 * 28 * 28
 _FENCE = re.compile(r"```(?:json)?", re.IGNORECASE)
@@ -88,6 +119,16 @@ def parse_grounding(text: str, resized_hw: tuple[int, int], original_hw: tuple[i
     return Grounding(np.asarray(boxes, np.float32).reshape(-1, 4), tuple(labels), text, parsed)
 
 
+def grounding_prompt(description: str, context: str | None = None, template: str = GROUNDING_PROMPT) -> str:
+    """The grounding instruction for one keyframe: ``template`` with the description, preceded by
+    :data:`CONTEXT_PROMPT` holding System 1's rationale when ``context`` is a non-blank string. The context is
+    used as given (the client cut it to ``bridge.s2_context_chars``; surrounding whitespace is stripped)."""
+    text = template.format(description=description)
+    if isinstance(context, str) and context.strip():
+        return CONTEXT_PROMPT.format(context=context.strip()) + text
+    return text
+
+
 class SyntheticBackend:
     """The classical grounder of the synthetic world behind the grounder interface."""
 
@@ -98,7 +139,10 @@ class SyntheticBackend:
 
         self.grounder = SyntheticGrounder()
 
-    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str]) -> list[Grounding]:
+    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str],
+               contexts: Sequence[str | None] | None = None) -> list[Grounding]:
+        """Colour / shape matching; ``contexts`` are accepted and ignored (the classical grounder reads only the
+        description, so a context never changes its boxes)."""
         out = []
         for image, desc in zip(images, descriptions):
             boxes, labels = self.grounder.ground(image, desc)
@@ -153,18 +197,23 @@ class QwenBackend:
         self.model = cls.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
         self.patch = int(self.processor.image_processor.patch_size)
 
-    def _prompt_text(self, description: str) -> str:
-        messages = [{"role": "user", "content": [
-            {"type": "image"}, {"type": "text", "text": self.prompt.format(description=description)}]}]
+    def _prompt_text(self, description: str, context: str | None = None) -> str:
+        text = grounding_prompt(description, context, self.prompt)
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str]) -> list[Grounding]:
+    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str],
+               contexts: Sequence[str | None] | None = None) -> list[Grounding]:
+        """Greedy grounding of each (image, description); ``contexts[i]``: System 1's rationale for item i
+        (None: the plain grounding prompt)."""
         import torch
 
+        contexts = list(contexts) if contexts is not None else [None] * len(images)
         out: list[Grounding] = []
         for start in range(0, len(images), self.batch_size):
             imgs = [np.asarray(i) for i in images[start:start + self.batch_size]]
-            texts = [self._prompt_text(d) for d in descriptions[start:start + self.batch_size]]
+            stop = start + self.batch_size
+            texts = [self._prompt_text(d, c) for d, c in zip(descriptions[start:stop], contexts[start:stop])]
             inputs = self.processor(text=texts, images=imgs, padding=True, return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 ids = self.model.generate(**inputs, do_sample=False, max_new_tokens=self.max_new_tokens)
@@ -176,11 +225,109 @@ class QwenBackend:
         return out
 
 
-def build_grounder(spec: str, device: str = "cpu", **kwargs: Any):
-    """``synthetic`` | ``qwen2_5_vl:PATH`` | ``qwen2_5_omni:PATH`` -> a backend with ``ground(images, descs)``."""
+# ------------------------------------------------------------------------------------------ plug-ins
+
+GROUNDERS: dict[str, Callable[..., Any]] = {}  # kind -> factory(path, *, device, **options)
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def register_grounder(kind: str, factory: Callable[..., Any], *, replace: bool = False) -> None:
+    """Make ``--grounder KIND:PATH`` build ``factory(PATH, device=..., dtype=..., max_new_tokens=...,
+    max_pixels=...)``. ``kind``: lower-case letters, digits and ``_`` (``synthetic`` and the built-in Qwen kinds
+    are taken); registering a taken kind is a ValueError unless ``replace``."""
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind) or kind == "synthetic":
+        raise ValueError(f"grounder kind {kind!r}: expected lower-case letters, digits and '_' (not 'synthetic')")
+    if not callable(factory):
+        raise ValueError(f"grounder kind {kind!r}: the factory {factory!r} is not callable")
+    if kind in GROUNDERS and not replace and not _same_factory(GROUNDERS[kind], factory):
+        raise ValueError(f"grounder kind {kind!r} is already registered (pass replace=True to override it)")
+    GROUNDERS[kind] = factory
+
+
+def _same_factory(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same factory, possibly imported twice (once by module name, once from its file)."""
+    if a is b:
+        return True
+    import inspect
+
+    try:
+        return a.__qualname__ == b.__qualname__ and inspect.getfile(a) == inspect.getfile(b)
+    except (AttributeError, TypeError):
+        return False
+
+
+def load_plugin(plugin: str) -> None:
+    """Import a grounder plug-in (a module name, or the path of a ``.py`` file) so it registers its kinds."""
+    if not isinstance(plugin, str) or not plugin:
+        raise ValueError(f"--grounder-plugin {plugin!r}: expected a module name or a .py file")
+    if plugin.endswith(".py") or os.sep in plugin:
+        path = os.path.abspath(plugin)
+        if not os.path.isfile(path):
+            raise ValueError(f"--grounder-plugin {plugin}: no such file")
+        name = "sam2_bridge_plugin_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == path:
+            return
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception:
+            del sys.modules[name]
+            raise
+        return
+    try:
+        importlib.import_module(plugin)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"--grounder-plugin {plugin}: cannot import it ({exc})") from None
+
+
+def check_groundings(results: Any, images: Sequence[np.ndarray], name: str) -> list[Grounding]:
+    """A grounder's output validated: one :class:`Grounding` per image, boxes float32 ``[n, 4]`` finite, clipped
+    to the image, empty ones dropped (with their labels). RuntimeError naming the grounder otherwise."""
+    results = list(results) if isinstance(results, (list, tuple)) else results
+    if not isinstance(results, list) or len(results) != len(images):
+        got = len(results) if isinstance(results, list) else type(results).__name__
+        raise RuntimeError(f"grounder {name!r} returned {got} groundings for {len(images)} keyframes")
+    out = []
+    for i, (g, image) in enumerate(zip(results, images)):
+        if not isinstance(g, Grounding):
+            raise RuntimeError(f"grounder {name!r}: result {i} is a {type(g).__name__}, expected a Grounding")
+        try:
+            boxes = np.asarray(g.boxes, np.float32).reshape(-1, 4)
+        except (TypeError, ValueError) as exc:
+            raise RuntimeError(f"grounder {name!r}: result {i} boxes are not [n, 4] numbers ({exc})") from None
+        labels = tuple(str(x) for x in g.labels)
+        if len(labels) != len(boxes) or not np.isfinite(boxes).all():
+            raise RuntimeError(f"grounder {name!r}: result {i} has {len(boxes)} boxes, {len(labels)} labels "
+                               f"(non-finite boxes: {not np.isfinite(boxes).all()})")
+        h, w = image.shape[:2]
+        boxes = np.clip(boxes, 0, np.asarray([w, h, w, h], np.float32))
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        out.append(Grounding(boxes[keep], tuple(l for l, k in zip(labels, keep) if k), str(g.text), bool(g.parsed)))
+    return out
+
+
+def _qwen(kind: str) -> Callable[..., Any]:
+    def factory(path: str, device: str = "cpu", **options: Any) -> QwenBackend:
+        return QwenBackend(kind, path, device=device, **options)
+
+    return factory
+
+
+register_grounder("qwen2_5_vl", _qwen("qwen2_5_vl"))
+register_grounder("qwen2_5_omni", _qwen("qwen2_5_omni"))
+
+
+def build_grounder(spec: str, device: str = "cpu", plugins: Sequence[str] = (), **kwargs: Any):
+    """``synthetic`` | ``KIND:PATH`` (``qwen2_5_vl``, ``qwen2_5_omni`` or a kind registered by one of
+    ``plugins``, imported first) -> a grounder with ``ground(images, descriptions[, contexts])``."""
+    for plugin in plugins:
+        load_plugin(plugin)
     if spec == "synthetic":
         return SyntheticBackend()
     kind, sep, path = spec.partition(":")
-    if not sep or not path:
-        raise ValueError(f"--grounder {spec!r}: expected synthetic, qwen2_5_vl:PATH or qwen2_5_omni:PATH")
-    return QwenBackend(kind, path, device=device, **kwargs)
+    if not sep or not path or kind not in GROUNDERS:
+        raise ValueError(f"--grounder {spec!r}: expected synthetic or KIND:PATH with KIND one of "
+                         f"{sorted(GROUNDERS)} (a plug-in registers more: --grounder-plugin)")
+    return GROUNDERS[kind](path, device=device, **kwargs)

@@ -18,6 +18,7 @@ import numpy as np
 from sam2_bridge import protocol as P
 from sam2_bridge.budget import Budget
 from sam2_bridge.frames import resolve_frames
+from sam2_bridge.grounder import check_groundings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,7 @@ class HandlerConfig:
     sam2_batch_objects: bool = True
     sam2_object_batch: int | None = None  # None: 8 on CPU, 64 on CUDA
     grounder: str = "synthetic"
+    grounder_plugins: tuple[str, ...] = ()  # modules / .py files imported first (they register grounder kinds)
     grounder_dtype: str = "float32"
     grounder_max_new_tokens: int = 256
     grounder_max_pixels: int = 900 * 28 * 28
@@ -50,6 +52,7 @@ class HandlerConfig:
         if self.judge_max_batch < 1:
             raise ValueError(f"HandlerConfig.judge_max_batch = {self.judge_max_batch}, expected >= 1")
         object.__setattr__(self, "data_roots", tuple(self.data_roots))
+        object.__setattr__(self, "grounder_plugins", tuple(self.grounder_plugins))
 
 
 class Handler:
@@ -79,7 +82,7 @@ class Handler:
         kwargs = {} if cfg.grounder == "synthetic" else dict(
             dtype=cfg.grounder_dtype, max_new_tokens=cfg.grounder_max_new_tokens,
             max_pixels=cfg.grounder_max_pixels)
-        self.grounder = build_grounder(cfg.grounder, device=cfg.device, **kwargs)
+        self.grounder = build_grounder(cfg.grounder, device=cfg.device, plugins=cfg.grounder_plugins, **kwargs)
 
     # ------------------------------------------------------------------------------------------ parts
 
@@ -92,12 +95,26 @@ class Handler:
         masks, table = self.segmenter.segment(frames, num_rollouts, det_rollout, det_frame, det_boxes)
         return masks, table.obj_ids, {}
 
-    def ground_keyframes(self, frames: np.ndarray, keyframes: Sequence[P.Keyframe]):
-        """Groundings per keyframe; identical (frame, description) pairs are decoded once (greedy = same)."""
-        unique = list(dict.fromkeys((k.frame_idx, k.description) for k in keyframes))
-        results = self.grounder.ground([frames[f] for f, _ in unique], [d for _, d in unique])
+    def ground_keyframes(self, frames: np.ndarray, keyframes: Sequence[P.Keyframe],
+                         contexts: Sequence[str | None] | None = None):
+        """Groundings per keyframe; identical (frame, description, context) triples are decoded once (greedy =
+        same). ``contexts``: System 1's rationale per keyframe; the grounder gets ``contexts=`` only when one is
+        given (a plug-in written without it keeps working for every other request)."""
+        ctx = [c if isinstance(c, str) and c.strip() else None for c in (contexts or [None] * len(keyframes))]
+        keys = [(k.frame_idx, k.description, c) for k, c in zip(keyframes, ctx)]
+        unique = list(dict.fromkeys(keys))
+        images, descs = [frames[f] for f, _, _ in unique], [d for _, d, _ in unique]
+        if any(c is not None for c in ctx):
+            if not accepts_contexts(self.grounder):
+                raise P.ProtocolError("bad_field", f"this bridge's grounder {getattr(self.grounder, 'name', '?')!r}"
+                                      " takes no 'contexts' (System 1's rationale); send the request without them")
+            results = self.grounder.ground(images, descs, contexts=[c for _, _, c in unique])
+        else:
+            results = self.grounder.ground(images, descs)
+        # a plug-in's output is checked like a model's (count, shapes, finite; clipped to the frame)
+        results = check_groundings(results, images, getattr(self.grounder, "name", self.cfg.grounder))
         by_key = dict(zip(unique, results))
-        return [by_key[(k.frame_idx, k.description)] for k in keyframes]
+        return [by_key[key] for key in keys]
 
     # --------------------------------------------------------------------------------------- requests
 
@@ -120,7 +137,7 @@ class Handler:
             frames = self.frames(request.frames)
             _check_deadline(deadline, "after reading the frames")
             t1 = time.perf_counter()
-            res = self.ground_keyframes(frames, request.keyframes)
+            res = self.ground_keyframes(frames, request.keyframes, request.keyframe_contexts())
             t2 = time.perf_counter()
             reply = P.GroundReply(tuple(g.boxes for g in res), tuple(g.labels for g in res),
                                   tuple(g.text for g in res), sum(not g.parsed for g in res),
@@ -149,7 +166,8 @@ class Handler:
         _check_deadline(deadline, "after reading the frames")
         t1 = time.perf_counter()
         flat = [k for r in request.rollouts for k in r]
-        groundings = self.ground_keyframes(frames, flat)
+        flat_contexts = [c for r, c in zip(request.rollouts, request.rollout_contexts()) for _ in r]
+        groundings = self.ground_keyframes(frames, flat, flat_contexts)
         t2 = time.perf_counter()
         boxes, det_rollout, det_frame, det_boxes, i = [], [], [], [], 0
         for r, kfs in enumerate(request.rollouts):
@@ -170,6 +188,17 @@ class Handler:
         t3 = time.perf_counter()
         return P.GroupReply(tuple(boxes), masks, sum(not g.parsed for g in groundings), len(det_boxes),
                             {"frames_s": t1 - t0, "ground_s": t2 - t1, "segment_s": t3 - t2, **timings})
+
+
+def accepts_contexts(grounder: Any) -> bool:
+    """Whether ``grounder.ground`` takes the keyword ``contexts`` (or any keyword)."""
+    import inspect
+
+    try:
+        params = inspect.signature(grounder.ground).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "contexts" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _check_deadline(deadline: float | None, stage: str) -> None:

@@ -25,11 +25,17 @@ them the message gets ``too_large`` (a list or map too long, too many entries) o
 
 Versions
 --------
-Version 2 (this module) added the optional envelope fields ``token`` and ``deadline_s`` and the error codes
-``forbidden``, ``unauthorized`` and ``expired``; ``FrameRef`` frames are read only under the server's
-``--data-root`` list. A server still serves version-1 requests (they carry neither field; they get
-``unauthorized`` from a server started with ``--token-file``) and answers every request in the version it
-came in, so a version-1 client keeps working. A change that an older peer would misread bumps the version.
+Version 2 added the optional envelope fields ``token`` and ``deadline_s`` and the error codes ``forbidden``,
+``unauthorized`` and ``expired``; ``FrameRef`` frames are read only under the server's ``--data-root`` list.
+Version 3 (this module) added the optional body field ``contexts`` of ``ground`` and ``ground_and_segment``
+(System 1's rationale handed to System 2's grounding prompt, issue 17 item 2); a ``contexts`` field in a request
+framed as version 1 or 2 gets ``bad_field`` (an older server would silently ignore it, so a client frames such
+a request as version 3 and an older server answers ``bad_version`` instead). A server still serves version-1 and
+-2 requests (version 1 carries neither envelope field; it gets ``unauthorized`` from a server started with
+``--token-file``) and answers every request in the version it came in, so older clients keep working. The
+client frames each request in the lowest version that carries its fields (:func:`request_version`: 3 only with
+``contexts``), so a new client with ``bridge.s2_context`` off still talks to a version-2 bridge. A change that
+an older peer would misread bumps the version.
 
 Envelope
 --------
@@ -64,7 +70,8 @@ Requests and replies (``body`` maps; the dataclasses below build and parse them)
 --------------------------------------------------------------------------------
 - ``health``: ``{}`` -> ``{"version", "segmenter", "grounder", "uptime_s", "workers": [{"index", "pid",
   "device", "ready", "busy_with", "restarts"}]}``.
-- ``ground`` (:class:`GroundRequest`): ``{"frames", "keyframes": [[frame_idx, description], ...]}`` ->
+- ``ground`` (:class:`GroundRequest`): ``{"frames", "keyframes": [[frame_idx, description], ...], "contexts":
+  [str | nil per keyframe] (optional, version 3)}`` ->
   (:class:`GroundReply`) ``{"boxes": [float32 [n_k, 4] per keyframe], "labels": [[str] per keyframe],
   "texts": [raw grounder output per keyframe], "n_unparseable": int, "timings": {name: seconds}}``.
   Boxes are ``(x1, y1, x2, y2)`` in pixels of the ORIGINAL frame (x2, y2 exclusive edges).
@@ -72,8 +79,9 @@ Requests and replies (``body`` maps; the dataclasses below build and parse them)
   "det_frame": int32 [D], "det_boxes": float32 [D, 4]}`` -> (:class:`SegmentReply`) ``{"masks": bool
   [R, T, H, W], "obj_ids": int32 [D], "timings"}``; detection d is the SAM2 object ``obj_ids[d]``.
 - ``ground_and_segment`` (:class:`GroupRequest`, one GRPO group): ``{"clip", "rollouts": [[[frame_idx,
-  description], ...] per rollout]}`` -> (:class:`GroupReply`) ``{"boxes": [[float32 [n, 4] per keyframe]
-  per rollout], "masks": bool [R, T, H, W], "n_unparseable": int, "n_detections": int, "timings"}``.
+  description], ...] per rollout], "contexts": [str | nil per rollout] (optional, version 3)}`` ->
+  (:class:`GroupReply`) ``{"boxes": [[float32 [n, 4] per keyframe] per rollout], "masks": bool [R, T, H, W],
+  "n_unparseable": int, "n_detections": int, "timings"}``.
   Keyframes are grounded on the clip's frames at full resolution (the grounder resizes them itself).
 
 - ``judge`` (:class:`JudgeRequest`, a text model scoring CrossOmni rationales): ``{"prompts": [str, ...]
@@ -81,6 +89,12 @@ Requests and replies (``body`` maps; the dataclasses below build and parse them)
   ``{"texts": [str per prompt, in order], "timings"}``: the greedy continuation of each prompt (chat template
   applied when the model's tokenizer has one), new tokens only, special tokens removed. Served only by a bridge
   started with ``--judge hf:PATH``; otherwise the reply is the error ``no_judge``.
+
+``contexts`` (version 3): System 1's rationale for each keyframe (``ground``) or each rollout
+(``ground_and_segment``), at most :data:`MAX_CONTEXT_CHARS` characters each, ``nil`` for none; the grounder puts
+it into its grounding prompt (:func:`sam2_bridge.grounder.grounding_prompt`). The client cuts it to its budget
+(``bridge.s2_context_chars``) before sending; the bridge never cuts it again. A request whose contexts are all
+``nil`` is answered exactly as one without the field.
 
 A rollout with no detection gets all-False masks. Masks are the union, per frame, of the rollout's objects
 over the forward and the backward SAM2 sweep (see :mod:`sam2_bridge.segmenter`).
@@ -94,9 +108,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from sam2_bridge.wire import (  # noqa: F401  (the protocol's public names live here too)
-    DEFAULT_MAX_MESSAGE_BYTES, ERROR_CODES, HEADER_BYTES, MAGIC, MAX_ID_CHARS, MAX_TOKEN_CHARS, PROTOCOL_VERSION,
-    REQUEST_TYPES, SUPPORTED_VERSIONS, DecodeLimits, Envelope, ProtocolError, check_envelope, decode_body,
-    decode_message, encode_message, frame_request, make_error, make_reply, make_request, pack_body,
+    CONTEXT_VERSION, DEFAULT_MAX_MESSAGE_BYTES, ERROR_CODES, HEADER_BYTES, MAGIC, MAX_ID_CHARS, MAX_TOKEN_CHARS,
+    PROTOCOL_VERSION, REQUEST_TYPES, SUPPORTED_VERSIONS, DecodeLimits, Envelope, ProtocolError, check_envelope,
+    decode_body, decode_message, encode_message, frame_request, make_error, make_reply, make_request, pack_body,
     peek_envelope, read_envelope)
 
 
@@ -260,22 +274,67 @@ def _clip_len(frames: np.ndarray | FrameRef) -> int:
     return len(frames)
 
 
+# a rationale cut to the client's budget is far shorter; this bounds what one request may make the grounder read
+MAX_CONTEXT_CHARS = 4096
+
+
+def _check_contexts(value: Any, where: str, n: int, what: str) -> tuple[str | None, ...] | None:
+    """``None`` or one ``str`` (<= MAX_CONTEXT_CHARS) / ``None`` per keyframe or rollout (``n`` of them)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ProtocolError("bad_field", f"field {where!r} must be a list of str | nil (one per {what}), got "
+                            f"{type(value).__name__}")
+    if len(value) != n:
+        raise ProtocolError("bad_field", f"field {where!r} holds {len(value)} entries for {n} {what}s")
+    for i, c in enumerate(value):
+        if c is not None:
+            _str(c, f"field {where!r}[{i}]", MAX_CONTEXT_CHARS)
+    return tuple(value)
+
+
+def request_version(body: Mapping[str, Any]) -> int:
+    """The lowest protocol version that carries a request body's fields: 3 with ``contexts``, else 2."""
+    return CONTEXT_VERSION if "contexts" in body else 2
+
+
+def check_request_version(body: Mapping[str, Any], version: int) -> None:
+    """``bad_field`` when a body uses a field its message's version does not have (``contexts`` before 3)."""
+    if "contexts" in body and version < CONTEXT_VERSION:
+        raise ProtocolError("bad_field", f"field 'contexts' needs protocol version {CONTEXT_VERSION}; this request "
+                            f"came in version {version}")
+
+
 @dataclasses.dataclass(frozen=True)
 class GroundRequest:
     """Ground each keyframe's description on its frame (``frames`` may hold only the keyframes)."""
 
     frames: Any  # np.ndarray uint8 [T, H, W, 3] | FrameRef
     keyframes: tuple[Keyframe, ...]
+    contexts: tuple[str | None, ...] | None = None  # System 1's rationale per keyframe (version 3)
 
     TYPE = "ground"
 
+    def __post_init__(self):
+        object.__setattr__(self, "keyframes", tuple(self.keyframes))
+        object.__setattr__(self, "contexts", _check_contexts(self.contexts, "contexts", len(self.keyframes),
+                                                             "keyframe"))
+
+    def keyframe_contexts(self) -> tuple[str | None, ...]:
+        """The context of each keyframe (None where there is none)."""
+        return self.contexts or (None,) * len(self.keyframes)
+
     def to_body(self) -> dict[str, Any]:
-        return {"frames": frames_to_wire(self.frames), "keyframes": _keyframes_to_wire(self.keyframes)}
+        body = {"frames": frames_to_wire(self.frames), "keyframes": _keyframes_to_wire(self.keyframes)}
+        if self.contexts is not None:
+            body["contexts"] = list(self.contexts)
+        return body
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> "GroundRequest":
         frames = frames_from_wire(body.get("frames"), "frames")
-        return cls(frames, _keyframes_from_wire(body.get("keyframes"), "keyframes", _clip_len(frames)))
+        return cls(frames, _keyframes_from_wire(body.get("keyframes"), "keyframes", _clip_len(frames)),
+                   body.get("contexts"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,6 +429,7 @@ class GroupRequest:
 
     clip: Any  # np.ndarray uint8 [T, H, W, 3] | FrameRef
     rollouts: tuple[tuple[Keyframe, ...], ...]
+    contexts: tuple[str | None, ...] | None = None  # System 1's rationale per rollout (version 3)
 
     TYPE = "ground_and_segment"
 
@@ -380,16 +440,25 @@ class GroupRequest:
             for k in kfs:
                 if not isinstance(k, Keyframe) or not 0 <= k.frame_idx < t:
                     raise ProtocolError("bad_field", f"rollouts[{r}] keyframe {k!r} outside the {t}-frame clip")
+        object.__setattr__(self, "contexts", _check_contexts(self.contexts, "contexts", len(self.rollouts),
+                                                             "rollout"))
+
+    def rollout_contexts(self) -> tuple[str | None, ...]:
+        """The context of each rollout (None where there is none)."""
+        return self.contexts or (None,) * len(self.rollouts)
 
     def to_body(self) -> dict[str, Any]:
-        return {"clip": frames_to_wire(self.clip), "rollouts": [_keyframes_to_wire(r) for r in self.rollouts]}
+        body = {"clip": frames_to_wire(self.clip), "rollouts": [_keyframes_to_wire(r) for r in self.rollouts]}
+        if self.contexts is not None:
+            body["contexts"] = list(self.contexts)
+        return body
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> "GroupRequest":
         clip = frames_from_wire(body.get("clip"), "clip")
         rollouts = _field(body, "rollouts", list)
         return cls(clip, tuple(_keyframes_from_wire(r, f"rollouts[{i}]", _clip_len(clip))
-                               for i, r in enumerate(rollouts)))
+                               for i, r in enumerate(rollouts)), body.get("contexts"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam2-object-batch", type=int, default=None,
                    help="most SAM2 objects per batched call (default: 8 on CPU, 64 on CUDA)")
     p.add_argument("--grounder", default="synthetic",
-                   help="qwen2_5_vl:PATH | qwen2_5_omni:PATH (local model directories) | synthetic")
+                   help="qwen2_5_vl:PATH | qwen2_5_omni:PATH (local model directories) | synthetic | KIND:PATH of a "
+                        "plug-in (--grounder-plugin)")
+    p.add_argument("--grounder-plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="import this module (or .py file) in every worker before building the grounder; it "
+                        "registers grounder kinds with sam2_bridge.grounder.register_grounder (repeatable)")
     p.add_argument("--grounder-dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--grounder-max-new-tokens", type=int, default=256)
     p.add_argument("--grounder-max-pixels", type=int, default=900 * 28 * 28,
@@ -112,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("sam2_bridge").warning(
             "--allow-remote without --token-file: this bridge is unauthenticated; anyone who reaches %s can "
             "use it", args.address)
+    if args.grounder_plugin or args.grounder.partition(":")[0] not in ("synthetic", "qwen2_5_vl", "qwen2_5_omni"):
+        try:  # an unknown kind or a broken plug-in is a flag error now, not a worker that never starts
+            check_grounder_spec(args.grounder, args.grounder_plugin)
+        except Exception as e:
+            print(f"python -m sam2_bridge.serve: error: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
     if args.judge:
         from sam2_bridge.judge import check_judge_dir, parse_judge_spec
 
@@ -137,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         segmenter=args.segmenter, sam2_config=args.sam2_config, sam2_checkpoint=args.sam2_checkpoint,
         sam2_image_size=args.sam2_image_size, sam2_dtype=args.sam2_dtype, sam2_seed=args.sam2_seed,
         sam2_batch_objects=not args.no_batch_objects, sam2_object_batch=args.sam2_object_batch,
-        grounder=args.grounder,
+        grounder=args.grounder, grounder_plugins=[os.path.abspath(p) if p.endswith(".py") or os.sep in p
+                                                  else p for p in args.grounder_plugin],
         grounder_dtype=args.grounder_dtype, grounder_max_new_tokens=args.grounder_max_new_tokens,
         grounder_max_pixels=args.grounder_max_pixels, data_roots=args.data_root, judge=args.judge,
         judge_dtype=args.judge_dtype, judge_max_batch=args.judge_max_batch)
@@ -151,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     if server.fatal:
         print(f"error: {server.fatal}", file=sys.stderr)
     return code
+
+
+def check_grounder_spec(spec: str, plugins: list[str]) -> None:
+    """ValueError unless ``spec`` names ``synthetic`` or a kind registered once ``plugins`` are imported."""
+    from sam2_bridge.grounder import GROUNDERS, load_plugin
+
+    for plugin in plugins:
+        load_plugin(plugin)
+    kind, sep, path = spec.partition(":")
+    if spec != "synthetic" and (not sep or not path or kind not in GROUNDERS):
+        raise ValueError(f"--grounder {spec!r}: expected synthetic or KIND:PATH with KIND one of {sorted(GROUNDERS)}")
 
 
 def read_token_file(path: str) -> str:

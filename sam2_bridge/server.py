@@ -220,9 +220,11 @@ class Server:
             if req_type == "judge" and not self.handler_config.get("judge"):  # no worker is tied up
                 raise P.ProtocolError("no_judge", "this bridge was started without --judge")
             # the budget, from the fields alone (arrays are views of the message, not copies)
-            request = P.REQUEST_CLASSES[req_type].from_body(P.decode_body(env, self.limits, copy_arrays=False))
+            body = P.decode_body(env, self.limits, copy_arrays=False)
+            P.check_request_version(body, version)  # a version-3 field in an older message: bad_field
+            request = P.REQUEST_CLASSES[req_type].from_body(body)
             self.budget.check_request(request)
-            del request
+            del request, body
             if len(payload) > self.budget.max_queued_bytes:
                 raise P.ProtocolError("too_large", f"request of {len(payload)} bytes > --max-queued-bytes "
                                       f"{self.budget.max_queued_bytes}")

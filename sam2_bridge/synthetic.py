@@ -9,8 +9,11 @@ Grounding: pixels are labelled with the nearest palette colour (or background) w
 select shapes (none = every shape); each 8-connected component of a selected colour with at least
 ``min_area`` pixels is classified by its fill ratio (area / box area: square ~1, circle ~pi/4, triangle ~1/2)
 and kept when its shape is selected. Position words narrow several matches to one: "left"/"right" keep the
-smallest/largest centre x, "top"/"upper"/"bottom"/"lower" the smallest/largest centre y. Boxes are
-``(x1, y1, x2, y2)`` with exclusive ends, in the frame's pixels.
+smallest/largest centre x, "top"/"upper"/"bottom"/"lower" the smallest/largest centre y. A direction after a
+motion word ("moving left", "heading to the right") is not a position: one frame cannot show motion, so "the
+red circle moving left" grounds every red circle, as "the red circle that appears second" does — what makes
+the one-way pipeline fail on the ambiguous synthetic world (``--ambiguous``). Boxes are ``(x1, y1, x2, y2)``
+with exclusive ends, in the frame's pixels.
 
 Segmentation (:class:`SyntheticSegmenter`): each box prompt takes the dominant palette colour inside the box
 on its frame, then follows the component of that colour that best overlaps the previous box, frame by frame,
@@ -38,6 +41,10 @@ _FILL = {"square": 1.0, "circle": np.pi / 4, "triangle": 0.5}
 _POSITION = {"left": (0, min), "right": (0, max), "top": (1, min), "upper": (1, min), "bottom": (1, max),
              "lower": (1, max)}
 _WORD = re.compile(r"[a-z]+")
+# words after which a direction describes motion, not position; "to" / "the" / "towards" may sit in between
+_MOTION = frozenset({"moving", "moves", "move", "going", "goes", "heading", "heads", "travelling", "traveling",
+                     "travels", "drifting", "drifts", "running", "runs", "rolling", "rolls", "sliding", "slides"})
+_FILLER = frozenset({"to", "the", "towards", "toward"})
 
 
 def label_colours(frame: np.ndarray, max_colour_dist: float = 80.0) -> np.ndarray:
@@ -54,8 +61,16 @@ def parse_description(description: str) -> tuple[list[str], list[str], list[str]
     """(colour words, shape words, position words) of a description, in order of appearance."""
     words = _WORD.findall(description.lower())
     words = [w[:-1] if w.endswith("s") and w[:-1] in SHAPES else w for w in words]
-    return ([w for w in words if w in PALETTE], [w for w in words if w in SHAPES],
-            [w for w in words if w in _POSITION])
+    positions = []
+    for i, w in enumerate(words):
+        if w not in _POSITION:
+            continue
+        j = i - 1
+        while j >= 0 and words[j] in _FILLER:
+            j -= 1
+        if j < 0 or words[j] not in _MOTION:
+            positions.append(w)
+    return [w for w in words if w in PALETTE], [w for w in words if w in SHAPES], positions
 
 
 def classify_shape(component: np.ndarray) -> str:

@@ -14,8 +14,9 @@ from typing import Any, Mapping
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+PROTOCOL_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
+CONTEXT_VERSION = 3  # the first version whose ground / ground_and_segment bodies may carry "contexts"
 MAGIC = b"S2BR"
 _HEADER = struct.Struct("<4sHHQ")
 HEADER_BYTES = _HEADER.size
@@ -328,8 +329,12 @@ def pack_body(body: Mapping[str, Any]) -> bytes:
 
 
 def frame_request(req_id: str, req_type: str, body: bytes, *, token: str | None = None,
-                  deadline_s: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
-    """A request message around already packed ``body`` bytes (the envelope's ``body`` is written last)."""
+                  deadline_s: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                  version: int = PROTOCOL_VERSION) -> bytes:
+    """A request message around already packed ``body`` bytes (the envelope's ``body`` is written last), framed
+    as ``version`` (one of :data:`SUPPORTED_VERSIONS`)."""
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolError("bad_version", f"protocol version {version}, this side speaks {SUPPORTED_VERSIONS}")
     head: dict[str, Any] = {"id": req_id, "type": req_type}
     if token is not None:
         head["token"] = token
@@ -344,14 +349,15 @@ def frame_request(req_id: str, req_type: str, body: bytes, *, token: str | None 
     message = bytes([0x80 | n]) + prefix + msgpack.packb("body") + body
     if len(message) > max_message_bytes:
         raise ProtocolError("too_large", f"body of {len(message)} bytes > limit {max_message_bytes}")
-    return _HEADER.pack(MAGIC, PROTOCOL_VERSION, 0, len(message)) + message
+    return _HEADER.pack(MAGIC, version, 0, len(message)) + message
 
 
 def make_request(req_id: str, req_type: str, body: Mapping[str, Any], *, token: str | None = None,
-                 deadline_s: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
+                 deadline_s: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 version: int = PROTOCOL_VERSION) -> bytes:
     """Encode a request envelope (``body`` last, so the server can read the envelope without decoding it)."""
     return frame_request(req_id, req_type, pack_body(body), token=token, deadline_s=deadline_s,
-                         max_message_bytes=max_message_bytes)
+                         max_message_bytes=max_message_bytes, version=version)
 
 
 def make_reply(req_id: str, req_type: str, body: Mapping[str, Any], **kw: Any) -> bytes:

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             req_id, req_type = P.check_envelope(env)
             if deadline is not None and time.monotonic() > deadline:
                 raise P.ProtocolError("expired", "the request's deadline passed while it waited; dropped")
-            body = handler.handle(req_type, P.decode_body(env, limits), deadline)
+            body = P.decode_body(env, limits)
+            P.check_request_version(body, version)
+            body = handler.handle(req_type, body, deadline)
             reply = P.make_reply(req_id, req_type, body, max_message_bytes=min(limits.max_message_bytes,
                                                                                 handler.budget.max_reply_bytes),
                                  version=version)

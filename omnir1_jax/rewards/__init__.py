@@ -43,7 +43,15 @@ from omnir1_jax.rewards.keyframe import (
     official_structure_reward,
     saliency_reward,
 )
-from omnir1_jax.rewards.parsing import AnswerItem, ParsedAnswer, extract_tag, parse_answer, parse_description, parse_time
+from omnir1_jax.rewards.parsing import (
+    AnswerItem,
+    ParsedAnswer,
+    extract_rationale,
+    extract_tag,
+    parse_answer,
+    parse_description,
+    parse_time,
+)
 from omnir1_jax.rewards.refaid import refaid_reward
 from omnir1_jax.rewards.segzero import gt_points, parse_grounding_answer, segzero_reward
 from omnir1_jax.rewards.total import TABLE4_WEIGHTS, RewardWeights, mismatch_reward, total_reward
@@ -60,6 +68,7 @@ __all__ = [
     "choice_accuracy_reward",
     "diversity_reward",
     "extract_choice",
+    "extract_rationale",
     "extract_tag",
     "format_reward",
     "grounding_reward",

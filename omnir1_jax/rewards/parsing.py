@@ -38,6 +38,7 @@ __all__ = [
     "AnswerItem",
     "ParsedAnswer",
     "answer_from_items",
+    "extract_rationale",
     "extract_tag",
     "keep_first_items",
     "parse_answer",
@@ -133,6 +134,40 @@ def extract_tag(text: Any, tag: str) -> str | None:
     start += len(opening)
     end = text.find(closing, start)
     return text[start:end] if end >= 0 else None
+
+
+def extract_rationale(completion: Any, max_chars: int | None = None) -> str:
+    """System 1's rationale: the text of its first ``<think>...</think>`` block, whitespace runs collapsed to one
+    space, cut to at most ``max_chars`` characters (``bridge.s2_context_chars``); ``""`` when there is none.
+
+    Never raises on model output: a non-string gives ``""``; a ``<think>`` that is never closed (a completion cut
+    by ``max_new_tokens``) gives the text after it, up to an ``<answer>`` tag if one follows. The cut keeps the
+    beginning (where System 1 describes the video and picks the target) and ends at a word boundary when one lies
+    in the last quarter of the budget, so no word is cut in half needlessly; nothing is appended.
+    """
+    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
+        raise ValueError(f"max_chars must be an int >= 1 or None, got {max_chars!r}")
+    if not isinstance(completion, str):
+        return ""
+    text = extract_tag(completion, "think")
+    if text is None:
+        start = completion.find("<think>")
+        if start < 0:
+            return ""
+        text = completion[start + len("<think>"):]
+        end = text.find("<answer>")
+        text = text if end < 0 else text[:end]
+    # bounded before the whitespace pass: a huge completion costs at most ~4x the budget
+    limit = None if max_chars is None else 4 * max_chars + 64
+    text = " ".join(text[:limit].split()) if limit is not None else " ".join(text.split())
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    if text[max_chars] != " ":
+        space = cut.rfind(" ")
+        if space >= max_chars * 3 // 4:
+            cut = cut[:space]
+    return cut.rstrip()
 
 
 def parse_time(value: Any) -> float | None:

@@ -63,3 +63,48 @@ def test_tiny_qwen2_5_vl_grounds_batched_like_one_by_one(tiny_qwen_dir):
         alone = backend.processor.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
         assert alone == g.text
     assert backend.ground(images[:1], descs[:1])[0].text == batched[0].text
+
+
+def test_system1_context_reaches_the_grounding_prompt_within_its_budget(tiny_qwen_dir):
+    """Issue 17 item 2: a version-3 ``ground`` body with a context, answered by the handler a worker runs, is
+    decoded from the prompt written here by hand (the cut rationale, nothing past the budget)."""
+    from omnir1_jax.rewards import extract_rationale
+    from sam2_bridge import protocol as P
+    from sam2_bridge.handler import Handler, HandlerConfig
+
+    answer = ("<think>Two red circles look the same. The one that appears second is the target; the first one "
+              "stays still near the top while the second enters from the right.</think><answer>[]</answer>")
+    budget = 60
+    cut = extract_rationale(answer, budget)
+    assert cut == "Two red circles look the same. The one that appears second"  # cut at a word by hand
+    rest = "is the target"  # what lies past the budget
+    handler = Handler(HandlerConfig(segmenter="synthetic", grounder=f"qwen2_5_vl:{tiny_qwen_dir}",
+                                    grounder_max_new_tokens=12, grounder_max_pixels=48 * 28 * 28))
+    backend = handler.grounder
+
+    class Recording:  # the real processor, recording the prompts the backend hands it
+        def __init__(self, inner):
+            self.inner, self.texts = inner, []
+
+        def __call__(self, *args, text=None, **kw):
+            self.texts += list(text)
+            return self.inner(*args, text=text, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    backend.processor = Recording(backend.processor)
+    image = np.random.default_rng(3).integers(0, 255, (2, 70, 90, 3), dtype=np.uint8)
+    request = P.GroundRequest(image, (P.Keyframe(0, "the red circle"), P.Keyframe(1, "the red circle")), (cut, None))
+    reply = P.GroundReply.from_body(handler.handle("ground", P.decode_message(P.make_request(
+        "c", "ground", request.to_body()))["body"]))
+    written = ('A model that watched the whole video reasoned about it as follows: "Two red circles look the same. '
+               'The one that appears second"\nUse this reasoning to decide which object the description refers '
+               'to. Locate every object that matches the description "the red circle" in the image and output the '
+               'bbox coordinates in JSON format.')
+    plain = written[written.index("Locate"):]
+    assert len(backend.processor.texts) == 2 and len(reply.texts) == 2
+    with_context, without = backend.processor.texts
+    assert written in with_context and rest not in with_context
+    assert plain in without and "reasoned" not in without
+    assert with_context == without.replace(plain, written)  # the same chat, the context ahead of the instruction

@@ -22,6 +22,7 @@ import numpy as np
 
 from omnir1_jax.data import rle
 from omnir1_jax.data.masks import mask_to_box
+from omnir1_jax.data.synthetic import ambiguous as ambiguous_lib
 from omnir1_jax.data.synthetic import avs as avs_lib
 from omnir1_jax.data.synthetic import world
 
@@ -73,13 +74,13 @@ def _object_facts(track: world.Track, ev: world.ObjectEvents, masks_k: np.ndarra
 
 
 def world_params(n_videos, seed, height, width, min_frames, max_frames, colours, objects, templates,
-                 shapes=None) -> dict:
+                 shapes=None, ambiguous=False) -> dict:
     """The generation parameters of a VOS world, as stored in its ``synthetic_objects.json`` (``params``)."""
     return {"videos": int(n_videos), "seed": int(seed), "height": int(height), "width": int(width),
             "min_frames": int(min_frames), "max_frames": int(max_frames),
             "colours": None if colours is None else list(colours), "objects": [int(objects[0]), int(objects[1])],
             "templates": None if templates is None else list(templates),
-            "shapes": None if shapes is None else list(shapes)}
+            "shapes": None if shapes is None else list(shapes), "ambiguous": bool(ambiguous)}
 
 
 def write_vos(
@@ -96,6 +97,7 @@ def write_vos(
     objects: tuple[int, int] = (3, 5),
     templates: Sequence[str] | None = None,
     shapes: Sequence[str] | None = None,
+    ambiguous: bool = False,
 ) -> str:
     """Write ``n_videos`` VOS clips in the ReVOS layout under ``out`` and return ``out``.
 
@@ -104,6 +106,14 @@ def write_vos(
     range of objects per video, ``templates`` keeps only those expression templates (``colour_shape``,
     ``all_of_shape``, ``leaves_last``, ``appears_first``, ``fastest``, ``appears_after``; default: all). The
     CPU demo uses a 4-colour, 2-3 object, ``colour_shape``-only world.
+
+    ``ambiguous=True`` (``--ambiguous``, issue 17 item 3) writes a world of ambiguous scenes instead
+    (:mod:`.ambiguous`): two look-alikes (same colour, shape, size) that differ in when they appear or in which way
+    they move, plus ``objects - 2`` distractors, and per video the two expressions that tell them apart ("the red
+    circle that appears second", "the blue square moving left"), each targeting exactly one look-alike;
+    ``templates`` then picks the kinds of scene (``appears_order``, ``moves_direction``; default both) and
+    ``objects`` must start at 2. Same layout and splits (``valid`` = every fifth video: the ambiguous evaluation
+    split); ``synthetic_objects.json`` adds per expression ``lookalikes`` (both look-alikes' object ids).
 
     Layout: ``JPEGImages/shapes/v{i:04d}/{frame:05d}.jpg`` (nested video names; frame names advance by a
     per-video stride of 1, 3 or 5, so they are not contiguous), ``mask_dict.json`` (one COCO RLE per frame
@@ -120,27 +130,38 @@ def write_vos(
     n_colours = len(world.PALETTE) if colours is None else len(colours)
     if not (1 <= objects[0] <= objects[1] <= n_colours):
         raise ValueError(f"objects={tuple(objects)} must satisfy 1 <= min <= max <= {n_colours} (colours available)")
-    if templates is not None and not set(templates) <= set(world.VOS_TEMPLATES):
-        raise ValueError(f"templates {sorted(set(templates) - set(world.VOS_TEMPLATES))} not in {world.VOS_TEMPLATES}")
+    known = ambiguous_lib.AMBIGUOUS_TEMPLATES if ambiguous else world.VOS_TEMPLATES
+    if templates is not None and (not templates or not set(templates) <= set(known)):
+        raise ValueError(f"templates {sorted(set(templates) - set(known))} not in {known}"
+                         f"{' (the --ambiguous world)' if ambiguous else ''}")
+    if ambiguous and objects[0] < 2:
+        raise ValueError(f"objects={tuple(objects)}: an ambiguous world needs at least 2 objects (the look-alikes)")
     tmp = _prepare_out(out, overwrite)
     try:
         metas = {s: {"videos": {}} for s in VOS_SPLITS}
         mask_dict: dict[str, list] = {}
         oracle = {"format": "omnir1-synthetic-vos-v1", "seed": seed, "height": height, "width": width,
                   "params": world_params(n_videos, seed, height, width, min_frames, max_frames, colours, objects,
-                                         templates, shapes),
+                                         templates, shapes, ambiguous),
                   "videos": {}}
         anno_next = 0
         for i in range(n_videos):
             rng = np.random.default_rng([seed, i])
             n_frames = int(rng.integers(min_frames, max_frames + 1))
-            tracks = world.simulate_tracks(rng, n_frames, height, width, int(rng.integers(objects[0], objects[1] + 1)),
-                                           colours=colours, shapes=shapes)
-            frames, masks = world.render(tracks, height, width, rng)
-            events = [world.object_events(tr, masks[k]) for k, tr in enumerate(tracks)]
-            exprs = world.vos_expressions(tracks, events, rng)
-            if templates is not None:
-                exprs = [ex for ex in exprs if ex.template in templates]
+            n_objects = int(rng.integers(objects[0], objects[1] + 1))
+            lookalikes: list[int] = []
+            if ambiguous:
+                _, tracks, frames, masks, exprs = ambiguous_lib.simulate_ambiguous(
+                    rng, n_frames, height, width, n_objects, colours=colours, shapes=shapes, kinds=templates)
+                lookalikes = [tracks[-2].obj_id, tracks[-1].obj_id]
+                events = [world.object_events(tr, masks[k]) for k, tr in enumerate(tracks)]
+            else:
+                tracks = world.simulate_tracks(rng, n_frames, height, width, n_objects, colours=colours, shapes=shapes)
+                frames, masks = world.render(tracks, height, width, rng)
+                events = [world.object_events(tr, masks[k]) for k, tr in enumerate(tracks)]
+                exprs = world.vos_expressions(tracks, events, rng)
+                if templates is not None:
+                    exprs = [ex for ex in exprs if ex.template in templates]
             vid = f"shapes/v{i:04d}"
             stride, start = int(rng.choice([1, 3, 5])), int(rng.integers(0, 10))
             names = [f"{start + stride * t:05d}" for t in range(n_frames)]
@@ -176,7 +197,9 @@ def write_vos(
                     dict(_object_facts(tr, events[k], masks[k]), anno_id=anno_of[tr.obj_id])
                     for k, tr in enumerate(tracks)
                 ],
-                "expressions": {str(e): {"template": ex.template, "obj_id": list(ex.obj_ids)} for e, ex in enumerate(exprs)},
+                "expressions": {str(e): {"template": ex.template, "obj_id": list(ex.obj_ids),
+                                         **({"lookalikes": lookalikes} if ambiguous else {})}
+                                for e, ex in enumerate(exprs)},
             }
         for split, meta in metas.items():
             with open(os.path.join(tmp, f"meta_expressions_{split}_.json"), "w") as f:
