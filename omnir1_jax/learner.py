@@ -287,8 +287,9 @@ class Learner:
         from omnir1_jax.tasks.interactive import trajectory_inputs
 
         g, n, task, cfg = self.cfg.grpo, self.cfg.grpo.group_size, self.task, self.policy.config
+        # an answer becomes part of the next turn's prompt: it may not contain media tokens
         sample = dict(max_new_tokens=g.max_new_tokens, greedy=False, temperature=g.temperature, top_k=g.top_k,
-                      top_p=g.top_p, eos_ids=self.eos_ids)
+                      top_p=g.top_p, eos_ids=self.eos_ids, suppress_ids=P.media_token_ids(self.tokenizer))
         t0 = time.perf_counter()
         local = task.model_inputs(cfg, batch)
         key, sk = jax.random.split(key)

@@ -226,9 +226,10 @@ class Completions:
 
 def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = True, num_samples: int = 1,
              key: jax.Array | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             eos_ids: Sequence[int] | None = None) -> Completions:
+             eos_ids: Sequence[int] | None = None, suppress_ids: Sequence[int] = ()) -> Completions:
     """Generate and decode: ``num_samples`` completions per prompt of ``prompt`` (a prepared ``ModelInputs``
-    or the transformers keywords the data pipelines emit). Greedy by default; sampling needs ``key``."""
+    or the transformers keywords the data pipelines emit). Greedy by default; sampling needs ``key``;
+    ``suppress_ids`` are never generated (:func:`media_token_ids` for multi-turn answers)."""
     from omnir1_jax.models.qwen2_5_omni import generate
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
 
@@ -236,10 +237,20 @@ def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = T
     inputs = as_model_inputs(policy.config, prompt)
     out = generate(policy, inputs, max_new_tokens=max_new_tokens, key=key, num_samples=num_samples,
                    greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos,
-                   pad_token_id=pad_id_of(tokenizer))
+                   pad_token_id=pad_id_of(tokenizer), suppress_token_ids=suppress_ids)
     # on a mesh spanning processes the rows live on several hosts: every process reads the whole batch back
     tokens, lengths = D.fetch(out.tokens), D.fetch(out.lengths)
     return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs)
+
+
+def media_token_ids(tokenizer) -> tuple[int, ...]:
+    """The ids of the media start / end and placeholder tokens (image, video, audio): what an answer that becomes
+    part of a later prompt (multi-turn rollouts) must not contain."""
+    names = ("<|vision_bos|>", "<|vision_eos|>", "<|audio_bos|>", "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>",
+             "<|AUDIO|>")
+    unk = getattr(tokenizer, "unk_token_id", None)
+    ids = [tokenizer.convert_tokens_to_ids(n) for n in names]
+    return tuple(sorted({int(i) for i in ids if i is not None and i != unk}))
 
 
 def place_policy(policy, mesh, sharding=None):

@@ -47,7 +47,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("omnir1_jax.evaluation",),                                               # the one evaluator
     ("omnir1_jax.learner",),                                                  # the one learner
     ("omnir1_jax.train", "omnir1_jax.sft", "omnir1_jax.evaluate", "omnir1_jax.infer",
-     "omnir1_jax.crossomni.train", "omnir1_jax.data.synthetic.__main__", "omnir1_jax.cli"),  # entry points
+     "omnir1_jax.crossomni.train", "omnir1_jax.data.synthetic.__main__", "omnir1_jax.cli",
+     "omnir1_jax.compare_turns"),                                             # entry points
 )
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -301,8 +301,9 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
     result = {**headline(kind, res["table"]), "count": res["count"], "valid_answers": res["valid_answers"],
               "table": res["table"], "markdown": res["markdown"], "done": res["done"], "total": res["total"],
               "kind": kind, "tag": tag, "dir": directory}
-    if "protocol" in res:
-        result["protocol"] = res["protocol"]
+    for key in ("protocol", "J&F_by_turns", "revised_fraction"):  # multi-turn System 1: per turn count
+        if key in res:
+            result[key] = res[key]
     if write:
         write_json_atomic(os.path.join(directory, "summary.json"), result)
     return result

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from omnir1_jax.data.schema import FPS_S1
-from omnir1_jax.rewards import ParsedAnswer, extract_tag, parse_answer, parse_description
+from omnir1_jax.rewards import ParsedAnswer, extract_rationale, extract_tag, parse_answer, parse_description
 
 TASKS = ("vos", "avs", "refaid")
 
@@ -103,19 +103,22 @@ def moments_of(text: str, task: str, positions: Sequence[int], fps: float = FPS_
 
 
 # ---------------------------------------------------------------------------------------------- System 2
-def submit(client, clip, moments: Sequence[Moment]):
-    """Future of the bridge's :class:`GroupResult` for one query (one rollout) on ``clip`` (array or FrameRef)."""
+def submit(client, clip, moments: Sequence[Moment], context: str | None = None):
+    """Future of the bridge's :class:`GroupResult` for one query (one rollout) on ``clip`` (array or FrameRef);
+    ``context``: System 1's rationale for System 2's prompt (``bridge.s2_context``)."""
     from sam2_bridge.protocol import Keyframe
 
-    return client.submit_group(clip, [[Keyframe(m.video_index, m.description) for m in moments]])
+    kw = {"contexts": [context]} if context is not None else {}
+    return client.submit_group(clip, [[Keyframe(m.video_index, m.description) for m in moments]], **kw)
 
 
 def predict_batch(policy, tokenizer, client, batch: dict[str, Any], clips: Sequence[Any], *, task: str = "vos",
                   max_new_tokens: int = 256, max_keyframes: int | None = None,
-                  texts: Sequence[str] | None = None) -> list[Prediction]:
+                  texts: Sequence[str] | None = None, context_chars: int | None = None) -> list[Prediction]:
     """System 1 on a batch, then System 2 + SAM2 on each example's full video (``clips[b]``: uint8 frames
     ``[L, H, W, 3]`` or a ``FrameRef``), one bridge request per example, all in flight together. ``texts``
-    replaces System 1's answers (scripted / cached answers)."""
+    replaces System 1's answers (scripted / cached answers); ``context_chars``: pass each answer's rationale, cut
+    to that many characters, into System 2's prompt (``bridge.s2_context``; None = off)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if texts is None:
@@ -126,7 +129,8 @@ def predict_batch(policy, tokenizer, client, batch: dict[str, Any], clips: Seque
     for b, text in enumerate(texts):
         t = int(batch["num_frames"][b])
         valid, moments = moments_of(text, task, batch["frame_indices"][b][:t], batch["fps_s1"], max_keyframes)
-        jobs.append((text, valid, moments, submit(client, clips[b], moments)))
+        ctx = extract_rationale(text, context_chars) if context_chars is not None else None
+        jobs.append((text, valid, moments, submit(client, clips[b], moments, ctx)))
     out = []
     for text, valid, moments, fut in jobs:
         res = fut.result().raise_for_status()
@@ -146,16 +150,16 @@ def interactive_answers(cfg, policy, tokenizer, client, batch: dict[str, Any], *
     from omnir1_jax.tasks.interactive import VOSInteractiveTask, trajectory_inputs
 
     task = VOSInteractiveTask(cfg, tokenizer, lambda: client)
-    pad, eos = P.pad_id_of(tokenizer), P.eos_ids_of(tokenizer)
+    pad, eos, media = P.pad_id_of(tokenizer), P.eos_ids_of(tokenizer), P.media_token_ids(tokenizer)
     comp = P.complete(policy, tokenizer, batch["model_inputs"], max_new_tokens=max_new_tokens, greedy=True,
-                      eos_ids=eos)
+                      eos_ids=eos, suppress_ids=media)
     trajs = task.start(batch, 1)
     task.add_answers(trajs, comp.tokens, comp.lengths, comp.texts)
     for _ in range(2, turns + 1):
         task.add_feedback(batch, trajs, 1)
         inputs, _ = trajectory_inputs(policy.config, trajs, pad)
         comp = P.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens, greedy=True, eos_ids=eos,
-                          key=jax.random.key(0))
+                          key=jax.random.key(0), suppress_ids=media)
         task.add_answers(trajs, comp.tokens, comp.lengths, comp.texts)
     return [list(t.answers) for t in trajs]
 
@@ -212,6 +216,7 @@ class TwoSystemPredictor:
         self.task = "refaid" if cfg.data.task == "refaid" else ("avs" if cfg.data.dataset == "refavs" else "vos")
         # multi-turn System 1: every turn's answer is segmented (J&F per turn count in the summary)
         self.turns = cfg.grpo.max_turns if cfg.data.task == "vos_interactive" else 1
+        self.context_chars = cfg.bridge.s2_context_chars if cfg.bridge.s2_context else None
 
     def __call__(self, records: Sequence[Any]) -> Iterator[tuple[Any, Prediction]]:
         from omnir1_jax.data import build_pipeline
@@ -230,13 +235,15 @@ class TwoSystemPredictor:
                 answers = interactive_answers(self.cfg, self.policy, self.tokenizer, self.client, batch,
                                               turns=self.turns, max_new_tokens=self.max_new_tokens)
                 per_turn = [predict_batch(self.policy, self.tokenizer, self.client, batch, clips, task=self.task,
-                                          texts=[a[k] for a in answers]) for k in range(self.turns)]
+                                          texts=[a[k] for a in answers], context_chars=self.context_chars)
+                            for k in range(self.turns)]
                 preds = per_turn[-1]
                 for i, p in enumerate(preds):
                     p.earlier = [per_turn[k][i] for k in range(self.turns - 1)]
             else:
                 preds = predict_batch(self.policy, self.tokenizer, self.client, batch, clips, task=self.task,
-                                      max_new_tokens=self.max_new_tokens, texts=texts)
+                                      max_new_tokens=self.max_new_tokens, texts=texts,
+                                      context_chars=self.context_chars)
             yield from zip(recs, preds)
 
 

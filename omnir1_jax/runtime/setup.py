@@ -46,14 +46,15 @@ def ensure_synthetic(spec: DataSpec, *, min_frames: int = 24, max_frames: int = 
 
     h, w = spec.synthetic_size
     want = writer.world_params(spec.synthetic_videos, seed, h, w, min_frames, max_frames, spec.synthetic_colours,
-                               spec.synthetic_objects, spec.synthetic_templates, spec.synthetic_shapes)
+                               spec.synthetic_objects, spec.synthetic_templates, spec.synthetic_shapes,
+                               ambiguous=spec.synthetic_ambiguous)
     marker = os.path.join(spec.root, "meta_expressions_train_.json")
     if not os.path.exists(marker):
         print(f"[data] generating {spec.synthetic_videos} synthetic videos ({h}x{w}) in {spec.root}", flush=True)
         writer.write_vos(spec.root, spec.synthetic_videos, seed=seed, height=h, width=w, min_frames=min_frames,
                          max_frames=max_frames, overwrite=True, colours=spec.synthetic_colours,
                          objects=spec.synthetic_objects, templates=spec.synthetic_templates,
-                         shapes=spec.synthetic_shapes)
+                         shapes=spec.synthetic_shapes, ambiguous=spec.synthetic_ambiguous)
         return spec.root
     oracle = os.path.join(spec.root, writer.ORACLE_FILE)
     try:
@@ -61,7 +62,10 @@ def ensure_synthetic(spec: DataSpec, *, min_frames: int = 24, max_frames: int = 
             have = json.load(f).get("params")
     except (OSError, ValueError) as e:
         raise ConfigError(f"{oracle}: cannot read the synthetic world's parameters ({e})") from None
-    diff = sorted(k for k in ("colours", "shapes", "objects", "templates") if have is not None and have.get(k) != want[k])
+    if have is not None:  # worlds written before the ambiguous generator existed lack the key: not ambiguous
+        have = dict(have, ambiguous=bool(have.get("ambiguous", False)))
+    diff = sorted(k for k in ("colours", "shapes", "objects", "templates", "ambiguous")
+                  if have is not None and have.get(k) != want[k])
     if diff:
         raise ConfigError(f"{spec.root} holds a synthetic world generated with other parameters "
                           f"({', '.join(f'{k}: {have.get(k)!r} != {want[k]!r}' for k in diff)}); delete it or set "
@@ -267,6 +271,8 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
                 "--segmenter", spec.segmenter]
         if spec.token_file:
             args += ["--token-file", spec.token_file]
+        for plugin in spec.grounder_plugins:  # imported in every worker before the grounder is built
+            args += ["--grounder-plugin", plugin]
         for root in data_roots:
             args += ["--data-root", os.path.abspath(root)]
         if spec.segmenter == "sam2":

@@ -139,7 +139,9 @@ class VOSInteractiveTask(VOSTask):
             answers = R.parse_group([r.answers[-1] for r in rows], t_b, batch["fps_s1"], g.num_keyframes)
             queries = [R.keyframe_queries(a) for a in answers]
             flat = [k for q in queries for k in q]
-            boxes = list(self.client().ground(batch["frames"][b], flat).boxes) if flat else []
+            ctx = self.contexts([r.answers[-1] for r in rows])
+            ctx = {"contexts": [c for c, q in zip(ctx, queries) for _ in q]} if ctx else {}
+            boxes = list(self.client().ground(batch["frames"][b], flat, **ctx).boxes) if flat else []
             frames = batch["frames"][b]
             h0, w0 = np.shape(frames[0])[:2]
             h1, w1 = int(grids[b][1]) * 14, int(grids[b][2]) * 14  # the frame System 1 saw

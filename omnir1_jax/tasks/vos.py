@@ -114,7 +114,9 @@ class VOSTask(Task):
             queries = [R.keyframe_queries(a) for a in answers]
             groups.append((rows, answers, queries, t))
             if need_bridge:
-                futures.append(self.client().submit_group(batch["frames"][b], queries))
+                ctx = self.contexts(rows)
+                futures.append(self.client().submit_group(batch["frames"][b], queries,
+                                                          **({"contexts": ctx} if ctx else {})))
         rewards, comps, stats = [], [], {"bridge/n_unparseable": 0.0, "bridge/n_detections": 0.0}
         for b, (rows, answers, queries, t) in enumerate(groups):
             result = futures[b].result().raise_for_status() if need_bridge else None
@@ -130,6 +132,14 @@ class VOSTask(Task):
             comps.append(c)
         components = {k: np.concatenate([c[k] for c in comps]) for k in comps[0]}
         return Scored(np.concatenate(rewards), components, stats)
+
+    def contexts(self, texts: Sequence[str]) -> list[str] | None:
+        """System 1's rationale of each answer for System 2's grounding prompt (``bridge.s2_context``: the
+        ``<think>`` text cut to ``bridge.s2_context_chars``), or None when the option is off."""
+        from omnir1_jax.rewards import extract_rationale
+
+        b = self.cfg.bridge
+        return [extract_rationale(t, b.s2_context_chars) for t in texts] if b.s2_context else None
 
     # -------------------------------------------------------------------------------------- SFT targets
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:
@@ -175,7 +185,9 @@ class RefAIDTask(VOSTask):
             asked = [i for i, d in enumerate(descs) if d]
             pred = [np.zeros((0, 4), np.float32) for _ in rows]
             if asked:
-                reply = self.client().ground(batch["frames"][b][:1], [Keyframe(0, descs[i]) for i in asked])
+                ctx = self.contexts([rows[i] for i in asked])
+                reply = self.client().ground(batch["frames"][b][:1], [Keyframe(0, descs[i]) for i in asked],
+                                             **({"contexts": ctx} if ctx else {}))
                 stats["bridge/n_unparseable"] += reply.n_unparseable
                 for i, boxes in zip(asked, reply.boxes):
                     pred[i] = np.asarray(boxes, np.float32).reshape(-1, 4)

@@ -176,3 +176,21 @@ def test_evaluation_reports_jf_per_turn_count_and_revisions(world, tmp_path):
     assert "J&F by System 1's answers" in open(os.path.join(out, "summary.md")).read()
     names = sorted(os.listdir(os.path.join(out, "overlays")))
     assert len(names) == 2 and names[1].endswith("_turn1.png")
+
+
+def test_system1_rationale_goes_to_system2_only_when_asked(world):
+    """bridge.s2_context: each answer's <think> text, cut to bridge.s2_context_chars, is what the task sends
+    as System 2's context; off by default."""
+    from tests.train._tiny import make_learner
+
+    base, bridge = world
+    cfg = _cfg(base, 2, out="ctx_run")
+    tr = make_learner(cfg, bridge)
+    try:
+        assert tr.task.contexts(["<think>a b</think><answer>[]</answer>"]) is None
+        tr.task.cfg = dataclasses.replace(cfg, bridge=dataclasses.replace(cfg.bridge, s2_context=True,
+                                                                          s2_context_chars=12))
+        got = tr.task.contexts(["<think>the red circle appears  second</think><answer>x</answer>", "no tags"])
+        assert got == ["the red", ""] or (got[0].startswith("the red") and len(got[0]) <= 12 and got[1] == "")
+    finally:
+        tr.close()

@@ -65,16 +65,20 @@ def first_argmax(x: Float[Array, "R V"]) -> Int[Array, "R"]:
     return jnp.min(jnp.where(x == m, idx, x.shape[-1]), axis=-1)
 
 
-def _pick(logits, key, *, greedy, temperature, top_k, top_p):
+def _pick(logits, key, *, greedy, temperature, top_k, top_p, suppress=()):
     x = logits.astype(jnp.float32)
+    # suppressed ids are never drawn; like top-k / top-p, the reported log-prob is the unfiltered one (what a
+    # scorer of the sequence computes)
+    ban = (lambda z: z.at[:, jnp.asarray(suppress, jnp.int32)].set(jnp.finfo(z.dtype).min)) if suppress else \
+        (lambda z: z)
     if greedy:
-        tok = first_argmax(x)
+        tok = first_argmax(ban(x))
         lp_all = jax.nn.log_softmax(x, axis=-1)
     else:
         x = x / temperature
         lp_all = jax.nn.log_softmax(x, axis=-1)
         # jax.random.categorical(key, z) is argmax(gumbel(key, z.shape) + z); same draw, faster argmax.
-        z = filter_logits(x, top_k, top_p)
+        z = ban(filter_logits(x, top_k, top_p))
         tok = first_argmax(jax.random.gumbel(key, z.shape, z.dtype) + z)
     lp = jnp.take_along_axis(lp_all, tok[:, None], axis=-1)[:, 0]
     return tok.astype(jnp.int32), lp
@@ -93,7 +97,7 @@ def _cache_specs(spec):
 
 
 def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_tokens, num_samples, greedy,
-              temperature, top_k, top_p, eos, pad_token_id):
+              temperature, top_k, top_p, eos, pad_token_id, suppress=()):
     b, p = inputs.input_ids.shape
     g = max_new_tokens
     s_len = p + g
@@ -127,7 +131,7 @@ def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_to
     def body(state):
         step, caches, logits, kv_valid, tokens, logps, done, lengths = state
         tok, lp = _pick(logits, jax.random.fold_in(key, step), greedy=greedy, temperature=temperature,
-                        top_k=top_k, top_p=top_p)
+                        top_k=top_k, top_p=top_p, suppress=suppress)
         tok = jnp.where(done, pad_token_id, tok)
         lp = jnp.where(done, 0.0, lp)
         lengths = lengths + (~done).astype(jnp.int32)
@@ -148,7 +152,8 @@ def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_to
     return SampleOutput(tokens=tokens, logprobs=logps, lengths=lengths)
 
 
-_STATIC = ("max_new_tokens", "num_samples", "greedy", "temperature", "top_k", "top_p", "eos", "pad_token_id")
+_STATIC = ("max_new_tokens", "num_samples", "greedy", "temperature", "top_k", "top_p", "eos", "pad_token_id",
+           "suppress")
 _jit_generate = nnx.jit(_generate, static_argnames=_STATIC)
 
 
@@ -165,6 +170,7 @@ def generate(
     top_p: float = 1.0,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int = 0,
+    suppress_token_ids: Sequence[int] = (),
 ) -> SampleOutput:
     """Sample ``num_samples`` completions per prompt (a GRPO group each); deterministic given ``key``.
 
@@ -175,6 +181,8 @@ def generate(
       greedy: argmax decoding (``temperature`` / top-k / top-p ignored; log-probs at temperature 1).
       top_k: 0 disables; top_p: 1.0 disables.
       eos_token_id: id(s) that end a row (included in its length); None decodes G tokens.
+      suppress_token_ids: ids never drawn (e.g. the media placeholders in multi-turn answers, which would read as
+        media inputs when the answer is part of the next turn's prompt); the log-probs stay unfiltered.
     Returns:
       :class:`SampleOutput` with rows ordered ``prompt * num_samples + sample``.
     """
@@ -198,4 +206,5 @@ def generate(
     eos = () if eos_token_id is None else tuple(int(e) for e in np.atleast_1d(eos_token_id))
     return _jit_generate(model, inputs, key, max_new_tokens=int(max_new_tokens), num_samples=int(num_samples),
                          greedy=bool(greedy), temperature=1.0 if greedy else float(temperature),
-                         top_k=int(top_k), top_p=float(top_p), eos=eos, pad_token_id=int(pad_token_id))
+                         top_k=int(top_k), top_p=float(top_p), eos=eos, pad_token_id=int(pad_token_id),
+                         suppress=tuple(sorted(int(t) for t in suppress_token_ids)))

@@ -1,0 +1,110 @@
+"""One-way against bidirectional System 1 <-> System 2: the same SFT start, the same GRPO budget, 1 turn vs K.
+
+    python -m omnir1_jax.compare_turns --config experiments/synthetic_cpu_interactive.py [--set key=value ...]
+
+Runs the experiment's SFT once (``task = vos_interactive``; the warm-up is one-turn), then two GRPO runs from
+that same policy with the same seed, data order and step budget: one with ``grpo.max_turns = 1`` (today's
+one-way pipeline) and one with the experiment's ``grpo.max_turns = K`` (System 2's boxes fed back, System 1 may
+revise). Each is evaluated on ``run.eval_split`` with its own number of turns (the K-turn evaluation also
+reports the J&F of its first answers and the fraction revised). Prints both J&F and their difference and writes
+``<run.out_dir>/compare.json``; the runs live under ``<run.out_dir>/turns_1`` and ``<run.out_dir>/turns_K``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from omnir1_jax.cli import guarded_main
+from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
+
+
+def compare(cfg: ExperimentConfig) -> dict:
+    """Run the comparison of ``cfg`` (see the module docstring); returns what ``compare.json`` holds."""
+    from flax import nnx
+
+    from omnir1_jax import policy as P
+    from omnir1_jax.evaluation import evaluate_policy
+    from omnir1_jax.learner import Learner, grpo_stage, sft_stage
+    from omnir1_jax.runtime import setup as S
+    from omnir1_jax.tasks import make_task
+
+    if cfg.data.task != "vos_interactive" or cfg.grpo.max_turns < 2:
+        raise ConfigError("compare_turns needs data.task='vos_interactive' and grpo.max_turns >= 2, got "
+                          f"{cfg.data.task!r} and {cfg.grpo.max_turns}")
+    t_start = time.time()
+    out = cfg.run.out_dir
+    os.makedirs(out, exist_ok=True)
+    tokenizer = P.build_tokenizer(cfg.model)
+    policy = P.build_policy(cfg.model, seed=cfg.run.seed)
+    records = S.read_records(cfg.data, cfg.data.split)
+    eval_records = S.read_records(cfg.data, cfg.run.eval_split)
+    bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out, data_roots=[cfg.data.root])
+    result: dict = {"name": cfg.name, "max_turns": cfg.grpo.max_turns, "steps": cfg.run.steps}
+    try:
+        if cfg.sft.steps > 0:
+            one = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, max_turns=1))
+            sft = Learner(one, make_task(one, tokenizer, bridge=lambda: bridge.client), sft_stage(one),
+                          policy=policy, tokenizer=tokenizer, records=records)
+            try:
+                sft.train()
+            finally:
+                sft.close()
+            policy = sft.policy
+        start = nnx.state(policy)
+        for turns in (1, cfg.grpo.max_turns):
+            arm = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, max_turns=turns),
+                                      run=dataclasses.replace(cfg.run, out_dir=os.path.join(out, f"turns_{turns}"),
+                                                              resume=False))
+            pol = nnx.clone(policy)
+            nnx.update(pol, start)  # both arms start from the same SFT policy
+            t0 = time.time()
+            learner = Learner(arm, make_task(arm, tokenizer, bridge=lambda: bridge.client),
+                              grpo_stage(arm, export=False), policy=pol, tokenizer=tokenizer, records=records)
+            try:
+                learner.train()
+            finally:
+                learner.close()
+            ev = evaluate_policy(arm, learner.policy, tokenizer, eval_records, client=bridge.client,
+                                 out_dir=os.path.join(arm.run.out_dir, "eval"), tag="after_grpo")
+            result[f"turns_{turns}"] = {"J&F": ev["J&F"], "valid_answers": ev.get("valid_answers"),
+                                        "J&F_by_turns": ev.get("J&F_by_turns"),
+                                        "revised_fraction": ev.get("revised_fraction"),
+                                        "grpo_seconds": time.time() - t0}
+            print(f"[compare] {turns} turn{'s' if turns > 1 else ''}: J&F after GRPO {ev['J&F']:.4f}"
+                  + (f" (first answers {ev['J&F_by_turns']['1']:.4f}, revised {ev['revised_fraction']:.2f})"
+                     if ev.get("J&F_by_turns") else ""), flush=True)
+    finally:
+        bridge.close()
+    k = cfg.grpo.max_turns
+    result["gap"] = result[f"turns_{k}"]["J&F"] - result["turns_1"]["J&F"]
+    result["seconds"] = time.time() - t_start
+    with open(os.path.join(out, "compare.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"[compare] J&F: 1 turn {result['turns_1']['J&F']:.4f}, {k} turns {result[f'turns_{k}']['J&F']:.4f}, "
+          f"gap {result['gap']:+.4f} ({result['seconds'] / 60:.1f} min)", flush=True)
+    return result
+
+
+@guarded_main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m omnir1_jax.compare_turns", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="experiment file defining get_config()")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    compare(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
