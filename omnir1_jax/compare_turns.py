@@ -2,7 +2,8 @@
 
     python -m omnir1_jax.compare_turns --config experiments/synthetic_cpu_interactive.py [--set key=value ...]
 
-Runs the experiment's SFT once (``task = vos_interactive``; the warm-up is one-turn), then two GRPO runs from
+Runs the experiment's SFT once (``task = vos_interactive`` with K turns: every answer of a K-turn conversation
+is a format target, each after System 2's real feedback on the previous one), then two GRPO runs from
 that same policy with the same seed, data order and step budget: one with ``grpo.max_turns = 1`` (today's
 one-way pipeline) and one with the experiment's ``grpo.max_turns = K`` (System 2's boxes fed back, System 1 may
 revise). Each is evaluated on ``run.eval_split`` with its own number of turns (the K-turn evaluation also
@@ -46,9 +47,8 @@ def compare(cfg: ExperimentConfig) -> dict:
     bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out, data_roots=[cfg.data.root])
     result: dict = {"name": cfg.name, "max_turns": cfg.grpo.max_turns, "steps": cfg.run.steps}
     try:
-        if cfg.sft.steps > 0:
-            one = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, max_turns=1))
-            sft = Learner(one, make_task(one, tokenizer, bridge=lambda: bridge.client), sft_stage(one),
+        if cfg.sft.steps > 0:  # K-turn targets (the format after a feedback turn too), shared by both arms
+            sft = Learner(cfg, make_task(cfg, tokenizer, bridge=lambda: bridge.client), sft_stage(cfg),
                           policy=policy, tokenizer=tokenizer, records=records)
             try:
                 sft.train()

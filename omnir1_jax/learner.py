@@ -188,9 +188,9 @@ class Learner:
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                     g.group_size if self.grpo else None)
-        self.turns = int(getattr(task, "max_turns", 1)) if self.grpo else 1
-        if self.turns > 1:  # multi-turn rollouts: whole trajectories are scored, answers masked in
-            self.scorer = P.make_trajectory_scorer(cfg.model.remat, g.temperature)
+        self.turns = int(getattr(task, "max_turns", 1))
+        if self.turns > 1:  # multi-turn rollouts / targets: whole trajectories are scored, answers masked in
+            self.scorer = P.make_trajectory_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0)
         self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
         if stage.steps <= 0:  # run.steps = 0: derived from the data (run.epochs over expressions or videos)
             self.stage = stage = dataclasses.replace(stage, steps=S.resolve_steps(cfg, self.records, stage.batch_size))
@@ -359,6 +359,8 @@ class Learner:
     def supervised(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The NLL update's inputs: the task's targets for this process's share of the batch, tokenised to a width
         every process agrees on, as its part of the global arrays."""
+        if self.turns > 1:
+            return self._supervised_turns(batch)
         texts = self.task.sft_targets(batch)
         ids, mask = P.tokenize_targets(self.tokenizer, texts, P.target_eos_id(self.tokenizer), self.pad_id)
         (width,) = D.agree_max(ids.shape[1])
@@ -367,6 +369,32 @@ class Learner:
         return {"prompt": D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
                 "completion_ids": D.global_rows(ids, self.mesh), "completion_mask": D.global_rows(mask, self.mesh),
                 "texts": texts}
+
+    def _supervised_turns(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Multi-turn targets (task ``vos_interactive``): the task's target answers for every turn, each after the
+        real feedback System 2 gives on the previous target answer, as whole trajectories with every answer in
+        the NLL mask (the warm-up then teaches the answer format after a feedback turn too)."""
+        from omnir1_jax.tasks.interactive import trajectory_inputs
+
+        cfg, eos = self.policy.config, P.target_eos_id(self.tokenizer)
+        trajs = self.task.start(batch, 1)
+        for turn in range(self.turns):
+            if turn:
+                self.task.add_feedback(batch, trajs, 1)
+            texts = self.task.sft_targets(batch)
+            ids = [np.asarray(self.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos], np.int32)
+                   for t in texts]
+            width = max(len(x) for x in ids)
+            tokens = np.stack([np.pad(x, (0, width - len(x)), constant_values=self.pad_id) for x in ids])
+            self.task.add_answers(trajs, tokens, np.asarray([len(x) for x in ids]), texts)
+        full, mask = trajectory_inputs(cfg, trajs, self.pad_id)
+        (width,) = D.agree_max(mask.shape[1])
+        pad = ((0, 0), (width - mask.shape[1], 0))
+        ids = np.pad(np.asarray(full.input_ids), pad, constant_values=self.pad_id)
+        return {"prompt": D.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id),
+                "completion_ids": D.global_rows(ids, self.mesh), "completion_mask": D.global_rows(np.pad(mask, pad),
+                                                                                                  self.mesh),
+                "texts": [t.answers[-1] for t in trajs]}
 
     # ---------------------------------------------------------------------------------------- update
     def update(self, ro: dict[str, Any]) -> dict[str, float]:

@@ -52,10 +52,15 @@ class Trajectory:
         self.answers.append(text)
 
 
-def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: int):
+def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: int, *, bucket: int = 64):
     """The trajectories as one left-padded batch of prepared sequences: ``(ModelInputs, answer_mask [R, T])``
     (the mask is 1 exactly on answer tokens). The prompt of the next turn when the last segment is feedback;
-    the update's input when the last segment is the final answer."""
+    the update's input when the last segment is the final answer.
+
+    The token length is padded up to a multiple of ``bucket`` and the feedback images' patches to a multiple of
+    ``4 * bucket`` (inert filler, :func:`~omnir1_jax.models.qwen2_5_omni.blocks.pad_block`), so trajectories of
+    slightly different lengths reuse one compiled program instead of compiling each step's shapes."""
+    from omnir1_jax.models.qwen2_5_omni import blocks as B
     from omnir1_jax.data.text import left_pad
     from omnir1_jax.models.qwen2_5_omni import prepare_inputs
 
@@ -75,7 +80,16 @@ def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: 
     if images:
         kw["pixel_values"] = np.concatenate([p for p, _ in images])
         kw["image_grid_thw"] = np.stack([np.asarray(g).reshape(3) for _, g in images])
-    return prepare_inputs(model_config, **kw), mask.astype(np.int32)
+    inputs = prepare_inputs(model_config, **kw)
+    sizes = B.block_sizes(inputs)
+    up = lambda v, m: -(-v // m) * m  # noqa: E731
+    sizes["length"] = up(sizes["length"], bucket)
+    unit = model_config.vision.spatial_merge_size ** 2
+    if sizes["image_patches"] != B.ABSENT:
+        sizes["image_patches"] = up(sizes["image_patches"], unit * bucket)
+    inputs = B.pad_block(model_config, inputs, sizes, block=0, num_blocks=1, pad_id=pad_id)
+    mask = np.pad(mask, ((0, 0), (sizes["length"] - mask.shape[1], 0)))
+    return inputs, mask.astype(np.int32)
 
 
 def draw_boxes(frame: np.ndarray, boxes: np.ndarray, colour=(255, 0, 0)) -> np.ndarray:

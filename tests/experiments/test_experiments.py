@@ -100,7 +100,8 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
                                           ("vos", "synthetic", os.path.basename(world["vos"]), 1)),
                                    **{f: getattr(SYNTHETIC, f) for f in ("synthetic_videos", "synthetic_size",
                                                                          "synthetic_colours", "synthetic_objects",
-                                                                         "synthetic_templates", "synthetic_shapes")},
+                                                                         "synthetic_templates", "synthetic_shapes",
+                                                                         "synthetic_ambiguous")},
                                    **small)
         run = {"epoch_unit": "expressions"}  # the tiny AVS world has fewer training videos than a batch
     elif d.task == "qa":
@@ -113,7 +114,8 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
         data = dataclasses.replace(d, dataset="synthetic", root=world["vos"], split="train", mixture=(),
                                    **{f: getattr(SYNTHETIC, f) for f in ("synthetic_videos", "synthetic_size",
                                                                          "synthetic_colours", "synthetic_objects",
-                                                                         "synthetic_templates", "synthetic_shapes")}, **small)
+                                                                         "synthetic_templates", "synthetic_shapes",
+                                                                         "synthetic_ambiguous")}, **small)
     return dataclasses.replace(
         cfg, model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
         data=data,

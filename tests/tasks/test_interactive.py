@@ -194,3 +194,30 @@ def test_system1_rationale_goes_to_system2_only_when_asked(world):
         assert got == ["the red", ""] or (got[0].startswith("the red") and len(got[0]) <= 12 and got[1] == "")
     finally:
         tr.close()
+
+
+def test_multi_turn_sft_targets_every_answer_after_real_feedback(world):
+    """The K-turn warm-up: each answer of a 2-turn conversation is a target of the NLL (the mask covers both
+    answers, nothing else), the second after System 2's feedback on the first; one NLL step on it lowers its loss."""
+    from omnir1_jax.learner import sft_stage
+    from tests.train._tiny import make_learner
+
+    base, bridge = world
+    cfg = _cfg(base, 2, out="sft2")
+    cfg = dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, steps=2, batch_size=2, lr=1e-2))
+    tr = make_learner(cfg, bridge, stage=sft_stage(cfg))
+    try:
+        batch = next(tr.data_iter)
+        ro = tr.supervised(batch)
+        ids, mask = np.asarray(ro["completion_ids"]), np.asarray(ro["completion_mask"])
+        eos = tr.task.eos_id
+        for r in range(ids.shape[0]):
+            runs = np.flatnonzero(np.diff(np.concatenate([[0], mask[r], [0]])))  # starts / ends of masked runs
+            assert len(runs) == 4  # exactly two answers
+            for a, b in zip(runs[::2], runs[1::2]):
+                assert ids[r, b - 1] == eos  # each target answer ends with its EOS
+        before = float(tr.update(ro)["loss"])  # the loss before this NLL step on the batch
+        after = float(tr.update(ro)["loss"])  # ... and before the next: after the first
+        assert math.isfinite(before) and after < before
+    finally:
+        tr.close()
