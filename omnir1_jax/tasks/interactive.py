@@ -52,14 +52,15 @@ class Trajectory:
         self.answers.append(text)
 
 
-def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: int, *, bucket: int = 64):
+def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: int, *, bucket: int = 256):
     """The trajectories as one left-padded batch of prepared sequences: ``(ModelInputs, answer_mask [R, T])``
     (the mask is 1 exactly on answer tokens). The prompt of the next turn when the last segment is feedback;
     the update's input when the last segment is the final answer.
 
-    The token length is padded up to a multiple of ``bucket`` and the feedback images' patches to a multiple of
-    ``4 * bucket`` (inert filler, :func:`~omnir1_jax.models.qwen2_5_omni.blocks.pad_block`), so trajectories of
-    slightly different lengths reuse one compiled program instead of compiling each step's shapes."""
+    The token length is padded up to a multiple of ``bucket`` and the feedback images' patches to the next power
+    of two (at least ``bucket``; inert filler, :func:`~omnir1_jax.models.qwen2_5_omni.blocks.pad_block`), so the
+    trajectories of different steps reuse a few compiled programs instead of compiling (and keeping) one per
+    step's shapes."""
     from omnir1_jax.models.qwen2_5_omni import blocks as B
     from omnir1_jax.data.text import left_pad
     from omnir1_jax.models.qwen2_5_omni import prepare_inputs
@@ -86,7 +87,7 @@ def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: 
     sizes["length"] = up(sizes["length"], bucket)
     unit = model_config.vision.spatial_merge_size ** 2
     if sizes["image_patches"] != B.ABSENT:
-        sizes["image_patches"] = up(sizes["image_patches"], unit * bucket)
+        sizes["image_patches"] = up(max(bucket, 1 << (sizes["image_patches"] - 1).bit_length()), unit)
     inputs = B.pad_block(model_config, inputs, sizes, block=0, num_blocks=1, pad_id=pad_id)
     mask = np.pad(mask, ((0, 0), (sizes["length"] - mask.shape[1], 0)))
     return inputs, mask.astype(np.int32)
