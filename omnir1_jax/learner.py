@@ -199,8 +199,9 @@ class Learner:
         D.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes
         self.share = (jax.process_index(), jax.process_count())
         self.pad_id = P.pad_id_of(self.tokenizer)
+        share = {"share": self.share} if self.share[1] > 1 else {}  # a one-process task may not take ``share``
         self.data_iter = task.batches(self.records, batch_size=stage.batch_size, seed=stage.seed, sft=not self.grpo,
-                                      share=self.share)
+                                      **share)
         self.key = jax.random.key(cfg.run.seed)
         self.step = 0
         self.evaluate_fn = evaluate
@@ -261,7 +262,7 @@ class Learner:
             return self.interactive_rollout(batch, key)
         g, n = self.cfg.grpo, self.cfg.grpo.group_size
         t0 = time.perf_counter()
-        local = self.task.model_inputs(self.policy.config, batch)
+        local = self._prompt_of(batch)
         prompt = D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id)
         comp = P.complete(self.model, self.tokenizer, prompt, max_new_tokens=g.max_new_tokens, greedy=False,
                           num_samples=n, key=key, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
@@ -273,6 +274,15 @@ class Learner:
         scored = self._gather_scored(self.task.score(batch, comp.texts[lo * n:hi * n], n))
         return self.assemble(local, comp.tokens, comp.lengths, comp.texts, scored, t_sample,
                              time.perf_counter() - t1)
+
+    def _prompt_of(self, batch: dict[str, Any]):
+        """The prepared prompt of this process's share (the task's ``model_inputs``; a duck-typed task without
+        it gives the pipelines' keywords under ``batch["model_inputs"]``)."""
+        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+
+        hook = getattr(self.task, "model_inputs", None)
+        return hook(self.policy.config, batch) if hook is not None else \
+            as_model_inputs(self.policy.config, batch["model_inputs"])
 
     def _gather_scored(self, mine: Scored) -> Scored:
         return Scored(D.gather_rows(mine.rewards, self.mesh),
@@ -291,7 +301,7 @@ class Learner:
         sample = dict(max_new_tokens=g.max_new_tokens, greedy=False, temperature=g.temperature, top_k=g.top_k,
                       top_p=g.top_p, eos_ids=self.eos_ids, suppress_ids=P.media_token_ids(self.tokenizer))
         t0 = time.perf_counter()
-        local = task.model_inputs(cfg, batch)
+        local = self._prompt_of(batch)
         key, sk = jax.random.split(key)
         comp = P.complete(self.model, self.tokenizer, D.global_inputs(cfg, local, self.mesh, pad_id=self.pad_id),
                           num_samples=n, key=sk, **sample)
@@ -365,7 +375,7 @@ class Learner:
         ids, mask = P.tokenize_targets(self.tokenizer, texts, P.target_eos_id(self.tokenizer), self.pad_id)
         (width,) = D.agree_max(ids.shape[1])
         ids, mask = P.pad_targets(ids, mask, width, self.pad_id)
-        local = self.task.model_inputs(self.policy.config, batch)
+        local = self._prompt_of(batch)
         return {"prompt": D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
                 "completion_ids": D.global_rows(ids, self.mesh), "completion_mask": D.global_rows(mask, self.mesh),
                 "texts": texts}
