@@ -28,17 +28,16 @@ prompt 'Answer this question based on the video and text information in A/B/C/D.
 the letter only). Frames: 24 sampled uniformly with the clip's own audio track (the paper's count is not stated).
 """
 
-from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, RunSpec
+import dataclasses
+import os
+
+from omnir1_jax.config import load_config
 
 
-def get_config() -> ExperimentConfig:
-    return ExperimentConfig(
-        name="qa_crossomni_table10_grpo_3b",
-        model=ModelSpec(checkpoint="runs/crossomni_grpo_3b/hf", preset="qwen2_5_omni_3b", dtype="bfloat16"),
-        mesh=MeshSpec(data=-1, fsdp=1),
-        data=DataSpec(dataset="benchmarks", benchmarks=("dailyomni", "worldsense", "avut"), root="data/benchmarks",
-                      task="qa", split="test", batch_size=4, min_frames=1, max_frames=24,
-                      s1_max_pixels=128 * 28 * 28, s1_min_pixels=16 * 28 * 28, qa_prompt="default"),
-        grpo=GRPOSpec(max_new_tokens=768),
-        run=RunSpec(out_dir="runs/qa_crossomni_table10_grpo_3b"),
-    )
+def get_config():
+    # everything else as qa_crossomni_table10_base_3b.py
+    base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "qa_crossomni_table10_base_3b.py"))
+    return dataclasses.replace(base, name="qa_crossomni_table10_grpo_3b",
+                               model=dataclasses.replace(base.model, checkpoint='runs/crossomni_grpo_3b/hf'),
+                               grpo=dataclasses.replace(base.grpo, max_new_tokens=768),
+                               run=dataclasses.replace(base.run, out_dir='runs/qa_crossomni_table10_grpo_3b'))

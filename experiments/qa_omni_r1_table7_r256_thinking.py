@@ -31,17 +31,16 @@ format) and System 1 sees ``data.max_frames`` = 24 frames sampled uniformly (its
 clip's own audio track. VideoMME without subtitles. "MVBench Avg" is the mean of the 20 task accuracies.
 """
 
-from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, RunSpec
+import dataclasses
+import os
+
+from omnir1_jax.config import load_config
 
 
-def get_config() -> ExperimentConfig:
-    return ExperimentConfig(
-        name="qa_omni_r1_table7_r256_thinking",
-        model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16"),
-        mesh=MeshSpec(data=-1, fsdp=1),
-        data=DataSpec(dataset="benchmarks", benchmarks=("videomme", "mvbench"), root="data/benchmarks", task="qa",
-                      split="test", batch_size=4, min_frames=1, max_frames=24, s1_max_pixels=256 * 28 * 28,
-                      s1_min_pixels=16 * 28 * 28, qa_prompt="plain", thinking=True),
-        grpo=GRPOSpec(max_new_tokens=512),
-        run=RunSpec(out_dir="runs/qa_omni_r1_table7_r256_thinking"),
-    )
+def get_config():
+    # everything else as qa_omni_r1_table7_r128.py
+    base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "qa_omni_r1_table7_r128.py"))
+    return dataclasses.replace(base, name="qa_omni_r1_table7_r256_thinking",
+                               data=dataclasses.replace(base.data, s1_max_pixels=200704, thinking=True),
+                               grpo=dataclasses.replace(base.grpo, max_new_tokens=512),
+                               run=dataclasses.replace(base.run, out_dir='runs/qa_omni_r1_table7_r256_thinking'))

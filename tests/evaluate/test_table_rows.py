@@ -10,8 +10,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["model.checkpoint=None", "model.preset='tiny'", "model.dtype='float32'", "model.remat=False",
-        "model.overrides=(('hidden_size', 32), ('num_layers', 1))", "grpo.max_new_tokens=4", "data.max_frames=2",
-        "data.min_frames=2", "data.s1_min_pixels=3136", "data.s1_max_pixels=3136", "data.batch_size=2",
+        "model.overrides=(('hidden_size', 32), ('num_layers', 1))", "grpo.max_new_tokens=4", "data.min_frames=2",
+        "data.max_frames=2", "data.s1_min_pixels=3136", "data.s1_max_pixels=3136", "data.batch_size=2",
         "data.workers=0", "bridge.grounder='synthetic'", "bridge.segmenter='synthetic'", "bridge.workers=1"]
 
 
@@ -41,7 +41,9 @@ def test_table6_rows_evaluate_on_avhbench_judge(row, tmp_path):
     with open(os.path.join(out, "summary.json")) as f:
         s = json.load(f)
     rows = [json.loads(x) for x in open(os.path.join(out, "results.jsonl"))]
-    judge = sum(1 for entries in QUESTIONS.values() for e in entries if e["task"] != "caption")
+    from omnir1_jax.data.avhbench import JUDGE_TASKS
+
+    judge = sum(1 for entries in QUESTIONS.values() for e in entries if e["task"] in JUDGE_TASKS)
     assert s["done"] == s["total"] == len(rows) == judge
     acc = np.mean([r["predicted"] == r["gold"] for r in rows])
     assert s["table"]["overall"]["accuracy"] == pytest.approx(acc)
