@@ -8,7 +8,7 @@ A keyframe's description selects the colours it names; every 8-connected region 
 ``max_distance`` (Euclidean, RGB) of a selected colour with at least ``min_area`` pixels is one box. Run it::
 
     python -m sam2_bridge.serve --address ipc://bridge.sock --segmenter synthetic \\
-        --grounder-plugin sam2_bridge/example_grounder.py --grounder colour_table:/path/to/dir
+        --grounder-plugin sam2_bridge/example_grounder.py --grounder colour_table:checkpoints/colour_table
 
 (``--grounder-plugin sam2_bridge.example_grounder`` works too: a module name or a ``.py`` file). A real model
 follows the same shape: the factory loads the weights from ``path`` once per worker, ``ground`` runs them on a

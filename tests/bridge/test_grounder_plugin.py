@@ -149,7 +149,7 @@ def test_registry_and_output_checks():
     with pytest.raises(ValueError, match="already registered"):
         G.register_grounder("qwen2_5_vl", lambda path, **kw: None)
     with pytest.raises(ValueError, match="qwen2_5_omni"):  # the message lists the known kinds
-        G.build_grounder("nosuch:/x")
+        G.build_grounder("nosuch:unused_dir")
     # the worked example imported by name and again from its file registers the same factory twice: no error
     G.load_plugin("sam2_bridge.example_grounder")
     G.load_plugin(os.path.join(REPO, "sam2_bridge", "example_grounder.py"))
@@ -166,9 +166,9 @@ def test_registry_and_output_checks():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--grounder", "nosuch:/x"], "nosuch:/x"),
-    (["--grounder", "colour_table:/x", "--grounder-plugin", "/no/such/plugin.py"], "no such file"),
-    (["--grounder", "colour_table:/x", "--grounder-plugin", "no_such_module_xyz"], "cannot import"),
+    (["--grounder", "nosuch:unused_dir"], "nosuch:unused_dir"),
+    (["--grounder", "colour_table:unused_dir", "--grounder-plugin", "no_such_dir/plugin.py"], "no such file"),
+    (["--grounder", "colour_table:unused_dir", "--grounder-plugin", "no_such_module_xyz"], "cannot import"),
 ])
 def test_serve_refuses_unknown_kinds_and_plugins_at_once(tmp_path, args, needle):
     proc = subprocess.run([sys.executable, "-m", "sam2_bridge.serve", "--address", f"ipc://{tmp_path}/s.sock",
