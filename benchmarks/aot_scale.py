@@ -12,7 +12,8 @@ are lowered and compiled by the real TPU compiler (libtpu):
 - ``update``: one GRPO step as the trainer runs it: the frozen reference's log-probs (no gradient), the policy's
   log-probs with gradient through the group scorer (each prompt, video patches through the vision encoder and
   audio through the audio encoder, runs once per group), the loss, AdamW (``rl.update.make_optimizer``), with
-  ``--micro-batches`` gradient accumulation (``LossSpec.micro_batches``);
+  the config's ``grpo.micro_batches`` gradient accumulation (``--micro-batches`` overrides it; 0 = rows / chips:
+  1 slice on a v5p-64, 8 on a v5p-8 for 64 rows);
 - ``decode``: ``generate``'s program for the group: prefill of the B prompts, KV cache repeated to the
   B x group rows, the sampling ``while_loop`` over ``max_new_tokens``;
 - ``decode_step``: one decode step over the full cache (its cost is the decode loop's per-token cost).
@@ -227,7 +228,7 @@ def abstract_inputs(mesh, sharding, prompt):
     return prompt.replace(**fields)
 
 
-def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_batches: int,
+def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_batches: int | None,
              layers: int | None = None, vision_depth: int | None = None) -> dict:
     """Lower and compile one program; return its row (``fits`` False with the compiler's message on failure)."""
     import jax
@@ -241,7 +242,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     from omnir1_jax.models.qwen2_5_omni.sampling import _cache_specs, _generate
     from omnir1_jax.models.qwen2_5_omni.scoring import group_completion_logprobs
     from omnir1_jax.models.qwen2_5_omni.sharding import fit_spec
-    from omnir1_jax.rl.update import LossSpec, _grpo_grads, make_optimizer
+    from omnir1_jax.rl.update import LossSpec, _grpo_grads, make_optimizer, resolve_micro_batches
 
     presets = {"tiny": tiny, "qwen2_5_omni_3b": qwen2_5_omni_3b, "qwen2_5_omni_7b": qwen2_5_omni_7b}
     mcfg = presets[exp.model.preset](**dict(exp.model.overrides))
@@ -255,7 +256,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     mesh = mesh_for(topology, exp)
     chip = CHIPS[topology.split(":")[0]]
     n_chips = mesh.devices.size
-    sharding = fsdp_tp()
+    sharding = fsdp_tp(("fsdp",) if exp.mesh.decode_gather else ())
     if levers["act_sharding"] == "off":
         sharding = dataclasses.replace(sharding, act_btd=None)
     g = exp.grpo
@@ -279,9 +280,13 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     remat = {"none": False, "full": bool(exp.model.remat) or True, "dots": "dots"}[levers["remat"]]
     scorer = functools.partial(group_completion_logprobs, group_size=s.group, remat=remat,
                                temperature=g.temperature, fuse_head=levers["logits"] == "chunked")
+    # None: the config's grpo.micro_batches, resolved for this slice (0 = rows / chips, see resolve_micro_batches)
+    micro_batches = resolve_micro_batches(g.micro_batches if micro_batches is None else micro_batches, s.rows,
+                                          n_chips)
     spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl, agg=g.agg,
                     micro_batches=micro_batches)
-    row = dict(topology=topology, chips=n_chips, mesh=dict(mesh.shape), program=program, rows=s.rows,
+    row = dict(topology=topology, chips=n_chips, mesh=dict(mesh.shape), decode_gather=bool(sharding.decode_gather),
+               program=program, rows=s.rows,
                prompt_len=s.prompt_len, completion_len=s.completion_len, frames=s.frames,
                audio_frames=s.audio_frames, micro_batches=micro_batches if program == "update" else None,
                levers=dict(levers), model=exp.model.preset, dtype=exp.model.dtype,
@@ -320,6 +325,11 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
             spec = P() if sh is None else fit_spec(sh.spec, shape, dict(mesh.shape))
             return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, spec))
 
+        if sharding.decode_gather:  # the step reads the decoder weights gathered once before the loop
+            dec = param_shardings(pstate, mesh, sharding.decode_layout())
+            p_abs = _abstract(pstate, jax.tree_util.tree_map_with_path(
+                lambda path, a, b: b if path[0].key in ("language_model", "lm_head") else a, p_sh, dec,
+                is_leaf=lambda x: isinstance(x, nnx.Variable)))
         caches = [(cache_arg((s.rows, t.num_key_value_heads, t.head_dim, s_len), k_spec),
                    cache_arg((s.rows, t.num_key_value_heads, s_len, t.head_dim), v_spec))
                   for _ in range(t.num_hidden_layers)]
@@ -333,7 +343,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         if dict(mesh.shape)["tensor"] == 1:
             fused = jax.eval_shape(lambda st: nnx.merge(pg, st).language_model.fused_weights(), p_abs)
             fused = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=NamedSharding(
-                mesh, fit_spec(P("fsdp"), a.shape, dict(mesh.shape)))), fused)
+                mesh, fit_spec(P(None if sharding.decode_gather else "fsdp"), a.shape, dict(mesh.shape)))), fused)
 
         def fn(pstate, fused, caches, tok, pos, valid):
             model = nnx.merge(pg, pstate)
@@ -423,7 +433,8 @@ def main(argv=None):
     ap.add_argument("--completion-len", type=int, default=None, help="default grpo.max_new_tokens")
     ap.add_argument("--frames", type=int, default=None, help="video frames per prompt (default data.max_frames)")
     ap.add_argument("--audio-seconds", type=float, default=None)
-    ap.add_argument("--micro-batches", type=int, default=1)
+    ap.add_argument("--micro-batches", type=int, default=None,
+                    help="gradient accumulation slices (default: the config's grpo.micro_batches; 0 = rows / chips)")
     ap.add_argument("--attention", choices=("dense", "chunked", "dot_product"), default="chunked")
     ap.add_argument("--remat", choices=("none", "full", "dots"), default="full")
     ap.add_argument("--logits", choices=("full", "chunked"), default="chunked")

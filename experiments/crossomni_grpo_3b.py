@@ -28,7 +28,7 @@ def get_config() -> ExperimentConfig:
         name="crossomni_grpo_3b",
         model=ModelSpec(checkpoint="runs/crossomni_sft_3b/hf", preset="qwen2_5_omni_3b", dtype="bfloat16",
                         remat=True),
-        mesh=MeshSpec(data=-1, fsdp=4),
+        mesh=MeshSpec(data=-1, fsdp=4, decode_gather=True),
         data=DataSpec(dataset="crossomni", root="data/crossomni", split="train", task="qa", batch_size=16,
                       min_frames=24, max_frames=24, balanced_subset=982, balanced_subset_seed=0),
         grpo=GRPOSpec(group_size=4, beta=0.04, temperature=1.0, max_new_tokens=768),

@@ -33,7 +33,7 @@ def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="omni_r1_7b_refaid",
         model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat=True),
-        mesh=MeshSpec(data=-1, fsdp=8),
+        mesh=MeshSpec(data=-1, fsdp=8, decode_gather=True),
         data=DataSpec(dataset="refavs", root="data/refavs", split="train", task="refaid", batch_size=8,
                       min_frames=10, max_frames=10, workers=4),
         # System 2 = the policy: frozen pretrained while training, the trained export in evaluation

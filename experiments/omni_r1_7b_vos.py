@@ -43,7 +43,7 @@ def get_config() -> ExperimentConfig:
         name="omni_r1_7b_vos",
         model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16",
                         remat=True),
-        mesh=MeshSpec(data=-1, fsdp=8, tensor=1),
+        mesh=MeshSpec(data=-1, fsdp=8, tensor=1, decode_gather=True),
         data=DataSpec(dataset="mixture", root="data", mixture=(("revos", "revos"), ("mevis", "mevis")),
                       mixture_videos=2600, mixture_seed=0, split="train", task="vos", batch_size=8, min_frames=8,
                       max_frames=24, s1_max_pixels=128 * 28 * 28, s1_min_pixels=16 * 28 * 28, workers=4),
@@ -51,7 +51,7 @@ def get_config() -> ExperimentConfig:
         bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:@policy", segmenter="sam2",
                           sam2_config="configs/sam2.1/sam2.1_hiera_l.yaml",
                           sam2_checkpoint="checkpoints/sam2.1_hiera_large.pt", workers=8, timeout_s=900.0),
-        grpo=GRPOSpec(group_size=8, mu=1, beta=0.04, temperature=1.0, max_new_tokens=512,
+        grpo=GRPOSpec(group_size=8, mu=1, beta=0.04, temperature=1.0, max_new_tokens=512, micro_batches=0,
                       rewards=RewardWeights(alpha_k=1.0, alpha_a=0.0, alpha_g=1.0)),
         optim=OptimSpec(lr=1e-6, weight_decay=0.01),
         # steps = 0: derived from the data (runtime.setup.resolve_steps): one epoch over the 2,600 videos, one

@@ -42,7 +42,7 @@ def get_config() -> ExperimentConfig:
         name="refcoco_system2_7b",
         model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16",
                         remat=True),
-        mesh=MeshSpec(data=-1, fsdp=8),
+        mesh=MeshSpec(data=-1, fsdp=8, decode_gather=True),
         data=DataSpec(dataset="refcocog", root="data/refcoco", split="train", task="grounding", batch_size=8,
                       min_frames=1, max_frames=1, s1_max_pixels=900 * 28 * 28, s1_min_pixels=4 * 28 * 28, workers=4),
         grpo=GRPOSpec(group_size=8, beta=0.04, max_new_tokens=512),

@@ -80,16 +80,25 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class MeshSpec:
-    """Device mesh axes (SPEC section 7). ``data = -1`` takes every device not used by fsdp x tensor."""
+    """Device mesh axes (SPEC section 7). ``data = -1`` takes every device not used by fsdp x tensor.
+
+    ``decode_gather``: sampling all-gathers the text decoder's weights over ``fsdp`` once per rollout, before
+    its token loop, instead of at every token (costs the decoder's bytes / ``tensor`` of HBM per chip while
+    decoding; on the 7B update's v5p meshes it lifts a decode step from 46 % to the HBM roofline's ~65 %,
+    BENCHMARKS.md issue 13).
+    """
 
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+    decode_gather: bool = False
 
     def __post_init__(self):
         _int("mesh", self, "fsdp", 1)
         _int("mesh", self, "tensor", 1)
         _int("mesh", self, "data", -1)
+        if not isinstance(self.decode_gather, bool):
+            raise ConfigError(f"mesh.decode_gather must be true or false, got {self.decode_gather!r}")
         if self.data == 0:
             raise ConfigError("mesh.data must be -1 (every remaining device) or >= 1, got 0")
 
@@ -373,8 +382,13 @@ class GRPOSpec:
     # fed back between them; ``turn_cost`` is subtracted from the reward once per revised answer.
     max_turns: int = 1
     turn_cost: float = 0.0
+    # Gradient accumulation of the GRPO update: the batch's rows (batch_size x group_size) in this many equal
+    # slices, one at a time (the same gradient, less activation memory). 0 = one slice per row that each device
+    # would otherwise hold beyond the first: rows / devices slices (64 rows: 1 on a v5p-64 slice, 8 on a v5p-8).
+    micro_batches: int = 1
 
     def __post_init__(self):
+        _int("grpo", self, "micro_batches", 0)
         _int("grpo", self, "max_turns", 1)
         _real("grpo", self, "turn_cost", 0.0)
         if self.num_keyframes is not None and (not isinstance(self.num_keyframes, int) or self.num_keyframes < 1):

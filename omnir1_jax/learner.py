@@ -35,7 +35,7 @@ from omnir1_jax import policy as P
 from omnir1_jax.config import ConfigError, ExperimentConfig, to_dict
 from omnir1_jax.rl import group_advantages, zero_variance_fraction
 from omnir1_jax.rl import rollout as R
-from omnir1_jax.rl.update import LossSpec, grpo_step, make_optimizer, nll_step, score
+from omnir1_jax.rl.update import LossSpec, grpo_step, make_optimizer, nll_step, resolve_micro_batches, score
 from omnir1_jax.runtime import distributed as D
 from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
 from omnir1_jax.runtime.metrics import MetricsWriter, format_metrics
@@ -162,7 +162,8 @@ class Learner:
         # One mesh over every device of every process; parameters, reference and optimiser state are global
         # arrays on it, and every step is one jit program over it (runtime/distributed.py).
         self.mesh = D.global_mesh(cfg.mesh)
-        policy = policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, mesh=self.mesh)
+        policy = policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, mesh=self.mesh,
+                                                                        decode_gather=cfg.mesh.decode_gather)
         self.multi_process = jax.process_count() > 1
         if self.mesh is not None and not P.is_placed(policy, self.mesh):
             policy = P.place_policy(policy, self.mesh)
@@ -181,8 +182,16 @@ class Learner:
         if stage.loss not in ("grpo", "nll"):
             raise ValueError(f"stage.loss must be grpo or nll, got {stage.loss!r}")
         self.reference = P.frozen_copy(self.model) if self.grpo and g.beta > 0 else None
+        micro = 1
+        if self.grpo:  # gradient accumulation over the batch's rows (grpo.micro_batches; 0 = per device count)
+            rows = cfg.data.batch_size * g.group_size
+            try:
+                micro = resolve_micro_batches(g.micro_batches, rows, 1 if self.mesh is None else self.mesh.size)
+            except ValueError as e:
+                raise ConfigError(f"grpo.micro_batches={g.micro_batches}: {e} (data.batch_size x "
+                                  f"grpo.group_size)") from None
         self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
-                                  agg=g.agg)
+                                  agg=g.agg, micro_batches=micro)
         tx = _cached_optimizer(stage.lr, stage.weight_decay, stage.b1, stage.b2, stage.eps, stage.warmup_steps,
                                stage.grad_clip)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)

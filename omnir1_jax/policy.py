@@ -84,18 +84,19 @@ def build_model_config(spec: ModelSpec):
     return presets[spec.preset](**kwargs)
 
 
-def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None):
+def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None, decode_gather: bool = False):
     """The System-1 policy: loaded from ``spec.checkpoint`` or randomly initialised from ``spec.preset``.
 
     With ``mesh`` (a mesh over every device of every process) the parameters are created, or loaded, directly in
     their sharding (``sharding``'s rules on each weight's logical axes, default
     :func:`~omnir1_jax.models.qwen2_5_omni.fsdp_tp`): global arrays, no device ever holding a full copy; the
-    model carries its activation and KV-cache constraints from construction."""
+    model carries its activation and KV-cache constraints from construction (``decode_gather``: the default
+    sharding's ``decode_gather=("fsdp",)``, ``mesh.decode_gather`` in the config)."""
     from omnir1_jax.models import qwen2_5_omni as q
 
     dtype = DTYPES[spec.dtype]
     if mesh is not None and sharding is None:
-        sharding = q.fsdp_tp()
+        sharding = q.fsdp_tp(("fsdp",) if decode_gather else ())
     if spec.checkpoint:
         return q.from_hf(spec.checkpoint, dtype=dtype, mesh=mesh, sharding=sharding)
     return q.init_model(build_model_config(spec), seed=seed, dtype=dtype, mesh=mesh, sharding=sharding)

@@ -72,7 +72,8 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     from omnir1_jax.runtime.distributed import global_mesh
 
     # built directly in its sharding on the run's mesh (global arrays over every process's devices)
-    policy = P.build_policy(cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh))
+    policy = P.build_policy(cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh),
+                             decode_gather=cfg.mesh.decode_gather)
     qa = cfg.data.task == "qa"
     no_bridge = qa or cfg.data.task == "grounding"  # the grounding task's policy grounds by itself
     if qa:

@@ -34,6 +34,22 @@ class LossSpec:
     micro_batches: int = 1  # gradient accumulation: rows split into this many equal slices, one at a time
 
 
+def resolve_micro_batches(requested: int, rows: int, devices: int) -> int:
+    """The number of micro-batches of an update over ``rows`` rows on ``devices`` devices.
+
+    ``requested`` >= 1 is taken as it is (it must divide ``rows``); 0 picks the fewest slices that leave each
+    device at most one row per slice: the smallest divisor n of ``rows`` with ``rows / n <= devices`` (64 rows:
+    1 on 64 devices, 8 on 8, 4 on 16; 24 rows on 16 devices: 2).
+    """
+    if requested < 0 or rows < 1 or devices < 1:
+        raise ValueError(f"micro_batches={requested}, rows={rows}, devices={devices}: need >= 0, >= 1, >= 1")
+    if requested:
+        if rows % requested:
+            raise ValueError(f"micro_batches={requested} must divide the batch of {rows} rows")
+        return requested
+    return next(n for n in range(1, rows + 1) if rows % n == 0 and rows // n <= devices)
+
+
 def make_optimizer(
     lr: float, *, weight_decay: float = 0.01, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     warmup_steps: int = 0, grad_clip: float = 0.0,

@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+from flax import nnx
 
 from omnir1_jax.models.qwen2_5_omni import (
     fsdp_tp, from_hf, generate, init_model, make_mesh, prepare_inputs, repeat_prompt, sequence_logprobs, tiny,
@@ -46,12 +47,27 @@ def main(path):
         tokens = np.asarray(out.tokens)
         prompt = repeat_prompt(prepare_inputs(cfg, **group), 4)
         lp = np.asarray(sequence_logprobs(model, {"prompt": prompt, "completion_ids": tokens}))
+        # decode_gather: the decoder's weights gathered over fsdp once, before the token loop; same samples
+        gathered = from_hf(path, mesh=mesh, sharding=fsdp_tp(("fsdp",)))
+        out_g = generate(gathered, group, max_new_tokens=8, num_samples=4, key=jax.random.key(0), temperature=1.0)
+        graph, state = nnx.split(gathered)
+        dec = jax.jit(lambda st: nnx.state(nnx.merge(graph, st).decode_weights(), nnx.Param))(state)
+        dec_specs = {name: tuple(getattr(dec, "language_model" if name == "q" else "visual")
+                                 .__getitem__("layers" if name == "q" else "blocks")[0]
+                                 ["self_attn" if name == "q" else "attn"]["q_proj" if name == "q" else "q"]
+                                 ["kernel"].get_value().sharding.spec) for name in ("q", "vision_q")}
+        dec_equal = bool(np.array_equal(np.asarray(dec["language_model"]["layers"][0]["self_attn"]["q_proj"]
+                                                   ["kernel"].get_value()), np.asarray(q)))
     valid = inputs["attention_mask"].astype(bool)
     print(json.dumps({
         "q_shard_shape": list(q.addressable_shards[0].data.shape), "q_shape": list(q.shape),
         "logit_diff": float(np.abs(logits - ref)[valid].max()),
         "distinct_samples": len({tuple(r) for r in tokens}),
         "logprob_diff": float(np.abs(lp - np.asarray(out.logprobs)).max()),
+        "gather_same_tokens": bool(np.array_equal(np.asarray(out_g.tokens), tokens)),
+        "gather_logprob_diff": float(np.abs(np.asarray(out_g.logprobs) - np.asarray(out.logprobs)).max()),
+        "decode_specs": {k: [list(a) if isinstance(a, tuple) else a for a in v] for k, v in dec_specs.items()},
+        "decode_values_equal": dec_equal,
     }))
 
 

@@ -71,15 +71,17 @@ def test_banded_segment_attention_equals_dense_on_vision_segments():
         def dense(q, k, v):
             return jnp.sum(masked_attention(q, k, v, (seg[:, None] == seg[None, :])[None], scale=0.35) * w)
 
-        def banded(q, k, v):
-            return jnp.sum(segment_attention(q, k, v, seg, scale=0.35, max_segment=longest, chunk=16) * w)
-
-        assert p > 16 + 2 * longest  # the banded path is the one taken
         ref, ref_g = jax.value_and_grad(dense, argnums=(0, 1, 2))(q, k, v)
-        got, got_g = jax.value_and_grad(banded, argnums=(0, 1, 2))(q, k, v)
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
-        for a, b in zip(got_g, ref_g):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        # chunks shorter than, equal to and longer than the longest segment (bands over 1 to 6 neighbour chunks)
+        for chunk in (16, 32):
+            def banded(q, k, v):
+                return jnp.sum(segment_attention(q, k, v, seg, scale=0.35, max_segment=longest, chunk=chunk) * w)
+
+            assert p > chunk + 2 * longest  # the banded path is the one taken
+            got, got_g = jax.value_and_grad(banded, argnums=(0, 1, 2))(q, k, v)
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+            for a, b in zip(got_g, ref_g):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_head_token_logprobs_equal_full_logits():
@@ -116,3 +118,16 @@ def test_remat_policies_give_the_same_gradient():
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="remat must be"):
         grads("sometimes")
+
+
+def test_decode_layout_drops_the_gathered_axes():
+    from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig, fsdp_tp
+
+    assert fsdp_tp().decode_layout() is None  # no gather: weights stay as they are while decoding
+    dec = fsdp_tp(("fsdp",)).decode_layout()
+    # by hand from fsdp_tp's table: "embed" loses fsdp, ("data", "fsdp") keeps data, tensor rules stay
+    assert dict(dec.rules) == {"vocab": "tensor", "embed": None, "heads": "tensor", "mlp": "tensor",
+                               "batch": ("data",), "length": ("data",), "cache_heads": "tensor"}
+    assert dec.decode_gather == () and dec.act_btd == fsdp_tp().act_btd
+    with pytest.raises(ValueError, match="decode_gather.*'fsdpp'"):
+        ShardingConfig(decode_gather=("fsdpp",))

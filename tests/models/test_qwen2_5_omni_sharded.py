@@ -22,3 +22,8 @@ def test_sharded_logits_and_group_sampling(tmp_path):
     assert res["logit_diff"] <= 1e-5
     assert res["distinct_samples"] == 4
     assert res["logprob_diff"] <= 1e-4
+    # decode_gather: inside generate the decoder's q_proj kernel is split over tensor only (gathered over fsdp),
+    # the vision encoder's keeps its fsdp rows; the values and the sampled group are unchanged
+    assert res["decode_specs"] == {"q": [None, "tensor"], "vision_q": ["fsdp", "tensor"]}
+    assert res["decode_values_equal"]
+    assert res["gather_same_tokens"] and res["gather_logprob_diff"] <= 1e-5

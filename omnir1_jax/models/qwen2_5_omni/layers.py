@@ -112,7 +112,7 @@ def segment_attention(
     *,
     scale: float,
     max_segment: int = 0,
-    chunk: int = 512,
+    chunk: int | None = None,
 ) -> Float[Array, "1 P N H"]:
     """Attention within segments of a sequence whose segment ids are non-decreasing (contiguous segments).
 
@@ -122,19 +122,41 @@ def segment_attention(
     of [N, P, P] (about 150 GB float32 for 24 frames x 8 prompts of video patches). The chunks are independent
     (a batch axis), so they split over devices when the patches are sharded. Otherwise, or with
     ``max_segment=0`` (unknown), the dense masked path. Same result either way.
+
+    ``chunk`` defaults to ``max_segment`` rounded up to a multiple of 128, within [128, 512] (windows of 64
+    patches: 128 queries against 256 keys; frame groups of 512: 512 against 1,536). Each band is cut from the
+    chunked keys by whole-chunk shifts and one static slice, never a gather: on a device mesh a shift is a
+    neighbour exchange, and its gradient a pad (a gather's would be a scatter-add over all the patches).
     """
     p = q.shape[1]
-    if not max_segment or p <= chunk + 2 * max_segment:
-        return masked_attention(q, k, v, (segment[:, None] == segment[None, :])[None], scale=scale)
     L = max_segment
+    if chunk is None:
+        chunk = min(512, max(128, -(-L // 128) * 128))
+    if not L or p <= chunk + 2 * L:
+        return masked_attention(q, k, v, (segment[:, None] == segment[None, :])[None], scale=scale)
     m = -(-p // chunk)
     pad = m * chunk - p
+    n = -(-L // chunk)  # neighbouring chunks a band reaches into on each side
     qc = jnp.pad(q[0], ((0, pad), (0, 0), (0, 0))).reshape((m, chunk) + q.shape[2:])
     sq = jnp.pad(segment, (0, pad), constant_values=-1).reshape(m, chunk)  # padding matches no key (sliced away)
-    # Band of chunk i: keys [i * chunk - L, (i + 1) * chunk + L) of the unpadded sequence.
-    band = jnp.arange(m)[:, None] * chunk + jnp.arange(chunk + 2 * L)[None, :]
-    kb, vb = (jnp.pad(a[0], ((L, L + pad), (0, 0), (0, 0)))[band] for a in (k, v))
-    sk = jnp.pad(segment, (L, L + pad), constant_values=-2)[band]
+
+    def bands(x, fill):
+        # Band of chunk i: keys [i * chunk - L, (i + 1) * chunk + L) of the unpadded sequence (out of range: fill):
+        # the last r rows of chunk i - n, whole chunks i - n + 1 .. i + n - 1, the first r rows of chunk i + n.
+        xc = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1), constant_values=fill)
+        xc = xc.reshape((m, chunk) + x.shape[1:])
+        r = L - (n - 1) * chunk
+
+        def shift(y, j):  # out[i] = y[i - j], fill where i - j is out of range
+            edge = jnp.full((abs(j),) + y.shape[1:], fill, y.dtype)
+            return jnp.concatenate([edge, y[:m - j]] if j > 0 else [y[-j:], edge], axis=0)
+
+        parts = ([shift(xc[:, chunk - r:], n)] + [shift(xc, j) for j in range(n - 1, 0, -1)] + [xc]
+                 + [shift(xc, -j) for j in range(1, n)] + [shift(xc[:, :r], -n)])
+        return jnp.concatenate(parts, axis=1)  # [m, chunk + 2 L, ...]
+
+    kb, vb = bands(k[0], 0), bands(v[0], 0)
+    sk = bands(segment, -2)
     o = masked_attention(qc, kb, vb, sq[:, :, None] == sk[:, None, :], scale=scale)  # chunks as the batch axis
     return o.reshape((1, m * chunk) + q.shape[2:])[:, :p]
 

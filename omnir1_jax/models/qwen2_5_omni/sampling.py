@@ -103,6 +103,7 @@ def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_to
     s_len = p + g
     tcfg = model.config.text
     kv_dtype = model.language_model.embed_tokens.weight[...].dtype
+    model = model.decode_weights()  # weights gathered once here, not in every step (ShardingConfig.decode_gather)
     fused = model.language_model.fused_weights()  # concatenated once, outside the decode loop
     # Prefill once per prompt.
     x = model.embed(inputs)

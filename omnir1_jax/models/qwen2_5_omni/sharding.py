@@ -65,12 +65,17 @@ class ShardingConfig:
         and last names.
       kv_cache_bskh: logical names of the KV cache in [B, S, K, H] order (None: no constraint).
       batch_bt: logical names of token-level inputs [B, T].
+      decode_gather: mesh axes over which ``generate`` all-gathers the text decoder's and lm_head's weights once,
+        before its token loop (e.g. ``("fsdp",)``): each step then reads local weights instead of gathering
+        them again (per chip: the decoder's bytes / the tensor axis, ~15 GB for 7B on a tensor-1 mesh). Empty:
+        the weights stay sharded while decoding.
     """
 
     rules: tuple = ()
     act_btd: Optional[tuple] = None
     kv_cache_bskh: Optional[tuple] = None
     batch_bt: tuple = ()
+    decode_gather: tuple = ()
 
     def __post_init__(self):
         seen = set()
@@ -84,6 +89,7 @@ class ShardingConfig:
                 raise ValueError(f"ShardingConfig.rules: logical axis {name!r} has two rules")
             seen.add(name)
             _check_mesh_axes(f"ShardingConfig.rules[{name!r}]", ax)
+        _check_mesh_axes("ShardingConfig.decode_gather", tuple(self.decode_gather))
         for field in ("act_btd", "kv_cache_bskh", "batch_bt"):
             for name in (getattr(self, field) or ()):
                 if name is not None and name not in LOGICAL_AXES:
@@ -122,19 +128,35 @@ class ShardingConfig:
     def kv_spec(self) -> Optional[P]:
         return None if self.kv_cache_bskh is None else self.logical_to_spec(self.kv_cache_bskh)
 
+    def decode_layout(self) -> Optional["ShardingConfig"]:
+        """These rules with the ``decode_gather`` axes removed (the weights' layout while decoding); None
+        without ``decode_gather``."""
+        if not self.decode_gather:
+            return None
+        drop = set(self.decode_gather)
+
+        def keep(ax):
+            if isinstance(ax, tuple):
+                ax = tuple(a for a in ax if a not in drop)
+                return ax or None
+            return None if ax in drop else ax
+
+        return dataclasses.replace(self, rules=tuple((n, keep(ax)) for n, ax in self.rules), decode_gather=())
+
 
 def no_sharding() -> ShardingConfig:
     """Everything replicated, no activation constraints; the default (single device, tests)."""
     return ShardingConfig()
 
 
-def fsdp_tp() -> ShardingConfig:
-    """Weights: model width over ``fsdp``, heads / MLP / vocabulary over ``tensor``; batch over ``data`` x ``fsdp``."""
+def fsdp_tp(decode_gather: tuple = ()) -> ShardingConfig:
+    """Weights: model width over ``fsdp``, heads / MLP / vocabulary over ``tensor``; batch over ``data`` x ``fsdp``.
+    ``decode_gather=("fsdp",)``: decoding gathers the decoder's weights once (see :class:`ShardingConfig`)."""
     return ShardingConfig(
         rules=(("vocab", "tensor"), ("embed", "fsdp"), ("heads", "tensor"), ("mlp", "tensor"),
                ("batch", ("data", "fsdp")), ("length", ("data", "fsdp")), ("cache_heads", "tensor")),
         act_btd=("batch", "length", None), kv_cache_bskh=("batch", None, "cache_heads", None),
-        batch_bt=("batch", None),
+        batch_bt=("batch", None), decode_gather=tuple(decode_gather),
     )
 
 

@@ -233,6 +233,9 @@ class Qwen2_5OmniThinker(nnx.Module):
         self.act_sharding = act if act_sharding is None else act_sharding
         self.kv_sharding = kv if kv_sharding is None else kv_sharding
         self.flat_sharding = flat  # encoder activations [patches or frames, width]
+        # the decoder weights' layout while decoding (ShardingConfig.decode_gather), and the mesh it is on
+        self.decode_sharding = None if sharding is None else sharding.decode_layout()
+        self.decode_mesh = mesh
         self.visual = VisionEncoder(config.vision, dtype=dtype, rngs=rngs)
         self.audio_tower = AudioEncoder(config.audio, dtype=dtype, rngs=rngs)
         self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs, attention=attention)
@@ -241,6 +244,30 @@ class Qwen2_5OmniThinker(nnx.Module):
                                                                   dtype=dtype, rngs=rngs, axes=("embed", "vocab"))
 
     # ------------------------------------------------------------------ jittable pieces
+    def decode_weights(self) -> "Qwen2_5OmniThinker":
+        """The model to decode with, inside a jitted program: ``self``, or (with ``ShardingConfig.decode_gather``
+        and a mesh) a copy whose text decoder and lm_head weights are constrained to the gathered layout, so
+        that XLA all-gathers them once before the token loop instead of at every step. Same values."""
+        mesh = self.decode_mesh if self.decode_mesh is not None else jax.sharding.get_abstract_mesh()
+        if self.decode_sharding is None or mesh.empty:
+            return self
+        from jax.sharding import NamedSharding
+
+        from omnir1_jax.models.qwen2_5_omni.sharding import param_partition_specs
+
+        graph, state = nnx.split(self)
+        specs = param_partition_specs(state, mesh, self.decode_sharding)
+
+        def one(path, v, s):
+            if not isinstance(v, nnx.Param) or path[0].key not in ("language_model", "lm_head"):
+                return v
+            spec = s.get_value() if isinstance(s, nnx.Variable) else s
+            sh = NamedSharding(mesh, spec) if isinstance(mesh, Mesh) else spec
+            return v.replace(jax.lax.with_sharding_constraint(v[...], sh))
+
+        is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+        return nnx.merge(graph, jax.tree_util.tree_map_with_path(one, state, specs, is_leaf=is_var))
+
     def embed(self, inputs: ModelInputs, *, remat=False) -> Float[Array, "B T D"]:
         """Token embeddings with encoder outputs written at the placeholder positions (``remat``: the vision
         encoder's blocks are rematerialised in the backward pass)."""
