@@ -277,7 +277,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         for f in ("image_layout", "video_layout"):
             if getattr(base, f) is not None:
                 base = base.replace(**{f: getattr(base, f).replace(max_full=0, max_window=0)})
-    remat = {"none": False, "full": bool(exp.model.remat) or True, "dots": "dots"}[levers["remat"]]
+    remat = {"none": False, "full": True, "dots": "dots"}[levers["remat"]]
     scorer = functools.partial(group_completion_logprobs, group_size=s.group, remat=remat,
                                temperature=g.temperature, fuse_head=levers["logits"] == "chunked")
     # None: the config's grpo.micro_batches, resolved for this slice (0 = rows / chips, see resolve_micro_batches)
@@ -436,7 +436,8 @@ def main(argv=None):
     ap.add_argument("--micro-batches", type=int, default=None,
                     help="gradient accumulation slices (default: the config's grpo.micro_batches; 0 = rows / chips)")
     ap.add_argument("--attention", choices=("dense", "chunked", "dot_product"), default="chunked")
-    ap.add_argument("--remat", choices=("none", "full", "dots"), default="full")
+    ap.add_argument("--remat", choices=("none", "full", "dots"), default=None,
+                    help="default: the config's model.remat (true = full)")
     ap.add_argument("--logits", choices=("full", "chunked"), default="chunked")
     ap.add_argument("--act-sharding", choices=("on", "off"), default="on")
     ap.add_argument("--vision-attention", choices=("banded", "dense"), default="banded")
@@ -451,7 +452,8 @@ def main(argv=None):
 
     exp = load_config(args.config, args.overrides)
     s = shapes_from_config(exp, args)
-    levers = dict(attention=args.attention, remat=args.remat, logits=args.logits, act_sharding=args.act_sharding,
+    remat = args.remat or {False: "none", True: "full", "dots": "dots"}[exp.model.remat]
+    levers = dict(attention=args.attention, remat=remat, logits=args.logits, act_sharding=args.act_sharding,
                   vision=args.vision_attention)
     rows = []
     for topo in args.topology:

@@ -17,7 +17,7 @@ itself, "serving as both System 1 and System 2": the training run exports the po
 directory for its evaluation after GRPO; ``omnir1_jax.evaluate --policy DIR`` starts it on ``DIR``. (Table 5's
 MeViS number used Sa2VA-1B as System 2: ``--set bridge.grounder=...`` with such a model.)
 
-Hardware: System 1 (7B, bf16, FSDP) on 8x 80 GB GPUs or a TPU v5p-16 slice; one bridge worker per GPU host
+Hardware: System 1 (7B, bf16, mesh fsdp 2 x tensor 4) on 8x 80 GB GPUs or a TPU v5p-8 to v5p-64 slice; one bridge worker per GPU host
 (System 2 = Qwen2.5-Omni-7B + SAM2 hiera-large); about a day for one epoch.
 
 Paper (Omni-R1, Table 2, System 1 = System 2 = Omni-R1-7B): ReVOS referring 53.2, reasoning 41.9, single 48.3,
@@ -41,9 +41,12 @@ from omnir1_jax.rewards import RewardWeights
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="omni_r1_7b_vos",
+        # remat "dots" and the 2 x 4 (fsdp x tensor) mesh: the fastest update measured for v5p-64 (53 % roofline MFU
+        # against 46 % with fsdp=8 / full remat, BENCHMARKS.md issue 13); decode_gather: the decoder weights
+        # gathered once per rollout
         model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16",
-                        remat=True),
-        mesh=MeshSpec(data=-1, fsdp=8, tensor=1, decode_gather=True),
+                        remat="dots"),
+        mesh=MeshSpec(data=-1, fsdp=2, tensor=4, decode_gather=True),
         data=DataSpec(dataset="mixture", root="data", mixture=(("revos", "revos"), ("mevis", "mevis")),
                       mixture_videos=2600, mixture_seed=0, split="train", task="vos", batch_size=8, min_frames=8,
                       max_frames=24, s1_max_pixels=128 * 28 * 28, s1_min_pixels=16 * 28 * 28, workers=4),

@@ -61,7 +61,9 @@ class ModelSpec:
       preset: ``tiny`` | ``qwen2_5_omni_3b`` | ``qwen2_5_omni_7b`` (used when ``checkpoint`` is None).
       tokenizer: local tokenizer directory; None = the checkpoint's, or the tiny offline tokenizer for ``tiny``.
       dtype: activation / parameter dtype (``float32`` | ``bfloat16``).
-      remat: rematerialise decoder layers in the update (activation memory for compute).
+      remat: rematerialise decoder layers (and vision blocks) in the update: False, True (everything recomputed
+        in the backward pass) or ``"dots"`` (the projections' outputs kept, the rest recomputed: one fewer
+        forward through the matmuls for somewhat more memory; see ``text.remat_call``).
       overrides: extra fields of the model config (e.g. ``{"num_hidden_layers": 4}``) for small variants.
     """
 
@@ -69,13 +71,14 @@ class ModelSpec:
     preset: str = "tiny"
     tokenizer: str | None = None
     dtype: str = "float32"
-    remat: bool = False
+    remat: bool | str = False
     overrides: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"model.dtype must be float32 or bfloat16, got {self.dtype!r}")
-        _flag("model", self, "remat")
+        if self.remat not in (False, True, "dots") or not isinstance(self.remat, (bool, str)):
+            raise ConfigError(f"model.remat must be true, false or 'dots', got {self.remat!r}")
 
 
 @dataclasses.dataclass(frozen=True)

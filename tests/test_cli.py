@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bridge.timeout_s=0", "0"), ("data.synthetic_size=(0,0)", "(0, 0)"), ("sft.steps=-1", "-1"),
     ("bridge.workers=False", "False"), ("data.batch_size=True", "True"), ("optim.lr=nan", "nan"),
     ("grpo.max_new_tokens=0", "0"), ("run.log_every=0", "0"), ("mesh.data=0", "0"), ("mesh.decode_gather=1", "1"),
+    ("model.remat='fast'", "fast"), ("grpo.micro_batches=-1", "-1"),
 ])
 def test_bad_override_names_field_and_value(override, shown):
     field = override.split("=")[0]
