@@ -282,7 +282,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
                                temperature=g.temperature, fuse_head=levers["logits"] == "chunked")
     # None: the config's grpo.micro_batches, resolved for this slice (0 = rows / chips, see resolve_micro_batches)
     micro_batches = resolve_micro_batches(g.micro_batches if micro_batches is None else micro_batches, s.rows,
-                                          n_chips)
+                                          n_chips, s.group)
     spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl, agg=g.agg,
                     micro_batches=micro_batches)
     row = dict(topology=topology, chips=n_chips, mesh=dict(mesh.shape), decode_gather=bool(sharding.decode_gather),

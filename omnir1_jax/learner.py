@@ -186,7 +186,8 @@ class Learner:
         if self.grpo:  # gradient accumulation over the batch's rows (grpo.micro_batches; 0 = per device count)
             rows = cfg.data.batch_size * g.group_size
             try:
-                micro = resolve_micro_batches(g.micro_batches, rows, 1 if self.mesh is None else self.mesh.size)
+                micro = resolve_micro_batches(g.micro_batches, rows, 1 if self.mesh is None else self.mesh.size,
+                                              g.group_size)
             except ValueError as e:
                 raise ConfigError(f"grpo.micro_batches={g.micro_batches}: {e} (data.batch_size x "
                                   f"grpo.group_size)") from None

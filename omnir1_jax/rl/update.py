@@ -34,20 +34,24 @@ class LossSpec:
     micro_batches: int = 1  # gradient accumulation: rows split into this many equal slices, one at a time
 
 
-def resolve_micro_batches(requested: int, rows: int, devices: int) -> int:
-    """The number of micro-batches of an update over ``rows`` rows on ``devices`` devices.
+def resolve_micro_batches(requested: int, rows: int, devices: int, group: int = 1) -> int:
+    """The number of micro-batches of an update over ``rows`` rows on ``devices`` devices, each slice holding
+    whole groups of ``group`` rows (the group scorer runs each prompt once per group).
 
-    ``requested`` >= 1 is taken as it is (it must divide ``rows``); 0 picks the fewest slices that leave each
-    device at most one row per slice: the smallest divisor n of ``rows`` with ``rows / n <= devices`` (64 rows:
-    1 on 64 devices, 8 on 8, 4 on 16; 24 rows on 16 devices: 2).
+    ``requested`` >= 1 is taken as it is (it must divide ``rows`` into slices of whole groups); 0 picks the fewest
+    slices that leave each device at most one row per slice (or one group, when a group has more rows than there
+    are devices): 64 rows in groups of 8 on 64 devices: 1; on 8: 8; on 16: 4; on one device: 8 (one group each).
     """
-    if requested < 0 or rows < 1 or devices < 1:
-        raise ValueError(f"micro_batches={requested}, rows={rows}, devices={devices}: need >= 0, >= 1, >= 1")
+    if requested < 0 or rows < 1 or devices < 1 or group < 1 or rows % group:
+        raise ValueError(f"micro_batches={requested}, rows={rows}, devices={devices}, group={group}: need >= 0, "
+                         f">= 1, >= 1 and a group size >= 1 that divides the rows")
     if requested:
-        if rows % requested:
-            raise ValueError(f"micro_batches={requested} must divide the batch of {rows} rows")
+        if rows % requested or (rows // requested) % group:
+            raise ValueError(f"micro_batches={requested} must divide the batch of {rows} rows into slices of whole "
+                             f"groups of {group}")
         return requested
-    return next(n for n in range(1, rows + 1) if rows % n == 0 and rows // n <= devices)
+    return next(n for n in range(1, rows + 1)
+                if rows % n == 0 and (rows // n) % group == 0 and rows // n <= max(devices, group))
 
 
 def make_optimizer(

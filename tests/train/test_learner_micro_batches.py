@@ -46,8 +46,14 @@ def test_micro_batches_that_do_not_divide_the_rows_are_a_config_error(tmp_path):
         make_learner(_cfg(tmp_path, 3), None)  # 2 prompts x group 2
 
 
-@pytest.mark.parametrize("requested, rows, devices, want", [
-    (0, 64, 64, 1), (0, 64, 8, 8), (0, 64, 16, 4), (0, 24, 16, 2), (0, 6, 4, 2), (0, 5, 1, 5), (4, 64, 8, 4),
+@pytest.mark.parametrize("requested, rows, devices, group, want", [
+    (0, 64, 64, 8, 1), (0, 64, 8, 8, 8), (0, 64, 16, 8, 4), (0, 64, 1, 8, 8), (0, 24, 16, 2, 2),
+    (0, 6, 4, 2, 3), (0, 5, 1, 1, 5), (0, 4, 1, 2, 2), (4, 64, 8, 8, 4),
 ])
-def test_resolve_micro_batches_by_hand(requested, rows, devices, want):
-    assert resolve_micro_batches(requested, rows, devices) == want
+def test_resolve_micro_batches_by_hand(requested, rows, devices, group, want):
+    assert resolve_micro_batches(requested, rows, devices, group) == want
+
+
+def test_explicit_micro_batches_must_keep_groups_whole():
+    with pytest.raises(ValueError, match="slices of whole groups of 8"):
+        resolve_micro_batches(16, 64, 8, 8)  # 4-row slices would cut the groups of 8
