@@ -75,7 +75,8 @@ def test_banded_segment_attention_equals_dense_on_vision_segments():
         # chunks shorter than, equal to and longer than the longest segment (bands over 1 to 6 neighbour chunks)
         for chunk in (16, 32):
             def banded(q, k, v):
-                return jnp.sum(segment_attention(q, k, v, seg, scale=0.35, max_segment=longest, chunk=chunk) * w)
+                return jnp.sum(segment_attention(q, k, v, seg, scale=0.35, max_segment=longest, chunk=chunk,
+                                                 dense_below=0) * w)
 
             assert p > chunk + 2 * longest  # the banded path is the one taken
             got, got_g = jax.value_and_grad(banded, argnums=(0, 1, 2))(q, k, v)
