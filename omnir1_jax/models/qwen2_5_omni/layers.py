@@ -113,19 +113,19 @@ def segment_attention(
     scale: float,
     max_segment: int = 0,
     chunk: int | None = None,
-    dense_below: int = 2048,
+    dense_below: int = 512,
 ) -> Float[Array, "1 P N H"]:
     """Attention within segments of a sequence whose segment ids are non-decreasing (contiguous segments).
 
-    With ``max_segment`` (the longest segment, a static int), P > chunk + 2 * max_segment and P >= dense_below,
+    With ``max_segment`` (the longest segment, a static int) and P > max(chunk, dense_below) + 2 * max_segment,
     the queries are cut into chunks of ``chunk`` and each chunk attends only to the band of keys within
     ``max_segment`` of it (the
     only keys a query can share a segment with): scores of [P / chunk, N, chunk, chunk + 2 max_segment] instead
     of [N, P, P] (about 150 GB float32 for 24 frames x 8 prompts of video patches). The chunks are independent
     (a batch axis), so they split over devices when the patches are sharded. Otherwise, or with
-    ``max_segment=0`` (unknown), the dense masked path. Same result either way (to float rounding). Below
-    ``dense_below`` patches the dense scores are small (16 heads x 2,048^2 float32 = 268 MB) and one masked
-    matmul is the simpler program, so small inputs (tests, the CPU demo) keep it.
+    ``max_segment=0`` (unknown), the dense masked path. Same result either way (to float rounding). Up to
+    ``dense_below + 2 * max_segment`` patches the dense scores are small and one masked matmul is the simpler
+    program, so small inputs (tests, the CPU demo) keep it, as they did when chunks were always 512.
 
     ``chunk`` defaults to ``max_segment`` rounded up to a multiple of 128, within [128, 512] (windows of 64
     patches: 128 queries against 256 keys; frame groups of 512: 512 against 1,536). Each band is cut from the
@@ -136,7 +136,7 @@ def segment_attention(
     L = max_segment
     if chunk is None:
         chunk = min(512, max(128, -(-L // 128) * 128))
-    if not L or p <= chunk + 2 * L or p < dense_below:
+    if not L or p <= max(chunk, dense_below) + 2 * L:
         return masked_attention(q, k, v, (segment[:, None] == segment[None, :])[None], scale=scale)
     m = -(-p // chunk)
     pad = m * chunk - p
