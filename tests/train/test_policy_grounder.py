@@ -19,7 +19,7 @@ def test_policy_grounder_needs_a_policy_directory(tmp_path):
     # a remote bridge serves what it was started with; other grounders pass through
     remote = dataclasses.replace(spec, start=False, addresses=("tcp://h:1",))
     assert S.resolve_grounder(remote, None) is remote
-    plain = BridgeSpec(grounder="qwen2_5_omni:/ckpt")
+    plain = BridgeSpec(grounder="qwen2_5_omni:checkpoints/omni")
     assert S.resolve_grounder(plain, None) is plain
     with pytest.raises(ConfigError, match="not resolved"):
         S.open_bridge(spec, str(tmp_path))
