@@ -94,6 +94,8 @@ def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_pr
 
 
 TINY_EXPERIMENT = '''
+import os
+
 from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,
                                RunSpec, SFTSpec)
 from omnir1_jax.rewards import RewardWeights
@@ -102,12 +104,12 @@ from omnir1_jax.rewards import RewardWeights
 def get_config():
     return ExperimentConfig(
         name="tiny_mp", model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=DataSpec(root=ROOT + "/world", synthetic_videos=6, synthetic_size=(56, 84), batch_size=2, min_frames=4,
+        data=DataSpec(root=os.path.join(ROOT, "world"), synthetic_videos=6, synthetic_size=(56, 84), batch_size=2, min_frames=4,
                       max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
         bridge=BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
         grpo=GRPOSpec(group_size=2, max_new_tokens=24, rewards=RewardWeights(alpha_k=1.0, alpha_g=1.0)),
         optim=OptimSpec(lr=1e-3), sft=SFTSpec(steps=2, lr=1e-3, batch_size=2), mesh=MeshSpec(data=1, fsdp=2),
-        run=RunSpec(out_dir=ROOT + "/run", steps=2, checkpoint_every=2, eval_split="valid", eval_max_expressions=4),
+        run=RunSpec(out_dir=os.path.join(ROOT, "run"), steps=2, checkpoint_every=2, eval_split="valid", eval_max_expressions=4),
     )
 '''
 

@@ -49,7 +49,7 @@ def test_export_after_grpo_loads_in_transformers_with_equal_logits(tmp_path):
 
 
 _EVAL_SCRIPT = textwrap.dedent('''
-    import dataclasses, json, sys
+    import dataclasses, json, os, sys
     import jax, jax.numpy as jnp
     import flax.nnx as nnx
     from omnir1_jax.config import MeshSpec
@@ -67,7 +67,7 @@ _EVAL_SCRIPT = textwrap.dedent('''
         return {"metric": "J&F", "value": 0.0, "J&F": 0.0, "count": 0}
 
     evaluation.evaluate_policy = fake_evaluate
-    cfg = tiny_config(sys.argv[1] + "/syn", sys.argv[1] + "/run", steps=2)
+    cfg = tiny_config(os.path.join(sys.argv[1], "syn"), os.path.join(sys.argv[1], "run"), steps=2)
     # weight decay moves the parameters even while a random policy's rewards (and so its gradients) are zero
     cfg = dataclasses.replace(cfg, mesh=MeshSpec(data=1, fsdp=2, tensor=1),
                               optim=dataclasses.replace(cfg.optim, weight_decay=0.1))
