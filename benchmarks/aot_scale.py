@@ -196,6 +196,15 @@ def _abstract(tree, shardings):
     return jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), tree, shardings)
 
 
+def _in_dtype(tree, dtype):
+    """Abstract arrays with every floating leaf in ``dtype`` (same shapes and shardings)."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype, sharding=a.sharding)
+                        if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
 def _batch_sharded(mesh, sharding, x, axis: int = 0):
     """ShapeDtypeStruct of a host array with its row axis over the config's batch axes (replicated otherwise)."""
     import jax
@@ -253,6 +262,9 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         mcfg = dataclasses.replace(mcfg, vision=dataclasses.replace(mcfg.vision, depth=vision_depth,
                                                                     fullatt_block_indexes=full))
     dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[exp.model.dtype]
+    # the precision policy: parameters and AdamW moments stored in param_dtype (float32 masters by default),
+    # the reference and the decode loop's weights in the compute dtype
+    param_dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[exp.model.param_dtype]
     mesh = mesh_for(topology, exp)
     chip = CHIPS[topology.split(":")[0]]
     n_chips = mesh.devices.size
@@ -260,11 +272,12 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     if levers["act_sharding"] == "off":
         sharding = dataclasses.replace(sharding, act_btd=None)
     g = exp.grpo
-    tx = make_optimizer(exp.optim.lr, weight_decay=exp.optim.weight_decay)
+    tx = make_optimizer(exp.optim.lr, weight_decay=exp.optim.weight_decay, decay=exp.optim.decay,
+                        decay_embeddings=exp.optim.decay_embeddings)
 
     def build():
         m = Qwen2_5OmniThinker(mcfg, dtype=dtype, rngs=nnx.Rngs(0), sharding=sharding, mesh=mesh,
-                               attention=levers["attention"])
+                               attention=levers["attention"], param_dtype=param_dtype)
         return m, nnx.Optimizer(m, tx, wrt=nnx.Param)
 
     model_abs, opt_abs = nnx.eval_shape(build)
@@ -272,6 +285,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     og, ostate = nnx.split(opt_abs)
     p_sh, o_sh = param_shardings(pstate, mesh, sharding), param_shardings(ostate, mesh, sharding)
     p_abs, o_abs = _abstract(pstate, p_sh), _abstract(ostate, o_sh)
+    c_abs = _in_dtype(p_abs, dtype)  # the frozen reference: the same layout in the compute dtype
     base = build_prompt(mcfg, s)
     if levers["vision"] == "dense":  # unknown segment lengths: the [P, P] masked attention
         for f in ("image_layout", "video_layout"):
@@ -284,12 +298,13 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     micro_batches = resolve_micro_batches(g.micro_batches if micro_batches is None else micro_batches, s.rows,
                                           n_chips, s.group)
     spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl, agg=g.agg,
-                    micro_batches=micro_batches)
+                    micro_batches=micro_batches, max_len=g.max_new_tokens)
     row = dict(topology=topology, chips=n_chips, mesh=dict(mesh.shape), decode_gather=bool(sharding.decode_gather),
                program=program, rows=s.rows,
                prompt_len=s.prompt_len, completion_len=s.completion_len, frames=s.frames,
                audio_frames=s.audio_frames, micro_batches=micro_batches if program == "update" else None,
                levers=dict(levers), model=exp.model.preset, dtype=exp.model.dtype,
+               param_dtype=exp.model.param_dtype,
                layers=mcfg.text.num_hidden_layers, vision_depth=mcfg.vision.depth)
 
     if program == "update":
@@ -306,7 +321,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
             return nnx.state(policy), nnx.state(opt), metrics
 
         jitted = jax.jit(fn, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, None))
-        args = (p_abs, o_abs, p_abs, prompt, comp, adv)
+        args = (p_abs, o_abs, c_abs, prompt, comp, adv)
     elif program == "decode":
         prompt = abstract_inputs(mesh, sharding, base)
 
@@ -330,6 +345,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
             p_abs = _abstract(pstate, jax.tree_util.tree_map_with_path(
                 lambda path, a, b: b if path[0].key in ("language_model", "lm_head") else a, p_sh, dec,
                 is_leaf=lambda x: isinstance(x, nnx.Variable)))
+        p_abs = _in_dtype(p_abs, dtype)  # the loop reads the weights cast to the compute dtype before it
         caches = [(cache_arg((s.rows, t.num_key_value_heads, t.head_dim, s_len), k_spec),
                    cache_arg((s.rows, t.num_key_value_heads, s_len, t.head_dim), v_spec))
                   for _ in range(t.num_hidden_layers)]

@@ -88,7 +88,7 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
 
     def system1():
         tok = tokenizer or P.build_tokenizer(cfg.model)
-        return (policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed)), tok
+        return (policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, trainable=False)), tok
 
     if ds in BENCHMARK_NAMES + ("benchmarks",):
         from omnir1_jax.evaluation.benchmarks import evaluate_benchmarks

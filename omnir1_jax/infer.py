@@ -107,10 +107,10 @@ def load_policy(path: str, *, dtype: str = "float32", seed: int = 0):
     from omnir1_jax.policy import build_policy
 
     if path == "tiny":
-        return build_policy(ModelSpec(preset="tiny", dtype=dtype), seed=seed)
+        return build_policy(ModelSpec(preset="tiny", dtype=dtype), seed=seed, trainable=False)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"--policy: no such directory: {path}")
-    return build_policy(ModelSpec(checkpoint=path, dtype=dtype), seed=seed)
+    return build_policy(ModelSpec(checkpoint=path, dtype=dtype), seed=seed, trainable=False)
 
 
 def load_tokenizer(spec: str | None, policy_path: str):

@@ -55,7 +55,10 @@ class Stage:
       loss: ``grpo`` (clipped ratio + KL, SPEC section 4) or ``nll`` (supervised, token mean).
       steps: optimiser steps of the stage (GRPO: batches; each batch gets ``grpo.mu`` updates).
       batch_size: prompts per step over all processes.
-      lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip: AdamW (optax), linear warm-up, global-norm clip.
+      lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip: AdamW (optax; float32 moments), linear warm-up,
+        global-norm clip.
+      decay, decay_embeddings: which parameters weight decay applies to (``optim.decay``: biases and norm scales
+        never, by default).
       lora_rank, lora_alpha: train LoRA factors instead of the full policy (merged into it at the end).
       seed: seed of the data order (the PRNG key of sampling is ``run.seed``).
       out_dir: where metrics, checkpoints and the export go.
@@ -79,6 +82,8 @@ class Stage:
     eps: float = 1e-8
     warmup_steps: int = 0
     grad_clip: float = 1.0
+    decay: str = "matrices"
+    decay_embeddings: bool = True
     lora_rank: int = 0
     lora_alpha: float = 32.0
     checkpoint_every: int = 0
@@ -94,7 +99,8 @@ def grpo_stage(cfg: ExperimentConfig, *, export: bool = True) -> Stage:
     o, r = cfg.optim, cfg.run
     return Stage(name="grpo", loss="grpo", steps=r.steps, batch_size=cfg.data.batch_size, lr=o.lr,
                  weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps, warmup_steps=o.warmup_steps,
-                 grad_clip=o.grad_clip, seed=r.seed, out_dir=r.out_dir, checkpoint_every=r.checkpoint_every,
+                 grad_clip=o.grad_clip, decay=o.decay, decay_embeddings=o.decay_embeddings, seed=r.seed,
+                 out_dir=r.out_dir, checkpoint_every=r.checkpoint_every,
                  keep_checkpoints=r.keep_checkpoints, eval_every=r.eval_every, export=export, resume=r.resume,
                  log_every=r.log_every)
 
@@ -104,17 +110,18 @@ def sft_stage(cfg: ExperimentConfig, *, num_records: int | None = None, export: 
     s = cfg.sft
     steps = s.steps or (math.ceil(num_records / s.batch_size) if num_records else 0)
     return Stage(name="sft", loss="nll", steps=steps, batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay,
-                 grad_clip=1.0, lora_rank=s.lora_rank, lora_alpha=s.lora_alpha, seed=cfg.run.seed + 1,
+                 grad_clip=1.0, decay=cfg.optim.decay, decay_embeddings=cfg.optim.decay_embeddings,
+                 lora_rank=s.lora_rank, lora_alpha=s.lora_alpha, seed=cfg.run.seed + 1,
                  out_dir=os.path.join(cfg.run.out_dir, "sft"), checkpoint_every=0,
                  keep_checkpoints=1, export=export, resume=cfg.run.resume, log_every=10)
 
 
 @functools.lru_cache(maxsize=None)
-def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip):
+def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip, decay, decay_embeddings):
     # The optax transformation is static in the optimiser's graph: a new one per learner would recompile the
     # jitted steps for every learner object (a resumed run, tests building several learners in one process).
     return make_optimizer(lr, weight_decay=weight_decay, b1=b1, b2=b2, eps=eps, warmup_steps=warmup_steps,
-                          grad_clip=grad_clip)
+                          grad_clip=grad_clip, decay=decay, decay_embeddings=decay_embeddings)
 
 
 def _bucket(n: int, multiple: int = 32) -> int:
@@ -181,7 +188,8 @@ class Learner:
         self.grpo = stage.loss == "grpo"
         if stage.loss not in ("grpo", "nll"):
             raise ValueError(f"stage.loss must be grpo or nll, got {stage.loss!r}")
-        self.reference = P.frozen_copy(self.model) if self.grpo and g.beta > 0 else None
+        # the reference is stored in the compute dtype: it is never updated (see ModelSpec.param_dtype)
+        self.reference = P.frozen_copy(self.model, cfg.model.dtype) if self.grpo and g.beta > 0 else None
         micro = 1
         if self.grpo:  # gradient accumulation over the batch's rows (grpo.micro_batches; 0 = per device count)
             rows = cfg.data.batch_size * g.group_size
@@ -191,10 +199,12 @@ class Learner:
             except ValueError as e:
                 raise ConfigError(f"grpo.micro_batches={g.micro_batches}: {e} (data.batch_size x "
                                   f"grpo.group_size)") from None
+        # Dr. GRPO divides by the answer-token budget, a constant of the run (rl.loss.aggregate)
+        budget = g.max_new_tokens * (int(getattr(task, "max_turns", 1)) if self.grpo else 1)
         self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
-                                  agg=g.agg, micro_batches=micro)
+                                  agg=g.agg, micro_batches=micro, max_len=budget)
         tx = _cached_optimizer(stage.lr, stage.weight_decay, stage.b1, stage.b2, stage.eps, stage.warmup_steps,
-                               stage.grad_clip)
+                               stage.grad_clip, stage.decay, stage.decay_embeddings)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                     g.group_size if self.grpo else None)
@@ -513,7 +523,7 @@ class Learner:
         if self.model is not self.policy:
             self.policy = self.current_policy()
         if self.stage.export:
-            path = P.export_policy(self.policy, os.path.join(self.out_dir, "hf"))
+            path = P.export_policy(self.policy, os.path.join(self.out_dir, "hf"), dtype=P.export_dtype(self.cfg.model))
             if progress and self.primary:
                 print(f"[{self.stage.name}] exported the policy to {path}", flush=True)
         return history

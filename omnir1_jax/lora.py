@@ -147,19 +147,26 @@ class LoraThinker(nnx.Module):
         return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
     # --- what the scorer / policy update uses -------------------------------------------------------------
+    def compute_view(self) -> nnx.Module:
+        """The merged view (:meth:`merged_view`) in the base's compute dtype: what the samplers and scorers run
+        (the factors and the merge stay in their stored dtype, float32 by default; the cast is differentiable)."""
+        view = self.merged_view()
+        return view.compute_view() if hasattr(view, "compute_view") else view
+
     def hidden_states(self, inputs, *, remat: bool = False):
-        return self.merged_view().hidden_states(inputs, remat=remat)
+        return self.compute_view().hidden_states(inputs, remat=remat)
 
     def logits(self, hidden):
         # lm_head / embeddings are never adapted, so the base computes the logits directly.
-        return self.base.logits(hidden)
+        return self.base.compute_view().logits(hidden) if hasattr(self.base, "compute_view") else \
+            self.base.logits(hidden)
 
     def head_kernel(self):
         """The base's output projection [D, V] (never adapted; the scorer fuses it into the log-softmax)."""
         return self.base.head_kernel()
 
     def forward(self, inputs, *, remat: bool = False):
-        return self.merged_view().forward(inputs, remat=remat)
+        return self.compute_view().forward(inputs, remat=remat)
 
 
 def apply_lora(model: nnx.Module, rank: int = 16, alpha: float = 32.0, *, targets: Sequence[str] = DEFAULT_TARGETS,

@@ -84,8 +84,13 @@ def build_model_config(spec: ModelSpec):
     return presets[spec.preset](**kwargs)
 
 
-def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None, decode_gather: bool = False):
+def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None, decode_gather: bool = False,
+                 trainable: bool = True):
     """The System-1 policy: loaded from ``spec.checkpoint`` or randomly initialised from ``spec.preset``.
+
+    Precision: parameters stored in ``spec.param_dtype`` (float32 master weights by default), computing in
+    ``spec.dtype``. ``trainable=False`` (evaluation, inference) stores them in ``spec.dtype``: nothing updates
+    them, so a float32 copy would only double the memory.
 
     With ``mesh`` (a mesh over every device of every process) the parameters are created, or loaded, directly in
     their sharding (``sharding``'s rules on each weight's logical axes, default
@@ -95,11 +100,13 @@ def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None, de
     from omnir1_jax.models import qwen2_5_omni as q
 
     dtype = DTYPES[spec.dtype]
+    param_dtype = DTYPES[spec.param_dtype] if trainable else dtype
     if mesh is not None and sharding is None:
         sharding = q.fsdp_tp(("fsdp",) if decode_gather else ())
     if spec.checkpoint:
-        return q.from_hf(spec.checkpoint, dtype=dtype, mesh=mesh, sharding=sharding)
-    return q.init_model(build_model_config(spec), seed=seed, dtype=dtype, mesh=mesh, sharding=sharding)
+        return q.from_hf(spec.checkpoint, dtype=dtype, mesh=mesh, sharding=sharding, param_dtype=param_dtype)
+    return q.init_model(build_model_config(spec), seed=seed, dtype=dtype, mesh=mesh, sharding=sharding,
+                        param_dtype=param_dtype)
 
 
 def is_placed(policy, mesh) -> bool:
@@ -110,9 +117,27 @@ def is_placed(policy, mesh) -> bool:
     return all(isinstance(getattr(x, "sharding", None), NamedSharding) and x.sharding.mesh == mesh for x in leaves)
 
 
-def frozen_copy(model: nnx.Module) -> nnx.Module:
-    """An independent copy of ``model`` (the GRPO reference); never updated."""
-    return nnx.clone(model)
+def frozen_copy(model: nnx.Module, dtype: str | None = None) -> nnx.Module:
+    """An independent copy of ``model`` (the GRPO reference), never updated; with ``dtype`` (the policy's compute
+    dtype) its weights are stored in it: the reference only ever computes, so float32 masters would double its
+    memory for nothing (its log-probs are float32 either way)."""
+    from omnir1_jax.models.qwen2_5_omni import cast_weights
+
+    copy = nnx.clone(model)
+    return copy if dtype is None else cast_weights(copy, DTYPES[dtype])
+
+
+def export_dtype(spec: ModelSpec) -> str:
+    """The dtype of an exported policy's weights: ``spec.export_dtype``, or for ``auto`` the dtype the checkpoint
+    it was loaded from is stored in (bfloat16 for the released Qwen2.5-Omni), else ``spec.param_dtype``."""
+    if spec.export_dtype != "auto":
+        return spec.export_dtype
+    if spec.checkpoint:
+        from omnir1_jax.models.qwen2_5_omni import stored_dtype
+
+        got = stored_dtype(spec.checkpoint)
+        return got if got in DTYPES else "float32"
+    return spec.param_dtype
 
 
 # Files of a checkpoint directory that describe its inputs (tokenizer, chat template, image / audio processor)
@@ -122,10 +147,12 @@ _ASSET_SUFFIXES = (".json", ".txt", ".jinja", ".model", ".tiktoken")
 _NOT_ASSETS = ("config.json", "generation_config.json")
 
 
-def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None = None) -> str:
+def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None = None,
+                  dtype: str | None = None) -> str:
     """Write ``policy`` (a Thinker; merge LoRA factors first) as a Hugging Face directory (safetensors +
     config.json) that transformers and :func:`build_policy` (``model.checkpoint=path``) load; replaces an
-    existing export. Only process 0 writes in a multi-process run. Returns ``path``.
+    existing export. Only process 0 writes in a multi-process run. Returns ``path``. ``dtype`` (``float32`` /
+    ``bfloat16``; :func:`export_dtype` of the run's model spec) casts the weights; None keeps their own.
 
     The directory also gets what a processor needs to load it as a whole model: the tokenizer, chat template and
     processor files of ``assets_from`` (the checkpoint the policy came from: ``model.checkpoint`` or
@@ -144,13 +171,14 @@ def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None 
         policy = nnx.merge(graphdef, jax.tree.map(D.fetch, state))
     if jax.process_index() != 0:
         return path
+    cast = None if dtype is None else DTYPES[dtype]
     if tokenizer is None and not (assets_from and os.path.isdir(assets_from)):
-        return to_hf(policy, path, overwrite=True)
+        return to_hf(policy, path, overwrite=True, dtype=cast)
     parent = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".export_")
     try:
-        staged = to_hf(policy, os.path.join(tmp, "hf"))
+        staged = to_hf(policy, os.path.join(tmp, "hf"), dtype=cast)
         if assets_from and os.path.isdir(assets_from):
             for name in sorted(os.listdir(assets_from)):
                 src = os.path.join(assets_from, name)

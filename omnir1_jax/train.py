@@ -86,7 +86,7 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
 
     def export(pol) -> str:  # a whole model directory: weights + the tokenizer / processor files
         return P.export_policy(pol, os.path.join(out, "hf"), tokenizer=tokenizer,
-                               assets_from=cfg.model.tokenizer or cfg.model.checkpoint)
+                               assets_from=cfg.model.tokenizer or cfg.model.checkpoint, dtype=P.export_dtype(cfg.model))
 
     resuming = cfg.run.resume and _has_checkpoint(out)
     # System 2 while training: a "KIND:@policy" grounder is the frozen pretrained checkpoint (Omni-R1 section 4.1)
@@ -157,7 +157,8 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
         if "hf" not in summary:
             summary["hf"] = export(policy)
         if save:
-            P.export_policy(policy, save, tokenizer=tokenizer, assets_from=cfg.model.tokenizer or cfg.model.checkpoint)
+            P.export_policy(policy, save, tokenizer=tokenizer, assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
+                            dtype=P.export_dtype(cfg.model))
     finally:
         task.close()
         if bridge is not None:

@@ -15,7 +15,12 @@ Aggregation over tokens:
 
 - ``seq_mean_token_mean``: mean over sequences of each sequence's token mean (the original GRPO).
 - ``token_mean``: sum over all tokens / number of tokens (DAPO).
-- ``seq_mean_token_sum_norm``: sum over all tokens / (B * max_len) (Dr. GRPO; ``max_len`` defaults to T).
+- ``seq_mean_token_sum_norm``: sum over all tokens / (B * max_len) (Dr. GRPO). ``max_len`` is a constant of
+  the run, the answer-token budget (Dr. GRPO's "generation budget"; TRL's ``dr_grpo`` divides by
+  ``max_completion_length``): the learner passes ``grpo.max_new_tokens``, or ``grpo.max_turns *
+  grpo.max_new_tokens`` for multi-turn trajectories, so the same rows give the same loss however wide the batch
+  is padded. Left at None it falls back to the padded width T, which moves with the padding (rows padded to 32,
+  64 or 256 tokens give 8x different losses); pass it whenever the batch is cut to its longest row.
 """
 
 from __future__ import annotations
@@ -109,7 +114,8 @@ def grpo_loss(
       beta: KL coefficient (0.04 in the paper; 0.001 in its hallucination ablation).
       kl: which estimator of KL(pi || ref): ``"k3"`` (default), ``"k1"``, ``"k2"``.
       agg: token aggregation, see the module docstring.
-      max_len: the constant of ``seq_mean_token_sum_norm`` (default T).
+      max_len: the constant divisor of ``seq_mean_token_sum_norm``: the answer-token budget (see the module
+        docstring); None = the padded width T.
 
     Returns:
       ``(loss, metrics)``; metrics (all stop-gradient scalars): ``clip_frac_low`` / ``clip_frac_high`` (tokens whose

@@ -9,6 +9,7 @@ float32 log-probs (for the Qwen2.5-Omni Thinker: ``completion_logprobs``); every
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.nnx as nnx
@@ -30,6 +31,7 @@ class LossSpec:
     beta: float = 0.04
     kl: str = "k3"
     agg: str = "seq_mean_token_mean"
+    # Dr. GRPO's constant divisor (``seq_mean_token_sum_norm``): the answer-token budget, never the padded width
     max_len: int | None = None
     micro_batches: int = 1  # gradient accumulation: rows split into this many equal slices, one at a time
 
@@ -54,16 +56,69 @@ def resolve_micro_batches(requested: int, rows: int, devices: int, group: int = 
                 if rows % n == 0 and (rows // n) % group == 0 and rows // n <= max(devices, group))
 
 
+def _leaf_name(path) -> str:
+    """The attribute name of a parameter from its pytree path (``kernel``, ``bias``, ``weight``, ...): the last
+    named key, skipping an nnx Variable's ``value``."""
+    for k in reversed(path):
+        name = getattr(k, "key", getattr(k, "name", None))
+        if isinstance(name, str) and name != "value":
+            return name
+    return ""
+
+
+def decay_mask(params, *, embeddings: bool = True):
+    """Where AdamW's weight decay applies (a pytree of bools shaped like ``params``), as transformers' and TRL's
+    trainers choose: every weight matrix and convolution kernel (ndim >= 2) decays; biases and norm scales
+    (every 1-D parameter of the Thinker is one of those) never do. With ``embeddings=False`` the embedding tables
+    (2-D parameters named ``weight``: the model's ``Embed`` modules; linear and conv weights are named ``kernel``)
+    do not decay either."""
+
+    def leaf(path, x):
+        if jnp.ndim(x) < 2:
+            return False
+        return embeddings or _leaf_name(path) != "weight"
+
+    return jax.tree_util.tree_map_with_path(leaf, params)
+
+
+def _as_float32(tree):
+    return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def float32_state(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``inner`` run in float32 whatever the parameters' dtype: its state (AdamW's moments) is created from a
+    float32 view of the parameters and every update is computed from float32 gradients, then cast to the
+    gradients' dtype. With float32 parameters (the default precision policy) it changes nothing; with bfloat16
+    parameters it keeps the moments out of bfloat16, where b2 = 0.999 rounds to 1.0 and the second moment would
+    never decay."""
+
+    def init(params):
+        return inner.init(_as_float32(params))
+
+    def update(updates, state, params=None):
+        new, state = inner.update(_as_float32(updates), state, None if params is None else _as_float32(params))
+        return jax.tree.map(lambda n, u: n.astype(u.dtype), new, updates), state
+
+    return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(
     lr: float, *, weight_decay: float = 0.01, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    warmup_steps: int = 0, grad_clip: float = 0.0,
+    warmup_steps: int = 0, grad_clip: float = 0.0, decay: str = "matrices", decay_embeddings: bool = True,
 ) -> optax.GradientTransformation:
-    """AdamW (paper: lr 1e-6, weight decay 0.01) with optional linear warm-up and global-norm clipping."""
+    """AdamW (paper: lr 1e-6, weight decay 0.01) with optional linear warm-up and global-norm clipping; moments
+    in float32 (:func:`float32_state`).
+
+    ``decay``: ``"matrices"`` applies the weight decay through :func:`decay_mask` (biases and norm scales
+    excluded; embeddings too with ``decay_embeddings=False``), ``"all"`` to every parameter."""
+    if decay not in ("matrices", "all"):
+        raise ValueError(f"decay must be 'matrices' or 'all', got {decay!r}")
     schedule = optax.linear_schedule(0.0, lr, warmup_steps) if warmup_steps > 0 else lr
-    tx = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+    mask = functools.partial(decay_mask, embeddings=decay_embeddings) if decay == "matrices" else None
+    tx = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
     if grad_clip and grad_clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
-    return tx
+    return float32_state(tx)
 
 
 def _global_norm(tree) -> jax.Array:

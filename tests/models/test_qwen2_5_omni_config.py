@@ -70,7 +70,8 @@ def test_memory_report_counts_and_divides_by_the_mesh():
     one = memory_report(cfg, {"data": 1, "fsdp": 1, "tensor": 1})
     eight = memory_report(cfg, {"data": 1, "fsdp": 4, "tensor": 2})
     assert one["params"] == eight["params"] == _param_count(cfg)
-    assert one["param_bytes"] == 2 * one["params"]  # bfloat16
+    assert one["param_bytes"] == 4 * one["params"]  # float32 master weights (the training default)
+    assert memory_report(cfg, {"data": 1}, param_dtype="bfloat16")["param_bytes"] == 2 * one["params"]
     assert one["adam_bytes"] == 8 * one["params"]  # two float32 moments
     # Only norms, conv front ends and a few biases stay replicated: a bit more than 1/8 per device.
     assert 1 / 8 <= eight["total_bytes"] / one["total_bytes"] < 1 / 8 * 1.01

@@ -20,7 +20,7 @@ from omnir1_jax.models.qwen2_5_omni.config import (
     qwen2_5_omni_7b,
     tiny,
 )
-from omnir1_jax.models.qwen2_5_omni.convert import abstract_model, from_hf, to_hf
+from omnir1_jax.models.qwen2_5_omni.convert import abstract_model, from_hf, stored_dtype, to_hf
 from omnir1_jax.models.qwen2_5_omni.rope_index import get_rope_index
 from omnir1_jax.models.qwen2_5_omni.safetensors_io import CheckpointError
 from omnir1_jax.models.qwen2_5_omni.sharding import (
@@ -38,6 +38,8 @@ from omnir1_jax.models.qwen2_5_omni.thinker import (
     ModelInputs,
     Qwen2_5OmniThinker,
     ThinkerOutput,
+    cast_weights,
+    compute_view,
     init_model,
     prepare_inputs,
     repeat_prompt,

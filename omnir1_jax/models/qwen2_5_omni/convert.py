@@ -118,8 +118,10 @@ def _hf_shape(kind: str, flax_shape: tuple[int, ...], cfg: Qwen2_5OmniConfig) ->
 
 
 def abstract_model(cfg: Qwen2_5OmniConfig, dtype=jnp.float32, mesh=None, sharding: Optional[ShardingConfig] = None,
-                   *, act_sharding=None, kv_sharding=None, attention: str = "chunked") -> Qwen2_5OmniThinker:
-    """The model's structure with ``ShapeDtypeStruct`` leaves (no memory), e.g. for ahead-of-time compilation.
+                   *, act_sharding=None, kv_sharding=None, attention: str = "chunked",
+                   param_dtype=None) -> Qwen2_5OmniThinker:
+    """The model's structure with ``ShapeDtypeStruct`` leaves (no memory), e.g. for ahead-of-time compilation;
+    parameters in ``param_dtype`` (default ``dtype``), computing in ``dtype``.
 
     With ``mesh`` (a Mesh, also one over devices this machine does not have, such as a TPU topology), every leaf
     carries its ``NamedSharding`` (``sharding``'s rules on the weights' logical axes) and the model carries its
@@ -127,7 +129,8 @@ def abstract_model(cfg: Qwen2_5OmniConfig, dtype=jnp.float32, mesh=None, shardin
     """
     model = nnx.eval_shape(lambda: Qwen2_5OmniThinker(cfg, dtype=dtype, rngs=nnx.Rngs(0), sharding=sharding,
                                                       mesh=mesh, act_sharding=act_sharding,
-                                                      kv_sharding=kv_sharding, attention=attention))
+                                                      kv_sharding=kv_sharding, attention=attention,
+                                                      param_dtype=param_dtype))
     if mesh is None:
         return model
     graphdef, state = nnx.split(model)
@@ -149,12 +152,15 @@ def from_hf(
     dtype=jnp.float32,
     mesh: Optional[Mesh] = None,
     sharding: Optional[ShardingConfig] = None,
+    param_dtype=None,
 ) -> Qwen2_5OmniThinker:
     """Load a local Hugging Face Thinker (or full Qwen2.5-Omni) directory: ``config.json`` + ``*.safetensors``.
 
     Args:
       path: checkpoint directory (nothing is downloaded).
-      dtype: parameter dtype (e.g. ``jnp.bfloat16``); tensors are cast on load.
+      dtype: the dtype the model computes in (e.g. ``jnp.bfloat16``).
+      param_dtype: the dtype the parameters are stored in (default ``dtype``; ``jnp.float32`` for training
+        with float32 master weights); tensors are cast to it on load.
       mesh / sharding: place each parameter in its ``NamedSharding`` (``sharding``'s rules on its logical axes,
         see :mod:`.sharding`) as it is read, and build the model with the activation / KV-cache constraints;
         without a mesh, parameters go to the default device.
@@ -168,9 +174,10 @@ def from_hf(
         nk = normalise_key(k)
         if nk is not None:
             src[nk] = k
-    model = abstract_model(cfg, dtype, mesh, sharding)
+    model = abstract_model(cfg, dtype, mesh, sharding, param_dtype=param_dtype)
     graphdef, abstract = nnx.split(model)
     used = set()
+    dtype = dtype if param_dtype is None else param_dtype  # what the tensors are stored in
 
     def load(p, leaf):
         name = flax_name(p)
@@ -193,6 +200,20 @@ def from_hf(
 
     state = jax.tree_util.tree_map_with_path(load, abstract)
     return nnx.merge(graphdef, state)
+
+
+def stored_dtype(path: str | os.PathLike) -> str:
+    """The dtype a Hugging Face directory's weights are stored in (``"bfloat16"`` for the released Qwen2.5-Omni
+    checkpoints): the most common floating dtype of its safetensors tensors (read from the headers only)."""
+    files = SafetensorsDir(os.fspath(path))
+    counts: dict[str, int] = {}
+    for k in files.keys():
+        name = files.dtype(k).name
+        if name in ("float32", "bfloat16", "float16", "float64"):
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        raise CheckpointError(f"{path}: no floating-point tensors")
+    return max(sorted(counts), key=counts.get)
 
 
 def to_hf(model: Qwen2_5OmniThinker, path: str | os.PathLike, *, dtype=None, overwrite: bool = False) -> str:

@@ -62,6 +62,10 @@ class SafetensorsDir:
     def shape(self, key: str) -> tuple[int, ...]:
         return self._where[key][2]
 
+    def dtype(self, key: str) -> np.dtype:
+        """The stored numpy dtype of tensor ``key`` (from the header; nothing is read)."""
+        return DTYPES[self._where[key][1]]
+
     def get(self, key: str) -> np.ndarray:
         """Memory-mapped read-only view of tensor ``key``."""
         try:

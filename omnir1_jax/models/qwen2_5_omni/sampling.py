@@ -28,7 +28,8 @@ from jaxtyping import Array, Float, Int
 from omnir1_jax.models.qwen2_5_omni.scoring import max_prompt_position
 from omnir1_jax.models.qwen2_5_omni.sharding import Constraint, constrain
 from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
-from omnir1_jax.models.qwen2_5_omni.thinker import InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs
+from omnir1_jax.models.qwen2_5_omni.thinker import (
+    InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, compute_view)
 
 
 @struct.dataclass
@@ -102,8 +103,10 @@ def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_to
     g = max_new_tokens
     s_len = p + g
     tcfg = model.config.text
+    # cast to the compute dtype first (float32 masters sample in bf16), then gathered once here, not in every
+    # step (ShardingConfig.decode_gather): the gather moves the compute dtype's bytes
+    model = compute_view(model).decode_weights()
     kv_dtype = model.language_model.embed_tokens.weight[...].dtype
-    model = model.decode_weights()  # weights gathered once here, not in every step (ShardingConfig.decode_gather)
     fused = model.language_model.fused_weights()  # concatenated once, outside the decode loop
     # Prefill once per prompt.
     x = model.embed(inputs)

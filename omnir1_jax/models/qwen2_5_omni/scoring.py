@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.thinker import (
-    InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, unrepeat_prompt)
+    InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, compute_view, unrepeat_prompt)
 from omnir1_jax.rl import head_token_logprobs, token_logprobs
 
 
@@ -67,6 +67,7 @@ def completion_logprobs(
     """
     if completion_mask is None:
         completion_mask = jnp.ones_like(completion_ids)
+    model = compute_view(model)  # float32 masters compute in the model's compute dtype
     p = prompt.input_ids.shape[1]
     c = completion_ids.shape[1]
     full = append_completion(prompt, completion_ids, completion_mask)
@@ -112,6 +113,7 @@ def group_completion_logprobs(
     """
     if completion_mask is None:
         completion_mask = jnp.ones_like(completion_ids)
+    model = compute_view(model)
     base = unrepeat_prompt(prompt, group_size)
     b, p = base.input_ids.shape
     r, c = completion_ids.shape
@@ -165,6 +167,7 @@ def trajectory_logprobs(
     ids = inputs.input_ids
     if target_mask is None:
         target_mask = inputs.attention_mask
+    model = compute_view(model)
     h = model.hidden_states(inputs, remat=remat)[:, :-1]
     lp = _head_logprobs(model, h, ids[:, 1:], chunk_size, temperature, fuse_head)
     lp = jnp.concatenate([jnp.zeros_like(lp[:, :1]), lp], axis=1)

@@ -293,8 +293,10 @@ def shard_model(model, mesh: Mesh, sharding: ShardingConfig):
 
 
 def memory_report(config, mesh_shape: Mapping[str, int], sharding: Optional[ShardingConfig] = None, *,
-                  param_dtype=jnp.bfloat16, opt_dtype=jnp.float32) -> dict[str, float]:
-    """Per-device bytes of parameters and AdamW moments (``jax.eval_shape``, nothing allocated).
+                  param_dtype=jnp.float32, opt_dtype=jnp.float32) -> dict[str, float]:
+    """Per-device bytes of parameters and AdamW moments (``jax.eval_shape``, nothing allocated); the defaults are
+    the training precision policy: float32 master weights and moments (a bf16 frozen reference, half the
+    parameters' bytes, comes on top during GRPO).
 
     Uses the same logical axes and rules as the model's placement (default :func:`fsdp_tp`). Returns a dict
     with ``params`` (total count), ``param_bytes``, ``adam_bytes`` (two moments in ``opt_dtype``, sharded

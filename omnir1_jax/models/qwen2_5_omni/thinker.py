@@ -219,8 +219,13 @@ class Qwen2_5OmniThinker(nnx.Module):
 
     def __init__(self, config: Qwen2_5OmniConfig, *, dtype=jnp.float32, rngs: nnx.Rngs,
                  sharding: Optional[ShardingConfig] = None, mesh=None, act_sharding=None, kv_sharding=None,
-                 attention: str = "chunked"):
+                 attention: str = "chunked", param_dtype=None):
         """Build the modules; every weight carries its logical axis names (see :mod:`.sharding`).
+
+        Precision policy: the parameters are stored (and updated by an optimiser) in ``param_dtype`` (default
+        ``dtype``); every forward pass, sampler and scorer computes in ``dtype`` (:meth:`compute_view` casts the
+        weights once at the start of a jitted program; gradients flow back to the stored weights in their own
+        dtype). ``dtype=bfloat16, param_dtype=float32`` is mixed-precision training with float32 masters.
 
         ``sharding`` (with ``mesh``) sets the constraints on activations at decoder-block boundaries and on the
         KV cache from construction: NamedShardings on ``mesh``, or PartitionSpecs applied under ``jax.set_mesh``
@@ -229,6 +234,8 @@ class Qwen2_5OmniThinker(nnx.Module):
         ``dot_product``).
         """
         self.config = config
+        self.compute_dtype = jnp.dtype(dtype).name  # static: the dtype every forward pass computes in
+        dtype = dtype if param_dtype is None else param_dtype  # the modules are built in the storage dtype
         act, kv, flat = activation_shardings(sharding, mesh)
         self.act_sharding = act if act_sharding is None else act_sharding
         self.kv_sharding = kv if kv_sharding is None else kv_sharding
@@ -244,6 +251,12 @@ class Qwen2_5OmniThinker(nnx.Module):
                                                                   dtype=dtype, rngs=rngs, axes=("embed", "vocab"))
 
     # ------------------------------------------------------------------ jittable pieces
+    def compute_view(self) -> "Qwen2_5OmniThinker":
+        """The model to compute with, inside a jitted program: ``self`` when every floating weight is already in
+        :attr:`compute_dtype`, else a view whose floating weights are cast to it (same metadata and layout; the
+        cast is differentiable, so a loss of the view has float32 gradients for float32 stored weights)."""
+        return cast_weights(self, getattr(self, "compute_dtype", None))
+
     def decode_weights(self) -> "Qwen2_5OmniThinker":
         """The model to decode with, inside a jitted program: ``self``, or (with ``ShardingConfig.decode_gather``
         and a mesh) a copy whose text decoder and lm_head weights are constrained to the gathered layout, so
@@ -324,12 +337,40 @@ class Qwen2_5OmniThinker(nnx.Module):
 
 @nnx.jit
 def _jit_forward(model: Qwen2_5OmniThinker, inputs: ModelInputs) -> ThinkerOutput:
-    return model.forward(inputs)
+    return compute_view(model).forward(inputs)
+
+
+def cast_weights(model: nnx.Module, dtype) -> nnx.Module:
+    """``model`` with every floating-point variable (parameters, LoRA's frozen base weights) cast to ``dtype``;
+    ``model`` itself when ``dtype`` is None or every such variable already has it. Traceable and differentiable
+    (inside a jitted program the cast is part of it); metadata (logical axes) is kept."""
+    if dtype is None:
+        return model
+    dtype = jnp.dtype(dtype)
+    graphdef, state = nnx.split(model)
+    flat = nnx.to_flat_state(state)
+
+    def floating(v):
+        return isinstance(v, nnx.Variable) and jnp.issubdtype(getattr(v[...], "dtype", jnp.int32), jnp.floating)
+
+    if all(v[...].dtype == dtype for _, v in flat if floating(v)):
+        return model
+    cast = [(p, v.replace(v[...].astype(dtype)) if floating(v) else v) for p, v in flat]
+    return nnx.merge(graphdef, nnx.from_flat_state(cast))
+
+
+def compute_view(model: nnx.Module) -> nnx.Module:
+    """``model.compute_view()`` for a model that has one (the Thinker, the LoRA wrapper), else ``model``: what
+    the samplers and scorers run, so that a model stored in float32 computes in its ``compute_dtype``."""
+    view = getattr(model, "compute_view", None)
+    return view() if view is not None else model
 
 
 def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32, mesh: Optional[Mesh] = None,
-               sharding: Optional[ShardingConfig] = None, attention: str = "chunked") -> Qwen2_5OmniThinker:
-    """A randomly initialised Thinker (normal(0.02) kernels, unit norms), e.g. for the CPU demo.
+               sharding: Optional[ShardingConfig] = None, attention: str = "chunked",
+               param_dtype=None) -> Qwen2_5OmniThinker:
+    """A randomly initialised Thinker (normal(0.02) kernels, unit norms), e.g. for the CPU demo; parameters in
+    ``param_dtype`` (default ``dtype``), computing in ``dtype`` (see the constructor's precision policy).
 
     With ``mesh``, every parameter is created directly in its sharding (``sharding``'s rules applied to the
     weights' logical axes; default :func:`~.sharding.no_sharding`): the initialiser runs as one jit program with
@@ -338,7 +379,7 @@ def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32, m
     without a mesh. ``attention``: the text decoder's attention implementation (see the constructor).
     """
     build = lambda: Qwen2_5OmniThinker(config, dtype=dtype, rngs=nnx.Rngs(seed), sharding=sharding,  # noqa: E731
-                                       mesh=mesh, attention=attention)
+                                       mesh=mesh, attention=attention, param_dtype=param_dtype)
     graphdef, abstract = nnx.split(nnx.eval_shape(build))
     out = None if mesh is None else param_shardings(abstract, mesh, sharding)
     state = jax.jit(lambda: nnx.split(build())[1], out_shardings=out)()
