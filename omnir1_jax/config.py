@@ -469,7 +469,9 @@ class SFTSpec:
     """Supervised warm-up (CrossOmni: LoRA r16 alpha 32, lr 1e-5, batch 32; the CPU demo: answer format only).
 
     Attributes (synthetic-world targets, see :mod:`omnir1_jax.sft`):
-      target: ``format_only`` (random keyframes, a random non-target object) or ``oracle``; for the ``refaid``
+      target: ``format_only`` (random keyframes, a random non-target object), ``any_object`` (random keyframes,
+        a random object present: the target as often as any other, so the warm-up's answers are at chance) or
+        ``oracle``; for the ``refaid``
         task also ``expression`` (any dataset: the answer format with the referring expression as the grounding
         description; Omni-R1 Table 1's SFT baseline).
       think: the ``<think>`` text of the targets; ``{description}`` is replaced by the answer's description and
@@ -507,6 +509,10 @@ class RunSpec:
     training records, counted in ``epoch_unit``: ``"expressions"`` (every record once) or ``"videos"`` (one
     expression per video per epoch, as the released Omni-R1 data loader samples: its length is the number of
     videos and each item is a random expression of one video).
+
+    ``seeds`` (e.g. ``(0, 1, 2, 3, 4)``, ``--seeds 0-4``): train that many independent runs in one program
+    (:mod:`omnir1_jax.seeds`), each with its own initialisation, data order and sampling key and its own outputs
+    under ``<out_dir>/seed<k>/``; empty = one run with ``seed``.
     """
 
     steps: int = 100
@@ -521,8 +527,12 @@ class RunSpec:
     eval_max_expressions: int = 0
     log_every: int = 1
     resume: bool = True
+    seeds: tuple[int, ...] = ()
 
     def __post_init__(self):
+        if not (isinstance(self.seeds, tuple) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0
+                                                       for k in self.seeds)) or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"run.seeds must be a tuple of distinct integers >= 0, got {self.seeds!r}")
         for name in ("steps", "seed", "checkpoint_every", "eval_every", "eval_max_expressions"):
             _int("run", self, name, 0)  # checkpoint_every / eval_every 0 = never
         _int("run", self, "keep_checkpoints", 1)
@@ -533,6 +543,34 @@ class RunSpec:
         _real("run", self, "epochs", 0.0, low_open=True)
         if self.epoch_unit not in ("expressions", "videos"):
             raise ConfigError(f"run.epoch_unit must be 'expressions' or 'videos', got {self.epoch_unit!r}")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0-4"`` -> ``(0, 1, 2, 3, 4)``; ``"0,2,7"`` and ``"3"`` as listed; ranges and lists combine
+    (``"0-2,9"``). Raises :class:`ConfigError` naming the text when it is not that."""
+    out: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected a range like 0-4 or a list like 0,2,7 of integers >= 0") from None
+    if any(k < 0 for k in out) or len(set(out)) != len(out) or not out:
+        raise ConfigError(f"--seeds {text!r}: expected distinct integers >= 0")
+    return tuple(out)
+
+
+def seed_config(cfg: "ExperimentConfig", seed: int) -> "ExperimentConfig":
+    """Seed ``seed``'s run of a seed-parallel experiment: ``run.seed = seed``, ``run.seeds = ()`` and its
+    outputs under ``<run.out_dir>/seed<seed>``."""
+    run = dataclasses.replace(cfg.run, seed=int(seed), seeds=(), out_dir=os.path.join(cfg.run.out_dir, f"seed{seed}"))
+    return dataclasses.replace(cfg, run=run)
 
 
 def derive_steps(run: RunSpec, *, num_expressions: int, num_videos: int, global_batch: int) -> int:

@@ -124,6 +124,10 @@ def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip, de
                           grad_clip=grad_clip, decay=decay, decay_embeddings=decay_embeddings)
 
 
+#: the metrics of the progress line
+PROGRESS_KEYS = ("loss", "reward/total", "reward/grounding", "reward/accuracy", "kl_mean", "time/step")
+
+
 def _bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
@@ -229,6 +233,7 @@ class Learner:
         self.checkpointer = RunCheckpointer(self.out_dir, keep=stage.keep_checkpoints)
         self.writer = MetricsWriter(self.out_dir, tensorboard=self.grpo) if self.primary else None
         self.last_texts: list[str] = []
+        self.last_rollout: dict[str, Any] | None = None  # the last GRPO step's rollout (completions, advantages)
         if stage.resume:
             self.restore()
 
@@ -454,18 +459,27 @@ class Learner:
             return self._finish_step(m, ro["texts"])
         self.key, sk = jax.random.split(self.key)
         ro = self.rollout(batch, sk)
+        self.last_rollout = ro
         t1 = time.perf_counter()
         m = self.update(ro)
-        t_update = time.perf_counter() - t1
+        m = self.grpo_metrics(m, ro, t_data=t_data, t_update=time.perf_counter() - t1,
+                              t_step=time.perf_counter() - t0)
+        return self._finish_step(m, ro["texts"])
+
+    def grpo_metrics(self, m: dict[str, float], ro: dict[str, Any], *, t_data: float, t_update: float,
+                     t_step: float) -> dict[str, float]:
+        """A GRPO step's logged metrics: the update's (``m``) plus the rollout's rewards (mean / min / max of each
+        component and of the total), response length, zero-variance groups, the task's counters and timings."""
+        m = dict(m)
         m.update(R.summarize(ro["components"], "reward/"))
         m.update(R.summarize({"total": ro["rewards"]}, "reward/"))
         m["response_length"] = float(np.mean(ro["lengths"]))
         m["zero_variance_groups"] = float(zero_variance_fraction(jnp.asarray(ro["rewards"]), self.cfg.grpo.group_size))
         m.update({k: float(v) for k, v in ro["stats"].items()})  # the task names its counters (bridge/..., judge/...)
         m.update({"time/data": t_data, "time/rollout": ro["t_sample"], "time/reward": ro["t_reward"],
-                  "time/update": t_update, "time/step": time.perf_counter() - t0,
+                  "time/update": t_update, "time/step": t_step,
                   "tokens_per_s": float(np.sum(ro["lengths"])) / max(ro["t_sample"], 1e-9)})
-        return self._finish_step(m, ro["texts"])
+        return m
 
     def _finish_step(self, m: dict[str, float], texts) -> dict[str, float]:
         bad = [k for k in ("loss", "reward/total") if not math.isfinite(m.get(k, 0.0))]
@@ -504,20 +518,30 @@ class Learner:
         in :attr:`policy`."""
         total = self.stage.steps if steps is None else steps
         history = []
-        keys = ("loss", "reward/total", "reward/grounding", "reward/accuracy", "kl_mean", "time/step")
         t0, start = time.perf_counter(), self.step
         while self.step < total:
             m = self.train_step()
             history.append(m)
-            if self.writer is not None:
-                self.writer.write(self.step, m)
+            self.record(m)
             if progress and self.primary and (self.step % self.stage.log_every == 0 or self.step == total):
-                print(progress_line(self.stage.name, self.step, total, time.perf_counter() - t0, m, keys,
+                print(progress_line(self.stage.name, self.step, total, time.perf_counter() - t0, m, PROGRESS_KEYS,
                                     done_here=self.step - start), flush=True)
-            if self.stage.checkpoint_every and self.step % self.stage.checkpoint_every == 0:
-                self.save()
             if self.stage.eval_every and self.step % self.stage.eval_every == 0 and self.step < total:
                 self.evaluate(f"{self.stage.name}_step{self.step}")
+        self.finish(progress=progress)
+        return history
+
+    def record(self, m: dict[str, float]) -> None:
+        """After a step: its metrics to ``metrics.jsonl`` / TensorBoard, and a checkpoint every
+        ``stage.checkpoint_every`` steps."""
+        if self.writer is not None:
+            self.writer.write(self.step, m)
+        if self.stage.checkpoint_every and self.step % self.stage.checkpoint_every == 0:
+            self.save()
+
+    def finish(self, *, progress: bool = True) -> None:
+        """After the last step: save it (unless saved), merge LoRA factors into :attr:`policy`, export
+        ``<out_dir>/hf`` when ``stage.export``."""
         if self.checkpointer.latest_step() != self.step:
             self.save()
         if self.model is not self.policy:
@@ -526,4 +550,3 @@ class Learner:
             path = P.export_policy(self.policy, os.path.join(self.out_dir, "hf"), dtype=P.export_dtype(self.cfg.model))
             if progress and self.primary:
                 print(f"[{self.stage.name}] exported the policy to {path}", flush=True)
-        return history

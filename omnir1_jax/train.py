@@ -20,6 +20,7 @@ with ``--coordinator/--num-processes/--process-id`` or ``OMNIR1_COORDINATOR`` / 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -64,6 +65,10 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise ConfigError(f"stages must be a non-empty subset of {STAGES}, got {list(stages)}")
+    if cfg.run.seeds:
+        from omnir1_jax.train_seeds import run_seeds
+
+        return run_seeds(cfg, do_eval=do_eval, stages=stages)
     primary = jax.process_index() == 0
     t_start = time.time()
     out = cfg.run.out_dir
@@ -182,6 +187,8 @@ def main(argv=None) -> int:
                     help="override a config field, e.g. --set grpo.beta=0.001 (repeatable)")
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run (sft, grpo)")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluations around GRPO")
+    ap.add_argument("--seeds", help="train these seeds in one program, e.g. 0-4 or 0,2,7 (sets run.seeds; outputs "
+                                    "under <run.out_dir>/seed<k>/)")
     ap.add_argument("--coordinator", help="multi-host: host:port of process 0 (or OMNIR1_COORDINATOR)")
     ap.add_argument("--num-processes", type=int, help="multi-host: number of processes (or OMNIR1_NUM_PROCESSES)")
     ap.add_argument("--process-id", type=int, help="multi-host: this process's index (or OMNIR1_PROCESS_ID)")
@@ -190,6 +197,10 @@ def main(argv=None) -> int:
 
     try:
         cfg = load_config(args.config, args.set)
+        if args.seeds:
+            from omnir1_jax.config import parse_seeds
+
+            cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seeds=parse_seeds(args.seeds)))
         dist = distributed.resolve(args.coordinator, args.num_processes, args.process_id)
         stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     except ConfigError as e:

@@ -49,6 +49,16 @@ class Task:
         """Rewards of ``texts`` (``group_size`` completions per prompt of ``batch``)."""
         raise NotImplementedError
 
+    def submit(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Any:
+        """The first half of :meth:`score`: send what needs System 2 (the bridge requests leave now) and return a
+        handle for :meth:`collect`, so that several batches' requests (e.g. every seed's, see
+        :mod:`omnir1_jax.seeds`) are in flight together. By default it scores at once."""
+        return self.score(batch, texts, group_size)
+
+    def collect(self, pending: Any) -> Scored:
+        """The second half of :meth:`score`: wait for the replies of :meth:`submit` and compute the rewards."""
+        return pending
+
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:
         """Supervised target text of each prompt of ``batch`` (SFT)."""
         raise NotImplementedError(f"task {self.name!r} has no supervised targets")

@@ -20,7 +20,7 @@ import numpy as np
 from omnir1_jax.config import ExperimentConfig
 from omnir1_jax.data.vision import PATCH_SIZE
 from omnir1_jax.rewards.segzero import COMPONENTS, gt_box_and_points, segzero_reward
-from omnir1_jax.tasks.base import Scored
+from omnir1_jax.tasks.base import Scored, Task
 from omnir1_jax.tasks.vos import VOSTask
 
 
@@ -79,6 +79,8 @@ class GroundingTask(VOSTask):
     (the Grain pipeline, one expression per image per epoch with ``run.epoch_unit = "videos"``)."""
 
     name = "grounding"
+    # its own score(), not VOSTask's submit / collect halves
+    submit, collect = Task.submit, Task.collect
 
     def __init__(self, cfg: ExperimentConfig, tokenizer, bridge: Callable[[], Any] | None = None):
         super().__init__(cfg, tokenizer, None)  # never needs System 2: the policy grounds

@@ -4,6 +4,11 @@
   a random object present in the clip that is never the target, so the warm-up teaches how to answer but not
   what to answer (GRPO has to learn that).
 - ``oracle`` (ablations / debugging): frames where the target is visible and its description.
+- ``random_object`` (the chance level of the CPU demo): an object present in the clip drawn uniformly at random
+  (the target or another), the frames where it is visible and its description: a policy that answers
+  perfectly except that it does not read the query.
+- ``any_object`` (an SFT warm-up that cannot leak the answer): the answer format with a random object present
+  (the target as often as any other), on random keyframes.
 """
 
 from __future__ import annotations
@@ -49,6 +54,16 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
     contain ``{description}`` (replaced by the answer's description)."""
     t = len(positions)
     objs = video["objects"]
+    if mode in ("random_object", "any_object"):
+        present = [o for o in objs if any(o["visible"][p] for p in positions)] or list(objs)
+        if not present:
+            raise ConfigError("a synthetic video without objects has no random_object / any_object answer")
+        pick = present[int(rng.integers(len(present)))]
+        if mode == "any_object":
+            desc = "the " + pick["description"]
+            frames = sorted(rng.choice(t, size=min(int(rng.integers(2, 5)), t), replace=False).tolist())
+            return answer_text(frames, desc, fps, think.format(description=desc))
+        mode, target_ids = "oracle", [pick["obj_id"]]
     if mode == "oracle":
         chosen = [o for o in objs if o["obj_id"] in target_ids]
         visible = [i for i in range(t) if any(o["visible"][p] for o in chosen for p in [positions[i]])]
@@ -57,7 +72,7 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         desc = "the " + chosen[0]["description"] if chosen else "the object"
         return answer_text(frames, desc, fps, think.format(description=desc))
     if mode != "format_only":
-        raise ConfigError(f"sft.target must be format_only or oracle, got {mode!r}")
+        raise ConfigError(f"sft.target must be format_only, any_object or oracle, got {mode!r}")
     others = [o for o in objs if o["obj_id"] not in target_ids]
     present = [o for o in others if any(o["visible"][p] for p in positions)] or others
     if present:

@@ -103,9 +103,12 @@ class VOSTask(Task):
 
     # ------------------------------------------------------------------------------------------ rewards
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
+        return self.collect(self.submit(batch, texts, group_size))
+
+    def submit(self, batch: dict[str, Any], texts: Sequence[str], group_size: int):
+        """Parse every group's answers and send their keyframe queries to the bridge (all groups in flight)."""
         g, n = self.cfg.grpo, group_size
-        weights = g.rewards
-        need_bridge = weights.alpha_a > 0 or weights.alpha_g > 0
+        need_bridge = g.rewards.alpha_a > 0 or g.rewards.alpha_g > 0
         groups, futures = [], []
         for b in range(len(batch["num_frames"])):
             t = int(batch["num_frames"][b])
@@ -117,6 +120,13 @@ class VOSTask(Task):
                 ctx = self.contexts(rows)
                 futures.append(self.client().submit_group(batch["frames"][b], queries,
                                                           **({"contexts": ctx} if ctx else {})))
+        return batch, groups, futures, need_bridge
+
+    def collect(self, pending) -> Scored:
+        """Wait for :meth:`submit`'s replies; the rewards of every row (R_fmt, R_K, R_A, R_G and the total)."""
+        batch, groups, futures, need_bridge = pending
+        g = self.cfg.grpo
+        weights = g.rewards
         rewards, comps, stats = [], [], {"bridge/n_unparseable": 0.0, "bridge/n_detections": 0.0}
         for b, (rows, answers, queries, t) in enumerate(groups):
             result = futures[b].result().raise_for_status() if need_bridge else None
@@ -168,6 +178,8 @@ class RefAIDTask(VOSTask):
     ``R_fmt + (1 - L_H(pred, gt))``; no segmentation."""
 
     name = "refaid"
+    # its own score(), not VOSTask's submit / collect halves
+    submit, collect = Task.submit, Task.collect
 
     def __init__(self, cfg: ExperimentConfig, tokenizer, bridge: Callable[[], Any] | None):
         super().__init__(cfg, tokenizer, bridge)
