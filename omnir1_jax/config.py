@@ -593,7 +593,11 @@ def derive_steps(run: RunSpec, *, num_expressions: int, num_videos: int, global_
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """A whole experiment."""
+    """A whole experiment.
+
+    ``paper``: the numbers the paper reports for this row, e.g. ``(("J&F", 39.9),)`` (Omni-R1 Table 4's R_K + R_G
+    row); ``python -m omnir1_jax.sweep`` prints them next to the measured intervals (empty: none).
+    """
 
     name: str = "default"
     model: ModelSpec = ModelSpec()
@@ -604,6 +608,13 @@ class ExperimentConfig:
     optim: OptimSpec = OptimSpec()
     sft: SFTSpec = SFTSpec()
     run: RunSpec = RunSpec()
+    paper: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self):
+        if not (isinstance(self.paper, tuple) and all(
+                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], (int, float))
+                and not isinstance(p[1], bool) for p in self.paper)):
+            raise ConfigError(f"paper must be a tuple of (metric, number) pairs, got {self.paper!r}")
 
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ExperimentConfig:
