@@ -8,7 +8,7 @@ Command::
     python -m omnir1_jax.evaluate --config experiments/crossomni_sft_3b.py --split test \
         --policy runs/crossomni_sft_3b/hf
 
-Hardware: 4x 80 GB GPUs (bf16; LoRA keeps optimiser state small). No judge needed.
+Hardware: 4x 80 GB GPUs (bf16 compute and a bf16 frozen base; float32 LoRA factors and moments keep the optimiser state small). No judge needed.
 
 Paper (CrossOmni Table 7 / 8, accuracy %): overall **50.45**; single-modality 58.45, cross-modality 47.94.
 Data: ``data.root`` holds ``train.jsonl`` / ``test.jsonl`` in the layout of ``omnir1_jax.data.crossomni``.

@@ -8,7 +8,7 @@ Command::
     python -m omnir1_jax.evaluate --config experiments/crossomni_sft_7b.py --split test \
         --policy runs/crossomni_sft_7b/hf
 
-Hardware: 8x 80 GB GPUs (bf16; LoRA keeps optimiser state small). No judge needed.
+Hardware: 8x 80 GB GPUs (bf16 compute and a bf16 frozen base; float32 LoRA factors and moments keep the optimiser state small). No judge needed.
 
 Paper (CrossOmni Table 7 / 8, accuracy %): overall **56.65**; single-modality 63.59, cross-modality 54.39.
 Data: ``data.root`` holds ``train.jsonl`` / ``test.jsonl`` in the layout of ``omnir1_jax.data.crossomni``.

@@ -16,7 +16,7 @@ pretrained model (the bridge's Qwen2.5-Omni grounder on ``model.checkpoint``); i
 serves as System 1 and System 2: training exports it to ``runs/omni_r1_7b_refaid/hf`` and restarts the bridge's
 grounder there for its evaluation after GRPO; ``omnir1_jax.evaluate --policy DIR`` starts it on ``DIR``.
 
-Hardware: 8x 80 GB GPUs (7B System 1, bf16, FSDP) + bridge workers (System 2 + SAM2 hiera-large for evaluation).
+Hardware: 8x 80 GB GPUs (7B System 1: bf16 compute, float32 master weights and AdamW moments, FSDP) + bridge workers (System 2 + SAM2 hiera-large for evaluation).
 
 Paper (Omni-R1 Table 1, Ref-AVSBench, masks from SAM2 on the model's grounding): seen J&F **47.2** (J 43.0,
 F 51.4), unseen J&F **74.2** (J 71.3, F 77.0). Training: 1,600 Ref-AVS samples, one epoch, beta 0.04.

@@ -17,7 +17,7 @@ itself, "serving as both System 1 and System 2": the training run exports the po
 directory for its evaluation after GRPO; ``omnir1_jax.evaluate --policy DIR`` starts it on ``DIR``. (Table 5's
 MeViS number used Sa2VA-1B as System 2: ``--set bridge.grounder=...`` with such a model.)
 
-Hardware: System 1 (7B, bf16, mesh fsdp 2 x tensor 4) on 8x 80 GB GPUs or a TPU v5p-8 to v5p-64 slice; one bridge worker per GPU host
+Hardware: System 1 (7B: bf16 compute, float32 master weights and AdamW moments; mesh fsdp 2 x tensor 4) on 8x 80 GB GPUs or a TPU v5p-8 to v5p-64 slice; one bridge worker per GPU host
 (System 2 = Qwen2.5-Omni-7B + SAM2 hiera-large); about a day for one epoch.
 
 Paper (Omni-R1, Table 2, System 1 = System 2 = Omni-R1-7B): ReVOS referring 53.2, reasoning 41.9, single 48.3,

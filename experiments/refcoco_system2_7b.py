@@ -13,7 +13,7 @@ recipe's ``bridge.grounder = "qwen2_5_omni:@policy"`` starts System 2 on ``--pol
 is System 1 and System 2.) To start from the VOS-trained Omni-R1 instead of the base model, set
 ``model.checkpoint`` to ``runs/omni_r1_7b_vos/hf``.
 
-Hardware: 8x 80 GB GPUs (7B, bf16, FSDP) or a TPU v5p-16 slice; images only: no bridge, no SAM2 while training.
+Hardware: 8x 80 GB GPUs (7B: bf16 compute, float32 master weights and AdamW moments, FSDP) or a TPU v5p-16 slice; images only: no bridge, no SAM2 while training.
 
 Paper (Omni-R1 Table 4, first row "Omni-R1 + refcoco"): ReVOS referring 52.5, reasoning 36.9, single 45.0,
 multi 46.6, overall **44.7** J&F. Section 4.1: "2,000 images from refCOCOg for one epoch in the style of SegZero",

@@ -2,6 +2,11 @@
 
     python -m omnir1_jax.compare_turns --config experiments/synthetic_cpu_interactive.py [--set key=value ...]
 
+With ``--seeds 0-4`` the comparison runs once per seed (one after another: multi-turn rollouts do not run
+seed-parallel), each under ``<run.out_dir>/seed<k>``, and ``<run.out_dir>/compare.json`` adds the statistics over
+seeds (:mod:`omnir1_jax.eval.stats`): the paired difference K turns - 1 turn and the revision effect (the K-turn
+arm's final answers - its first answers), each with its mean and 95 % bootstrap CI, and P(K turns > 1 turn).
+
 Runs the experiment's SFT once (``task = vos_interactive`` with K turns: every answer of a K-turn conversation
 is a format target, each after System 2's real feedback on the previous one), then two GRPO runs from
 that same policy with the same seed, data order and step budget: one with ``grpo.max_turns = 1`` (today's
@@ -90,19 +95,63 @@ def compare(cfg: ExperimentConfig) -> dict:
     return result
 
 
+def compare_seeds(cfg: ExperimentConfig, seeds) -> dict:
+    """:func:`compare` for each seed (``<run.out_dir>/seed<k>``, a finished seed's ``compare.json`` is reused),
+    then the statistics over seeds, written to ``<run.out_dir>/compare.json``."""
+    from omnir1_jax.config import seed_config
+    from omnir1_jax.eval.stats import paired_difference, summarize
+
+    k = cfg.grpo.max_turns
+    per: dict[str, dict] = {}
+    for seed in seeds:
+        sc = seed_config(cfg, seed)
+        done = os.path.join(sc.run.out_dir, "compare.json")
+        if os.path.exists(done):
+            with open(done) as f:
+                per[str(seed)] = json.load(f)
+            continue
+        per[str(seed)] = compare(sc)
+    one = [per[str(s)]["turns_1"]["J&F"] for s in seeds]
+    many = [per[str(s)][f"turns_{k}"]["J&F"] for s in seeds]
+    first = [per[str(s)][f"turns_{k}"]["J&F_by_turns"]["1"] for s in seeds]
+    result = {"name": cfg.name, "max_turns": k, "seeds": list(seeds),
+              "per_seed": {s: {"turns_1": per[s]["turns_1"]["J&F"], f"turns_{k}": per[s][f"turns_{k}"]["J&F"],
+                               "first_answers": per[s][f"turns_{k}"]["J&F_by_turns"]["1"],
+                               "gap": per[s]["gap"]} for s in per},
+              "turns_1": summarize(one), f"turns_{k}": summarize(many),
+              "gap": paired_difference(one, many), "revision": paired_difference(first, many)}
+    os.makedirs(cfg.run.out_dir, exist_ok=True)
+    with open(os.path.join(cfg.run.out_dir, "compare.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    g, r = result["gap"], result["revision"]
+    print(f"[compare] {len(seeds)} seeds: {k} turns - 1 turn = {g['mean']:+.4f} [{g['ci'][0]:+.4f}, {g['ci'][1]:+.4f}], "
+          f"P({k} turns better) {g['prob_improvement']:.2f}; revision (final - first answers) {r['mean']:+.4f} "
+          f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]", flush=True)
+    return result
+
+
 @guarded_main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.compare_turns", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="experiment file defining get_config()")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    ap.add_argument("--seeds", help="compare on these seeds, one after another (e.g. 0-4), with statistics")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.set)
+        seeds = None
+        if args.seeds:
+            from omnir1_jax.config import parse_seeds
+
+            seeds = parse_seeds(args.seeds)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    compare(cfg)
+    if seeds:
+        compare_seeds(cfg, seeds)
+    else:
+        compare(cfg)
     return 0
 
 

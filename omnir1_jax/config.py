@@ -65,7 +65,7 @@ class ModelSpec:
       param_dtype: the dtype the trained parameters are stored and updated in (``float32``, the default: float32
         master weights under ``bfloat16`` compute; AdamW's moments are float32 whatever this is). ``bfloat16``
         halves the weights' memory but an update smaller than half a bf16 ulp of a weight is lost (at lr 1e-6 a
-        GRPO step then changes 0.4 % of the tiny model's elements instead of 72 %). The frozen GRPO reference is
+        GRPO step then changes 0.3 % of the tiny model's elements instead of 17.7 %). The frozen GRPO reference is
         stored in ``dtype``: it is never updated, so a master copy would buy nothing.
       export_dtype: the dtype of the exported Hugging Face weights: ``auto`` (the dtype ``checkpoint`` was stored
         in, e.g. bfloat16 for the released Qwen2.5-Omni; ``param_dtype`` for a preset), ``float32`` or

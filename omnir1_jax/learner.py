@@ -187,6 +187,8 @@ class Learner:
                 raise ConfigError("sft.lora_rank > 0 is not supported in a multi-process run yet (the LoRA factors "
                                   "are created per process); use full fine-tuning or one process")
 
+            # the frozen base is stored in the compute dtype (it is never updated); the factors are float32
+            self.policy = policy = P.frozen_copy(policy, cfg.model.dtype)
             self.model = apply_lora(policy, stage.lora_rank, stage.lora_alpha, seed=cfg.run.seed)
         g = cfg.grpo
         self.grpo = stage.loss == "grpo"

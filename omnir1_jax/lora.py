@@ -104,12 +104,14 @@ class LoraThinker(nnx.Module):
 
     Args:
       base: the model to adapt; its Params become :class:`Frozen` (the object is consumed: use the returned
-        module, or :func:`merge_lora`, from now on).
+        module, or :func:`merge_lora`, from now on). It may be stored in its compute dtype (bf16): it is frozen.
       spec: rank, alpha and targets.
       seed: seed of A's initialisation.
+      dtype: the dtype the factors are stored and updated in (float32: the trained parameters are float32
+        masters whatever the base's dtype; the merge ``W + s A B`` is computed in float32).
     """
 
-    def __init__(self, base: nnx.Module, spec: LoraSpec = LoraSpec(), *, seed: int = 0):
+    def __init__(self, base: nnx.Module, spec: LoraSpec = LoraSpec(), *, seed: int = 0, dtype=jnp.float32):
         self.spec = spec
         self.config = base.config
         paths = _kernel_paths(base, spec)
@@ -123,8 +125,8 @@ class LoraThinker(nnx.Module):
         for key, p in zip(keys, paths):
             w = flat[p][...]
             fan_in, fan_out = w.shape
-            a.append(LoraA((jax.random.normal(key, (fan_in, spec.rank), jnp.float32) / jnp.sqrt(fan_in)).astype(w.dtype)))
-            b.append(LoraB(jnp.zeros((spec.rank, fan_out), w.dtype)))
+            a.append(LoraA((jax.random.normal(key, (fan_in, spec.rank), jnp.float32) / jnp.sqrt(fan_in)).astype(dtype)))
+            b.append(LoraB(jnp.zeros((spec.rank, fan_out), dtype)))
         self.lora_a = nnx.List(a)
         self.lora_b = nnx.List(b)
 
@@ -170,9 +172,10 @@ class LoraThinker(nnx.Module):
 
 
 def apply_lora(model: nnx.Module, rank: int = 16, alpha: float = 32.0, *, targets: Sequence[str] = DEFAULT_TARGETS,
-               scope: str = "language_model", seed: int = 0) -> LoraThinker:
-    """Wrap ``model`` with LoRA factors (B = 0: the wrapped model computes exactly what ``model`` did)."""
-    return LoraThinker(model, LoraSpec(rank, alpha, tuple(targets), scope), seed=seed)
+               scope: str = "language_model", seed: int = 0, dtype=jnp.float32) -> LoraThinker:
+    """Wrap ``model`` with LoRA factors (B = 0: the wrapped model computes exactly what ``model`` did); the factors
+    are stored in ``dtype`` (float32)."""
+    return LoraThinker(model, LoraSpec(rank, alpha, tuple(targets), scope), seed=seed, dtype=dtype)
 
 
 def merge_lora(lora: LoraThinker) -> nnx.Module:

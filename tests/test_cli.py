@@ -24,7 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bridge.timeout_s=0", "0"), ("data.synthetic_size=(0,0)", "(0, 0)"), ("sft.steps=-1", "-1"),
     ("bridge.workers=False", "False"), ("data.batch_size=True", "True"), ("optim.lr=nan", "nan"),
     ("grpo.max_new_tokens=0", "0"), ("run.log_every=0", "0"), ("mesh.data=0", "0"), ("mesh.decode_gather=1", "1"),
-    ("model.remat='fast'", "fast"), ("grpo.micro_batches=-1", "-1"),
+    ("model.remat='fast'", "fast"), ("grpo.micro_batches=-1", "-1"), ("model.param_dtype='fp16'", "fp16"),
+    ("model.export_dtype='int8'", "int8"), ("optim.decay='biases'", "biases"), ("run.seeds=(1,1)", "(1, 1)"),
+    ("run.seeds=(-1,)", "(-1,)"),
 ])
 def test_bad_override_names_field_and_value(override, shown):
     field = override.split("=")[0]
@@ -114,3 +116,27 @@ def test_serve_ipc_address_in_a_missing_directory(tmp_path):
     proc = _run(["-m", "sam2_bridge.serve", "--address", address, "--segmenter", "synthetic", "--device", "cpu"],
                 str(tmp_path))
     _assert_one_line(proc, address, "does not exist")
+
+
+@pytest.mark.parametrize("text, seeds", [("0-4", (0, 1, 2, 3, 4)), ("3", (3,)), ("0,2,7", (0, 2, 7)),
+                                         ("0-2,9", (0, 1, 2, 9)), (" 5 - 6 ", (5, 6))])
+def test_seed_lists_parse(text, seeds):
+    from omnir1_jax.config import parse_seeds
+
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["4-0", "a-b", "1,1", "", "-3"])
+def test_bad_seed_lists_name_the_text(text):
+    from omnir1_jax.config import parse_seeds
+
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds(text)
+
+
+def test_seed_config_puts_each_seed_in_its_own_directory():
+    from omnir1_jax.config import seed_config
+
+    cfg = ExperimentConfig(run=RunSpec(out_dir="runs/x", seeds=(0, 3)))
+    s = seed_config(cfg, 3)
+    assert (s.run.seed, s.run.seeds, s.run.out_dir) == (3, (), os.path.join("runs/x", "seed3"))
