@@ -53,11 +53,8 @@ def sample_seeds(states, inputs, keys, *, graphdef, shared_inputs: bool = False,
     """Every seed's completions in one program: ``states`` (a model state stacked on the seed axis, split with
     ``graphdef``), ``inputs`` (stacked prompts, or one batch for every seed with ``shared_inputs``), ``keys``
     (one PRNG key per seed). Returns a ``SampleOutput`` whose leaves have a leading seed axis."""
-    from omnir1_jax.models.qwen2_5_omni.sampling import _generate
+    from omnir1_jax.models.qwen2_5_omni.sampling import generate_seeds
 
-    def one(state, inp, key):
-        return _generate(nnx.merge(graphdef, state), inp, key, max_new_tokens=max_new_tokens,
-                         num_samples=num_samples, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                         eos=eos, pad_token_id=pad_token_id, suppress=suppress)
-
-    return jax.vmap(one, in_axes=(0, None if shared_inputs else 0, 0))(states, inputs, keys)
+    return generate_seeds(graphdef, states, inputs, keys, shared_inputs=shared_inputs, max_new_tokens=max_new_tokens,
+                          num_samples=num_samples, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
+                          eos=eos, pad_token_id=pad_token_id, suppress=suppress)

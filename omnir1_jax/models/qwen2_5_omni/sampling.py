@@ -97,18 +97,18 @@ def _cache_specs(spec):
     return out if mesh is None else tuple(Constraint(mesh, o) for o in out)
 
 
-def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_tokens, num_samples, greedy,
-              temperature, top_k, top_p, eos, pad_token_id, suppress=()):
+def _prefill(model: Qwen2_5OmniThinker, inputs: ModelInputs, *, max_new_tokens: int, num_samples: int,
+             pad_token_id: int = 0):
+    """The prompts' forward pass with the KV cache laid out for the group (``model`` already in its compute view,
+    :func:`_decode_model`): returns ``(fused, start, carry)``: the decoder's concatenated weights, each row's first
+    completion position, and the decode loop's state ``(caches, logits, kv_valid, tokens, logps, done,
+    lengths)`` for rows ``prompt * num_samples + sample``."""
     b, p = inputs.input_ids.shape
     g = max_new_tokens
     s_len = p + g
     tcfg = model.config.text
-    # cast to the compute dtype first (float32 masters sample in bf16), then gathered once here, not in every
-    # step (ShardingConfig.decode_gather): the gather moves the compute dtype's bytes
-    model = compute_view(model).decode_weights()
     kv_dtype = model.language_model.embed_tokens.weight[...].dtype
     fused = model.language_model.fused_weights()  # concatenated once, outside the decode loop
-    # Prefill once per prompt.
     x = model.embed(inputs)
     prompt_mask = inputs.attention_mask.astype(bool)
     mask = jnp.pad(causal_padding_mask(prompt_mask), ((0, 0), (0, 0), (0, g)))
@@ -122,38 +122,105 @@ def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_to
     rep = lambda a: jnp.repeat(a, num_samples, axis=0)  # noqa: E731
     k_spec, v_spec = _cache_specs(model.kv_sharding)
     caches = [(constrain(rep(k), k_spec), constrain(rep(v), v_spec)) for k, v in caches]
-    logits = rep(logits)
-    start = rep(max_prompt_position(inputs) + 1)
     r = b * num_samples
     kv_valid = jnp.concatenate([rep(prompt_mask), jnp.zeros((r, g), bool)], axis=1)
+    carry = (caches, rep(logits), kv_valid, jnp.full((r, g), pad_token_id, jnp.int32), jnp.zeros((r, g), jnp.float32),
+             jnp.zeros((r,), bool), jnp.zeros((r,), jnp.int32))
+    return fused, rep(max_prompt_position(inputs) + 1), carry
+
+
+def _decode_step(model, fused, carry, start, step, key, *, prompt_len: int, greedy, temperature, top_k, top_p,
+                 eos, pad_token_id, suppress=()):
+    """One token for every row: pick from the current logits, write it, run it through the decoder at cache
+    position ``prompt_len + step`` (``step`` is the loop's counter, shared by every row)."""
+    caches, logits, kv_valid, tokens, logps, done, lengths = carry
+    r = logits.shape[0]
     eos_arr = jnp.asarray(eos if eos else [-1], jnp.int32)
+    tok, lp = _pick(logits, jax.random.fold_in(key, step), greedy=greedy, temperature=temperature, top_k=top_k,
+                    top_p=top_p, suppress=suppress)
+    tok = jnp.where(done, pad_token_id, tok)
+    lp = jnp.where(done, 0.0, lp)
+    lengths = lengths + (~done).astype(jnp.int32)
+    tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, step))
+    logps = jax.lax.dynamic_update_slice(logps, lp[:, None], (0, step))
+    done = done | jnp.any(tok[:, None] == eos_arr[None, :], axis=-1)
+    kv_valid = jax.lax.dynamic_update_slice(kv_valid, jnp.ones((r, 1), bool), (0, prompt_len + step))
+    xt = model.language_model.embed_tokens(tok[:, None])
+    pos = jnp.broadcast_to((start + step)[None, :, None], (3, r, 1)).astype(start.dtype)
+    h, caches = model.language_model(xt, pos, kv_valid[:, None, :], caches=caches, write_index=prompt_len + step,
+                                     act_sharding=model.act_sharding, fused=fused)
+    return caches, model.logits(h)[:, 0], kv_valid, tokens, logps, done, lengths
+
+
+def _decode_model(model):
+    """The model a decode program runs: cast to the compute dtype first (float32 masters sample in bf16), then
+    its decoder weights gathered once, not in every step (ShardingConfig.decode_gather): the gather moves the
+    compute dtype's bytes."""
+    return compute_view(model).decode_weights()
+
+
+def _finish(carry) -> SampleOutput:
+    _, _, _, tokens, logps, _, lengths = carry
+    return SampleOutput(tokens=tokens, logprobs=logps, lengths=lengths)
+
+
+def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_tokens, num_samples, greedy,
+              temperature, top_k, top_p, eos, pad_token_id, suppress=()):
+    model = _decode_model(model)
+    fused, start, carry = _prefill(model, inputs, max_new_tokens=max_new_tokens, num_samples=num_samples,
+                                   pad_token_id=pad_token_id)
+    kw = dict(prompt_len=inputs.input_ids.shape[1], greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
+              eos=eos, pad_token_id=pad_token_id, suppress=suppress)
 
     def cond(state):
-        step, _, _, _, _, _, done, _ = state
-        return (step < g) & ~jnp.all(done)
+        step, carry = state
+        return (step < max_new_tokens) & ~jnp.all(carry[5])
 
     def body(state):
-        step, caches, logits, kv_valid, tokens, logps, done, lengths = state
-        tok, lp = _pick(logits, jax.random.fold_in(key, step), greedy=greedy, temperature=temperature,
-                        top_k=top_k, top_p=top_p, suppress=suppress)
-        tok = jnp.where(done, pad_token_id, tok)
-        lp = jnp.where(done, 0.0, lp)
-        lengths = lengths + (~done).astype(jnp.int32)
-        tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, step))
-        logps = jax.lax.dynamic_update_slice(logps, lp[:, None], (0, step))
-        done = done | jnp.any(tok[:, None] == eos_arr[None, :], axis=-1)
-        kv_valid = jax.lax.dynamic_update_slice(kv_valid, jnp.ones((r, 1), bool), (0, p + step))
-        xt = model.language_model.embed_tokens(tok[:, None])
-        pos = jnp.broadcast_to((start + step)[None, :, None], (3, r, 1)).astype(inputs.position_ids.dtype)
-        h, caches = model.language_model(xt, pos, kv_valid[:, None, :], caches=caches, write_index=p + step,
-                                         act_sharding=model.act_sharding, fused=fused)
-        logits = model.logits(h)[:, 0]
-        return step + 1, caches, logits, kv_valid, tokens, logps, done, lengths
+        step, carry = state
+        return step + 1, _decode_step(model, fused, carry, start, step, key, **kw)
 
-    state = (jnp.int32(0), caches, logits, kv_valid, jnp.full((r, g), pad_token_id, jnp.int32),
-             jnp.zeros((r, g), jnp.float32), jnp.zeros((r,), bool), jnp.zeros((r,), jnp.int32))
-    _, _, _, _, tokens, logps, _, lengths = jax.lax.while_loop(cond, body, state)
-    return SampleOutput(tokens=tokens, logprobs=logps, lengths=lengths)
+    _, carry = jax.lax.while_loop(cond, body, (jnp.int32(0), carry))
+    return _finish(carry)
+
+
+def generate_seeds(graphdef, states, inputs, keys, *, shared_inputs: bool = False, max_new_tokens, num_samples,
+                   greedy, temperature=1.0, top_k=0, top_p=1.0, eos=(), pad_token_id=0, suppress=()) -> SampleOutput:
+    """:func:`_generate` for several models at once (traceable): ``states`` is their state stacked on a leading
+    seed axis (split with ``graphdef``), ``inputs`` their stacked prompts (or one prompt batch for all with
+    ``shared_inputs``), ``keys`` one PRNG key per model. The prefill is ``vmap``-ed over the seed axis; the decode
+    loop is one loop whose body is ``vmap``-ed, so its step counter stays shared: the KV cache is written in
+    place at one position for every model (a ``vmap`` over the whole loop would make the counter per model and
+    every cache write a scatter). Returns outputs with a leading seed axis; row for row what :func:`_generate`
+    gives each model."""
+    in_inputs = None if shared_inputs else 0
+
+    def view(state):
+        return nnx.state(_decode_model(nnx.merge(graphdef, state)))
+
+    cstates = jax.vmap(view)(states)
+
+    def prefill(state, inp):
+        return _prefill(nnx.merge(graphdef, state), inp, max_new_tokens=max_new_tokens, num_samples=num_samples,
+                        pad_token_id=pad_token_id)
+
+    fused, start, carry = jax.vmap(prefill, in_axes=(0, in_inputs))(cstates, inputs)
+    kw = dict(prompt_len=inputs.input_ids.shape[-1], greedy=greedy, temperature=temperature, top_k=top_k,
+              top_p=top_p, eos=eos, pad_token_id=pad_token_id, suppress=suppress)
+
+    def one_step(state, f, c, st, key, step):
+        return _decode_step(nnx.merge(graphdef, state), f, c, st, step, key, **kw)
+
+    def cond(loop):
+        step, carry = loop
+        return (step < max_new_tokens) & ~jnp.all(carry[5])
+
+    def body(loop):
+        step, carry = loop
+        return step + 1, jax.vmap(one_step, in_axes=(0, 0, 0, 0, 0, None))(cstates, fused, carry, start, keys, step)
+
+    _, carry = jax.lax.while_loop(cond, body, (jnp.int32(0), carry))
+    return jax.vmap(_finish)(carry)
 
 
 _STATIC = ("max_new_tokens", "num_samples", "greedy", "temperature", "top_k", "top_p", "eos", "pad_token_id",

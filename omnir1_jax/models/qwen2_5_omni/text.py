@@ -16,6 +16,8 @@ copied transposed every decode step, and [B, K, S, H] keys made the one-query sc
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple, Optional
 
 import jax
@@ -37,6 +39,40 @@ class FusedWeights(NamedTuple):
     qkv_kernel: Array  # [D, (N + 2K) H]
     qkv_bias: Array  # [(N + 2K) H]
     gate_up_kernel: Array  # [D, 2F]
+
+
+@functools.lru_cache(maxsize=None)
+def _write_along(axis: int):
+    """``dynamic_update_slice_in_dim(cache, new, index, axis)`` whose ``vmap`` with an unbatched index stays an
+    in-place dynamic-update-slice (jax batches a dynamic-update-slice as a scatter, which XLA:CPU turns into a
+    select and several copies of the whole cache per decode step: 3x the cost of a step)."""
+    from jax.custom_batching import custom_vmap
+
+    @custom_vmap
+    def write(cache, new, index):
+        return jax.lax.dynamic_update_slice_in_dim(cache, new, index, axis)
+
+    @write.def_vmap
+    def _batched(axis_size, in_batched, cache, new, index):
+        cb, nb, ib = in_batched
+        if ib:  # per-instance positions: the generic rule (a scatter)
+            return jax.vmap(lambda c, n, i: jax.lax.dynamic_update_slice_in_dim(c, n, i, axis),
+                            in_axes=(0 if cb else None, 0 if nb else None, 0))(cache, new, index), True
+        cache = cache if cb else jnp.broadcast_to(cache, (axis_size,) + cache.shape)
+        new = new if nb else jnp.broadcast_to(new, (axis_size,) + new.shape)
+        return _write_along(axis + 1)(cache, new, index), True
+
+    return write
+
+
+def cache_write(cache, new, index, axis: int):
+    """Write ``new`` into ``cache`` at ``index`` along ``axis`` (the KV-cache update). A Python int index (the
+    prefill, the scorer's prompt pass: differentiated) is a plain dynamic-update-slice; a traced one (the decode
+    loop's position, never differentiated) goes through :func:`_write_along`, so that the seed-parallel sampler's
+    ``vmap`` keeps it in place."""
+    if isinstance(index, int):
+        return jax.lax.dynamic_update_slice_in_dim(cache, new, index, axis)
+    return _write_along(axis)(cache, new, jnp.asarray(index, jnp.int32))
 
 
 def can_fuse() -> bool:
@@ -155,8 +191,8 @@ class Attention(nnx.Module):
             v = jnp.concatenate([cache[1].astype(v.dtype), v], axis=2)
         elif cache is not None:
             ck, cv = cache
-            k = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, 0, 0, write_index))
-            v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, 0, write_index, 0))
+            k = cache_write(ck, k.astype(ck.dtype), write_index, 3)
+            v = cache_write(cv, v.astype(cv.dtype), write_index, 2)
             cache = (k, v)
         o = gqa_attention(q, k, v, mask, scale=hd**-0.5, impl=self.attention)
         return self.o_proj(o.reshape(b, t, -1)), cache
