@@ -476,6 +476,8 @@ class SFTSpec:
         description; Omni-R1 Table 1's SFT baseline).
       think: the ``<think>`` text of the targets; ``{description}`` is replaced by the answer's description and
         ``{instruction}`` by the text the prompt carries (the expression, or ``instruction``).
+      keyframes: ``(min, max)``: how many single-frame items a ``format_only`` / ``any_object`` target holds
+        (drawn uniformly per target; default 2 to 4).
       instruction: when set, the SFT prompts carry this text instead of the record's referring expression, so
         the warm-up cannot tie the answer to the expression in any way; ``{colour}`` / ``{shape}`` in it are
         drawn at random per record from the world's colours and shapes (``data.synthetic_colours`` /
@@ -491,8 +493,13 @@ class SFTSpec:
     target: str = "format_only"
     think: str = "the object is visible here"
     instruction: str | None = None
+    keyframes: tuple[int, int] = (2, 4)
 
     def __post_init__(self):
+        k = self.keyframes
+        if not (isinstance(k, tuple) and len(k) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in k)
+                and 1 <= k[0] <= k[1]):
+            raise ConfigError(f"sft.keyframes must be (min, max) with 1 <= min <= max, got {k!r}")
         _int("sft", self, "steps", 0)
         _int("sft", self, "batch_size", 1)
         _int("sft", self, "lora_rank", 0)

@@ -134,8 +134,11 @@ class SyntheticSegmenter:
 
     max_colour_dist: float = 80.0
 
-    def track(self, labels: np.ndarray, frame_idx: int, box) -> np.ndarray:
-        """bool [T, H, W]: one object prompted by ``box`` on ``frame_idx``; ``labels`` from :func:`label_colours`."""
+    def track(self, labels: np.ndarray, frame_idx: int, box, components=None) -> np.ndarray:
+        """bool [T, H, W]: one object prompted by ``box`` on ``frame_idx``; ``labels`` from :func:`label_colours`.
+        ``components(t, colour) -> (label image, slices)``: the connected components of a colour on a frame
+        (:func:`_components`, shared between the prompts of a group by :meth:`segment`)."""
+        components = components or (lambda t, c: _components(labels, t, c))
         t_count, h, w = labels.shape
         x1, y1 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
         x2, y2 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)
@@ -148,9 +151,9 @@ class SyntheticSegmenter:
         for order in (range(frame_idx, t_count), range(frame_idx, -1, -1)):
             prev = (x1, y1, x2, y2)
             for t in order:
-                comps, n = ndimage.label(labels[t] == colour, structure=np.ones((3, 3)))
+                comps, slices = components(t, int(colour))
                 best, best_iou = None, 0.0
-                for i, sl in enumerate(ndimage.find_objects(comps)):
+                for i, sl in enumerate(slices):
                     cand = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)
                     iou = _box_iou(prev, cand)
                     if iou > best_iou:
@@ -166,6 +169,19 @@ class SyntheticSegmenter:
         table = ObjectTable.from_detections(num_rollouts, det_rollout, det_frame, det_boxes)
         labels = np.stack([label_colours(f, self.max_colour_dist) for f in frames]) if len(table) else None
         obj = np.zeros((len(table), *frames.shape[:3]), bool)
+        cache: dict[tuple[int, int], tuple] = {}  # the prompts of a group follow the same few colours
+
+        def components(t, colour):
+            if (t, colour) not in cache:
+                cache[(t, colour)] = _components(labels, t, colour)
+            return cache[(t, colour)]
+
         for obj_id, (_r, f, _k, box) in table:
-            obj[obj_id] = self.track(labels, f, box)
+            obj[obj_id] = self.track(labels, f, box, components)
         return table.union_by_rollout(obj), table
+
+
+def _components(labels: np.ndarray, t: int, colour: int):
+    """8-connected components of ``colour`` on frame ``t``: ``(label image, find_objects slices)``."""
+    comps, _ = ndimage.label(labels[t] == colour, structure=np.ones((3, 3)))
+    return comps, ndimage.find_objects(comps)

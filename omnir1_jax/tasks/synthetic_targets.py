@@ -49,9 +49,14 @@ def load_oracle(root: str) -> dict[str, Any]:
 
 
 def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence[int], rng: np.random.Generator,
-                     *, mode: str = "format_only", fps: float = 2.0, think: str = THINK) -> str:
+                     *, mode: str = "format_only", fps: float = 2.0, think: str = THINK,
+                     keyframes: tuple[int, int] = (2, 4)) -> str:
     """A formatted answer for one sampled clip of a synthetic video (see the module docstring); ``think`` may
-    contain ``{description}`` (replaced by the answer's description)."""
+    contain ``{description}`` (replaced by the answer's description); ``keyframes``: the inclusive range the
+    number of (random, single-frame) answer items of ``format_only`` / ``any_object`` is drawn from."""
+    lo, hi = keyframes
+    if not 1 <= lo <= hi:
+        raise ConfigError(f"sft.keyframes must be (min, max) with 1 <= min <= max, got {keyframes!r}")
     t = len(positions)
     objs = video["objects"]
     if mode in ("random_object", "any_object"):
@@ -61,7 +66,7 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         pick = present[int(rng.integers(len(present)))]
         if mode == "any_object":
             desc = "the " + pick["description"]
-            frames = sorted(rng.choice(t, size=min(int(rng.integers(2, 5)), t), replace=False).tolist())
+            frames = sorted(rng.choice(t, size=min(int(rng.integers(lo, hi + 1)), t), replace=False).tolist())
             return answer_text(frames, desc, fps, think.format(description=desc))
         mode, target_ids = "oracle", [pick["obj_id"]]
     if mode == "oracle":
@@ -79,7 +84,7 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         desc = "the " + present[int(rng.integers(len(present)))]["description"]
     else:  # the target is the only object: describe a colour/shape that is not in the clip
         desc = "the white square" if objs and objs[0]["description"] != "white square" else "the red circle"
-    k = int(rng.integers(2, 5))
+    k = int(rng.integers(lo, hi + 1))
     frames = sorted(rng.choice(t, size=min(k, t), replace=False).tolist())
     return answer_text(frames, desc, fps, think.format(description=desc))
 

@@ -169,7 +169,8 @@ class VOSTask(Task):
             positions = [int(p) for p in batch["frame_indices"][b][:t]]
             think = self.cfg.sft.think.replace("{instruction}", self.shown[key])
             texts.append(synthetic_target(self._oracle[rec.video_id], positions, rec.obj_ids, self._rng,
-                                          mode=self.cfg.sft.target, fps=batch["fps_s1"], think=think))
+                                          mode=self.cfg.sft.target, fps=batch["fps_s1"], think=think,
+                                          keyframes=self.cfg.sft.keyframes))
         return texts
 
 
