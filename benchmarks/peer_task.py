@@ -8,7 +8,7 @@ The task: "answer with the colour named in the prompt". A prompt is ``"colour: <
 removed), range [0, 1.5]::
 
     accuracy = 1 if the first colour word of the completion is the prompt's colour, else 0
-    format   = 1 if the stripped completion is exactly one colour word (nothing else before the end), else 0
+    format   = 1 if the completion starts with a colour word (leading whitespace allowed), else 0
     total    = accuracy + FORMAT_WEIGHT * format              FORMAT_WEIGHT = 0.5
 
 A colour word is one of :data:`COLOURS` as a whole word (``\\b``), case-insensitive. Every colour is one token of
@@ -39,13 +39,13 @@ SETTINGS: dict = {
     "prompts_per_step": 4,      # 32 completions per step, one optimiser update per step (mu = 1)
     "max_new_tokens": 16,
     "temperature": 1.0,         # no top-k / top-p
-    "lr": 3e-3,                 # AdamW, betas (0.9, 0.999), eps 1e-8, no weight decay
+    "lr": 1e-2,                 # AdamW, betas (0.9, 0.999), eps 1e-8, no weight decay
     "warmup_steps": 3,          # linear 0 -> lr, then constant
     "grad_clip": 1.0,           # global norm
     "beta": 0.04,               # KL coefficient, estimator k3 = exp(ref - logp) - (ref - logp) - 1
     "epsilon": 0.2,             # clip range [1 - eps, 1 + eps]
     "loss_agg": "seq_mean_token_mean",  # mean over rows of each row's token mean
-    "steps": 40,
+    "steps": 60,
 }
 
 # The tiny policy (transformers Qwen2Config fields).
@@ -76,7 +76,7 @@ def reward_terms(colour: str, completion: str) -> tuple[float, float]:
     """``(accuracy, format)`` of one completion for a prompt naming ``colour`` (module docstring)."""
     words = _WORD.findall(completion)
     accuracy = 1.0 if words and words[0].lower() == colour else 0.0
-    fmt = 1.0 if _WORD.fullmatch(completion.strip()) else 0.0
+    fmt = 1.0 if _WORD.match(completion.lstrip()) else 0.0
     return accuracy, fmt
 
 
