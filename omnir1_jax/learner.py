@@ -195,6 +195,7 @@ class Learner:
                                   agg=g.agg, micro_batches=micro)
         tx = _cached_optimizer(stage.lr, stage.weight_decay, stage.b1, stage.b2, stage.eps, stage.warmup_steps,
                                stage.grad_clip)
+        self.loss_spec = dataclasses.replace(self.loss_spec, clip_ratio_c=g.clip_ratio_c, empty_rows=g.empty_rows)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                     g.group_size if self.grpo else None)
