@@ -22,6 +22,7 @@ import types
 import typing
 from typing import Any, Sequence
 
+from omnir1_jax.rewards.segzero import SegZeroSpec
 from omnir1_jax.rewards.total import RewardWeights
 
 
@@ -394,6 +395,8 @@ class GRPOSpec:
     # "batch" (TRL: all rows) or "nonempty" (verl, tunix). See omnir1_jax/rl/loss.py.
     clip_ratio_c: float | None = None
     empty_rows: str = "batch"
+    # The grounding task's think/answer format term, length bonus and key matching (omnir1_jax/rewards/segzero.py).
+    segzero: SegZeroSpec = SegZeroSpec()
 
     def __post_init__(self):
         _int("grpo", self, "micro_batches", 0)
