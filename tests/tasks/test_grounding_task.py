@@ -100,9 +100,11 @@ def test_length_bonus_and_weights_through_the_task(setup):
 
     cfg, tok, _, _, batch = setup
     exact = target_answer(batch["gt_box"][0], batch["gt_points"][0], "t")
-    pad = " ".join(["word"] * 600)  # lengthen the think: tokens counted below, with the tokenizer itself
-    long_exact = exact.replace("<think>t</think>", f"<think>{pad}</think>")
-    n_long = len(tok(long_exact, add_special_tokens=False)["input_ids"]) + 1
+    n_long, words = 0, 0
+    while n_long < 400:  # lengthen the think until the answer has 400+ tokens (counted with the tokenizer itself)
+        words += 20
+        long_exact = exact.replace("<think>t</think>", "<think>" + " ".join(["the"] * words) + "</think>")
+        n_long = len(tok(long_exact, add_special_tokens=False)["input_ids"]) + 1
     n_exact = len(tok(exact, add_special_tokens=False)["input_ids"]) + 1
     assert 320 <= n_long <= 750 and n_exact < 320
     texts = [long_exact, exact, "no answer", "no answer"]
