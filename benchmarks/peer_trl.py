@@ -54,7 +54,10 @@ def run(model_dir: str, seed: int, steps: int, threads: int) -> dict:
             beta=s["beta"], epsilon=s["epsilon"], loss_type="grpo", scale_rewards="group", num_iterations=1,
             max_steps=steps, seed=seed, logging_steps=1, report_to=[], save_strategy="no", shuffle_dataset=False,
             use_cpu=True, bf16=False, fp16=False, disable_dropout=True, dataloader_num_workers=0,
-            log_completions=False, model_init_kwargs={"dtype": torch.float32})
+            log_completions=False, model_init_kwargs={"dtype": torch.float32},
+            # TRL >= 1.x multiplies the KL term by the importance ratio by default (its gradient gains beta * k3 *
+            # grad log p); ours and tunix use the plain k3 term, so it is switched off here (BENCHMARKS.md "Peers")
+            use_bias_correction_kl=False)
         trainer = GRPOTrainer(model=model_dir, reward_funcs=[colour_reward], args=args,
                               train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tokenizer)
         generate = trainer._generate_single_turn

@@ -117,6 +117,12 @@ def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip):
                           grad_clip=grad_clip)
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "scorer"))
+def _score_split(graphdef, state, prompt, completion_ids, completion_mask, *, scorer):
+    """``rl.update.score`` on a model given as (graphdef, state): float32 [R, C] log-probs, no gradient."""
+    return jax.lax.stop_gradient(scorer(nnx.merge(graphdef, state), prompt, completion_ids, completion_mask))
+
+
 def _bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
@@ -182,6 +188,7 @@ class Learner:
         if stage.loss not in ("grpo", "nll"):
             raise ValueError(f"stage.loss must be grpo or nll, got {stage.loss!r}")
         self.reference = P.frozen_copy(self.model) if self.grpo and g.beta > 0 else None
+        self._reference_split = None  # (graphdef, state) of the frozen reference, split once (_score_reference)
         micro = 1
         if self.grpo:  # gradient accumulation over the batch's rows (grpo.micro_batches; 0 = per device count)
             rows = cfg.data.batch_size * g.group_size
@@ -249,6 +256,7 @@ class Learner:
         nnx.update(self.optimizer, state["opt"])
         if self.reference is not None:
             nnx.update(self.reference, state["reference"])
+            self._reference_split = None
         self.key = key_from_data(state["key"])
         self.data_iter.set_state(meta["data_state"])
         self.step = int(meta["step"])
@@ -426,12 +434,22 @@ class Learner:
             return {k: float(v) for k, v in jax.device_get(m).items()}
         g = self.cfg.grpo
         old = score(self.model, *args, scorer=self.scorer) if g.mu > 1 else None
-        ref = score(self.reference, *args, scorer=self.scorer) if self.reference is not None else None
+        ref = self._score_reference(*args) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
             metrics = grpo_step(self.model, self.optimizer, *args, old, ref, ro["advantages"], scorer=self.scorer,
                                 spec=self.loss_spec)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    def _score_reference(self, prompt, completion_ids, completion_mask):
+        """The frozen reference's log-probs of the completions. The reference never changes between restores, so it
+        is split into (graphdef, state) once and scored by a plain jit of that state: the same program as
+        ``score(self.reference, ...)`` without ``nnx.jit``'s graph traversal on every call (~10 ms a step on a
+        2-core CPU for the peer benchmark's tiny policy, BENCHMARKS.md "Peers")."""
+        if self._reference_split is None:
+            self._reference_split = nnx.split(self.reference)
+        graphdef, state = self._reference_split
+        return _score_split(graphdef, state, prompt, completion_ids, completion_mask, scorer=self.scorer)
 
     def train_step(self) -> dict[str, float]:
         """Data -> (rollout -> reward -> advantages | targets) -> update -> metrics, with the NaN stop."""
