@@ -51,9 +51,9 @@ def parse_seeds(text: str) -> list[int]:
         try:
             seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
         except ValueError:
-            raise SystemExit(f"--seeds: {text!r} is not a list like 0-4 or 0,2,5") from None
+            raise ValueError(f"--seeds: {text!r} is not a list like 0-4 or 0,2,5") from None
     if not seeds:
-        raise SystemExit(f"--seeds: {text!r} names no seed")
+        raise ValueError(f"--seeds: {text!r} names no seed")
     return seeds
 
 
@@ -114,11 +114,20 @@ def main(argv=None) -> int:
     ap.add_argument("--peers-python", default=sys.executable)
     ap.add_argument("--aggregate-only", action="store_true", help="only aggregate the JSON already in --out")
     args = ap.parse_args(argv)
-    seeds = parse_seeds(args.seeds)
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as e:
+        ap.error(str(e))
     stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
     bad = [s for s in stacks if s not in STACKS]
     if bad:
-        raise SystemExit(f"--stacks: unknown {bad}; choose from {list(STACKS)}")
+        ap.error(f"--stacks: unknown {bad}; choose from {list(STACKS)}")
+    for stack in stacks:
+        python = args.ours_python if stack == "ours" else args.peers_python
+        if not args.aggregate_only and not os.access(python, os.X_OK):
+            flag = "--ours-python" if stack == "ours" else "--peers-python"
+            ap.error(f"{flag}: {python} is not an executable interpreter (ours needs the project's .venv: "
+                     "bash scripts/install.sh; the peers .venv-peers: bash scripts/install_peers.sh)")
     os.makedirs(args.out, exist_ok=True)
     model = os.path.join(args.out, "model")
     failures: dict[str, str] = {}
