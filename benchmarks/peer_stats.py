@@ -9,7 +9,8 @@ Definitions (per stack, over its seeds):
   ties counting half (the Mann-Whitney statistic / (n m), as rliable defines it), with a 95 % bootstrap CI
   resampling both stacks' seeds independently;
 - curve band: per window of ``WINDOW`` steps, the mean over seeds of each seed's window mean, with its 95 %
-  bootstrap CI; the learning goal compares our window means with each peer's bands;
+  bootstrap CI; the learning goal compares our window means with each peer's bands (and reports in how many
+  windows the two bands overlap);
 - timing: medians over every step after the first ``SKIP`` (compilation / warm-up) of every seed: step time,
   update time (step - sampling - reward), sampling tokens/s (the step's completion tokens / its sampling time);
   peak RSS: the largest of the seeds' peaks. Ratios are stack / ours (for tokens/s, ours / stack, so that a
@@ -110,7 +111,10 @@ def summarise(runs: dict[str, list[dict]], reference: str = "ours") -> dict:
             if stack == reference:
                 continue
             inside = [lo <= m <= hi for m, lo, hi in zip(ref["window_mean"], st["window_low"], st["window_high"])]
+            overlap = [not (a_hi < b_lo or b_hi < a_lo) for a_lo, a_hi, b_lo, b_hi in
+                       zip(ref["window_low"], ref["window_high"], st["window_low"], st["window_high"])]
             out["learning"][stack] = {"windows_inside": int(sum(inside)), "windows": len(inside),
+                                      "bands_overlap": int(sum(overlap)),
                                       "outside_steps": [f"{j * WINDOW + 1}-{(j + 1) * WINDOW}"
                                                         for j, ok in enumerate(inside) if not ok]}
             out["speed"][stack] = {"step_ratio": ref["step_s"] / st["step_s"],
@@ -145,7 +149,8 @@ def table(summary: dict) -> str:
         for name, g in summary["learning"].items():
             out = ", ".join(g["outside_steps"]) or "none"
             lines.append(f"- learning: our {WINDOW}-step mean reward inside {name}'s 95 % band in "
-                         f"{g['windows_inside']} of {g['windows']} windows (outside: steps {out})")
+                         f"{g['windows_inside']} of {g['windows']} windows (outside: steps {out}); the two bands "
+                         f"overlap in {g['bands_overlap']} of {g['windows']}")
         for name, r in sp.items():
             goal = {"trl": 0.5, "tunix": 0.8}.get(name)
             verdict = "" if goal is None else (f"; goal <= {goal}: {'met' if r['step_ratio'] <= goal else 'NOT met'}")
