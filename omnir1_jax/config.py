@@ -22,6 +22,7 @@ import types
 import typing
 from typing import Any, Sequence
 
+from omnir1_jax.rewards.segzero import SegZeroSpec
 from omnir1_jax.rewards.total import RewardWeights
 
 
@@ -403,9 +404,21 @@ class GRPOSpec:
     # slices, one at a time (the same gradient, less activation memory). 0 = one slice per row that each device
     # would otherwise hold beyond the first: rows / devices slices (64 rows: 1 on a v5p-64 slice, 8 on a v5p-8).
     micro_batches: int = 1
+    # verl's dual clip: for a negative advantage A the per-token policy loss is at most -clip_ratio_c * A
+    # (None = off; must be > 1). Where an empty row (no completion token) counts in seq_mean_token_mean's divisor:
+    # "batch" (TRL: all rows) or "nonempty" (verl, tunix). See omnir1_jax/rl/loss.py.
+    clip_ratio_c: float | None = None
+    empty_rows: str = "batch"
+    # The grounding task's think/answer format term, length bonus and key matching (omnir1_jax/rewards/segzero.py).
+    segzero: SegZeroSpec = SegZeroSpec()
 
     def __post_init__(self):
         _int("grpo", self, "micro_batches", 0)
+        if self.clip_ratio_c is not None and (isinstance(self.clip_ratio_c, bool) or not isinstance(
+                self.clip_ratio_c, (int, float)) or not self.clip_ratio_c > 1):
+            raise ConfigError(f"grpo.clip_ratio_c must be a number > 1 or None, got {self.clip_ratio_c!r}")
+        if self.empty_rows not in ("batch", "nonempty"):
+            raise ConfigError(f"grpo.empty_rows must be batch or nonempty, got {self.empty_rows!r}")
         _int("grpo", self, "max_turns", 1)
         _real("grpo", self, "turn_cost", 0.0)
         if self.num_keyframes is not None and (not isinstance(self.num_keyframes, int) or self.num_keyframes < 1):

@@ -128,6 +128,12 @@ def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip, de
 PROGRESS_KEYS = ("loss", "reward/total", "reward/grounding", "reward/accuracy", "kl_mean", "time/step")
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "scorer"))
+def _score_split(graphdef, state, prompt, completion_ids, completion_mask, *, scorer):
+    """``rl.update.score`` on a model given as (graphdef, state): float32 [R, C] log-probs, no gradient."""
+    return jax.lax.stop_gradient(scorer(nnx.merge(graphdef, state), prompt, completion_ids, completion_mask))
+
+
 def _bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
@@ -196,6 +202,7 @@ class Learner:
             raise ValueError(f"stage.loss must be grpo or nll, got {stage.loss!r}")
         # the reference is stored in the compute dtype: it is never updated (see ModelSpec.param_dtype)
         self.reference = P.frozen_copy(self.model, cfg.model.dtype) if self.grpo and g.beta > 0 else None
+        self._reference_split = None  # (graphdef, state) of the frozen reference, split once (_score_reference)
         micro = 1
         if self.grpo:  # gradient accumulation over the batch's rows (grpo.micro_batches; 0 = per device count)
             rows = cfg.data.batch_size * g.group_size
@@ -208,7 +215,8 @@ class Learner:
         # Dr. GRPO divides by the answer-token budget, a constant of the run (rl.loss.aggregate)
         budget = g.max_new_tokens * (int(getattr(task, "max_turns", 1)) if self.grpo else 1)
         self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
-                                  agg=g.agg, micro_batches=micro, max_len=budget)
+                                  agg=g.agg, micro_batches=micro, max_len=budget, clip_ratio_c=g.clip_ratio_c,
+                                  empty_rows=g.empty_rows)
         tx = _cached_optimizer(stage.lr, stage.weight_decay, stage.b1, stage.b2, stage.eps, stage.warmup_steps,
                                stage.grad_clip, stage.decay, stage.decay_embeddings)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
@@ -265,6 +273,7 @@ class Learner:
         nnx.update(self.optimizer, state["opt"])
         if self.reference is not None:
             nnx.update(self.reference, state["reference"])
+            self._reference_split = None
         self.key = key_from_data(state["key"])
         self.data_iter.set_state(meta["data_state"])
         self.step = int(meta["step"])
@@ -442,12 +451,22 @@ class Learner:
             return {k: float(v) for k, v in jax.device_get(m).items()}
         g = self.cfg.grpo
         old = score(self.model, *args, scorer=self.scorer) if g.mu > 1 else None
-        ref = score(self.reference, *args, scorer=self.scorer) if self.reference is not None else None
+        ref = self._score_reference(*args) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
             metrics = grpo_step(self.model, self.optimizer, *args, old, ref, ro["advantages"], scorer=self.scorer,
                                 spec=self.loss_spec)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    def _score_reference(self, prompt, completion_ids, completion_mask):
+        """The frozen reference's log-probs of the completions. The reference never changes between restores, so it
+        is split into (graphdef, state) once and scored by a plain jit of that state: the same program as
+        ``score(self.reference, ...)`` without ``nnx.jit``'s graph traversal on every call (~10 ms a step on a
+        2-core CPU for the peer benchmark's tiny policy, BENCHMARKS.md "Peers")."""
+        if self._reference_split is None:
+            self._reference_split = nnx.split(self.reference)
+        graphdef, state = self._reference_split
+        return _score_split(graphdef, state, prompt, completion_ids, completion_mask, scorer=self.scorer)
 
     def train_step(self) -> dict[str, float]:
         """Data -> (rollout -> reward -> advantages | targets) -> update -> metrics, with the NaN stop."""

@@ -174,7 +174,9 @@ def official_structure_reward(
 ) -> np.ndarray:
     """The released code's per-object bonus (``official`` preset only), averaged over the decoded objects:
     0.2 per object, +0.2 when it has start/end/description, +0.2 when its times are consistent and inside the
-    clip, + the fraction of its frames where the target is visible. Range [0, 1.6]; 0 with no object.
+    clip, + the fraction of its frames where the target is visible. Range [0, 1.6]; 0 with no object. A JSON
+    object that is no interval (``ParsedAnswer.other_objects``) counts as the release counts it: 0.2, and one in
+    the divisor.
 
     ``object_visible [T, O]`` (object o visible on frame t) gives the release's per-object fraction: visible
     (object, frame) pairs over ``frames * O`` (two objects, one visible: 0.5); without it, the fraction of frames
@@ -184,9 +186,10 @@ def official_structure_reward(
         object_visible = np.asarray(object_visible, bool).reshape(areas.shape[0], -1)
     out = np.zeros(len(answers), np.float32)
     for n, a in enumerate(answers):
-        if not a.items:
+        others = getattr(a, "other_objects", 0)
+        if not a.items and not others:
             continue
-        total = 0.0
+        total = 0.2 * others
         for it in a.items:
             total += 0.2
             if it.start is not None and it.end is not None and it.description:
@@ -195,5 +198,5 @@ def official_structure_reward(
                     frames = list(it.frames)
                     seen = object_visible[frames] if object_visible is not None else areas[frames] > 0
                     total += 0.2 + float(np.mean(seen))
-        out[n] = total / len(a.items)
+        out[n] = total / (len(a.items) + others)
     return out

@@ -90,6 +90,8 @@ class ParsedAnswer:
       num_frames: T, the number of frames of the clip the answer refers to.
       keyframe_items: one entry per entry of ``keyframes``: the index (into ``items``) of the answer item the
         keyframe came from — R_diversity counts consecutive keyframes of one item as overlaps (SPEC section 3).
+      other_objects: decoded JSON objects of the answer that are no interval and hold none (``{"note": "x"}``);
+        every reward ignores them except the ``official`` structure bonus, which counts them as the release does.
 
     ``keyframes`` is sorted by (frame, first frame of its item, last frame of its item, item index): ties at one
     frame are ordered by the items' intervals, not by answer order, so reordering the items of an answer never
@@ -103,6 +105,7 @@ class ParsedAnswer:
     error: str | None
     num_frames: int
     keyframe_items: tuple[int, ...] = ()
+    other_objects: int = 0
 
     @property
     def unique_keyframes(self) -> tuple[int, ...]:
@@ -251,6 +254,21 @@ def _collect_objects(value: Any, depth: int = 0) -> list[dict]:
     return []
 
 
+def _count_other_objects(value: Any, depth: int = 0) -> int:
+    """JSON objects under ``value`` that are no interval (no interval key) and hold no interval object."""
+    if depth > _MAX_DEPTH:
+        return 0
+    if isinstance(value, dict):
+        if any(k in value for k in ("start_time", "end_time", "description")):
+            return 0
+        if not _collect_objects(value, depth):
+            return 1
+        return sum(_count_other_objects(v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+    if isinstance(value, list):
+        return sum(_count_other_objects(v, depth + 1) for v in value)
+    return 0
+
+
 def _brief(value: Any) -> str:
     """A short repr for error messages (a decoded value may be huge or deeply nested)."""
     if value is None or isinstance(value, (bool, float)):
@@ -306,10 +324,13 @@ def parse_answer(completion: Any, num_frames: int, fps: float = 2.0) -> ParsedAn
     body = extract_tag(completion[: _MAX_ANSWER_CHARS * 2], "answer")
     if body is None:
         return invalid("no <answer>...</answer> block")
-    objects = [o for v in _decode_values(body[:_MAX_ANSWER_CHARS]) for o in _collect_objects(v)]
+    values = _decode_values(body[:_MAX_ANSWER_CHARS])
+    objects = [o for v in values for o in _collect_objects(v)]
+    others = sum(_count_other_objects(v) for v in values)
     if not objects:
-        return invalid("no JSON interval object in the answer")
-    return answer_from_items(tuple(_make_item(o, num_frames, fps) for o in objects), num_frames)
+        return dataclasses.replace(invalid("no JSON interval object in the answer"), other_objects=others)
+    answer = answer_from_items(tuple(_make_item(o, num_frames, fps) for o in objects), num_frames)
+    return dataclasses.replace(answer, other_objects=others) if others else answer
 
 
 def answer_from_items(items: tuple[AnswerItem, ...], num_frames: int) -> ParsedAnswer:
@@ -342,7 +363,8 @@ def keep_first_items(answer: ParsedAnswer, max_items: int | None) -> ParsedAnswe
         raise ValueError(f"max_items must be >= 1 or None, got {max_items}")
     if max_items is None or len(answer.items) <= max_items:
         return answer
-    return answer_from_items(answer.items[:max_items], answer.num_frames)
+    kept = answer_from_items(answer.items[:max_items], answer.num_frames)
+    return dataclasses.replace(kept, other_objects=answer.other_objects) if answer.other_objects else kept
 
 
 def parse_description(completion: Any) -> str | None:

@@ -13,6 +13,22 @@ Per completion (range [0, 4.4])::
     point_term = clip((150 - d) * 0.02, 0, 1), d = mean distance of the two points to the two GT points under
                  the better of the two pairings; 0 unless both points lie inside bbox_2d (edges included)
 
+The grounding task's total (:class:`omnir1_jax.tasks.grounding.GroundingTask`) adds the release trainer's two
+other terms, each with its weight in :class:`SegZeroSpec` (``grpo.segzero``; defaults as released)::
+
+    total = (format + iou_term + box_term + point_term)                          "accuracy", as released
+            + think_format * [completion matches <think>.*?</think>\\s*<answer>.*?</answer>]   (weight 1.0)
+            + length * length_bonus                                                         (weight 1.0)
+    length_bonus = 1 if accuracy > 0.1 and 320 <= completion tokens <= 750, and more than one completion of the
+                   batch has accuracy > 0.1 (the release's ``len_control``, default on); else 0
+
+Keys: an answer's JSON keys must be exactly ``bbox_2d``, ``points_1``, ``points_2``. The release's box, IoU and
+point terms find them by substring instead (the first key containing ``bbox``, the first two containing
+``points``, case-insensitive: ``BBox_2D``, ``bbox``, ``Points_1`` ...), while its format term (``strict=True`` in
+the SegZero task) wants the exact keys; ``lenient_keys=True`` (``grpo.segzero.lenient_keys``) reproduces that.
+Exact keys are the default because the prompt asks for them and a near-miss key is a format error, which the
+substring match would otherwise pay for in three of the four terms.
+
 Decisions (the released code, ``segzero_reward`` of the Omni-R1 release, is the reference for the constants):
 
 - Parsing never raises and is linear-time: the ``<answer>`` block is found with the same tag scan as VOS answers
@@ -38,10 +54,42 @@ import numpy as np
 from omnir1_jax.rewards.alignment import box_iou_matrix
 from omnir1_jax.rewards.parsing import _MAX_ANSWER_CHARS, _decode_values, extract_tag
 
-__all__ = ["GroundingAnswer", "gt_box_and_points", "gt_points", "parse_grounding_answer", "resize_mask",
-           "segzero_reward", "segzero_terms"]
+__all__ = ["GroundingAnswer", "SegZeroSpec", "gt_box_and_points", "gt_points", "length_bonus",
+           "parse_grounding_answer", "resize_mask", "segzero_reward", "segzero_terms"]
 
 COMPONENTS = ("format", "iou", "box", "points")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegZeroSpec:
+    """The grounding task's extra reward terms and key matching (``grpo.segzero``; module docstring).
+
+    Attributes:
+      think_format: weight of the ``<think>...</think><answer>...</answer>`` format term (release: 1).
+      length: weight of the length bonus (release: 1, its ``len_control`` default on; 0 turns it off).
+      length_range: inclusive completion-token range of the bonus (release: 320..750).
+      length_min_accuracy: the bonus needs accuracy (the four SegZero terms' sum) above this (release: 0.1).
+      lenient_keys: find the box / points keys by substring, as the release's box, IoU and point terms do.
+    """
+
+    think_format: float = 1.0
+    length: float = 1.0
+    length_range: tuple[int, int] = (320, 750)
+    length_min_accuracy: float = 0.1
+    lenient_keys: bool = False
+
+    def __post_init__(self):
+        for name in ("think_format", "length", "length_min_accuracy"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ValueError(f"grpo.segzero.{name} must be a number >= 0, got {v!r}")
+        lo_hi = tuple(self.length_range)
+        if len(lo_hi) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in lo_hi) or not (
+                0 <= lo_hi[0] <= lo_hi[1]):
+            raise ValueError(f"grpo.segzero.length_range must be two ints 0 <= low <= high, got {self.length_range!r}")
+        object.__setattr__(self, "length_range", lo_hi)
+        if not isinstance(self.lenient_keys, bool):
+            raise ValueError(f"grpo.segzero.lenient_keys must be true or false, got {self.lenient_keys!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +128,15 @@ def _numbers(value: Any, n: int) -> tuple[float, ...] | None:
     return tuple(out)
 
 
-def parse_grounding_answer(completion: Any) -> GroundingAnswer:
-    """The box and points of a grounding completion; never raises (anything unusable -> None fields + error)."""
+def _lenient(obj: dict, part: str, count: int) -> list:
+    """Values of the first ``count`` keys of ``obj`` containing ``part`` (case-insensitive), in key order."""
+    return [obj[k] for k in obj if isinstance(k, str) and part in k.lower()][:count]
+
+
+def parse_grounding_answer(completion: Any, lenient_keys: bool = False) -> GroundingAnswer:
+    """The box and points of a grounding completion; never raises (anything unusable -> None fields + error).
+    ``error`` (the format term) always wants the exact keys; ``lenient_keys`` takes the box and points from the
+    first keys containing ``bbox`` / ``points`` (module docstring)."""
     if not isinstance(completion, str):
         return GroundingAnswer(None, None, f"completion is {type(completion).__name__}, not str")
     body = extract_tag(completion[: _MAX_ANSWER_CHARS * 2], "answer")
@@ -98,9 +153,13 @@ def parse_grounding_answer(completion: Any) -> GroundingAnswer:
         return GroundingAnswer(None, None, "no JSON object in the answer")
     box = _numbers(obj.get("bbox_2d"), 4)
     p1, p2 = _numbers(obj.get("points_1"), 2), _numbers(obj.get("points_2"), 2)
-    points = (p1, p2) if p1 is not None and p2 is not None else None
     missing = [k for k, v in (("bbox_2d", box), ("points_1", p1), ("points_2", p2)) if v is None]
     error = f"missing or malformed: {', '.join(missing)}" if missing else None
+    if lenient_keys:
+        boxes, pts = _lenient(obj, "bbox", 1), _lenient(obj, "points", 2)
+        box = _numbers(boxes[0], 4) if boxes else None
+        p1, p2 = (_numbers(pts[0], 2), _numbers(pts[1], 2)) if len(pts) == 2 else (None, None)
+    points = (p1, p2) if p1 is not None and p2 is not None else None
     return GroundingAnswer(box, points, error)  # type: ignore[arg-type]
 
 
@@ -129,13 +188,29 @@ def segzero_terms(answer: GroundingAnswer, gt_box, gt_pts) -> dict[str, float]:
     return terms
 
 
-def segzero_reward(completions: Sequence[object], gt_box, gt_pts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def segzero_reward(completions: Sequence[object], gt_box, gt_pts, *, lenient_keys: bool = False
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Rewards of a group of completions for one image: ``(total [N], {format, iou, box, points: [N]})``,
     float32; total = the sum of the four terms, range [0, 4.4]. Never raises on a completion."""
-    rows = [segzero_terms(parse_grounding_answer(c), gt_box, gt_pts) for c in completions]
+    rows = [segzero_terms(parse_grounding_answer(c, lenient_keys), gt_box, gt_pts) for c in completions]
     comps = {k: np.asarray([r[k] for r in rows], np.float32) for k in COMPONENTS}
     total = sum(comps[k] for k in COMPONENTS) if rows else np.zeros(0, np.float32)
     return np.asarray(total, np.float32), comps
+
+
+def length_bonus(lengths: Sequence[int], accuracy: Sequence[float], *, length_range: tuple[int, int] = (320, 750),
+                 min_accuracy: float = 0.1) -> np.ndarray:
+    """The release trainer's length bonus over one batch of completions, float32 ``[N]``: 1 for a completion
+    whose accuracy exceeds ``min_accuracy`` and whose length (tokens, EOS included) lies in ``length_range``
+    (inclusive), provided more than one completion of the batch exceeds ``min_accuracy``; 0 otherwise."""
+    lengths, accuracy = np.asarray(lengths), np.asarray(accuracy, np.float64)
+    if lengths.shape != accuracy.shape or lengths.ndim != 1:
+        raise ValueError(f"lengths {lengths.shape} and accuracy {accuracy.shape} must be two [N] arrays")
+    good = accuracy > min_accuracy
+    if good.sum() <= 1:
+        return np.zeros(len(lengths), np.float32)
+    lo, hi = length_range
+    return (good & (lengths >= lo) & (lengths <= hi)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ ground truth

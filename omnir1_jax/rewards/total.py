@@ -28,6 +28,9 @@ keyframe: avg_ratio, avg_iou,         are 0 for that rollout (only when System 2
 mismatch and sam_iou are dropped      given)
 structure bonus: visible fraction     reproduced when ``object_visible [T, O]`` is given (``group_rewards``
 per (object, frame) pair              passes the GT boxes' validity); the union's visible fraction otherwise
+structure bonus: a JSON object that   reproduced: 0.2 in the structure bonus and one more in its divisor
+is no interval (``{"note": "x"}``)    (``ParsedAnswer.other_objects``); every other term ignores it, as the
+counts 0.2 and in the divisor         release's do (it grounds nothing); ``paper`` ignores it entirely
 saliency: sum of per-object areas     deliberate: the union's area (SPEC: ``area(m*_t)``); the sum counts
                                       pixels covered by two target objects twice
 a_g = 0 drops avg_ratio, avg_iou and  deliberate: kept, so each Table-4 row is the reward it names (with the

@@ -21,6 +21,16 @@ Aggregation over tokens:
   grpo.max_new_tokens`` for multi-turn trajectories, so the same rows give the same loss however wide the batch
   is padded. Left at None it falls back to the padded width T, which moves with the padding (rows padded to 32,
   64 or 256 tokens give 8x different losses); pass it whenever the batch is cut to its longest row.
+
+A row without a single completion token (an *empty row*: a micro-batch's padding row, a completion cut to 0
+tokens) adds 0 to the ``seq_mean_token_mean`` sum; ``empty_rows`` says whether it still counts in the divisor:
+``"batch"`` (default) divides by all B rows, as TRL's ``loss_type="grpo"`` does (``.mean()`` over rows);
+``"nonempty"`` divides by the rows with at least one token, as verl's ``agg_loss`` and tunix do.
+
+verl's dual clip (``clip_ratio_c = c > 1``, Ye et al. 2020) bounds the loss of a token with a negative advantage
+from above: for A < 0 the policy term is ``min(max(-rho A, -clip(rho) A), -c A)``, so a ratio far above 1 cannot
+push an unlikely token's loss (and gradient) without limit; tokens with A >= 0 are unchanged. ``None`` (default)
+is the plain clipped objective.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from jaxtyping import Array, Float
 
 KL = Literal["k1", "k2", "k3"]
 Agg = Literal["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]
+EmptyRows = Literal["batch", "nonempty"]
 
 # exp(20) ~ 4.9e8: keeps the ratio finite when a stale sample is far off-policy.
 LOG_RATIO_CLAMP = 20.0
@@ -60,19 +71,30 @@ def kl_estimate(logps: Float[Array, "B T"], ref_logps: Float[Array, "B T"], kind
     raise ValueError(f"kl must be 'k1', 'k2' or 'k3', got {kind!r}")
 
 
-def aggregate(per_token: Float[Array, "B T"], mask: Float[Array, "B T"], agg: Agg, max_len: int | None = None):
-    """Reduce a masked per-token quantity to a scalar with one of the three GRPO aggregation modes."""
+def aggregate(per_token: Float[Array, "B T"], mask: Float[Array, "B T"], agg: Agg, max_len: int | None = None,
+              *, empty_rows: EmptyRows = "batch"):
+    """Reduce a masked per-token quantity to a scalar with one of the three GRPO aggregation modes
+    (``empty_rows``: the ``seq_mean_token_mean`` divisor, see the module docstring)."""
     mask = mask.astype(per_token.dtype)
     summed = per_token * mask
     if agg == "seq_mean_token_mean":
         per_seq = summed.sum(-1) / jnp.maximum(mask.sum(-1), 1.0)
-        return per_seq.mean()
+        return per_seq.sum() / _seq_divisor(mask, empty_rows)
     if agg == "token_mean":
         return summed.sum() / jnp.maximum(mask.sum(), 1.0)
     if agg == "seq_mean_token_sum_norm":
         length = per_token.shape[-1] if max_len is None else max_len
         return summed.sum() / (per_token.shape[0] * length)
     raise ValueError(f"agg must be one of seq_mean_token_mean, token_mean, seq_mean_token_sum_norm; got {agg!r}")
+
+
+def _seq_divisor(mask, empty_rows: str):
+    """The number of rows ``seq_mean_token_mean`` divides by: all of them, or those with a token (>= 1)."""
+    if empty_rows == "batch":
+        return jnp.float32(mask.shape[0])
+    if empty_rows == "nonempty":
+        return jnp.maximum((mask.sum(-1) > 0).sum(), 1).astype(jnp.float32)
+    raise ValueError(f"empty_rows must be 'batch' or 'nonempty', got {empty_rows!r}")
 
 
 def _masked_stats(x, mask, prefix):
@@ -99,6 +121,8 @@ def grpo_loss(
     kl: KL = "k3",
     agg: Agg = "seq_mean_token_mean",
     max_len: int | None = None,
+    clip_ratio_c: float | None = None,
+    empty_rows: EmptyRows = "batch",
 ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
     """GRPO loss and diagnostics.
 
@@ -116,11 +140,13 @@ def grpo_loss(
       agg: token aggregation, see the module docstring.
       max_len: the constant divisor of ``seq_mean_token_sum_norm``: the answer-token budget (see the module
         docstring); None = the padded width T.
+      clip_ratio_c: verl's dual-clip bound ``c > 1`` on negative-advantage tokens (module docstring); None = off.
+      empty_rows: ``seq_mean_token_mean``'s divisor, ``"batch"`` (TRL) or ``"nonempty"`` (verl, tunix).
 
     Returns:
       ``(loss, metrics)``; metrics (all stop-gradient scalars): ``clip_frac_low`` / ``clip_frac_high`` (tokens whose
       ratio is below / above the range with a negative / positive advantage, i.e. the ones the clip zeroes),
-      ``clip_frac``, ``kl_mean``, ``ratio_mean/min/max``, ``adv_mean/std/min/max``, ``pg_loss``, ``num_tokens``.
+      ``clip_frac``, ``clip_frac_dual`` (negative-advantage tokens held at ``-c A`` by the dual clip), ``kl_mean``, ``ratio_mean/min/max``, ``adv_mean/std/min/max``, ``pg_loss``, ``num_tokens``.
     """
     logps = jnp.asarray(logps, jnp.float32)
     if logps.ndim != 2:
@@ -132,6 +158,8 @@ def grpo_loss(
         raise ValueError(f"need 0 <= epsilon_low < 1 and epsilon_high >= 0, got {epsilon_low}, {epsilon_high}")
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
+    if clip_ratio_c is not None and not clip_ratio_c > 1.0:
+        raise ValueError(f"clip_ratio_c must be > 1 (or None), got {clip_ratio_c}")
     adv = jnp.asarray(advantages, jnp.float32)
     if adv.ndim == 1:
         adv = adv[:, None]
@@ -142,6 +170,11 @@ def grpo_loss(
     ratio = jnp.exp(log_ratio)
     clipped = jnp.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
     pg = -jnp.minimum(ratio * adv, clipped * adv)
+    dual = jnp.zeros_like(pg)
+    if clip_ratio_c is not None:  # verl's dual clip: for A < 0 the loss is at most -c A
+        bound = -clip_ratio_c * adv
+        dual = ((adv < 0) & (pg > bound)).astype(jnp.float32)
+        pg = jnp.where(adv < 0, jnp.minimum(pg, bound), pg)
     per_token = pg
     kl_tok = None
     if beta > 0.0 or ref_logps is not None:
@@ -150,7 +183,7 @@ def grpo_loss(
         kl_tok = kl_estimate(logps, jnp.asarray(ref_logps, jnp.float32), kl)
         if beta > 0.0:
             per_token = pg + beta * kl_tok
-    loss = aggregate(per_token, mask, agg, max_len)
+    loss = aggregate(per_token, mask, agg, max_len, empty_rows=empty_rows)
 
     sg = jax.lax.stop_gradient
     n_tok = jnp.maximum(mask.sum(), 1.0)
@@ -158,10 +191,11 @@ def grpo_loss(
     high = ((ratio > 1.0 + epsilon_high) & (adv > 0)).astype(jnp.float32)
     adv_rows = adv[:, 0]
     metrics = {
-        "pg_loss": sg(aggregate(pg, mask, agg, max_len)),
+        "pg_loss": sg(aggregate(pg, mask, agg, max_len, empty_rows=empty_rows)),
         "clip_frac_low": sg((low * mask).sum() / n_tok),
         "clip_frac_high": sg((high * mask).sum() / n_tok),
         "clip_frac": sg(((low + high) * mask).sum() / n_tok),
+        "clip_frac_dual": sg((dual * mask).sum() / n_tok),
         "kl_mean": sg((kl_tok * mask).sum() / n_tok) if kl_tok is not None else jnp.float32(0.0),
         "adv_mean": sg(adv_rows.mean()),
         "adv_std": sg(adv_rows.std()),

@@ -34,6 +34,8 @@ class LossSpec:
     # Dr. GRPO's constant divisor (``seq_mean_token_sum_norm``): the answer-token budget, never the padded width
     max_len: int | None = None
     micro_batches: int = 1  # gradient accumulation: rows split into this many equal slices, one at a time
+    clip_ratio_c: float | None = None  # verl's dual clip on negative-advantage tokens (rl.loss); None = off
+    empty_rows: str = "batch"  # seq_mean_token_mean's divisor: "batch" (TRL) or "nonempty" (verl, tunix)
 
 
 def resolve_micro_batches(requested: int, rows: int, devices: int, group: int = 1) -> int:
@@ -160,11 +162,15 @@ def _accumulate(model, n: int, rows: int, loss_fn) -> tuple[Any, jax.Array]:
     return jax.tree.map(lambda a, x: a.astype(x.dtype), acc, params), aux
 
 
-def _share(mask_piece, mask, agg: str) -> jax.Array:
-    """A micro-batch's weight in the full-batch loss: its share of rows, or of tokens for ``token_mean`` (each
-    aggregation mode is then a weighted sum of per-slice losses, see rl.loss.aggregate)."""
+def _share(mask_piece, mask, agg: str, empty_rows: str = "batch") -> jax.Array:
+    """A micro-batch's weight in the full-batch loss: its share of rows, or of tokens for ``token_mean``, or of
+    non-empty rows for ``seq_mean_token_mean`` with ``empty_rows="nonempty"`` (each aggregation mode is then a
+    weighted sum of per-slice losses, see rl.loss.aggregate)."""
     if agg == "token_mean":
         return mask_piece.sum() / jnp.maximum(mask.sum(), 1.0)
+    if agg == "seq_mean_token_mean" and empty_rows == "nonempty":
+        rows = lambda m: (m.sum(-1) > 0).sum().astype(jnp.float32)  # noqa: E731
+        return rows(mask_piece) / jnp.maximum(rows(mask), 1.0)
     return jnp.float32(mask_piece.shape[0] / mask.shape[0])
 
 
@@ -183,6 +189,7 @@ def _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_l
         loss, metrics = grpo_loss(
             logps, old_logps, ref_logps, advantages, completion_mask, epsilon_low=spec.epsilon_low,
             epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl, agg=spec.agg, max_len=spec.max_len,
+            clip_ratio_c=spec.clip_ratio_c, empty_rows=spec.empty_rows,
         )
         return loss, (metrics, logps)
 
@@ -198,13 +205,13 @@ def _grpo_grads_accumulated(model, prompt, completion_ids, completion_mask, old_
                             scorer, spec: LossSpec):
     mask = completion_mask.astype(jnp.float32)
     loss_kw = dict(epsilon_low=spec.epsilon_low, epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl,
-                   agg=spec.agg, max_len=spec.max_len)
+                   agg=spec.agg, max_len=spec.max_len, clip_ratio_c=spec.clip_ratio_c, empty_rows=spec.empty_rows)
 
     def piece(m, start, size):
         cut = lambda x: slice_rows(x, start, size)  # noqa: E731
         logps = scorer(m, cut(prompt), cut(completion_ids), cut(completion_mask))
         loss, _ = grpo_loss(logps, cut(old_logps), cut(ref_logps), cut(advantages), cut(mask), **loss_kw)
-        return loss * _share(cut(mask), mask, spec.agg), logps
+        return loss * _share(cut(mask), mask, spec.agg, spec.empty_rows), logps
 
     grads, logps = _accumulate(model, spec.micro_batches, completion_ids.shape[0], piece)
     logps = jax.lax.stop_gradient(logps.reshape(completion_ids.shape))
@@ -265,10 +272,13 @@ def grpo_step(
 
 def loss_weight(completion_mask: jax.Array, spec: LossSpec) -> float:
     """The weight of a batch's loss when several data-parallel processes average their losses: the number of
-    rows for the per-sequence aggregations, the number of completion tokens for ``token_mean`` (so the weighted
+    rows for the per-sequence aggregations (of non-empty rows with ``empty_rows="nonempty"``), the number of
+    completion tokens for ``token_mean`` (so the weighted
     mean of per-process losses equals the loss of the concatenated batch)."""
     if spec.agg == "token_mean":
         return float(jnp.sum(completion_mask))
+    if spec.agg == "seq_mean_token_mean" and spec.empty_rows == "nonempty":
+        return float(jnp.sum(jnp.sum(completion_mask, -1) > 0))
     return float(completion_mask.shape[0])
 
 

@@ -6,7 +6,12 @@ One refCOCOg image goes through the pipeline's System-1 view code path with ``vi
 with the released code's SegZero-style prompt (:func:`omnir1_jax.data.prompts.grounding_prompt`) around the
 referring expression. The policy answers a box and two points in pixels of that resized image; the reward is
 :func:`omnir1_jax.rewards.segzero.segzero_reward` against the GT box and points of the target mask resized to
-the same image. No bridge: the policy itself grounds. The trained policy then serves as System 2 (the bridge's
+the same image, plus the release trainer's think/answer format term and length bonus, weighted by
+``grpo.segzero`` (:class:`omnir1_jax.rewards.segzero.SegZeroSpec`; ``lenient_keys`` there reproduces the release's
+substring key matching). A completion's length for the bonus is its text re-tokenised plus one token for the EOS
+(the learner hands the task texts, not token counts; the release counts the tokens up to and including the EOS,
+so a completion cut by ``max_new_tokens`` is counted one token long, which matters only at the range's two ends).
+No bridge: the policy itself grounds. The trained policy then serves as System 2 (the bridge's
 ``qwen2_5_omni`` grounder on its exported directory, ``bridge.grounder = "qwen2_5_omni:@policy"``).
 """
 
@@ -19,7 +24,8 @@ import numpy as np
 
 from omnir1_jax.config import ExperimentConfig
 from omnir1_jax.data.vision import PATCH_SIZE
-from omnir1_jax.rewards.segzero import COMPONENTS, gt_box_and_points, segzero_reward
+from omnir1_jax.rewards.keyframe import format_reward
+from omnir1_jax.rewards.segzero import COMPONENTS, gt_box_and_points, length_bonus, segzero_reward
 from omnir1_jax.tasks.base import Scored, Task
 from omnir1_jax.tasks.vos import VOSTask
 
@@ -84,23 +90,30 @@ class GroundingTask(VOSTask):
 
     def __init__(self, cfg: ExperimentConfig, tokenizer, bridge: Callable[[], Any] | None = None):
         super().__init__(cfg, tokenizer, None)  # never needs System 2: the policy grounds
-        self.weights = {k: 1.0 for k in COMPONENTS}
+        sz = cfg.grpo.segzero
+        self.weights = dict({k: 1.0 for k in COMPONENTS}, think_format=sz.think_format, length=sz.length)
 
     def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
                 share: tuple[int, int] = (0, 1)):
         return _WithTargets(super().batches(records, batch_size=batch_size, seed=seed, sft=sft, share=share))
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
-        n = group_size
+        n, sz = group_size, self.cfg.grpo.segzero
         rewards, comps = [], []
         for b, (box, pts) in enumerate(zip(batch["gt_box"], batch["gt_points"])):
-            r, c = segzero_reward(list(texts[b * n:(b + 1) * n]), box, pts)
+            r, c = segzero_reward(list(texts[b * n:(b + 1) * n]), box, pts, lenient_keys=sz.lenient_keys)
             rewards.append(r)
             comps.append(c)
         components = {k: np.concatenate([c[k] for c in comps]) for k in COMPONENTS}
+        accuracy = np.concatenate(rewards)  # the release's accuracy reward: the four SegZero terms
+        components["think_format"] = format_reward(list(texts))
+        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts]
+        components["length"] = length_bonus(lengths, accuracy, length_range=sz.length_range,
+                                            min_accuracy=sz.length_min_accuracy)
+        total = accuracy + sz.think_format * components["think_format"] + sz.length * components["length"]
         # stats are summed over processes by the learner: a count, not a mean
         stats = {"grounding/n_formatted": float(components["format"].sum())}
-        return Scored(np.concatenate(rewards), components, stats)
+        return Scored(total.astype(np.float32), components, stats)
 
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:
         """The GT answer of each prompt with ``sft.think`` as its reasoning (a format warm-up)."""

@@ -41,7 +41,8 @@ def setup(refcocog_tree, tmp_path_factory):
 def test_the_registry_builds_the_grounding_task_without_a_bridge(setup):
     cfg, _, task, records, _ = setup
     assert isinstance(task, GroundingTask) and task.name == "grounding"
-    assert set(task.weights) == {"format", "iou", "box", "points"}
+    # the four SegZero terms, the release's think/answer format term and its length bonus (weights 1 as released)
+    assert task.weights == {"format": 1.0, "iou": 1.0, "box": 1.0, "points": 1.0, "think_format": 1.0, "length": 1.0}
     assert sorted(r.expression for r in records) == ["a cat", "the cat on the left"]
 
 
@@ -82,11 +83,45 @@ def test_score_of_hand_made_answers(setup):
     texts = [exact[0], "no answer", exact[1], shifted]  # rows: prompt 0 x 2 samples, prompt 1 x 2 samples
     scored = task.score(batch, texts, 2)
     assert x2 - x1 < 40
-    np.testing.assert_allclose(scored.rewards, [4.4, 0.0, 4.4, 1.0 + 0.5 + 1.0], atol=1e-5)
+    # + 1 for the <think>...</think><answer>...</answer> format of three rows; no length bonus (short answers)
+    np.testing.assert_allclose(scored.rewards, [4.4 + 1, 0.0, 4.4 + 1, 1.0 + 0.5 + 1.0 + 1], atol=1e-5)
     np.testing.assert_allclose(scored.components["box"], [1.0, 0.0, 1.0, 0.5], atol=1e-5)
+    np.testing.assert_array_equal(scored.components["think_format"], [1, 0, 1, 1])
+    np.testing.assert_array_equal(scored.components["length"], [0, 0, 0, 0])
     assert scored.stats == {"grounding/n_formatted": 3.0}
     assert task.sft_targets(batch) == [target_answer(batch["gt_box"][b], batch["gt_points"][b], task.cfg.sft.think)
                                        for b in range(2)]
+
+
+def test_length_bonus_and_weights_through_the_task(setup):
+    """The release's length bonus: +1 for an answer with accuracy > 0.1 and 320..750 tokens (EOS included) when
+    more than one answer of the batch has accuracy > 0.1; each extra term scaled by its grpo.segzero weight."""
+    from omnir1_jax.rewards.segzero import SegZeroSpec
+
+    cfg, tok, _, _, batch = setup
+    exact = target_answer(batch["gt_box"][0], batch["gt_points"][0], "t")
+    n_long, words = 0, 0
+    while n_long < 400:  # lengthen the think until the answer has 400+ tokens (counted with the tokenizer itself)
+        words += 20
+        long_exact = exact.replace("<think>t</think>", "<think>" + " ".join(["the"] * words) + "</think>")
+        n_long = len(tok(long_exact, add_special_tokens=False)["input_ids"]) + 1
+    n_exact = len(tok(exact, add_special_tokens=False)["input_ids"]) + 1
+    assert 320 <= n_long <= 750 and n_exact < 320
+    texts = [long_exact, exact, "no answer", "no answer"]
+    scored = make_task(cfg, tok).score(batch, texts, 2)
+    np.testing.assert_array_equal(scored.components["length"], [1, 0, 0, 0])
+    np.testing.assert_allclose(scored.rewards[:2], [4.4 + 1 + 1, 4.4 + 1], atol=1e-5)
+    # only one answer with accuracy > 0.1 in the batch: no bonus at all
+    alone = make_task(cfg, tok).score(batch, [long_exact, "x", "y", "z"], 2)
+    assert alone.components["length"].tolist() == [0, 0, 0, 0]
+    # weights 0.5 and 0 (and a range that excludes n_long): total = accuracy + 0.5 * think_format
+    spec = SegZeroSpec(think_format=0.5, length=0.0, length_range=(1, n_long - 1))
+    cfg2 = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, segzero=spec))
+    task2 = make_task(cfg2, tok)
+    scored2 = task2.score(batch, texts, 2)
+    assert task2.weights["think_format"] == 0.5 and task2.weights["length"] == 0.0
+    np.testing.assert_array_equal(scored2.components["length"], [0, 1, 0, 0])  # n_exact is inside 1..n_long-1
+    np.testing.assert_allclose(scored2.rewards, [4.9, 4.9, 0.0, 0.0], atol=1e-5)
 
 
 def test_one_grpo_step_of_the_tiny_policy_through_the_learner(setup, tmp_path):
@@ -100,10 +135,10 @@ def test_one_grpo_step_of_the_tiny_policy_through_the_learner(setup, tmp_path):
     finally:
         learner.close()
     assert np.isfinite(m["loss"]) and np.isfinite(m["reward/total"])
-    caps = {"format": 1.0, "iou": 1.4, "box": 1.0, "points": 1.0}
+    caps = {"format": 1.0, "iou": 1.4, "box": 1.0, "points": 1.0, "think_format": 1.0, "length": 1.0}
     for k, cap in caps.items():  # every term logged, within its range
         assert 0.0 <= m[f"reward/{k}_min"] <= m[f"reward/{k}"] <= m[f"reward/{k}_max"] <= cap
-    # the total is the sum of the four terms, row by row (so also in the mean)
+    # the total is the sum of the six terms (weights 1), row by row (so also in the mean)
     assert m["reward/total"] == pytest.approx(sum(m[f"reward/{k}"] for k in caps), abs=1e-5)
     assert m["grounding/n_formatted"] == pytest.approx(4 * m["reward/format"])
     assert len(learner.last_texts) == 4  # 2 prompts x group of 2
