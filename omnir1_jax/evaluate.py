@@ -11,7 +11,7 @@ What is evaluated follows ``data.dataset`` of the experiment file:
 - ``mevis`` (split ``valid_u``; ``valid`` has no public GT: predictions only, for the benchmark server): J&F;
 - ``refavs`` (splits ``test_s``, ``test_u``: J, F, J&F; ``test_n``: S, lower is better), by default with the Ref-AVS
   release's protocol (``--refavs-protocol release``: true-negative J on empty targets, sqrt-pooled S, means over
-  batches of 4 expressions; ``project`` = per-expression means, see :mod:`omnir1_jax.eval.refavs`);
+  batches of 4 expressions; ``project`` = per-expression means, see :mod:`omnir1_jax.evaluation.protocols.refavs`);
 - ``crossomni`` (``data.root`` = the JSONL file, or a directory holding ``<split>.jsonl``): multiple-choice
   accuracy per task, single- vs cross-modality and overall.
 - ``avhbench`` (``data.root`` = the AVHBench release folder or one question JSON file, see
@@ -60,7 +60,7 @@ from typing import Any
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 # Re-exported: the evaluation's public names as this module always had them.
-from omnir1_jax.evaluation.core import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
+from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
 from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_summary  # noqa: F401
 from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers  # noqa: F401
 

@@ -16,7 +16,7 @@ Then it writes, in ``<out>``:
 - ``sweep.png``: per arm, each seed's reward and evaluation curve (thin) with the mean and a 95 % CI band, and
   the final metric of every arm as an interval plot.
 
-Statistics: :mod:`omnir1_jax.eval.stats` (95 % percentile bootstrap, ``scipy.stats.bootstrap``).
+Statistics: :mod:`omnir1_jax.evaluation.metrics.stats` (95 % percentile bootstrap, ``scipy.stats.bootstrap``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def run_arm(cfg: ExperimentConfig, seeds: Sequence[int], arm_dir: str) -> float:
 def summarize_sweep(arms: dict[str, dict], seeds: Sequence[int], metric: str = "J&F") -> dict:
     """``sweep.json``'s content from ``{name: {"dir", "paper", "wall_s"}}`` (the per-seed results are read from
     each arm's directory)."""
-    from omnir1_jax.eval.stats import paired_difference, summarize
+    from omnir1_jax.evaluation.metrics.stats import paired_difference, summarize
 
     out: dict[str, Any] = {"metric": metric, "seeds": list(seeds), "arms": {}, "pairs": []}
     for name, arm in arms.items():

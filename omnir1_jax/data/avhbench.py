@@ -18,7 +18,7 @@ videos (clips then in ``video/`` next to that file). Assumptions the release lea
 - a record's ``id`` is ``<video_id>/<index in its file>``.
 
 Every malformed file or record raises :class:`~omnir1_jax.data.errors.DataFormatError` naming the file and the
-record (``avhbench <file stem>[i]``). Answers are scored by :class:`omnir1_jax.eval.qa.YesNoAccumulator`.
+record (``avhbench <file stem>[i]``). Answers are scored by :class:`omnir1_jax.evaluation.metrics.qa.YesNoAccumulator`.
 """
 
 from __future__ import annotations

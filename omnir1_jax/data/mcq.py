@@ -3,8 +3,8 @@
 Omni-R1 Table 3 / Table 7 (OmniBench, VideoMME, MVBench) and CrossOmni Table 10 (Daily-Omni, WorldSense, AVUT)
 are read by :func:`read_benchmark` into :class:`MCQRecord` s; each reader's module docstring states exactly the
 files of the benchmark's published layout it expects (:mod:`omnir1_jax.data.benchmarks_omni`,
-:mod:`omnir1_jax.data.benchmarks_ood`). Answers are scored by :class:`omnir1_jax.eval.qa.QAAccumulator` through
-the one multiple-choice evaluator (:func:`omnir1_jax.evaluation.evaluate_qa`).
+:mod:`omnir1_jax.data.benchmarks_ood`). Answers are scored by
+:class:`omnir1_jax.evaluation.metrics.qa.QAAccumulator` through the one multiple-choice evaluator (:func:`omnir1_jax.evaluation.evaluate_qa`).
 
 Prompts (:func:`mcq_prompt`; ``data.qa_prompt``, ``data.thinking``):
 
@@ -206,7 +206,7 @@ def unique(records: Sequence[MCQRecord], path: str) -> list[MCQRecord]:
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
     """A reader and the numbers its paper table reports (``columns``: label -> summary group of
-    :class:`~omnir1_jax.eval.qa.QAAccumulator`; the first is the benchmark's headline)."""
+    :class:`~omnir1_jax.evaluation.metrics.qa.QAAccumulator`; the first is the benchmark's headline)."""
 
     name: str
     read: Callable[..., list[MCQRecord]]

@@ -2,7 +2,7 @@
 
 Omni-R1 Table 3 (OmniBench Avg, VideoMME General / Short, MVBench Avg) and CrossOmni Table 10 (Daily-Omni,
 WorldSense, AVUT, Average) are each one command: every benchmark is evaluated by the one multiple-choice
-evaluator (:func:`omnir1_jax.evaluation.core.evaluate_qa`, resumable, into ``<out>/<benchmark>/``) and
+evaluator (:func:`omnir1_jax.evaluation.loop.evaluate_qa`, resumable, into ``<out>/<benchmark>/``) and
 ``<out>/summary.json`` / ``summary.md`` give the row: one column per number the paper reports
 (:class:`omnir1_jax.data.mcq.Benchmark.columns`), x100 like the paper, and ``Average`` (the mean of each
 benchmark's first column, as Table 10's last column) when there is more than one benchmark.
@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from omnir1_jax.evaluation.core import evaluate_qa
+from omnir1_jax.evaluation.loop import evaluate_qa
 from omnir1_jax.evaluation.results import write_json_atomic
 
 

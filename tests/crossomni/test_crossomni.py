@@ -11,7 +11,7 @@ from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, O
 from omnir1_jax.crossomni import batches as B
 from omnir1_jax.crossomni.prompts import INSTRUCTION, sft_target
 from omnir1_jax.crossomni.rewards import QARewardWeights, make_judge, qa_rewards
-from omnir1_jax.eval.qa import QAAccumulator
+from omnir1_jax.evaluation.metrics.qa import QAAccumulator
 from omnir1_jax.rewards import COHERENCE_PROMPT, CONSISTENCY_PROMPT, extract_tag
 from omnir1_jax.runtime import setup as S
 from tests.crossomni.fixtures import length_judge, write_fixture

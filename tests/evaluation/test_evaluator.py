@@ -10,7 +10,7 @@ import pytest
 from omnir1_jax.config import BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, RunSpec
 from omnir1_jax.data import read_revos
 from omnir1_jax.data.synthetic import writer
-from omnir1_jax.eval.metrics import db_eval_boundary, db_eval_iou
+from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
 from omnir1_jax.evaluation import evaluate_policy
 from omnir1_jax.runtime import setup as S
 from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
@@ -113,7 +113,7 @@ def test_refavs_is_scored_with_the_release_protocol_by_default(bridge, tmp_path)
     """Training's Ref-AVS evaluation uses the benchmark's default protocol (the Ref-AVS release's), recomputed here
     on the masks the bridge returned, and states it in the result, summary.json, summary.md and every row."""
     from omnir1_jax.data import read_refavs
-    from omnir1_jax.eval.refavs import RefAVSAccumulator, RefAVSConfig
+    from omnir1_jax.evaluation.protocols.refavs import RefAVSAccumulator, RefAVSConfig
 
     root = str(tmp_path / "avs")
     writer.write_avs(root, 4, seed=1, height=40, width=56)

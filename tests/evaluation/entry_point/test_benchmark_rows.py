@@ -13,9 +13,9 @@ import pytest
 from omnir1_jax.config import load_config
 from omnir1_jax.data.mcq import benchmark, read_benchmark
 from omnir1_jax.data.synthetic.benchmarks import WRITERS, write_suite
-from omnir1_jax.eval.qa import extract_letter
+from omnir1_jax.evaluation.metrics.qa import extract_letter
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROWS = sorted(glob.glob(os.path.join(ROOT, "experiments", "qa_*.py")))
 TINY = ["model.checkpoint=None", "model.preset='tiny'", "model.dtype='float32'",
         "model.overrides=(('hidden_size', 32), ('num_layers', 1))", "grpo.max_new_tokens=4", "data.max_frames=2",

@@ -1,7 +1,7 @@
 """Shared helpers of the DAVIS metrics: input checks, the boundary tolerance and the disk footprint.
 
-Used by both the numpy reference (:mod:`omnir1_jax.eval.metrics`) and the JAX version
-(:mod:`omnir1_jax.eval.metrics_jax`), so the two cannot drift apart on these definitions.
+Used by both the numpy reference (:mod:`omnir1_jax.evaluation.metrics.davis`) and the JAX version
+(:mod:`omnir1_jax.evaluation.metrics.davis_jax`), so the two cannot drift apart on these definitions.
 """
 
 from __future__ import annotations

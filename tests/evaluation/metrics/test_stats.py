@@ -1,11 +1,12 @@
-"""Multi-seed statistics (omnir1_jax.eval.stats): intervals are scipy's bootstrap's own, the point statistics
-are hand-computed, and the paired comparison finds a known shift and no shift where there is none."""
+"""Multi-seed statistics (omnir1_jax.evaluation.metrics.stats): intervals are scipy's bootstrap's own, the point
+statistics are hand-computed, and the paired comparison finds a known shift and no shift where there is none."""
 
 import numpy as np
 import pytest
 from scipy import stats as st
 
-from omnir1_jax.eval.stats import format_interval, iqm, paired_difference, probability_of_improvement, summarize
+from omnir1_jax.evaluation.metrics.stats import (format_interval, iqm, paired_difference, probability_of_improvement,
+                                                  summarize)
 
 
 def test_mean_interval_is_the_librarys_percentile_bootstrap():

@@ -1,7 +1,7 @@
 """Ref-AVS benchmark metrics (Ref-AVSBench: seen = ``test_s``, unseen = ``test_u``, null = ``test_n``).
 
 Two protocols (:class:`RefAVSConfig`); reported numbers use ``"release"`` (the default), so they compare with the
-published tables (SPEC section 6); ``"project"`` is our per-expression variant. Every summary / JSONL row states
+published tables (docs/design.md §7.3); ``"project"`` is our per-expression variant. Every summary / JSONL row states
 the protocol it used (:meth:`RefAVSConfig.describe`).
 
 Per expression (one clip of T frames, T = 10 in Ref-AVS), numpy:
@@ -47,8 +47,8 @@ from typing import Literal
 
 import numpy as np
 
-from omnir1_jax.eval._jsonl import write_jsonl_atomic
-from omnir1_jax.eval._masks import MaskInputError, check_binary, check_same_shape
+from omnir1_jax.evaluation.metrics.jsonl import write_jsonl_atomic
+from omnir1_jax.evaluation.metrics.masks import MaskInputError, check_binary, check_same_shape
 
 __all__ = [
     "NULL_SPLIT",

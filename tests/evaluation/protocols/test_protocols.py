@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from omnir1_jax.eval import (
+from omnir1_jax.evaluation.protocols import (
     MaskInputError,
     RefAVSAccumulator,
     RefAVSConfig,

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = ["model.checkpoint=None", "model.preset='tiny'", "model.dtype='float32'", "model.remat=False",
         "model.overrides=(('hidden_size', 32), ('num_layers', 1))", "grpo.max_new_tokens=4", "data.min_frames=2",
         "data.max_frames=2", "data.s1_min_pixels=3136", "data.s1_max_pixels=3136", "data.batch_size=2",

@@ -1,5 +1,5 @@
 """Batched, jit-able DAVIS J and F in JAX: same definitions as the numpy reference in
-:mod:`omnir1_jax.eval.metrics` (read its module docstring), agreeing with it to float32 rounding (< 1e-6).
+:mod:`omnir1_jax.evaluation.metrics.davis` (read its module docstring), agreeing with it to float32 rounding (< 1e-6).
 
 Shape legend: ``*B`` any leading batch axes (e.g. rollouts x frames), H height, W width. Every frame is
 independent; all shapes are static, so one compilation serves a whole evaluation run at a fixed resolution.
@@ -23,7 +23,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, UInt32
 
-from omnir1_jax.eval._masks import MaskInputError, boundary_tolerance, disk_row_half_widths
+from omnir1_jax.evaluation.metrics.masks import MaskInputError, boundary_tolerance, disk_row_half_widths
 
 __all__ = [
     "boundary_counts_jax",
@@ -250,7 +250,8 @@ def db_eval_jf_jax(
 
 
 def seg2bmap_jax(seg: Bool[ArrayLike, "*B H W"]) -> Bool[Array, "*B H W"]:
-    """DAVIS ``seg2bmap`` at the input size (bool in, bool out); see :func:`omnir1_jax.eval.metrics.seg2bmap`."""
+    """DAVIS ``seg2bmap`` at the input size (bool in, bool out); see
+    :func:`omnir1_jax.evaluation.metrics.davis.seg2bmap`."""
     seg = _as_mask("seg", seg)
     return unpack_bits(_bmap_packed(pack_bits(seg), seg.shape[-2]), seg.shape[-2])
 

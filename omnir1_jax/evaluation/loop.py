@@ -69,8 +69,8 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
     """Evaluate VOS (``kind="vos"``: ReVOS / MeViS protocol) or Ref-AVS (``kind="refavs"``) ``records``.
 
     ``refavs_protocol`` (``"release"``: the Ref-AVS release's scoring, comparable with published tables;
-    ``"project"``: per-expression means, see :mod:`omnir1_jax.eval.refavs`) and ``visa_rounding`` (ReVOS /
-    MeViS: each expression's J and F rounded to 0.01 percentage points before the means, as VISA's script
+    ``"project"``: per-expression means, see :mod:`omnir1_jax.evaluation.protocols.refavs`) and ``visa_rounding``
+    (ReVOS / MeViS: each expression's J and F rounded to 0.01 percentage points before the means, as VISA's script
     does) choose the protocol; the summary states it (``"protocol"``). Resuming a Ref-AVS log scored with
     another protocol raises ``ValueError``.
 
@@ -143,7 +143,7 @@ def per_turn_summary(rows: Sequence[dict]) -> dict[str, Any]:
 def _choice(rec: Any, text: str) -> str | None:
     """The option letter of ``text`` for a multiple-choice record (its own letters and option texts); never
     raises."""
-    from omnir1_jax.eval.qa import extract_letter
+    from omnir1_jax.evaluation.metrics.qa import extract_letter
 
     options = getattr(rec, "options", None) or ()
     letters = "".join(k for k, _ in options) or "ABCD"
@@ -153,7 +153,7 @@ def _choice(rec: Any, text: str) -> str | None:
 def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, kind: str, *, resume: bool,
                       max_items: int | None, progress: bool, write: bool) -> dict[str, Any]:
     if kind == "yesno":
-        from omnir1_jax.eval.qa import parse_yes_no
+        from omnir1_jax.evaluation.metrics.qa import parse_yes_no
 
         parse = lambda rec, text: parse_yes_no(text)  # noqa: E731
     else:
@@ -183,8 +183,8 @@ def evaluate_qa(records: Sequence[Any], answer: Answerer, out_dir: str, *, resum
                 max_items: int | None = None, progress: bool = True, write: bool = True) -> dict[str, Any]:
     """Multiple-choice accuracy of CrossOmni or benchmark records (:class:`~omnir1_jax.data.mcq.MCQRecord`:
     ``.id``, ``.task``, ``.options``, ``.answer``, optional ``.groups``); ``answer(records)`` yields ``(record,
-    completion)``; the choice is :func:`omnir1_jax.eval.qa.extract_letter` of the completion over the record's
-    own letters and option texts (never raises: no letter = wrong). Resumable like
+    completion)``; the choice is :func:`omnir1_jax.evaluation.metrics.qa.extract_letter` of the completion over the
+    record's own letters and option texts (never raises: no letter = wrong). Resumable like
     :func:`evaluate_segmentation`."""
     return _evaluate_answers(records, answer, out_dir, "qa", resume=resume, max_items=max_items,
                              progress=progress, write=write)

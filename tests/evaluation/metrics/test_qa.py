@@ -8,7 +8,7 @@ import os
 import pytest
 
 from omnir1_jax.data.mcq import MCQRecord
-from omnir1_jax.eval.qa import QAAccumulator, extract_letter
+from omnir1_jax.evaluation.metrics.qa import QAAccumulator, extract_letter
 
 
 @pytest.mark.parametrize("text, letters, options, want", [

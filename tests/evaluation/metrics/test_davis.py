@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from omnir1_jax.eval._masks import disk_footprint
-from omnir1_jax.eval.metrics import (
+from omnir1_jax.evaluation.metrics.masks import disk_footprint
+from omnir1_jax.evaluation.metrics import (
     MaskInputError,
     davis_jf,
     db_eval_boundary,
@@ -22,7 +22,7 @@ from omnir1_jax.eval.metrics import (
     jf_mean,
     seg2bmap,
 )
-from omnir1_jax.eval.metrics_jax import (
+from omnir1_jax.evaluation.metrics.davis_jax import (
     _dilate_disk_packed,
     _shift_rows_packed,
     db_eval_jf_jax,
@@ -259,10 +259,28 @@ def test_jf_mean():
         jf_mean([1.0], [1.0, 0.0])
 
 
-def test_import_does_not_pull_torch():
+def test_import_pulls_neither_torch_nor_the_evaluator():
+    """The measures and protocols import without the evaluator loop, the data pipelines, the policy or torch."""
     code = (
-        "import sys, omnir1_jax.eval, omnir1_jax.eval.metrics, omnir1_jax.eval.protocols; "
-        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))"
+        "import sys, omnir1_jax.evaluation.metrics, omnir1_jax.evaluation.metrics.qa, "
+        "omnir1_jax.evaluation.metrics.stats, omnir1_jax.evaluation.protocols\n"
+        "heavy = ('torch', 'flax', 'grain', 'orbax', 'omnir1_jax.evaluation.loop', 'omnir1_jax.data', "
+        "'omnir1_jax.policy', 'omnir1_jax.models', 'omnir1_jax.config')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_evaluator_names_load_on_first_use():
+    code = (
+        "import sys, omnir1_jax.evaluation as E\n"
+        "before = 'omnir1_jax.evaluation.loop' in sys.modules\n"
+        "from omnir1_jax.evaluation import evaluate_policy\n"
+        "from omnir1_jax.evaluation.loop import evaluate_policy as f\n"
+        "print(before, evaluate_policy is f, 'evaluate_policy' in dir(E))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "True"]

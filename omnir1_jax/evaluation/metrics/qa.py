@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from omnir1_jax.eval._jsonl import write_jsonl_atomic
+from omnir1_jax.evaluation.metrics.jsonl import write_jsonl_atomic
 from omnir1_jax.rewards.parsing import extract_tag
 
 MODALITIES = ("Au", "Vi", "Te")

@@ -1,4 +1,4 @@
-"""DAVIS-2017 region (J) and boundary (F) measures: the exact numpy reference (SPEC section 6).
+"""DAVIS-2017 region (J) and boundary (F) measures: the exact numpy reference (docs/design.md §7.1).
 
 Argument order and semantics follow the DAVIS-2017 evaluation toolkit (``davis2017-evaluation``):
 ``db_eval_iou(annotation, segmentation, void_pixels=None)`` and
@@ -20,8 +20,8 @@ Definitions (what the official code computes, transcribed from its documented be
   both boundaries empty -> P = R = 1; B_S empty only -> P = 1, R = 0; B_A empty only -> P = 0, R = 1.
   **F** = 2PR / (P + R), and 0 when P + R = 0.
 
-The batched, jit-able JAX versions with identical results live in :mod:`omnir1_jax.eval.metrics_jax` and are
-re-exported here.
+The batched, jit-able JAX versions with identical results live in :mod:`omnir1_jax.evaluation.metrics.davis_jax`
+(both are exported by :mod:`omnir1_jax.evaluation.metrics`).
 """
 
 from __future__ import annotations
@@ -31,23 +31,20 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from omnir1_jax.eval._masks import (
+from omnir1_jax.evaluation.metrics.masks import (
     MaskInputError,
     boundary_tolerance,
     check_binary,
     check_same_shape,
     disk_footprint,
 )
-from omnir1_jax.eval.metrics_jax import db_eval_boundary_jax, db_eval_iou_jax
 
 __all__ = [
     "JFScore",
     "MaskInputError",
     "davis_jf",
     "db_eval_boundary",
-    "db_eval_boundary_jax",
     "db_eval_iou",
-    "db_eval_iou_jax",
     "jf_mean",
     "seg2bmap",
 ]

@@ -1,11 +1,11 @@
-"""Dataset evaluation protocols (SPEC section 6): ReVOS / MeViS expression-level J&F, and Ref-AVS.
+"""ReVOS / MeViS expression-level J&F (docs/design.md §7.2).
 
 ReVOS / MeViS (expression level)
 --------------------------------
 For each referring expression:
 
 1. the target is the union of the masks of the expression's objects on each frame (:func:`merge_objects`);
-2. J and F are computed per frame against the prediction (DAVIS definitions, :mod:`omnir1_jax.eval.metrics`)
+2. J and F are computed per frame against the prediction (DAVIS definitions, :mod:`omnir1_jax.evaluation.metrics.davis`)
    over **all** frames of the video, including frames where the target is absent (there J = 1 if the
    prediction is empty too, else 0, and F follows the DAVIS empty-boundary rules);
 3. the expression's J (resp. F) is the mean over those frames.
@@ -28,7 +28,7 @@ summary's ``"protocol"`` (:meth:`VOSAccumulator.describe`) and every JSONL row s
 Scores are fractions in [0, 1] (papers print them x100). Records and the summary are plain JSON-serialisable
 dicts; :meth:`VOSAccumulator.write_jsonl` writes one record per line, atomically.
 
-Ref-AVS lives in :mod:`omnir1_jax.eval.refavs` and is re-exported here.
+Ref-AVS lives in :mod:`omnir1_jax.evaluation.protocols.refavs`.
 """
 
 from __future__ import annotations
@@ -39,35 +39,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from omnir1_jax.eval._jsonl import write_jsonl_atomic
-from omnir1_jax.eval._masks import check_binary
-from omnir1_jax.eval.metrics import db_eval_boundary, db_eval_iou
-from omnir1_jax.eval.metrics_jax import db_eval_jf_jax
-from omnir1_jax.eval.refavs import (
-    REFAVS_SPLITS,
-    RefAVSAccumulator,
-    RefAVSConfig,
-    RefAVSRecord,
-    refavs_fscore,
-    refavs_iou,
-    refavs_null_s,
-)
+from omnir1_jax.evaluation.metrics.davis import db_eval_boundary, db_eval_iou
+from omnir1_jax.evaluation.metrics.davis_jax import db_eval_jf_jax
+from omnir1_jax.evaluation.metrics.jsonl import write_jsonl_atomic
+from omnir1_jax.evaluation.metrics.masks import check_binary
 
 __all__ = [
-    "REFAVS_SPLITS",
     "REVOS_SUBSETS",
     "ExpressionScore",
-    "RefAVSAccumulator",
-    "RefAVSConfig",
-    "RefAVSRecord",
     "VOSAccumulator",
     "expression_jf",
     "merge_objects",
-    "refavs_fscore",
-    "refavs_iou",
-    "refavs_null_s",
     "revos_subset",
-    "write_jsonl_atomic",
 ]
 
 REVOS_SUBSETS: dict[int, str | None] = {0: "referring", 1: "reasoning", 2: None}
@@ -109,7 +92,7 @@ def expression_jf(
       prediction: predicted mask ``[T, H, W]``.
       void_pixels: optional ``[T, H, W]`` pixels to ignore.
       bound_th: DAVIS boundary tolerance.
-      use_jax: compute with :func:`~omnir1_jax.eval.metrics_jax.db_eval_jf_jax` (same values to float32
+      use_jax: compute with :func:`~omnir1_jax.evaluation.metrics.davis_jax.db_eval_jf_jax` (same values to float32
         rounding, ~100x faster on long videos) instead of the numpy reference.
 
     Returns:

@@ -10,7 +10,7 @@ import pytest
 from omnir1_jax import evaluate as E
 from omnir1_jax.data import read_revos
 from omnir1_jax.data.synthetic import writer
-from omnir1_jax.eval.metrics import db_eval_boundary, db_eval_iou
+from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
 from omnir1_jax.infer import read_masks
 
 
@@ -137,7 +137,7 @@ def test_prediction_with_wrong_frame_count_raises_naming_the_expression(records,
 
 def test_refavs_rows_and_null_split(tmp_path):
     from omnir1_jax.data import read_refavs
-    from omnir1_jax.eval.refavs import refavs_fscore, refavs_iou, refavs_null_s
+    from omnir1_jax.evaluation.protocols.refavs import refavs_fscore, refavs_iou, refavs_null_s
 
     root = str(tmp_path / "avs")
     writer.write_avs(root, 6, seed=1, height=40, width=56)
@@ -162,7 +162,7 @@ def test_refavs_rows_and_null_split(tmp_path):
     assert (out / "summary.md").read_text().startswith("Protocol: release")
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert {r["protocol"] for r in rows} == {"release"}
-    from omnir1_jax.eval.refavs import RefAVSAccumulator
+    from omnir1_jax.evaluation.protocols.refavs import RefAVSAccumulator
 
     acc = RefAVSAccumulator()
     for r in recs:

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from omnir1_jax.eval.protocols import VOSAccumulator
-from omnir1_jax.eval.refavs import RefAVSAccumulator, RefAVSConfig, fscore_thresholds
+from omnir1_jax.evaluation.protocols import VOSAccumulator
+from omnir1_jax.evaluation.protocols.refavs import RefAVSAccumulator, RefAVSConfig, fscore_thresholds
 
 
 def test_thresholds_are_torch_float32_linspace_bit_for_bit():
