@@ -10,7 +10,7 @@ Command::
 Hardware: as ``omni_r1_7b_refaid.py`` (8x 80 GB GPUs + bridge workers).
 
 Paper (Omni-R1 Table 6, AVHBench JUDGE subset, 5,302 questions): **61.5 %** (3,261 correct) with beta = 0.001,
-against 60.8 % with the default beta = 0.04 and 58.5 % for the base model. AVHBench is a yes/no QA benchmark;
+against 60.8 % with the default beta = 0.04 and 58.5 % for the base model. AVHBench is a yes/no QA dataset;
 the evaluation command above reads its release layout (``json/<video_id>.json`` + ``video/<video_id>.mp4``, see
 ``omnir1_jax.data.avhbench``), keeps the three JUDGE tasks, and reports the pooled accuracy (the paper's number)
 with per-task accuracy, precision, recall, F1 and yes ratio. The answer prompt is ours (the paper gives none).

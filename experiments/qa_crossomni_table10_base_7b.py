@@ -4,14 +4,14 @@ Daily-Omni, WorldSense and AVUT (its AV-Human set) of the base model, no trainin
 Command::
 
     python -m omnir1_jax.evaluate --config experiments/qa_crossomni_table10_base_7b.py \
-        --set data.root='"data/benchmarks"'
+        --set data.root='"data/suites"'
 
-(``data/benchmarks/{dailyomni,worldsense,avut}``: the release folders, layouts in
-:mod:`omnir1_jax.data.benchmarks_ood`; ``--policy DIR`` evaluates another checkpoint.) Writes
-``runs/qa_crossomni_table10_base_7b/eval/benchmarks_test/summary.md``: Daily-Omni, WorldSense, AVUT, Average (the
+(``data/suites/{dailyomni,worldsense,avut}``: the release folders, layouts in
+:mod:`omnir1_jax.data.suites_ood`; ``--policy DIR`` evaluates another checkpoint.) Writes
+``runs/qa_crossomni_table10_base_7b/eval/suites_test/summary.md``: Daily-Omni, WorldSense, AVUT, Average (the
 mean of the three,
-as the table's last column); per benchmark ``<name>/results.jsonl`` (resumable) and its per-task table. CPU smoke
-run on the synthetic copies (``omnir1_jax.data.synthetic.benchmarks.write_suite``)::
+as the table's last column); per suite ``<name>/results.jsonl`` (resumable) and its per-task table. CPU smoke
+run on the synthetic copies (``omnir1_jax.data.synthetic.suites.write_suites``)::
 
     python -m omnir1_jax.evaluate --config experiments/qa_crossomni_table10_base_7b.py \
         --set data.root='"SYNTHETIC_DIR"' \
@@ -21,9 +21,9 @@ Hardware: one 80 GB GPU (7B, bf16), no bridge and no judge; 1,197 + 3,172 + AV-H
 
 Paper (CrossOmni Table 10, accuracy %): Daily-Omni 47.45, WorldSense 45.4, AVUT 48.9, Average **47.25**.
 
-Deviations: the paper gives no prompt for these benchmarks; section 3.1 says "For all experiments, we use the
+Deviations: the paper gives no prompt for these suites; section 3.1 says "For all experiments, we use the
 prompt 'Answer this question based on the video and text information in A/B/C/D.'", which is used here
-(``data.qa_prompt = "default"``; ``--prompt table17`` is refused for these benchmarks, ``--prompt plain`` asks for
+(``data.qa_prompt = "default"``; ``--prompt table17`` is refused for these suites, ``--prompt plain`` asks for
 the letter only). Frames: 24 sampled uniformly with the clip's own audio track (the paper's count is not stated).
 """
 

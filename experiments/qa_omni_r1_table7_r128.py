@@ -7,14 +7,14 @@ Command::
 
     python -m omnir1_jax.evaluate --config experiments/qa_omni_r1_table7_r128.py \
         --policy checkpoints/Qwen2.5-Omni-7B \
-        --set data.root='"data/benchmarks"'
+        --set data.root='"data/suites"'
 
-(``data/benchmarks/videomme``, ``data/benchmarks/mvbench``: the release folders, layouts in
-:mod:`omnir1_jax.data.benchmarks_omni`.) The same row from any experiment: ``--pixels 100352``.
-Writes ``runs/qa_omni_r1_table7_r128/eval/benchmarks_test/summary.md`` (the row: VideoMME General, VideoMME Short,
+(``data/suites/videomme``, ``data/suites/mvbench``: the release folders, layouts in
+:mod:`omnir1_jax.data.suites_omni`.) The same row from any experiment: ``--pixels 100352``.
+Writes ``runs/qa_omni_r1_table7_r128/eval/suites_test/summary.md`` (the row: VideoMME General, VideoMME Short,
 MVBench Avg,
-Average) and per benchmark ``<name>/results.jsonl`` (resumable) + its per-task / per-duration table. CPU smoke run
-on the synthetic copies (``omnir1_jax.data.synthetic.benchmarks.write_suite``)::
+Average) and per suite ``<name>/results.jsonl`` (resumable) + its per-task / per-duration table. CPU smoke run
+on the synthetic copies (``omnir1_jax.data.synthetic.suites.write_suites``)::
 
     python -m omnir1_jax.evaluate --config experiments/qa_omni_r1_table7_r128.py --set data.root='"SYNTHETIC_DIR"' \
         --set model.checkpoint=None --set model.preset='"tiny"' --set model.dtype='"float32"'
@@ -38,7 +38,7 @@ def get_config() -> ExperimentConfig:
         name="qa_omni_r1_table7_r128",
         model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16"),
         mesh=MeshSpec(data=-1, fsdp=1),
-        data=DataSpec(dataset="benchmarks", benchmarks=("videomme", "mvbench"), root="data/benchmarks", task="qa",
+        data=DataSpec(dataset="suites", suites=("videomme", "mvbench"), root="data/suites", task="qa",
                       split="test", batch_size=4, min_frames=1, max_frames=24, s1_max_pixels=128 * 28 * 28,
                       s1_min_pixels=16 * 28 * 28, qa_prompt="plain", thinking=False),
         grpo=GRPOSpec(max_new_tokens=32),

@@ -7,14 +7,14 @@ Command::
 
     python -m omnir1_jax.evaluate --config experiments/qa_omni_r1_table7_r256_thinking.py \
         --policy checkpoints/Qwen2.5-Omni-7B \
-        --set data.root='"data/benchmarks"'
+        --set data.root='"data/suites"'
 
-(``data/benchmarks/videomme``, ``data/benchmarks/mvbench``: the release folders, layouts in
-:mod:`omnir1_jax.data.benchmarks_omni`.) The same row from any experiment: ``--pixels 200704 --thinking``.
-Writes ``runs/qa_omni_r1_table7_r256_thinking/eval/benchmarks_test/summary.md`` (the row: VideoMME General, VideoMME
+(``data/suites/videomme``, ``data/suites/mvbench``: the release folders, layouts in
+:mod:`omnir1_jax.data.suites_omni`.) The same row from any experiment: ``--pixels 200704 --thinking``.
+Writes ``runs/qa_omni_r1_table7_r256_thinking/eval/suites_test/summary.md`` (the row: VideoMME General, VideoMME
 Short, MVBench Avg,
-Average) and per benchmark ``<name>/results.jsonl`` (resumable) + its per-task / per-duration table. CPU smoke run
-on the synthetic copies (``omnir1_jax.data.synthetic.benchmarks.write_suite``)::
+Average) and per suite ``<name>/results.jsonl`` (resumable) + its per-task / per-duration table. CPU smoke run
+on the synthetic copies (``omnir1_jax.data.synthetic.suites.write_suites``)::
 
     python -m omnir1_jax.evaluate --config experiments/qa_omni_r1_table7_r256_thinking.py \
         --set data.root='"SYNTHETIC_DIR"' \

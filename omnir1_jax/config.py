@@ -166,7 +166,7 @@ class DataSpec:
         Other splits (evaluation) are never subsampled.
       balanced_subset_seed: seed of that draw.
       qa_prompt: the instruction of multiple-choice questions: ``auto`` (CrossOmni: Table 17's, worded per
-        source -> target direction; other benchmarks: ``plain``), ``table17``, ``default`` (CrossOmni section 3.1),
+        source -> target direction; the other suites: ``plain``), ``table17``, ``default`` (CrossOmni section 3.1),
         ``cot`` (section 4.1: "Let's think step by step." + default) or ``plain`` (the question, the options and a
         request for the letter); see :mod:`omnir1_jax.crossomni.prompts`, :mod:`omnir1_jax.data.mcq`.
       thinking: append Omni-R1's *thinking* prompt (Table 7's reasoning cue) to multiple-choice questions.
@@ -176,7 +176,7 @@ class DataSpec:
         be a multiple of the processes), scored by its own task; ignored unless ``task == "mixture"``. A ``vos`` task may read ``mixture`` (the sources of
         ``mixture``, relative to ``root/directory``; directory ``"."`` for ``root`` itself). E.g. Omni-R1 Table 6's joint run:
         ``(("refaid", "refavs", "refavs", 4), ("vos", "revos", "revos", 4))``. Every other data setting is shared.
-      benchmarks: with ``dataset == "benchmarks"``: the multiple-choice benchmarks evaluated together, each read
+      suites: with ``dataset == "suites"``: the multiple-choice evaluation suites evaluated together, each read
         from ``root/<name>`` (``omnibench``, ``videomme``, ``mvbench``, ``dailyomni``, ``worldsense``, ``avut``);
         the summary has one column per number of the paper's table (Omni-R1 Table 3, CrossOmni Table 10).
     """
@@ -207,17 +207,17 @@ class DataSpec:
     balanced_subset_seed: int = 0
     qa_prompt: str = "auto"
     thinking: bool = False
-    benchmarks: tuple[str, ...] = ()
+    suites: tuple[str, ...] = ()
     tasks: tuple[tuple[str, str, str, int], ...] = ()
 
     def __post_init__(self):
         if self.qa_prompt not in ("auto", "table17", "default", "cot", "plain"):
             raise ConfigError(f"data.qa_prompt must be auto, table17, default, cot or plain, got {self.qa_prompt!r}")
         _flag("data", self, "thinking")
-        if not (isinstance(self.benchmarks, tuple) and all(isinstance(b, str) and b for b in self.benchmarks)):
-            raise ConfigError(f"data.benchmarks must be a tuple of benchmark names, got {self.benchmarks!r}")
-        if self.dataset == "benchmarks" and not self.benchmarks:
-            raise ConfigError("data.dataset='benchmarks' needs data.benchmarks, e.g. ('omnibench', 'videomme')")
+        if not (isinstance(self.suites, tuple) and all(isinstance(b, str) and b for b in self.suites)):
+            raise ConfigError(f"data.suites must be a tuple of suite names, got {self.suites!r}")
+        if self.dataset == "suites" and not self.suites:
+            raise ConfigError("data.dataset='suites' needs data.suites, e.g. ('omnibench', 'videomme')")
         if not isinstance(self.balanced_subset, int) or self.balanced_subset < 0:
             raise ConfigError(f"data.balanced_subset must be an int >= 0, got {self.balanced_subset!r}")
         for name in ("batch_size", "min_frames", "max_frames", "s1_min_pixels", "synthetic_videos", "pad_to_multiple"):

@@ -181,7 +181,7 @@ def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, ki
 
 def evaluate_qa(records: Sequence[Any], answer: Answerer, out_dir: str, *, resume: bool = True,
                 max_items: int | None = None, progress: bool = True, write: bool = True) -> dict[str, Any]:
-    """Multiple-choice accuracy of CrossOmni or benchmark records (:class:`~omnir1_jax.data.mcq.MCQRecord`:
+    """Multiple-choice accuracy of CrossOmni or suite records (:class:`~omnir1_jax.data.mcq.MCQRecord`:
     ``.id``, ``.task``, ``.options``, ``.answer``, optional ``.groups``); ``answer(records)`` yields ``(record,
     completion)``; the choice is :func:`omnir1_jax.evaluation.metrics.qa.extract_letter` of the completion over the
     record's own letters and option texts (never raises: no letter = wrong). Resumable like
@@ -200,7 +200,7 @@ def evaluate_yes_no(records: Sequence[Any], answer: Answerer, out_dir: str, *, r
 
 # ----------------------------------------------------------------------------------------------- headline
 def record_kind(cfg, records: Sequence[Any]) -> str:
-    """``vos``, ``refavs``, ``qa`` (CrossOmni or benchmark multiple choice) or ``yesno`` (AVHBench) for
+    """``vos``, ``refavs``, ``qa`` (CrossOmni or suite multiple choice) or ``yesno`` (AVHBench) for
     ``records``."""
     from omnir1_jax.data.avhbench import AVHBenchRecord
     from omnir1_jax.data.crossomni import CrossOmniRecord
@@ -246,11 +246,11 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
                     texts: Callable[[Sequence[Any]], Sequence[str]] | None = None) -> dict[str, Any]:
     """Score ``policy`` on ``records`` with the two-system pipeline (or System 1 alone for QA records).
 
-    What is measured follows the records: VOS (ReVOS / MeViS / synthetic: J, F, J&F by the benchmark protocol
+    What is measured follows the records: VOS (ReVOS / MeViS / synthetic: J, F, J&F by the dataset's protocol
     on every frame of the full video; records without GT masks are skipped), Ref-AVS, CrossOmni multiple
     choice or AVHBench yes / no (accuracy; ``client`` may be None). System 1 answers greedily with
     ``grpo.max_new_tokens`` tokens (``texts(records)`` replaces its answers: scripted or cached ones).
-    Segmentation is scored with the benchmark evaluation's defaults, so training numbers compare with
+    Segmentation is scored with the datasets' evaluation defaults, so training numbers compare with
     ``python -m omnir1_jax.evaluate``'s: the Ref-AVS release's protocol, exact (unrounded) means for ReVOS /
     MeViS; the summary names the protocol (``"protocol"``).
 

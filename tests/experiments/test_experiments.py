@@ -25,7 +25,8 @@ SYNTHETIC_ROWS = [f for f in FILES if os.path.basename(f).startswith("synthetic_
 # Two rows run in the default run (the CPU budget); the other two and every other experiment under -m slow.
 DEFAULT_ROWS = [f for f in SYNTHETIC_ROWS if os.path.basename(f) in ("synthetic_cpu_table4_rk.py",
                                                                        "synthetic_cpu_table4_rk_rg.py")]
-# The multiple-choice QA rows (qa_*.py) only evaluate; tests/evaluate/test_benchmark_rows.py runs each of them.
+# The multiple-choice QA rows (qa_*.py) only evaluate; tests/evaluation/entry_point/test_suite_rows.py runs each
+# of them.
 OTHERS = [f for f in FILES if f not in DEFAULT_ROWS and not f.endswith("synthetic_cpu.py")
           and not os.path.basename(f).startswith("qa_")]
 

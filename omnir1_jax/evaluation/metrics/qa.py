@@ -1,4 +1,4 @@
-"""Multiple-choice accuracy: CrossOmni (paper 004, Tables 7-10) and the general QA benchmarks of Omni-R1 (Tables 3
+"""Multiple-choice accuracy: CrossOmni (paper 004, Tables 7-10) and the general QA suites of Omni-R1 (Tables 3
 and 7: OmniBench, VideoMME, MVBench) and CrossOmni's out-of-domain ones (Daily-Omni, WorldSense, AVUT).
 
 :func:`extract_letter` reads the chosen option out of a free-form answer and never raises (a malformed answer is
@@ -17,7 +17,7 @@ and 7: OmniBench, VideoMME, MVBench) and CrossOmni's out-of-domain ones (Daily-O
 A question whose answer has no letter counts as wrong. Records are JSON lines (resumable evaluations re-add
 them with :meth:`QAAccumulator.add`).
 
-Yes/no benchmarks (AVHBench's JUDGE subset, Omni-R1 Table 6): :func:`parse_yes_no` reads the answer and
+Yes/no datasets (AVHBench's JUDGE subset, Omni-R1 Table 6): :func:`parse_yes_no` reads the answer and
 :class:`YesNoAccumulator` reports accuracy (Table 6's number), precision, recall, F1 and the yes ratio per task.
 """
 

@@ -1,4 +1,4 @@
-"""Ref-AVS benchmark metrics (Ref-AVSBench: seen = ``test_s``, unseen = ``test_u``, null = ``test_n``).
+"""Ref-AVS metrics (Ref-AVSBench: seen = ``test_s``, unseen = ``test_u``, null = ``test_n``).
 
 Two protocols (:class:`RefAVSConfig`); reported numbers use ``"release"`` (the default), so they compare with the
 published tables (docs/design.md §7.3); ``"project"`` is our per-expression variant. Every summary / JSONL row states
@@ -14,7 +14,7 @@ Per expression (one clip of T frames, T = 10 in Ref-AVS), numpy:
   frame's IoU is |P & G| / |P | G|. When G is empty the *empty-GT convention* applies: ``"binary"`` (project) ->
   1 if P is empty, else 0; ``"true_negative_fraction"`` (the release's ``mask_iou``) -> 1 - |P| / (H W). (The
   release also adds 1e-7 to every union; that shifts a score by < 1e-7 / |P | G| and is not reproduced.)
-* **F** (:func:`refavs_fscore`): the AVS-benchmark F-measure on Y. Thresholds th_k are the release's
+* **F** (:func:`refavs_fscore`): the AVSBench F-measure on Y. Thresholds th_k are the release's
   ``torch.linspace(0, 1 - 1e-10, 255)`` in float32 bit for bit (:func:`fscore_thresholds`; a float64 linspace
   cast to float32 differs in 10 of them by one float32 step). For each frame whose target is non-empty (frames
   with an empty target are skipped) and each k: prediction ``Y >= th_k``, TP = |pred & G|,
@@ -98,7 +98,7 @@ def refavs_iou(prediction, target, empty_gt: EmptyGT = "binary") -> np.ndarray:
 
 
 def fscore_thresholds(num_thresholds: int = 255) -> np.ndarray:
-    """The AVS-benchmark thresholds: ``torch.linspace(0, 1 - 1e-10, num)`` (float32) reproduced bit for bit.
+    """The AVSBench thresholds: ``torch.linspace(0, 1 - 1e-10, num)`` (float32) reproduced bit for bit.
 
     torch computes ``step = (end - start) / (num - 1)`` in float32 (end = float32(1 - 1e-10) = 1.0), then
     ``start + step * i`` for ``i < num // 2`` and ``end - step * (num - 1 - i)`` above, each rounded once to float32
@@ -123,8 +123,8 @@ def refavs_fscore(prob, target, num_thresholds: int = 255, beta2: float = 0.3) -
     Args:
       prob: ``[T, H, W]`` (or ``[H, W]``) probability map in [0, 1], or a binary mask.
       target: binary ground truth, same shape.
-      num_thresholds: number of thresholds (255 in the benchmark).
-      beta2: beta^2 of the F-measure (0.3 in the benchmark).
+      num_thresholds: number of thresholds (255 in the release).
+      beta2: beta^2 of the F-measure (0.3 in the release).
 
     Returns:
       F in [0, 1] (0 when no frame has a non-empty target).

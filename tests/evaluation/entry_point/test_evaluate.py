@@ -1,4 +1,4 @@
-"""Benchmark evaluation: protocol by hand on the written predictions, perfect predictions, resuming."""
+"""python -m omnir1_jax.evaluate: protocol by hand on the written predictions, perfect predictions, resuming."""
 
 import dataclasses
 import json

@@ -1,6 +1,6 @@
 """The evaluation commands in the docstrings of the new training rows run to a summary with the tiny model
 (``-m slow``): Omni-R1 Table 6's joint AVS + VOS and AVS-10400 rows on AVHBench's JUDGE subset, Table 1's SFT
-baseline on Ref-AVS test_s. Each reads a fixture in the benchmark's own layout."""
+baseline on Ref-AVS test_s. Each reads a fixture in the dataset's own layout."""
 
 import json
 import os

@@ -87,7 +87,7 @@ def test_table7_overall_is_pooled_not_the_mean_of_columns():
 
 def _records(n=7):
     tasks = ["T1", "T2"]
-    return [MCQRecord(id=f"q{i}", benchmark="videomme", task=tasks[i % 2], question=f"q{i}?",
+    return [MCQRecord(id=f"q{i}", suite="videomme", task=tasks[i % 2], question=f"q{i}?",
                       options=(("A", "red"), ("B", "green"), ("C", "blue")), answer="ABC"[i % 3],
                       groups=(("duration", "short" if i < 4 else "long"),)) for i in range(n)]
 
@@ -135,10 +135,10 @@ def test_the_evaluator_resumes_to_the_same_summary(tmp_path):
 
 
 def test_the_suite_row_has_the_papers_columns(tmp_path):
-    from omnir1_jax.data.synthetic.benchmarks import write_suite
-    from omnir1_jax.evaluation.benchmarks import evaluate_benchmarks
+    from omnir1_jax.data.synthetic.suites import write_suites
+    from omnir1_jax.evaluation.suites import evaluate_suites
 
-    root = write_suite(str(tmp_path / "data"), ["videomme", "mvbench"])
+    root = write_suites(str(tmp_path / "data"), ["videomme", "mvbench"])
 
     def oracle_but_short_wrong(rs):  # right everywhere except VideoMME's short videos
         for r in rs:
@@ -146,7 +146,7 @@ def test_the_suite_row_has_the_papers_columns(tmp_path):
             yield r, ("A" if r.answer != "A" else "B") if short else f"<answer>{r.answer}</answer>"
 
     sources = [(n, os.path.join(root, n)) for n in ("videomme", "mvbench")]
-    res = evaluate_benchmarks(sources, oracle_but_short_wrong, str(tmp_path / "out"), progress=False)
+    res = evaluate_suites(sources, oracle_but_short_wrong, str(tmp_path / "out"), progress=False)
     # VideoMME: 2 of 6 questions are short -> General 4/6, Short 0; MVBench all right -> Avg 1; Average of 4/6, 1
     assert res["columns"] == pytest.approx({"VideoMME General": 4 / 6, "VideoMME Short": 0.0, "MVBench Avg": 1.0,
                                             "Average": (4 / 6 + 1.0) / 2})

@@ -1,4 +1,4 @@
-"""The multiple-choice benchmark readers on their synthetic copies (published layouts) and on corrupt files.
+"""The multiple-choice suite readers on their synthetic copies (published layouts) and on corrupt files.
 
 Each reader's records are checked against the JSON / parquet the fixture wrote, read back here independently
 (``json`` / ``pyarrow``), and against the letters a person reads off the fixture's tables; each malformed file
@@ -10,11 +10,11 @@ import os
 
 import pytest
 
-from omnir1_jax.data.benchmarks_omni import MVBENCH_TASKS, read_mvbench, read_omnibench, read_videomme
-from omnir1_jax.data.benchmarks_ood import read_avut, read_dailyomni, read_worldsense
+from omnir1_jax.data.suites_omni import MVBENCH_TASKS, read_mvbench, read_omnibench, read_videomme
+from omnir1_jax.data.suites_ood import read_avut, read_dailyomni, read_worldsense
 from omnir1_jax.data.errors import DataFormatError
-from omnir1_jax.data.mcq import mcq_prompt, read_benchmark
-from omnir1_jax.data.synthetic import benchmarks as W
+from omnir1_jax.data.mcq import mcq_prompt, read_suite
+from omnir1_jax.data.synthetic import suites as W
 
 
 def _load(path):
@@ -90,11 +90,11 @@ def test_dailyomni_worldsense_avut(tmp_path):
     assert [(r.id, r.answer) for r in a] == [("7", "A"), ("8", "C"), ("11", "B")]
     assert a[0].video == os.path.join(root, "data", "ytAAAAAAAAA.mp4")
     assert a[2].video == os.path.join(root, "ytBBBBBBBBB.mp4")  # not under data/: the repository's top level
-    assert [r.id for r in read_benchmark("avut", root)] == ["7", "8", "11"]
+    assert [r.id for r in read_suite("avut", root)] == ["7", "8", "11"]
 
 
 def _corrupt(tmp_path, name):
-    root = W.write_benchmark(name, str(tmp_path / name))
+    root = W.write_suite(name, str(tmp_path / name))
     return root
 
 
@@ -114,7 +114,7 @@ def test_a_bad_field_names_the_file_the_entry_and_the_field(tmp_path, name, file
     path = os.path.join(root, file)
     _rewrite(path, edit)
     with pytest.raises(DataFormatError, match=field) as e:
-        read_benchmark(name, root)
+        read_suite(name, root)
     assert e.value.path == path and e.value.record.startswith(name)
 
 
@@ -150,8 +150,8 @@ def test_file_level_errors(tmp_path):
     assert len(MVBENCH_TASKS) == 20
     with pytest.raises(DataFormatError, match="no dataset"):
         read_omnibench(str(tmp_path / "empty"))
-    with pytest.raises(ValueError, match="unknown multiple-choice benchmark"):
-        read_benchmark("mmlu", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown multiple-choice suite"):
+        read_suite("mmlu", str(tmp_path))
 
 
 def test_omnibench_and_videomme_field_errors(tmp_path):

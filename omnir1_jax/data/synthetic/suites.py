@@ -1,10 +1,10 @@
-"""Tiny synthetic copies of the multiple-choice benchmarks, each in its published layout (the file and field
-names of :mod:`omnir1_jax.data.benchmarks_omni` / :mod:`omnir1_jax.data.benchmarks_ood`), with media made here:
-clips are a few frames of a moving square (with a sine-tone audio track where the benchmark has sound), images
+"""Tiny synthetic copies of the multiple-choice suites, each in its published layout (the file and field
+names of :mod:`omnir1_jax.data.suites_omni` / :mod:`omnir1_jax.data.suites_ood`), with media made here:
+clips are a few frames of a moving square (with a sine-tone audio track where the suite has sound), images
 are PNGs, audio files WAVs. Tests and the CPU smoke runs of the QA experiments read them; nothing is downloaded.
 
-``write_benchmark(name, root)`` writes one; ``write_suite(root, names)`` writes each into ``root/<name>`` (the
-layout of ``data.benchmarks``). The questions are fixed (below), so a test can state what a reader must return.
+``write_suite(name, root)`` writes one; ``write_suites(root, names)`` writes each into ``root/<name>`` (the
+layout of ``data.suites``). The questions are fixed (below), so a test can state what a reader must return.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ VIDEOMME = [
 
 def write_videomme(root: str, fmt: str = "parquet") -> str:
     """``fmt``: ``parquet`` (the release's file; needs pyarrow) or ``jsonl`` (the documented conversion)."""
-    from omnir1_jax.data.benchmarks_omni import VIDEOMME_JSONL, VIDEOMME_PARQUET
+    from omnir1_jax.data.suites_omni import VIDEOMME_JSONL, VIDEOMME_PARQUET
 
     rows = []
     for n, (vid, dur, task, ans) in enumerate(VIDEOMME):
@@ -121,7 +121,7 @@ def write_videomme(root: str, fmt: str = "parquet") -> str:
 def mvbench_questions() -> list[tuple[str, int, list[str], int]]:
     """``(task, question index, candidates, index of the answer)``: one question per task, two for the first
     (so the mean over tasks differs from the pooled accuracy); 3 candidates on odd tasks, 4 on even ones."""
-    from omnir1_jax.data.benchmarks_omni import MVBENCH_TASKS
+    from omnir1_jax.data.suites_omni import MVBENCH_TASKS
 
     out = []
     for t, (name, *_rest) in enumerate(MVBENCH_TASKS):
@@ -134,7 +134,7 @@ def mvbench_questions() -> list[tuple[str, int, list[str], int]]:
 def write_mvbench(root: str) -> str:
     from PIL import Image
 
-    from omnir1_jax.data.benchmarks_omni import MVBENCH_TASKS
+    from omnir1_jax.data.suites_omni import MVBENCH_TASKS
 
     spec = {name: (fname, prefix, kind, bounded) for name, fname, prefix, kind, bounded in MVBENCH_TASKS}
     entries: dict[str, list] = {}
@@ -222,15 +222,15 @@ WRITERS = {"omnibench": write_omnibench, "videomme": write_videomme, "mvbench": 
            "dailyomni": write_dailyomni, "worldsense": write_worldsense, "avut": write_avut}
 
 
-def write_benchmark(name: str, root: str) -> str:
-    """Write the synthetic copy of benchmark ``name`` into ``root``; returns ``root``."""
+def write_suite(name: str, root: str) -> str:
+    """Write the synthetic copy of suite ``name`` into ``root``; returns ``root``."""
     if name not in WRITERS:
         raise ValueError(f"no synthetic writer for {name!r}; known: {sorted(WRITERS)}")
     return WRITERS[name](root)
 
 
-def write_suite(root: str, names: Sequence[str]) -> str:
-    """Each benchmark of ``names`` into ``root/<name>`` (the layout ``data.benchmarks`` points into)."""
+def write_suites(root: str, names: Sequence[str]) -> str:
+    """Each suite of ``names`` into ``root/<name>`` (the layout ``data.suites`` points into)."""
     for name in names:
-        write_benchmark(name, os.path.join(root, name))
+        write_suite(name, os.path.join(root, name))
     return root

@@ -1,6 +1,6 @@
-"""Readers of Omni-R1's general-understanding benchmarks (Tables 3 and 7): OmniBench, VideoMME, MVBench.
+"""Readers of Omni-R1's general-understanding suites (Tables 3 and 7): OmniBench, VideoMME, MVBench.
 
-Each takes the benchmark's release folder in its published layout and returns
+Each takes the suite's release folder in its published layout and returns
 :class:`~omnir1_jax.data.mcq.MCQRecord` s in file order. Every malformed file or entry raises
 :class:`~omnir1_jax.data.errors.DataFormatError` naming the file, the entry and the field.
 
@@ -96,7 +96,7 @@ def read_omnibench(root: str, *, check_files: bool = True) -> list[MCQRecord]:
                 check_media(image, rec, "image_path file")
                 check_media(audio, rec, "audio_path file")
             groups = (("audio type", str(obj["audio type"])),) if isinstance(obj.get("audio type"), str) else ()
-            out.append(MCQRecord(id=str(obj["index"]), benchmark="omnibench", task=obj["task type"].strip(),
+            out.append(MCQRecord(id=str(obj["index"]), suite="omnibench", task=obj["task type"].strip(),
                                  question=obj["question"].strip(), options=options, answer=answer, image=image,
                                  audio=audio, groups=groups))
     return unique(out, files[0])
@@ -110,7 +110,7 @@ def _videomme_rows(root: str) -> tuple[str, list[tuple[int, dict]]]:
             import pyarrow.parquet as pq
         except ImportError:
             raise DataFormatError(f"reading the parquet file needs pyarrow; or convert it to {VIDEOMME_JSONL} "
-                                  "(see omnir1_jax.data.benchmarks_omni)", path=pq_path) from None
+                                  "(see omnir1_jax.data.suites_omni)", path=pq_path) from None
         try:
             rows = pq.read_table(pq_path).to_pylist()
         except Exception as e:  # noqa: BLE001 - pyarrow raises several error types for a corrupt file
@@ -142,7 +142,7 @@ def read_videomme(root: str, *, check_files: bool = True) -> list[MCQRecord]:
         groups = [("duration", obj["duration"])]
         if isinstance(obj.get("domain"), str):
             groups.append(("domain", obj["domain"]))
-        out.append(MCQRecord(id=obj["question_id"], benchmark="videomme", task=obj["task_type"].strip(),
+        out.append(MCQRecord(id=obj["question_id"], suite="videomme", task=obj["task_type"].strip(),
                              question=obj["question"].strip(), options=options, answer=answer, video=video,
                              groups=tuple(groups)))
     return unique(out, path)
@@ -184,7 +184,7 @@ def read_mvbench(root: str, *, tasks: Sequence[str] | None = None, check_files: 
             video = os.path.join(root, "video", prefix, obj["video"])
             if check_files:
                 check_media(video, rec, "video")
-            out.append(MCQRecord(id=f"{stem}/{i}", benchmark="mvbench", task=name, question=obj["question"].strip(),
+            out.append(MCQRecord(id=f"{stem}/{i}", suite="mvbench", task=name, question=obj["question"].strip(),
                                  options=options, answer=answer, video=video, bound=bound,
                                  frame_fps=MVBENCH_FRAME_FPS if kind == "frame" else None))
     return unique(out, root)

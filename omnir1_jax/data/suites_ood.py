@@ -1,6 +1,6 @@
-"""Readers of CrossOmni's out-of-domain benchmarks (Table 10): Daily-Omni, WorldSense, AVUT (its AV-Human set).
+"""Readers of CrossOmni's out-of-domain suites (Table 10): Daily-Omni, WorldSense, AVUT (its AV-Human set).
 
-Each takes the benchmark's release folder in its published layout and returns
+Each takes the suite's release folder in its published layout and returns
 :class:`~omnir1_jax.data.mcq.MCQRecord` s in file order; the audio is each video's own track. Every malformed file
 or entry raises :class:`~omnir1_jax.data.errors.DataFormatError` naming the file, the entry and the field.
 
@@ -51,7 +51,7 @@ def _list(doc, path: str, what: str) -> list:
 def _safe(name: str, field: str, path: str, rec: str) -> str:
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or ".." in parts:
-        raise DataFormatError(f"field {field!r} = {name!r} leaves the benchmark folder", path=path, record=rec)
+        raise DataFormatError(f"field {field!r} = {name!r} leaves the suite's folder", path=path, record=rec)
     return name
 
 
@@ -72,7 +72,7 @@ def read_dailyomni(root: str, *, check_files: bool = True) -> list[MCQRecord]:
             check_media(video, rec, f"clip of video_id {vid!r}")
         groups = tuple((g, str(obj[k])) for g, k in (("duration", "video_duration"), ("category", "video_category"))
                        if isinstance(obj.get(k), str))
-        out.append(MCQRecord(id=f"{vid}/{i}", benchmark="dailyomni", task=obj["Type"].strip(),
+        out.append(MCQRecord(id=f"{vid}/{i}", suite="dailyomni", task=obj["Type"].strip(),
                              question=obj["Question"].strip(), options=options, answer=answer, video=video,
                              groups=groups))
     return unique(out, path)
@@ -106,7 +106,7 @@ def read_worldsense(root: str, *, check_files: bool = True) -> list[MCQRecord]:
             options = lettered(q.get("candidates"), "candidates", path, rec)
             answer = gold_letter(q["answer"], options, "answer", path, rec)
             groups = base + ([("task_domain", q["task_domain"])] if isinstance(q.get("task_domain"), str) else [])
-            out.append(MCQRecord(id=f"{vid}/{tk}", benchmark="worldsense", task=q["task_type"].strip(),
+            out.append(MCQRecord(id=f"{vid}/{tk}", suite="worldsense", task=q["task_type"].strip(),
                                  question=q["question"].strip(), options=options, answer=answer, video=video,
                                  groups=tuple(groups)))
     return unique(out, path)
@@ -138,7 +138,7 @@ def read_avut(root: str, *, check_files: bool = True) -> list[MCQRecord]:
         if check_files:
             check_media(video, rec, "clip of video_path")
         groups = (("video_type", obj["video_type"]),) if isinstance(obj.get("video_type"), str) else ()
-        out.append(MCQRecord(id=str(obj["QA_id"]), benchmark="avut", task=obj["task_type"].strip(),
+        out.append(MCQRecord(id=str(obj["QA_id"]), suite="avut", task=obj["task_type"].strip(),
                              question=obj["question"].strip(), options=options, answer=answer, video=video,
                              groups=groups))
     return unique(out, path)
