@@ -64,7 +64,7 @@ from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmenta
 from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_summary  # noqa: F401
 from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers  # noqa: F401
 
-# The multiple-choice suites (omnir1_jax.data.mcq.SUITE_NAMES; spelled here so --help needs no data import)
+# The multiple-choice suites (omnir1_jax.data.suites.SUITE_NAMES; spelled here so --help needs no data import)
 SUITE_NAMES = ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
 
 VOS_DATASETS = ("revos", "mevis", "synthetic")

@@ -4,7 +4,7 @@ Readers (one :class:`~omnir1_jax.data.schema.ExpressionRecord` per expression, m
 :func:`read_revos`, :func:`read_mevis`, :func:`read_refavs`, :func:`read_refcocog`; CrossOmni JSONL:
 :func:`read_crossomni`; AVHBench yes/no questions: :func:`read_avhbench`; the multiple-choice evaluation
 suites (OmniBench, VideoMME, MVBench, Daily-Omni, WorldSense, AVUT) as :class:`MCQRecord`: :func:`read_suite`
-(:mod:`omnir1_jax.data.mcq`; synthetic copies in :mod:`omnir1_jax.data.synthetic.suites`). Pipelines:
+(:mod:`omnir1_jax.data.suites`; synthetic copies in :mod:`omnir1_jax.data.synthetic.suites`). Pipelines:
 :func:`build_pipeline` with a :class:`PipelineConfig`; the example / batch schema is documented in
 :mod:`omnir1_jax.data.schema` and :mod:`omnir1_jax.data.pipeline`. The synthetic world:
 ``python -m omnir1_jax.data.synthetic --out DIR --videos N [--avs]``.
@@ -36,7 +36,7 @@ _EXPORTS = {
     "read_crossomni": "crossomni",
     "DataFormatError": "errors",
     "MCQRecord": "mcq",
-    "read_suite": "mcq",
+    "read_suite": "suites",
     "PipelineConfig": "pipeline",
     "build_pipeline": "pipeline",
     "collate": "pipeline",

@@ -1,10 +1,12 @@
-"""Multiple-choice evaluation suites as one record type, their prompts, and the registry of readers.
+"""Multiple-choice questions: the one record type, its prompts, and the helpers the suite readers share.
 
-Omni-R1 Table 3 / Table 7 (OmniBench, VideoMME, MVBench) and CrossOmni Table 10 (Daily-Omni, WorldSense, AVUT)
-are read by :func:`read_suite` into :class:`MCQRecord` s; each reader's module docstring states exactly the
-files of the suite's published layout it expects (:mod:`omnir1_jax.data.suites_omni`,
-:mod:`omnir1_jax.data.suites_ood`). Answers are scored by
-:class:`omnir1_jax.evaluation.metrics.qa.QAAccumulator` through the one multiple-choice evaluator (:func:`omnir1_jax.evaluation.evaluate_qa`).
+The base of three layers that import downwards only: this module (records, letters, prompts, reader helpers),
+the readers (:mod:`omnir1_jax.data.suites_omni`: Omni-R1 Table 3 / Table 7's OmniBench, VideoMME, MVBench;
+:mod:`omnir1_jax.data.suites_ood`: CrossOmni Table 10's Daily-Omni, WorldSense, AVUT; each module docstring states
+exactly the files of the suite's published layout it expects) and the registry (:mod:`omnir1_jax.data.suites`:
+:func:`~omnir1_jax.data.suites.read_suite` reads a suite by name into :class:`MCQRecord` s). Answers are scored
+by :class:`omnir1_jax.evaluation.metrics.qa.QAAccumulator` through the one multiple-choice evaluator
+(:func:`omnir1_jax.evaluation.evaluate_qa`).
 
 Prompts (:func:`mcq_prompt`; ``data.qa_prompt``, ``data.thinking``):
 
@@ -21,7 +23,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from omnir1_jax.data.errors import DataFormatError
 
@@ -200,46 +202,3 @@ def unique(records: Sequence[MCQRecord], path: str) -> list[MCQRecord]:
             raise DataFormatError(f"duplicate question id {r.id!r}", path=path, record=where(r.suite, r.id))
         seen.add(r.id)
     return list(records)
-
-
-# ------------------------------------------------------------------------------------------------ registry
-@dataclasses.dataclass(frozen=True)
-class Suite:
-    """A reader and the numbers its paper table reports (``columns``: label -> summary group of
-    :class:`~omnir1_jax.evaluation.metrics.qa.QAAccumulator`; the first is the suite's headline)."""
-
-    name: str
-    read: Callable[..., list[MCQRecord]]
-    columns: tuple[tuple[str, str], ...]
-
-
-def _registry() -> dict[str, Suite]:
-    from omnir1_jax.data import suites_omni as O
-    from omnir1_jax.data import suites_ood as D
-
-    return {
-        "omnibench": Suite("omnibench", O.read_omnibench, (("OmniBench Avg", "overall"),)),
-        # Omni-R1 Table 3 / 7: "General" = every question (short + medium + long), "Short" = the short videos
-        "videomme": Suite("videomme", O.read_videomme, (("VideoMME General", "overall"),
-                                                            ("VideoMME Short", "duration=short"))),
-        "mvbench": Suite("mvbench", O.read_mvbench, (("MVBench Avg", "task_mean"),)),
-        "dailyomni": Suite("dailyomni", D.read_dailyomni, (("Daily-Omni", "overall"),)),
-        "worldsense": Suite("worldsense", D.read_worldsense, (("WorldSense", "overall"),)),
-        "avut": Suite("avut", D.read_avut, (("AVUT", "overall"),)),
-    }
-
-
-SUITE_NAMES = ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
-
-
-def suite(name: str) -> Suite:
-    """The registry entry of ``name`` (one of :data:`SUITE_NAMES`)."""
-    reg = _registry()
-    if name not in reg:
-        raise ValueError(f"unknown multiple-choice suite {name!r}; known: {SUITE_NAMES}")
-    return reg[name]
-
-
-def read_suite(name: str, root: str, **kwargs) -> list[MCQRecord]:
-    """Records of suite ``name`` from its release folder ``root`` (see the reader's docstring)."""
-    return suite(name).read(root, **kwargs)

@@ -4,7 +4,7 @@ Omni-R1 Table 3 (OmniBench Avg, VideoMME General / Short, MVBench Avg) and Cross
 WorldSense, AVUT, Average) are each one command: every suite is evaluated by the one multiple-choice
 evaluator (:func:`omnir1_jax.evaluation.loop.evaluate_qa`, resumable, into ``<out>/<suite>/``) and
 ``<out>/summary.json`` / ``summary.md`` give the row: one column per number the paper reports
-(:class:`omnir1_jax.data.mcq.Suite.columns`), x100 like the paper, and ``Average`` (the mean of each
+(:class:`omnir1_jax.data.suites.Suite.columns`), x100 like the paper, and ``Average`` (the mean of each
 suite's first column, as Table 10's last column) when there is more than one suite.
 """
 
@@ -22,7 +22,7 @@ from omnir1_jax.evaluation.results import write_json_atomic
 def columns_of(name: str, table: dict | None) -> dict[str, float | None]:
     """The paper's numbers of suite ``name`` from its summary ``table`` (accuracy, a fraction; None where
     the group has no question yet)."""
-    from omnir1_jax.data.mcq import suite
+    from omnir1_jax.data.suites import suite
 
     out = {}
     for label, group in suite(name).columns:
@@ -46,7 +46,7 @@ def evaluate_suites(sources: Sequence[tuple[str, str]], answer: Callable[[Sequen
     ``max_items`` bounds the new questions per suite. Returns ``{"kind": "suites", "columns",
     "suites": {name: evaluate_qa's result}, "markdown", "done", "total"}``.
     """
-    from omnir1_jax.data.mcq import read_suite
+    from omnir1_jax.data.suites import read_suite
 
     os.makedirs(out_dir, exist_ok=True)
     results: dict[str, dict] = {}

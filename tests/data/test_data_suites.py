@@ -5,16 +5,20 @@ Each reader's records are checked against the JSON / parquet the fixture wrote, 
 raises DataFormatError naming the file and the field.
 """
 
+import ast
 import json
 import os
 
 import pytest
 
+from omnir1_jax.data.errors import DataFormatError
+from omnir1_jax.data.mcq import mcq_prompt
+from omnir1_jax.data.suites import SUITE_NAMES, SUITES, read_suite
 from omnir1_jax.data.suites_omni import MVBENCH_TASKS, read_mvbench, read_omnibench, read_videomme
 from omnir1_jax.data.suites_ood import read_avut, read_dailyomni, read_worldsense
-from omnir1_jax.data.errors import DataFormatError
-from omnir1_jax.data.mcq import mcq_prompt, read_suite
 from omnir1_jax.data.synthetic import suites as W
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _load(path):
@@ -175,3 +179,38 @@ def test_omnibench_and_videomme_field_errors(tmp_path):
     with pytest.raises(DataFormatError, match="'duration'") as e:
         read_videomme(root)
     assert e.value.path == path and e.value.record == "videomme 002-2"
+
+
+def _data_imports(module: str) -> set[str]:
+    """The ``omnir1_jax.data`` modules that ``module``'s file imports anywhere (function-local imports too)."""
+    path = os.path.join(ROOT, *module.split(".")) + ".py"
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "omnir1_jax.data":
+            out |= {f"omnir1_jax.data.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("omnir1_jax.data."):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("omnir1_jax.data.")}
+    return out
+
+
+def test_imports_run_one_way_registry_readers_base():
+    """The base (records, letters, helpers) imports no reader and no registry; the readers import the base, never
+    the registry or each other; the registry imports both readers."""
+    readers = {"omnir1_jax.data.suites_omni", "omnir1_jax.data.suites_ood"}
+    assert _data_imports("omnir1_jax.data.mcq") == {"omnir1_jax.data.errors"}
+    for r in readers:
+        assert _data_imports(r) == {"omnir1_jax.data.errors", "omnir1_jax.data.mcq"}, r
+    assert _data_imports("omnir1_jax.data.suites") == readers | {"omnir1_jax.data.mcq"}
+
+
+def test_the_registry_and_the_command_line_name_the_same_suites():
+    from omnir1_jax import evaluate
+
+    assert SUITE_NAMES == evaluate.SUITE_NAMES == ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense",
+                                                   "avut")
+    assert [s.name for s in SUITES.values()] == list(SUITE_NAMES)
+    assert SUITES["mvbench"].columns == (("MVBench Avg", "task_mean"),)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from omnir1_jax.config import load_config
-from omnir1_jax.data.mcq import read_suite, suite
+from omnir1_jax.data.suites import read_suite, suite
 from omnir1_jax.data.synthetic.suites import WRITERS, write_suites
 from omnir1_jax.evaluation.metrics.qa import extract_letter
 
