@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     if cfg.data.task != "qa":
         print(f"error: {args.config}: data.task must be 'qa' for CrossOmni, got {cfg.data.task!r}", file=sys.stderr)
         return 2
-    from omnir1_jax.crossomni.rewards import make_judge
+    from omnir1_jax.tasks.crossomni_judge import make_judge
     from omnir1_jax.train import run
 
     judge = make_judge(args.judge, run_dir=cfg.run.out_dir, max_new_tokens=args.judge_max_new_tokens) \

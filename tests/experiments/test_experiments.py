@@ -215,7 +215,7 @@ def test_experiment_runs_one_step(path, world, bridge):
 
     cfg = tiny(load_config(path), world, bridge.client.addresses[0])
     if cfg.data.task == "qa":
-        from omnir1_jax.crossomni.rewards import make_judge
+        from omnir1_jax.tasks.crossomni_judge import make_judge
 
         stage = "sft" if "sft" in cfg.name else "grpo"
         out = _one_step_run(cfg, stage, make_judge(length_judge))
@@ -277,7 +277,8 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
     rewards of completions with a rationale get exactly the scores of the same model decoding in this process,
     and one GRPO step of ``crossomni_grpo_3b`` runs with that judge (any judge call it makes is re-checked)."""
     from omnir1_jax.crossomni.batches import read_split
-    from omnir1_jax.crossomni.rewards import make_judge, qa_rewards
+    from omnir1_jax.crossomni.rewards import qa_rewards
+    from omnir1_jax.tasks.crossomni_judge import make_judge
     from sam2_bridge.judge import HFJudge
 
     judge_dir = _tiny_judge_dir(str(tmp_path / "judge"))
