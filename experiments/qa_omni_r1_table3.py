@@ -29,7 +29,7 @@ VideoMME General, MVBench Short, MVBench General"; the text ("72.5 in the short 
 MVBench Avg.
 
 Deviations: the thinking prompt's wording and the frame count are not in the paper (the project's thinking cue,
-24 uniformly sampled frames with the clip's audio; see ``qa_omni_r1_table7_r128_thinking.py``); OmniBench is
+24 uniformly sampled frames with the clip's audio; see ``qa_omni_r1_table7.py``); OmniBench is
 given its image (as an image) and its audio clip, VideoMME without subtitles.
 """
 

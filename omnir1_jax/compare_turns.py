@@ -134,7 +134,7 @@ def compare_seeds(cfg: ExperimentConfig, seeds) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.compare_turns", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="experiment file defining get_config()")
+    ap.add_argument("--config", required=True, help="experiment file defining get_config(), or FILE:VARIANT")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     ap.add_argument("--seeds", help="compare on these seeds, one after another (e.g. 0-4), with statistics")
     args = ap.parse_args(argv)

@@ -1,8 +1,10 @@
 """Experiment configuration: typed, frozen dataclasses, one file per experiment, ``--set`` overrides.
 
 An experiment file in ``experiments/`` defines ``get_config() -> ExperimentConfig`` and a docstring giving the
-command, the hardware and the paper's number. Entry points load it with :func:`load_config` and apply
-command-line overrides ``--set grpo.beta=0.001 --set data.batch_size=4`` with :func:`apply_overrides`
+command, the hardware and the paper's number. A file of several rows that differ in a few values defines
+``get_config(variant)``, lists its variants in ``VARIANTS`` and documents each row (command and paper number) in its
+docstring; ``--config experiments/table4.py:rk_rg`` selects one. Entry points load it with :func:`load_config` and
+apply command-line overrides ``--set grpo.beta=0.001 --set data.batch_size=4`` with :func:`apply_overrides`
 (values are Python literals; each is type-checked against the field it sets).
 
 Every section checks its fields when it is built (``__post_init__``), whether in an experiment file or by an
@@ -15,6 +17,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import inspect
 import math
 import numbers
 import os
@@ -617,9 +620,27 @@ class ExperimentConfig:
             raise ConfigError(f"paper must be a tuple of (metric, number) pairs, got {self.paper!r}")
 
 
+def split_variant(spec: str | os.PathLike) -> tuple[str, str | None]:
+    """``"experiments/table4.py:rk_rg"`` -> ``("experiments/table4.py", "rk_rg")``; a spec without ``:VARIANT``
+    (or naming an existing file as a whole) -> ``(spec, None)``."""
+    spec = os.fspath(spec)
+    path, sep, variant = spec.rpartition(":")
+    if not sep or os.path.isfile(spec) or not path.endswith(".py") or not variant or "/" in variant \
+            or os.sep in variant:
+        return spec, None
+    return path, variant
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Import ``path`` (a Python file defining ``get_config()``), call it, apply ``overrides``."""
-    path = os.fspath(path)
+    """Import ``path`` (a Python file defining ``get_config()``), call it, apply ``overrides``.
+
+    ``path`` may end in ``:VARIANT`` (``experiments/table4.py:rk_rg``): then ``get_config(VARIANT)`` is called;
+    without one, ``get_config()``. A variant given to a file whose ``get_config`` takes no argument, a variant the
+    file's ``VARIANTS`` does not list, and no variant for a file whose ``get_config`` needs one are
+    :class:`ConfigError` s naming the file (and the known variants).
+    """
+    path, variant = split_variant(path)
+    spec_text = path if variant is None else f"{path}:{variant}"
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"_omnir1_experiment_{abs(hash(path))}", path)
@@ -630,14 +651,28 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Exper
         raise ConfigError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config()")
+    known = tuple(getattr(module, "VARIANTS", ()))
     try:
-        cfg = module.get_config()
+        params = list(inspect.signature(module.get_config).parameters.values())
+    except (TypeError, ValueError):  # a callable without a signature: let the call decide
+        params = None
+    if variant is None and params and params[0].default is inspect.Parameter.empty:
+        choices = f" with VARIANT one of {', '.join(known)}" if known else ""
+        raise ConfigError(f"{path} has variants: use {path}:VARIANT{choices}")
+    if variant is not None:
+        if params is not None and not params:
+            raise ConfigError(f"{spec_text}: {path} has no variants (its get_config() takes no argument), got "
+                              f"variant {variant!r}")
+        if known and variant not in known:
+            raise ConfigError(f"{spec_text}: unknown variant {variant!r}; known: {', '.join(known)}")
+    try:
+        cfg = module.get_config() if variant is None else module.get_config(variant)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+        raise ConfigError(f"{spec_text}: {e}") from e
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise ConfigError(f"{path}: get_config() failed: {type(e).__name__}: {e}") from e
+        raise ConfigError(f"{spec_text}: get_config() failed: {type(e).__name__}: {e}") from e
     if not isinstance(cfg, ExperimentConfig):
-        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not ExperimentConfig")
+        raise ConfigError(f"{spec_text}: get_config() returned {type(cfg).__name__}, not ExperimentConfig")
     return apply_overrides(cfg, overrides)
 
 

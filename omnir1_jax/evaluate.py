@@ -142,7 +142,7 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="experiment file defining get_config()")
+    ap.add_argument("--config", required=True, help="experiment file defining get_config(), or FILE:VARIANT")
     ap.add_argument("--split", default=None, help="valid (ReVOS), valid_u (MeViS), test_s/test_u/test_n "
                     "(Ref-AVS), or a CrossOmni split; optional for the multiple-choice suites (default test)")
     ap.add_argument("--policy", default=None, help="System 1 checkpoint (local HF dir); default model.checkpoint; "

@@ -167,7 +167,8 @@ def run_sweep(cfgs: Sequence[ExperimentConfig], seeds: Sequence[int], out: str) 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", action="append", required=True, help="an arm's experiment file (repeatable)")
+    ap.add_argument("--config", action="append", required=True,
+                    help="an arm's experiment file or FILE:VARIANT (repeatable)")
     ap.add_argument("--seeds", required=True, help="the seeds of every arm, e.g. 0-4 or 0,2,7")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field in every arm")
     ap.add_argument("--out", default="runs/sweep", help="sweep directory (default runs/sweep)")

@@ -6,7 +6,7 @@
     from omnir1_jax.tasks.crossomni_judge import make_judge           # the task's judge (a callable or a bridge)
     from omnir1_jax.crossomni.media import read_video, read_audio, write_video
 
-Command line: ``python -m omnir1_jax.crossomni.train --config experiments/crossomni_grpo_7b.py --judge ...``;
+Command line: ``python -m omnir1_jax.crossomni.train --config experiments/crossomni.py:grpo_7b --judge ...``;
 accuracy: ``python -m omnir1_jax.evaluate --config ... --split test``. Nothing here imports torch (the judge
 model runs in the bridge process).
 """

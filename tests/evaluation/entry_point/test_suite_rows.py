@@ -1,8 +1,7 @@
-"""Every multiple-choice QA row (``experiments/qa_*.py``: Omni-R1 Table 3, Table 7's four settings, CrossOmni
-Table 10) runs ``python -m omnir1_jax.evaluate --config ROW --set data.root=FIXTURE`` with the tiny model on the
-synthetic copies of its suites, to a summary with the paper's columns (``-m slow``)."""
+"""Every multiple-choice QA row (``experiments/qa_*.py`` and their variants: Omni-R1 Table 3, Table 7's four
+settings, CrossOmni Table 10) runs ``python -m omnir1_jax.evaluate --config ROW --set data.root=FIXTURE`` with the
+tiny model on the synthetic copies of its suites, to a summary with the paper's columns (``-m slow``)."""
 
-import glob
 import json
 import os
 import subprocess
@@ -14,9 +13,10 @@ from omnir1_jax.config import load_config
 from omnir1_jax.data.suites import read_suite, suite
 from omnir1_jax.data.synthetic.suites import WRITERS, write_suites
 from omnir1_jax.evaluation.metrics.qa import extract_letter
+from tests.experiments.specs import spec_id, specs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-ROWS = sorted(glob.glob(os.path.join(ROOT, "experiments", "qa_*.py")))
+ROWS = specs("qa_*.py")
 TINY = ["model.checkpoint=None", "model.preset='tiny'", "model.dtype='float32'",
         "model.overrides=(('hidden_size', 32), ('num_layers', 1))", "grpo.max_new_tokens=4", "data.max_frames=2",
         "data.s1_min_pixels=3136", "data.s1_max_pixels=3136", "data.batch_size=3"]
@@ -28,7 +28,7 @@ def fixture_root(tmp_path_factory):
 
 
 def test_the_rows_are_the_papers():
-    cfgs = {os.path.basename(p)[:-3]: load_config(p) for p in ROWS}
+    cfgs = {load_config(p).name: load_config(p) for p in ROWS}
     assert len(cfgs) == 11
     assert cfgs["qa_omni_r1_table3"].data.suites == ("omnibench", "videomme", "mvbench")
     for res in (128, 256):
@@ -61,7 +61,7 @@ def _check_summary(out_dir, cfg, fixture_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ROWS, ids=os.path.basename)
+@pytest.mark.parametrize("path", ROWS, ids=spec_id)
 def test_row_runs_to_a_summary_with_the_tiny_model(path, fixture_root, tmp_path):
     from omnir1_jax.evaluate import main
 

@@ -22,7 +22,7 @@ def _run(args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("row", ["table6_avs_vos", "table6_avs_10400"])
+@pytest.mark.parametrize("row", ["table6.py:avs_vos", "table6.py:avs_10400"])
 def test_table6_rows_evaluate_on_avhbench_judge(row, tmp_path):
     from omnir1_jax.crossomni.media import write_video
     from tests.data.test_data_avhbench import QUESTIONS, _write_release
@@ -33,7 +33,7 @@ def test_table6_rows_evaluate_on_avhbench_judge(row, tmp_path):
         write_video(os.path.join(root, "video", f"{vid}.mp4"), rng.integers(0, 255, (4, 56, 56, 3), np.uint8),
                     fps=2.0, audio=(0.1 * rng.standard_normal(16000)).astype(np.float32))
     out = str(tmp_path / "out")
-    args = ["--config", os.path.join(ROOT, "experiments", f"{row}.py"), "--split", "judge", "--out", out,
+    args = ["--config", os.path.join(ROOT, "experiments", row), "--split", "judge", "--out", out,
             "--set", "data.dataset='avhbench'", "--set", "data.task='vos'", "--set", f"data.root={root!r}"]
     for s in TINY:
         args += ["--set", s]
