@@ -8,7 +8,7 @@ CrossOmni coherence-judge prompts (Table 18) of varying length. Rows (best of ``
 
 - reference: transformers ``generate(do_sample=False)`` on each prompt alone (what a per-prompt judge does);
 - ours, in process: :class:`sam2_bridge.judge.HFJudge` (batches of ``--batch``, left-padded), same texts;
-- ours, through a bridge subprocess: :class:`omnir1_jax.crossomni.rewards.BridgeJudge` over ``--judge hf:DIR``.
+- ours, through a bridge subprocess: :class:`omnir1_jax.tasks.crossomni_judge.BridgeJudge` over ``--judge hf:DIR``.
 
 Prints seconds, prompts/s and the ratios; checks that all three give the same texts.
 """
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         rows = [("reference: generate per prompt", t_ref), (f"ours: HFJudge, batches of {args.batch}", t_ours)]
         same = ours == ref
         if not args.no_bridge:
-            from omnir1_jax.crossomni.rewards import make_judge
+            from omnir1_jax.tasks.crossomni_judge import make_judge
 
             served = make_judge(f"hf:{path}", run_dir=os.path.join(tmp, "bridge"), max_new_tokens=args.new_tokens)
             try:

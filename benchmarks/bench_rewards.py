@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnir1_jax.eval.metrics import db_eval_boundary, db_eval_iou
-from omnir1_jax.eval.metrics_jax import db_eval_jf_jax
+from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
+from omnir1_jax.evaluation.metrics.davis_jax import db_eval_jf_jax
 from omnir1_jax.rewards.grounding import grounding_reward, grounding_reward_numpy
 
 

@@ -21,7 +21,7 @@ Hardware: 8x 80 GB GPUs (7B System 1: bf16 compute, float32 master weights and A
 Paper (Omni-R1 Table 1, Ref-AVSBench, masks from SAM2 on the model's grounding): seen J&F **47.2** (J 43.0,
 F 51.4), unseen J&F **74.2** (J 71.3, F 77.0). Training: 1,600 Ref-AVS samples, one epoch, beta 0.04.
 The same run is Table 6's "AVS 1600 samples" row: AVHBench JUDGE **60.8 %** (evaluate it as
-``hallucination_beta0001.py``'s docstring shows, with this file and ``--policy runs/omni_r1_7b_refaid/hf``).
+``table6.py:beta0001``'s docstring shows, with this file and ``--policy runs/omni_r1_7b_refaid/hf``).
 Training signal: the ``refaid`` task (``RefAIDTask``: R_fmt + box IoU of System 2's boxes on frame 0, no SAM2).
 """
 

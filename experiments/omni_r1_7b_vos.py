@@ -29,8 +29,8 @@ drawn uniformly from the union of their training videos (the paper states the to
 the two, so each dataset's expected share is proportional to its size; ``--set data.mixture_videos=0`` takes
 every video). The run is one epoch over those videos (``run.steps = 0``, ``run.epoch_unit = "videos"``: the
 steps are derived from the data; each epoch takes one random expression per video, as the release does). The same
-run is Table 6's "VOS" row (AVHBench JUDGE **66.0 %**; evaluate as ``table6_avs_vos.py``'s docstring shows);
-the joint "AVS and VOS" row is a mixture of tasks, ``table6_avs_vos.py``.
+run is Table 6's "VOS" row (AVHBench JUDGE **66.0 %**; evaluate as ``table6.py:avs_vos``'s docstring shows);
+the joint "AVS and VOS" row is a mixture of tasks, ``table6.py:avs_vos``.
 """
 
 from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,

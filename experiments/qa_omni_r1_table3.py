@@ -6,16 +6,16 @@ System 1's default 128*28*28 pixels per frame (Table 3's Omni-R1-7B numbers are 
 Command::
 
     python -m omnir1_jax.evaluate --config experiments/qa_omni_r1_table3.py --policy runs/omni_r1_7b_avs_vos/hf \
-        --set data.root='"data/benchmarks"'
+        --set data.root='"data/suites"'
 
-``--policy``: the export of the AVS + VOS GRPO run (Table 6's joint run). ``data/benchmarks/{omnibench,videomme,
-mvbench}``: the release folders (layouts in :mod:`omnir1_jax.data.benchmarks_omni`). The base row (Qwen2.5-Omni-7B:
+``--policy``: the export of the AVS + VOS GRPO run (Table 6's joint run). ``data/suites/{omnibench,videomme,
+mvbench}``: the release folders (layouts in :mod:`omnir1_jax.data.suites_omni`). The base row (Qwen2.5-Omni-7B:
 47.3 / 58.3 / 69.8 / 66.1) is ``--policy checkpoints/Qwen2.5-Omni-7B --set data.thinking=False`` (the paper's
 base numbers are without the thinking prompt, Table 7's first row). Writes
-``runs/qa_omni_r1_table3/eval/benchmarks_test/summary.md``: OmniBench Avg, VideoMME General, VideoMME Short, MVBench
+``runs/qa_omni_r1_table3/eval/suites_test/summary.md``: OmniBench Avg, VideoMME General, VideoMME Short, MVBench
 Avg,
-Average; per benchmark ``<name>/results.jsonl`` (resumable) and its per-task table. CPU smoke run on the synthetic
-copies (``omnir1_jax.data.synthetic.benchmarks.write_suite``)::
+Average; per suite ``<name>/results.jsonl`` (resumable) and its per-task table. CPU smoke run on the synthetic
+copies (``omnir1_jax.data.synthetic.suites.write_suites``)::
 
     python -m omnir1_jax.evaluate --config experiments/qa_omni_r1_table3.py --set data.root='"SYNTHETIC_DIR"' \
         --set model.checkpoint=None --set model.preset='"tiny"' --set model.dtype='"float32"'
@@ -29,7 +29,7 @@ VideoMME General, MVBench Short, MVBench General"; the text ("72.5 in the short 
 MVBench Avg.
 
 Deviations: the thinking prompt's wording and the frame count are not in the paper (the project's thinking cue,
-24 uniformly sampled frames with the clip's audio; see ``qa_omni_r1_table7_r128_thinking.py``); OmniBench is
+24 uniformly sampled frames with the clip's audio; see ``qa_omni_r1_table7.py``); OmniBench is
 given its image (as an image) and its audio clip, VideoMME without subtitles.
 """
 
@@ -41,7 +41,7 @@ def get_config() -> ExperimentConfig:
         name="qa_omni_r1_table3",
         model=ModelSpec(checkpoint="runs/omni_r1_7b_avs_vos/hf", preset="qwen2_5_omni_7b", dtype="bfloat16"),
         mesh=MeshSpec(data=-1, fsdp=1),
-        data=DataSpec(dataset="benchmarks", benchmarks=("omnibench", "videomme", "mvbench"), root="data/benchmarks",
+        data=DataSpec(dataset="suites", suites=("omnibench", "videomme", "mvbench"), root="data/suites",
                       task="qa", split="test", batch_size=4, min_frames=1, max_frames=24,
                       s1_max_pixels=128 * 28 * 28, s1_min_pixels=16 * 28 * 28, qa_prompt="plain", thinking=True),
         grpo=GRPOSpec(max_new_tokens=512),

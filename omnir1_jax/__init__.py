@@ -4,7 +4,8 @@ Subpackages (import what you need; nothing heavy is imported here):
 
 - :mod:`omnir1_jax.rewards` — answer parsing and every reward of the papers (pure functions).
 - :mod:`omnir1_jax.rl` — GRPO advantages, token log-probs and the clipped, KL-regularised loss.
-- :mod:`omnir1_jax.eval` — DAVIS J&F (numpy reference + batched JAX), dataset protocols.
+- :mod:`omnir1_jax.evaluation.metrics` — DAVIS J&F (numpy reference + batched JAX), QA accuracy, statistics;
+  :mod:`omnir1_jax.evaluation.protocols` — the dataset protocols; :mod:`omnir1_jax.evaluation` — the evaluator.
 - :mod:`omnir1_jax.models` — the Flax Qwen2.5-Omni Thinker policy.
 - :mod:`omnir1_jax.data` — Grain pipelines and the synthetic world.
 

@@ -4,8 +4,8 @@
 
 With ``--seeds 0-4`` the comparison runs once per seed (one after another: multi-turn rollouts do not run
 seed-parallel), each under ``<run.out_dir>/seed<k>``, and ``<run.out_dir>/compare.json`` adds the statistics over
-seeds (:mod:`omnir1_jax.eval.stats`): the paired difference K turns - 1 turn and the revision effect (the K-turn
-arm's final answers - its first answers), each with its mean and 95 % bootstrap CI, and P(K turns > 1 turn).
+seeds (:mod:`omnir1_jax.evaluation.metrics.stats`): the paired difference K turns - 1 turn and the revision effect
+(the K-turn arm's final answers - its first answers), each with its mean and 95 % bootstrap CI, and P(K turns > 1 turn).
 
 Runs the experiment's SFT once (``task = vos_interactive`` with K turns: every answer of a K-turn conversation
 is a format target, each after System 2's real feedback on the previous one), then two GRPO runs from
@@ -99,7 +99,7 @@ def compare_seeds(cfg: ExperimentConfig, seeds) -> dict:
     """:func:`compare` for each seed (``<run.out_dir>/seed<k>``, a finished seed's ``compare.json`` is reused),
     then the statistics over seeds, written to ``<run.out_dir>/compare.json``."""
     from omnir1_jax.config import seed_config
-    from omnir1_jax.eval.stats import paired_difference, summarize
+    from omnir1_jax.evaluation.metrics.stats import paired_difference, summarize
 
     k = cfg.grpo.max_turns
     per: dict[str, dict] = {}
@@ -134,7 +134,7 @@ def compare_seeds(cfg: ExperimentConfig, seeds) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.compare_turns", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="experiment file defining get_config()")
+    ap.add_argument("--config", required=True, help="experiment file defining get_config(), or FILE:VARIANT")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     ap.add_argument("--seeds", help="compare on these seeds, one after another (e.g. 0-4), with statistics")
     args = ap.parse_args(argv)

@@ -1,8 +1,10 @@
 """Experiment configuration: typed, frozen dataclasses, one file per experiment, ``--set`` overrides.
 
 An experiment file in ``experiments/`` defines ``get_config() -> ExperimentConfig`` and a docstring giving the
-command, the hardware and the paper's number. Entry points load it with :func:`load_config` and apply
-command-line overrides ``--set grpo.beta=0.001 --set data.batch_size=4`` with :func:`apply_overrides`
+command, the hardware and the paper's number. A file of several rows that differ in a few values defines
+``get_config(variant)``, lists its variants in ``VARIANTS`` and documents each row (command and paper number) in its
+docstring; ``--config experiments/table4.py:rk_rg`` selects one. Entry points load it with :func:`load_config` and
+apply command-line overrides ``--set grpo.beta=0.001 --set data.batch_size=4`` with :func:`apply_overrides`
 (values are Python literals; each is type-checked against the field it sets).
 
 Every section checks its fields when it is built (``__post_init__``), whether in an experiment file or by an
@@ -15,6 +17,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import inspect
 import math
 import numbers
 import os
@@ -167,7 +170,7 @@ class DataSpec:
         Other splits (evaluation) are never subsampled.
       balanced_subset_seed: seed of that draw.
       qa_prompt: the instruction of multiple-choice questions: ``auto`` (CrossOmni: Table 17's, worded per
-        source -> target direction; other benchmarks: ``plain``), ``table17``, ``default`` (CrossOmni section 3.1),
+        source -> target direction; the other suites: ``plain``), ``table17``, ``default`` (CrossOmni section 3.1),
         ``cot`` (section 4.1: "Let's think step by step." + default) or ``plain`` (the question, the options and a
         request for the letter); see :mod:`omnir1_jax.crossomni.prompts`, :mod:`omnir1_jax.data.mcq`.
       thinking: append Omni-R1's *thinking* prompt (Table 7's reasoning cue) to multiple-choice questions.
@@ -177,7 +180,7 @@ class DataSpec:
         be a multiple of the processes), scored by its own task; ignored unless ``task == "mixture"``. A ``vos`` task may read ``mixture`` (the sources of
         ``mixture``, relative to ``root/directory``; directory ``"."`` for ``root`` itself). E.g. Omni-R1 Table 6's joint run:
         ``(("refaid", "refavs", "refavs", 4), ("vos", "revos", "revos", 4))``. Every other data setting is shared.
-      benchmarks: with ``dataset == "benchmarks"``: the multiple-choice benchmarks evaluated together, each read
+      suites: with ``dataset == "suites"``: the multiple-choice evaluation suites evaluated together, each read
         from ``root/<name>`` (``omnibench``, ``videomme``, ``mvbench``, ``dailyomni``, ``worldsense``, ``avut``);
         the summary has one column per number of the paper's table (Omni-R1 Table 3, CrossOmni Table 10).
     """
@@ -208,17 +211,17 @@ class DataSpec:
     balanced_subset_seed: int = 0
     qa_prompt: str = "auto"
     thinking: bool = False
-    benchmarks: tuple[str, ...] = ()
+    suites: tuple[str, ...] = ()
     tasks: tuple[tuple[str, str, str, int], ...] = ()
 
     def __post_init__(self):
         if self.qa_prompt not in ("auto", "table17", "default", "cot", "plain"):
             raise ConfigError(f"data.qa_prompt must be auto, table17, default, cot or plain, got {self.qa_prompt!r}")
         _flag("data", self, "thinking")
-        if not (isinstance(self.benchmarks, tuple) and all(isinstance(b, str) and b for b in self.benchmarks)):
-            raise ConfigError(f"data.benchmarks must be a tuple of benchmark names, got {self.benchmarks!r}")
-        if self.dataset == "benchmarks" and not self.benchmarks:
-            raise ConfigError("data.dataset='benchmarks' needs data.benchmarks, e.g. ('omnibench', 'videomme')")
+        if not (isinstance(self.suites, tuple) and all(isinstance(b, str) and b for b in self.suites)):
+            raise ConfigError(f"data.suites must be a tuple of suite names, got {self.suites!r}")
+        if self.dataset == "suites" and not self.suites:
+            raise ConfigError("data.dataset='suites' needs data.suites, e.g. ('omnibench', 'videomme')")
         if not isinstance(self.balanced_subset, int) or self.balanced_subset < 0:
             raise ConfigError(f"data.balanced_subset must be an int >= 0, got {self.balanced_subset!r}")
         for name in ("batch_size", "min_frames", "max_frames", "s1_min_pixels", "synthetic_videos", "pad_to_multiple"):
@@ -637,9 +640,27 @@ class ExperimentConfig:
             raise ConfigError(f"paper must be a tuple of (metric, number) pairs, got {self.paper!r}")
 
 
+def split_variant(spec: str | os.PathLike) -> tuple[str, str | None]:
+    """``"experiments/table4.py:rk_rg"`` -> ``("experiments/table4.py", "rk_rg")``; a spec without ``:VARIANT``
+    (or naming an existing file as a whole) -> ``(spec, None)``."""
+    spec = os.fspath(spec)
+    path, sep, variant = spec.rpartition(":")
+    if not sep or os.path.isfile(spec) or not path.endswith(".py") or not variant or "/" in variant \
+            or os.sep in variant:
+        return spec, None
+    return path, variant
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Import ``path`` (a Python file defining ``get_config()``), call it, apply ``overrides``."""
-    path = os.fspath(path)
+    """Import ``path`` (a Python file defining ``get_config()``), call it, apply ``overrides``.
+
+    ``path`` may end in ``:VARIANT`` (``experiments/table4.py:rk_rg``): then ``get_config(VARIANT)`` is called;
+    without one, ``get_config()``. A variant given to a file whose ``get_config`` takes no argument, a variant the
+    file's ``VARIANTS`` does not list, and no variant for a file whose ``get_config`` needs one are
+    :class:`ConfigError` s naming the file (and the known variants).
+    """
+    path, variant = split_variant(path)
+    spec_text = path if variant is None else f"{path}:{variant}"
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"_omnir1_experiment_{abs(hash(path))}", path)
@@ -650,14 +671,28 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Exper
         raise ConfigError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config()")
+    known = tuple(getattr(module, "VARIANTS", ()))
     try:
-        cfg = module.get_config()
+        params = list(inspect.signature(module.get_config).parameters.values())
+    except (TypeError, ValueError):  # a callable without a signature: let the call decide
+        params = None
+    if variant is None and params and params[0].default is inspect.Parameter.empty:
+        choices = f" with VARIANT one of {', '.join(known)}" if known else ""
+        raise ConfigError(f"{path} has variants: use {path}:VARIANT{choices}")
+    if variant is not None:
+        if params is not None and not params:
+            raise ConfigError(f"{spec_text}: {path} has no variants (its get_config() takes no argument), got "
+                              f"variant {variant!r}")
+        if known and variant not in known:
+            raise ConfigError(f"{spec_text}: unknown variant {variant!r}; known: {', '.join(known)}")
+    try:
+        cfg = module.get_config() if variant is None else module.get_config(variant)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+        raise ConfigError(f"{spec_text}: {e}") from e
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise ConfigError(f"{path}: get_config() failed: {type(e).__name__}: {e}") from e
+        raise ConfigError(f"{spec_text}: get_config() failed: {type(e).__name__}: {e}") from e
     if not isinstance(cfg, ExperimentConfig):
-        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not ExperimentConfig")
+        raise ConfigError(f"{spec_text}: get_config() returned {type(cfg).__name__}, not ExperimentConfig")
     return apply_overrides(cfg, overrides)
 
 

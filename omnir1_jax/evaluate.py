@@ -1,4 +1,4 @@
-"""Benchmark evaluation of the two-system pipeline (SPEC section 6), resumable.
+"""Dataset evaluation of the two-system pipeline (docs/design.md §7), resumable.
 
     python -m omnir1_jax.evaluate --config experiments/<name>.py --split SPLIT [--policy DIR] [--out DIR] \
         [--max-items N] [--bridge ADDRESS] [--refavs-protocol {release,project}] [--visa-rounding] \
@@ -8,21 +8,21 @@ What is evaluated follows ``data.dataset`` of the experiment file:
 
 - ``revos`` / ``synthetic`` (ReVOS layout; split ``valid``): J, F, J&F for referring, reasoning, overall (= mean
   of the two subsets), single- and multi-object expressions;
-- ``mevis`` (split ``valid_u``; ``valid`` has no public GT: predictions only, for the benchmark server): J&F;
+- ``mevis`` (split ``valid_u``; ``valid`` has no public GT: predictions only, for the evaluation server): J&F;
 - ``refavs`` (splits ``test_s``, ``test_u``: J, F, J&F; ``test_n``: S, lower is better), by default with the Ref-AVS
   release's protocol (``--refavs-protocol release``: true-negative J on empty targets, sqrt-pooled S, means over
-  batches of 4 expressions; ``project`` = per-expression means, see :mod:`omnir1_jax.eval.refavs`);
+  batches of 4 expressions; ``project`` = per-expression means, see :mod:`omnir1_jax.evaluation.protocols.refavs`);
 - ``crossomni`` (``data.root`` = the JSONL file, or a directory holding ``<split>.jsonl``): multiple-choice
   accuracy per task, single- vs cross-modality and overall.
 - ``avhbench`` (``data.root`` = the AVHBench release folder or one question JSON file, see
   :mod:`omnir1_jax.data.avhbench`; any split name): yes/no accuracy of the JUDGE subset per task and overall,
   with precision, recall, F1 and the yes ratio (Omni-R1 Table 6 reports the overall accuracy).
 - ``omnibench`` / ``videomme`` / ``mvbench`` / ``dailyomni`` / ``worldsense`` / ``avut`` (``data.root`` = the
-  release folder, layouts in :mod:`omnir1_jax.data.benchmarks_omni` / :mod:`omnir1_jax.data.benchmarks_ood`;
-  any split name), or ``benchmarks`` (several: ``data.benchmarks``, each in ``data.root/<name>``):
-  multiple-choice accuracy per task, group and overall under ``<out>/<benchmark>/``, and the paper's row
+  release folder, layouts in :mod:`omnir1_jax.data.suites_omni` / :mod:`omnir1_jax.data.suites_ood`;
+  any split name), or ``suites`` (several: ``data.suites``, each in ``data.root/<name>``):
+  multiple-choice accuracy per task, group and overall under ``<out>/<suite>/``, and the paper's row
   (Omni-R1 Table 3 / 7, CrossOmni Table 10) in ``<out>/summary.json`` / ``summary.md``
-  (:mod:`omnir1_jax.evaluation.benchmarks`). ``--pixels N`` sets System 1's per-frame pixel budget
+  (:mod:`omnir1_jax.evaluation.suites`). ``--pixels N`` sets System 1's per-frame pixel budget
   (``data.s1_max_pixels``; Table 7: 128*28*28 or 256*28*28), ``--thinking`` the thinking prompt
   (``data.thinking``), ``--prompt`` the instruction (``data.qa_prompt``; CrossOmni too).
 
@@ -31,7 +31,7 @@ bridge's Qwen2.5-Omni grounder on the evaluated policy itself (``--policy DIR``,
 Omni-R1 section 4.1, "Omni-R1 is serving as both System 1 and System 2".
 
 Segmentation datasets run System 1 on at most ``data.max_frames`` (24) sampled frames, map its keyframes to the
-full video, and let the bridge segment every frame of the video (the benchmark protocol). Written under
+full video, and let the bridge segment every frame of the video (the datasets' protocol). Written under
 ``--out`` (default ``<run.out_dir>/eval/<dataset>_<split>``):
 
 - ``results.jsonl``: one line per expression / question, appended and flushed as each finishes (per-frame J
@@ -60,12 +60,12 @@ from typing import Any
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 # Re-exported: the evaluation's public names as this module always had them.
-from omnir1_jax.evaluation.core import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
+from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
 from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_summary  # noqa: F401
 from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers  # noqa: F401
 
-# The multiple-choice benchmarks (omnir1_jax.data.mcq.BENCHMARK_NAMES; spelled here so --help needs no data import)
-BENCHMARK_NAMES = ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
+# The multiple-choice suites (omnir1_jax.data.suites.SUITE_NAMES; spelled here so --help needs no data import)
+SUITE_NAMES = ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
 
 VOS_DATASETS = ("revos", "mevis", "synthetic")
 
@@ -90,18 +90,18 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
         tok = tokenizer or P.build_tokenizer(cfg.model)
         return (policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, trainable=False)), tok
 
-    if ds in BENCHMARK_NAMES + ("benchmarks",):
-        from omnir1_jax.evaluation.benchmarks import evaluate_benchmarks
+    if ds in SUITE_NAMES + ("suites",):
+        from omnir1_jax.evaluation.suites import evaluate_suites
 
-        names = cfg.data.benchmarks if ds == "benchmarks" else (ds,)
-        unknown = [n for n in names if n not in BENCHMARK_NAMES]
+        names = cfg.data.suites if ds == "suites" else (ds,)
+        unknown = [n for n in names if n not in SUITE_NAMES]
         if unknown:
-            raise ConfigError(f"data.benchmarks: unknown {unknown}; known: {BENCHMARK_NAMES}")
+            raise ConfigError(f"data.suites: unknown {unknown}; known: {SUITE_NAMES}")
         if cfg.data.qa_prompt == "table17":
-            raise ConfigError("data.qa_prompt='table17' is CrossOmni's; the benchmarks take auto, plain, default, cot")
-        sources = [(n, os.path.join(cfg.data.root, n) if ds == "benchmarks" else cfg.data.root) for n in names]
+            raise ConfigError("data.qa_prompt='table17' is CrossOmni's; the suites take auto, plain, default, cot")
+        sources = [(n, os.path.join(cfg.data.root, n) if ds == "suites" else cfg.data.root) for n in names]
         pol, tok = system1()
-        return evaluate_benchmarks(sources, lambda recs: mcq_answers(cfg, pol, tok, recs), out_dir, resume=resume,
+        return evaluate_suites(sources, lambda recs: mcq_answers(cfg, pol, tok, recs), out_dir, resume=resume,
                                    max_items=max_items, progress=progress)
     if ds in ("crossomni", "avhbench"):
         if ds == "crossomni":
@@ -117,7 +117,7 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
                    progress=progress)
     if ds not in VOS_DATASETS + ("refavs",):
         raise ConfigError(f"data.dataset={ds!r} cannot be evaluated (use "
-                          f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench', 'benchmarks') + BENCHMARK_NAMES})")
+                          f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench', 'suites') + SUITE_NAMES})")
     records = S.read_records(cfg.data, split)
     kind = "refavs" if ds == "refavs" else "vos"
     bridge = None
@@ -142,9 +142,9 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="experiment file defining get_config()")
+    ap.add_argument("--config", required=True, help="experiment file defining get_config(), or FILE:VARIANT")
     ap.add_argument("--split", default=None, help="valid (ReVOS), valid_u (MeViS), test_s/test_u/test_n "
-                    "(Ref-AVS), or a CrossOmni split; optional for the multiple-choice benchmarks (default test)")
+                    "(Ref-AVS), or a CrossOmni split; optional for the multiple-choice suites (default test)")
     ap.add_argument("--policy", default=None, help="System 1 checkpoint (local HF dir); default model.checkpoint; "
                     "also System 2 when bridge.grounder is KIND:@policy")
     ap.add_argument("--out", default=None, help="output directory (default <run.out_dir>/eval/<dataset>_<split>)")
@@ -182,10 +182,10 @@ def main(argv=None) -> int:
         return 2
     split = args.split
     if split is None:
-        if cfg.data.dataset not in BENCHMARK_NAMES + ("benchmarks",):
+        if cfg.data.dataset not in SUITE_NAMES + ("suites",):
             print(f"error: --split is required for data.dataset={cfg.data.dataset!r}", file=sys.stderr)
             return 2
-        split = "test"  # the benchmarks have one evaluation set; the name only names the output folder
+        split = "test"  # the suites have one evaluation set; the name only names the output folder
     result = evaluate(cfg, split, out_dir=args.out, resume=not args.no_resume, max_items=args.max_items,
                       overlays=args.overlays, refavs_protocol=args.refavs_protocol,
                       visa_rounding=args.visa_rounding)

@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASKS, default="vos")
     p.add_argument("--out", default="runs/infer", help="output directory")
     p.add_argument("--config", default=None,
-                   help="experiment file the policy was trained with: the defaults of --max-frames, --prompt and "
-                        "--s1-{max,min}-pixels come from its data section")
+                   help="experiment file (or FILE:VARIANT) the policy was trained with: the defaults of --max-frames, "
+                        "--prompt and --s1-{max,min}-pixels come from its data section")
     p.add_argument("--max-frames", type=int, default=None, help="frames System 1 sees (default 24, the paper's)")
     p.add_argument("--prompt", choices=("paper", "short"), default=None,
                    help="System-1 prompt the policy was trained with (default paper: Figure 3/4; the CPU demo: short)")

@@ -16,7 +16,7 @@ Then it writes, in ``<out>``:
 - ``sweep.png``: per arm, each seed's reward and evaluation curve (thin) with the mean and a 95 % CI band, and
   the final metric of every arm as an interval plot.
 
-Statistics: :mod:`omnir1_jax.eval.stats` (95 % percentile bootstrap, ``scipy.stats.bootstrap``).
+Statistics: :mod:`omnir1_jax.evaluation.metrics.stats` (95 % percentile bootstrap, ``scipy.stats.bootstrap``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def run_arm(cfg: ExperimentConfig, seeds: Sequence[int], arm_dir: str) -> float:
 def summarize_sweep(arms: dict[str, dict], seeds: Sequence[int], metric: str = "J&F") -> dict:
     """``sweep.json``'s content from ``{name: {"dir", "paper", "wall_s"}}`` (the per-seed results are read from
     each arm's directory)."""
-    from omnir1_jax.eval.stats import paired_difference, summarize
+    from omnir1_jax.evaluation.metrics.stats import paired_difference, summarize
 
     out: dict[str, Any] = {"metric": metric, "seeds": list(seeds), "arms": {}, "pairs": []}
     for name, arm in arms.items():
@@ -167,7 +167,8 @@ def run_sweep(cfgs: Sequence[ExperimentConfig], seeds: Sequence[int], out: str) 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", action="append", required=True, help="an arm's experiment file (repeatable)")
+    ap.add_argument("--config", action="append", required=True,
+                    help="an arm's experiment file or FILE:VARIANT (repeatable)")
     ap.add_argument("--seeds", required=True, help="the seeds of every arm, e.g. 0-4 or 0,2,7")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field in every arm")
     ap.add_argument("--out", default="runs/sweep", help="sweep directory (default runs/sweep)")

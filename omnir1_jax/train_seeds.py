@@ -5,7 +5,7 @@ The seeds' SFT warm-ups, their evaluations before GRPO, their GRPO runs and thei
 run as one program over the seed axis (:mod:`omnir1_jax.seeds`, :mod:`omnir1_jax.evaluation.seeds`); one bridge
 serves every seed. Each seed writes what a single run writes, under ``<run.out_dir>/seed<k>/`` (metrics,
 checkpoints, ``eval/``, ``rewards.png``, ``hf/``, ``summary.json``); ``<run.out_dir>/summary.json`` holds the
-per-seed table and its statistics (mean and IQM with 95 % bootstrap CIs, :mod:`omnir1_jax.eval.stats`), next to
+per-seed table and its statistics (mean and IQM with 95 % bootstrap CIs, :mod:`omnir1_jax.evaluation.metrics.stats`), next to
 the chance level on the synthetic world (a policy that names a random object present, measured once per run
 directory). The run prints that table at the end.
 """
@@ -38,7 +38,7 @@ def _read_json(path: str):
 def seed_table(rows: Sequence[dict], metric: str = "J&F", chance: float | None = None) -> str:
     """The per-seed table (Markdown): before (after SFT) and after GRPO per seed, then the mean and IQM with
     their 95 % CIs, and the chance level when known."""
-    from omnir1_jax.eval.stats import format_interval, summarize
+    from omnir1_jax.evaluation.metrics.stats import format_interval, summarize
 
     lines = [f"| seed | {metric} after SFT | {metric} after GRPO | change |", "|---|---|---|---|"]
     for r in rows:
@@ -61,7 +61,7 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
     evaluations around GRPO; returns (and writes to ``<run.out_dir>/summary.json``) the per-seed results and their
     statistics. A seed's outputs are those of ``run.seed = k`` alone, under ``<run.out_dir>/seed<k>/``."""
     from omnir1_jax import policy as P
-    from omnir1_jax.eval.stats import summarize
+    from omnir1_jax.evaluation.metrics.stats import summarize
     from omnir1_jax.evaluation import plot_rewards
     from omnir1_jax.evaluation.seeds import scripted_level, seed_evaluator
     from omnir1_jax.learner import Learner, grpo_stage, sft_stage

@@ -101,6 +101,71 @@ def test_missing_sft_config_file(tmp_path):
     _assert_one_line(_run(["-m", "omnir1_jax.sft", "--config", missing], str(tmp_path)), missing)
 
 
+# --------------------------------------------------------------------------------------------- config variants
+_TABLE4 = os.path.join(ROOT, "experiments", "table4.py")
+_KNOWN = "rk, rk_ra, rk_rg, rk_ra_rg"
+
+
+def test_a_variant_is_get_config_of_its_name():
+    from omnir1_jax.config import load_config, split_variant
+
+    assert split_variant(f"{_TABLE4}:rk_rg") == (_TABLE4, "rk_rg") and split_variant(_TABLE4) == (_TABLE4, None)
+    cfg = load_config(f"{_TABLE4}:rk_rg", ["grpo.beta=0.001"])
+    w = cfg.grpo.rewards
+    assert (cfg.name, cfg.run.out_dir) == ("table4_rk_rg", "runs/table4_rk_rg")
+    assert (w.alpha_k, w.alpha_a, w.alpha_g) == (1, 0, 1)
+    assert cfg.grpo.beta == 0.001  # overrides apply to the variant
+
+
+@pytest.mark.parametrize("suffix, says", [
+    ("", f"has variants: use {_TABLE4}:VARIANT with VARIANT one of {_KNOWN}"),
+    (":rk_xx", f"{_TABLE4}:rk_xx: unknown variant 'rk_xx'; known: {_KNOWN}"),
+])
+def test_a_file_of_variants_needs_a_known_one(suffix, says):
+    from omnir1_jax.config import load_config
+
+    with pytest.raises(ConfigError) as e:
+        load_config(_TABLE4 + suffix)
+    assert says in str(e.value)
+
+
+def test_a_variant_of_a_file_without_variants_names_both():
+    from omnir1_jax.config import load_config
+
+    path = os.path.join(ROOT, "experiments", "synthetic_cpu.py")
+    with pytest.raises(ConfigError) as e:
+        load_config(f"{path}:rk")
+    assert str(e.value).startswith(f"{path}:rk: ") and "no variants" in str(e.value) and "'rk'" in str(e.value)
+
+
+def test_get_config_with_a_default_variant_and_its_own_errors(tmp_path):
+    """Without ``VARIANTS`` the file decides: ``get_config()`` takes its default, ``get_config(name)`` may raise a
+    ConfigError that comes back prefixed with ``FILE:VARIANT``."""
+    from omnir1_jax.config import load_config
+
+    path = tmp_path / "exp.py"
+    path.write_text("from omnir1_jax.config import ConfigError, ExperimentConfig\n\n\n"
+                    "def get_config(arg='small'):\n"
+                    "    if arg not in ('small', 'large'):\n"
+                    "        raise ConfigError(f'unknown variant {arg!r}; known: small, large')\n"
+                    "    return ExperimentConfig(name=f'exp_{arg}')\n")
+    assert load_config(str(path)).name == "exp_small" and load_config(f"{path}:large").name == "exp_large"
+    with pytest.raises(ConfigError, match=f"^{path}:huge: unknown variant 'huge'; known: small, large$"):
+        load_config(f"{path}:huge")
+
+
+@pytest.mark.parametrize("args", [
+    ["-m", "omnir1_jax.train"], ["-m", "omnir1_jax.sft"], ["-m", "omnir1_jax.evaluate", "--split", "valid"],
+    ["-m", "omnir1_jax.sweep", "--seeds", "0-1"], ["-m", "omnir1_jax.compare_turns"],
+    ["-m", "omnir1_jax.crossomni.train"],
+    ["-m", "omnir1_jax.infer", "--video", "v", "--query", "q", "--policy", "tiny"],
+], ids=lambda a: a[1])
+def test_every_entry_point_takes_file_colon_variant(tmp_path, args):
+    """Each ``--config`` goes through load_config's FILE:VARIANT: an unknown variant is one line naming the known."""
+    err = _assert_one_line(_run([*args, "--config", f"{_TABLE4}:rk_xx"], str(tmp_path)), f"{_TABLE4}:rk_xx", _KNOWN)
+    assert "unknown variant 'rk_xx'" in err
+
+
 @pytest.mark.parametrize("address, says", [
     ("bogus", "expected ipc://PATH"), ("tcp://0.0.0.0:5555", "--allow-remote"), ("tcp://127.0.0.1:99999", "99999"),
     ("tcp://127.0.0.1:http", "PORT"),

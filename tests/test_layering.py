@@ -1,7 +1,7 @@
 """Layer boundaries.
 
 1. omnir1_jax never imports torch; sam2_bridge never imports jax (checked in fresh processes).
-2. The layer order of omnir1_jax (STYLE.md, lowest first): a module imports only modules of its own layer or
+2. The layer order of omnir1_jax (docs/design.md §10, lowest first): a module imports only modules of its own layer or
    below — every ``import`` / ``from`` statement counts, function-local ones too (those are for optional heavy
    dependencies, never for hiding a cycle).
 """
@@ -38,7 +38,7 @@ def test_package_never_imports_the_other_framework(pkg, forbidden):
 
 # Lowest first. A module belongs to the layer of the longest prefix listed here.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("omnir1_jax.rewards", "omnir1_jax.rl", "omnir1_jax.eval",
+    ("omnir1_jax.rewards", "omnir1_jax.rl", "omnir1_jax.evaluation.metrics", "omnir1_jax.evaluation.protocols",
      "omnir1_jax.data.prompts"),                                              # pure math and prompt texts
     ("omnir1_jax.config", "omnir1_jax.models", "omnir1_jax.testing"),         # configs, the Thinker, tiny fixtures
     ("omnir1_jax.data", "omnir1_jax.lora"),                                   # readers, pipelines, adapters

@@ -69,7 +69,7 @@ def test_a_finished_arm_is_not_run_again(sweep_dir):
     from omnir1_jax.config import load_config
 
     tmp, arms = sweep_dir
-    cfg = load_config(os.path.join(ROOT, "experiments", "synthetic_cpu_table4_rk.py"))
+    cfg = load_config(os.path.join(ROOT, "experiments", "synthetic_cpu_table4.py:rk"))
     # every seed has its result: nothing to train (a real call; it would start a bridge and train otherwise)
     assert run_arm(cfg, (0, 1), arms["synthetic_cpu_table4_rk"]["dir"]) == 0.0
 

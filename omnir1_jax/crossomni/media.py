@@ -1,5 +1,5 @@
 """User media (video files, frame folders, audio) as numpy arrays: moved to :mod:`omnir1_jax.data.media` (the data
-layer, so the synthetic benchmark fixtures can write clips); these names stay importable from here."""
+layer, so the synthetic suite fixtures can write clips); these names stay importable from here."""
 
 from omnir1_jax.data.media import (  # noqa: F401
     IMAGE_SUFFIXES,

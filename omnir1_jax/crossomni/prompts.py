@@ -8,7 +8,7 @@ question and lettered options (:meth:`CrossOmniRecord.question_text`). The instr
   (:func:`table17_instruction`);
 - ``default``: section 3.1's "Answer this question based on the video and text information in A/B/C/D.";
 - ``cot``: section 4.1's chain of thought, "Let's think step by step." prepended to the default;
-- ``plain``: the request for a letter the other multiple-choice benchmarks use (:mod:`omnir1_jax.data.mcq`).
+- ``plain``: the request for a letter the other multiple-choice suites use (:mod:`omnir1_jax.data.mcq`).
 
 ``data.thinking`` appends Omni-R1's thinking cue (:data:`omnir1_jax.data.mcq.THINKING_CUE`). SFT targets (CoT
 supervision) are the human four-step rationale inside ``<think>`` followed by the gold letter.

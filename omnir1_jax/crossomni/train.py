@@ -1,6 +1,6 @@
 """CrossOmni SFT + GRPO entry point (the one learner with the ``crossomni_qa`` task).
 
-    python -m omnir1_jax.crossomni.train --config experiments/crossomni_grpo_7b.py [--stage sft|grpo|both] \
+    python -m omnir1_jax.crossomni.train --config experiments/crossomni.py:grpo_7b [--stage sft|grpo|both] \
         [--judge hf:checkpoints/Qwen3-Next-80B-A3B-Instruct | bridge:tcp://host:port | python:pkg.mod:fn] \
         [--save DIR] [--set key=value ...]
 
@@ -23,7 +23,7 @@ _STAGES = {"sft": ("sft",), "grpo": ("grpo",), "both": ("sft", "grpo")}
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnir1_jax.crossomni.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True)
+    ap.add_argument("--config", required=True, help="experiment file, or FILE:VARIANT")
     ap.add_argument("--stage", choices=tuple(_STAGES), default="both")
     ap.add_argument("--judge", default=None, help="hf:PATH | bridge:ADDRESS | python:MODULE:FUNCTION")
     ap.add_argument("--judge-max-new-tokens", type=int, default=8)
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     if cfg.data.task != "qa":
         print(f"error: {args.config}: data.task must be 'qa' for CrossOmni, got {cfg.data.task!r}", file=sys.stderr)
         return 2
-    from omnir1_jax.crossomni.rewards import make_judge
+    from omnir1_jax.tasks.crossomni_judge import make_judge
     from omnir1_jax.train import run
 
     judge = make_judge(args.judge, run_dir=cfg.run.out_dir, max_new_tokens=args.judge_max_new_tokens) \

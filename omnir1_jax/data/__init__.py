@@ -2,10 +2,11 @@
 
 Readers (one :class:`~omnir1_jax.data.schema.ExpressionRecord` per expression, masks decoded lazily):
 :func:`read_revos`, :func:`read_mevis`, :func:`read_refavs`, :func:`read_refcocog`; CrossOmni JSONL:
-:func:`read_crossomni`; AVHBench yes/no questions: :func:`read_avhbench`; the multiple-choice benchmarks
-(OmniBench, VideoMME, MVBench, Daily-Omni, WorldSense, AVUT) as :class:`MCQRecord`: :func:`read_benchmark`
-(:mod:`omnir1_jax.data.mcq`; synthetic copies in :mod:`omnir1_jax.data.synthetic.benchmarks`). Pipelines: :func:`build_pipeline` with a :class:`PipelineConfig`; the example / batch
-schema is documented in :mod:`omnir1_jax.data.schema` and :mod:`omnir1_jax.data.pipeline`. The synthetic world:
+:func:`read_crossomni`; AVHBench yes/no questions: :func:`read_avhbench`; the multiple-choice evaluation
+suites (OmniBench, VideoMME, MVBench, Daily-Omni, WorldSense, AVUT) as :class:`MCQRecord`: :func:`read_suite`
+(:mod:`omnir1_jax.data.suites`; synthetic copies in :mod:`omnir1_jax.data.synthetic.suites`). Pipelines:
+:func:`build_pipeline` with a :class:`PipelineConfig`; the example / batch schema is documented in
+:mod:`omnir1_jax.data.schema` and :mod:`omnir1_jax.data.pipeline`. The synthetic world:
 ``python -m omnir1_jax.data.synthetic --out DIR --videos N [--avs]``.
 
 Iterate the training pipeline over a generated world::
@@ -35,7 +36,7 @@ _EXPORTS = {
     "read_crossomni": "crossomni",
     "DataFormatError": "errors",
     "MCQRecord": "mcq",
-    "read_benchmark": "mcq",
+    "read_suite": "suites",
     "PipelineConfig": "pipeline",
     "build_pipeline": "pipeline",
     "collate": "pipeline",
@@ -70,7 +71,7 @@ __all__ = [
     "collate",
     "example_dataset",
     "read_avhbench",
-    "read_benchmark",
+    "read_suite",
     "read_crossomni",
     "read_mevis",
     "read_refavs",

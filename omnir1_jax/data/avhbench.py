@@ -1,8 +1,8 @@
-"""AVHBench (Sung-Bin et al., ICLR 2025; the hallucination benchmark of Omni-R1's Table 6) as yes/no records.
+"""AVHBench (Sung-Bin et al., ICLR 2025; the hallucination test set of Omni-R1's Table 6) as yes/no records.
 
 Omni-R1 reports accuracy on AVHBench's *JUDGE* subset (5,302 yes/no questions): the three judgment tasks
-:data:`JUDGE_TASKS`. Neither the Omni-R1 papers nor SPEC give a file layout; this reader takes the layout of the
-benchmark's public release (its README, dataset v0)::
+:data:`JUDGE_TASKS`. The Omni-R1 papers give no file layout; this reader takes the layout of the dataset's public
+release (its README, dataset v0)::
 
     ROOT/
       json/<video_id>.json      a JSON list of {"video_id": str, "task": str, "text": str, "label": str}
@@ -18,7 +18,7 @@ videos (clips then in ``video/`` next to that file). Assumptions the release lea
 - a record's ``id`` is ``<video_id>/<index in its file>``.
 
 Every malformed file or record raises :class:`~omnir1_jax.data.errors.DataFormatError` naming the file and the
-record (``avhbench <file stem>[i]``). Answers are scored by :class:`omnir1_jax.eval.qa.YesNoAccumulator`.
+record (``avhbench <file stem>[i]``). Answers are scored by :class:`omnir1_jax.evaluation.metrics.qa.YesNoAccumulator`.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""Multiple-choice benchmarks as one record type, their prompts, and the registry of readers.
+"""Multiple-choice questions: the one record type, its prompts, and the helpers the suite readers share.
 
-Omni-R1 Table 3 / Table 7 (OmniBench, VideoMME, MVBench) and CrossOmni Table 10 (Daily-Omni, WorldSense, AVUT)
-are read by :func:`read_benchmark` into :class:`MCQRecord` s; each reader's module docstring states exactly the
-files of the benchmark's published layout it expects (:mod:`omnir1_jax.data.benchmarks_omni`,
-:mod:`omnir1_jax.data.benchmarks_ood`). Answers are scored by :class:`omnir1_jax.eval.qa.QAAccumulator` through
-the one multiple-choice evaluator (:func:`omnir1_jax.evaluation.evaluate_qa`).
+The base of three layers that import downwards only: this module (records, letters, prompts, reader helpers),
+the readers (:mod:`omnir1_jax.data.suites_omni`: Omni-R1 Table 3 / Table 7's OmniBench, VideoMME, MVBench;
+:mod:`omnir1_jax.data.suites_ood`: CrossOmni Table 10's Daily-Omni, WorldSense, AVUT; each module docstring states
+exactly the files of the suite's published layout it expects) and the registry (:mod:`omnir1_jax.data.suites`:
+:func:`~omnir1_jax.data.suites.read_suite` reads a suite by name into :class:`MCQRecord` s). Answers are scored
+by :class:`omnir1_jax.evaluation.metrics.qa.QAAccumulator` through the one multiple-choice evaluator
+(:func:`omnir1_jax.evaluation.evaluate_qa`).
 
 Prompts (:func:`mcq_prompt`; ``data.qa_prompt``, ``data.thinking``):
 
-- ``plain`` (default of these benchmarks): the question, the lettered options and a request for the letter;
+- ``plain`` (default of these suites): the question, the lettered options and a request for the letter;
 - ``default`` / ``cot``: CrossOmni's evaluation instruction (section 3.1, "Answer this question based on the
   video and text information in A/B/C/D."), with "Let's think step by step." prepended for ``cot`` (section 4.1);
 - ``thinking`` (Omni-R1 Table 7's "thinking prompt", whose wording the paper does not print): a reasoning cue in
@@ -21,7 +23,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from omnir1_jax.data.errors import DataFormatError
 
@@ -44,9 +46,9 @@ class MCQRecord:
     """One multiple-choice question about a clip (or an image) and its audio.
 
     Attributes:
-      id: unique within the benchmark.
-      benchmark: ``omnibench`` | ``videomme`` | ``mvbench`` | ``dailyomni`` | ``worldsense`` | ``avut``.
-      task: the benchmark's task / question type (accuracy is reported per task).
+      id: unique within the suite.
+      suite: ``omnibench`` | ``videomme`` | ``mvbench`` | ``dailyomni`` | ``worldsense`` | ``avut``.
+      task: the suite's task / question type (accuracy is reported per task).
       question: the question text.
       options: ``(letter, text)`` pairs in letter order.
       answer: the gold letter.
@@ -59,7 +61,7 @@ class MCQRecord:
     """
 
     id: str
-    benchmark: str
+    suite: str
     task: str
     question: str
     options: tuple[tuple[str, str], ...]
@@ -95,7 +97,7 @@ def mcq_prompt(record: MCQRecord, style: str = "plain", thinking: bool = False) 
     elif style == "cot":
         head = f"{COT_PREFIX} {DEFAULT_INSTRUCTION}"
     else:
-        raise ValueError(f"prompt style {style!r} is not one of auto, plain, default, cot for {record.benchmark}")
+        raise ValueError(f"prompt style {style!r} is not one of auto, plain, default, cot for {record.suite}")
     text = f"{head}\n{record.question_text()}"
     return f"{text}\n{THINKING_CUE}" if thinking else text
 
@@ -111,9 +113,9 @@ def frames_in_bound(num_frames: int, fps: float, bound: tuple[float, float]) -> 
 
 
 # ------------------------------------------------------------------------------------------- reader helpers
-def where(benchmark: str, locator: Any) -> str:
-    """The ``record`` string of a DataFormatError: ``"<benchmark> <locator>"``."""
-    return f"{benchmark} {locator}"
+def where(suite: str, locator: Any) -> str:
+    """The ``record`` string of a DataFormatError: ``"<suite> <locator>"``."""
+    return f"{suite} {locator}"
 
 
 def require(obj: Any, keys: Sequence[str], kinds: tuple[type, ...], path: str, rec: str) -> None:
@@ -157,23 +159,23 @@ def gold_letter(answer: Any, options: tuple[tuple[str, str], ...], field: str, p
     return m.group(1)
 
 
-def load_json(path: str, benchmark: str) -> Any:
+def load_json(path: str, suite: str) -> Any:
     """A JSON document; a missing or malformed file raises DataFormatError naming it."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
-        raise DataFormatError(f"{benchmark}: file not found", path=path) from None
+        raise DataFormatError(f"{suite}: file not found", path=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataFormatError(f"{benchmark}: not valid JSON: {e}", path=path) from None
+        raise DataFormatError(f"{suite}: not valid JSON: {e}", path=path) from None
 
 
-def load_jsonl(path: str, benchmark: str) -> list[tuple[int, Any]]:
+def load_jsonl(path: str, suite: str) -> list[tuple[int, Any]]:
     """``(line number, object)`` of each non-empty line of a JSON-lines file."""
     try:
         f = open(path, encoding="utf-8")
     except FileNotFoundError:
-        raise DataFormatError(f"{benchmark}: file not found", path=path) from None
+        raise DataFormatError(f"{suite}: file not found", path=path) from None
     out = []
     with f:
         for n, line in enumerate(f, start=1):
@@ -182,7 +184,7 @@ def load_jsonl(path: str, benchmark: str) -> list[tuple[int, Any]]:
                     out.append((n, json.loads(line)))
                 except json.JSONDecodeError as e:
                     raise DataFormatError(f"not valid JSON: {e}", path=path,
-                                          record=where(benchmark, f"line {n}")) from None
+                                          record=where(suite, f"line {n}")) from None
     return out
 
 
@@ -197,49 +199,6 @@ def unique(records: Sequence[MCQRecord], path: str) -> list[MCQRecord]:
     seen: set[str] = set()
     for r in records:
         if r.id in seen:
-            raise DataFormatError(f"duplicate question id {r.id!r}", path=path, record=where(r.benchmark, r.id))
+            raise DataFormatError(f"duplicate question id {r.id!r}", path=path, record=where(r.suite, r.id))
         seen.add(r.id)
     return list(records)
-
-
-# ------------------------------------------------------------------------------------------------ registry
-@dataclasses.dataclass(frozen=True)
-class Benchmark:
-    """A reader and the numbers its paper table reports (``columns``: label -> summary group of
-    :class:`~omnir1_jax.eval.qa.QAAccumulator`; the first is the benchmark's headline)."""
-
-    name: str
-    read: Callable[..., list[MCQRecord]]
-    columns: tuple[tuple[str, str], ...]
-
-
-def _registry() -> dict[str, Benchmark]:
-    from omnir1_jax.data import benchmarks_omni as O
-    from omnir1_jax.data import benchmarks_ood as D
-
-    return {
-        "omnibench": Benchmark("omnibench", O.read_omnibench, (("OmniBench Avg", "overall"),)),
-        # Omni-R1 Table 3 / 7: "General" = every question (short + medium + long), "Short" = the short videos
-        "videomme": Benchmark("videomme", O.read_videomme, (("VideoMME General", "overall"),
-                                                            ("VideoMME Short", "duration=short"))),
-        "mvbench": Benchmark("mvbench", O.read_mvbench, (("MVBench Avg", "task_mean"),)),
-        "dailyomni": Benchmark("dailyomni", D.read_dailyomni, (("Daily-Omni", "overall"),)),
-        "worldsense": Benchmark("worldsense", D.read_worldsense, (("WorldSense", "overall"),)),
-        "avut": Benchmark("avut", D.read_avut, (("AVUT", "overall"),)),
-    }
-
-
-BENCHMARK_NAMES = ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
-
-
-def benchmark(name: str) -> Benchmark:
-    """The registry entry of ``name`` (one of :data:`BENCHMARK_NAMES`)."""
-    reg = _registry()
-    if name not in reg:
-        raise ValueError(f"unknown multiple-choice benchmark {name!r}; known: {BENCHMARK_NAMES}")
-    return reg[name]
-
-
-def read_benchmark(name: str, root: str, **kwargs) -> list[MCQRecord]:
-    """Records of benchmark ``name`` from its release folder ``root`` (see the reader's docstring)."""
-    return benchmark(name).read(root, **kwargs)

@@ -124,7 +124,7 @@ def read_revos(root: str, split: str = "train", *, drop_excluded: bool = True, d
     Args:
       root: the dataset directory (holds ``JPEGImages/``, ``mask_dict.json`` and the meta files).
       split: ``"train"`` or ``"valid"``.
-      drop_excluded: skip ``type_id == 2`` expressions (excluded from evaluation by the benchmark).
+      drop_excluded: skip ``type_id == 2`` expressions (excluded from evaluation by the dataset's protocol).
       dataset: the name records carry (the synthetic world, written in this layout, passes ``"synthetic"``).
     """
     root = os.path.abspath(root)
@@ -140,7 +140,7 @@ def read_revos(root: str, split: str = "train", *, drop_excluded: bool = True, d
 def read_mevis(root: str, split: str = "train", *, dataset: str = "mevis") -> list[ExpressionRecord]:
     """Read MeViS ``<root>/<split>/meta_expressions.json``; ``split`` in ``train``, ``valid_u``, ``valid``.
 
-    ``valid`` has no ``mask_dict.json`` (its GT is held by the benchmark server): records get ``masks=None``.
+    ``valid`` has no ``mask_dict.json`` (its GT is held by the evaluation server): records get ``masks=None``.
     """
     if split not in ("train", "valid_u", "valid"):
         raise ValueError(f"MeViS split must be train, valid_u or valid, got {split!r}")

@@ -77,7 +77,7 @@ def write_json_atomic(path: str, obj: Any, text: str | None = None) -> None:
 
 # --------------------------------------------------------------------------------------------------- VOS
 def _vos_accumulator(rows: Sequence[dict], visa_rounding: bool = False):
-    from omnir1_jax.eval.protocols import VOSAccumulator
+    from omnir1_jax.evaluation.protocols import VOSAccumulator
 
     revos = any(r.get("type_id") in (0, 1) for r in rows)
     acc = (VOSAccumulator(visa_rounding=visa_rounding) if revos
@@ -95,7 +95,7 @@ def _vos_accumulator(rows: Sequence[dict], visa_rounding: bool = False):
 def score_vos(record, masks: np.ndarray, *, use_jax: bool = True) -> dict[str, Any]:
     """Row fields of one expression: per-frame J / F against the union target over every frame (None without
     GT), means and J&F."""
-    from omnir1_jax.eval.protocols import expression_jf
+    from omnir1_jax.evaluation.protocols import expression_jf
 
     masks = np.asarray(masks, bool)
     if masks.shape[0] != record.num_frames:
@@ -116,7 +116,7 @@ def score_vos(record, masks: np.ndarray, *, use_jax: bool = True) -> dict[str, A
 def score_refavs(record, masks: np.ndarray, protocol: str = "release") -> dict[str, Any]:
     """Row fields of one Ref-AVS expression under ``protocol`` (``"release"`` / ``"project"``): J and F (or S on
     ``test_n``), the pooled quantities the release's batch means need, and the protocol's name."""
-    from omnir1_jax.eval.refavs import NULL_SPLIT, RefAVSAccumulator, RefAVSConfig
+    from omnir1_jax.evaluation.protocols.refavs import NULL_SPLIT, RefAVSAccumulator, RefAVSConfig
 
     masks = np.asarray(masks, bool)
     if masks.shape[0] != record.num_frames:
@@ -135,7 +135,7 @@ def score_refavs(record, masks: np.ndarray, protocol: str = "release") -> dict[s
 
 
 def _refavs_accumulator(rows: Sequence[dict], protocol: str = "release"):
-    from omnir1_jax.eval.refavs import RefAVSAccumulator, RefAVSConfig
+    from omnir1_jax.evaluation.protocols.refavs import RefAVSAccumulator, RefAVSConfig
 
     acc = RefAVSAccumulator(RefAVSConfig.named(protocol))
     for r in rows:
@@ -182,7 +182,7 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
             result["table"] = acc.summary()
             result["markdown"] = _refavs_table(result["table"])
     elif kind == "yesno":
-        from omnir1_jax.eval.qa import YesNoAccumulator
+        from omnir1_jax.evaluation.metrics.qa import YesNoAccumulator
 
         acc = YesNoAccumulator()
         for r in rows:
@@ -190,7 +190,7 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
         if len(acc):
             result["table"], result["markdown"] = acc.summary(), acc.summary_table()
     else:
-        from omnir1_jax.eval.qa import QAAccumulator
+        from omnir1_jax.evaluation.metrics.qa import QAAccumulator
 
         acc = QAAccumulator()
         for r in rows:

@@ -1,6 +1,6 @@
 """The two-system evaluation of several seeds' policies at once: System 1's greedy answers for every seed come
 from one vmapped program per evaluation batch (the seeds share the held-out prompts), then each seed's answers
-are segmented and scored exactly as :func:`~omnir1_jax.evaluation.core.evaluate_policy` scores one policy
+are segmented and scored exactly as :func:`~omnir1_jax.evaluation.loop.evaluate_policy` scores one policy
 (it is called per seed with those answers), into each seed's own ``eval/<tag>/``."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from omnir1_jax.evaluation.core import evaluate_policy, record_kind
+from omnir1_jax.evaluation.loop import evaluate_policy, record_kind
 
 
 def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any], *,

@@ -1,7 +1,7 @@
 """The two-system prediction: System 1 answers greedily (:func:`omnir1_jax.policy.complete`), its keyframes are
 mapped from the sampled clip to the full video, the bridge grounds them (System 2) and segments every frame.
 
-Also the greedy answers of the question-answering benchmarks (CrossOmni multiple choice, AVHBench yes / no),
+Also the greedy answers of the question-answering datasets (CrossOmni multiple choice, AVHBench yes / no),
 which need System 1 only. Every greedy System-1 answer of the project's evaluation goes through
 :func:`system1_answers` here.
 """
@@ -250,7 +250,7 @@ class TwoSystemPredictor:
 # ------------------------------------------------------------------------------------- question answering
 def qa_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator[tuple[Any, str]]:
     """``(record, greedy completion)`` per multiple-choice record, batched by ``data.batch_size`` in record order:
-    CrossOmni records through the CrossOmni batches, benchmark records through :func:`mcq_answers`."""
+    CrossOmni records through the CrossOmni batches, suite records through :func:`mcq_answers`."""
     from omnir1_jax.crossomni.batches import iterate_batches
     from omnir1_jax.data.mcq import MCQRecord
 
@@ -278,7 +278,7 @@ def mcq_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator[tupl
     def example(rec):
         return clip_example(rec.image or rec.video, rec.audio, rec.id, rec.question,
                             mcq_prompt(rec, d.qa_prompt, d.thinking), tokenizer, max_frames=d.max_frames,
-                            s1_min_pixels=d.s1_min_pixels, s1_max_pixels=d.s1_max_pixels, dataset=rec.benchmark,
+                            s1_min_pixels=d.s1_min_pixels, s1_max_pixels=d.s1_max_pixels, dataset=rec.suite,
                             split="qa", image=rec.image is not None, bound=rec.bound, frame_fps=rec.frame_fps)
 
     records = list(records)

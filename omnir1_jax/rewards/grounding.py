@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from omnir1_jax.eval.metrics_jax import db_eval_iou_jax
+from omnir1_jax.evaluation.metrics.davis_jax import db_eval_iou_jax
 
 
 @jax.jit

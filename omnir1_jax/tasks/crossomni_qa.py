@@ -1,6 +1,9 @@
 """CrossOmni multiple-choice QA (paper 004, section 4.2): clip + audio + Table-17 prompt; rewards format,
 accuracy and the judge-scored contextual consistency / logical coherence; SFT targets are the CoT rationale +
-letter (``sft.target = rationale``) or the letter alone (``answer``)."""
+letter (``sft.target = rationale``) or the letter alone (``answer``).
+
+The task owns its judge: it builds it (:func:`omnir1_jax.tasks.crossomni_judge.make_judge`: a Python callable, or a
+judge bridge it talks to), hands it to the rewards as a value, and closes it."""
 
 from __future__ import annotations
 
@@ -11,15 +14,18 @@ from omnir1_jax.tasks.base import RecordBatches, Scored, Task
 
 
 class CrossOmniQATask(Task):
-    """The ``qa`` task; ``judge`` is a batched ``list[str] -> list[str]`` callable (see
-    :func:`omnir1_jax.crossomni.rewards.make_judge`) or None when no judge-scored term has a weight."""
+    """The ``qa`` task; ``judge`` is a judge spec (``python:MODULE:FUNCTION``, ``bridge:ADDRESS``, ``hf:PATH``), a
+    callable (``list[str] -> list[str]`` with ``batched = True``, else ``str -> str``) or None when no
+    judge-scored term has a weight (see :func:`omnir1_jax.tasks.crossomni_judge.make_judge`)."""
 
     name = "crossomni_qa"
 
     def __init__(self, cfg: ExperimentConfig, tokenizer, judge=None):
         from omnir1_jax.crossomni.rewards import QARewardWeights
+        from omnir1_jax.tasks.crossomni_judge import make_judge
 
-        self.cfg, self.tokenizer, self.judge = cfg, tokenizer, judge
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.judge = make_judge(judge, run_dir=cfg.run.out_dir)
         self.qa_weights = QARewardWeights()
         self.weights = {"format": self.qa_weights.format, "accuracy": self.qa_weights.accuracy,
                         "consistency": self.qa_weights.consistency, "coherence": self.qa_weights.coherence}

@@ -123,7 +123,7 @@ def test_hf_judge_load_errors_name_the_path(tmp_path):
 # ------------------------------------------------------------------------------------------- through a bridge
 @pytest.mark.torch
 def test_judge_through_a_bridge_subprocess_and_make_judge(judge_dir, reference, tmp_path):
-    from omnir1_jax.crossomni.rewards import BridgeJudge, make_judge
+    from omnir1_jax.tasks.crossomni_judge import BridgeJudge, make_judge
     from sam2_bridge.client import BridgeError
 
     judge = make_judge(f"hf:{judge_dir}", run_dir=str(tmp_path), max_new_tokens=MAX_NEW, timeout_s=120)

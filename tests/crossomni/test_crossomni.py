@@ -10,10 +10,11 @@ import pytest
 from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, OptimSpec, RunSpec, SFTSpec
 from omnir1_jax.crossomni import batches as B
 from omnir1_jax.crossomni.prompts import INSTRUCTION, sft_target
-from omnir1_jax.crossomni.rewards import QARewardWeights, make_judge, qa_rewards
-from omnir1_jax.eval.qa import QAAccumulator
+from omnir1_jax.crossomni.rewards import QARewardWeights, qa_rewards
+from omnir1_jax.evaluation.metrics.qa import QAAccumulator
 from omnir1_jax.rewards import COHERENCE_PROMPT, CONSISTENCY_PROMPT, extract_tag
 from omnir1_jax.runtime import setup as S
+from omnir1_jax.tasks.crossomni_judge import PerPromptJudge, make_judge
 from tests.crossomni.fixtures import length_judge, write_fixture
 
 
@@ -68,6 +69,37 @@ def test_rewards_are_the_weighted_sum_of_the_paper_terms(cfg):
     np.testing.assert_allclose(c["coherence"], exp_coh, rtol=1e-6)
     np.testing.assert_allclose(total, c["format"] + 2 * c["accuracy"] + 0.5 * exp_cons + 0.25 * exp_coh, rtol=1e-6)
     assert m["consistency/no_rationale"] == 1.0
+
+
+def test_the_rewards_take_the_judge_as_a_value_and_the_task_builds_it(cfg):
+    """crossomni.rewards never reaches a bridge; the task turns a spec or a callable into the batched judge the
+    rewards take, and scores with it."""
+    import ast
+    import inspect
+
+    from omnir1_jax.crossomni import rewards as R
+    from omnir1_jax.tasks.crossomni_qa import CrossOmniQATask
+
+    tree = ast.parse(inspect.getsource(R))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any(m.startswith(("sam2_bridge", "omnir1_jax.tasks")) for m in imported), imported
+    assert make_judge(None) is None
+    per_prompt = make_judge(length_judge)
+    assert isinstance(per_prompt, PerPromptJudge) and per_prompt(["ab", "abcde"]) == ["2", "1"]
+    assert make_judge(per_prompt) is per_prompt  # already batched: used as is
+    spec = make_judge("python:tests.crossomni.fixtures:length_judge")
+    assert isinstance(spec, PerPromptJudge) and spec.fn is length_judge
+    with pytest.raises(ValueError, match="python:MODULE:FUNCTION, bridge:ADDRESS or hf:PATH"):
+        make_judge("openai:gpt")
+    recs = B.read_split(cfg.data, "train")
+    task = CrossOmniQATask(cfg, tokenizer=None, judge="python:tests.crossomni.fixtures:length_judge")
+    texts = ["<think>I saw him</think>\nB", "no think B"]
+    scored = task.score({"records": [recs[0]]}, texts, group_size=2)
+    total, comps, _ = qa_rewards(texts, [recs[0], recs[0]], make_judge(length_judge))
+    np.testing.assert_array_equal(scored.rewards, total)
+    assert comps["format"].tolist() == [1.0, 0.0] and scored.stats["judge/consistency/judge_calls"] == 1.0
+    task.close()
 
 
 def test_accuracy_table_pools_questions_like_table7():

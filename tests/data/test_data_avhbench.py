@@ -9,7 +9,7 @@ import pytest
 
 from omnir1_jax.data.avhbench import CAPTION_TASK, JUDGE_TASKS, read_avhbench
 from omnir1_jax.data.errors import DataFormatError
-from omnir1_jax.eval.qa import YesNoAccumulator, parse_yes_no
+from omnir1_jax.evaluation.metrics.qa import YesNoAccumulator, parse_yes_no
 
 AV, VA, M = JUDGE_TASKS
 QUESTIONS = {

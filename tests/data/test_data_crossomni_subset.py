@@ -57,7 +57,7 @@ def test_read_split_subsets_only_the_training_split(tmp_path):
 def test_grpo_experiments_use_the_subset():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for size in ("3b", "7b"):
-        cfg = load_config(os.path.join(root, "experiments", f"crossomni_grpo_{size}.py"))
+        cfg = load_config(os.path.join(root, "experiments", f"crossomni.py:grpo_{size}"))
         assert (cfg.data.balanced_subset, cfg.run.steps, cfg.data.batch_size) == (982, 0, 16)
         # one epoch over the subset: ceil(982 / 16) = 62 steps (the number the files used to hard-code)
         from omnir1_jax.runtime.setup import resolve_steps

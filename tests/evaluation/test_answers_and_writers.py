@@ -93,7 +93,7 @@ def test_crossomni_with_the_tiny_policy_scores_its_own_greedy_answers(tmp_path):
     from omnir1_jax.config import GRPOSpec, ModelSpec, RunSpec
     from omnir1_jax.crossomni.batches import read_split
     from omnir1_jax.policy import build_policy, build_tokenizer
-    from omnir1_jax.eval.qa import extract_letter
+    from omnir1_jax.evaluation.metrics.qa import extract_letter
     from tests.crossomni.fixtures import QUESTIONS, write_fixture
 
     root = str(tmp_path / "co")

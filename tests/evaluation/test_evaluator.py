@@ -10,7 +10,7 @@ import pytest
 from omnir1_jax.config import BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, RunSpec
 from omnir1_jax.data import read_revos
 from omnir1_jax.data.synthetic import writer
-from omnir1_jax.eval.metrics import db_eval_boundary, db_eval_iou
+from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
 from omnir1_jax.evaluation import evaluate_policy
 from omnir1_jax.runtime import setup as S
 from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
@@ -103,17 +103,17 @@ def test_jf_equals_the_davis_reference_on_the_bridge_masks_with_one_request_each
     assert res["valid_answers"] == pytest.approx(np.mean([i % 3 != 2 for i in range(len(recs))]))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["J&F"] == pytest.approx(res["J&F"]) and summary["table"] == res["table"]
-    # training scores with the benchmark's default (exact, unrounded means) and says so
+    # training scores with the dataset's default (exact, unrounded means) and says so
     assert res["protocol"]["name"] == summary["protocol"]["name"] == "exact"
     assert (out / "summary.md").read_text().startswith("Protocol: exact\n\n| group | J&F")
     assert len(os.listdir(out / "overlays")) == 2
 
 
 def test_refavs_is_scored_with_the_release_protocol_by_default(bridge, tmp_path):
-    """Training's Ref-AVS evaluation uses the benchmark's default protocol (the Ref-AVS release's), recomputed here
+    """Training's Ref-AVS evaluation uses the dataset's default protocol (the Ref-AVS release's), recomputed here
     on the masks the bridge returned, and states it in the result, summary.json, summary.md and every row."""
     from omnir1_jax.data import read_refavs
-    from omnir1_jax.eval.refavs import RefAVSAccumulator, RefAVSConfig
+    from omnir1_jax.evaluation.protocols.refavs import RefAVSAccumulator, RefAVSConfig
 
     root = str(tmp_path / "avs")
     writer.write_avs(root, 4, seed=1, height=40, width=56)

@@ -6,8 +6,8 @@ end on those logs. ``-m slow``: one step of every other experiment too (VOS, Ref
 CrossOmni SFT + GRPO on a tiny JSONL fixture with a Python judge).
 """
 
+import ast
 import dataclasses
-import glob
 import os
 
 import numpy as np
@@ -16,18 +16,40 @@ import pytest
 from omnir1_jax.config import DataSpec, ExperimentConfig, ModelSpec, load_config
 from omnir1_jax.data.synthetic import writer
 from omnir1_jax.runtime import setup as S
+from tests.experiments.specs import ROOT, spec_id, specs, variants
 
 pytestmark = pytest.mark.torch  # the bridge subprocess runs the PyTorch side
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
-SYNTHETIC_ROWS = [f for f in FILES if os.path.basename(f).startswith("synthetic_cpu_table4_")]
+SPECS = specs()  # every config: a file, or FILE:VARIANT for each variant of a file that has them
+SYNTHETIC_ROWS = specs("synthetic_cpu_table4.py")
 # Two rows run in the default run (the CPU budget); the other two and every other experiment under -m slow.
-DEFAULT_ROWS = [f for f in SYNTHETIC_ROWS if os.path.basename(f) in ("synthetic_cpu_table4_rk.py",
-                                                                       "synthetic_cpu_table4_rk_rg.py")]
-# The multiple-choice QA rows (qa_*.py) only evaluate; tests/evaluate/test_benchmark_rows.py runs each of them.
-OTHERS = [f for f in FILES if f not in DEFAULT_ROWS and not f.endswith("synthetic_cpu.py")
-          and not os.path.basename(f).startswith("qa_")]
+DEFAULT_ROWS = [s for s in SYNTHETIC_ROWS if s.endswith((":rk", ":rk_rg"))]
+# The multiple-choice QA rows (qa_*.py) only evaluate; tests/evaluation/entry_point/test_suite_rows.py runs each
+# of them.
+OTHERS = [s for s in SPECS if s not in DEFAULT_ROWS and not s.endswith("synthetic_cpu.py")
+          and not os.path.basename(s).startswith("qa_")]
+# A variant's run is named <file>_<variant>, except where a run kept its earlier name (its outputs' directory).
+NAMES = {"table6.py:beta0001": "hallucination_beta0001"}
+
+
+def name_of(spec: str) -> str:
+    base = os.path.basename(spec)
+    return NAMES.get(base, base.replace(".py:", "_").removesuffix(".py"))
+
+
+def docs_of(spec: str) -> str:
+    """The part of the file's docstring that documents ``spec``: the whole docstring for a file of one config, else
+    the variant's paragraph (from its line ````variant``:`` to the next variant's)."""
+    path, _, variant = spec.partition(":") if spec.count(":") else (spec, "", "")
+    with open(path) as f:
+        doc = ast.get_docstring(ast.parse(f.read()))
+    if not variant:
+        return doc
+    lines = doc.splitlines()
+    starts = sorted(i for i, line in enumerate(lines) for v in variants(path) if line.startswith(f"``{v}``:"))
+    i = next(i for i in starts if lines[i].startswith(f"``{variant}``:"))
+    end = next((j for j in starts if j > i), len(lines))
+    return "\n".join(lines[i:end])
 
 
 @pytest.fixture(scope="module")
@@ -126,15 +148,19 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
                                 resume=False, **run))
 
 
-@pytest.mark.parametrize("path", FILES, ids=os.path.basename)
+@pytest.mark.parametrize("path", SPECS, ids=spec_id)
 def test_experiment_resolves_and_documents_command_hardware_and_number(path, world):
     cfg = load_config(path)
-    assert isinstance(cfg, ExperimentConfig) and cfg.name == os.path.basename(path)[:-3]
-    with open(path) as f:
-        head = f.read(4000)
-    assert "python -m omnir1_jax." in head and "Hardware" in head
+    assert isinstance(cfg, ExperimentConfig) and cfg.name == name_of(path)
+    assert cfg.run.out_dir == f"runs/{cfg.name}"
+    with open(path.partition(".py")[0] + ".py") as f:
+        assert "Hardware" in ast.get_docstring(ast.parse(f.read()))
+    doc = docs_of(path)
+    assert "python -m omnir1_jax." in doc
+    if ".py:" in path:  # the variant's own command selects it
+        assert f"experiments/{spec_id(path)}" in doc
     if not os.path.basename(path).startswith("synthetic_cpu"):
-        assert "Paper" in head and "**" in head  # the paper's number, in bold
+        assert "Paper" in doc and "**" in doc  # the paper's number, in bold
     cfg_t = tiny(cfg, world, "ipc://unused-bridge.sock")
     assert cfg_t.grpo.rewards == cfg.grpo.rewards and cfg_t.grpo.beta == cfg.grpo.beta  # what the row is about
     assert cfg_t.data.dataset == cfg.data.dataset or cfg.data.dataset in ("mixture", "synthetic")
@@ -142,8 +168,17 @@ def test_experiment_resolves_and_documents_command_hardware_and_number(path, wor
         assert [r.expression for r in S.read_records(cfg_t.data)] == ["the box number 0", "box 0", "the box number 1"]
 
 
+def test_every_row_of_the_paper_is_one_config():
+    """32 configs (25 of them variants of 6 files), each with its own run name."""
+    assert len(SPECS) == 32 and len({name_of(s) for s in SPECS}) == 32
+    files = {os.path.basename(s.partition(":")[0]) for s in SPECS if ":" in os.path.basename(s)}
+    assert {f: len(variants(os.path.join(ROOT, "experiments", f))) for f in files} == {
+        "crossomni.py": 4, "qa_crossomni_table10.py": 6, "qa_omni_r1_table7.py": 4, "synthetic_cpu_table4.py": 4,
+        "table4.py": 4, "table6.py": 3}
+
+
 def test_paper_hyper_parameters_in_the_files():
-    c = {os.path.basename(p)[:-3]: load_config(p) for p in FILES}
+    c = {name_of(p): load_config(p) for p in SPECS}
     assert c["hallucination_beta0001"].grpo.beta == 0.001 and c["omni_r1_7b_vos"].grpo.beta == 0.04
     for name, (ak, aa, ag) in {"table4_rk": (1, 0, 0), "table4_rk_ra": (1, 1, 0), "table4_rk_rg": (1, 0, 1),
                                "table4_rk_ra_rg": (1, 1, 1)}.items():
@@ -208,13 +243,13 @@ def test_synthetic_table4_rows_run_a_step(world, bridge):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", OTHERS, ids=os.path.basename)
+@pytest.mark.parametrize("path", OTHERS, ids=spec_id)
 def test_experiment_runs_one_step(path, world, bridge):
     from tests.crossomni.fixtures import length_judge
 
     cfg = tiny(load_config(path), world, bridge.client.addresses[0])
     if cfg.data.task == "qa":
-        from omnir1_jax.crossomni.rewards import make_judge
+        from omnir1_jax.tasks.crossomni_judge import make_judge
 
         stage = "sft" if "sft" in cfg.name else "grpo"
         out = _one_step_run(cfg, stage, make_judge(length_judge))
@@ -276,12 +311,14 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
     rewards of completions with a rationale get exactly the scores of the same model decoding in this process,
     and one GRPO step of ``crossomni_grpo_3b`` runs with that judge (any judge call it makes is re-checked)."""
     from omnir1_jax.crossomni.batches import read_split
-    from omnir1_jax.crossomni.rewards import make_judge, qa_rewards
+    from omnir1_jax.crossomni.rewards import qa_rewards
+    from omnir1_jax.tasks.crossomni_judge import make_judge
     from sam2_bridge.judge import HFJudge
 
     judge_dir = _tiny_judge_dir(str(tmp_path / "judge"))
     local = HFJudge(judge_dir)
-    cfg = tiny(load_config(os.path.join(ROOT, "experiments", "crossomni_grpo_3b.py")), world, "ipc://unused-bridge.sock")
+    cfg = tiny(load_config(os.path.join(ROOT, "experiments", "crossomni.py:grpo_3b")), world,
+               "ipc://unused-bridge.sock")
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "run")))
     records = read_split(cfg.data, "train")[:2]
     completions = ["<think>the man in red is Sheldon, from Texas</think>\nB", "no rationale: A",

@@ -138,7 +138,7 @@ def test_the_learner_takes_a_two_turn_grpo_step(world):
 
 
 def test_per_turn_summary_by_hand():
-    from omnir1_jax.evaluation.core import per_turn_summary
+    from omnir1_jax.evaluation.loop import per_turn_summary
 
     rows = [{"J": 0.5, "F": 0.7, "turns": [{"turn": 1, "J": 0.1, "F": 0.3}], "revised": True},
             {"J": 0.2, "F": 0.2, "turns": [{"turn": 1, "J": 0.2, "F": 0.2}], "revised": False},
@@ -152,7 +152,7 @@ def test_evaluation_reports_jf_per_turn_count_and_revisions(world, tmp_path):
     import json
     import os
 
-    from omnir1_jax.evaluation.core import evaluate_segmentation
+    from omnir1_jax.evaluation.loop import evaluate_segmentation
     from omnir1_jax.evaluation.two_system import TwoSystemPredictor
     from tests.train._tiny import make_learner
 

@@ -34,8 +34,8 @@ def joint(tmp_path_factory):
 
 
 def _tiny(base, bridge):
-    """experiments/table6_avs_vos.py on the tiny policy: 2 Ref-AVS + 2 VOS prompts per batch, groups of 2."""
-    cfg = load_config(os.path.join(ROOT, "experiments", "table6_avs_vos.py"))
+    """experiments/table6.py:avs_vos on the tiny policy: 2 Ref-AVS + 2 VOS prompts per batch, groups of 2."""
+    cfg = load_config(os.path.join(ROOT, "experiments", "table6.py:avs_vos"))
     data = dataclasses.replace(cfg.data, root=str(base), batch_size=4, min_frames=4, max_frames=4, workers=0,
                                s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28, dataset="revos", mixture=(),
                                tasks=(("refaid", "refavs", "avs", 2), ("vos", "revos", "vos", 2)))
