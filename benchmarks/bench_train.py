@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         records = S.read_records(cfg.data, cfg.data.split)
         policy = build_policy(cfg.model, seed=cfg.run.seed)
         if args.sft:
-            sft = Learner(cfg, task, dataclasses.replace(sft_stage(cfg), steps=args.sft), policy=policy,
+            sft = Learner(cfg, task, sft_stage(cfg).with_steps(args.sft), policy=policy,
                           tokenizer=tok, records=records)
             sft.train(progress=False)
             sft.close()

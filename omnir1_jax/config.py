@@ -494,6 +494,8 @@ class SFTSpec:
         ``{instruction}`` by the text the prompt carries (the expression, or ``instruction``).
       keyframes: ``(min, max)``: how many single-frame items a ``format_only`` / ``any_object`` target holds
         (drawn uniformly per target; default 2 to 4).
+      grad_clip, log_every, checkpoint_every: the warm-up's global-norm clip (0 = none), progress-line period and
+        checkpoint period (0 = only at the end).
       instruction: when set, the SFT prompts carry this text instead of the record's referring expression, so
         the warm-up cannot tie the answer to the expression in any way; ``{colour}`` / ``{shape}`` in it are
         drawn at random per record from the world's colours and shapes (``data.synthetic_colours`` /
@@ -510,8 +512,14 @@ class SFTSpec:
     think: str = "the object is visible here"
     instruction: str | None = None
     keyframes: tuple[int, int] = (2, 4)
+    grad_clip: float = 1.0
+    log_every: int = 10
+    checkpoint_every: int = 0
 
     def __post_init__(self):
+        _real("sft", self, "grad_clip", 0.0)  # 0 = no clipping
+        _int("sft", self, "log_every", 1)
+        _int("sft", self, "checkpoint_every", 0)  # 0 = only at the end
         k = self.keyframes
         if not (isinstance(k, tuple) and len(k) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in k)
                 and 1 <= k[0] <= k[1]):

@@ -35,97 +35,18 @@ from omnir1_jax import policy as P
 from omnir1_jax.config import ConfigError, ExperimentConfig, to_dict
 from omnir1_jax.rl import group_advantages, zero_variance_fraction
 from omnir1_jax.rl import rollout as R
-from omnir1_jax.rl.update import LossSpec, grpo_step, make_optimizer, nll_step, resolve_micro_batches, score
+from omnir1_jax.rl.update import LossSpec, grpo_step, nll_step, resolve_micro_batches, score
 from omnir1_jax.runtime import distributed as D
 from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
-from omnir1_jax.runtime.metrics import MetricsWriter, format_metrics
-from omnir1_jax.tasks.base import Scored, Task
+from omnir1_jax.runtime.metrics import MetricsWriter
+from omnir1_jax.stages import PROGRESS_KEYS, Stage, grpo_stage, progress_line, sft_stage, stage_optimizer
+from omnir1_jax.tasks.base import InteractiveTask, Rollout, Scored, Targets, Task
+
+__all__ = ["Learner", "PROGRESS_KEYS", "Stage", "TrainingDivergedError", "grpo_stage", "progress_line", "sft_stage"]
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss or a reward became NaN / infinite; the last good checkpoint is left intact."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """One training stage of the learner.
-
-    Attributes:
-      name: log prefix and default sub-directory (``grpo``, ``sft``).
-      loss: ``grpo`` (clipped ratio + KL, SPEC section 4) or ``nll`` (supervised, token mean).
-      steps: optimiser steps of the stage (GRPO: batches; each batch gets ``grpo.mu`` updates).
-      batch_size: prompts per step over all processes.
-      lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip: AdamW (optax; float32 moments), linear warm-up,
-        global-norm clip.
-      decay, decay_embeddings: which parameters weight decay applies to (``optim.decay``: biases and norm scales
-        never, by default).
-      lora_rank, lora_alpha: train LoRA factors instead of the full policy (merged into it at the end).
-      seed: seed of the data order (the PRNG key of sampling is ``run.seed``).
-      out_dir: where metrics, checkpoints and the export go.
-      checkpoint_every, keep_checkpoints: checkpoint period (0 = only at the end) and how many to keep.
-      eval_every: evaluate every that many steps (0 = never inside the loop).
-      export: write the final policy as a Hugging Face directory to ``<out_dir>/hf``.
-      resume: restore the newest checkpoint of ``out_dir`` when there is one.
-      log_every: print a progress line every that many steps.
-    """
-
-    name: str
-    loss: str
-    steps: int
-    batch_size: int
-    lr: float
-    out_dir: str
-    seed: int = 0
-    weight_decay: float = 0.0
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    decay: str = "matrices"
-    decay_embeddings: bool = True
-    lora_rank: int = 0
-    lora_alpha: float = 32.0
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 3
-    eval_every: int = 0
-    export: bool = False
-    resume: bool = True
-    log_every: int = 1
-
-
-def grpo_stage(cfg: ExperimentConfig, *, export: bool = True) -> Stage:
-    """The GRPO stage of ``cfg`` (``optim``, ``data.batch_size``, ``run``)."""
-    o, r = cfg.optim, cfg.run
-    return Stage(name="grpo", loss="grpo", steps=r.steps, batch_size=cfg.data.batch_size, lr=o.lr,
-                 weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps, warmup_steps=o.warmup_steps,
-                 grad_clip=o.grad_clip, decay=o.decay, decay_embeddings=o.decay_embeddings, seed=r.seed,
-                 out_dir=r.out_dir, checkpoint_every=r.checkpoint_every,
-                 keep_checkpoints=r.keep_checkpoints, eval_every=r.eval_every, export=export, resume=r.resume,
-                 log_every=r.log_every)
-
-
-def sft_stage(cfg: ExperimentConfig, *, num_records: int | None = None, export: bool = False) -> Stage:
-    """The SFT stage of ``cfg.sft`` (``steps = 0`` with ``num_records``: one epoch), under ``<out_dir>/sft``."""
-    s = cfg.sft
-    steps = s.steps or (math.ceil(num_records / s.batch_size) if num_records else 0)
-    return Stage(name="sft", loss="nll", steps=steps, batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay,
-                 grad_clip=1.0, decay=cfg.optim.decay, decay_embeddings=cfg.optim.decay_embeddings,
-                 lora_rank=s.lora_rank, lora_alpha=s.lora_alpha, seed=cfg.run.seed + 1,
-                 out_dir=os.path.join(cfg.run.out_dir, "sft"), checkpoint_every=0,
-                 keep_checkpoints=1, export=export, resume=cfg.run.resume, log_every=10)
-
-
-@functools.lru_cache(maxsize=None)
-def _cached_optimizer(lr, weight_decay, b1, b2, eps, warmup_steps, grad_clip, decay, decay_embeddings):
-    # The optax transformation is static in the optimiser's graph: a new one per learner would recompile the
-    # jitted steps for every learner object (a resumed run, tests building several learners in one process).
-    return make_optimizer(lr, weight_decay=weight_decay, b1=b1, b2=b2, eps=eps, warmup_steps=warmup_steps,
-                          grad_clip=grad_clip, decay=decay, decay_embeddings=decay_embeddings)
-
-
-#: the metrics of the progress line
-PROGRESS_KEYS = ("loss", "reward/total", "reward/grounding", "reward/accuracy", "kl_mean", "time/step")
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "scorer"))
@@ -136,17 +57,6 @@ def _score_split(graphdef, state, prompt, completion_ids, completion_mask, *, sc
 
 def _bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
-
-
-def progress_line(prefix: str, step: int, total: int, elapsed: float, metrics: dict[str, float],
-                  keys: tuple[str, ...], *, done_here: int | None = None, width: int = 20) -> str:
-    """``[grpo] [#####-----] 12/50  ETA 3m05s  loss=... reward/total=...``: the ETA is the mean time of the
-    ``done_here`` steps run in ``elapsed`` seconds (default ``step``) times the steps left."""
-    done = min(step / max(total, 1), 1.0)
-    bar = "#" * int(round(done * width)) + "-" * (width - int(round(done * width)))
-    eta = elapsed / max(step if done_here is None else done_here, 1) * max(total - step, 0)
-    return (f"[{prefix}] [{bar}] {step}/{total}  ETA {int(eta // 60)}m{int(eta % 60):02d}s  "
-            f"{format_metrics(metrics, keys)}")
 
 
 class Learner:
@@ -168,7 +78,7 @@ class Learner:
         from omnir1_jax.runtime import setup as S
 
         self.cfg, self.task, self.stage = cfg, task, stage
-        self.out_dir = stage.out_dir
+        self.out_dir = stage.run.out_dir
         os.makedirs(self.out_dir, exist_ok=True)
         self.primary = jax.process_index() == 0  # only process 0 writes config, metrics and logs
         if self.primary:
@@ -213,38 +123,38 @@ class Learner:
                 raise ConfigError(f"grpo.micro_batches={g.micro_batches}: {e} (data.batch_size x "
                                   f"grpo.group_size)") from None
         # Dr. GRPO divides by the answer-token budget, a constant of the run (rl.loss.aggregate)
-        budget = g.max_new_tokens * (int(getattr(task, "max_turns", 1)) if self.grpo else 1)
+        self.turns = int(task.max_turns)
+        if self.turns > 1 and not isinstance(task, InteractiveTask):
+            raise ConfigError(f"task {task.name!r} declares max_turns={self.turns} but is not an InteractiveTask")
+        budget = g.max_new_tokens * (self.turns if self.grpo else 1)
         self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
                                   agg=g.agg, micro_batches=micro, max_len=budget, clip_ratio_c=g.clip_ratio_c,
                                   empty_rows=g.empty_rows)
-        tx = _cached_optimizer(stage.lr, stage.weight_decay, stage.b1, stage.b2, stage.eps, stage.warmup_steps,
-                               stage.grad_clip, stage.decay, stage.decay_embeddings)
+        tx = stage_optimizer(stage.optim)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                     g.group_size if self.grpo else None)
-        self.turns = int(getattr(task, "max_turns", 1))
         if self.turns > 1:  # multi-turn rollouts / targets: whole trajectories are scored, answers masked in
             self.scorer = P.make_trajectory_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0)
         self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
-        if stage.steps <= 0:  # run.steps = 0: derived from the data (run.epochs over expressions or videos)
-            self.stage = stage = dataclasses.replace(stage, steps=S.resolve_steps(cfg, self.records, stage.batch_size))
+        if stage.run.steps <= 0:  # run.steps = 0: derived from the data (run.epochs over expressions or videos)
+            self.stage = stage = stage.with_steps(S.resolve_steps(cfg, self.records, stage.batch_size))
         # every process walks the same seeded order of records and prepares only its own block of each global
         # batch (share); the blocks become global arrays (D.global_inputs / D.global_rows)
         D.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes
         self.share = (jax.process_index(), jax.process_count())
         self.pad_id = P.pad_id_of(self.tokenizer)
-        share = {"share": self.share} if self.share[1] > 1 else {}  # a one-process task may not take ``share``
-        self.data_iter = task.batches(self.records, batch_size=stage.batch_size, seed=stage.seed, sft=not self.grpo,
-                                      **share)
+        self.data_iter = task.batches(self.records, batch_size=stage.batch_size, seed=stage.run.seed, sft=not self.grpo,
+                                      share=self.share)
         self.key = jax.random.key(cfg.run.seed)
         self.step = 0
         self.evaluate_fn = evaluate
         self.evals: list[tuple[int, float]] = []
-        self.checkpointer = RunCheckpointer(self.out_dir, keep=stage.keep_checkpoints)
+        self.checkpointer = RunCheckpointer(self.out_dir, keep=stage.run.keep_checkpoints)
         self.writer = MetricsWriter(self.out_dir, tensorboard=self.grpo) if self.primary else None
         self.last_texts: list[str] = []
-        self.last_rollout: dict[str, Any] | None = None  # the last GRPO step's rollout (completions, advantages)
-        if stage.resume:
+        self.last_rollout: Rollout | None = None  # the last GRPO step's rollout (completions, advantages)
+        if stage.run.resume:
             self.restore()
 
     # ----------------------------------------------------------------------------------------- state
@@ -288,7 +198,7 @@ class Learner:
         self.checkpointer.close()
 
     # --------------------------------------------------------------------------------------- rollout
-    def rollout(self, batch: dict[str, Any], key) -> dict[str, Any]:
+    def rollout(self, batch: dict[str, Any], key) -> Rollout:
         """Sample a group per prompt, let the task score it, compute advantages: the step before the update.
 
         ``batch`` is this process's share of the global batch. Its prompts become its part of the global prompt
@@ -312,26 +222,19 @@ class Learner:
                              time.perf_counter() - t1)
 
     def _prompt_of(self, batch: dict[str, Any]):
-        """The prepared prompt of this process's share (the task's ``model_inputs``; a duck-typed task without
-        it gives the pipelines' keywords under ``batch["model_inputs"]``)."""
-        from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-
-        hook = getattr(self.task, "model_inputs", None)
-        return hook(self.policy.config, batch) if hook is not None else \
-            as_model_inputs(self.policy.config, batch["model_inputs"])
+        """The prepared prompt of this process's share (the task's :meth:`~Task.model_inputs`)."""
+        return self.task.model_inputs(self.policy.config, batch)
 
     def _gather_scored(self, mine: Scored) -> Scored:
         return Scored(D.gather_rows(mine.rewards, self.mesh),
                       {k: D.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
                       {k: float(D.gather_rows(np.asarray([v], np.float64)).sum()) for k, v in sorted(mine.stats.items())})
 
-    def interactive_rollout(self, batch: dict[str, Any], key) -> dict[str, Any]:
+    def interactive_rollout(self, batch: dict[str, Any], key) -> Rollout:
         """Multi-turn rollouts (task ``vos_interactive``, ``grpo.max_turns`` answers): sample the group's first
         answers; then, per further turn, System 2's feedback is appended to each trajectory and its next answer
         is sampled from the re-prefilled conversation (one program over the mesh per turn). The final answers
         are rewarded; the update scores the whole trajectories with only the answer tokens in the mask."""
-        from omnir1_jax.tasks.interactive import trajectory_inputs
-
         g, n, task, cfg = self.cfg.grpo, self.cfg.grpo.group_size, self.task, self.policy.config
         # an answer becomes part of the next turn's prompt: it may not contain media tokens
         sample = dict(max_new_tokens=g.max_new_tokens, greedy=False, temperature=g.temperature, top_k=g.top_k,
@@ -352,7 +255,7 @@ class Learner:
             for k, v in task.add_feedback(batch, trajs, n).items():
                 fb_stats[k] = fb_stats.get(k, 0.0) + v
             t2 = time.perf_counter()
-            inputs, _ = trajectory_inputs(cfg, trajs, self.pad_id)
+            inputs, _ = task.trajectory_inputs(cfg, trajs, self.pad_id)
             key, sk = jax.random.split(key)
             comp = P.complete(self.model, self.tokenizer, D.global_inputs(cfg, inputs, self.mesh, pad_id=self.pad_id),
                               num_samples=1, key=sk, **sample)
@@ -364,19 +267,19 @@ class Learner:
         scored = self._gather_scored(mine)
         t_reward += time.perf_counter() - t1
         adv = np.asarray(group_advantages(jnp.asarray(scored.rewards), n, g.adv_scale, g.adv_eps))
-        full, mask = trajectory_inputs(cfg, trajs, self.pad_id)
+        full, mask = task.trajectory_inputs(cfg, trajs, self.pad_id)
         (width,) = D.agree_max(mask.shape[1])  # every process's trajectories padded to one length
         pad = ((0, 0), (width - mask.shape[1], 0))
         ids = np.pad(np.asarray(full.input_ids), pad, constant_values=self.pad_id)
         glob = functools.partial(D.global_rows, mesh=self.mesh)
-        return {"prompt": D.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id), "completion_ids": glob(ids),
-                "completion_mask": glob(np.pad(mask, pad)), "advantages": glob(adv[rows]), "rewards": scored.rewards,
-                "components": scored.components, "texts": list(comp.texts),
-                "lengths": D.gather_rows(mask.sum(axis=1), self.mesh), "t_sample": t_sample, "t_reward": t_reward,
-                "stats": scored.stats, "trajectories": trajs}
+        return Rollout(prompt=D.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id), completion_ids=glob(ids),
+                       completion_mask=glob(np.pad(mask, pad)), advantages=glob(adv[rows]), rewards=scored.rewards,
+                       components=scored.components, stats=scored.stats, texts=list(comp.texts),
+                       lengths=D.gather_rows(mask.sum(axis=1), self.mesh), t_sample=t_sample, t_reward=t_reward,
+                       trajectories=trajs)
 
     def assemble(self, prompt, tokens: np.ndarray, lengths: np.ndarray, texts, scored: Scored,
-                 t_sample: float = 0.0, t_reward: float = 0.0) -> dict[str, Any]:
+                 t_sample: float = 0.0, t_reward: float = 0.0) -> Rollout:
         """The update's inputs from sampled rows and their rewards (group-normalised advantages, a completion
         mask cut to a 32-multiple of the longest row).
 
@@ -396,13 +299,13 @@ class Learner:
             raise ValueError(f"{tokens.shape[0]} completion rows for {self.share[1]} processes x {rows // n} prompts "
                              f"x group {n}")
         glob = functools.partial(D.global_rows, mesh=self.mesh)
-        return {"prompt": D.global_inputs(self.policy.config, repeat_prompt(prompt, n), self.mesh, pad_id=self.pad_id),
-                "completion_ids": glob(np.asarray(tokens[mine, :width])), "completion_mask": glob(mask[mine]),
-                "advantages": glob(adv[mine]), "rewards": scored.rewards, "components": scored.components,
-                "texts": list(texts), "lengths": lengths, "t_sample": t_sample, "t_reward": t_reward,
-                "stats": scored.stats}
+        return Rollout(prompt=D.global_inputs(self.policy.config, repeat_prompt(prompt, n), self.mesh,
+                                              pad_id=self.pad_id),
+                       completion_ids=glob(np.asarray(tokens[mine, :width])), completion_mask=glob(mask[mine]),
+                       advantages=glob(adv[mine]), rewards=scored.rewards, components=scored.components,
+                       stats=scored.stats, texts=list(texts), lengths=lengths, t_sample=t_sample, t_reward=t_reward)
 
-    def supervised(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def supervised(self, batch: dict[str, Any]) -> Targets:
         """The NLL update's inputs: the task's targets for this process's share of the batch, tokenised to a width
         every process agrees on, as its part of the global arrays."""
         if self.turns > 1:
@@ -412,16 +315,13 @@ class Learner:
         (width,) = D.agree_max(ids.shape[1])
         ids, mask = P.pad_targets(ids, mask, width, self.pad_id)
         local = self._prompt_of(batch)
-        return {"prompt": D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
-                "completion_ids": D.global_rows(ids, self.mesh), "completion_mask": D.global_rows(mask, self.mesh),
-                "texts": texts}
+        return Targets(D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
+                       D.global_rows(ids, self.mesh), D.global_rows(mask, self.mesh), list(texts))
 
-    def _supervised_turns(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def _supervised_turns(self, batch: dict[str, Any]) -> Targets:
         """Multi-turn targets (task ``vos_interactive``): the task's target answers for every turn, each after the
         real feedback System 2 gives on the previous target answer, as whole trajectories with every answer in
         the NLL mask (the warm-up then teaches the answer format after a feedback turn too)."""
-        from omnir1_jax.tasks.interactive import trajectory_inputs
-
         cfg, eos = self.policy.config, P.target_eos_id(self.tokenizer)
         trajs = self.task.start(batch, 1)
         for turn in range(self.turns):
@@ -433,19 +333,18 @@ class Learner:
             width = max(len(x) for x in ids)
             tokens = np.stack([np.pad(x, (0, width - len(x)), constant_values=self.pad_id) for x in ids])
             self.task.add_answers(trajs, tokens, np.asarray([len(x) for x in ids]), texts)
-        full, mask = trajectory_inputs(cfg, trajs, self.pad_id)
+        full, mask = self.task.trajectory_inputs(cfg, trajs, self.pad_id)
         (width,) = D.agree_max(mask.shape[1])
         pad = ((0, 0), (width - mask.shape[1], 0))
         ids = np.pad(np.asarray(full.input_ids), pad, constant_values=self.pad_id)
-        return {"prompt": D.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id),
-                "completion_ids": D.global_rows(ids, self.mesh), "completion_mask": D.global_rows(np.pad(mask, pad),
-                                                                                                  self.mesh),
-                "texts": [t.answers[-1] for t in trajs]}
+        return Targets(D.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id), D.global_rows(ids, self.mesh),
+                       D.global_rows(np.pad(mask, pad), self.mesh), [t.answers[-1] for t in trajs])
 
     # ---------------------------------------------------------------------------------------- update
-    def update(self, ro: dict[str, Any]) -> dict[str, float]:
-        """``grpo.mu`` GRPO updates (or one NLL update) on ``ro``; returns the last update's metrics."""
-        args = (ro["prompt"], ro["completion_ids"], ro["completion_mask"])
+    def update(self, ro: Rollout | Targets) -> dict[str, float]:
+        """``grpo.mu`` GRPO updates on a :class:`Rollout` (or one NLL update on :class:`Targets`); returns the last
+        update's metrics."""
+        args = (ro.prompt, ro.completion_ids, ro.completion_mask)
         if not self.grpo:
             m = nll_step(self.model, self.optimizer, *args, scorer=self.scorer)
             return {k: float(v) for k, v in jax.device_get(m).items()}
@@ -454,7 +353,7 @@ class Learner:
         ref = self._score_reference(*args) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
-            metrics = grpo_step(self.model, self.optimizer, *args, old, ref, ro["advantages"], scorer=self.scorer,
+            metrics = grpo_step(self.model, self.optimizer, *args, old, ref, ro.advantages, scorer=self.scorer,
                                 spec=self.loss_spec)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
@@ -477,7 +376,7 @@ class Learner:
             ro = self.supervised(batch)
             m = self.update(ro)
             m["time/step"] = time.perf_counter() - t0
-            return self._finish_step(m, ro["texts"])
+            return self._finish_step(m, ro.texts)
         self.key, sk = jax.random.split(self.key)
         ro = self.rollout(batch, sk)
         self.last_rollout = ro
@@ -485,21 +384,21 @@ class Learner:
         m = self.update(ro)
         m = self.grpo_metrics(m, ro, t_data=t_data, t_update=time.perf_counter() - t1,
                               t_step=time.perf_counter() - t0)
-        return self._finish_step(m, ro["texts"])
+        return self._finish_step(m, ro.texts)
 
-    def grpo_metrics(self, m: dict[str, float], ro: dict[str, Any], *, t_data: float, t_update: float,
+    def grpo_metrics(self, m: dict[str, float], ro: Rollout, *, t_data: float, t_update: float,
                      t_step: float) -> dict[str, float]:
         """A GRPO step's logged metrics: the update's (``m``) plus the rollout's rewards (mean / min / max of each
         component and of the total), response length, zero-variance groups, the task's counters and timings."""
         m = dict(m)
-        m.update(R.summarize(ro["components"], "reward/"))
-        m.update(R.summarize({"total": ro["rewards"]}, "reward/"))
-        m["response_length"] = float(np.mean(ro["lengths"]))
-        m["zero_variance_groups"] = float(zero_variance_fraction(jnp.asarray(ro["rewards"]), self.cfg.grpo.group_size))
-        m.update({k: float(v) for k, v in ro["stats"].items()})  # the task names its counters (bridge/..., judge/...)
-        m.update({"time/data": t_data, "time/rollout": ro["t_sample"], "time/reward": ro["t_reward"],
+        m.update(R.summarize(ro.components, "reward/"))
+        m.update(R.summarize({"total": ro.rewards}, "reward/"))
+        m["response_length"] = float(np.mean(ro.lengths))
+        m["zero_variance_groups"] = float(zero_variance_fraction(jnp.asarray(ro.rewards), self.cfg.grpo.group_size))
+        m.update({k: float(v) for k, v in ro.stats.items()})  # the task names its counters (bridge/..., judge/...)
+        m.update({"time/data": t_data, "time/rollout": ro.t_sample, "time/reward": ro.t_reward,
                   "time/update": t_update, "time/step": t_step,
-                  "tokens_per_s": float(np.sum(ro["lengths"])) / max(ro["t_sample"], 1e-9)})
+                  "tokens_per_s": float(np.sum(ro.lengths)) / max(ro.t_sample, 1e-9)})
         return m
 
     def _finish_step(self, m: dict[str, float], texts) -> dict[str, float]:
@@ -537,17 +436,17 @@ class Learner:
         """Run until ``steps`` total steps (default ``stage.steps``); returns the per-step metrics. Saves the
         final step, exports ``<out_dir>/hf`` when ``stage.export``, and leaves the trained policy (LoRA merged)
         in :attr:`policy`."""
-        total = self.stage.steps if steps is None else steps
+        total = self.stage.run.steps if steps is None else steps
         history = []
         t0, start = time.perf_counter(), self.step
         while self.step < total:
             m = self.train_step()
             history.append(m)
             self.record(m)
-            if progress and self.primary and (self.step % self.stage.log_every == 0 or self.step == total):
+            if progress and self.primary and (self.step % self.stage.run.log_every == 0 or self.step == total):
                 print(progress_line(self.stage.name, self.step, total, time.perf_counter() - t0, m, PROGRESS_KEYS,
                                     done_here=self.step - start), flush=True)
-            if self.stage.eval_every and self.step % self.stage.eval_every == 0 and self.step < total:
+            if self.stage.run.eval_every and self.step % self.stage.run.eval_every == 0 and self.step < total:
                 self.evaluate(f"{self.stage.name}_step{self.step}")
         self.finish(progress=progress)
         return history
@@ -557,7 +456,7 @@ class Learner:
         ``stage.checkpoint_every`` steps."""
         if self.writer is not None:
             self.writer.write(self.step, m)
-        if self.stage.checkpoint_every and self.step % self.stage.checkpoint_every == 0:
+        if self.stage.run.checkpoint_every and self.step % self.stage.run.checkpoint_every == 0:
             self.save()
 
     def finish(self, *, progress: bool = True) -> None:

@@ -35,7 +35,8 @@ import numpy as np
 
 from omnir1_jax import policy as P
 from omnir1_jax.config import ConfigError
-from omnir1_jax.learner import PROGRESS_KEYS, Learner, progress_line
+from omnir1_jax.learner import Learner
+from omnir1_jax.stages import PROGRESS_KEYS, progress_line
 from omnir1_jax.rl.update import LossSpec, _global_norm, _grpo_grads, _nll_grads
 from omnir1_jax.runtime.seed_axis import pad_columns, sample_seeds, stack, stack_prompts, unstack
 from omnir1_jax.tasks.base import Task
@@ -101,7 +102,7 @@ class SeedGroup:
     Args:
       learners: the seeds' learners, built on per-seed configs (``run.seed = k``, ``run.out_dir/seed<k>``), all
         of the same stage, task kind and shapes.
-      evaluate: ``evaluate(policies, tag) -> [result per seed]`` every ``stage.eval_every`` steps (batched over
+      evaluate: ``evaluate(policies, tag) -> [result per seed]`` every ``stage.run.eval_every`` steps (batched over
         the seeds, :func:`omnir1_jax.evaluation.seeds.seed_evaluator`).
     """
 
@@ -118,7 +119,7 @@ class SeedGroup:
         if any(l.turns > 1 for l in self.learners):
             raise ConfigError("run.seeds: seed-parallel training runs single-turn tasks (grpo.max_turns = 1); run "
                               "multi-turn seeds one after another")
-        if len({(l.stage.name, l.stage.steps, l.grpo) for l in self.learners}) != 1:
+        if len({(l.stage.name, l.stage.run.steps, l.grpo) for l in self.learners}) != 1:
             raise ConfigError("run.seeds: the seeds' learners must train the same stage for the same steps")
         self.evaluate_fn = evaluate
         self.grpo, self.stage = first.grpo, first.stage
@@ -157,9 +158,9 @@ class SeedGroup:
     def _sft_step(self, batches, t0) -> list[dict[str, float]]:
         first = self.learners[0]
         sup = [l.supervised(b) for l, b in zip(self.learners, batches)]
-        prompt = stack_prompts(first.policy.config, [s["prompt"] for s in sup], first.pad_id)
-        ids = pad_columns([s["completion_ids"] for s in sup], first.pad_id)
-        mask = pad_columns([s["completion_mask"] for s in sup], 0)
+        prompt = stack_prompts(first.policy.config, [s.prompt for s in sup], first.pad_id)
+        ids = pad_columns([s.completion_ids for s in sup], first.pad_id)
+        mask = pad_columns([s.completion_mask for s in sup], 0)
         (pg, og, _), (ps, os_, _) = self._states()
         ps, os_, metrics = _nll_update_seeds(ps, os_, prompt, ids, mask, graphs=(pg, og), scorer=first.scorer)
         self._write_back(ps, os_)
@@ -168,7 +169,7 @@ class SeedGroup:
         for k, (l, s) in enumerate(zip(self.learners, sup)):
             m = {key: float(v[k]) for key, v in host.items()}
             m["time/step"] = time.perf_counter() - t0
-            out.append(l._finish_step(m, s["texts"]))
+            out.append(l._finish_step(m, s.texts))
         return out
 
     def _grpo_step(self, batches, t0, t_data) -> list[dict[str, float]]:
@@ -197,10 +198,10 @@ class SeedGroup:
                           t_reward) for k, l in enumerate(self.learners)]
         for l, ro in zip(self.learners, ros):
             l.last_rollout = ro
-        ids = pad_columns([r["completion_ids"] for r in ros], first.pad_id)
-        mask = pad_columns([r["completion_mask"] for r in ros], 0)
-        adv = np.stack([np.asarray(r["advantages"]) for r in ros])
-        prompt = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[r["prompt"] for r in ros])
+        ids = pad_columns([r.completion_ids for r in ros], first.pad_id)
+        mask = pad_columns([r.completion_mask for r in ros], 0)
+        adv = np.stack([np.asarray(r.advantages) for r in ros])
+        prompt = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[r.prompt for r in ros])
         t2 = time.perf_counter()
         ps, os_, metrics = _grpo_update_seeds(ps, os_, rs, prompt, ids, mask, adv, graphs=(pg, og, rg),
                                               scorer=first.scorer, spec=first.loss_spec, mu=int(g.mu))
@@ -211,7 +212,7 @@ class SeedGroup:
         for k, (l, ro) in enumerate(zip(self.learners, ros)):
             m = l.grpo_metrics({key: float(v[k]) for key, v in host.items()}, ro, t_data=t_data, t_update=t_update,
                                t_step=time.perf_counter() - t0)
-            results.append(l._finish_step(m, ro["texts"]))
+            results.append(l._finish_step(m, ro.texts))
         return results
 
     @staticmethod
@@ -220,9 +221,9 @@ class SeedGroup:
 
     # -------------------------------------------------------------------------------------------- loop
     def train(self, steps: int | None = None, *, progress: bool = True) -> list[list[dict[str, float]]]:
-        """Run every seed to ``steps`` (default ``stage.steps``); returns each seed's per-step metrics. Saves,
-        evaluates (every ``stage.eval_every`` steps) and exports per seed like :meth:`Learner.train`."""
-        total = self.stage.steps if steps is None else steps
+        """Run every seed to ``steps`` (default ``stage.run.steps``); returns each seed's per-step metrics. Saves,
+        evaluates (every ``stage.run.eval_every`` steps) and exports per seed like :meth:`Learner.train`."""
+        total = self.stage.run.steps if steps is None else steps
         steps_done = {l.step for l in self.learners}
         if len(steps_done) != 1:
             raise ConfigError(f"run.seeds: the seeds resumed at different steps {sorted(steps_done)} (a checkpoint "
@@ -235,11 +236,11 @@ class SeedGroup:
                 h.append(m)
                 l.record(m)
             step = self.step
-            if progress and (step % self.stage.log_every == 0 or step == total):
+            if progress and (step % self.stage.run.log_every == 0 or step == total):
                 mean = {k: float(np.mean([m[k] for m in ms if k in m])) for k in PROGRESS_KEYS if k in ms[0]}
                 print(progress_line(f"{self.stage.name} x{len(self.learners)} seeds", step, total,
                                     time.perf_counter() - t0, mean, PROGRESS_KEYS, done_here=step - start), flush=True)
-            if self.stage.eval_every and step % self.stage.eval_every == 0 and step < total:
+            if self.stage.run.eval_every and step % self.stage.run.eval_every == 0 and step < total:
                 self.evaluate(f"{self.stage.name}_step{step}")
         for l in self.learners:
             l.finish(progress=progress)

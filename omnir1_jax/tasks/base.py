@@ -26,6 +26,48 @@ class Scored:
     stats: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class Rollout:
+    """One GRPO step's sampled groups: what the update reads and what is logged about them (rows ordered
+    ``prompt * group_size + sample``).
+
+    Attributes:
+      prompt: the prepared prompts (``ModelInputs``, each repeated per group row; for multi-turn rollouts the
+        whole trajectories), this process's part of the global batch.
+      completion_ids, completion_mask: int ``[R, C]`` the scored tokens and which of them count (global arrays;
+        for trajectories: every token, the mask on the answers only).
+      advantages: float32 ``[R]`` group-normalised advantages.
+      rewards, components, stats: the task's :class:`Scored` of every row of the global batch.
+      texts: every row's decoded (final) answer; lengths: int ``[R]`` answer tokens per row.
+      t_sample, t_reward: seconds spent sampling and scoring.
+      trajectories: the multi-turn conversations (:class:`InteractiveTask`), else None.
+    """
+
+    prompt: Any
+    completion_ids: Any
+    completion_mask: Any
+    advantages: Any
+    rewards: np.ndarray
+    components: dict[str, np.ndarray]
+    stats: dict[str, float]
+    texts: list[str]
+    lengths: np.ndarray
+    t_sample: float = 0.0
+    t_reward: float = 0.0
+    trajectories: list | None = None
+
+
+@dataclasses.dataclass
+class Targets:
+    """One SFT step's supervised targets: the prompts, the target tokens and which of them are scored, and their
+    texts (``prompt`` / ids / mask: this process's part of the global batch)."""
+
+    prompt: Any
+    completion_ids: Any
+    completion_mask: Any
+    texts: list[str]
+
+
 class Task:
     """One training task. Subclasses set :attr:`name` and implement the three methods.
 
@@ -36,6 +78,8 @@ class Task:
     name = "task"
     #: reward weights shown in the reward plot (a component whose weight is 0 does not count)
     weights: dict[str, float] = {}
+    #: answers per rollout: 1, or more for an :class:`InteractiveTask` (System 2's feedback between them)
+    max_turns: int = 1
 
     def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
                 share: tuple[int, int] = (0, 1)) -> Iterator[dict[str, Any]]:
@@ -72,6 +116,33 @@ class Task:
 
     def close(self) -> None:
         """Release what the task holds (judge connections); the learner calls it once."""
+
+
+class InteractiveTask(Task):
+    """A task whose rollouts have :attr:`max_turns` answers, System 2's feedback appended between them (see
+    :mod:`omnir1_jax.tasks.interactive`). A rollout is a *trajectory*; the learner samples each turn from the
+    re-prefilled conversation and scores whole trajectories with only the answers in the mask."""
+
+    def start(self, batch: dict[str, Any], group_size: int) -> list:
+        """One trajectory per rollout (rows ``prompt * group_size + sample``) holding its prompt."""
+        raise NotImplementedError
+
+    def add_answers(self, trajectories: Sequence[Any], tokens: np.ndarray, lengths: np.ndarray,
+                    texts: Sequence[str]) -> None:
+        """Append each trajectory's sampled answer (its tokens up to and including EOS)."""
+        raise NotImplementedError
+
+    def add_feedback(self, batch: dict[str, Any], trajectories: Sequence[Any], group_size: int) -> dict:
+        """Ask System 2 about every trajectory's last answer and append the feedback turn; returns counters."""
+        raise NotImplementedError
+
+    def trajectory_inputs(self, model_config, trajectories: Sequence[Any], pad_id: int):
+        """The trajectories as one left-padded batch: ``(ModelInputs, answer_mask [R, T])``."""
+        raise NotImplementedError
+
+    def score_trajectories(self, batch: dict[str, Any], trajectories: Sequence[Any], group_size: int) -> Scored:
+        """The rewards of the trajectories (their final answers)."""
+        raise NotImplementedError
 
 
 class RecordBatches:

@@ -26,7 +26,7 @@ import numpy as np
 
 from omnir1_jax.config import ExperimentConfig
 from omnir1_jax.rl import rollout as R
-from omnir1_jax.tasks.base import Scored
+from omnir1_jax.tasks.base import InteractiveTask, Scored
 from omnir1_jax.tasks.vos import VOSTask
 
 FEEDBACK_INTRO = "System 2 grounded your descriptions on the keyframes you chose."
@@ -109,7 +109,7 @@ def draw_boxes(frame: np.ndarray, boxes: np.ndarray, colour=(255, 0, 0)) -> np.n
     return out
 
 
-class VOSInteractiveTask(VOSTask):
+class VOSInteractiveTask(VOSTask, InteractiveTask):
     """``vos`` with System 2's findings fed back to System 1 between answers (see the module docstring)."""
 
     name = "vos_interactive"
@@ -121,6 +121,10 @@ class VOSInteractiveTask(VOSTask):
         self.eos_id = int(tokenizer.convert_tokens_to_ids("<|im_end|>"))
 
     # ------------------------------------------------------------------------------------- trajectories
+    def trajectory_inputs(self, model_config, trajectories: Sequence[Trajectory], pad_id: int):
+        """:func:`trajectory_inputs` (the module's function)."""
+        return trajectory_inputs(model_config, trajectories, pad_id)
+
     def start(self, batch: dict[str, Any], group_size: int) -> list[Trajectory]:
         """One trajectory per rollout (rows ``prompt * group_size + sample``) holding its prompt and video."""
         mi = batch["model_inputs"]

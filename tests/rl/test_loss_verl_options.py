@@ -115,13 +115,13 @@ def test_config_validates_empty_rows_and_accepts_both():
 def test_learner_threads_both_options_into_its_loss(tmp_path):
     from omnir1_jax.config import DataSpec, ExperimentConfig, ModelSpec, OptimSpec, RunSpec
     from omnir1_jax.learner import Learner, grpo_stage
-    from omnir1_jax.tasks.base import RecordBatches
+    from omnir1_jax.tasks.base import RecordBatches, Task as BaseTask
 
-    class Task:
+    class Task(BaseTask):
         name = "null"
 
-        def batches(self, records, *, batch_size, seed, sft=False):
-            return RecordBatches(records, lambda chunk: {}, batch_size=batch_size, seed=seed)
+        def batches(self, records, *, batch_size, seed, sft=False, share=(0, 1)):
+            return RecordBatches(records, lambda chunk: {}, batch_size=batch_size, seed=seed, share=share)
 
     cfg = ExperimentConfig(model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
                            data=DataSpec(batch_size=1), optim=OptimSpec(weight_decay=0.0),

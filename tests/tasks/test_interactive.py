@@ -125,14 +125,14 @@ def test_the_learner_takes_a_two_turn_grpo_step(world):
         perturb(tr.policy)
         batch = next(tr.data_iter)
         ro = tr.rollout(batch, jax.random.key(1))
-        trajs = ro["trajectories"]
+        trajs = ro.trajectories
         assert all(len(t.answers) == 2 and [a for _, a in t.segments] == [True, False, True] for t in trajs)
         # the update's mask counts each trajectory's answer tokens, both turns
         counts = [sum(len(s) for s, a in t.segments if a) for t in trajs]
-        np.testing.assert_array_equal(np.asarray(ro["completion_mask"]).sum(axis=1), counts)
+        np.testing.assert_array_equal(np.asarray(ro.completion_mask).sum(axis=1), counts)
         m = tr.update(ro)
         assert math.isfinite(m["loss"]) and m["loss"] != 0.0
-        assert ro["stats"]["interactive/feedback_keyframes"] >= 0 and "revisions" in ro["components"]
+        assert ro.stats["interactive/feedback_keyframes"] >= 0 and "revisions" in ro.components
     finally:
         tr.close()
 
@@ -209,7 +209,7 @@ def test_multi_turn_sft_targets_every_answer_after_real_feedback(world):
     try:
         batch = next(tr.data_iter)
         ro = tr.supervised(batch)
-        ids, mask = np.asarray(ro["completion_ids"]), np.asarray(ro["completion_mask"])
+        ids, mask = np.asarray(ro.completion_ids), np.asarray(ro.completion_mask)
         eos = tr.task.eos_id
         for r in range(ids.shape[0]):
             runs = np.flatnonzero(np.diff(np.concatenate([[0], mask[r], [0]])))  # starts / ends of masked runs

@@ -50,7 +50,7 @@ def runs(tmp_path_factory):
         second_alone, second_group = alone.train_step(), group.train_step()
         yield dict(alone=(first_alone, second_alone), group=(first_group, second_group), ro=(ro_alone, ro_group),
                    params=(params_of(alone.model), params_of(group.learners[SEEDS.index(K)].model)),
-                   shapes=[tuple(np.shape(l.last_rollout["prompt"].pixel_values_videos)) for l in group.learners])
+                   shapes=[tuple(np.shape(l.last_rollout.prompt.pixel_values_videos)) for l in group.learners])
     finally:
         alone.close()
         group.close()
@@ -58,13 +58,13 @@ def runs(tmp_path_factory):
 
 def test_seed_in_a_group_samples_the_tokens_it_samples_alone(runs):
     ro_alone, ro_group = runs["ro"]
-    n = min(np.shape(ro_alone["completion_ids"])[1], np.shape(ro_group["completion_ids"])[1])
-    np.testing.assert_array_equal(np.asarray(ro_alone["lengths"]), np.asarray(ro_group["lengths"]))
-    mask = np.asarray(ro_alone["completion_mask"])[:, :n].astype(bool)
-    np.testing.assert_array_equal(np.asarray(ro_alone["completion_ids"])[:, :n][mask],
-                                  np.asarray(ro_group["completion_ids"])[:, :n][mask])
-    assert ro_alone["texts"] == ro_group["texts"]
-    np.testing.assert_allclose(np.asarray(ro_alone["advantages"]), np.asarray(ro_group["advantages"]), atol=1e-6)
+    n = min(np.shape(ro_alone.completion_ids)[1], np.shape(ro_group.completion_ids)[1])
+    np.testing.assert_array_equal(np.asarray(ro_alone.lengths), np.asarray(ro_group.lengths))
+    mask = np.asarray(ro_alone.completion_mask)[:, :n].astype(bool)
+    np.testing.assert_array_equal(np.asarray(ro_alone.completion_ids)[:, :n][mask],
+                                  np.asarray(ro_group.completion_ids)[:, :n][mask])
+    assert ro_alone.texts == ro_group.texts
+    np.testing.assert_allclose(np.asarray(ro_alone.advantages), np.asarray(ro_group.advantages), atol=1e-6)
 
 
 def test_seed_in_a_group_has_the_losses_it_has_alone(runs):

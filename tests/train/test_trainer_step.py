@@ -67,6 +67,9 @@ class _LengthReward:
     def __init__(self, task):
         self.task = task
 
+    def __getattr__(self, name):  # everything else is the VOS task's
+        return getattr(self.task, name)
+
     def score(self, batch, texts, group_size):
         r = np.array([len(t) % 7 for t in texts], np.float32) + np.arange(len(texts), dtype=np.float32) * 0.25
         return Scored(r, {"length": r}, {})
@@ -81,15 +84,15 @@ def test_update_applies_the_grpo_loss_gradient_with_the_learners_advantages(trai
     finally:
         trainer.task = real_task
     n = trainer.cfg.grpo.group_size
-    r = np.asarray(ro["rewards"], np.float64).reshape(-1, n)
+    r = np.asarray(ro.rewards, np.float64).reshape(-1, n)
     # SPEC section 4, transcribed: (r - group mean) / (unbiased group std + 1e-4)
     expected_adv = ((r - r.mean(1, keepdims=True)) / (r.std(1, ddof=1, keepdims=True) + 1e-4)).reshape(-1)
-    np.testing.assert_allclose(np.asarray(ro["advantages"]), expected_adv, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ro.advantages), expected_adv, rtol=1e-5, atol=1e-5)
     assert np.abs(expected_adv).max() > 0.5  # the groups are not constant
-    args = (ro["prompt"], ro["completion_ids"], ro["completion_mask"])
+    args = (ro.prompt, ro.completion_ids, ro.completion_mask)
     logps = score(trainer.policy, *args, scorer=trainer.scorer)
     ref = score(trainer.reference, *args, scorer=trainer.scorer)
-    expected_loss, _ = grpo_loss(logps, None, ref, ro["advantages"], ro["completion_mask"], beta=0.04)
+    expected_loss, _ = grpo_loss(logps, None, ref, ro.advantages, ro.completion_mask, beta=0.04)
     before = _params(trainer.policy)
     m = trainer.update(ro)
     assert m["loss"] == pytest.approx(float(expected_loss), rel=1e-5, abs=1e-6)
@@ -97,8 +100,8 @@ def test_update_applies_the_grpo_loss_gradient_with_the_learners_advantages(trai
     changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))]
     assert any(changed) and m["grad_norm"] > 0
     new_logps = score(trainer.policy, *args, scorer=trainer.scorer)
-    adv = np.asarray(ro["advantages"])[:, None]
-    mask = np.asarray(ro["completion_mask"]) > 0
+    adv = np.asarray(ro.advantages)[:, None]
+    mask = np.asarray(ro.completion_mask) > 0
     # the step raised the log-probs of positive-advantage rows relative to negative ones
     delta = np.where(mask, np.asarray(new_logps - logps), 0.0).sum(1)
     assert np.sum(delta * adv[:, 0]) > 0
