@@ -479,6 +479,12 @@ class RunSpec:
     training records, counted in ``epoch_unit``: ``"expressions"`` (every record once) or ``"videos"`` (one
     expression per video per epoch, as the released Omni-R1 data loader samples: its length is the number of
     videos and each item is a random expression of one video).
+
+    ``on_checkpoint_error``: what a checkpoint that cannot be written (a full disk, a file-size limit, a lost
+    mount) does to the run. The failed save is always removed (the previous checkpoint stays intact) and a line
+    names the step and the error; then ``"stop"`` (default) ends the run with that line and exit status 2, and
+    ``"continue"`` trains on and tries again at the next checkpoint step (a restart then resumes from the last
+    checkpoint that was written).
     """
 
     steps: int = 100
@@ -493,6 +499,7 @@ class RunSpec:
     eval_max_expressions: int = 0
     log_every: int = 1
     resume: bool = True
+    on_checkpoint_error: str = "stop"
 
     def __post_init__(self):
         for name in ("steps", "seed", "checkpoint_every", "eval_every", "eval_max_expressions"):
@@ -505,6 +512,9 @@ class RunSpec:
         _real("run", self, "epochs", 0.0, low_open=True)
         if self.epoch_unit not in ("expressions", "videos"):
             raise ConfigError(f"run.epoch_unit must be 'expressions' or 'videos', got {self.epoch_unit!r}")
+        if self.on_checkpoint_error not in ("stop", "continue"):
+            raise ConfigError("run.on_checkpoint_error must be 'stop' or 'continue', got "
+                              f"{self.on_checkpoint_error!r}")
 
 
 def derive_steps(run: RunSpec, *, num_expressions: int, num_videos: int, global_batch: int) -> int:
