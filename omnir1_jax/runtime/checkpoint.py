@@ -7,7 +7,8 @@ directories are never listed as steps and are deleted on the next start. The sta
 data-iterator state, config) are items of one Orbax checkpoint, so they commit together.
 
 Multi-process runs: every process calls ``save`` / ``restore`` with its (globally sharded) arrays; Orbax writes
-each process's shards and lets the primary process write the metadata and rename the directory.
+each process's shards and lets the primary process write the metadata and rename the directory. A template leaf
+on one local device (the optimiser's step count) is restored replicated over the mesh of the global leaves.
 
 Corrupt checkpoints: ``restore()`` tries the steps newest first. A step that fails to restore although its stored
 tree has the template's structure (truncated or zero-filled array files, unreadable metadata, a missing item, an
@@ -185,7 +186,7 @@ class RunCheckpointer:
         is tried. Raises :class:`CheckpointError` when ``step`` does not restore or a checkpoint holds a tree
         of another structure than ``template``.
         """
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        abstract = _on_the_mesh(jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
         if step is not None:
             try:
                 return self._restore_step(step, abstract)
@@ -253,6 +254,28 @@ class RunCheckpointer:
 
     def close(self) -> None:
         self._mgr.close()
+
+
+def _on_the_mesh(abstract: Any) -> Any:
+    """In a multi-process run, a leaf of the template that lives on one local device (an uncommitted scalar such
+    as the optimiser's step count) is restored replicated over the mesh of the global leaves: restored on one
+    device it would be committed there, and a jit program over the mesh refuses it next to global arrays."""
+    if jax.process_count() == 1:
+        return abstract
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    leaves = jax.tree.leaves(abstract)
+    mesh = next((x.sharding.mesh for x in leaves if isinstance(getattr(x, "sharding", None), NamedSharding)), None)
+    if mesh is None:
+        return abstract
+
+    def place(x):
+        sharding = getattr(x, "sharding", None)
+        if sharding is None or isinstance(sharding, NamedSharding):
+            return x
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, PartitionSpec()))
+
+    return jax.tree.map(place, abstract)
 
 
 def write_error_reason(error: BaseException) -> str:
