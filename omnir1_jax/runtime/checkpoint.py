@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -289,20 +290,45 @@ def write_error_reason(error: BaseException) -> str:
     return f"{head}{type(error).__name__}: {_first_line(error)}"
 
 
+def _not_a_thread_error(record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and "raised an exception" in record.getMessage())
+
+
+def _quiet_unraisable(previous):
+    def hook(unraisable) -> None:
+        exc = unraisable.exc_value
+        if not (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"):
+            previous(unraisable)
+
+    return hook
+
+
+_QUIETED = False
+
+
 @contextlib.contextmanager
 def _quiet_orbax_thread_errors():
-    """Orbax logs a failed write from each of its threads with a traceback; the failure is reported once, by
-    :meth:`RunCheckpointer.save`, so those records are dropped while a save runs."""
-
-    def keep(record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and "raised an exception" in record.getMessage())
-
-    logger = logging.getLogger("absl")
-    logger.addFilter(keep)
+    """A failed save is reported once, by :meth:`RunCheckpointer.save`; but Orbax logs it from each of its
+    threads with a traceback, and each array write still in flight ends in an event loop Orbax has closed (an
+    unraisable ``RuntimeError``, printed with a traceback). Those two kinds of message (nothing else) are dropped
+    while a save runs, and for good once one failed (the writes in flight may end later)."""
+    global _QUIETED
+    if _QUIETED:
+        yield
+        return
+    logger, previous = logging.getLogger("absl"), sys.unraisablehook
+    logger.addFilter(_not_a_thread_error)
+    sys.unraisablehook = _quiet_unraisable(previous)
+    failed = True
     try:
         yield
+        failed = False
     finally:
-        logger.removeFilter(keep)
+        if failed:
+            _QUIETED = True
+        else:
+            logger.removeFilter(_not_a_thread_error)
+            sys.unraisablehook = previous
 
 
 def _first_line(error: Exception) -> str:
