@@ -76,8 +76,9 @@ class _OtherVersionBridge:
         self.ctx.term()
 
 
-@pytest.fixture
-def bridges(tmp_path):
+@pytest.fixture(scope="module")
+def bridges(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("pool")
     token = PF.write_token(str(tmp_path / "good.token"), "the-pool-token")
     other = PF.write_token(str(tmp_path / "other.token"), "another-token")
     good, wrong, slow, fake = (f"tcp://127.0.0.1:{PF.free_port()}" for _ in range(4))
@@ -144,6 +145,7 @@ def test_a_pool_of_only_bad_bridges_fails_with_no_bridge_naming_each(bridges):
     assert f"{bridges['wrong']} (wrong token (unauthorized))" in msg and bridges["fake"] in msg
 
 
+@pytest.mark.slow
 def test_a_single_bridge_is_never_dropped_for_slowness(bridges):
     """One address: nothing to fail over to, so an attempt timeout re-sends to it, as before pools existed."""
     client = BridgeClient(bridges["slow"], deadline_s=30, attempt_timeout_s=1.0, retries=5,

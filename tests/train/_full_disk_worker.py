@@ -1,13 +1,15 @@
 """Subprocess of test_checkpoint_full_disk.py: checkpoint writes under a file-size limit (``RLIMIT_FSIZE``).
 
-Saves step 1, then lowers this process's file-size limit below the size of the next checkpoint's array file
-(Python ignores SIGXFSZ, so the write fails with EFBIG instead of killing the process) and saves step 2 with
-``on_error`` = MODE; then lifts the limit and saves step 3. Prints one JSON line per event.
+For each ``on_error`` mode (``stop``, then ``continue``, in ``OUT_DIR/<mode>``): saves step 1, then lowers this
+process's file-size limit below the size of the next checkpoint's array file (Python ignores SIGXFSZ, so the
+write fails with EFBIG instead of killing the process) and saves step 2; then lifts the limit and saves step 3.
+Prints one JSON line per event (with its mode).
 
-Usage: python _full_disk_worker.py OUT_DIR MODE   (MODE: stop | continue)
+Usage: python _full_disk_worker.py OUT_DIR
 """
 
 import json
+import os
 import resource
 import sys
 
@@ -23,22 +25,26 @@ def state_at(step: int) -> dict:
     return {"w": np.random.default_rng(step).standard_normal(n).astype(np.float32)}
 
 
-def main(out_dir: str, mode: str) -> None:
+def run(out_dir: str, mode: str) -> None:
+    def say(**event) -> None:
+        print(json.dumps(dict(event, mode=mode)), flush=True)
+
     ckpt = RunCheckpointer(out_dir, keep=5, on_error=mode)
-    print(json.dumps({"saved": 1, "ok": ckpt.save(1, state_at(1), {"step": 1})}), flush=True)
+    say(saved=1, ok=ckpt.save(1, state_at(1), {"step": 1}))
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, hard))
     try:
-        ok = ckpt.save(2, state_at(2), {"step": 2})
-        print(json.dumps({"saved": 2, "ok": ok}), flush=True)
+        say(saved=2, ok=ckpt.save(2, state_at(2), {"step": 2}))
     except CheckpointWriteError as e:
-        print(json.dumps({"saved": 2, "error": str(e)}), flush=True)
+        say(saved=2, error=str(e))
         ckpt.close()
         return
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    print(json.dumps({"saved": 3, "ok": ckpt.save(3, state_at(3), {"step": 3})}), flush=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    say(saved=3, ok=ckpt.save(3, state_at(3), {"step": 3}))
     ckpt.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    for m in ("stop", "continue"):
+        run(os.path.join(sys.argv[1], m), m)

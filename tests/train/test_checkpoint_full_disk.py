@@ -29,12 +29,19 @@ def _env() -> dict:
     return env
 
 
-def _worker(out: str, mode: str) -> tuple[list[dict], str]:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "train", "_full_disk_worker.py"), out, mode],
+@pytest.fixture(scope="module")
+def disk(tmp_path_factory):
+    """Both modes, in one subprocess: ``(out_dir, {mode: [events]}, output)``."""
+    out = str(tmp_path_factory.mktemp("full_disk"))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "train", "_full_disk_worker.py"), out],
                           capture_output=True, text=True, timeout=300, env=_env(), cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    events = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
-    return events, proc.stdout + proc.stderr
+    events: dict[str, list[dict]] = {"stop": [], "continue": []}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            e = json.loads(line)
+            events[e.pop("mode")].append(e)
+    return out, events, proc.stdout + proc.stderr
 
 
 def _restore_step(out: str) -> tuple[int, np.ndarray]:
@@ -46,11 +53,11 @@ def _restore_step(out: str) -> tuple[int, np.ndarray]:
     return step, state["w"]
 
 
-def test_a_failed_write_stops_the_run_and_leaves_the_previous_checkpoint_intact(tmp_path):
-    out = str(tmp_path / "stop")
-    events, text = _worker(out, "stop")
-    assert events[0] == {"saved": 1, "ok": True} and len(events) == 2
-    error = events[1]["error"]
+def test_a_failed_write_stops_the_run_and_leaves_the_previous_checkpoint_intact(disk):
+    root, events, text = disk
+    out = os.path.join(root, "stop")
+    assert events["stop"][0] == {"saved": 1, "ok": True} and len(events["stop"]) == 2
+    error = events["stop"][1]["error"]
     ckdir = os.path.join(out, "checkpoints")
     assert error.startswith("[checkpoint] step 2 was NOT saved: File too large (EFBIG): ValueError: ")
     assert f"the newest checkpoint, step 1, is intact ({ckdir}); stopping (run.on_checkpoint_error='stop'" in error
@@ -60,14 +67,13 @@ def test_a_failed_write_stops_the_run_and_leaves_the_previous_checkpoint_intact(
     assert "Traceback" not in text  # orbax's per-thread tracebacks are not repeated
 
 
-def test_continue_trains_on_and_saves_the_next_checkpoint(tmp_path):
-    out = str(tmp_path / "continue")
-    events, text = _worker(out, "continue")
-    assert events == [{"saved": 1, "ok": True}, {"saved": 2, "ok": False}, {"saved": 3, "ok": True}]
-    line = next(x for x in text.splitlines() if "was NOT saved" in x)
+def test_continue_trains_on_and_saves_the_next_checkpoint(disk):
+    root, events, text = disk
+    assert events["continue"] == [{"saved": 1, "ok": True}, {"saved": 2, "ok": False}, {"saved": 3, "ok": True}]
+    line = next(x for x in text.splitlines() if "was NOT saved" in x and "training goes on" in x)
     assert line.startswith("[checkpoint] step 2 was NOT saved: File too large (EFBIG)")
-    assert "the newest checkpoint, step 1, is intact" in line and "training goes on" in line
-    assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["1", "3"]
+    assert "the newest checkpoint, step 1, is intact" in line
+    assert sorted(os.listdir(os.path.join(root, "continue", "checkpoints"))) == ["1", "3"]
 
 
 def test_the_option_is_validated_and_the_reason_is_read_from_the_error():
