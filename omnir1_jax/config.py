@@ -318,6 +318,9 @@ class BridgeSpec:
       sam2_config, sam2_checkpoint: packaged SAM2 config name and local checkpoint (hiera_l in the paper).
       workers: bridge worker processes (one per GPU).
       timeout_s: deadline of one group query; retries: how often a failed query is retried.
+      attempt_timeout_s: an attempt with no answer within this many seconds is re-sent; with several
+        ``addresses`` (a pool) the bridge that let it pass is dropped from the pool with a warning and the query
+        goes to another (``sam2_bridge.pool``). 0 (default): ``timeout_s`` (one slow attempt fails the query).
       token_file: a file holding the shared token of a bridge started with ``--token-file`` (a remote pool
         reached with ``--allow-remote``); a local bridge started by the run is given the same file.
       grounder_plugins: grounder plug-ins (module names or ``.py`` files) a bridge started by the run imports
@@ -343,6 +346,7 @@ class BridgeSpec:
     grounder_plugins: tuple[str, ...] = ()
     s2_context: bool = False
     s2_context_chars: int = 1024
+    attempt_timeout_s: float = 0.0
 
     def __post_init__(self):
         _flag("bridge", self, "start")
@@ -357,6 +361,10 @@ class BridgeSpec:
         _int("bridge", self, "workers", 1)
         _int("bridge", self, "retries", 0)
         _real("bridge", self, "timeout_s", 0.0, low_open=True)
+        _real("bridge", self, "attempt_timeout_s", 0.0)
+        if self.attempt_timeout_s > self.timeout_s:
+            raise ConfigError(f"bridge.attempt_timeout_s = {self.attempt_timeout_s} must be <= bridge.timeout_s = "
+                              f"{self.timeout_s} (0 = timeout_s)")
 
 
 @dataclasses.dataclass(frozen=True)

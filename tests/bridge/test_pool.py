@@ -157,3 +157,21 @@ def test_a_single_bridge_is_never_dropped_for_slowness(bridges):
         client.close()
     np.testing.assert_array_equal(P.SegmentReply.from_body(reply).masks, masks)
     assert client.pool.dropped == {} and client.stats["resent"] >= 1
+
+
+def test_the_runs_pool_drops_a_slow_bridge_after_bridge_attempt_timeout_s(bridges, tmp_path):
+    """``bridge.attempt_timeout_s`` reaches the run's client (``runtime.setup.open_bridge``): the pool drops the
+    slow bridge after one attempt and the run's queries are answered by the other, long before ``timeout_s``."""
+    from omnir1_jax.config import BridgeSpec
+    from omnir1_jax.runtime.setup import open_bridge
+
+    spec = BridgeSpec(start=False, addresses=(bridges["slow"], bridges["good"]), token_file=bridges["token"],
+                      timeout_s=60.0, attempt_timeout_s=1.0)
+    bridge = open_bridge(spec, str(tmp_path), wait_s=60)
+    try:
+        assert bridge.client.attempt_timeout_s == 1.0
+        futures = [bridge.client.submit("segment", PF.request_for(i)[0]) for i in range(4)]
+        assert {f.result(timeout=30) is not None and f.address for f in futures} == {bridges["good"]}
+        assert list(bridge.client.pool.dropped) == [bridges["slow"]]
+    finally:
+        bridge.close()
