@@ -292,7 +292,7 @@ class BridgeClient:
             self._fail(p, pending, BridgeError("no_bridge", "every bridge of the pool was dropped: "
                                                + self.pool.describe_dropped()))
             return
-        p.address = address
+        p.address, p.paused = address, False
         now = time.monotonic()
         if p.attempts:  # a resend: the deadline it carries is what is left now
             p.payload = P.frame_request(p.req_id, p.req_type, p.body, token=self.token,
