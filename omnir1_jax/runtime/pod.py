@@ -12,7 +12,7 @@ here, 0.04 there``), which the entry points print as one line with exit status 2
 differences, so all of them stop.
 
 **Lost process** (:class:`PodWatch`, for the rest of the run): a thread in every process increments its own
-heartbeat key every ``timeout / 20`` seconds and reads the others'. A process whose heartbeat has not changed
+heartbeat key every ``timeout / 20`` seconds (at most 1 s) and reads all the others' with one request. A process whose heartbeat has not changed
 for ``timeout`` seconds (``OMNIR1_POD_TIMEOUT_S``, default 20), or a coordination service that has not answered
 for that long (process 0, which hosts it, is gone), is lost: this process prints one line on stderr,
 
@@ -172,13 +172,9 @@ class PodWatch:
                 self.client.key_value_set(f"{_PREFIX}/beat/{self.index}", str(n), allow_overwrite=True)
             self._stop.wait(self.interval)
 
-    def _read(self, key: str) -> str | None:
-        try:
-            return self.client.key_value_try_get(key)
-        except Exception as e:  # noqa: BLE001 - NOT_FOUND is an answer; anything else: the service is gone
-            if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
-                return None
-            raise
+    def _read(self, folder: str) -> dict[int, str]:
+        """``{process: value}`` of the keys under ``omnir1/pod/<folder>/`` (one request for every process)."""
+        return {int(k.rpartition("/")[2]): v for k, v in self.client.key_value_dir_get(f"{_PREFIX}/{folder}/")}
 
     def _watch(self) -> None:
         start = time.monotonic()
@@ -190,20 +186,20 @@ class PodWatch:
                 return
             now = time.monotonic()
             try:
-                for peer in list(seen):
-                    if self._read(f"{_PREFIX}/done/{peer}") is not None:
-                        del seen[peer]  # finished normally
-                        continue
-                    beat = self._read(f"{_PREFIX}/beat/{peer}")
-                    if beat != seen[peer][0]:
-                        seen[peer] = (beat, now)
+                done, beats = self._read("done"), self._read("beat")
                 answered = now
             except Exception as e:  # noqa: BLE001 - the coordination service (process 0) does not answer
                 if now - answered > self.timeout_s:
+                    text = str(e).strip()
                     self._lost(0, f"the coordination service it hosts has not answered for {now - answered:.0f} "
-                               f"s: {str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__}")
+                               f"s: {text.splitlines()[0][:120] if text else type(e).__name__}")
                     return
                 continue
+            for peer in list(seen):
+                if peer in done:
+                    del seen[peer]  # finished normally
+                elif beats.get(peer) != seen[peer][0]:
+                    seen[peer] = (beats.get(peer), now)
             for peer, (_, last) in seen.items():
                 if now - last > self.timeout_s:
                     self._lost(peer, f"no heartbeat for {now - last:.0f} s")
