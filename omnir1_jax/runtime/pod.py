@@ -12,9 +12,10 @@ here, 0.04 there``), which the entry points print as one line with exit status 2
 differences, so all of them stop.
 
 **Lost process** (:class:`PodWatch`, for the rest of the run): a thread in every process increments its own
-heartbeat key every ``timeout / 20`` seconds (at most 1 s) and reads all the others' with one request. A process whose heartbeat has not changed
-for ``timeout`` seconds (``OMNIR1_POD_TIMEOUT_S``, default 20), or a coordination service that has not answered
-for that long (process 0, which hosts it, is gone), is lost: this process prints one line on stderr,
+heartbeat key every ``timeout / 20`` seconds (at most 1 s) and reads all the others' with one request. A process
+whose heartbeat has not changed for ``timeout`` seconds (``OMNIR1_POD_TIMEOUT_S``, default 20), or a coordination
+service that has not answered for that long (process 0, which hosts it, is gone), is lost: this process prints
+one line on stderr,
 
     python -m omnir1_jax.train: error: process 1 of 2 is lost (no heartbeat for 20 s); process 0 stops. ...
 
