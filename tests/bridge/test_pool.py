@@ -146,15 +146,22 @@ def test_a_pool_of_only_bad_bridges_fails_with_no_bridge_naming_each(bridges):
 
 
 @pytest.mark.slow
-def test_a_single_bridge_is_never_dropped_for_slowness(bridges):
-    """One address: nothing to fail over to, so an attempt timeout re-sends to it, as before pools existed."""
-    client = BridgeClient(bridges["slow"], deadline_s=30, attempt_timeout_s=1.0, retries=5,
-                          token_file=bridges["token"])
+def test_a_single_bridge_is_never_dropped_for_slowness(bridges, tmp_path):
+    """One address: nothing to fail over to, so an attempt timeout re-sends to it, as before pools existed (a
+    bridge of its own: the pool's slow bridge still works off what the other tests sent it)."""
+    address = f"tcp://127.0.0.1:{PF.free_port()}"
+    slow = PF.start_bridge(address, bridges["token"], str(tmp_path / "slow1.log"), **{REPLY_DELAY_ENV: "3"})
     try:
-        body, masks = PF.request_for(3)
-        reply = client.submit("segment", body).result(timeout=60)
+        PF.wait_ready(address, bridges["token"])
+        client = BridgeClient(address, deadline_s=30, attempt_timeout_s=1.0, retries=5, token_file=bridges["token"])
+        try:
+            body, masks = PF.request_for(3)
+            reply = client.submit("segment", body).result(timeout=60)
+        finally:
+            client.close()
     finally:
-        client.close()
+        slow.terminate()
+        slow.wait(timeout=30)
     np.testing.assert_array_equal(P.SegmentReply.from_body(reply).masks, masks)
     assert client.pool.dropped == {} and client.stats["resent"] >= 1
 
