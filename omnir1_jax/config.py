@@ -336,6 +336,9 @@ class BridgeSpec:
       sam2_config, sam2_checkpoint: packaged SAM2 config name and local checkpoint (hiera_l in the paper).
       workers: bridge worker processes (one per GPU).
       timeout_s: deadline of one group query; retries: how often a failed query is retried.
+      attempt_timeout_s: an attempt with no answer within this many seconds is re-sent; with several
+        ``addresses`` (a pool) the bridge that let it pass is dropped from the pool with a warning and the query
+        goes to another (``sam2_bridge.pool``). 0 (default): ``timeout_s`` (one slow attempt fails the query).
       token_file: a file holding the shared token of a bridge started with ``--token-file`` (a remote pool
         reached with ``--allow-remote``); a local bridge started by the run is given the same file.
       grounder_plugins: grounder plug-ins (module names or ``.py`` files) a bridge started by the run imports
@@ -361,6 +364,7 @@ class BridgeSpec:
     grounder_plugins: tuple[str, ...] = ()
     s2_context: bool = False
     s2_context_chars: int = 1024
+    attempt_timeout_s: float = 0.0
 
     def __post_init__(self):
         _flag("bridge", self, "start")
@@ -375,6 +379,10 @@ class BridgeSpec:
         _int("bridge", self, "workers", 1)
         _int("bridge", self, "retries", 0)
         _real("bridge", self, "timeout_s", 0.0, low_open=True)
+        _real("bridge", self, "attempt_timeout_s", 0.0)
+        if self.attempt_timeout_s > self.timeout_s:
+            raise ConfigError(f"bridge.attempt_timeout_s = {self.attempt_timeout_s} must be <= bridge.timeout_s = "
+                              f"{self.timeout_s} (0 = timeout_s)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,6 +552,12 @@ class RunSpec:
     ``seeds`` (e.g. ``(0, 1, 2, 3, 4)``, ``--seeds 0-4``): train that many independent runs in one program
     (:mod:`omnir1_jax.seeds`), each with its own initialisation, data order and sampling key and its own outputs
     under ``<out_dir>/seed<k>/``; empty = one run with ``seed``.
+
+    ``on_checkpoint_error``: what a checkpoint that cannot be written (a full disk, a file-size limit, a lost
+    mount) does to the run. The failed save is always removed (the previous checkpoint stays intact) and a line
+    names the step and the error; then ``"stop"`` (default) ends the run with that line and exit status 2, and
+    ``"continue"`` trains on and tries again at the next checkpoint step (a restart then resumes from the last
+    checkpoint that was written).
     """
 
     steps: int = 100
@@ -559,6 +573,7 @@ class RunSpec:
     log_every: int = 1
     resume: bool = True
     seeds: tuple[int, ...] = ()
+    on_checkpoint_error: str = "stop"
 
     def __post_init__(self):
         if not (isinstance(self.seeds, tuple) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0
@@ -574,6 +589,9 @@ class RunSpec:
         _real("run", self, "epochs", 0.0, low_open=True)
         if self.epoch_unit not in ("expressions", "videos"):
             raise ConfigError(f"run.epoch_unit must be 'expressions' or 'videos', got {self.epoch_unit!r}")
+        if self.on_checkpoint_error not in ("stop", "continue"):
+            raise ConfigError("run.on_checkpoint_error must be 'stop' or 'continue', got "
+                              f"{self.on_checkpoint_error!r}")
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -150,12 +150,15 @@ class Learner:
         self.step = 0
         self.evaluate_fn = evaluate
         self.evals: list[tuple[int, float]] = []
-        self.checkpointer = RunCheckpointer(self.out_dir, keep=stage.run.keep_checkpoints)
+        self.checkpointer = RunCheckpointer(self.out_dir, keep=stage.run.keep_checkpoints,
+                                            on_error=cfg.run.on_checkpoint_error)
         self.writer = MetricsWriter(self.out_dir, tensorboard=self.grpo) if self.primary else None
         self.last_texts: list[str] = []
         self.last_rollout: Rollout | None = None  # the last GRPO step's rollout (completions, advantages)
         if stage.run.resume:
             self.restore()
+            if self.writer is not None:  # the steps after the restored one are re-run: each is logged once
+                self.writer.rewind(self.step)
 
     # ----------------------------------------------------------------------------------------- state
     def _state(self) -> dict[str, Any]:

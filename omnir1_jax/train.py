@@ -206,8 +206,12 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    distributed.initialize(dist)
-    run(cfg, do_eval=not args.no_eval, stages=stages)
+    from omnir1_jax.runtime import pod
+
+    # every process of a multi-process run: the same config and code, and a lost peer named within seconds
+    distributed.initialize(dist, fingerprint=pod.fingerprint(cfg) if dist.multi_process else None)
+    with distributed.guard():
+        run(cfg, do_eval=not args.no_eval, stages=stages)
     return 0
 
 

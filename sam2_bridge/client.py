@@ -15,7 +15,13 @@ Behaviour:
 - an attempt that gets no reply within ``attempt_timeout_s``, or a retryable error (``worker_died``; after a
   pause of 0.5 s doubling per attempt, ``overloaded``), is re-sent (up to ``retries`` times), to the next
   server;
-- several addresses are used round-robin (a remote pool over tcp://);
+- several addresses are used round-robin (a remote pool over tcp://), with health tracking
+  (:class:`sam2_bridge.pool.BridgePool`): a bridge that answers with a wrong token, another protocol version, or
+  too slowly (no answer within ``attempt_timeout_s``) is dropped with a warning and what it held goes to the
+  others; a bridge whose connection drops gets what it held re-sent to the others at once;
+- a request keeps its id over every attempt, and the first reply with that id is the one used: a later reply
+  (a slow bridge answering after the re-send was answered, a dropped bridge) is discarded and counted
+  (:attr:`BridgeClient.stats`), never used twice; the future's ``address`` names the bridge that answered;
 - each request carries its remaining deadline (``deadline_s``), so a server drops it unstarted once the client
   has given up, and the shared ``token`` when one is given (a server started with ``--token-file``);
 - a server whose connection drops (its process died, or it stopped answering zmq heartbeats for
@@ -30,11 +36,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import itertools
-import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -45,6 +47,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from sam2_bridge import protocol as P
+from sam2_bridge.pool import BridgePool, LocalServer, _die_with_parent  # noqa: F401  (re-exported)
 from sam2_bridge.protocol import FrameRef, Keyframe, RolloutResult
 
 
@@ -92,65 +95,6 @@ class GroupResult:
         return self
 
 
-def _die_with_parent() -> None:
-    """In the forked child: ask Linux for SIGTERM when the parent (thread) dies (prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
-
-
-class LocalServer:
-    """A bridge server started (and restarted) by this process: ``python -m sam2_bridge.serve ARGS``."""
-
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, log_path: str | None = None):
-        if "--address" not in args:
-            raise ValueError("LocalServer args must contain --address")
-        self.args = list(args)
-        self.address = self.args[self.args.index("--address") + 1]
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.restarts = 0
-
-    def start(self) -> "LocalServer":
-        """Start the server process. On Linux it gets SIGTERM when the thread that started it ends (the
-        trainer's main thread, or the client's I/O thread after a restart), so a trainer killed with SIGKILL
-        leaves no orphaned bridge behind."""
-        out = open(self.log_path, "ab") if self.log_path else None
-        self.proc = subprocess.Popen([sys.executable, "-m", "sam2_bridge.serve", *self.args],
-                                     env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        if out is not None:
-            out.close()  # the child holds its own descriptor
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def failed(self) -> bool:
-        """The server exited because a worker could not start (restarting it would fail the same way)."""
-        from sam2_bridge.server import EXIT_WORKER_START
-
-        return self.proc is not None and self.proc.poll() == EXIT_WORKER_START
-
-    def restart(self) -> None:
-        self.stop()
-        self.restarts += 1
-        self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.address.startswith("ipc://") and os.path.exists(self.address[6:]):
-            os.unlink(self.address[6:])
-
-
 @dataclasses.dataclass
 class _Pending:
     future: concurrent.futures.Future
@@ -165,6 +109,7 @@ class _Pending:
     attempt_deadline: float = 0.0
     address: str = ""
     sent_at: float = 0.0
+    paused: bool = False  # waiting out the pause after an 'overloaded' reply (not a slow bridge)
 
 
 class BridgeClient:
@@ -201,7 +146,7 @@ class BridgeClient:
         self._wake_send.connect(self._wake_addr)
         self._wake_lock = threading.Lock()
         self._outbox: queue.Queue = queue.Queue()
-        self._round_robin = itertools.cycle(range(len(self.addresses)))
+        self.pool = BridgePool(self.addresses, protected=[local_server.address] if local_server else [])
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="sam2-bridge-client", daemon=True)
         self._thread.start()
@@ -210,7 +155,9 @@ class BridgeClient:
 
     def submit(self, req_type: str, body: dict[str, Any], deadline_s: float | None = None
                ) -> concurrent.futures.Future:
-        """Future of the decoded reply body (a dict); raises BridgeError / BridgeTimeout on failure."""
+        """Future of the decoded reply body (a dict); raises BridgeError / BridgeTimeout on failure. The future
+        carries ``req_id`` (the request's id, the same in every attempt), ``attempts`` and, once answered,
+        ``address`` (the bridge whose reply was used)."""
         if self._closed:
             raise RuntimeError("BridgeClient is closed")
         req_id = uuid.uuid4().hex
@@ -225,10 +172,17 @@ class BridgeClient:
                                   max_message_bytes=self.max_message_bytes, version=version)
         pending = _Pending(concurrent.futures.Future(), req_id, req_type, payload, deadline, now, packed,
                            version)
+        pending.future.req_id = req_id  # kept over every attempt: the first reply with it is the one used
         self._outbox.put(pending)
         with self._wake_lock:
             self._wake_send.send(b"")
         return pending.future
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters of the I/O thread: ``sent``, ``resent``, ``dropped``, ``late_replies``,
+        ``discarded_from_dropped`` (see :class:`sam2_bridge.pool.BridgePool`)."""
+        return dict(self.pool.stats)
 
     def health(self, deadline_s: float = 10.0) -> dict[str, Any]:
         return self.submit("health", {}, deadline_s).result()
@@ -326,30 +280,50 @@ class BridgeClient:
         ivl = max(100, int(self.heartbeat_timeout_s * 1000) // 3)
         sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.heartbeat_timeout_s * 1000))
-        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         sock.connect(address)
         return sock, monitor
 
-    def _send(self, p: _Pending, socks: dict[str, zmq.Socket]) -> None:
-        p.address = self.addresses[next(self._round_robin)]
+    def _send(self, p: _Pending, pending: dict[str, _Pending], socks, avoid: str | None = None) -> None:
+        """Send an attempt of ``p`` to the next live bridge (not ``avoid`` when another is connected); fails it
+        with ``no_bridge`` when every bridge of the pool was dropped."""
+        address = self.pool.pick(avoid)
+        if address is None:
+            self._fail(p, pending, BridgeError("no_bridge", "every bridge of the pool was dropped: "
+                                               + self.pool.describe_dropped()))
+            return
+        p.address, p.paused = address, False
         now = time.monotonic()
         if p.attempts:  # a resend: the deadline it carries is what is left now
             p.payload = P.frame_request(p.req_id, p.req_type, p.body, token=self.token,
                                         deadline_s=max(0.0, p.deadline - now),
                                         max_message_bytes=self.max_message_bytes, version=p.version)
+            self.pool.stats["resent"] += 1
         p.attempts += 1
         p.attempt_deadline = min(p.deadline, now + self.attempt_timeout_s)
         p.sent_at = now
+        self.pool.stats["sent"] += 1
         socks[p.address].send(p.payload, copy=False)
 
-    def _retry_or_fail(self, p: _Pending, pending: dict[str, _Pending], socks, code: str, msg: str) -> None:
-        if p.attempts <= self.retries and time.monotonic() < p.deadline:
-            self._send(p, socks)
-            return
-        del pending[p.req_id]
+    def _fail(self, p: _Pending, pending: dict[str, _Pending], exc: BaseException) -> None:
+        pending.pop(p.req_id, None)
         p.future.attempts = p.attempts
-        exc = BridgeTimeout(msg) if code == "timed_out" else BridgeError(code, msg)
         p.future.set_exception(exc)
+
+    def _retry_or_fail(self, p: _Pending, pending: dict[str, _Pending], socks, code: str, msg: str,
+                       force: bool = False) -> None:
+        """Re-send ``p`` (to another bridge when there is one) while retries (or, with ``force``: a bridge was
+        dropped, which costs no retry) and its deadline allow; otherwise fail it with ``code``."""
+        if (force or p.attempts <= self.retries) and time.monotonic() < p.deadline:
+            self._send(p, pending, socks, avoid=p.address)
+            return
+        self._fail(p, pending, BridgeTimeout(msg) if code == "timed_out" else BridgeError(code, msg))
+
+    def _drop(self, address: str, reason: str, pending: dict[str, _Pending], socks) -> None:
+        """Drop ``address`` from the pool and re-send everything it held to the others."""
+        self.pool.drop(address, reason)
+        for q in [q for q in pending.values() if q.address == address]:
+            self._retry_or_fail(q, pending, socks, "no_bridge", f"bridge {address} dropped: {reason}", force=True)
 
     def _loop(self) -> None:
         pairs = {a: self._connect(a) for a in dict.fromkeys(self.addresses)}
@@ -378,11 +352,11 @@ class BridgeClient:
                 except queue.Empty:
                     break
                 pending[p.req_id] = p
-                self._send(p, socks)
-            for sock in socks.values():
+                self._send(p, pending, socks)
+            for address, sock in socks.items():
                 if sock in events:
                     while sock.poll(0):
-                        self._on_reply(sock.recv(), pending, socks)
+                        self._on_reply(sock.recv(), address, pending, socks)
             for mon, address in monitors.items():
                 if mon in events:
                     self._on_monitor(mon, address, pending, socks)
@@ -396,15 +370,19 @@ class BridgeClient:
             m.close()
 
     def _on_monitor(self, mon: zmq.Socket, address: str, pending: dict[str, _Pending], socks) -> None:
-        """The connection to ``address`` dropped: what that server held is lost, re-send it now (it is queued
-        in the socket and delivered when a server listens there again, or goes to the next address)."""
+        """The connection to ``address`` came up or dropped. Dropped: what that server held is lost, re-send it
+        now to another bridge when there is one (else it is queued in the socket and delivered when a server
+        listens there again)."""
         dropped = False
         while mon.poll(0):
             try:
                 event = recv_monitor_message(mon)
             except zmq.ZMQError:
                 return
-            dropped = dropped or event["event"] == zmq.EVENT_DISCONNECTED
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                dropped, self.pool.connected[address] = True, False
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.pool.connected[address] = True
         if not dropped or (self.local_server is not None and address == self.local_server.address):
             return  # a local server's death is handled (restart + re-send) by _check_deadlines
         now = time.monotonic()
@@ -412,33 +390,42 @@ class BridgeClient:
             if p.address == address and p.sent_at < now:
                 self._retry_or_fail(p, pending, socks, "disconnected", f"lost the connection to {address}")
 
-    def _on_reply(self, payload: bytes, pending: dict[str, _Pending], socks) -> None:
+    def _on_reply(self, payload: bytes, address: str, pending: dict[str, _Pending], socks) -> None:
         try:
             # replies are trusted more than requests: only the size bounds them (masks, boxes, many texts)
             reply = P.decode_message(payload, P.DecodeLimits(self.max_message_bytes, max_container_len=1 << 24,
                                                              max_items=1 << 26, max_bool_elements=1 << 40))
-        except P.ProtocolError:
+        except P.ProtocolError as exc:
+            if exc.code == "bad_version" and self.pool.can_drop(address):
+                self._drop(address, f"wrong protocol version ({exc.message})", pending, socks)
             return  # not ours to match; the attempt timeout will retry
+        if address in self.pool.dropped:
+            self.pool.stats["discarded_from_dropped"] += 1
+            return  # whatever it answers, it was re-sent elsewhere: never used
         p = pending.get(reply.get("id"))
         if p is None:
+            self.pool.stats["late_replies"] += 1
             return  # a late answer to a request already answered or given up
         if reply.get("ok") is True:
             del pending[p.req_id]
             p.future.attempts = p.attempts
+            p.future.address = address
             p.future.set_result(reply.get("body", {}))
             return
         err = reply.get("error") or {}
         code, msg = str(err.get("code", "internal")), str(err.get("message", ""))
-        if code == "overloaded" and p.attempts <= self.retries:
+        if code in ("unauthorized", "bad_version") and self.pool.can_drop(address):
+            why = "wrong token (unauthorized)" if code == "unauthorized" else f"wrong protocol version ({msg})"
+            self._drop(address, why, pending, socks)  # p goes to another bridge with the rest
+        elif code == "overloaded" and p.attempts <= self.retries:
             # a full queue: resending at once would be refused again; the attempt timeout resends it after a
             # pause (0.5 s, 1 s, 2 s ... per attempt), so a burst drains instead of failing
             p.attempt_deadline = min(p.deadline, time.monotonic() + 0.5 * 2 ** (p.attempts - 1))
+            p.paused = True
         elif err.get("retryable"):
             self._retry_or_fail(p, pending, socks, code, msg)
         else:
-            del pending[p.req_id]
-            p.future.attempts = p.attempts
-            p.future.set_exception(BridgeError(code, msg))
+            self._fail(p, pending, BridgeError(code, msg))
 
     def _check_deadlines(self, pending: dict[str, _Pending], socks, by_sock) -> None:
         now = time.monotonic()
@@ -447,9 +434,7 @@ class BridgeClient:
             if server.failed():  # its workers cannot start: restarting would fail the same way
                 for p in list(pending.values()):
                     if p.address == server.address:
-                        del pending[p.req_id]
-                        p.future.attempts = p.attempts
-                        p.future.set_exception(BridgeError("server_failed", f"the bridge server {server.address} "
+                        self._fail(p, pending, BridgeError("server_failed", f"the bridge server {server.address} "
                                                            "exited: its workers could not start (see its log)"))
             else:
                 server.restart()
@@ -457,11 +442,18 @@ class BridgeClient:
                     if p.address == server.address:
                         self._retry_or_fail(p, pending, socks, "server_died", "local bridge server died")
         for p in list(pending.values()):
+            if p.req_id not in pending:
+                continue  # re-sent or failed above, by a drop
             if now >= p.deadline:
-                del pending[p.req_id]
-                p.future.attempts = p.attempts
-                p.future.set_exception(BridgeTimeout(
+                self._fail(p, pending, BridgeTimeout(
                     f"{p.req_type} request {p.req_id} got no answer within its deadline "
                     f"({p.deadline - p.submitted:.1f} s, {p.attempts} attempt(s))"))
             elif now >= p.attempt_deadline:
-                self._retry_or_fail(p, pending, socks, "timed_out", "attempt timed out")
+                if p.paused:  # the pause after 'overloaded' is over: not the bridge's slowness
+                    p.paused = False
+                    self._retry_or_fail(p, pending, socks, "overloaded", "the bridge stayed overloaded")
+                elif self.pool.can_drop(p.address):
+                    self._drop(p.address, f"slow: no answer within attempt_timeout_s = {self.attempt_timeout_s:g} s",
+                               pending, socks)
+                else:
+                    self._retry_or_fail(p, pending, socks, "timed_out", "attempt timed out")

@@ -7,6 +7,13 @@ they cannot be: the server counts failed starts), then loops: receive ``[client,
 (``deadline``: the request's ``time.monotonic()`` deadline as ASCII, empty for none; the broker and the worker
 share the machine's monotonic clock), reply ``[client, reply bytes, stats-json]``. Work whose deadline has
 passed is answered ``expired`` without starting it.
+
+Test hook (fault-injection tests and ``benchmarks/chaos.py``; never set in production): with
+``SAM2_BRIDGE_TEST_REPLY_DELAY_S=<seconds>`` in the environment, a worker sleeps that long after computing a reply
+and before sending it (prints ``[bridge] test delay`` on stderr), so a test can kill the worker or the server in
+the middle of a reply deterministically, or play a slow bridge. With ``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE=<path>``
+as well, only a reply computed while that file exists is delayed, one per creation of the file: the worker that
+takes it removes the file and writes ``<pid> <request id>`` to ``<path>.held`` (atomically) before sleeping.
 """
 
 from __future__ import annotations
@@ -17,6 +24,31 @@ import os
 import sys
 import time
 import traceback
+
+REPLY_DELAY_ENV = "SAM2_BRIDGE_TEST_REPLY_DELAY_S"
+REPLY_HOLD_ENV = "SAM2_BRIDGE_TEST_REPLY_HOLD_FILE"
+
+
+def maybe_delay_reply(req_id: str) -> float:
+    """The test hook (see the module docstring): sleep before sending the reply to ``req_id`` when the
+    environment asks for it; returns the seconds slept (0 without the hook)."""
+    delay = float(os.environ.get(REPLY_DELAY_ENV, "0") or 0)
+    if delay <= 0:
+        return 0.0
+    hold = os.environ.get(REPLY_HOLD_ENV)
+    if hold:
+        try:
+            os.unlink(hold)  # armed: this worker takes the one held reply
+        except FileNotFoundError:
+            return 0.0
+        tmp = f"{hold}.held.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()} {req_id}\n")
+        os.replace(tmp, f"{hold}.held")
+    print(f"[bridge] test delay: reply to {req_id} held {delay} s (worker pid {os.getpid()})", file=sys.stderr,
+          flush=True)
+    time.sleep(delay)
+    return delay
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
             reply = P.make_error(req_id, req_type, "internal", f"{type(exc).__name__}: {exc}", version=version)
         stats = {"compute_s": time.perf_counter() - t0, "status": status}
+        maybe_delay_reply(req_id)
         sock.send_multipart([client, reply, json.dumps(stats).encode()])
     sock.close()
     ctx.term()

@@ -7,13 +7,21 @@ directories are never listed as steps and are deleted on the next start. The sta
 data-iterator state, config) are items of one Orbax checkpoint, so they commit together.
 
 Multi-process runs: every process calls ``save`` / ``restore`` with its (globally sharded) arrays; Orbax writes
-each process's shards and lets the primary process write the metadata and rename the directory.
+each process's shards and lets the primary process write the metadata and rename the directory. A template leaf
+on one local device (the optimiser's step count) is restored replicated over the mesh of the global leaves.
 
 Corrupt checkpoints: ``restore()`` tries the steps newest first. A step that fails to restore although its stored
 tree has the template's structure (truncated or zero-filled array files, unreadable metadata, a missing item, an
 empty directory with a step's name) is moved aside to ``checkpoints/corrupt/<step>-<reason>`` (never deleted),
 the skip is printed (step, error, new place), and the next older step is tried. A step whose stored tree does not have the
 template's structure is a different model or config, not corruption: :class:`CheckpointError`, nothing moved.
+
+Failed writes (a full disk, a file-size limit): a save that raises leaves nothing behind (its temporary
+directory, or a step directory it had already renamed, is removed), so the previous checkpoint stays the newest
+one; the step, the reason (``File too large (EFBIG)``, ``No space left on device (ENOSPC)``, ...) and the step that
+is intact are printed. ``on_error="stop"`` (``run.on_checkpoint_error``, the default) then raises
+:class:`CheckpointWriteError` with that line (the entry points print it and exit 2); ``"continue"`` makes ``save``
+return False and the run goes on, trying again at its next checkpoint step.
 
 Test hook: with ``OMNIR1_TEST_CHECKPOINT_DELAY_S=<seconds>`` in the environment, a save sleeps that long after
 writing its metadata and before Orbax commits the step (prints ``[checkpoint] test delay``), so a test can
@@ -24,8 +32,13 @@ the delay to that step's save.
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
+import logging
 import os
 import re
+import shutil
+import sys
 import time
 from typing import Any
 
@@ -56,6 +69,10 @@ def _decode_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used (message names the directory, the step and why)."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written and ``on_error="stop"`` (message: the step, why, the intact step)."""
 
 
 def _leaf_shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...] | None]:
@@ -99,7 +116,10 @@ class RunCheckpointer:
     ``restore(template)`` returns ``(step, state, meta)`` of the newest complete checkpoint, or None.
     """
 
-    def __init__(self, out_dir: str, keep: int = 3):
+    def __init__(self, out_dir: str, keep: int = 3, on_error: str = "stop"):
+        if on_error not in ("stop", "continue"):
+            raise ValueError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
+        self.on_error = on_error
         self.directory = os.path.abspath(os.path.join(out_dir, "checkpoints"))
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=False, cleanup_tmp_directories=True, create=True
@@ -117,17 +137,47 @@ class RunCheckpointer:
         self._mgr.reload()
         return self._mgr.latest_step()
 
-    def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-        """Write checkpoint ``step`` and wait until it is committed (the older ones beyond ``keep`` go)."""
+    def save(self, step: int, state: Any, meta: dict[str, Any]) -> bool:
+        """Write checkpoint ``step`` and wait until it is committed (the older ones beyond ``keep`` go); True.
+
+        A write that fails is removed and reported (see the module docstring): :class:`CheckpointWriteError`
+        with ``on_error="stop"``, False with ``"continue"``."""
         if jax.process_index() == 0:
             print(f"[checkpoint] saving step {step} to {self.directory}", flush=True)
         self._meta_handler.saving_step = int(step)
-        self._mgr.save(
-            int(step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(_encode_meta(meta))),
-            force=True,
-        )
-        self._mgr.wait_until_finished()
+        existed = os.path.isdir(os.path.join(self.directory, str(int(step))))
+        try:
+            with _quiet_orbax_thread_errors():
+                self._mgr.save(
+                    int(step),
+                    args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                            meta=ocp.args.JsonSave(_encode_meta(meta))),
+                    force=True,
+                )
+                self._mgr.wait_until_finished()
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - any failed write: removed, reported, stop or continue
+            return self._save_failed(int(step), e, existed)
+        return True
+
+    def _save_failed(self, step: int, error: Exception, existed: bool) -> bool:
+        """Remove what the failed save of ``step`` wrote, report it, then stop or go on (``on_error``)."""
+        for name in os.listdir(self.directory):
+            partial = name.startswith(f"{step}.orbax-checkpoint-tmp") or (name == str(step) and not existed)
+            if partial and jax.process_index() == 0:
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        self._mgr.reload()
+        newest = self._mgr.latest_step()
+        intact = (f"the newest checkpoint, step {newest}, is intact" if newest is not None else
+                  "there is no earlier checkpoint")
+        msg = f"[checkpoint] step {step} was NOT saved: {write_error_reason(error)}; {intact} ({self.directory})"
+        if self.on_error == "continue":
+            print(f"{msg}; training goes on (run.on_checkpoint_error='continue'), the next checkpoint step is "
+                  "saved as usual", flush=True)
+            return False
+        raise CheckpointWriteError(f"{msg}; stopping (run.on_checkpoint_error='stop'; 'continue' trains on "
+                                   "without this checkpoint)") from error
 
     def restore(self, template: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]] | None:
         """The newest checkpoint that restores (or exactly ``step``) into ``template``'s shapes, dtypes and
@@ -137,7 +187,7 @@ class RunCheckpointer:
         is tried. Raises :class:`CheckpointError` when ``step`` does not restore or a checkpoint holds a tree
         of another structure than ``template``.
         """
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        abstract = _on_the_mesh(jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
         if step is not None:
             try:
                 return self._restore_step(step, abstract)
@@ -205,6 +255,80 @@ class RunCheckpointer:
 
     def close(self) -> None:
         self._mgr.close()
+
+
+def _on_the_mesh(abstract: Any) -> Any:
+    """In a multi-process run, a leaf of the template that lives on one local device (an uncommitted scalar such
+    as the optimiser's step count) is restored replicated over the mesh of the global leaves: restored on one
+    device it would be committed there, and a jit program over the mesh refuses it next to global arrays."""
+    if jax.process_count() == 1:
+        return abstract
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    leaves = jax.tree.leaves(abstract)
+    mesh = next((x.sharding.mesh for x in leaves if isinstance(getattr(x, "sharding", None), NamedSharding)), None)
+    if mesh is None:
+        return abstract
+
+    def place(x):
+        sharding = getattr(x, "sharding", None)
+        if sharding is None or isinstance(sharding, NamedSharding):
+            return x
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, PartitionSpec()))
+
+    return jax.tree.map(place, abstract)
+
+
+def write_error_reason(error: BaseException) -> str:
+    """Why a write failed, in a few words: the OS error (``File too large (EFBIG)``) when the error carries one
+    (an OSError, or tensorstore's ``[os_error_code='27']`` inside Orbax's error), then the error's first line."""
+    code = getattr(error, "errno", None)
+    if not isinstance(code, int):
+        found = re.search(r"os_error_code='?(\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    head = f"{os.strerror(code)} ({errno.errorcode.get(code, code)}): " if code else ""
+    return f"{head}{type(error).__name__}: {_first_line(error)}"
+
+
+def _not_a_thread_error(record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and "raised an exception" in record.getMessage())
+
+
+def _quiet_unraisable(previous):
+    def hook(unraisable) -> None:
+        exc = unraisable.exc_value
+        if not (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"):
+            previous(unraisable)
+
+    return hook
+
+
+_QUIETED = False
+
+
+@contextlib.contextmanager
+def _quiet_orbax_thread_errors():
+    """A failed save is reported once, by :meth:`RunCheckpointer.save`; but Orbax logs it from each of its
+    threads with a traceback, and each array write still in flight ends in an event loop Orbax has closed (an
+    unraisable ``RuntimeError``, printed with a traceback). Those two kinds of message (nothing else) are dropped
+    while a save runs, and for good once one failed (the writes in flight may end later)."""
+    global _QUIETED
+    if _QUIETED:
+        yield
+        return
+    logger, previous = logging.getLogger("absl"), sys.unraisablehook
+    logger.addFilter(_not_a_thread_error)
+    sys.unraisablehook = _quiet_unraisable(previous)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        if failed:
+            _QUIETED = True
+        else:
+            logger.removeFilter(_not_a_thread_error)
+            sys.unraisablehook = previous
 
 
 def _first_line(error: Exception) -> str:

@@ -59,13 +59,19 @@ shards).
 Each process should start its own bridge (``bridge.start=True``, an ipc socket in its run directory) or be
 given its host's bridge addresses; only process 0 writes metrics, plots, the export and summaries
 (:func:`is_primary`), while every process takes part in Orbax checkpointing (Orbax coordinates the commit).
+
+Failing loudly (:mod:`omnir1_jax.runtime.pod`): :func:`initialize` checks that every process runs the same
+config and code (a difference: one line naming it, exit status 2) and starts a heartbeat watch; a process that
+dies or hangs is named by the others within ``OMNIR1_POD_TIMEOUT_S`` (20 s) and they exit with status 4 instead
+of hanging in a collective. Wrap the run in :func:`guard`. Restarting every process resumes from the last
+checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Mapping
+from typing import Any, Mapping
 
 from omnir1_jax.config import ConfigError
 
@@ -134,11 +140,16 @@ def resolve(coordinator: str | None = None, num_processes: int | None = None, pr
     return DistributedSpec(coordinator=coord, num_processes=1 if n is None else n, process_id=pid or 0)
 
 
-def initialize(spec: DistributedSpec) -> DistributedSpec:
+def initialize(spec: DistributedSpec, fingerprint: Mapping[str, Any] | None = None) -> DistributedSpec:
     """Join the process group described by ``spec`` (no-op for a single process). Call before any JAX
-    computation; on CPU backends it selects the ``gloo`` collectives first."""
+    computation; on CPU backends it selects the ``gloo`` collectives first. Then, in a multi-process run: every
+    process's ``fingerprint`` (:func:`omnir1_jax.runtime.pod.fingerprint`) must equal the others' (else
+    ConfigError naming the difference), and the lost-process watch starts (:mod:`omnir1_jax.runtime.pod`)."""
     if not spec.multi_process:
         return spec
+    from omnir1_jax.runtime import pod
+
+    timeout_s = pod.timeout_from_env()  # a bad value is a one-line error before joining anything
     import jax
 
     platforms = os.environ.get("JAX_PLATFORMS", "") or str(jax.config.jax_platforms or "")
@@ -149,7 +160,23 @@ def initialize(spec: DistributedSpec) -> DistributedSpec:
     else:
         jax.distributed.initialize(coordinator_address=spec.coordinator, num_processes=spec.num_processes,
                                    process_id=spec.process_id)
+    from jax._src import distributed as jax_distributed
+
+    state = jax_distributed.global_state
+    client = state.client
+    pod.name_a_lost_coordinator(jax.process_index(), jax.process_count(), state.coordinator_address)
+    if fingerprint is not None:
+        pod.check_same_run(client, jax.process_index(), jax.process_count(), dict(fingerprint))
+    pod.start_watch(client, jax.process_index(), jax.process_count(), timeout_s)
     return spec
+
+
+def guard():
+    """Context manager around a run's work (:func:`omnir1_jax.runtime.pod.guard`): in a multi-process run, a
+    lost peer ends this process with one line instead of a traceback or a hang; a no-op otherwise."""
+    from omnir1_jax.runtime import pod
+
+    return pod.guard()
 
 
 def is_primary() -> bool:

@@ -287,7 +287,7 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
     if not addresses:
         raise ConfigError("bridge.start is False and bridge.addresses is empty")
     client = BridgeClient(addresses, deadline_s=spec.timeout_s, retries=spec.retries, local_server=server,
-                          token_file=spec.token_file)
+                          token_file=spec.token_file, attempt_timeout_s=spec.attempt_timeout_s or None)
     try:
         client.wait_ready(timeout_s=wait_s, workers=spec.workers if spec.start else 1)
     except Exception:
