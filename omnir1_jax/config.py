@@ -106,7 +106,7 @@ class MeshSpec:
     ``decode_gather``: sampling all-gathers the text decoder's weights over ``fsdp`` once per rollout, before
     its token loop, instead of at every token (costs the decoder's bytes / ``tensor`` of HBM per chip while
     decoding; on the 7B update's v5p meshes it lifts a decode step from 46 % to the HBM roofline's ~65 %,
-    BENCHMARKS.md issue 13).
+    BENCHMARKS.md "Scale").
     """
 
     data: int = -1
