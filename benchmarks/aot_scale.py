@@ -35,7 +35,7 @@ go through ``lm_head``; + attention 4 x layers x (heads x head_dim) x (query x k
 P^2/2 per prompt, completion C x (P + C/2) per row); + the vision encoder's kernels x patches (the merger on
 patches / 4) and its attention pairs (window / frame segments); + the audio encoder likewise.
 
-Levers (each compiled before / after, see BENCHMARKS.md "Issue 13"): ``--attention`` (``dense`` materialises
+Levers (each compiled before / after, see BENCHMARKS.md "Scale"): ``--attention`` (``dense`` materialises
 [rows, heads, T, S] float32 scores; ``chunked`` (default) runs query chunks of 512, exact; ``dot_product`` is
 ``jax.nn.dot_product_attention`` with the backend's implementation), ``--remat`` (``none``, ``full`` = the
 config's ``model.remat``, ``dots`` saves matmul outputs), ``--logits`` (``full``: [R, C, V] logits then a

@@ -1,4 +1,4 @@
-"""Chaos soak: a tiny GRPO run SIGKILLed many times changes nothing (issue 27 item 1).
+"""Chaos soak: a tiny GRPO run SIGKILLed many times changes nothing (BENCHMARKS.md "Reliability").
 
     .venv/bin/python benchmarks/chaos.py --steps 200 --kills 30 --seed 0 [--workdir runs/chaos] [--json PATH]
 

@@ -1,4 +1,4 @@
-"""Side by side with tunix and TRL: one GRPO task, one set of weights, learning curves and step time (issue 24).
+"""Side by side with tunix and TRL: one GRPO task, one set of weights, learning curves and step time.
 
 The task (``benchmarks/peer_task.py``): "answer with the colour named in the prompt", reward ``accuracy + 0.5 *
 format``, a tiny Qwen2.5-architecture model created once with transformers and saved as a Hugging Face

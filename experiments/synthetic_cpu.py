@@ -13,10 +13,10 @@ runs GRPO, measures J&F again and prints both; it writes ``runs/synthetic_cpu/re
 
 Target: J&F after GRPO >= J&F after SFT + 0.10 (the project's bar; no paper number, synthetic data).
 Measured: 0.155 after SFT -> 0.681 after GRPO (+0.526), every held-out answer valid before and after, 6 min 38 s on
-a fresh clone (2026-11-30, the one learner; BENCHMARKS.md "Issue 12"). The SFT answers never name the target, and the policy is
+a fresh clone (2026-11-30, the one learner; BENCHMARKS.md "Learner"). The SFT answers never name the target, and the policy is
 wide enough to read the query, so after SFT it names the *other* object (J&F 0.155); GRPO's grounding reward
 teaches it to name the one the query asks for. A narrower policy (hidden 64) does not learn to read the query
-in the budget (J&F +0.036; BENCHMARKS.md, issue 6).
+in the budget (J&F +0.036; BENCHMARKS.md "Learner").
 
 Deviations from the paper, for the CPU budget (each is a config value): a tiny random-init Thinker (hidden 256,
 2 layers, 16 heads, tied embeddings) instead of Qwen2.5-Omni-7B; a reduced world (two colours, circles only,
@@ -24,7 +24,7 @@ two objects per video, colour + shape expressions); fixed 8-frame clips instead 
 budget; a short prompt with the expression last (``data.prompt = "short"``) instead of Figure 3's; rewards
 R_fmt + R_G (R_K off: its keyframe terms dominated the group variance and drowned the grounding signal); a larger
 learning rate, 5e-4 with 10 warm-up steps (a from-scratch tiny model, not a 7B; at 1e-3 the run's greedy answers
-lost their JSON structure after GRPO, BENCHMARKS.md "Issue 12"); group size 8 and beta 0.04 as in the
+lost their JSON structure after GRPO, BENCHMARKS.md "Learner"); group size 8 and beta 0.04 as in the
 paper.
 """
 

@@ -15,9 +15,9 @@ gap and writes ``runs/synthetic_cpu_interactive/compare.json``.
 
 Hardware: 2 CPU cores, no accelerator; goal <= 30 minutes.
 
-Goal (issue 17, no paper number): the 2-turn J&F >= the 1-turn J&F + 0.05. Measured (2026-11-30, 25 min 35 s):
+Goal (not in the paper): the 2-turn J&F >= the 1-turn J&F + 0.05. Measured (2026-11-30, 25 min 35 s):
 1 turn 0.288, 2 turns 0.361 (its first answers alone 0.355; 78 % of the answers revised), gap +0.073 — one seed;
-most of the gain is in the first answers of the policy trained with feedback. BENCHMARKS.md "Issue 17" has the
+most of the gain is in the first answers of the policy trained with feedback. BENCHMARKS.md "Turns" has the
 runs that failed on the way (no two-turn warm-up: unparseable second answers; small shape buckets: out of memory).
 
 Deviations: the CPU demo's tiny policy, short prompt and rewards (``synthetic_cpu.py``), two keyframes per answer

@@ -106,7 +106,7 @@ class MeshSpec:
     ``decode_gather``: sampling all-gathers the text decoder's weights over ``fsdp`` once per rollout, before
     its token loop, instead of at every token (costs the decoder's bytes / ``tensor`` of HBM per chip while
     decoding; on the 7B update's v5p meshes it lifts a decode step from 46 % to the HBM roofline's ~65 %,
-    BENCHMARKS.md issue 13).
+    BENCHMARKS.md "Scale").
     """
 
     data: int = -1
@@ -150,7 +150,7 @@ class DataSpec:
       synthetic_templates: synthetic expression templates kept (None = all; the CPU demo keeps
         ``("colour_shape",)``, the referring expressions); with ``synthetic_ambiguous`` the kinds of ambiguous
         scene (``appears_order``, ``moves_direction``; None = both).
-      synthetic_ambiguous: generate the ambiguous world (issue 17 item 3, ``python -m omnir1_jax.data.synthetic
+      synthetic_ambiguous: generate the ambiguous world (docs/design.md §8.5, ``python -m omnir1_jax.data.synthetic
         --ambiguous``): two look-alikes per video told apart only by when they appear or which way they move
         (``omnir1_jax.data.synthetic.ambiguous``); needs ``synthetic_objects[0] >= 2``.
       prompt: System-1 prompt, ``paper`` (Figure 3 / 4) or ``short`` (a compact VOS prompt for tiny
@@ -344,8 +344,8 @@ class BridgeSpec:
       grounder_plugins: grounder plug-ins (module names or ``.py`` files) a bridge started by the run imports
         before building ``grounder`` (``--grounder-plugin``; ``sam2_bridge.grounder`` documents the interface),
         e.g. ``("plugins/sa2va_grounder.py",)`` with ``grounder = "sa2va:checkpoints/Sa2VA-4B"``.
-      s2_context: hand System 1's rationale (its ``<think>`` text) to System 2's grounding prompt (issue 17 item
-        2; off by default = the paper's one-way pipeline). Needs a bridge of protocol version >= 3.
+      s2_context: hand System 1's rationale (its ``<think>`` text) to System 2's grounding prompt (docs/design.md
+        §8.5; off by default = the paper's one-way pipeline). Needs a bridge of protocol version >= 3.
       s2_context_chars: the rationale's budget in characters (``omnir1_jax.rewards.extract_rationale``), at most
         the protocol's ``MAX_CONTEXT_CHARS`` (4096); characters, not tokens, so the budget does not depend on
         System 2's tokenizer (English text is ~4 characters per token).

@@ -12,8 +12,8 @@ Backends: ``qwen2_5_vl:PATH`` (transformers ``Qwen2_5_VLForConditionalGeneration
 request; ``synthetic`` (:class:`sam2_bridge.synthetic.SyntheticGrounder`, no weights); any ``KIND:PATH`` a
 plug-in registered. Parsing is torch-free; torch/transformers are imported only when a Qwen backend is built.
 
-Grounder plug-ins (issue 16 item 4: e.g. Sa2VA as System 2 for Tables 2 / 5's double-dagger rows)
------------------------------------------------------------------------------------------------
+Grounder plug-ins (e.g. Sa2VA as System 2 for Tables 2 / 5's double-dagger rows)
+--------------------------------------------------------------------------------
 A grounder is any object with
 
 - ``ground(images, descriptions, contexts=None) -> list[Grounding]``: ``images`` are uint8 ``[H, W, 3]`` RGB
@@ -52,7 +52,7 @@ import numpy as np
 
 GROUNDING_PROMPT = ('Locate every object that matches the description "{description}" in the image and output '
                     'the bbox coordinates in JSON format.')
-# System 1's rationale ahead of the grounding instruction (issue 17 item 2, ``bridge.s2_context``): the image is
+# System 1's rationale ahead of the grounding instruction (``bridge.s2_context``, docs/design.md §8.5): the image is
 # one keyframe, the rationale says what happens over the whole video (which of two look-alikes is meant)
 CONTEXT_PROMPT = ('A model that watched the whole video reasoned about it as follows: "{context}"\n'
                   'Use this reasoning to decide which object the description refers to. ')

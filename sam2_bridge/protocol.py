@@ -28,7 +28,7 @@ Versions
 Version 2 added the optional envelope fields ``token`` and ``deadline_s`` and the error codes ``forbidden``,
 ``unauthorized`` and ``expired``; ``FrameRef`` frames are read only under the server's ``--data-root`` list.
 Version 3 (this module) added the optional body field ``contexts`` of ``ground`` and ``ground_and_segment``
-(System 1's rationale handed to System 2's grounding prompt, issue 17 item 2); a ``contexts`` field in a request
+(System 1's rationale handed to System 2's grounding prompt, docs/design.md §8.5); a ``contexts`` field in a request
 framed as version 1 or 2 gets ``bad_field`` (an older server would silently ignore it, so a client frames such
 a request as version 3 and an older server answers ``bad_version`` instead). A server still serves version-1 and
 -2 requests (version 1 carries neither envelope field; it gets ``unauthorized`` from a server started with

@@ -1,4 +1,4 @@
-"""Config fields are checked, and the entry points answer bad input with one line and status 2 (issue 14 item 11).
+"""Config fields are checked, and the entry points answer bad input with one line and status 2.
 
 The entry points run as real subprocesses (``python -m ...``), as a user would start them.
 """

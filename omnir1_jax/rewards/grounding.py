@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from omnir1_jax.evaluation.metrics.davis_jax import db_eval_iou_jax
 
@@ -26,10 +26,10 @@ def _grounding_core(pred, gt, frame_valid, rollout_valid):
 
 
 def grounding_reward(
-    pred_masks: Bool[Array, "N T H W"],
-    gt_masks: Bool[Array, "T H W"],
-    frame_valid: Bool[Array, "T"] | None = None,
-    rollout_valid: Bool[Array, "N"] | None = None,
+    pred_masks: Bool[ArrayLike, "N T H W"],
+    gt_masks: Bool[ArrayLike, "T H W"],
+    frame_valid: Bool[ArrayLike, "T"] | None = None,
+    rollout_valid: Bool[ArrayLike, "N"] | None = None,
 ) -> Float[Array, "N"]:
     """R_G per rollout: ``(1/T) sum_t IoU(m_hat_t, m*_t)``, range [0, 1]; jit-compiled, batched over N x T.
 

@@ -299,7 +299,7 @@ def _make_item(obj: dict, num_frames: int, fps: float) -> AnswerItem:
         error = f"start_time {start} s is past the clip end ({num_frames / fps} s)"
     elif not desc:
         error = f"description must be a non-empty string, got {_brief(raw_desc)}"
-    if error is not None:
+    if error is not None or start is None or end is None:
         return AnswerItem(start, end, desc, (), error)
     first, last = _frame_of(start, num_frames, fps), _frame_of(end, num_frames, fps)
     return AnswerItem(start, end, desc, tuple(range(first, last + 1)), None)

@@ -203,14 +203,14 @@ def length_bonus(lengths: Sequence[int], accuracy: Sequence[float], *, length_ra
     """The release trainer's length bonus over one batch of completions, float32 ``[N]``: 1 for a completion
     whose accuracy exceeds ``min_accuracy`` and whose length (tokens, EOS included) lies in ``length_range``
     (inclusive), provided more than one completion of the batch exceeds ``min_accuracy``; 0 otherwise."""
-    lengths, accuracy = np.asarray(lengths), np.asarray(accuracy, np.float64)
-    if lengths.shape != accuracy.shape or lengths.ndim != 1:
-        raise ValueError(f"lengths {lengths.shape} and accuracy {accuracy.shape} must be two [N] arrays")
-    good = accuracy > min_accuracy
+    n_tokens, acc = np.asarray(lengths), np.asarray(accuracy, np.float64)
+    if n_tokens.shape != acc.shape or n_tokens.ndim != 1:
+        raise ValueError(f"lengths {n_tokens.shape} and accuracy {acc.shape} must be two [N] arrays")
+    good = acc > min_accuracy
     if good.sum() <= 1:
-        return np.zeros(len(lengths), np.float32)
+        return np.zeros(len(n_tokens), np.float32)
     lo, hi = length_range
-    return (good & (lengths >= lo) & (lengths <= hi)).astype(np.float32)
+    return (good & (n_tokens >= lo) & (n_tokens <= hi)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ ground truth

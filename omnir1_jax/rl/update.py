@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from omnir1_jax.rl.loss import grpo_loss
+from omnir1_jax.rl.loss import KL, Agg, EmptyRows, grpo_loss
 
 Scorer = Callable[..., jax.Array]
 
@@ -29,13 +29,13 @@ class LossSpec:
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2
     beta: float = 0.04
-    kl: str = "k3"
-    agg: str = "seq_mean_token_mean"
+    kl: KL = "k3"
+    agg: Agg = "seq_mean_token_mean"
     # Dr. GRPO's constant divisor (``seq_mean_token_sum_norm``): the answer-token budget, never the padded width
     max_len: int | None = None
     micro_batches: int = 1  # gradient accumulation: rows split into this many equal slices, one at a time
     clip_ratio_c: float | None = None  # verl's dual clip on negative-advantage tokens (rl.loss); None = off
-    empty_rows: str = "batch"  # seq_mean_token_mean's divisor: "batch" (TRL) or "nonempty" (verl, tunix)
+    empty_rows: EmptyRows = "batch"  # seq_mean_token_mean's divisor: "batch" (TRL) or "nonempty" (verl, tunix)
 
 
 def resolve_micro_batches(requested: int, rows: int, devices: int, group: int = 1) -> int:
@@ -148,10 +148,10 @@ def _accumulate(model, n: int, rows: int, loss_fn) -> tuple[Any, jax.Array]:
     if n < 1 or rows % n:
         raise ValueError(f"micro_batches={n} must be >= 1 and divide the batch of {rows} rows")
     size = rows // n
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, *rest = nnx.split(model, nnx.Param, ...)
 
     def piece(p, i):
-        return loss_fn(nnx.merge(graphdef, p, rest), i * size, size)
+        return loss_fn(nnx.merge(graphdef, p, *rest), i * size, size)
 
     def body(acc, i):
         (_, aux), g = jax.value_and_grad(piece, has_aux=True)(params, i)
@@ -204,18 +204,19 @@ def _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_l
 def _grpo_grads_accumulated(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages,
                             scorer, spec: LossSpec):
     mask = completion_mask.astype(jnp.float32)
-    loss_kw = dict(epsilon_low=spec.epsilon_low, epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl,
-                   agg=spec.agg, max_len=spec.max_len, clip_ratio_c=spec.clip_ratio_c, empty_rows=spec.empty_rows)
+    loss_of = functools.partial(grpo_loss, epsilon_low=spec.epsilon_low, epsilon_high=spec.epsilon_high, beta=spec.beta,
+                                kl=spec.kl, agg=spec.agg, max_len=spec.max_len, clip_ratio_c=spec.clip_ratio_c,
+                                empty_rows=spec.empty_rows)
 
     def piece(m, start, size):
         cut = lambda x: slice_rows(x, start, size)  # noqa: E731
         logps = scorer(m, cut(prompt), cut(completion_ids), cut(completion_mask))
-        loss, _ = grpo_loss(logps, cut(old_logps), cut(ref_logps), cut(advantages), cut(mask), **loss_kw)
+        loss, _ = loss_of(logps, cut(old_logps), cut(ref_logps), cut(advantages), cut(mask))
         return loss * _share(cut(mask), mask, spec.agg, spec.empty_rows), logps
 
     grads, logps = _accumulate(model, spec.micro_batches, completion_ids.shape[0], piece)
     logps = jax.lax.stop_gradient(logps.reshape(completion_ids.shape))
-    loss, metrics = grpo_loss(logps, old_logps, ref_logps, advantages, mask, **loss_kw)
+    loss, metrics = loss_of(logps, old_logps, ref_logps, advantages, mask)
     metrics = dict(metrics)
     metrics["loss"] = loss
     metrics["entropy"] = -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)

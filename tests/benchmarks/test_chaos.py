@@ -1,4 +1,4 @@
-"""The chaos soak, short (issue 27 item 1): ``benchmarks/chaos.py --steps 20 --kills 5`` SIGKILLs the trainer
+"""The chaos soak, short: ``benchmarks/chaos.py --steps 20 --kills 5`` SIGKILLs the trainer
 (also in the middle of writing a checkpoint), the bridge server and its worker (also while a reply is held)
 during a 20-step GRPO run, restarting what it killed; the run ends with the final state of the fault-free run bit
 for bit, each step logged once, and no checkpoint half-written. A few minutes of CPU: ``slow``."""

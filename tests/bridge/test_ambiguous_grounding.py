@@ -1,4 +1,4 @@
-"""The synthetic grounder on the ambiguous world (issue 17 item 3): a description naming colour + shape, even with
+"""The synthetic grounder on the ambiguous world: a description naming colour + shape, even with
 the query's motion / order words, grounds BOTH look-alikes on a keyframe (one frame cannot show motion), which is
 what makes the one-way pipeline fail; position words still pick one."""
 

@@ -1,7 +1,7 @@
-"""Issue 14, bounded cost per request, against a live ``python -m sam2_bridge.serve`` (synthetic segmenter and
-grounder): over-budget requests get ``too_large`` from the broker without reaching a worker (item 4), hostile
-integers / paths / images get their proper codes, not ``internal`` (item 5), and expired work is dropped before
-it starts (item 6)."""
+"""Bounded cost per request, against a live ``python -m sam2_bridge.serve`` (synthetic segmenter and
+grounder): over-budget requests get ``too_large`` from the broker without reaching a worker, hostile
+integers / paths / images get their proper codes, not ``internal``, and expired work is dropped before
+it starts."""
 
 import os
 import signal

@@ -1,4 +1,4 @@
-"""Issue 14, the bridge half of the fuzz test: seeded random and mutated protocol messages through a live
+"""The bridge half of the fuzz test: seeded random and mutated protocol messages through a live
 ``python -m sam2_bridge.serve`` (synthetic segmenter and grounder). Every message gets a reply that decodes and
 is ``ok`` or a documented error code (never ``internal`` / ``worker_died``), no process crashes or restarts,
 the server's memory (broker + worker RSS) grows by at most ``RSS_BOUND_MB``, and a valid request is served

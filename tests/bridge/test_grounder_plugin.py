@@ -1,6 +1,6 @@
-"""Issue 16 item 4: the bridge's grounder is a plug-in. Toy grounders registered through the documented interface
+"""The bridge's grounder is a plug-in. Toy grounders registered through the documented interface
 (``--grounder-plugin`` + ``register_grounder``) answer real bridge requests; the shipped worked example
-(:mod:`sam2_bridge.example_grounder`) loads its table from a local directory. Issue 17 item 2 end to end: a
+(:mod:`sam2_bridge.example_grounder`) loads its table from a local directory. System 1's rationale end to end: a
 version-3 request's context reaches a plug-in grounder's prompt, cut to its budget."""
 
 import json

@@ -66,7 +66,7 @@ def test_tiny_qwen2_5_vl_grounds_batched_like_one_by_one(tiny_qwen_dir):
 
 
 def test_system1_context_reaches_the_grounding_prompt_within_its_budget(tiny_qwen_dir):
-    """Issue 17 item 2: a version-3 ``ground`` body with a context, answered by the handler a worker runs, is
+    """``bridge.s2_context``: a version-3 ``ground`` body with a context, answered by the handler a worker runs, is
     decoded from the prompt written here by hand (the cut rationale, nothing past the budget)."""
     from omnir1_jax.rewards import extract_rationale
     from sam2_bridge import protocol as P

@@ -1,4 +1,4 @@
-"""A remote bridge pool (issue 27 item 3): live ``python -m sam2_bridge.serve --address tcp://127.0.0.1:PORT
+"""A remote bridge pool: live ``python -m sam2_bridge.serve --address tcp://127.0.0.1:PORT
 --allow-remote --token-file F`` processes on this machine's loopback, with the synthetic segmenter (no torch).
 
 - one bridge SIGKILLed while it holds a reply: every request is answered once, with its own masks, and the held

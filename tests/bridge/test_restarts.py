@@ -1,6 +1,6 @@
-"""Issue 14, restarts, with live ``python -m sam2_bridge.serve`` processes: a worker that cannot start is
-retried with backoff and the server then exits non-zero with the worker's first error (item 7); a client
-notices a SIGKILLed server restarted on the same address and re-sends what it held (item 8)."""
+"""Restarts, with live ``python -m sam2_bridge.serve`` processes: a worker that cannot start is
+retried with backoff and the server then exits non-zero with the worker's first error; a client
+notices a SIGKILLed server restarted on the same address and re-sends what it held."""
 
 import os
 import signal

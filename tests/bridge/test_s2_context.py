@@ -1,4 +1,4 @@
-"""Issue 17 item 2: System 1's rationale in System 2's grounding prompt (protocol version 3, ``contexts``).
+"""System 1's rationale in System 2's grounding prompt (protocol version 3, ``contexts``; docs/design.md §8.5).
 
 Protocol round trips and validation, the grounding prompt, the config fields, and a live bridge (synthetic
 segmenter and grounder) that serves version-1, -2 and -3 requests side by side and answers a malformed

@@ -1,6 +1,6 @@
-"""Issue 14, security, against live ``python -m sam2_bridge.serve`` servers (synthetic segmenter and grounder):
-frame references only under ``--data-root`` with errors that do not tell what exists outside it (item 1), no
-symlink race out of the root (item 2), the shared token checked before the body is decoded (item 3)."""
+"""Security, against live ``python -m sam2_bridge.serve`` servers (synthetic segmenter and grounder):
+frame references only under ``--data-root`` with errors that do not tell what exists outside it, no
+symlink race out of the root, the shared token checked before the body is decoded."""
 
 import os
 import struct

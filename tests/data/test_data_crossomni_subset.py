@@ -1,4 +1,4 @@
-"""The CrossOmni GRPO subset (issue 15 item 12): a seeded, task-balanced draw of 982 questions."""
+"""The CrossOmni GRPO subset: a seeded, task-balanced draw of 982 questions."""
 
 import collections
 import json

@@ -1,4 +1,4 @@
-"""Run length derived from the data (issue 15 item 11): one epoch over the videos or the expressions."""
+"""Run length derived from the data: one epoch over the videos or the expressions."""
 
 import dataclasses
 import os

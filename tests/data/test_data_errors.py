@@ -1,4 +1,4 @@
-"""Bad dataset files give a DataFormatError naming the file (and record), never a bare error (issue 14 item 12).
+"""Bad dataset files give a DataFormatError naming the file (and record), never a bare error.
 
 Every fixture is written in tmp_path: a copy of the published-format trees of conftest.py, then broken.
 """

@@ -1,4 +1,4 @@
-"""Per-object GT boxes (issue 15 item 1): one box per target object visible on a frame, from the reader through
+"""Per-object GT boxes: one box per target object visible on a frame, from the reader through
 the transforms, the batch and ``rl.rollout`` into R_A — never one box of the union mask."""
 
 import numpy as np
@@ -76,7 +76,7 @@ def test_two_perfect_object_boxes_score_one_and_a_spanning_box_does_not():
     # Two objects on frame 0: A = (0, 0, 10, 10), B = (20, 0, 30, 10) (areas 100 each).
     # Two perfect boxes: L_H = 1 - (1 + 1) / 2 = 0 -> R_A = 1. One box (0, 0, 30, 10) (area 300) spanning both:
     # IoU with A = IoU with B = 100 / 300; one match of 1/3 over max(1, 2) = 2 boxes -> R_A = 1/6.
-    # (With the old union GT box (0, 0, 30, 10) these were 0.05 and 1.0: issue 15 item 1.)
+    # (With the old union GT box (0, 0, 30, 10) these were 0.05 and 1.0.)
     gt_boxes = np.array([[[0, 0, 10, 10], [20, 0, 30, 10]]] * 2, np.float32)
     gt_valid = np.array([[True, True], [False, False]])
     gt = rollout.gt_boxes_by_frame(gt_boxes, gt_valid)

@@ -1,4 +1,4 @@
-"""The ambiguous synthetic world (issue 17 item 3): every claim of every expression is checked from the WRITTEN
+"""The ambiguous synthetic world: every claim of every expression is checked from the WRITTEN
 files (meta expressions, COCO RLE masks decoded with pycocotools, the oracle file), and the world is a function
 of its seed."""
 

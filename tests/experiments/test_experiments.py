@@ -184,7 +184,7 @@ def test_paper_hyper_parameters_in_the_files():
                                "table4_rk_ra_rg": (1, 1, 1)}.items():
         w = c[name].grpo.rewards
         assert (w.alpha_k, w.alpha_a, w.alpha_g) == (ak, aa, ag)
-        assert c[name].grpo.num_keyframes == 4  # the paper's "exactly four keyframes" (issue 15 item 10)
+        assert c[name].grpo.num_keyframes == 4  # the paper's "exactly four keyframes" (Table 4)
         assert c["synthetic_cpu_" + name].grpo.rewards == w
     for size in ("3b", "7b"):
         s = c[f"crossomni_sft_{size}"].sft
@@ -194,7 +194,7 @@ def test_paper_hyper_parameters_in_the_files():
     v = c["omni_r1_7b_vos"]
     assert (v.optim.lr, v.optim.weight_decay, v.grpo.group_size, v.data.min_frames, v.data.max_frames) == \
         (1e-6, 0.01, 8, 8, 24)
-    # issue 15 item 6: System 2 of the evaluation recipes is the policy (section 4.1), not the base checkpoint
+    # System 2 of the evaluation recipes is the policy (Omni-R1 section 4.1), not the base checkpoint
     for name in ("omni_r1_7b_vos", "omni_r1_7b_refaid"):
         assert c[name].bridge.grounder == "qwen2_5_omni:@policy" and c[name].bridge.start
     # Omni-R1 Table 6: AVS 1,600 and 10,400 samples; the joint run mixes Ref-AVS and ReVOS + MeViS in every batch

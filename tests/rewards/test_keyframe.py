@@ -71,7 +71,7 @@ def test_diversity_long_interval_is_a_run_of_overlaps():
     assert diversity_reward([one_long])[0] == pytest.approx(-4.35, abs=1e-6)
     assert diversity_reward([four])[0] == pytest.approx(1.0, abs=1e-6)
     # R_K with the target equally large on every frame (saliency 1): long item -4.35 + R_num 0 (K = 24) + 1;
-    # four frames 1 + R_num 1 + 1. Before the fix these were 7.0 and 3.0 (issue 15 item 2).
+    # four frames 1 + R_num 1 + 1. Before the fix these were 7.0 and 3.0.
     areas = np.ones(24)
     np.testing.assert_allclose(keyframe_reward([one_long, four], areas), [-3.35, 3.0], atol=1e-6)
 

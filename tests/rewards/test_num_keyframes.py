@@ -1,4 +1,4 @@
-"""``grpo.num_keyframes`` (issue 15 item 10): the prompt states K, parsing keeps the first K answer items."""
+"""``grpo.num_keyframes``: the prompt states K, parsing keeps the first K answer items."""
 
 import json
 

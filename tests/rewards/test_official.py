@@ -1,5 +1,5 @@
 """The ``official`` preset against the released reward code, one test per row of the table in
-``omnir1_jax/rewards/total.py`` (issue 15 item 7); every expected value is worked out by hand in the comments."""
+``omnir1_jax/rewards/total.py``; every expected value is worked out by hand in the comments."""
 
 import json
 

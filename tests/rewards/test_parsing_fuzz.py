@@ -1,4 +1,4 @@
-"""Issue 14 item 9: parse_answer / total_reward never raise, stay in range, and cost linear work.
+"""Fuzzing: parse_answer / total_reward never raise, stay in range, and cost linear work.
 
 The fuzz answers are generated from a fixed seed; the linear-work check counts the characters the JSON decoder
 examines and records every regular expression run, instead of timing anything.

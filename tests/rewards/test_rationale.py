@@ -1,4 +1,4 @@
-"""extract_rationale: System 1's <think> text for System 2's prompt (issue 17 item 2); never raises on answers."""
+"""extract_rationale: System 1's <think> text for System 2's prompt; never raises on answers."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The remaining differences from the released reward code (issue 24 item 3), each against hand-built answers:
+"""The remaining differences from the released reward code (BENCHMARKS.md "Peers"), each against hand-built answers:
 substring key matching (``lenient_keys``), the trainer's length bonus, the grounding options' validation, and a
 JSON object that is no interval in the ``official`` structure bonus."""
 

@@ -42,7 +42,7 @@ def test_group_advantages_errors_and_zero_variance_fraction():
 @pytest.mark.parametrize("eps", [1e-4, 1e-6])
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
 def test_constant_group_gets_exactly_zero_advantage(eps, scale):
-    # Issue 15 item 4: float32 mean(0.7 * 16) != 0.7, which used to give 1.19e-3 (eps 1e-4) / 0.106 (eps 1e-6).
+    # float32 mean(0.7 * 16) != 0.7, which used to give 1.19e-3 (eps 1e-4) / 0.106 (eps 1e-6).
     # A constant group carries no signal: the advantage is 0.0 exactly, for every eps and scale.
     r = np.concatenate([np.full(16, 0.7, np.float32), np.linspace(0.0, 1.0, 16, dtype=np.float32)])
     got = np.asarray(group_advantages(jnp.asarray(r), 16, scale, eps=eps))

@@ -122,7 +122,7 @@ def test_k3_gradient_below_the_clamp_is_autograd_of_the_exact_formula(delta):
 
 @pytest.mark.parametrize("delta", [20.5, 25.0, 60.0, 200.0])
 def test_k3_gradient_past_the_clamp_keeps_the_true_sign(delta):
-    # Issue 15 item 3: at ref - logp = 25 the old code gave +1 while the true gradient is 1 - e^25 ~ -7.2e10.
+    # At ref - logp = 25 the old code gave +1 while the true gradient is 1 - e^25 ~ -7.2e10.
     from omnir1_jax.rl import LOG_RATIO_CLAMP, kl_estimate
 
     logp = jnp.float32(-1.0)

@@ -1,6 +1,6 @@
 """verl's dual clip (``clip_ratio_c``) and the empty-row divisor of ``seq_mean_token_mean`` (``empty_rows``):
 values and gradients worked out by hand in the comments, micro-batch weights, config validation and the learner's
-wiring (issue 24 item 3)."""
+wiring (BENCHMARKS.md "Peers")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Multi-turn System 1 <-> System 2 rollouts (task vos_interactive, issue 17): a 2-turn trajectory's re-scored
+"""Multi-turn System 1 <-> System 2 rollouts (task vos_interactive): a 2-turn trajectory's re-scored
 log-probs equal the sampler's; the loss mask is exactly the answer tokens; max_turns = 1 is today's VOS step;
 the learner takes a 2-turn GRPO step. Tiny policy, synthetic world, synthetic bridge."""
 

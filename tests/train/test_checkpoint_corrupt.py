@@ -1,4 +1,4 @@
-"""A corrupt newest checkpoint: resume falls back to the newest step that restores (issue 14 item 10).
+"""A corrupt newest checkpoint: resume falls back to the newest step that restores.
 
 Every checkpoint here is a real Orbax checkpoint written by RunCheckpointer; the newest one is then damaged the
 way a full disk, a crash or a careless copy would. The skipped step is moved to ``checkpoints/corrupt/``.

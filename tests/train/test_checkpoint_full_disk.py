@@ -1,4 +1,4 @@
-"""A checkpoint write that fails (issue 27 item 4, "full disk"): a file-size limit (``RLIMIT_FSIZE``) set in a
+"""A checkpoint write that fails (BENCHMARKS.md "Reliability"): a file-size limit (``RLIMIT_FSIZE``) set in a
 subprocess makes the write fail with EFBIG, as a full disk fails with ENOSPC. The failed step leaves nothing
 behind, the previous checkpoint stays intact and restorable, the line names the step and why; then the run
 stops (``run.on_checkpoint_error = "stop"``, the default: one line, exit status 2) or goes on (``"continue"``).

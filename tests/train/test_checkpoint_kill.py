@@ -1,4 +1,4 @@
-"""SIGKILL during a checkpoint save: the restart resumes from the last complete checkpoint (issue 6).
+"""SIGKILL during a checkpoint save: the restart resumes from the last complete checkpoint.
 
 The save is held open before Orbax commits it by the test hook ``OMNIR1_TEST_CHECKPOINT_DELAY_S`` (see
 ``omnir1_jax/runtime/checkpoint.py``); the process is killed while its partial step directory exists.

@@ -1,5 +1,5 @@
 """Multi-process JAX on one machine: 2 processes x 4 fake CPU devices (gloo collectives) joined by
-:mod:`omnir1_jax.runtime.distributed` train like one process of 8 devices (issue 6, multi-host): two GRPO
+:mod:`omnir1_jax.runtime.distributed` train like one process of 8 devices (multi-host): two GRPO
 updates of the real trainer on the same global batch give the same losses (<= 1e-5) and parameters."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A resumed run logs each step exactly once (issue 27 item 1): ``MetricsWriter.rewind(step)`` drops the records
+"""A resumed run logs each step exactly once: ``MetricsWriter.rewind(step)`` drops the records
 of the steps after the restored checkpoint (they are re-run) and a torn last line, rewriting ``metrics.jsonl``
 atomically; the learner calls it when it resumes."""
 

@@ -1,4 +1,4 @@
-"""A pod that fails loudly (issue 27 item 2): 2 JAX processes on this machine (gloo collectives over loopback).
+"""A pod that fails loudly: 2 JAX processes on this machine (gloo collectives over loopback).
 
 - a SIGKILLed process is named by the other, which exits with status 4 and that one line within the watch's
   timeout instead of hanging in a collective (``benchmarks/pod_faults.py`` runs the same with the default 20 s

@@ -1,4 +1,4 @@
-"""Issue 15 item 6 (Omni-R1 section 4.1: "Omni-R1 is serving as both System 1 and System 2"), on the tiny config:
+"""System 2 is the policy (Omni-R1 section 4.1: "Omni-R1 is serving as both System 1 and System 2"), on the tiny config:
 train one GRPO step with ``bridge.grounder = "qwen2_5_omni:@policy"`` -> the policy is exported -> the bridge's
 Qwen2.5-Omni grounder is started on the export -> the evaluation runs against it.
 

@@ -1,4 +1,4 @@
-"""Exact resume, bridge death in the middle of a run, and NaN divergence (issue 6, reliability).
+"""Exact resume, bridge death in the middle of a run, and NaN divergence.
 
 Run A trains 4 steps uninterrupted; run B trains 1 step, checkpoints, and a new trainer object (built from a
 *different* random policy, so everything must come from the checkpoint) restores and trains 3 more; run C is

@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--avs", action="store_true", help="audio-visual variant in the Ref-AVS layout (default: ReVOS layout)")
     p.add_argument("--ambiguous", action="store_true",
                    help="VOS world of ambiguous scenes: two same-looking objects that differ in when they appear or "
-                        "which way they move, and expressions that need both (issue 17)")
+                        "which way they move, and expressions that need both")
     p.add_argument("--objects", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="objects per VOS video, inclusive (default 3 5; --ambiguous: 2 look-alikes + distractors)")
     p.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""Ambiguous scenes: a world where the one-way System 1 -> System 2 pipeline fails (issue 17 item 3).
+"""Ambiguous scenes: a world where the one-way System 1 -> System 2 pipeline fails (docs/design.md §8.5).
 
 Every scene holds two *look-alikes* — the same colour, shape and size — plus 0 or more distractors of other
 colours. The look-alikes differ only in time, so no single keyframe tells them apart:

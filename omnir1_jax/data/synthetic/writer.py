@@ -107,7 +107,7 @@ def write_vos(
     ``all_of_shape``, ``leaves_last``, ``appears_first``, ``fastest``, ``appears_after``; default: all). The
     CPU demo uses a 4-colour, 2-3 object, ``colour_shape``-only world.
 
-    ``ambiguous=True`` (``--ambiguous``, issue 17 item 3) writes a world of ambiguous scenes instead
+    ``ambiguous=True`` (``--ambiguous``, docs/design.md §8.5) writes a world of ambiguous scenes instead
     (:mod:`.ambiguous`): two look-alikes (same colour, shape, size) that differ in when they appear or in which way
     they move, plus ``objects - 2`` distractors, and per video the two expressions that tell them apart ("the red
     circle that appears second", "the blue square moving left"), each targeting exactly one look-alike;

@@ -16,6 +16,7 @@ the boolean inputs nothing of pixel size is materialised. Measured 8x24x480x854 
 from __future__ import annotations
 
 import functools
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -152,12 +153,10 @@ def _dilate_disk_packed(b: UInt32[Array, "*B Hp W"], radius: int) -> UInt32[Arra
     width = b.shape[-1]
     padded = [jnp.pad(segments[k], [(0, 0)] * (b.ndim - 1) + [(radius, radius)]) for k in keys]
     # Materialise the few segment maps once; fused into the 2r + 1 consumers they would be recomputed 2r + 1 times.
-    padded = dict(zip(keys, lax.optimization_barrier(tuple(padded))))
-    out = None
-    for dx, h in zip(range(-radius, radius + 1), half_heights):
-        column = lax.slice_in_dim(padded[h], radius + dx, radius + dx + width, axis=b.ndim - 1)
-        out = column if out is None else out | column
-    return out
+    barrier = dict(zip(keys, lax.optimization_barrier(tuple(padded))))
+    columns = [lax.slice_in_dim(barrier[h], radius + dx, radius + dx + width, axis=b.ndim - 1)
+               for dx, h in zip(range(-radius, radius + 1), half_heights)]
+    return functools.reduce(operator.or_, columns)
 
 
 def _counts_packed(pa, ps, height: int, bound_pix: int):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -116,8 +116,8 @@ class QAAccumulator:
             is_cross_modal(task)  # a modality pair must be one of the nine
         if not (isinstance(gold, str) and len(gold) == 1 and gold.isalpha()):
             raise ValueError(f"question {question_id!r}: gold must be one letter, got {gold!r}")
-        row = {"id": question_id, "task": task, "predicted": predicted, "gold": gold,
-               "correct": predicted == gold}
+        row: dict[str, Any] = {"id": question_id, "task": task, "predicted": predicted, "gold": gold,
+                               "correct": predicted == gold}
         if groups:
             row["groups"] = {str(k): str(v) for k, v in groups.items()}
         self._rows[question_id] = row

@@ -16,13 +16,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats as _st
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
 
 
-def iqm(values: Sequence[float], axis: int = -1) -> np.ndarray:
+def iqm(values: ArrayLike, axis: int = -1) -> np.ndarray:
     """Interquartile mean: the mean of the values between the 25th and the 75th percentile (``trim_mean``
     cutting a quarter at each end)."""
     return _st.trim_mean(np.asarray(values, np.float64), 0.25, axis=axis)
@@ -53,25 +54,25 @@ def summarize(values: Sequence[float], *, seed: int = 0) -> dict:
             "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "min": float(x.min()), "max": float(x.max())}
 
 
-def probability_of_improvement(x: Sequence[float], y: Sequence[float], axis: int = -1) -> np.ndarray:
+def probability_of_improvement(x: ArrayLike, y: ArrayLike, axis: int = -1) -> np.ndarray:
     """P(X > Y): the fraction of (x_i, y_j) pairs with x_i > y_j, ties counted one half (Mann-Whitney U / nm)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
-    gt = (x[..., :, None] > y[..., None, :]).mean(axis=(-2, -1))
-    eq = (x[..., :, None] == y[..., None, :]).mean(axis=(-2, -1))
+    xs = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+    ys = np.moveaxis(np.asarray(y, np.float64), axis, -1)
+    gt = (xs[..., :, None] > ys[..., None, :]).mean(axis=(-2, -1))
+    eq = (xs[..., :, None] == ys[..., None, :]).mean(axis=(-2, -1))
     return gt + 0.5 * eq
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> dict:
     """Arm ``b`` against arm ``a`` on the same seeds (``a[k]``, ``b[k]`` from seed k): ``{"n", "mean", "ci"}`` of
     ``b - a`` (seeds resampled in pairs) and ``prob_improvement`` P(b > a) with its ``prob_improvement_ci``."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"paired arms need per-seed values of the same seeds, got {a.shape} and {b.shape}")
-    diff = b - a
-    return {"n": int(len(a)), "mean": float(diff.mean()), "ci": list(_interval((diff,), _mean, seed=seed)),
-            "prob_improvement": float(probability_of_improvement(b, a)),
-            "prob_improvement_ci": list(_interval((b, a), probability_of_improvement, paired=True, seed=seed))}
+    xa, xb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if xa.shape != xb.shape or xa.ndim != 1 or len(xa) == 0:
+        raise ValueError(f"paired arms need per-seed values of the same seeds, got {xa.shape} and {xb.shape}")
+    diff = xb - xa
+    return {"n": int(len(xa)), "mean": float(diff.mean()), "ci": list(_interval((diff,), _mean, seed=seed)),
+            "prob_improvement": float(probability_of_improvement(xb, xa)),
+            "prob_improvement_ci": list(_interval((xb, xa), probability_of_improvement, paired=True, seed=seed))}
 
 
 def format_interval(s: dict, digits: int = 3) -> str:

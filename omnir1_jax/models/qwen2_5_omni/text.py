@@ -7,7 +7,7 @@ height, width).
 Multimodal RoPE (M-RoPE): the H/2 rotary frequencies are split into ``mrope_section`` groups; group i rotates
 with position axis ``i % 3``. For text tokens the three axes are equal and this is plain 1-D RoPE.
 
-Speed notes (measured on XLA:CPU, see BENCHMARKS.md issue 3): q/k/v and gate/up each run as one matmul over
+Speed notes (measured on XLA:CPU, see BENCHMARKS.md "Policy"): q/k/v and gate/up each run as one matmul over
 concatenated kernels (:func:`fused_weights`; skipped when a ``tensor`` mesh axis shards those kernels by
 columns, where concatenation would need an all-gather), and the KV cache is head-major with keys transposed
 (k [B, K, H, S], v [B, K, S, H]) so that both attention matmuls read it in place: a [B, S, K, H] cache was

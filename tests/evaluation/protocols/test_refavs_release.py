@@ -1,5 +1,5 @@
-"""Ref-AVS: the release's protocol (issue 15 item 8) against hand values and a torch transcription of the release's
-test loop; ReVOS: VISA's per-expression rounding (item 9)."""
+"""Ref-AVS: the release's protocol against hand values and a torch transcription of the release's
+test loop; ReVOS: VISA's per-expression rounding."""
 
 import json
 
@@ -15,7 +15,7 @@ def test_thresholds_are_torch_float32_linspace_bit_for_bit():
     for n in (255, 256, 100, 3, 2):
         want = torch.linspace(0, 1 - 1e-10, n).numpy()  # float32, the release's thlist
         np.testing.assert_array_equal(fscore_thresholds(n), want)
-    # a float64 linspace cast to float32 differs in 10 of the 255 (issue 15 item 8)
+    # a float64 linspace cast to float32 differs in 10 of the 255
     naive = np.linspace(0.0, 1.0 - 1e-10, 255).astype(np.float32)
     assert int((naive != fscore_thresholds(255)).sum()) == 10
 
