@@ -1,5 +1,5 @@
 """Omni-R1 + refCOCOg: the System-2-enhanced model. GRPO on refCOCOg grounding in the style of SegZero (the task
-``grounding``, SPEC section 3 "Grounding"), then that model serves as System 1 and System 2 on ReVOS.
+``grounding``, docs/design.md §3.9), then that model serves as System 1 and System 2 on ReVOS.
 
 Command::
 

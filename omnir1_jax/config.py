@@ -101,7 +101,7 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class MeshSpec:
-    """Device mesh axes (SPEC section 7). ``data = -1`` takes every device not used by fsdp x tensor.
+    """Device mesh axes (docs/design.md §9.1). ``data = -1`` takes every device not used by fsdp x tensor.
 
     ``decode_gather``: sampling all-gathers the text decoder's weights over ``fsdp`` once per rollout, before
     its token loop, instead of at every token (costs the decoder's bytes / ``tensor`` of HBM per chip while
@@ -135,12 +135,12 @@ class DataSpec:
       split: reader split name.
       task: ``vos`` (keyframes + descriptions, SAM2 rewards) | ``refaid`` (first frame + audio, boxes only) |
         ``grounding`` (System-2 training in the style of SegZero: one image at ``s1_max_pixels`` (900*28*28 in
-        the paper's refCOCOg run) + the expression -> box and two points, SPEC section 3 "Grounding"; no bridge) |
+        the paper's refCOCOg run) + the expression -> box and two points, docs/design.md §3.9; no bridge) |
         ``qa`` (CrossOmni multiple choice) | ``vos_interactive`` (``vos`` with System 2's boxes fed back to System 1,
         which may revise its answer, up to ``grpo.max_turns`` answers) | ``mixture`` (several tasks in every batch, see ``tasks``).
       batch_size: prompts per step (each sampled ``grpo.group_size`` times).
-      min_frames, max_frames: training clip length range (SPEC: 8..24).
-      s1_max_pixels, s1_min_pixels: System-1 per-frame pixel budget (SPEC: 128*28*28, 16*28*28).
+      min_frames, max_frames: training clip length range (docs/design.md §6.1: 8..24).
+      s1_max_pixels, s1_min_pixels: System-1 per-frame pixel budget (docs/design.md §6.2: 128*28*28, 16*28*28).
       workers: Grain worker processes (0 = in-process).
       synthetic_videos: videos to generate when ``dataset == "synthetic"`` and ``root`` is empty.
       synthetic_size: (H, W) of generated synthetic frames.
@@ -387,7 +387,7 @@ class BridgeSpec:
 
 @dataclasses.dataclass(frozen=True)
 class GRPOSpec:
-    """GRPO (Omni-R1 section 3.2 / 4.1; SPEC section 4)."""
+    """GRPO (Omni-R1 section 3.2 / 4.1; docs/design.md §4)."""
 
     group_size: int = 8
     mu: int = 1

@@ -3,7 +3,7 @@
     python -m omnir1_jax.infer --video DIR_OR_MP4 --query "the red circle" --policy PATH [--audio WAV] \
         [--bridge ipc://bridge.sock | --grounder KIND[:PATH] --segmenter synthetic|sam2 ...] --out DIR
 
-Steps (SPEC sections 2, 5 and 6): the video is decoded at full resolution (PyAV for files, PIL for frame
+Steps (docs/design.md §2.2, §6.2 and §7.5): the video is decoded at full resolution (PyAV for files, PIL for frame
 folders); System 1 (the Flax Thinker, greedy) sees at most ``--max-frames`` (24) evenly sampled frames at the
 low System-1 resolution (128*28*28 px) plus the audio, shown at 2 fps, and answers keyframes + descriptions;
 the keyframes are mapped back to positions in the full video; the bridge grounds each description on its

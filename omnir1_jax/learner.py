@@ -2,7 +2,7 @@
 
 One step: take the task's next prompt batch; for GRPO sample ``group_size`` answers per prompt with the
 KV-cached sampler, let the task score them (possibly through the bridge), normalise the rewards per group into
-advantages (SPEC section 4) and run ``mu`` AdamW updates of the clipped GRPO loss with a KL penalty to the
+advantages (docs/design.md §4.2) and run ``mu`` AdamW updates of the clipped GRPO loss with a KL penalty to the
 frozen reference; for SFT take the task's supervised targets and run one AdamW update of their negative
 log-likelihood. Around the step, once for every task: metrics (stdout progress bar with ETA, ``metrics.jsonl``,
 TensorBoard), Orbax checkpoints (params, optimiser, reference, PRNG key, data-iterator state) every

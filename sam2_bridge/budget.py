@@ -6,7 +6,7 @@ each frame's header (its size) before decoding any frame; the number of detectio
 request produces is checked after grounding, before segmenting. A request over budget gets ``too_large`` and
 nothing else is spent on it.
 
-The defaults are sized for the 7B recipe (SPEC sections 4-6) with room to spare:
+The defaults are sized for the 7B recipe (docs/design.md §4.1, §6.1 and §7.5) with room to spare:
 
 - training: a GRPO group is 8 rollouts over a clip of 8 to 24 frames at the dataset's resolution (ReVOS /
   MeViS ~480x854 to 1080p); every keyframe is a distinct frame of the clip, so a group has at most

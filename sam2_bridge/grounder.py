@@ -2,7 +2,7 @@
 
 The prompt follows Qwen2.5-VL's grounding convention (Omni-R1 appendix B: "the official grounding prompt of
 Qwen2.5-VL"): the model answers a JSON list of ``{"bbox_2d": [x1, y1, x2, y2], "label": ...}`` in pixels of
-the image it saw (the processor's resized image, at most ``max_pixels`` = 900*28*28 by default, SPEC 5).
+the image it saw (the processor's resized image, at most ``max_pixels`` = 900*28*28 by default, docs/design.md §6.2).
 :func:`parse_grounding` is robust: code fences and surrounding prose are skipped, a single object is
 accepted, an output without any decodable JSON counts as *unparseable* (no boxes), invalid items are
 dropped; boxes are mapped back to the original frame, ordered and clipped to it, and empty boxes dropped.

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grounder-dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--grounder-max-new-tokens", type=int, default=256)
     p.add_argument("--grounder-max-pixels", type=int, default=900 * 28 * 28,
-                   help="largest keyframe the grounder sees (pixels; SPEC 5: 900*28*28)")
+                   help="largest keyframe the grounder sees (pixels; docs/design.md §6.2: 900*28*28)")
     p.add_argument("--judge", default=None, metavar="KIND:PATH",
                    help="serve 'judge' requests (CrossOmni judge rewards) with a text model: hf:PATH = a local "
                         "transformers causal-LM directory (model + tokenizer), greedy batched decoding; "

@@ -48,7 +48,7 @@ class PipelineConfig:
       min_frames, max_frames: training frame count range (paper: 8..24).
       eval_max_frames: evaluation frame count cap (paper: 24).
       s1_min_pixels, s1_max_pixels: System-1 per-frame pixel budget (paper: 128*28*28; floor 16*28*28).
-      fps_s1: the rate the clip is presented at (SPEC: 2).
+      fps_s1: the rate the clip is presented at (docs/design.md §2.2: 2).
       visual_mode: ``"video"`` or ``"image"`` (first sampled frame only; RefAID).
       use_audio_in_video: interleave the audio into the video's tokens instead of a separate audio part.
       num_epochs: passes over the records (None = forever).

@@ -129,7 +129,7 @@ GROUNDING_PROMPT = (
 
 
 def grounding_prompt(expression: str) -> str:
-    """The SegZero-style grounding prompt (one image + the referring expression; SPEC section 3 "Grounding").
+    """The SegZero-style grounding prompt (one image + the referring expression; docs/design.md §3.9).
 
     Wording: the released Omni-R1 code's ``QUESTION_TEMPLATE`` of ``src/omni_r1/load_datasets/segzero.py`` (the
     ``image-segmentation`` task), filled as it fills it: the expression lower-cased with surrounding full stops

@@ -28,7 +28,7 @@ key                     value
 ``gt_box_valid``        [T, O] bool — object o is visible on frame t (frame t's GT box set = the valid rows)
 ``num_objects``         int O — the expression's target objects (0 without GT); ``gt_boxes`` has max(O, 1) columns
 ``num_frames``          int T
-``fps_s1``              float 2.0 — the clip is presented to System 1 at 2 fps (SPEC section 2)
+``fps_s1``              float 2.0 — the clip is presented to System 1 at 2 fps (docs/design.md §2.2)
 ``orig_size``           [2] int32 ``(H, W)``
 ``prompt``              str — the user instruction text (System-1 prompt with the expression filled in)
 ``expression``          str — the raw referring expression

@@ -2,7 +2,7 @@
 
 Each reward takes the N completions (or their parsed answers) of one prompt and returns float32 [N].
 
-Omni-R1 (SPEC sections 2-3)::
+Omni-R1 (docs/design.md §2–3)::
 
     parse_answer(completion, num_frames, fps=2.0) -> ParsedAnswer(.keyframes, .descriptions, .valid, .error)
     format_reward(completions)

@@ -3,7 +3,7 @@
 Shape legend: N rollouts, T frames, H x W pixels.
 
 ``m_hat_t`` is the union of all masks the rollout's detections produced on frame t (the bridge already returns
-that union per rollout); the IoU of two empty masks is 1 (DAVIS convention, SPEC section 3).
+that union per rollout); the IoU of two empty masks is 1 (DAVIS convention, docs/design.md §3.5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Format reward and the keyframe-quality reward R_K (Omni-R1 section 3.3, appendix B; SPEC section 3).
+"""Format reward and the keyframe-quality reward R_K (Omni-R1 section 3.3, appendix B; docs/design.md §3.2–3.3).
 
 Every reward takes the whole GRPO group (N completions / parsed answers) and returns float32 [N].
 
@@ -7,7 +7,7 @@ Notation: S = sorted keyframes with repeats (M of them), K = number of distinct 
 
 Presets:
 
-- ``"paper"`` (default): the formulas of the paper / SPEC.
+- ``"paper"`` (default): the formulas of the paper / docs/design.md §3.3.
 - ``"official"``: the arithmetic of the released PyTorch code with its bugs fixed. Differences:
   R_num = ``0.4*K if K <= 4 else 0.4*(7 - K)`` (max 1.6, as released); R_diversity =
   ``-0.2 * sum_i(len_i - 1) - 0.5 * (sum_i len_i - K)`` over the valid intervals (a length penalty per interval
@@ -62,7 +62,7 @@ def diversity_reward(
     dist_reward: float = 0.25,
     preset: Preset = "paper",
 ) -> np.ndarray:
-    """R_diversity (appendix B, SPEC section 3): ``overlap_punish * |J| + dist_reward * (M - |J|)``.
+    """R_diversity (appendix B, docs/design.md §3.3): ``overlap_punish * |J| + dist_reward * (M - |J|)``.
 
     S = the keyframes of every valid answer item (an item covers each frame of its interval), sorted by frame
     (``ParsedAnswer.keyframes``), M = len(S). J = consecutive pairs of S that share the frame index **or come from

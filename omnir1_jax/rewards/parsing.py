@@ -1,4 +1,4 @@
-"""Parsing System 1's answers (SPEC section 2). Never raises on model output.
+"""Parsing System 1's answers (docs/design.md §2). Never raises on model output.
 
 A VOS answer is ``<think>...</think><answer>...</answer>`` where the answer holds one JSON object, a JSON list
 of objects, or several objects in a row, each ``{"start_time": "mm:ss.ff", "end_time": "mm:ss.ff",
@@ -6,7 +6,7 @@ of objects, or several objects in a row, each ``{"start_time": "mm:ss.ff", "end_
 second (2 by default), so time t maps to frame ``min(floor(t * fps), T - 1)`` and an interval covers every
 frame from its start frame to its end frame inclusive.
 
-Decisions beyond SPEC (documented here once):
+Decisions beyond the papers (docs/design.md §2.2–2.3):
 
 - JSON is decoded with a real decoder (``json.JSONDecoder.raw_decode``) at every ``{`` / ``[`` not inside an
   already decoded value, so nested braces, lists, several objects in a row, commas or prose between them, and
@@ -89,7 +89,7 @@ class ParsedAnswer:
       error: why the answer is unusable (None when valid).
       num_frames: T, the number of frames of the clip the answer refers to.
       keyframe_items: one entry per entry of ``keyframes``: the index (into ``items``) of the answer item the
-        keyframe came from — R_diversity counts consecutive keyframes of one item as overlaps (SPEC section 3).
+        keyframe came from — R_diversity counts consecutive keyframes of one item as overlaps (docs/design.md §3.3).
       other_objects: decoded JSON objects of the answer that are no interval and hold none (``{"note": "x"}``);
         every reward ignores them except the ``official`` structure bonus, which counts them as the release does.
 
@@ -311,7 +311,7 @@ def parse_answer(completion: Any, num_frames: int, fps: float = 2.0) -> ParsedAn
     Args:
       completion: the model's text (anything else gives an invalid answer).
       num_frames: T, frames in the clip shown to System 1 (must be >= 1).
-      fps: the rate at which the clip was presented (SPEC: 2).
+      fps: the rate at which the clip was presented (docs/design.md §2.2: 2).
     """
     if num_frames < 1 or not (fps > 0):
         raise ValueError(f"num_frames must be >= 1 and fps > 0, got {num_frames}, {fps}")

@@ -1,5 +1,5 @@
-"""SegZero-style grounding reward (System-2 training on refCOCOg, Omni-R1 section 4.1; SPEC section 3
-"Grounding"). Not to be confused with R_G (:mod:`omnir1_jax.rewards.grounding`).
+"""SegZero-style grounding reward (System-2 training on refCOCOg, Omni-R1 section 4.1;
+docs/design.md §3.9). Not to be confused with R_G (:mod:`omnir1_jax.rewards.grounding`).
 
 The policy sees one image (resized to at most 900*28*28 pixels) and a referring expression and answers
 ``<think>...</think><answer>{"bbox_2d": [x1, y1, x2, y2], "points_1": [x, y], "points_2": [x, y]}</answer>`` in

@@ -1,4 +1,4 @@
-"""The total Omni-R1 reward ``R = R_fmt + a_K R_K + a_A R_A + a_G R_G`` (eq. 4; SPEC section 3).
+"""The total Omni-R1 reward ``R = R_fmt + a_K R_K + a_A R_A + a_G R_G`` (eq. 4; docs/design.md §3.6).
 
 Default weights follow the paper's best ablation row (R_K + R_G). Every row of the paper's Table 4 is in
 :data:`TABLE4_WEIGHTS`.
@@ -31,13 +31,13 @@ per (object, frame) pair              passes the GT boxes' validity); the union'
 structure bonus: a JSON object that   reproduced: 0.2 in the structure bonus and one more in its divisor
 is no interval (``{"note": "x"}``)    (``ParsedAnswer.other_objects``); every other term ignores it, as the
 counts 0.2 and in the divisor         release's do (it grounds nothing); ``paper`` ignores it entirely
-saliency: sum of per-object areas     deliberate: the union's area (SPEC: ``area(m*_t)``); the sum counts
+saliency: sum of per-object areas     deliberate: the union's area (docs/design.md §3.3: ``area(m*_t)``); the sum counts
                                       pixels covered by two target objects twice
 a_g = 0 drops avg_ratio, avg_iou and  deliberate: kept, so each Table-4 row is the reward it names (with the
 the mismatch term                     release's arithmetic its R_K + R_A row has no R_A and no saliency)
 one random target object per sample   deliberate: every target object (paper section 3.3: "B*_s can contain
 (``select_number`` = 1 default)       multiple instances")
-an item ending past the clip is       deliberate: its end is clamped to the last frame (SPEC section 2)
+an item ending past the clip is       deliberate: its end is clamped to the last frame (docs/design.md §2.3)
 invalid
 ====================================  =========================================================================
 """

@@ -1,4 +1,4 @@
-"""Group-normalised GRPO advantages (Omni-R1 eq. 1; SPEC section 4).
+"""Group-normalised GRPO advantages (Omni-R1 eq. 1; docs/design.md §4.2).
 
 Shape legend: B = batch of completions (prompts x group_size), ordered group-major: completions
 ``[g * group_size : (g + 1) * group_size]`` answer the same prompt g.
@@ -30,9 +30,9 @@ def group_advantages(
       scale: ``"group"`` divides by the std of the completion's own group (GRPO, the default);
         ``"batch"`` divides by the std of the whole batch (centring stays per group);
         ``"none"`` does not divide (Dr. GRPO).
-      eps: added to the std (SPEC: 1e-4), so zero-variance groups do not divide by 0. A group whose rewards are
-        all equal gets advantage exactly 0.0 for every eps (each group is shifted by its first reward before the
-        mean is taken, so no rounded mean is subtracted).
+      eps: added to the std (docs/design.md §4.2: 1e-4), so zero-variance groups do not divide by 0. A group
+        whose rewards are all equal gets advantage exactly 0.0 for every eps (each group is shifted by its first
+        reward before the mean is taken, so no rounded mean is subtracted).
       unbiased: Bessel-corrected std (``ddof=1``, as ``torch.std``); ``False`` for the population std.
 
     Returns:

@@ -2,7 +2,7 @@
 
 Shape legend: B completions, T completion tokens (right-padded; ``mask`` marks real tokens).
 
-Per token (SPEC section 4, Omni-R1 section 3.2)::
+Per token (docs/design.md §4.3–4.4, Omni-R1 section 3.2)::
 
     rho  = exp(clamp(logp - old_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     loss = -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * KL(logp, ref_logp)

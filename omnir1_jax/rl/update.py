@@ -24,7 +24,7 @@ Scorer = Callable[..., jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
-    """The loss hyper-parameters (SPEC section 4); hashable, so it can be a static jit argument."""
+    """The loss hyper-parameters (docs/design.md §4.3–4.5); hashable, so it can be a static jit argument."""
 
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2

@@ -10,7 +10,7 @@ evaluation, export — is the learner's, once.
 Tasks: ``vos`` (keyframes -> bridge -> R_fmt, R_K, R_A, R_G; Omni-R1 section 3), ``refaid`` (first frame +
 audio, one description -> System-2 boxes -> R_fmt + box IoU; appendix B), ``crossomni_qa`` (multiple choice,
 format / accuracy / judge-scored consistency and coherence; CrossOmni section 4.2), ``grounding`` (System-2
-training in the style of SegZero on refCOCOg: one image -> box + two points, SPEC section 3 "Grounding").
+training in the style of SegZero on refCOCOg: one image -> box + two points, docs/design.md §3.9).
 """
 
 from omnir1_jax.tasks.base import RecordBatches, Scored, Task, make_task

@@ -1,5 +1,5 @@
-"""The ``grounding`` task: System-2 training in the style of SegZero (Omni-R1 section 4.1; SPEC section 3
-"Grounding"; the released code's ``image-segmentation`` task).
+"""The ``grounding`` task: System-2 training in the style of SegZero (Omni-R1 section 4.1;
+docs/design.md §3.9; the released code's ``image-segmentation`` task).
 
 One refCOCOg image goes through the pipeline's System-1 view code path with ``visual_mode="image"`` at the
 ``data.s1_max_pixels`` budget (900*28*28 in ``experiments/refcoco_system2_7b.py``: the System-2 resolution),

@@ -63,7 +63,7 @@ def _intervals(spans, num_frames=24, fps=2.0):
 
 
 def test_diversity_long_interval_is_a_run_of_overlaps():
-    # SPEC section 3 worked values: one item over all 24 frames: J = 23 pairs of the same item, M = 24
+    # docs/design.md §3.3 worked out: one item over all 24 frames: J = 23 pairs of the same item, M = 24
     # -> -0.2 * 23 + 0.25 * 1 = -4.35; four single-frame items: 4 * 0.25 = 1.0.
     one_long = _intervals([(0, 23)])
     four = _intervals([(0, 0), (6, 6), (12, 12), (18, 18)])

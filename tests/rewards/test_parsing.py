@@ -30,7 +30,7 @@ def test_parse_time_rejects(text):
 
 
 def test_known_time_maps_to_frame():
-    # SPEC: 00:03.5 at 2 fps is frame 7 (the released code read it as 3.05 s -> frame 6).
+    # docs/design.md §2.2: 00:03.5 at 2 fps is frame 7 (the released code read it as 3.05 s -> frame 6).
     p = parse_answer(_wrap(_obj("00:03.5", "00:03.5")), num_frames=10)
     assert p.valid and p.keyframes == (7,) and p.descriptions == ("the red circle",)
 

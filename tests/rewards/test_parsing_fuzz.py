@@ -87,7 +87,7 @@ def test_fuzz_answers_never_raise_and_rewards_stay_in_range(preset):
         for name in ("saliency", "alignment", "grounding"):
             assert np.all((c[name] >= 0) & (c[name] <= 1 + 1e-6)), name
         for name in ("diversity", "num", "saliency", "alignment", "grounding", "keyframe"):
-            assert np.all(c[name][~valid] == 0), name  # SPEC: an invalid answer earns nothing but R_fmt
+            assert np.all(c[name][~valid] == 0), name  # docs/design.md §2.4: an invalid answer earns nothing but R_fmt
         if preset == "paper":
             assert np.all((c["num"] >= 0) & (c["num"] <= 1))
             # 0.25 M with no repeats, each of at most M - 1 repeats costs 0.45 (appendix B defaults)

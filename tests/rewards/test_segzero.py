@@ -1,4 +1,4 @@
-"""The SegZero-style grounding reward (SPEC section 3 "Grounding") against hand-computed values, its never-raise
+"""The SegZero-style grounding reward (docs/design.md §3.9) against hand-computed values, its never-raise
 parsing, and the GT points of hand-built masks."""
 
 import json

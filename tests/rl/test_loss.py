@@ -10,7 +10,7 @@ pytestmark = pytest.mark.torch
 
 
 def torch_grpo(logps, old, ref, adv, mask, eps_low, eps_high, beta, kl, agg, max_len=None):
-    """Written from the formula in SPEC section 4, independently of the JAX code."""
+    """Written from the formulas of docs/design.md §4.3–4.5, independently of the JAX code."""
     ratio = torch.exp(torch.clamp(logps - old, -20.0, 20.0))
     a = adv.unsqueeze(1)
     surrogate = torch.minimum(ratio * a, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * a)

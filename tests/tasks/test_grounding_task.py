@@ -1,4 +1,4 @@
-"""The ``grounding`` task (SegZero-style System-2 training, SPEC section 3 "Grounding") on a tiny refCOCOg tree:
+"""The ``grounding`` task (SegZero-style System-2 training, docs/design.md §3.9) on a tiny refCOCOg tree:
 its batches show one image with the grounding prompt, its GT lives in the resized image's pixels, it scores
 hand-made answers as the reward says, and one GRPO step of the tiny policy runs through the learner."""
 

@@ -85,7 +85,7 @@ def test_update_applies_the_grpo_loss_gradient_with_the_learners_advantages(trai
         trainer.task = real_task
     n = trainer.cfg.grpo.group_size
     r = np.asarray(ro.rewards, np.float64).reshape(-1, n)
-    # SPEC section 4, transcribed: (r - group mean) / (unbiased group std + 1e-4)
+    # docs/design.md §4.2, transcribed: (r - group mean) / (unbiased group std + 1e-4)
     expected_adv = ((r - r.mean(1, keepdims=True)) / (r.std(1, ddof=1, keepdims=True) + 1e-4)).reshape(-1)
     np.testing.assert_allclose(np.asarray(ro.advantages), expected_adv, rtol=1e-5, atol=1e-5)
     assert np.abs(expected_adv).max() > 0.5  # the groups are not constant
