@@ -24,7 +24,7 @@ def _sft_learner(cfg, recs):
                    records=recs)
 
 
-def SPEC(root, **kw):
+def data_spec(root, **kw):
     return DataSpec(root=root, synthetic_colours=("red", "blue", "green", "yellow"), synthetic_objects=(2, 3),
                     synthetic_templates=("colour_shape",), **kw)
 
@@ -38,7 +38,7 @@ def root(tmp_path_factory):
 
 def test_format_only_targets_parse_and_never_name_the_target(root):
     oracle = load_oracle(root)
-    recs = S.read_records(SPEC(root), "train")
+    recs = S.read_records(data_spec(root), "train")
     rng = np.random.default_rng(0)
     for rec in recs:
         video = oracle[rec.video_id]
@@ -59,7 +59,7 @@ def test_format_only_targets_parse_and_never_name_the_target(root):
 def test_instruction_replaces_the_expression_in_sft_prompts(root):
     cfg = ExperimentConfig(
         model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
-        data=SPEC(root, batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28,
+        data=data_spec(root, batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28,
                   s1_min_pixels=4 * 28 * 28, prompt="short", pad_to_multiple=64),
         sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the object"),
         run=RunSpec(out_dir=os.path.join(root, "..", "run")))
@@ -78,7 +78,7 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
     from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
     from omnir1_jax.tasks.synthetic_targets import decoy_instructions
 
-    recs = S.read_records(SPEC(root), "train")
+    recs = S.read_records(data_spec(root), "train")
     many = recs * 40
     decoys = decoy_instructions(many, "the {colour} {shape}", seed=3)
     assert [d.expression for d in decoys] == [d.expression for d in decoy_instructions(many, "the {colour} {shape}",
@@ -92,7 +92,7 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
 
     cfg = ExperimentConfig(
         model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
-        data=SPEC(root, batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28,
+        data=data_spec(root, batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28,
                   s1_min_pixels=4 * 28 * 28, prompt="short", pad_to_multiple=64),
         sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the {colour} {shape}",
                     think="looking for {instruction}; {description} is visible here"),
@@ -115,7 +115,7 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
 
 def test_mixed_and_any_object_targets_name_the_target_at_their_rate(root):
     oracle = load_oracle(root)
-    recs = S.read_records(SPEC(root), "train")
+    recs = S.read_records(data_spec(root), "train")
     rng = np.random.default_rng(1)
     counts = {("mixed", 0.0): [0, 0], ("mixed", 0.25): [0, 0], ("mixed", 1.0): [0, 0], ("any_object", 0.0): [0, 0]}
     for rec in recs:
