@@ -27,6 +27,8 @@ import time
 
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
+from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
+from omnir1_jax.runtime.records import read_records
 
 
 def compare(cfg: ExperimentConfig) -> dict:
@@ -36,7 +38,6 @@ def compare(cfg: ExperimentConfig) -> dict:
     from omnir1_jax import policy as P
     from omnir1_jax.evaluation import evaluate_policy
     from omnir1_jax.learner import Learner, grpo_stage, sft_stage
-    from omnir1_jax.runtime import setup as S
     from omnir1_jax.tasks import make_task
 
     if cfg.data.task != "vos_interactive" or cfg.grpo.max_turns < 2:
@@ -47,9 +48,9 @@ def compare(cfg: ExperimentConfig) -> dict:
     os.makedirs(out, exist_ok=True)
     tokenizer = P.build_tokenizer(cfg.model)
     policy = P.build_policy(cfg.model, seed=cfg.run.seed)
-    records = S.read_records(cfg.data, cfg.data.split)
-    eval_records = S.read_records(cfg.data, cfg.run.eval_split)
-    bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out, data_roots=[cfg.data.root])
+    records = read_records(cfg.data, cfg.data.split)
+    eval_records = read_records(cfg.data, cfg.run.eval_split)
+    bridge = open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out, data_roots=[cfg.data.root])
     result: dict = {"name": cfg.name, "max_turns": cfg.grpo.max_turns, "steps": cfg.run.steps}
     try:
         if cfg.sft.steps > 0:  # K-turn targets (the format after a feedback turn too), shared by both arms

@@ -327,7 +327,7 @@ class BridgeSpec:
       grounder: ``synthetic`` | ``qwen2_5_vl:PATH`` | ``qwen2_5_omni:PATH``; ``PATH = @policy`` means the System-1
         policy itself (Omni-R1 section 4.1: "Omni-R1 is serving as both System 1 and System 2" in evaluation,
         a frozen copy of the pretrained model during training). A bridge started by an entry point resolves it
-        (:func:`omnir1_jax.runtime.setup.resolve_grounder`): training and ``omnir1_jax.evaluate`` use
+        (:func:`omnir1_jax.runtime.bridge.resolve_grounder`): training and ``omnir1_jax.evaluate`` use
         ``model.checkpoint`` (``--policy DIR`` sets it), and ``omnir1_jax.train``'s evaluation after GRPO
         restarts the bridge on the exported policy ``<run.out_dir>/hf`` (multi-host: ``run.out_dir`` must be on a
         filesystem every host sees, process 0 writes the export). With ``start = False`` the remote bridge

@@ -63,6 +63,8 @@ from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
 from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_summary  # noqa: F401
 from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers  # noqa: F401
+from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
+from omnir1_jax.runtime.records import read_records
 
 # The multiple-choice suites (omnir1_jax.data.suites.SUITE_NAMES; spelled here so --help needs no data import)
 SUITE_NAMES = ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
@@ -80,7 +82,6 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
     ``predictor`` replaces the two-system pipeline (segmentation datasets); ``refavs_protocol`` and
     ``visa_rounding`` choose the segmentation protocol (module docstring)."""
     from omnir1_jax import policy as P
-    from omnir1_jax.runtime import setup as S
 
     ds = cfg.data.dataset
     out_dir = out_dir or os.path.join(cfg.run.out_dir, "eval", f"{ds}_{split}")
@@ -102,7 +103,7 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
         sources = [(n, os.path.join(cfg.data.root, n) if ds == "suites" else cfg.data.root) for n in names]
         pol, tok = system1()
         return evaluate_suites(sources, lambda recs: mcq_answers(cfg, pol, tok, recs), out_dir, resume=resume,
-                                   max_items=max_items, progress=progress)
+                               max_items=max_items, progress=progress)
     if ds in ("crossomni", "avhbench"):
         if ds == "crossomni":
             from omnir1_jax.crossomni.batches import read_split
@@ -118,15 +119,15 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
     if ds not in VOS_DATASETS + ("refavs",):
         raise ConfigError(f"data.dataset={ds!r} cannot be evaluated (use "
                           f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench', 'suites') + SUITE_NAMES})")
-    records = S.read_records(cfg.data, split)
+    records = read_records(cfg.data, split)
     kind = "refavs" if ds == "refavs" else "vos"
     bridge = None
     if predictor is None:
         pol, tok = system1()
         if client is None:
             # "KIND:@policy": System 2 is the evaluated policy itself (model.checkpoint, set by --policy)
-            bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out_dir,
-                                   data_roots=[cfg.data.root])
+            bridge = open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out_dir,
+                                 data_roots=[cfg.data.root])
             client = bridge.client
         predictor = TwoSystemPredictor(cfg, pol, tok, client)
     try:

@@ -39,6 +39,7 @@ from omnir1_jax.evaluation.figures import overlay_sheet, save_sheet, tint  # noq
 from omnir1_jax.evaluation.results import read_masks, write_masks  # noqa: F401
 from omnir1_jax.evaluation.two_system import TASKS, Moment, Prediction, moments_of, predict_batch, submit, \
     system1_answers  # noqa: F401
+from omnir1_jax.runtime.bridge import open_bridge
 
 
 # ------------------------------------------------------------------------------------------- System 1 input
@@ -180,7 +181,6 @@ def main(argv=None) -> int:
         if getattr(args, name) is None:
             setattr(args, name, value)
     from omnir1_jax.crossomni.media import read_audio, read_video, write_video
-    from omnir1_jax.runtime import setup as S
 
     t0 = time.time()
     video = read_video(args.video, stride=args.stride, max_frames=args.max_video_frames,
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     else:
         spec = BridgeSpec(start=True, grounder=args.grounder, segmenter=args.segmenter,
                           sam2_config=args.sam2_config, sam2_checkpoint=args.sam2_checkpoint, workers=1)
-    bridge = S.open_bridge(spec, args.out)
+    bridge = open_bridge(spec, args.out)
     try:
         pred = predict_batch(policy, tokenizer, bridge.client, batch, [video.frames], task=args.task,
                              max_new_tokens=args.max_new_tokens)[0]

@@ -38,6 +38,7 @@ from omnir1_jax.rl import rollout as R
 from omnir1_jax.rl.update import LossSpec, grpo_step, nll_step, resolve_micro_batches, score
 from omnir1_jax.runtime import distributed as D
 from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
+from omnir1_jax.runtime.mesh import global_mesh
 from omnir1_jax.runtime.metrics import MetricsWriter
 from omnir1_jax.stages import PROGRESS_KEYS, Stage, grpo_stage, progress_line, sft_stage, stage_optimizer
 from omnir1_jax.tasks.base import InteractiveTask, Rollout, Scored, Targets, Task
@@ -75,7 +76,7 @@ class Learner:
 
     def __init__(self, cfg: ExperimentConfig, task: Task, stage: Stage, *, policy=None, tokenizer=None,
                  records=None, evaluate: Callable[[Any, str], dict] | None = None):
-        from omnir1_jax.runtime import setup as S
+        from omnir1_jax.runtime.records import read_records, resolve_steps
 
         self.cfg, self.task, self.stage = cfg, task, stage
         self.out_dir = stage.run.out_dir
@@ -88,7 +89,7 @@ class Learner:
         self.eos_ids = P.eos_ids_of(self.tokenizer)
         # One mesh over every device of every process; parameters, reference and optimiser state are global
         # arrays on it, and every step is one jit program over it (runtime/distributed.py).
-        self.mesh = D.global_mesh(cfg.mesh)
+        self.mesh = global_mesh(cfg.mesh)
         policy = policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, mesh=self.mesh,
                                                                         decode_gather=cfg.mesh.decode_gather)
         self.multi_process = jax.process_count() > 1
@@ -136,9 +137,9 @@ class Learner:
                                     g.group_size if self.grpo else None)
         if self.turns > 1:  # multi-turn rollouts / targets: whole trajectories are scored, answers masked in
             self.scorer = P.make_trajectory_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0)
-        self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
+        self.records = list(records) if records is not None else read_records(cfg.data, cfg.data.split)
         if stage.run.steps <= 0:  # run.steps = 0: derived from the data (run.epochs over expressions or videos)
-            self.stage = stage = stage.with_steps(S.resolve_steps(cfg, self.records, stage.batch_size))
+            self.stage = stage = stage.with_steps(resolve_steps(cfg, self.records, stage.batch_size))
         # every process walks the same seeded order of records and prepares only its own block of each global
         # batch (share); the blocks become global arrays (D.global_inputs / D.global_rows)
         D.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes

@@ -29,6 +29,9 @@ from typing import Any, Callable, Sequence
 
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
+from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder, uses_policy_grounder
+from omnir1_jax.runtime.mesh import global_mesh
+from omnir1_jax.runtime.records import read_records
 
 STAGES = ("sft", "grpo")
 
@@ -58,7 +61,6 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
 
     from omnir1_jax import policy as P
     from omnir1_jax.learner import Learner, grpo_stage, sft_stage
-    from omnir1_jax.runtime import setup as S
     from omnir1_jax.evaluation import plot_rewards
     from omnir1_jax.tasks import make_task
 
@@ -74,11 +76,9 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     out = cfg.run.out_dir
     os.makedirs(out, exist_ok=True)
     tokenizer = P.build_tokenizer(cfg.model)
-    from omnir1_jax.runtime.distributed import global_mesh
-
     # built directly in its sharding on the run's mesh (global arrays over every process's devices)
     policy = P.build_policy(cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh),
-                             decode_gather=cfg.mesh.decode_gather)
+                            decode_gather=cfg.mesh.decode_gather)
     qa = cfg.data.task == "qa"
     no_bridge = qa or cfg.data.task == "grounding"  # the grounding task's policy grounds by itself
     if qa:
@@ -86,7 +86,7 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
 
         records = read_split(cfg.data, cfg.data.split)
     else:
-        records = S.read_records(cfg.data, cfg.data.split)
+        records = read_records(cfg.data, cfg.data.split)
     summary: dict = {"name": cfg.name}
 
     def export(pol) -> str:  # a whole model directory: weights + the tokenizer / processor files
@@ -95,8 +95,8 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
 
     resuming = cfg.run.resume and _has_checkpoint(out)
     # System 2 while training: a "KIND:@policy" grounder is the frozen pretrained checkpoint (Omni-R1 section 4.1)
-    bridge = None if no_bridge else S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out,
-                                                  data_roots=[cfg.data.root])
+    bridge = None if no_bridge else open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out,
+                                                data_roots=[cfg.data.root])
     task = make_task(cfg, tokenizer, bridge=(lambda: bridge.client) if bridge is not None else None, judge=judge)
     # QA accuracy: python -m omnir1_jax.evaluate --split test; grounding: evaluate the export as System 2 (VOS)
     do_eval = do_eval and not no_bridge
@@ -115,7 +115,7 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
             summary["sft_final_loss"] = hist[-1]["loss"] if hist else None
         evaluate = None
         if do_eval:
-            eval_records = S.read_records(cfg.data, cfg.run.eval_split)
+            eval_records = read_records(cfg.data, cfg.run.eval_split)
             evaluate = vos_evaluator(cfg, tokenizer, eval_records, bridge)
         if "grpo" in stages:
             if evaluate is not None and not resuming:
@@ -134,7 +134,7 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
             summary["grpo_last"] = hist[-1] if hist else None
             summary["evals"] = learner.evals
             if evaluate is not None:
-                if S.uses_policy_grounder(cfg.bridge):
+                if uses_policy_grounder(cfg.bridge):
                     # System 2 = the trained policy (section 4.1): export it and restart the bridge on the export
                     summary["hf"] = export(policy)
                     if jax.process_count() > 1:  # each process's bridge loads what process 0 wrote (shared out_dir)
@@ -143,8 +143,8 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
                         multihost_utils.sync_global_devices("omnir1_jax.train: policy exported")
                     bridge.close()
                     bridge = None  # closed: not closed again if the new one fails to start
-                    bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, summary["hf"]), out,
-                                           data_roots=[cfg.data.root])
+                    bridge = open_bridge(resolve_grounder(cfg.bridge, summary["hf"]), out,
+                                         data_roots=[cfg.data.root])
                     evaluate = vos_evaluator(cfg, tokenizer, eval_records, bridge)
                 summary["after"] = evaluate(policy, "after_grpo")
                 if primary:

@@ -65,7 +65,8 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
     from omnir1_jax.evaluation import plot_rewards
     from omnir1_jax.evaluation.seeds import scripted_level, seed_evaluator
     from omnir1_jax.learner import Learner, grpo_stage, sft_stage
-    from omnir1_jax.runtime import setup as S
+    from omnir1_jax.runtime.bridge import open_bridge, uses_policy_grounder
+    from omnir1_jax.runtime.records import read_records
     from omnir1_jax.seeds import SeedGroup
     from omnir1_jax.tasks import make_task
 
@@ -73,7 +74,7 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
     if cfg.data.task not in SEED_TASKS:
         raise ConfigError(f"run.seeds: seed-parallel training runs the {', '.join(SEED_TASKS)} tasks, not "
                           f"data.task={cfg.data.task!r} (run its seeds one by one with run.seed)")
-    if S.uses_policy_grounder(cfg.bridge):
+    if uses_policy_grounder(cfg.bridge):
         raise ConfigError("run.seeds: System 2 = the policy (bridge.grounder '...:@policy') differs per seed; run "
                           "such seeds one by one with run.seed")
     t_start = time.time()
@@ -81,14 +82,14 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
     os.makedirs(out, exist_ok=True)
     cfgs = [seed_config(cfg, k) for k in seeds]
     tokenizer = P.build_tokenizer(cfg.model)
-    records = S.read_records(cfg.data, cfg.data.split)
+    records = read_records(cfg.data, cfg.data.split)
     resuming = [c.run.resume and _has_checkpoint(c.run.out_dir) for c in cfgs]
     if any(resuming) and not all(resuming):
         have = [k for k, r in zip(seeds, resuming) if r]
         raise ConfigError(f"run.seeds: seeds {have} have GRPO checkpoints under {out}/seed<k> and the others do "
                           f"not; resume all of them or none (run the others in their own run directory)")
     resuming_all = bool(resuming) and all(resuming)
-    bridge = S.open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
+    bridge = open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
     tasks = [make_task(c, tokenizer, bridge=lambda: bridge.client) for c in cfgs]
     policies = [P.build_policy(c.model, seed=c.run.seed) for c in cfgs]
     summary: dict = {"name": cfg.name, "seeds": list(seeds)}
@@ -105,7 +106,7 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
             summary["sft_seconds"] = time.time() - t0
         evaluate = None
         if do_eval:
-            eval_records = S.read_records(cfg.data, cfg.run.eval_split)
+            eval_records = read_records(cfg.data, cfg.run.eval_split)
             evaluate = seed_evaluator(cfgs, tokenizer, eval_records, bridge.client)
             if cfg.data.dataset == "synthetic":
                 chance = _read_json(os.path.join(out, "eval", "random_object", "summary.json"))

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from omnir1_jax.evaluation.loop import evaluate_policy, record_kind
+from omnir1_jax.runtime.records import pipeline_config
 
 
 def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any], *,
@@ -23,7 +24,6 @@ def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any]
     from omnir1_jax import policy as P
     from omnir1_jax.data import build_pipeline
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-    from omnir1_jax.runtime import setup as S
     from omnir1_jax.runtime.seed_axis import sample_seeds, stack
 
     answers: list[dict[tuple[str, str], str]] = [{} for _ in policies]
@@ -33,8 +33,8 @@ def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any]
     graphdef, states = split[0][0], stack([s for _, s in split])
     eos, pad = P.eos_ids_of(tokenizer), P.pad_id_of(tokenizer)
     keys = jax.numpy.stack([jax.random.key(0)] * len(policies))
-    pcfg = S.pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
-                             num_keyframes=cfg.grpo.num_keyframes)
+    pcfg = pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
+                           num_keyframes=cfg.grpo.num_keyframes)
     for batch in build_pipeline(list(records), tokenizer, pcfg):
         inputs = as_model_inputs(policies[0].config, batch["model_inputs"])
         out = sample_seeds(states, inputs, keys, graphdef=graphdef, shared_inputs=True,
@@ -80,7 +80,6 @@ def scripted_level(cfg, tokenizer, records: Sequence[Any], client, out_dir: str,
     target (the ceiling of the two-system pipeline). Written to ``<out_dir>/<mode>/``; returns
     :func:`evaluate_policy`'s result."""
     from omnir1_jax.data import build_pipeline
-    from omnir1_jax.runtime import setup as S
     from omnir1_jax.tasks.synthetic_targets import load_oracle, synthetic_target
 
     limit = cfg.run.eval_max_expressions or None
@@ -88,8 +87,8 @@ def scripted_level(cfg, tokenizer, records: Sequence[Any], client, out_dir: str,
     by_id = {(r.video_id, r.exp_id): r for r in recs}
     oracle, rng = load_oracle(cfg.data.root), np.random.default_rng(seed)
     answers: dict[tuple[str, str], str] = {}
-    pcfg = S.pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
-                             num_keyframes=cfg.grpo.num_keyframes)
+    pcfg = pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
+                           num_keyframes=cfg.grpo.num_keyframes)
     for batch in build_pipeline(recs, tokenizer, pcfg):
         for b, key in enumerate(zip(batch["video_id"], batch["exp_id"])):
             t = int(batch["num_frames"][b])

@@ -16,6 +16,7 @@ import numpy as np
 
 from omnir1_jax.data.schema import FPS_S1
 from omnir1_jax.rewards import ParsedAnswer, extract_rationale, extract_tag, parse_answer, parse_description
+from omnir1_jax.runtime.records import pipeline_config
 
 TASKS = ("vos", "avs", "refaid")
 
@@ -220,13 +221,12 @@ class TwoSystemPredictor:
 
     def __call__(self, records: Sequence[Any]) -> Iterator[tuple[Any, Prediction]]:
         from omnir1_jax.data import build_pipeline
-        from omnir1_jax.runtime import setup as S
 
         if not records:
             return
         by_id = {(r.video_id, r.exp_id): r for r in records}
-        pcfg = S.pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1,
-                                 num_keyframes=self.cfg.grpo.num_keyframes)  # the prompt the policy was trained on
+        pcfg = pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1,
+                               num_keyframes=self.cfg.grpo.num_keyframes)  # the prompt the policy was trained on
         for batch in build_pipeline(list(records), self.tokenizer, pcfg):
             recs = [by_id[(v, e)] for v, e in zip(batch["video_id"], batch["exp_id"])]
             texts = list(self.texts(recs)) if self.texts is not None else None

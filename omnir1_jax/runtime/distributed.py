@@ -41,11 +41,11 @@ or, under SLURM, ``srun --nodes=2 --ntasks-per-node=1 python -m omnir1_jax.train
 
 How a multi-process run trains: one SPMD program over a global mesh
 ------------------------------------------------------------------------
-Every process runs the same program. The (data, fsdp, tensor) mesh (:func:`global_mesh`) spans every device
-of every process, so ``fsdp`` shards the policy, the frozen reference and the AdamW moments across hosts:
-they are global arrays (:func:`place`), each process holding only its shards. Generation, scoring and the
-update are jit programs over that mesh; XLA inserts the collectives (the gradient reduction over ``data`` x
-``fsdp`` included), nothing is averaged through the hosts.
+Every process runs the same program. The (data, fsdp, tensor) mesh
+(:func:`omnir1_jax.runtime.mesh.global_mesh`) spans every device of every process, so ``fsdp`` shards the
+policy, the frozen reference and the AdamW moments across hosts: they are global arrays (:func:`place`), each
+process holding only its shards. Generation, scoring and the update are jit programs over that mesh; XLA inserts
+the collectives (the gradient reduction over ``data`` x ``fsdp`` included), nothing is averaged through the hosts.
 
 The batch is split by process: every process walks the same seeded order of records but reads, decodes and
 prepares only its own contiguous block of each global batch (``Task.batches(..., share=(i, n))``), and turns
@@ -186,28 +186,6 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-# ------------------------------------------------------------------------------------------------ meshes
-def global_mesh(mesh_spec):
-    """The run's (data, fsdp, tensor) Mesh over every device of every process (process-major order, so the
-    ``data`` and ``fsdp`` axes may span processes), or None for a single device in a single process.
-    ``data = -1`` takes every device not used by ``fsdp x tensor``."""
-    import jax
-    import numpy as np
-    from jax.sharding import AxisType, Mesh
-
-    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-    n = len(devices)
-    if n == 1:
-        return None
-    fsdp, tensor = mesh_spec.fsdp, mesh_spec.tensor
-    data = mesh_spec.data if mesh_spec.data > 0 else n // (fsdp * tensor)
-    if data * fsdp * tensor != n:
-        raise ConfigError(f"mesh data={data} x fsdp={fsdp} x tensor={tensor} != {n} devices "
-                          f"({jax.process_count()} processes x {jax.local_device_count()})")
-    return Mesh(np.asarray(devices).reshape(data, fsdp, tensor), ("data", "fsdp", "tensor"),
-                axis_types=(AxisType.Auto,) * 3)
-
-
 # ----------------------------------------------------------------------------------------- global arrays
 def place(tree, shardings):
     """Arrays of ``tree`` (identical on every process: the same seed, the same checkpoint) laid out as global
@@ -242,7 +220,7 @@ def process_mesh(mesh):
     """A view of ``mesh`` with axes ``("process", "local")``: the same devices in the same order, one row per
     process, so a sharding over ``"process"`` gives each process one contiguous block of an array and jit
     programs over ``mesh`` accept it. Needs the mesh's devices ordered process by process (what
-    :func:`global_mesh` builds); otherwise :class:`ConfigError`."""
+    :func:`omnir1_jax.runtime.mesh.global_mesh` builds); otherwise :class:`ConfigError`."""
     import jax
     import numpy as np
     from jax.sharding import Mesh
@@ -252,7 +230,7 @@ def process_mesh(mesh):
     owners = [d.process_index for d in flat]
     if owners != sorted(owners) or len(set(owners.count(p) for p in set(owners))) != 1 or len(set(owners)) != n:
         raise ConfigError("the mesh's devices are not grouped process by process (process indices in mesh order: "
-                          f"{owners}); build the mesh with omnir1_jax.runtime.distributed.global_mesh")
+                          f"{owners}); build the mesh with omnir1_jax.runtime.mesh.global_mesh")
     return Mesh(np.asarray(flat).reshape(n, -1), ("process", "local"))
 
 

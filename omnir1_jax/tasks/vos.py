@@ -11,6 +11,7 @@ import numpy as np
 
 from omnir1_jax.config import ConfigError, ExperimentConfig
 from omnir1_jax.rl import rollout as R
+from omnir1_jax.runtime.records import one_expression_per_video, pipeline_config
 from omnir1_jax.tasks.base import Scored, Task
 
 
@@ -76,7 +77,6 @@ class VOSTask(Task):
     def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
                 share: tuple[int, int] = (0, 1)):
         from omnir1_jax.data import build_pipeline
-        from omnir1_jax.runtime.setup import pipeline_config
 
         records = list(records)
         if sft and self.cfg.sft.instruction is not None:  # the SFT prompts carry a decoy instead of the expression
@@ -89,7 +89,6 @@ class VOSTask(Task):
             self.shown = {(r.video_id, r.exp_id): r.expression for r in records}
         k = self.cfg.grpo.num_keyframes
         if not sft and self.cfg.run.epoch_unit == "videos":  # one expression per video per epoch (the release's)
-            from omnir1_jax.runtime.setup import one_expression_per_video
 
             def epoch_iter(epoch: int):
                 pcfg = pipeline_config(self.cfg.data, train=True, seed=seed + epoch, batch_size=batch_size,

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import zmq
 
+from omnir1_jax.runtime.bridge import open_bridge
 from sam2_bridge import protocol as P
 from sam2_bridge.client import BridgeClient, BridgeError
 from sam2_bridge.worker import REPLY_DELAY_ENV
@@ -167,10 +168,9 @@ def test_a_single_bridge_is_never_dropped_for_slowness(bridges, tmp_path):
 
 
 def test_the_runs_pool_drops_a_slow_bridge_after_bridge_attempt_timeout_s(bridges, tmp_path):
-    """``bridge.attempt_timeout_s`` reaches the run's client (``runtime.setup.open_bridge``): the pool drops the
+    """``bridge.attempt_timeout_s`` reaches the run's client (``runtime.bridge.open_bridge``): the pool drops the
     slow bridge after one attempt and the run's queries are answered by the other, long before ``timeout_s``."""
     from omnir1_jax.config import BridgeSpec
-    from omnir1_jax.runtime.setup import open_bridge
 
     spec = BridgeSpec(start=False, addresses=(bridges["slow"], bridges["good"]), token_file=bridges["token"],
                       timeout_s=60.0, attempt_timeout_s=1.0)

@@ -12,7 +12,7 @@ from omnir1_jax.data import read_revos
 from omnir1_jax.data.synthetic import writer
 from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
 from omnir1_jax.evaluation import evaluate_policy
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
 
 pytestmark = pytest.mark.torch  # the bridge subprocess imports the PyTorch side
@@ -48,8 +48,8 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bridge(world, tmp_path_factory):
-    b = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                      str(tmp_path_factory.mktemp("bridge")), data_roots=[world[0]], wait_s=120)
+    b = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+                    str(tmp_path_factory.mktemp("bridge")), data_roots=[world[0]], wait_s=120)
     yield b
     b.close()
 

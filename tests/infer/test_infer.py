@@ -10,7 +10,7 @@ from PIL import Image
 from omnir1_jax import infer
 from omnir1_jax.config import BridgeSpec
 from omnir1_jax.crossomni.media import read_video, write_video
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.bridge import open_bridge
 
 pytestmark = pytest.mark.torch  # the bridge subprocess imports the PyTorch side
 
@@ -28,8 +28,8 @@ def _frames():
 
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory):
-    b = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                      str(tmp_path_factory.mktemp("bridge")), wait_s=120)
+    b = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+                    str(tmp_path_factory.mktemp("bridge")), wait_s=120)
     yield b
     b.close()
 
