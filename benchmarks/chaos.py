@@ -75,7 +75,7 @@ def environment(workdir: str, hold_file: str | None) -> dict:
     env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "jax_cache"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
-    if hold_file:  # inert until the harness creates the file (sam2_bridge/worker.py)
+    if hold_file:  # inert until the harness creates the file (sam2_bridge/server/worker.py)
         env.update(SAM2_BRIDGE_TEST_REPLY_DELAY_S="600", SAM2_BRIDGE_TEST_REPLY_HOLD_FILE=hold_file)
     return env
 

@@ -1,7 +1,11 @@
 """Layer boundaries.
 
 1. omnir1_jax never imports torch; sam2_bridge never imports jax (checked in fresh processes).
-2. The layer order of omnir1_jax (docs/design.md §10, lowest first): a module imports only modules of its own layer or
+2. The bridge's wire side (``sam2_bridge.wire``: protocol, client, budgets, frames, constants) imports neither
+   torch nor the bridge's server side (``sam2_bridge.server``, ``sam2_bridge.serve``), in a fresh process and in
+   its source (every import statement, function-local ones too); ``omnir1_jax`` imports the bridge only through
+   the wire side (docs/design.md §10).
+3. The layer order of omnir1_jax (docs/design.md §10, lowest first): a module imports only modules of its own layer or
    below — every ``import`` / ``from`` statement counts, function-local ones too (those are for optional heavy
    dependencies, never for hiding a cycle).
 """
@@ -63,9 +67,9 @@ def layer_of(module: str) -> int | None:
     return layer
 
 
-def _modules():
-    """``(module name, source)`` of every file of the package."""
-    base = os.path.join(ROOT, "omnir1_jax")
+def _package_sources(package: str):
+    """``(module name, source, is_package)`` of every file of ``package`` (a dotted name under the repository)."""
+    base = os.path.join(ROOT, *package.split("."))
     for dirpath, _, files in os.walk(base):
         for f in sorted(files):
             if f.endswith(".py"):
@@ -73,6 +77,11 @@ def _modules():
                 rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
                 name = rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
                 yield name, open(path, encoding="utf-8").read(), f == "__init__.py"
+
+
+def _modules():
+    """``(module name, source, is_package)`` of every file of omnir1_jax."""
+    return _package_sources("omnir1_jax")
 
 
 def _imports(module: str, source: str, is_package: bool):
@@ -131,3 +140,56 @@ def test_the_layer_check_catches_an_upward_import():
             ("omnir1_jax.policy", "", False)]
     assert upward_imports(fake) == ["omnir1_jax.rl.fake:1 (layer 0) imports omnir1_jax.policy (layer 3)",
                                     "omnir1_jax.tasks.fake:2 (layer 4) imports omnir1_jax.learner (layer 6)"]
+
+
+# ------------------------------------------------------------------- the bridge: wire side and server side
+_IMPORT_WIRE = textwrap.dedent(
+    """
+    import importlib, pkgutil, sys
+    import sam2_bridge.wire, sam2_bridge.wire.client
+    names = [m.name for m in pkgutil.walk_packages(sam2_bridge.wire.__path__, "sam2_bridge.wire.")]
+    for name in names:
+        importlib.import_module(name)
+    bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "jax")
+                 or m.startswith(("sam2_bridge.server", "sam2_bridge.serve")))
+    print(len(names), "modules;", "forbidden:", bad[:5])
+    sys.exit(1 if bad or "sam2_bridge.wire.client" not in names else 0)
+    """
+)
+
+
+def test_the_wire_side_imports_neither_torch_nor_the_server_side():
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_WIRE], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"sam2_bridge.wire:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+
+
+def bridge_imports(modules, allowed: tuple[str, ...]) -> list[str]:
+    """``module:line imports target`` for every import of a ``sam2_bridge`` module outside ``allowed``."""
+    bad = set()
+    for module, source, is_package in modules:
+        for line, target in _imports(module, source, is_package):
+            inside = any(target == a or target.startswith(a + ".") for a in allowed)
+            if target.startswith("sam2_bridge.") and not inside:
+                bad.add(f"{module}:{line} imports {target}")
+    return sorted(bad)
+
+
+def test_the_wire_side_never_imports_the_server_side_in_its_source():
+    wire = list(_package_sources("sam2_bridge.wire"))
+    assert len(wire) >= 9
+    bad = bridge_imports(wire, ("sam2_bridge.wire",))
+    assert not bad, "the wire side imports the server side:\n" + "\n".join(bad)
+
+
+def test_omnir1_jax_reaches_the_bridge_only_through_the_wire_side():
+    bad = bridge_imports(_package_sources("omnir1_jax"), ("sam2_bridge.wire",))
+    assert not bad, "omnir1_jax imports the bridge's server side:\n" + "\n".join(bad)
+
+
+def test_the_bridge_import_check_catches_a_server_import():
+    fake = [("sam2_bridge.wire.fake", "def f():\n    from sam2_bridge.server.broker import Server\n", False),
+            ("sam2_bridge.wire.other", "from sam2_bridge import serve\nfrom sam2_bridge.wire import codec\n", False)]
+    assert bridge_imports(fake, ("sam2_bridge.wire",)) == [
+        "sam2_bridge.wire.fake:2 imports sam2_bridge.server.broker",
+        "sam2_bridge.wire.fake:2 imports sam2_bridge.server.broker.Server",
+        "sam2_bridge.wire.other:1 imports sam2_bridge.serve"]

@@ -107,7 +107,7 @@ def moments_of(text: str, task: str, positions: Sequence[int], fps: float = FPS_
 def submit(client, clip, moments: Sequence[Moment], context: str | None = None):
     """Future of the bridge's :class:`GroupResult` for one query (one rollout) on ``clip`` (array or FrameRef);
     ``context``: System 1's rationale for System 2's prompt (``bridge.s2_context``)."""
-    from sam2_bridge.protocol import Keyframe
+    from sam2_bridge.wire.protocol import Keyframe
 
     kw = {"contexts": [context]} if context is not None else {}
     return client.submit_group(clip, [[Keyframe(m.video_index, m.description) for m in moments]], **kw)
@@ -183,7 +183,7 @@ def load_frames(record, positions: Sequence[int] | None = None) -> np.ndarray:
 def clip_reference(record):
     """A ``FrameRef`` when the record's frames follow ``root/JPEGImages/<video>/<name>`` (the bridge reads them
     itself), else the uint8 frames [T, H, W, 3] loaded here."""
-    from sam2_bridge.protocol import FrameRef
+    from sam2_bridge.wire.protocol import FrameRef
 
     paths = list(record.frame_paths)
     if record.frame_bytes is None:

@@ -11,7 +11,8 @@ from typing import Any
 import jax
 
 from omnir1_jax.config import BridgeSpec, ConfigError
-from sam2_bridge.client import BridgeClient, LocalServer
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.pool import LocalServer
 
 
 class Bridge:
@@ -61,7 +62,7 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
     ``spec.addresses``. ``data_roots`` are the dataset roots the bridge may read frames from. Waits until the
     workers report ready. In a multi-process run every process starts its own local bridge
     (``bridge_p<i>.sock``). A local server that dies (even SIGKILL) is restarted by the client and the queries
-    it held are re-sent (see :class:`sam2_bridge.client.BridgeClient`). A ``KIND:@policy`` grounder must be
+    it held are re-sent (see :class:`sam2_bridge.wire.client.BridgeClient`). A ``KIND:@policy`` grounder must be
     resolved first (:func:`resolve_grounder`)."""
     if uses_policy_grounder(spec) and spec.start:
         raise ConfigError(f"bridge.grounder={spec.grounder!r} was not resolved to the policy's directory "

@@ -187,7 +187,7 @@ class RefAIDTask(VOSTask):
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
         from omnir1_jax.rewards import format_reward, parse_description, refaid_reward
-        from sam2_bridge.protocol import Keyframe
+        from sam2_bridge.wire.protocol import Keyframe
 
         n = group_size
         rewards, fmt, box, stats = [], [], [], {"bridge/n_unparseable": 0.0, "bridge/n_detections": 0.0}

@@ -15,8 +15,9 @@ import pytest
 import zmq
 from PIL import Image
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, LocalServer
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.pool import LocalServer
 
 MAX_QUEUED = 250_000
 MAX_REPLY = 100_000

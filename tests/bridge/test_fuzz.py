@@ -13,9 +13,11 @@ import pytest
 import zmq
 from PIL import Image
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, LocalServer
-from sam2_bridge.synthetic import BACKGROUND, PALETTE, SyntheticSegmenter
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.pool import LocalServer
+from sam2_bridge.server.synthetic import SyntheticSegmenter
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
 
 SEED = 14
 N_MESSAGES = 240

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from sam2_bridge.grounder import QwenBackend, parse_grounding  # noqa: E402
+from sam2_bridge.server.grounder import QwenBackend, parse_grounding  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -69,8 +69,8 @@ def test_system1_context_reaches_the_grounding_prompt_within_its_budget(tiny_qwe
     """Issue 17 item 2: a version-3 ``ground`` body with a context, answered by the handler a worker runs, is
     decoded from the prompt written here by hand (the cut rationale, nothing past the budget)."""
     from omnir1_jax.rewards import extract_rationale
-    from sam2_bridge import protocol as P
-    from sam2_bridge.handler import Handler, HandlerConfig
+    from sam2_bridge.wire import protocol as P
+    from sam2_bridge.server.handler import Handler, HandlerConfig
 
     answer = ("<think>Two red circles look the same. The one that appears second is the target; the first one "
               "stays still near the top while the second enters from the right.</think><answer>[]</answer>")

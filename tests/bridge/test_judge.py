@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from sam2_bridge import protocol as P
+from sam2_bridge.wire import protocol as P
 
 PROMPTS = ["Rate the rationale from 0 to 5: the red circle leaves last.",
            "Score 0-3.",
@@ -45,7 +45,7 @@ def test_malformed_judge_bodies_name_the_field(body, field):
 
 
 def test_parse_judge_spec():
-    from sam2_bridge.judge import parse_judge_spec
+    from sam2_bridge.server.judge import parse_judge_spec
 
     assert parse_judge_spec("hf:checkpoints/judge") == ("hf", "checkpoints/judge")
     assert parse_judge_spec("transformers:rel/dir") == ("hf", "rel/dir")
@@ -101,7 +101,7 @@ def reference(judge_dir):
 
 @pytest.mark.torch
 def test_hf_judge_batched_left_padded_equals_generate_per_prompt(judge_dir, reference):
-    from sam2_bridge.judge import HFJudge
+    from sam2_bridge.server.judge import HFJudge
 
     for max_batch in (1, 3):  # 3: one padded batch of three different lengths + one single prompt
         texts, timings = HFJudge(judge_dir, max_batch=max_batch).generate(PROMPTS, MAX_NEW)
@@ -111,7 +111,7 @@ def test_hf_judge_batched_left_padded_equals_generate_per_prompt(judge_dir, refe
 
 @pytest.mark.torch
 def test_hf_judge_load_errors_name_the_path(tmp_path):
-    from sam2_bridge.judge import HFJudge, JudgeLoadError
+    from sam2_bridge.server.judge import HFJudge, JudgeLoadError
 
     with pytest.raises(JudgeLoadError, match="does not exist"):
         HFJudge(str(tmp_path / "missing"))
@@ -124,7 +124,7 @@ def test_hf_judge_load_errors_name_the_path(tmp_path):
 @pytest.mark.torch
 def test_judge_through_a_bridge_subprocess_and_make_judge(judge_dir, reference, tmp_path):
     from omnir1_jax.tasks.crossomni_judge import BridgeJudge, make_judge
-    from sam2_bridge.client import BridgeError
+    from sam2_bridge.wire.client import BridgeError
 
     judge = make_judge(f"hf:{judge_dir}", run_dir=str(tmp_path), max_new_tokens=MAX_NEW, timeout_s=120)
     try:
@@ -158,7 +158,8 @@ def test_judge_through_a_bridge_subprocess_and_make_judge(judge_dir, reference, 
 
 @pytest.mark.torch
 def test_judge_to_a_bridge_without_judge_is_an_error_and_the_bridge_stays_up(tmp_path):
-    from sam2_bridge.client import BridgeClient, BridgeError, LocalServer
+    from sam2_bridge.wire.client import BridgeClient, BridgeError
+    from sam2_bridge.wire.pool import LocalServer
 
     address = f"ipc://{tmp_path}/nojudge.sock"
     server = LocalServer(["--address", address, "--workers", "1", "--device", "cpu", "--segmenter", "synthetic",

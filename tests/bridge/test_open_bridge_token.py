@@ -8,8 +8,8 @@ import pytest
 
 from omnir1_jax.config import BridgeSpec
 from omnir1_jax.runtime.bridge import open_bridge
-from sam2_bridge.client import BridgeClient, BridgeError
-from sam2_bridge.protocol import Keyframe
+from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.wire.protocol import Keyframe
 
 pytestmark = pytest.mark.torch  # the bridge subprocess runs PyTorch
 

@@ -23,9 +23,9 @@ import pytest
 import zmq
 
 from omnir1_jax.runtime.bridge import open_bridge
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, BridgeError
-from sam2_bridge.worker import REPLY_DELAY_ENV
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.server.worker import REPLY_DELAY_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -101,7 +101,7 @@ def bridges(tmp_path_factory):
 
 def test_wrong_token_other_version_and_slow_bridges_are_dropped_and_the_run_goes_on(bridges, caplog):
     order = [bridges[k] for k in ("wrong", "fake", "slow", "good")]
-    caplog.set_level(logging.WARNING, logger="sam2_bridge.client")
+    caplog.set_level(logging.WARNING, logger="sam2_bridge.wire.client")
     client = BridgeClient(order, deadline_s=60, attempt_timeout_s=1.0, token_file=bridges["token"])
     try:
         futures, expect = [], []

@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from sam2_bridge import protocol as P
+from sam2_bridge.wire import protocol as P
 
 
 def _roundtrip(req_type, body):
@@ -145,9 +145,12 @@ def test_envelope_and_field_validation():
         P.SegmentRequest(clip, 1, [0], [0], [[0, 0, np.nan, 1]])
 
 
-def test_trainer_side_modules_import_neither_torch_nor_jax():
-    code = ("import sys, sam2_bridge.protocol, sam2_bridge.client, sam2_bridge.objects, sam2_bridge.synthetic; "
-            "import sam2_bridge.grounder, sam2_bridge.frames, sam2_bridge.server; "
+def test_the_wire_side_and_the_light_server_modules_import_neither_torch_nor_jax():
+    """The wire side is what the trainer imports; the broker, the synthetic models and the grounder module load
+    torch only when a model backend is built (tests/test_layering.py checks the wire side on its own)."""
+    code = ("import sys, sam2_bridge.wire.protocol, sam2_bridge.wire.client, sam2_bridge.wire.frames; "
+            "import sam2_bridge.server.objects, sam2_bridge.server.synthetic, sam2_bridge.server.grounder, "
+            "sam2_bridge.server.broker; "
             "bad = [m for m in ('torch', 'jax', 'jaxlib', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -155,8 +158,9 @@ def test_trainer_side_modules_import_neither_torch_nor_jax():
 
 @pytest.mark.torch
 def test_bridge_never_imports_jax():
-    code = ("import sys, sam2_bridge.segmenter, sam2_bridge.handler, sam2_bridge.sam2_reference, "
-            "sam2_bridge.worker, sam2_bridge.serve; assert 'jax' not in sys.modules")
+    code = ("import sys, sam2_bridge.server.segmenter, sam2_bridge.server.handler, "
+            "sam2_bridge.server.sam2_reference, sam2_bridge.server.worker, sam2_bridge.serve; "
+            "assert 'jax' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

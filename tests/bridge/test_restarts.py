@@ -10,9 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, BridgeError, LocalServer
-from sam2_bridge.synthetic import BACKGROUND, PALETTE, SyntheticSegmenter
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.wire.pool import LocalServer
+from sam2_bridge.server.synthetic import SyntheticSegmenter
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
 
 pytestmark = pytest.mark.torch  # the failing worker imports torch and sam2 before it fails
 

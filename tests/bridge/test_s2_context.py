@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import zmq
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, LocalServer
-from sam2_bridge.grounder import CONTEXT_PROMPT, GROUNDING_PROMPT, grounding_prompt
-from sam2_bridge.protocol import Keyframe
-from sam2_bridge.synthetic import BACKGROUND, PALETTE
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.pool import LocalServer
+from sam2_bridge.server.grounder import CONTEXT_PROMPT, GROUNDING_PROMPT, grounding_prompt
+from sam2_bridge.wire.protocol import Keyframe
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
 
 RED_BOX = (10, 6, 26, 22)  # x1, y1, x2, y2 (exclusive) of the red square drawn on every frame
 BLUE_BOX = (40, 30, 56, 46)
@@ -101,9 +102,8 @@ def test_grounding_prompt_with_and_without_context():
 
 
 def test_bridge_config_fields():
-    from omnir1_jax.config import S2_CONTEXT_MAX_CHARS, BridgeSpec, ConfigError
+    from omnir1_jax.config import BridgeSpec, ConfigError
 
-    assert S2_CONTEXT_MAX_CHARS == P.MAX_CONTEXT_CHARS
     spec = BridgeSpec()
     assert spec.s2_context is False and spec.s2_context_chars == 1024
     assert BridgeSpec(s2_context=True, s2_context_chars=P.MAX_CONTEXT_CHARS).s2_context_chars == 4096

@@ -13,9 +13,10 @@ import pytest
 import zmq
 from PIL import Image
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, BridgeError, LocalServer
-from sam2_bridge.synthetic import BACKGROUND, PALETTE
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.wire.pool import LocalServer
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
 
 INSIDE_BOX = [4, 6, 20, 22]  # x1, y1, x2, y2 of the red square drawn inside the root
 OUTSIDE_BOX = [30, 2, 46, 18]  # where the outside image has its square

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import zmq
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, LocalServer
-from sam2_bridge.protocol import FrameRef, Keyframe
-from sam2_bridge.synthetic import BACKGROUND, PALETTE
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.pool import LocalServer
+from sam2_bridge.wire.protocol import FrameRef, Keyframe
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
 
 pytestmark = pytest.mark.torch  # the workers import torch (SAM2)
 MAX_BYTES = 2 * 1024 * 1024
@@ -128,9 +129,9 @@ def test_deadline_gives_an_explicit_timed_out_result(sam2_bridge):
 
 
 def test_segment_and_ground_by_frame_reference_match_in_process(tmp_path):
-    from sam2_bridge.grounder import SyntheticBackend
-    from sam2_bridge.sam2_reference import write_jpeg_clip
-    from sam2_bridge.synthetic import SyntheticSegmenter
+    from sam2_bridge.server.grounder import SyntheticBackend
+    from sam2_bridge.server.sam2_reference import write_jpeg_clip
+    from sam2_bridge.server.synthetic import SyntheticSegmenter
 
     os.makedirs(tmp_path / "JPEGImages" / "vid")
     frames = write_jpeg_clip(_clip(), str(tmp_path / "JPEGImages" / "vid"))

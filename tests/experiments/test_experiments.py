@@ -316,7 +316,7 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
     from omnir1_jax.crossomni.batches import read_split
     from omnir1_jax.crossomni.rewards import qa_rewards
     from omnir1_jax.tasks.crossomni_judge import make_judge
-    from sam2_bridge.judge import HFJudge
+    from sam2_bridge.server.judge import HFJudge
 
     judge_dir = _tiny_judge_dir(str(tmp_path / "judge"))
     local = HFJudge(judge_dir)

@@ -71,7 +71,7 @@ def test_fingerprint_differences_and_the_timeout_setting(monkeypatch):
     assert pod.differences(a, a) == []
     assert pod.differences(a, b) == ["config run.seed = 0 here, 1 there", "jax version 0.10.2 here, 0.10.3 there",
                                      "code file x.py only here", "code file y.py only there"]
-    assert set(pod.code_hashes()) >= {"omnir1_jax/runtime/pod.py", "sam2_bridge/client.py"}
+    assert set(pod.code_hashes()) >= {"omnir1_jax/runtime/pod.py", "sam2_bridge/wire/client.py"}
     monkeypatch.setenv(pod.TIMEOUT_ENV, "soon")
     with pytest.raises(ConfigError, match="OMNIR1_POD_TIMEOUT_S='soon' is not a number of seconds"):
         pod.timeout_from_env()

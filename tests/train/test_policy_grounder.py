@@ -39,7 +39,7 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
     from omnir1_jax import policy as P
     from omnir1_jax.config import ModelSpec
     from omnir1_jax.models.qwen2_5_omni.testing import build_tiny_processor
-    from sam2_bridge.grounder import QwenBackend
+    from sam2_bridge.server.grounder import QwenBackend
     from tests.train.test_system2_is_the_policy import _greedy_text
 
     src = tmp_path / "ckpt"

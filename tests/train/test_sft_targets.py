@@ -76,8 +76,8 @@ def test_instruction_replaces_the_expression_in_sft_prompts(root):
 
 
 def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
-    from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
     from omnir1_jax.tasks.synthetic_targets import decoy_instructions
+    from sam2_bridge.wire.constants import PALETTE, SHAPES
 
     recs = read_records(SPEC(root), "train")
     many = recs * 40

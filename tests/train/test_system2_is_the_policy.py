@@ -32,7 +32,7 @@ def _greedy_text(policy, tokenizer, image: np.ndarray, description: str, max_new
     ids and pixel values as Qwen2_5OmniProcessor when the image needs no resizing)."""
     from omnir1_jax import policy as P
     from omnir1_jax.data import prompts, text, vision
-    from sam2_bridge.grounder import GROUNDING_PROMPT
+    from sam2_bridge.server.grounder import GROUNDING_PROMPT
 
     view = vision.image_view(image, min_pixels=16 * 28 * 28, max_pixels=900 * 28 * 28)
     chat = tokenizer.apply_chat_template(
@@ -50,7 +50,7 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
     from omnir1_jax.config import BridgeSpec, ModelSpec, RunSpec
     from omnir1_jax.models.qwen2_5_omni import from_hf
     from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
-    from sam2_bridge.protocol import Keyframe
+    from sam2_bridge.wire.protocol import Keyframe
     from tests.train._tiny import tiny_config
 
     # the starting checkpoint: a tiny random Thinker exported with its tokenizer (what model.checkpoint points at)

@@ -1,9 +1,9 @@
-"""A worker process: loads the models on one device and answers requests forwarded by the server.
+"""A worker process: loads the models on one device and answers requests forwarded by the broker.
 
-Started by :mod:`sam2_bridge.server` as ``python -m sam2_bridge.worker --backend ADDR --index I --config JSON``
-(a subprocess, no pickling). It connects a DEALER socket (identity ``w<I>``) to the server's backend ROUTER,
-announces ``[b"READY", info-json]`` once the models are loaded (or ``[b"FAILED", error-json]`` and exits 3 when
-they cannot be: the server counts failed starts), then loops: receive ``[client, request bytes, deadline]``
+Started by :mod:`sam2_bridge.server.broker` as ``python -m sam2_bridge.server.worker --backend ADDR --index I
+--config JSON`` (a subprocess, no pickling). It connects a DEALER socket (identity ``w<I>``) to the server's
+backend ROUTER, announces ``[b"READY", info-json]`` once the models are loaded (or ``[b"FAILED", error-json]`` and
+exits 3 when they cannot be: the server counts failed starts), then loops: receive ``[client, request bytes, deadline]``
 (``deadline``: the request's ``time.monotonic()`` deadline as ASCII, empty for none; the broker and the worker
 share the machine's monotonic clock), reply ``[client, reply bytes, stats-json]``. Work whose deadline has
 passed is answered ``expired`` without starting it.
@@ -24,6 +24,8 @@ import os
 import sys
 import time
 import traceback
+
+from sam2_bridge.wire.command import EXIT_WORKER_START
 
 REPLY_DELAY_ENV = "SAM2_BRIDGE_TEST_REPLY_DELAY_S"
 REPLY_HOLD_ENV = "SAM2_BRIDGE_TEST_REPLY_HOLD_FILE"
@@ -63,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import zmq
 
-    from sam2_bridge import protocol as P
-    from sam2_bridge.handler import Handler, HandlerConfig
+    from sam2_bridge.wire import protocol as P
+    from sam2_bridge.server.handler import Handler, HandlerConfig
 
     parent = os.getppid()
     cfg = HandlerConfig(**json.loads(args.config))
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         sock.send_multipart([b"FAILED", json.dumps({"error": f"{type(exc).__name__}: {first_line}"[:2000]}).encode()])
         sock.close()
         ctx.term()
-        return 3
+        return EXIT_WORKER_START
     sock.setsockopt(zmq.LINGER, 0)
     sock.send_multipart([b"READY", json.dumps({"pid": os.getpid(), "device": cfg.device}).encode()])
     while True:

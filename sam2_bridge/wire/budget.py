@@ -35,7 +35,7 @@ flag                        default                   why
 ==========================  ========================  ============================================================
 
 The msgpack limits (``--max-msgpack-container``, ``--max-msgpack-items``) are in
-:class:`sam2_bridge.protocol.DecodeLimits`.
+:class:`sam2_bridge.wire.protocol.DecodeLimits`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from sam2_bridge import protocol as P
+from sam2_bridge.wire import protocol as P
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Budget:
 
     def check_request(self, request: Any) -> None:
         """Everything the request's fields tell, before any work on it (array clips fully; for a FrameRef the
-        frame count here, the pixels from the files' headers in :func:`sam2_bridge.frames.resolve_frames`)."""
+        frame count here, the pixels from the files' headers in :func:`sam2_bridge.wire.frames.resolve_frames`)."""
         if isinstance(request, P.JudgeRequest):
             return  # bounded by JudgeRequest's own limits (prompts, characters, new tokens)
         clip = request.frames if isinstance(request, P.GroundRequest) else request.clip
@@ -126,7 +126,7 @@ class Budget:
 def add_budget_flags(p: Any) -> None:
     """The budget's command-line flags (``python -m sam2_bridge.serve --help`` shows the defaults)."""
     d = Budget()
-    g = p.add_argument_group("budget (per request; over budget -> 'too_large'; see sam2_bridge/budget.py)")
+    g = p.add_argument_group("budget (per request; over budget -> 'too_large'; see sam2_bridge/wire/budget.py)")
     g.add_argument("--max-frames", type=int, default=d.max_frames,
                    help="frames per request (full evaluation videos; SAM2 holds each as a 12 MB 1024^2 float32 "
                         "image) [%(default)s]")

@@ -16,7 +16,7 @@ Behaviour:
   pause of 0.5 s doubling per attempt, ``overloaded``), is re-sent (up to ``retries`` times), to the next
   server;
 - several addresses are used round-robin (a remote pool over tcp://), with health tracking
-  (:class:`sam2_bridge.pool.BridgePool`): a bridge that answers with a wrong token, another protocol version, or
+  (:class:`sam2_bridge.wire.pool.BridgePool`): a bridge that answers with a wrong token, another protocol version, or
   too slowly (no answer within ``attempt_timeout_s``) is dropped with a warning and what it held goes to the
   others; a bridge whose connection drops gets what it held re-sent to the others at once;
 - a request keeps its id over every attempt, and the first reply with that id is the one used: a later reply
@@ -46,9 +46,10 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from sam2_bridge import protocol as P
-from sam2_bridge.pool import BridgePool, LocalServer, _die_with_parent  # noqa: F401  (re-exported)
-from sam2_bridge.protocol import FrameRef, Keyframe, RolloutResult
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.command import read_token_file
+from sam2_bridge.wire.pool import BridgePool, LocalServer
+from sam2_bridge.wire.protocol import FrameRef, Keyframe, RolloutResult
 
 
 class BridgeError(RuntimeError):
@@ -128,8 +129,6 @@ class BridgeClient:
         if token is not None and token_file is not None:
             raise ValueError("BridgeClient: give token or token_file, not both")
         if token_file is not None:
-            from sam2_bridge.serve import read_token_file
-
             token = read_token_file(token_file)
         self.token = token
         self.deadline_s = deadline_s
@@ -181,7 +180,7 @@ class BridgeClient:
     @property
     def stats(self) -> dict[str, int]:
         """Counters of the I/O thread: ``sent``, ``resent``, ``dropped``, ``late_replies``,
-        ``discarded_from_dropped`` (see :class:`sam2_bridge.pool.BridgePool`)."""
+        ``discarded_from_dropped`` (see :class:`sam2_bridge.wire.pool.BridgePool`)."""
         return dict(self.pool.stats)
 
     def health(self, deadline_s: float = 10.0) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sam2_bridge import protocol as P
-from sam2_bridge.budget import Budget
-from sam2_bridge.frames import resolve_frames
-from sam2_bridge.grounder import check_groundings
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.budget import Budget
+from sam2_bridge.wire.frames import resolve_frames
+from sam2_bridge.server.grounder import check_groundings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +59,8 @@ class Handler:
     """Builds the models once and answers ``ground`` / ``segment`` / ``ground_and_segment`` / ``judge`` bodies."""
 
     def __init__(self, cfg: HandlerConfig):
-        from sam2_bridge.grounder import build_grounder
-        from sam2_bridge.judge import build_judge
+        from sam2_bridge.server.grounder import build_grounder
+        from sam2_bridge.server.judge import build_judge
 
         self.cfg = cfg
         self.budget = Budget(**(cfg.budget or {}))
@@ -69,14 +69,14 @@ class Handler:
         if cfg.segmenter == "none":
             return
         if cfg.segmenter == "sam2":
-            from sam2_bridge.segmenter import GroupSegmenter, Sam2Config
+            from sam2_bridge.server.segmenter import GroupSegmenter, Sam2Config
 
             self.segmenter = GroupSegmenter(Sam2Config(
                 config=cfg.sam2_config, checkpoint=cfg.sam2_checkpoint, image_size=cfg.sam2_image_size,
                 device=cfg.device, dtype=cfg.sam2_dtype, seed=cfg.sam2_seed,
                 batch_objects=cfg.sam2_batch_objects, object_batch=cfg.sam2_object_batch))
         else:
-            from sam2_bridge.synthetic import SyntheticSegmenter
+            from sam2_bridge.server.synthetic import SyntheticSegmenter
 
             self.segmenter = SyntheticSegmenter()
         kwargs = {} if cfg.grounder == "synthetic" else dict(

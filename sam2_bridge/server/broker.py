@@ -1,19 +1,20 @@
-"""The bridge server: a ZeroMQ broker in front of one worker process per device.
+"""The bridge's broker: a ZeroMQ broker in front of one worker process per device (the server of
+``python -m sam2_bridge.serve``).
 
 Clients (DEALER) talk to the front ROUTER socket. The broker checks each message's header and envelope
 (malformed ones get an error reply at once, and the connection stays usable), answers ``health`` itself (and
-``judge`` with the error ``no_judge`` when the bridge has no judge), and
-queues the rest for the next idle worker (subprocesses of :mod:`sam2_bridge.worker`, one per GPU or CPU
-worker). A worker that dies (crash, OOM, SIGKILL) is restarted; the request it held is answered with the
-retryable error ``worker_died`` so the client re-sends it. A worker that fails to START (it exits before it
-reports ready: a missing config, missing weights) is restarted after a growing pause (``start_backoff_s``
-doubled each time, at most 30 s); after ``max_start_failures`` failed starts in a row the server stops and
-:meth:`Server.serve_forever` returns :data:`EXIT_WORKER_START` with :attr:`Server.fatal` naming the worker's
-first error. One log line per request: id, type, worker, status, queue / compute / total seconds, bytes in / out.
+``judge`` with the error ``no_judge`` when the bridge has no judge), and queues the rest for the next idle
+worker (subprocesses of :mod:`sam2_bridge.server.worker`, one per GPU or CPU worker). A worker that dies (crash,
+OOM, SIGKILL) is restarted; the request it held is answered with the retryable error ``worker_died`` so the
+client re-sends it. A worker that fails to START (it exits before it reports ready: a missing config, missing
+weights) is restarted after a growing pause (``start_backoff_s`` doubled each time, at most 30 s); after
+``max_start_failures`` failed starts in a row the server stops and :meth:`Server.serve_forever` returns
+:data:`~sam2_bridge.wire.command.EXIT_WORKER_START` with :attr:`Server.fatal` naming the worker's first error.
+One log line per request: id, type, worker, status, queue / compute / total seconds, bytes in / out.
 
 Before a request is queued the broker checks, in this order and without decoding the body until the token
 matched: the framing, the envelope, the shared token (``token``; constant-time compare), then the body's
-decoding limits and the :class:`~sam2_bridge.budget.Budget` (``too_large`` at once), then the queue's room
+decoding limits and the :class:`~sam2_bridge.wire.budget.Budget` (``too_large`` at once), then the queue's room
 (count and bytes; ``overloaded``, retryable). A request carries its deadline (``deadline_s`` in the envelope):
 one whose deadline passed while it waited is answered ``expired`` instead of being dispatched.
 """
@@ -35,11 +36,11 @@ from typing import Any
 
 import zmq
 
-from sam2_bridge import protocol as P
-from sam2_bridge.budget import Budget
+from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire.budget import Budget
+from sam2_bridge.wire.command import EXIT_WORKER_START
 
 log = logging.getLogger("sam2_bridge")
-EXIT_WORKER_START = 3  # serve's exit status when a worker never started (the client does not restart it)
 
 
 def check_address(address: str, allow_remote: bool = False) -> str:
@@ -124,7 +125,7 @@ class Server:
 
     def _spawn(self, w: _Worker) -> None:
         cfg = dict(self.handler_config, device=w.device)
-        argv = [sys.executable, "-m", "sam2_bridge.worker", "--backend", self.backend_address,
+        argv = [sys.executable, "-m", "sam2_bridge.server.worker", "--backend", self.backend_address,
                 "--index", str(w.index), "--config", json.dumps(cfg), "--torch-threads", str(self.torch_threads),
                 "--max-message-bytes", str(self.max_message_bytes),
                 "--limits", json.dumps(dataclasses.asdict(self.limits))]

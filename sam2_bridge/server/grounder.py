@@ -9,7 +9,7 @@ dropped; boxes are mapped back to the original frame, ordered and clipped to it,
 
 Backends: ``qwen2_5_vl:PATH`` (transformers ``Qwen2_5_VLForConditionalGeneration``), ``qwen2_5_omni:PATH``
 (the Qwen2.5-Omni Thinker), both from local directories with greedy decoding batched over every keyframe of a
-request; ``synthetic`` (:class:`sam2_bridge.synthetic.SyntheticGrounder`, no weights); any ``KIND:PATH`` a
+request; ``synthetic`` (:class:`sam2_bridge.server.synthetic.SyntheticGrounder`, no weights); any ``KIND:PATH`` a
 plug-in registered. Parsing is torch-free; torch/transformers are imported only when a Qwen backend is built.
 
 Grounder plug-ins (issue 16 item 4: e.g. Sa2VA as System 2 for Tables 2 / 5's double-dagger rows)
@@ -33,7 +33,7 @@ It is built by a *factory* ``factory(path, *, device, dtype, max_new_tokens, max
 time of a plug-in module. The bridge imports the plug-in in every worker: ``python -m sam2_bridge.serve
 --grounder-plugin PLUGIN --grounder KIND:PATH``, where ``PLUGIN`` is an importable module name or the path of a
 ``.py`` file, and ``PATH`` (a local directory, e.g. the model's weights) is handed to the factory.
-:mod:`sam2_bridge.example_grounder` is a complete worked example (README, "A different System 2").
+:mod:`sam2_bridge.server.example_grounder` is a complete worked example (README, "A different System 2").
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class SyntheticBackend:
     name = "synthetic"
 
     def __init__(self):
-        from sam2_bridge.synthetic import SyntheticGrounder
+        from sam2_bridge.server.synthetic import SyntheticGrounder
 
         self.grounder = SyntheticGrounder()
 
