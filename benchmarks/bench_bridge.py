@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sam2_bridge.wire import protocol as P  # noqa: E402
+from sam2_bridge.wire import protocol  # noqa: E402
 from sam2_bridge.wire.constants import BACKGROUND, PALETTE  # noqa: E402
 
 
@@ -113,15 +113,16 @@ def bench_queue(args):
     """``queue_repeats`` x (wall seconds, segmenter seconds) of the same ``segment`` request in-process and
     through a server; the two alternate (in-process, served, in-process, ...) so that drifts of the machine's
     load hit both."""
+    # lazy: the bridge's server side (torch) loads only for this benchmark
+    from sam2_bridge.server.handler import Handler, HandlerConfig
     from sam2_bridge.wire.client import BridgeClient
     from sam2_bridge.wire.pool import LocalServer
-    from sam2_bridge.server.handler import Handler, HandlerConfig
 
     clip, det_r, det_f, det_b = make_group(args.rollouts, args.keyframes, args.queue_frames, args.height, args.width)
-    body = P.SegmentRequest(clip, args.rollouts, det_r, det_f, det_b).to_body()
+    body = protocol.SegmentRequest(clip, args.rollouts, det_r, det_f, det_b).to_body()
     handler = Handler(HandlerConfig(segmenter="sam2", sam2_config=args.sam2_config, sam2_checkpoint=args.checkpoint,
                                     sam2_image_size=args.image_size, sam2_dtype=args.dtype, device=args.device))
-    wire = P.decode_message(P.make_request("x", "segment", body))["body"]
+    wire = protocol.decode_message(protocol.make_request("x", "segment", body))["body"]
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--address", f"ipc://{tmp}/bench.sock", "--workers", "1", "--segmenter", "sam2",
                 "--sam2-config", args.sam2_config, "--sam2-dtype", args.dtype, "--log-level", "WARNING",

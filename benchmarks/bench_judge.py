@@ -42,6 +42,7 @@ def build_model(path: str, hidden: int, layers: int) -> None:
 
 
 def prompts_of(n: int) -> list[str]:
+    # lazy: the rewards pull in jax
     from omnir1_jax.rewards.crossomni import JUDGE_KINDS
 
     template, _ = JUDGE_KINDS["coherence"]
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
         rows = [("reference: generate per prompt", t_ref), (f"ours: HFJudge, batches of {args.batch}", t_ours)]
         same = ours == ref
         if not args.no_bridge:
+            # lazy: the bridge judge (zmq, the task plug-ins) is needed only here
             from omnir1_jax.tasks.crossomni_judge import make_judge
 
             served = make_judge(f"hf:{path}", run_dir=os.path.join(tmp, "bridge"), max_new_tokens=args.new_tokens)

@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     out = args.out or tempfile.mkdtemp(prefix="bench_seeds_")
     sets = [a for s in args.set for a in ("--set", s)]
     sys.path.insert(0, ROOT)
+    # after the sys.path line above
     from omnir1_jax.config import load_config
     from omnir1_jax.runtime.records import read_records
 

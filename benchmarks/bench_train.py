@@ -27,6 +27,11 @@ import time
 import jax
 
 from omnir1_jax.config import load_config
+from omnir1_jax.learner import Learner, grpo_stage, sft_stage
+from omnir1_jax.policy import build_policy, build_tokenizer
+from omnir1_jax.runtime.bridge import open_bridge
+from omnir1_jax.runtime.records import read_records
+from omnir1_jax.tasks import make_task
 
 
 def main(argv=None) -> int:
@@ -40,12 +45,6 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", type=int, help="random policy width (tiny preset override)")
     ap.add_argument("--layers", type=int, help="random policy depth (tiny preset override)")
     args = ap.parse_args(argv)
-
-    from omnir1_jax.learner import Learner, grpo_stage, sft_stage
-    from omnir1_jax.policy import build_policy, build_tokenizer
-    from omnir1_jax.runtime.bridge import open_bridge
-    from omnir1_jax.runtime.records import read_records
-    from omnir1_jax.tasks import make_task
 
     cfg = load_config(args.config, args.set)
     overrides = dict(cfg.model.overrides)

@@ -49,6 +49,8 @@ sys.path[:0] = [HERE, ROOT]
 
 from chaos_harness import KINDS, ChaosError, Event, Harness, Trainer  # noqa: E402
 
+from omnir1_jax.runtime.metrics import read_jsonl  # noqa: E402
+
 TIMING = ("time", "time/", "tokens_per_s")
 
 
@@ -115,8 +117,6 @@ def compare_states(a: dict, b: dict) -> dict:
 
 
 def compare_metrics(ref_path: str, path: str, steps: int) -> dict:
-    from omnir1_jax.runtime.metrics import read_jsonl
-
     ref, rows = read_jsonl(ref_path), read_jsonl(path)
     seen = [r["step"] for r in rows]
     by_step = {r["step"]: r for r in ref}

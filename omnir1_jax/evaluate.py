@@ -59,9 +59,13 @@ from typing import Any
 
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
+from omnir1_jax.crossomni.batches import read_split
+from omnir1_jax.data.avhbench import read_avhbench
+
 # Re-exported: the evaluation's public names as this module always had them.
 from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
 from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_summary  # noqa: F401
+from omnir1_jax.evaluation.suites import evaluate_suites
 from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers  # noqa: F401
 from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
 from omnir1_jax.runtime.records import read_records
@@ -81,19 +85,20 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
     the tokenizer and policy from ``cfg.model``, the bridge from ``cfg.bridge`` (closed again at the end).
     ``predictor`` replaces the two-system pipeline (segmentation datasets); ``refavs_protocol`` and
     ``visa_rounding`` choose the segmentation protocol (module docstring)."""
-    from omnir1_jax import policy as P
+    # lazy: the policy (flax) loads only when this evaluation builds one
+    from omnir1_jax import policy as policy_lib
 
     ds = cfg.data.dataset
     out_dir = out_dir or os.path.join(cfg.run.out_dir, "eval", f"{ds}_{split}")
     os.makedirs(out_dir, exist_ok=True)
 
     def system1():
-        tok = tokenizer or P.build_tokenizer(cfg.model)
-        return (policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, trainable=False)), tok
+        tok = tokenizer or policy_lib.build_tokenizer(cfg.model)
+        if policy is None:
+            return policy_lib.build_policy(cfg.model, seed=cfg.run.seed, trainable=False), tok
+        return policy, tok
 
     if ds in SUITE_NAMES + ("suites",):
-        from omnir1_jax.evaluation.suites import evaluate_suites
-
         names = cfg.data.suites if ds == "suites" else (ds,)
         unknown = [n for n in names if n not in SUITE_NAMES]
         if unknown:
@@ -106,12 +111,8 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
                                max_items=max_items, progress=progress)
     if ds in ("crossomni", "avhbench"):
         if ds == "crossomni":
-            from omnir1_jax.crossomni.batches import read_split
-
             records, fn, run = read_split(cfg.data, split), qa_answers, evaluate_qa
         else:
-            from omnir1_jax.data.avhbench import read_avhbench
-
             records, fn, run = read_avhbench(cfg.data.root), avhbench_answers, evaluate_yes_no
         pol, tok = system1()
         return run(records, lambda recs: fn(cfg, pol, tok, recs), out_dir, resume=resume, max_items=max_items,

@@ -19,6 +19,7 @@ from omnir1_jax.rewards.parsing import keep_first_items
 def keyframe_queries(answer: ParsedAnswer, max_keyframes: int | None = None):
     """System-2 queries of one rollout: ``Keyframe(frame, description)`` per distinct keyframe (see
     :meth:`ParsedAnswer.queries`); empty for an invalid answer."""
+    # lazy: the bridge's wire protocol pulls in msgpack
     from sam2_bridge.wire.protocol import Keyframe
 
     if not answer.valid:

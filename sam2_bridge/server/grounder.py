@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -135,6 +136,7 @@ class SyntheticBackend:
     name = "synthetic"
 
     def __init__(self):
+        # lazy: the synthetic models pull in scipy
         from sam2_bridge.server.synthetic import SyntheticGrounder
 
         self.grounder = SyntheticGrounder()
@@ -155,8 +157,6 @@ def _load_processor(kind: str, path: str):
     """The directory's processor; for a Qwen2.5-Omni Thinker exported without processor files (a policy exported
     by ``omnir1_jax.policy.export_policy`` from a tokenizer only, e.g. the tiny test policy), the processor
     Qwen2.5-Omni uses (Qwen2-VL image / video processing, 128-bin Whisper features) around its tokenizer."""
-    import os
-
     import transformers
 
     saved = ("preprocessor_config.json", "processor_config.json")  # older / newer transformers' processor files
@@ -248,8 +248,6 @@ def _same_factory(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     """The same factory, possibly imported twice (once by module name, once from its file)."""
     if a is b:
         return True
-    import inspect
-
     try:
         return a.__qualname__ == b.__qualname__ and inspect.getfile(a) == inspect.getfile(b)
     except (AttributeError, TypeError):

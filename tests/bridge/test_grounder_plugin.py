@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from omnir1_jax.rewards import extract_rationale
-from sam2_bridge.server import grounder as G
+from sam2_bridge.server import grounder as grounder_lib
 from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.wire.constants import BACKGROUND
 from sam2_bridge.wire.pool import LocalServer
 from sam2_bridge.wire.protocol import Keyframe
-from sam2_bridge.wire.constants import BACKGROUND
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEAL, PINK = (0, 128, 128), (255, 105, 180)  # colours the synthetic grounder does not know
@@ -115,7 +115,7 @@ def test_toy_grounder_gets_the_cut_rationale_in_its_prompt(plugin_dirs):
         assert [b.tolist() for b in reply.boxes] == [[[3, 5, 30, 40]]] * 2  # the toy's box, from its directory
         with_context, without = reply.texts
         assert f'"{cut}"' in with_context and "second" not in with_context and len(cut) <= budget
-        assert without == G.GROUNDING_PROMPT.format(description="teal square")
+        assert without == grounder_lib.GROUNDING_PROMPT.format(description="teal square")
         # per rollout in a group: every keyframe of rollout 0 gets its context, rollout 1 none
         result = client.submit_group(_clip(), [[Keyframe(0, "a"), Keyframe(1, "b")], [Keyframe(0, "a")]],
                                      contexts=[cut, None]).result().raise_for_status()
@@ -144,26 +144,26 @@ def test_a_grounder_without_contexts_still_serves_and_a_broken_output_gets_an_er
 
 def test_registry_and_output_checks():
     with pytest.raises(ValueError, match="lower-case"):
-        G.register_grounder("Bad Kind", lambda path, **kw: None)
+        grounder_lib.register_grounder("Bad Kind", lambda path, **kw: None)
     with pytest.raises(ValueError, match="not 'synthetic'"):
-        G.register_grounder("synthetic", lambda path, **kw: None)
+        grounder_lib.register_grounder("synthetic", lambda path, **kw: None)
     with pytest.raises(ValueError, match="already registered"):
-        G.register_grounder("qwen2_5_vl", lambda path, **kw: None)
+        grounder_lib.register_grounder("qwen2_5_vl", lambda path, **kw: None)
     with pytest.raises(ValueError, match="qwen2_5_omni"):  # the message lists the known kinds
-        G.build_grounder("nosuch:unused_dir")
+        grounder_lib.build_grounder("nosuch:unused_dir")
     # the worked example imported by name and again from its file registers the same factory twice: no error
-    G.load_plugin("sam2_bridge.server.example_grounder")
-    G.load_plugin(os.path.join(REPO, "sam2_bridge", "server", "example_grounder.py"))
-    assert G.GROUNDERS["colour_table"].__qualname__ == "ColourTableGrounder"
+    grounder_lib.load_plugin("sam2_bridge.server.example_grounder")
+    grounder_lib.load_plugin(os.path.join(REPO, "sam2_bridge", "server", "example_grounder.py"))
+    assert grounder_lib.GROUNDERS["colour_table"].__qualname__ == "ColourTableGrounder"
     image = np.zeros((10, 20, 3), np.uint8)
     # clipped to the 20 x 10 image; a box that becomes empty is dropped with its label
-    got = G.check_groundings([G.Grounding(np.asarray([[-5, 2, 8, 30], [25, 0, 30, 5]]), ("a", "b"), "t", True)],
-                             [image], "toy")
+    grounding = grounder_lib.Grounding(np.asarray([[-5, 2, 8, 30], [25, 0, 30, 5]]), ("a", "b"), "t", True)
+    got = grounder_lib.check_groundings([grounding], [image], "toy")
     assert got[0].boxes.tolist() == [[0, 2, 8, 10]] and got[0].labels == ("a",) and got[0].boxes.dtype == np.float32
     for bad, needle in (([], "returned 0 groundings for 1"), ([("not", "a grounding")], "expected a Grounding"),
-                        ([G.Grounding(np.zeros((2, 4)), ("one",), "", True)], "2 boxes, 1 labels")):
+                        ([grounder_lib.Grounding(np.zeros((2, 4)), ("one",), "", True)], "2 boxes, 1 labels")):
         with pytest.raises(RuntimeError, match=needle):
-            G.check_groundings(bad, [image], "toy")
+            grounder_lib.check_groundings(bad, [image], "toy")
 
 
 @pytest.mark.parametrize("args, needle", [

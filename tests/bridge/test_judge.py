@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from sam2_bridge.wire import protocol as P
+from sam2_bridge.wire import protocol
 
 PROMPTS = ["Rate the rationale from 0 to 5: the red circle leaves last.",
            "Score 0-3.",
@@ -16,21 +16,23 @@ MAX_NEW = 6
 
 # ------------------------------------------------------------------------------------------------- protocol
 def test_judge_request_roundtrip_and_reply():
-    req = P.JudgeRequest(PROMPTS, 7)
-    back = P.JudgeRequest.from_body(P.decode_message(P.make_request("j", req.TYPE, req.to_body()))["body"])
+    req = protocol.JudgeRequest(PROMPTS, 7)
+    message = protocol.make_request("j", req.TYPE, req.to_body())
+    back = protocol.JudgeRequest.from_body(protocol.decode_message(message)["body"])
     assert back == req and back.prompts == tuple(PROMPTS) and back.max_new_tokens == 7
-    reply = P.JudgeReply(("4", ""), {"judge_s": 0.25})
-    got = P.JudgeReply.from_body(P.decode_message(P.make_reply("j", "judge", reply.to_body()))["body"])
+    reply = protocol.JudgeReply(("4", ""), {"judge_s": 0.25})
+    got = protocol.JudgeReply.from_body(protocol.decode_message(protocol.make_reply("j", "judge",
+                                                                                    reply.to_body()))["body"])
     assert got == reply
-    assert "judge" in P.REQUEST_TYPES and P.REQUEST_CLASSES["judge"] is P.JudgeRequest
+    assert "judge" in protocol.REQUEST_TYPES and protocol.REQUEST_CLASSES["judge"] is protocol.JudgeRequest
 
 
 @pytest.mark.parametrize("body, field", [
     ({"prompts": [], "max_new_tokens": 4}, "'prompts'"),
     ({"prompts": "one prompt", "max_new_tokens": 4}, "'prompts'"),
     ({"prompts": ["ok", 3], "max_new_tokens": 4}, "'prompts'[1]"),
-    ({"prompts": ["x" * (P.JudgeRequest.MAX_PROMPT_CHARS + 1)], "max_new_tokens": 4}, "'prompts'[0]"),
-    ({"prompts": ["ok"] * (P.JudgeRequest.MAX_PROMPTS + 1), "max_new_tokens": 4}, "'prompts'"),
+    ({"prompts": ["x" * (protocol.JudgeRequest.MAX_PROMPT_CHARS + 1)], "max_new_tokens": 4}, "'prompts'[0]"),
+    ({"prompts": ["ok"] * (protocol.JudgeRequest.MAX_PROMPTS + 1), "max_new_tokens": 4}, "'prompts'"),
     ({"prompts": ["ok"], "max_new_tokens": 513}, "'max_new_tokens'"),
     ({"prompts": ["ok"], "max_new_tokens": 0}, "'max_new_tokens'"),
     ({"prompts": ["ok"], "max_new_tokens": True}, "'max_new_tokens'"),
@@ -39,8 +41,8 @@ def test_judge_request_roundtrip_and_reply():
     ({"max_new_tokens": 4}, "'prompts'"),
 ])
 def test_malformed_judge_bodies_name_the_field(body, field):
-    with pytest.raises(P.ProtocolError) as e:
-        P.JudgeRequest.from_body(body)
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.JudgeRequest.from_body(body)
     assert e.value.code == "bad_field" and field in e.value.message
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2_bridge.server import synthetic as S
+from sam2_bridge.server import synthetic
 from sam2_bridge.server.grounder import SyntheticBackend, parse_grounding
 from sam2_bridge.server.objects import ObjectTable
 from sam2_bridge.wire.constants import PALETTE
@@ -99,7 +99,7 @@ def test_synthetic_segmenter_tracks_a_moving_shape():
         gts.append(world.shape_mask("square", 30 + 15 * t, 50, 15, 120, 200))
     frames, gts = np.stack(frames), np.stack(gts)
     box = np.asarray([[30 + 15 * 3 - 15, 35, 30 + 15 * 3 + 16, 66]], np.float32)  # prompt on frame 3
-    masks, table = S.SyntheticSegmenter().segment(frames, 2, [1], [3], box)
+    masks, table = synthetic.SyntheticSegmenter().segment(frames, 2, [1], [3], box)
     assert not masks[0].any()  # rollout 0 has no detection
     for t in range(6):
         inter = (masks[1, t] & gts[t]).sum()

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from omnir1_jax import data as D
+from omnir1_jax import data
 from omnir1_jax.config import ConfigError, DataSpec, apply_overrides, load_config
 from omnir1_jax.runtime.records import pipeline_config, read_records
 
@@ -35,12 +35,13 @@ def _spec(root, **kw):
 
 
 def _separate(root):
-    return (D.read_revos(os.path.join(root, "revos"), "train") + D.read_mevis(os.path.join(root, "mevis"), "train")
-            + D.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic"))
+    return (data.read_revos(os.path.join(root, "revos"), "train")
+            + data.read_mevis(os.path.join(root, "mevis"), "train")
+            + data.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic"))
 
 
 def _synthetic_videos(root):
-    return len({r.video_id for r in D.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic")})
+    return len({r.video_id for r in data.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic")})
 
 
 def test_all_videos_is_every_record_of_every_source_in_order(mix_root):
@@ -113,4 +114,4 @@ def test_main_vos_experiment_trains_on_the_mixture_and_overrides_reach_it(mix_ro
     cfg = apply_overrides(cfg, [f"data.root={mix_root!r}", f"data.mixture={SOURCES!r}", "data.mixture_videos=0"])
     assert [r.key for r in read_records(cfg.data)] == [r.key for r in _separate(mix_root)]
     evaluated = dataclasses.replace(cfg.data, dataset="revos", root=os.path.join(mix_root, "revos"))
-    assert [r.key for r in read_records(evaluated)] == [r.key for r in D.read_revos(evaluated.root, "train")]
+    assert [r.key for r in read_records(evaluated)] == [r.key for r in data.read_revos(evaluated.root, "train")]

@@ -36,7 +36,7 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
 
     import numpy as np
 
-    from omnir1_jax import policy as P
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax.config import ModelSpec
     from omnir1_jax.models.qwen2_5_omni.testing import build_tiny_processor
     from sam2_bridge.server.grounder import QwenBackend
@@ -51,8 +51,8 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
     assets = {n for n in os.listdir(src) if n.endswith((".json", ".jinja", ".txt"))} - {
         "config.json", "model.safetensors.index.json"}
     assert "preprocessor_config.json" in assets or "processor_config.json" in assets
-    policy = P.build_policy(ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))), seed=5)
-    out = P.export_policy(policy, str(tmp_path / "hf"), assets_from=str(src))
+    policy = policy_lib.build_policy(ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))), seed=5)
+    out = policy_lib.export_policy(policy, str(tmp_path / "hf"), assets_from=str(src))
     files = set(os.listdir(out))
     assert files == assets | {"config.json", "model.safetensors"}
     with open(os.path.join(out, "config.json")) as f:
@@ -64,5 +64,5 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
     assert backend.processor.feature_extractor.chunk_length == proc.feature_extractor.chunk_length == 3
     image = np.random.default_rng(1).integers(0, 256, (112, 112, 3), dtype=np.uint8)
     got = backend.ground([image], ["the blue square"])[0].text
-    tok = P.build_tokenizer(ModelSpec(checkpoint=out))
+    tok = policy_lib.build_tokenizer(ModelSpec(checkpoint=out))
     assert len(got) > 5 and got == _greedy_text(policy, tok, image, "the blue square", 24)

@@ -30,7 +30,7 @@ def _params(model):
 def _greedy_text(policy, tokenizer, image: np.ndarray, description: str, max_new_tokens: int) -> str:
     """The policy's greedy answer to the bridge grounder's prompt on ``image`` (our own preprocessing: the same
     ids and pixel values as Qwen2_5OmniProcessor when the image needs no resizing)."""
-    from omnir1_jax import policy as P
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax.data import prompts, text, vision
     from sam2_bridge.server.grounder import GROUNDING_PROMPT
 
@@ -41,11 +41,11 @@ def _greedy_text(policy, tokenizer, image: np.ndarray, description: str, max_new
     ids = text.encode_with_placeholders(tokenizer, chat, image_grid_thw=view["image_grid_thw"])
     inputs = {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int32),
               "pixel_values": view["pixel_values"], "image_grid_thw": view["image_grid_thw"]}
-    return P.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens).texts[0]
+    return policy_lib.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens).texts[0]
 
 
 def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch):
-    from omnir1_jax import policy as P
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax import train
     from omnir1_jax.config import BridgeSpec, ModelSpec, RunSpec
     from omnir1_jax.models.qwen2_5_omni import from_hf
@@ -56,7 +56,7 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
     # the starting checkpoint: a tiny random Thinker exported with its tokenizer (what model.checkpoint points at)
     start = str(tmp_path / "start")
     tiny = ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1)))
-    P.export_policy(P.build_policy(tiny, seed=3), start, tokenizer=build_tiny_tokenizer())
+    policy_lib.export_policy(policy_lib.build_policy(tiny, seed=3), start, tokenizer=build_tiny_tokenizer())
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(os.listdir(start))
 
     cfg = tiny_config(str(tmp_path / "syn"), str(tmp_path / "run"), steps=1)
@@ -99,7 +99,7 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
         reply = bridge.client.ground(image[None], [Keyframe(0, "the red circle")])
     finally:
         bridge.close()
-    tok = P.build_tokenizer(ModelSpec(checkpoint=hf))
+    tok = policy_lib.build_tokenizer(ModelSpec(checkpoint=hf))
     want = _greedy_text(summary["policy"], tok, image, "the red circle", 256)
     assert len(want) > 20 and reply.texts[0] == want
 

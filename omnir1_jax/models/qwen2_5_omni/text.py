@@ -17,13 +17,13 @@ copied transposed every decode step, and [B, K, S, H] keys made the one-query sc
 from __future__ import annotations
 
 import functools
-
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.config import TextConfig
@@ -46,8 +46,6 @@ def _write_along(axis: int):
     """``dynamic_update_slice_in_dim(cache, new, index, axis)`` whose ``vmap`` with an unbatched index stays an
     in-place dynamic-update-slice (jax batches a dynamic-update-slice as a scatter, which XLA:CPU turns into a
     select and several copies of the whole cache per decode step: 3x the cost of a step)."""
-    from jax.custom_batching import custom_vmap
-
     @custom_vmap
     def write(cache, new, index):
         return jax.lax.dynamic_update_slice_in_dim(cache, new, index, axis)
