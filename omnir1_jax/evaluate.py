@@ -47,7 +47,7 @@ full video, and let the bridge segment every frame of the video (the datasets' p
   of the first ``--overlays`` (3) expressions evaluated.
 
 The evaluation itself is :mod:`omnir1_jax.evaluation` (the same code training and ``infer`` use); this module
-is its command line and keeps the names it always exported.
+is its command line.
 """
 
 from __future__ import annotations
@@ -61,12 +61,9 @@ from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
 from omnir1_jax.crossomni.batches import read_split
 from omnir1_jax.data.avhbench import read_avhbench
-
-# Re-exported: the evaluation's public names as this module always had them.
-from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
-from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_summary  # noqa: F401
+from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no
 from omnir1_jax.evaluation.suites import evaluate_suites
-from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers  # noqa: F401
+from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers
 from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
 from omnir1_jax.runtime.records import read_records
 

@@ -16,9 +16,7 @@ description grounded on the first frame) and ``refaid`` (first frame as an image
 
 The prediction itself (System 1 greedy, keyframes mapped to the video, the bridge) is the evaluator's
 (:mod:`omnir1_jax.evaluation`, also behind :mod:`omnir1_jax.evaluate` and training); this module builds the
-one-video batch (:func:`system1_batch`), runs it and writes the outputs. The evaluator's names it always
-exported (``Moment``, ``Prediction``, ``predict_batch``, ``moments_of``, ``write_masks``, ...) stay importable
-from here.
+one-video batch (:func:`system1_batch`), runs it and writes the outputs.
 """
 
 from __future__ import annotations
@@ -38,19 +36,9 @@ from omnir1_jax.crossomni.media import read_audio, read_video, write_video
 from omnir1_jax.data import transforms
 from omnir1_jax.data.pipeline import collate
 from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
-
-# The evaluator's prediction and output helpers, re-exported under the names this module always had.
-from omnir1_jax.evaluation.figures import overlay_sheet, save_sheet, tint  # noqa: F401
-from omnir1_jax.evaluation.results import read_masks, write_masks  # noqa: F401
-from omnir1_jax.evaluation.two_system import (
-    TASKS,
-    Moment,
-    Prediction,
-    moments_of,  # noqa: F401
-    predict_batch,
-    submit,  # noqa: F401
-    system1_answers,  # noqa: F401
-)
+from omnir1_jax.evaluation.figures import overlay_sheet, save_sheet, tint
+from omnir1_jax.evaluation.results import write_masks
+from omnir1_jax.evaluation.two_system import TASKS, Moment, Prediction, predict_batch
 from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
 

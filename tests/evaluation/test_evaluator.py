@@ -196,7 +196,7 @@ def test_evaluate_driver_with_the_tiny_policy_resumes_and_draws_overlays(world, 
     PNGs and one overlay per new expression asked for, one bridge request per expression, a resumed second call
     predicts only the rest."""
     from omnir1_jax import evaluate
-    from omnir1_jax.infer import read_masks
+    from omnir1_jax.evaluation.results import read_masks
 
     root, recs = world
     cfg = _cfg(root, str(tmp_path))

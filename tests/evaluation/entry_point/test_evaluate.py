@@ -11,7 +11,7 @@ from omnir1_jax import evaluate
 from omnir1_jax.data import read_revos
 from omnir1_jax.data.synthetic import writer
 from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
-from omnir1_jax.infer import read_masks
+from omnir1_jax.evaluation.results import RESULTS, read_masks, write_summary
 
 
 @dataclasses.dataclass
@@ -97,7 +97,7 @@ def test_table_equals_protocol_by_hand_on_written_pngs(records, tmp_path):
     # VISA's rounding: each expression's J and F rounded to 2 decimals in percent before the means (hand: round
     # the per-expression means computed above)
     (tmp_path / "visa").mkdir()
-    visa = evaluate.write_summary(records, {json.loads(x)["id"]: json.loads(x) for x in
+    visa = write_summary(records, {json.loads(x)["id"]: json.loads(x) for x in
                                             (tmp_path / "results.jsonl").read_text().splitlines()},
                                   str(tmp_path / "visa"), "vos", visa_rounding=True)
     js = [round(100 * v[2], 2) for v in per.values() if v[0] == 0]
@@ -111,13 +111,13 @@ def test_resuming_an_interrupted_evaluation_gives_the_same_table(records, tmp_pa
     out = str(tmp_path / "resumed")
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_segmentation(records, _Predictor(_noisy, stop_after=3), out, progress=False)
-    with open(os.path.join(out, evaluate.RESULTS), "a") as f:
+    with open(os.path.join(out, RESULTS), "a") as f:
         f.write('{"id": "torn')  # a write cut short by the interruption
     second = _Predictor(_noisy)
     res = evaluate.evaluate_segmentation(records, second, out, progress=False)
     assert second.seen == [r.key for r in records[3:]]  # only the missing expressions were predicted again
     assert res["table"] == full["table"] and res["done"] == len(records)
-    lines = open(os.path.join(out, evaluate.RESULTS)).read().splitlines()
+    lines = open(os.path.join(out, RESULTS)).read().splitlines()
     assert len(lines) == len(records) and all(json.loads(x) for x in lines)
 
 
