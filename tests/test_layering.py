@@ -2,12 +2,13 @@
 
 1. omnir1_jax never imports torch; sam2_bridge never imports jax (checked in fresh processes).
 2. The bridge's wire side (``sam2_bridge.wire``: protocol, client, budgets, frames, constants) imports neither
-   torch nor the bridge's server side (``sam2_bridge.server``, ``sam2_bridge.serve``), in a fresh process and in
-   its source (every import statement, function-local ones too); ``omnir1_jax`` imports the bridge only through
-   the wire side (docs/design.md §10).
+   torch (nor the rest of the PyTorch side, nor jax) nor the bridge's server side (``sam2_bridge.server``,
+   ``sam2_bridge.serve``), in a fresh process and in its source (every import statement, function-local ones
+   too); no chain of the bridge's imports leads from the client to the server side; ``omnir1_jax`` imports the
+   bridge only through the wire side (docs/design.md §10).
 3. The layer order of omnir1_jax (docs/design.md §10, lowest first): a module imports only modules of its own layer or
-   below — every ``import`` / ``from`` statement counts, function-local ones too (those are for optional heavy
-   dependencies, never for hiding a cycle).
+   below — every ``import`` / ``from`` statement counts, function-local ones too (when those may be local:
+   ``tests/test_imports.py``).
 """
 
 import ast
@@ -193,3 +194,50 @@ def test_the_bridge_import_check_catches_a_server_import():
         "sam2_bridge.wire.fake:2 imports sam2_bridge.server.broker",
         "sam2_bridge.wire.fake:2 imports sam2_bridge.server.broker.Server",
         "sam2_bridge.wire.other:1 imports sam2_bridge.serve"]
+
+
+# The PyTorch side's distributions: the wire side names none of them in any import statement.
+TORCH_SIDE = ("torch", "torchvision", "sam2", "transformers", "safetensors", "hydra", "iopath")
+
+
+def foreign_imports(modules, forbidden: tuple[str, ...]) -> list[str]:
+    """``module:line imports target`` for every import (function-local ones too) of a top-level package in
+    ``forbidden``."""
+    bad = set()
+    for module, source, is_package in modules:
+        for line, target in _imports(module, source, is_package):
+            if target.split(".")[0] in forbidden:
+                bad.add(f"{module}:{line} imports {target}")
+    return sorted(bad)
+
+
+def test_the_wire_side_never_imports_torch_or_jax_in_its_source():
+    bad = foreign_imports(_package_sources("sam2_bridge.wire"), TORCH_SIDE + ("jax", "jaxlib", "flax"))
+    assert not bad, "the wire side imports the PyTorch side or jax:\n" + "\n".join(bad)
+
+
+def test_the_torch_import_check_catches_a_function_local_import():
+    fake = [("sam2_bridge.wire.fake", "import numpy\ndef f():\n    import torch.nn.functional\n", False)]
+    assert foreign_imports(fake, TORCH_SIDE) == ["sam2_bridge.wire.fake:3 imports torch.nn.functional"]
+
+
+def reached_from(start: str, modules) -> set[str]:
+    """Every ``sam2_bridge`` module that ``start`` reaches through import statements of the bridge's modules
+    (function-local ones too), parents of each included: what the module can ever load of the bridge."""
+    sources = {m: (s, p) for m, s, p in modules}
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        for name in [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 2)]:
+            if name in seen or name not in sources:
+                continue
+            seen.add(name)
+            todo.extend(t for _, t in _imports(name, *sources[name]) if t.startswith("sam2_bridge"))
+    return seen
+
+
+def test_the_client_never_reaches_the_server_side():
+    reached = reached_from("sam2_bridge.wire.client", _package_sources("sam2_bridge"))
+    assert "sam2_bridge.wire.protocol" in reached  # the walk follows the client's imports
+    server = sorted(m for m in reached if m.startswith(("sam2_bridge.server", "sam2_bridge.serve")))
+    assert not server, f"the bridge client reaches the server side: {server}"
