@@ -179,16 +179,17 @@ def analytic_flops(mcfg, state, s: Shapes, program: str) -> float:
 
 def mesh_for(topology: str, exp):
     from jax.experimental import topologies
-    from jax.sharding import AxisType, Mesh
+
+    from omnir1_jax.models.qwen2_5_omni import make_mesh
 
     topo = topologies.get_topology_desc(topology, "tpu")
-    devices = np.asarray(topo.devices)
-    n = devices.size
+    devices = list(topo.devices)
+    n = len(devices)
     fsdp, tensor = exp.mesh.fsdp, exp.mesh.tensor
     data = exp.mesh.data if exp.mesh.data > 0 else n // (fsdp * tensor)
     if data * fsdp * tensor != n:
         raise SystemExit(f"{topology}: {n} chips; mesh data={data} x fsdp={fsdp} x tensor={tensor} does not match")
-    return Mesh(devices.reshape(data, fsdp, tensor), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
+    return make_mesh((data, fsdp, tensor), devices)
 
 
 def _abstract(tree, shardings):
