@@ -103,6 +103,7 @@ def shapes_from_config(exp, args) -> Shapes:
 
 def build_prompt(mcfg, s: Shapes):
     """Host-side ModelInputs of the B prompts (zero pixels / mel features: only shapes matter)."""
+    # lazy: the model package pulls in jax, which loads once main() has set the environment
     from omnir1_jax.models.qwen2_5_omni import prepare_inputs
     from omnir1_jax.models.qwen2_5_omni.rope_index import audio_token_count
 
@@ -178,16 +179,17 @@ def analytic_flops(mcfg, state, s: Shapes, program: str) -> float:
 
 def mesh_for(topology: str, exp):
     from jax.experimental import topologies
-    from jax.sharding import AxisType, Mesh
+
+    from omnir1_jax.models.qwen2_5_omni import make_mesh
 
     topo = topologies.get_topology_desc(topology, "tpu")
-    devices = np.asarray(topo.devices)
-    n = devices.size
+    devices = list(topo.devices)
+    n = len(devices)
     fsdp, tensor = exp.mesh.fsdp, exp.mesh.tensor
     data = exp.mesh.data if exp.mesh.data > 0 else n // (fsdp * tensor)
     if data * fsdp * tensor != n:
         raise SystemExit(f"{topology}: {n} chips; mesh data={data} x fsdp={fsdp} x tensor={tensor} does not match")
-    return Mesh(devices.reshape(data, fsdp, tensor), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
+    return make_mesh((data, fsdp, tensor), devices)
 
 
 def _abstract(tree, shardings):
@@ -209,7 +211,6 @@ def _batch_sharded(mesh, sharding, x, axis: int = 0):
     """ShapeDtypeStruct of a host array with its row axis over the config's batch axes (replicated otherwise)."""
     import jax
     from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     from omnir1_jax.models.qwen2_5_omni.sharding import fit_spec
 
@@ -243,11 +244,17 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     import jax
     import jax.numpy as jnp
     from flax import nnx
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
+    from jax.sharding import NamedSharding, PartitionSpec
 
-    from omnir1_jax.models.qwen2_5_omni import Qwen2_5OmniThinker, fsdp_tp, param_shardings, repeat_prompt
-    from omnir1_jax.models.qwen2_5_omni import qwen2_5_omni_3b, qwen2_5_omni_7b, tiny
+    from omnir1_jax.models.qwen2_5_omni import (
+        Qwen2_5OmniThinker,
+        fsdp_tp,
+        param_shardings,
+        qwen2_5_omni_3b,
+        qwen2_5_omni_7b,
+        repeat_prompt,
+        tiny,
+    )
     from omnir1_jax.models.qwen2_5_omni.sampling import _cache_specs, _generate
     from omnir1_jax.models.qwen2_5_omni.scoring import group_completion_logprobs
     from omnir1_jax.models.qwen2_5_omni.sharding import fit_spec
@@ -337,7 +344,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         k_spec, v_spec = _cache_specs(model_abs.kv_sharding)
 
         def cache_arg(shape, sh):
-            spec = P() if sh is None else fit_spec(sh.spec, shape, dict(mesh.shape))
+            spec = PartitionSpec() if sh is None else fit_spec(sh.spec, shape, dict(mesh.shape))
             return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, spec))
 
         if sharding.decode_gather:  # the step reads the decoder weights gathered once before the loop
@@ -359,7 +366,8 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         if dict(mesh.shape)["tensor"] == 1:
             fused = jax.eval_shape(lambda st: nnx.merge(pg, st).language_model.fused_weights(), p_abs)
             fused = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=NamedSharding(
-                mesh, fit_spec(P(None if sharding.decode_gather else "fsdp"), a.shape, dict(mesh.shape)))), fused)
+                mesh, fit_spec(PartitionSpec(None if sharding.decode_gather else "fsdp"), a.shape,
+                               dict(mesh.shape)))), fused)
 
         def fn(pstate, fused, caches, tok, pos, valid):
             model = nnx.merge(pg, pstate)
@@ -464,6 +472,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 
+    # imported after the environment above is set (jax reads it)
     from omnir1_jax.config import load_config
 
     exp = load_config(args.config, args.overrides)

@@ -8,11 +8,11 @@
    with the two full sweeps by (a) 8 stock ``SAM2VideoPredictor`` inference states, one per rollout (the
    baseline), (b) one stock state holding the whole group, (c) :class:`GroupSegmenter` one object at a time
    with sam2's memory-attention module, (d) batched objects, sam2's module, (e) batched objects with the
-   rewritten memory attention of :mod:`sam2_bridge.memattn` (the bridge's default). Prints seconds and
+   rewritten memory attention of :mod:`sam2_bridge.server.memattn` (the bridge's default). Prints seconds and
    speed-ups vs (a).
 2. Queue overhead: a ``segment`` request's (same group on a ``--queue-frames`` clip) round trip through
    ``python -m sam2_bridge.serve`` (1 worker) vs the same request body handled in-process by
-   :class:`sam2_bridge.handler.Handler`, alternating, best of ``--queue-repeats`` each.
+   :class:`sam2_bridge.server.handler.Handler`, alternating, best of ``--queue-repeats`` each.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sam2_bridge import protocol as P  # noqa: E402
-from sam2_bridge.synthetic import BACKGROUND, PALETTE  # noqa: E402
+from sam2_bridge.wire import protocol  # noqa: E402
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE  # noqa: E402
 
 
 def make_group(num_rollouts: int, keyframes: int, frames: int, height: int, width: int, seed: int = 0):
@@ -69,8 +69,8 @@ def timed(fn, repeats: int, name: str = ""):
 def bench_group(args) -> dict[str, float]:
     import torch
 
-    from sam2_bridge.sam2_reference import as_stock, stock_group_masks, write_jpeg_clip
-    from sam2_bridge.segmenter import GroupSegmenter, Sam2Config, build_predictor
+    from sam2_bridge.server.sam2_reference import as_stock, stock_group_masks, write_jpeg_clip
+    from sam2_bridge.server.segmenter import GroupSegmenter, Sam2Config, build_predictor
 
     clip, det_r, det_f, det_b = make_group(args.rollouts, args.keyframes, args.frames, args.height, args.width)
     cfg = Sam2Config(config=args.sam2_config, checkpoint=args.checkpoint, image_size=args.image_size,
@@ -113,14 +113,16 @@ def bench_queue(args):
     """``queue_repeats`` x (wall seconds, segmenter seconds) of the same ``segment`` request in-process and
     through a server; the two alternate (in-process, served, in-process, ...) so that drifts of the machine's
     load hit both."""
-    from sam2_bridge.client import BridgeClient, LocalServer
-    from sam2_bridge.handler import Handler, HandlerConfig
+    # lazy: the bridge's server side (torch) loads only for this benchmark
+    from sam2_bridge.server.handler import Handler, HandlerConfig
+    from sam2_bridge.wire.client import BridgeClient
+    from sam2_bridge.wire.pool import LocalServer
 
     clip, det_r, det_f, det_b = make_group(args.rollouts, args.keyframes, args.queue_frames, args.height, args.width)
-    body = P.SegmentRequest(clip, args.rollouts, det_r, det_f, det_b).to_body()
+    body = protocol.SegmentRequest(clip, args.rollouts, det_r, det_f, det_b).to_body()
     handler = Handler(HandlerConfig(segmenter="sam2", sam2_config=args.sam2_config, sam2_checkpoint=args.checkpoint,
                                     sam2_image_size=args.image_size, sam2_dtype=args.dtype, device=args.device))
-    wire = P.decode_message(P.make_request("x", "segment", body))["body"]
+    wire = protocol.decode_message(protocol.make_request("x", "segment", body))["body"]
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--address", f"ipc://{tmp}/bench.sock", "--workers", "1", "--segmenter", "sam2",
                 "--sam2-config", args.sam2_config, "--sam2-dtype", args.dtype, "--log-level", "WARNING",

@@ -21,6 +21,7 @@ import numpy as np
 
 
 def _pipeline_rate(records, tok, workers, batches, batch_size, seed=0):
+    # lazy: the pipelines pull in grain and jax
     from omnir1_jax.data.pipeline import PipelineConfig, build_pipeline
 
     cfg = PipelineConfig(batch_size=batch_size, seed=seed, num_workers=workers, num_epochs=None, pad_to_multiple=64)
@@ -115,6 +116,7 @@ def main():
     ap.add_argument("--no-step", action="store_true", help="skip the tiny-model training step")
     args = ap.parse_args()
 
+    # lazy: grain and jax load once the arguments are parsed
     from omnir1_jax.data.readers import read_revos
     from omnir1_jax.data.synthetic.writer import write_vos
     from omnir1_jax.testing.tokenizer import build_tiny_tokenizer

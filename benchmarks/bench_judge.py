@@ -7,7 +7,7 @@ A random Qwen2 causal LM (the tiny offline tokenizer, vocab 512) is written to a
 CrossOmni coherence-judge prompts (Table 18) of varying length. Rows (best of ``--repeats`` after a warm-up):
 
 - reference: transformers ``generate(do_sample=False)`` on each prompt alone (what a per-prompt judge does);
-- ours, in process: :class:`sam2_bridge.judge.HFJudge` (batches of ``--batch``, left-padded), same texts;
+- ours, in process: :class:`sam2_bridge.server.judge.HFJudge` (batches of ``--batch``, left-padded), same texts;
 - ours, through a bridge subprocess: :class:`omnir1_jax.tasks.crossomni_judge.BridgeJudge` over ``--judge hf:DIR``.
 
 Prints seconds, prompts/s and the ratios; checks that all three give the same texts.
@@ -42,6 +42,7 @@ def build_model(path: str, hidden: int, layers: int) -> None:
 
 
 def prompts_of(n: int) -> list[str]:
+    # lazy: the rewards pull in jax
     from omnir1_jax.rewards.crossomni import JUDGE_KINDS
 
     template, _ = JUDGE_KINDS["coherence"]
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from sam2_bridge.judge import HFJudge
+    from sam2_bridge.server.judge import HFJudge
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
         rows = [("reference: generate per prompt", t_ref), (f"ours: HFJudge, batches of {args.batch}", t_ours)]
         same = ours == ref
         if not args.no_bridge:
+            # lazy: the bridge judge (zmq, the task plug-ins) is needed only here
             from omnir1_jax.tasks.crossomni_judge import make_judge
 
             served = make_judge(f"hf:{path}", run_dir=os.path.join(tmp, "bridge"), max_new_tokens=args.new_tokens)

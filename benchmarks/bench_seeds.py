@@ -56,8 +56,9 @@ def main(argv=None) -> int:
     out = args.out or tempfile.mkdtemp(prefix="bench_seeds_")
     sets = [a for s in args.set for a in ("--set", s)]
     sys.path.insert(0, ROOT)
+    # after the sys.path line above
     from omnir1_jax.config import load_config
-    from omnir1_jax.runtime.setup import read_records
+    from omnir1_jax.runtime.records import read_records
 
     cfg = load_config(os.path.join(ROOT, args.config), args.set)
     read_records(cfg.data, cfg.data.split)  # the synthetic world, made before either timed run

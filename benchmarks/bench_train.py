@@ -27,6 +27,11 @@ import time
 import jax
 
 from omnir1_jax.config import load_config
+from omnir1_jax.learner import Learner, grpo_stage, sft_stage
+from omnir1_jax.policy import build_policy, build_tokenizer
+from omnir1_jax.runtime.bridge import open_bridge
+from omnir1_jax.runtime.records import read_records
+from omnir1_jax.tasks import make_task
 
 
 def main(argv=None) -> int:
@@ -41,11 +46,6 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int, help="random policy depth (tiny preset override)")
     args = ap.parse_args(argv)
 
-    from omnir1_jax.learner import Learner, grpo_stage, sft_stage
-    from omnir1_jax.policy import build_policy, build_tokenizer
-    from omnir1_jax.runtime import setup as S
-    from omnir1_jax.tasks import make_task
-
     cfg = load_config(args.config, args.set)
     overrides = dict(cfg.model.overrides)
     if args.hidden:
@@ -59,10 +59,10 @@ def main(argv=None) -> int:
         print(f"[bench] {platform.node() or 'host'} {platform.machine()}, {jax.device_count()} x "
               f"{jax.devices()[0].device_kind}; policy {cfg.model.preset} {overrides}; batch {cfg.data.batch_size}"
               f" x group {cfg.grpo.group_size}, {cfg.grpo.max_new_tokens} new tokens max", flush=True)
-        bridge = S.open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
+        bridge = open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
         tok = build_tokenizer(cfg.model)
         task = make_task(cfg, tok, bridge=lambda: bridge.client)
-        records = S.read_records(cfg.data, cfg.data.split)
+        records = read_records(cfg.data, cfg.data.split)
         policy = build_policy(cfg.model, seed=cfg.run.seed)
         if args.sft:
             sft = Learner(cfg, task, sft_stage(cfg).with_steps(args.sft), policy=policy,

@@ -49,6 +49,8 @@ sys.path[:0] = [HERE, ROOT]
 
 from chaos_harness import KINDS, ChaosError, Event, Harness, Trainer  # noqa: E402
 
+from omnir1_jax.runtime.metrics import read_jsonl  # noqa: E402
+
 TIMING = ("time", "time/", "tokens_per_s")
 
 
@@ -75,7 +77,7 @@ def environment(workdir: str, hold_file: str | None) -> dict:
     env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "jax_cache"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
-    if hold_file:  # inert until the harness creates the file (sam2_bridge/worker.py)
+    if hold_file:  # inert until the harness creates the file (sam2_bridge/server/worker.py)
         env.update(SAM2_BRIDGE_TEST_REPLY_DELAY_S="600", SAM2_BRIDGE_TEST_REPLY_HOLD_FILE=hold_file)
     return env
 
@@ -115,8 +117,6 @@ def compare_states(a: dict, b: dict) -> dict:
 
 
 def compare_metrics(ref_path: str, path: str, steps: int) -> dict:
-    from omnir1_jax.runtime.metrics import read_jsonl
-
     ref, rows = read_jsonl(ref_path), read_jsonl(path)
     seen = [r["step"] for r in rows]
     by_step = {r["step"]: r for r in ref}

@@ -8,7 +8,7 @@ What it kills (each by pid, with SIGKILL):
 - ``broker``: the bridge server process started by the trainer (the trainer's client restarts it and re-sends);
 - ``learner``: the trainer itself (restarted by this harness; it resumes from its newest checkpoint);
 - ``worker_mid_reply`` / ``broker_mid_reply``: the same, while the worker holds a computed reply before
-  sending it (the worker's test hook, ``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE``, see ``sam2_bridge/worker.py``);
+  sending it (the worker's test hook, ``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE``, see ``sam2_bridge/server/worker.py``);
 - ``learner_mid_checkpoint``: the trainer while it writes a checkpoint, between its files and Orbax's commit
   (the test hook ``OMNIR1_TEST_CHECKPOINT_DELAY_STEP``, see ``omnir1_jax/runtime/checkpoint.py``).
 
@@ -162,7 +162,7 @@ class Harness:
                     ready = re.findall(r"worker \d+ ready \(pid (\d+)", f.read())
             except OSError:
                 ready = []
-            if ready and int(ready[-1]) in children(broker, "sam2_bridge.worker"):
+            if ready and int(ready[-1]) in children(broker, "sam2_bridge.server.worker"):
                 return int(ready[-1])
             time.sleep(0.05)
         return None
@@ -179,7 +179,7 @@ class Harness:
     # ------------------------------------------------------------------------------------------ kills
     def _kill_trainer(self, t: Trainer, e: Event) -> Trainer:
         family = [p for p in [t.broker()] if p] + [w for b in [t.broker()] if b for w in
-                                                   children(b, "sam2_bridge.worker")]
+                                                   children(b, "sam2_bridge.server.worker")]
         e.killed_at = time.monotonic()
         kill(t.proc.pid)
         t.proc.wait()

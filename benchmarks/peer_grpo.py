@@ -36,8 +36,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import peer_task as T  # noqa: E402
-import peer_stats as S  # noqa: E402
+import peer_stats  # noqa: E402
+import peer_task  # noqa: E402
 
 STACKS = ("ours", "tunix", "trl")
 SCRIPTS = {"ours": "peer_ours.py", "tunix": "peer_tunix.py", "trl": "peer_trl.py"}
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0-4")
     ap.add_argument("--stacks", default=",".join(STACKS), help="comma-separated subset of ours,tunix,trl")
-    ap.add_argument("--steps", type=int, default=T.SETTINGS["steps"])
+    ap.add_argument("--steps", type=int, default=peer_task.SETTINGS["steps"])
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "peers"), help="run directory")
     ap.add_argument("--ours-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
     ap.add_argument("--peers-python", default=sys.executable)
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     if not args.aggregate_only:
         if not os.path.isfile(os.path.join(model, "config.json")):
-            T.write_model(model)
+            peer_task.write_model(model)
             print(f"[peers] wrote the task's model to {model}", flush=True)
         for seed in seeds:
             for stack in stacks:
@@ -143,11 +143,11 @@ def main(argv=None) -> int:
                 if "error" in res:
                     failures.setdefault(stack, res["error"])
     runs = load(args.out, stacks, seeds)
-    summary = S.summarise(runs, reference="ours")
+    summary = peer_stats.summarise(runs, reference="ours")
     summary.update(machine=machine(), date=started.strftime("%Y-%m-%d %H:%M UTC"), seeds=seeds,
-                   settings=T.SETTINGS, failures=failures)
-    S.plot(runs, os.path.join(args.out, "peer_grpo.png"))
-    table = S.table(summary)
+                   settings=peer_task.SETTINGS, failures=failures)
+    peer_stats.plot(runs, os.path.join(args.out, "peer_grpo.png"))
+    table = peer_stats.table(summary)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
     with open(os.path.join(args.out, "summary.md"), "w") as f:

@@ -21,15 +21,15 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]  # this checkout's omnir1_jax, then the peer_* modules
-import peer_common as C  # noqa: E402
-import peer_task as T  # noqa: E402
+import peer_common  # noqa: E402
+import peer_task  # noqa: E402
 
 
 class _Schedule:
     """The task's prompt batches in :func:`peer_task.schedule` order; checkpointable like the learner wants."""
 
     def __init__(self, tokenizer, seed: int, steps: int, batch_size: int):
-        self.tokenizer, self.batches, self.pos = tokenizer, T.schedule(seed, steps, batch_size), 0
+        self.tokenizer, self.batches, self.pos = tokenizer, peer_task.schedule(seed, steps, batch_size), 0
 
     def __iter__(self):
         return self
@@ -40,7 +40,7 @@ class _Schedule:
         prompts = self.batches[self.pos]
         self.pos += 1
         enc = self.tokenizer(prompts, return_tensors="np", padding=True)
-        return {"prompts": prompts, "colours": [T.colour_of(p) for p in prompts],
+        return {"prompts": prompts, "colours": [peer_task.colour_of(p) for p in prompts],
                 "input_ids": enc["input_ids"].astype(np.int32), "attention_mask": enc["attention_mask"].astype(np.int32)}
 
     def get_state(self) -> bytes:
@@ -55,7 +55,7 @@ class ColourTask:
     ``"colour: <c> ->"``, reward ``accuracy + 0.5 * format`` (:mod:`peer_task`)."""
 
     name = "colour"
-    weights = {"accuracy": 1.0, "format": T.FORMAT_WEIGHT}
+    weights = {"accuracy": 1.0, "format": peer_task.FORMAT_WEIGHT}
 
     def __init__(self, tokenizer, steps: int):
         self.tokenizer, self.steps = tokenizer, steps
@@ -65,17 +65,19 @@ class ColourTask:
         return _Schedule(self.tokenizer, seed, self.steps, batch_size)
 
     def model_inputs(self, model_config, batch: dict[str, Any]):
+        # lazy: the model package pulls in jax, which this script loads only in run()
         from omnir1_jax.models.qwen2_5_omni import prepare_inputs
 
         return prepare_inputs(model_config, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int):
+        # lazy: the task plug-ins pull in jax
         from omnir1_jax.tasks.base import Scored
 
         colours = [c for c in batch["colours"] for _ in range(group_size)]
-        terms = np.asarray([T.reward_terms(c, t) for c, t in zip(colours, texts)], np.float32).reshape(-1, 2)
-        total = terms[:, 0] + T.FORMAT_WEIGHT * terms[:, 1]
-        self.log.append(T.summarise_rows(colours, texts))
+        terms = np.asarray([peer_task.reward_terms(c, t) for c, t in zip(colours, texts)], np.float32).reshape(-1, 2)
+        total = terms[:, 0] + peer_task.FORMAT_WEIGHT * terms[:, 1]
+        self.log.append(peer_task.summarise_rows(colours, texts))
         return Scored(total.astype(np.float32), {"accuracy": terms[:, 0], "format": terms[:, 1]})
 
     def close(self) -> None:
@@ -84,9 +86,10 @@ class ColourTask:
 
 def config(seed: int, out_dir: str):
     """The learner's experiment config with the task's settings (``peer_task.SETTINGS``)."""
+    # lazy: omnir1_jax.config pulls in jax
     from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, OptimSpec, RunSpec
 
-    s = T.SETTINGS
+    s = peer_task.SETTINGS
     return ExperimentConfig(
         name="peer_grpo",
         data=DataSpec(batch_size=s["prompts_per_step"]),
@@ -111,18 +114,18 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cfg = config(seed, out)
         learner = Learner(cfg, task, grpo_stage(cfg, export=False), policy=policy, tokenizer=tokenizer,
-                          records=list(T.COLOURS))
+                          records=list(peer_task.COLOURS))
         for step in range(steps):
             t0 = time.perf_counter()
             m = learner.train_step()
             t_step = time.perf_counter() - t0
             rows.append(dict(task.log[-1], step=step + 1, t_step=t_step, t_sample=m["time/rollout"],
-                             t_reward=m["time/reward"], tokens=m["response_length"] * T.SETTINGS["group_size"]
-                             * T.SETTINGS["prompts_per_step"], kl=m.get("kl_mean", float("nan"))))
-            C.progress("ours", seed, rows[-1])
+                             t_reward=m["time/reward"], tokens=m["response_length"] * peer_task.SETTINGS["group_size"]
+                             * peer_task.SETTINGS["prompts_per_step"], kl=m.get("kl_mean", float("nan"))))
+            peer_common.progress("ours", seed, rows[-1])
         learner.writer.close() if learner.writer is not None else None
         learner.writer = None
-    return {"stack": "ours", "seed": seed, "steps": rows, "peak_rss_mb": C.peak_rss_mb(),
+    return {"stack": "ours", "seed": seed, "steps": rows, "peak_rss_mb": peer_common.peak_rss_mb(),
             "versions": {"jax": jax.__version__, "omnir1_jax": "worktree"}}
 
 
@@ -130,10 +133,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="the task's Hugging Face model directory (peer_task.write_model)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=T.SETTINGS["steps"])
+    ap.add_argument("--steps", type=int, default=peer_task.SETTINGS["steps"])
     ap.add_argument("--out", required=True, help="per-step JSON written here")
     args = ap.parse_args(argv)
-    C.write_json(args.out, run(args.model, args.seed, args.steps))
+    peer_common.write_json(args.out, run(args.model, args.seed, args.steps))
     return 0
 
 

@@ -17,8 +17,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import peer_common as C  # noqa: E402
-import peer_task as T  # noqa: E402
+import peer_common  # noqa: E402
+import peer_task  # noqa: E402
 
 
 def run(model_dir: str, seed: int, steps: int, threads: int) -> dict:
@@ -30,18 +30,18 @@ def run(model_dir: str, seed: int, steps: int, threads: int) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     torch.set_num_threads(threads)
-    s = T.SETTINGS
+    s = peer_task.SETTINGS
     n, b = s["group_size"], s["prompts_per_step"]
-    prompts = [p for batch in T.schedule(seed, steps, b) for p in batch]
+    prompts = [p for batch in peer_task.schedule(seed, steps, b) for p in batch]
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     cur: dict = {}
     rows: list[dict] = []
 
     def colour_reward(prompts, completions, **kwargs):
         t0 = time.perf_counter()
-        colours = [T.colour_of(p) for p in prompts]
-        out = [T.reward(c, t) for c, t in zip(colours, completions)]
-        cur.update(T.summarise_rows(colours, completions))
+        colours = [peer_task.colour_of(p) for p in prompts]
+        out = [peer_task.reward(c, t) for c, t in zip(colours, completions)]
+        cur.update(peer_task.summarise_rows(colours, completions))
         cur["t_reward"] = cur.get("t_reward", 0.0) + time.perf_counter() - t0
         return out
 
@@ -82,7 +82,7 @@ def run(model_dir: str, seed: int, steps: int, threads: int) -> dict:
                              "format": cur["format"], "t_step": t_step, "t_sample": cur.get("t_sample", 0.0),
                              "t_reward": cur.get("t_reward", 0.0), "tokens": cur.get("tokens", 0),
                              "kl": float("nan")})
-                C.progress("trl", seed, rows[-1])
+                peer_common.progress("trl", seed, rows[-1])
 
             def on_log(self, args, state, control, logs=None, **kw):
                 if logs and "kl" in logs and rows:
@@ -90,7 +90,7 @@ def run(model_dir: str, seed: int, steps: int, threads: int) -> dict:
 
         trainer.add_callback(Timer())
         trainer.train()
-    return {"stack": "trl", "seed": seed, "steps": rows, "peak_rss_mb": C.peak_rss_mb(),
+    return {"stack": "trl", "seed": seed, "steps": rows, "peak_rss_mb": peer_common.peak_rss_mb(),
             "versions": {"trl": trl.__version__, "torch": torch.__version__,
                          "transformers": transformers.__version__, "torch_threads": threads}}
 
@@ -99,11 +99,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=T.SETTINGS["steps"])
+    ap.add_argument("--steps", type=int, default=peer_task.SETTINGS["steps"])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    C.write_json(args.out, run(args.model, args.seed, args.steps, args.threads))
+    peer_common.write_json(args.out, run(args.model, args.seed, args.steps, args.threads))
     return 0
 
 

@@ -22,8 +22,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import peer_common as C  # noqa: E402
-import peer_task as T  # noqa: E402
+import peer_common  # noqa: E402
+import peer_task  # noqa: E402
 
 
 def run(model_dir: str, seed: int, steps: int) -> dict:
@@ -40,7 +40,7 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
     from tunix.rl.rollout import base_rollout
     from tunix.sft import metrics_logger
 
-    s = T.SETTINGS
+    s = peer_task.SETTINGS
     n, b = s["group_size"], s["prompts_per_step"]
     with open(os.path.join(model_dir, "config.json")) as f:
         hf = json.load(f)
@@ -54,7 +54,7 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
     actor = qwen2_params.create_model_from_safe_tensors(model_dir, model_cfg, mesh)
     reference = qwen2_params.create_model_from_safe_tensors(model_dir, model_cfg, mesh)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    prompt_len = len(tokenizer(T.prompt_of(T.COLOURS[0]))["input_ids"])
+    prompt_len = len(tokenizer(peer_task.prompt_of(peer_task.COLOURS[0]))["input_ids"])
 
     schedule = optax.linear_schedule(0.0, s["lr"], s["warmup_steps"])
     optimizer = optax.chain(optax.clip_by_global_norm(s["grad_clip"]),
@@ -78,9 +78,9 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
 
         def colour_reward(prompts, completions, **kwargs):
             t0 = time.perf_counter()
-            colours = [T.colour_of(p) for p in prompts]
-            out = [T.reward(c, t) for c, t in zip(colours, completions)]
-            cur.update(T.summarise_rows(colours, completions))
+            colours = [peer_task.colour_of(p) for p in prompts]
+            out = [peer_task.reward(c, t) for c, t in zip(colours, completions)]
+            cur.update(peer_task.summarise_rows(colours, completions))
             cur["t_reward"] = cur.get("t_reward", 0.0) + time.perf_counter() - t0
             return out
 
@@ -112,12 +112,12 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
                          "format": cur["format"], "t_step": time.perf_counter() - t0,
                          "t_sample": cur.get("t_sample", 0.0), "t_reward": cur.get("t_reward", 0.0),
                          "tokens": cur.get("tokens", 0), "kl": float("nan")})
-            C.progress("tunix", seed, rows[-1])
+            peer_common.progress("tunix", seed, rows[-1])
 
         learner._run_global_step = timed_step
-        batches = T.schedule(seed, steps, b)
+        batches = peer_task.schedule(seed, steps, b)
         learner.train([{"prompts": np.asarray(p)} for p in batches])
-    return {"stack": "tunix", "seed": seed, "steps": rows, "peak_rss_mb": C.peak_rss_mb(),
+    return {"stack": "tunix", "seed": seed, "steps": rows, "peak_rss_mb": peer_common.peak_rss_mb(),
             "versions": {"tunix": getattr(tunix, "__version__", "0.1.7"), "jax": jax.__version__}}
 
 
@@ -125,10 +125,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=T.SETTINGS["steps"])
+    ap.add_argument("--steps", type=int, default=peer_task.SETTINGS["steps"])
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    C.write_json(args.out, run(args.model, args.seed, args.steps))
+    peer_common.write_json(args.out, run(args.model, args.seed, args.steps))
     return 0
 
 

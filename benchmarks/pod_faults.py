@@ -40,6 +40,7 @@ def worker(argv: list[str]) -> int:
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args(argv)
+    # the worker only: the driver runs without jax
     from omnir1_jax.config import ConfigError, ExperimentConfig, apply_overrides
     from omnir1_jax.runtime import distributed, pod
 

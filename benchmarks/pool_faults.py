@@ -4,10 +4,10 @@
 
 Two ``python -m sam2_bridge.serve --address tcp://127.0.0.1:PORT --allow-remote --token-file F`` processes with
 the synthetic segmenter (on this machine's loopback, as a pool on other machines would be reached) and one
-:class:`~sam2_bridge.client.BridgeClient` over both. Every request is a ``segment`` of its own clip (a red
+:class:`~sam2_bridge.wire.client.BridgeClient` over both. Every request is a ``segment`` of its own clip (a red
 square at a position given by the request's index), so each reply can be checked against its own request. At
 most ``--window`` requests are in flight. Halfway, bridge A is told (its worker's test hook,
-``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE``, see ``sam2_bridge/worker.py``) to hold its next reply; while it holds it,
+``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE``, see ``sam2_bridge/server/worker.py``) to hold its next reply; while it holds it,
 A's server is SIGKILLed. The client notices the dropped connection and re-sends what A held to B.
 
 Prints (and writes with ``--json``): requests answered, failed, answered with another request's masks
@@ -34,10 +34,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sam2_bridge import protocol as P  # noqa: E402
-from sam2_bridge.client import BridgeClient  # noqa: E402
-from sam2_bridge.synthetic import BACKGROUND, PALETTE  # noqa: E402
-from sam2_bridge.worker import REPLY_DELAY_ENV, REPLY_HOLD_ENV  # noqa: E402
+from sam2_bridge.server.worker import REPLY_DELAY_ENV, REPLY_HOLD_ENV  # noqa: E402
+from sam2_bridge.wire import protocol  # noqa: E402
+from sam2_bridge.wire.client import BridgeClient  # noqa: E402
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE  # noqa: E402
 
 
 def free_port() -> int:
@@ -72,7 +72,7 @@ def request_for(i: int) -> tuple[dict, np.ndarray]:
     clip[:, y:y + 4, x:x + 4] = PALETTE["red"]
     expect = np.zeros((1, 2, 16, 16), bool)
     expect[:, :, y:y + 4, x:x + 4] = True
-    body = P.SegmentRequest(clip, 1, [0], [0], [[x, y, x + 4, y + 4]]).to_body()
+    body = protocol.SegmentRequest(clip, 1, [0], [0], [[x, y, x + 4, y + 4]]).to_body()
     return body, expect
 
 
@@ -148,7 +148,7 @@ def _report(futures, expected, a_addr, b_addr, killed, answered_at, stats) -> di
         answered += 1
         ids.append(f.req_id)
         by_bridge[f.address] += 1
-        masks = P.SegmentReply.from_body(f.result()).masks
+        masks = protocol.SegmentReply.from_body(f.result()).masks
         mismatched += int(not np.array_equal(masks, expected[i]))
         if f.req_id == killed.get("req_id"):
             held_by = f.address

@@ -82,6 +82,6 @@ def get_config(variant: str) -> ExperimentConfig:
                       min_frames=24, max_frames=24, balanced_subset=982, balanced_subset_seed=0),
         grpo=GRPOSpec(group_size=4, beta=0.04, temperature=1.0, max_new_tokens=768),
         optim=OptimSpec(lr=5e-6, weight_decay=0.01),
-        # one epoch over the subset: steps derived from the data (runtime.setup.resolve_steps; 982 / 16 -> 62)
+        # one epoch over the subset: steps derived from the data (runtime.records.resolve_steps; 982 / 16 -> 62)
         run=RunSpec(out_dir=f"runs/{name}", steps=0, epochs=1.0),
     )

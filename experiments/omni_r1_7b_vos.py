@@ -57,7 +57,7 @@ def get_config() -> ExperimentConfig:
         grpo=GRPOSpec(group_size=8, mu=1, beta=0.04, temperature=1.0, max_new_tokens=512, micro_batches=0,
                       rewards=RewardWeights(alpha_k=1.0, alpha_a=0.0, alpha_g=1.0)),
         optim=OptimSpec(lr=1e-6, weight_decay=0.01),
-        # steps = 0: derived from the data (runtime.setup.resolve_steps): one epoch over the 2,600 videos, one
+        # steps = 0: derived from the data (runtime.records.resolve_steps): one epoch over the 2,600 videos, one
         # random expression per video as the release samples (ceil(2600 / 8) = 325 steps at batch 8)
         run=RunSpec(steps=0, epochs=1.0, epoch_unit="videos", out_dir="runs/omni_r1_7b_vos", checkpoint_every=25,
                     eval_split="valid"),

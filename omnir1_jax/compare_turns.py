@@ -26,18 +26,21 @@ import sys
 import time
 
 from omnir1_jax.cli import guarded_main
-from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
+from omnir1_jax.config import ConfigError, ExperimentConfig, load_config, parse_seeds, seed_config
+from omnir1_jax.evaluation import evaluate_policy
+from omnir1_jax.evaluation.metrics.stats import paired_difference, summarize
+from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
+from omnir1_jax.runtime.records import read_records
+from omnir1_jax.tasks import make_task
 
 
 def compare(cfg: ExperimentConfig) -> dict:
     """Run the comparison of ``cfg`` (see the module docstring); returns what ``compare.json`` holds."""
+    # lazy: flax and the learner load only when a comparison runs (not for --help)
     from flax import nnx
 
-    from omnir1_jax import policy as P
-    from omnir1_jax.evaluation import evaluate_policy
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax.learner import Learner, grpo_stage, sft_stage
-    from omnir1_jax.runtime import setup as S
-    from omnir1_jax.tasks import make_task
 
     if cfg.data.task != "vos_interactive" or cfg.grpo.max_turns < 2:
         raise ConfigError("compare_turns needs data.task='vos_interactive' and grpo.max_turns >= 2, got "
@@ -45,11 +48,11 @@ def compare(cfg: ExperimentConfig) -> dict:
     t_start = time.time()
     out = cfg.run.out_dir
     os.makedirs(out, exist_ok=True)
-    tokenizer = P.build_tokenizer(cfg.model)
-    policy = P.build_policy(cfg.model, seed=cfg.run.seed)
-    records = S.read_records(cfg.data, cfg.data.split)
-    eval_records = S.read_records(cfg.data, cfg.run.eval_split)
-    bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out, data_roots=[cfg.data.root])
+    tokenizer = policy_lib.build_tokenizer(cfg.model)
+    policy = policy_lib.build_policy(cfg.model, seed=cfg.run.seed)
+    records = read_records(cfg.data, cfg.data.split)
+    eval_records = read_records(cfg.data, cfg.run.eval_split)
+    bridge = open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out, data_roots=[cfg.data.root])
     result: dict = {"name": cfg.name, "max_turns": cfg.grpo.max_turns, "steps": cfg.run.steps}
     try:
         if cfg.sft.steps > 0:  # K-turn targets (the format after a feedback turn too), shared by both arms
@@ -98,9 +101,6 @@ def compare(cfg: ExperimentConfig) -> dict:
 def compare_seeds(cfg: ExperimentConfig, seeds) -> dict:
     """:func:`compare` for each seed (``<run.out_dir>/seed<k>``, a finished seed's ``compare.json`` is reused),
     then the statistics over seeds, written to ``<run.out_dir>/compare.json``."""
-    from omnir1_jax.config import seed_config
-    from omnir1_jax.evaluation.metrics.stats import paired_difference, summarize
-
     k = cfg.grpo.max_turns
     per: dict[str, dict] = {}
     for seed in seeds:
@@ -142,8 +142,6 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, args.set)
         seeds = None
         if args.seeds:
-            from omnir1_jax.config import parse_seeds
-
             seeds = parse_seeds(args.seeds)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 from omnir1_jax.rewards.segzero import SegZeroSpec
 from omnir1_jax.rewards.total import RewardWeights
+from sam2_bridge.wire.constants import MAX_CONTEXT_CHARS
 
 
 class ConfigError(ValueError):
@@ -313,10 +314,6 @@ class DataSpec:
             seen.add(entry)
 
 
-# sam2_bridge.protocol.MAX_CONTEXT_CHARS (a test checks they agree; config stays free of the bridge's imports)
-S2_CONTEXT_MAX_CHARS = 4096
-
-
 @dataclasses.dataclass(frozen=True)
 class BridgeSpec:
     """System 2 + SAM2 (the PyTorch bridge).
@@ -327,7 +324,7 @@ class BridgeSpec:
       grounder: ``synthetic`` | ``qwen2_5_vl:PATH`` | ``qwen2_5_omni:PATH``; ``PATH = @policy`` means the System-1
         policy itself (Omni-R1 section 4.1: "Omni-R1 is serving as both System 1 and System 2" in evaluation,
         a frozen copy of the pretrained model during training). A bridge started by an entry point resolves it
-        (:func:`omnir1_jax.runtime.setup.resolve_grounder`): training and ``omnir1_jax.evaluate`` use
+        (:func:`omnir1_jax.runtime.bridge.resolve_grounder`): training and ``omnir1_jax.evaluate`` use
         ``model.checkpoint`` (``--policy DIR`` sets it), and ``omnir1_jax.train``'s evaluation after GRPO
         restarts the bridge on the exported policy ``<run.out_dir>/hf`` (multi-host: ``run.out_dir`` must be on a
         filesystem every host sees, process 0 writes the export). With ``start = False`` the remote bridge
@@ -338,11 +335,11 @@ class BridgeSpec:
       timeout_s: deadline of one group query; retries: how often a failed query is retried.
       attempt_timeout_s: an attempt with no answer within this many seconds is re-sent; with several
         ``addresses`` (a pool) the bridge that let it pass is dropped from the pool with a warning and the query
-        goes to another (``sam2_bridge.pool``). 0 (default): ``timeout_s`` (one slow attempt fails the query).
+        goes to another (``sam2_bridge.wire.pool``). 0 (default): ``timeout_s`` (one slow attempt fails the query).
       token_file: a file holding the shared token of a bridge started with ``--token-file`` (a remote pool
         reached with ``--allow-remote``); a local bridge started by the run is given the same file.
       grounder_plugins: grounder plug-ins (module names or ``.py`` files) a bridge started by the run imports
-        before building ``grounder`` (``--grounder-plugin``; ``sam2_bridge.grounder`` documents the interface),
+        before building ``grounder`` (``--grounder-plugin``; ``sam2_bridge.server.grounder`` documents the interface),
         e.g. ``("plugins/sa2va_grounder.py",)`` with ``grounder = "sa2va:checkpoints/Sa2VA-4B"``.
       s2_context: hand System 1's rationale (its ``<think>`` text) to System 2's grounding prompt (docs/design.md
         §8.5; off by default = the paper's one-way pipeline). Needs a bridge of protocol version >= 3.
@@ -373,8 +370,8 @@ class BridgeSpec:
         if isinstance(plugins, str) or not all(isinstance(p, str) and p for p in plugins):
             raise ConfigError(f"bridge.grounder_plugins must be a tuple of module names / .py files, got {plugins!r}")
         _int("bridge", self, "s2_context_chars", 1)
-        if self.s2_context_chars > S2_CONTEXT_MAX_CHARS:
-            raise ConfigError(f"bridge.s2_context_chars must be <= {S2_CONTEXT_MAX_CHARS} (the bridge protocol's "
+        if self.s2_context_chars > MAX_CONTEXT_CHARS:
+            raise ConfigError(f"bridge.s2_context_chars must be <= {MAX_CONTEXT_CHARS} (the bridge protocol's "
                               f"MAX_CONTEXT_CHARS), got {self.s2_context_chars}")
         _int("bridge", self, "workers", 1)
         _int("bridge", self, "retries", 0)

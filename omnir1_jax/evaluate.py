@@ -47,7 +47,7 @@ full video, and let the bridge segment every frame of the video (the datasets' p
   of the first ``--overlays`` (3) expressions evaluated.
 
 The evaluation itself is :mod:`omnir1_jax.evaluation` (the same code training and ``infer`` use); this module
-is its command line and keeps the names it always exported.
+is its command line.
 """
 
 from __future__ import annotations
@@ -59,10 +59,13 @@ from typing import Any
 
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
-# Re-exported: the evaluation's public names as this module always had them.
-from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no  # noqa: F401
-from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_summary  # noqa: F401
-from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers  # noqa: F401
+from omnir1_jax.crossomni.batches import read_split
+from omnir1_jax.data.avhbench import read_avhbench
+from omnir1_jax.evaluation.loop import Predictor, evaluate_qa, evaluate_segmentation, evaluate_yes_no
+from omnir1_jax.evaluation.suites import evaluate_suites
+from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, mcq_answers, qa_answers
+from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
+from omnir1_jax.runtime.records import read_records
 
 # The multiple-choice suites (omnir1_jax.data.suites.SUITE_NAMES; spelled here so --help needs no data import)
 SUITE_NAMES = ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
@@ -79,20 +82,20 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
     the tokenizer and policy from ``cfg.model``, the bridge from ``cfg.bridge`` (closed again at the end).
     ``predictor`` replaces the two-system pipeline (segmentation datasets); ``refavs_protocol`` and
     ``visa_rounding`` choose the segmentation protocol (module docstring)."""
-    from omnir1_jax import policy as P
-    from omnir1_jax.runtime import setup as S
+    # lazy: the policy (flax) loads only when this evaluation builds one
+    from omnir1_jax import policy as policy_lib
 
     ds = cfg.data.dataset
     out_dir = out_dir or os.path.join(cfg.run.out_dir, "eval", f"{ds}_{split}")
     os.makedirs(out_dir, exist_ok=True)
 
     def system1():
-        tok = tokenizer or P.build_tokenizer(cfg.model)
-        return (policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, trainable=False)), tok
+        tok = tokenizer or policy_lib.build_tokenizer(cfg.model)
+        if policy is None:
+            return policy_lib.build_policy(cfg.model, seed=cfg.run.seed, trainable=False), tok
+        return policy, tok
 
     if ds in SUITE_NAMES + ("suites",):
-        from omnir1_jax.evaluation.suites import evaluate_suites
-
         names = cfg.data.suites if ds == "suites" else (ds,)
         unknown = [n for n in names if n not in SUITE_NAMES]
         if unknown:
@@ -102,15 +105,11 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
         sources = [(n, os.path.join(cfg.data.root, n) if ds == "suites" else cfg.data.root) for n in names]
         pol, tok = system1()
         return evaluate_suites(sources, lambda recs: mcq_answers(cfg, pol, tok, recs), out_dir, resume=resume,
-                                   max_items=max_items, progress=progress)
+                               max_items=max_items, progress=progress)
     if ds in ("crossomni", "avhbench"):
         if ds == "crossomni":
-            from omnir1_jax.crossomni.batches import read_split
-
             records, fn, run = read_split(cfg.data, split), qa_answers, evaluate_qa
         else:
-            from omnir1_jax.data.avhbench import read_avhbench
-
             records, fn, run = read_avhbench(cfg.data.root), avhbench_answers, evaluate_yes_no
         pol, tok = system1()
         return run(records, lambda recs: fn(cfg, pol, tok, recs), out_dir, resume=resume, max_items=max_items,
@@ -118,15 +117,15 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
     if ds not in VOS_DATASETS + ("refavs",):
         raise ConfigError(f"data.dataset={ds!r} cannot be evaluated (use "
                           f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench', 'suites') + SUITE_NAMES})")
-    records = S.read_records(cfg.data, split)
+    records = read_records(cfg.data, split)
     kind = "refavs" if ds == "refavs" else "vos"
     bridge = None
     if predictor is None:
         pol, tok = system1()
         if client is None:
             # "KIND:@policy": System 2 is the evaluated policy itself (model.checkpoint, set by --policy)
-            bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out_dir,
-                                   data_roots=[cfg.data.root])
+            bridge = open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out_dir,
+                                 data_roots=[cfg.data.root])
             client = bridge.client
         predictor = TwoSystemPredictor(cfg, pol, tok, client)
     try:

@@ -16,9 +16,7 @@ description grounded on the first frame) and ``refaid`` (first frame as an image
 
 The prediction itself (System 1 greedy, keyframes mapped to the video, the bridge) is the evaluator's
 (:mod:`omnir1_jax.evaluation`, also behind :mod:`omnir1_jax.evaluate` and training); this module builds the
-one-video batch (:func:`system1_batch`), runs it and writes the outputs. The evaluator's names it always
-exported (``Moment``, ``Prediction``, ``predict_batch``, ``moments_of``, ``write_masks``, ...) stay importable
-from here.
+one-video batch (:func:`system1_batch`), runs it and writes the outputs.
 """
 
 from __future__ import annotations
@@ -33,12 +31,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnir1_jax.cli import guarded_main
-from omnir1_jax.data.schema import FPS_S1
-# The evaluator's prediction and output helpers, re-exported under the names this module always had.
-from omnir1_jax.evaluation.figures import overlay_sheet, save_sheet, tint  # noqa: F401
-from omnir1_jax.evaluation.results import read_masks, write_masks  # noqa: F401
-from omnir1_jax.evaluation.two_system import TASKS, Moment, Prediction, moments_of, predict_batch, submit, \
-    system1_answers  # noqa: F401
+from omnir1_jax.config import BridgeSpec, ConfigError, ModelSpec, load_config
+from omnir1_jax.crossomni.media import read_audio, read_video, write_video
+from omnir1_jax.data import transforms
+from omnir1_jax.data.pipeline import collate
+from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
+from omnir1_jax.evaluation.figures import overlay_sheet, save_sheet, tint
+from omnir1_jax.evaluation.results import write_masks
+from omnir1_jax.evaluation.two_system import TASKS, Moment, Prediction, predict_batch
+from omnir1_jax.runtime.bridge import open_bridge
+from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
 
 
 # ------------------------------------------------------------------------------------------- System 1 input
@@ -52,9 +54,7 @@ def system1_batch(frames: np.ndarray, query: str, tokenizer, *, task: str = "vos
     are already in memory. ``frames``: uint8 ``[L, H, W, 3]``; ``audio``: mono 16 kHz waveform or None;
     ``prompt``: ``"paper"`` or ``"short"`` (the compact VOS prompt a CPU-demo policy was trained with).
     """
-    from omnir1_jax.data import transforms as T
-    from omnir1_jax.data.pipeline import collate
-    from omnir1_jax.data.schema import ExpressionRecord
+    # lazy: the policy module pulls in flax
     from omnir1_jax.policy import pad_id_of
 
     if task not in TASKS:
@@ -66,19 +66,19 @@ def system1_batch(frames: np.ndarray, query: str, tokenizer, *, task: str = "vos
     rec = ExpressionRecord(dataset="infer", split="infer", video_id=name, exp_id="0", expression=query,
                            frame_names=names, frame_paths=tuple(f"{name}#{n}" for n in names),
                            audio_waveform=None if audio is None else np.asarray(audio, np.float32))
-    idx = T.sample_frame_indices(len(frames), max_frames)
+    idx = transforms.sample_frame_indices(len(frames), max_frames)
     if task == "refaid":
         idx = idx[:1]
     ex: dict[str, Any] = {"record": rec, "frame_indices": idx, "frames": frames[idx],
                           "orig_size": np.asarray(frames.shape[1:3], np.int32)}
-    ex = T.GroundTruth().map(ex)
-    ex = T.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "image" if task == "refaid" else "video").map(ex)
-    ex = T.AudioFeatures().map(ex)
-    ex = T.BuildPrompt("vos" if task == "vos" else "avs", FPS_S1, random_timestamps=False,
-                       style=prompt if task == "vos" else "paper").random_map(
+    ex = transforms.GroundTruth().map(ex)
+    ex = transforms.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "image" if task == "refaid" else "video").map(ex)
+    ex = transforms.AudioFeatures().map(ex)
+    ex = transforms.BuildPrompt("vos" if task == "vos" else "avs", FPS_S1, random_timestamps=False,
+                                style=prompt if task == "vos" else "paper").random_map(
         ex, np.random.default_rng(0))
-    ex = T.Tokenize(tokenizer).map(ex)
-    return collate([T.Finalize(keep_frames=True).map(ex)], pad_id=pad_id_of(tokenizer))
+    ex = transforms.Tokenize(tokenizer).map(ex)
+    return collate([transforms.Finalize(keep_frames=True).map(ex)], pad_id=pad_id_of(tokenizer))
 
 
 def contact_sheet(frames: np.ndarray, masks: np.ndarray, path: str, moments: Sequence[Moment] = (),
@@ -103,7 +103,7 @@ def print_prediction(pred: Prediction, fps_video: float | None, file=sys.stdout)
 # ------------------------------------------------------------------------------------------------------ CLI
 def load_policy(path: str, *, dtype: str = "float32", seed: int = 0):
     """A Thinker from a local Hugging Face directory, or ``tiny`` (random init, for smoke runs)."""
-    from omnir1_jax.config import ModelSpec
+    # lazy: the policy module pulls in flax
     from omnir1_jax.policy import build_policy
 
     if path == "tiny":
@@ -117,8 +117,6 @@ def load_tokenizer(spec: str | None, policy_path: str):
     """``tiny`` -> the offline tiny tokenizer; a directory -> AutoTokenizer; None -> the policy's directory
     when it holds a tokenizer, else the tiny one for the ``tiny`` policy."""
     if spec == "tiny" or (spec is None and policy_path == "tiny"):
-        from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
-
         return build_tiny_tokenizer()
     path = spec or policy_path
     if not os.path.exists(os.path.join(path, "tokenizer_config.json")):
@@ -165,8 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
 @guarded_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from omnir1_jax.config import BridgeSpec, ConfigError, load_config
-
     defaults = {"max_frames": 24, "prompt": "paper", "s1_max_pixels": 128 * 28 * 28, "s1_min_pixels": 16 * 28 * 28}
     if args.config:
         try:
@@ -179,9 +175,6 @@ def main(argv=None) -> int:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    from omnir1_jax.crossomni.media import read_audio, read_video, write_video
-    from omnir1_jax.runtime import setup as S
-
     t0 = time.time()
     video = read_video(args.video, stride=args.stride, max_frames=args.max_video_frames,
                        with_audio=not args.no_audio and args.audio is None)
@@ -200,7 +193,7 @@ def main(argv=None) -> int:
     else:
         spec = BridgeSpec(start=True, grounder=args.grounder, segmenter=args.segmenter,
                           sam2_config=args.sam2_config, sam2_checkpoint=args.sam2_checkpoint, workers=1)
-    bridge = S.open_bridge(spec, args.out)
+    bridge = open_bridge(spec, args.out)
     try:
         pred = predict_batch(policy, tokenizer, bridge.client, batch, [video.frames], task=args.task,
                              max_new_tokens=args.max_new_tokens)[0]

@@ -31,13 +31,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnir1_jax import policy as P
+from omnir1_jax import policy as policy_lib
 from omnir1_jax.config import ConfigError, ExperimentConfig, to_dict
+from omnir1_jax.lora import apply_lora, merge_lora
+from omnir1_jax.models.qwen2_5_omni import repeat_prompt
 from omnir1_jax.rl import group_advantages, zero_variance_fraction
-from omnir1_jax.rl import rollout as R
+from omnir1_jax.rl import rollout as rollout_lib
 from omnir1_jax.rl.update import LossSpec, grpo_step, nll_step, resolve_micro_batches, score
-from omnir1_jax.runtime import distributed as D
+from omnir1_jax.runtime import distributed
 from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
+from omnir1_jax.runtime.mesh import global_mesh
 from omnir1_jax.runtime.metrics import MetricsWriter
 from omnir1_jax.stages import PROGRESS_KEYS, Stage, grpo_stage, progress_line, sft_stage, stage_optimizer
 from omnir1_jax.tasks.base import InteractiveTask, Rollout, Scored, Targets, Task
@@ -75,7 +78,8 @@ class Learner:
 
     def __init__(self, cfg: ExperimentConfig, task: Task, stage: Stage, *, policy=None, tokenizer=None,
                  records=None, evaluate: Callable[[Any, str], dict] | None = None):
-        from omnir1_jax.runtime import setup as S
+        # lazy: the record readers pull in grain
+        from omnir1_jax.runtime.records import read_records, resolve_steps
 
         self.cfg, self.task, self.stage = cfg, task, stage
         self.out_dir = stage.run.out_dir
@@ -84,34 +88,32 @@ class Learner:
         if self.primary:
             with open(os.path.join(self.out_dir, "config.json"), "w") as f:
                 json.dump(to_dict(cfg), f, indent=1)
-        self.tokenizer = tokenizer or P.build_tokenizer(cfg.model)
-        self.eos_ids = P.eos_ids_of(self.tokenizer)
+        self.tokenizer = tokenizer or policy_lib.build_tokenizer(cfg.model)
+        self.eos_ids = policy_lib.eos_ids_of(self.tokenizer)
         # One mesh over every device of every process; parameters, reference and optimiser state are global
         # arrays on it, and every step is one jit program over it (runtime/distributed.py).
-        self.mesh = D.global_mesh(cfg.mesh)
-        policy = policy if policy is not None else P.build_policy(cfg.model, seed=cfg.run.seed, mesh=self.mesh,
-                                                                        decode_gather=cfg.mesh.decode_gather)
+        self.mesh = global_mesh(cfg.mesh)
+        policy = policy if policy is not None else policy_lib.build_policy(cfg.model, seed=cfg.run.seed, mesh=self.mesh,
+                                                                           decode_gather=cfg.mesh.decode_gather)
         self.multi_process = jax.process_count() > 1
-        if self.mesh is not None and not P.is_placed(policy, self.mesh):
-            policy = P.place_policy(policy, self.mesh)
+        if self.mesh is not None and not policy_lib.is_placed(policy, self.mesh):
+            policy = policy_lib.place_policy(policy, self.mesh)
         self.policy = policy
         self.model = policy  # what the optimiser updates: the policy, or its LoRA wrapper
         if stage.lora_rank > 0:
-            from omnir1_jax.lora import apply_lora
-
             if self.multi_process:
                 raise ConfigError("sft.lora_rank > 0 is not supported in a multi-process run yet (the LoRA factors "
                                   "are created per process); use full fine-tuning or one process")
 
             # the frozen base is stored in the compute dtype (it is never updated); the factors are float32
-            self.policy = policy = P.frozen_copy(policy, cfg.model.dtype)
+            self.policy = policy = policy_lib.frozen_copy(policy, cfg.model.dtype)
             self.model = apply_lora(policy, stage.lora_rank, stage.lora_alpha, seed=cfg.run.seed)
         g = cfg.grpo
         self.grpo = stage.loss == "grpo"
         if stage.loss not in ("grpo", "nll"):
             raise ValueError(f"stage.loss must be grpo or nll, got {stage.loss!r}")
         # the reference is stored in the compute dtype: it is never updated (see ModelSpec.param_dtype)
-        self.reference = P.frozen_copy(self.model, cfg.model.dtype) if self.grpo and g.beta > 0 else None
+        self.reference = policy_lib.frozen_copy(self.model, cfg.model.dtype) if self.grpo and g.beta > 0 else None
         self._reference_split = None  # (graphdef, state) of the frozen reference, split once (_score_reference)
         micro = 1
         if self.grpo:  # gradient accumulation over the batch's rows (grpo.micro_batches; 0 = per device count)
@@ -132,18 +134,18 @@ class Learner:
                                   empty_rows=g.empty_rows)
         tx = stage_optimizer(stage.optim)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
-        self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
-                                    g.group_size if self.grpo else None)
+        self.scorer = policy_lib.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
+                                             g.group_size if self.grpo else None)
         if self.turns > 1:  # multi-turn rollouts / targets: whole trajectories are scored, answers masked in
-            self.scorer = P.make_trajectory_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0)
-        self.records = list(records) if records is not None else S.read_records(cfg.data, cfg.data.split)
+            self.scorer = policy_lib.make_trajectory_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0)
+        self.records = list(records) if records is not None else read_records(cfg.data, cfg.data.split)
         if stage.run.steps <= 0:  # run.steps = 0: derived from the data (run.epochs over expressions or videos)
-            self.stage = stage = stage.with_steps(S.resolve_steps(cfg, self.records, stage.batch_size))
+            self.stage = stage = stage.with_steps(resolve_steps(cfg, self.records, stage.batch_size))
         # every process walks the same seeded order of records and prepares only its own block of each global
-        # batch (share); the blocks become global arrays (D.global_inputs / D.global_rows)
-        D.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes
+        # batch (share); the blocks become global arrays (distributed.global_inputs / distributed.global_rows)
+        distributed.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes
         self.share = (jax.process_index(), jax.process_count())
-        self.pad_id = P.pad_id_of(self.tokenizer)
+        self.pad_id = policy_lib.pad_id_of(self.tokenizer)
         self.data_iter = task.batches(self.records, batch_size=stage.batch_size, seed=stage.run.seed, sft=not self.grpo,
                                       share=self.share)
         self.key = jax.random.key(cfg.run.seed)
@@ -212,14 +214,14 @@ class Learner:
         g, n = self.cfg.grpo, self.cfg.grpo.group_size
         t0 = time.perf_counter()
         local = self._prompt_of(batch)
-        prompt = D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id)
-        comp = P.complete(self.model, self.tokenizer, prompt, max_new_tokens=g.max_new_tokens, greedy=False,
-                          num_samples=n, key=key, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
-                          eos_ids=self.eos_ids)
+        prompt = distributed.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id)
+        comp = policy_lib.complete(self.model, self.tokenizer, prompt, max_new_tokens=g.max_new_tokens, greedy=False,
+                                   num_samples=n, key=key, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
+                                   eos_ids=self.eos_ids)
         t_sample = time.perf_counter() - t0
         t1 = time.perf_counter()
         b = int(np.shape(local.input_ids)[0])
-        lo, hi = D.my_prompts(b * self.share[1])
+        lo, hi = distributed.my_prompts(b * self.share[1])
         scored = self._gather_scored(self.task.score(batch, comp.texts[lo * n:hi * n], n))
         return self.assemble(local, comp.tokens, comp.lengths, comp.texts, scored, t_sample,
                              time.perf_counter() - t1)
@@ -229,9 +231,10 @@ class Learner:
         return self.task.model_inputs(self.policy.config, batch)
 
     def _gather_scored(self, mine: Scored) -> Scored:
-        return Scored(D.gather_rows(mine.rewards, self.mesh),
-                      {k: D.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
-                      {k: float(D.gather_rows(np.asarray([v], np.float64)).sum()) for k, v in sorted(mine.stats.items())})
+        return Scored(distributed.gather_rows(mine.rewards, self.mesh),
+                      {k: distributed.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
+                      {k: float(distributed.gather_rows(np.asarray([v], np.float64)).sum())
+                       for k, v in sorted(mine.stats.items())})
 
     def interactive_rollout(self, batch: dict[str, Any], key) -> Rollout:
         """Multi-turn rollouts (task ``vos_interactive``, ``grpo.max_turns`` answers): sample the group's first
@@ -241,14 +244,15 @@ class Learner:
         g, n, task, cfg = self.cfg.grpo, self.cfg.grpo.group_size, self.task, self.policy.config
         # an answer becomes part of the next turn's prompt: it may not contain media tokens
         sample = dict(max_new_tokens=g.max_new_tokens, greedy=False, temperature=g.temperature, top_k=g.top_k,
-                      top_p=g.top_p, eos_ids=self.eos_ids, suppress_ids=P.media_token_ids(self.tokenizer))
+                      top_p=g.top_p, eos_ids=self.eos_ids, suppress_ids=policy_lib.media_token_ids(self.tokenizer))
         t0 = time.perf_counter()
         local = self._prompt_of(batch)
         key, sk = jax.random.split(key)
-        comp = P.complete(self.model, self.tokenizer, D.global_inputs(cfg, local, self.mesh, pad_id=self.pad_id),
-                          num_samples=n, key=sk, **sample)
+        comp = policy_lib.complete(self.model, self.tokenizer,
+                                   distributed.global_inputs(cfg, local, self.mesh, pad_id=self.pad_id),
+                                   num_samples=n, key=sk, **sample)
         b = int(np.shape(local.input_ids)[0])
-        lo, hi = D.my_prompts(b * self.share[1])
+        lo, hi = distributed.my_prompts(b * self.share[1])
         rows = slice(lo * n, hi * n)
         trajs = task.start(batch, n)
         task.add_answers(trajs, comp.tokens[rows], comp.lengths[rows], comp.texts[rows])
@@ -260,8 +264,9 @@ class Learner:
             t2 = time.perf_counter()
             inputs, _ = task.trajectory_inputs(cfg, trajs, self.pad_id)
             key, sk = jax.random.split(key)
-            comp = P.complete(self.model, self.tokenizer, D.global_inputs(cfg, inputs, self.mesh, pad_id=self.pad_id),
-                              num_samples=1, key=sk, **sample)
+            comp = policy_lib.complete(self.model, self.tokenizer,
+                                       distributed.global_inputs(cfg, inputs, self.mesh, pad_id=self.pad_id),
+                                       num_samples=1, key=sk, **sample)
             task.add_answers(trajs, comp.tokens[rows], comp.lengths[rows], comp.texts[rows])
             t_reward, t_sample = t_reward + t2 - t1, t_sample + time.perf_counter() - t2
         t1 = time.perf_counter()
@@ -271,15 +276,15 @@ class Learner:
         t_reward += time.perf_counter() - t1
         adv = np.asarray(group_advantages(jnp.asarray(scored.rewards), n, g.adv_scale, g.adv_eps))
         full, mask = task.trajectory_inputs(cfg, trajs, self.pad_id)
-        (width,) = D.agree_max(mask.shape[1])  # every process's trajectories padded to one length
+        (width,) = distributed.agree_max(mask.shape[1])  # every process's trajectories padded to one length
         pad = ((0, 0), (width - mask.shape[1], 0))
         ids = np.pad(np.asarray(full.input_ids), pad, constant_values=self.pad_id)
-        glob = functools.partial(D.global_rows, mesh=self.mesh)
-        return Rollout(prompt=D.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id), completion_ids=glob(ids),
-                       completion_mask=glob(np.pad(mask, pad)), advantages=glob(adv[rows]), rewards=scored.rewards,
-                       components=scored.components, stats=scored.stats, texts=list(comp.texts),
-                       lengths=D.gather_rows(mask.sum(axis=1), self.mesh), t_sample=t_sample, t_reward=t_reward,
-                       trajectories=trajs)
+        glob = functools.partial(distributed.global_rows, mesh=self.mesh)
+        return Rollout(prompt=distributed.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id),
+                       completion_ids=glob(ids), completion_mask=glob(np.pad(mask, pad)), advantages=glob(adv[rows]),
+                       rewards=scored.rewards, components=scored.components, stats=scored.stats,
+                       texts=list(comp.texts), lengths=distributed.gather_rows(mask.sum(axis=1), self.mesh),
+                       t_sample=t_sample, t_reward=t_reward, trajectories=trajs)
 
     def assemble(self, prompt, tokens: np.ndarray, lengths: np.ndarray, texts, scored: Scored,
                  t_sample: float = 0.0, t_reward: float = 0.0) -> Rollout:
@@ -289,8 +294,6 @@ class Learner:
         ``prompt`` is this process's share of the prompts (prepared ``ModelInputs``); ``tokens``, ``lengths``,
         ``texts`` and ``scored`` cover every row of the global batch (rows ``prompt * group_size + sample``).
         Each process turns its own rows into its part of the global arrays the update reads."""
-        from omnir1_jax.models.qwen2_5_omni import repeat_prompt
-
         g = self.cfg.grpo
         n = g.group_size
         adv = np.asarray(group_advantages(jnp.asarray(scored.rewards), n, g.adv_scale, g.adv_eps))
@@ -301,9 +304,9 @@ class Learner:
         if tokens.shape[0] != rows * self.share[1]:
             raise ValueError(f"{tokens.shape[0]} completion rows for {self.share[1]} processes x {rows // n} prompts "
                              f"x group {n}")
-        glob = functools.partial(D.global_rows, mesh=self.mesh)
-        return Rollout(prompt=D.global_inputs(self.policy.config, repeat_prompt(prompt, n), self.mesh,
-                                              pad_id=self.pad_id),
+        glob = functools.partial(distributed.global_rows, mesh=self.mesh)
+        return Rollout(prompt=distributed.global_inputs(self.policy.config, repeat_prompt(prompt, n), self.mesh,
+                                                        pad_id=self.pad_id),
                        completion_ids=glob(np.asarray(tokens[mine, :width])), completion_mask=glob(mask[mine]),
                        advantages=glob(adv[mine]), rewards=scored.rewards, components=scored.components,
                        stats=scored.stats, texts=list(texts), lengths=lengths, t_sample=t_sample, t_reward=t_reward)
@@ -314,18 +317,19 @@ class Learner:
         if self.turns > 1:
             return self._supervised_turns(batch)
         texts = self.task.sft_targets(batch)
-        ids, mask = P.tokenize_targets(self.tokenizer, texts, P.target_eos_id(self.tokenizer), self.pad_id)
-        (width,) = D.agree_max(ids.shape[1])
-        ids, mask = P.pad_targets(ids, mask, width, self.pad_id)
+        ids, mask = policy_lib.tokenize_targets(self.tokenizer, texts, policy_lib.target_eos_id(self.tokenizer),
+                                                self.pad_id)
+        (width,) = distributed.agree_max(ids.shape[1])
+        ids, mask = policy_lib.pad_targets(ids, mask, width, self.pad_id)
         local = self._prompt_of(batch)
-        return Targets(D.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
-                       D.global_rows(ids, self.mesh), D.global_rows(mask, self.mesh), list(texts))
+        return Targets(distributed.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
+                       distributed.global_rows(ids, self.mesh), distributed.global_rows(mask, self.mesh), list(texts))
 
     def _supervised_turns(self, batch: dict[str, Any]) -> Targets:
         """Multi-turn targets (task ``vos_interactive``): the task's target answers for every turn, each after the
         real feedback System 2 gives on the previous target answer, as whole trajectories with every answer in
         the NLL mask (the warm-up then teaches the answer format after a feedback turn too)."""
-        cfg, eos = self.policy.config, P.target_eos_id(self.tokenizer)
+        cfg, eos = self.policy.config, policy_lib.target_eos_id(self.tokenizer)
         trajs = self.task.start(batch, 1)
         for turn in range(self.turns):
             if turn:
@@ -337,11 +341,12 @@ class Learner:
             tokens = np.stack([np.pad(x, (0, width - len(x)), constant_values=self.pad_id) for x in ids])
             self.task.add_answers(trajs, tokens, np.asarray([len(x) for x in ids]), texts)
         full, mask = self.task.trajectory_inputs(cfg, trajs, self.pad_id)
-        (width,) = D.agree_max(mask.shape[1])
+        (width,) = distributed.agree_max(mask.shape[1])
         pad = ((0, 0), (width - mask.shape[1], 0))
         ids = np.pad(np.asarray(full.input_ids), pad, constant_values=self.pad_id)
-        return Targets(D.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id), D.global_rows(ids, self.mesh),
-                       D.global_rows(np.pad(mask, pad), self.mesh), [t.answers[-1] for t in trajs])
+        return Targets(distributed.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id),
+                       distributed.global_rows(ids, self.mesh), distributed.global_rows(np.pad(mask, pad), self.mesh),
+                       [t.answers[-1] for t in trajs])
 
     # ---------------------------------------------------------------------------------------- update
     def update(self, ro: Rollout | Targets) -> dict[str, float]:
@@ -394,8 +399,8 @@ class Learner:
         """A GRPO step's logged metrics: the update's (``m``) plus the rollout's rewards (mean / min / max of each
         component and of the total), response length, zero-variance groups, the task's counters and timings."""
         m = dict(m)
-        m.update(R.summarize(ro.components, "reward/"))
-        m.update(R.summarize({"total": ro.rewards}, "reward/"))
+        m.update(rollout_lib.summarize(ro.components, "reward/"))
+        m.update(rollout_lib.summarize({"total": ro.rewards}, "reward/"))
         m["response_length"] = float(np.mean(ro.lengths))
         m["zero_variance_groups"] = float(zero_variance_fraction(jnp.asarray(ro.rewards), self.cfg.grpo.group_size))
         m.update({k: float(v) for k, v in ro.stats.items()})  # the task names its counters (bridge/..., judge/...)
@@ -431,8 +436,6 @@ class Learner:
         """The policy as it is now: the trained model, with LoRA factors merged into a copy for a LoRA stage."""
         if self.model is self.policy:
             return self.policy
-        from omnir1_jax.lora import merge_lora
-
         return merge_lora(nnx.clone(self.model))
 
     def train(self, steps: int | None = None, *, progress: bool = True) -> list[dict[str, float]]:
@@ -470,6 +473,7 @@ class Learner:
         if self.model is not self.policy:
             self.policy = self.current_policy()
         if self.stage.export:
-            path = P.export_policy(self.policy, os.path.join(self.out_dir, "hf"), dtype=P.export_dtype(self.cfg.model))
+            path = policy_lib.export_policy(self.policy, os.path.join(self.out_dir, "hf"),
+                                            dtype=policy_lib.export_dtype(self.cfg.model))
             if progress and self.primary:
                 print(f"[{self.stage.name}] exported the policy to {path}", flush=True)

@@ -14,15 +14,32 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shutil
+import tempfile
 from typing import Any, Sequence
 
 import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 
 from omnir1_jax.config import ConfigError, ModelSpec
-from omnir1_jax.runtime import distributed as D
+from omnir1_jax.models import qwen2_5_omni
+from omnir1_jax.models.qwen2_5_omni import (
+    cast_weights,
+    completion_logprobs,
+    fsdp_tp,
+    generate,
+    group_completion_logprobs,
+    stored_dtype,
+    to_hf,
+    trajectory_logprobs,
+)
+from omnir1_jax.models.qwen2_5_omni.sharding import activation_shardings, param_shardings
+from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
+from omnir1_jax.runtime import distributed
+from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -39,8 +56,6 @@ def build_tokenizer(spec: ModelSpec):
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
     if spec.preset != "tiny":
         raise ConfigError(f"model.preset={spec.preset!r} without a checkpoint needs model.tokenizer (a local dir)")
-    from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
-
     return build_tiny_tokenizer(int(dict(spec.overrides).get("vocab_size", 512)))
 
 
@@ -70,11 +85,10 @@ def target_eos_id(tokenizer) -> int:
 # ------------------------------------------------------------------------------------------------- policy
 def build_model_config(spec: ModelSpec):
     """The Thinker config of ``spec``: the checkpoint's, or a preset (``tiny`` takes ``overrides``)."""
-    from omnir1_jax.models import qwen2_5_omni as q
-
     if spec.checkpoint:
-        return q.Qwen2_5OmniConfig.from_pretrained(spec.checkpoint)
-    presets = {"tiny": q.tiny, "qwen2_5_omni_3b": q.qwen2_5_omni_3b, "qwen2_5_omni_7b": q.qwen2_5_omni_7b}
+        return qwen2_5_omni.Qwen2_5OmniConfig.from_pretrained(spec.checkpoint)
+    presets = {"tiny": qwen2_5_omni.tiny, "qwen2_5_omni_3b": qwen2_5_omni.qwen2_5_omni_3b,
+               "qwen2_5_omni_7b": qwen2_5_omni.qwen2_5_omni_7b}
     if spec.preset not in presets:
         raise ConfigError(f"model.preset must be one of {sorted(presets)}, got {spec.preset!r}")
     kwargs = dict(spec.overrides)
@@ -97,22 +111,18 @@ def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None, de
     :func:`~omnir1_jax.models.qwen2_5_omni.fsdp_tp`): global arrays, no device ever holding a full copy; the
     model carries its activation and KV-cache constraints from construction (``decode_gather``: the default
     sharding's ``decode_gather=("fsdp",)``, ``mesh.decode_gather`` in the config)."""
-    from omnir1_jax.models import qwen2_5_omni as q
-
     dtype = DTYPES[spec.dtype]
     param_dtype = DTYPES[spec.param_dtype] if trainable else dtype
     if mesh is not None and sharding is None:
-        sharding = q.fsdp_tp(("fsdp",) if decode_gather else ())
+        sharding = qwen2_5_omni.fsdp_tp(("fsdp",) if decode_gather else ())
     if spec.checkpoint:
-        return q.from_hf(spec.checkpoint, dtype=dtype, mesh=mesh, sharding=sharding, param_dtype=param_dtype)
-    return q.init_model(build_model_config(spec), seed=seed, dtype=dtype, mesh=mesh, sharding=sharding,
-                        param_dtype=param_dtype)
+        return qwen2_5_omni.from_hf(spec.checkpoint, dtype=dtype, mesh=mesh, sharding=sharding, param_dtype=param_dtype)
+    return qwen2_5_omni.init_model(build_model_config(spec), seed=seed, dtype=dtype, mesh=mesh, sharding=sharding,
+                                   param_dtype=param_dtype)
 
 
 def is_placed(policy, mesh) -> bool:
     """Whether every parameter of ``policy`` already lives on ``mesh`` (a ``NamedSharding`` of that mesh)."""
-    from jax.sharding import NamedSharding
-
     leaves = jax.tree.leaves(nnx.state(policy, nnx.Param))
     return all(isinstance(getattr(x, "sharding", None), NamedSharding) and x.sharding.mesh == mesh for x in leaves)
 
@@ -121,8 +131,6 @@ def frozen_copy(model: nnx.Module, dtype: str | None = None) -> nnx.Module:
     """An independent copy of ``model`` (the GRPO reference), never updated; with ``dtype`` (the policy's compute
     dtype) its weights are stored in it: the reference only ever computes, so float32 masters would double its
     memory for nothing (its log-probs are float32 either way)."""
-    from omnir1_jax.models.qwen2_5_omni import cast_weights
-
     copy = nnx.clone(model)
     return copy if dtype is None else cast_weights(copy, DTYPES[dtype])
 
@@ -133,8 +141,6 @@ def export_dtype(spec: ModelSpec) -> str:
     if spec.export_dtype != "auto":
         return spec.export_dtype
     if spec.checkpoint:
-        from omnir1_jax.models.qwen2_5_omni import stored_dtype
-
         got = stored_dtype(spec.checkpoint)
         return got if got in DTYPES else "float32"
     return spec.param_dtype
@@ -159,16 +165,11 @@ def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None 
     ``model.tokenizer``) when it is a directory, else ``tokenizer`` saved with ``save_pretrained`` (the tiny
     offline tokenizer). Everything is written to a temporary sibling first and renamed, so a failure leaves
     nothing half-written."""
-    import shutil
-    import tempfile
-
-    from omnir1_jax.models.qwen2_5_omni import to_hf
-
     if jax.process_count() > 1:
         # the parameters are global arrays sharded over every process: every process takes part in gathering
         # them (a collective), then process 0 writes
         graphdef, state = nnx.split(policy)
-        policy = nnx.merge(graphdef, jax.tree.map(D.fetch, state))
+        policy = nnx.merge(graphdef, jax.tree.map(distributed.fetch, state))
     if jax.process_index() != 0:
         return path
     cast = None if dtype is None else DTYPES[dtype]
@@ -204,8 +205,6 @@ def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
     With ``group_size`` the rows are GRPO groups sharing a prompt (``repeat_prompt(inputs, group_size)``): the
     prompt is run once per group and the completions attend to the shared prefix — same log-probs and
     gradients as full rows, (group_size - 1) / group_size less prompt compute."""
-    from omnir1_jax.models.qwen2_5_omni import completion_logprobs, group_completion_logprobs
-
     if group_size and group_size > 1:
         return functools.partial(group_completion_logprobs, group_size=group_size, remat=remat,
                                  temperature=temperature)
@@ -217,8 +216,6 @@ def make_trajectory_scorer(remat: bool, temperature: float):
     """The scorer of multi-turn trajectories ``(model, inputs, ids, answer_mask) -> [R, T]`` log-probs
     (:func:`~omnir1_jax.models.qwen2_5_omni.trajectory_logprobs`; a fixed object per setting, like
     :func:`make_scorer`)."""
-    from omnir1_jax.models.qwen2_5_omni import trajectory_logprobs
-
     return functools.partial(trajectory_logprobs, remat=remat, temperature=temperature)
 
 
@@ -259,16 +256,13 @@ def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = T
     """Generate and decode: ``num_samples`` completions per prompt of ``prompt`` (a prepared ``ModelInputs``
     or the transformers keywords the data pipelines emit). Greedy by default; sampling needs ``key``;
     ``suppress_ids`` are never generated (:func:`media_token_ids` for multi-turn answers)."""
-    from omnir1_jax.models.qwen2_5_omni import generate
-    from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-
     eos = list(eos_ids) if eos_ids is not None else eos_ids_of(tokenizer)
     inputs = as_model_inputs(policy.config, prompt)
     out = generate(policy, inputs, max_new_tokens=max_new_tokens, key=key, num_samples=num_samples,
                    greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos,
                    pad_token_id=pad_id_of(tokenizer), suppress_token_ids=suppress_ids)
     # on a mesh spanning processes the rows live on several hosts: every process reads the whole batch back
-    tokens, lengths = D.fetch(out.tokens), D.fetch(out.lengths)
+    tokens, lengths = distributed.fetch(out.tokens), distributed.fetch(out.lengths)
     return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs)
 
 
@@ -289,12 +283,9 @@ def place_policy(policy, mesh, sharding=None):
     policy built without a mesh (e.g. handed in by user code); ``policy`` must be identical on every process
     (same seed or checkpoint), and each process keeps only its own shards. Returns the placed policy (the
     argument is left as it was)."""
-    from omnir1_jax.models.qwen2_5_omni import fsdp_tp
-    from omnir1_jax.models.qwen2_5_omni.sharding import activation_shardings, param_shardings
-
     sharding = sharding or fsdp_tp()
     graphdef, state = nnx.split(policy)
-    placed = nnx.merge(graphdef, D.place(state, param_shardings(state, mesh, sharding)))
+    placed = nnx.merge(graphdef, distributed.place(state, param_shardings(state, mesh, sharding)))
     placed.act_sharding, placed.kv_sharding, placed.flat_sharding = activation_shardings(sharding, mesh)
     return placed
 

@@ -33,12 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnir1_jax import policy as P
+from omnir1_jax import policy as policy_lib
 from omnir1_jax.config import ConfigError
 from omnir1_jax.learner import Learner
-from omnir1_jax.stages import PROGRESS_KEYS, progress_line
 from omnir1_jax.rl.update import LossSpec, _global_norm, _grpo_grads, _nll_grads
 from omnir1_jax.runtime.seed_axis import pad_columns, sample_seeds, stack, stack_prompts, unstack
+from omnir1_jax.stages import PROGRESS_KEYS, progress_line
 from omnir1_jax.tasks.base import Task
 
 Evaluate = Callable[[list, str], list]
@@ -186,7 +186,7 @@ class SeedGroup:
                            num_samples=n, greedy=False, temperature=float(g.temperature), top_k=int(g.top_k),
                            top_p=float(g.top_p), eos=tuple(first.eos_ids), pad_token_id=int(first.pad_id))
         tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-        texts = [P.decode_completions(first.tokenizer, tokens[k], lengths[k], first.eos_ids)
+        texts = [policy_lib.decode_completions(first.tokenizer, tokens[k], lengths[k], first.eos_ids)
                  for k in range(len(self.learners))]
         t_sample = time.perf_counter() - t0 - t_data
         t1 = time.perf_counter()

@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # lazy: the training stack loads once the arguments and the config are good
     from omnir1_jax.train import run
 
     run(cfg, do_eval=False, stages=("sft",), save=args.save)

@@ -31,6 +31,9 @@ from typing import Any, Sequence
 
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config, parse_seeds, seed_config
+from omnir1_jax.evaluation.metrics.stats import paired_difference, summarize
+from omnir1_jax.evaluation.sweep_figure import sweep_figure
+from omnir1_jax.train_seeds import SEED_TASKS, _has_checkpoint, run_seeds
 
 
 def _read(path: str):
@@ -57,14 +60,13 @@ def seed_result(arm_dir: str, seed: int) -> dict | None:
 
 def run_arm(cfg: ExperimentConfig, seeds: Sequence[int], arm_dir: str) -> float:
     """Train the seeds of ``cfg`` that ``arm_dir`` has no result for; returns the seconds it took."""
-    from omnir1_jax.train_seeds import SEED_TASKS, _has_checkpoint, run_seeds
-
     todo = [k for k in seeds if seed_result(arm_dir, k) is None]
     if not todo:
         return 0.0
     t0 = time.time()
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=arm_dir))
     if cfg.data.task not in SEED_TASKS:  # one program per seed
+        # lazy: omnir1_jax.train pulls in flax, grain and the bridge client
         from omnir1_jax.train import run
 
         for k in todo:
@@ -80,8 +82,6 @@ def run_arm(cfg: ExperimentConfig, seeds: Sequence[int], arm_dir: str) -> float:
 def summarize_sweep(arms: dict[str, dict], seeds: Sequence[int], metric: str = "J&F") -> dict:
     """``sweep.json``'s content from ``{name: {"dir", "paper", "wall_s"}}`` (the per-seed results are read from
     each arm's directory)."""
-    from omnir1_jax.evaluation.metrics.stats import paired_difference, summarize
-
     out: dict[str, Any] = {"metric": metric, "seeds": list(seeds), "arms": {}, "pairs": []}
     for name, arm in arms.items():
         per = {str(k): r for k in seeds if (r := seed_result(arm["dir"], k)) is not None}
@@ -134,8 +134,6 @@ def markdown(sweep: dict) -> str:
 
 def run_sweep(cfgs: Sequence[ExperimentConfig], seeds: Sequence[int], out: str) -> dict:
     """Run every arm's missing seeds, then write ``sweep.json`` / ``sweep.md`` / ``sweep.png`` under ``out``."""
-    from omnir1_jax.evaluation.sweep_figure import sweep_figure
-
     names = [c.name for c in cfgs]
     if len(set(names)) != len(names):
         raise ConfigError(f"two arms have the same name {names}: give each experiment its own ExperimentConfig.name")

@@ -27,8 +27,21 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+import jax
+from jax.experimental import multihost_utils
+
+from omnir1_jax import policy as policy_lib
 from omnir1_jax.cli import guarded_main
-from omnir1_jax.config import ConfigError, ExperimentConfig, load_config
+from omnir1_jax.config import ConfigError, ExperimentConfig, load_config, parse_seeds
+from omnir1_jax.crossomni.batches import read_split
+from omnir1_jax.evaluation import evaluate_policy, plot_rewards
+from omnir1_jax.learner import Learner, grpo_stage, sft_stage
+from omnir1_jax.runtime import distributed, pod
+from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder, uses_policy_grounder
+from omnir1_jax.runtime.mesh import global_mesh
+from omnir1_jax.runtime.records import read_records
+from omnir1_jax.tasks import make_task
+from omnir1_jax.train_seeds import run_seeds
 
 STAGES = ("sft", "grpo")
 
@@ -41,8 +54,6 @@ def _has_checkpoint(directory: str) -> bool:
 def vos_evaluator(cfg: ExperimentConfig, tokenizer, records, bridge) -> Callable[[Any, str], dict]:
     """``evaluate(policy, tag) -> {"metric": "J&F", "value", ...}`` for the learner: the one two-system evaluator
     (:func:`omnir1_jax.evaluation.evaluate_policy`) on ``records``, written under ``<out_dir>/eval/<tag>/``."""
-    from omnir1_jax.evaluation import evaluate_policy
-
     def evaluate(policy, tag: str) -> dict:
         return evaluate_policy(cfg, policy, tokenizer, records, client=bridge.client,
                                out_dir=os.path.join(cfg.run.out_dir, "eval"), tag=tag)
@@ -54,49 +65,36 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
         save: str | None = None) -> dict:
     """Run ``stages`` (SFT when ``sft.steps > 0`` or the task is CrossOmni QA, then GRPO) with evaluation around
     GRPO; returns a summary dict (also written to ``<out_dir>/summary.json``)."""
-    import jax
-
-    from omnir1_jax import policy as P
-    from omnir1_jax.learner import Learner, grpo_stage, sft_stage
-    from omnir1_jax.runtime import setup as S
-    from omnir1_jax.evaluation import plot_rewards
-    from omnir1_jax.tasks import make_task
-
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise ConfigError(f"stages must be a non-empty subset of {STAGES}, got {list(stages)}")
     if cfg.run.seeds:
-        from omnir1_jax.train_seeds import run_seeds
-
         return run_seeds(cfg, do_eval=do_eval, stages=stages)
     primary = jax.process_index() == 0
     t_start = time.time()
     out = cfg.run.out_dir
     os.makedirs(out, exist_ok=True)
-    tokenizer = P.build_tokenizer(cfg.model)
-    from omnir1_jax.runtime.distributed import global_mesh
-
+    tokenizer = policy_lib.build_tokenizer(cfg.model)
     # built directly in its sharding on the run's mesh (global arrays over every process's devices)
-    policy = P.build_policy(cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh),
-                             decode_gather=cfg.mesh.decode_gather)
+    policy = policy_lib.build_policy(cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh),
+                                     decode_gather=cfg.mesh.decode_gather)
     qa = cfg.data.task == "qa"
     no_bridge = qa or cfg.data.task == "grounding"  # the grounding task's policy grounds by itself
     if qa:
-        from omnir1_jax.crossomni.batches import read_split
-
         records = read_split(cfg.data, cfg.data.split)
     else:
-        records = S.read_records(cfg.data, cfg.data.split)
+        records = read_records(cfg.data, cfg.data.split)
     summary: dict = {"name": cfg.name}
 
     def export(pol) -> str:  # a whole model directory: weights + the tokenizer / processor files
-        return P.export_policy(pol, os.path.join(out, "hf"), tokenizer=tokenizer,
-                               assets_from=cfg.model.tokenizer or cfg.model.checkpoint, dtype=P.export_dtype(cfg.model))
+        return policy_lib.export_policy(pol, os.path.join(out, "hf"), tokenizer=tokenizer,
+                                        assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
+                                        dtype=policy_lib.export_dtype(cfg.model))
 
     resuming = cfg.run.resume and _has_checkpoint(out)
     # System 2 while training: a "KIND:@policy" grounder is the frozen pretrained checkpoint (Omni-R1 section 4.1)
-    bridge = None if no_bridge else S.open_bridge(S.resolve_grounder(cfg.bridge, cfg.model.checkpoint), out,
-                                                  data_roots=[cfg.data.root])
+    bridge = None if no_bridge else open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out,
+                                                data_roots=[cfg.data.root])
     task = make_task(cfg, tokenizer, bridge=(lambda: bridge.client) if bridge is not None else None, judge=judge)
     # QA accuracy: python -m omnir1_jax.evaluate --split test; grounding: evaluate the export as System 2 (VOS)
     do_eval = do_eval and not no_bridge
@@ -115,7 +113,7 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
             summary["sft_final_loss"] = hist[-1]["loss"] if hist else None
         evaluate = None
         if do_eval:
-            eval_records = S.read_records(cfg.data, cfg.run.eval_split)
+            eval_records = read_records(cfg.data, cfg.run.eval_split)
             evaluate = vos_evaluator(cfg, tokenizer, eval_records, bridge)
         if "grpo" in stages:
             if evaluate is not None and not resuming:
@@ -134,17 +132,15 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
             summary["grpo_last"] = hist[-1] if hist else None
             summary["evals"] = learner.evals
             if evaluate is not None:
-                if S.uses_policy_grounder(cfg.bridge):
+                if uses_policy_grounder(cfg.bridge):
                     # System 2 = the trained policy (section 4.1): export it and restart the bridge on the export
                     summary["hf"] = export(policy)
                     if jax.process_count() > 1:  # each process's bridge loads what process 0 wrote (shared out_dir)
-                        from jax.experimental import multihost_utils
-
                         multihost_utils.sync_global_devices("omnir1_jax.train: policy exported")
                     bridge.close()
                     bridge = None  # closed: not closed again if the new one fails to start
-                    bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, summary["hf"]), out,
-                                           data_roots=[cfg.data.root])
+                    bridge = open_bridge(resolve_grounder(cfg.bridge, summary["hf"]), out,
+                                         data_roots=[cfg.data.root])
                     evaluate = vos_evaluator(cfg, tokenizer, eval_records, bridge)
                 summary["after"] = evaluate(policy, "after_grpo")
                 if primary:
@@ -162,8 +158,9 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
         if "hf" not in summary:
             summary["hf"] = export(policy)
         if save:
-            P.export_policy(policy, save, tokenizer=tokenizer, assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
-                            dtype=P.export_dtype(cfg.model))
+            policy_lib.export_policy(policy, save, tokenizer=tokenizer,
+                                     assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
+                                     dtype=policy_lib.export_dtype(cfg.model))
     finally:
         task.close()
         if bridge is not None:
@@ -193,21 +190,15 @@ def main(argv=None) -> int:
     ap.add_argument("--num-processes", type=int, help="multi-host: number of processes (or OMNIR1_NUM_PROCESSES)")
     ap.add_argument("--process-id", type=int, help="multi-host: this process's index (or OMNIR1_PROCESS_ID)")
     args = ap.parse_args(argv)
-    from omnir1_jax.runtime import distributed
-
     try:
         cfg = load_config(args.config, args.set)
         if args.seeds:
-            from omnir1_jax.config import parse_seeds
-
             cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seeds=parse_seeds(args.seeds)))
         dist = distributed.resolve(args.coordinator, args.num_processes, args.process_id)
         stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from omnir1_jax.runtime import pod
-
     # every process of a multi-process run: the same config and code, and a lost peer named within seconds
     distributed.initialize(dist, fingerprint=pod.fingerprint(cfg) if dist.multi_process else None)
     with distributed.guard():

@@ -18,6 +18,9 @@ import time
 from typing import Sequence
 
 from omnir1_jax.config import ConfigError, ExperimentConfig, seed_config
+from omnir1_jax.evaluation import plot_rewards
+from omnir1_jax.evaluation.metrics.stats import format_interval, summarize
+from omnir1_jax.tasks import make_task
 
 SEED_TASKS = ("vos", "refaid")
 
@@ -38,8 +41,6 @@ def _read_json(path: str):
 def seed_table(rows: Sequence[dict], metric: str = "J&F", chance: float | None = None) -> str:
     """The per-seed table (Markdown): before (after SFT) and after GRPO per seed, then the mean and IQM with
     their 95 % CIs, and the chance level when known."""
-    from omnir1_jax.evaluation.metrics.stats import format_interval, summarize
-
     lines = [f"| seed | {metric} after SFT | {metric} after GRPO | change |", "|---|---|---|---|"]
     for r in rows:
         b, a = r.get("before"), r.get("after")
@@ -60,37 +61,36 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
     """Train every seed of ``cfg.run.seeds`` in one program (SFT when ``sft.steps > 0``, then GRPO), with the
     evaluations around GRPO; returns (and writes to ``<run.out_dir>/summary.json``) the per-seed results and their
     statistics. A seed's outputs are those of ``run.seed = k`` alone, under ``<run.out_dir>/seed<k>/``."""
-    from omnir1_jax import policy as P
-    from omnir1_jax.evaluation.metrics.stats import summarize
-    from omnir1_jax.evaluation import plot_rewards
+    # lazy: the training stack loads only when seeds are trained (sweep imports this module)
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax.evaluation.seeds import scripted_level, seed_evaluator
     from omnir1_jax.learner import Learner, grpo_stage, sft_stage
-    from omnir1_jax.runtime import setup as S
+    from omnir1_jax.runtime.bridge import open_bridge, uses_policy_grounder
+    from omnir1_jax.runtime.records import read_records
     from omnir1_jax.seeds import SeedGroup
-    from omnir1_jax.tasks import make_task
 
     seeds = tuple(cfg.run.seeds)
     if cfg.data.task not in SEED_TASKS:
         raise ConfigError(f"run.seeds: seed-parallel training runs the {', '.join(SEED_TASKS)} tasks, not "
                           f"data.task={cfg.data.task!r} (run its seeds one by one with run.seed)")
-    if S.uses_policy_grounder(cfg.bridge):
+    if uses_policy_grounder(cfg.bridge):
         raise ConfigError("run.seeds: System 2 = the policy (bridge.grounder '...:@policy') differs per seed; run "
                           "such seeds one by one with run.seed")
     t_start = time.time()
     out = cfg.run.out_dir
     os.makedirs(out, exist_ok=True)
     cfgs = [seed_config(cfg, k) for k in seeds]
-    tokenizer = P.build_tokenizer(cfg.model)
-    records = S.read_records(cfg.data, cfg.data.split)
+    tokenizer = policy_lib.build_tokenizer(cfg.model)
+    records = read_records(cfg.data, cfg.data.split)
     resuming = [c.run.resume and _has_checkpoint(c.run.out_dir) for c in cfgs]
     if any(resuming) and not all(resuming):
         have = [k for k, r in zip(seeds, resuming) if r]
         raise ConfigError(f"run.seeds: seeds {have} have GRPO checkpoints under {out}/seed<k> and the others do "
                           f"not; resume all of them or none (run the others in their own run directory)")
     resuming_all = bool(resuming) and all(resuming)
-    bridge = S.open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
+    bridge = open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
     tasks = [make_task(c, tokenizer, bridge=lambda: bridge.client) for c in cfgs]
-    policies = [P.build_policy(c.model, seed=c.run.seed) for c in cfgs]
+    policies = [policy_lib.build_policy(c.model, seed=c.run.seed) for c in cfgs]
     summary: dict = {"name": cfg.name, "seeds": list(seeds)}
     try:
         if "sft" in stages and cfg.sft.steps > 0 and not resuming_all:
@@ -105,7 +105,7 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
             summary["sft_seconds"] = time.time() - t0
         evaluate = None
         if do_eval:
-            eval_records = S.read_records(cfg.data, cfg.run.eval_split)
+            eval_records = read_records(cfg.data, cfg.run.eval_split)
             evaluate = seed_evaluator(cfgs, tokenizer, eval_records, bridge.client)
             if cfg.data.dataset == "synthetic":
                 chance = _read_json(os.path.join(out, "eval", "random_object", "summary.json"))
@@ -148,8 +148,9 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
                 if vals:
                     summary[key] = summarize(vals)
         for c, p in zip(cfgs, policies):
-            P.export_policy(p, os.path.join(c.run.out_dir, "hf"), tokenizer=tokenizer,
-                            assets_from=cfg.model.tokenizer or cfg.model.checkpoint, dtype=P.export_dtype(cfg.model))
+            policy_lib.export_policy(p, os.path.join(c.run.out_dir, "hf"), tokenizer=tokenizer,
+                                     assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
+                                     dtype=policy_lib.export_dtype(cfg.model))
     finally:
         for t in tasks:
             t.close()

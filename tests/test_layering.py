@@ -1,9 +1,14 @@
 """Layer boundaries.
 
 1. omnir1_jax never imports torch; sam2_bridge never imports jax (checked in fresh processes).
-2. The layer order of omnir1_jax (docs/design.md §10, lowest first): a module imports only modules of its own layer or
-   below — every ``import`` / ``from`` statement counts, function-local ones too (those are for optional heavy
-   dependencies, never for hiding a cycle).
+2. The bridge's wire side (``sam2_bridge.wire``: protocol, client, budgets, frames, constants) imports neither
+   torch (nor the rest of the PyTorch side, nor jax) nor the bridge's server side (``sam2_bridge.server``,
+   ``sam2_bridge.serve``), in a fresh process and in its source (every import statement, function-local ones
+   too); no chain of the bridge's imports leads from the client to the server side; ``omnir1_jax`` imports the
+   bridge only through the wire side (docs/design.md §10).
+3. The layer order of omnir1_jax (docs/design.md §10, lowest first): a module imports only modules of its own layer or
+   below — every ``import`` / ``from`` statement counts, function-local ones too (when those may be local:
+   ``tests/test_imports.py``).
 """
 
 import ast
@@ -63,9 +68,9 @@ def layer_of(module: str) -> int | None:
     return layer
 
 
-def _modules():
-    """``(module name, source)`` of every file of the package."""
-    base = os.path.join(ROOT, "omnir1_jax")
+def _package_sources(package: str):
+    """``(module name, source, is_package)`` of every file of ``package`` (a dotted name under the repository)."""
+    base = os.path.join(ROOT, *package.split("."))
     for dirpath, _, files in os.walk(base):
         for f in sorted(files):
             if f.endswith(".py"):
@@ -73,6 +78,11 @@ def _modules():
                 rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
                 name = rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
                 yield name, open(path, encoding="utf-8").read(), f == "__init__.py"
+
+
+def _modules():
+    """``(module name, source, is_package)`` of every file of omnir1_jax."""
+    return _package_sources("omnir1_jax")
 
 
 def _imports(module: str, source: str, is_package: bool):
@@ -131,3 +141,103 @@ def test_the_layer_check_catches_an_upward_import():
             ("omnir1_jax.policy", "", False)]
     assert upward_imports(fake) == ["omnir1_jax.rl.fake:1 (layer 0) imports omnir1_jax.policy (layer 3)",
                                     "omnir1_jax.tasks.fake:2 (layer 4) imports omnir1_jax.learner (layer 6)"]
+
+
+# ------------------------------------------------------------------- the bridge: wire side and server side
+_IMPORT_WIRE = textwrap.dedent(
+    """
+    import importlib, pkgutil, sys
+    import sam2_bridge.wire, sam2_bridge.wire.client
+    names = [m.name for m in pkgutil.walk_packages(sam2_bridge.wire.__path__, "sam2_bridge.wire.")]
+    for name in names:
+        importlib.import_module(name)
+    bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "jax")
+                 or m.startswith(("sam2_bridge.server", "sam2_bridge.serve")))
+    print(len(names), "modules;", "forbidden:", bad[:5])
+    sys.exit(1 if bad or "sam2_bridge.wire.client" not in names else 0)
+    """
+)
+
+
+def test_the_wire_side_imports_neither_torch_nor_the_server_side():
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_WIRE], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"sam2_bridge.wire:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+
+
+def bridge_imports(modules, allowed: tuple[str, ...]) -> list[str]:
+    """``module:line imports target`` for every import of a ``sam2_bridge`` module outside ``allowed``."""
+    bad = set()
+    for module, source, is_package in modules:
+        for line, target in _imports(module, source, is_package):
+            inside = any(target == a or target.startswith(a + ".") for a in allowed)
+            if target.startswith("sam2_bridge.") and not inside:
+                bad.add(f"{module}:{line} imports {target}")
+    return sorted(bad)
+
+
+def test_the_wire_side_never_imports_the_server_side_in_its_source():
+    wire = list(_package_sources("sam2_bridge.wire"))
+    assert len(wire) >= 9
+    bad = bridge_imports(wire, ("sam2_bridge.wire",))
+    assert not bad, "the wire side imports the server side:\n" + "\n".join(bad)
+
+
+def test_omnir1_jax_reaches_the_bridge_only_through_the_wire_side():
+    bad = bridge_imports(_package_sources("omnir1_jax"), ("sam2_bridge.wire",))
+    assert not bad, "omnir1_jax imports the bridge's server side:\n" + "\n".join(bad)
+
+
+def test_the_bridge_import_check_catches_a_server_import():
+    fake = [("sam2_bridge.wire.fake", "def f():\n    from sam2_bridge.server.broker import Server\n", False),
+            ("sam2_bridge.wire.other", "from sam2_bridge import serve\nfrom sam2_bridge.wire import codec\n", False)]
+    assert bridge_imports(fake, ("sam2_bridge.wire",)) == [
+        "sam2_bridge.wire.fake:2 imports sam2_bridge.server.broker",
+        "sam2_bridge.wire.fake:2 imports sam2_bridge.server.broker.Server",
+        "sam2_bridge.wire.other:1 imports sam2_bridge.serve"]
+
+
+# The PyTorch side's distributions: the wire side names none of them in any import statement.
+TORCH_SIDE = ("torch", "torchvision", "sam2", "transformers", "safetensors", "hydra", "iopath")
+
+
+def foreign_imports(modules, forbidden: tuple[str, ...]) -> list[str]:
+    """``module:line imports target`` for every import (function-local ones too) of a top-level package in
+    ``forbidden``."""
+    bad = set()
+    for module, source, is_package in modules:
+        for line, target in _imports(module, source, is_package):
+            if target.split(".")[0] in forbidden:
+                bad.add(f"{module}:{line} imports {target}")
+    return sorted(bad)
+
+
+def test_the_wire_side_never_imports_torch_or_jax_in_its_source():
+    bad = foreign_imports(_package_sources("sam2_bridge.wire"), TORCH_SIDE + ("jax", "jaxlib", "flax"))
+    assert not bad, "the wire side imports the PyTorch side or jax:\n" + "\n".join(bad)
+
+
+def test_the_torch_import_check_catches_a_function_local_import():
+    fake = [("sam2_bridge.wire.fake", "import numpy\ndef f():\n    import torch.nn.functional\n", False)]
+    assert foreign_imports(fake, TORCH_SIDE) == ["sam2_bridge.wire.fake:3 imports torch.nn.functional"]
+
+
+def reached_from(start: str, modules) -> set[str]:
+    """Every ``sam2_bridge`` module that ``start`` reaches through import statements of the bridge's modules
+    (function-local ones too), parents of each included: what the module can ever load of the bridge."""
+    sources = {m: (s, p) for m, s, p in modules}
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        for name in [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 2)]:
+            if name in seen or name not in sources:
+                continue
+            seen.add(name)
+            todo.extend(t for _, t in _imports(name, *sources[name]) if t.startswith("sam2_bridge"))
+    return seen
+
+
+def test_the_client_never_reaches_the_server_side():
+    reached = reached_from("sam2_bridge.wire.client", _package_sources("sam2_bridge"))
+    assert "sam2_bridge.wire.protocol" in reached  # the walk follows the client's imports
+    server = sorted(m for m in reached if m.startswith(("sam2_bridge.server", "sam2_bridge.serve")))
+    assert not server, f"the bridge client reaches the server side: {server}"

@@ -16,8 +16,11 @@ import numpy as np
 
 from omnir1_jax.config import ConfigError, DataSpec
 from omnir1_jax.crossomni.prompts import qa_prompt
-from omnir1_jax.data.crossomni import CrossOmniRecord, read_crossomni
-from omnir1_jax.data.schema import FPS_S1
+from omnir1_jax.data.crossomni import CrossOmniRecord, balanced_subset, read_crossomni
+from omnir1_jax.data.errors import DataFormatError
+from omnir1_jax.data.mcq import frames_in_bound
+from omnir1_jax.data.media import Video, read_audio, read_video
+from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
 
 
 def read_split(spec: DataSpec, split: str | None = None) -> list[CrossOmniRecord]:
@@ -26,8 +29,6 @@ def read_split(spec: DataSpec, split: str | None = None) -> list[CrossOmniRecord
     The training split (``spec.split``) is cut to ``spec.balanced_subset`` task-balanced questions when that is
     > 0 (the paper's 982 GRPO instances; :func:`omnir1_jax.data.crossomni.balanced_subset`); other splits never.
     """
-    from omnir1_jax.data.crossomni import balanced_subset
-
     split = split or spec.split
     path = spec.root if os.path.isfile(spec.root) else os.path.join(spec.root, f"{split}.jsonl")
     if not os.path.exists(path):
@@ -61,14 +62,11 @@ def clip_example(video_path: str, audio_path: str | None, example_id: str, quest
     ``(start, end)`` seconds of the clip the question is about (MVBench's bounded tasks); frames outside are
     dropped before sampling, at the video's frame rate or ``frame_fps`` (a frame folder has none of its own).
     """
-    from omnir1_jax.data import transforms as T
-    from omnir1_jax.data.errors import DataFormatError
-    from omnir1_jax.data.mcq import frames_in_bound
-    from omnir1_jax.data.media import Video, read_audio, read_video
-    from omnir1_jax.data.schema import ExpressionRecord
+    # lazy: the transforms pull in grain
+    from omnir1_jax.data import transforms
 
     if image:
-        video = Video(T.load_frame(video_path)[None], ("00000",))
+        video = Video(transforms.load_frame(video_path)[None], ("00000",))
     else:
         video = read_video(video_path, with_audio=use_audio and audio_path is None)
     frames = video.frames
@@ -84,15 +82,15 @@ def clip_example(video_path: str, audio_path: str | None, example_id: str, quest
     rec = ExpressionRecord(dataset=dataset, split=split, video_id=example_id, exp_id="0", expression=question,
                            frame_names=names, frame_paths=tuple(f"{video_path}#{n}" for n in names),
                            audio_waveform=None if audio is None or audio.size == 0 else audio)
-    idx = T.sample_frame_indices(frames.shape[0], max_frames)
+    idx = transforms.sample_frame_indices(frames.shape[0], max_frames)
     ex: dict[str, Any] = {"record": rec, "frame_indices": idx, "frames": frames[idx],
                           "orig_size": np.asarray(frames.shape[1:3], np.int32)}
-    ex = T.GroundTruth().map(ex)
-    ex = T.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "image" if image else "video").map(ex)
-    ex = T.AudioFeatures().map(ex)
+    ex = transforms.GroundTruth().map(ex)
+    ex = transforms.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "image" if image else "video").map(ex)
+    ex = transforms.AudioFeatures().map(ex)
     ex["prompt"] = prompt
-    ex = T.Tokenize(tokenizer).map(ex)
-    out = T.Finalize(keep_frames=False).map(ex)
+    ex = transforms.Tokenize(tokenizer).map(ex)
+    out = transforms.Finalize(keep_frames=False).map(ex)
     out["id"] = example_id
     return out
 
@@ -100,6 +98,7 @@ def clip_example(video_path: str, audio_path: str | None, example_id: str, quest
 def qa_batch(records: Sequence[CrossOmniRecord], tokenizer, data: DataSpec, *, pad_to_multiple: int = 64
              ) -> dict[str, Any]:
     """A collated batch of ``records`` with the System-1 budget of ``data`` (``max_frames``, pixels)."""
+    # lazy: the pipeline module pulls in grain
     from omnir1_jax.data.pipeline import collate
 
     exs = [qa_example(r, tokenizer, max_frames=data.max_frames, s1_min_pixels=data.s1_min_pixels,

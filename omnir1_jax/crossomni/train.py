@@ -15,6 +15,7 @@ import sys
 
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, load_config
+from omnir1_jax.tasks.crossomni_judge import make_judge
 
 _STAGES = {"sft": ("sft",), "grpo": ("grpo",), "both": ("sft", "grpo")}
 
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     if cfg.data.task != "qa":
         print(f"error: {args.config}: data.task must be 'qa' for CrossOmni, got {cfg.data.task!r}", file=sys.stderr)
         return 2
-    from omnir1_jax.tasks.crossomni_judge import make_judge
+    # lazy: the training stack loads once the arguments and the config are good
     from omnir1_jax.train import run
 
     judge = make_judge(args.judge, run_dir=cfg.run.out_dir, max_new_tokens=args.judge_max_new_tokens) \

@@ -10,11 +10,13 @@ Every unreadable input raises :class:`~omnir1_jax.data.errors.DataFormatError` n
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import os
 import re
 
 import numpy as np
 
+from omnir1_jax.data.audio import load_audio
 from omnir1_jax.data.errors import DataFormatError
 
 SAMPLE_RATE = 16000
@@ -57,6 +59,7 @@ def list_frame_files(folder: str) -> list[str]:
 
 
 def _read_folder(folder: str, stride: int, max_frames: int | None) -> Video:
+    # lazy: the transforms pull in grain and jax
     from omnir1_jax.data.transforms import load_frame
 
     paths = list_frame_files(folder)[::stride]
@@ -142,8 +145,6 @@ def read_video(path: str, *, stride: int = 1, max_frames: int | None = None, wit
 def read_audio(path: str) -> np.ndarray:
     """Mono 16 kHz float32 waveform of an audio file (WAV/FLAC via soundfile, anything else via PyAV)."""
     if path.lower().endswith((".wav", ".flac", ".ogg")):
-        from omnir1_jax.data.audio import load_audio
-
         return load_audio(path)
     import av
 
@@ -162,8 +163,6 @@ def read_audio(path: str) -> np.ndarray:
 def write_video(path: str, frames: np.ndarray, fps: float = 10.0, audio: np.ndarray | None = None) -> str:
     """Encode uint8 ``[T, H, W, 3]`` frames as an H.264 MP4 (even sizes are padded), optionally with a mono
     16 kHz AAC track; written to a temporary name and renamed, so no half-written file is left behind."""
-    import fractions
-
     import av
 
     frames = np.asarray(frames, np.uint8)

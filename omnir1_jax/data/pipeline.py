@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 import grain
 import numpy as np
+from absl import flags
 
-from omnir1_jax.data import transforms as T
-from omnir1_jax.data import vision
+from omnir1_jax.data import transforms, vision
 from omnir1_jax.data.errors import DataFormatError
 from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
 from omnir1_jax.data.text import left_pad
@@ -185,16 +185,18 @@ def example_dataset(records: Sequence[ExpressionRecord], tokenizer, config: Pipe
         ds = ds.repeat(config.num_epochs)
     n_max = config.max_frames if config.train else config.eval_max_frames
     ds = (
-        ds.map(T.ToExample())
-        .random_map(T.ResampleFrames(train=config.train, min_frames=config.min_frames if config.train else n_max, max_frames=n_max))
-        .map(T.LoadFrames())
-        .map(T.GroundTruth())
-        .map(T.System1View(config.s1_min_pixels, config.s1_max_pixels, config.fps_s1, config.visual_mode))
-        .map(T.AudioFeatures())
-        .random_map(T.BuildPrompt(config.task, config.fps_s1, random_timestamps=config.train, style=config.prompt,
-                                  num_keyframes=config.num_keyframes))
-        .map(T.Tokenize(tokenizer, config.use_audio_in_video))
-        .map(T.Finalize(config.keep_frames))
+        ds.map(transforms.ToExample())
+        .random_map(transforms.ResampleFrames(train=config.train,
+                                              min_frames=config.min_frames if config.train else n_max,
+                                              max_frames=n_max))
+        .map(transforms.LoadFrames())
+        .map(transforms.GroundTruth())
+        .map(transforms.System1View(config.s1_min_pixels, config.s1_max_pixels, config.fps_s1, config.visual_mode))
+        .map(transforms.AudioFeatures())
+        .random_map(transforms.BuildPrompt(config.task, config.fps_s1, random_timestamps=config.train,
+                                           style=config.prompt, num_keyframes=config.num_keyframes))
+        .map(transforms.Tokenize(tokenizer, config.use_audio_in_video))
+        .map(transforms.Finalize(config.keep_frames))
     )
     if config.share[1] > 1:  # lazy: only this share's examples are ever loaded and prepared
         ds = _Share(ds, config.batch_size, *config.share)
@@ -225,8 +227,6 @@ class _Share(grain.MapDataset):
 def _ensure_absl_flags_parsed() -> None:
     """Grain's worker start-up reads absl flags; outside ``absl.app.run`` they are unparsed and it raises.
     Mark them parsed with their defaults (what ``app.run`` would do with no command-line flags)."""
-    from absl import flags
-
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
 

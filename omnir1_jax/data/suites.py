@@ -15,8 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from omnir1_jax.data import suites_omni as O
-from omnir1_jax.data import suites_ood as D
+from omnir1_jax.data import suites_omni, suites_ood
 from omnir1_jax.data.mcq import MCQRecord
 
 
@@ -31,14 +30,14 @@ class Suite:
 
 
 SUITES: dict[str, Suite] = {
-    "omnibench": Suite("omnibench", O.read_omnibench, (("OmniBench Avg", "overall"),)),
+    "omnibench": Suite("omnibench", suites_omni.read_omnibench, (("OmniBench Avg", "overall"),)),
     # Omni-R1 Table 3 / 7: "General" = every question (short + medium + long), "Short" = the short videos
-    "videomme": Suite("videomme", O.read_videomme, (("VideoMME General", "overall"),
-                                                    ("VideoMME Short", "duration=short"))),
-    "mvbench": Suite("mvbench", O.read_mvbench, (("MVBench Avg", "task_mean"),)),
-    "dailyomni": Suite("dailyomni", D.read_dailyomni, (("Daily-Omni", "overall"),)),
-    "worldsense": Suite("worldsense", D.read_worldsense, (("WorldSense", "overall"),)),
-    "avut": Suite("avut", D.read_avut, (("AVUT", "overall"),)),
+    "videomme": Suite("videomme", suites_omni.read_videomme, (("VideoMME General", "overall"),
+                                                              ("VideoMME Short", "duration=short"))),
+    "mvbench": Suite("mvbench", suites_omni.read_mvbench, (("MVBench Avg", "task_mean"),)),
+    "dailyomni": Suite("dailyomni", suites_ood.read_dailyomni, (("Daily-Omni", "overall"),)),
+    "worldsense": Suite("worldsense", suites_ood.read_worldsense, (("WorldSense", "overall"),)),
+    "avut": Suite("avut", suites_ood.read_avut, (("AVUT", "overall"),)),
 }
 
 SUITE_NAMES = tuple(SUITES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 from typing import Any
 
 import grain
@@ -55,8 +56,6 @@ def load_frame(path: str, record: str | None = None, data: bytes | None = None) 
 
     A missing, truncated or corrupt image raises DataFormatError naming ``path`` and ``record``.
     """
-    import io
-
     from PIL import Image
 
     try:

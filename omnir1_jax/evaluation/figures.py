@@ -16,6 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from omnir1_jax.runtime.metrics import read_jsonl
+
 PRED_COLOUR = (40, 220, 60)
 GT_COLOUR = (255, 0, 255)
 MISS_ALPHA = 0.35  # weight of the magenta tint on GT pixels the prediction missed
@@ -177,6 +179,7 @@ def save_sheet(image: np.ndarray, path: str) -> str:
 def record_overlay(record, prediction, row: Mapping[str, Any], path: str) -> str:
     """The overlay PNG of one evaluated expression from its prediction (``.masks`` over the full video,
     ``.moments``) and its results row (J / F / per-frame J); frames and GT are read from the record."""
+    # lazy: the two-system predictor pulls in jax and grain
     from omnir1_jax.evaluation.two_system import load_frames
 
     masks = np.asarray(prediction.masks, bool)
@@ -285,8 +288,6 @@ def plot_rewards(metrics_path: str, png_path: str, *, weights: Mapping[str, floa
     """Plot ``metrics.jsonl``: the total reward and the components whose weight is > 0, each as a faint raw
     line with a smoothed line over it, and the J&F evaluations ``(step, value)`` on a second axis. Returns the
     PNG path (None when there are no metrics yet)."""
-    from omnir1_jax.runtime.metrics import read_jsonl
-
     if not os.path.exists(metrics_path):
         return None
     rows = read_jsonl(metrics_path)
@@ -310,6 +311,7 @@ def reward_weights(cfg, qa_weights=None) -> dict[str, float]:
     ``keyframe``, ``alignment``, ``grounding`` from ``cfg.grpo.rewards``; CrossOmni QA (``data.task == "qa"``):
     ``format``, ``accuracy``, ``consistency``, ``coherence`` of ``qa_weights`` (default ``QARewardWeights()``)."""
     if cfg.data.task == "qa":
+        # lazy: the QA rewards pull in jax
         from omnir1_jax.crossomni.rewards import QARewardWeights
 
         w = qa_weights or QARewardWeights()

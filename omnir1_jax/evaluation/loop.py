@@ -12,8 +12,19 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from omnir1_jax.evaluation.results import RESULTS, ResultLog, score_refavs, score_vos, write_json_atomic, \
-    write_masks, write_summary
+from omnir1_jax.data.avhbench import AVHBenchRecord
+from omnir1_jax.data.crossomni import CrossOmniRecord
+from omnir1_jax.data.mcq import MCQRecord
+from omnir1_jax.evaluation.figures import record_overlay
+from omnir1_jax.evaluation.results import (
+    RESULTS,
+    ResultLog,
+    score_refavs,
+    score_vos,
+    write_json_atomic,
+    write_masks,
+    write_summary,
+)
 
 Predictor = Callable[[Sequence[Any]], Iterator[tuple[Any, Any]]]
 """``predict(records)`` yields ``(record, prediction)`` in any order; a prediction has ``.masks`` bool
@@ -81,8 +92,6 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
     other than 0 of a multi-process run). Returns ``{"table", "markdown", "count", "done", "total",
     "valid_answers", "protocol"}``.
     """
-    from omnir1_jax.evaluation.figures import record_overlay
-
     if kind not in ("vos", "refavs"):
         raise ValueError(f"kind must be 'vos' or 'refavs', got {kind!r}")
     log = ResultLog(os.path.join(out_dir, RESULTS) if write else None, resume=resume)
@@ -143,6 +152,7 @@ def per_turn_summary(rows: Sequence[dict]) -> dict[str, Any]:
 def _choice(rec: Any, text: str) -> str | None:
     """The option letter of ``text`` for a multiple-choice record (its own letters and option texts); never
     raises."""
+    # lazy: the QA measures pull in jax and scipy
     from omnir1_jax.evaluation.metrics.qa import extract_letter
 
     options = getattr(rec, "options", None) or ()
@@ -153,6 +163,7 @@ def _choice(rec: Any, text: str) -> str | None:
 def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, kind: str, *, resume: bool,
                       max_items: int | None, progress: bool, write: bool) -> dict[str, Any]:
     if kind == "yesno":
+        # lazy: the QA measures pull in jax and scipy
         from omnir1_jax.evaluation.metrics.qa import parse_yes_no
 
         parse = lambda rec, text: parse_yes_no(text)  # noqa: E731
@@ -202,10 +213,6 @@ def evaluate_yes_no(records: Sequence[Any], answer: Answerer, out_dir: str, *, r
 def record_kind(cfg, records: Sequence[Any]) -> str:
     """``vos``, ``refavs``, ``qa`` (CrossOmni or suite multiple choice) or ``yesno`` (AVHBench) for
     ``records``."""
-    from omnir1_jax.data.avhbench import AVHBenchRecord
-    from omnir1_jax.data.crossomni import CrossOmniRecord
-    from omnir1_jax.data.mcq import MCQRecord
-
     if records:
         first = records[0]
         if isinstance(first, (CrossOmniRecord, MCQRecord)):
@@ -267,6 +274,7 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
       ``{"metric", "value", "J&F", "J", "F", "protocol" (segmentation), "count", "valid_answers", "table",
       "markdown", "done", "total", "dir"}``.
     """
+    # lazy: jax and the two-system predictor (grain) load only for a policy's evaluation
     import jax
 
     from omnir1_jax.evaluation.two_system import TwoSystemPredictor, avhbench_answers, qa_answers

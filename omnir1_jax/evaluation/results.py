@@ -77,6 +77,7 @@ def write_json_atomic(path: str, obj: Any, text: str | None = None) -> None:
 
 # --------------------------------------------------------------------------------------------------- VOS
 def _vos_accumulator(rows: Sequence[dict], visa_rounding: bool = False):
+    # lazy: the protocols pull in jax and scipy
     from omnir1_jax.evaluation.protocols import VOSAccumulator
 
     revos = any(r.get("type_id") in (0, 1) for r in rows)
@@ -95,6 +96,7 @@ def _vos_accumulator(rows: Sequence[dict], visa_rounding: bool = False):
 def score_vos(record, masks: np.ndarray, *, use_jax: bool = True) -> dict[str, Any]:
     """Row fields of one expression: per-frame J / F against the union target over every frame (None without
     GT), means and J&F."""
+    # lazy: the protocols pull in jax and scipy
     from omnir1_jax.evaluation.protocols import expression_jf
 
     masks = np.asarray(masks, bool)
@@ -116,6 +118,7 @@ def score_vos(record, masks: np.ndarray, *, use_jax: bool = True) -> dict[str, A
 def score_refavs(record, masks: np.ndarray, protocol: str = "release") -> dict[str, Any]:
     """Row fields of one Ref-AVS expression under ``protocol`` (``"release"`` / ``"project"``): J and F (or S on
     ``test_n``), the pooled quantities the release's batch means need, and the protocol's name."""
+    # lazy: the protocols pull in jax and scipy
     from omnir1_jax.evaluation.protocols.refavs import NULL_SPLIT, RefAVSAccumulator, RefAVSConfig
 
     masks = np.asarray(masks, bool)
@@ -135,6 +138,7 @@ def score_refavs(record, masks: np.ndarray, protocol: str = "release") -> dict[s
 
 
 def _refavs_accumulator(rows: Sequence[dict], protocol: str = "release"):
+    # lazy: the protocols pull in jax and scipy
     from omnir1_jax.evaluation.protocols.refavs import RefAVSAccumulator, RefAVSConfig
 
     acc = RefAVSAccumulator(RefAVSConfig.named(protocol))
@@ -182,6 +186,7 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
             result["table"] = acc.summary()
             result["markdown"] = _refavs_table(result["table"])
     elif kind == "yesno":
+        # lazy: the QA measures pull in jax and scipy
         from omnir1_jax.evaluation.metrics.qa import YesNoAccumulator
 
         acc = YesNoAccumulator()
@@ -190,6 +195,7 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
         if len(acc):
             result["table"], result["markdown"] = acc.summary(), acc.summary_table()
     else:
+        # lazy: the QA measures pull in jax and scipy
         from omnir1_jax.evaluation.metrics.qa import QAAccumulator
 
         acc = QAAccumulator()

@@ -11,19 +11,21 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
+from omnir1_jax.data import build_pipeline
 from omnir1_jax.evaluation.loop import evaluate_policy, record_kind
+from omnir1_jax.runtime.records import pipeline_config
+from omnir1_jax.tasks.synthetic_targets import load_oracle, synthetic_target
 
 
 def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any], *,
                  max_new_tokens: int | None = None) -> list[dict[tuple[str, str], str]]:
     """Every seed's greedy System-1 answer to every record: ``[{(video_id, exp_id): text} per seed]``; the
     prompts are built once (the evaluation pipeline of ``cfg``, as :class:`TwoSystemPredictor` builds them)."""
+    # lazy: flax and the model code load only when seeds are evaluated
     import flax.nnx as nnx
 
-    from omnir1_jax import policy as P
-    from omnir1_jax.data import build_pipeline
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-    from omnir1_jax.runtime import setup as S
     from omnir1_jax.runtime.seed_axis import sample_seeds, stack
 
     answers: list[dict[tuple[str, str], str]] = [{} for _ in policies]
@@ -31,10 +33,10 @@ def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any]
         return answers
     split = [nnx.split(p) for p in policies]
     graphdef, states = split[0][0], stack([s for _, s in split])
-    eos, pad = P.eos_ids_of(tokenizer), P.pad_id_of(tokenizer)
+    eos, pad = policy_lib.eos_ids_of(tokenizer), policy_lib.pad_id_of(tokenizer)
     keys = jax.numpy.stack([jax.random.key(0)] * len(policies))
-    pcfg = S.pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
-                             num_keyframes=cfg.grpo.num_keyframes)
+    pcfg = pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
+                           num_keyframes=cfg.grpo.num_keyframes)
     for batch in build_pipeline(list(records), tokenizer, pcfg):
         inputs = as_model_inputs(policies[0].config, batch["model_inputs"])
         out = sample_seeds(states, inputs, keys, graphdef=graphdef, shared_inputs=True,
@@ -42,7 +44,7 @@ def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any]
                            greedy=True, eos=tuple(eos), pad_token_id=int(pad))
         tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
         for k in range(len(policies)):
-            texts = P.decode_completions(tokenizer, tokens[k], lengths[k], eos)
+            texts = policy_lib.decode_completions(tokenizer, tokens[k], lengths[k], eos)
             answers[k].update(zip(zip(batch["video_id"], batch["exp_id"]), texts))
     return answers
 
@@ -79,17 +81,13 @@ def scripted_level(cfg, tokenizer, records: Sequence[Any], client, out_dir: str,
     where it is visible (the chance level of a policy that does not read the query), ``"oracle"`` names the
     target (the ceiling of the two-system pipeline). Written to ``<out_dir>/<mode>/``; returns
     :func:`evaluate_policy`'s result."""
-    from omnir1_jax.data import build_pipeline
-    from omnir1_jax.runtime import setup as S
-    from omnir1_jax.tasks.synthetic_targets import load_oracle, synthetic_target
-
     limit = cfg.run.eval_max_expressions or None
     recs = [r for r in records if r.masks is not None][:limit]
     by_id = {(r.video_id, r.exp_id): r for r in recs}
     oracle, rng = load_oracle(cfg.data.root), np.random.default_rng(seed)
     answers: dict[tuple[str, str], str] = {}
-    pcfg = S.pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
-                             num_keyframes=cfg.grpo.num_keyframes)
+    pcfg = pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
+                           num_keyframes=cfg.grpo.num_keyframes)
     for batch in build_pipeline(recs, tokenizer, pcfg):
         for b, key in enumerate(zip(batch["video_id"], batch["exp_id"])):
             t = int(batch["num_frames"][b])

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from omnir1_jax.data.suites import read_suite, suite
 from omnir1_jax.evaluation.loop import evaluate_qa
 from omnir1_jax.evaluation.results import write_json_atomic
 
@@ -22,8 +23,6 @@ from omnir1_jax.evaluation.results import write_json_atomic
 def columns_of(name: str, table: dict | None) -> dict[str, float | None]:
     """The paper's numbers of suite ``name`` from its summary ``table`` (accuracy, a fraction; None where
     the group has no question yet)."""
-    from omnir1_jax.data.suites import suite
-
     out = {}
     for label, group in suite(name).columns:
         out[label] = float(table[group]["accuracy"]) if table and group in table else None
@@ -46,8 +45,6 @@ def evaluate_suites(sources: Sequence[tuple[str, str]], answer: Callable[[Sequen
     ``max_items`` bounds the new questions per suite. Returns ``{"kind": "suites", "columns",
     "suites": {name: evaluate_qa's result}, "markdown", "done", "total"}``.
     """
-    from omnir1_jax.data.suites import read_suite
-
     os.makedirs(out_dir, exist_ok=True)
     results: dict[str, dict] = {}
     columns: dict[str, float | None] = {}

@@ -9,6 +9,8 @@ from typing import Mapping
 
 import numpy as np
 
+from omnir1_jax.runtime.metrics import read_jsonl
+
 
 def _band(curves: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per-column 95 % percentile-bootstrap CI of the mean of ``curves [seeds, steps]``."""
@@ -23,8 +25,6 @@ def _band(curves: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def reward_curves(seed_dirs: Mapping[str, str], key: str = "reward/total") -> tuple[np.ndarray, np.ndarray] | None:
     """``(steps, [seeds, steps])`` of ``key`` from each seed's ``metrics.jsonl``, cut to the shortest run."""
-    from omnir1_jax.runtime.metrics import read_jsonl
-
     series = []
     for d in seed_dirs.values():
         path = os.path.join(d, "metrics.jsonl")

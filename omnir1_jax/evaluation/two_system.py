@@ -9,13 +9,23 @@ which need System 1 only. Every greedy System-1 answer of the project's evaluati
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from typing import Any, Callable, Iterator, Sequence
 
+import jax
 import numpy as np
 
+from omnir1_jax.crossomni.batches import clip_example, iterate_batches
+from omnir1_jax.data import build_pipeline
+from omnir1_jax.data.avhbench import avhbench_prompt
+from omnir1_jax.data.mcq import MCQRecord, mcq_prompt
+from omnir1_jax.data.pipeline import collate
 from omnir1_jax.data.schema import FPS_S1
 from omnir1_jax.rewards import ParsedAnswer, extract_rationale, extract_tag, parse_answer, parse_description
+from omnir1_jax.runtime.records import pipeline_config
+from omnir1_jax.tasks.interactive import VOSInteractiveTask, trajectory_inputs
+from sam2_bridge.wire.protocol import FrameRef, Keyframe
 
 TASKS = ("vos", "avs", "refaid")
 
@@ -78,6 +88,7 @@ class Prediction:
 # ---------------------------------------------------------------------------------------------- System 1
 def system1_answers(policy, tokenizer, batch: dict[str, Any], *, max_new_tokens: int) -> list[str]:
     """Greedy System-1 answers (text) for every example of a collated batch."""
+    # lazy: the policy module pulls in flax
     from omnir1_jax.policy import complete
 
     return complete(policy, tokenizer, batch["model_inputs"], max_new_tokens=max_new_tokens, greedy=True).texts
@@ -106,8 +117,6 @@ def moments_of(text: str, task: str, positions: Sequence[int], fps: float = FPS_
 def submit(client, clip, moments: Sequence[Moment], context: str | None = None):
     """Future of the bridge's :class:`GroupResult` for one query (one rollout) on ``clip`` (array or FrameRef);
     ``context``: System 1's rationale for System 2's prompt (``bridge.s2_context``)."""
-    from sam2_bridge.protocol import Keyframe
-
     kw = {"contexts": [context]} if context is not None else {}
     return client.submit_group(clip, [[Keyframe(m.video_index, m.description) for m in moments]], **kw)
 
@@ -144,30 +153,27 @@ def interactive_answers(cfg, policy, tokenizer, client, batch: dict[str, Any], *
                         max_new_tokens: int) -> list[list[str]]:
     """Greedy multi-turn System 1 (task ``vos_interactive``): each example's answers, turn 1 .. ``turns``, System
     2's boxes fed back between them exactly as in training (:mod:`omnir1_jax.tasks.interactive`)."""
-    import jax
-
-    from omnir1_jax import policy as P
-    from omnir1_jax.tasks.interactive import VOSInteractiveTask, trajectory_inputs
+    # lazy: the policy module pulls in flax
+    from omnir1_jax import policy as policy_lib
 
     task = VOSInteractiveTask(cfg, tokenizer, lambda: client)
-    pad, eos, media = P.pad_id_of(tokenizer), P.eos_ids_of(tokenizer), P.media_token_ids(tokenizer)
-    comp = P.complete(policy, tokenizer, batch["model_inputs"], max_new_tokens=max_new_tokens, greedy=True,
-                      eos_ids=eos, suppress_ids=media)
+    pad, eos = policy_lib.pad_id_of(tokenizer), policy_lib.eos_ids_of(tokenizer)
+    media = policy_lib.media_token_ids(tokenizer)
+    comp = policy_lib.complete(policy, tokenizer, batch["model_inputs"], max_new_tokens=max_new_tokens, greedy=True,
+                               eos_ids=eos, suppress_ids=media)
     trajs = task.start(batch, 1)
     task.add_answers(trajs, comp.tokens, comp.lengths, comp.texts)
     for _ in range(2, turns + 1):
         task.add_feedback(batch, trajs, 1)
         inputs, _ = trajectory_inputs(policy.config, trajs, pad)
-        comp = P.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens, greedy=True, eos_ids=eos,
-                          key=jax.random.key(0), suppress_ids=media)
+        comp = policy_lib.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens, greedy=True, eos_ids=eos,
+                                   key=jax.random.key(0), suppress_ids=media)
         task.add_answers(trajs, comp.tokens, comp.lengths, comp.texts)
     return [list(t.answers) for t in trajs]
 
 
 def load_frames(record, positions: Sequence[int] | None = None) -> np.ndarray:
     """uint8 RGB frames [T, H, W, 3] of a record (all, or the given positions)."""
-    import io
-
     from PIL import Image
 
     idx = range(record.num_frames) if positions is None else positions
@@ -182,8 +188,6 @@ def load_frames(record, positions: Sequence[int] | None = None) -> np.ndarray:
 def clip_reference(record):
     """A ``FrameRef`` when the record's frames follow ``root/JPEGImages/<video>/<name>`` (the bridge reads them
     itself), else the uint8 frames [T, H, W, 3] loaded here."""
-    from sam2_bridge.protocol import FrameRef
-
     paths = list(record.frame_paths)
     if record.frame_bytes is None:
         video_dir = os.path.dirname(paths[0])
@@ -219,14 +223,11 @@ class TwoSystemPredictor:
         self.context_chars = cfg.bridge.s2_context_chars if cfg.bridge.s2_context else None
 
     def __call__(self, records: Sequence[Any]) -> Iterator[tuple[Any, Prediction]]:
-        from omnir1_jax.data import build_pipeline
-        from omnir1_jax.runtime import setup as S
-
         if not records:
             return
         by_id = {(r.video_id, r.exp_id): r for r in records}
-        pcfg = S.pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1,
-                                 num_keyframes=self.cfg.grpo.num_keyframes)  # the prompt the policy was trained on
+        pcfg = pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1,
+                               num_keyframes=self.cfg.grpo.num_keyframes)  # the prompt the policy was trained on
         for batch in build_pipeline(list(records), self.tokenizer, pcfg):
             recs = [by_id[(v, e)] for v, e in zip(batch["video_id"], batch["exp_id"])]
             texts = list(self.texts(recs)) if self.texts is not None else None
@@ -251,9 +252,6 @@ class TwoSystemPredictor:
 def qa_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator[tuple[Any, str]]:
     """``(record, greedy completion)`` per multiple-choice record, batched by ``data.batch_size`` in record order:
     CrossOmni records through the CrossOmni batches, suite records through :func:`mcq_answers`."""
-    from omnir1_jax.crossomni.batches import iterate_batches
-    from omnir1_jax.data.mcq import MCQRecord
-
     records = list(records)
     if records and isinstance(records[0], MCQRecord):
         yield from mcq_answers(cfg, policy, tokenizer, records)
@@ -268,9 +266,7 @@ def mcq_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator[tupl
     ``data.s1_min_pixels`` / ``data.s1_max_pixels`` (Omni-R1 Table 7: 128*28*28 or 256*28*28), the audio (the
     record's file, else the clip's own track) and :func:`~omnir1_jax.data.mcq.mcq_prompt` with ``data.qa_prompt``
     and ``data.thinking``; batched by ``data.batch_size``."""
-    from omnir1_jax.crossomni.batches import clip_example
-    from omnir1_jax.data.mcq import mcq_prompt
-    from omnir1_jax.data.pipeline import collate
+    # lazy: the policy module pulls in flax
     from omnir1_jax.policy import pad_id_of
 
     d = cfg.data
@@ -292,9 +288,7 @@ def avhbench_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator
     """``(record, greedy completion)`` per AVHBench record: the clip's frames (System-1 view, at most
     ``data.max_frames``) and its own audio track, with :func:`~omnir1_jax.data.avhbench.avhbench_prompt`;
     batched by ``data.batch_size``."""
-    from omnir1_jax.crossomni.batches import clip_example
-    from omnir1_jax.data.avhbench import avhbench_prompt
-    from omnir1_jax.data.pipeline import collate
+    # lazy: the policy module pulls in flax
     from omnir1_jax.policy import pad_id_of
 
     d = cfg.data

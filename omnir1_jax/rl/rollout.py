@@ -19,7 +19,8 @@ from omnir1_jax.rewards.parsing import keep_first_items
 def keyframe_queries(answer: ParsedAnswer, max_keyframes: int | None = None):
     """System-2 queries of one rollout: ``Keyframe(frame, description)`` per distinct keyframe (see
     :meth:`ParsedAnswer.queries`); empty for an invalid answer."""
-    from sam2_bridge.protocol import Keyframe
+    # lazy: the bridge's wire protocol pulls in msgpack
+    from sam2_bridge.wire.protocol import Keyframe
 
     if not answer.valid:
         return []

@@ -45,6 +45,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec
 
 
 def _encode_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -263,8 +264,6 @@ def _on_the_mesh(abstract: Any) -> Any:
     device it would be committed there, and a jit program over the mesh refuses it next to global arrays."""
     if jax.process_count() == 1:
         return abstract
-    from jax.sharding import NamedSharding, PartitionSpec
-
     leaves = jax.tree.leaves(abstract)
     mesh = next((x.sharding.mesh for x in leaves if isinstance(getattr(x, "sharding", None), NamedSharding)), None)
     if mesh is None:

@@ -41,11 +41,11 @@ or, under SLURM, ``srun --nodes=2 --ntasks-per-node=1 python -m omnir1_jax.train
 
 How a multi-process run trains: one SPMD program over a global mesh
 ------------------------------------------------------------------------
-Every process runs the same program. The (data, fsdp, tensor) mesh (:func:`global_mesh`) spans every device
-of every process, so ``fsdp`` shards the policy, the frozen reference and the AdamW moments across hosts:
-they are global arrays (:func:`place`), each process holding only its shards. Generation, scoring and the
-update are jit programs over that mesh; XLA inserts the collectives (the gradient reduction over ``data`` x
-``fsdp`` included), nothing is averaged through the hosts.
+Every process runs the same program. The (data, fsdp, tensor) mesh
+(:func:`omnir1_jax.runtime.mesh.global_mesh`) spans every device of every process, so ``fsdp`` shards the
+policy, the frozen reference and the AdamW moments across hosts: they are global arrays (:func:`place`), each
+process holding only its shards. Generation, scoring and the update are jit programs over that mesh; XLA inserts
+the collectives (the gradient reduction over ``data`` x ``fsdp`` included), nothing is averaged through the hosts.
 
 The batch is split by process: every process walks the same seeded order of records but reads, decodes and
 prepares only its own contiguous block of each global batch (``Task.batches(..., share=(i, n))``), and turns
@@ -73,7 +73,14 @@ import dataclasses
 import os
 from typing import Any, Mapping
 
+import jax
+import numpy as np
+from jax._src import distributed as jax_distributed
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
 from omnir1_jax.config import ConfigError
+from omnir1_jax.runtime import pod
 
 ENV = ("OMNIR1_COORDINATOR", "OMNIR1_NUM_PROCESSES", "OMNIR1_PROCESS_ID")
 LEGACY_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -147,11 +154,7 @@ def initialize(spec: DistributedSpec, fingerprint: Mapping[str, Any] | None = No
     ConfigError naming the difference), and the lost-process watch starts (:mod:`omnir1_jax.runtime.pod`)."""
     if not spec.multi_process:
         return spec
-    from omnir1_jax.runtime import pod
-
     timeout_s = pod.timeout_from_env()  # a bad value is a one-line error before joining anything
-    import jax
-
     platforms = os.environ.get("JAX_PLATFORMS", "") or str(jax.config.jax_platforms or "")
     if "cpu" in platforms.split(",") or platforms == "cpu":
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -160,8 +163,6 @@ def initialize(spec: DistributedSpec, fingerprint: Mapping[str, Any] | None = No
     else:
         jax.distributed.initialize(coordinator_address=spec.coordinator, num_processes=spec.num_processes,
                                    process_id=spec.process_id)
-    from jax._src import distributed as jax_distributed
-
     state = jax_distributed.global_state
     client = state.client
     pod.name_a_lost_coordinator(jax.process_index(), jax.process_count(), state.coordinator_address)
@@ -174,38 +175,12 @@ def initialize(spec: DistributedSpec, fingerprint: Mapping[str, Any] | None = No
 def guard():
     """Context manager around a run's work (:func:`omnir1_jax.runtime.pod.guard`): in a multi-process run, a
     lost peer ends this process with one line instead of a traceback or a hang; a no-op otherwise."""
-    from omnir1_jax.runtime import pod
-
     return pod.guard()
 
 
 def is_primary() -> bool:
     """True on process 0 (the only one writing metrics, plots and summaries)."""
-    import jax
-
     return jax.process_index() == 0
-
-
-# ------------------------------------------------------------------------------------------------ meshes
-def global_mesh(mesh_spec):
-    """The run's (data, fsdp, tensor) Mesh over every device of every process (process-major order, so the
-    ``data`` and ``fsdp`` axes may span processes), or None for a single device in a single process.
-    ``data = -1`` takes every device not used by ``fsdp x tensor``."""
-    import jax
-    import numpy as np
-    from jax.sharding import AxisType, Mesh
-
-    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-    n = len(devices)
-    if n == 1:
-        return None
-    fsdp, tensor = mesh_spec.fsdp, mesh_spec.tensor
-    data = mesh_spec.data if mesh_spec.data > 0 else n // (fsdp * tensor)
-    if data * fsdp * tensor != n:
-        raise ConfigError(f"mesh data={data} x fsdp={fsdp} x tensor={tensor} != {n} devices "
-                          f"({jax.process_count()} processes x {jax.local_device_count()})")
-    return Mesh(np.asarray(devices).reshape(data, fsdp, tensor), ("data", "fsdp", "tensor"),
-                axis_types=(AxisType.Auto,) * 3)
 
 
 # ----------------------------------------------------------------------------------------- global arrays
@@ -213,9 +188,6 @@ def place(tree, shardings):
     """Arrays of ``tree`` (identical on every process: the same seed, the same checkpoint) laid out as global
     arrays with ``shardings`` (a matching tree of ``NamedSharding``); each process materialises only its own
     shards (``make_array_from_callback``), so no process needs more than its share on device."""
-    import jax
-    import numpy as np
-
     if jax.process_count() == 1:
         return jax.tree.map(jax.device_put, tree, shardings)
 
@@ -229,10 +201,6 @@ def place(tree, shardings):
 def fetch(x):
     """A host (numpy) copy of the whole of ``x`` on every process, also when ``x`` is a global array whose
     shards live on other processes (``process_allgather``)."""
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-
     if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
@@ -242,26 +210,18 @@ def process_mesh(mesh):
     """A view of ``mesh`` with axes ``("process", "local")``: the same devices in the same order, one row per
     process, so a sharding over ``"process"`` gives each process one contiguous block of an array and jit
     programs over ``mesh`` accept it. Needs the mesh's devices ordered process by process (what
-    :func:`global_mesh` builds); otherwise :class:`ConfigError`."""
-    import jax
-    import numpy as np
-    from jax.sharding import Mesh
-
+    :func:`omnir1_jax.runtime.mesh.global_mesh` builds); otherwise :class:`ConfigError`."""
     flat = list(mesh.devices.flat)
     n = jax.process_count()
     owners = [d.process_index for d in flat]
     if owners != sorted(owners) or len(set(owners.count(p) for p in set(owners))) != 1 or len(set(owners)) != n:
         raise ConfigError("the mesh's devices are not grouped process by process (process indices in mesh order: "
-                          f"{owners}); build the mesh with omnir1_jax.runtime.distributed.global_mesh")
+                          f"{owners}); build the mesh with omnir1_jax.runtime.mesh.global_mesh")
     return Mesh(np.asarray(flat).reshape(n, -1), ("process", "local"))
 
 
 def agree_max(*values: int) -> tuple[int, ...]:
     """The largest of each value over all processes (e.g. a padded width every process must use)."""
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-
     local = np.asarray(values, np.int64)
     if jax.process_count() == 1:
         return tuple(int(v) for v in local)
@@ -273,10 +233,6 @@ def global_rows(local, mesh, axis: int = 0):
     """This process's block of a batch array (numpy, equal shape on every process) as its part of one global
     array whose blocks are laid along ``axis`` in process order (``make_array_from_process_local_data``); the
     array unchanged in a single-process run."""
-    import jax
-    import numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec as P
-
     if mesh is None or jax.process_count() == 1:
         return local
     local = np.asarray(local)
@@ -284,7 +240,8 @@ def global_rows(local, mesh, axis: int = 0):
     spec[axis] = "process"
     shape = list(local.shape)
     shape[axis] *= jax.process_count()
-    return jax.make_array_from_process_local_data(NamedSharding(process_mesh(mesh), P(*spec)), local, tuple(shape))
+    sharding = NamedSharding(process_mesh(mesh), PartitionSpec(*spec))
+    return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
 
 
 def global_inputs(cfg, local, mesh, *, pad_id: int = 0):
@@ -293,28 +250,24 @@ def global_inputs(cfg, local, mesh, *, pad_id: int = 0):
     (:mod:`omnir1_jax.models.qwen2_5_omni.blocks`), then one global array per leaf (:func:`global_rows`). The
     global batch equals the one a single process would prepare from all rows. Unchanged in a single-process
     run."""
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-
-    from omnir1_jax.models.qwen2_5_omni import blocks as B
+    # lazy: the model package pulls in flax
+    from omnir1_jax.models.qwen2_5_omni import blocks
 
     if mesh is None or jax.process_count() == 1:
         return local
-    own = B.block_sizes(local)
-    every = np.asarray(multihost_utils.process_allgather(np.asarray([own[k] for k in B.SIZE_KEYS], np.int64)))
-    sizes = B.common_sizes([dict(zip(B.SIZE_KEYS, (int(v) for v in row)))
-                            for row in every.reshape(jax.process_count(), -1)])
-    block = B.pad_block(cfg, local, sizes, block=jax.process_index(), num_blocks=jax.process_count(), pad_id=pad_id)
+    own = blocks.block_sizes(local)
+    every = np.asarray(multihost_utils.process_allgather(np.asarray([own[k] for k in blocks.SIZE_KEYS], np.int64)))
+    sizes = blocks.common_sizes([dict(zip(blocks.SIZE_KEYS, (int(v) for v in row)))
+                                 for row in every.reshape(jax.process_count(), -1)])
+    block = blocks.pad_block(cfg, local, sizes, block=jax.process_index(), num_blocks=jax.process_count(),
+                             pad_id=pad_id)
     return jax.tree_util.tree_map_with_path(
-        lambda path, x: global_rows(x, mesh, B.block_axis(jax.tree_util.keystr(path))), block)
+        lambda path, x: global_rows(x, mesh, blocks.block_axis(jax.tree_util.keystr(path))), block)
 
 
 def my_prompts(num_prompts: int) -> tuple[int, int]:
     """``(start, stop)`` of the prompts of a global batch that this process scores (contiguous blocks in
     process order: each process rewards its own groups with its own bridge)."""
-    import jax
-
     n, i = jax.process_count(), jax.process_index()
     if num_prompts % n:
         raise ConfigError(f"data.batch_size={num_prompts} must be a multiple of the {n} processes")
@@ -327,19 +280,14 @@ def gather_rows(local, mesh=None):
     every process. With a mesh whose devices divide the rows, the blocks become one global array
     (``make_array_from_process_local_data``) that a jitted identity replicates; otherwise (or without a
     mesh) ``process_allgather``."""
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-    from jax.sharding import NamedSharding, PartitionSpec as P
-
     local = np.asarray(local)
     n = jax.process_count()
     if n == 1:
         return local
     rows = local.shape[0] * n
     if mesh is not None and rows % mesh.devices.size == 0:
-        sharded = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+        sharded = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
         glob = jax.make_array_from_process_local_data(sharded, local, (rows,) + local.shape[1:])
-        out = jax.jit(lambda a: a, out_shardings=NamedSharding(mesh, P()))(glob)
+        out = jax.jit(lambda a: a, out_shardings=NamedSharding(mesh, PartitionSpec()))(glob)
         return np.asarray(out.addressable_data(0))
     return np.asarray(multihost_utils.process_allgather(local, tiled=True))

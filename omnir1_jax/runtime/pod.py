@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -44,6 +45,10 @@ import threading
 import time
 from typing import Any, Callable
 
+import jax
+from jax._src import distributed as jax_distributed
+
+from omnir1_jax import __version__
 from omnir1_jax.config import ConfigError, to_dict
 
 EXIT_LOST_PROCESS = 4
@@ -73,10 +78,7 @@ def code_hashes(root: str | None = None) -> dict[str, str]:
 def fingerprint(cfg: Any) -> dict[str, Any]:
     """What every process of one run must share: the config, the code, the versions (see the module doc)."""
     import flax
-    import jax
     import orbax.checkpoint
-
-    from omnir1_jax import __version__
 
     return {"config": to_dict(cfg), "code": code_hashes(),
             "versions": {"omnir1_jax": __version__, "python": platform.python_version(), "jax": jax.__version__,
@@ -245,8 +247,6 @@ def name_a_lost_coordinator(index: int, count: int, coordinator: str | None) -> 
     other abort keeps its default)."""
     if index == 0 or not coordinator:
         return
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     libc.signal.restype, libc.signal.argtypes = ctypes.c_void_p, [ctypes.c_int, ctypes.c_void_p]
 
@@ -268,8 +268,6 @@ _ABORT_HANDLER: Any = None
 
 
 def _shut_down() -> bool:
-    from jax._src import distributed as jax_distributed
-
     return jax_distributed.global_state.client is None
 
 

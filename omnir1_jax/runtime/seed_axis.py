@@ -7,10 +7,12 @@ from __future__ import annotations
 import functools
 from typing import Any, Sequence
 
-import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from omnir1_jax.models.qwen2_5_omni import blocks
+from omnir1_jax.models.qwen2_5_omni.sampling import generate_seeds
 
 
 def stack(trees: Sequence[Any]):
@@ -28,10 +30,8 @@ def stack_prompts(model_config, prompts: Sequence[Any], pad_id: int = 0):
     to common sizes and stacked on a leading seed axis: token rows left-padded, encoder inputs given inert
     filler (:func:`~omnir1_jax.models.qwen2_5_omni.blocks.pad_block`), so every real token's logits are those
     of its own batch."""
-    from omnir1_jax.models.qwen2_5_omni import blocks as B
-
-    sizes = B.common_sizes([B.block_sizes(p) for p in prompts])
-    padded = [B.pad_block(model_config, p, sizes, block=0, num_blocks=1, pad_id=pad_id) for p in prompts]
+    sizes = blocks.common_sizes([blocks.block_sizes(p) for p in prompts])
+    padded = [blocks.pad_block(model_config, p, sizes, block=0, num_blocks=1, pad_id=pad_id) for p in prompts]
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *padded)
 
 
@@ -53,8 +53,6 @@ def sample_seeds(states, inputs, keys, *, graphdef, shared_inputs: bool = False,
     """Every seed's completions in one program: ``states`` (a model state stacked on the seed axis, split with
     ``graphdef``), ``inputs`` (stacked prompts, or one batch for every seed with ``shared_inputs``), ``keys``
     (one PRNG key per seed). Returns a ``SampleOutput`` whose leaves have a leading seed axis."""
-    from omnir1_jax.models.qwen2_5_omni.sampling import generate_seeds
-
     return generate_seeds(graphdef, states, inputs, keys, shared_inputs=shared_inputs, max_new_tokens=max_new_tokens,
                           num_samples=num_samples, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
                           eos=eos, pad_token_id=pad_token_id, suppress=suppress)

@@ -110,6 +110,7 @@ class Task:
     def model_inputs(self, model_config, batch: dict[str, Any]):
         """The prepared prompt (``ModelInputs``) of ``batch`` for a policy of ``model_config``: by default the
         pipelines' transformers keywords under ``batch["model_inputs"]``, prepared."""
+        # lazy: the model package pulls in flax
         from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
 
         return as_model_inputs(model_config, batch["model_inputs"])
@@ -203,25 +204,18 @@ def make_task(cfg: ExperimentConfig, tokenizer, *, bridge: Callable[[], Any] | N
     ``BridgeClient``, called on first use), ``grounding`` (SegZero-style System-2 training, no bridge), ``qa``
     (CrossOmni; ``judge`` scores consistency / coherence) or ``mixture`` (the tasks of ``cfg.data.tasks`` in every
     batch, :class:`~omnir1_jax.tasks.mixture.MixtureTask`)."""
+    # the task modules are imported here, not at the top: each of them imports this module
+    from omnir1_jax.tasks import crossomni_qa, grounding, interactive, mixture, vos
+
     kind = cfg.data.task
     if kind in ("vos", "refaid"):
-        from omnir1_jax.tasks.vos import RefAIDTask, VOSTask
-
-        return (VOSTask if kind == "vos" else RefAIDTask)(cfg, tokenizer, bridge)
+        return (vos.VOSTask if kind == "vos" else vos.RefAIDTask)(cfg, tokenizer, bridge)
     if kind == "vos_interactive":
-        from omnir1_jax.tasks.interactive import VOSInteractiveTask
-
-        return VOSInteractiveTask(cfg, tokenizer, bridge)
+        return interactive.VOSInteractiveTask(cfg, tokenizer, bridge)
     if kind == "grounding":
-        from omnir1_jax.tasks.grounding import GroundingTask
-
-        return GroundingTask(cfg, tokenizer)
+        return grounding.GroundingTask(cfg, tokenizer)
     if kind == "qa":
-        from omnir1_jax.tasks.crossomni_qa import CrossOmniQATask
-
-        return CrossOmniQATask(cfg, tokenizer, judge)
+        return crossomni_qa.CrossOmniQATask(cfg, tokenizer, judge)
     if kind == "mixture":
-        from omnir1_jax.tasks.mixture import MixtureTask
-
-        return MixtureTask(cfg, tokenizer, bridge=bridge, judge=judge)
+        return mixture.MixtureTask(cfg, tokenizer, bridge=bridge, judge=judge)
     raise ConfigError(f"data.task={kind!r} has no task plug-in (vos, refaid, grounding, qa, mixture)")

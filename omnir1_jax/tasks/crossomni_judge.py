@@ -71,7 +71,9 @@ def make_judge(spec: str | Callable | None, *, run_dir: str = "runs/judge", max_
             raise ValueError(f"--judge python:MODULE:FUNCTION, got {spec!r}")
         fn = getattr(importlib.import_module(mod), attr)
         return make_judge(fn)
-    from sam2_bridge.client import BridgeClient, LocalServer
+    # lazy: the bridge client (zmq, msgpack) is needed only for a bridge judge
+    from sam2_bridge.wire.client import BridgeClient
+    from sam2_bridge.wire.pool import LocalServer
 
     if kind == "bridge":
         return BridgeJudge(BridgeClient([rest], deadline_s=timeout_s), max_new_tokens=max_new_tokens)

@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from omnir1_jax.config import ConfigError, ExperimentConfig
+from omnir1_jax.crossomni.batches import qa_batch
+from omnir1_jax.crossomni.prompts import sft_target
+from omnir1_jax.crossomni.rewards import QARewardWeights, qa_rewards
 from omnir1_jax.tasks.base import RecordBatches, Scored, Task
+from omnir1_jax.tasks.crossomni_judge import make_judge
 
 
 class CrossOmniQATask(Task):
@@ -21,9 +25,6 @@ class CrossOmniQATask(Task):
     name = "crossomni_qa"
 
     def __init__(self, cfg: ExperimentConfig, tokenizer, judge=None):
-        from omnir1_jax.crossomni.rewards import QARewardWeights
-        from omnir1_jax.tasks.crossomni_judge import make_judge
-
         self.cfg, self.tokenizer = cfg, tokenizer
         self.judge = make_judge(judge, run_dir=cfg.run.out_dir)
         self.qa_weights = QARewardWeights()
@@ -32,21 +33,15 @@ class CrossOmniQATask(Task):
 
     def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
                 share: tuple[int, int] = (0, 1)):
-        from omnir1_jax.crossomni.batches import qa_batch
-
         return RecordBatches(records, lambda chunk: qa_batch(chunk, self.tokenizer, self.cfg.data),
                              batch_size=batch_size, seed=seed, share=share)
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
-        from omnir1_jax.crossomni.rewards import qa_rewards
-
         rows = [r for r in batch["records"] for _ in range(group_size)]
         rewards, comps, judge_metrics = qa_rewards(list(texts), rows, self.judge, self.qa_weights)
         return Scored(rewards, comps, {f"judge/{k}": float(v) for k, v in judge_metrics.items()})
 
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:
-        from omnir1_jax.crossomni.prompts import sft_target
-
         target = self.cfg.sft.target
         if target not in ("rationale", "answer"):
             raise ConfigError(f"sft.target for CrossOmni must be 'rationale' or 'answer', got {target!r}")

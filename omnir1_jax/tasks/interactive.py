@@ -25,7 +25,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from omnir1_jax.config import ExperimentConfig
-from omnir1_jax.rl import rollout as R
+from omnir1_jax.data import vision
+from omnir1_jax.data.text import encode_with_placeholders, left_pad
+from omnir1_jax.rl import rollout as rollout_lib
 from omnir1_jax.tasks.base import InteractiveTask, Scored
 from omnir1_jax.tasks.vos import VOSTask
 
@@ -61,9 +63,8 @@ def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: 
     of two (at least ``bucket``; inert filler, :func:`~omnir1_jax.models.qwen2_5_omni.blocks.pad_block`), so the
     trajectories of different steps reuse a few compiled programs instead of compiling (and keeping) one per
     step's shapes."""
-    from omnir1_jax.models.qwen2_5_omni import blocks as B
-    from omnir1_jax.data.text import left_pad
-    from omnir1_jax.models.qwen2_5_omni import prepare_inputs
+    # lazy: the model package pulls in flax
+    from omnir1_jax.models.qwen2_5_omni import blocks, prepare_inputs
 
     seqs, masks = [], []
     for t in trajectories:
@@ -82,13 +83,13 @@ def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: 
         kw["pixel_values"] = np.concatenate([p for p, _ in images])
         kw["image_grid_thw"] = np.stack([np.asarray(g).reshape(3) for _, g in images])
     inputs = prepare_inputs(model_config, **kw)
-    sizes = B.block_sizes(inputs)
+    sizes = blocks.block_sizes(inputs)
     up = lambda v, m: -(-v // m) * m  # noqa: E731
     sizes["length"] = up(sizes["length"], bucket)
     unit = model_config.vision.spatial_merge_size ** 2
-    if sizes["image_patches"] != B.ABSENT:
+    if sizes["image_patches"] != blocks.ABSENT:
         sizes["image_patches"] = up(max(bucket, 1 << (sizes["image_patches"] - 1).bit_length()), unit)
-    inputs = B.pad_block(model_config, inputs, sizes, block=0, num_blocks=1, pad_id=pad_id)
+    inputs = blocks.pad_block(model_config, inputs, sizes, block=0, num_blocks=1, pad_id=pad_id)
     mask = np.pad(mask, ((0, 0), (sizes["length"] - mask.shape[1], 0)))
     return inputs, mask.astype(np.int32)
 
@@ -147,16 +148,14 @@ class VOSInteractiveTask(VOSTask, InteractiveTask):
     def add_feedback(self, batch: dict[str, Any], trajectories: Sequence[Trajectory], group_size: int) -> dict:
         """Ground every keyframe of each rollout's last answer (one bridge request per prompt) and append the
         feedback turn. Returns counters (``interactive/...``)."""
-        from omnir1_jax.data import text as T
-        from omnir1_jax.data import vision
         g, n, d = self.cfg.grpo, group_size, self.cfg.data
         stats = {"interactive/feedback_boxes": 0.0, "interactive/feedback_keyframes": 0.0}
         grids = np.asarray(batch["model_inputs"]["video_grid_thw"]).reshape(-1, 3)
         for b in range(len(batch["num_frames"])):
             t_b = int(batch["num_frames"][b])
             rows = trajectories[b * n:(b + 1) * n]
-            answers = R.parse_group([r.answers[-1] for r in rows], t_b, batch["fps_s1"], g.num_keyframes)
-            queries = [R.keyframe_queries(a) for a in answers]
+            answers = rollout_lib.parse_group([r.answers[-1] for r in rows], t_b, batch["fps_s1"], g.num_keyframes)
+            queries = [rollout_lib.keyframe_queries(a) for a in answers]
             flat = [k for q in queries for k in q]
             ctx = self.contexts([r.answers[-1] for r in rows])
             ctx = {"contexts": [c for c, q in zip(ctx, queries) for _ in q]} if ctx else {}
@@ -188,8 +187,8 @@ class VOSInteractiveTask(VOSTask, InteractiveTask):
                     stats["interactive/feedback_boxes"] += len(low)
                     stats["interactive/feedback_keyframes"] += 1
                 text += FEEDBACK_ASK + "<|im_end|>\n<|im_start|>assistant\n"
-                ids = T.encode_with_placeholders(self.tokenizer, text,
-                                                 image_grid_thw=np.asarray(grids_fb).reshape(-1, 3) if grids_fb else None)
+                ids = encode_with_placeholders(self.tokenizer, text,
+                                               image_grid_thw=np.asarray(grids_fb).reshape(-1, 3) if grids_fb else None)
                 traj.segments.append((ids.astype(np.int32), False))
         return stats
 
@@ -201,8 +200,8 @@ class VOSInteractiveTask(VOSTask, InteractiveTask):
         for b in range(len(batch["num_frames"])):
             t_b = int(batch["num_frames"][b])
             for i, traj in enumerate(trajectories[b * n:(b + 1) * n]):
-                parsed = [R.keyframe_queries(a) for a in
-                          R.parse_group(traj.answers, t_b, batch["fps_s1"], g.num_keyframes)]
+                parsed = [rollout_lib.keyframe_queries(a) for a in
+                          rollout_lib.parse_group(traj.answers, t_b, batch["fps_s1"], g.num_keyframes)]
                 out[b * n + i] = sum(parsed[k] != parsed[k - 1] for k in range(1, len(parsed)))
         return out
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from omnir1_jax.config import ConfigError, ExperimentConfig
-from omnir1_jax.tasks.base import Scored, Task
+from omnir1_jax.tasks.base import Scored, Task, make_task
 
 
 class _MixedBatches:
@@ -62,8 +62,6 @@ class MixtureTask(Task):
     name = "mixture"
 
     def __init__(self, cfg: ExperimentConfig, tokenizer, *, bridge: Callable[[], Any] | None = None, judge=None):
-        from omnir1_jax.tasks.base import make_task
-
         self.cfg, self.tokenizer = cfg, tokenizer
         self.parts = []  # (task, the dataset names of its records, prompts per batch)
         for _, spec, k in cfg.data.task_parts():
@@ -90,6 +88,7 @@ class MixtureTask(Task):
         return _MixedBatches(iters)
 
     def model_inputs(self, model_config, batch: dict[str, Any]):
+        # lazy: the model package pulls in flax
         from omnir1_jax.models.qwen2_5_omni.blocks import merge_rows
 
         parts = [t.model_inputs(model_config, b) for (t, _, _), b in zip(self.parts, batch["parts"])]

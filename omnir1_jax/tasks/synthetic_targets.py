@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnir1_jax.config import ConfigError
+from sam2_bridge.wire.constants import PALETTE, SHAPES
 
 THINK = "the object is visible here"
 
@@ -107,8 +108,6 @@ def decoy_instructions(records, template: str, *, seed: int = 0, colours: Sequen
     drawn per record uniformly from ``colours`` / ``shapes`` (default: every colour and shape of the synthetic
     world), independently of the video, so an SFT prompt never names its target but the model still has to read
     the instruction it is given (e.g. to restate it in its ``<think>``)."""
-    from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
-
     rng = np.random.default_rng(seed)
     colours = list(PALETTE) if colours is None else list(colours)
     shapes = list(SHAPES) if shapes is None else list(shapes)

@@ -10,8 +10,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from omnir1_jax.config import ConfigError, ExperimentConfig
-from omnir1_jax.rl import rollout as R
+from omnir1_jax.data import build_pipeline
+from omnir1_jax.rewards import extract_rationale, format_reward, parse_description, refaid_reward
+from omnir1_jax.rl import rollout as rollout_lib
+from omnir1_jax.runtime.records import one_expression_per_video, pipeline_config
 from omnir1_jax.tasks.base import Scored, Task
+from omnir1_jax.tasks.synthetic_targets import decoy_instructions, load_oracle, synthetic_target
+from sam2_bridge.wire.protocol import Keyframe
 
 
 class EpochBatches:
@@ -75,13 +80,8 @@ class VOSTask(Task):
     # ------------------------------------------------------------------------------------------ batches
     def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
                 share: tuple[int, int] = (0, 1)):
-        from omnir1_jax.data import build_pipeline
-        from omnir1_jax.runtime.setup import pipeline_config
-
         records = list(records)
         if sft and self.cfg.sft.instruction is not None:  # the SFT prompts carry a decoy instead of the expression
-            from omnir1_jax.tasks.synthetic_targets import decoy_instructions
-
             records = decoy_instructions(records, self.cfg.sft.instruction, seed=self.cfg.run.seed + 11,
                                          colours=self.cfg.data.synthetic_colours, shapes=self.cfg.data.synthetic_shapes)
         if sft:
@@ -89,7 +89,6 @@ class VOSTask(Task):
             self.shown = {(r.video_id, r.exp_id): r.expression for r in records}
         k = self.cfg.grpo.num_keyframes
         if not sft and self.cfg.run.epoch_unit == "videos":  # one expression per video per epoch (the release's)
-            from omnir1_jax.runtime.setup import one_expression_per_video
 
             def epoch_iter(epoch: int):
                 pcfg = pipeline_config(self.cfg.data, train=True, seed=seed + epoch, batch_size=batch_size,
@@ -113,8 +112,9 @@ class VOSTask(Task):
         for b in range(len(batch["num_frames"])):
             t = int(batch["num_frames"][b])
             rows = list(texts[b * n:(b + 1) * n])
-            answers = R.parse_group(rows, t, batch["fps_s1"], g.num_keyframes)  # first K items (grpo.num_keyframes)
-            queries = [R.keyframe_queries(a) for a in answers]
+            # the first K items of each answer (K = grpo.num_keyframes)
+            answers = rollout_lib.parse_group(rows, t, batch["fps_s1"], g.num_keyframes)
+            queries = [rollout_lib.keyframe_queries(a) for a in answers]
             groups.append((rows, answers, queries, t))
             if need_bridge:
                 ctx = self.contexts(rows)
@@ -134,10 +134,10 @@ class VOSTask(Task):
                 stats["bridge/n_unparseable"] += result.n_unparseable
                 stats["bridge/n_detections"] += result.n_detections
             num_objects = int(batch["num_objects"][b]) if "num_objects" in batch else None
-            r, c = R.group_rewards(rows, t, batch["gt_masks"][b], batch["gt_boxes"][b][:t],
-                                   batch["gt_box_valid"][b][:t], result, queries, weights=weights,
-                                   preset=g.reward_preset, fps=batch["fps_s1"], answers=answers,
-                                   num_objects=num_objects, num_keyframes=g.num_keyframes)
+            r, c = rollout_lib.group_rewards(rows, t, batch["gt_masks"][b], batch["gt_boxes"][b][:t],
+                                             batch["gt_box_valid"][b][:t], result, queries, weights=weights,
+                                             preset=g.reward_preset, fps=batch["fps_s1"], answers=answers,
+                                             num_objects=num_objects, num_keyframes=g.num_keyframes)
             rewards.append(r)
             comps.append(c)
         components = {k: np.concatenate([c[k] for c in comps]) for k in comps[0]}
@@ -146,16 +146,12 @@ class VOSTask(Task):
     def contexts(self, texts: Sequence[str]) -> list[str] | None:
         """System 1's rationale of each answer for System 2's grounding prompt (``bridge.s2_context``: the
         ``<think>`` text cut to ``bridge.s2_context_chars``), or None when the option is off."""
-        from omnir1_jax.rewards import extract_rationale
-
         b = self.cfg.bridge
         return [extract_rationale(t, b.s2_context_chars) for t in texts] if b.s2_context else None
 
     # -------------------------------------------------------------------------------------- SFT targets
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:
         """The synthetic world's formatted answers for one batch (``sft.target``: format_only / oracle)."""
-        from omnir1_jax.tasks.synthetic_targets import load_oracle, synthetic_target
-
         if self.cfg.data.dataset != "synthetic":
             raise ConfigError("SFT targets for the vos task are implemented for the synthetic world "
                               "(data.dataset='synthetic')")
@@ -187,9 +183,6 @@ class RefAIDTask(VOSTask):
         self.weights = {"format": 1.0, "alignment": 1.0}
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
-        from omnir1_jax.rewards import format_reward, parse_description, refaid_reward
-        from sam2_bridge.protocol import Keyframe
-
         n = group_size
         rewards, fmt, box, stats = [], [], [], {"bridge/n_unparseable": 0.0, "bridge/n_detections": 0.0}
         for b in range(len(batch["num_frames"])):
@@ -205,7 +198,7 @@ class RefAIDTask(VOSTask):
                 for i, boxes in zip(asked, reply.boxes):
                     pred[i] = np.asarray(boxes, np.float32).reshape(-1, 4)
                     stats["bridge/n_detections"] += len(pred[i])
-            gt = R.gt_box_lists(batch, b, 1)[0]  # one box per target object visible on the first frame
+            gt = rollout_lib.gt_box_lists(batch, b, 1)[0]  # one box per target object visible on the first frame
             r = refaid_reward(rows, pred, gt)
             f = format_reward(rows)
             rewards.append(r)

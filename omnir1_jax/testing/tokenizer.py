@@ -16,6 +16,8 @@ import functools
 import os
 from typing import Mapping
 
+from omnir1_jax.data.prompts import AVS_PROMPT, VOS_PROMPT
+
 # Same strings as the released Qwen2.5-Omni tokenizer.
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -89,8 +91,6 @@ def _corpus() -> list[str]:
     """The training text: the fixed lines above, plus (weighted, so BPE merges favour them) the paper's System-1
     prompt templates and the answer format, so that prompts and answers take few tokens in the tiny
     vocabulary (a 600-token prompt would make the CPU demo several times slower)."""
-    from omnir1_jax.data.prompts import AVS_PROMPT, VOS_PROMPT
-
     answer = (
         "<think>the object is visible here</think><answer>"
         + ", ".join(

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from omnir1_jax.data.synthetic import writer
-from sam2_bridge.synthetic import SyntheticGrounder, parse_description
+from sam2_bridge.server.synthetic import SyntheticGrounder, parse_description
 
 
 def _iou(a, b):

@@ -15,8 +15,9 @@ import pytest
 import zmq
 from PIL import Image
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, LocalServer
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.pool import LocalServer
 
 MAX_QUEUED = 250_000
 MAX_REPLY = 100_000
@@ -79,7 +80,7 @@ class Raw:
 
     def recv(self, timeout_ms=120000):
         assert self.sock.poll(timeout_ms), "no reply"
-        return P.decode_message(self.sock.recv(), 1 << 30)
+        return protocol.decode_message(self.sock.recv(), 1 << 30)
 
     def ask(self, payload):
         self.send(payload)
@@ -102,7 +103,7 @@ def _segment(req_id, clip, rollouts, det_rollout=(), det_frame=(), boxes=None, *
     body = {"clip": {"array": clip}, "num_rollouts": rollouts, "det_rollout": np.asarray(det_rollout, np.int64),
             "det_frame": np.asarray(det_frame, np.int64),
             "det_boxes": np.asarray(boxes if boxes is not None else [[0, 0, 4, 4]] * d, np.float32).reshape(-1, 4)}
-    return P.make_request(req_id, "segment", body, **kw)
+    return protocol.make_request(req_id, "segment", body, **kw)
 
 
 def _ref(root, names):
@@ -117,15 +118,16 @@ def test_over_budget_requests_get_too_large_from_the_broker_and_cost_nothing_els
     deep_maps = msgpack.packb({"id": "m2", "type": "segment", "body": {"x": [[{}] * 4000] * 500}})
     cases = {
         "rollouts": _segment("a", _clip(), 100_000),  # ~300 bytes asking for 100,000 masks
-        "empty rollouts": P.make_request("b", "ground_and_segment", {"clip": {"array": _clip()},
-                                                                     "rollouts": [[]] * 30_000}),
-        "rollouts > 64": P.make_request("c", "ground_and_segment", {"clip": {"array": _clip()},
-                                                                    "rollouts": [[]] * 65}),
-        "3000 frame names": P.make_request("d", "ground", {"frames": _ref(root, ["small.png"] * 3000),
-                                                            "keyframes": [[0, "x"]]}),
-        "2M empty maps": P.make_request("e", "segment", {"junk": [{}] * 2_000_000}),
+        "empty rollouts": protocol.make_request("b", "ground_and_segment", {"clip": {"array": _clip()},
+                                                                            "rollouts": [[]] * 30_000}),
+        "rollouts > 64": protocol.make_request("c", "ground_and_segment", {"clip": {"array": _clip()},
+                                                                           "rollouts": [[]] * 65}),
+        "3000 frame names": protocol.make_request("d", "ground", {"frames": _ref(root, ["small.png"] * 3000),
+                                                                  "keyframes": [[0, "x"]]}),
+        "2M empty maps": protocol.make_request("e", "segment", {"junk": [{}] * 2_000_000}),
         "nested maps": b"S2BR" + struct.pack("<HHQ", 1, 0, len(deep_maps)) + deep_maps,
-        "keyframes": P.make_request("g", "ground", {"frames": {"array": _clip()}, "keyframes": [[0, "x"]] * 600}),
+        "keyframes": protocol.make_request("g", "ground",
+                                           {"frames": {"array": _clip()}, "keyframes": [[0, "x"]] * 600}),
         "detections": _segment("h", _clip(), 1, [0] * 1100, [0] * 1100),
         "reply bytes": _segment("i", _clip(4, 64, 64), 64),  # 64 x 4 x 64 x 64 bits = 131 KB > 100 KB
         "queued bytes": _segment("j", _clip(1, 200, 500), 1),  # 300 KB > --max-queued-bytes
@@ -136,7 +138,7 @@ def test_over_budget_requests_get_too_large_from_the_broker_and_cost_nothing_els
     after = _worker(client)
     assert after["served"] == before["served"] and after["pid"] == before["pid"]  # no worker saw any of them
     # a 12000 x 12000 PNG (432 MB as RGB) by reference: refused from its header, never decoded
-    reply = raw.ask(P.make_request("k", "ground", {"frames": _ref(root, ["big.png"]), "keyframes": [[0, "x"]]}))
+    reply = raw.ask(protocol.make_request("k", "ground", {"frames": _ref(root, ["big.png"]), "keyframes": [[0, "x"]]}))
     assert reply["ok"] is False and reply["error"]["code"] == "too_large", reply
     assert "12000" in reply["error"]["message"]
     assert _rss_mb(before["pid"]) - rss0 < 100  # decoding it would have added >= 432 MB
@@ -160,13 +162,13 @@ def test_queued_bytes_are_bounded(bridge):
         assert client.health()["queued_bytes"] == sum(len(_segment(f"q{i}", clip, 1)) for i in (1, 2))
         # a client told 'overloaded' pauses and re-sends instead of failing
         patient = BridgeClient(server.address, deadline_s=120, retries=5)
-        future = patient.submit("segment", P.SegmentRequest(clip, 1, [], [], np.zeros((0, 4))).to_body())
+        future = patient.submit("segment", protocol.SegmentRequest(clip, 1, [], [], np.zeros((0, 4))).to_body())
         time.sleep(0.3)  # its first attempt is refused at once (the queue is full); its re-send waits 0.5 s
     finally:
         os.kill(pid, signal.SIGCONT)
     replies = {r["id"]: r for r in (raw.recv() for _ in range(3))}
     assert sorted(replies) == ["q0", "q1", "q2"] and all(r["ok"] for r in replies.values())
-    assert P.SegmentReply.from_body(future.result()).masks.shape == (1, 1, 200, 200)
+    assert protocol.SegmentReply.from_body(future.result()).masks.shape == (1, 1, 200, 200)
     assert future.attempts >= 2
     patient.close()
     raw.close()
@@ -180,9 +182,9 @@ def test_hostile_values_get_their_proper_codes(bridge):
         (_segment("f", clip, 1, [0], [2 ** 32 + 1]), "bad_field"),  # would wrap around to frame 1
         (_segment("r", clip, 1, [2 ** 32], [0]), "bad_field"),  # would wrap around to rollout 0
         (_segment("n", clip, 2 ** 62), "too_large"),
-        (P.make_request("z", "ground", {"frames": _ref(root, ["small\0.png"]), "keyframes": [[0, "x"]]}),
+        (protocol.make_request("z", "ground", {"frames": _ref(root, ["small\0.png"]), "keyframes": [[0, "x"]]}),
          "bad_field"),
-        (P.make_request("b", "ground", {"frames": _ref(root, ["bomb.png"]), "keyframes": [[0, "x"]]}),
+        (protocol.make_request("b", "ground", {"frames": _ref(root, ["bomb.png"]), "keyframes": [[0, "x"]]}),
          "too_large"),
     ]
     for payload, code in cases:

@@ -13,9 +13,11 @@ import pytest
 import zmq
 from PIL import Image
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, LocalServer
-from sam2_bridge.synthetic import BACKGROUND, PALETTE, SyntheticSegmenter
+from sam2_bridge.server.synthetic import SyntheticSegmenter
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
+from sam2_bridge.wire.pool import LocalServer
 
 SEED = 14
 N_MESSAGES = 240
@@ -82,8 +84,8 @@ def _random_value(rng, depth=0):
     return msgpack.ExtType(int(rng.integers(0, 3)), bytes(rng.integers(0, 256, rng.integers(0, 30), dtype=np.uint8)))
 
 
-def _pack(message, version=P.PROTOCOL_VERSION):
-    return P.encode_message(message, version=version)
+def _pack(message, version=protocol.PROTOCOL_VERSION):
+    return protocol.encode_message(message, version=version)
 
 
 def _messages(rng, root):
@@ -99,7 +101,7 @@ def _messages(rng, root):
             _set(message, path, _random_value(rng))
             yield _pack(message)
         elif mode == 2:  # bytes flipped / cut / added in a valid message
-            data = bytearray(_pack(message, version=int(rng.choice(P.SUPPORTED_VERSIONS))))
+            data = bytearray(_pack(message, version=int(rng.choice(protocol.SUPPORTED_VERSIONS))))
             for _ in range(rng.integers(1, 8)):
                 data[rng.integers(len(data))] = rng.integers(256)
             if rng.random() < 0.3:
@@ -146,10 +148,10 @@ def test_fuzzed_protocol_messages_get_valid_replies_and_the_server_survives(worl
         def ask(payload):
             sock.send(payload)
             assert sock.poll(60000), "no reply"
-            return P.decode_message(sock.recv(), 1 << 28)
+            return protocol.decode_message(sock.recv(), 1 << 28)
 
         for req_type, body in _templates(root) * 3:  # warm-up: every code path once, before measuring
-            ask(P.make_request("warm", req_type, body))
+            ask(protocol.make_request("warm", req_type, body))
         rss0 = _rss_mb(server.proc.pid) + _rss_mb(worker["pid"])
         codes: dict[str, int] = {}
         for payload in _messages(np.random.default_rng(SEED), root):
@@ -160,7 +162,7 @@ def test_fuzzed_protocol_messages_get_valid_replies_and_the_server_survives(worl
             if reply["ok"]:
                 assert isinstance(reply["body"], dict)
             else:
-                assert code in P.ERROR_CODES and code not in ("internal", "worker_died"), reply
+                assert code in protocol.ERROR_CODES and code not in ("internal", "worker_died"), reply
                 assert isinstance(reply["error"]["message"], str) and reply["error"]["message"]
         assert sum(codes.values()) == N_MESSAGES
         assert codes.get("ok", 0) >= N_MESSAGES // 5 and len(codes) >= 6, codes  # varied, not all one answer

@@ -1,6 +1,6 @@
 """The bridge's grounder is a plug-in. Toy grounders registered through the documented interface
 (``--grounder-plugin`` + ``register_grounder``) answer real bridge requests; the shipped worked example
-(:mod:`sam2_bridge.example_grounder`) loads its table from a local directory. System 1's rationale end to end: a
+(:mod:`sam2_bridge.server.example_grounder`) loads its table from a local directory. System 1's rationale end to end: a
 version-3 request's context reaches a plug-in grounder's prompt, cut to its budget."""
 
 import json
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from omnir1_jax.rewards import extract_rationale
-from sam2_bridge import grounder as G
-from sam2_bridge.client import BridgeClient, BridgeError, LocalServer
-from sam2_bridge.protocol import Keyframe
-from sam2_bridge.synthetic import BACKGROUND
+from sam2_bridge.server import grounder as grounder_lib
+from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.wire.constants import BACKGROUND
+from sam2_bridge.wire.pool import LocalServer
+from sam2_bridge.wire.protocol import Keyframe
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEAL, PINK = (0, 128, 128), (255, 105, 180)  # colours the synthetic grounder does not know
@@ -26,7 +27,7 @@ TEAL_BOX, PINK_BOX = (6, 4, 22, 18), (40, 30, 60, 44)  # x1, y1, x2, y2, exclusi
 TOY_PLUGIN = textwrap.dedent('''
     import json, os
     import numpy as np
-    from sam2_bridge.grounder import Grounding, grounding_prompt, register_grounder
+    from sam2_bridge.server.grounder import Grounding, grounding_prompt, register_grounder
 
     class EchoPrompt:
         """Returns the box stored in PATH/box.json; its raw text is the grounding prompt it would decode."""
@@ -81,7 +82,7 @@ def _start(tmp, name, grounder, plugin):
 
 
 def test_worked_example_from_a_local_directory_through_a_real_bridge(plugin_dirs):
-    example = os.path.join(REPO, "sam2_bridge", "example_grounder.py")  # registered from its file
+    example = os.path.join(REPO, "sam2_bridge", "server", "example_grounder.py")  # registered from its file
     client, server = _start(plugin_dirs, "example", f"colour_table:{plugin_dirs / 'colour_table'}", example)
     try:
         assert client.health()["grounder"] == f"colour_table:{plugin_dirs / 'colour_table'}"
@@ -114,7 +115,7 @@ def test_toy_grounder_gets_the_cut_rationale_in_its_prompt(plugin_dirs):
         assert [b.tolist() for b in reply.boxes] == [[[3, 5, 30, 40]]] * 2  # the toy's box, from its directory
         with_context, without = reply.texts
         assert f'"{cut}"' in with_context and "second" not in with_context and len(cut) <= budget
-        assert without == G.GROUNDING_PROMPT.format(description="teal square")
+        assert without == grounder_lib.GROUNDING_PROMPT.format(description="teal square")
         # per rollout in a group: every keyframe of rollout 0 gets its context, rollout 1 none
         result = client.submit_group(_clip(), [[Keyframe(0, "a"), Keyframe(1, "b")], [Keyframe(0, "a")]],
                                      contexts=[cut, None]).result().raise_for_status()
@@ -143,26 +144,26 @@ def test_a_grounder_without_contexts_still_serves_and_a_broken_output_gets_an_er
 
 def test_registry_and_output_checks():
     with pytest.raises(ValueError, match="lower-case"):
-        G.register_grounder("Bad Kind", lambda path, **kw: None)
+        grounder_lib.register_grounder("Bad Kind", lambda path, **kw: None)
     with pytest.raises(ValueError, match="not 'synthetic'"):
-        G.register_grounder("synthetic", lambda path, **kw: None)
+        grounder_lib.register_grounder("synthetic", lambda path, **kw: None)
     with pytest.raises(ValueError, match="already registered"):
-        G.register_grounder("qwen2_5_vl", lambda path, **kw: None)
+        grounder_lib.register_grounder("qwen2_5_vl", lambda path, **kw: None)
     with pytest.raises(ValueError, match="qwen2_5_omni"):  # the message lists the known kinds
-        G.build_grounder("nosuch:unused_dir")
+        grounder_lib.build_grounder("nosuch:unused_dir")
     # the worked example imported by name and again from its file registers the same factory twice: no error
-    G.load_plugin("sam2_bridge.example_grounder")
-    G.load_plugin(os.path.join(REPO, "sam2_bridge", "example_grounder.py"))
-    assert G.GROUNDERS["colour_table"].__qualname__ == "ColourTableGrounder"
+    grounder_lib.load_plugin("sam2_bridge.server.example_grounder")
+    grounder_lib.load_plugin(os.path.join(REPO, "sam2_bridge", "server", "example_grounder.py"))
+    assert grounder_lib.GROUNDERS["colour_table"].__qualname__ == "ColourTableGrounder"
     image = np.zeros((10, 20, 3), np.uint8)
     # clipped to the 20 x 10 image; a box that becomes empty is dropped with its label
-    got = G.check_groundings([G.Grounding(np.asarray([[-5, 2, 8, 30], [25, 0, 30, 5]]), ("a", "b"), "t", True)],
-                             [image], "toy")
+    grounding = grounder_lib.Grounding(np.asarray([[-5, 2, 8, 30], [25, 0, 30, 5]]), ("a", "b"), "t", True)
+    got = grounder_lib.check_groundings([grounding], [image], "toy")
     assert got[0].boxes.tolist() == [[0, 2, 8, 10]] and got[0].labels == ("a",) and got[0].boxes.dtype == np.float32
     for bad, needle in (([], "returned 0 groundings for 1"), ([("not", "a grounding")], "expected a Grounding"),
-                        ([G.Grounding(np.zeros((2, 4)), ("one",), "", True)], "2 boxes, 1 labels")):
+                        ([grounder_lib.Grounding(np.zeros((2, 4)), ("one",), "", True)], "2 boxes, 1 labels")):
         with pytest.raises(RuntimeError, match=needle):
-            G.check_groundings(bad, [image], "toy")
+            grounder_lib.check_groundings(bad, [image], "toy")
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -181,10 +182,10 @@ def test_serve_refuses_unknown_kinds_and_plugins_at_once(tmp_path, args, needle)
 def test_bridge_config_names_plugins():
     from omnir1_jax.config import BridgeSpec, ConfigError, ExperimentConfig, apply_overrides
 
-    cfg = apply_overrides(ExperimentConfig(), ['bridge.grounder_plugins=("sam2_bridge/example_grounder.py",)',
+    cfg = apply_overrides(ExperimentConfig(), ['bridge.grounder_plugins=("sam2_bridge/server/example_grounder.py",)',
                                                'bridge.grounder="colour_table:my_grounder"'])
-    assert cfg.bridge.grounder_plugins == ("sam2_bridge/example_grounder.py",)
+    assert cfg.bridge.grounder_plugins == ("sam2_bridge/server/example_grounder.py",)
     assert BridgeSpec().grounder_plugins == ()
-    for bad in ("sam2_bridge/example_grounder.py", ("",), (3,)):
+    for bad in ("sam2_bridge/server/example_grounder.py", ("",), (3,)):
         with pytest.raises(ConfigError, match="bridge.grounder_plugins"):
             BridgeSpec(grounder_plugins=bad)

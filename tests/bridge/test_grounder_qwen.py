@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from sam2_bridge.grounder import QwenBackend, parse_grounding  # noqa: E402
+from sam2_bridge.server.grounder import QwenBackend, parse_grounding  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -69,8 +69,8 @@ def test_system1_context_reaches_the_grounding_prompt_within_its_budget(tiny_qwe
     """``bridge.s2_context``: a version-3 ``ground`` body with a context, answered by the handler a worker runs, is
     decoded from the prompt written here by hand (the cut rationale, nothing past the budget)."""
     from omnir1_jax.rewards import extract_rationale
-    from sam2_bridge import protocol as P
-    from sam2_bridge.handler import Handler, HandlerConfig
+    from sam2_bridge.server.handler import Handler, HandlerConfig
+    from sam2_bridge.wire import protocol
 
     answer = ("<think>Two red circles look the same. The one that appears second is the target; the first one "
               "stays still near the top while the second enters from the right.</think><answer>[]</answer>")
@@ -95,8 +95,9 @@ def test_system1_context_reaches_the_grounding_prompt_within_its_budget(tiny_qwe
 
     backend.processor = Recording(backend.processor)
     image = np.random.default_rng(3).integers(0, 255, (2, 70, 90, 3), dtype=np.uint8)
-    request = P.GroundRequest(image, (P.Keyframe(0, "the red circle"), P.Keyframe(1, "the red circle")), (cut, None))
-    reply = P.GroundReply.from_body(handler.handle("ground", P.decode_message(P.make_request(
+    keyframes = (protocol.Keyframe(0, "the red circle"), protocol.Keyframe(1, "the red circle"))
+    request = protocol.GroundRequest(image, keyframes, (cut, None))
+    reply = protocol.GroundReply.from_body(handler.handle("ground", protocol.decode_message(protocol.make_request(
         "c", "ground", request.to_body()))["body"]))
     written = ('A model that watched the whole video reasoned about it as follows: "Two red circles look the same. '
                'The one that appears second"\nUse this reasoning to decide which object the description refers '

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from sam2_bridge import protocol as P
+from sam2_bridge.wire import protocol
 
 PROMPTS = ["Rate the rationale from 0 to 5: the red circle leaves last.",
            "Score 0-3.",
@@ -16,21 +16,23 @@ MAX_NEW = 6
 
 # ------------------------------------------------------------------------------------------------- protocol
 def test_judge_request_roundtrip_and_reply():
-    req = P.JudgeRequest(PROMPTS, 7)
-    back = P.JudgeRequest.from_body(P.decode_message(P.make_request("j", req.TYPE, req.to_body()))["body"])
+    req = protocol.JudgeRequest(PROMPTS, 7)
+    message = protocol.make_request("j", req.TYPE, req.to_body())
+    back = protocol.JudgeRequest.from_body(protocol.decode_message(message)["body"])
     assert back == req and back.prompts == tuple(PROMPTS) and back.max_new_tokens == 7
-    reply = P.JudgeReply(("4", ""), {"judge_s": 0.25})
-    got = P.JudgeReply.from_body(P.decode_message(P.make_reply("j", "judge", reply.to_body()))["body"])
+    reply = protocol.JudgeReply(("4", ""), {"judge_s": 0.25})
+    got = protocol.JudgeReply.from_body(protocol.decode_message(protocol.make_reply("j", "judge",
+                                                                                    reply.to_body()))["body"])
     assert got == reply
-    assert "judge" in P.REQUEST_TYPES and P.REQUEST_CLASSES["judge"] is P.JudgeRequest
+    assert "judge" in protocol.REQUEST_TYPES and protocol.REQUEST_CLASSES["judge"] is protocol.JudgeRequest
 
 
 @pytest.mark.parametrize("body, field", [
     ({"prompts": [], "max_new_tokens": 4}, "'prompts'"),
     ({"prompts": "one prompt", "max_new_tokens": 4}, "'prompts'"),
     ({"prompts": ["ok", 3], "max_new_tokens": 4}, "'prompts'[1]"),
-    ({"prompts": ["x" * (P.JudgeRequest.MAX_PROMPT_CHARS + 1)], "max_new_tokens": 4}, "'prompts'[0]"),
-    ({"prompts": ["ok"] * (P.JudgeRequest.MAX_PROMPTS + 1), "max_new_tokens": 4}, "'prompts'"),
+    ({"prompts": ["x" * (protocol.JudgeRequest.MAX_PROMPT_CHARS + 1)], "max_new_tokens": 4}, "'prompts'[0]"),
+    ({"prompts": ["ok"] * (protocol.JudgeRequest.MAX_PROMPTS + 1), "max_new_tokens": 4}, "'prompts'"),
     ({"prompts": ["ok"], "max_new_tokens": 513}, "'max_new_tokens'"),
     ({"prompts": ["ok"], "max_new_tokens": 0}, "'max_new_tokens'"),
     ({"prompts": ["ok"], "max_new_tokens": True}, "'max_new_tokens'"),
@@ -39,13 +41,13 @@ def test_judge_request_roundtrip_and_reply():
     ({"max_new_tokens": 4}, "'prompts'"),
 ])
 def test_malformed_judge_bodies_name_the_field(body, field):
-    with pytest.raises(P.ProtocolError) as e:
-        P.JudgeRequest.from_body(body)
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.JudgeRequest.from_body(body)
     assert e.value.code == "bad_field" and field in e.value.message
 
 
 def test_parse_judge_spec():
-    from sam2_bridge.judge import parse_judge_spec
+    from sam2_bridge.server.judge import parse_judge_spec
 
     assert parse_judge_spec("hf:checkpoints/judge") == ("hf", "checkpoints/judge")
     assert parse_judge_spec("transformers:rel/dir") == ("hf", "rel/dir")
@@ -101,7 +103,7 @@ def reference(judge_dir):
 
 @pytest.mark.torch
 def test_hf_judge_batched_left_padded_equals_generate_per_prompt(judge_dir, reference):
-    from sam2_bridge.judge import HFJudge
+    from sam2_bridge.server.judge import HFJudge
 
     for max_batch in (1, 3):  # 3: one padded batch of three different lengths + one single prompt
         texts, timings = HFJudge(judge_dir, max_batch=max_batch).generate(PROMPTS, MAX_NEW)
@@ -111,7 +113,7 @@ def test_hf_judge_batched_left_padded_equals_generate_per_prompt(judge_dir, refe
 
 @pytest.mark.torch
 def test_hf_judge_load_errors_name_the_path(tmp_path):
-    from sam2_bridge.judge import HFJudge, JudgeLoadError
+    from sam2_bridge.server.judge import HFJudge, JudgeLoadError
 
     with pytest.raises(JudgeLoadError, match="does not exist"):
         HFJudge(str(tmp_path / "missing"))
@@ -124,7 +126,7 @@ def test_hf_judge_load_errors_name_the_path(tmp_path):
 @pytest.mark.torch
 def test_judge_through_a_bridge_subprocess_and_make_judge(judge_dir, reference, tmp_path):
     from omnir1_jax.tasks.crossomni_judge import BridgeJudge, make_judge
-    from sam2_bridge.client import BridgeError
+    from sam2_bridge.wire.client import BridgeError
 
     judge = make_judge(f"hf:{judge_dir}", run_dir=str(tmp_path), max_new_tokens=MAX_NEW, timeout_s=120)
     try:
@@ -158,7 +160,8 @@ def test_judge_through_a_bridge_subprocess_and_make_judge(judge_dir, reference, 
 
 @pytest.mark.torch
 def test_judge_to_a_bridge_without_judge_is_an_error_and_the_bridge_stays_up(tmp_path):
-    from sam2_bridge.client import BridgeClient, BridgeError, LocalServer
+    from sam2_bridge.wire.client import BridgeClient, BridgeError
+    from sam2_bridge.wire.pool import LocalServer
 
     address = f"ipc://{tmp_path}/nojudge.sock"
     server = LocalServer(["--address", address, "--workers", "1", "--device", "cpu", "--segmenter", "synthetic",

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sam2_bridge.memattn import GroupMemoryAttention, supports  # noqa: E402
-from sam2_bridge.segmenter import Sam2Config, build_predictor  # noqa: E402
+from sam2_bridge.server.memattn import GroupMemoryAttention, supports  # noqa: E402
+from sam2_bridge.server.segmenter import Sam2Config, build_predictor  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -65,8 +65,8 @@ def test_group_memory_attention_equals_sam2_module(model, fused):
 def test_group_pass_with_full_memory_windows_equals_sam2_module_path(tmp_path):
     """A clip longer than the memory window (9 > 7 frames): every memory slot is used and cached keys are
     dropped as frames leave the window; logits and masks match the pass through sam2's module."""
-    from sam2_bridge.segmenter import GroupSegmenter
-    from sam2_bridge.synthetic import BACKGROUND, PALETTE
+    from sam2_bridge.server.segmenter import GroupSegmenter
+    from sam2_bridge.wire.constants import BACKGROUND, PALETTE
 
     t, h, w = 9, 64, 80
     rng = np.random.default_rng(1)

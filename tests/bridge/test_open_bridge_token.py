@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from omnir1_jax.config import BridgeSpec
-from omnir1_jax.runtime import setup as S
-from sam2_bridge.client import BridgeClient, BridgeError
-from sam2_bridge.protocol import Keyframe
+from omnir1_jax.runtime.bridge import open_bridge
+from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.wire.protocol import Keyframe
 
 pytestmark = pytest.mark.torch  # the bridge subprocess runs PyTorch
 
@@ -19,7 +19,7 @@ def test_the_runs_bridge_uses_the_token_file(tmp_path):
     token.write_text("s3cret-token-for-the-test\n")
     os.chmod(token, 0o600)
     spec = BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=60, token_file=str(token))
-    bridge = S.open_bridge(spec, str(tmp_path / "run"), wait_s=120)
+    bridge = open_bridge(spec, str(tmp_path / "run"), wait_s=120)
     frames = np.zeros((2, 32, 48, 3), np.uint8)
     frames[:, 8:20, 10:30] = (255, 0, 0)  # a red rectangle the synthetic grounder can find
     try:

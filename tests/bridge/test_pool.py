@@ -22,14 +22,15 @@ import numpy as np
 import pytest
 import zmq
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, BridgeError
-from sam2_bridge.worker import REPLY_DELAY_ENV
+from omnir1_jax.runtime.bridge import open_bridge
+from sam2_bridge.server.worker import REPLY_DELAY_ENV
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.client import BridgeClient, BridgeError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import pool_faults as PF  # noqa: E402
+import pool_faults  # noqa: E402
 
 
 def test_a_bridge_killed_mid_request_loses_no_reply_and_answers_none_twice(tmp_path):
@@ -64,9 +65,9 @@ class _OtherVersionBridge:
             if not self.sock.poll(50):
                 continue
             client, payload = self.sock.recv_multipart()
-            env = P.read_envelope(payload)
-            self.sock.send_multipart([client, P.encode_message({"id": env.id, "type": env.type, "ok": True,
-                                                                "body": {}}, version=99)])
+            env = protocol.read_envelope(payload)
+            self.sock.send_multipart([client, protocol.encode_message({"id": env.id, "type": env.type, "ok": True,
+                                                                       "body": {}}, version=99)])
             self.answered += 1
 
     def close(self) -> None:
@@ -79,17 +80,17 @@ class _OtherVersionBridge:
 @pytest.fixture(scope="module")
 def bridges(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("pool")
-    token = PF.write_token(str(tmp_path / "good.token"), "the-pool-token")
-    other = PF.write_token(str(tmp_path / "other.token"), "another-token")
-    good, wrong, slow, fake = (f"tcp://127.0.0.1:{PF.free_port()}" for _ in range(4))
-    procs = [PF.start_bridge(good, token, str(tmp_path / "good.log")),
-             PF.start_bridge(wrong, other, str(tmp_path / "wrong.log")),
-             PF.start_bridge(slow, token, str(tmp_path / "slow.log"), **{REPLY_DELAY_ENV: "3"})]
+    token = pool_faults.write_token(str(tmp_path / "good.token"), "the-pool-token")
+    other = pool_faults.write_token(str(tmp_path / "other.token"), "another-token")
+    good, wrong, slow, fake = (f"tcp://127.0.0.1:{pool_faults.free_port()}" for _ in range(4))
+    procs = [pool_faults.start_bridge(good, token, str(tmp_path / "good.log")),
+             pool_faults.start_bridge(wrong, other, str(tmp_path / "wrong.log")),
+             pool_faults.start_bridge(slow, token, str(tmp_path / "slow.log"), **{REPLY_DELAY_ENV: "3"})]
     fake_bridge = _OtherVersionBridge(fake)
     try:
-        PF.wait_ready(good, token)
-        PF.wait_ready(wrong, other)
-        PF.wait_ready(slow, token)
+        pool_faults.wait_ready(good, token)
+        pool_faults.wait_ready(wrong, other)
+        pool_faults.wait_ready(slow, token)
         yield {"good": good, "wrong": wrong, "slow": slow, "fake": fake, "token": token, "fake_bridge": fake_bridge}
     finally:
         fake_bridge.close()
@@ -100,16 +101,16 @@ def bridges(tmp_path_factory):
 
 def test_wrong_token_other_version_and_slow_bridges_are_dropped_and_the_run_goes_on(bridges, caplog):
     order = [bridges[k] for k in ("wrong", "fake", "slow", "good")]
-    caplog.set_level(logging.WARNING, logger="sam2_bridge.client")
+    caplog.set_level(logging.WARNING, logger="sam2_bridge.wire.client")
     client = BridgeClient(order, deadline_s=60, attempt_timeout_s=1.0, token_file=bridges["token"])
     try:
         futures, expect = [], []
         for i in range(12):
-            body, masks = PF.request_for(i)
+            body, masks = pool_faults.request_for(i)
             futures.append(client.submit("segment", body))
             expect.append(masks)
         for f, masks in zip(futures, expect):
-            np.testing.assert_array_equal(P.SegmentReply.from_body(f.result(timeout=60)).masks, masks)
+            np.testing.assert_array_equal(protocol.SegmentReply.from_body(f.result(timeout=60)).masks, masks)
         assert {f.address for f in futures} == {bridges["good"]}
         assert len({f.req_id for f in futures}) == 12
         dropped = client.pool.dropped
@@ -126,8 +127,8 @@ def test_wrong_token_other_version_and_slow_bridges_are_dropped_and_the_run_goes
             time.sleep(0.05)
         assert client.stats["discarded_from_dropped"] >= 1 and client.stats["dropped"] == 3
         assert bridges["fake_bridge"].answered >= 1
-        later = client.submit("segment", PF.request_for(20)[0]).result(timeout=60)  # the pool still serves
-        assert P.SegmentReply.from_body(later).masks.any()
+        later = client.submit("segment", pool_faults.request_for(20)[0]).result(timeout=60)  # the pool still serves
+        assert protocol.SegmentReply.from_body(later).masks.any()
     finally:
         client.close()
 
@@ -137,7 +138,7 @@ def test_a_pool_of_only_bad_bridges_fails_with_no_bridge_naming_each(bridges):
                           token_file=bridges["token"])
     try:
         with pytest.raises(BridgeError) as err:
-            client.submit("segment", PF.request_for(0)[0]).result(timeout=60)
+            client.submit("segment", pool_faults.request_for(0)[0]).result(timeout=60)
     finally:
         client.close()
     assert err.value.code == "no_bridge"
@@ -149,35 +150,34 @@ def test_a_pool_of_only_bad_bridges_fails_with_no_bridge_naming_each(bridges):
 def test_a_single_bridge_is_never_dropped_for_slowness(bridges, tmp_path):
     """One address: nothing to fail over to, so an attempt timeout re-sends to it, as before pools existed (a
     bridge of its own: the pool's slow bridge still works off what the other tests sent it)."""
-    address = f"tcp://127.0.0.1:{PF.free_port()}"
-    slow = PF.start_bridge(address, bridges["token"], str(tmp_path / "slow1.log"), **{REPLY_DELAY_ENV: "3"})
+    address = f"tcp://127.0.0.1:{pool_faults.free_port()}"
+    slow = pool_faults.start_bridge(address, bridges["token"], str(tmp_path / "slow1.log"), **{REPLY_DELAY_ENV: "3"})
     try:
-        PF.wait_ready(address, bridges["token"])
+        pool_faults.wait_ready(address, bridges["token"])
         client = BridgeClient(address, deadline_s=30, attempt_timeout_s=1.0, retries=5, token_file=bridges["token"])
         try:
-            body, masks = PF.request_for(3)
+            body, masks = pool_faults.request_for(3)
             reply = client.submit("segment", body).result(timeout=60)
         finally:
             client.close()
     finally:
         slow.terminate()
         slow.wait(timeout=30)
-    np.testing.assert_array_equal(P.SegmentReply.from_body(reply).masks, masks)
+    np.testing.assert_array_equal(protocol.SegmentReply.from_body(reply).masks, masks)
     assert client.pool.dropped == {} and client.stats["resent"] >= 1
 
 
 def test_the_runs_pool_drops_a_slow_bridge_after_bridge_attempt_timeout_s(bridges, tmp_path):
-    """``bridge.attempt_timeout_s`` reaches the run's client (``runtime.setup.open_bridge``): the pool drops the
+    """``bridge.attempt_timeout_s`` reaches the run's client (``runtime.bridge.open_bridge``): the pool drops the
     slow bridge after one attempt and the run's queries are answered by the other, long before ``timeout_s``."""
     from omnir1_jax.config import BridgeSpec
-    from omnir1_jax.runtime.setup import open_bridge
 
     spec = BridgeSpec(start=False, addresses=(bridges["slow"], bridges["good"]), token_file=bridges["token"],
                       timeout_s=60.0, attempt_timeout_s=1.0)
     bridge = open_bridge(spec, str(tmp_path), wait_s=60)
     try:
         assert bridge.client.attempt_timeout_s == 1.0
-        futures = [bridge.client.submit("segment", PF.request_for(i)[0]) for i in range(4)]
+        futures = [bridge.client.submit("segment", pool_faults.request_for(i)[0]) for i in range(4)]
         assert {f.result(timeout=30) is not None and f.address for f in futures} == {bridges["good"]}
         assert list(bridge.client.pool.dropped) == [bridges["slow"]]
     finally:

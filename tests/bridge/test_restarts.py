@@ -10,9 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, BridgeError, LocalServer
-from sam2_bridge.synthetic import BACKGROUND, PALETTE, SyntheticSegmenter
+from sam2_bridge.server.synthetic import SyntheticSegmenter
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
+from sam2_bridge.wire.pool import LocalServer
 
 pytestmark = pytest.mark.torch  # the failing worker imports torch and sam2 before it fails
 
@@ -64,7 +66,7 @@ def test_client_notices_a_sigkilled_server_restarted_on_the_same_address(tmp_pat
     dets = ([0, 1], [0, 1], [[2, 2, 8, 8], [8, 9, 14, 15]])
     expect, _ = SyntheticSegmenter().segment(clip, 2, *dets)
     assert expect[0].any() and expect[1].any() and not (expect[0] & expect[1]).any()
-    body = P.SegmentRequest(clip, 2, *dets).to_body()
+    body = protocol.SegmentRequest(clip, 2, *dets).to_body()
     client = BridgeClient(address, deadline_s=120, attempt_timeout_s=120, retries=2)
     try:
         worker = client.wait_ready(120)["workers"][0]["pid"]
@@ -77,7 +79,7 @@ def test_client_notices_a_sigkilled_server_restarted_on_the_same_address(tmp_pat
         first.wait()
         os.kill(worker, signal.SIGKILL)
         second = _serve(address, log)
-        replies = [P.SegmentReply.from_body(f.result()) for f in futures]  # BridgeTimeout after 120 s without
+        replies = [protocol.SegmentReply.from_body(f.result()) for f in futures]  # BridgeTimeout after 120 s without
         for f, r in zip(futures, replies):
             assert f.attempts == 2  # the first went down with the server, the second was answered
             np.testing.assert_array_equal(r.masks, expect)

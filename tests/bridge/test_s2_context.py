@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import zmq
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, LocalServer
-from sam2_bridge.grounder import CONTEXT_PROMPT, GROUNDING_PROMPT, grounding_prompt
-from sam2_bridge.protocol import Keyframe
-from sam2_bridge.synthetic import BACKGROUND, PALETTE
+from sam2_bridge.server.grounder import CONTEXT_PROMPT, GROUNDING_PROMPT, grounding_prompt
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
+from sam2_bridge.wire.pool import LocalServer
+from sam2_bridge.wire.protocol import Keyframe
 
 RED_BOX = (10, 6, 26, 22)  # x1, y1, x2, y2 (exclusive) of the red square drawn on every frame
 BLUE_BOX = (40, 30, 56, 46)
@@ -41,23 +42,24 @@ def _ground_body(contexts="absent"):
 def test_contexts_round_trip_in_version_3_and_requests_without_them_stay_version_2():
     clip = _clip()
     rollouts = [[Keyframe(0, "the red square")], [], [Keyframe(1, "x"), Keyframe(3, "y")]]
-    req = P.GroupRequest(clip, rollouts, ("the red one moves left", None, ""))
+    req = protocol.GroupRequest(clip, rollouts, ("the red one moves left", None, ""))
     body = req.to_body()
-    assert P.request_version(body) == 3
-    message = P.make_request("r", req.TYPE, body, version=P.request_version(body))
+    assert protocol.request_version(body) == 3
+    message = protocol.make_request("r", req.TYPE, body, version=protocol.request_version(body))
     assert message[4:6] == b"\x03\x00"  # the header's u16 LE version
-    back = P.GroupRequest.from_body(P.decode_message(message)["body"])
+    back = protocol.GroupRequest.from_body(protocol.decode_message(message)["body"])
     assert back.contexts == ("the red one moves left", None, "") and back.rollouts == req.rollouts
     assert back.rollout_contexts() == ("the red one moves left", None, "")
 
-    g = P.GroundRequest(clip, (Keyframe(0, "a"), Keyframe(2, "b")), ["first", None])
-    back = P.GroundRequest.from_body(P.decode_message(P.make_request("g", "ground", g.to_body()))["body"])
+    g = protocol.GroundRequest(clip, (Keyframe(0, "a"), Keyframe(2, "b")), ["first", None])
+    back = protocol.GroundRequest.from_body(protocol.decode_message(protocol.make_request("g", "ground",
+                                                                                          g.to_body()))["body"])
     assert back.contexts == ("first", None) and back.keyframe_contexts() == ("first", None)
 
     # without contexts the body is byte-for-byte what a version-2 client sends (an old bridge reads it as before)
-    plain = P.GroupRequest(clip, rollouts).to_body()
-    assert "contexts" not in plain and P.request_version(plain) == 2
-    assert P.GroupRequest.from_body(plain).rollout_contexts() == (None, None, None)
+    plain = protocol.GroupRequest(clip, rollouts).to_body()
+    assert "contexts" not in plain and protocol.request_version(plain) == 2
+    assert protocol.GroupRequest.from_body(plain).rollout_contexts() == (None, None, None)
 
 
 @pytest.mark.parametrize("contexts, needle", [
@@ -65,27 +67,27 @@ def test_contexts_round_trip_in_version_3_and_requests_without_them_stay_version
     (["only one"], "holds 1 entries for 2 keyframes"),   # wrong length
     ([1, None], "must be a str"),                         # not a str
     ([b"bytes", None], "must be a str"),
-    (["x" * (P.MAX_CONTEXT_CHARS + 1), None], f"<= {P.MAX_CONTEXT_CHARS} chars"),
+    (["x" * (protocol.MAX_CONTEXT_CHARS + 1), None], f"<= {protocol.MAX_CONTEXT_CHARS} chars"),
     ({"0": "map"}, "must be a list"),
 ])
 def test_malformed_contexts_are_bad_field(contexts, needle):
-    with pytest.raises(P.ProtocolError) as e:
-        P.GroundRequest.from_body(_ground_body(contexts))
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.GroundRequest.from_body(_ground_body(contexts))
     assert e.value.code == "bad_field" and needle in e.value.message
     # the longest allowed context is accepted
-    ok = P.GroundRequest.from_body(_ground_body(["x" * P.MAX_CONTEXT_CHARS, None]))
-    assert len(ok.contexts[0]) == P.MAX_CONTEXT_CHARS
+    ok = protocol.GroundRequest.from_body(_ground_body(["x" * protocol.MAX_CONTEXT_CHARS, None]))
+    assert len(ok.contexts[0]) == protocol.MAX_CONTEXT_CHARS
 
 
 def test_contexts_in_an_older_version_are_refused():
     for version in (1, 2):
-        with pytest.raises(P.ProtocolError) as e:
-            P.check_request_version(_ground_body(["why", None]), version)
+        with pytest.raises(protocol.ProtocolError) as e:
+            protocol.check_request_version(_ground_body(["why", None]), version)
         assert e.value.code == "bad_field" and "version 3" in e.value.message
-        P.check_request_version(_ground_body(), version)  # no contexts: fine
-    P.check_request_version(_ground_body(["why", None]), 3)
-    with pytest.raises(P.ProtocolError) as e:
-        P.make_request("x", "health", {}, version=4)
+        protocol.check_request_version(_ground_body(), version)  # no contexts: fine
+    protocol.check_request_version(_ground_body(["why", None]), 3)
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.make_request("x", "health", {}, version=4)
     assert e.value.code == "bad_version"
 
 
@@ -101,13 +103,12 @@ def test_grounding_prompt_with_and_without_context():
 
 
 def test_bridge_config_fields():
-    from omnir1_jax.config import S2_CONTEXT_MAX_CHARS, BridgeSpec, ConfigError
+    from omnir1_jax.config import BridgeSpec, ConfigError
 
-    assert S2_CONTEXT_MAX_CHARS == P.MAX_CONTEXT_CHARS
     spec = BridgeSpec()
     assert spec.s2_context is False and spec.s2_context_chars == 1024
-    assert BridgeSpec(s2_context=True, s2_context_chars=P.MAX_CONTEXT_CHARS).s2_context_chars == 4096
-    for bad in (dict(s2_context_chars=0), dict(s2_context_chars=P.MAX_CONTEXT_CHARS + 1),
+    assert BridgeSpec(s2_context=True, s2_context_chars=protocol.MAX_CONTEXT_CHARS).s2_context_chars == 4096
+    for bad in (dict(s2_context_chars=0), dict(s2_context_chars=protocol.MAX_CONTEXT_CHARS + 1),
                 dict(s2_context="yes"), dict(s2_context_chars=1.5)):
         with pytest.raises(ConfigError, match="bridge.s2_context"):
             BridgeSpec(**bad)
@@ -138,7 +139,7 @@ def _raw(address, payload, timeout_ms=60000):
         sock.send(payload)
         assert sock.poll(timeout_ms), "no reply"
         data = sock.recv()
-        return int.from_bytes(data[4:6], "little"), P.decode_message(data)
+        return int.from_bytes(data[4:6], "little"), protocol.decode_message(data)
     finally:
         sock.close()
 
@@ -148,7 +149,7 @@ def test_old_and_new_clients_are_served_and_malformed_contexts_get_error_replies
     expected = [[list(RED_BOX)], [list(BLUE_BOX)]]  # the drawn squares, exclusive ends
     for version, body in ((1, _ground_body()), (2, _ground_body()), (3, _ground_body()),
                           (3, _ground_body(["the red square is the one on the left", None]))):
-        got_version, reply = _raw(server.address, P.make_request(f"v{version}", "ground", body, version=version))
+        got_version, reply = _raw(server.address, protocol.make_request(f"v{version}", "ground", body, version=version))
         assert got_version == version and reply["ok"] is True, reply  # answered in the request's version
         assert [b.tolist() for b in reply["body"]["boxes"]] == expected
     bad = [(2, _ground_body(["a context in version 2", None]), "needs protocol version 3"),
@@ -157,7 +158,7 @@ def test_old_and_new_clients_are_served_and_malformed_contexts_get_error_replies
            (3, {"clip": {"array": _clip()}, "rollouts": [[[0, "red"]]], "contexts": "not a list"}, "must be a list")]
     for version, body, needle in bad:
         req_type = "ground_and_segment" if "clip" in body else "ground"
-        got_version, reply = _raw(server.address, P.make_request("bad", req_type, body, version=version))
+        got_version, reply = _raw(server.address, protocol.make_request("bad", req_type, body, version=version))
         assert got_version == version and reply["ok"] is False
         assert reply["error"]["code"] == "bad_field" and needle in reply["error"]["message"], reply
     assert client.health()["workers"][0]["ready"]  # still up

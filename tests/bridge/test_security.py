@@ -13,9 +13,10 @@ import pytest
 import zmq
 from PIL import Image
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, BridgeError, LocalServer
-from sam2_bridge.synthetic import BACKGROUND, PALETTE
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.client import BridgeClient, BridgeError
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
+from sam2_bridge.wire.pool import LocalServer
 
 INSIDE_BOX = [4, 6, 20, 22]  # x1, y1, x2, y2 of the red square drawn inside the root
 OUTSIDE_BOX = [30, 2, 46, 18]  # where the outside image has its square
@@ -43,14 +44,14 @@ def _raw(address, payload, timeout_ms=60000):
     try:
         sock.send(payload)
         assert sock.poll(timeout_ms), "no reply"
-        return P.decode_message(sock.recv())
+        return protocol.decode_message(sock.recv())
     finally:
         sock.close()
 
 
 def _ground_ref(req_id, root, video, name, **kw):
     body = {"frames": {"ref": {"root": str(root), "video": video, "names": [name]}}, "keyframes": [[0, "square"]]}
-    return P.make_request(req_id, "ground", body, **kw)
+    return protocol.make_request(req_id, "ground", body, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +134,10 @@ def test_a_symlink_flipped_during_requests_never_yields_the_outside_image(world)
             for i in range(BATCH):
                 body = {"frames": {"ref": {"root": str(root), "video": "vid", "names": ["flip.png"]}},
                         "keyframes": [[0, "square"]]}
-                sock.send(P.make_request(f"q{batch}-{i}", "ground", body))
+                sock.send(protocol.make_request(f"q{batch}-{i}", "ground", body))
             for i in range(BATCH):
                 assert sock.poll(60000), "no reply"
-                reply = P.decode_message(sock.recv())
+                reply = protocol.decode_message(sock.recv())
                 if not reply["ok"]:
                     assert reply["error"]["code"] == "bad_frames", reply
                     counts["refused"] += 1
@@ -163,15 +164,15 @@ def test_token_is_required_and_checked_before_the_body_is_decoded(world, tmp_pat
     try:
         with BridgeClient(server.address, deadline_s=60, token_file=str(token_file)) as c:
             _wait(c)
-            got = c.ground(P.FrameRef(str(root), "vid", ("00000.png",)), [P.Keyframe(0, "square")])
+            got = c.ground(protocol.FrameRef(str(root), "vid", ("00000.png",)), [protocol.Keyframe(0, "square")])
             np.testing.assert_array_equal(got.boxes[0], [INSIDE_BOX])
         # a body that would not decode (unknown extension type 7): with a wrong token it is never looked at
         evil = msgpack.packb({"id": "e1", "type": "segment", "token": "wrong",
                               "body": {"clip": msgpack.ExtType(7, b"\x00" * 64)}}, use_bin_type=True)
-        framed = b"S2BR" + struct.pack("<HHQ", P.PROTOCOL_VERSION, 0, len(evil)) + evil
-        cases = [P.make_request("n1", "health", {}),  # no token
-                 P.make_request("w1", "health", {}, token="s3cret-tokeN"),  # wrong token
-                 P.make_request("w2", "health", {}, token="s3cret-token\n"),  # not stripped: not the token
+        framed = b"S2BR" + struct.pack("<HHQ", protocol.PROTOCOL_VERSION, 0, len(evil)) + evil
+        cases = [protocol.make_request("n1", "health", {}),  # no token
+                 protocol.make_request("w1", "health", {}, token="s3cret-tokeN"),  # wrong token
+                 protocol.make_request("w2", "health", {}, token="s3cret-token\n"),  # not stripped: not the token
                  framed]
         for payload in cases:
             reply = _raw(server.address, payload)
@@ -180,7 +181,7 @@ def test_token_is_required_and_checked_before_the_body_is_decoded(world, tmp_pat
         # the right token and the same undecodable body: now it is decoded, and refused as such
         good = msgpack.packb({"id": "e2", "type": "segment", "token": "s3cret-token",
                               "body": {"clip": msgpack.ExtType(7, b"\x00" * 64)}}, use_bin_type=True)
-        reply = _raw(server.address, b"S2BR" + struct.pack("<HHQ", P.PROTOCOL_VERSION, 0, len(good)) + good)
+        reply = _raw(server.address, b"S2BR" + struct.pack("<HHQ", protocol.PROTOCOL_VERSION, 0, len(good)) + good)
         assert reply["error"]["code"] == "bad_body", reply
         # a client without the token gets a clear error, not a timeout
         with BridgeClient(server.address, deadline_s=30) as c:

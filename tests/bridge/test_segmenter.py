@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sam2_bridge.sam2_reference import as_stock, stock_rollout_logits, write_jpeg_clip  # noqa: E402
-from sam2_bridge.segmenter import GroupSegmenter, Sam2Config, build_predictor  # noqa: E402
-from sam2_bridge.synthetic import BACKGROUND, PALETTE  # noqa: E402
+from sam2_bridge.server.sam2_reference import as_stock, stock_rollout_logits, write_jpeg_clip  # noqa: E402
+from sam2_bridge.server.segmenter import GroupSegmenter, Sam2Config, build_predictor  # noqa: E402
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE  # noqa: E402
 
 pytestmark = pytest.mark.torch
 T, H, W = 4, 72, 96
@@ -118,7 +118,7 @@ def test_sharing_identical_prompts_changes_nothing(predictor, tmp_path):
 def test_union_rule_equals_per_object_union_over_sweeps():
     import torch.nn.functional as F
 
-    from sam2_bridge.objects import ObjectTable
+    from sam2_bridge.server.objects import ObjectTable
 
     rng = np.random.default_rng(0)
     d, t, h, w, big_h, big_w = 70, 5, 16, 16, 30, 41

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import zmq
 
-from sam2_bridge import protocol as P
-from sam2_bridge.client import BridgeClient, LocalServer
-from sam2_bridge.protocol import FrameRef, Keyframe
-from sam2_bridge.synthetic import BACKGROUND, PALETTE
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.client import BridgeClient
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
+from sam2_bridge.wire.pool import LocalServer
+from sam2_bridge.wire.protocol import FrameRef, Keyframe
 
 pytestmark = pytest.mark.torch  # the workers import torch (SAM2)
 MAX_BYTES = 2 * 1024 * 1024
@@ -63,31 +64,31 @@ def _raw_request(address, payload, timeout_ms=10000):
     try:
         sock.send(payload)
         assert sock.poll(timeout_ms), "no reply"
-        return P.decode_message(sock.recv(), 4 * MAX_BYTES)
+        return protocol.decode_message(sock.recv(), 4 * MAX_BYTES)
     finally:
         sock.close()
 
 
 def test_malformed_messages_get_error_replies_then_health_works(sam2_bridge, tmp_path):
     client, server = sam2_bridge
-    good = P.make_request("abc", "health", {})
-    huge = P.encode_message({"id": "big", "type": "ground", "body": {"x": b"\0" * (MAX_BYTES + 10)}},
-                            max_message_bytes=4 * MAX_BYTES)
+    good = protocol.make_request("abc", "health", {})
+    huge = protocol.encode_message({"id": "big", "type": "ground", "body": {"x": b"\0" * (MAX_BYTES + 10)}},
+                                   max_message_bytes=4 * MAX_BYTES)
     cases = [(good[:10], "truncated"), (good[:-3], "truncated"), (b"GET / HTTP/1.1\r\n\r\n", "bad_header"),
              (good[:4] + struct.pack("<H", 99) + good[6:], "bad_version"), (huge, "too_large"),
-             (P.make_request("abc", "shutdown", {}), "bad_type"),
-             (P.encode_message({"id": 5, "type": "health"}), "bad_field"),
+             (protocol.make_request("abc", "shutdown", {}), "bad_type"),
+             (protocol.encode_message({"id": 5, "type": "health"}), "bad_field"),
              (b"S2BR" + struct.pack("<HHQ", 1, 0, 3) + b"\x93\x01\x02", "bad_body"),
-             (P.make_request("g1", "ground_and_segment", {"clip": {"array": np.zeros((2, 4, 4), np.uint8)},
-                                                          "rollouts": []}), "bad_field"),
-             (P.make_request("g2", "ground", {"frames": {"ref": {"root": str(tmp_path), "video": "v",
-                                                                 "names": ["0"]}}, "keyframes": [[0, "red"]]}),
+             (protocol.make_request("g1", "ground_and_segment", {"clip": {"array": np.zeros((2, 4, 4), np.uint8)},
+                                                                 "rollouts": []}), "bad_field"),
+             (protocol.make_request("g2", "ground", {"frames": {"ref": {"root": str(tmp_path), "video": "v",
+                                                                        "names": ["0"]}}, "keyframes": [[0, "red"]]}),
               "forbidden")]  # this bridge has no --data-root: it reads no frame references
     for payload, code in cases:
         reply = _raw_request(server.address, payload)
         assert reply["ok"] is False and reply["error"]["code"] == code, (code, reply)
     info = client.health()
-    assert info["version"] == P.PROTOCOL_VERSION and info["workers"][0]["ready"]
+    assert info["version"] == protocol.PROTOCOL_VERSION and info["workers"][0]["ready"]
 
 
 def test_sigkilled_worker_mid_request_is_retried_with_the_right_answer(sam2_bridge):
@@ -128,9 +129,9 @@ def test_deadline_gives_an_explicit_timed_out_result(sam2_bridge):
 
 
 def test_segment_and_ground_by_frame_reference_match_in_process(tmp_path):
-    from sam2_bridge.grounder import SyntheticBackend
-    from sam2_bridge.sam2_reference import write_jpeg_clip
-    from sam2_bridge.synthetic import SyntheticSegmenter
+    from sam2_bridge.server.grounder import SyntheticBackend
+    from sam2_bridge.server.sam2_reference import write_jpeg_clip
+    from sam2_bridge.server.synthetic import SyntheticSegmenter
 
     os.makedirs(tmp_path / "JPEGImages" / "vid")
     frames = write_jpeg_clip(_clip(), str(tmp_path / "JPEGImages" / "vid"))
@@ -151,9 +152,9 @@ def test_segment_and_ground_by_frame_reference_match_in_process(tmp_path):
         np.testing.assert_array_equal(seg.masks, masks)
         assert seg.obj_ids.tolist() == [0, 1, 2]
         # round robin: four more requests spread over both servers
-        futures = [client.submit("segment", P.SegmentRequest(frames, 3, *dets).to_body()) for _ in range(4)]
+        futures = [client.submit("segment", protocol.SegmentRequest(frames, 3, *dets).to_body()) for _ in range(4)]
         for f in futures:
-            np.testing.assert_array_equal(P.SegmentReply.from_body(f.result()).masks, masks)
+            np.testing.assert_array_equal(protocol.SegmentReply.from_body(f.result()).masks, masks)
         served = []
         for s in (a, b):
             with BridgeClient(s.address, deadline_s=30) as c:
@@ -162,9 +163,9 @@ def test_segment_and_ground_by_frame_reference_match_in_process(tmp_path):
         # the local server dies: the client restarts it and answers
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait()
-        results = [client.submit("segment", P.SegmentRequest(frames, 3, *dets).to_body()) for _ in range(2)]
+        results = [client.submit("segment", protocol.SegmentRequest(frames, 3, *dets).to_body()) for _ in range(2)]
         for f in results:
-            np.testing.assert_array_equal(P.SegmentReply.from_body(f.result()).masks, masks)
+            np.testing.assert_array_equal(protocol.SegmentReply.from_body(f.result()).masks, masks)
         assert a.restarts == 1 and a.alive()
     finally:
         client.close()

@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2_bridge import synthetic as S
-from sam2_bridge.grounder import SyntheticBackend, parse_grounding
-from sam2_bridge.objects import ObjectTable
-
-
-def test_palette_matches_the_synthetic_world():
-    world = pytest.importorskip("omnir1_jax.data.synthetic.world")
-    assert S.PALETTE == world.PALETTE
-    assert list(S.PALETTE) == list(world.PALETTE)
-    assert S.SHAPES == world.SHAPES
-    assert S.BACKGROUND == world.BACKGROUND
+from sam2_bridge.server import synthetic
+from sam2_bridge.server.grounder import SyntheticBackend, parse_grounding
+from sam2_bridge.server.objects import ObjectTable
+from sam2_bridge.wire.constants import PALETTE
 
 
 def test_object_table_roundtrip_duplicates_empty_rollouts_many_objects():
@@ -72,7 +65,7 @@ def _draw(shapes, height=120, width=200, seed=0):
     gt = []
     for colour, shape, cx, cy, s in shapes:
         m = world.shape_mask(shape, cx, cy, s, height, width)
-        img[m] = S.PALETTE[colour]
+        img[m] = PALETTE[colour]
         ys, xs = np.nonzero(m)
         gt.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
     buf = io.BytesIO()
@@ -106,7 +99,7 @@ def test_synthetic_segmenter_tracks_a_moving_shape():
         gts.append(world.shape_mask("square", 30 + 15 * t, 50, 15, 120, 200))
     frames, gts = np.stack(frames), np.stack(gts)
     box = np.asarray([[30 + 15 * 3 - 15, 35, 30 + 15 * 3 + 16, 66]], np.float32)  # prompt on frame 3
-    masks, table = S.SyntheticSegmenter().segment(frames, 2, [1], [3], box)
+    masks, table = synthetic.SyntheticSegmenter().segment(frames, 2, [1], [3], box)
     assert not masks[0].any()  # rollout 0 has no detection
     for t in range(6):
         inter = (masks[1, t] & gts[t]).sum()

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, OptimSpec, RunSpec, SFTSpec
-from omnir1_jax.crossomni import batches as B
+from omnir1_jax.crossomni import batches
 from omnir1_jax.crossomni.prompts import INSTRUCTION, sft_target
 from omnir1_jax.crossomni.rewards import QARewardWeights, qa_rewards
 from omnir1_jax.evaluation.metrics.qa import QAAccumulator
+from omnir1_jax.policy import build_policy, build_tokenizer
 from omnir1_jax.rewards import COHERENCE_PROMPT, CONSISTENCY_PROMPT, extract_tag
-from omnir1_jax.runtime import setup as S
 from omnir1_jax.tasks.crossomni_judge import PerPromptJudge, make_judge
 from tests.crossomni.fixtures import length_judge, write_fixture
 
@@ -33,9 +33,9 @@ def cfg(tmp_path_factory):
 
 
 def test_batch_has_video_audio_and_the_table17_prompt(cfg):
-    recs = B.read_split(cfg.data, "train")
-    tok = S.build_tokenizer(cfg.model)
-    batch = B.qa_batch(recs[:2], tok, cfg.data)
+    recs = batches.read_split(cfg.data, "train")
+    tok = build_tokenizer(cfg.model)
+    batch = batches.qa_batch(recs[:2], tok, cfg.data)
     mi = batch["model_inputs"]
     assert mi["input_ids"].shape[0] == 2 and mi["video_grid_thw"].shape == (2, 3)
     assert mi["input_features"].shape == (2, 128, 3000) and mi["feature_attention_mask"][:, :90].all()
@@ -46,7 +46,7 @@ def test_batch_has_video_audio_and_the_table17_prompt(cfg):
 
 
 def test_rewards_are_the_weighted_sum_of_the_paper_terms(cfg):
-    recs = B.read_split(cfg.data, "train")
+    recs = batches.read_split(cfg.data, "train")
     comps = ["<think>I saw him</think>\nB", "<think>x</think> A", "no think B", "<think>y</think>\nC"]
     prompts = []
 
@@ -77,10 +77,10 @@ def test_the_rewards_take_the_judge_as_a_value_and_the_task_builds_it(cfg):
     import ast
     import inspect
 
-    from omnir1_jax.crossomni import rewards as R
+    from omnir1_jax.crossomni import rewards
     from omnir1_jax.tasks.crossomni_qa import CrossOmniQATask
 
-    tree = ast.parse(inspect.getsource(R))
+    tree = ast.parse(inspect.getsource(rewards))
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not any(m.startswith(("sam2_bridge", "omnir1_jax.tasks")) for m in imported), imported
@@ -92,7 +92,7 @@ def test_the_rewards_take_the_judge_as_a_value_and_the_task_builds_it(cfg):
     assert isinstance(spec, PerPromptJudge) and spec.fn is length_judge
     with pytest.raises(ValueError, match="python:MODULE:FUNCTION, bridge:ADDRESS or hf:PATH"):
         make_judge("openai:gpt")
-    recs = B.read_split(cfg.data, "train")
+    recs = batches.read_split(cfg.data, "train")
     task = CrossOmniQATask(cfg, tokenizer=None, judge="python:tests.crossomni.fixtures:length_judge")
     texts = ["<think>I saw him</think>\nB", "no think B"]
     scored = task.score({"records": [recs[0]]}, texts, group_size=2)
@@ -124,16 +124,16 @@ def _learner(cfg, stage: str, *, policy=None, judge=None, out: str | None = None
 
     run = dataclasses.replace(cfg.run, out_dir=out or cfg.run.out_dir, resume=resume, checkpoint_every=1)
     cfg = dataclasses.replace(cfg, run=run)
-    tok = S.build_tokenizer(cfg.model)
-    recs = B.read_split(cfg.data, "train")
+    tok = build_tokenizer(cfg.model)
+    recs = batches.read_split(cfg.data, "train")
     st = sft_stage(cfg, num_records=len(recs)) if stage == "sft" else grpo_stage(cfg, export=False)
-    policy = policy if policy is not None else S.build_policy(cfg.model, seed=0)
+    policy = policy if policy is not None else build_policy(cfg.model, seed=0)
     return Learner(cfg, CrossOmniQATask(cfg, tok, judge), st, policy=policy, tokenizer=tok, records=recs)
 
 
 @pytest.mark.slow
 def test_one_lora_sft_step_changes_only_decoder_projections(cfg):
-    policy = S.build_policy(cfg.model, seed=0)
+    policy = build_policy(cfg.model, seed=0)
     before = jax.tree.map(np.array, nnx.state(policy, nnx.Param))
     learner = _learner(cfg, "sft", policy=policy)
     hist = learner.train(1, progress=False)
@@ -188,7 +188,7 @@ def test_grpo_killed_and_resumed_continues_with_equal_losses(cfg, tmp_path):
     b1 = moved(_learner(cfg, "grpo", judge=judge, out=str(tmp_path / "b"), resume=True))
     first = losses(b1.train(1, progress=False))
     b1.close()
-    b2 = _learner(cfg, "grpo", policy=S.build_policy(cfg.model, seed=9), judge=judge, out=str(tmp_path / "b"),
+    b2 = _learner(cfg, "grpo", policy=build_policy(cfg.model, seed=9), judge=judge, out=str(tmp_path / "b"),
                   resume=True)
     assert b2.step == 1
     rest = losses(b2.train(3, progress=False))
@@ -200,4 +200,4 @@ def test_missing_split_file_names_it(cfg):
     from omnir1_jax.config import ConfigError
 
     with pytest.raises(ConfigError, match="nope.jsonl"):
-        B.read_split(cfg.data, "nope")
+        batches.read_split(cfg.data, "nope")

@@ -7,24 +7,24 @@ import numpy as np
 import pytest
 
 from omnir1_jax.lora import Frozen, LoraA, LoraB, apply_lora, lora_parameter_count, merge_lora
-from omnir1_jax.models import qwen2_5_omni as q
-from omnir1_jax.rl.update import make_optimizer, nll_step
+from omnir1_jax.models import qwen2_5_omni
 from omnir1_jax.policy import make_scorer
+from omnir1_jax.rl.update import make_optimizer, nll_step
 
 
 def _inputs(vocab, b=2, t=10, seed=0):
     ids = np.random.default_rng(seed).integers(20, vocab, size=(b, t)).astype(np.int32)
     mask = np.ones_like(ids)
     mask[1, :3] = 0  # left padding on one row
-    return q.prepare_inputs(_CFG, input_ids=ids, attention_mask=mask)
+    return qwen2_5_omni.prepare_inputs(_CFG, input_ids=ids, attention_mask=mask)
 
 
-_CFG = q.tiny(hidden_size=32, num_layers=2)
+_CFG = qwen2_5_omni.tiny(hidden_size=32, num_layers=2)
 
 
 @pytest.fixture()
 def base():
-    return q.init_model(_CFG, seed=1)
+    return qwen2_5_omni.init_model(_CFG, seed=1)
 
 
 def _logits(model, inputs):
@@ -71,7 +71,7 @@ def test_merged_weights_give_the_unmerged_logits(base):
         b[...] = jnp.asarray(rng.normal(0, 0.05, b[...].shape), jnp.float32)
     unmerged = _logits(lora, inputs)
     merged = merge_lora(lora)
-    assert isinstance(merged, q.Qwen2_5OmniThinker) and nnx.state(merged, nnx.Param)
+    assert isinstance(merged, qwen2_5_omni.Qwen2_5OmniThinker) and nnx.state(merged, nnx.Param)
     np.testing.assert_allclose(_logits(merged, inputs), unmerged, atol=1e-5, rtol=1e-5)
     # and the update really is W + (alpha / r) A B
     p = lora.paths[0]
@@ -84,6 +84,6 @@ def test_merged_weights_give_the_unmerged_logits(base):
 
 def test_bad_spec_raises():
     with pytest.raises(ValueError, match="rank"):
-        apply_lora(q.init_model(_CFG), rank=0)
+        apply_lora(qwen2_5_omni.init_model(_CFG), rank=0)
     with pytest.raises(ValueError, match="no 2-D kernel"):
-        apply_lora(q.init_model(_CFG), targets=("nope",))
+        apply_lora(qwen2_5_omni.init_model(_CFG), targets=("nope",))

@@ -67,7 +67,7 @@ def test_default_and_cot_instructions_are_the_papers():
 
 
 def test_the_prompt_is_a_config_value_and_flags(tmp_path, monkeypatch):
-    import omnir1_jax.evaluate as E
+    from omnir1_jax import evaluate
     from omnir1_jax.crossomni.batches import qa_batch
     from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
     from tests.crossomni.fixtures import write_fixture
@@ -86,12 +86,12 @@ def test_the_prompt_is_a_config_value_and_flags(tmp_path, monkeypatch):
         seen["cfg"], seen["split"] = cfg, split
         return {"markdown": "", "done": 0, "total": 0}
 
-    monkeypatch.setattr(E, "evaluate", capture)
-    assert E.main(["--config", str(path), "--split", "test", "--pixels", "200704", "--thinking",
-                   "--prompt", "default"]) == 0
+    monkeypatch.setattr(evaluate, "evaluate", capture)
+    assert evaluate.main(["--config", str(path), "--split", "test", "--pixels", "200704", "--thinking",
+                          "--prompt", "default"]) == 0
     d = seen["cfg"].data
     assert (d.s1_max_pixels, d.thinking, d.qa_prompt) == (200704, True, "default")
-    assert E.main(["--config", str(path)]) == 2  # CrossOmni needs its split named
+    assert evaluate.main(["--config", str(path)]) == 2  # CrossOmni needs its split named
 
     # the batches the policy sees carry the chosen instruction
     root = str(tmp_path / "co")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from omnir1_jax.data import audio as A
+from omnir1_jax.data import audio
 
 
 def _signals():
@@ -20,7 +20,7 @@ def test_mel_filters_match():
 
     ref = mel_filter_bank(num_frequency_bins=201, num_mel_filters=128, min_frequency=0.0, max_frequency=8000.0,
                           sampling_rate=16000, norm="slaney", mel_scale="slaney")
-    np.testing.assert_allclose(A.mel_filters(128), ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(audio.mel_filters(128), ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.torch
@@ -31,9 +31,9 @@ def test_features_match_whisper_extractor():
 
     fe = WhisperFeatureExtractor(feature_size=128, return_attention_mask=True)
     for w in _signals():
-        mine = A.whisper_features(w)
-        padded = np.zeros(A.N_SAMPLES, np.float32)
-        padded[: min(w.size, A.N_SAMPLES)] = w[: A.N_SAMPLES]
+        mine = audio.whisper_features(w)
+        padded = np.zeros(audio.N_SAMPLES, np.float32)
+        padded[: min(w.size, audio.N_SAMPLES)] = w[: audio.N_SAMPLES]
         ref_np = fe._np_extract_fbank_features(padded[None], "cpu")[0]
         np.testing.assert_allclose(mine["input_features"], ref_np, rtol=0, atol=1e-5)
         ref = fe([w], sampling_rate=16000, padding="max_length", return_attention_mask=True, return_tensors="np")
@@ -46,7 +46,7 @@ def test_audio_token_count_matches_processor():
     from transformers.models.qwen2_5_omni.processing_qwen2_5_omni import _get_feat_extract_output_lengths
 
     for n in (1, 2, 3, 77, 1000, 2999, 3000):
-        assert A.num_audio_tokens(n) == int(_get_feat_extract_output_lengths(np.array(n)))
+        assert audio.num_audio_tokens(n) == int(_get_feat_extract_output_lengths(np.array(n)))
 
 
 def test_load_audio_resamples_and_mixes_down(tmp_path):
@@ -55,7 +55,7 @@ def test_load_audio_resamples_and_mixes_down(tmp_path):
     t = np.arange(8000 * 2) / 8000
     stereo = np.stack([np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 200 * t)], axis=1).astype(np.float32)
     sf.write(tmp_path / "a.wav", stereo, 8000, subtype="FLOAT")
-    y = A.load_audio(str(tmp_path / "a.wav"))
+    y = audio.load_audio(str(tmp_path / "a.wav"))
     assert y.shape == (32000,)
     ref = np.sin(2 * np.pi * 200 * np.arange(32000) / 16000)
     np.testing.assert_allclose(y[1000:-1000], ref[1000:-1000], atol=1e-2)  # polyphase filter edge effects excluded

@@ -9,6 +9,7 @@ import pytest
 from omnir1_jax.config import DataSpec, load_config
 from omnir1_jax.crossomni.batches import read_split
 from omnir1_jax.data.crossomni import TASKS, CrossOmniRecord, balanced_subset
+from omnir1_jax.runtime.records import resolve_steps
 
 
 def _records(counts):
@@ -60,6 +61,5 @@ def test_grpo_experiments_use_the_subset():
         cfg = load_config(os.path.join(root, "experiments", f"crossomni.py:grpo_{size}"))
         assert (cfg.data.balanced_subset, cfg.run.steps, cfg.data.batch_size) == (982, 0, 16)
         # one epoch over the subset: ceil(982 / 16) = 62 steps (the number the files used to hard-code)
-        from omnir1_jax.runtime.setup import resolve_steps
 
         assert resolve_steps(cfg, balanced_subset(_records([200] * 9), 982)) == 62

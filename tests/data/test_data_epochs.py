@@ -7,7 +7,7 @@ import pytest
 
 from omnir1_jax.config import ConfigError, ExperimentConfig, RunSpec, derive_steps, load_config
 from omnir1_jax.data import readers
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.records import one_expression_per_video, resolve_steps
 
 
 def test_derive_steps_by_hand():
@@ -32,13 +32,13 @@ def test_resolve_steps_and_one_expression_per_video(revos_tree):
     root, _ = revos_tree
     recs = readers.read_revos(root, "train")  # 2 videos: UVO/... with expressions 0 and 1, plain_vid with 0
     cfg = ExperimentConfig(run=RunSpec(steps=0, epoch_unit="videos"))
-    assert S.resolve_steps(cfg, recs, global_batch=1) == 2
-    assert S.resolve_steps(dataclasses.replace(cfg, run=RunSpec(steps=0)), recs, global_batch=2) == 2  # 3 / 2
-    picked = S.one_expression_per_video(recs, seed=0)
+    assert resolve_steps(cfg, recs, global_batch=1) == 2
+    assert resolve_steps(dataclasses.replace(cfg, run=RunSpec(steps=0)), recs, global_batch=2) == 2  # 3 / 2
+    picked = one_expression_per_video(recs, seed=0)
     assert [r.video_id for r in picked] == ["UVO/all/-CiPki3XuVI", "plain_vid"]
-    assert S.one_expression_per_video(recs, seed=0) == picked  # seeded
+    assert one_expression_per_video(recs, seed=0) == picked  # seeded
     # across epochs the two-expression video's pick varies (both expressions appear within 20 epochs)
-    seen = {S.one_expression_per_video(recs, seed=0, epoch=e)[0].exp_id for e in range(20)}
+    seen = {one_expression_per_video(recs, seed=0, epoch=e)[0].exp_id for e in range(20)}
     assert seen == {"0", "1"}
 
 

@@ -18,7 +18,7 @@ from omnir1_jax.config import DataSpec
 from omnir1_jax.data import audio, build_pipeline, readers, rle
 from omnir1_jax.data.errors import DataFormatError
 from omnir1_jax.data.refcoco import read_refcocog
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.records import pipeline_config, read_records
 
 H, W = 20, 28  # the fixture trees' frame size (conftest.py)
 
@@ -58,10 +58,10 @@ def test_refs_pickle_of_wrong_shape_names_the_file(refcocog_tree, tmp_path, refs
 def test_empty_split_names_split_and_root(refavs_tree, tiny_tokenizer):
     root, _ = refavs_tree
     spec = DataSpec(dataset="refavs", root=root, split="val", min_frames=4, max_frames=4)
-    records = S.read_records(spec)
+    records = read_records(spec)
     assert records == []  # the fixture has no 'val' row
     with pytest.raises(DataFormatError) as e:
-        build_pipeline(records, tiny_tokenizer, S.pipeline_config(spec, train=True, seed=0))
+        build_pipeline(records, tiny_tokenizer, pipeline_config(spec, train=True, seed=0))
     msg = str(e.value)
     assert "'val'" in msg and root in msg and "refavs" in msg
 

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from omnir1_jax import data as D
+from omnir1_jax import data
 from omnir1_jax.config import ConfigError, DataSpec, apply_overrides, load_config
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.records import pipeline_config, read_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,22 +35,23 @@ def _spec(root, **kw):
 
 
 def _separate(root):
-    return (D.read_revos(os.path.join(root, "revos"), "train") + D.read_mevis(os.path.join(root, "mevis"), "train")
-            + D.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic"))
+    return (data.read_revos(os.path.join(root, "revos"), "train")
+            + data.read_mevis(os.path.join(root, "mevis"), "train")
+            + data.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic"))
 
 
 def _synthetic_videos(root):
-    return len({r.video_id for r in D.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic")})
+    return len({r.video_id for r in data.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic")})
 
 
 def test_all_videos_is_every_record_of_every_source_in_order(mix_root):
-    got = S.read_records(_spec(mix_root))
+    got = read_records(_spec(mix_root))
     want = _separate(mix_root)
     assert [r.key for r in got] == [r.key for r in want]
     assert collections.Counter(r.dataset for r in got) == {"revos": 3, "mevis": 1,
                                                            "synthetic": sum(r.dataset == "synthetic" for r in want)}
     assert all(p.startswith(mix_root + os.sep) for r in got for p in r.frame_paths)  # the bridge's one data root
-    assert S.pipeline_config(_spec(mix_root), train=True, seed=0).task == "vos"
+    assert pipeline_config(_spec(mix_root), train=True, seed=0).task == "vos"
 
 
 def test_a_drawn_mixture_keeps_whole_videos_and_is_deterministic(mix_root):
@@ -60,7 +61,7 @@ def test_a_drawn_mixture_keeps_whole_videos_and_is_deterministic(mix_root):
     assert len(by_video) == 3 + _synthetic_videos(mix_root)
     draws = []
     for seed in (0, 0, 1, 2, 3):
-        recs = S.read_records(_spec(mix_root, mixture_videos=4, mixture_seed=seed))
+        recs = read_records(_spec(mix_root, mixture_videos=4, mixture_seed=seed))
         videos = {(r.dataset, r.video_id) for r in recs}
         assert len(videos) == 4
         assert {r.key for r in recs} == set().union(*(by_video[v] for v in videos))  # every expression kept
@@ -77,7 +78,7 @@ def test_the_draw_is_uniform_over_the_union_of_videos(mix_root):
     hits = collections.Counter()
     syn = []
     for seed in range(seeds):
-        videos = {(r.dataset, r.video_id) for r in S.read_records(_spec(mix_root, mixture_videos=n,
+        videos = {(r.dataset, r.video_id) for r in read_records(_spec(mix_root, mixture_videos=n,
                                                                          mixture_seed=seed))}
         hits.update(videos)
         syn.append(sum(d == "synthetic" for d, _ in videos))
@@ -94,10 +95,10 @@ def test_mixture_errors_name_the_problem(mix_root):
     v = 3 + _synthetic_videos(mix_root)
     with pytest.raises(ConfigError, match=rf"mixture_videos={v + 1} but the sources hold {v} 'train' videos "
                                           rf"\(revos: 2, mevis: 1, syn: {v - 3}\)"):
-        S.read_records(_spec(mix_root, mixture_videos=v + 1))
+        read_records(_spec(mix_root, mixture_videos=v + 1))
     dup = DataSpec(dataset="mixture", root=mix_root, mixture=(("synthetic", "syn"), ("synthetic", "syn_again")))
     with pytest.raises(ConfigError, match="is in both 'syn' and 'syn_again'"):
-        S.read_records(dup)
+        read_records(dup)
     with pytest.raises(ConfigError, match="relative path inside data.root"):
         DataSpec(dataset="mixture", root=mix_root, mixture=(("revos", "../revos"),))
     with pytest.raises(ConfigError, match="cannot be mixed"):
@@ -111,6 +112,6 @@ def test_main_vos_experiment_trains_on_the_mixture_and_overrides_reach_it(mix_ro
     assert cfg.data.dataset == "mixture" and {d for d, _ in cfg.data.mixture} == {"revos", "mevis"}
     assert cfg.data.mixture_videos == 2600
     cfg = apply_overrides(cfg, [f"data.root={mix_root!r}", f"data.mixture={SOURCES!r}", "data.mixture_videos=0"])
-    assert [r.key for r in S.read_records(cfg.data)] == [r.key for r in _separate(mix_root)]
+    assert [r.key for r in read_records(cfg.data)] == [r.key for r in _separate(mix_root)]
     evaluated = dataclasses.replace(cfg.data, dataset="revos", root=os.path.join(mix_root, "revos"))
-    assert [r.key for r in S.read_records(evaluated)] == [r.key for r in D.read_revos(evaluated.root, "train")]
+    assert [r.key for r in read_records(evaluated)] == [r.key for r in data.read_revos(evaluated.root, "train")]

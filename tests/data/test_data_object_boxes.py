@@ -4,8 +4,7 @@ the transforms, the batch and ``rl.rollout`` into R_A — never one box of the u
 import numpy as np
 import pytest
 
-from omnir1_jax.data import readers
-from omnir1_jax.data import transforms as T
+from omnir1_jax.data import readers, transforms
 from omnir1_jax.data.masks import frame_box_sets, object_masks_to_boxes
 from omnir1_jax.data.pipeline import collate
 from omnir1_jax.rewards import alignment_reward, parse_answer
@@ -20,7 +19,7 @@ def test_ground_truth_has_one_box_per_anno_id(revos_tree):
     root, truth = revos_tree
     rec = next(r for r in readers.read_revos(root, "train") if r.exp_id == "1" and r.video_id.startswith("UVO"))
     ex = {"record": rec, "frame_indices": np.array([0, 1, 2, 3], np.int32), "orig_size": np.array([H, W])}
-    ex = T.GroundTruth().map(ex)
+    ex = transforms.GroundTruth().map(ex)
     expected = np.array([
         [[3, 2, 9, 6], [0, 0, 0, 0]],
         [[0, 0, 0, 0], [10, 10, 20, 15]],
@@ -91,7 +90,7 @@ def test_system2_view_maps_every_object_box():
     frames = np.zeros((2, 480, 854, 3), np.uint8)
     boxes = np.array([[[0, 0, 854, 480], [427, 240, 854, 480]], [[0, 0, 0, 0], [0, 0, 0, 0]]], np.float32)
     valid = np.array([[True, True], [False, False]])
-    out = T.system2_view(frames, [0, 1], boxes, valid)
+    out = transforms.system2_view(frames, [0, 1], boxes, valid)
     h, w = out[0]["image"].shape[:2]
     # whole frame -> whole resized image; the bottom-right quarter -> (w/2, h/2, w, h) (scale w/854, h/480)
     np.testing.assert_allclose(out[0]["gt_boxes"], [[0, 0, w, h], [427 * w / 854, 240 * h / 480, w, h]], rtol=1e-5)

@@ -16,7 +16,7 @@ from omnir1_jax.data.mcq import mcq_prompt
 from omnir1_jax.data.suites import SUITE_NAMES, SUITES, read_suite
 from omnir1_jax.data.suites_omni import MVBENCH_TASKS, read_mvbench, read_omnibench, read_videomme
 from omnir1_jax.data.suites_ood import read_avut, read_dailyomni, read_worldsense
-from omnir1_jax.data.synthetic import suites as W
+from omnir1_jax.data.synthetic import suites as synthetic_suites
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,7 +34,7 @@ def _rewrite(path, fn):
 
 
 def test_omnibench_reads_answer_texts_as_letters(tmp_path):
-    root = W.write_omnibench(str(tmp_path))
+    root = synthetic_suites.write_omnibench(str(tmp_path))
     recs = read_omnibench(root)
     with open(os.path.join(root, "dataset", "batch-5_1142_20240817.jsonl")) as f:
         rows = [json.loads(line) for line in f]
@@ -51,7 +51,7 @@ def test_omnibench_reads_answer_texts_as_letters(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_videomme_parquet_and_its_jsonl_conversion(tmp_path, fmt):
-    root = W.write_videomme(str(tmp_path), fmt=fmt)
+    root = synthetic_suites.write_videomme(str(tmp_path), fmt=fmt)
     recs = read_videomme(root)
     assert [(r.id, r.answer, dict(r.groups)["duration"]) for r in recs] == [
         ("001-1", "B", "short"), ("001-2", "A", "short"), ("002-1", "D", "medium"), ("002-2", "C", "medium"),
@@ -62,7 +62,7 @@ def test_videomme_parquet_and_its_jsonl_conversion(tmp_path, fmt):
 
 
 def test_mvbench_reads_all_twenty_tasks_with_bounds_and_frame_folders(tmp_path):
-    root = W.write_mvbench(str(tmp_path))
+    root = synthetic_suites.write_mvbench(str(tmp_path))
     recs = read_mvbench(root)
     assert len({r.task for r in recs}) == 20 and len(recs) == 21
     by_id = {r.id: r for r in recs}
@@ -79,17 +79,17 @@ def test_mvbench_reads_all_twenty_tasks_with_bounds_and_frame_folders(tmp_path):
 
 
 def test_dailyomni_worldsense_avut(tmp_path):
-    d = read_dailyomni(W.write_dailyomni(str(tmp_path / "d")))
+    d = read_dailyomni(synthetic_suites.write_dailyomni(str(tmp_path / "d")))
     assert [(r.id, r.task, r.answer, dict(r.groups)["duration"]) for r in d] == [
         ("dOmniVid001/0", "AV Event Alignment", "C", "30s"), ("dOmniVid001/1", "Event Sequence", "A", "30s"),
         ("dOmniVid002/2", "Reasoning", "D", "60s")]
     assert d[2].video.endswith(os.path.join("Videos", "dOmniVid002", "dOmniVid002_video.mp4"))
-    w = read_worldsense(W.write_worldsense(str(tmp_path / "w")))
+    w = read_worldsense(synthetic_suites.write_worldsense(str(tmp_path / "w")))
     assert [(r.id, r.task, r.answer) for r in w] == [("wsVideoA/task0", "Audio Recognition", "B"),
                                                       ("wsVideoA/task1", "Object Counting", "D"),
                                                       ("wsVideoB/task0", "Spatial Relation", "A")]
     assert w[0].options[1] == ("B", "choice B")
-    root = W.write_avut(str(tmp_path / "a"))
+    root = synthetic_suites.write_avut(str(tmp_path / "a"))
     a = read_avut(root)
     assert [(r.id, r.answer) for r in a] == [("7", "A"), ("8", "C"), ("11", "B")]
     assert a[0].video == os.path.join(root, "data", "ytAAAAAAAAA.mp4")
@@ -98,7 +98,7 @@ def test_dailyomni_worldsense_avut(tmp_path):
 
 
 def _corrupt(tmp_path, name):
-    root = W.write_suite(name, str(tmp_path / name))
+    root = synthetic_suites.write_suite(name, str(tmp_path / name))
     return root
 
 
@@ -169,7 +169,7 @@ def test_omnibench_and_videomme_field_errors(tmp_path):
     with pytest.raises(DataFormatError, match="'answer' = 'five'") as e:
         read_omnibench(root)
     assert e.value.path == path and e.value.record == "omnibench index 1"
-    root = W.write_videomme(str(tmp_path / "vm"), fmt="jsonl")
+    root = synthetic_suites.write_videomme(str(tmp_path / "vm"), fmt="jsonl")
     path = os.path.join(root, "videomme", "test.jsonl")
     with open(path) as f:
         rows = [json.loads(line) for line in f]

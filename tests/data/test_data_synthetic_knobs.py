@@ -9,7 +9,7 @@ import pytest
 from omnir1_jax.config import ConfigError, DataSpec
 from omnir1_jax.data import prompts, readers
 from omnir1_jax.data.synthetic import world, writer
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.world import ensure_synthetic
 
 
 def test_restricted_world_has_only_the_asked_colours_shapes_counts_and_templates(tmp_path):
@@ -51,11 +51,11 @@ def test_bad_knobs_are_named(tmp_path, kwargs, word):
 def test_ensure_synthetic_refuses_a_world_generated_with_other_parameters(tmp_path):
     spec = DataSpec(root=str(tmp_path / "w"), synthetic_videos=5, synthetic_size=(40, 64),
                     synthetic_colours=("red", "blue", "green"), synthetic_objects=(2, 3))
-    S.ensure_synthetic(spec, min_frames=5, max_frames=6)
-    S.ensure_synthetic(spec, min_frames=5, max_frames=6)  # same parameters: reused
+    ensure_synthetic(spec, min_frames=5, max_frames=6)
+    ensure_synthetic(spec, min_frames=5, max_frames=6)  # same parameters: reused
     other = DataSpec(root=spec.root, synthetic_videos=5, synthetic_size=(40, 64), synthetic_objects=(2, 3))
     with pytest.raises(ConfigError, match="colours"):
-        S.ensure_synthetic(other, min_frames=5, max_frames=6)
+        ensure_synthetic(other, min_frames=5, max_frames=6)
 
 
 def test_short_prompt_ends_with_the_expression_and_uses_the_figure3_words():

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from omnir1_jax.data import prompts as P
-from omnir1_jax.data import transforms as T
+from omnir1_jax.data import prompts, transforms
 from omnir1_jax.data.schema import ExpressionRecord
 
 
@@ -16,7 +15,8 @@ def _record(n_frames):
 
 
 def test_train_frame_counts_cover_8_to_24_uniformly():
-    ds = grain.MapDataset.source([_record(48)] * 10_000).seed(7).map(T.ToExample()).random_map(T.ResampleFrames(train=True))
+    ds = (grain.MapDataset.source([_record(48)] * 10_000).seed(7).map(transforms.ToExample())
+          .random_map(transforms.ResampleFrames(train=True)))
     counts = np.bincount([len(ds[i]["frame_indices"]) for i in range(len(ds))], minlength=26)
     assert set(np.flatnonzero(counts)) == set(range(8, 25))
     expected = 10_000 / 17
@@ -26,37 +26,37 @@ def test_train_frame_counts_cover_8_to_24_uniformly():
 
 def test_indices_are_linspace_and_all_frames_when_short():
     # linspace(0, 47, 8) = 0, 6.71, 13.43, 20.14, 26.86, 33.57, 40.29, 47 (step 47/7), truncated by hand
-    np.testing.assert_array_equal(T.sample_frame_indices(48, 8), [0, 6, 13, 20, 26, 33, 40, 47])
-    idx = T.sample_frame_indices(100, 24)
+    np.testing.assert_array_equal(transforms.sample_frame_indices(48, 8), [0, 6, 13, 20, 26, 33, 40, 47])
+    idx = transforms.sample_frame_indices(100, 24)
     assert idx[0] == 0 and idx[-1] == 99 and np.all(np.diff(idx) > 0)
-    np.testing.assert_array_equal(T.sample_frame_indices(5, 12), np.arange(5))
-    ev = T.ResampleFrames(train=False, min_frames=24, max_frames=24)
+    np.testing.assert_array_equal(transforms.sample_frame_indices(5, 12), np.arange(5))
+    ev = transforms.ResampleFrames(train=False, min_frames=24, max_frames=24)
     rng = np.random.default_rng(0)
     assert len(ev.random_map({"record": _record(300)}, rng)["frame_indices"]) == 24
     assert len(ev.random_map({"record": _record(10)}, rng)["frame_indices"]) == 10
 
 
 def test_vos_prompt_fills_paper_template():
-    p = P.vos_prompt("the square that appears after the red circle", 13, fps=2.0, rng=np.random.default_rng(0))
+    p = prompts.vos_prompt("the square that appears after the red circle", 13, fps=2.0, rng=np.random.default_rng(0))
     assert p.startswith("- Given a 6.5 seconds video and a reference instruction: the square that appears after the red circle")
     assert p.count("the square that appears after the red circle") == 2
     assert "Select about 4 most relevant moments" in p and p.rstrip().endswith("</answer>")
     starts = set()
     for seed in range(50):
-        s = P.vos_prompt("x", 13, rng=np.random.default_rng(seed))
+        s = prompts.vos_prompt("x", 13, rng=np.random.default_rng(seed))
         a = float(s.split('"start_time": "00:')[1][:5])
         b = float(s.split('"end_time": "00:')[1][:5])
         assert 0 <= a <= b <= 6.5
         starts.add(a)
     assert len(starts) > 40  # randomised example timestamps
     # eval (no rng): the middle third of the clip, 12 frames at 2 fps = 6 s -> 00:02.00 .. 00:04.00
-    fixed = P.vos_prompt("x", 12)
+    fixed = prompts.vos_prompt("x", 12)
     assert '"start_time": "00:02.00",\n  "end_time": "00:04.00"' in fixed
-    assert '"start_time": "00:03.33",\n  "end_time": "00:06.67"' in P.vos_prompt("x", 20)  # 10 s clip
+    assert '"start_time": "00:03.33",\n  "end_time": "00:06.67"' in prompts.vos_prompt("x", 20)  # 10 s clip
 
 
 def test_avs_prompt():
-    p = P.avs_prompt("the object making the violin-like sound", 10.0)
+    p = prompts.avs_prompt("the object making the violin-like sound", 10.0)
     assert p.startswith("- Given a 10 seconds audio and a reference instruction: the object making the violin-like sound,")
     assert "producing sound" in p and "<answer></answer>" in p
 
@@ -65,7 +65,7 @@ def test_system2_view_only_requested_frames_and_scaled_boxes():
     frames = np.zeros((4, 480, 854, 3), np.uint8)
     boxes = np.array([[10, 20, 110, 220], [0, 0, 0, 0], [0, 0, 854, 480], [5, 5, 6, 6]], np.float32)
     valid = np.array([True, False, True, True])
-    out = T.system2_view(frames, [2, 1], boxes, valid)
+    out = transforms.system2_view(frames, [2, 1], boxes, valid)
     assert [o["position"] for o in out] == [2, 1]
     img = out[0]["image"]
     np.testing.assert_allclose(out[0]["gt_boxes"], [[0, 0, img.shape[1], img.shape[0]]], atol=1e-3)
@@ -77,5 +77,5 @@ def test_guard_names_record_for_unexpected_errors():
 
     rec = _record(3)
     with pytest.raises(DataFormatError) as e:
-        T.LoadFrames().map({"record": rec, "frame_indices": np.array([0])})
+        transforms.LoadFrames().map({"record": rec, "frame_indices": np.array([0])})
     assert "nope/00000.jpg" in str(e.value) and rec.key in str(e.value)

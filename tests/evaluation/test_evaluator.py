@@ -10,9 +10,9 @@ import pytest
 from omnir1_jax.config import BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, RunSpec
 from omnir1_jax.data import read_revos
 from omnir1_jax.data.synthetic import writer
-from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
 from omnir1_jax.evaluation import evaluate_policy
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
+from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
 
 pytestmark = pytest.mark.torch  # the bridge subprocess imports the PyTorch side
@@ -48,8 +48,8 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bridge(world, tmp_path_factory):
-    b = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                      str(tmp_path_factory.mktemp("bridge")), data_roots=[world[0]], wait_s=120)
+    b = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+                    str(tmp_path_factory.mktemp("bridge")), data_roots=[world[0]], wait_s=120)
     yield b
     b.close()
 
@@ -195,14 +195,14 @@ def test_evaluate_driver_with_the_tiny_policy_resumes_and_draws_overlays(world, 
     """``omnir1_jax.evaluate.evaluate`` on the synthetic split with the real (tiny, random) System 1: predictions
     PNGs and one overlay per new expression asked for, one bridge request per expression, a resumed second call
     predicts only the rest."""
-    from omnir1_jax import evaluate as E
-    from omnir1_jax.infer import read_masks
+    from omnir1_jax import evaluate
+    from omnir1_jax.evaluation.results import read_masks
 
     root, recs = world
     cfg = _cfg(root, str(tmp_path))
     client = CountingClient(bridge.client)
     out = tmp_path / "ev"
-    first = E.evaluate(cfg, "valid", out_dir=str(out), client=client, max_items=2, overlays=1, progress=False)
+    first = evaluate.evaluate(cfg, "valid", out_dir=str(out), client=client, max_items=2, overlays=1, progress=False)
     assert first["done"] == 2 and len(client.requests) == 2
     assert len(os.listdir(out / "overlays")) == 1
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
@@ -210,7 +210,7 @@ def test_evaluate_driver_with_the_tiny_policy_resumes_and_draws_overlays(world, 
         rec = next(r for r in recs if r.key == row["id"])
         np.testing.assert_array_equal(read_masks(str(out / "predictions" / rec.video_id / rec.exp_id),
                                                  rec.frame_names), fut.result().rollouts[0].masks)
-    second = E.evaluate(cfg, "valid", out_dir=str(out), client=client, progress=False)
+    second = evaluate.evaluate(cfg, "valid", out_dir=str(out), client=client, progress=False)
     assert second["done"] == len(recs) and len(client.requests) == len(recs)
 
 

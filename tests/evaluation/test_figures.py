@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from omnir1_jax.evaluation import figures as Fg
+from omnir1_jax.evaluation import figures
 
 GREY = 100
 
@@ -25,7 +25,7 @@ def _blend(a, colour, w):
 
 def test_overlay_colours_at_known_pixels():
     frame, pred, gt = _case()
-    out = Fg.overlay_frame(frame, pred, gt)
+    out = figures.overlay_frame(frame, pred, gt)
     green = _blend(GREY, (40, 220, 60), 0.5)  # (70, 160, 80)
     magenta_tint = _blend(GREY, (255, 0, 255), 0.35)
     assert green.tolist() == [70, 160, 80]
@@ -41,14 +41,14 @@ def test_sheet_upscales_labels_and_lays_out_a_grid():
     frame, pred, gt = _case()
     frames = np.repeat(frame[None], 10, 0)
     preds, gts = np.repeat(pred[None], 10, 0), np.repeat(gt[None], 10, 0)
-    image, layout = Fg.overlay_sheet(frames, preds, gts, title="the grey square", keyframes=[3],
+    image, layout = figures.overlay_sheet(frames, preds, gts, title="the grey square", keyframes=[3],
                                      frame_scores=np.linspace(0, 1, 10), max_frames=8, columns=4)
     assert len(layout) == 8 and 3 in layout
     s = int(layout[3][2])
-    assert s == int(np.ceil(Fg.TILE_WIDTH / 30)) and s * 30 >= Fg.TILE_WIDTH  # readable size
+    assert s == int(np.ceil(figures.TILE_WIDTH / 30)) and s * 30 >= figures.TILE_WIDTH  # readable size
     ys = sorted({y for _, y, _ in layout.values()})
     assert len(ys) == 2  # two rows of four, not a one-row strip
-    ref = Fg.overlay_frame(frame, pred, gt)
+    ref = figures.overlay_frame(frame, pred, gt)
     for t, (x0, y0, sc) in layout.items():
         sc = int(sc)
         for (y, x) in ((10, 10), (6, 6), (4, 8), (1, 28)):
@@ -73,7 +73,7 @@ def test_reward_plot_shows_only_weighted_components_and_the_evaluations(tmp_path
 
     rows = _metrics(tmp_path / "metrics.jsonl")
     weights = {"format": 1.0, "keyframe": 1.0, "alignment": 0.0, "grounding": 2.0}
-    fig = Fg.reward_figure(rows, weights=weights, evals=[(0, 0.155), (20, 0.734)])
+    fig = figures.reward_figure(rows, weights=weights, evals=[(0, 0.155), (20, 0.734)])
     try:
         ax, ax2 = fig.axes
         shown = [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
@@ -88,19 +88,19 @@ def test_reward_plot_shows_only_weighted_components_and_the_evaluations(tmp_path
         assert ev.get_xdata().tolist() == [0, 20] and ev.get_ydata().tolist() == [0.155, 0.734]
     finally:
         plt.close(fig)
-    png = Fg.plot_rewards(str(tmp_path / "metrics.jsonl"), str(tmp_path / "rewards.png"), weights=weights,
+    png = figures.plot_rewards(str(tmp_path / "metrics.jsonl"), str(tmp_path / "rewards.png"), weights=weights,
                           evals=[(0, 0.155), (20, 0.734)])
     assert png == str(tmp_path / "rewards.png")
     from PIL import Image
 
     with Image.open(png) as im:
         assert im.size[0] >= 1000
-    assert Fg.plot_rewards(str(tmp_path / "missing.jsonl"), str(tmp_path / "x.png")) is None
+    assert figures.plot_rewards(str(tmp_path / "missing.jsonl"), str(tmp_path / "x.png")) is None
 
 
 def test_ema_by_hand():
     # span 2: smoothing a = 1/3; step 1: 0; step 2: (2/3 * 3) / (1 - 1/9) = 2.25
-    np.testing.assert_allclose(Fg.ema([0.0, 3.0], 2), [0.0, 2.25])
+    np.testing.assert_allclose(figures.ema([0.0, 3.0], 2), [0.0, 2.25])
 
 
 def test_reward_weights_of_a_config():
@@ -108,4 +108,4 @@ def test_reward_weights_of_a_config():
     from omnir1_jax.rewards import RewardWeights
 
     cfg = ExperimentConfig(grpo=GRPOSpec(rewards=RewardWeights(alpha_k=0.0, alpha_a=0.5)))
-    assert Fg.reward_weights(cfg) == {"format": 1.0, "keyframe": 0.0, "alignment": 0.5, "grounding": 1.0}
+    assert figures.reward_weights(cfg) == {"format": 1.0, "keyframe": 0.0, "alignment": 0.5, "grounding": 1.0}

@@ -15,7 +15,10 @@ import pytest
 
 from omnir1_jax.config import DataSpec, ExperimentConfig, ModelSpec, load_config
 from omnir1_jax.data.synthetic import writer
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.policy import build_policy, build_tokenizer
+from omnir1_jax.runtime.bridge import open_bridge
+from omnir1_jax.runtime.records import read_records
+from omnir1_jax.runtime.world import ensure_synthetic
 from tests.experiments.specs import ROOT, spec_id, specs, variants
 
 pytestmark = pytest.mark.torch  # the bridge subprocess runs the PyTorch side
@@ -58,7 +61,7 @@ def world(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("worlds")
     vos = str(base / "vos")
-    S.ensure_synthetic(dataclasses.replace(SYNTHETIC, root=vos))  # the generator's own parameters: read back as is
+    ensure_synthetic(dataclasses.replace(SYNTHETIC, root=vos))  # the generator's own parameters: read back as is
     avs = str(base / "avs")
     writer.write_avs(avs, 4, seed=0, height=56, width=84)
     co = str(base / "co")
@@ -99,8 +102,8 @@ def _write_refcocog(root: str) -> None:
 def bridge(tmp_path_factory):
     from omnir1_jax.config import BridgeSpec
 
-    b = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                      str(tmp_path_factory.mktemp("bridge")), wait_s=120)
+    b = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+                    str(tmp_path_factory.mktemp("bridge")), wait_s=120)
     yield b
     b.close()
 
@@ -165,7 +168,7 @@ def test_experiment_resolves_and_documents_command_hardware_and_number(path, wor
     assert cfg_t.grpo.rewards == cfg.grpo.rewards and cfg_t.grpo.beta == cfg.grpo.beta  # what the row is about
     assert cfg_t.data.dataset == cfg.data.dataset or cfg.data.dataset in ("mixture", "synthetic")
     if cfg.data.dataset == "refcocog":  # the tiny refCOCOg tree is read by the real reader: 3 train sentences
-        assert [r.expression for r in S.read_records(cfg_t.data)] == ["the box number 0", "box 0", "the box number 1"]
+        assert [r.expression for r in read_records(cfg_t.data)] == ["the box number 0", "box 0", "the box number 1"]
 
 
 def test_every_row_of_the_paper_is_one_config():
@@ -202,7 +205,7 @@ def test_paper_hyper_parameters_in_the_files():
         assert c[name].run.steps * c[name].data.batch_size == samples and c[name].data.task == "refaid"
     j = c["table6_avs_vos"]
     assert j.data.task == "mixture" and [(t, d) for t, d, _, _ in j.data.tasks] == [("refaid", "refavs"),
-                                                                                  ("vos", "mixture")]
+                                                                                    ("vos", "mixture")]
     assert j.data.mixture == (("revos", "revos"), ("mevis", "mevis")) and j.grpo.beta == 0.04
     assert (j.grpo.rewards.alpha_k, j.grpo.rewards.alpha_a, j.grpo.rewards.alpha_g) == (1, 0, 1)
     # item 5: the refCOCOg stage trains grounding on one System-2-resolution image, 250 x 8 = 2,000 images
@@ -229,11 +232,11 @@ def test_synthetic_table4_rows_run_a_step(world, bridge):
     from omnir1_jax.policy import make_scorer
 
     scorer = make_scorer(False, 1.0)
-    tok = S.build_tokenizer(ModelSpec())
+    tok = build_tokenizer(ModelSpec())
     policy = None  # built by the first row, then shared (same shapes: no recompilation; weights do not matter)
     for path in DEFAULT_ROWS:
         cfg = tiny(load_config(path), world, bridge.client.addresses[0])
-        policy = policy if policy is not None else S.build_policy(cfg.model, seed=0)
+        policy = policy if policy is not None else build_policy(cfg.model, seed=0)
         m = _grpo_one_step(cfg, bridge, scorer, policy, tok)
         w = cfg.grpo.rewards
         expected = (w.format * m["reward/format"] + w.alpha_k * m["reward/keyframe"] +
@@ -313,7 +316,7 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
     from omnir1_jax.crossomni.batches import read_split
     from omnir1_jax.crossomni.rewards import qa_rewards
     from omnir1_jax.tasks.crossomni_judge import make_judge
-    from sam2_bridge.judge import HFJudge
+    from sam2_bridge.server.judge import HFJudge
 
     judge_dir = _tiny_judge_dir(str(tmp_path / "judge"))
     local = HFJudge(judge_dir)

@@ -10,7 +10,8 @@ from PIL import Image
 from omnir1_jax import infer
 from omnir1_jax.config import BridgeSpec
 from omnir1_jax.crossomni.media import read_video, write_video
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.evaluation.results import read_masks
+from omnir1_jax.runtime.bridge import open_bridge
 
 pytestmark = pytest.mark.torch  # the bridge subprocess imports the PyTorch side
 
@@ -28,8 +29,8 @@ def _frames():
 
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory):
-    b = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                      str(tmp_path_factory.mktemp("bridge")), wait_s=120)
+    b = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+                    str(tmp_path_factory.mktemp("bridge")), wait_s=120)
     yield b
     b.close()
 
@@ -61,7 +62,7 @@ def test_cli_end_to_end_writes_one_mask_per_frame(video_file, bridge, tmp_path):
             assert set(np.unique(np.asarray(im)).tolist()) <= {0, 255}
     answer = json.loads((out / "answer.json").read_text())
     assert answer["num_frames"] == L
-    masks = infer.read_masks(str(out / "masks"), [f[:-4] for f in files])
+    masks = read_masks(str(out / "masks"), [f[:-4] for f in files])
     assert int(masks.sum()) == answer["mask_pixels"]
     assert (out / "contact_sheet.png").exists()
 
@@ -89,7 +90,7 @@ def test_scripted_answer_segments_the_object_in_every_frame(bridge, tmp_path):
     union = (pred.masks | truth).sum((1, 2))
     assert np.all(inter / union > 0.95), inter / union
     paths = infer.write_masks(str(tmp_path / "m"), pred.masks, [str(i) for i in range(L)])
-    np.testing.assert_array_equal(infer.read_masks(str(tmp_path / "m"), [str(i) for i in range(L)]), pred.masks)
+    np.testing.assert_array_equal(read_masks(str(tmp_path / "m"), [str(i) for i in range(L)]), pred.masks)
     assert len(paths) == L
 
 

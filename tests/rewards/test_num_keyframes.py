@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from omnir1_jax.config import ConfigError, GRPOSpec
-from omnir1_jax.data import prompts as P
+from omnir1_jax.data import prompts
 from omnir1_jax.rewards import TABLE4_WEIGHTS, num_reward, parse_answer
 from omnir1_jax.rewards.parsing import keep_first_items
 from omnir1_jax.rl import rollout
@@ -40,26 +40,26 @@ def test_keep_first_items_in_answer_order():
 
 
 def test_prompts_state_exactly_k_moments():
-    free = P.vos_prompt("the cat", 12)
-    fixed = P.vos_prompt("the cat", 12, num_keyframes=4)
+    free = prompts.vos_prompt("the cat", 12)
+    fixed = prompts.vos_prompt("the cat", 12, num_keyframes=4)
     assert "Select about 4 most relevant moments" in free and "about 4" not in fixed
     assert "Select exactly 4 most relevant moments that contain the referred object(s)" in fixed
     assert "Your final answer should be 4 JSON objects, one per moment, each in the following format:" in fixed
     assert fixed.replace("exactly 4", "about 4").replace(
         "be 4 JSON objects, one per moment, each in", "be a JSON object in") == free  # nothing else changes
-    assert "Select exactly 3 moments" in P.vos_prompt_short("x", 8, num_keyframes=3)
+    assert "Select exactly 3 moments" in prompts.vos_prompt_short("x", 8, num_keyframes=3)
     with pytest.raises(ValueError, match="num_keyframes"):
-        P.vos_prompt("x", 8, num_keyframes=0)
+        prompts.vos_prompt("x", 8, num_keyframes=0)
 
 
 def test_build_prompt_transform_passes_k():
-    from omnir1_jax.data import transforms as T
+    from omnir1_jax.data import transforms
     from omnir1_jax.data.schema import ExpressionRecord
 
     names = tuple(f"{i:05d}" for i in range(6))
     rec = ExpressionRecord("x", "train", "v", "0", "the dog", names, tuple(f"f/{n}.jpg" for n in names))
-    ex = T.BuildPrompt(num_keyframes=3).random_map({"record": rec, "frame_indices": np.arange(6)},
-                                                   np.random.default_rng(0))
+    ex = transforms.BuildPrompt(num_keyframes=3).random_map({"record": rec, "frame_indices": np.arange(6)},
+                                                            np.random.default_rng(0))
     assert "Select exactly 3 most relevant moments" in ex["prompt"]
 
 

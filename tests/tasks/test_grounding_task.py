@@ -11,6 +11,7 @@ from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, ModelSpec, O
 from omnir1_jax.data.masks import mask_to_box
 from omnir1_jax.data.prompts import grounding_prompt
 from omnir1_jax.policy import build_tokenizer
+from omnir1_jax.runtime.records import read_records
 from omnir1_jax.tasks import make_task
 from omnir1_jax.tasks.grounding import GroundingTask, target_answer
 
@@ -27,8 +28,6 @@ def grounding_config(root: str, out_dir: str) -> ExperimentConfig:
 
 @pytest.fixture(scope="module")
 def setup(refcocog_tree, tmp_path_factory):
-    from omnir1_jax.runtime.setup import read_records
-
     root, _ = refcocog_tree
     cfg = grounding_config(root, str(tmp_path_factory.mktemp("run")))
     tok = build_tokenizer(cfg.model)

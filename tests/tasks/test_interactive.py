@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.bridge import open_bridge
+from omnir1_jax.runtime.records import read_records
 from omnir1_jax.tasks.synthetic_targets import answer_text
 
 
@@ -21,8 +22,8 @@ def world(tmp_path_factory):
     from omnir1_jax.config import BridgeSpec
 
     base = tmp_path_factory.mktemp("interactive")
-    bridge = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                           str(base / "bridge"), data_roots=(str(base / "world"),), wait_s=120)
+    bridge = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+                         str(base / "bridge"), data_roots=(str(base / "world"),), wait_s=120)
     yield base, bridge
     bridge.close()
 
@@ -160,7 +161,7 @@ def test_evaluation_reports_jf_per_turn_count_and_revisions(world, tmp_path):
     cfg = _cfg(base, 2, out="eval_run")
     tr = make_learner(cfg, bridge)
     try:
-        records = S.read_records(cfg.data, "valid")[:2]
+        records = read_records(cfg.data, "valid")[:2]
         cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, max_new_tokens=12))
         pred = TwoSystemPredictor(cfg, tr.policy, tr.tokenizer, bridge.client)
         out = str(tmp_path / "eval")

@@ -14,7 +14,7 @@ import pytest
 
 from omnir1_jax.config import ConfigError, DataSpec, ModelSpec, load_config
 from omnir1_jax.data.synthetic import writer
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.tasks.synthetic_targets import answer_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,8 +27,8 @@ def joint(tmp_path_factory):
     base = tmp_path_factory.mktemp("joint")
     writer.write_vos(str(base / "vos"), 5, seed=0, height=56, width=84, min_frames=4, max_frames=4)
     writer.write_avs(str(base / "avs"), 4, seed=0, height=56, width=84)
-    bridge = S.open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                           str(base / "bridge"), wait_s=120)
+    bridge = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+                         str(base / "bridge"), wait_s=120)
     yield base, bridge
     bridge.close()
 

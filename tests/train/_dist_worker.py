@@ -19,6 +19,7 @@ import sys
 import numpy as np
 
 from omnir1_jax.runtime import distributed
+from omnir1_jax.runtime.records import pipeline_config, read_records
 
 PROMPTS, GROUP = 2, 4  # the global batch: 2 prompts x 4 samples
 
@@ -41,7 +42,6 @@ def main(world: str, out_dir: str) -> None:
     from omnir1_jax.config import MeshSpec
     from omnir1_jax.data import build_pipeline
     from omnir1_jax.models.qwen2_5_omni.thinker import as_model_inputs
-    from omnir1_jax.runtime import setup as S
     from omnir1_jax.tasks.base import Scored
     from tests.train._tiny import make_learner, perturb, tiny_config
 
@@ -49,14 +49,14 @@ def main(world: str, out_dir: str) -> None:
     cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, group_size=GROUP),
                               mesh=MeshSpec(data=1, fsdp=jax.device_count(), tensor=1),
                               data=dataclasses.replace(cfg.data, max_frames=12, pad_to_multiple=1))  # clips of 8 and 12 frames
-    records = S.read_records(cfg.data)
+    records = read_records(cfg.data)
     tr = make_learner(cfg, None, records=records)
     perturb(tr.policy)  # away from the reference, so the KL term and its gradient are not zero
 
     by_length = sorted(records, key=lambda r: (len(r.frame_paths), r.key))
     batch = [by_length[0], by_length[-1]]  # the global batch: the shortest clip and the longest
     lo, hi = distributed.my_prompts(PROMPTS)
-    pcfg = S.pipeline_config(cfg.data, train=False, seed=0, batch_size=hi - lo)
+    pcfg = pipeline_config(cfg.data, train=False, seed=0, batch_size=hi - lo)
     share = next(iter(build_pipeline(batch[lo:hi], tr.tokenizer, pcfg)))
     prompt = as_model_inputs(tr.policy.config, share["model_inputs"])
     rows = range(PROMPTS * GROUP)  # global row indices

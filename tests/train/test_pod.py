@@ -27,12 +27,12 @@ from omnir1_jax.runtime import pod
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import pod_faults as PF  # noqa: E402
+import pod_faults  # noqa: E402
 
 
 @pytest.mark.parametrize("victim", [1, pytest.param(0, marks=pytest.mark.slow)])
 def test_a_killed_process_is_named_by_the_survivor_which_exits(victim):
-    r = PF.one_try(victim=victim, after_steps=3, timeout_s=3)
+    r = pod_faults.one_try(victim=victim, after_steps=3, timeout_s=3)
     assert r["survivor_exit"] == pod.EXIT_LOST_PROCESS, r
     assert r["line"].startswith(f"pod_faults.py: error: process {victim} of 2 is lost ("), r
     assert r["line"].endswith(f"process {1 - victim} stops. Restart every process with the same command: the run "
@@ -48,12 +48,13 @@ def test_processes_with_another_config_or_code_refuse_to_run_together(tmp_path):
         shutil.copytree(os.path.join(ROOT, pkg), copy / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     with open(copy / "omnir1_jax" / "rl" / "loss.py", "a") as f:
         f.write("\n# a local edit on one host\n")
-    port = PF.free_port()
+    port = pod_faults.free_port()
     worker = [sys.executable, os.path.join(ROOT, "benchmarks", "pod_faults.py"), "worker", "--steps", "3"]
-    procs = [subprocess.Popen(worker, env=PF.env_for(0, port), cwd=ROOT, text=True, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(worker, env=pod_faults.env_for(0, port), cwd=ROOT, text=True, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE),
-             subprocess.Popen(worker + ["--set", "grpo.beta=0.001"], env=PF.env_for(1, port, pythonpath=str(copy)),
-                              cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
+             subprocess.Popen(worker + ["--set", "grpo.beta=0.001"],
+                              env=pod_faults.env_for(1, port, pythonpath=str(copy)), cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [2, 2], outs
     last = [err.strip().splitlines()[-1] for _, err in outs]
@@ -71,7 +72,7 @@ def test_fingerprint_differences_and_the_timeout_setting(monkeypatch):
     assert pod.differences(a, a) == []
     assert pod.differences(a, b) == ["config run.seed = 0 here, 1 there", "jax version 0.10.2 here, 0.10.3 there",
                                      "code file x.py only here", "code file y.py only there"]
-    assert set(pod.code_hashes()) >= {"omnir1_jax/runtime/pod.py", "sam2_bridge/client.py"}
+    assert set(pod.code_hashes()) >= {"omnir1_jax/runtime/pod.py", "sam2_bridge/wire/client.py"}
     monkeypatch.setenv(pod.TIMEOUT_ENV, "soon")
     with pytest.raises(ConfigError, match="OMNIR1_POD_TIMEOUT_S='soon' is not a number of seconds"):
         pod.timeout_from_env()
@@ -111,9 +112,9 @@ def test_the_trainer_pod_loses_a_process_fails_loudly_and_resumes_when_restarted
     cmd = [sys.executable, "-m", "omnir1_jax.train", "--config", str(exp), "--no-eval"]
 
     def start(port):
-        return [PF.Proc(cmd, PF.env_for(i, port, devices=1)) for i in range(2)]
+        return [pod_faults.Proc(cmd, pod_faults.env_for(i, port, devices=1)) for i in range(2)]
 
-    first = start(PF.free_port())
+    first = start(pod_faults.free_port())
     end = time.monotonic() + 900
     while not any("] 3/6  ETA" in x for x in first[0].out):
         assert time.monotonic() < end and first[0].proc.poll() is None, first[0].err[-40:]
@@ -128,7 +129,7 @@ def test_the_trainer_pod_loses_a_process_fails_loudly_and_resumes_when_restarted
     saved = sorted(int(n) for n in os.listdir(tmp_path / "run" / "checkpoints") if n.isdigit())
     assert saved and saved[-1] >= 2
 
-    again = start(PF.free_port())
+    again = start(pod_faults.free_port())
     rcs = [p.proc.wait(timeout=900) for p in again]
     time.sleep(0.3)
     assert rcs == [0, 0], again[0].err[-30:] + again[1].err[-30:]

@@ -5,24 +5,25 @@ import dataclasses
 
 import pytest
 
+from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
+
 
 def test_policy_grounder_needs_a_policy_directory(tmp_path):
     from omnir1_jax.config import BridgeSpec, ConfigError
-    from omnir1_jax.runtime import setup as S
 
     spec = BridgeSpec(grounder="qwen2_5_omni:@policy")
     with pytest.raises(ConfigError, match="model.checkpoint"):
-        S.resolve_grounder(spec, None)
+        resolve_grounder(spec, None)
     with pytest.raises(ConfigError, match="does not exist"):
-        S.resolve_grounder(spec, str(tmp_path / "missing"))
-    assert S.resolve_grounder(spec, str(tmp_path)).grounder == f"qwen2_5_omni:{tmp_path}"
+        resolve_grounder(spec, str(tmp_path / "missing"))
+    assert resolve_grounder(spec, str(tmp_path)).grounder == f"qwen2_5_omni:{tmp_path}"
     # a remote bridge serves what it was started with; other grounders pass through
     remote = dataclasses.replace(spec, start=False, addresses=("tcp://h:1",))
-    assert S.resolve_grounder(remote, None) is remote
+    assert resolve_grounder(remote, None) is remote
     plain = BridgeSpec(grounder="qwen2_5_omni:checkpoints/omni")
-    assert S.resolve_grounder(plain, None) is plain
+    assert resolve_grounder(plain, None) is plain
     with pytest.raises(ConfigError, match="not resolved"):
-        S.open_bridge(spec, str(tmp_path))
+        open_bridge(spec, str(tmp_path))
 
 
 @pytest.mark.torch
@@ -35,10 +36,10 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
 
     import numpy as np
 
-    from omnir1_jax import policy as P
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax.config import ModelSpec
     from omnir1_jax.models.qwen2_5_omni.testing import build_tiny_processor
-    from sam2_bridge.grounder import QwenBackend
+    from sam2_bridge.server.grounder import QwenBackend
     from tests.train.test_system2_is_the_policy import _greedy_text
 
     src = tmp_path / "ckpt"
@@ -50,8 +51,8 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
     assets = {n for n in os.listdir(src) if n.endswith((".json", ".jinja", ".txt"))} - {
         "config.json", "model.safetensors.index.json"}
     assert "preprocessor_config.json" in assets or "processor_config.json" in assets
-    policy = P.build_policy(ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))), seed=5)
-    out = P.export_policy(policy, str(tmp_path / "hf"), assets_from=str(src))
+    policy = policy_lib.build_policy(ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))), seed=5)
+    out = policy_lib.export_policy(policy, str(tmp_path / "hf"), assets_from=str(src))
     files = set(os.listdir(out))
     assert files == assets | {"config.json", "model.safetensors"}
     with open(os.path.join(out, "config.json")) as f:
@@ -63,5 +64,5 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
     assert backend.processor.feature_extractor.chunk_length == proc.feature_extractor.chunk_length == 3
     image = np.random.default_rng(1).integers(0, 256, (112, 112, 3), dtype=np.uint8)
     got = backend.ground([image], ["the blue square"])[0].text
-    tok = P.build_tokenizer(ModelSpec(checkpoint=out))
+    tok = policy_lib.build_tokenizer(ModelSpec(checkpoint=out))
     assert len(got) > 5 and got == _greedy_text(policy, tok, image, "the blue square", 24)

@@ -9,8 +9,9 @@ import pytest
 
 from omnir1_jax.config import DataSpec, ExperimentConfig, ModelSpec, RunSpec, SFTSpec
 from omnir1_jax.data.synthetic import writer
+from omnir1_jax.policy import build_policy, build_tokenizer
 from omnir1_jax.rewards import parse_answer
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.records import read_records
 from omnir1_jax.tasks.synthetic_targets import load_oracle, synthetic_target
 
 
@@ -19,8 +20,8 @@ def _sft_learner(cfg, recs):
     from omnir1_jax.learner import Learner, sft_stage
     from omnir1_jax.tasks import make_task
 
-    tok = S.build_tokenizer(cfg.model)
-    return Learner(cfg, make_task(cfg, tok), sft_stage(cfg), policy=S.build_policy(cfg.model), tokenizer=tok,
+    tok = build_tokenizer(cfg.model)
+    return Learner(cfg, make_task(cfg, tok), sft_stage(cfg), policy=build_policy(cfg.model), tokenizer=tok,
                    records=recs)
 
 
@@ -38,7 +39,7 @@ def root(tmp_path_factory):
 
 def test_format_only_targets_parse_and_never_name_the_target(root):
     oracle = load_oracle(root)
-    recs = S.read_records(data_spec(root), "train")
+    recs = read_records(data_spec(root), "train")
     rng = np.random.default_rng(0)
     for rec in recs:
         video = oracle[rec.video_id]
@@ -63,8 +64,8 @@ def test_instruction_replaces_the_expression_in_sft_prompts(root):
                   s1_min_pixels=4 * 28 * 28, prompt="short", pad_to_multiple=64),
         sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the object"),
         run=RunSpec(out_dir=os.path.join(root, "..", "run")))
-    tok = S.build_tokenizer(cfg.model)
-    recs = S.read_records(cfg.data, "train")
+    tok = build_tokenizer(cfg.model)
+    recs = read_records(cfg.data, "train")
     sft = _sft_learner(cfg, recs)
     batch = next(sft.data_iter)
     texts = tok.batch_decode(np.asarray(batch["model_inputs"]["input_ids"]))
@@ -75,10 +76,10 @@ def test_instruction_replaces_the_expression_in_sft_prompts(root):
 
 
 def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
-    from omnir1_jax.data.synthetic.world import PALETTE, SHAPES
     from omnir1_jax.tasks.synthetic_targets import decoy_instructions
+    from sam2_bridge.wire.constants import PALETTE, SHAPES
 
-    recs = S.read_records(data_spec(root), "train")
+    recs = read_records(data_spec(root), "train")
     many = recs * 40
     decoys = decoy_instructions(many, "the {colour} {shape}", seed=3)
     assert [d.expression for d in decoys] == [d.expression for d in decoy_instructions(many, "the {colour} {shape}",
@@ -97,7 +98,7 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
         sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the {colour} {shape}",
                     think="looking for {instruction}; {description} is visible here"),
         run=RunSpec(out_dir=os.path.join(root, "..", "run_decoy")))
-    tok = S.build_tokenizer(cfg.model)
+    tok = build_tokenizer(cfg.model)
     sft = _sft_learner(cfg, recs)
     batch = next(sft.data_iter)
     prompts = tok.batch_decode(np.asarray(batch["model_inputs"]["input_ids"]))
@@ -115,7 +116,7 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
 
 def test_mixed_and_any_object_targets_name_the_target_at_their_rate(root):
     oracle = load_oracle(root)
-    recs = S.read_records(data_spec(root), "train")
+    recs = read_records(data_spec(root), "train")
     rng = np.random.default_rng(1)
     counts = {("mixed", 0.0): [0, 0], ("mixed", 0.25): [0, 0], ("mixed", 1.0): [0, 0], ("any_object", 0.0): [0, 0]}
     for rec in recs:

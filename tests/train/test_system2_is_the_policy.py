@@ -15,6 +15,8 @@ import os
 import numpy as np
 import pytest
 
+from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
+
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
 
@@ -28,9 +30,9 @@ def _params(model):
 def _greedy_text(policy, tokenizer, image: np.ndarray, description: str, max_new_tokens: int) -> str:
     """The policy's greedy answer to the bridge grounder's prompt on ``image`` (our own preprocessing: the same
     ids and pixel values as Qwen2_5OmniProcessor when the image needs no resizing)."""
-    from omnir1_jax import policy as P
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax.data import prompts, text, vision
-    from sam2_bridge.grounder import GROUNDING_PROMPT
+    from sam2_bridge.server.grounder import GROUNDING_PROMPT
 
     view = vision.image_view(image, min_pixels=16 * 28 * 28, max_pixels=900 * 28 * 28)
     chat = tokenizer.apply_chat_template(
@@ -39,23 +41,22 @@ def _greedy_text(policy, tokenizer, image: np.ndarray, description: str, max_new
     ids = text.encode_with_placeholders(tokenizer, chat, image_grid_thw=view["image_grid_thw"])
     inputs = {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int32),
               "pixel_values": view["pixel_values"], "image_grid_thw": view["image_grid_thw"]}
-    return P.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens).texts[0]
+    return policy_lib.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens).texts[0]
 
 
 def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch):
-    from omnir1_jax import policy as P
+    from omnir1_jax import policy as policy_lib
     from omnir1_jax import train
     from omnir1_jax.config import BridgeSpec, ModelSpec, RunSpec
     from omnir1_jax.models.qwen2_5_omni import from_hf
-    from omnir1_jax.runtime import setup as S
     from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
-    from sam2_bridge.protocol import Keyframe
+    from sam2_bridge.wire.protocol import Keyframe
     from tests.train._tiny import tiny_config
 
     # the starting checkpoint: a tiny random Thinker exported with its tokenizer (what model.checkpoint points at)
     start = str(tmp_path / "start")
     tiny = ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1)))
-    P.export_policy(P.build_policy(tiny, seed=3), start, tokenizer=build_tiny_tokenizer())
+    policy_lib.export_policy(policy_lib.build_policy(tiny, seed=3), start, tokenizer=build_tiny_tokenizer())
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(os.listdir(start))
 
     cfg = tiny_config(str(tmp_path / "syn"), str(tmp_path / "run"), steps=1)
@@ -68,14 +69,14 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
         run=dataclasses.replace(cfg.run, eval_max_expressions=1, eval_split="valid"))
 
     opened = []  # (grounder asked for, grounder the started bridge reports): the real bridges, recorded
-    real_open = S.open_bridge
+    real_open = open_bridge
 
     def recording_open(spec, run_dir, **kw):
         bridge = real_open(spec, run_dir, **kw)
         opened.append((spec.grounder, bridge.client.health()["grounder"]))
         return bridge
 
-    monkeypatch.setattr(S, "open_bridge", recording_open)
+    monkeypatch.setattr(train, "open_bridge", recording_open)
     summary = train.run(cfg)
     hf = os.path.join(cfg.run.out_dir, "hf")
     assert summary["hf"] == hf
@@ -92,26 +93,25 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
                                                          jax.tree.leaves(trained)))
 
     # the grounder served from the export answers like the trained JAX policy (112 x 112: no resize on either side)
-    monkeypatch.setattr(S, "open_bridge", real_open)
     image = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
-    bridge = S.open_bridge(S.resolve_grounder(cfg.bridge, hf), str(tmp_path / "b"), wait_s=600)
+    bridge = open_bridge(resolve_grounder(cfg.bridge, hf), str(tmp_path / "b"), wait_s=600)
     try:
         reply = bridge.client.ground(image[None], [Keyframe(0, "the red circle")])
     finally:
         bridge.close()
-    tok = P.build_tokenizer(ModelSpec(checkpoint=hf))
+    tok = policy_lib.build_tokenizer(ModelSpec(checkpoint=hf))
     want = _greedy_text(summary["policy"], tok, image, "the red circle", 256)
     assert len(want) > 20 and reply.texts[0] == want
 
     # omnir1_jax.evaluate --policy DIR resolves "@policy" to DIR the same way
-    from omnir1_jax.evaluate import main
+    from omnir1_jax import evaluate
 
     out = str(tmp_path / "eval")
     argv = ["--config", os.path.join(os.path.dirname(__file__), "_system2_config.py"), "--split", "valid",
             "--policy", hf, "--out", out, "--max-items", "1", "--set", f"data.root={cfg.data.root!r}"]
     recorded = []
-    monkeypatch.setattr(S, "open_bridge",
+    monkeypatch.setattr(evaluate, "open_bridge",
                         lambda spec, *a, **kw: recorded.append(spec.grounder) or real_open(spec, *a, **kw))
-    assert main(argv) == 0
+    assert evaluate.main(argv) == 0
     assert recorded == [f"qwen2_5_omni:{os.path.abspath(hf)}"]
     assert os.path.exists(os.path.join(out, "summary.json"))

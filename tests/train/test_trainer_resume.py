@@ -16,8 +16,9 @@ import jax
 import numpy as np
 import pytest
 
-from omnir1_jax.runtime import setup as S
 from omnir1_jax.learner import TrainingDivergedError
+from omnir1_jax.policy import build_policy
+from omnir1_jax.runtime.bridge import open_bridge
 from tests.train._tiny import losses, make_learner, params_of, perturb, tiny_config
 
 pytestmark = pytest.mark.torch  # the bridge subprocess runs PyTorch
@@ -29,7 +30,7 @@ N, MORE = 1, 3
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume")
     cfg = tiny_config(str(tmp / "syn"), str(tmp / "shared_bridge"))
-    bridge = S.open_bridge(cfg.bridge, cfg.run.out_dir, data_roots=[cfg.data.root], wait_s=120)
+    bridge = open_bridge(cfg.bridge, cfg.run.out_dir, data_roots=[cfg.data.root], wait_s=120)
     yield tmp, bridge
     bridge.close()
 
@@ -62,7 +63,7 @@ def test_resumed_run_matches_uninterrupted_run(world, run_a):
     assert first.checkpointer.latest_step() == N
     np.testing.assert_array_equal(losses(h1), a[:N])
 
-    other = S.build_policy(cfg.model, seed=99)  # not the policy the run started from
+    other = build_policy(cfg.model, seed=99)  # not the policy the run started from
     second = make_learner(cfg, bridge, policy=other)
     try:
         assert second.step == N
@@ -79,7 +80,7 @@ def test_resumed_run_matches_uninterrupted_run(world, run_a):
 def test_bridge_server_killed_mid_run_is_restarted_and_no_step_is_lost(world, run_a):
     tmp, _ = world
     cfg = tiny_config(str(tmp / "syn"), str(tmp / "c"), steps=N + MORE)
-    bridge = S.open_bridge(cfg.bridge, cfg.run.out_dir, data_roots=[cfg.data.root], wait_s=120)  # its own server
+    bridge = open_bridge(cfg.bridge, cfg.run.out_dir, data_roots=[cfg.data.root], wait_s=120)  # its own server
     tr = make_learner(cfg, bridge)
     perturb(tr.policy)
     killed = []
@@ -127,7 +128,7 @@ def test_nan_loss_stops_naming_the_step_and_leaves_the_last_checkpoint_restorabl
     msg = str(err.value)
     assert "step 2" in msg and "loss" in msg and tr.checkpointer.directory in msg and "(step 1)" in msg
     assert tr.step == 1 and tr.checkpointer.latest_step() == 1
-    fresh = make_learner(cfg, bridge, policy=S.build_policy(cfg.model, seed=5))
+    fresh = make_learner(cfg, bridge, policy=build_policy(cfg.model, seed=5))
     try:
         assert fresh.step == 1
         restored = params_of(fresh.policy)

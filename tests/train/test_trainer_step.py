@@ -10,7 +10,7 @@ from omnir1_jax.config import BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, 
 from omnir1_jax.rewards import RewardWeights
 from omnir1_jax.rl import grpo_loss
 from omnir1_jax.rl.update import score
-from omnir1_jax.runtime import setup as S
+from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.tasks.base import Scored
 from tests.train._tiny import make_learner
 
@@ -33,7 +33,7 @@ def _cfg(tmp_path, **run):
 def trainer(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     cfg = _cfg(tmp)
-    bridge = S.open_bridge(cfg.bridge, cfg.run.out_dir, data_roots=[cfg.data.root], wait_s=120)
+    bridge = open_bridge(cfg.bridge, cfg.run.out_dir, data_roots=[cfg.data.root], wait_s=120)
     tr = make_learner(cfg, bridge)
     yield tr
     tr.close()

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from omnir1_jax.data.media import SAMPLE_RATE, write_video
+from omnir1_jax.data.suites_omni import MVBENCH_TASKS, VIDEOMME_JSONL, VIDEOMME_PARQUET
 
 SIZE = (32, 32)
 FRAMES = 4
@@ -91,8 +92,6 @@ VIDEOMME = [
 
 def write_videomme(root: str, fmt: str = "parquet") -> str:
     """``fmt``: ``parquet`` (the release's file; needs pyarrow) or ``jsonl`` (the documented conversion)."""
-    from omnir1_jax.data.suites_omni import VIDEOMME_JSONL, VIDEOMME_PARQUET
-
     rows = []
     for n, (vid, dur, task, ans) in enumerate(VIDEOMME):
         v = vid.replace("vid", "")[:3]
@@ -121,8 +120,6 @@ def write_videomme(root: str, fmt: str = "parquet") -> str:
 def mvbench_questions() -> list[tuple[str, int, list[str], int]]:
     """``(task, question index, candidates, index of the answer)``: one question per task, two for the first
     (so the mean over tasks differs from the pooled accuracy); 3 candidates on odd tasks, 4 on even ones."""
-    from omnir1_jax.data.suites_omni import MVBENCH_TASKS
-
     out = []
     for t, (name, *_rest) in enumerate(MVBENCH_TASKS):
         for i in range(2 if t == 0 else 1):
@@ -133,8 +130,6 @@ def mvbench_questions() -> list[tuple[str, int, list[str], int]]:
 
 def write_mvbench(root: str) -> str:
     from PIL import Image
-
-    from omnir1_jax.data.suites_omni import MVBENCH_TASKS
 
     spec = {name: (fname, prefix, kind, bounded) for name, fname, prefix, kind, bounded in MVBENCH_TASKS}
     entries: dict[str, list] = {}

@@ -1,7 +1,8 @@
 """The synthetic world: coloured shapes that enter, leave, occlude each other and change speed.
 
-Pure numpy (no jax, no torch): the bridge's synthetic grounder keeps its own copy of :data:`PALETTE`,
-:data:`SHAPES` and :data:`BACKGROUND`, and a test checks that the two agree.
+Pure numpy (no jax, no torch). The colours (:data:`PALETTE`; the names are the colour words of descriptions,
+the values RGB), :data:`SHAPES` and :data:`BACKGROUND` are defined once in :mod:`sam2_bridge.wire.constants`,
+which the bridge's synthetic grounder and segmenter read too (docs/design.md §10).
 
 A scene is simulated first (object tracks in continuous coordinates), then rasterised exactly: object ``k``'s
 GT mask on frame ``t`` is the set of its pixels not covered by an object drawn later (higher z), so masks
@@ -20,19 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-# RGB; the names are the colour words used in descriptions.
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (230, 25, 35),
-    "green": (30, 170, 60),
-    "blue": (30, 70, 230),
-    "yellow": (240, 220, 30),
-    "purple": (140, 50, 190),
-    "orange": (250, 130, 20),
-    "cyan": (30, 210, 220),
-    "white": (245, 245, 245),
-}
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
-BACKGROUND: tuple[int, int, int] = (25, 25, 25)
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE, SHAPES
+
 BACKGROUND_NOISE = 6  # uniform integer noise in [-6, 6] added per pixel and channel to the background only
 
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 240, 426

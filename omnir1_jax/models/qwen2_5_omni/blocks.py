@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import jax
 import numpy as np
 
 from omnir1_jax.models.qwen2_5_omni.audio import AudioLayout
@@ -186,8 +187,6 @@ def pad_block(cfg: Qwen2_5OmniConfig, inputs: ModelInputs, sizes: Mapping[str, i
 
 def concat_blocks(blocks: Sequence[ModelInputs]) -> ModelInputs:
     """The blocks of :func:`pad_block` (in block order) laid end to end on one host: the global batch."""
-    import jax
-
     first = blocks[0]
     leaves = [jax.tree_util.tree_flatten_with_path(b)[0] for b in blocks]
     treedef = jax.tree_util.tree_structure(first)

@@ -26,8 +26,8 @@ from typing import Mapping, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 AXES = ("data", "fsdp", "tensor")
 
@@ -104,28 +104,28 @@ class ShardingConfig:
                 return ax
         return None
 
-    def logical_to_spec(self, logical_axes) -> P:
+    def logical_to_spec(self, logical_axes) -> PartitionSpec:
         """PartitionSpec of a tuple of logical names (not fitted to a shape)."""
-        return P(*(self.mesh_axes(a) for a in logical_axes))
+        return PartitionSpec(*(self.mesh_axes(a) for a in logical_axes))
 
-    def spec(self, logical_axes, shape: tuple[int, ...], mesh) -> P:
+    def spec(self, logical_axes, shape: tuple[int, ...], mesh) -> PartitionSpec:
         """PartitionSpec of an array with these logical names and shape on ``mesh`` (non-dividing axes dropped)."""
         if not logical_axes:
-            return P()
+            return PartitionSpec()
         if len(logical_axes) != len(shape):
             raise ValueError(f"logical axes {logical_axes} do not match an array of shape {shape}")
         return fit_spec(self.logical_to_spec(logical_axes), tuple(shape), mesh_shape_of(mesh))
 
-    def act_spec(self) -> Optional[P]:
+    def act_spec(self) -> Optional[PartitionSpec]:
         return None if self.act_btd is None else self.logical_to_spec(self.act_btd)
 
-    def flat_act_spec(self) -> Optional[P]:
+    def flat_act_spec(self) -> Optional[PartitionSpec]:
         """[N, D] activations (encoder patches / frames): rows over the batch axes."""
         if self.act_btd is None:
             return None
         return self.logical_to_spec((self.act_btd[0], self.act_btd[-1]))
 
-    def kv_spec(self) -> Optional[P]:
+    def kv_spec(self) -> Optional[PartitionSpec]:
         return None if self.kv_cache_bskh is None else self.logical_to_spec(self.kv_cache_bskh)
 
     def decode_layout(self) -> Optional["ShardingConfig"]:
@@ -181,7 +181,7 @@ def _axis_size(mesh_shape: Mapping[str, int], ax) -> int:
     return math.prod(mesh_shape.get(a, 1) for a in axes if a is not None)
 
 
-def fit_spec(spec: P, shape: tuple[int, ...], mesh_shape: Mapping[str, int]) -> P:
+def fit_spec(spec: PartitionSpec, shape: tuple[int, ...], mesh_shape: Mapping[str, int]) -> PartitionSpec:
     """Fit ``spec`` to an array: trim to its rank; drop mesh axes the mesh lacks, of size 1, or already used;
     for a tuple entry keep the longest prefix whose size divides the dimension (so a batch of 8 rows over
     ``("data", "fsdp")`` = 2 x 8 still splits over ``data``), for a single axis drop it if it does not divide."""
@@ -198,7 +198,7 @@ def fit_spec(spec: P, shape: tuple[int, ...], mesh_shape: Mapping[str, int]) -> 
             out.append(tuple(axes))
         else:
             out.append(axes[0])
-    return P(*out)
+    return PartitionSpec(*out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +208,7 @@ class Constraint:
     both over ``data x fsdp``): the fit gives each axis to the first dimension it divides."""
 
     mesh: Mesh
-    spec: P
+    spec: PartitionSpec
 
 
 def constrain(x, spec):
@@ -240,8 +240,6 @@ def activation_shardings(sharding: Optional[ShardingConfig], mesh=None):
 
 
 def _is_variable(x) -> bool:
-    from flax import nnx
-
     return isinstance(x, nnx.Variable)
 
 
@@ -254,8 +252,6 @@ def param_partition_specs(model_or_state, mesh, sharding: Optional[ShardingConfi
     ``nnx.state(model)`` (each Variable holding a PartitionSpec, like ``nnx.get_partition_spec``), so it
     can be passed wherever that state's structure is expected (jit shardings, optimiser state, Orbax targets).
     """
-    from flax import nnx
-
     sharding = sharding or no_sharding()
     state = nnx.state(model_or_state) if isinstance(model_or_state, nnx.Module) else model_or_state
     mesh_shape = mesh_shape_of(mesh)
@@ -272,7 +268,7 @@ def param_partition_specs(model_or_state, mesh, sharding: Optional[ShardingConfi
 def param_shardings(model_or_state, mesh: Mesh, sharding: Optional[ShardingConfig] = None):
     """:func:`param_partition_specs` as ``NamedSharding(mesh, spec)`` leaves."""
     specs = param_partition_specs(model_or_state, mesh, sharding)
-    return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, P))
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
 def state_specs(state, sharding: ShardingConfig, mesh):
@@ -283,8 +279,6 @@ def state_specs(state, sharding: ShardingConfig, mesh):
 def shard_model(model, mesh: Mesh, sharding: ShardingConfig):
     """Re-place an existing model on ``mesh`` by its weights' logical axes and set its activation / KV-cache
     constraints; returns the model (the object passed in is updated in place, as its constraints are)."""
-    from flax import nnx
-
     model.act_sharding, model.kv_sharding, model.flat_sharding = activation_shardings(sharding, mesh)
     state = nnx.state(model)
     shardings = param_shardings(state, mesh, sharding)
@@ -302,14 +296,14 @@ def memory_report(config, mesh_shape: Mapping[str, int], sharding: Optional[Shar
     with ``params`` (total count), ``param_bytes``, ``adam_bytes`` (two moments in ``opt_dtype``, sharded
     like the parameters), ``total_bytes`` and ``total_gib`` per device.
     """
-    from flax import nnx
-
+    # not at the top: convert imports this module
     from omnir1_jax.models.qwen2_5_omni.convert import abstract_model
 
     sharding = sharding or fsdp_tp()
     mesh_shape = {a: int(mesh_shape.get(a, 1)) for a in AXES}
     _, state = nnx.split(abstract_model(config), nnx.Param)
-    specs = jax.tree.leaves(param_partition_specs(state, mesh_shape, sharding), is_leaf=lambda x: isinstance(x, P))
+    specs = jax.tree.leaves(param_partition_specs(state, mesh_shape, sharding),
+                            is_leaf=lambda x: isinstance(x, PartitionSpec))
     shapes = jax.tree.leaves(state)
     count = 0
     pbytes = abytes = 0.0

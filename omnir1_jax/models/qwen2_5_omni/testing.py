@@ -6,7 +6,10 @@ This module imports neither torch nor transformers at import time; :func:`build_
 
 from __future__ import annotations
 
+import numpy as np
+
 from omnir1_jax.models.qwen2_5_omni.config import Qwen2_5OmniConfig, tiny
+from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
 
 # Small frames / audio so that a whole multimodal prompt is a few hundred tokens.
 IMAGE_MIN_PIXELS = 4 * 28 * 28
@@ -45,8 +48,6 @@ def build_tiny_processor(vocab_size: int = 512):
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
-
     size = {"shortest_edge": VIDEO_MIN_PIXELS, "longest_edge": VIDEO_MAX_PIXELS}
     proc = Qwen2_5OmniProcessor(
         image_processor=Qwen2VLImageProcessorPil(min_pixels=IMAGE_MIN_PIXELS, max_pixels=IMAGE_MAX_PIXELS),
@@ -62,8 +63,6 @@ def left_padded_image_rows(cfg: Qwen2_5OmniConfig, tails: tuple[tuple[int, ...],
     """Two left-padded token rows for tests: ``[1, 20, 30, <image of 6 merged tokens>, *tails[0]]`` and
     ``[1, 50, *tails[1]]``, as ``(input_ids, attention_mask)`` int64 arrays [2, T]; the image has
     ``image_grid_thw = [[1, 4, 6]]`` (24 patches)."""
-    import numpy as np
-
     img = [cfg.vision_start_token_id] + [cfg.image_token_id] * 6 + [cfg.vision_end_token_id]
     rows = [[1, 20, 30] + img + list(tails[0]), [1, 50] + list(tails[1])]
     t = max(len(r) for r in rows)

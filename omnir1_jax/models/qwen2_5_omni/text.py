@@ -17,13 +17,13 @@ copied transposed every decode step, and [B, K, S, H] keys made the one-query sc
 from __future__ import annotations
 
 import functools
-
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.config import TextConfig
@@ -48,8 +48,6 @@ def _write_along(axis: int):
     select and several copies of the whole cache per decode step: 3x the cost of a step). Differentiable: its
     JVP is the plain dynamic-update-slice of the tangents (``custom_vmap`` alone has no autodiff rule, and a
     rematerialised layer passes even a Python-int index in as a traced value)."""
-    from jax.custom_batching import custom_vmap
-
     @custom_vmap
     def write(cache, new, index):
         return jax.lax.dynamic_update_slice_in_dim(cache, new, index, axis)

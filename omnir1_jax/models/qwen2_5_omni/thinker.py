@@ -20,14 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jaxtyping import Array, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.audio import AudioEncoder, AudioLayout, audio_layout
 from omnir1_jax.models.qwen2_5_omni.config import Qwen2_5OmniConfig
 from omnir1_jax.models.qwen2_5_omni.layers import Linear, linear
 from omnir1_jax.models.qwen2_5_omni.rope_index import audio_token_count, get_rope_index
-from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig, activation_shardings, param_shardings
+from omnir1_jax.models.qwen2_5_omni.sharding import (
+    ShardingConfig,
+    activation_shardings,
+    param_partition_specs,
+    param_shardings,
+)
 from omnir1_jax.models.qwen2_5_omni.text import TextModel, causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.vision import VisionEncoder, VisionLayout, vision_layout
 
@@ -264,10 +269,6 @@ class Qwen2_5OmniThinker(nnx.Module):
         mesh = self.decode_mesh if self.decode_mesh is not None else jax.sharding.get_abstract_mesh()
         if self.decode_sharding is None or mesh.empty:
             return self
-        from jax.sharding import NamedSharding
-
-        from omnir1_jax.models.qwen2_5_omni.sharding import param_partition_specs
-
         graph, state = nnx.split(self)
         specs = param_partition_specs(state, mesh, self.decode_sharding)
 

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from omnir1_jax import evaluate as E
+from omnir1_jax import evaluate
 from omnir1_jax.data import read_revos
 from omnir1_jax.data.synthetic import writer
 from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
-from omnir1_jax.infer import read_masks
+from omnir1_jax.evaluation.results import RESULTS, read_masks, write_summary
 
 
 @dataclasses.dataclass
@@ -61,14 +61,14 @@ def records(tmp_path_factory):
 
 
 def test_perfect_prediction_scores_exactly_one(records, tmp_path):
-    res = E.evaluate_segmentation(records, _Predictor(_gt), str(tmp_path), progress=False)
+    res = evaluate.evaluate_segmentation(records, _Predictor(_gt), str(tmp_path), progress=False)
     for group, s in res["table"].items():
         assert (s["J"], s["F"], s["J&F"]) == (1.0, 1.0, 1.0), group
     assert res["count"] == len(records)
 
 
 def test_table_equals_protocol_by_hand_on_written_pngs(records, tmp_path):
-    res = E.evaluate_segmentation(records, _Predictor(_noisy), str(tmp_path), progress=False)
+    res = evaluate.evaluate_segmentation(records, _Predictor(_noisy), str(tmp_path), progress=False)
     per = {}
     for rec in records:
         pred = read_masks(str(tmp_path / "predictions" / rec.video_id / rec.exp_id), rec.frame_names)
@@ -97,9 +97,9 @@ def test_table_equals_protocol_by_hand_on_written_pngs(records, tmp_path):
     # VISA's rounding: each expression's J and F rounded to 2 decimals in percent before the means (hand: round
     # the per-expression means computed above)
     (tmp_path / "visa").mkdir()
-    visa = E.write_summary(records, {json.loads(x)["id"]: json.loads(x) for x in
-                                     (tmp_path / "results.jsonl").read_text().splitlines()},
-                           str(tmp_path / "visa"), "vos", visa_rounding=True)
+    visa = write_summary(records, {json.loads(x)["id"]: json.loads(x) for x in
+                                            (tmp_path / "results.jsonl").read_text().splitlines()},
+                                  str(tmp_path / "visa"), "vos", visa_rounding=True)
     js = [round(100 * v[2], 2) for v in per.values() if v[0] == 0]
     assert 100 * visa["table"]["referring"]["J"] == pytest.approx(np.mean(js), abs=1e-6)
     assert visa["protocol"]["name"] == "visa_rounded"
@@ -107,32 +107,32 @@ def test_table_equals_protocol_by_hand_on_written_pngs(records, tmp_path):
 
 
 def test_resuming_an_interrupted_evaluation_gives_the_same_table(records, tmp_path):
-    full = E.evaluate_segmentation(records, _Predictor(_noisy), str(tmp_path / "full"), progress=False)
+    full = evaluate.evaluate_segmentation(records, _Predictor(_noisy), str(tmp_path / "full"), progress=False)
     out = str(tmp_path / "resumed")
     with pytest.raises(KeyboardInterrupt):
-        E.evaluate_segmentation(records, _Predictor(_noisy, stop_after=3), out, progress=False)
-    with open(os.path.join(out, E.RESULTS), "a") as f:
+        evaluate.evaluate_segmentation(records, _Predictor(_noisy, stop_after=3), out, progress=False)
+    with open(os.path.join(out, RESULTS), "a") as f:
         f.write('{"id": "torn')  # a write cut short by the interruption
     second = _Predictor(_noisy)
-    res = E.evaluate_segmentation(records, second, out, progress=False)
+    res = evaluate.evaluate_segmentation(records, second, out, progress=False)
     assert second.seen == [r.key for r in records[3:]]  # only the missing expressions were predicted again
     assert res["table"] == full["table"] and res["done"] == len(records)
-    lines = open(os.path.join(out, E.RESULTS)).read().splitlines()
+    lines = open(os.path.join(out, RESULTS)).read().splitlines()
     assert len(lines) == len(records) and all(json.loads(x) for x in lines)
 
 
 def test_max_items_then_rest_and_no_resume(records, tmp_path):
-    part = E.evaluate_segmentation(records, _Predictor(_gt), str(tmp_path), max_items=2, progress=False)
+    part = evaluate.evaluate_segmentation(records, _Predictor(_gt), str(tmp_path), max_items=2, progress=False)
     assert part["done"] == 2 and part["count"] == 2
     again = _Predictor(_noisy)
-    res = E.evaluate_segmentation(records, again, str(tmp_path), resume=False, progress=False)
+    res = evaluate.evaluate_segmentation(records, again, str(tmp_path), resume=False, progress=False)
     assert len(again.seen) == len(records) and res["table"]["overall"]["J&F"] < 1.0
 
 
 def test_prediction_with_wrong_frame_count_raises_naming_the_expression(records, tmp_path):
     bad = _Predictor(lambda r: _gt(r)[:-1])
     with pytest.raises(ValueError, match="predicted frames"):
-        E.evaluate_segmentation(records, bad, str(tmp_path), progress=False)
+        evaluate.evaluate_segmentation(records, bad, str(tmp_path), progress=False)
 
 
 def test_refavs_rows_and_null_split(tmp_path):
@@ -146,8 +146,8 @@ def test_refavs_rows_and_null_split(tmp_path):
     recs = seen + null
     if not null:
         pytest.skip("the synthetic AVS world produced no null rows")
-    res = E.evaluate_segmentation(recs, _Predictor(_noisy), str(tmp_path / "out"), kind="refavs", progress=False,
-                                  refavs_protocol="project")
+    res = evaluate.evaluate_segmentation(recs, _Predictor(_noisy), str(tmp_path / "out"), kind="refavs", progress=False,
+                                         refavs_protocol="project")
     js = [refavs_iou(_noisy(r), _gt(r)).mean() for r in seen]
     fs = [refavs_fscore(_noisy(r).astype(float), _gt(r)) for r in seen]
     assert res["table"]["test_s"]["J"] == pytest.approx(np.mean(js), abs=1e-12)
@@ -156,7 +156,7 @@ def test_refavs_rows_and_null_split(tmp_path):
     assert res["protocol"]["name"] == "project"
     # the default: the release's protocol, stated in every output file; resuming under another one is refused
     out = tmp_path / "release"
-    rel = E.evaluate_segmentation(recs, _Predictor(_noisy), str(out), kind="refavs", progress=False)
+    rel = evaluate.evaluate_segmentation(recs, _Predictor(_noisy), str(out), kind="refavs", progress=False)
     assert rel["protocol"]["name"] == "release"
     assert json.loads((out / "summary.json").read_text())["protocol"]["batch_size"] == 4
     assert (out / "summary.md").read_text().startswith("Protocol: release")
@@ -171,5 +171,5 @@ def test_refavs_rows_and_null_split(tmp_path):
     for split in want:
         assert rel["table"][split] == pytest.approx(want[split], abs=1e-12)
     with pytest.raises(ValueError, match="no-resume"):
-        E.evaluate_segmentation(recs, _Predictor(_noisy), str(out), kind="refavs", progress=False,
-                                refavs_protocol="project")
+        evaluate.evaluate_segmentation(recs, _Predictor(_noisy), str(out), kind="refavs", progress=False,
+                                       refavs_protocol="project")

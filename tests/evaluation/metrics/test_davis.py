@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from omnir1_jax.evaluation.metrics.masks import disk_footprint
 from omnir1_jax.evaluation.metrics import (
     MaskInputError,
     davis_jf,
@@ -30,6 +29,7 @@ from omnir1_jax.evaluation.metrics.davis_jax import (
     seg2bmap_jax,
     unpack_bits,
 )
+from omnir1_jax.evaluation.metrics.masks import disk_footprint
 
 
 def _square(h, w, r0, c0, size=20):
@@ -275,11 +275,12 @@ def test_import_pulls_neither_torch_nor_the_evaluator():
 
 def test_the_evaluator_names_load_on_first_use():
     code = (
-        "import sys, omnir1_jax.evaluation as E\n"
+        "import sys\n"
+        "from omnir1_jax import evaluation\n"
         "before = 'omnir1_jax.evaluation.loop' in sys.modules\n"
         "from omnir1_jax.evaluation import evaluate_policy\n"
         "from omnir1_jax.evaluation.loop import evaluate_policy as f\n"
-        "print(before, evaluate_policy is f, 'evaluate_policy' in dir(E))"
+        "print(before, evaluate_policy is f, 'evaluate_policy' in dir(evaluation))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -8,11 +8,11 @@ A keyframe's description selects the colours it names; every 8-connected region 
 ``max_distance`` (Euclidean, RGB) of a selected colour with at least ``min_area`` pixels is one box. Run it::
 
     python -m sam2_bridge.serve --address ipc://bridge.sock --segmenter synthetic \\
-        --grounder-plugin sam2_bridge/example_grounder.py --grounder colour_table:checkpoints/colour_table
+        --grounder-plugin sam2_bridge/server/example_grounder.py --grounder colour_table:checkpoints/colour_table
 
-(``--grounder-plugin sam2_bridge.example_grounder`` works too: a module name or a ``.py`` file). A real model
+(``--grounder-plugin sam2_bridge.server.example_grounder`` works too: a module name or a ``.py`` file). A real model
 follows the same shape: the factory loads the weights from ``path`` once per worker, ``ground`` runs them on a
-batch of keyframes and returns boxes in each keyframe's pixels (see :mod:`sam2_bridge.grounder` for the
+batch of keyframes and returns boxes in each keyframe's pixels (see :mod:`sam2_bridge.server.grounder` for the
 interface and the README section "A different System 2" for a Sa2VA sketch).
 """
 
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
-from sam2_bridge.grounder import Grounding, register_grounder
+from sam2_bridge.server.grounder import Grounding, register_grounder
 
 
 class ColourTableGrounder:

@@ -4,7 +4,7 @@ What a group pass does (Omni-R1 appendix B, with the sweep rule of this project)
 
 1. The image encoder runs once per clip frame (in batches of ``encode_batch`` frames) and the features are
    kept for the whole pass (the stock predictor keeps one frame and recomputes per sweep and per state).
-2. Each detection ``(rollout, frame, pred_obj_idx, box)`` gets its own object id (:mod:`sam2_bridge.objects`)
+2. Each detection ``(rollout, frame, pred_obj_idx, box)`` gets its own object id (:mod:`sam2_bridge.server.objects`)
    and a box prompt on its frame; that frame is the object's only conditioning frame.
 3. Two full sweeps: forward over frames ``0 .. T-1`` and backward over ``T-1 .. 0``, as
    ``propagate_in_video(start_frame_idx=0)`` and ``propagate_in_video(start_frame_idx=T-1, reverse=True)``
@@ -19,14 +19,14 @@ What a group pass does (Omni-R1 appendix B, with the sweep rule of this project)
 Batching: objects are independent slices, so on each frame the objects run memory attention, the mask
 decoder and the memory encoder in batches of up to ``object_batch``; the per-object values are those of
 separate batch-1 calls up to float rounding (``batch_objects=False`` runs them one at a time, as the stock
-predictor does). Memory attention is :mod:`sam2_bridge.memattn`'s rewrite (cached keys, 64-wide values,
+predictor does). Memory attention is :mod:`sam2_bridge.server.memattn`'s rewrite (cached keys, 64-wide values,
 shared first self-attention; memories of different lengths padded and masked), or with
 ``fast_memory_attention=False`` sam2's own module on batches of equal memory length. Detections with the
 same frame and box are tracked once (``share_identical_prompts``): by 3., their masks are the same.
 
 Off CUDA, memory features stay in the model dtype (sam2 1.1.0 casts them to bfloat16, which breaks
 float32 CPU runs with "mat1 and mat2 must have the same dtype"); ``round_memory_to_bf16`` reproduces the
-stock rounding (for parity with :class:`sam2_bridge.sam2_reference.StockPredictor`).
+stock rounding (for parity with :class:`sam2_bridge.server.sam2_reference.StockPredictor`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sam2_bridge.memattn import GroupMemoryAttention, supports
-from sam2_bridge.objects import ObjectTable
+from sam2_bridge.server.memattn import GroupMemoryAttention, supports
+from sam2_bridge.server.objects import ObjectTable
 
 IMG_MEAN = (0.485, 0.456, 0.406)
 IMG_STD = (0.229, 0.224, 0.225)
@@ -60,7 +60,7 @@ class Sam2Config:
     batch_objects: bool = True
     object_batch: int | None = None  # most objects per batched call; None: 8 on CPU, 64 on CUDA
     share_identical_prompts: bool = True  # detections with the same frame and box are tracked once
-    fast_memory_attention: bool = True  # key cache + narrow values (sam2_bridge.memattn); False = sam2's module
+    fast_memory_attention: bool = True  # key cache + narrow values (sam2_bridge.server.memattn); False = sam2's module
     encode_batch: int = 4  # frames per image-encoder call
     round_memory_to_bf16: bool | None = None  # None: True on CUDA (stock behaviour), False elsewhere
 

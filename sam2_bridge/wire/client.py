@@ -16,7 +16,7 @@ Behaviour:
   pause of 0.5 s doubling per attempt, ``overloaded``), is re-sent (up to ``retries`` times), to the next
   server;
 - several addresses are used round-robin (a remote pool over tcp://), with health tracking
-  (:class:`sam2_bridge.pool.BridgePool`): a bridge that answers with a wrong token, another protocol version, or
+  (:class:`sam2_bridge.wire.pool.BridgePool`): a bridge that answers with a wrong token, another protocol version, or
   too slowly (no answer within ``attempt_timeout_s``) is dropped with a warning and what it held goes to the
   others; a bridge whose connection drops gets what it held re-sent to the others at once;
 - a request keeps its id over every attempt, and the first reply with that id is the one used: a later reply
@@ -46,9 +46,10 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from sam2_bridge import protocol as P
-from sam2_bridge.pool import BridgePool, LocalServer, _die_with_parent  # noqa: F401  (re-exported)
-from sam2_bridge.protocol import FrameRef, Keyframe, RolloutResult
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.command import read_token_file
+from sam2_bridge.wire.pool import BridgePool, LocalServer
+from sam2_bridge.wire.protocol import FrameRef, Keyframe, RolloutResult
 
 
 class BridgeError(RuntimeError):
@@ -104,7 +105,7 @@ class _Pending:
     deadline: float
     submitted: float
     body: bytes = b""  # the packed body, framed again per attempt (each attempt carries its own deadline_s)
-    version: int = P.PROTOCOL_VERSION  # the lowest version that carries the body's fields
+    version: int = protocol.PROTOCOL_VERSION  # the lowest version that carries the body's fields
     attempts: int = 0
     attempt_deadline: float = 0.0
     address: str = ""
@@ -118,7 +119,7 @@ class BridgeClient:
     def __init__(self, addresses: Sequence[str] | str, deadline_s: float = 600.0,
                  attempt_timeout_s: float | None = None, retries: int = 2,
                  local_server: LocalServer | None = None,
-                 max_message_bytes: int = P.DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
+                 max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
                  token_file: str | None = None, heartbeat_timeout_s: float = 5.0):
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
@@ -128,8 +129,6 @@ class BridgeClient:
         if token is not None and token_file is not None:
             raise ValueError("BridgeClient: give token or token_file, not both")
         if token_file is not None:
-            from sam2_bridge.serve import read_token_file
-
             token = read_token_file(token_file)
         self.token = token
         self.deadline_s = deadline_s
@@ -161,15 +160,15 @@ class BridgeClient:
         if self._closed:
             raise RuntimeError("BridgeClient is closed")
         req_id = uuid.uuid4().hex
-        packed = P.pack_body(body)
+        packed = protocol.pack_body(body)
         # the lowest version that carries the body: a request without version-3 fields still reaches a
         # version-2 bridge, one with them gets bad_version from it instead of being silently misread
-        version = P.request_version(body)
+        version = protocol.request_version(body)
         now = time.monotonic()
         deadline = now + (deadline_s or self.deadline_s)
         # framed here once (a too-large request fails in the caller); re-framed per resend with its deadline
-        payload = P.frame_request(req_id, req_type, packed, token=self.token, deadline_s=deadline - now,
-                                  max_message_bytes=self.max_message_bytes, version=version)
+        payload = protocol.frame_request(req_id, req_type, packed, token=self.token, deadline_s=deadline - now,
+                                         max_message_bytes=self.max_message_bytes, version=version)
         pending = _Pending(concurrent.futures.Future(), req_id, req_type, payload, deadline, now, packed,
                            version)
         pending.future.req_id = req_id  # kept over every attempt: the first reply with it is the one used
@@ -181,7 +180,7 @@ class BridgeClient:
     @property
     def stats(self) -> dict[str, int]:
         """Counters of the I/O thread: ``sent``, ``resent``, ``dropped``, ``late_replies``,
-        ``discarded_from_dropped`` (see :class:`sam2_bridge.pool.BridgePool`)."""
+        ``discarded_from_dropped`` (see :class:`sam2_bridge.wire.pool.BridgePool`)."""
         return dict(self.pool.stats)
 
     def health(self, deadline_s: float = 10.0) -> dict[str, Any]:
@@ -206,22 +205,22 @@ class BridgeClient:
             time.sleep(0.2)
 
     def ground(self, frames: np.ndarray | FrameRef, keyframes: Sequence[Keyframe],
-               deadline_s: float | None = None, contexts: Sequence[str | None] | None = None) -> P.GroundReply:
+               deadline_s: float | None = None, contexts: Sequence[str | None] | None = None) -> protocol.GroundReply:
         """Boxes per keyframe. ``contexts``: System 1's rationale per keyframe (None entries: none), already cut
         to the budget (``omnir1_jax.rewards.extract_rationale``); needs a version-3 bridge."""
-        body = P.GroundRequest(frames, tuple(keyframes), None if contexts is None else tuple(contexts)).to_body()
-        return P.GroundReply.from_body(self.submit("ground", body, deadline_s).result())
+        body = protocol.GroundRequest(frames, tuple(keyframes), None if contexts is None else tuple(contexts)).to_body()
+        return protocol.GroundReply.from_body(self.submit("ground", body, deadline_s).result())
 
     def segment(self, clip: np.ndarray | FrameRef, num_rollouts: int, det_rollout, det_frame, det_boxes,
-                deadline_s: float | None = None) -> P.SegmentReply:
-        body = P.SegmentRequest(clip, num_rollouts, det_rollout, det_frame, det_boxes).to_body()
-        return P.SegmentReply.from_body(self.submit("segment", body, deadline_s).result())
+                deadline_s: float | None = None) -> protocol.SegmentReply:
+        body = protocol.SegmentRequest(clip, num_rollouts, det_rollout, det_frame, det_boxes).to_body()
+        return protocol.SegmentReply.from_body(self.submit("segment", body, deadline_s).result())
 
     def judge(self, prompts: Sequence[str], max_new_tokens: int = 8, deadline_s: float | None = None) -> list[str]:
         """Greedy judge continuations, one per prompt in order (a bridge started with ``--judge``); raises
         :class:`BridgeError` (code ``no_judge`` without one) / :class:`BridgeTimeout`."""
-        body = P.JudgeRequest(tuple(prompts), max_new_tokens).to_body()
-        return list(P.JudgeReply.from_body(self.submit("judge", body, deadline_s).result()).texts)
+        body = protocol.JudgeRequest(tuple(prompts), max_new_tokens).to_body()
+        return list(protocol.JudgeReply.from_body(self.submit("judge", body, deadline_s).result()).texts)
 
     def submit_group(self, clip: np.ndarray | FrameRef, rollouts: Sequence[Sequence[Keyframe]],
                      deadline_s: float | None = None, contexts: Sequence[str | None] | None = None
@@ -231,8 +230,8 @@ class BridgeClient:
         ``contexts`` (``bridge.s2_context``): System 1's rationale per rollout, already cut to the budget
         (``omnir1_jax.rewards.extract_rationale(text, max_chars)``), handed to System 2's grounding prompt for
         every keyframe of that rollout; None (the default) sends a request an older (version-2) bridge serves."""
-        request = P.GroupRequest(clip, tuple(tuple(r) for r in rollouts),
-                                 None if contexts is None else tuple(contexts))
+        request = protocol.GroupRequest(clip, tuple(tuple(r) for r in rollouts),
+                                        None if contexts is None else tuple(contexts))
         inner = self.submit("ground_and_segment", request.to_body(), deadline_s)
         outer: concurrent.futures.Future = concurrent.futures.Future()
         start = time.monotonic()
@@ -240,7 +239,7 @@ class BridgeClient:
         def done(f: concurrent.futures.Future) -> None:
             attempts = getattr(f, "attempts", 0)
             try:
-                reply = P.GroupReply.from_body(f.result())
+                reply = protocol.GroupReply.from_body(f.result())
             except BridgeTimeout as exc:
                 outer.set_result(GroupResult("timed_out", attempts=attempts, error=str(exc)))
                 return
@@ -295,9 +294,9 @@ class BridgeClient:
         p.address, p.paused = address, False
         now = time.monotonic()
         if p.attempts:  # a resend: the deadline it carries is what is left now
-            p.payload = P.frame_request(p.req_id, p.req_type, p.body, token=self.token,
-                                        deadline_s=max(0.0, p.deadline - now),
-                                        max_message_bytes=self.max_message_bytes, version=p.version)
+            p.payload = protocol.frame_request(p.req_id, p.req_type, p.body, token=self.token,
+                                               deadline_s=max(0.0, p.deadline - now),
+                                               max_message_bytes=self.max_message_bytes, version=p.version)
             self.pool.stats["resent"] += 1
         p.attempts += 1
         p.attempt_deadline = min(p.deadline, now + self.attempt_timeout_s)
@@ -393,9 +392,10 @@ class BridgeClient:
     def _on_reply(self, payload: bytes, address: str, pending: dict[str, _Pending], socks) -> None:
         try:
             # replies are trusted more than requests: only the size bounds them (masks, boxes, many texts)
-            reply = P.decode_message(payload, P.DecodeLimits(self.max_message_bytes, max_container_len=1 << 24,
-                                                             max_items=1 << 26, max_bool_elements=1 << 40))
-        except P.ProtocolError as exc:
+            limits = protocol.DecodeLimits(self.max_message_bytes, max_container_len=1 << 24, max_items=1 << 26,
+                                           max_bool_elements=1 << 40)
+            reply = protocol.decode_message(payload, limits)
+        except protocol.ProtocolError as exc:
             if exc.code == "bad_version" and self.pool.can_drop(address):
                 self._drop(address, f"wrong protocol version ({exc.message})", pending, socks)
             return  # not ours to match; the attempt timeout will retry

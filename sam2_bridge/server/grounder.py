@@ -9,7 +9,7 @@ dropped; boxes are mapped back to the original frame, ordered and clipped to it,
 
 Backends: ``qwen2_5_vl:PATH`` (transformers ``Qwen2_5_VLForConditionalGeneration``), ``qwen2_5_omni:PATH``
 (the Qwen2.5-Omni Thinker), both from local directories with greedy decoding batched over every keyframe of a
-request; ``synthetic`` (:class:`sam2_bridge.synthetic.SyntheticGrounder`, no weights); any ``KIND:PATH`` a
+request; ``synthetic`` (:class:`sam2_bridge.server.synthetic.SyntheticGrounder`, no weights); any ``KIND:PATH`` a
 plug-in registered. Parsing is torch-free; torch/transformers are imported only when a Qwen backend is built.
 
 Grounder plug-ins (e.g. Sa2VA as System 2 for Tables 2 / 5's double-dagger rows)
@@ -33,7 +33,7 @@ It is built by a *factory* ``factory(path, *, device, dtype, max_new_tokens, max
 time of a plug-in module. The bridge imports the plug-in in every worker: ``python -m sam2_bridge.serve
 --grounder-plugin PLUGIN --grounder KIND:PATH``, where ``PLUGIN`` is an importable module name or the path of a
 ``.py`` file, and ``PATH`` (a local directory, e.g. the model's weights) is handed to the factory.
-:mod:`sam2_bridge.example_grounder` is a complete worked example (README, "A different System 2").
+:mod:`sam2_bridge.server.example_grounder` is a complete worked example (README, "A different System 2").
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -135,7 +136,8 @@ class SyntheticBackend:
     name = "synthetic"
 
     def __init__(self):
-        from sam2_bridge.synthetic import SyntheticGrounder
+        # lazy: the synthetic models pull in scipy
+        from sam2_bridge.server.synthetic import SyntheticGrounder
 
         self.grounder = SyntheticGrounder()
 
@@ -155,8 +157,6 @@ def _load_processor(kind: str, path: str):
     """The directory's processor; for a Qwen2.5-Omni Thinker exported without processor files (a policy exported
     by ``omnir1_jax.policy.export_policy`` from a tokenizer only, e.g. the tiny test policy), the processor
     Qwen2.5-Omni uses (Qwen2-VL image / video processing, 128-bin Whisper features) around its tokenizer."""
-    import os
-
     import transformers
 
     saved = ("preprocessor_config.json", "processor_config.json")  # older / newer transformers' processor files
@@ -248,8 +248,6 @@ def _same_factory(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     """The same factory, possibly imported twice (once by module name, once from its file)."""
     if a is b:
         return True
-    import inspect
-
     try:
         return a.__qualname__ == b.__qualname__ and inspect.getfile(a) == inspect.getfile(b)
     except (AttributeError, TypeError):

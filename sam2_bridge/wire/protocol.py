@@ -1,7 +1,8 @@
 """The bridge's wire protocol: the contract between the JAX trainer and the PyTorch bridge.
 
 This module imports neither torch nor jax (only numpy and msgpack), so the trainer can import it. The framing,
-array encoding, limits and envelope code is in :mod:`sam2_bridge.wire` (re-exported here).
+array encoding, limits and envelope code is in :mod:`sam2_bridge.wire.codec` (its public names are part of the
+protocol and importable from here too).
 
 Framing
 -------
@@ -64,7 +65,7 @@ Frames (field ``frames`` / ``clip``; a map with exactly one of)
   reads ``root/subdir/video/name`` itself (ReVOS / MeViS layout; ``.jpg`` appended to a name without a
   suffix); names and video may not leave ``root`` (no ``..``, no absolute part, no NUL byte), and every file
   must resolve to a regular file under one of the server's ``--data-root`` directories (see
-  :mod:`sam2_bridge.frames`).
+  :mod:`sam2_bridge.wire.frames`).
 
 Requests and replies (``body`` maps; the dataclasses below build and parse them)
 --------------------------------------------------------------------------------
@@ -92,12 +93,12 @@ Requests and replies (``body`` maps; the dataclasses below build and parse them)
 
 ``contexts`` (version 3): System 1's rationale for each keyframe (``ground``) or each rollout
 (``ground_and_segment``), at most :data:`MAX_CONTEXT_CHARS` characters each, ``nil`` for none; the grounder puts
-it into its grounding prompt (:func:`sam2_bridge.grounder.grounding_prompt`). The client cuts it to its budget
+it into its grounding prompt (:func:`sam2_bridge.server.grounder.grounding_prompt`). The client cuts it to its budget
 (``bridge.s2_context_chars``) before sending; the bridge never cuts it again. A request whose contexts are all
 ``nil`` is answered exactly as one without the field.
 
 A rollout with no detection gets all-False masks. Masks are the union, per frame, of the rollout's objects
-over the forward and the backward SAM2 sweep (see :mod:`sam2_bridge.segmenter`).
+over the forward and the backward SAM2 sweep (see :mod:`sam2_bridge.server.segmenter`).
 """
 
 from __future__ import annotations
@@ -107,11 +108,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sam2_bridge.wire import (  # noqa: F401  (the protocol's public names live here too)
+from sam2_bridge.wire.codec import (  # noqa: F401  (the protocol's public names live here too)
     CONTEXT_VERSION, DEFAULT_MAX_MESSAGE_BYTES, ERROR_CODES, HEADER_BYTES, MAGIC, MAX_ID_CHARS, MAX_TOKEN_CHARS,
     PROTOCOL_VERSION, REQUEST_TYPES, SUPPORTED_VERSIONS, DecodeLimits, Envelope, ProtocolError, check_envelope,
     decode_body, decode_message, encode_message, frame_request, make_error, make_reply, make_request, pack_body,
     peek_envelope, read_envelope)
+from sam2_bridge.wire.constants import MAX_CONTEXT_CHARS
 
 
 # ------------------------------------------------------------------------------------ field validation
@@ -272,10 +274,6 @@ def _keyframes_from_wire(value: Any, where: str, t: int | None) -> tuple[Keyfram
 
 def _clip_len(frames: np.ndarray | FrameRef) -> int:
     return len(frames)
-
-
-# a rationale cut to the client's budget is far shorter; this bounds what one request may make the grounder read
-MAX_CONTEXT_CHARS = 4096
 
 
 def _check_contexts(value: Any, where: str, n: int, what: str) -> tuple[str | None, ...] | None:

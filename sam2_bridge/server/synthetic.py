@@ -1,8 +1,8 @@
 """Classical System 2 for the synthetic world: a colour/shape grounder and a colour-region tracker.
 
-The synthetic world (``omnir1_jax.data.synthetic``) draws filled shapes from :data:`SHAPES` in the colours of
-:data:`PALETTE` on a near-uniform :data:`BACKGROUND` and stores JPEG frames; these constants must equal the
-generator's (a test checks). Both components are numpy/scipy only, so the out-of-the-box run needs no weights.
+The synthetic world (``omnir1_jax.data.synthetic``) draws filled shapes from ``SHAPES`` in the colours of
+``PALETTE`` on a near-uniform ``BACKGROUND`` and stores JPEG frames; both sides read these constants from
+:mod:`sam2_bridge.wire.constants`. Both components are numpy/scipy only, so the out-of-the-box run needs no weights.
 
 Grounding: pixels are labelled with the nearest palette colour (or background) when within
 ``max_colour_dist``; the description's colour words select colours (none = every colour), its shape words
@@ -28,14 +28,9 @@ import re
 import numpy as np
 from scipy import ndimage
 
-from sam2_bridge.objects import ObjectTable
+from sam2_bridge.server.objects import ObjectTable
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE, SHAPES
 
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (230, 25, 35), "green": (30, 170, 60), "blue": (30, 70, 230), "yellow": (240, 220, 30),
-    "purple": (140, 50, 190), "orange": (250, 130, 20), "cyan": (30, 210, 220), "white": (245, 245, 245),
-}
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
-BACKGROUND: tuple[int, int, int] = (25, 25, 25)
 _COLOURS = tuple(PALETTE)
 _FILL = {"square": 1.0, "circle": np.pi / 4, "triangle": 0.5}
 _POSITION = {"left": (0, min), "right": (0, max), "top": (1, min), "upper": (1, min), "bottom": (1, max),
@@ -48,7 +43,7 @@ _FILLER = frozenset({"to", "the", "towards", "toward"})
 
 
 def label_colours(frame: np.ndarray, max_colour_dist: float = 80.0) -> np.ndarray:
-    """uint8 [H, W, 3] -> int8 [H, W]: palette index (order of :data:`PALETTE`), -1 background / unknown."""
+    """uint8 [H, W, 3] -> int8 [H, W]: palette index (order of ``PALETTE``), -1 background / unknown."""
     centres = np.asarray([BACKGROUND, *PALETTE.values()], np.float32)
     dist = np.linalg.norm(frame.astype(np.float32)[..., None, :] - centres, axis=-1)
     nearest = dist.argmin(-1)

@@ -1,4 +1,5 @@
-"""The servers a :class:`~sam2_bridge.client.BridgeClient` talks to (pure python; imports neither torch nor jax).
+"""The servers a :class:`~sam2_bridge.wire.client.BridgeClient` talks to (pure python; imports neither torch, jax
+nor the server side).
 
 - :class:`LocalServer`: a bridge server started (and restarted) by this process, ``python -m sam2_bridge.serve``.
 - :class:`BridgePool`: the health of several bridges (a remote pool over ``tcp://``). The client sends each
@@ -16,20 +17,21 @@
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import os
+import signal
 import subprocess
 import sys
 from typing import Iterable, Sequence
 
-log = logging.getLogger("sam2_bridge.client")
+from sam2_bridge.wire.command import EXIT_WORKER_START, SERVE_MODULE
+
+log = logging.getLogger("sam2_bridge.wire.client")
 
 
 def _die_with_parent() -> None:
     """In the forked child: ask Linux for SIGTERM when the parent (thread) dies (prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
-
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
 
 
@@ -51,7 +53,7 @@ class LocalServer:
         trainer's main thread, or the client's I/O thread after a restart), so a trainer killed with SIGKILL
         leaves no orphaned bridge behind."""
         out = open(self.log_path, "ab") if self.log_path else None
-        self.proc = subprocess.Popen([sys.executable, "-m", "sam2_bridge.serve", *self.args],
+        self.proc = subprocess.Popen([sys.executable, "-m", SERVE_MODULE, *self.args],
                                      env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                      preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         if out is not None:
@@ -63,8 +65,6 @@ class LocalServer:
 
     def failed(self) -> bool:
         """The server exited because a worker could not start (restarting it would fail the same way)."""
-        from sam2_bridge.server import EXIT_WORKER_START
-
         return self.proc is not None and self.proc.poll() == EXIT_WORKER_START
 
     def restart(self) -> None:

@@ -1,6 +1,6 @@
 """Framing, array encoding, decoding limits and the request envelope of the bridge's protocol.
 
-The schema itself (messages, error codes, versions) is documented in :mod:`sam2_bridge.protocol`, which
+The schema itself (messages, error codes, versions) is documented in :mod:`sam2_bridge.wire.protocol`, which
 re-exports everything public here; this module imports neither torch nor jax (only numpy and msgpack).
 """
 

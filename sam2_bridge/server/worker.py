@@ -1,9 +1,9 @@
-"""A worker process: loads the models on one device and answers requests forwarded by the server.
+"""A worker process: loads the models on one device and answers requests forwarded by the broker.
 
-Started by :mod:`sam2_bridge.server` as ``python -m sam2_bridge.worker --backend ADDR --index I --config JSON``
-(a subprocess, no pickling). It connects a DEALER socket (identity ``w<I>``) to the server's backend ROUTER,
-announces ``[b"READY", info-json]`` once the models are loaded (or ``[b"FAILED", error-json]`` and exits 3 when
-they cannot be: the server counts failed starts), then loops: receive ``[client, request bytes, deadline]``
+Started by :mod:`sam2_bridge.server.broker` as ``python -m sam2_bridge.server.worker --backend ADDR --index I
+--config JSON`` (a subprocess, no pickling). It connects a DEALER socket (identity ``w<I>``) to the server's
+backend ROUTER, announces ``[b"READY", info-json]`` once the models are loaded (or ``[b"FAILED", error-json]`` and
+exits 3 when they cannot be: the server counts failed starts), then loops: receive ``[client, request bytes, deadline]``
 (``deadline``: the request's ``time.monotonic()`` deadline as ASCII, empty for none; the broker and the worker
 share the machine's monotonic clock), reply ``[client, reply bytes, stats-json]``. Work whose deadline has
 passed is answered ``expired`` without starting it.
@@ -24,6 +24,10 @@ import os
 import sys
 import time
 import traceback
+
+from sam2_bridge.server.handler import Handler, HandlerConfig
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.command import EXIT_WORKER_START
 
 REPLY_DELAY_ENV = "SAM2_BRIDGE_TEST_REPLY_DELAY_S"
 REPLY_HOLD_ENV = "SAM2_BRIDGE_TEST_REPLY_HOLD_FILE"
@@ -63,13 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import zmq
 
-    from sam2_bridge import protocol as P
-    from sam2_bridge.handler import Handler, HandlerConfig
-
     parent = os.getppid()
     cfg = HandlerConfig(**json.loads(args.config))
-    limits = P.DecodeLimits(**json.loads(args.limits)) if args.limits else P.DecodeLimits(
-        max_message_bytes=args.max_message_bytes or P.DEFAULT_MAX_MESSAGE_BYTES)
+    limits = protocol.DecodeLimits(**json.loads(args.limits)) if args.limits else protocol.DecodeLimits(
+        max_message_bytes=args.max_message_bytes or protocol.DEFAULT_MAX_MESSAGE_BYTES)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, f"w{args.index}".encode())
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         sock.send_multipart([b"FAILED", json.dumps({"error": f"{type(exc).__name__}: {first_line}"[:2000]}).encode()])
         sock.close()
         ctx.term()
-        return 3
+        return EXIT_WORKER_START
     sock.setsockopt(zmq.LINGER, 0)
     sock.send_multipart([b"READY", json.dumps({"pid": os.getpid(), "device": cfg.device}).encode()])
     while True:
@@ -101,29 +102,30 @@ def main(argv: list[str] | None = None) -> int:
         client, payload = frames[0], frames[1]
         deadline = float(frames[2]) if len(frames) > 2 and frames[2] else None
         t0 = time.perf_counter()
-        req_id, req_type, status, version = "?", "?", "ok", P.PROTOCOL_VERSION
+        req_id, req_type, status, version = "?", "?", "ok", protocol.PROTOCOL_VERSION
         try:
-            env = P.read_envelope(payload, limits)
+            env = protocol.read_envelope(payload, limits)
             version = env.version
-            req_id, req_type = P.check_envelope(env)
+            req_id, req_type = protocol.check_envelope(env)
             if deadline is not None and time.monotonic() > deadline:
-                raise P.ProtocolError("expired", "the request's deadline passed while it waited; dropped")
-            body = P.decode_body(env, limits)
-            P.check_request_version(body, version)
+                raise protocol.ProtocolError("expired", "the request's deadline passed while it waited; dropped")
+            body = protocol.decode_body(env, limits)
+            protocol.check_request_version(body, version)
             body = handler.handle(req_type, body, deadline)
-            reply = P.make_reply(req_id, req_type, body, max_message_bytes=min(limits.max_message_bytes,
-                                                                                handler.budget.max_reply_bytes),
-                                 version=version)
-        except P.ProtocolError as exc:
+            reply = protocol.make_reply(req_id, req_type, body, max_message_bytes=min(limits.max_message_bytes,
+                                                                                      handler.budget.max_reply_bytes),
+                                        version=version)
+        except protocol.ProtocolError as exc:
             status = exc.code
-            reply = P.make_error(req_id, req_type, exc.code, exc.message, exc.retryable, version=version)
+            reply = protocol.make_error(req_id, req_type, exc.code, exc.message, exc.retryable, version=version)
         except MemoryError:  # an allocation the budget did not foresee: a clear code, the worker lives on
             status = "too_large"
-            reply = P.make_error(req_id, req_type, "too_large", "out of memory for this request", version=version)
+            reply = protocol.make_error(req_id, req_type, "too_large", "out of memory for this request",
+                                        version=version)
         except Exception as exc:  # a bug or a model failure: report it, keep serving
             status = "internal"
             traceback.print_exc(file=sys.stderr)
-            reply = P.make_error(req_id, req_type, "internal", f"{type(exc).__name__}: {exc}", version=version)
+            reply = protocol.make_error(req_id, req_type, "internal", f"{type(exc).__name__}: {exc}", version=version)
         stats = {"compute_s": time.perf_counter() - t0, "status": status}
         maybe_delay_reply(req_id)
         sock.send_multipart([client, reply, json.dumps(stats).encode()])

@@ -1,7 +1,7 @@
 """The bridge's judge backend: a local text model that answers CrossOmni judge prompts (paper 004, Table 18).
 
 A bridge started with ``--judge hf:PATH`` builds one :class:`HFJudge` per worker and answers ``judge``
-requests (:class:`sam2_bridge.protocol.JudgeRequest`) with it. ``PATH`` is a local directory holding a
+requests (:class:`sam2_bridge.wire.protocol.JudgeRequest`) with it. ``PATH`` is a local directory holding a
 transformers causal LM and its tokenizer (``save_pretrained`` layout); nothing is downloaded
 (``local_files_only=True``).
 

@@ -1,19 +1,20 @@
-"""The bridge server: a ZeroMQ broker in front of one worker process per device.
+"""The bridge's broker: a ZeroMQ broker in front of one worker process per device (the server of
+``python -m sam2_bridge.serve``).
 
 Clients (DEALER) talk to the front ROUTER socket. The broker checks each message's header and envelope
 (malformed ones get an error reply at once, and the connection stays usable), answers ``health`` itself (and
-``judge`` with the error ``no_judge`` when the bridge has no judge), and
-queues the rest for the next idle worker (subprocesses of :mod:`sam2_bridge.worker`, one per GPU or CPU
-worker). A worker that dies (crash, OOM, SIGKILL) is restarted; the request it held is answered with the
-retryable error ``worker_died`` so the client re-sends it. A worker that fails to START (it exits before it
-reports ready: a missing config, missing weights) is restarted after a growing pause (``start_backoff_s``
-doubled each time, at most 30 s); after ``max_start_failures`` failed starts in a row the server stops and
-:meth:`Server.serve_forever` returns :data:`EXIT_WORKER_START` with :attr:`Server.fatal` naming the worker's
-first error. One log line per request: id, type, worker, status, queue / compute / total seconds, bytes in / out.
+``judge`` with the error ``no_judge`` when the bridge has no judge), and queues the rest for the next idle
+worker (subprocesses of :mod:`sam2_bridge.server.worker`, one per GPU or CPU worker). A worker that dies (crash,
+OOM, SIGKILL) is restarted; the request it held is answered with the retryable error ``worker_died`` so the
+client re-sends it. A worker that fails to START (it exits before it reports ready: a missing config, missing
+weights) is restarted after a growing pause (``start_backoff_s`` doubled each time, at most 30 s); after
+``max_start_failures`` failed starts in a row the server stops and :meth:`Server.serve_forever` returns
+:data:`~sam2_bridge.wire.command.EXIT_WORKER_START` with :attr:`Server.fatal` naming the worker's first error.
+One log line per request: id, type, worker, status, queue / compute / total seconds, bytes in / out.
 
 Before a request is queued the broker checks, in this order and without decoding the body until the token
 matched: the framing, the envelope, the shared token (``token``; constant-time compare), then the body's
-decoding limits and the :class:`~sam2_bridge.budget.Budget` (``too_large`` at once), then the queue's room
+decoding limits and the :class:`~sam2_bridge.wire.budget.Budget` (``too_large`` at once), then the queue's room
 (count and bytes; ``overloaded``, retryable). A request carries its deadline (``deadline_s`` in the envelope):
 one whose deadline passed while it waited is answered ``expired`` instead of being dispatched.
 """
@@ -35,11 +36,11 @@ from typing import Any
 
 import zmq
 
-from sam2_bridge import protocol as P
-from sam2_bridge.budget import Budget
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.budget import Budget
+from sam2_bridge.wire.command import EXIT_WORKER_START
 
 log = logging.getLogger("sam2_bridge")
-EXIT_WORKER_START = 3  # serve's exit status when a worker never started (the client does not restart it)
 
 
 def check_address(address: str, allow_remote: bool = False) -> str:
@@ -84,12 +85,12 @@ class Server:
 
     def __init__(self, address: str, handler_config: dict[str, Any], devices: list[str],
                  allow_remote: bool = False, torch_threads: int = 0,
-                 max_message_bytes: int = P.DEFAULT_MAX_MESSAGE_BYTES, max_queue: int = 1024,
-                 token: str | None = None, budget: Budget | None = None, limits: P.DecodeLimits | None = None,
+                 max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES, max_queue: int = 1024,
+                 token: str | None = None, budget: Budget | None = None, limits: protocol.DecodeLimits | None = None,
                  max_start_failures: int = 5, start_backoff_s: float = 1.0):
         self.address = check_address(address, allow_remote)
         self.budget = budget or Budget()
-        self.limits = limits or P.DecodeLimits(max_message_bytes=max_message_bytes)
+        self.limits = limits or protocol.DecodeLimits(max_message_bytes=max_message_bytes)
         self.handler_config = dict(handler_config, budget=self.budget.to_json())
         self.torch_threads = torch_threads
         self.max_message_bytes = self.limits.max_message_bytes
@@ -105,7 +106,7 @@ class Server:
         self.front = self.ctx.socket(zmq.ROUTER)
         self.front.setsockopt(zmq.LINGER, 0)
         # a hard cap far above the protocol limit: messages in between get a 'too_large' reply
-        self.front.setsockopt(zmq.MAXMSGSIZE, 4 * self.max_message_bytes + P.HEADER_BYTES + 65536)
+        self.front.setsockopt(zmq.MAXMSGSIZE, 4 * self.max_message_bytes + protocol.HEADER_BYTES + 65536)
         self.front.bind(self.address)
         self._tmp = tempfile.mkdtemp(prefix="sam2_bridge_")
         self.backend_address = f"ipc://{self._tmp}/backend.sock"
@@ -124,7 +125,7 @@ class Server:
 
     def _spawn(self, w: _Worker) -> None:
         cfg = dict(self.handler_config, device=w.device)
-        argv = [sys.executable, "-m", "sam2_bridge.worker", "--backend", self.backend_address,
+        argv = [sys.executable, "-m", "sam2_bridge.server.worker", "--backend", self.backend_address,
                 "--index", str(w.index), "--config", json.dumps(cfg), "--torch-threads", str(self.torch_threads),
                 "--max-message-bytes", str(self.max_message_bytes),
                 "--limits", json.dumps(dataclasses.asdict(self.limits))]
@@ -146,9 +147,9 @@ class Server:
             code = w.proc.returncode
             if w.busy_with is not None:
                 client, req_id, req_type, received, size, dispatched, version = w.busy_with
-                self._reply(client, P.make_error(req_id, req_type, "worker_died",
-                                                 f"worker {w.index} exited with {code} during the request",
-                                                 retryable=True, version=version),
+                self._reply(client, protocol.make_error(req_id, req_type, "worker_died",
+                                                        f"worker {w.index} exited with {code} during the request",
+                                                        retryable=True, version=version),
                             req_id, req_type, w.index, "worker_died", received, dispatched, size)
             w.restarts += 1
             if w.ready:  # it had started: restart it at once
@@ -173,7 +174,7 @@ class Server:
 
     def health_body(self) -> dict[str, Any]:
         cfg = self.handler_config
-        return {"version": P.PROTOCOL_VERSION, "segmenter": cfg.get("segmenter", "?"),
+        return {"version": protocol.PROTOCOL_VERSION, "segmenter": cfg.get("segmenter", "?"),
                 "grounder": cfg.get("grounder", "?"), "judge": cfg.get("judge"),
                 "uptime_s": time.time() - self.started,
                 "queued": len(self.queue), "queued_bytes": self.queued_bytes, "budget": self.budget.to_json(),
@@ -194,8 +195,8 @@ class Server:
                  now - received, size_in, len(payload))
 
     def _error(self, client: bytes, req_id: str, req_type: str, code: str, message: str, received: float,
-               size: int, version: int = P.PROTOCOL_VERSION, retryable: bool = False) -> None:
-        self._reply(client, P.make_error(req_id, req_type, code, message, retryable, version=version), req_id,
+               size: int, version: int = protocol.PROTOCOL_VERSION, retryable: bool = False) -> None:
+        self._reply(client, protocol.make_error(req_id, req_type, code, message, retryable, version=version), req_id,
                     req_type, "-", code, received, received, size)
 
     def _on_front(self) -> None:
@@ -203,35 +204,35 @@ class Server:
         received = time.perf_counter()
         arrived = time.monotonic()
         client, payload = frames[0], b"".join(frames[1:])
-        req_id, req_type, version = "?", "?", P.PROTOCOL_VERSION
+        req_id, req_type, version = "?", "?", protocol.PROTOCOL_VERSION
         try:
-            env = P.read_envelope(payload, self.limits)  # framing + envelope; the body is not decoded yet
+            env = protocol.read_envelope(payload, self.limits)  # framing + envelope; the body is not decoded yet
             version = env.version
             req_id = env.id or "?"
             if self.token is not None and not (isinstance(env.token, str) and
                                                hmac.compare_digest(env.token.encode(), self.token)):
-                raise P.ProtocolError("unauthorized", "missing or wrong token (this bridge was started with "
-                                      "--token-file)")
-            req_id, req_type = P.check_envelope(env)
+                raise protocol.ProtocolError("unauthorized", "missing or wrong token (this bridge was started with "
+                                             "--token-file)")
+            req_id, req_type = protocol.check_envelope(env)
             if req_type == "health":
-                self._reply(client, P.make_reply(req_id, req_type, self.health_body(), version=version), req_id,
+                self._reply(client, protocol.make_reply(req_id, req_type, self.health_body(), version=version), req_id,
                             req_type, "-", "ok", received, received, len(payload))
                 return
             if req_type == "judge" and not self.handler_config.get("judge"):  # no worker is tied up
-                raise P.ProtocolError("no_judge", "this bridge was started without --judge")
+                raise protocol.ProtocolError("no_judge", "this bridge was started without --judge")
             # the budget, from the fields alone (arrays are views of the message, not copies)
-            body = P.decode_body(env, self.limits, copy_arrays=False)
-            P.check_request_version(body, version)  # a version-3 field in an older message: bad_field
-            request = P.REQUEST_CLASSES[req_type].from_body(body)
+            body = protocol.decode_body(env, self.limits, copy_arrays=False)
+            protocol.check_request_version(body, version)  # a version-3 field in an older message: bad_field
+            request = protocol.REQUEST_CLASSES[req_type].from_body(body)
             self.budget.check_request(request)
             del request, body
             if len(payload) > self.budget.max_queued_bytes:
-                raise P.ProtocolError("too_large", f"request of {len(payload)} bytes > --max-queued-bytes "
-                                      f"{self.budget.max_queued_bytes}")
+                raise protocol.ProtocolError("too_large", f"request of {len(payload)} bytes > --max-queued-bytes "
+                                             f"{self.budget.max_queued_bytes}")
             if len(self.queue) >= self.max_queue or self.queued_bytes + len(payload) > self.budget.max_queued_bytes:
-                raise P.ProtocolError("overloaded", f"queue full ({len(self.queue)} requests, {self.queued_bytes} "
-                                      "bytes)", retryable=True)
-        except P.ProtocolError as exc:
+                raise protocol.ProtocolError("overloaded", f"queue full ({len(self.queue)} requests, "
+                                             f"{self.queued_bytes} bytes)", retryable=True)
+        except protocol.ProtocolError as exc:
             self._error(client, req_id, req_type if isinstance(req_type, str) else "?", exc.code, exc.message,
                         received, len(payload), version, exc.retryable)
             return

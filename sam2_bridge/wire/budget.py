@@ -35,7 +35,7 @@ flag                        default                   why
 ==========================  ========================  ============================================================
 
 The msgpack limits (``--max-msgpack-container``, ``--max-msgpack-items``) are in
-:class:`sam2_bridge.protocol.DecodeLimits`.
+:class:`sam2_bridge.wire.protocol.DecodeLimits`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from sam2_bridge import protocol as P
+from sam2_bridge.wire import protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,51 +73,51 @@ class Budget:
         """``t`` frames of ``sizes`` (one (H, W) for all, or one per frame); ``rollouts`` > 0: the masks of a
         segmentation reply, bool [rollouts, T, H, W] as bits."""
         if t > self.max_frames:
-            raise P.ProtocolError("too_large", f"{t} frames > --max-frames {self.max_frames}")
+            raise protocol.ProtocolError("too_large", f"{t} frames > --max-frames {self.max_frames}")
         per_frame = [sizes] * t if isinstance(sizes, tuple) else sizes
         total = 0
         for i, (h, w) in enumerate(per_frame):
             if h * w > self.max_frame_pixels:
-                raise P.ProtocolError("too_large", f"frame {i} is {w}x{h} = {h * w} pixels > --max-frame-pixels "
-                                      f"{self.max_frame_pixels}")
+                raise protocol.ProtocolError("too_large", f"frame {i} is {w}x{h} = {h * w} pixels > --max-frame-pixels "
+                                             f"{self.max_frame_pixels}")
             total += h * w
         if total > self.max_request_pixels:
-            raise P.ProtocolError("too_large", f"{t} frames of {total} pixels in all > --max-request-pixels "
-                                  f"{self.max_request_pixels}")
+            raise protocol.ProtocolError("too_large", f"{t} frames of {total} pixels in all > --max-request-pixels "
+                                         f"{self.max_request_pixels}")
         if rollouts and per_frame:
             h, w = per_frame[0]
             reply = rollouts * t * h * w // 8
             if reply > self.max_reply_bytes:
-                raise P.ProtocolError("too_large", f"the masks of {rollouts} rollouts x {t} frames of {w}x{h} "
-                                      f"are {reply} bytes > --max-reply-bytes {self.max_reply_bytes}")
+                raise protocol.ProtocolError("too_large", f"the masks of {rollouts} rollouts x {t} frames of {w}x{h} "
+                                             f"are {reply} bytes > --max-reply-bytes {self.max_reply_bytes}")
 
     def check_detections(self, d: int) -> None:
         if d > self.max_detections:
-            raise P.ProtocolError("too_large", f"{d} detections > --max-detections {self.max_detections}")
+            raise protocol.ProtocolError("too_large", f"{d} detections > --max-detections {self.max_detections}")
 
     def check_request(self, request: Any) -> None:
         """Everything the request's fields tell, before any work on it (array clips fully; for a FrameRef the
-        frame count here, the pixels from the files' headers in :func:`sam2_bridge.frames.resolve_frames`)."""
-        if isinstance(request, P.JudgeRequest):
+        frame count here, the pixels from the files' headers in :func:`sam2_bridge.wire.frames.resolve_frames`)."""
+        if isinstance(request, protocol.JudgeRequest):
             return  # bounded by JudgeRequest's own limits (prompts, characters, new tokens)
-        clip = request.frames if isinstance(request, P.GroundRequest) else request.clip
-        if isinstance(request, P.GroupRequest):
+        clip = request.frames if isinstance(request, protocol.GroundRequest) else request.clip
+        if isinstance(request, protocol.GroupRequest):
             rollouts = len(request.rollouts)
             keyframes = sum(len(r) for r in request.rollouts)
-        elif isinstance(request, P.SegmentRequest):
+        elif isinstance(request, protocol.SegmentRequest):
             rollouts, keyframes = request.num_rollouts, 0
             self.check_detections(len(request.det_boxes))
         else:
             rollouts, keyframes = 0, len(request.keyframes)
         if rollouts > self.max_rollouts:
-            raise P.ProtocolError("too_large", f"{rollouts} rollouts > --max-rollouts {self.max_rollouts}")
+            raise protocol.ProtocolError("too_large", f"{rollouts} rollouts > --max-rollouts {self.max_rollouts}")
         if keyframes > self.max_keyframes:
-            raise P.ProtocolError("too_large", f"{keyframes} keyframes > --max-keyframes {self.max_keyframes}")
+            raise protocol.ProtocolError("too_large", f"{keyframes} keyframes > --max-keyframes {self.max_keyframes}")
         if isinstance(clip, np.ndarray):
             t, h, w = (int(x) for x in clip.shape[:3])
             self.check_frames(t, (h, w), rollouts)
         elif len(clip) > self.max_frames:
-            raise P.ProtocolError("too_large", f"{len(clip)} frames > --max-frames {self.max_frames}")
+            raise protocol.ProtocolError("too_large", f"{len(clip)} frames > --max-frames {self.max_frames}")
 
     def to_json(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -126,7 +126,7 @@ class Budget:
 def add_budget_flags(p: Any) -> None:
     """The budget's command-line flags (``python -m sam2_bridge.serve --help`` shows the defaults)."""
     d = Budget()
-    g = p.add_argument_group("budget (per request; over budget -> 'too_large'; see sam2_bridge/budget.py)")
+    g = p.add_argument_group("budget (per request; over budget -> 'too_large'; see sam2_bridge/wire/budget.py)")
     g.add_argument("--max-frames", type=int, default=d.max_frames,
                    help="frames per request (full evaluation videos; SAM2 holds each as a 12 MB 1024^2 float32 "
                         "image) [%(default)s]")
@@ -148,16 +148,16 @@ def add_budget_flags(p: Any) -> None:
                         "50 MB) [%(default)s]")
     g.add_argument("--max-queued-bytes", type=int, default=d.max_queued_bytes,
                    help="bytes of requests waiting in the broker; beyond: 'overloaded' (retryable) [%(default)s]")
-    lim = P.DecodeLimits()
+    lim = protocol.DecodeLimits()
     g.add_argument("--max-msgpack-container", type=int, default=lim.max_container_len,
                    help="entries of one msgpack list / map (FrameRef names, judge prompts) [%(default)s]")
     g.add_argument("--max-msgpack-items", type=int, default=lim.max_items,
                    help="msgpack list / map entries of one message in all [%(default)s]")
 
 
-def budget_from_args(args: Any) -> tuple[Budget, P.DecodeLimits]:
+def budget_from_args(args: Any) -> tuple[Budget, protocol.DecodeLimits]:
     """(Budget, DecodeLimits) from parsed flags; ValueError naming the flag on a bad value."""
     budget = Budget(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Budget)})
-    limits = P.DecodeLimits(max_message_bytes=args.max_message_bytes, max_container_len=args.max_msgpack_container,
-                            max_items=args.max_msgpack_items)
+    limits = protocol.DecodeLimits(max_message_bytes=args.max_message_bytes,
+                                   max_container_len=args.max_msgpack_container, max_items=args.max_msgpack_items)
     return budget, limits

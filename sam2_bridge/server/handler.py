@@ -10,15 +10,17 @@ exact same computation.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sam2_bridge import protocol as P
-from sam2_bridge.budget import Budget
-from sam2_bridge.frames import resolve_frames
-from sam2_bridge.grounder import check_groundings
+from sam2_bridge.server.grounder import build_grounder, check_groundings
+from sam2_bridge.server.judge import build_judge
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.budget import Budget
+from sam2_bridge.wire.frames import resolve_frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +61,6 @@ class Handler:
     """Builds the models once and answers ``ground`` / ``segment`` / ``ground_and_segment`` / ``judge`` bodies."""
 
     def __init__(self, cfg: HandlerConfig):
-        from sam2_bridge.grounder import build_grounder
-        from sam2_bridge.judge import build_judge
-
         self.cfg = cfg
         self.budget = Budget(**(cfg.budget or {}))
         self.judge = build_judge(cfg.judge, device=cfg.device, dtype=cfg.judge_dtype, max_batch=cfg.judge_max_batch)
@@ -69,14 +68,16 @@ class Handler:
         if cfg.segmenter == "none":
             return
         if cfg.segmenter == "sam2":
-            from sam2_bridge.segmenter import GroupSegmenter, Sam2Config
+            # lazy: the SAM2 segmenter pulls in torch and sam2
+            from sam2_bridge.server.segmenter import GroupSegmenter, Sam2Config
 
             self.segmenter = GroupSegmenter(Sam2Config(
                 config=cfg.sam2_config, checkpoint=cfg.sam2_checkpoint, image_size=cfg.sam2_image_size,
                 device=cfg.device, dtype=cfg.sam2_dtype, seed=cfg.sam2_seed,
                 batch_objects=cfg.sam2_batch_objects, object_batch=cfg.sam2_object_batch))
         else:
-            from sam2_bridge.synthetic import SyntheticSegmenter
+            # lazy: the synthetic models pull in scipy
+            from sam2_bridge.server.synthetic import SyntheticSegmenter
 
             self.segmenter = SyntheticSegmenter()
         kwargs = {} if cfg.grounder == "synthetic" else dict(
@@ -95,7 +96,7 @@ class Handler:
         masks, table = self.segmenter.segment(frames, num_rollouts, det_rollout, det_frame, det_boxes)
         return masks, table.obj_ids, {}
 
-    def ground_keyframes(self, frames: np.ndarray, keyframes: Sequence[P.Keyframe],
+    def ground_keyframes(self, frames: np.ndarray, keyframes: Sequence[protocol.Keyframe],
                          contexts: Sequence[str | None] | None = None):
         """Groundings per keyframe; identical (frame, description, context) triples are decoded once (greedy =
         same). ``contexts``: System 1's rationale per keyframe; the grounder gets ``contexts=`` only when one is
@@ -106,8 +107,9 @@ class Handler:
         images, descs = [frames[f] for f, _, _ in unique], [d for _, d, _ in unique]
         if any(c is not None for c in ctx):
             if not accepts_contexts(self.grounder):
-                raise P.ProtocolError("bad_field", f"this bridge's grounder {getattr(self.grounder, 'name', '?')!r}"
-                                      " takes no 'contexts' (System 1's rationale); send the request without them")
+                name = getattr(self.grounder, "name", "?")
+                raise protocol.ProtocolError("bad_field", f"this bridge's grounder {name!r} takes no 'contexts' "
+                                             "(System 1's rationale); send the request without them")
             results = self.grounder.ground(images, descs, contexts=[c for _, _, c in unique])
         else:
             results = self.grounder.ground(images, descs)
@@ -122,34 +124,34 @@ class Handler:
         """Reply body for a request body (raises ProtocolError on invalid fields or frames, ``too_large`` over
         the budget, ``expired`` once ``time.monotonic()`` passes ``deadline`` between stages)."""
         t0 = time.perf_counter()
-        request = P.REQUEST_CLASSES[req_type].from_body(body)
+        request = protocol.REQUEST_CLASSES[req_type].from_body(body)
         self.budget.check_request(request)
         if req_type == "judge":
             if self.judge is None:
-                raise P.ProtocolError("no_judge", "this bridge was started without --judge")
+                raise protocol.ProtocolError("no_judge", "this bridge was started without --judge")
             _check_deadline(deadline, "before the judge")
             texts, timings = self.judge.generate(request.prompts, request.max_new_tokens)
-            return P.JudgeReply(tuple(texts), timings).to_body()
+            return protocol.JudgeReply(tuple(texts), timings).to_body()
         if self.segmenter is None:
-            raise P.ProtocolError("no_segmenter", f"this bridge was started with --segmenter none; it cannot "
-                                  f"answer {req_type!r}")
+            raise protocol.ProtocolError("no_segmenter", f"this bridge was started with --segmenter none; it cannot "
+                                         f"answer {req_type!r}")
         if req_type == "ground":
             frames = self.frames(request.frames)
             _check_deadline(deadline, "after reading the frames")
             t1 = time.perf_counter()
             res = self.ground_keyframes(frames, request.keyframes, request.keyframe_contexts())
             t2 = time.perf_counter()
-            reply = P.GroundReply(tuple(g.boxes for g in res), tuple(g.labels for g in res),
-                                  tuple(g.text for g in res), sum(not g.parsed for g in res),
-                                  {"frames_s": t1 - t0, "ground_s": t2 - t1})
+            reply = protocol.GroundReply(tuple(g.boxes for g in res), tuple(g.labels for g in res),
+                                         tuple(g.text for g in res), sum(not g.parsed for g in res),
+                                         {"frames_s": t1 - t0, "ground_s": t2 - t1})
         elif req_type == "segment":
             frames = self.frames(request.clip, request.num_rollouts)
             _check_deadline(deadline, "after reading the frames")
             t1 = time.perf_counter()
             masks, obj_ids, timings = self.segment_arrays(frames, request.num_rollouts, request.det_rollout,
                                                           request.det_frame, request.det_boxes)
-            reply = P.SegmentReply(masks, obj_ids, {"frames_s": t1 - t0,
-                                                    "segment_s": time.perf_counter() - t1, **timings})
+            reply = protocol.SegmentReply(masks, obj_ids, {"frames_s": t1 - t0,
+                                                           "segment_s": time.perf_counter() - t1, **timings})
         else:
             reply = self.group(request, t0, deadline)
         return reply.to_body()
@@ -158,8 +160,8 @@ class Handler:
         """uint8 [T, H, W, 3] of a clip (array or FrameRef under the data roots, within the budget)."""
         return resolve_frames(clip, self.cfg.data_roots, self.budget, rollouts)
 
-    def group(self, request: P.GroupRequest, t0: float | None = None, deadline: float | None = None
-              ) -> P.GroupReply:
+    def group(self, request: protocol.GroupRequest, t0: float | None = None, deadline: float | None = None
+              ) -> protocol.GroupReply:
         """Ground every keyframe of every rollout (one batch), then segment all detections in one pass."""
         t0 = time.perf_counter() if t0 is None else t0
         frames = self.frames(request.clip, len(request.rollouts))
@@ -186,14 +188,12 @@ class Handler:
                                                 np.asarray(det_frame, np.int32),
                                                 np.asarray(det_boxes, np.float32).reshape(-1, 4))
         t3 = time.perf_counter()
-        return P.GroupReply(tuple(boxes), masks, sum(not g.parsed for g in groundings), len(det_boxes),
-                            {"frames_s": t1 - t0, "ground_s": t2 - t1, "segment_s": t3 - t2, **timings})
+        return protocol.GroupReply(tuple(boxes), masks, sum(not g.parsed for g in groundings), len(det_boxes),
+                                   {"frames_s": t1 - t0, "ground_s": t2 - t1, "segment_s": t3 - t2, **timings})
 
 
 def accepts_contexts(grounder: Any) -> bool:
     """Whether ``grounder.ground`` takes the keyword ``contexts`` (or any keyword)."""
-    import inspect
-
     try:
         params = inspect.signature(grounder.ground).parameters.values()
     except (TypeError, ValueError):
@@ -203,4 +203,4 @@ def accepts_contexts(grounder: Any) -> bool:
 
 def _check_deadline(deadline: float | None, stage: str) -> None:
     if deadline is not None and time.monotonic() > deadline:
-        raise P.ProtocolError("expired", f"the request's deadline passed {stage}; dropped")
+        raise protocol.ProtocolError("expired", f"the request's deadline passed {stage}; dropped")

@@ -2,10 +2,10 @@
 
 :func:`stock_rollout_logits` runs one rollout (or a whole group) in its own inference state through
 ``init_state`` / ``add_new_points_or_box`` / ``propagate_in_video`` with the two full sweeps of
-:mod:`sam2_bridge.segmenter`. The only change to sam2 1.1.0 is :class:`StockPredictor`: after sam2 stores a
+:mod:`sam2_bridge.server.segmenter`. The only change to sam2 1.1.0 is :class:`StockPredictor`: after sam2 stores a
 memory feature (it casts to bfloat16), the value is cast back to the model dtype off CUDA, so float32 CPU runs
 do not fail with "mat1 and mat2 must have the same dtype". The stored values are therefore bfloat16-rounded,
-which :class:`~sam2_bridge.segmenter.GroupSegmenter` reproduces with ``round_memory_to_bf16=True``.
+which :class:`~sam2_bridge.server.segmenter.GroupSegmenter` reproduces with ``round_memory_to_bf16=True``.
 """
 
 from __future__ import annotations

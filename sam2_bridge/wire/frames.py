@@ -1,4 +1,4 @@
-"""Reading clips named by a :class:`~sam2_bridge.protocol.FrameRef` (the bridge reads dataset frames itself).
+"""Reading clips named by a :class:`~sam2_bridge.wire.protocol.FrameRef` (the bridge reads dataset frames itself).
 
 Security model: a bridge reads referenced frames only under its ``--data-root`` directories (none given: every
 ``FrameRef`` is refused, ``forbidden``). Each frame path is resolved (``realpath``) and must lie strictly under
@@ -10,7 +10,7 @@ an image), the client gets the same ``bad_frames`` message naming only the frame
 tell whether anything exists outside the roots.
 
 Cost: every frame's header (its size) is read before any frame is decoded, and checked against the
-:class:`~sam2_bridge.budget.Budget` (pixels per frame, frames x pixels, reply size), so an oversized image or
+:class:`~sam2_bridge.wire.budget.Budget` (pixels per frame, frames x pixels, reply size), so an oversized image or
 clip is refused (``too_large``) without decoding it.
 """
 
@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sam2_bridge.protocol import FrameRef, ProtocolError
+from sam2_bridge.wire.protocol import FrameRef, ProtocolError
 
 
 def frame_paths(ref: FrameRef) -> list[str]:
@@ -110,7 +110,7 @@ def resolve_frames(frames: np.ndarray | FrameRef, allowed_roots: Sequence[str] =
 
     Raises ``ProtocolError``: ``forbidden`` when ``allowed_roots`` is empty, ``bad_frames`` when a frame is not
     a readable image under them (one message for every reason) or frames differ in size, ``too_large`` when the
-    headers exceed ``budget`` (a :class:`~sam2_bridge.budget.Budget`; ``rollouts`` > 0 also checks the size of
+    headers exceed ``budget`` (a :class:`~sam2_bridge.wire.budget.Budget`; ``rollouts`` > 0 also checks the size of
     the masks reply).
     """
     if not isinstance(frames, FrameRef):
