@@ -203,13 +203,12 @@ def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
 
     With ``group_size`` the rows are GRPO groups sharing a prompt (``repeat_prompt(inputs, group_size)``): the
     prompt is run once per group and the completions attend to the shared prefix — same log-probs and
-    gradients as full rows, (group_size - 1) / group_size less prompt compute."""
-    from omnir1_jax.models.qwen2_5_omni import completion_logprobs, group_completion_logprobs
+    gradients as full rows, (group_size - 1) / group_size less prompt compute. The scorer also runs the encoders
+    on their own (``CompletionScorer.features``), so a micro-batched update encodes the pixels once per step."""
+    from omnir1_jax.models.qwen2_5_omni import CompletionScorer
 
-    if group_size and group_size > 1:
-        return functools.partial(group_completion_logprobs, group_size=group_size, remat=remat,
-                                 temperature=temperature)
-    return functools.partial(completion_logprobs, remat=remat, temperature=temperature)
+    return CompletionScorer(group_size=group_size if group_size and group_size > 1 else None, remat=remat,
+                            temperature=temperature)
 
 
 @functools.lru_cache(maxsize=None)
