@@ -33,6 +33,7 @@ import numpy as np
 
 from omnir1_jax import policy as P
 from omnir1_jax.config import ConfigError, ExperimentConfig, to_dict
+from omnir1_jax.overlap import META_KEY, OneStepOverlap, rewind
 from omnir1_jax.rl import group_advantages, zero_variance_fraction
 from omnir1_jax.rl import rollout as R
 from omnir1_jax.rl.update import LossSpec, grpo_step, nll_step, resolve_micro_batches, score
@@ -126,6 +127,11 @@ class Learner:
         self.turns = int(task.max_turns)
         if self.turns > 1 and not isinstance(task, InteractiveTask):
             raise ConfigError(f"task {task.name!r} declares max_turns={self.turns} but is not an InteractiveTask")
+        # grpo.overlap: the bridge scores batch t while the learner samples t + 1 and updates on t (overlap.py)
+        self.overlap = OneStepOverlap(self) if self.grpo and g.overlap == "one_step" else None
+        if self.overlap is not None and self.turns > 1:
+            raise ConfigError("grpo.overlap='one_step' needs single-turn rollouts (grpo.max_turns = 1): a multi-turn "
+                              "rollout waits for System 2 between its turns")
         budget = g.max_new_tokens * (self.turns if self.grpo else 1)
         self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
                                   agg=g.agg, micro_batches=micro, max_len=budget, clip_ratio_c=g.clip_ratio_c,
@@ -174,6 +180,8 @@ class Learner:
     def save(self) -> None:
         meta = {"step": self.step, "data_state": self.data_iter.get_state(), "config": to_dict(self.cfg),
                 "stage": self.stage.name}
+        if self.overlap is not None:  # the batch in flight (overlap.py: drawn and scored again on resume)
+            meta.update(self.overlap.meta())
         self.checkpointer.save(self.step, self._state(), meta)
 
     def restore(self) -> bool:
@@ -190,11 +198,17 @@ class Learner:
         self.key = key_from_data(state["key"])
         self.data_iter.set_state(meta["data_state"])
         self.step = int(meta["step"])
+        if self.overlap is not None:
+            self.overlap.restore(meta)
+        elif META_KEY in meta:  # an overlapped run's checkpoint: sample its batch in flight again
+            rewind(self, meta[META_KEY])
         if self.primary:
             print(f"[{self.stage.name}] resumed from step {self.step} ({self.checkpointer.directory})", flush=True)
         return True
 
     def close(self) -> None:
+        if self.overlap is not None:
+            self.overlap.close()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -282,13 +296,14 @@ class Learner:
                        trajectories=trajs)
 
     def assemble(self, prompt, tokens: np.ndarray, lengths: np.ndarray, texts, scored: Scored,
-                 t_sample: float = 0.0, t_reward: float = 0.0) -> Rollout:
+                 t_sample: float = 0.0, t_reward: float = 0.0, logprobs: np.ndarray | None = None) -> Rollout:
         """The update's inputs from sampled rows and their rewards (group-normalised advantages, a completion
         mask cut to a 32-multiple of the longest row).
 
         ``prompt`` is this process's share of the prompts (prepared ``ModelInputs``); ``tokens``, ``lengths``,
         ``texts`` and ``scored`` cover every row of the global batch (rows ``prompt * group_size + sample``).
-        Each process turns its own rows into its part of the global arrays the update reads."""
+        Each process turns its own rows into its part of the global arrays the update reads. ``logprobs`` (the
+        sampler's, every row) become the update's pi_old (``Rollout.old_logps``; ``grpo.overlap``)."""
         from omnir1_jax.models.qwen2_5_omni import repeat_prompt
 
         g = self.cfg.grpo
@@ -306,7 +321,8 @@ class Learner:
                                               pad_id=self.pad_id),
                        completion_ids=glob(np.asarray(tokens[mine, :width])), completion_mask=glob(mask[mine]),
                        advantages=glob(adv[mine]), rewards=scored.rewards, components=scored.components,
-                       stats=scored.stats, texts=list(texts), lengths=lengths, t_sample=t_sample, t_reward=t_reward)
+                       stats=scored.stats, texts=list(texts), lengths=lengths, t_sample=t_sample, t_reward=t_reward,
+                       old_logps=None if logprobs is None else glob(np.asarray(logprobs[mine, :width], np.float32)))
 
     def supervised(self, batch: dict[str, Any]) -> Targets:
         """The NLL update's inputs: the task's targets for this process's share of the batch, tokenised to a width
@@ -346,13 +362,16 @@ class Learner:
     # ---------------------------------------------------------------------------------------- update
     def update(self, ro: Rollout | Targets) -> dict[str, float]:
         """``grpo.mu`` GRPO updates on a :class:`Rollout` (or one NLL update on :class:`Targets`); returns the last
-        update's metrics."""
+        update's metrics. pi_old: the rollout's sampler log-probs when it carries them (``grpo.overlap``), else the
+        current policy's (scored once before the first update for ``mu > 1``, the stop-gradient for ``mu = 1``)."""
         args = (ro.prompt, ro.completion_ids, ro.completion_mask)
         if not self.grpo:
             m = nll_step(self.model, self.optimizer, *args, scorer=self.scorer)
             return {k: float(v) for k, v in jax.device_get(m).items()}
         g = self.cfg.grpo
-        old = score(self.model, *args, scorer=self.scorer) if g.mu > 1 else None
+        old = ro.old_logps
+        if old is None and g.mu > 1:
+            old = score(self.model, *args, scorer=self.scorer)
         ref = self._score_reference(*args) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
@@ -371,7 +390,11 @@ class Learner:
         return _score_split(graphdef, state, prompt, completion_ids, completion_mask, scorer=self.scorer)
 
     def train_step(self) -> dict[str, float]:
-        """Data -> (rollout -> reward -> advantages | targets) -> update -> metrics, with the NaN stop."""
+        """Data -> (rollout -> reward -> advantages | targets) -> update -> metrics, with the NaN stop. With
+        ``grpo.overlap = "one_step"`` the rewards of one batch are computed while the next is sampled and the
+        update runs (:class:`~omnir1_jax.overlap.OneStepOverlap`)."""
+        if self.overlap is not None:
+            return self.overlap.step()
         t0 = time.perf_counter()
         batch = next(self.data_iter)
         t_data = time.perf_counter() - t0
@@ -467,6 +490,8 @@ class Learner:
         ``<out_dir>/hf`` when ``stage.export``."""
         if self.checkpointer.latest_step() != self.step:
             self.save()
+        if self.overlap is not None:  # the batch in flight is scored before the bridge serves anything else
+            self.overlap.drain()
         if self.model is not self.policy:
             self.policy = self.current_policy()
         if self.stage.export:

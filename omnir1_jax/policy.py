@@ -244,12 +244,14 @@ class Completions:
       lengths: int ``[R]`` tokens up to and including EOS.
       texts: decoded text of each row (a final EOS dropped, special tokens skipped).
       prompt: the prepared :class:`~omnir1_jax.models.qwen2_5_omni.ModelInputs` the completions continue.
+      logprobs: float32 ``[R, C]`` the sampler's log-probs of ``tokens`` (0 after EOS).
     """
 
     tokens: np.ndarray
     lengths: np.ndarray
     texts: list[str]
     prompt: Any
+    logprobs: np.ndarray | None = None
 
 
 def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = True, num_samples: int = 1,
@@ -268,7 +270,8 @@ def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = T
                    pad_token_id=pad_id_of(tokenizer), suppress_token_ids=suppress_ids)
     # on a mesh spanning processes the rows live on several hosts: every process reads the whole batch back
     tokens, lengths = D.fetch(out.tokens), D.fetch(out.lengths)
-    return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs)
+    return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs,
+                       D.fetch(out.logprobs))
 
 
 def media_token_ids(tokenizer) -> tuple[int, ...]:
