@@ -501,7 +501,8 @@ class SFTSpec:
 
     Attributes (synthetic-world targets, see :mod:`omnir1_jax.sft`):
       target: ``format_only`` (random keyframes, a random non-target object), ``any_object`` (random keyframes,
-        a random object present: the target as often as any other, so the warm-up's answers are at chance) or
+        a random object present: the target as often as any other, so the warm-up's answers are at chance),
+        ``mixed`` (random keyframes, the target with probability ``target_rate``, else another object present) or
         ``oracle``; for the ``refaid``
         task also ``expression`` (any dataset: the answer format with the referring expression as the grounding
         description; Omni-R1 Table 1's SFT baseline).
@@ -511,6 +512,7 @@ class SFTSpec:
         (drawn uniformly per target; default 2 to 4).
       grad_clip, log_every, checkpoint_every: the warm-up's global-norm clip (0 = none), progress-line period and
         checkpoint period (0 = only at the end).
+      target_rate: with ``target = "mixed"``: the probability that a target names the referred object.
       instruction: when set, the SFT prompts carry this text instead of the record's referring expression, so
         the warm-up cannot tie the answer to the expression in any way; ``{colour}`` / ``{shape}`` in it are
         drawn at random per record from the world's colours and shapes (``data.synthetic_colours`` /
@@ -530,9 +532,11 @@ class SFTSpec:
     grad_clip: float = 1.0
     log_every: int = 10
     checkpoint_every: int = 0
+    target_rate: float = 0.0
 
     def __post_init__(self):
         _real("sft", self, "grad_clip", 0.0)  # 0 = no clipping
+        _real("sft", self, "target_rate", 0.0, 1.0)
         _int("sft", self, "log_every", 1)
         _int("sft", self, "checkpoint_every", 0)  # 0 = only at the end
         k = self.keyframes

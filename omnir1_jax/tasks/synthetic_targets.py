@@ -9,6 +9,9 @@
   perfectly except that it does not read the query.
 - ``any_object`` (an SFT warm-up that cannot leak the answer): the answer format with a random object present
   (the target as often as any other), on random keyframes.
+- ``mixed``: the target with probability ``target_rate``, else another object present, on random keyframes: in
+  a two-object world an answer that fits these targets must read the query (to name the *other* object most of
+  the time), so the warm-up learns to read it, biased against the target (see ``experiments/synthetic_cpu.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def load_oracle(root: str) -> dict[str, Any]:
 
 def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence[int], rng: np.random.Generator,
                      *, mode: str = "format_only", fps: float = 2.0, think: str = THINK,
-                     keyframes: tuple[int, int] = (2, 4)) -> str:
+                     keyframes: tuple[int, int] = (2, 4), target_rate: float = 0.0) -> str:
     """A formatted answer for one sampled clip of a synthetic video (see the module docstring); ``think`` may
     contain ``{description}`` (replaced by the answer's description); ``keyframes``: the inclusive range the
     number of (random, single-frame) answer items of ``format_only`` / ``any_object`` is drawn from."""
@@ -59,6 +62,15 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         raise ConfigError(f"sft.keyframes must be (min, max) with 1 <= min <= max, got {keyframes!r}")
     t = len(positions)
     objs = video["objects"]
+    if mode == "mixed":  # the target with probability target_rate, else another object present
+        others = [o for o in objs if o["obj_id"] not in target_ids]
+        present = [o for o in others if any(o["visible"][p] for p in positions)] or others
+        chosen = [o for o in objs if o["obj_id"] in target_ids]
+        pick = chosen[0] if chosen and (not present or rng.random() < target_rate) else \
+            present[int(rng.integers(len(present)))] if present else None
+        desc = "the " + pick["description"] if pick is not None else "the object"
+        frames = sorted(rng.choice(t, size=min(int(rng.integers(lo, hi + 1)), t), replace=False).tolist())
+        return answer_text(frames, desc, fps, think.format(description=desc))
     if mode in ("random_object", "any_object"):
         present = [o for o in objs if any(o["visible"][p] for p in positions)] or list(objs)
         if not present:
@@ -77,7 +89,7 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         desc = "the " + chosen[0]["description"] if chosen else "the object"
         return answer_text(frames, desc, fps, think.format(description=desc))
     if mode != "format_only":
-        raise ConfigError(f"sft.target must be format_only, any_object or oracle, got {mode!r}")
+        raise ConfigError(f"sft.target must be format_only, any_object, mixed or oracle, got {mode!r}")
     others = [o for o in objs if o["obj_id"] not in target_ids]
     present = [o for o in others if any(o["visible"][p] for p in positions)] or others
     if present:

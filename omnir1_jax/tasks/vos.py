@@ -170,7 +170,7 @@ class VOSTask(Task):
             think = self.cfg.sft.think.replace("{instruction}", self.shown[key])
             texts.append(synthetic_target(self._oracle[rec.video_id], positions, rec.obj_ids, self._rng,
                                           mode=self.cfg.sft.target, fps=batch["fps_s1"], think=think,
-                                          keyframes=self.cfg.sft.keyframes))
+                                          keyframes=self.cfg.sft.keyframes, target_rate=self.cfg.sft.target_rate))
         return texts
 
 

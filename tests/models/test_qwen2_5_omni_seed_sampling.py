@@ -66,3 +66,19 @@ def test_shared_prompts_for_every_seed(seeds):
         tokens, _, _ = _ref(m, prompts[0], None, num_samples=1, greedy=True)
         np.testing.assert_array_equal(np.asarray(out.tokens[k]), tokens)
     assert not np.array_equal(np.asarray(out.tokens[0]), np.asarray(out.tokens[1]))  # the models differ
+
+
+def test_cache_write_is_a_dynamic_update_slice_under_grad_remat_and_vmap():
+    from omnir1_jax.models.qwen2_5_omni.text import cache_write
+
+    cache = jnp.arange(24.0, dtype=jnp.float32).reshape(2, 3, 4)
+    new = jnp.full((2, 3, 1), 7.0)
+    plain = lambda c, n, i: jnp.sum(jnp.sin(jax.lax.dynamic_update_slice_in_dim(c, n, i, 2)))  # noqa: E731
+    ours = lambda c, n, i: jnp.sum(jnp.sin(cache_write(c, n, i, 2)))  # noqa: E731
+    for i in (0, 3):
+        for got, want in zip(jax.grad(jax.checkpoint(ours), argnums=(0, 1))(cache, new, jnp.int32(i)),
+                             jax.grad(plain, argnums=(0, 1))(cache, new, i)):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+    got = jax.vmap(lambda c, n: cache_write(c, n, jnp.int32(1), 1))(cache, new)
+    want = jax.vmap(lambda c, n: jax.lax.dynamic_update_slice_in_dim(c, n, 1, 1))(cache, new)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

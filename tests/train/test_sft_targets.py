@@ -111,3 +111,30 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
         assert set(parse_answer(target, 4).descriptions).isdisjoint(target_desc)  # still never the target
     m = sft.update(sft.supervised(batch))
     assert np.isfinite(m["loss"]) and m["loss"] > 0
+
+
+def test_mixed_and_any_object_targets_name_the_target_at_their_rate(root):
+    oracle = load_oracle(root)
+    recs = S.read_records(SPEC(root), "train")
+    rng = np.random.default_rng(1)
+    counts = {("mixed", 0.0): [0, 0], ("mixed", 0.25): [0, 0], ("mixed", 1.0): [0, 0], ("any_object", 0.0): [0, 0]}
+    for rec in recs:
+        video = oracle[rec.video_id]
+        target = {"the " + o["description"] for o in video["objects"] if o["obj_id"] in rec.obj_ids}
+        present = {"the " + o["description"] for o in video["objects"]}
+        for (mode, rate), c in counts.items():
+            for _ in range(200):
+                text = synthetic_target(video, list(range(6)), rec.obj_ids, rng, mode=mode, target_rate=rate,
+                                        keyframes=(1, 1), think="{description}")
+                ans = parse_answer(text, 6)
+                assert ans.valid and len(ans.keyframes) == 1, text
+                (desc,) = set(ans.descriptions)
+                assert desc in present and text.startswith(f"<think>{desc}</think>")
+                c[0] += desc in target
+                c[1] += 1
+    frac = {k: a / n for k, (a, n) in counts.items()}
+    assert frac[("mixed", 0.0)] == 0.0 and frac[("mixed", 1.0)] == 1.0
+    # binomial over >= 1,000 draws: 0.25 +- 4 standard deviations (0.014 each)
+    assert abs(frac[("mixed", 0.25)] - 0.25) < 0.056
+    # any_object: uniform over the 2-3 objects present, so the target is named a third to a half of the time
+    assert 0.3 < frac[("any_object", 0.0)] < 0.55

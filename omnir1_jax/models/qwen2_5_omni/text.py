@@ -45,7 +45,9 @@ class FusedWeights(NamedTuple):
 def _write_along(axis: int):
     """``dynamic_update_slice_in_dim(cache, new, index, axis)`` whose ``vmap`` with an unbatched index stays an
     in-place dynamic-update-slice (jax batches a dynamic-update-slice as a scatter, which XLA:CPU turns into a
-    select and several copies of the whole cache per decode step: 3x the cost of a step)."""
+    select and several copies of the whole cache per decode step: 3x the cost of a step). Differentiable: its
+    JVP is the plain dynamic-update-slice of the tangents (``custom_vmap`` alone has no autodiff rule, and a
+    rematerialised layer passes even a Python-int index in as a traced value)."""
     from jax.custom_batching import custom_vmap
 
     @custom_vmap
@@ -62,14 +64,24 @@ def _write_along(axis: int):
         new = new if nb else jnp.broadcast_to(new, (axis_size,) + new.shape)
         return _write_along(axis + 1)(cache, new, index), True
 
-    return write
+    @jax.custom_jvp
+    def differentiable(cache, new, index):
+        return write(cache, new, index)
+
+    @differentiable.defjvp
+    def _jvp(primals, tangents):
+        cache, new, index = primals
+        t_cache, t_new, _ = tangents
+        return differentiable(cache, new, index), jax.lax.dynamic_update_slice_in_dim(t_cache, t_new, index, axis)
+
+    return differentiable
 
 
 def cache_write(cache, new, index, axis: int):
     """Write ``new`` into ``cache`` at ``index`` along ``axis`` (the KV-cache update). A Python int index (the
-    prefill, the scorer's prompt pass: differentiated) is a plain dynamic-update-slice; a traced one (the decode
-    loop's position, never differentiated) goes through :func:`_write_along`, so that the seed-parallel sampler's
-    ``vmap`` keeps it in place."""
+    prefill, the scorer's prompt pass) is a plain dynamic-update-slice; a traced one (the decode loop's position,
+    or any index inside a rematerialised layer) goes through :func:`_write_along`, so that the seed-parallel
+    sampler's ``vmap`` keeps the write in place."""
     if isinstance(index, int):
         return jax.lax.dynamic_update_slice_in_dim(cache, new, index, axis)
     return _write_along(axis)(cache, new, jnp.asarray(index, jnp.int32))
