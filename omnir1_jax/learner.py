@@ -56,6 +56,16 @@ def _score_split(graphdef, state, prompt, completion_ids, completion_mask, *, sc
     return jax.lax.stop_gradient(scorer(nnx.merge(graphdef, state), prompt, completion_ids, completion_mask))
 
 
+def _commit(*modules: nnx.Module) -> None:
+    """Commit every array of ``modules`` to the default device in place (a single-device run: no mesh places
+    them). A jitted step's outputs are committed arrays; uncommitted inputs to its first call key another
+    compilation than every later call's."""
+    device = jax.devices()[0]
+    put = lambda x: jax.device_put(x, device) if isinstance(x, jax.Array) else x
+    for m in modules:
+        nnx.update(m, jax.tree.map(put, nnx.state(m)))
+
+
 def _bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
@@ -138,6 +148,9 @@ class Learner:
                                   empty_rows=g.empty_rows)
         tx = stage_optimizer(stage.optim)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
+        if self.mesh is None:  # one device: a step's outputs and a restored checkpoint are committed to it, so
+            # commit the initial state too (jit keys on it: else step 1 or a resume compiles the step again)
+            _commit(self.model, self.optimizer, *([self.reference] if self.reference is not None else []))
         self.scorer = P.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                     g.group_size if self.grpo else None)
         if self.turns > 1:  # multi-turn rollouts / targets: whole trajectories are scored, answers masked in
