@@ -3,9 +3,9 @@
 
 Tiny Thinker in float32; 2 prompts, each with an image (4x6 patches) and a 2-frame video (2x4x4 patches), x
 group 4 = 8 rows with ragged completion masks (one row empty). Reference: the same loss on the whole batch in one
-piece (``micro_batches=1``, where the encoders run once anyway). The encoders' executions are counted at run
-time (a ``jax.debug.callback`` in ``Thinker.encode``): once per step with the split, once per micro-batch with a
-scorer that cannot split them off (a plain function, as before).
+piece (``micro_batches=1``, where the encoders run once anyway): loss and gradients within 1e-5. The encoders'
+executions are counted at run time (a ``jax.debug.callback`` in ``Thinker.encode``): once per step with the
+split, once per micro-batch with a scorer that cannot split them off (a plain function, as before).
 """
 
 from __future__ import annotations
@@ -19,8 +19,15 @@ import pytest
 from flax import nnx
 
 from omnir1_jax.models.qwen2_5_omni import (
-    CompletionScorer, Qwen2_5OmniThinker, group_completion_logprobs, init_model, prepare_inputs, repeat_prompt, tiny)
-from omnir1_jax.rl.update import LossSpec, _grpo_grads, _nll_grads, grpo_grads, score
+    CompletionScorer,
+    Qwen2_5OmniThinker,
+    group_completion_logprobs,
+    init_model,
+    prepare_inputs,
+    repeat_prompt,
+    tiny,
+)
+from omnir1_jax.rl.update import LossSpec, _grpo_grads, _nll_grads, score
 
 GROUP, C = 4, 6
 
@@ -66,35 +73,9 @@ def _encoder_grads(grads):
     return [np.asarray(v[...], np.float64) for p, v in state if p[0] == "visual"]
 
 
-def test_encoder_once_update_equals_the_one_piece_update(batch):
-    micro = 2  # two slices of one whole group each
-    model, prompt, comp, cmask, old, ref, adv = batch
-    scorer = CompletionScorer(group_size=GROUP)
-    full_g, full_m = grpo_grads(model, prompt, comp, cmask, old, ref, adv, scorer=scorer, spec=LossSpec())
-    acc_g, acc_m = grpo_grads(model, prompt, comp, cmask, old, ref, adv, scorer=scorer,
-                              spec=LossSpec(micro_batches=micro))
-    assert jax.tree.structure(full_g) == jax.tree.structure(acc_g)
-    # the vision encoder's gradient is there, and large enough that a lost micro-batch would show
-    vis = _encoder_grads(full_g)
-    assert max(float(np.abs(x).max()) for x in vis) > 1e-3
-    for a, b in zip(_leaves(acc_g), _leaves(full_g)):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
-    assert full_m["clip_frac"] > 0  # the clip is active in this batch
-    for k in full_m:
-        np.testing.assert_allclose(float(acc_m[k]), float(full_m[k]), rtol=1e-5, atol=1e-6, err_msg=k)
-
-
-def test_encoder_once_nll_equals_the_one_piece_nll(batch):
-    model, prompt, comp, cmask = batch[:4]
-    scorer = CompletionScorer(group_size=GROUP)
-    run = lambda micro: nnx.jit(lambda m: _nll_grads(m, prompt, comp, cmask, scorer, micro))(model)  # noqa: E731
-    (full_g, full_l), (acc_g, acc_l) = run(1), run(2)
-    for a, b in zip(_leaves(acc_g), _leaves(full_g)):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(float(acc_l), float(full_l), rtol=1e-6)
-
-
-def _count_encoder_runs(monkeypatch, model, args, scorer, micro) -> dict:
+def _run_counted(monkeypatch, model, args, scorer, micro):
+    """``_grpo_grads`` with ``micro`` micro-batches in a fresh jit (nothing of an earlier trace reused), the
+    encoders' executions counted at run time: ``(grads, metrics, {kind: runs})``."""
     runs = {"image": 0, "video": 0, "audio": 0}
     original = Qwen2_5OmniThinker.encode
 
@@ -105,19 +86,46 @@ def _count_encoder_runs(monkeypatch, model, args, scorer, micro) -> dict:
 
     monkeypatch.setattr(Qwen2_5OmniThinker, "encode", counted)
     spec = LossSpec(micro_batches=micro)
-    # a fresh function object: nothing of an earlier trace (without the counter) is reused
-    fn = nnx.jit(lambda m, *a: _grpo_grads(m, *a, scorer, spec)[0])
-    jax.block_until_ready(jax.tree.leaves(fn(model, *args)))
+    fn = nnx.jit(lambda m, *a: _grpo_grads(m, *a, scorer, spec))
+    grads, metrics = jax.block_until_ready(fn(model, *args))
     jax.effects_barrier()
     monkeypatch.setattr(Qwen2_5OmniThinker, "encode", original)
-    return runs
+    return grads, metrics, runs
 
 
-def test_the_encoders_run_once_per_step_not_once_per_micro_batch(batch, monkeypatch):
+def test_encoder_once_update_equals_the_one_piece_update(batch, monkeypatch):
     model, *args = batch
-    once = _count_encoder_runs(monkeypatch, model, args, CompletionScorer(group_size=GROUP), 2)
-    assert once == {"image": 1, "video": 1, "audio": 0}
-    # a scorer that cannot split the encoders off (a plain function) encodes in every micro-batch, as before
+    scorer = CompletionScorer(group_size=GROUP)
+    full_g, full_m, full_runs = _run_counted(monkeypatch, model, args, scorer, 1)
+    acc_g, acc_m, acc_runs = _run_counted(monkeypatch, model, args, scorer, 2)  # two slices of one group each
+    # the encoders ran once in the micro-batched update, as in the one-piece one
+    assert full_runs == acc_runs == {"image": 1, "video": 1, "audio": 0}
+    assert jax.tree.structure(full_g) == jax.tree.structure(acc_g)
+    # the vision encoder's gradient is there, and large enough that a lost micro-batch would show
+    vis = _encoder_grads(full_g)
+    assert max(float(np.abs(x).max()) for x in vis) > 1e-3
+    for a, b in zip(_leaves(acc_g), _leaves(full_g)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    assert full_m["clip_frac"] > 0  # the clip is active in this batch
+    assert abs(float(acc_m["loss"]) - float(full_m["loss"])) <= 1e-5
+    for k in full_m:
+        np.testing.assert_allclose(float(acc_m[k]), float(full_m[k]), rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_a_plain_scorer_encodes_in_every_micro_batch(batch, monkeypatch):
+    """The counter's check: a scorer that cannot split the encoders off (a plain function) encodes in every
+    micro-batch, as every scorer did before."""
+    model, *args = batch
     plain = functools.partial(group_completion_logprobs, group_size=GROUP)
-    every = _count_encoder_runs(monkeypatch, model, args, plain, 2)
-    assert every == {"image": 2, "video": 2, "audio": 0}
+    assert _run_counted(monkeypatch, model, args, plain, 2)[2] == {"image": 2, "video": 2, "audio": 0}
+
+
+@pytest.mark.slow  # the same accumulation (_accumulate) as the GRPO update above, with the NLL loss
+def test_encoder_once_nll_equals_the_one_piece_nll(batch):
+    model, prompt, comp, cmask = batch[:4]
+    scorer = CompletionScorer(group_size=GROUP)
+    run = lambda micro: nnx.jit(lambda m: _nll_grads(m, prompt, comp, cmask, scorer, micro))(model)
+    (full_g, full_l), (acc_g, acc_l) = run(1), run(2)
+    for a, b in zip(_leaves(acc_g), _leaves(full_g)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(float(acc_l), float(full_l), rtol=1e-6)
