@@ -22,9 +22,14 @@ Printed per chip: arguments, outputs, temporaries (``memory_analysis()``), their
 counted once) against the chip's HBM; the compiler's FLOPs and bytes accessed (``cost_analysis()``, per chip);
 the model FLOPs counted analytically (below); the roofline time ``max(FLOPs / peak, bytes / bandwidth)`` and
 the MFU it implies (model FLOPs / (peak x roofline time)). XLA's cost analysis counts the body of a while loop
-once: the decode loop and a micro-batched update get no roofline (their memory figures stand), and the lax.map
-chunks (attention queries, lm_head time chunks) are undercounted by a few per cent of the update's FLOPs. A shape
-that does not fit is a row with the compiler's message. ``--json`` writes every row; ``--markdown`` prints the table for BENCHMARKS.md.
+once: the decode loop gets no roofline (its memory figures stand; ``decode_step`` is its per-token cost), and the
+lax.map chunks (attention queries, lm_head time chunks) are undercounted by a few per cent of the update's FLOPs.
+A micro-batched update (a ``lax.scan`` over n slices) is counted as the scan body x iterations: a second program
+runs only the first two slices, unrolled (``LossSpec.cost_slices``); one slice costs the difference between it
+and the real program (which XLA counts with one body), and the update costs the real program + (n - 1) slices
+(``--no-count`` skips the second compile). The encoders run once per step, before the scan
+(``CompletionScorer.features``), so they are outside the slice cost. A shape that does not fit is a row with the
+compiler's message. ``--json`` writes every row; ``--markdown`` prints the table for BENCHMARKS.md.
 
 Analytic model FLOPs (per step, divided by the chip count): a matmul with an [I, O] weight costs 2 I O per token
 forward and twice that backward. The policy pays 3x forward (forward + backward), the reference 1x (so 4x
@@ -47,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -239,7 +243,7 @@ def abstract_inputs(mesh, sharding, prompt):
 
 
 def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_batches: int | None,
-             layers: int | None = None, vision_depth: int | None = None) -> dict:
+             layers: int | None = None, vision_depth: int | None = None, count: bool = True) -> dict:
     """Lower and compile one program; return its row (``fits`` False with the compiler's message on failure)."""
     import jax
     import jax.numpy as jnp
@@ -256,7 +260,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         tiny,
     )
     from omnir1_jax.models.qwen2_5_omni.sampling import _cache_specs, _generate
-    from omnir1_jax.models.qwen2_5_omni.scoring import group_completion_logprobs
+    from omnir1_jax.models.qwen2_5_omni.scoring import CompletionScorer
     from omnir1_jax.models.qwen2_5_omni.sharding import fit_spec
     from omnir1_jax.rl.update import LossSpec, _grpo_grads, make_optimizer, resolve_micro_batches
 
@@ -299,8 +303,10 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
             if getattr(base, f) is not None:
                 base = base.replace(**{f: getattr(base, f).replace(max_full=0, max_window=0)})
     remat = {"none": False, "full": True, "dots": "dots"}[levers["remat"]]
-    scorer = functools.partial(group_completion_logprobs, group_size=s.group, remat=remat,
-                               temperature=g.temperature, fuse_head=levers["logits"] == "chunked")
+    # the learner's scorer (policy.make_scorer): each group's prompt once; the encoders split off (run once per
+    # step in a micro-batched update)
+    scorer = CompletionScorer(group_size=s.group, remat=remat, temperature=g.temperature,
+                              fuse_head=levers["logits"] == "chunked")
     # None: the config's grpo.micro_batches, resolved for this slice (0 = rows / chips, see resolve_micro_batches)
     micro_batches = resolve_micro_batches(g.micro_batches if micro_batches is None else micro_batches, s.rows,
                                           n_chips, s.group)
@@ -319,15 +325,18 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         comp = _batch_sharded(mesh, sharding, np.zeros((s.rows, s.completion_len), np.int32))
         adv = _batch_sharded(mesh, sharding, np.zeros((s.rows,), np.float32))
 
-        def fn(pstate, ostate, rstate, prompt, comp, adv):
-            policy, opt, ref = nnx.merge(pg, pstate), nnx.merge(og, ostate), nnx.merge(pg, rstate)
-            mask = jnp.ones_like(comp)
-            ref_lp = jax.lax.stop_gradient(scorer(ref, prompt, comp, mask)) if g.beta > 0 else None
-            grads, metrics = _grpo_grads(policy, prompt, comp, mask, None, ref_lp, adv, scorer, spec)
-            opt.update(policy, grads)
-            return nnx.state(policy), nnx.state(opt), metrics
+        def update_program(spec):
+            def fn(pstate, ostate, rstate, prompt, comp, adv):
+                policy, opt, ref = nnx.merge(pg, pstate), nnx.merge(og, ostate), nnx.merge(pg, rstate)
+                mask = jnp.ones_like(comp)
+                ref_lp = jax.lax.stop_gradient(scorer(ref, prompt, comp, mask)) if g.beta > 0 else None
+                grads, metrics = _grpo_grads(policy, prompt, comp, mask, None, ref_lp, adv, scorer, spec)
+                opt.update(policy, grads)
+                return nnx.state(policy), nnx.state(opt), metrics
 
-        jitted = jax.jit(fn, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, None))
+            return jax.jit(fn, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, None))
+
+        jitted = update_program(spec)
         args = (p_abs, o_abs, c_abs, prompt, comp, adv)
     elif program == "decode":
         prompt = abstract_inputs(mesh, sharding, base)
@@ -394,6 +403,18 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
                             mem.alias_size_in_bytes)
     total = arg + out + tmp - alias
     flops, nbytes = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+    if program == "update" and micro_batches > 1 and count:
+        # the scan body x iterations: the program with only its first two slices, unrolled, costs one more slice
+        t1 = time.time()
+        with jax.set_mesh(mesh):
+            two = update_program(dataclasses.replace(spec, cost_slices=2)).lower(*args).compile().cost_analysis()
+        two = two[0] if isinstance(two, (list, tuple)) else two
+        slice_flops = float(two.get("flops", 0.0)) - flops
+        slice_bytes = float(two.get("bytes accessed", 0.0)) - nbytes
+        row.update(count="scan body x iterations", rolled_flops=flops, rolled_bytes=nbytes, slice_flops=slice_flops,
+                   slice_bytes=slice_bytes, count_compile_s=round(time.time() - t1, 1))
+        flops += (micro_batches - 1) * slice_flops
+        nbytes += (micro_batches - 1) * slice_bytes
     model_flops = analytic_flops(mcfg, pstate, s, program) / n_chips
     roof = max(flops / chip["peak"], nbytes / chip["bw"])
     row.update(
@@ -433,9 +454,9 @@ def markdown(rows) -> str:
         note = "fits" if r["fits"] else "over HBM"
         if r["program"] == "decode_step" and r.get("hbm_roofline_frac"):
             note += f"; {r['hbm_roofline_frac'] * 100:.0f}% of the bytes accessed are necessary"
-        # XLA's cost analysis counts a while loop's body once: no roofline for the decode loop nor for a
-        # micro-batched update (its scan over micro-batches).
-        loop = r["program"] == "decode" or (r.get("micro_batches") or 1) > 1
+        # XLA's cost analysis counts a while loop's body once: no roofline for the decode loop, nor for a
+        # micro-batched update counted without its slices (--no-count)
+        loop = r["program"] == "decode" or ((r.get("micro_batches") or 1) > 1 and "slice_flops" not in r)
         perf = ("| - | - | - | - | - | - " if loop else
                 f"| {r['flops'] / 1e12:.2f} | {r['model_flops'] / 1e12:.2f} | {r['flops_ratio']:.2f} | "
                 f"{r['bytes'] / 1e9:.1f} | {r['roofline_s']:.4f} | {r['mfu'] * 100:.0f}% ")
@@ -467,6 +488,8 @@ def main(argv=None):
     ap.add_argument("--vision-attention", choices=("banded", "dense"), default="banded")
     ap.add_argument("--layers", type=int, default=None, help="decoder layers (default: the model's)")
     ap.add_argument("--vision-depth", type=int, default=None, help="vision blocks (default: the model's)")
+    ap.add_argument("--no-count", action="store_true",
+                    help="skip the second compile that counts a micro-batched update's slices (no roofline then)")
     ap.add_argument("--json", default=None, help="append rows to this JSON file")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
@@ -483,7 +506,8 @@ def main(argv=None):
     rows = []
     for topo in args.topology:
         for program in args.programs.split(","):
-            row = run_case(topo, program, exp, s, levers, args.micro_batches, args.layers, args.vision_depth)
+            row = run_case(topo, program, exp, s, levers, args.micro_batches, args.layers, args.vision_depth,
+                           count=not args.no_count)
             row.update(date=time.strftime("%Y-%m-%d"), host=platform.node(), config=args.config)
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -11,7 +11,16 @@ logs them: ``time/rollout`` = KV-cached group sampling, ``time/reward`` = parsin
 ``--hidden H --layers L`` swap in a larger random policy of the same family (a "real-shaped" text stack on a
 GPU, e.g. ``--hidden 896 --layers 24``, Qwen2.5-0.5B's width and depth); ``--set`` overrides any config field.
 
+``--overlap`` measures asynchronous rewards (``grpo.overlap``, omnir1_jax/overlap.py) against the synchronous
+step in the same process: two GRPO learners start from the same SFT-warmed policy (one with ``overlap = "off"``,
+one with ``"one_step"``, the same bridge), each is warmed up, then they run in alternating blocks of ``--block``
+steps (``--steps`` blocks each), so that load from other jobs on the machine falls on both alike; the first step
+of every block is not timed (the other learner's work, e.g. the overlapped learner's scoring of its batch in
+flight, may still run during it). Prints the median step and phases of each and the ratio overlapped /
+synchronous.
+
     python benchmarks/bench_train.py [--config experiments/synthetic_cpu.py --warmup 3 --steps 10]
+    python benchmarks/bench_train.py --overlap [--steps 4 --block 6]
     python benchmarks/bench_train.py --hidden 896 --layers 24 --set data.batch_size=8   # on a GPU
 """
 
@@ -44,6 +53,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--hidden", type=int, help="random policy width (tiny preset override)")
     ap.add_argument("--layers", type=int, help="random policy depth (tiny preset override)")
+    ap.add_argument("--overlap", action="store_true",
+                    help="synchronous vs grpo.overlap=one_step, alternating blocks (--steps blocks of --block steps)")
+    ap.add_argument("--block", type=int, default=6, help="steps per block with --overlap (the first is not timed)")
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config, args.set)
@@ -70,6 +82,11 @@ def main(argv=None) -> int:
             sft.train(progress=False)
             sft.close()
             policy = sft.policy
+        if args.overlap:
+            try:
+                return _overlap(args, cfg, task, policy, tok, records, out)
+            finally:
+                bridge.close()
         tr = Learner(cfg, task, grpo_stage(cfg, export=False), policy=policy, tokenizer=tok, records=records)
         try:
             t0 = time.perf_counter()
@@ -90,6 +107,59 @@ def main(argv=None) -> int:
     print(f"| step (incl. data) | {med['time/step']:.3f} | 100% |")
     print(f"\nsteps/s {args.steps / wall:.3f} ({args.steps} steps in {wall:.1f} s); sampled tokens/s "
           f"{med['tokens_per_s']:.0f} (median response {med['response_length']:.0f} tokens)")
+    return 0
+
+
+def _overlap(args, cfg, task, policy, tok, records, out) -> int:
+    """Synchronous and overlapped GRPO learners from the same policy, timed in alternating blocks."""
+    import os
+
+    import flax.nnx as nnx
+
+    from omnir1_jax.learner import Learner, grpo_stage
+
+    learners = {}
+    for mode in ("off", "one_step"):
+        c = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, overlap=mode),
+                                run=dataclasses.replace(cfg.run, out_dir=os.path.join(out, mode)))
+        learners[mode] = Learner(c, task, grpo_stage(c, export=False), policy=nnx.clone(policy), tokenizer=tok,
+                                 records=records)
+    steps = {mode: [] for mode in learners}
+    wall = {mode: 0.0 for mode in learners}
+    try:
+        for mode, tr in learners.items():
+            t0 = time.perf_counter()
+            for _ in range(args.warmup):
+                tr.train_step()
+            print(f"[bench] {mode}: warm-up ({args.warmup} steps) {time.perf_counter() - t0:.1f} s", flush=True)
+        for b in range(args.steps):
+            for mode, tr in learners.items():
+                tr.train_step()  # not timed: the other learner's work may still be running
+                t0 = time.perf_counter()
+                steps[mode] += [tr.train_step() for _ in range(args.block - 1)]
+                wall[mode] += time.perf_counter() - t0
+            print(f"[bench] block {b + 1}/{args.steps}: median step off "
+                  f"{statistics.median(m['time/step'] for m in steps['off']):.3f} s, one_step "
+                  f"{statistics.median(m['time/step'] for m in steps['one_step']):.3f} s", flush=True)
+    finally:
+        for tr in learners.values():
+            tr.close()
+    keys = ("time/step", "time/rollout", "time/reward", "time/reward_wait", "time/reward_idle", "time/update",
+            "overlap/policy_lag")
+    med = {mode: {k: statistics.median(m.get(k, float("nan")) for m in ms) for k in keys} for mode, ms in steps.items()}
+    n = len(steps["off"])
+    print(f"\n{n} timed steps each ({args.steps} blocks of {args.block - 1}); medians in seconds")
+    print("| grpo.overlap | step | sample | reward (scoring side) | learner waits for rewards | scorer idle | update "
+          "| policy lag | steps/s (wall) |\n|---|---|---|---|---|---|---|---|---|")
+    for mode, m in med.items():
+        wait = m["time/reward"] if mode == "off" else m["time/reward_wait"]
+        idle = m["time/step"] - m["time/reward"] if mode == "off" else m["time/reward_idle"]
+        lag = 0.0 if mode == "off" else m["overlap/policy_lag"]
+        print(f"| {mode} | {m['time/step']:.3f} | {m['time/rollout']:.3f} | {m['time/reward']:.3f} | {wait:.3f} | "
+              f"{idle:.3f} | {m['time/update']:.3f} | {lag:.0f} | {n / wall[mode]:.3f} |")
+    ratio = med["one_step"]["time/step"] / med["off"]["time/step"]
+    print(f"\nmedian step one_step / off = {med['one_step']['time/step']:.3f} / {med['off']['time/step']:.3f} = "
+          f"{ratio:.3f} (wall: {wall['one_step'] / wall['off']:.3f})")
     return 0
 
 

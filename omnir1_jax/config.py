@@ -419,9 +419,16 @@ class GRPOSpec:
     empty_rows: str = "batch"
     # The grounding task's think/answer format term, length bonus and key matching (omnir1_jax/rewards/segzero.py).
     segzero: SegZeroSpec = SegZeroSpec()
+    # Asynchronous rewards (omnir1_jax/overlap.py, docs/design.md §4.8): "off" (sample, score, update one after
+    # another) or "one_step" (the bridge scores batch t while the learner samples batch t + 1 and updates on
+    # batch t; each batch is updated on by the policy one version newer than the one that sampled it, and the
+    # clipped ratio's pi_old is the sampler's log-probs). Off in every paper recipe.
+    overlap: str = "off"
 
     def __post_init__(self):
         _int("grpo", self, "micro_batches", 0)
+        if self.overlap not in ("off", "one_step"):
+            raise ConfigError(f"grpo.overlap must be off or one_step, got {self.overlap!r}")
         if self.clip_ratio_c is not None and (isinstance(self.clip_ratio_c, bool) or not isinstance(
                 self.clip_ratio_c, (int, float)) or not self.clip_ratio_c > 1):
             raise ConfigError(f"grpo.clip_ratio_c must be a number > 1 or None, got {self.clip_ratio_c!r}")

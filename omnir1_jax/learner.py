@@ -18,7 +18,6 @@ The loss is a stage argument (``grpo`` or ``nll``); the task is a plug-in (:mod:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -35,6 +34,7 @@ from omnir1_jax import policy as policy_lib
 from omnir1_jax.config import ConfigError, ExperimentConfig, to_dict
 from omnir1_jax.lora import apply_lora, merge_lora
 from omnir1_jax.models.qwen2_5_omni import repeat_prompt
+from omnir1_jax.overlap import META_KEY, OneStepOverlap, rewind
 from omnir1_jax.rl import group_advantages, zero_variance_fraction
 from omnir1_jax.rl import rollout as rollout_lib
 from omnir1_jax.rl.update import LossSpec, grpo_step, nll_step, resolve_micro_batches, score
@@ -56,6 +56,16 @@ class TrainingDivergedError(RuntimeError):
 def _score_split(graphdef, state, prompt, completion_ids, completion_mask, *, scorer):
     """``rl.update.score`` on a model given as (graphdef, state): float32 [R, C] log-probs, no gradient."""
     return jax.lax.stop_gradient(scorer(nnx.merge(graphdef, state), prompt, completion_ids, completion_mask))
+
+
+def _commit(*modules: nnx.Module) -> None:
+    """Commit every array of ``modules`` to the default device in place (a single-device run: no mesh places
+    them). A jitted step's outputs are committed arrays; uncommitted inputs to its first call key another
+    compilation than every later call's."""
+    device = jax.devices()[0]
+    put = lambda x: jax.device_put(x, device) if isinstance(x, jax.Array) else x
+    for m in modules:
+        nnx.update(m, jax.tree.map(put, nnx.state(m)))
 
 
 def _bucket(n: int, multiple: int = 32) -> int:
@@ -128,12 +138,20 @@ class Learner:
         self.turns = int(task.max_turns)
         if self.turns > 1 and not isinstance(task, InteractiveTask):
             raise ConfigError(f"task {task.name!r} declares max_turns={self.turns} but is not an InteractiveTask")
+        # grpo.overlap: the bridge scores batch t while the learner samples t + 1 and updates on t (overlap.py)
+        self.overlap = OneStepOverlap(self) if self.grpo and g.overlap == "one_step" else None
+        if self.overlap is not None and self.turns > 1:
+            raise ConfigError("grpo.overlap='one_step' needs single-turn rollouts (grpo.max_turns = 1): a multi-turn "
+                              "rollout waits for System 2 between its turns")
         budget = g.max_new_tokens * (self.turns if self.grpo else 1)
         self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
                                   agg=g.agg, micro_batches=micro, max_len=budget, clip_ratio_c=g.clip_ratio_c,
                                   empty_rows=g.empty_rows)
         tx = stage_optimizer(stage.optim)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
+        if self.mesh is None:  # one device: a step's outputs and a restored checkpoint are committed to it, so
+            # commit the initial state too (jit keys on it: else step 1 or a resume compiles the step again)
+            _commit(self.model, self.optimizer, *([self.reference] if self.reference is not None else []))
         self.scorer = policy_lib.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
                                              g.group_size if self.grpo else None)
         if self.turns > 1:  # multi-turn rollouts / targets: whole trajectories are scored, answers masked in
@@ -176,6 +194,8 @@ class Learner:
     def save(self) -> None:
         meta = {"step": self.step, "data_state": self.data_iter.get_state(), "config": to_dict(self.cfg),
                 "stage": self.stage.name}
+        if self.overlap is not None:  # the batch in flight (overlap.py: drawn and scored again on resume)
+            meta.update(self.overlap.meta())
         self.checkpointer.save(self.step, self._state(), meta)
 
     def restore(self) -> bool:
@@ -192,11 +212,17 @@ class Learner:
         self.key = key_from_data(state["key"])
         self.data_iter.set_state(meta["data_state"])
         self.step = int(meta["step"])
+        if self.overlap is not None:
+            self.overlap.restore(meta)
+        elif META_KEY in meta:  # an overlapped run's checkpoint: sample its batch in flight again
+            rewind(self, meta[META_KEY])
         if self.primary:
             print(f"[{self.stage.name}] resumed from step {self.step} ({self.checkpointer.directory})", flush=True)
         return True
 
     def close(self) -> None:
+        if self.overlap is not None:
+            self.overlap.close()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -287,13 +313,14 @@ class Learner:
                        t_sample=t_sample, t_reward=t_reward, trajectories=trajs)
 
     def assemble(self, prompt, tokens: np.ndarray, lengths: np.ndarray, texts, scored: Scored,
-                 t_sample: float = 0.0, t_reward: float = 0.0) -> Rollout:
+                 t_sample: float = 0.0, t_reward: float = 0.0, logprobs: np.ndarray | None = None) -> Rollout:
         """The update's inputs from sampled rows and their rewards (group-normalised advantages, a completion
         mask cut to a 32-multiple of the longest row).
 
         ``prompt`` is this process's share of the prompts (prepared ``ModelInputs``); ``tokens``, ``lengths``,
         ``texts`` and ``scored`` cover every row of the global batch (rows ``prompt * group_size + sample``).
-        Each process turns its own rows into its part of the global arrays the update reads."""
+        Each process turns its own rows into its part of the global arrays the update reads. ``logprobs`` (the
+        sampler's, every row) become the update's pi_old (``Rollout.old_logps``; ``grpo.overlap``)."""
         g = self.cfg.grpo
         n = g.group_size
         adv = np.asarray(group_advantages(jnp.asarray(scored.rewards), n, g.adv_scale, g.adv_eps))
@@ -309,7 +336,8 @@ class Learner:
                                                         pad_id=self.pad_id),
                        completion_ids=glob(np.asarray(tokens[mine, :width])), completion_mask=glob(mask[mine]),
                        advantages=glob(adv[mine]), rewards=scored.rewards, components=scored.components,
-                       stats=scored.stats, texts=list(texts), lengths=lengths, t_sample=t_sample, t_reward=t_reward)
+                       stats=scored.stats, texts=list(texts), lengths=lengths, t_sample=t_sample, t_reward=t_reward,
+                       old_logps=None if logprobs is None else glob(np.asarray(logprobs[mine, :width], np.float32)))
 
     def supervised(self, batch: dict[str, Any]) -> Targets:
         """The NLL update's inputs: the task's targets for this process's share of the batch, tokenised to a width
@@ -351,13 +379,16 @@ class Learner:
     # ---------------------------------------------------------------------------------------- update
     def update(self, ro: Rollout | Targets) -> dict[str, float]:
         """``grpo.mu`` GRPO updates on a :class:`Rollout` (or one NLL update on :class:`Targets`); returns the last
-        update's metrics."""
+        update's metrics. pi_old: the rollout's sampler log-probs when it carries them (``grpo.overlap``), else the
+        current policy's (scored once before the first update for ``mu > 1``, the stop-gradient for ``mu = 1``)."""
         args = (ro.prompt, ro.completion_ids, ro.completion_mask)
         if not self.grpo:
             m = nll_step(self.model, self.optimizer, *args, scorer=self.scorer)
             return {k: float(v) for k, v in jax.device_get(m).items()}
         g = self.cfg.grpo
-        old = score(self.model, *args, scorer=self.scorer) if g.mu > 1 else None
+        old = ro.old_logps
+        if old is None and g.mu > 1:
+            old = score(self.model, *args, scorer=self.scorer)
         ref = self._score_reference(*args) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
@@ -376,7 +407,11 @@ class Learner:
         return _score_split(graphdef, state, prompt, completion_ids, completion_mask, scorer=self.scorer)
 
     def train_step(self) -> dict[str, float]:
-        """Data -> (rollout -> reward -> advantages | targets) -> update -> metrics, with the NaN stop."""
+        """Data -> (rollout -> reward -> advantages | targets) -> update -> metrics, with the NaN stop. With
+        ``grpo.overlap = "one_step"`` the rewards of one batch are computed while the next is sampled and the
+        update runs (:class:`~omnir1_jax.overlap.OneStepOverlap`)."""
+        if self.overlap is not None:
+            return self.overlap.step()
         t0 = time.perf_counter()
         batch = next(self.data_iter)
         t_data = time.perf_counter() - t0
@@ -470,6 +505,8 @@ class Learner:
         ``<out_dir>/hf`` when ``stage.export``."""
         if self.checkpointer.latest_step() != self.step:
             self.save()
+        if self.overlap is not None:  # the batch in flight is scored before the bridge serves anything else
+            self.overlap.drain()
         if self.model is not self.policy:
             self.policy = self.current_policy()
         if self.stage.export:

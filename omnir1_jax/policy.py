@@ -28,10 +28,8 @@ from omnir1_jax.config import ConfigError, ModelSpec
 from omnir1_jax.models import qwen2_5_omni
 from omnir1_jax.models.qwen2_5_omni import (
     cast_weights,
-    completion_logprobs,
     fsdp_tp,
     generate,
-    group_completion_logprobs,
     stored_dtype,
     to_hf,
     trajectory_logprobs,
@@ -204,11 +202,10 @@ def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
 
     With ``group_size`` the rows are GRPO groups sharing a prompt (``repeat_prompt(inputs, group_size)``): the
     prompt is run once per group and the completions attend to the shared prefix — same log-probs and
-    gradients as full rows, (group_size - 1) / group_size less prompt compute."""
-    if group_size and group_size > 1:
-        return functools.partial(group_completion_logprobs, group_size=group_size, remat=remat,
-                                 temperature=temperature)
-    return functools.partial(completion_logprobs, remat=remat, temperature=temperature)
+    gradients as full rows, (group_size - 1) / group_size less prompt compute. The scorer also runs the encoders
+    on their own (``CompletionScorer.features``), so a micro-batched update encodes the pixels once per step."""
+    return qwen2_5_omni.CompletionScorer(group_size=group_size if group_size and group_size > 1 else None, remat=remat,
+                            temperature=temperature)
 
 
 @functools.lru_cache(maxsize=None)
@@ -242,12 +239,14 @@ class Completions:
       lengths: int ``[R]`` tokens up to and including EOS.
       texts: decoded text of each row (a final EOS dropped, special tokens skipped).
       prompt: the prepared :class:`~omnir1_jax.models.qwen2_5_omni.ModelInputs` the completions continue.
+      logprobs: float32 ``[R, C]`` the sampler's log-probs of ``tokens`` (0 after EOS).
     """
 
     tokens: np.ndarray
     lengths: np.ndarray
     texts: list[str]
     prompt: Any
+    logprobs: np.ndarray | None = None
 
 
 def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = True, num_samples: int = 1,
@@ -263,7 +262,8 @@ def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = T
                    pad_token_id=pad_id_of(tokenizer), suppress_token_ids=suppress_ids)
     # on a mesh spanning processes the rows live on several hosts: every process reads the whole batch back
     tokens, lengths = distributed.fetch(out.tokens), distributed.fetch(out.lengths)
-    return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs)
+    return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs,
+                       distributed.fetch(out.logprobs))
 
 
 def media_token_ids(tokenizer) -> tuple[int, ...]:

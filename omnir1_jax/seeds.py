@@ -36,6 +36,7 @@ import numpy as np
 from omnir1_jax import policy as policy_lib
 from omnir1_jax.config import ConfigError
 from omnir1_jax.learner import Learner
+from omnir1_jax.overlap import InFlight, ScoringLane, lag_metrics
 from omnir1_jax.rl.update import LossSpec, _global_norm, _grpo_grads, _nll_grads
 from omnir1_jax.runtime.seed_axis import pad_columns, sample_seeds, stack, stack_prompts, unstack
 from omnir1_jax.stages import PROGRESS_KEYS, progress_line
@@ -46,11 +47,13 @@ Evaluate = Callable[[list, str], list]
 
 
 # -------------------------------------------------------------------------------------- vmapped updates
-def _grpo_update(model, optimizer, reference, prompt, ids, mask, advantages, scorer, spec: LossSpec, mu: int):
+def _grpo_update(model, optimizer, reference, prompt, ids, mask, advantages, old, scorer, spec: LossSpec, mu: int):
     """``mu`` GRPO updates of one seed (what the single-seed learner's ``update`` runs as separate programs):
-    pi_old cached before the first when ``mu > 1``, the reference's log-probs without gradient."""
+    pi_old the sampler's log-probs ``old`` when given (``grpo.overlap``), else cached before the first update when
+    ``mu > 1``; the reference's log-probs without gradient."""
     sg = jax.lax.stop_gradient
-    old = sg(scorer(model, prompt, ids, mask)) if mu > 1 else None
+    if old is None and mu > 1:
+        old = sg(scorer(model, prompt, ids, mask))
     ref = sg(scorer(reference, prompt, ids, mask)) if reference is not None else None
     metrics: dict[str, Any] = {}
     for _ in range(mu):
@@ -61,16 +64,16 @@ def _grpo_update(model, optimizer, reference, prompt, ids, mask, advantages, sco
 
 
 @functools.partial(jax.jit, static_argnames=("graphs", "scorer", "spec", "mu"))
-def _grpo_update_seeds(pstates, ostates, rstates, prompt, ids, mask, advantages, *, graphs, scorer, spec, mu):
+def _grpo_update_seeds(pstates, ostates, rstates, prompt, ids, mask, advantages, old, *, graphs, scorer, spec, mu):
     pg, og, rg = graphs
 
-    def one(ps, os_, rs, pr, i, m, a):
+    def one(ps, os_, rs, pr, i, m, a, o):
         model, opt = nnx.merge(pg, ps), nnx.merge(og, os_)
         ref = None if rg is None else nnx.merge(rg, rs)
-        metrics = _grpo_update(model, opt, ref, pr, i, m, a, scorer, spec, mu)
+        metrics = _grpo_update(model, opt, ref, pr, i, m, a, o, scorer, spec, mu)
         return nnx.state(model), nnx.state(opt), metrics
 
-    return jax.vmap(one)(pstates, ostates, rstates, prompt, ids, mask, advantages)
+    return jax.vmap(one)(pstates, ostates, rstates, prompt, ids, mask, advantages, old)
 
 
 @functools.partial(jax.jit, static_argnames=("graphs", "scorer"))
@@ -123,6 +126,11 @@ class SeedGroup:
             raise ConfigError("run.seeds: the seeds' learners must train the same stage for the same steps")
         self.evaluate_fn = evaluate
         self.grpo, self.stage = first.grpo, first.stage
+        # grpo.overlap: one lane scores every seed's batch while the next is sampled and the update runs
+        self.overlap = first.overlap is not None
+        if any((l.overlap is not None) != self.overlap for l in self.learners):
+            raise ConfigError("run.seeds: the seeds' learners must agree on grpo.overlap")
+        self.lane = ScoringLane() if self.overlap else None
 
     @property
     def step(self) -> int:
@@ -151,6 +159,8 @@ class SeedGroup:
     def train_step(self) -> list[dict[str, float]]:
         """One step of every seed; returns each seed's metrics."""
         t0 = time.perf_counter()
+        if self.grpo and self.overlap:
+            return self._overlap_step(t0)
         batches = [next(l.data_iter) for l in self.learners]
         t_data = time.perf_counter() - t0
         return self._grpo_step(batches, t0, t_data) if self.grpo else self._sft_step(batches, t0)
@@ -173,38 +183,60 @@ class SeedGroup:
         return out
 
     def _grpo_step(self, batches, t0, t_data) -> list[dict[str, float]]:
-        first = self.learners[0]
-        g, n = first.cfg.grpo, first.cfg.grpo.group_size
         keys = []
         for l in self.learners:
             l.key, sk = jax.random.split(l.key)
             keys.append(sk)
+        split = self._states()
+        fls = self._sample(split, batches, keys)
+        t1 = time.perf_counter()
+        scored = self._score_all([f.batch for f in fls], [f.texts for f in fls])
+        t_reward = time.perf_counter() - t1
+        ros = [l.assemble(f.prompt, f.tokens, f.lengths, f.texts, scored[k], f.t_sample, t_reward)
+               for k, (l, f) in enumerate(zip(self.learners, fls))]
+        return self._update(split, ros, t0, t_data)
+
+    def _sample(self, split, batches, keys, states=None) -> list[InFlight]:
+        """Every seed's groups in one vmapped program (each seed's policy, batch and key)."""
+        first = self.learners[0]
+        g, n = first.cfg.grpo, first.cfg.grpo.group_size
+        t0 = time.perf_counter()
         prompts = [l._prompt_of(b) for l, b in zip(self.learners, batches)]
         stacked = stack_prompts(first.policy.config, prompts, first.pad_id)
-        (pg, og, rg), (ps, os_, rs) = self._states()
+        (pg, _, _), (ps, _, _) = split
         out = sample_seeds(ps, stacked, jnp.stack(keys), graphdef=pg, max_new_tokens=g.max_new_tokens,
                            num_samples=n, greedy=False, temperature=float(g.temperature), top_k=int(g.top_k),
                            top_p=float(g.top_p), eos=tuple(first.eos_ids), pad_token_id=int(first.pad_id))
-        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+        tokens, lengths, logprobs = np.asarray(out.tokens), np.asarray(out.lengths), np.asarray(out.logprobs)
         texts = [policy_lib.decode_completions(first.tokenizer, tokens[k], lengths[k], first.eos_ids)
                  for k in range(len(self.learners))]
-        t_sample = time.perf_counter() - t0 - t_data
-        t1 = time.perf_counter()
-        # every seed's groups go to the bridge before the first reply is awaited
+        t_sample = time.perf_counter() - t0
+        states = states or [(b"", None)] * len(self.learners)
+        return [InFlight(batch=b, prompt=self._one_prompt(stacked, k), tokens=tokens[k], lengths=lengths[k],
+                         logprobs=logprobs[k], texts=texts[k], version=l.step, data_state=st, key=key,
+                         t_sample=t_sample)
+                for k, (l, b, (st, key)) in enumerate(zip(self.learners, batches, states))]
+
+    def _score_all(self, batches, texts) -> list:
+        """Every seed's rewards; all seeds' bridge requests leave before the first reply is awaited."""
+        n = self.learners[0].cfg.grpo.group_size
         pending = [_submit(l.task, b, txt, n) for l, b, txt in zip(self.learners, batches, texts)]
-        scored = [_collect(l.task, p) for l, p in zip(self.learners, pending)]
-        t_reward = time.perf_counter() - t1
-        ros = [l.assemble(self._one_prompt(stacked, k), tokens[k], lengths[k], texts[k], scored[k], t_sample,
-                          t_reward) for k, l in enumerate(self.learners)]
+        return [_collect(l.task, p) for l, p in zip(self.learners, pending)]
+
+    def _update(self, split, ros, t0, t_data, extra: dict | None = None) -> list[dict[str, float]]:
+        """Every seed's ``mu`` updates in one vmapped program, then each seed's metrics and step."""
+        first = self.learners[0]
         for l, ro in zip(self.learners, ros):
             l.last_rollout = ro
         ids = pad_columns([r.completion_ids for r in ros], first.pad_id)
         mask = pad_columns([r.completion_mask for r in ros], 0)
+        old = None if ros[0].old_logps is None else pad_columns([r.old_logps for r in ros], 0.0)
         adv = np.stack([np.asarray(r.advantages) for r in ros])
         prompt = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[r.prompt for r in ros])
+        (pg, og, rg), (ps, os_, rs) = split
         t2 = time.perf_counter()
-        ps, os_, metrics = _grpo_update_seeds(ps, os_, rs, prompt, ids, mask, adv, graphs=(pg, og, rg),
-                                              scorer=first.scorer, spec=first.loss_spec, mu=int(g.mu))
+        ps, os_, metrics = _grpo_update_seeds(ps, os_, rs, prompt, ids, mask, adv, old, graphs=(pg, og, rg),
+                                              scorer=first.scorer, spec=first.loss_spec, mu=int(first.cfg.grpo.mu))
         self._write_back(ps, os_)
         host = jax.device_get(metrics)
         t_update = time.perf_counter() - t2
@@ -212,8 +244,48 @@ class SeedGroup:
         for k, (l, ro) in enumerate(zip(self.learners, ros)):
             m = l.grpo_metrics({key: float(v[k]) for key, v in host.items()}, ro, t_data=t_data, t_update=t_update,
                                t_step=time.perf_counter() - t0)
+            m.update((extra or {}).get(k, {}))
             results.append(l._finish_step(m, ro.texts))
         return results
+
+    # ----------------------------------------------------------------------------- overlapped steps
+    def _launch(self, split) -> tuple[list[InFlight], float]:
+        """Draw every seed's next batch and sample it with the seeds' current policies (grpo.overlap)."""
+        draws = [l.overlap.draw() for l in self.learners]
+        fls = self._sample(split, [d[0] for d in draws], [d[3] for d in draws], [(d[1], d[2]) for d in draws])
+        return fls, sum(d[4] for d in draws)
+
+    def _hand_over(self, fls: list[InFlight]) -> None:
+        if fls[0].prompt is None:  # restored from checkpoints: the seeds' prompts stacked as when sampled
+            stacked = stack_prompts(self.learners[0].policy.config,
+                                    [l._prompt_of(f.batch) for l, f in zip(self.learners, fls)], self.learners[0].pad_id)
+            for k, f in enumerate(fls):
+                f.prompt = self._one_prompt(stacked, k)
+        job = self.lane.submit(self._score_all, [f.batch for f in fls], [f.texts for f in fls])
+        for f in fls:
+            f.job = job
+
+    def _overlap_step(self, t0) -> list[dict[str, float]]:
+        """Every seed's overlapped step (:class:`~omnir1_jax.overlap.OneStepOverlap`'s schedule, all seeds at once:
+        one vmapped sampling program, one scoring call on the lane for every seed, one vmapped update)."""
+        t_data = 0.0
+        split = self._states()  # theta_k of every seed: samples the next batch, is updated on the current one
+        if any(l.overlap.inflight is None for l in self.learners):
+            fls, t_data = self._launch(split)
+            for l, f in zip(self.learners, fls):
+                l.overlap.inflight = f
+        cur = [l.overlap.inflight for l in self.learners]
+        if cur[0].job is None:
+            self._hand_over(cur)
+        nxt, t = self._launch(split)
+        self._hand_over(nxt)
+        scored, waited = cur[0].job.wait()
+        ros = [l.assemble(f.prompt, f.tokens, f.lengths, f.texts, scored[k], f.t_sample, f.job.seconds,
+                          logprobs=f.logprobs) for k, (l, f) in enumerate(zip(self.learners, cur))]
+        for l, f in zip(self.learners, nxt):
+            l.overlap.inflight = f
+        lags = {k: lag_metrics(l.step, f, waited) for k, (l, f) in enumerate(zip(self.learners, cur))}
+        return self._update(split, ros, t0, t_data + t, lags)
 
     @staticmethod
     def _one_prompt(stacked, k: int):
@@ -263,5 +335,7 @@ class SeedGroup:
         return [l.policy for l in self.learners]
 
     def close(self) -> None:
+        if self.lane is not None:
+            self.lane.close()
         for l in self.learners:
             l.close()

@@ -50,7 +50,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("omnir1_jax.runtime", "omnir1_jax.policy"),                              # policy services, run plumbing
     ("omnir1_jax.tasks", "omnir1_jax.crossomni", "omnir1_jax.rl.rollout"),    # task plug-ins, reward plumbing
     ("omnir1_jax.evaluation",),                                               # the one evaluator
-    ("omnir1_jax.learner", "omnir1_jax.stages", "omnir1_jax.seeds"),          # the one learner, its stages, seeds
+    ("omnir1_jax.learner", "omnir1_jax.stages", "omnir1_jax.seeds",
+     "omnir1_jax.overlap"),                                                   # the one learner, its stages, seeds
     ("omnir1_jax.train", "omnir1_jax.train_seeds", "omnir1_jax.sweep", "omnir1_jax.sft", "omnir1_jax.evaluate",
      "omnir1_jax.infer",
      "omnir1_jax.crossomni.train", "omnir1_jax.data.synthetic.__main__", "omnir1_jax.cli",

@@ -36,6 +36,10 @@ class LossSpec:
     micro_batches: int = 1  # gradient accumulation: rows split into this many equal slices, one at a time
     clip_ratio_c: float | None = None  # verl's dual clip on negative-advantage tokens (rl.loss); None = off
     empty_rows: EmptyRows = "batch"  # seq_mean_token_mean's divisor: "batch" (TRL) or "nonempty" (verl, tunix)
+    # Benchmarks only (benchmarks/aot_scale.py): > 0 runs just the first ``cost_slices`` micro-batches, unrolled,
+    # so that XLA's cost analysis (which counts a loop body once) sees each of them; the gradient is then
+    # not the batch's. 0 = the real update.
+    cost_slices: int = 0
 
 
 def resolve_micro_batches(requested: int, rows: int, devices: int, group: int = 1) -> int:
@@ -138,27 +142,45 @@ def slice_rows(tree, start, size: int):
     return jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(jnp.asarray(x), start, size, 0), tree)
 
 
-def _accumulate(model, n: int, rows: int, loss_fn) -> tuple[Any, jax.Array]:
-    """Sum over ``n`` micro-batches of the gradient of ``loss_fn(model, start, size) -> (weighted loss, aux)``,
-    one micro-batch at a time (``lax.scan``: one compiled body, activations of one slice alive).
+def _accumulate(model, n: int, rows: int, loss_fn, prompt=None, scorer=None, cost_slices: int = 0
+                ) -> tuple[Any, jax.Array]:
+    """Sum over ``n`` micro-batches of the gradient of ``loss_fn(model, prompt, start, size) -> (weighted loss,
+    aux)``, one micro-batch at a time (``lax.scan``: one compiled body, activations of one slice alive).
+
+    Encoders once per step: a row slice keeps every prompt's pixels (``ModelInputs.slice_rows``), so scoring it
+    would run the vision / audio encoders on all of them in every micro-batch. When ``scorer`` can split them off
+    (``scorer.features(model, prompt)`` / ``scorer.with_features(prompt, features)``, as
+    ``models.qwen2_5_omni.CompletionScorer``) and the prompt has media, the encoders run once, before the scan,
+    under ``jax.vjp``; each micro-batch's loss reads their outputs attached to the prompt, and its gradient with
+    respect to them is summed (float32) next to the parameters'; one pullback of that sum after the scan gives
+    the encoders' parameter gradient. The same sum as encoding in every slice (a slice's loss does not depend on
+    the features of other slices' rows), at 1 / n of the encoder work (docs/design.md §9.3).
 
     Returns ``(grads, aux stacked on a leading [n] axis)``; the gradient is accumulated in float32 and cast back to
-    each parameter's dtype, like the one-batch gradient.
+    each parameter's dtype, like the one-batch gradient. ``cost_slices``: see :class:`LossSpec` (benchmarks).
     """
     if n < 1 or rows % n:
         raise ValueError(f"micro_batches={n} must be >= 1 and divide the batch of {rows} rows")
     size = rows // n
     graphdef, params, *rest = nnx.split(model, nnx.Param, ...)
+    merged = lambda p: nnx.merge(graphdef, p, *rest)  # noqa: E731
+    features, pullback = {}, None
+    if prompt is not None and hasattr(scorer, "features") and hasattr(scorer, "with_features"):
+        features, pullback = jax.vjp(lambda p: scorer.features(merged(p), prompt), params)
 
-    def piece(p, i):
-        return loss_fn(nnx.merge(graphdef, p, *rest), i * size, size)
+    def piece(p, f, i):
+        return loss_fn(merged(p), scorer.with_features(prompt, f) if f else prompt, i * size, size)
 
     def body(acc, i):
-        (_, aux), g = jax.value_and_grad(piece, has_aux=True)(params, i)
+        (_, aux), g = jax.value_and_grad(piece, argnums=(0, 1), has_aux=True)(params, features, i)
         return jax.tree.map(lambda a, b: a + b.astype(jnp.float32), acc, g), aux
 
-    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), params)
-    acc, aux = jax.lax.scan(body, zeros, jnp.arange(n))
+    zeros = lambda t: jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), t)  # noqa: E731
+    slices, unroll = (jnp.arange(cost_slices), True) if cost_slices else (jnp.arange(n), 1)
+    (acc, acc_features), aux = jax.lax.scan(body, (zeros(params), zeros(features)), slices, unroll=unroll)
+    if features:
+        (enc,) = pullback(jax.tree.map(lambda a, x: a.astype(x.dtype), acc_features, features))
+        acc = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), acc, enc)
     return jax.tree.map(lambda a, x: a.astype(x.dtype), acc, params), aux
 
 
@@ -208,13 +230,16 @@ def _grpo_grads_accumulated(model, prompt, completion_ids, completion_mask, old_
                                 kl=spec.kl, agg=spec.agg, max_len=spec.max_len, clip_ratio_c=spec.clip_ratio_c,
                                 empty_rows=spec.empty_rows)
 
-    def piece(m, start, size):
+    def piece(m, pr, start, size):
         cut = lambda x: slice_rows(x, start, size)  # noqa: E731
-        logps = scorer(m, cut(prompt), cut(completion_ids), cut(completion_mask))
+        logps = scorer(m, cut(pr), cut(completion_ids), cut(completion_mask))
         loss, _ = loss_of(logps, cut(old_logps), cut(ref_logps), cut(advantages), cut(mask))
         return loss * _share(cut(mask), mask, spec.agg, spec.empty_rows), logps
 
-    grads, logps = _accumulate(model, spec.micro_batches, completion_ids.shape[0], piece)
+    grads, logps = _accumulate(model, spec.micro_batches, completion_ids.shape[0], piece, prompt, scorer,
+                               spec.cost_slices)
+    if spec.cost_slices:  # a cost-analysis program (aot_scale): the rows it did not score count as zeros
+        logps = jnp.concatenate([logps] + [jnp.zeros_like(logps[:1])] * (spec.micro_batches - spec.cost_slices))
     logps = jax.lax.stop_gradient(logps.reshape(completion_ids.shape))
     loss, metrics = loss_of(logps, old_logps, ref_logps, advantages, mask)
     metrics = dict(metrics)
@@ -230,13 +255,13 @@ def _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_bat
     if micro_batches > 1:
         total = jnp.maximum(completion_mask.astype(jnp.float32).sum(), 1.0)
 
-        def piece(m, start, size):
+        def piece(m, pr, start, size):
             ids, cmask = slice_rows(completion_ids, start, size), slice_rows(completion_mask, start, size)
-            logps = scorer(m, slice_rows(prompt, start, size), ids, cmask)
+            logps = scorer(m, slice_rows(pr, start, size), ids, cmask)
             nll = -jnp.sum(logps * cmask.astype(jnp.float32)) / total
             return nll, nll
 
-        grads, parts = _accumulate(model, micro_batches, completion_ids.shape[0], piece)
+        grads, parts = _accumulate(model, micro_batches, completion_ids.shape[0], piece, prompt, scorer)
         return grads, parts.sum()
 
     def loss_fn(m):

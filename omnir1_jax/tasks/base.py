@@ -41,6 +41,8 @@ class Rollout:
       texts: every row's decoded (final) answer; lengths: int ``[R]`` answer tokens per row.
       t_sample, t_reward: seconds spent sampling and scoring.
       trajectories: the multi-turn conversations (:class:`InteractiveTask`), else None.
+      old_logps: float32 ``[R, C]`` the sampler's log-probs of ``completion_ids`` (global array), when the update
+        must take them as pi_old (``grpo.overlap``: the rows were sampled by an older policy), else None.
     """
 
     prompt: Any
@@ -55,6 +57,7 @@ class Rollout:
     t_sample: float = 0.0
     t_reward: float = 0.0
     trajectories: list | None = None
+    old_logps: Any = None
 
 
 @dataclasses.dataclass

@@ -47,4 +47,5 @@ from omnir1_jax.models.qwen2_5_omni.thinker import (
 )
 from omnir1_jax.models.qwen2_5_omni.sampling import SampleOutput, filter_logits, generate
 from omnir1_jax.models.qwen2_5_omni.scoring import (
-    append_completion, completion_logprobs, group_completion_logprobs, sequence_logprobs, trajectory_logprobs)
+    CompletionScorer, append_completion, completion_logprobs, group_completion_logprobs, sequence_logprobs,
+    trajectory_logprobs)

@@ -10,6 +10,7 @@ sequence re-scored here gives the sampler's log-probs.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Optional
 
 import jax
@@ -19,7 +20,8 @@ from jaxtyping import Array, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.thinker import (
-    InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, compute_view, unrepeat_prompt)
+    InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, compute_view, encoder_features, unrepeat_prompt,
+    with_features)
 from omnir1_jax.rl import head_token_logprobs, token_logprobs
 
 
@@ -142,6 +144,42 @@ def group_completion_logprobs(
     h = jnp.concatenate([rep(h_prompt[:, -1:]), h_comp[:, :-1]], axis=1)
     lp = _head_logprobs(model, h, completion_ids, chunk_size, temperature, fuse_head)
     return lp * completion_mask.astype(lp.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompletionScorer:
+    """The GRPO update's scorer ``(model, prompt, completion_ids, completion_mask) -> [R, C]`` float32 log-probs:
+    :func:`group_completion_logprobs` with ``group_size`` > 1 (the prompt is ``repeat_prompt(inputs,
+    group_size)``), else :func:`completion_logprobs`. Hashable by value: a static jit argument, equal settings
+    share the compiled programs.
+
+    It also splits off the encoders, for an update that scores its rows in several slices
+    (``rl.update._accumulate``): :meth:`features` runs every encoder the prompt uses once (differentiable in the
+    parameters), :meth:`with_features` attaches the result to the prompt, and the scorer then places those
+    features instead of running the encoders again for every slice."""
+
+    group_size: Optional[int] = None
+    remat: Any = False
+    temperature: float = 1.0
+    chunk_size: Optional[int] = None
+    fuse_head: Optional[bool] = None
+
+    def __call__(self, model, prompt: ModelInputs, completion_ids, completion_mask=None):
+        kw = dict(remat=self.remat, temperature=self.temperature, chunk_size=self.chunk_size,
+                  fuse_head=self.fuse_head)
+        if self.group_size and self.group_size > 1:
+            return group_completion_logprobs(model, prompt, completion_ids, completion_mask,
+                                             group_size=self.group_size, **kw)
+        return completion_logprobs(model, prompt, completion_ids, completion_mask, **kw)
+
+    def features(self, model, prompt: ModelInputs) -> dict:
+        """``{kind: encoder output}`` of the prompt's images / videos / audio ({} for text), in the model's compute
+        dtype, with the scorer's remat setting for the vision blocks."""
+        return encoder_features(model, prompt, remat=self.remat)
+
+    @staticmethod
+    def with_features(prompt: ModelInputs, features: dict) -> ModelInputs:
+        return with_features(prompt, features)
 
 
 def trajectory_logprobs(

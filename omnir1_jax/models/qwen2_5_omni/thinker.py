@@ -59,6 +59,12 @@ class ModelInputs:
     audio_positions: Optional[Array] = None
     # Each encoder output feeds this many consecutive rows (GRPO groups share one prompt; see repeat_prompt).
     num_repeats: int = struct.field(pytree_node=False, default=1)
+    # The encoders' outputs, when computed beforehand (:func:`encoder_features`, attached with
+    # :func:`with_features`): ``Thinker.embed`` places them instead of running the encoders. A micro-batched
+    # update encodes each prompt's pixels once per step this way (rl.update._accumulate).
+    image_features: Optional[Array] = None
+    video_features: Optional[Array] = None
+    audio_features: Optional[Array] = None
 
     def slice_rows(self, start, size: int) -> "ModelInputs":
         """Rows ``start .. start + size`` (``start`` may be traced; jittable), e.g. one micro-batch.
@@ -291,15 +297,21 @@ class Qwen2_5OmniThinker(nnx.Module):
         # mode="drop": positions outside this batch (a row slice, see ModelInputs.slice_rows) are skipped.
         place = lambda flat, f, where: flat.at[where].set(  # noqa: E731
             jnp.repeat(f, inputs.num_repeats, axis=0).astype(flat.dtype), mode="drop")
-        if inputs.image_layout is not None:
-            flat = place(flat, self.visual(inputs.pixel_values, inputs.image_layout, remat=remat,
-                                          act_sharding=self.flat_sharding), inputs.image_positions)
-        if inputs.video_layout is not None:
-            flat = place(flat, self.visual(inputs.pixel_values_videos, inputs.video_layout, remat=remat,
-                                          act_sharding=self.flat_sharding), inputs.video_positions)
-        if inputs.audio_layout is not None:
-            flat = place(flat, self.audio_tower(inputs.audio_layout), inputs.audio_positions)
+        given = {"image": inputs.image_features, "video": inputs.video_features, "audio": inputs.audio_features}
+        for kind, positions in (("image", inputs.image_positions), ("video", inputs.video_positions),
+                                ("audio", inputs.audio_positions)):
+            if getattr(inputs, f"{kind}_layout") is not None:
+                f = given[kind] if given[kind] is not None else self.encode(inputs, kind, remat=remat)
+                flat = place(flat, f, positions)
         return flat.reshape(b, t, d)
+
+    def encode(self, inputs: ModelInputs, kind: str, *, remat=False) -> Float[Array, "U D"]:
+        """One encoder's outputs for every image / video / audio of ``inputs`` (``kind``), in prompt order, before
+        they are repeated per group row."""
+        if kind == "audio":
+            return self.audio_tower(inputs.audio_layout)
+        pixels = inputs.pixel_values if kind == "image" else inputs.pixel_values_videos
+        return self.visual(pixels, getattr(inputs, f"{kind}_layout"), remat=remat, act_sharding=self.flat_sharding)
 
     def head_kernel(self) -> Float[Array, "D V"]:
         """The output projection [D, V] (the embedding's transpose when tied)."""
@@ -365,6 +377,26 @@ def compute_view(model: nnx.Module) -> nnx.Module:
     the samplers and scorers run, so that a model stored in float32 computes in its ``compute_dtype``."""
     view = getattr(model, "compute_view", None)
     return view() if view is not None else model
+
+
+MEDIA = ("image", "video", "audio")
+
+
+def encoder_features(model: nnx.Module, inputs: ModelInputs, *, remat=False) -> dict[str, Array]:
+    """``{kind: features}`` of every encoder ``inputs`` uses (images, videos, audio), computed by ``model``'s
+    compute view (jittable, differentiable in the model's parameters); empty for a text-only batch."""
+    kinds = [k for k in MEDIA if getattr(inputs, f"{k}_layout") is not None]
+    if not kinds:
+        return {}
+    view = compute_view(model)
+    return {k: view.encode(inputs, k, remat=remat) for k in kinds}
+
+
+def with_features(inputs: ModelInputs, features: dict[str, Array]) -> ModelInputs:
+    """``inputs`` carrying precomputed encoder outputs (:func:`encoder_features`): the model's forward places them
+    and runs no encoder. Row slices (:meth:`ModelInputs.slice_rows`) and :func:`unrepeat_prompt` keep them whole,
+    like the encoders' inputs."""
+    return inputs.replace(**{f"{k}_features": v for k, v in features.items()})
 
 
 def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32, mesh: Optional[Mesh] = None,
