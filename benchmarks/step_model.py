@@ -259,6 +259,7 @@ def read_aot(path: str | None) -> dict[str, dict]:
 
 
 def build(args) -> dict:
+    # lazy: the config loader and the model presets import JAX; `--help` stays instant
     from omnir1_jax.config import load_config
     from omnir1_jax.models.qwen2_5_omni import qwen2_5_omni_3b, qwen2_5_omni_7b
 
@@ -285,10 +286,11 @@ def build(args) -> dict:
                          else "--decode-tokens")
     prompt_len = inp.add("System 1 prompt tokens", args.prompt_len,
                          "BENCHMARKS.md AOT shapes: 2,048 tokens, 1,536 of them video")
-    from sam2_bridge.grounder import DEFAULT_MAX_PIXELS
+    # lazy: the bridge's server side imports PyTorch; only this one constant is read
+    from sam2_bridge.server.grounder import DEFAULT_MAX_PIXELS
 
     s2_tokens_img = inp.add("System 2 image tokens per keyframe", DEFAULT_MAX_PIXELS // (28 * 28),
-                            "sam2_bridge/grounder.py DEFAULT_MAX_PIXELS = 900*28*28 px, one token per 28x28 px "
+                            "sam2_bridge/server/grounder.py DEFAULT_MAX_PIXELS = 900*28*28 px, one token per 28x28 px "
                             "(frames of >= 0.7 MP, e.g. 720p, are scaled down to the cap)")
     s2_text = inp.add("System 2 prompt text tokens", args.s2_prompt_tokens,
                       "estimate: chat template + default system prompt + GROUNDING_PROMPT with a ~15-word "

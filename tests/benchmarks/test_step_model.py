@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from benchmarks import step_model as M  # noqa: E402
+from benchmarks import step_model  # noqa: E402
 
 
 @pytest.mark.parametrize("bridge_s, tpu_s, groups, expect", [
