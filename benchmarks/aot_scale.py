@@ -65,13 +65,23 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Per-chip figures: dense bf16 peak FLOP/s, HBM bandwidth (bytes/s), HBM capacity (bytes) and where they are from.
 CHIPS = {
-    "v5p": dict(peak=459e12, bw=2765e9, hbm=95.74e9,
-                source="Google Cloud TPU v5p page: 459 TFLOP/s bf16, 2,765 GB/s HBM2e; capacity as reported by "
-                       "the compiler's RESOURCE_EXHAUSTED message (95.74G)"),
-    "v6e": dict(peak=918e12, bw=1640e9, hbm=32e9, source="Google Cloud TPU v6e (Trillium) page: 918 TFLOP/s bf16, "
-                                                          "1,640 GB/s, 32 GB HBM"),
+    "v5p": dict(
+        peak=459e12,
+        bw=2765e9,
+        hbm=95.74e9,
+        source="Google Cloud TPU v5p page: 459 TFLOP/s bf16, 2,765 GB/s HBM2e; capacity as reported by "
+        "the compiler's RESOURCE_EXHAUSTED message (95.74G)",
+    ),
+    "v6e": dict(
+        peak=918e12,
+        bw=1640e9,
+        hbm=32e9,
+        source="Google Cloud TPU v6e (Trillium) page: 918 TFLOP/s bf16, 1,640 GB/s, 32 GB HBM",
+    ),
     "v5e": dict(peak=197e12, bw=819e9, hbm=16e9, source="Google Cloud TPU v5e page: 197 TFLOP/s bf16, 819 GB/s, 16 GB"),
-    "v4": dict(peak=275e12, bw=1228e9, hbm=32e9, source="Google Cloud TPU v4 page: 275 TFLOP/s bf16, 1,228 GB/s, 32 GB"),
+    "v4": dict(
+        peak=275e12, bw=1228e9, hbm=32e9, source="Google Cloud TPU v4 page: 275 TFLOP/s bf16, 1,228 GB/s, 32 GB"
+    ),
 }
 
 
@@ -100,9 +110,16 @@ def shapes_from_config(exp, args) -> Shapes:
     vos = d.task in ("vos",)
     frames = args.frames if args.frames is not None else (d.max_frames if vos else 0)
     audio = args.audio_seconds if args.audio_seconds is not None else (0 if vos else 10)
-    return Shapes(prompts=args.prompts or d.batch_size, group=g.group_size, prompt_len=args.prompt_len,
-                  completion_len=args.completion_len or g.max_new_tokens, frames=frames, frame_units=frame_units,
-                  image=not vos, audio_frames=int(audio * 100))
+    return Shapes(
+        prompts=args.prompts or d.batch_size,
+        group=g.group_size,
+        prompt_len=args.prompt_len,
+        completion_len=args.completion_len or g.max_new_tokens,
+        frames=frames,
+        frame_units=frame_units,
+        image=not vos,
+        audio_frames=int(audio * 100),
+    )
 
 
 def build_prompt(mcfg, s: Shapes):
@@ -147,8 +164,17 @@ def analytic_flops(mcfg, state, s: Shapes, program: str) -> float:
         if len(var.shape) < 2 or "embed_tokens" in name or "audio_bos_eos" in name:
             continue
         n = math.prod(var.shape)
-        key = ("head" if name.startswith("lm_head") else "text" if name.startswith("language_model") else
-               "merger" if ".merger." in name else "vision" if name.startswith("visual") else "audio")
+        key = (
+            "head"
+            if name.startswith("lm_head")
+            else "text"
+            if name.startswith("language_model")
+            else "merger"
+            if ".merger." in name
+            else "vision"
+            if name.startswith("visual")
+            else "audio"
+        )
         kernels[key] += n
     if mcfg.text.tie_word_embeddings:
         kernels["head"] = t.vocab_size * t.hidden_size
@@ -158,7 +184,7 @@ def analytic_flops(mcfg, state, s: Shapes, program: str) -> float:
     vis_pairs = 0.0
     if s.frames or s.image:
         uh, uw = s.frame_units
-        per_frame = uh * uw * v.spatial_merge_size ** 2
+        per_frame = uh * uw * v.spatial_merge_size**2
         frames = (-(-s.frames // v.temporal_patch_size) if s.frames else 0) + (1 if s.image else 0)
         patches = b * frames * per_frame
         win = (v.window_size // v.patch_size) ** 2
@@ -166,9 +192,13 @@ def analytic_flops(mcfg, state, s: Shapes, program: str) -> float:
         vis_pairs = patches * (full * per_frame + (v.depth - full) * min(win, per_frame))
     mel = s.audio_frames
     audio_tok = b * ((mel - 1) // 2 + 1) if mel else 0
-    enc = (2 * kernels["vision"] * patches + 2 * kernels["merger"] * patches / 4
-           + 4 * v.hidden_size * vis_pairs + 2 * kernels["audio"] * audio_tok
-           + 4 * a.d_model * a.encoder_layers * audio_tok * min(2 * a.n_window // 2, max(1, (mel - 1) // 2 + 1)))
+    enc = (
+        2 * kernels["vision"] * patches
+        + 2 * kernels["merger"] * patches / 4
+        + 4 * v.hidden_size * vis_pairs
+        + 2 * kernels["audio"] * audio_tok
+        + 4 * a.d_model * a.encoder_layers * audio_tok * min(2 * a.n_window // 2, max(1, (mel - 1) // 2 + 1))
+    )
     if program == "update":
         dec = 2 * kernels["text"] * (b * p + r * c) + 2 * kernels["head"] * r * c
         dec += attn * (b * p * p / 2 + r * c * (p + c / 2))
@@ -207,8 +237,12 @@ def _in_dtype(tree, dtype):
     import jax
     import jax.numpy as jnp
 
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype, sharding=a.sharding)
-                        if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+    return jax.tree.map(
+        lambda a: (
+            jax.ShapeDtypeStruct(a.shape, dtype, sharding=a.sharding) if jnp.issubdtype(a.dtype, jnp.floating) else a
+        ),
+        tree,
+    )
 
 
 def _batch_sharded(mesh, sharding, x, axis: int = 0):
@@ -238,12 +272,21 @@ def abstract_inputs(mesh, sharding, prompt):
             continue
         import jax
 
-        fields[f.name] = jax.tree.map(lambda x, ax=rows.get(f.name): _batch_sharded(mesh, sharding, x, ax), val)
+        fields[f.name] = jax.tree.map(lambda x, ax=rows.get(f.name): _batch_sharded(mesh, sharding, x, ax), val)  # noqa: B008
     return prompt.replace(**fields)
 
 
-def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_batches: int | None,
-             layers: int | None = None, vision_depth: int | None = None, count: bool = True) -> dict:
+def run_case(
+    topology: str,
+    program: str,
+    exp,
+    s: Shapes,
+    levers: dict,
+    micro_batches: int | None,
+    layers: int | None = None,
+    vision_depth: int | None = None,
+    count: bool = True,
+) -> dict:
     """Lower and compile one program; return its row (``fits`` False with the compiler's message on failure)."""
     import jax
     import jax.numpy as jnp
@@ -270,8 +313,9 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         mcfg = dataclasses.replace(mcfg, text=dataclasses.replace(mcfg.text, num_hidden_layers=layers))
     if vision_depth:
         full = tuple(i for i in mcfg.vision.fullatt_block_indexes if i < vision_depth) or (vision_depth - 1,)
-        mcfg = dataclasses.replace(mcfg, vision=dataclasses.replace(mcfg.vision, depth=vision_depth,
-                                                                    fullatt_block_indexes=full))
+        mcfg = dataclasses.replace(
+            mcfg, vision=dataclasses.replace(mcfg.vision, depth=vision_depth, fullatt_block_indexes=full)
+        )
     dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[exp.model.dtype]
     # the precision policy: parameters and AdamW moments stored in param_dtype (float32 masters by default),
     # the reference and the decode loop's weights in the compute dtype
@@ -283,12 +327,23 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     if levers["act_sharding"] == "off":
         sharding = dataclasses.replace(sharding, act_btd=None)
     g = exp.grpo
-    tx = make_optimizer(exp.optim.lr, weight_decay=exp.optim.weight_decay, decay=exp.optim.decay,
-                        decay_embeddings=exp.optim.decay_embeddings)
+    tx = make_optimizer(
+        exp.optim.lr,
+        weight_decay=exp.optim.weight_decay,
+        decay=exp.optim.decay,
+        decay_embeddings=exp.optim.decay_embeddings,
+    )
 
     def build():
-        m = Qwen2_5OmniThinker(mcfg, dtype=dtype, rngs=nnx.Rngs(0), sharding=sharding, mesh=mesh,
-                               attention=levers["attention"], param_dtype=param_dtype)
+        m = Qwen2_5OmniThinker(
+            mcfg,
+            dtype=dtype,
+            rngs=nnx.Rngs(0),
+            sharding=sharding,
+            mesh=mesh,
+            attention=levers["attention"],
+            param_dtype=param_dtype,
+        )
         return m, nnx.Optimizer(m, tx, wrt=nnx.Param)
 
     model_abs, opt_abs = nnx.eval_shape(build)
@@ -305,20 +360,41 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     remat = {"none": False, "full": True, "dots": "dots"}[levers["remat"]]
     # the learner's scorer (policy.make_scorer): each group's prompt once; the encoders split off (run once per
     # step in a micro-batched update)
-    scorer = CompletionScorer(group_size=s.group, remat=remat, temperature=g.temperature,
-                              fuse_head=levers["logits"] == "chunked")
+    scorer = CompletionScorer(
+        group_size=s.group, remat=remat, temperature=g.temperature, fuse_head=levers["logits"] == "chunked"
+    )
     # None: the config's grpo.micro_batches, resolved for this slice (0 = rows / chips, see resolve_micro_batches)
-    micro_batches = resolve_micro_batches(g.micro_batches if micro_batches is None else micro_batches, s.rows,
-                                          n_chips, s.group)
-    spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl, agg=g.agg,
-                    micro_batches=micro_batches, max_len=g.max_new_tokens)
-    row = dict(topology=topology, chips=n_chips, mesh=dict(mesh.shape), decode_gather=bool(sharding.decode_gather),
-               program=program, rows=s.rows,
-               prompt_len=s.prompt_len, completion_len=s.completion_len, frames=s.frames,
-               audio_frames=s.audio_frames, micro_batches=micro_batches if program == "update" else None,
-               levers=dict(levers), model=exp.model.preset, dtype=exp.model.dtype,
-               param_dtype=exp.model.param_dtype,
-               layers=mcfg.text.num_hidden_layers, vision_depth=mcfg.vision.depth)
+    micro_batches = resolve_micro_batches(
+        g.micro_batches if micro_batches is None else micro_batches, s.rows, n_chips, s.group
+    )
+    spec = LossSpec(
+        epsilon_low=g.epsilon_low,
+        epsilon_high=g.epsilon_high,
+        beta=g.beta,
+        kl=g.kl,
+        agg=g.agg,
+        micro_batches=micro_batches,
+        max_len=g.max_new_tokens,
+    )
+    row = dict(
+        topology=topology,
+        chips=n_chips,
+        mesh=dict(mesh.shape),
+        decode_gather=bool(sharding.decode_gather),
+        program=program,
+        rows=s.rows,
+        prompt_len=s.prompt_len,
+        completion_len=s.completion_len,
+        frames=s.frames,
+        audio_frames=s.audio_frames,
+        micro_batches=micro_batches if program == "update" else None,
+        levers=dict(levers),
+        model=exp.model.preset,
+        dtype=exp.model.dtype,
+        param_dtype=exp.model.param_dtype,
+        layers=mcfg.text.num_hidden_layers,
+        vision_depth=mcfg.vision.depth,
+    )
 
     if program == "update":
         prompt = abstract_inputs(mesh, sharding, repeat_prompt(base, s.group))
@@ -342,9 +418,19 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         prompt = abstract_inputs(mesh, sharding, base)
 
         def fn(pstate, prompt):
-            return _generate(nnx.merge(pg, pstate), prompt, jax.random.key(0), max_new_tokens=s.completion_len,
-                             num_samples=s.group, greedy=False, temperature=g.temperature, top_k=0, top_p=1.0,
-                             eos=(mcfg.text.vocab_size - 1,), pad_token_id=0)
+            return _generate(
+                nnx.merge(pg, pstate),
+                prompt,
+                jax.random.key(0),
+                max_new_tokens=s.completion_len,
+                num_samples=s.group,
+                greedy=False,
+                temperature=g.temperature,
+                top_k=0,
+                top_p=1.0,
+                eos=(mcfg.text.vocab_size - 1,),
+                pad_token_id=0,
+            )
 
         jitted, args = jax.jit(fn), (p_abs, prompt)
     else:
@@ -358,13 +444,23 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
 
         if sharding.decode_gather:  # the step reads the decoder weights gathered once before the loop
             dec = param_shardings(pstate, mesh, sharding.decode_layout())
-            p_abs = _abstract(pstate, jax.tree_util.tree_map_with_path(
-                lambda path, a, b: b if path[0].key in ("language_model", "lm_head") else a, p_sh, dec,
-                is_leaf=lambda x: isinstance(x, nnx.Variable)))
+            p_abs = _abstract(
+                pstate,
+                jax.tree_util.tree_map_with_path(
+                    lambda path, a, b: b if path[0].key in ("language_model", "lm_head") else a,
+                    p_sh,
+                    dec,
+                    is_leaf=lambda x: isinstance(x, nnx.Variable),
+                ),
+            )
         p_abs = _in_dtype(p_abs, dtype)  # the loop reads the weights cast to the compute dtype before it
-        caches = [(cache_arg((s.rows, t.num_key_value_heads, t.head_dim, s_len), k_spec),
-                   cache_arg((s.rows, t.num_key_value_heads, s_len, t.head_dim), v_spec))
-                  for _ in range(t.num_hidden_layers)]
+        caches = [
+            (
+                cache_arg((s.rows, t.num_key_value_heads, t.head_dim, s_len), k_spec),
+                cache_arg((s.rows, t.num_key_value_heads, s_len, t.head_dim), v_spec),
+            )
+            for _ in range(t.num_hidden_layers)
+        ]
         tok = _batch_sharded(mesh, sharding, np.zeros((s.rows, 1), np.int32))
         pos = _batch_sharded(mesh, sharding, np.zeros((3, s.rows, 1), np.int32), 1)
         valid = _batch_sharded(mesh, sharding, np.zeros((s.rows, 1, s_len), bool))
@@ -374,15 +470,30 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         fused = None
         if dict(mesh.shape)["tensor"] == 1:
             fused = jax.eval_shape(lambda st: nnx.merge(pg, st).language_model.fused_weights(), p_abs)
-            fused = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=NamedSharding(
-                mesh, fit_spec(PartitionSpec(None if sharding.decode_gather else "fsdp"), a.shape,
-                               dict(mesh.shape)))), fused)
+            fused = jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(
+                    a.shape,
+                    a.dtype,
+                    sharding=NamedSharding(
+                        mesh,
+                        fit_spec(PartitionSpec(None if sharding.decode_gather else "fsdp"), a.shape, dict(mesh.shape)),
+                    ),
+                ),
+                fused,
+            )
 
         def fn(pstate, fused, caches, tok, pos, valid):
             model = nnx.merge(pg, pstate)
             lm = model.language_model
-            h, caches = lm(lm.embed_tokens(tok), pos, valid, caches=caches, write_index=s.prompt_len,
-                           act_sharding=model.act_sharding, fused=fused)
+            h, caches = lm(
+                lm.embed_tokens(tok),
+                pos,
+                valid,
+                caches=caches,
+                write_index=s.prompt_len,
+                act_sharding=model.act_sharding,
+                fused=fused,
+            )
             return model.logits(h)[:, 0], caches
 
         jitted, args = jax.jit(fn, donate_argnums=(2,)), (p_abs, fused, caches, tok, pos, valid)
@@ -391,7 +502,7 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     try:
         with jax.set_mesh(mesh):  # the model's mesh-dependent choices (text.can_fuse) see the slice's mesh
             compiled = jitted.lower(*args).compile()
-    except Exception as e:  # noqa: BLE001 - a shape that does not fit is a row, not a crash
+    except Exception as e:
         msg = str(e).strip().splitlines()
         row.update(fits=False, error=" ".join(msg[:3])[:400], compile_s=round(time.time() - t0, 1))
         return row
@@ -399,8 +510,12 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    arg, out, tmp, alias = (mem.argument_size_in_bytes, mem.output_size_in_bytes, mem.temp_size_in_bytes,
-                            mem.alias_size_in_bytes)
+    arg, out, tmp, alias = (
+        mem.argument_size_in_bytes,
+        mem.output_size_in_bytes,
+        mem.temp_size_in_bytes,
+        mem.alias_size_in_bytes,
+    )
     total = arg + out + tmp - alias
     flops, nbytes = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
     if program == "update" and micro_batches > 1 and count:
@@ -411,45 +526,81 @@ def run_case(topology: str, program: str, exp, s: Shapes, levers: dict, micro_ba
         two = two[0] if isinstance(two, (list, tuple)) else two
         slice_flops = float(two.get("flops", 0.0)) - flops
         slice_bytes = float(two.get("bytes accessed", 0.0)) - nbytes
-        row.update(count="scan body x iterations", rolled_flops=flops, rolled_bytes=nbytes, slice_flops=slice_flops,
-                   slice_bytes=slice_bytes, count_compile_s=round(time.time() - t1, 1))
+        row.update(
+            count="scan body x iterations",
+            rolled_flops=flops,
+            rolled_bytes=nbytes,
+            slice_flops=slice_flops,
+            slice_bytes=slice_bytes,
+            count_compile_s=round(time.time() - t1, 1),
+        )
         flops += (micro_batches - 1) * slice_flops
         nbytes += (micro_batches - 1) * slice_bytes
     model_flops = analytic_flops(mcfg, pstate, s, program) / n_chips
     roof = max(flops / chip["peak"], nbytes / chip["bw"])
     row.update(
-        fits=total <= chip["hbm"], arg_gb=arg / 1e9, out_gb=out / 1e9, temp_gb=tmp / 1e9, alias_gb=alias / 1e9,
-        total_gb=total / 1e9, hbm_gb=chip["hbm"] / 1e9, hbm_frac=total / chip["hbm"], flops=flops, bytes=nbytes,
-        model_flops=model_flops, flops_ratio=flops / model_flops if model_flops else None, roofline_s=roof,
+        fits=total <= chip["hbm"],
+        arg_gb=arg / 1e9,
+        out_gb=out / 1e9,
+        temp_gb=tmp / 1e9,
+        alias_gb=alias / 1e9,
+        total_gb=total / 1e9,
+        hbm_gb=chip["hbm"] / 1e9,
+        hbm_frac=total / chip["hbm"],
+        flops=flops,
+        bytes=nbytes,
+        model_flops=model_flops,
+        flops_ratio=flops / model_flops if model_flops else None,
+        roofline_s=roof,
         bound="compute" if flops / chip["peak"] >= nbytes / chip["bw"] else "memory",
-        mfu=model_flops / (chip["peak"] * roof) if roof else None)
+        mfu=model_flops / (chip["peak"] * roof) if roof else None,
+    )
     if program == "decode_step":
         # Bytes a step cannot avoid: every weight this chip multiplies with (gathered over fsdp, split over
         # tensor) and its share of the KV cache.
         t = mcfg.text
         # (the decoder's kernels once - from the concatenated copies - and lm_head; not the encoders)
-        wbytes = sum(math.prod(v.shape) for p_, v in nnx.to_flat_state(pstate)
-                     if len(v.shape) >= 2 and (p_[0] == "lm_head" or (p_[0] == "language_model"
-                                                                     and "embed_tokens" not in p_))
-                     ) * jnp.dtype(dtype).itemsize / dict(mesh.shape)["tensor"]
-        rows_per_chip = s.rows / math.prod(dict(mesh.shape)[a] for a in ("data", "fsdp")
-                                           if s.rows % dict(mesh.shape)[a] == 0)
-        kv = 2 * t.num_hidden_layers * rows_per_chip * t.num_key_value_heads * t.head_dim * (
-            s.prompt_len + s.completion_len) * jnp.dtype(dtype).itemsize / dict(mesh.shape)["tensor"]
+        wbytes = (
+            sum(
+                math.prod(v.shape)
+                for p_, v in nnx.to_flat_state(pstate)
+                if len(v.shape) >= 2
+                and (p_[0] == "lm_head" or (p_[0] == "language_model" and "embed_tokens" not in p_))
+            )
+            * jnp.dtype(dtype).itemsize
+            / dict(mesh.shape)["tensor"]
+        )
+        rows_per_chip = s.rows / math.prod(
+            dict(mesh.shape)[a] for a in ("data", "fsdp") if s.rows % dict(mesh.shape)[a] == 0
+        )
+        kv = (
+            2
+            * t.num_hidden_layers
+            * rows_per_chip
+            * t.num_key_value_heads
+            * t.head_dim
+            * (s.prompt_len + s.completion_len)
+            * jnp.dtype(dtype).itemsize
+            / dict(mesh.shape)["tensor"]
+        )
         row.update(min_bytes=wbytes + kv, hbm_roofline_frac=(wbytes + kv) / nbytes if nbytes else None)
     return row
 
 
 def markdown(rows) -> str:
-    head = ("| topology | program | layers (text / vision) | rows | micro | levers (attn / remat / logits / act / vision) | args GB | temp GB | "
-            "total GB | % HBM | TFLOP/chip | model TFLOP/chip | ratio | GB accessed | roofline s | MFU | note |")
+    head = (
+        "| topology | program | layers (text / vision) | rows | micro | levers (attn / remat / logits / act / vision) | args GB | temp GB | "  # noqa: E501
+        "total GB | % HBM | TFLOP/chip | model TFLOP/chip | ratio | GB accessed | roofline s | MFU | note |"
+    )
     out = [head, "|" + "---|" * 17]
     for r in rows:
         lv = r["levers"]
         lev = f"{lv['attention']} / {lv['remat']} / {lv['logits']} / {lv['act_sharding']} / {lv.get('vision', '-')}"
         if not r.get("flops"):
-            out.append(f"| {r['topology']} | {r['program']} | {r.get('layers')} / {r.get('vision_depth')} | {r['rows']} | {r.get('micro_batches') or '-'} | {lev} "
-                       f"| | | | | | | | | | | does not compile: {r.get('error', '')[:160]} |")
+            out.append(
+                f"| {r['topology']} | {r['program']} | {r.get('layers')} / {r.get('vision_depth')} | {r['rows']} | {r.get('micro_batches') or '-'} | {lev} "  # noqa: E501
+                f"| | | | | | | | | | | does not compile: {r.get('error', '')[:160]} |"
+            )
             continue
         note = "fits" if r["fits"] else "over HBM"
         if r["program"] == "decode_step" and r.get("hbm_roofline_frac"):
@@ -457,13 +608,17 @@ def markdown(rows) -> str:
         # XLA's cost analysis counts a while loop's body once: no roofline for the decode loop, nor for a
         # micro-batched update counted without its slices (--no-count)
         loop = r["program"] == "decode" or ((r.get("micro_batches") or 1) > 1 and "slice_flops" not in r)
-        perf = ("| - | - | - | - | - | - " if loop else
-                f"| {r['flops'] / 1e12:.2f} | {r['model_flops'] / 1e12:.2f} | {r['flops_ratio']:.2f} | "
-                f"{r['bytes'] / 1e9:.1f} | {r['roofline_s']:.4f} | {r['mfu'] * 100:.0f}% ")
+        perf = (
+            "| - | - | - | - | - | - "
+            if loop
+            else f"| {r['flops'] / 1e12:.2f} | {r['model_flops'] / 1e12:.2f} | {r['flops_ratio']:.2f} | "
+            f"{r['bytes'] / 1e9:.1f} | {r['roofline_s']:.4f} | {r['mfu'] * 100:.0f}% "
+        )
         out.append(
             f"| {r['topology']} | {r['program']} | {r.get('layers')} / {r.get('vision_depth')} | {r['rows']} | "
-            f"{r.get('micro_batches') or '-'} | {lev} | {r['arg_gb']:.1f} | {r['temp_gb']:.1f} | {r['total_gb']:.1f} | {r['hbm_frac'] * 100:.0f} "
-            f"{perf}| {note} |")
+            f"{r.get('micro_batches') or '-'} | {lev} | {r['arg_gb']:.1f} | {r['temp_gb']:.1f} | {r['total_gb']:.1f} | {r['hbm_frac'] * 100:.0f} "  # noqa: E501
+            f"{perf}| {note} |"
+        )
     return "\n".join(out)
 
 
@@ -478,18 +633,29 @@ def main(argv=None):
     ap.add_argument("--completion-len", type=int, default=None, help="default grpo.max_new_tokens")
     ap.add_argument("--frames", type=int, default=None, help="video frames per prompt (default data.max_frames)")
     ap.add_argument("--audio-seconds", type=float, default=None)
-    ap.add_argument("--micro-batches", type=int, default=None,
-                    help="gradient accumulation slices (default: the config's grpo.micro_batches; 0 = rows / chips)")
+    ap.add_argument(
+        "--micro-batches",
+        type=int,
+        default=None,
+        help="gradient accumulation slices (default: the config's grpo.micro_batches; 0 = rows / chips)",
+    )
     ap.add_argument("--attention", choices=("dense", "chunked", "dot_product"), default="chunked")
-    ap.add_argument("--remat", choices=("none", "full", "dots"), default=None,
-                    help="default: the config's model.remat (true = full)")
+    ap.add_argument(
+        "--remat",
+        choices=("none", "full", "dots"),
+        default=None,
+        help="default: the config's model.remat (true = full)",
+    )
     ap.add_argument("--logits", choices=("full", "chunked"), default="chunked")
     ap.add_argument("--act-sharding", choices=("on", "off"), default="on")
     ap.add_argument("--vision-attention", choices=("banded", "dense"), default="banded")
     ap.add_argument("--layers", type=int, default=None, help="decoder layers (default: the model's)")
     ap.add_argument("--vision-depth", type=int, default=None, help="vision blocks (default: the model's)")
-    ap.add_argument("--no-count", action="store_true",
-                    help="skip the second compile that counts a micro-batched update's slices (no roofline then)")
+    ap.add_argument(
+        "--no-count",
+        action="store_true",
+        help="skip the second compile that counts a micro-batched update's slices (no roofline then)",
+    )
     ap.add_argument("--json", default=None, help="append rows to this JSON file")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
@@ -501,13 +667,27 @@ def main(argv=None):
     exp = load_config(args.config, args.overrides)
     s = shapes_from_config(exp, args)
     remat = args.remat or {False: "none", True: "full", "dots": "dots"}[exp.model.remat]
-    levers = dict(attention=args.attention, remat=remat, logits=args.logits, act_sharding=args.act_sharding,
-                  vision=args.vision_attention)
+    levers = dict(
+        attention=args.attention,
+        remat=remat,
+        logits=args.logits,
+        act_sharding=args.act_sharding,
+        vision=args.vision_attention,
+    )
     rows = []
     for topo in args.topology:
         for program in args.programs.split(","):
-            row = run_case(topo, program, exp, s, levers, args.micro_batches, args.layers, args.vision_depth,
-                           count=not args.no_count)
+            row = run_case(
+                topo,
+                program,
+                exp,
+                s,
+                levers,
+                args.micro_batches,
+                args.layers,
+                args.vision_depth,
+                count=not args.no_count,
+            )
             row.update(date=time.strftime("%Y-%m-%d"), host=platform.node(), config=args.config)
             rows.append(row)
             print(json.dumps(row), flush=True)

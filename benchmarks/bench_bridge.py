@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sam2_bridge.wire import protocol  # noqa: E402
-from sam2_bridge.wire.constants import BACKGROUND, PALETTE  # noqa: E402
+from sam2_bridge.wire import protocol
+from sam2_bridge.wire.constants import BACKGROUND, PALETTE
 
 
 def make_group(num_rollouts: int, keyframes: int, frames: int, height: int, width: int, seed: int = 0):
@@ -43,7 +43,7 @@ def make_group(num_rollouts: int, keyframes: int, frames: int, height: int, widt
         for k, (colour, x0, y0, vx) in enumerate(objs):
             cx = int((x0 + vx * t / frames) * width) % (width - 2 * s) + s
             cy = int(y0 * height)
-            clip[t, cy - s:cy + s, cx - s:cx + s] = PALETTE[colour]
+            clip[t, cy - s : cy + s, cx - s : cx + s] = PALETTE[colour]
             boxes[k, t] = (cx - s, cy - s, cx + s, cy + s)
     det_rollout, det_frame, det_boxes = [], [], []
     for r in range(num_rollouts):
@@ -73,21 +73,29 @@ def bench_group(args) -> dict[str, float]:
     from sam2_bridge.server.segmenter import GroupSegmenter, Sam2Config, build_predictor
 
     clip, det_r, det_f, det_b = make_group(args.rollouts, args.keyframes, args.frames, args.height, args.width)
-    cfg = Sam2Config(config=args.sam2_config, checkpoint=args.checkpoint, image_size=args.image_size,
-                     device=args.device, dtype=args.dtype)
+    cfg = Sam2Config(
+        config=args.sam2_config,
+        checkpoint=args.checkpoint,
+        image_size=args.image_size,
+        device=args.device,
+        dtype=args.dtype,
+    )
     model = build_predictor(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         frames = write_jpeg_clip(clip, tmp)
         shape = frames.shape[:3]
         results = {}
-        variants = {"group_fast_attention": cfg,
-                    "group_batched": dataclasses.replace(cfg, fast_memory_attention=False),
-                    "group_unbatched": dataclasses.replace(cfg, fast_memory_attention=False, batch_objects=False)}
+        variants = {
+            "group_fast_attention": cfg,
+            "group_batched": dataclasses.replace(cfg, fast_memory_attention=False),
+            "group_unbatched": dataclasses.replace(cfg, fast_memory_attention=False, batch_objects=False),
+        }
         GroupSegmenter(cfg, model).segment(frames, args.rollouts, det_r[:2], det_f[:2], det_b[:2])  # warm-up
         for name, variant in variants.items():
             seg = GroupSegmenter(variant, model)
-            results[name], out = timed(lambda: seg.segment(frames, args.rollouts, det_r, det_f, det_b).masks,
-                                       args.repeats, name)
+            results[name], out = timed(
+                lambda: seg.segment(frames, args.rollouts, det_r, det_f, det_b).masks, args.repeats, name
+            )
             if name == "group_fast_attention":
                 masks = out
         if not args.skip_stock:
@@ -98,12 +106,18 @@ def bench_group(args) -> dict[str, float]:
                 ctx = torch.autocast(torch.device(args.device).type, enabled=False)
             with ctx:
                 if not args.skip_one_state:
-                    results["stock_one_state"], _ = timed(lambda: stock_group_masks(
-                        stock, tmp, shape, args.rollouts, det_r, det_f, det_b, per_rollout=False), args.repeats,
-                        "stock_one_state")
-                results["stock_per_rollout"], ref = timed(lambda: stock_group_masks(
-                    stock, tmp, shape, args.rollouts, det_r, det_f, det_b, per_rollout=True), args.repeats,
-                    "stock_per_rollout")
+                    results["stock_one_state"], _ = timed(
+                        lambda: stock_group_masks(
+                            stock, tmp, shape, args.rollouts, det_r, det_f, det_b, per_rollout=False
+                        ),
+                        args.repeats,
+                        "stock_one_state",
+                    )
+                results["stock_per_rollout"], ref = timed(
+                    lambda: stock_group_masks(stock, tmp, shape, args.rollouts, det_r, det_f, det_b, per_rollout=True),
+                    args.repeats,
+                    "stock_per_rollout",
+                )
             agree = float((ref == masks).mean())
             print(f"mask agreement with the per-rollout stock states: {agree:.6f}", flush=True)
     return results
@@ -120,13 +134,34 @@ def bench_queue(args):
 
     clip, det_r, det_f, det_b = make_group(args.rollouts, args.keyframes, args.queue_frames, args.height, args.width)
     body = protocol.SegmentRequest(clip, args.rollouts, det_r, det_f, det_b).to_body()
-    handler = Handler(HandlerConfig(segmenter="sam2", sam2_config=args.sam2_config, sam2_checkpoint=args.checkpoint,
-                                    sam2_image_size=args.image_size, sam2_dtype=args.dtype, device=args.device))
+    handler = Handler(
+        HandlerConfig(
+            segmenter="sam2",
+            sam2_config=args.sam2_config,
+            sam2_checkpoint=args.checkpoint,
+            sam2_image_size=args.image_size,
+            sam2_dtype=args.dtype,
+            device=args.device,
+        )
+    )
     wire = protocol.decode_message(protocol.make_request("x", "segment", body))["body"]
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["--address", f"ipc://{tmp}/bench.sock", "--workers", "1", "--segmenter", "sam2",
-                "--sam2-config", args.sam2_config, "--sam2-dtype", args.dtype, "--log-level", "WARNING",
-                "--device", "cpu" if args.device == "cpu" else "cuda"]
+        argv = [
+            "--address",
+            f"ipc://{tmp}/bench.sock",
+            "--workers",
+            "1",
+            "--segmenter",
+            "sam2",
+            "--sam2-config",
+            args.sam2_config,
+            "--sam2-dtype",
+            args.dtype,
+            "--log-level",
+            "WARNING",
+            "--device",
+            "cpu" if args.device == "cpu" else "cuda",
+        ]
         argv += ["--sam2-image-size", str(args.image_size)] if args.image_size else []
         argv += ["--sam2-checkpoint", args.checkpoint] if args.checkpoint else []
         server = LocalServer(argv).start()
@@ -141,8 +176,11 @@ def bench_queue(args):
                     served.append(_wall_and_segment_s(lambda: client.submit("segment", body).result()))
         finally:
             server.stop()
-    print(f"    (in-process {', '.join(f'{w:.2f}' for w, _ in in_process)} s; "
-          f"served {', '.join(f'{w:.2f}' for w, _ in served)} s)", flush=True)
+    print(
+        f"    (in-process {', '.join(f'{w:.2f}' for w, _ in in_process)} s; "
+        f"served {', '.join(f'{w:.2f}' for w, _ in served)} s)",
+        flush=True,
+    )
     return in_process, served
 
 
@@ -173,9 +211,11 @@ def main() -> None:
     p.add_argument("--skip-queue", action="store_true")
     args = p.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
-    print(f"group: N={args.rollouts} rollouts x {args.keyframes} keyframes x {args.frames}-frame clip "
-          f"({args.height}x{args.width}), {args.sam2_config} at {args.image_size}, {args.device} {args.dtype}",
-          flush=True)
+    print(
+        f"group: N={args.rollouts} rollouts x {args.keyframes} keyframes x {args.frames}-frame clip "
+        f"({args.height}x{args.width}), {args.sam2_config} at {args.image_size}, {args.device} {args.dtype}",
+        flush=True,
+    )
     res = bench_group(args)
     base = res.get("stock_per_rollout")
     for name, sec in res.items():
@@ -184,15 +224,19 @@ def main() -> None:
     if not args.skip_queue:
         in_process, served = bench_queue(args)
         best_in, best_served = min(w for w, _ in in_process), min(w for w, _ in served)
-        print(f"queue overhead, wall: segment request in-process {best_in:.3f} s, via the server "
-              f"{best_served:.3f} s (best of {args.queue_repeats}), {100 * (best_served / best_in - 1):+.2f}% "
-              f"({1000 * (best_served - best_in):+.1f} ms; includes the segmenter's own run-to-run noise)")
+        print(
+            f"queue overhead, wall: segment request in-process {best_in:.3f} s, via the server "
+            f"{best_served:.3f} s (best of {args.queue_repeats}), {100 * (best_served / best_in - 1):+.2f}% "
+            f"({1000 * (best_served - best_in):+.1f} ms; includes the segmenter's own run-to-run noise)"
+        )
         outside_in = float(np.median([w - s for w, s in in_process]))
         outside_served = float(np.median([w - s for w, s in served]))
         cost = outside_served - outside_in
-        print(f"queue overhead, outside the segmenter (median wall - segment_s): in-process "
-              f"{1000 * outside_in:.1f} ms, via the server {1000 * outside_served:.1f} ms: the queue costs "
-              f"{1000 * cost:+.1f} ms = {100 * cost / best_in:+.2f}% of the request")
+        print(
+            f"queue overhead, outside the segmenter (median wall - segment_s): in-process "
+            f"{1000 * outside_in:.1f} ms, via the server {1000 * outside_served:.1f} ms: the queue costs "
+            f"{1000 * cost:+.1f} ms = {100 * cost / best_in:+.2f}% of the request"
+        )
 
 
 if __name__ == "__main__":

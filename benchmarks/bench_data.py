@@ -47,21 +47,31 @@ def _reference_ratio(records, tok, n_clips=4):
     from omnir1_jax.data.transforms import load_frame, sample_frame_indices
 
     proc = Qwen2_5OmniProcessor(
-        image_processor=Qwen2VLImageProcessorPil(), video_processor=Qwen2VLVideoProcessor(cap_pixels_per_frame=False),
-        feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tok,
+        image_processor=Qwen2VLImageProcessorPil(),
+        video_processor=Qwen2VLVideoProcessor(cap_pixels_per_frame=False),
+        feature_extractor=WhisperFeatureExtractor(feature_size=128),
+        tokenizer=tok,
     )
     size = {"shortest_edge": vision.S1_MIN_PIXELS, "longest_edge": vision.S1_MAX_PIXELS}
     ours, ref = [], []
     for rec in records[:n_clips]:
         idx = sample_frame_indices(rec.num_frames, 24)
         frames = np.stack([load_frame(rec.frame_paths[i]) for i in idx])
-        chat = tok.apply_chat_template(prompts.user_message(prompts.vos_prompt(rec.expression, len(idx)), video=True),
-                                       tokenize=False, add_generation_prompt=True)
+        chat = tok.apply_chat_template(
+            prompts.user_message(prompts.vos_prompt(rec.expression, len(idx)), video=True),
+            tokenize=False,
+            add_generation_prompt=True,
+        )
         t0 = time.perf_counter()
         v = vision.video_view(frames)
         text.encode_with_placeholders(tok, chat, video_grid_thw=v["video_grid_thw"], video_second_per_grid=[1.0])
         t1 = time.perf_counter()
-        proc(text=[chat], videos=[frames], return_tensors="np", videos_kwargs=dict(size=size, do_sample_frames=False, fps=2.0))
+        proc(
+            text=[chat],
+            videos=[frames],
+            return_tensors="np",
+            videos_kwargs=dict(size=size, do_sample_frames=False, fps=2.0),
+        )
         t2 = time.perf_counter()
         ours.append(t1 - t0)
         ref.append(t2 - t1)
@@ -125,7 +135,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         root = write_vos(os.path.join(tmp, "syn"), args.videos, seed=0, height=480, width=854)
-        print(f"synthetic world: {args.videos} videos of 480x854, 24-48 frames, written in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"synthetic world: {args.videos} videos of 480x854, 24-48 frames, written in {time.perf_counter() - t0:.1f} s"  # noqa: E501
+        )
         records = read_revos(root, "train", dataset="synthetic")
         print(f"{len(records)} training expressions; batch size {args.batch_size}, {args.batches} timed batches\n")
         print("| workers | first batch (incl. start-up) s | clips/s |")
@@ -136,18 +148,24 @@ def main():
             batch = batch or first
             print(f"| {w} | {start_s:.2f} | {rate:.2f} |")
         mi = batch["model_inputs"]
-        print(f"\nbatch: input_ids {mi['input_ids'].shape}, pixel_values_videos {mi['pixel_values_videos'].shape}, "
-              f"video_grid_thw {mi['video_grid_thw'].tolist()}")
+        print(
+            f"\nbatch: input_ids {mi['input_ids'].shape}, pixel_values_videos {mi['pixel_values_videos'].shape}, "
+            f"video_grid_thw {mi['video_grid_thw'].tolist()}"
+        )
         if not args.no_reference:
             ours, ref = _reference_ratio(records, tok)
-            print(f"\nS1 view + tokenisation per 24-frame clip: omnir1_jax {ours * 1e3:.0f} ms, "
-                  f"transformers Qwen2_5OmniProcessor {ref * 1e3:.0f} ms, ratio ref/ours {ref / ours:.2f}")
+            print(
+                f"\nS1 view + tokenisation per 24-frame clip: omnir1_jax {ours * 1e3:.0f} ms, "
+                f"transformers Qwen2_5OmniProcessor {ref * 1e3:.0f} ms, ratio ref/ours {ref / ours:.2f}"
+            )
         if not args.no_step:
             try:
                 compile_s, step_s = _train_step_time(batch)
-                print(f"\ntiny Thinker training step (fwd+bwd+AdamW) on that batch: {step_s:.2f} s "
-                      f"(first call incl. compile {compile_s:.1f} s) -> {args.batch_size / step_s:.2f} clips/s consumed")
-            except Exception as e:  # noqa: BLE001 - the model is developed in parallel; report instead of failing
+                print(
+                    f"\ntiny Thinker training step (fwd+bwd+AdamW) on that batch: {step_s:.2f} s "
+                    f"(first call incl. compile {compile_s:.1f} s) -> {args.batch_size / step_s:.2f} clips/s consumed"
+                )
+            except Exception as e:
                 print(f"\nTODO(step time): tiny Thinker training step unavailable: {type(e).__name__}: {e}")
 
 

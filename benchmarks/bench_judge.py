@@ -31,11 +31,19 @@ def build_model(path: str, hidden: int, layers: int) -> None:
     from omnir1_jax.testing.tokenizer import build_tiny_tokenizer, special_token_ids
 
     tok, ids = build_tiny_tokenizer(), special_token_ids()
-    cfg = transformers.Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
-                                   num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
-                                   num_key_value_heads=max(1, hidden // 128), max_position_embeddings=4096,
-                                   bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"],
-                                   pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True)
+    cfg = transformers.Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        num_key_value_heads=max(1, hidden // 128),
+        max_position_embeddings=4096,
+        bos_token_id=ids["<|im_start|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     transformers.Qwen2ForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
@@ -46,8 +54,13 @@ def prompts_of(n: int) -> list[str]:
     from omnir1_jax.rewards.crossomni import JUDGE_KINDS
 
     template, _ = JUDGE_KINDS["coherence"]
-    steps = ["the man in red is Sheldon", "his biography says he grew up in Texas", "so the answer is B",
-             "the blonde woman stands on the left", "Penny is described as blonde"]
+    steps = [
+        "the man in red is Sheldon",
+        "his biography says he grew up in Texas",
+        "so the answer is B",
+        "the blonde woman stands on the left",
+        "Penny is described as blonde",
+    ]
     return [template.format(hypothesis=". ".join(steps[: 1 + i % len(steps)]) * (1 + i % 3)) for i in range(n)]
 
 
@@ -61,11 +74,16 @@ def per_prompt(path: str, prompts, new_tokens: int):
     def call():
         out = []
         for p in prompts:
-            enc = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                          tokenize=True, return_dict=True, return_tensors="pt")
+            enc = tok.apply_chat_template(
+                [{"role": "user", "content": p}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+            )
             with torch.inference_mode():
                 gen = model.generate(**enc, do_sample=False, max_new_tokens=new_tokens)
-            out.append(tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+            out.append(tok.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
         return out
 
     return call
@@ -117,8 +135,10 @@ def main(argv=None) -> int:
                 served.close()
             rows.append(("ours: through a bridge subprocess", t_bridge))
             same = same and bridged == ref
-    print(f"{args.prompts} prompts, {args.new_tokens} new tokens, Qwen2 hidden {args.hidden} x {args.layers} layers, "
-          f"torch threads {torch.get_num_threads()}; identical texts: {same}")
+    print(
+        f"{args.prompts} prompts, {args.new_tokens} new tokens, Qwen2 hidden {args.hidden} x {args.layers} layers, "
+        f"torch threads {torch.get_num_threads()}; identical texts: {same}"
+    )
     for name, t in rows:
         print(f"  {name:40s} {t:8.3f} s  {args.prompts / t:8.1f} prompts/s")
     print(f"  batched speed-up over per-prompt: {t_ref / t_ours:.2f}x")

@@ -45,23 +45,55 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnir1_jax.models.qwen2_5_omni import (
-    AudioConfig, Qwen2_5OmniConfig, TextConfig, VisionConfig, completion_logprobs, from_hf, generate,
-    group_completion_logprobs, init_model, prepare_inputs, repeat_prompt, to_hf)
+    AudioConfig,
+    Qwen2_5OmniConfig,
+    TextConfig,
+    VisionConfig,
+    completion_logprobs,
+    from_hf,
+    generate,
+    group_completion_logprobs,
+    init_model,
+    prepare_inputs,
+    repeat_prompt,
+    to_hf,
+)
 from omnir1_jax.rl import grpo_loss
 
 
 def small_config(hidden=512, layers=8, vocab=8192) -> Qwen2_5OmniConfig:
     heads = hidden // 64
     return Qwen2_5OmniConfig(
-        text=TextConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.75),
-                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
-                        rope_theta=1e6, mrope_section=(8, 12, 12)),
-        vision=VisionConfig(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
-                            fullatt_block_indexes=(0,)),
-        audio=AudioConfig(encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, d_model=32,
-                          output_dim=hidden),
-        audio_token_id=3, audio_start_token_id=4, audio_end_token_id=5, vision_start_token_id=9,
-        vision_end_token_id=10, image_token_id=12, video_token_id=13, user_token_id=1)
+        text=TextConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=int(hidden * 2.75),
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
+            rope_theta=1e6,
+            mrope_section=(8, 12, 12),
+        ),
+        vision=VisionConfig(
+            depth=1,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=hidden,
+            fullatt_block_indexes=(0,),
+        ),
+        audio=AudioConfig(
+            encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, d_model=32, output_dim=hidden
+        ),
+        audio_token_id=3,
+        audio_start_token_id=4,
+        audio_end_token_id=5,
+        vision_start_token_id=9,
+        vision_end_token_id=10,
+        image_token_id=12,
+        video_token_id=13,
+        user_token_id=1,
+    )
 
 
 def timed_pair(jax_fn, ref_fn, repeats):
@@ -111,8 +143,10 @@ def bench_cpu(args):
     rng = np.random.default_rng(0)
     ids = rng.integers(20, cfg.text.vocab_size, size=(p, t))
     prompt = dict(input_ids=ids, attention_mask=np.ones_like(ids))
-    print(f"config: hidden {args.hidden}, {args.layers} layers, vocab {cfg.text.vocab_size}; "
-          f"{p} prompts x {n} samples x {g} new tokens, prompt {t} tokens")
+    print(
+        f"config: hidden {args.hidden}, {args.layers} layers, vocab {cfg.text.vocab_size}; "
+        f"{p} prompts x {n} samples x {g} new tokens, prompt {t} tokens"
+    )
 
     # ---- decode
     key = jax.random.key(0)
@@ -128,8 +162,16 @@ def bench_cpu(args):
 
     def hf_gen():
         with torch.no_grad():
-            out = hf.generate(**pt, do_sample=True, num_return_sequences=n, max_new_tokens=g, min_new_tokens=g,
-                              top_k=0, top_p=1.0, temperature=1.0)
+            out = hf.generate(
+                **pt,
+                do_sample=True,
+                num_return_sequences=n,
+                max_new_tokens=g,
+                min_new_tokens=g,
+                top_k=0,
+                top_p=1.0,
+                temperature=1.0,
+            )
         assert out.shape == (p * n, t + g)
 
     t0 = time.perf_counter()
@@ -137,9 +179,12 @@ def bench_cpu(args):
     hf_first = time.perf_counter() - t0
     jax_s, hf_s = timed_pair(jax_gen, hf_gen, args.repeats)
     toks = p * n * g
-    print(f"decode  jax {toks / jax_s:9.1f} tok/s ({jax_s:.2f} s; first call incl. compile {compile_s:.1f} s) | "
-          f"transformers {toks / hf_s:9.1f} tok/s ({hf_s:.2f} s; first call {hf_first:.1f} s) | "
-          f"ratio {hf_s / jax_s:.2f}x", flush=True)
+    print(
+        f"decode  jax {toks / jax_s:9.1f} tok/s ({jax_s:.2f} s; first call incl. compile {compile_s:.1f} s) | "
+        f"transformers {toks / hf_s:9.1f} tok/s ({hf_s:.2f} s; first call {hf_first:.1f} s) | "
+        f"ratio {hf_s / jax_s:.2f}x",
+        flush=True,
+    )
 
     # ---- update (forward + backward of the GRPO loss on P*N rows)
     comp = rng.integers(20, cfg.text.vocab_size, size=(p * n, g)).astype(np.int32)
@@ -157,8 +202,7 @@ def bench_cpu(args):
             def loss_fn(params):
                 m = nnx.merge(graphdef, params, rest)
                 if grouped:
-                    lp = group_completion_logprobs(m, pin, comp, mask.astype(jnp.int32), group_size=n,
-                                                   remat=args.remat)
+                    lp = group_completion_logprobs(m, pin, comp, mask.astype(jnp.int32), group_size=n, remat=args.remat)
                 else:
                     lp = completion_logprobs(m, pin, comp, mask.astype(jnp.int32), remat=args.remat)
                 return grpo_loss(lp, None, ref, adv, mask)[0]
@@ -173,7 +217,7 @@ def bench_cpu(args):
 
     def torch_step():
         hf.zero_grad(set_to_none=True)
-        logits = hf(input_ids=full, attention_mask=torch.ones_like(full)).logits[:, t - 1:-1].float()
+        logits = hf(input_ids=full, attention_mask=torch.ones_like(full)).logits[:, t - 1 : -1].float()
         lp = torch.log_softmax(logits, -1).gather(-1, full[:, t:, None])[..., 0]
         loss = torch_grpo_loss(torch, lp, tref, tadv, tmask)
         loss.backward()
@@ -185,9 +229,12 @@ def bench_cpu(args):
         run()
         ucompile = time.perf_counter() - t0
         jax_u, torch_u = timed_pair(run, torch_step, args.repeats)
-        print(f"update [{path}] jax {jax_u:.2f} s/step (first call incl. compile {ucompile:.1f} s) | "
-              f"pytorch {torch_u:.2f} s/step | ratio {torch_u / jax_u:.2f}x   "
-              f"[{p * n} rows x {t + g} tokens, fwd+bwd GRPO loss]", flush=True)
+        print(
+            f"update [{path}] jax {jax_u:.2f} s/step (first call incl. compile {ucompile:.1f} s) | "
+            f"pytorch {torch_u:.2f} s/step | ratio {torch_u / jax_u:.2f}x   "
+            f"[{p * n} rows x {t + g} tokens, fwd+bwd GRPO loss]",
+            flush=True,
+        )
 
 
 def bench_mfu(args):
@@ -197,13 +244,18 @@ def bench_mfu(args):
     from omnir1_jax.models.qwen2_5_omni import qwen2_5_omni_7b
 
     base = qwen2_5_omni_7b()
-    cfg = Qwen2_5OmniConfig(text=base.text, vision=VisionConfig(depth=1, out_hidden_size=base.text.hidden_size,
-                                                                fullatt_block_indexes=(0,)),
-                            audio=AudioConfig(encoder_layers=1, output_dim=base.text.hidden_size))
+    cfg = Qwen2_5OmniConfig(
+        text=base.text,
+        vision=VisionConfig(depth=1, out_hidden_size=base.text.hidden_size, fullatt_block_indexes=(0,)),
+        audio=AudioConfig(encoder_layers=1, output_dim=base.text.hidden_size),
+    )
     model = init_model(cfg, dtype=jnp.bfloat16)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    text_params = sum(int(np.prod(x.shape)) for path, x in jax.tree_util.tree_leaves_with_path(params)
-                      if "language_model" in jax.tree_util.keystr(path) or "lm_head" in jax.tree_util.keystr(path))
+    text_params = sum(
+        int(np.prod(x.shape))
+        for path, x in jax.tree_util.tree_leaves_with_path(params)
+        if "language_model" in jax.tree_util.keystr(path) or "lm_head" in jax.tree_util.keystr(path)
+    )
     b, t, c = args.mfu_batch, args.mfu_prompt, args.mfu_completion
     rng = np.random.default_rng(0)
     ids = rng.integers(20, cfg.text.vocab_size, size=(b, t))
@@ -214,8 +266,7 @@ def bench_mfu(args):
     @jax.jit
     def step(params, rest):
         def loss_fn(params):
-            lp = completion_logprobs(nnx.merge(graphdef, params, rest), pin, comp, mask.astype(jnp.int32),
-                                     remat=True)
+            lp = completion_logprobs(nnx.merge(graphdef, params, rest), pin, comp, mask.astype(jnp.int32), remat=True)
             return grpo_loss(lp, None, None, jnp.ones((b,)), mask, beta=0.0)[0]
 
         return jax.value_and_grad(loss_fn)(params)
@@ -224,8 +275,10 @@ def bench_mfu(args):
     s = timed(lambda: jax.block_until_ready(step(params, rest)), args.repeats)
     tokens = b * (t + c)
     flops = 6 * text_params * tokens
-    print(f"mfu  {jax.devices()[0].device_kind}: {b} x {t + c} tokens, {text_params / 1e9:.2f} B text params, "
-          f"{s:.3f} s/step, {flops / s / 1e12:.1f} TFLOP/s, MFU {flops / s / (args.peak_tflops * 1e12):.1%}")
+    print(
+        f"mfu  {jax.devices()[0].device_kind}: {b} x {t + c} tokens, {text_params / 1e9:.2f} B text params, "
+        f"{s:.3f} s/step, {flops / s / 1e12:.1f} TFLOP/s, MFU {flops / s / (args.peak_tflops * 1e12):.1%}"
+    )
 
 
 def main():
@@ -237,8 +290,11 @@ def main():
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--update-paths", default="grouped",
-                    help="comma-separated update variants to time: grouped (shared prompt), full (full rows)")
+    ap.add_argument(
+        "--update-paths",
+        default="grouped",
+        help="comma-separated update variants to time: grouped (shared prompt), full (full rows)",
+    )
     ap.add_argument("--remat", action="store_true", help="rematerialise decoder layers in the update")
     ap.add_argument("--mfu", action="store_true", help="GPU: 7B-shaped forward+backward MFU instead")
     ap.add_argument("--peak-tflops", type=float, default=989.0)

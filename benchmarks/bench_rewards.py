@@ -63,8 +63,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     masks = moving_ellipses(rng, args.rollouts + 1, args.frames, args.height, args.width, jitter=0.05)
     gt, pred = masks[0], masks[1:]
-    print(f"group: {args.rollouts} rollouts x {args.frames} frames x {args.height}x{args.width}; "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}, {platform.machine()}")
+    print(
+        f"group: {args.rollouts} rollouts x {args.frames} frames x {args.height}x{args.width}; "
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, {platform.machine()}"
+    )
 
     t0 = time.perf_counter()
     ref = numpy_path(pred, gt)
@@ -87,8 +89,10 @@ def main() -> None:
     err = max(float(np.abs(np.asarray(a) - b).max()) for a, b in zip(out, ref))
     t_np, t_jax = min(numpy_times), min(jax_times)
     print(f"numpy reference : {t_np * 1e3:9.1f} ms / group (best of {args.repeats})")
-    print(f"jax jit         : {t_jax * 1e3:9.1f} ms / group (best of {args.repeats}; first call incl. compile "
-          f"{compile_s:.1f} s)")
+    print(
+        f"jax jit         : {t_jax * 1e3:9.1f} ms / group (best of {args.repeats}; first call incl. compile "
+        f"{compile_s:.1f} s)"
+    )
     print(f"max |jax - numpy| over R_G, J, F: {err:.2e}")
     print(f"ratio numpy / jax: {t_np / t_jax:.1f}x")
     print(f"R_G per rollout: {np.round(ref[0], 3).tolist()}")

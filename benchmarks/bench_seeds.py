@@ -38,8 +38,9 @@ def _median_step(path: str, skip: int = 2) -> float | None:
 def _run(args: list[str], log: str) -> float:
     t0 = time.perf_counter()
     with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, "-m", "omnir1_jax.train", *args], cwd=ROOT, stdout=f,
-                              stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [sys.executable, "-m", "omnir1_jax.train", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT
+        )
     if proc.returncode:
         raise SystemExit(f"run failed (exit {proc.returncode}); see {log}")
     return time.perf_counter() - t0
@@ -65,17 +66,27 @@ def main(argv=None) -> int:
     one_dir, many_dir = os.path.join(out, "one"), os.path.join(out, "many")
     common = ["--config", args.config, *sets, "--set", "run.resume=False"]
     t_one = _run([*common, "--set", "run.seed=0", "--set", f"run.out_dir={one_dir!r}"], os.path.join(out, "one.log"))
-    t_many = _run([*common, "--seeds", f"0-{args.seeds - 1}", "--set", f"run.out_dir={many_dir!r}"],
-                  os.path.join(out, "many.log"))
-    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-           "config": args.config, "sets": args.set, "seeds": args.seeds, "wall_one_s": t_one, "wall_many_s": t_many,
-           "ratio": t_many / t_one,
-           "grpo_step_one_s": _median_step(os.path.join(one_dir, "metrics.jsonl")),
-           "grpo_step_many_s": _median_step(os.path.join(many_dir, "seed0", "metrics.jsonl")),
-           "sft_step_one_s": _median_step(os.path.join(one_dir, "sft", "metrics.jsonl")),
-           "sft_step_many_s": _median_step(os.path.join(many_dir, "seed0", "sft", "metrics.jsonl"))}
-    print(f"1 seed: {t_one / 60:.1f} min; {args.seeds} seeds in one program: {t_many / 60:.1f} min; ratio "
-          f"{res['ratio']:.2f} (goal <= 2.0)")
+    t_many = _run(
+        [*common, "--seeds", f"0-{args.seeds - 1}", "--set", f"run.out_dir={many_dir!r}"], os.path.join(out, "many.log")
+    )
+    res = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "config": args.config,
+        "sets": args.set,
+        "seeds": args.seeds,
+        "wall_one_s": t_one,
+        "wall_many_s": t_many,
+        "ratio": t_many / t_one,
+        "grpo_step_one_s": _median_step(os.path.join(one_dir, "metrics.jsonl")),
+        "grpo_step_many_s": _median_step(os.path.join(many_dir, "seed0", "metrics.jsonl")),
+        "sft_step_one_s": _median_step(os.path.join(one_dir, "sft", "metrics.jsonl")),
+        "sft_step_many_s": _median_step(os.path.join(many_dir, "seed0", "sft", "metrics.jsonl")),
+    }
+    print(
+        f"1 seed: {t_one / 60:.1f} min; {args.seeds} seeds in one program: {t_many / 60:.1f} min; ratio "
+        f"{res['ratio']:.2f} (goal <= 2.0)"
+    )
     for stage in ("grpo", "sft"):
         a, b = res[f"{stage}_step_one_s"], res[f"{stage}_step_many_s"]
         if a and b:

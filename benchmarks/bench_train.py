@@ -47,14 +47,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="experiments/synthetic_cpu.py")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--sft", type=int, default=150,
-                    help="SFT warm-up steps first, so that answers parse and the bridge is queried as in a real run")
+    ap.add_argument(
+        "--sft",
+        type=int,
+        default=150,
+        help="SFT warm-up steps first, so that answers parse and the bridge is queried as in a real run",
+    )
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--hidden", type=int, help="random policy width (tiny preset override)")
     ap.add_argument("--layers", type=int, help="random policy depth (tiny preset override)")
-    ap.add_argument("--overlap", action="store_true",
-                    help="synchronous vs grpo.overlap=one_step, alternating blocks (--steps blocks of --block steps)")
+    ap.add_argument(
+        "--overlap",
+        action="store_true",
+        help="synchronous vs grpo.overlap=one_step, alternating blocks (--steps blocks of --block steps)",
+    )
     ap.add_argument("--block", type=int, default=6, help="steps per block with --overlap (the first is not timed)")
     args = ap.parse_args(argv)
 
@@ -66,19 +73,23 @@ def main(argv=None) -> int:
         overrides["num_layers"] = args.layers
     with tempfile.TemporaryDirectory() as out:
         cfg = dataclasses.replace(
-            cfg, model=dataclasses.replace(cfg.model, overrides=tuple(overrides.items())),
-            run=dataclasses.replace(cfg.run, out_dir=out, resume=False, checkpoint_every=0))
-        print(f"[bench] {platform.node() or 'host'} {platform.machine()}, {jax.device_count()} x "
-              f"{jax.devices()[0].device_kind}; policy {cfg.model.preset} {overrides}; batch {cfg.data.batch_size}"
-              f" x group {cfg.grpo.group_size}, {cfg.grpo.max_new_tokens} new tokens max", flush=True)
+            cfg,
+            model=dataclasses.replace(cfg.model, overrides=tuple(overrides.items())),
+            run=dataclasses.replace(cfg.run, out_dir=out, resume=False, checkpoint_every=0),
+        )
+        print(
+            f"[bench] {platform.node() or 'host'} {platform.machine()}, {jax.device_count()} x "
+            f"{jax.devices()[0].device_kind}; policy {cfg.model.preset} {overrides}; batch {cfg.data.batch_size}"
+            f" x group {cfg.grpo.group_size}, {cfg.grpo.max_new_tokens} new tokens max",
+            flush=True,
+        )
         bridge = open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
         tok = build_tokenizer(cfg.model)
         task = make_task(cfg, tok, bridge=lambda: bridge.client)
         records = read_records(cfg.data, cfg.data.split)
         policy = build_policy(cfg.model, seed=cfg.run.seed)
         if args.sft:
-            sft = Learner(cfg, task, sft_stage(cfg).with_steps(args.sft), policy=policy,
-                          tokenizer=tok, records=records)
+            sft = Learner(cfg, task, sft_stage(cfg).with_steps(args.sft), policy=policy, tokenizer=tok, records=records)
             sft.train(progress=False)
             sft.close()
             policy = sft.policy
@@ -91,22 +102,28 @@ def main(argv=None) -> int:
         try:
             t0 = time.perf_counter()
             tr.train(args.warmup, progress=False)
-            print(f"[bench] warm-up ({args.warmup} steps: compile + bridge start) {time.perf_counter() - t0:.1f} s",
-                  flush=True)
+            print(
+                f"[bench] warm-up ({args.warmup} steps: compile + bridge start) {time.perf_counter() - t0:.1f} s",
+                flush=True,
+            )
             t0 = time.perf_counter()
             hist = [tr.train_step() for _ in range(args.steps)]
             wall = time.perf_counter() - t0
         finally:
             tr.close()
             bridge.close()
-    med = {k: statistics.median(m[k] for m in hist)
-           for k in ("time/rollout", "time/reward", "time/update", "time/step", "tokens_per_s", "response_length")}
-    print(f"\n| phase | median s/step | share |\n| --- | --- | --- |")
+    med = {
+        k: statistics.median(m[k] for m in hist)
+        for k in ("time/rollout", "time/reward", "time/update", "time/step", "tokens_per_s", "response_length")
+    }
+    print("\n| phase | median s/step | share |\n| --- | --- | --- |")
     for k in ("time/rollout", "time/reward", "time/update"):
         print(f"| {k.split('/')[1]} | {med[k]:.3f} | {med[k] / med['time/step']:.0%} |")
     print(f"| step (incl. data) | {med['time/step']:.3f} | 100% |")
-    print(f"\nsteps/s {args.steps / wall:.3f} ({args.steps} steps in {wall:.1f} s); sampled tokens/s "
-          f"{med['tokens_per_s']:.0f} (median response {med['response_length']:.0f} tokens)")
+    print(
+        f"\nsteps/s {args.steps / wall:.3f} ({args.steps} steps in {wall:.1f} s); sampled tokens/s "
+        f"{med['tokens_per_s']:.0f} (median response {med['response_length']:.0f} tokens)"
+    )
     return 0
 
 
@@ -120,12 +137,16 @@ def _overlap(args, cfg, task, policy, tok, records, out) -> int:
 
     learners = {}
     for mode in ("off", "one_step"):
-        c = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, overlap=mode),
-                                run=dataclasses.replace(cfg.run, out_dir=os.path.join(out, mode)))
-        learners[mode] = Learner(c, task, grpo_stage(c, export=False), policy=nnx.clone(policy), tokenizer=tok,
-                                 records=records)
+        c = dataclasses.replace(
+            cfg,
+            grpo=dataclasses.replace(cfg.grpo, overlap=mode),
+            run=dataclasses.replace(cfg.run, out_dir=os.path.join(out, mode)),
+        )
+        learners[mode] = Learner(
+            c, task, grpo_stage(c, export=False), policy=nnx.clone(policy), tokenizer=tok, records=records
+        )
     steps = {mode: [] for mode in learners}
-    wall = {mode: 0.0 for mode in learners}
+    wall = dict.fromkeys(learners, 0.0)
     try:
         for mode, tr in learners.items():
             t0 = time.perf_counter()
@@ -138,28 +159,44 @@ def _overlap(args, cfg, task, policy, tok, records, out) -> int:
                 t0 = time.perf_counter()
                 steps[mode] += [tr.train_step() for _ in range(args.block - 1)]
                 wall[mode] += time.perf_counter() - t0
-            print(f"[bench] block {b + 1}/{args.steps}: median step off "
-                  f"{statistics.median(m['time/step'] for m in steps['off']):.3f} s, one_step "
-                  f"{statistics.median(m['time/step'] for m in steps['one_step']):.3f} s", flush=True)
+            print(
+                f"[bench] block {b + 1}/{args.steps}: median step off "
+                f"{statistics.median(m['time/step'] for m in steps['off']):.3f} s, one_step "
+                f"{statistics.median(m['time/step'] for m in steps['one_step']):.3f} s",
+                flush=True,
+            )
     finally:
         for tr in learners.values():
             tr.close()
-    keys = ("time/step", "time/rollout", "time/reward", "time/reward_wait", "time/reward_idle", "time/update",
-            "overlap/policy_lag")
+    keys = (
+        "time/step",
+        "time/rollout",
+        "time/reward",
+        "time/reward_wait",
+        "time/reward_idle",
+        "time/update",
+        "overlap/policy_lag",
+    )
     med = {mode: {k: statistics.median(m.get(k, float("nan")) for m in ms) for k in keys} for mode, ms in steps.items()}
     n = len(steps["off"])
     print(f"\n{n} timed steps each ({args.steps} blocks of {args.block - 1}); medians in seconds")
-    print("| grpo.overlap | step | sample | reward (scoring side) | learner waits for rewards | scorer idle | update "
-          "| policy lag | steps/s (wall) |\n|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| grpo.overlap | step | sample | reward (scoring side) | learner waits for rewards | scorer idle | update "
+        "| policy lag | steps/s (wall) |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for mode, m in med.items():
         wait = m["time/reward"] if mode == "off" else m["time/reward_wait"]
         idle = m["time/step"] - m["time/reward"] if mode == "off" else m["time/reward_idle"]
         lag = 0.0 if mode == "off" else m["overlap/policy_lag"]
-        print(f"| {mode} | {m['time/step']:.3f} | {m['time/rollout']:.3f} | {m['time/reward']:.3f} | {wait:.3f} | "
-              f"{idle:.3f} | {m['time/update']:.3f} | {lag:.0f} | {n / wall[mode]:.3f} |")
+        print(
+            f"| {mode} | {m['time/step']:.3f} | {m['time/rollout']:.3f} | {m['time/reward']:.3f} | {wait:.3f} | "
+            f"{idle:.3f} | {m['time/update']:.3f} | {lag:.0f} | {n / wall[mode]:.3f} |"
+        )
     ratio = med["one_step"]["time/step"] / med["off"]["time/step"]
-    print(f"\nmedian step one_step / off = {med['one_step']['time/step']:.3f} / {med['off']['time/step']:.3f} = "
-          f"{ratio:.3f} (wall: {wall['one_step'] / wall['off']:.3f})")
+    print(
+        f"\nmedian step one_step / off = {med['one_step']['time/step']:.3f} / {med['off']['time/step']:.3f} = "
+        f"{ratio:.3f} (wall: {wall['one_step'] / wall['off']:.3f})"
+    )
     return 0
 
 

@@ -58,24 +58,46 @@ def overrides(workdir: str, run: str, steps: int, sft_steps: int) -> list[str]:
     """``--set`` values of the shrunk CPU demo."""
     sets = {
         "model.overrides": '(("hidden_size", 64), ("num_layers", 1), ("tie_word_embeddings", True))',
-        "data.root": os.path.join(workdir, "world"), "data.synthetic_videos": "6", "data.synthetic_size": "(56, 84)",
-        "data.batch_size": "1", "data.min_frames": "4", "data.max_frames": "4", "data.s1_max_pixels": "3136",
-        "data.s1_min_pixels": "3136", "grpo.group_size": "4", "sft.steps": str(sft_steps), "sft.batch_size": "4",
-        "run.steps": str(steps), "run.checkpoint_every": "1", "run.eval_every": "0",
-        "run.out_dir": os.path.join(workdir, run), "bridge.timeout_s": "300",
+        "data.root": os.path.join(workdir, "world"),
+        "data.synthetic_videos": "6",
+        "data.synthetic_size": "(56, 84)",
+        "data.batch_size": "1",
+        "data.min_frames": "4",
+        "data.max_frames": "4",
+        "data.s1_max_pixels": "3136",
+        "data.s1_min_pixels": "3136",
+        "grpo.group_size": "4",
+        "sft.steps": str(sft_steps),
+        "sft.batch_size": "4",
+        "run.steps": str(steps),
+        "run.checkpoint_every": "1",
+        "run.eval_every": "0",
+        "run.out_dir": os.path.join(workdir, run),
+        "bridge.timeout_s": "300",
     }
     return [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
 
 
 def command(workdir: str, run: str, steps: int, sft_steps: int) -> list[str]:
-    return [sys.executable, "-m", "omnir1_jax.train", "--config", os.path.join(ROOT, "experiments", "synthetic_cpu.py"),
-            "--no-eval", *overrides(workdir, run, steps, sft_steps)]
+    return [
+        sys.executable,
+        "-m",
+        "omnir1_jax.train",
+        "--config",
+        os.path.join(ROOT, "experiments", "synthetic_cpu.py"),
+        "--no-eval",
+        *overrides(workdir, run, steps, sft_steps),
+    ]
 
 
 def environment(workdir: str, hold_file: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIR1_", "SAM2_BRIDGE_TEST_"))}
-    env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "jax_cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "jax_cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
     if hold_file:  # inert until the harness creates the file (sam2_bridge/server/worker.py)
         env.update(SAM2_BRIDGE_TEST_REPLY_DELAY_S="600", SAM2_BRIDGE_TEST_REPLY_HOLD_FILE=hold_file)
@@ -127,9 +149,14 @@ def compare_metrics(ref_path: str, path: str, steps: int) -> dict:
                 continue
             values += 1
             differ += int(by_step.get(r["step"], {}).get(k) != v)
-    return {"rows": len(rows), "lost": sorted(set(range(1, steps + 1)) - set(seen)),
-            "duplicated": sorted({s for s in seen if seen.count(s) > 1}), "in_order": seen == sorted(seen),
-            "values": values, "values_differ": differ}
+    return {
+        "rows": len(rows),
+        "lost": sorted(set(range(1, steps + 1)) - set(seen)),
+        "duplicated": sorted({s for s in seen if seen.count(s) > 1}),
+        "in_order": seen == sorted(seen),
+        "values": values,
+        "values_differ": differ,
+    }
 
 
 def check_checkpoints(out_dir: str) -> dict:
@@ -144,18 +171,30 @@ def report(events, states, metrics, ckpts, times, args) -> tuple[str, bool]:
     by_kind = {k: sum(e.kind == k for e in events) for k in KINDS}
     fired = [e for e in events if e.killed_at]
     worst = max((e for e in fired if e.recovery_s is not None), key=lambda e: e.recovery_s, default=None)
-    ok = (len(fired) == args.kills and not states["differ"] and not metrics["lost"] and not metrics["duplicated"]
-          and metrics["in_order"] and metrics["rows"] == args.steps and not metrics["values_differ"]
-          and not ckpts["half_written"] and all(e.recovery_s is not None for e in fired))
+    ok = (
+        len(fired) == args.kills
+        and not states["differ"]
+        and not metrics["lost"]
+        and not metrics["duplicated"]
+        and metrics["in_order"]
+        and metrics["rows"] == args.steps
+        and not metrics["values_differ"]
+        and not ckpts["half_written"]
+        and all(e.recovery_s is not None for e in fired)
+    )
     lines = [
         f"chaos soak: {args.steps} GRPO steps, {len(fired)} kills (seed {args.seed}), "
         f"{os.cpu_count()}-core {platform.machine()} CPU, {time.strftime('%Y-%m-%d')}",
         "kills by kind: " + ", ".join(f"{k} {n}" for k, n in by_kind.items()),
-        (f"longest recovery: {worst.recovery_s:.1f} s ({worst.kind} at step {worst.step}); mean "
-         f"{np.mean([e.recovery_s for e in fired]):.1f} s" if worst else "longest recovery: -"),
+        (
+            f"longest recovery: {worst.recovery_s:.1f} s ({worst.kind} at step {worst.step}); mean "
+            f"{np.mean([e.recovery_s for e in fired]):.1f} s"
+            if worst
+            else "longest recovery: -"
+        ),
         f"final parameters, optimiser, reference, key: {len(states['differ'])} of {states['arrays']} arrays differ "
-        f"from the fault-free run (max |diff| {states['max_abs_diff']:g})" +
-        ("; equal bit for bit" if not states["differ"] else ""),
+        f"from the fault-free run (max |diff| {states['max_abs_diff']:g})"
+        + ("; equal bit for bit" if not states["differ"] else ""),
         f"metrics.jsonl: {metrics['rows']} rows for {args.steps} steps, {len(metrics['lost'])} lost, "
         f"{len(metrics['duplicated'])} duplicated; {metrics['values_differ']} of {metrics['values']} values differ "
         "from the fault-free run (timings excluded)",
@@ -199,29 +238,54 @@ def main(argv=None) -> int:
                 os.remove(os.path.join(args.workdir, log))
     os.makedirs(args.workdir, exist_ok=True)
     print(f"[chaos] plan: {', '.join(f'{e.kind}@{e.step}' for e in events)}", flush=True)
-    times = {"faultfree": run_faultfree(args, command(args.workdir, "faultfree", args.steps, args.sft_steps),
-                                        environment(args.workdir, None))}
+    times = {
+        "faultfree": run_faultfree(
+            args, command(args.workdir, "faultfree", args.steps, args.sft_steps), environment(args.workdir, None)
+        )
+    }
     print(f"[chaos] fault-free run done in {times['faultfree']:.0f} s", flush=True)
     hold = os.path.join(args.workdir, "hold")
-    harness = Harness(command(args.workdir, "chaos", args.steps, args.sft_steps), environment(args.workdir, hold),
-                      ROOT, os.path.join(args.workdir, "chaos"), hold, events,
-                      os.path.join(args.workdir, "chaos.log"))
+    harness = Harness(
+        command(args.workdir, "chaos", args.steps, args.sft_steps),
+        environment(args.workdir, hold),
+        ROOT,
+        os.path.join(args.workdir, "chaos"),
+        hold,
+        events,
+        os.path.join(args.workdir, "chaos.log"),
+    )
     t0 = time.monotonic()
     harness.run()
     times.update(chaos=time.monotonic() - t0, starts=harness.starts)
     for e in events:
         print(f"[chaos] step {e.step:4d} {e.kind:23s} recovered in {e.recovery_s or float('nan'):6.1f} s  {e.note}")
-    states = compare_states(final_state(os.path.join(args.workdir, "faultfree"), args.steps),
-                            final_state(os.path.join(args.workdir, "chaos"), args.steps))
-    metrics = compare_metrics(os.path.join(args.workdir, "faultfree", "metrics.jsonl"),
-                              os.path.join(args.workdir, "chaos", "metrics.jsonl"), args.steps)
+    states = compare_states(
+        final_state(os.path.join(args.workdir, "faultfree"), args.steps),
+        final_state(os.path.join(args.workdir, "chaos"), args.steps),
+    )
+    metrics = compare_metrics(
+        os.path.join(args.workdir, "faultfree", "metrics.jsonl"),
+        os.path.join(args.workdir, "chaos", "metrics.jsonl"),
+        args.steps,
+    )
     ckpts = check_checkpoints(os.path.join(args.workdir, "chaos"))
     text, ok = report(events, states, metrics, ckpts, times, args)
     print(text, flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"ok": ok, "report": text, "states": states, "metrics": metrics, "checkpoints": ckpts,
-                       "times": times, "events": [vars(e) for e in events]}, f, indent=1)
+            json.dump(
+                {
+                    "ok": ok,
+                    "report": text,
+                    "states": states,
+                    "metrics": metrics,
+                    "checkpoints": ckpts,
+                    "times": times,
+                    "events": [vars(e) for e in events],
+                },
+                f,
+                indent=1,
+            )
     return 0 if ok else 1
 
 

@@ -23,6 +23,7 @@ worker that reported ready); this is Linux-only, like the trainer's bridge super
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
@@ -104,8 +105,9 @@ class Trainer:
 
     def __init__(self, cmd: list[str], env: dict, cwd: str, log_path: str):
         self.log = open(log_path, "a", buffering=1)
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
         self.lines: queue.Queue = queue.Queue()
         self.tail: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -123,18 +125,25 @@ class Trainer:
 
     def kill_all(self) -> None:
         """SIGKILL the trainer's whole process group (cleanup when the harness itself stops)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait()
 
 
 class Harness:
     """Runs ``cmd`` to completion under the faults of ``plan`` (events sorted by step)."""
 
-    def __init__(self, cmd: list[str], env: dict, cwd: str, out_dir: str, hold_file: str, plan: list[Event],
-                 log_path: str, hold_timeout_s: float = 120.0):
+    def __init__(
+        self,
+        cmd: list[str],
+        env: dict,
+        cwd: str,
+        out_dir: str,
+        hold_file: str,
+        plan: list[Event],
+        log_path: str,
+        hold_timeout_s: float = 120.0,
+    ):
         self.cmd, self.env, self.cwd, self.out_dir = cmd, env, cwd, out_dir
         self.hold_file, self.plan, self.log_path = hold_file, list(plan), log_path
         self.hold_timeout_s = hold_timeout_s
@@ -178,8 +187,9 @@ class Harness:
 
     # ------------------------------------------------------------------------------------------ kills
     def _kill_trainer(self, t: Trainer, e: Event) -> Trainer:
-        family = [p for p in [t.broker()] if p] + [w for b in [t.broker()] if b for w in
-                                                   children(b, "sam2_bridge.server.worker")]
+        family = [p for p in [t.broker()] if p] + [
+            w for b in [t.broker()] if b for w in children(b, "sam2_bridge.server.worker")
+        ]
         e.killed_at = time.monotonic()
         kill(t.proc.pid)
         t.proc.wait()
@@ -256,20 +266,28 @@ class Harness:
                     rc = t.proc.wait()
                     if rc == 0 and not self.pending:
                         return self.plan
-                    raise ChaosError(f"the trainer exited with {rc} ({len(self.pending)} kill(s) still planned); "
-                                     f"its last lines:\n{''.join(t.tail)}")
+                    raise ChaosError(
+                        f"the trainer exited with {rc} ({len(self.pending)} kill(s) still planned); "
+                        f"its last lines:\n{''.join(t.tail)}"
+                    )
                 m = PROGRESS.match(line)
                 if m:
                     step = int(m.group(1))
                     self._progress(step)
-                    if self.pending and self.pending[0].kind != "learner_mid_checkpoint" and \
-                            step >= self.pending[0].step:
+                    if (
+                        self.pending
+                        and self.pending[0].kind != "learner_mid_checkpoint"
+                        and step >= self.pending[0].step
+                    ):
                         t = self._fire(t, self.pending.pop(0))
                 elif CKPT_HOLD in line and self.pending and self.pending[0].kind == "learner_mid_checkpoint":
                     e = self.pending.pop(0)
                     e.done_before = self.done
-                    partial = [n for n in os.listdir(os.path.join(self.out_dir, "checkpoints"))
-                               if n.startswith(f"{e.step}.orbax-checkpoint-tmp")]
+                    partial = [
+                        n
+                        for n in os.listdir(os.path.join(self.out_dir, "checkpoints"))
+                        if n.startswith(f"{e.step}.orbax-checkpoint-tmp")
+                    ]
                     e.note = f"uncommitted {partial[0]}" if partial else "no partial directory seen"
                     t = self._kill_trainer(t, e)
         finally:

@@ -27,9 +27,12 @@ def peak_rss_mb() -> float:
 
 
 def progress(stack: str, seed: int, row: dict) -> None:
-    print(f"[{stack} seed {seed}] step {row['step']:3d} reward {row['reward']:.3f} acc {row['accuracy']:.3f} "
-          f"fmt {row['format']:.3f} step {row['t_step']:.3f}s sample {row['t_sample']:.3f}s", file=sys.stderr,
-          flush=True)
+    print(
+        f"[{stack} seed {seed}] step {row['step']:3d} reward {row['reward']:.3f} acc {row['accuracy']:.3f} "
+        f"fmt {row['format']:.3f} step {row['t_step']:.3f}s sample {row['t_sample']:.3f}s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def write_json(path: str, payload: dict) -> None:

@@ -61,8 +61,18 @@ def run_one(stack: str, python: str, model: str, seed: int, steps: int, out_dir:
     """Run one stack for one seed in a subprocess; its JSON, or ``{"error": ...}`` with the stderr tail."""
     out = os.path.join(out_dir, f"{stack}_{seed}.json")
     log = os.path.join(out_dir, f"{stack}_{seed}.log")
-    cmd = [python, os.path.join(HERE, SCRIPTS[stack]), "--model", model, "--seed", str(seed), "--steps", str(steps),
-           "--out", out]
+    cmd = [
+        python,
+        os.path.join(HERE, SCRIPTS[stack]),
+        "--model",
+        model,
+        "--seed",
+        str(seed),
+        "--steps",
+        str(steps),
+        "--out",
+        out,
+    ]
     env = dict(os.environ, PYTHONPATH=ROOT, TOKENIZERS_PARALLELISM="false")
     t0 = time.perf_counter()
     with open(log, "w") as f:
@@ -126,12 +136,14 @@ def main(argv=None) -> int:
         python = args.ours_python if stack == "ours" else args.peers_python
         if not args.aggregate_only and not os.access(python, os.X_OK):
             flag = "--ours-python" if stack == "ours" else "--peers-python"
-            ap.error(f"{flag}: {python} is not an executable interpreter (ours needs the project's .venv: "
-                     "bash scripts/install.sh; the peers .venv-peers: bash scripts/install_peers.sh)")
+            ap.error(
+                f"{flag}: {python} is not an executable interpreter (ours needs the project's .venv: "
+                "bash scripts/install.sh; the peers .venv-peers: bash scripts/install_peers.sh)"
+            )
     os.makedirs(args.out, exist_ok=True)
     model = os.path.join(args.out, "model")
     failures: dict[str, str] = {}
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     if not args.aggregate_only:
         if not os.path.isfile(os.path.join(model, "config.json")):
             peer_task.write_model(model)
@@ -144,8 +156,13 @@ def main(argv=None) -> int:
                     failures.setdefault(stack, res["error"])
     runs = load(args.out, stacks, seeds)
     summary = peer_stats.summarise(runs, reference="ours")
-    summary.update(machine=machine(), date=started.strftime("%Y-%m-%d %H:%M UTC"), seeds=seeds,
-                   settings=peer_task.SETTINGS, failures=failures)
+    summary.update(
+        machine=machine(),
+        date=started.strftime("%Y-%m-%d %H:%M UTC"),
+        seeds=seeds,
+        settings=peer_task.SETTINGS,
+        failures=failures,
+    )
     peer_stats.plot(runs, os.path.join(args.out, "peer_grpo.png"))
     table = peer_stats.table(summary)
     with open(os.path.join(args.out, "summary.json"), "w") as f:

@@ -15,7 +15,8 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,12 @@ class _Schedule:
         prompts = self.batches[self.pos]
         self.pos += 1
         enc = self.tokenizer(prompts, return_tensors="np", padding=True)
-        return {"prompts": prompts, "colours": [peer_task.colour_of(p) for p in prompts],
-                "input_ids": enc["input_ids"].astype(np.int32), "attention_mask": enc["attention_mask"].astype(np.int32)}
+        return {
+            "prompts": prompts,
+            "colours": [peer_task.colour_of(p) for p in prompts],
+            "input_ids": enc["input_ids"].astype(np.int32),
+            "attention_mask": enc["attention_mask"].astype(np.int32),
+        }
 
     def get_state(self) -> bytes:
         return json.dumps({"pos": self.pos}).encode()
@@ -93,11 +98,20 @@ def config(seed: int, out_dir: str):
     return ExperimentConfig(
         name="peer_grpo",
         data=DataSpec(batch_size=s["prompts_per_step"]),
-        grpo=GRPOSpec(group_size=s["group_size"], beta=s["beta"], epsilon_low=s["epsilon"], epsilon_high=s["epsilon"],
-                      kl="k3", agg=s["loss_agg"], temperature=s["temperature"], max_new_tokens=s["max_new_tokens"],
-                      adv_eps=1e-4),
+        grpo=GRPOSpec(
+            group_size=s["group_size"],
+            beta=s["beta"],
+            epsilon_low=s["epsilon"],
+            epsilon_high=s["epsilon"],
+            kl="k3",
+            agg=s["loss_agg"],
+            temperature=s["temperature"],
+            max_new_tokens=s["max_new_tokens"],
+            adv_eps=1e-4,
+        ),
         optim=OptimSpec(lr=s["lr"], weight_decay=0.0, warmup_steps=s["warmup_steps"], grad_clip=s["grad_clip"]),
-        run=RunSpec(steps=s["steps"], seed=seed, out_dir=out_dir, checkpoint_every=0, resume=False))
+        run=RunSpec(steps=s["steps"], seed=seed, out_dir=out_dir, checkpoint_every=0, resume=False),
+    )
 
 
 def run(model_dir: str, seed: int, steps: int) -> dict:
@@ -113,20 +127,41 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
     rows = []
     with tempfile.TemporaryDirectory() as out:
         cfg = config(seed, out)
-        learner = Learner(cfg, task, grpo_stage(cfg, export=False), policy=policy, tokenizer=tokenizer,
-                          records=list(peer_task.COLOURS))
+        learner = Learner(
+            cfg,
+            task,
+            grpo_stage(cfg, export=False),
+            policy=policy,
+            tokenizer=tokenizer,
+            records=list(peer_task.COLOURS),
+        )
         for step in range(steps):
             t0 = time.perf_counter()
             m = learner.train_step()
             t_step = time.perf_counter() - t0
-            rows.append(dict(task.log[-1], step=step + 1, t_step=t_step, t_sample=m["time/rollout"],
-                             t_reward=m["time/reward"], tokens=m["response_length"] * peer_task.SETTINGS["group_size"]
-                             * peer_task.SETTINGS["prompts_per_step"], kl=m.get("kl_mean", float("nan"))))
+            rows.append(
+                dict(
+                    task.log[-1],
+                    step=step + 1,
+                    t_step=t_step,
+                    t_sample=m["time/rollout"],
+                    t_reward=m["time/reward"],
+                    tokens=m["response_length"]
+                    * peer_task.SETTINGS["group_size"]
+                    * peer_task.SETTINGS["prompts_per_step"],
+                    kl=m.get("kl_mean", float("nan")),
+                )
+            )
             peer_common.progress("ours", seed, rows[-1])
         learner.writer.close() if learner.writer is not None else None
         learner.writer = None
-    return {"stack": "ours", "seed": seed, "steps": rows, "peak_rss_mb": peer_common.peak_rss_mb(),
-            "versions": {"jax": jax.__version__, "omnir1_jax": "worktree"}}
+    return {
+        "stack": "ours",
+        "seed": seed,
+        "steps": rows,
+        "peak_rss_mb": peer_common.peak_rss_mb(),
+        "versions": {"jax": jax.__version__, "omnir1_jax": "worktree"},
+    }
 
 
 def main(argv=None) -> int:

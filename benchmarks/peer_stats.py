@@ -34,8 +34,9 @@ def _ci(values, statistic=np.mean) -> tuple[float, float]:
     if x.size < 2 or np.ptp(x) == 0:
         v = float(statistic(x)) if x.size else float("nan")
         return (v, v) if x.size >= 2 else (float("nan"), float("nan"))
-    res = bootstrap((x,), statistic, confidence_level=0.95, n_resamples=10_000, method="percentile",
-                    random_state=0, vectorized=True)
+    res = bootstrap(
+        (x,), statistic, confidence_level=0.95, n_resamples=10_000, method="percentile", random_state=0, vectorized=True
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -54,8 +55,16 @@ def probability_of_improvement(a, b) -> dict[str, float]:
     p = float(_poi(a, b))
     if a.size < 2 or b.size < 2:
         return {"p": p, "low": float("nan"), "high": float("nan")}
-    res = bootstrap((a, b), _poi, paired=False, confidence_level=0.95, n_resamples=10_000, method="percentile",
-                    random_state=0, vectorized=True)
+    res = bootstrap(
+        (a, b),
+        _poi,
+        paired=False,
+        confidence_level=0.95,
+        n_resamples=10_000,
+        method="percentile",
+        random_state=0,
+        vectorized=True,
+    )
     return {"p": p, "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
 
 
@@ -76,11 +85,14 @@ def timing(stack_runs) -> dict[str, float]:
     step = np.asarray([x["t_step"] for x in rows])
     update = np.asarray([x["t_step"] - x["t_sample"] - x["t_reward"] for x in rows])
     tok_s = np.asarray([x["tokens"] / x["t_sample"] for x in rows if x["t_sample"] > 0])
-    return {"step_s": float(np.median(step)), "update_s": float(np.median(update)),
-            "sample_s": float(np.median([x["t_sample"] for x in rows])),
-            "tokens_per_s": float(np.median(tok_s)) if tok_s.size else float("nan"),
-            "peak_rss_mb": float(max(r["peak_rss_mb"] for r in stack_runs)),
-            "wall_s": float(np.sum([r.get("wall_s", 0.0) for r in stack_runs]))}
+    return {
+        "step_s": float(np.median(step)),
+        "update_s": float(np.median(update)),
+        "sample_s": float(np.median([x["t_sample"] for x in rows])),
+        "tokens_per_s": float(np.median(tok_s)) if tok_s.size else float("nan"),
+        "peak_rss_mb": float(max(r["peak_rss_mb"] for r in stack_runs)),
+        "wall_s": float(np.sum([r.get("wall_s", 0.0) for r in stack_runs])),
+    }
 
 
 def summarise(runs: dict[str, list[dict]], reference: str = "ours") -> dict:
@@ -95,11 +107,19 @@ def summarise(runs: dict[str, list[dict]], reference: str = "ours") -> dict:
         lo, hi = _ci(final)
         win = windows(c)
         bands = [_ci(win[:, j]) for j in range(win.shape[1])]
-        out["stacks"][stack] = dict(timing(rs), seeds=[r["seed"] for r in rs], final_mean=float(final.mean()),
-                                    final_low=lo, final_high=hi, final_per_seed=final.tolist(),
-                                    first_mean=float(c[:, :FINAL_STEPS].mean()),
-                                    window_mean=win.mean(0).tolist(), window_low=[b[0] for b in bands],
-                                    window_high=[b[1] for b in bands], versions=rs[0].get("versions", {}))
+        out["stacks"][stack] = dict(
+            timing(rs),
+            seeds=[r["seed"] for r in rs],
+            final_mean=float(final.mean()),
+            final_low=lo,
+            final_high=hi,
+            final_per_seed=final.tolist(),
+            first_mean=float(c[:, :FINAL_STEPS].mean()),
+            window_mean=win.mean(0).tolist(),
+            window_low=[b[0] for b in bands],
+            window_high=[b[1] for b in bands],
+            versions=rs[0].get("versions", {}),
+        )
     names = list(finals)
     for a in names:
         for b in names:
@@ -111,33 +131,45 @@ def summarise(runs: dict[str, list[dict]], reference: str = "ours") -> dict:
             if stack == reference:
                 continue
             inside = [lo <= m <= hi for m, lo, hi in zip(ref["window_mean"], st["window_low"], st["window_high"])]
-            overlap = [not (a_hi < b_lo or b_hi < a_lo) for a_lo, a_hi, b_lo, b_hi in
-                       zip(ref["window_low"], ref["window_high"], st["window_low"], st["window_high"])]
-            out["learning"][stack] = {"windows_inside": int(sum(inside)), "windows": len(inside),
-                                      "bands_overlap": int(sum(overlap)),
-                                      "outside_steps": [f"{j * WINDOW + 1}-{(j + 1) * WINDOW}"
-                                                        for j, ok in enumerate(inside) if not ok]}
-            out["speed"][stack] = {"step_ratio": ref["step_s"] / st["step_s"],
-                                   "update_ratio": ref["update_s"] / st["update_s"],
-                                   "tokens_ratio": st["tokens_per_s"] / ref["tokens_per_s"],
-                                   "rss_ratio": ref["peak_rss_mb"] / st["peak_rss_mb"]}
+            overlap = [
+                not (a_hi < b_lo or b_hi < a_lo)
+                for a_lo, a_hi, b_lo, b_hi in zip(
+                    ref["window_low"], ref["window_high"], st["window_low"], st["window_high"]
+                )
+            ]
+            out["learning"][stack] = {
+                "windows_inside": int(sum(inside)),
+                "windows": len(inside),
+                "bands_overlap": int(sum(overlap)),
+                "outside_steps": [f"{j * WINDOW + 1}-{(j + 1) * WINDOW}" for j, ok in enumerate(inside) if not ok],
+            }
+            out["speed"][stack] = {
+                "step_ratio": ref["step_s"] / st["step_s"],
+                "update_ratio": ref["update_s"] / st["update_s"],
+                "tokens_ratio": st["tokens_per_s"] / ref["tokens_per_s"],
+                "rss_ratio": ref["peak_rss_mb"] / st["peak_rss_mb"],
+            }
     return out
 
 
 def table(summary: dict) -> str:
     st, sp = summary["stacks"], summary["speed"]
-    lines = ["| stack | seeds | reward, first 10 steps | final reward (last 10 steps) [95 % CI] | median step s "
-             "(ours / stack) | median update s (ours / stack) | sampling tok/s (stack / ours) | peak RSS MiB "
-             "(ours / stack) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stack | seeds | reward, first 10 steps | final reward (last 10 steps) [95 % CI] | median step s "
+        "(ours / stack) | median update s (ours / stack) | sampling tok/s (stack / ours) | peak RSS MiB "
+        "(ours / stack) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in st.items():
         r = sp.get(name)
-        ratio = (lambda k: f" ({r[k]:.2f})" if r else "")  # noqa: E731
-        lines.append(f"| {name} | {len(s['seeds'])} | {s['first_mean']:.3f} | {s['final_mean']:.3f} "
-                     f"[{s['final_low']:.3f}, {s['final_high']:.3f}] | {s['step_s']:.3f}{ratio('step_ratio')} | "
-                     f"{s['update_s']:.3f}{ratio('update_ratio')} | {s['tokens_per_s']:.0f}{ratio('tokens_ratio')} | "
-                     f"{s['peak_rss_mb']:.0f}{ratio('rss_ratio')} |")
-    lines += ["", "| P(row ends above column) [95 % CI] | " + " | ".join(st) + " |",
-              "|---|" + "---|" * len(st)]
+        ratio = lambda k: f" ({r[k]:.2f})" if r else ""
+        lines.append(
+            f"| {name} | {len(s['seeds'])} | {s['first_mean']:.3f} | {s['final_mean']:.3f} "
+            f"[{s['final_low']:.3f}, {s['final_high']:.3f}] | {s['step_s']:.3f}{ratio('step_ratio')} | "
+            f"{s['update_s']:.3f}{ratio('update_ratio')} | {s['tokens_per_s']:.0f}{ratio('tokens_ratio')} | "
+            f"{s['peak_rss_mb']:.0f}{ratio('rss_ratio')} |"
+        )
+    lines += ["", "| P(row ends above column) [95 % CI] | " + " | ".join(st) + " |", "|---|" + "---|" * len(st)]
     for a in st:
         cells = []
         for b in st:
@@ -148,9 +180,11 @@ def table(summary: dict) -> str:
         lines.append("")
         for name, g in summary["learning"].items():
             out = ", ".join(g["outside_steps"]) or "none"
-            lines.append(f"- learning: our {WINDOW}-step mean reward inside {name}'s 95 % band in "
-                         f"{g['windows_inside']} of {g['windows']} windows (outside: steps {out}); the two bands "
-                         f"overlap in {g['bands_overlap']} of {g['windows']}")
+            lines.append(
+                f"- learning: our {WINDOW}-step mean reward inside {name}'s 95 % band in "
+                f"{g['windows_inside']} of {g['windows']} windows (outside: steps {out}); the two bands "
+                f"overlap in {g['bands_overlap']} of {g['windows']}"
+            )
         for name, r in sp.items():
             goal = {"trl": 0.5, "tunix": 0.8}.get(name)
             verdict = "" if goal is None else (f"; goal <= {goal}: {'met' if r['step_ratio'] <= goal else 'NOT met'}")

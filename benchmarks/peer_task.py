@@ -26,7 +26,7 @@ import json
 import os
 import random
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "orange", "black", "white")
 TEMPLATE = "colour: {} ->"
@@ -35,23 +35,29 @@ EOS = "<|endoftext|>"  # the one special token: end of a completion and the pad 
 
 # The settings every stack runs with (what could not be made equal is listed in BENCHMARKS.md "Peers").
 SETTINGS: dict = {
-    "group_size": 8,            # completions per prompt
-    "prompts_per_step": 4,      # 32 completions per step, one optimiser update per step (mu = 1)
+    "group_size": 8,  # completions per prompt
+    "prompts_per_step": 4,  # 32 completions per step, one optimiser update per step (mu = 1)
     "max_new_tokens": 16,
-    "temperature": 1.0,         # no top-k / top-p
-    "lr": 1e-2,                 # AdamW, betas (0.9, 0.999), eps 1e-8, no weight decay
-    "warmup_steps": 3,          # linear 0 -> lr, then constant
-    "grad_clip": 1.0,           # global norm
-    "beta": 0.04,               # KL coefficient, estimator k3 = exp(ref - logp) - (ref - logp) - 1
-    "epsilon": 0.2,             # clip range [1 - eps, 1 + eps]
+    "temperature": 1.0,  # no top-k / top-p
+    "lr": 1e-2,  # AdamW, betas (0.9, 0.999), eps 1e-8, no weight decay
+    "warmup_steps": 3,  # linear 0 -> lr, then constant
+    "grad_clip": 1.0,  # global norm
+    "beta": 0.04,  # KL coefficient, estimator k3 = exp(ref - logp) - (ref - logp) - 1
+    "epsilon": 0.2,  # clip range [1 - eps, 1 + eps]
     "loss_agg": "seq_mean_token_mean",  # mean over rows of each row's token mean
     "steps": 60,
 }
 
 # The tiny policy (transformers Qwen2Config fields).
 MODEL: dict = {
-    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "max_position_embeddings": 128, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "rope_theta": 10000.0,
+    "rms_norm_eps": 1e-6,
     "tie_word_embeddings": True,
 }
 VOCAB_SIZE = 320  # 256 byte symbols + 1 special + 63 merges
@@ -117,8 +123,12 @@ def write_model(path: str) -> str:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=[EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=[EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(_corpus(), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, padding_side="left")
     lengths = {len(fast(prompt_of(c))["input_ids"]) for c in COLOURS}
@@ -126,16 +136,30 @@ def write_model(path: str) -> str:
     if len(lengths) != 1 or singles:
         raise RuntimeError(f"tokenizer: prompt lengths {sorted(lengths)} (want one), multi-token colours {singles}")
     vocab = len(fast)
-    cfg = Qwen2Config(vocab_size=vocab, bos_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id,
-                      pad_token_id=fast.pad_token_id, **MODEL)
+    cfg = Qwen2Config(
+        vocab_size=vocab,
+        bos_token_id=fast.eos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        **MODEL,
+    )
     torch.manual_seed(MODEL_SEED)
     model = Qwen2ForCausalLM(cfg).to(torch.float32)
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     fast.save_pretrained(path)
     with open(os.path.join(path, "peer_task.json"), "w") as f:
-        json.dump({"settings": SETTINGS, "model": MODEL, "vocab_size": vocab, "colours": COLOURS,
-                   "prompt_tokens": lengths.pop()}, f, indent=1)
+        json.dump(
+            {
+                "settings": SETTINGS,
+                "model": MODEL,
+                "vocab_size": vocab,
+                "colours": COLOURS,
+                "prompt_tokens": lengths.pop(),
+            },
+            f,
+            indent=1,
+        )
     return path
 
 

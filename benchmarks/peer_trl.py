@@ -47,19 +47,51 @@ def run(model_dir: str, seed: int, steps: int, threads: int) -> dict:
 
     with tempfile.TemporaryDirectory() as out_dir:
         args = GRPOConfig(
-            output_dir=out_dir, per_device_train_batch_size=n * b, gradient_accumulation_steps=1,
-            num_generations=n, max_completion_length=s["max_new_tokens"], temperature=s["temperature"], top_p=1.0,
-            top_k=0, learning_rate=s["lr"], lr_scheduler_type="constant_with_warmup", warmup_steps=s["warmup_steps"],
-            max_grad_norm=s["grad_clip"], weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
-            beta=s["beta"], epsilon=s["epsilon"], loss_type="grpo", scale_rewards="group", num_iterations=1,
-            max_steps=steps, seed=seed, logging_steps=1, report_to=[], save_strategy="no", shuffle_dataset=False,
-            use_cpu=True, bf16=False, fp16=False, disable_dropout=True, dataloader_num_workers=0,
-            log_completions=False, model_init_kwargs={"dtype": torch.float32},
+            output_dir=out_dir,
+            per_device_train_batch_size=n * b,
+            gradient_accumulation_steps=1,
+            num_generations=n,
+            max_completion_length=s["max_new_tokens"],
+            temperature=s["temperature"],
+            top_p=1.0,
+            top_k=0,
+            learning_rate=s["lr"],
+            lr_scheduler_type="constant_with_warmup",
+            warmup_steps=s["warmup_steps"],
+            max_grad_norm=s["grad_clip"],
+            weight_decay=0.0,
+            adam_beta1=0.9,
+            adam_beta2=0.999,
+            adam_epsilon=1e-8,
+            beta=s["beta"],
+            epsilon=s["epsilon"],
+            loss_type="grpo",
+            scale_rewards="group",
+            num_iterations=1,
+            max_steps=steps,
+            seed=seed,
+            logging_steps=1,
+            report_to=[],
+            save_strategy="no",
+            shuffle_dataset=False,
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            disable_dropout=True,
+            dataloader_num_workers=0,
+            log_completions=False,
+            model_init_kwargs={"dtype": torch.float32},
             # TRL >= 1.x multiplies the KL term by the importance ratio by default (its gradient gains beta * k3 *
             # grad log p); ours and tunix use the plain k3 term, so it is switched off here (BENCHMARKS.md "Peers")
-            use_bias_correction_kl=False)
-        trainer = GRPOTrainer(model=model_dir, reward_funcs=[colour_reward], args=args,
-                              train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tokenizer)
+            use_bias_correction_kl=False,
+        )
+        trainer = GRPOTrainer(
+            model=model_dir,
+            reward_funcs=[colour_reward],
+            args=args,
+            train_dataset=Dataset.from_dict({"prompt": prompts}),
+            processing_class=tokenizer,
+        )
         generate = trainer._generate_single_turn
 
         def timed_generate(*a, **k):
@@ -78,10 +110,19 @@ def run(model_dir: str, seed: int, steps: int, threads: int) -> dict:
 
             def on_step_end(self, args, state, control, **kw):
                 t_step = time.perf_counter() - cur.pop("t0")
-                rows.append({"step": len(rows) + 1, "reward": cur["reward"], "accuracy": cur["accuracy"],
-                             "format": cur["format"], "t_step": t_step, "t_sample": cur.get("t_sample", 0.0),
-                             "t_reward": cur.get("t_reward", 0.0), "tokens": cur.get("tokens", 0),
-                             "kl": float("nan")})
+                rows.append(
+                    {
+                        "step": len(rows) + 1,
+                        "reward": cur["reward"],
+                        "accuracy": cur["accuracy"],
+                        "format": cur["format"],
+                        "t_step": t_step,
+                        "t_sample": cur.get("t_sample", 0.0),
+                        "t_reward": cur.get("t_reward", 0.0),
+                        "tokens": cur.get("tokens", 0),
+                        "kl": float("nan"),
+                    }
+                )
                 peer_common.progress("trl", seed, rows[-1])
 
             def on_log(self, args, state, control, logs=None, **kw):
@@ -90,9 +131,18 @@ def run(model_dir: str, seed: int, steps: int, threads: int) -> dict:
 
         trainer.add_callback(Timer())
         trainer.train()
-    return {"stack": "trl", "seed": seed, "steps": rows, "peak_rss_mb": peer_common.peak_rss_mb(),
-            "versions": {"trl": trl.__version__, "torch": torch.__version__,
-                         "transformers": transformers.__version__, "torch_threads": threads}}
+    return {
+        "stack": "trl",
+        "seed": seed,
+        "steps": rows,
+        "peak_rss_mb": peer_common.peak_rss_mb(),
+        "versions": {
+            "trl": trl.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "torch_threads": threads,
+        },
+    }
 
 
 def main(argv=None) -> int:

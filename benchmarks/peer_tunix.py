@@ -46,10 +46,17 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
         hf = json.load(f)
     heads = hf["num_attention_heads"]
     model_cfg = qwen2_model.ModelConfig(
-        num_layers=hf["num_hidden_layers"], vocab_size=hf["vocab_size"], embed_dim=hf["hidden_size"],
-        hidden_dim=hf["intermediate_size"], num_heads=heads, head_dim=hf["hidden_size"] // heads,
-        num_kv_heads=hf["num_key_value_heads"], rope_theta=int(hf["rope_parameters"]["rope_theta"]),
-        norm_eps=hf["rms_norm_eps"], use_tied_embedding=hf["tie_word_embeddings"])
+        num_layers=hf["num_hidden_layers"],
+        vocab_size=hf["vocab_size"],
+        embed_dim=hf["hidden_size"],
+        hidden_dim=hf["intermediate_size"],
+        num_heads=heads,
+        head_dim=hf["hidden_size"] // heads,
+        num_kv_heads=hf["num_key_value_heads"],
+        rope_theta=int(hf["rope_parameters"]["rope_theta"]),
+        norm_eps=hf["rms_norm_eps"],
+        use_tied_embedding=hf["tie_word_embeddings"],
+    )
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("fsdp", "tp"))  # Auto axes
     actor = qwen2_params.create_model_from_safe_tensors(model_dir, model_cfg, mesh)
     reference = qwen2_params.create_model_from_safe_tensors(model_dir, model_cfg, mesh)
@@ -57,24 +64,42 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
     prompt_len = len(tokenizer(peer_task.prompt_of(peer_task.COLOURS[0]))["input_ids"])
 
     schedule = optax.linear_schedule(0.0, s["lr"], s["warmup_steps"])
-    optimizer = optax.chain(optax.clip_by_global_norm(s["grad_clip"]),
-                            optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0))
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(s["grad_clip"]), optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
+    )
     cur: dict = {}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as log_dir:
         training = rc.RLTrainingConfig(
-            actor_optimizer=optimizer, eval_every_n_steps=10**9, max_steps=steps, mini_batch_size=b,
-            train_micro_batch_size=b, metrics_logging_options=metrics_logger.MetricsLoggerOptions(
-                log_dir=log_dir, flush_every_n_steps=10**9), checkpoint_root_directory=None)
+            actor_optimizer=optimizer,
+            eval_every_n_steps=10**9,
+            max_steps=steps,
+            mini_batch_size=b,
+            train_micro_batch_size=b,
+            metrics_logging_options=metrics_logger.MetricsLoggerOptions(log_dir=log_dir, flush_every_n_steps=10**9),
+            checkpoint_root_directory=None,
+        )
         rollout = base_rollout.RolloutConfig(
-            max_tokens_to_generate=s["max_new_tokens"], max_prompt_length=prompt_len,
-            kv_cache_size=prompt_len + s["max_new_tokens"] + 8, temperature=s["temperature"], top_p=1.0, top_k=None,
-            seed=jax.random.PRNGKey(seed))
+            max_tokens_to_generate=s["max_new_tokens"],
+            max_prompt_length=prompt_len,
+            kv_cache_size=prompt_len + s["max_new_tokens"] + 8,
+            temperature=s["temperature"],
+            top_p=1.0,
+            top_k=None,
+            seed=jax.random.PRNGKey(seed),
+        )
         cluster = rc.RLCluster(
-            actor=actor, reference=reference, tokenizer=tokenizer,
+            actor=actor,
+            reference=reference,
+            tokenizer=tokenizer,
             cluster_config=rc.ClusterConfig(
                 role_to_mesh={rc.Role.ACTOR: mesh, rc.Role.REFERENCE: mesh, rc.Role.ROLLOUT: mesh},
-                rollout_engine="vanilla", offload_to_cpu=False, training_config=training, rollout_config=rollout))
+                rollout_engine="vanilla",
+                offload_to_cpu=False,
+                training_config=training,
+                rollout_config=rollout,
+            ),
+        )
 
         def colour_reward(prompts, completions, **kwargs):
             t0 = time.perf_counter()
@@ -84,8 +109,14 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
             cur["t_reward"] = cur.get("t_reward", 0.0) + time.perf_counter() - t0
             return out
 
-        algo = GRPOConfig(num_generations=n, num_iterations=1, beta=s["beta"], epsilon=s["epsilon"],
-                          kl_loss_mode="low_var_kl", loss_agg_mode="sequence-mean-token-mean")
+        algo = GRPOConfig(
+            num_generations=n,
+            num_iterations=1,
+            beta=s["beta"],
+            epsilon=s["epsilon"],
+            kl_loss_mode="low_var_kl",
+            loss_agg_mode="sequence-mean-token-mean",
+        )
         learner = GRPOLearner(rl_cluster=cluster, algo_config=algo, reward_fns=[colour_reward])
 
         engine = cluster.rollout
@@ -93,7 +124,8 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
 
         def timed_generate(prompts, rollout_config, **kw):  # a fresh sampling key per step (module docstring)
             rollout_config = dataclasses.replace(
-                rollout_config, seed=jax.random.fold_in(jax.random.PRNGKey(seed), len(rows)))
+                rollout_config, seed=jax.random.fold_in(jax.random.PRNGKey(seed), len(rows))
+            )
             t0 = time.perf_counter()
             out = generate(prompts, rollout_config, **kw)
             cur["t_sample"] = cur.get("t_sample", 0.0) + time.perf_counter() - t0
@@ -108,17 +140,31 @@ def run(model_dir: str, seed: int, steps: int) -> dict:
             t0 = time.perf_counter()
             step_fn(*a, **k)
             jax.block_until_ready(nnx.state(cluster.actor_trainer.model))  # the update is done when timed
-            rows.append({"step": len(rows) + 1, "reward": cur["reward"], "accuracy": cur["accuracy"],
-                         "format": cur["format"], "t_step": time.perf_counter() - t0,
-                         "t_sample": cur.get("t_sample", 0.0), "t_reward": cur.get("t_reward", 0.0),
-                         "tokens": cur.get("tokens", 0), "kl": float("nan")})
+            rows.append(
+                {
+                    "step": len(rows) + 1,
+                    "reward": cur["reward"],
+                    "accuracy": cur["accuracy"],
+                    "format": cur["format"],
+                    "t_step": time.perf_counter() - t0,
+                    "t_sample": cur.get("t_sample", 0.0),
+                    "t_reward": cur.get("t_reward", 0.0),
+                    "tokens": cur.get("tokens", 0),
+                    "kl": float("nan"),
+                }
+            )
             peer_common.progress("tunix", seed, rows[-1])
 
         learner._run_global_step = timed_step
         batches = peer_task.schedule(seed, steps, b)
         learner.train([{"prompts": np.asarray(p)} for p in batches])
-    return {"stack": "tunix", "seed": seed, "steps": rows, "peak_rss_mb": peer_common.peak_rss_mb(),
-            "versions": {"tunix": getattr(tunix, "__version__", "0.1.7"), "jax": jax.__version__}}
+    return {
+        "stack": "tunix",
+        "seed": seed,
+        "steps": rows,
+        "peak_rss_mb": peer_common.peak_rss_mb(),
+        "versions": {"tunix": getattr(tunix, "__version__", "0.1.7"), "jax": jax.__version__},
+    }
 
 
 def main(argv=None) -> int:

@@ -71,9 +71,14 @@ def free_port() -> int:
 
 def env_for(index: int, port: int, timeout_s: float | None = None, pythonpath: str = ROOT, devices: int = 2) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIR1_", "JAX_", "SLURM_", "OMPI_"))}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-               OMNIR1_COORDINATOR=f"127.0.0.1:{port}", OMNIR1_NUM_PROCESSES="2", OMNIR1_PROCESS_ID=str(index),
-               PYTHONPATH=pythonpath)
+    env.update(
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_PLATFORMS="cpu",
+        OMNIR1_COORDINATOR=f"127.0.0.1:{port}",
+        OMNIR1_NUM_PROCESSES="2",
+        OMNIR1_PROCESS_ID=str(index),
+        PYTHONPATH=pythonpath,
+    )
     if timeout_s is not None:
         env["OMNIR1_POD_TIMEOUT_S"] = str(timeout_s)
     return env
@@ -124,8 +129,15 @@ def one_try(victim: int, after_steps: int, timeout_s: float | None) -> dict:
             p.proc.wait()
     line = survivor.last_err()
     names = f"process {victim} of 2 is lost" in line
-    return {"victim": victim, "after_steps": after_steps, "survivor_exit": rc, "seconds": round(seconds, 2),
-            "line": line, "names_victim": names, "ok": rc == 4 and names and seconds <= LIMIT_S}
+    return {
+        "victim": victim,
+        "after_steps": after_steps,
+        "survivor_exit": rc,
+        "seconds": round(seconds, 2),
+        "line": line,
+        "names_victim": names,
+        "ok": rc == 4 and names and seconds <= LIMIT_S,
+    }
 
 
 def main(argv=None) -> int:
@@ -143,13 +155,19 @@ def main(argv=None) -> int:
     for i in range(args.tries):
         r = one_try(victim=1 - i % 2, after_steps=rng.randint(5, 60), timeout_s=args.timeout_s)
         tries.append(r)
-        print(f"[pod] try {i + 1}: killed process {r['victim']} after {r['after_steps']} steps; the survivor exited "
-              f"with {r['survivor_exit']} after {r['seconds']:.1f} s: {r['line']}", flush=True)
+        print(
+            f"[pod] try {i + 1}: killed process {r['victim']} after {r['after_steps']} steps; the survivor exited "
+            f"with {r['survivor_exit']} after {r['seconds']:.1f} s: {r['line']}",
+            flush=True,
+        )
     ok = all(t["ok"] for t in tries)
     times = [t["seconds"] for t in tries]
-    print(f"pod: {len(tries)} tries on a {os.cpu_count()}-core {platform.machine()} CPU ({time.strftime('%Y-%m-%d')}): "
-          f"lost process detected in {', '.join(f'{s:.1f}' for s in times)} s (max {max(times):.1f} s, limit "
-          f"{LIMIT_S:.0f} s): {'OK' if ok else 'FAILED'}", flush=True)
+    print(
+        f"pod: {len(tries)} tries on a {os.cpu_count()}-core {platform.machine()} CPU ({time.strftime('%Y-%m-%d')}): "
+        f"lost process detected in {', '.join(f'{s:.1f}' for s in times)} s (max {max(times):.1f} s, limit "
+        f"{LIMIT_S:.0f} s): {'OK' if ok else 'FAILED'}",
+        flush=True,
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ok": ok, "tries": tries}, f, indent=1)

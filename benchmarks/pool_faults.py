@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import signal
@@ -51,10 +52,30 @@ def start_bridge(address: str, token_file: str, log_path: str, **env_extra: str)
     env = dict(os.environ, **env_extra)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "sam2_bridge.serve", "--address", address, "--allow-remote",
-                                 "--token-file", token_file, "--workers", "1", "--device", "cpu",
-                                 "--segmenter", "synthetic", "--grounder", "synthetic"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sam2_bridge.serve",
+                "--address",
+                address,
+                "--allow-remote",
+                "--token-file",
+                token_file,
+                "--workers",
+                "1",
+                "--device",
+                "cpu",
+                "--segmenter",
+                "synthetic",
+                "--grounder",
+                "synthetic",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
 
 def write_token(path: str, token: str) -> str:
@@ -69,9 +90,9 @@ def request_for(i: int) -> tuple[dict, np.ndarray]:
     that only request ``i`` uses, on both frames of a 2-frame 16x16 clip."""
     y, x = divmod(i % 144, 12)
     clip = np.full((2, 16, 16, 3), BACKGROUND, np.uint8)
-    clip[:, y:y + 4, x:x + 4] = PALETTE["red"]
+    clip[:, y : y + 4, x : x + 4] = PALETTE["red"]
     expect = np.zeros((1, 2, 16, 16), bool)
-    expect[:, :, y:y + 4, x:x + 4] = True
+    expect[:, :, y : y + 4, x : x + 4] = True
     body = protocol.SegmentRequest(clip, 1, [0], [0], [[x, y, x + 4, y + 4]]).to_body()
     return body, expect
 
@@ -115,8 +136,9 @@ def run(requests: int = 100, window: int = 8, workdir: str | None = None) -> dic
                 open(hold, "w").close()  # arm: A's next reply is held, then A is killed
                 thread.start()
             while sum(not f.done() for f in futures.values()) >= window:
-                concurrent.futures.wait([f for f in futures.values() if not f.done()],
-                                        return_when=concurrent.futures.FIRST_COMPLETED)
+                concurrent.futures.wait(
+                    [f for f in futures.values() if not f.done()], return_when=concurrent.futures.FIRST_COMPLETED
+                )
             body, expected[i] = request_for(i)
             futures[i] = client.submit("segment", body)
             futures[i].add_done_callback(lambda f: answered_at.setdefault(f.req_id, time.monotonic()))
@@ -131,10 +153,8 @@ def run(requests: int = 100, window: int = 8, workdir: str | None = None) -> dic
                 proc.terminate()
             proc.wait(timeout=30)
         if killed.get("worker"):  # the orphaned worker of A, still holding its reply
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(killed["worker"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     return report
 
 
@@ -155,11 +175,18 @@ def _report(futures, expected, a_addr, b_addr, killed, answered_at, stats) -> di
     recovery = None
     if killed.get("req_id") in answered_at and "at" in killed:
         recovery = answered_at[killed["req_id"]] - killed["at"]
-    return {"requests": len(futures), "answered": answered, "failed": failed, "mismatched": mismatched,
-            "duplicates": len(ids) - len(set(ids)), "by_bridge": {"A (killed)": by_bridge[a_addr],
-                                                                  "B": by_bridge[b_addr]},
-            "held_request": killed.get("req_id"), "held_request_answered_by": "B" if held_by == b_addr else
-            ("A" if held_by == a_addr else None), "kill_to_answer_s": recovery, "client_stats": stats}
+    return {
+        "requests": len(futures),
+        "answered": answered,
+        "failed": failed,
+        "mismatched": mismatched,
+        "duplicates": len(ids) - len(set(ids)),
+        "by_bridge": {"A (killed)": by_bridge[a_addr], "B": by_bridge[b_addr]},
+        "held_request": killed.get("req_id"),
+        "held_request_answered_by": "B" if held_by == b_addr else ("A" if held_by == a_addr else None),
+        "kill_to_answer_s": recovery,
+        "client_stats": stats,
+    }
 
 
 def main(argv=None) -> int:
@@ -174,11 +201,17 @@ def main(argv=None) -> int:
     report = run(args.requests, args.window)
     report["seconds"] = round(time.monotonic() - t0, 2)
     print(json.dumps(report, indent=1))
-    ok = (report["answered"] == report["requests"] and not report["mismatched"] and not report["duplicates"]
-          and report["held_request_answered_by"] == "B")
-    print(f"pool: {report['answered']}/{report['requests']} answered, {report['duplicates']} duplicates, "
-          f"{report['mismatched']} mismatched; held request answered by {report['held_request_answered_by']} "
-          f"{report['kill_to_answer_s'] or float('nan'):.2f} s after the kill: {'OK' if ok else 'FAILED'}")
+    ok = (
+        report["answered"] == report["requests"]
+        and not report["mismatched"]
+        and not report["duplicates"]
+        and report["held_request_answered_by"] == "B"
+    )
+    print(
+        f"pool: {report['answered']}/{report['requests']} answered, {report['duplicates']} duplicates, "
+        f"{report['mismatched']} mismatched; held request answered by {report['held_request_answered_by']} "
+        f"{report['kill_to_answer_s'] or float('nan'):.2f} s after the kill: {'OK' if ok else 'FAILED'}"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

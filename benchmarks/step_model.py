@@ -72,8 +72,7 @@ AOT_QUOTED = {
 AOT_SOURCE = "BENCHMARKS.md, AOT compilation for TPU slices (mesh 2 x 4, remat dots, bf16 weights)"
 
 # SAM2.1 hiera_l's trunk (sam2/configs/sam2.1/sam2.1_hiera_l.yaml)
-HIERA = {"hiera_l": {"embed_dim": 144, "stages": (2, 6, 36, 4), "global_blocks": (23, 33, 43),
-                     "window": (8, 4, 16, 8)}}
+HIERA = {"hiera_l": {"embed_dim": 144, "stages": (2, 6, 36, 4), "global_blocks": (23, 33, 43), "window": (8, 4, 16, 8)}}
 SAM2_SOURCE = "sam2/configs/sam2.1/sam2.1_hiera_l.yaml (sam2 1.1.0)"
 SAM2_PUBLISHED_PARAMS = 224.4e6  # sam2 README, SAM 2.1 checkpoints table: sam2.1_hiera_large 224.4 M
 
@@ -103,13 +102,20 @@ def qwen_kernels(mcfg) -> dict[str, float]:
     merger (biases, norms and the input embedding, a gather, left out)."""
     t, v = mcfg.text, mcfg.vision
     hd = t.hidden_size // t.num_attention_heads
-    layer = (2 * t.hidden_size * t.num_attention_heads * hd + 2 * t.hidden_size * t.num_key_value_heads * hd
-             + 3 * t.hidden_size * t.intermediate_size)
-    vblock = 4 * v.hidden_size ** 2 + 3 * v.hidden_size * v.intermediate_size
-    merged = v.hidden_size * v.spatial_merge_size ** 2
-    return {"text": layer * t.num_hidden_layers, "head": t.hidden_size * t.vocab_size,
-            "vision": vblock * v.depth, "merger": merged * merged + merged * v.out_hidden_size,
-            "patch_embed": v.in_channels * v.temporal_patch_size * v.patch_size ** 2 * v.hidden_size}
+    layer = (
+        2 * t.hidden_size * t.num_attention_heads * hd
+        + 2 * t.hidden_size * t.num_key_value_heads * hd
+        + 3 * t.hidden_size * t.intermediate_size
+    )
+    vblock = 4 * v.hidden_size**2 + 3 * v.hidden_size * v.intermediate_size
+    merged = v.hidden_size * v.spatial_merge_size**2
+    return {
+        "text": layer * t.num_hidden_layers,
+        "head": t.hidden_size * t.vocab_size,
+        "vision": vblock * v.depth,
+        "merger": merged * merged + merged * v.out_hidden_size,
+        "patch_embed": v.in_channels * v.temporal_patch_size * v.patch_size**2 * v.hidden_size,
+    }
 
 
 def qwen_vision_flops(mcfg, patches: int, patches_per_frame: int) -> float:
@@ -120,8 +126,11 @@ def qwen_vision_flops(mcfg, patches: int, patches_per_frame: int) -> float:
     win = min((v.window_size // v.patch_size) ** 2, patches_per_frame)
     full = len(v.fullatt_block_indexes)
     pairs = patches * (full * patches_per_frame + (v.depth - full) * win)
-    return (2 * (k["vision"] + k["patch_embed"]) * patches + 2 * k["merger"] * patches / v.spatial_merge_size ** 2
-            + 4 * v.hidden_size * pairs)
+    return (
+        2 * (k["vision"] + k["patch_embed"]) * patches
+        + 2 * k["merger"] * patches / v.spatial_merge_size**2
+        + 4 * v.hidden_size * pairs
+    )
 
 
 def qwen_prefill_flops(mcfg, tokens: int) -> float:
@@ -154,7 +163,7 @@ def hiera_flops(arch: str, image_size: int) -> tuple[float, float]:
     flops = 2 * side * side * 49 * 3 * c  # patch embedding
     params, block, widths = 0.0, 0, []
     for s, n in enumerate(h["stages"]):
-        d, tokens = c * 2 ** s, (side // 2 ** s) ** 2
+        d, tokens = c * 2**s, (side // 2**s) ** 2
         widths.append((d, tokens))
         win = h["window"][s] ** 2
         for _ in range(n):
@@ -168,9 +177,18 @@ def hiera_flops(arch: str, image_size: int) -> tuple[float, float]:
     return flops, params
 
 
-def memory_attention_flops(q: int, n_mem: int, n_ptr_tokens: int, *, d: int = 256, mem_dim: int = 64,
-                           ff: int = 2048, layers: int = 4, narrow_values: bool = False,
-                           shared_first_self_attention: bool = True) -> float:
+def memory_attention_flops(
+    q: int,
+    n_mem: int,
+    n_ptr_tokens: int,
+    *,
+    d: int = 256,
+    mem_dim: int = 64,
+    ff: int = 2048,
+    layers: int = 4,
+    narrow_values: bool = False,
+    shared_first_self_attention: bool = True,
+) -> float:
     """One object on one frame (``sam2_bridge.memattn``): ``q`` query tokens (the frame's feature map), keys =
     ``n_mem`` memory frames of ``q`` tokens + ``n_ptr_tokens`` object-pointer tokens. Per layer: self-attention
     (q, k, v, out projections 4 x 2 q d^2 and 2 x 2 q^2 d; layer 1 shared by all objects of a frame), cross-
@@ -270,40 +288,63 @@ def build(args) -> dict:
     inp = Inputs()
     groups = inp.add("prompts (groups) per step", d.batch_size, f"{cfg_src}: data.batch_size")
     n = inp.add("rollouts per group", g.group_size, f"{cfg_src}: grpo.group_size")
-    frames = inp.add("frames per clip", args.frames or d.max_frames,
-                     f"{cfg_src}: data.max_frames (the largest clip; the AOT table's shapes)" if not args.frames
-                     else "--frames")
-    keyframes = inp.add("keyframes per rollout", g.num_keyframes or args.keyframes,
-                        f"{cfg_src}: grpo.num_keyframes" if g.num_keyframes else
-                        "assumed: every rollout valid, as many keyframes as the prompt asks for (omnir1_jax/data/"
-                        "prompts.py: 'Select about 4 most relevant moments')")
+    frames = inp.add(
+        "frames per clip",
+        args.frames or d.max_frames,
+        f"{cfg_src}: data.max_frames (the largest clip; the AOT table's shapes)" if not args.frames else "--frames",
+    )
+    keyframes = inp.add(
+        "keyframes per rollout",
+        g.num_keyframes or args.keyframes,
+        f"{cfg_src}: grpo.num_keyframes"
+        if g.num_keyframes
+        else "assumed: every rollout valid, as many keyframes as the prompt asks for (omnir1_jax/data/"
+        "prompts.py: 'Select about 4 most relevant moments')",
+    )
     boxes = inp.add("System 2 boxes per keyframe", args.boxes, "assumed: one (the referred object)")
-    distinct = inp.add("distinct (keyframe, description) share", args.distinct,
-                       "assumed: no two rollouts of a group send the same query (identical ones are decoded once "
-                       "and tracked once: sam2_bridge handler / GroupSegmenter.share_identical_prompts)")
-    new_tokens = inp.add("System 1 decode steps", args.decode_tokens or g.max_new_tokens,
-                         f"{cfg_src}: grpo.max_new_tokens (every row to the cap)" if not args.decode_tokens
-                         else "--decode-tokens")
-    prompt_len = inp.add("System 1 prompt tokens", args.prompt_len,
-                         "BENCHMARKS.md AOT shapes: 2,048 tokens, 1,536 of them video")
+    distinct = inp.add(
+        "distinct (keyframe, description) share",
+        args.distinct,
+        "assumed: no two rollouts of a group send the same query (identical ones are decoded once "
+        "and tracked once: sam2_bridge handler / GroupSegmenter.share_identical_prompts)",
+    )
+    new_tokens = inp.add(
+        "System 1 decode steps",
+        args.decode_tokens or g.max_new_tokens,
+        f"{cfg_src}: grpo.max_new_tokens (every row to the cap)" if not args.decode_tokens else "--decode-tokens",
+    )
+    prompt_len = inp.add(
+        "System 1 prompt tokens", args.prompt_len, "BENCHMARKS.md AOT shapes: 2,048 tokens, 1,536 of them video"
+    )
     # lazy: the bridge's server side imports PyTorch; only this one constant is read
     from sam2_bridge.server.grounder import DEFAULT_MAX_PIXELS
 
-    s2_tokens_img = inp.add("System 2 image tokens per keyframe", DEFAULT_MAX_PIXELS // (28 * 28),
-                            "sam2_bridge/server/grounder.py DEFAULT_MAX_PIXELS = 900*28*28 px, one token per 28x28 px "
-                            "(frames of >= 0.7 MP, e.g. 720p, are scaled down to the cap)")
-    s2_text = inp.add("System 2 prompt text tokens", args.s2_prompt_tokens,
-                      "estimate: chat template + default system prompt + GROUNDING_PROMPT with a ~15-word "
-                      "description")
-    s2_out = inp.add("System 2 answer tokens", args.s2_answer_tokens,
-                     "estimate: a json code fence around one [{'bbox_2d': [x1, y1, x2, y2], 'label': ...}] (Qwen "
-                     "tokenises digits one by one); a greedy batch ends with its longest answer")
+    s2_tokens_img = inp.add(
+        "System 2 image tokens per keyframe",
+        DEFAULT_MAX_PIXELS // (28 * 28),
+        "sam2_bridge/server/grounder.py DEFAULT_MAX_PIXELS = 900*28*28 px, one token per 28x28 px "
+        "(frames of >= 0.7 MP, e.g. 720p, are scaled down to the cap)",
+    )
+    s2_text = inp.add(
+        "System 2 prompt text tokens",
+        args.s2_prompt_tokens,
+        "estimate: chat template + default system prompt + GROUNDING_PROMPT with a ~15-word description",
+    )
+    s2_out = inp.add(
+        "System 2 answer tokens",
+        args.s2_answer_tokens,
+        "estimate: a json code fence around one [{'bbox_2d': [x1, y1, x2, y2], 'label': ...}] (Qwen "
+        "tokenises digits one by one); a greedy batch ends with its longest answer",
+    )
     s2_batch = inp.add("System 2 generate batch", 16, "sam2_bridge/grounder.py QwenBackend(batch_size=16)")
     image_size = inp.add("SAM2 image size", 1024, SAM2_SOURCE + ": image_size")
     num_maskmem = inp.add("SAM2 memory frames", 7, SAM2_SOURCE + ": num_maskmem")
     max_ptrs = inp.add("SAM2 object pointers", 16, "sam2/modeling/sam2_base.py: max_obj_ptrs_in_encoder")
-    inp.add("SAM2 memory attention values", 256, "sam2_bridge/memattn.py: on CUDA the fused kernel runs on "
-                                                 "projected (256-wide) values")
+    inp.add(
+        "SAM2 memory attention values",
+        256,
+        "sam2_bridge/memattn.py: on CUDA the fused kernel runs on projected (256-wide) values",
+    )
     for k, gpu in GPUS.items():
         inp.add(f"{k} peak TFLOP/s", gpu["peak"] / 1e12, gpu["source"])
         inp.add(f"{k} bandwidth TB/s", gpu["bw"] / 1e12, gpu["source"])
@@ -316,10 +357,17 @@ def build(args) -> dict:
     aot_src = f"--aot {args.aot}" if args.aot else None
     k = qwen_kernels(mcfg)
     units = max(1, d.s1_max_pixels // (28 * 28))
-    frame_patches = units * mcfg.vision.spatial_merge_size ** 2
+    frame_patches = units * mcfg.vision.spatial_merge_size**2
     video_patches = -(-int(frames) // mcfg.vision.temporal_patch_size) * frame_patches
-    prefill_flops = groups * (qwen_prefill_flops(mcfg, int(prompt_len)) - 2 * k["head"]
-                              + qwen_vision_flops(mcfg, video_patches, frame_patches)) + 2 * k["head"] * groups
+    prefill_flops = (
+        groups
+        * (
+            qwen_prefill_flops(mcfg, int(prompt_len))
+            - 2 * k["head"]
+            + qwen_vision_flops(mcfg, video_patches, frame_patches)
+        )
+        + 2 * k["head"] * groups
+    )
     tpu = {}
     for name, sl in SLICES.items():
         rows, q = aot.get(name, {}), AOT_QUOTED[name]
@@ -329,8 +377,10 @@ def build(args) -> dict:
             pre_src = f"{aot_src}: decode model FLOPs - {int(new_tokens)} x decode_step's, at the v5p peak"
         else:
             pre_chip = prefill_flops / chips
-            pre_src = ("analytic (this script): prompts x (text decoder over the prompt + vision encoder on "
-                       f"{video_patches:,} patches), at the v5p peak")
+            pre_src = (
+                "analytic (this script): prompts x (text decoder over the prompt + vision encoder on "
+                f"{video_patches:,} patches), at the v5p peak"
+            )
         pre_s = inp.add(f"{name} prefill s", pre_chip / V5P["peak"], pre_src)
         if "decode_step" in rows:
             step_s = inp.add(f"{name} decode step s", rows["decode_step"]["roofline_s"], f"{aot_src}: decode_step")
@@ -343,20 +393,29 @@ def build(args) -> dict:
         else:  # the v5p-8 update: v5p-64's per-chip model FLOPs x 8 at the v5p-64 update's roofline MFU
             ref = AOT_QUOTED["v5p-64"]
             flops = ref["update_model_tflop_chip"] * 1e12 * SLICES["v5p-64"]["chips"] / chips
-            upd = inp.add(f"{name} update s", flops / (V5P["peak"] * ref["update_mfu"]),
-                          f"assumed: {ref['update_model_tflop_chip']} TFLOP/chip on v5p-64 x 64 / {chips} chips at "
-                          f"v5p-64's {ref['update_mfu']:.0%} roofline MFU ({AOT_SOURCE}; no v5p-8 roofline there)")
+            upd = inp.add(
+                f"{name} update s",
+                flops / (V5P["peak"] * ref["update_mfu"]),
+                f"assumed: {ref['update_model_tflop_chip']} TFLOP/chip on v5p-64 x 64 / {chips} chips at "
+                f"v5p-64's {ref['update_mfu']:.0%} roofline MFU ({AOT_SOURCE}; no v5p-8 roofline there)",
+            )
         decode = pre_s + new_tokens * step_s
-        tpu[name] = {"prefill_s": pre_s / tpu_eff, "decode_s": decode / tpu_eff, "update_s": upd / tpu_eff,
-                     "total_s": (decode + upd) / tpu_eff}
+        tpu[name] = {
+            "prefill_s": pre_s / tpu_eff,
+            "decode_s": decode / tpu_eff,
+            "update_s": upd / tpu_eff,
+            "total_s": (decode + upd) / tpu_eff,
+        }
 
     # ------------------------------------------------------------------------------------- bridge side
     queries_per_group = n * keyframes * distinct  # keyframes System 2 grounds per group
     objects_per_group = queries_per_group * boxes
     s2_ctx = s2_tokens_img + s2_text
     work = {  # per step: name -> (FLOPs, bytes) of one GPU doing the whole step's work
-        "System 2 vision encoder": (groups * queries_per_group * qwen_vision_flops(
-            mcfg, int(s2_tokens_img) * 4, int(s2_tokens_img) * 4), groups * queries_per_group * 0.0),
+        "System 2 vision encoder": (
+            groups * queries_per_group * qwen_vision_flops(mcfg, int(s2_tokens_img) * 4, int(s2_tokens_img) * 4),
+            groups * queries_per_group * 0.0,
+        ),
         "System 2 prefill": (groups * queries_per_group * qwen_prefill_flops(mcfg, int(s2_ctx)), 0.0),
     }
     batches = groups * math.ceil(queries_per_group / s2_batch)
@@ -369,8 +428,10 @@ def build(args) -> dict:
     q_tokens = (int(image_size) // 16) ** 2
     enc, trunk_params = hiera_flops("hiera_l", int(image_size))
     work["SAM2 image encoder"] = (groups * frames * enc, 0.0)
-    per_object = sum(memory_attention_flops(q_tokens, nm, npt) for nm, npt in
-                     sam2_object_frames(int(frames), int(num_maskmem), int(max_ptrs)))
+    per_object = sum(
+        memory_attention_flops(q_tokens, nm, npt)
+        for nm, npt in sam2_object_frames(int(frames), int(num_maskmem), int(max_ptrs))
+    )
     heads = mask_decoder_flops(q_tokens) + memory_encoder_flops(q_tokens, int(image_size))
     sweeps = 2 * groups * objects_per_group
     work["SAM2 memory attention"] = (sweeps * per_object, 0.0)
@@ -380,8 +441,12 @@ def build(args) -> dict:
         parts = {}
         for wname, (f, b) in work.items():
             s = max(f / gpu["peak"], b / gpu["bw"]) / gpu_eff
-            parts[wname] = {"flops": f, "bytes": b, "seconds": s,
-                            "bound": "memory" if b / gpu["bw"] > f / gpu["peak"] else "compute"}
+            parts[wname] = {
+                "flops": f,
+                "bytes": b,
+                "seconds": s,
+                "bound": "memory" if b / gpu["bw"] > f / gpu["peak"] else "compute",
+            }
         bridge[gname] = {"parts": parts, "gpu_s": sum(p["seconds"] for p in parts.values())}
 
     # -------------------------------------------------------------------------------------------- steps
@@ -391,29 +456,49 @@ def build(args) -> dict:
         for gname in GPUS:
             w = bridge[gname]["gpu_s"]
             free, grouped = gpus_to_keep_busy(w, ts, int(groups))
-            row = {"slice": sname, "gpu": gname, "tpu_s": ts, "bridge_gpu_s": w,
-                   "one_gpu": step_seconds(ts, w), "gpus_split": free, "gpus_per_group": grouped,
-                   "at_gpus_split": step_seconds(ts, bridge_seconds(w, free, int(groups), True)),
-                   "recipe_workers": exp.bridge.workers,
-                   "at_recipe_workers": step_seconds(ts, bridge_seconds(w, exp.bridge.workers, int(groups), False))}
+            row = {
+                "slice": sname,
+                "gpu": gname,
+                "tpu_s": ts,
+                "bridge_gpu_s": w,
+                "one_gpu": step_seconds(ts, w),
+                "gpus_split": free,
+                "gpus_per_group": grouped,
+                "at_gpus_split": step_seconds(ts, bridge_seconds(w, free, int(groups), True)),
+                "recipe_workers": exp.bridge.workers,
+                "at_recipe_workers": step_seconds(ts, bridge_seconds(w, exp.bridge.workers, int(groups), False)),
+            }
             row["sensitivity"] = {f"{e:.0%}": gpus_to_keep_busy(w / e, ts, int(groups)) for e in (0.5, 0.3)}
             results.append(row)
 
     # ------------------------------------------------------------------ cross-check against the CPU measurement
     q_t = (256 // 16) ** 2
     cpu_flops = memory_attention_flops(q_t, 7, 64, narrow_values=True)
-    check = {"what": "memory attention per object-step, hiera_t at 256 px, full memory (7 frames + 16 pointers: "
-                     "1,856 keys), 64-wide values, layer 1 shared",
-             "model_gflop": cpu_flops / 1e9, "cpu_gflops": 175.0, "model_ms": cpu_flops / 175e9 * 1e3,
-             "measured_ms": 28.0,
-             "source": "BENCHMARKS.md, bridge group batching (2-core CPU, 2026-11-29): 28 ms per object-step at "
-                       "B = 8; 2 cores run a 2048^3 float32 matmul at ~175 GFLOP/s"}
-    return {"kind": "model (not a measurement)", "config": cfg_src, "inputs": {k_: dataclasses.asdict(v) for k_, v in
-                                                                                 inp.items()},
-            "tpu": tpu, "bridge": bridge, "steps": results, "cpu_check": check,
-            "sam2_params": {"hiera_l_trunk_model": trunk_params, "sam2_1_hiera_large_published": SAM2_PUBLISHED_PARAMS},
-            "per_group": {"queries": queries_per_group, "objects": objects_per_group,
-                          "object_frames": 2 * objects_per_group * (int(frames) - 1)}}
+    check = {
+        "what": "memory attention per object-step, hiera_t at 256 px, full memory (7 frames + 16 pointers: "
+        "1,856 keys), 64-wide values, layer 1 shared",
+        "model_gflop": cpu_flops / 1e9,
+        "cpu_gflops": 175.0,
+        "model_ms": cpu_flops / 175e9 * 1e3,
+        "measured_ms": 28.0,
+        "source": "BENCHMARKS.md, bridge group batching (2-core CPU, 2026-11-29): 28 ms per object-step at "
+        "B = 8; 2 cores run a 2048^3 float32 matmul at ~175 GFLOP/s",
+    }
+    return {
+        "kind": "model (not a measurement)",
+        "config": cfg_src,
+        "inputs": {k_: dataclasses.asdict(v) for k_, v in inp.items()},
+        "tpu": tpu,
+        "bridge": bridge,
+        "steps": results,
+        "cpu_check": check,
+        "sam2_params": {"hiera_l_trunk_model": trunk_params, "sam2_1_hiera_large_published": SAM2_PUBLISHED_PARAMS},
+        "per_group": {
+            "queries": queries_per_group,
+            "objects": objects_per_group,
+            "object_frames": 2 * objects_per_group * (int(frames) - 1),
+        },
+    }
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -422,42 +507,70 @@ def _fmt(x: float) -> str:
 
 
 def markdown(m: dict) -> str:
-    out = ["**A model, not a measurement** (`benchmarks/step_model.py`): rooflines at datasheet peaks, inputs below.",
-           "", "| input | value | source |", "|---|---|---|"]
+    out = [
+        "**A model, not a measurement** (`benchmarks/step_model.py`): rooflines at datasheet peaks, inputs below.",
+        "",
+        "| input | value | source |",
+        "|---|---|---|",
+    ]
     for v in m["inputs"].values():
         out.append(f"| {v['name']} | {_fmt(v['value'])} | {v['source']} |")
-    out += ["", "TPU side per step (s): " + "; ".join(
-        f"{s}: prefill {t['prefill_s']:.3f} + decode loop {t['decode_s'] - t['prefill_s']:.2f} + update "
-        f"{t['update_s']:.2f} = **{t['total_s']:.2f}**" for s, t in m["tpu"].items()), ""]
+    out += [
+        "",
+        "TPU side per step (s): "
+        + "; ".join(
+            f"{s}: prefill {t['prefill_s']:.3f} + decode loop {t['decode_s'] - t['prefill_s']:.2f} + update "
+            f"{t['update_s']:.2f} = **{t['total_s']:.2f}**"
+            for s, t in m["tpu"].items()
+        ),
+        "",
+    ]
     pg = m["per_group"]
-    out += [f"Bridge work per step, one GPU ({m['inputs']['prompts (groups) per step']['value']:.0f} groups; per group "
-            f"{pg['queries']:.0f} grounded keyframes, {pg['objects']:.0f} SAM2 objects, {pg['object_frames']:,.0f} "
-            f"object-frames):", "", "| work | TFLOP | GB read | bound | H100 s | H200 s |", "|---|---|---|---|---|---|"]
+    out += [
+        f"Bridge work per step, one GPU ({m['inputs']['prompts (groups) per step']['value']:.0f} groups; per group "
+        f"{pg['queries']:.0f} grounded keyframes, {pg['objects']:.0f} SAM2 objects, {pg['object_frames']:,.0f} "
+        f"object-frames):",
+        "",
+        "| work | TFLOP | GB read | bound | H100 s | H200 s |",
+        "|---|---|---|---|---|---|",
+    ]
     names = list(m["bridge"]["H100"]["parts"])
     for wn in names:
         p, p2 = m["bridge"]["H100"]["parts"][wn], m["bridge"]["H200"]["parts"][wn]
         gb = f"{p['bytes'] / 1e9:,.0f}" if p["bytes"] else "-"
-        out.append(f"| {wn} | {p['flops'] / 1e12:,.0f} | {gb} | {p['bound']} | {p['seconds']:.2f} | "
-                   f"{p2['seconds']:.2f} |")
-    out.append(f"| **all (GPU-seconds per step)** | | | | **{m['bridge']['H100']['gpu_s']:.2f}** | "
-               f"**{m['bridge']['H200']['gpu_s']:.2f}** |")
-    out += ["", "| slice | GPU | TPU s | bridge GPU-s | 1 GPU: sync s | 1 GPU: overlapped s | GPUs to keep the TPUs "
-                "busy (work split / one group per GPU) | at that many (split): sync / overlapped s | "
-                f"{m['steps'][0]['recipe_workers']} workers, one group each: sync / overlapped s | GPUs at 50 % / "
-                "30 % of peak (split) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        out.append(
+            f"| {wn} | {p['flops'] / 1e12:,.0f} | {gb} | {p['bound']} | {p['seconds']:.2f} | {p2['seconds']:.2f} |"
+        )
+    out.append(
+        f"| **all (GPU-seconds per step)** | | | | **{m['bridge']['H100']['gpu_s']:.2f}** | "
+        f"**{m['bridge']['H200']['gpu_s']:.2f}** |"
+    )
+    out += [
+        "",
+        "| slice | GPU | TPU s | bridge GPU-s | 1 GPU: sync s | 1 GPU: overlapped s | GPUs to keep the TPUs "
+        "busy (work split / one group per GPU) | at that many (split): sync / overlapped s | "
+        f"{m['steps'][0]['recipe_workers']} workers, one group each: sync / overlapped s | GPUs at 50 % / "
+        "30 % of peak (split) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in m["steps"]:
         grouped = r["gpus_per_group"] if r["gpus_per_group"] is not None else "no (a group > the TPU step)"
         sens = " / ".join(str(v[0]) for v in r["sensitivity"].values())
-        out.append(f"| {r['slice']} | {r['gpu']} | {r['tpu_s']:.2f} | {r['bridge_gpu_s']:.2f} | "
-                   f"{r['one_gpu']['sync']:.2f} | {r['one_gpu']['overlapped']:.2f} | {r['gpus_split']} / {grouped} | "
-                   f"{r['at_gpus_split']['sync']:.2f} / {r['at_gpus_split']['overlapped']:.2f} | "
-                   f"{r['at_recipe_workers']['sync']:.2f} / {r['at_recipe_workers']['overlapped']:.2f} | {sens} |")
+        out.append(
+            f"| {r['slice']} | {r['gpu']} | {r['tpu_s']:.2f} | {r['bridge_gpu_s']:.2f} | "
+            f"{r['one_gpu']['sync']:.2f} | {r['one_gpu']['overlapped']:.2f} | {r['gpus_split']} / {grouped} | "
+            f"{r['at_gpus_split']['sync']:.2f} / {r['at_gpus_split']['overlapped']:.2f} | "
+            f"{r['at_recipe_workers']['sync']:.2f} / {r['at_recipe_workers']['overlapped']:.2f} | {sens} |"
+        )
     c = m["cpu_check"]
     sp = m["sam2_params"]
-    out += ["", f"Checks: the Hiera-L trunk as modelled has {sp['hiera_l_trunk_model'] / 1e6:.0f} M weights (SAM 2.1 "
-                f"hiera_large: {sp['sam2_1_hiera_large_published'] / 1e6:.1f} M in all); {c['what']}: "
-                f"{c['model_gflop']:.2f} GFLOP = {c['model_ms']:.0f} ms at {c['cpu_gflops']:.0f} GFLOP/s against "
-                f"{c['measured_ms']:.0f} ms measured ({c['source']})."]
+    out += [
+        "",
+        f"Checks: the Hiera-L trunk as modelled has {sp['hiera_l_trunk_model'] / 1e6:.0f} M weights (SAM 2.1 "
+        f"hiera_large: {sp['sam2_1_hiera_large_published'] / 1e6:.1f} M in all); {c['what']}: "
+        f"{c['model_gflop']:.2f} GFLOP = {c['model_ms']:.0f} ms at {c['cpu_gflops']:.0f} GFLOP/s against "
+        f"{c['measured_ms']:.0f} ms measured ({c['source']}).",
+    ]
     return "\n".join(out)
 
 

@@ -64,22 +64,40 @@ def get_config(variant: str) -> ExperimentConfig:
     if stage == "sft":
         return ExperimentConfig(
             name=name,
-            model=ModelSpec(checkpoint=f"checkpoints/Qwen2.5-Omni-{size.upper()}", preset=preset, dtype="bfloat16",
-                            remat=True),
+            model=ModelSpec(
+                checkpoint=f"checkpoints/Qwen2.5-Omni-{size.upper()}", preset=preset, dtype="bfloat16", remat=True
+            ),
             mesh=MeshSpec(data=-1, fsdp=_FSDP[size]),
-            data=DataSpec(dataset="crossomni", root="data/crossomni", split="train", task="qa", batch_size=8,
-                          min_frames=24, max_frames=24),
+            data=DataSpec(
+                dataset="crossomni",
+                root="data/crossomni",
+                split="train",
+                task="qa",
+                batch_size=8,
+                min_frames=24,
+                max_frames=24,
+            ),
             grpo=GRPOSpec(max_new_tokens=768),
-            sft=SFTSpec(steps=0, lr=1e-5, batch_size=32, lora_rank=16, lora_alpha=32.0, weight_decay=0.0,
-                        target="rationale"),
+            sft=SFTSpec(
+                steps=0, lr=1e-5, batch_size=32, lora_rank=16, lora_alpha=32.0, weight_decay=0.0, target="rationale"
+            ),
             run=RunSpec(out_dir=f"runs/{name}", steps=0),
         )
     return ExperimentConfig(
         name=name,
         model=ModelSpec(checkpoint=f"runs/crossomni_sft_{size}/hf", preset=preset, dtype="bfloat16", remat=True),
         mesh=MeshSpec(data=-1, fsdp=_FSDP[size], decode_gather=True),
-        data=DataSpec(dataset="crossomni", root="data/crossomni", split="train", task="qa", batch_size=16,
-                      min_frames=24, max_frames=24, balanced_subset=982, balanced_subset_seed=0),
+        data=DataSpec(
+            dataset="crossomni",
+            root="data/crossomni",
+            split="train",
+            task="qa",
+            batch_size=16,
+            min_frames=24,
+            max_frames=24,
+            balanced_subset=982,
+            balanced_subset_seed=0,
+        ),
         grpo=GRPOSpec(group_size=4, beta=0.04, temperature=1.0, max_new_tokens=768),
         optim=OptimSpec(lr=5e-6, weight_decay=0.01),
         # one epoch over the subset: steps derived from the data (runtime.records.resolve_steps; 982 / 16 -> 62)

@@ -16,7 +16,8 @@ pretrained model (the bridge's Qwen2.5-Omni grounder on ``model.checkpoint``); i
 serves as System 1 and System 2: training exports it to ``runs/omni_r1_7b_refaid/hf`` and restarts the bridge's
 grounder there for its evaluation after GRPO; ``omnir1_jax.evaluate --policy DIR`` starts it on ``DIR``.
 
-Hardware: 8x 80 GB GPUs (7B System 1: bf16 compute, float32 master weights and AdamW moments, FSDP) + bridge workers (System 2 + SAM2 hiera-large for evaluation).
+Hardware: 8x 80 GB GPUs (7B System 1: bf16 compute, float32 master weights and AdamW moments, FSDP) + bridge
+workers (System 2 + SAM2 hiera-large for evaluation).
 
 Paper (Omni-R1 Table 1, Ref-AVSBench, masks from SAM2 on the model's grounding): seen J&F **47.2** (J 43.0,
 F 51.4), unseen J&F **74.2** (J 71.3, F 77.0). Training: 1,600 Ref-AVS samples, one epoch, beta 0.04.
@@ -32,15 +33,31 @@ from omnir1_jax.rewards import RewardWeights
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="omni_r1_7b_refaid",
-        model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat=True),
+        model=ModelSpec(
+            checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat=True
+        ),
         mesh=MeshSpec(data=-1, fsdp=8, decode_gather=True),
-        data=DataSpec(dataset="refavs", root="data/refavs", split="train", task="refaid", batch_size=8,
-                      min_frames=10, max_frames=10, workers=4),
+        data=DataSpec(
+            dataset="refavs",
+            root="data/refavs",
+            split="train",
+            task="refaid",
+            batch_size=8,
+            min_frames=10,
+            max_frames=10,
+            workers=4,
+        ),
         # System 2 = the policy: frozen pretrained while training, the trained export in evaluation
-        bridge=BridgeSpec(grounder="qwen2_5_omni:@policy", segmenter="sam2",
-                          sam2_checkpoint="checkpoints/sam2.1_hiera_large.pt", workers=8, timeout_s=900.0),
-        grpo=GRPOSpec(group_size=8, beta=0.04, max_new_tokens=256,
-                      rewards=RewardWeights(alpha_k=0.0, alpha_a=1.0, alpha_g=0.0)),
+        bridge=BridgeSpec(
+            grounder="qwen2_5_omni:@policy",
+            segmenter="sam2",
+            sam2_checkpoint="checkpoints/sam2.1_hiera_large.pt",
+            workers=8,
+            timeout_s=900.0,
+        ),
+        grpo=GRPOSpec(
+            group_size=8, beta=0.04, max_new_tokens=256, rewards=RewardWeights(alpha_k=0.0, alpha_a=1.0, alpha_g=0.0)
+        ),
         optim=OptimSpec(lr=1e-6, weight_decay=0.01),
         run=RunSpec(steps=200, out_dir="runs/omni_r1_7b_refaid", checkpoint_every=25, eval_split="test_s"),
     )

@@ -54,8 +54,12 @@ Qwen2.5-Omni 58.7 / 69.9 / **67.0**; Omni-R1-AVS 59.4 / 71.9 / 68.7; Omni-R1-VOS
 from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, RunSpec
 
 # variant -> (System 1's per-frame pixel budget, thinking prompt)
-VARIANTS = {"r128": (128 * 28 * 28, False), "r128_thinking": (128 * 28 * 28, True),
-            "r256": (256 * 28 * 28, False), "r256_thinking": (256 * 28 * 28, True)}
+VARIANTS = {
+    "r128": (128 * 28 * 28, False),
+    "r128_thinking": (128 * 28 * 28, True),
+    "r256": (256 * 28 * 28, False),
+    "r256_thinking": (256 * 28 * 28, True),
+}
 
 
 def get_config(variant: str) -> ExperimentConfig:
@@ -65,9 +69,20 @@ def get_config(variant: str) -> ExperimentConfig:
         name=name,
         model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16"),
         mesh=MeshSpec(data=-1, fsdp=1),
-        data=DataSpec(dataset="suites", suites=("videomme", "mvbench"), root="data/suites", task="qa",
-                      split="test", batch_size=4, min_frames=1, max_frames=24, s1_max_pixels=pixels,
-                      s1_min_pixels=16 * 28 * 28, qa_prompt="plain", thinking=thinking),
+        data=DataSpec(
+            dataset="suites",
+            suites=("videomme", "mvbench"),
+            root="data/suites",
+            task="qa",
+            split="test",
+            batch_size=4,
+            min_frames=1,
+            max_frames=24,
+            s1_max_pixels=pixels,
+            s1_min_pixels=16 * 28 * 28,
+            qa_prompt="plain",
+            thinking=thinking,
+        ),
         grpo=GRPOSpec(max_new_tokens=512 if thinking else 32),
         run=RunSpec(out_dir=f"runs/{name}"),
     )

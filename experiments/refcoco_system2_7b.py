@@ -13,7 +13,8 @@ recipe's ``bridge.grounder = "qwen2_5_omni:@policy"`` starts System 2 on ``--pol
 is System 1 and System 2.) To start from the VOS-trained Omni-R1 instead of the base model, set
 ``model.checkpoint`` to ``runs/omni_r1_7b_vos/hf``.
 
-Hardware: 8x 80 GB GPUs (7B: bf16 compute, float32 master weights and AdamW moments, FSDP) or a TPU v5p-16 slice; images only: no bridge, no SAM2 while training.
+Hardware: 8x 80 GB GPUs (7B: bf16 compute, float32 master weights and AdamW moments, FSDP) or a TPU v5p-16 slice;
+images only: no bridge, no SAM2 while training.
 
 Paper (Omni-R1 Table 4, first row "Omni-R1 + refcoco"): ReVOS referring 52.5, reasoning 36.9, single 45.0,
 multi 46.6, overall **44.7** J&F. Section 4.1: "2,000 images from refCOCOg for one epoch in the style of SegZero",
@@ -40,14 +41,26 @@ from omnir1_jax.config import DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, Mo
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="refcoco_system2_7b",
-        model=ModelSpec(checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16",
-                        remat=True),
+        model=ModelSpec(
+            checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat=True
+        ),
         mesh=MeshSpec(data=-1, fsdp=8, decode_gather=True),
-        data=DataSpec(dataset="refcocog", root="data/refcoco", split="train", task="grounding", batch_size=8,
-                      min_frames=1, max_frames=1, s1_max_pixels=900 * 28 * 28, s1_min_pixels=4 * 28 * 28, workers=4),
+        data=DataSpec(
+            dataset="refcocog",
+            root="data/refcoco",
+            split="train",
+            task="grounding",
+            batch_size=8,
+            min_frames=1,
+            max_frames=1,
+            s1_max_pixels=900 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+            workers=4,
+        ),
         grpo=GRPOSpec(group_size=8, beta=0.04, max_new_tokens=512),
         optim=OptimSpec(lr=1e-6, weight_decay=0.01),
         # 250 steps x 8 images = the paper's 2,000 images, one sentence per image (epoch_unit "videos" = images)
-        run=RunSpec(steps=250, epoch_unit="videos", out_dir="runs/refcoco_system2_7b", checkpoint_every=25,
-                    eval_split="val"),
+        run=RunSpec(
+            steps=250, epoch_unit="videos", out_dir="runs/refcoco_system2_7b", checkpoint_every=25, eval_split="val"
+        ),
     )

@@ -34,10 +34,22 @@ from omnir1_jax.config import load_config
 
 def get_config():
     base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "synthetic_cpu.py"))
-    data = dataclasses.replace(base.data, root="data/synthetic_ambiguous", task="vos_interactive",
-                               synthetic_ambiguous=True, synthetic_objects=(2, 2), synthetic_templates=None,
-                               synthetic_videos=80)
+    data = dataclasses.replace(
+        base.data,
+        root="data/synthetic_ambiguous",
+        task="vos_interactive",
+        synthetic_ambiguous=True,
+        synthetic_objects=(2, 2),
+        synthetic_templates=None,
+        synthetic_videos=80,
+    )
     grpo = dataclasses.replace(base.grpo, max_turns=2, turn_cost=0.0, num_keyframes=2)
-    run = dataclasses.replace(base.run, steps=60, out_dir="runs/synthetic_cpu_interactive", checkpoint_every=0,
-                              eval_max_expressions=40, resume=False)
+    run = dataclasses.replace(
+        base.run,
+        steps=60,
+        out_dir="runs/synthetic_cpu_interactive",
+        checkpoint_every=0,
+        eval_max_expressions=40,
+        resume=False,
+    )
     return dataclasses.replace(base, name="synthetic_cpu_interactive", data=data, grpo=grpo, run=run)

@@ -38,6 +38,8 @@ def get_config(variant: str):
     alpha_k, alpha_a, alpha_g = VARIANTS[variant]
     base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "synthetic_cpu.py"))
     return dataclasses.replace(
-        base, name=f"synthetic_cpu_table4_{variant}",
+        base,
+        name=f"synthetic_cpu_table4_{variant}",
         grpo=dataclasses.replace(base.grpo, rewards=RewardWeights(alpha_k=alpha_k, alpha_a=alpha_a, alpha_g=alpha_g)),
-        run=dataclasses.replace(base.run, out_dir=f"runs/synthetic_cpu_table4_{variant}"))
+        run=dataclasses.replace(base.run, out_dir=f"runs/synthetic_cpu_table4_{variant}"),
+    )

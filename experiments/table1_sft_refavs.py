@@ -30,7 +30,15 @@ from omnir1_jax.config import load_config
 
 def get_config():
     base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "omni_r1_7b_refaid.py"))
-    sft = dataclasses.replace(base.sft, steps=200, batch_size=8, lr=1e-5, weight_decay=0.01, target="expression",
-                              think="the audio and the first frame point to {instruction}")
-    return dataclasses.replace(base, name="table1_sft_refavs", sft=sft,
-                               run=dataclasses.replace(base.run, out_dir="runs/table1_sft_refavs"))
+    sft = dataclasses.replace(
+        base.sft,
+        steps=200,
+        batch_size=8,
+        lr=1e-5,
+        weight_decay=0.01,
+        target="expression",
+        think="the audio and the first frame point to {instruction}",
+    )
+    return dataclasses.replace(
+        base, name="table1_sft_refavs", sft=sft, run=dataclasses.replace(base.run, out_dir="runs/table1_sft_refavs")
+    )

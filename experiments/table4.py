@@ -47,7 +47,10 @@ def get_config(variant: str):
     alpha_k, alpha_a, alpha_g = VARIANTS[variant]
     base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "omni_r1_7b_vos.py"))
     return dataclasses.replace(
-        base, name=f"table4_{variant}",
-        grpo=dataclasses.replace(base.grpo, rewards=RewardWeights(alpha_k=alpha_k, alpha_a=alpha_a, alpha_g=alpha_g),
-                                 num_keyframes=4),
-        run=dataclasses.replace(base.run, out_dir=f"runs/table4_{variant}"))
+        base,
+        name=f"table4_{variant}",
+        grpo=dataclasses.replace(
+            base.grpo, rewards=RewardWeights(alpha_k=alpha_k, alpha_a=alpha_a, alpha_g=alpha_g), num_keyframes=4
+        ),
+        run=dataclasses.replace(base.run, out_dir=f"runs/table4_{variant}"),
+    )

@@ -68,15 +68,30 @@ def _base(name: str):
 def get_config(variant: str):
     if variant == "beta0001":
         base = _base("omni_r1_7b_refaid.py")
-        return dataclasses.replace(base, name="hallucination_beta0001",
-                                   grpo=dataclasses.replace(base.grpo, beta=0.001),
-                                   run=dataclasses.replace(base.run, out_dir="runs/hallucination_beta0001"))
+        return dataclasses.replace(
+            base,
+            name="hallucination_beta0001",
+            grpo=dataclasses.replace(base.grpo, beta=0.001),
+            run=dataclasses.replace(base.run, out_dir="runs/hallucination_beta0001"),
+        )
     if variant == "avs_10400":
         base = _base("omni_r1_7b_refaid.py")
-        return dataclasses.replace(base, name="table6_avs_10400",
-                                   run=dataclasses.replace(base.run, steps=1300, out_dir="runs/table6_avs_10400"))
+        return dataclasses.replace(
+            base,
+            name="table6_avs_10400",
+            run=dataclasses.replace(base.run, steps=1300, out_dir="runs/table6_avs_10400"),
+        )
     base = _base("omni_r1_7b_vos.py")
-    data = dataclasses.replace(base.data, task="mixture", min_frames=8, max_frames=24,
-                               tasks=(("refaid", "refavs", "refavs", 4), ("vos", "mixture", ".", 4)))
-    return dataclasses.replace(base, name="table6_avs_vos", data=data,
-                               run=dataclasses.replace(base.run, steps=325, out_dir="runs/table6_avs_vos"))
+    data = dataclasses.replace(
+        base.data,
+        task="mixture",
+        min_frames=8,
+        max_frames=24,
+        tasks=(("refaid", "refavs", "refavs", 4), ("vos", "mixture", ".", 4)),
+    )
+    return dataclasses.replace(
+        base,
+        name="table6_avs_vos",
+        data=data,
+        run=dataclasses.replace(base.run, steps=325, out_dir="runs/table6_avs_vos"),
+    )

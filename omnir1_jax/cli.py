@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["EXIT_BAD_INPUT", "guarded_main", "one_line_error"]
 
@@ -60,7 +60,7 @@ def guarded_main(fn: Callable[[Sequence[str] | None], int]) -> Callable[[Sequenc
     def wrapper(argv: Sequence[str] | None = None) -> int:
         try:
             return fn(argv)
-        except Exception as e:  # noqa: BLE001 - only user-input errors are caught; the rest is re-raised
+        except Exception as e:
             message = one_line_error(e)
             if message is None:
                 raise

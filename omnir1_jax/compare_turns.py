@@ -43,8 +43,10 @@ def compare(cfg: ExperimentConfig) -> dict:
     from omnir1_jax.learner import Learner, grpo_stage, sft_stage
 
     if cfg.data.task != "vos_interactive" or cfg.grpo.max_turns < 2:
-        raise ConfigError("compare_turns needs data.task='vos_interactive' and grpo.max_turns >= 2, got "
-                          f"{cfg.data.task!r} and {cfg.grpo.max_turns}")
+        raise ConfigError(
+            "compare_turns needs data.task='vos_interactive' and grpo.max_turns >= 2, got "
+            f"{cfg.data.task!r} and {cfg.grpo.max_turns}"
+        )
     t_start = time.time()
     out = cfg.run.out_dir
     os.makedirs(out, exist_ok=True)
@@ -56,8 +58,14 @@ def compare(cfg: ExperimentConfig) -> dict:
     result: dict = {"name": cfg.name, "max_turns": cfg.grpo.max_turns, "steps": cfg.run.steps}
     try:
         if cfg.sft.steps > 0:  # K-turn targets (the format after a feedback turn too), shared by both arms
-            sft = Learner(cfg, make_task(cfg, tokenizer, bridge=lambda: bridge.client), sft_stage(cfg),
-                          policy=policy, tokenizer=tokenizer, records=records)
+            sft = Learner(
+                cfg,
+                make_task(cfg, tokenizer, bridge=lambda: bridge.client),
+                sft_stage(cfg),
+                policy=policy,
+                tokenizer=tokenizer,
+                records=records,
+            )
             try:
                 sft.train()
             finally:
@@ -65,27 +73,51 @@ def compare(cfg: ExperimentConfig) -> dict:
             policy = sft.policy
         start = nnx.state(policy)
         for turns in (1, cfg.grpo.max_turns):
-            arm = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, max_turns=turns),
-                                      run=dataclasses.replace(cfg.run, out_dir=os.path.join(out, f"turns_{turns}"),
-                                                              resume=False))
+            arm = dataclasses.replace(
+                cfg,
+                grpo=dataclasses.replace(cfg.grpo, max_turns=turns),
+                run=dataclasses.replace(cfg.run, out_dir=os.path.join(out, f"turns_{turns}"), resume=False),
+            )
             pol = nnx.clone(policy)
             nnx.update(pol, start)  # both arms start from the same SFT policy
             t0 = time.time()
-            learner = Learner(arm, make_task(arm, tokenizer, bridge=lambda: bridge.client),
-                              grpo_stage(arm, export=False), policy=pol, tokenizer=tokenizer, records=records)
+            learner = Learner(
+                arm,
+                make_task(arm, tokenizer, bridge=lambda: bridge.client),
+                grpo_stage(arm, export=False),
+                policy=pol,
+                tokenizer=tokenizer,
+                records=records,
+            )
             try:
                 learner.train()
             finally:
                 learner.close()
-            ev = evaluate_policy(arm, learner.policy, tokenizer, eval_records, client=bridge.client,
-                                 out_dir=os.path.join(arm.run.out_dir, "eval"), tag="after_grpo")
-            result[f"turns_{turns}"] = {"J&F": ev["J&F"], "valid_answers": ev.get("valid_answers"),
-                                        "J&F_by_turns": ev.get("J&F_by_turns"),
-                                        "revised_fraction": ev.get("revised_fraction"),
-                                        "grpo_seconds": time.time() - t0}
-            print(f"[compare] {turns} turn{'s' if turns > 1 else ''}: J&F after GRPO {ev['J&F']:.4f}"
-                  + (f" (first answers {ev['J&F_by_turns']['1']:.4f}, revised {ev['revised_fraction']:.2f})"
-                     if ev.get("J&F_by_turns") else ""), flush=True)
+            ev = evaluate_policy(
+                arm,
+                learner.policy,
+                tokenizer,
+                eval_records,
+                client=bridge.client,
+                out_dir=os.path.join(arm.run.out_dir, "eval"),
+                tag="after_grpo",
+            )
+            result[f"turns_{turns}"] = {
+                "J&F": ev["J&F"],
+                "valid_answers": ev.get("valid_answers"),
+                "J&F_by_turns": ev.get("J&F_by_turns"),
+                "revised_fraction": ev.get("revised_fraction"),
+                "grpo_seconds": time.time() - t0,
+            }
+            print(
+                f"[compare] {turns} turn{'s' if turns > 1 else ''}: J&F after GRPO {ev['J&F']:.4f}"
+                + (
+                    f" (first answers {ev['J&F_by_turns']['1']:.4f}, revised {ev['revised_fraction']:.2f})"
+                    if ev.get("J&F_by_turns")
+                    else ""
+                ),
+                flush=True,
+            )
     finally:
         bridge.close()
     k = cfg.grpo.max_turns
@@ -93,8 +125,11 @@ def compare(cfg: ExperimentConfig) -> dict:
     result["seconds"] = time.time() - t_start
     with open(os.path.join(out, "compare.json"), "w") as f:
         json.dump(result, f, indent=1)
-    print(f"[compare] J&F: 1 turn {result['turns_1']['J&F']:.4f}, {k} turns {result[f'turns_{k}']['J&F']:.4f}, "
-          f"gap {result['gap']:+.4f} ({result['seconds'] / 60:.1f} min)", flush=True)
+    print(
+        f"[compare] J&F: 1 turn {result['turns_1']['J&F']:.4f}, {k} turns {result[f'turns_{k}']['J&F']:.4f}, "
+        f"gap {result['gap']:+.4f} ({result['seconds'] / 60:.1f} min)",
+        flush=True,
+    )
     return result
 
 
@@ -114,26 +149,44 @@ def compare_seeds(cfg: ExperimentConfig, seeds) -> dict:
     one = [per[str(s)]["turns_1"]["J&F"] for s in seeds]
     many = [per[str(s)][f"turns_{k}"]["J&F"] for s in seeds]
     first = [per[str(s)][f"turns_{k}"]["J&F_by_turns"]["1"] for s in seeds]
-    result = {"name": cfg.name, "max_turns": k, "seeds": list(seeds),
-              "per_seed": {s: {"turns_1": per[s]["turns_1"]["J&F"], f"turns_{k}": per[s][f"turns_{k}"]["J&F"],
-                               "first_answers": per[s][f"turns_{k}"]["J&F_by_turns"]["1"],
-                               "gap": per[s]["gap"]} for s in per},
-              "turns_1": summarize(one), f"turns_{k}": summarize(many),
-              "gap": paired_difference(one, many), "revision": paired_difference(first, many)}
+    result = {
+        "name": cfg.name,
+        "max_turns": k,
+        "seeds": list(seeds),
+        "per_seed": {
+            s: {
+                "turns_1": per[s]["turns_1"]["J&F"],
+                f"turns_{k}": per[s][f"turns_{k}"]["J&F"],
+                "first_answers": per[s][f"turns_{k}"]["J&F_by_turns"]["1"],
+                "gap": per[s]["gap"],
+            }
+            for s in per
+        },
+        "turns_1": summarize(one),
+        f"turns_{k}": summarize(many),
+        "gap": paired_difference(one, many),
+        "revision": paired_difference(first, many),
+    }
     os.makedirs(cfg.run.out_dir, exist_ok=True)
     with open(os.path.join(cfg.run.out_dir, "compare.json"), "w") as f:
         json.dump(result, f, indent=1)
     g, r = result["gap"], result["revision"]
-    print(f"[compare] {len(seeds)} seeds: {k} turns - 1 turn = {g['mean']:+.4f} [{g['ci'][0]:+.4f}, {g['ci'][1]:+.4f}], "
-          f"P({k} turns better) {g['prob_improvement']:.2f}; revision (final - first answers) {r['mean']:+.4f} "
-          f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]", flush=True)
+    print(
+        f"[compare] {len(seeds)} seeds: {k} turns - 1 turn = {g['mean']:+.4f} [{g['ci'][0]:+.4f}, {g['ci'][1]:+.4f}], "
+        f"P({k} turns better) {g['prob_improvement']:.2f}; revision (final - first answers) {r['mean']:+.4f} "
+        f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]",
+        flush=True,
+    )
     return result
 
 
 @guarded_main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m omnir1_jax.compare_turns", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m omnir1_jax.compare_turns",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--config", required=True, help="experiment file defining get_config(), or FILE:VARIANT")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     ap.add_argument("--seeds", help="compare on these seeds, one after another (e.g. 0-4), with statistics")

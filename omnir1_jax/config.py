@@ -23,7 +23,8 @@ import numbers
 import os
 import types
 import typing
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from omnir1_jax.rewards.segzero import SegZeroSpec
 from omnir1_jax.rewards.total import RewardWeights
@@ -40,8 +41,16 @@ def _int(section: str, obj: Any, name: str, minimum: int) -> None:
         raise ConfigError(f"{section}.{name} must be an integer >= {minimum}, got {v!r}")
 
 
-def _real(section: str, obj: Any, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
-          high_open: bool = False) -> None:
+def _real(
+    section: str,
+    obj: Any,
+    name: str,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     v = getattr(obj, name)
     ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
     ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
@@ -138,7 +147,8 @@ class DataSpec:
         ``grounding`` (System-2 training in the style of SegZero: one image at ``s1_max_pixels`` (900*28*28 in
         the paper's refCOCOg run) + the expression -> box and two points, docs/design.md §3.9; no bridge) |
         ``qa`` (CrossOmni multiple choice) | ``vos_interactive`` (``vos`` with System 2's boxes fed back to System 1,
-        which may revise its answer, up to ``grpo.max_turns`` answers) | ``mixture`` (several tasks in every batch, see ``tasks``).
+        which may revise its answer, up to ``grpo.max_turns`` answers) | ``mixture`` (several tasks in every
+        batch, see ``tasks``).
       batch_size: prompts per step (each sampled ``grpo.group_size`` times).
       min_frames, max_frames: training clip length range (docs/design.md §6.1: 8..24).
       s1_max_pixels, s1_min_pixels: System-1 per-frame pixel budget (docs/design.md §6.2: 128*28*28, 16*28*28).
@@ -178,8 +188,10 @@ class DataSpec:
       tasks: with ``task == "mixture"``: the tasks every batch mixes, as ``(task, dataset, directory, prompts)``
         entries: each task (``vos`` or ``refaid``) reads ``dataset`` from ``directory`` (relative to ``root``) and
         contributes ``prompts`` prompts to every batch (they sum to ``batch_size``; in a multi-process run each must
-        be a multiple of the processes), scored by its own task; ignored unless ``task == "mixture"``. A ``vos`` task may read ``mixture`` (the sources of
-        ``mixture``, relative to ``root/directory``; directory ``"."`` for ``root`` itself). E.g. Omni-R1 Table 6's joint run:
+        be a multiple of the processes), scored by its own task; ignored unless ``task == "mixture"``. A ``vos``
+        task may read ``mixture`` (the sources of
+        ``mixture``, relative to ``root/directory``; directory ``"."`` for ``root`` itself). E.g. Omni-R1 Table
+        6's joint run:
         ``(("refaid", "refavs", "refavs", 4), ("vos", "revos", "revos", 4))``. Every other data setting is shared.
       suites: with ``dataset == "suites"``: the multiple-choice evaluation suites evaluated together, each read
         from ``root/<name>`` (``omnibench``, ``videomme``, ``mvbench``, ``dailyomni``, ``worldsense``, ``avut``);
@@ -233,14 +245,19 @@ class DataSpec:
         self._check_pair("synthetic_size", 16)  # smaller frames leave the synthetic shapes a pixel or two wide
         self._check_pair("synthetic_objects", 1)
         if self.synthetic_objects[0] > self.synthetic_objects[1]:
-            raise ConfigError(f"data.synthetic_objects must be (min, max) with min <= max, got {self.synthetic_objects!r}")
+            raise ConfigError(
+                f"data.synthetic_objects must be (min, max) with min <= max, got {self.synthetic_objects!r}"
+            )
         _flag("data", self, "synthetic_ambiguous")
         if self.synthetic_ambiguous and self.synthetic_objects[0] < 2:
-            raise ConfigError(f"data.synthetic_ambiguous needs data.synthetic_objects[0] >= 2 (two look-alikes), got "
-                              f"{self.synthetic_objects!r}")
+            raise ConfigError(
+                f"data.synthetic_ambiguous needs data.synthetic_objects[0] >= 2 (two look-alikes), got "
+                f"{self.synthetic_objects!r}"
+            )
         if self.task not in ("vos", "vos_interactive", "refaid", "grounding", "qa", "mixture"):
-            raise ConfigError(f"data.task must be vos, vos_interactive, refaid, grounding, qa or mixture, got "
-                              f"{self.task!r}")
+            raise ConfigError(
+                f"data.task must be vos, vos_interactive, refaid, grounding, qa or mixture, got {self.task!r}"
+            )
         if not 1 <= self.min_frames <= self.max_frames:
             raise ConfigError(f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}")
         if self.batch_size < 1:
@@ -250,24 +267,43 @@ class DataSpec:
         self._check_mixture()
         self._check_tasks()
 
-    def task_parts(self) -> list[tuple[str, "DataSpec", int]]:
+    def task_parts(self) -> list[tuple[str, DataSpec, int]]:
         """``(task, data spec, prompts per batch)`` of each task of a ``mixture`` (the spec reads that task's
         dataset from its directory and has ``batch_size = prompts``)."""
-        return [(task, dataclasses.replace(self, task=task, dataset=dataset, batch_size=k, tasks=(),
-                                           root=os.path.normpath(os.path.join(self.root, sub))), k)
-                for task, dataset, sub, k in self.tasks]
+        return [
+            (
+                task,
+                dataclasses.replace(
+                    self,
+                    task=task,
+                    dataset=dataset,
+                    batch_size=k,
+                    tasks=(),
+                    root=os.path.normpath(os.path.join(self.root, sub)),
+                ),
+                k,
+            )
+            for task, dataset, sub, k in self.tasks
+        ]
 
     def _check_tasks(self) -> None:
         if self.task != "mixture":  # ignored (like ``mixture`` for other datasets), so --set data.task=... works
             return
         if not self.tasks:
-            raise ConfigError("data.task='mixture' needs data.tasks, e.g. (('refaid', 'refavs', 'refavs', 4), "
-                              "('vos', 'revos', 'revos', 4))")
+            raise ConfigError(
+                "data.task='mixture' needs data.tasks, e.g. (('refaid', 'refavs', 'refavs', 4), "
+                "('vos', 'revos', 'revos', 4))"
+            )
         datasets = {"vos": ("revos", "mevis", "synthetic", "mixture"), "refaid": ("refavs",)}
         seen = set()
         for i, entry in enumerate(self.tasks):
-            if not (isinstance(entry, tuple) and len(entry) == 4 and all(isinstance(x, str) for x in entry[:3])
-                    and isinstance(entry[3], int) and not isinstance(entry[3], bool)):
+            if not (
+                isinstance(entry, tuple)
+                and len(entry) == 4
+                and all(isinstance(x, str) for x in entry[:3])
+                and isinstance(entry[3], int)
+                and not isinstance(entry[3], bool)
+            ):
                 raise ConfigError(f"data.tasks[{i}] must be (task, dataset, directory, prompts), got {entry!r}")
             task, dataset, sub, k = entry
             if task not in datasets:
@@ -289,13 +325,18 @@ class DataSpec:
 
     def _check_pair(self, name: str, minimum: int) -> None:
         v = getattr(self, name)
-        if not (isinstance(v, (tuple, list)) and len(v) == 2
-                and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= minimum for x in v)):
+        if not (
+            isinstance(v, (tuple, list))
+            and len(v) == 2
+            and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= minimum for x in v)
+        ):
             raise ConfigError(f"data.{name} must be two integers >= {minimum}, got {v!r}")
 
     def _check_mixture(self) -> None:
         if self.dataset == "mixture" and not self.mixture:
-            raise ConfigError("data.dataset='mixture' needs data.mixture, e.g. (('revos', 'revos'), ('mevis', 'mevis'))")
+            raise ConfigError(
+                "data.dataset='mixture' needs data.mixture, e.g. (('revos', 'revos'), ('mevis', 'mevis'))"
+            )
         if self.mixture_videos < 0:
             raise ConfigError(f"data.mixture_videos must be >= 0 (0 = every video), got {self.mixture_videos}")
         seen = set()
@@ -304,8 +345,10 @@ class DataSpec:
                 raise ConfigError(f"data.mixture[{i}] must be a (dataset, directory) pair of str, got {entry!r}")
             name, sub = entry
             if name not in ("revos", "mevis", "synthetic"):
-                raise ConfigError(f"data.mixture[{i}]: dataset {name!r} cannot be mixed (revos, mevis, synthetic; "
-                                  "Ref-AVS clips use the audio pipeline and train in their own run)")
+                raise ConfigError(
+                    f"data.mixture[{i}]: dataset {name!r} cannot be mixed (revos, mevis, synthetic; "
+                    "Ref-AVS clips use the audio pipeline and train in their own run)"
+                )
             parts = sub.replace("\\", "/").split("/")
             if not sub or os.path.isabs(sub) or ".." in parts:
                 raise ConfigError(f"data.mixture[{i}]: directory {sub!r} must be a relative path inside data.root")
@@ -371,15 +414,19 @@ class BridgeSpec:
             raise ConfigError(f"bridge.grounder_plugins must be a tuple of module names / .py files, got {plugins!r}")
         _int("bridge", self, "s2_context_chars", 1)
         if self.s2_context_chars > MAX_CONTEXT_CHARS:
-            raise ConfigError(f"bridge.s2_context_chars must be <= {MAX_CONTEXT_CHARS} (the bridge protocol's "
-                              f"MAX_CONTEXT_CHARS), got {self.s2_context_chars}")
+            raise ConfigError(
+                f"bridge.s2_context_chars must be <= {MAX_CONTEXT_CHARS} (the bridge protocol's "
+                f"MAX_CONTEXT_CHARS), got {self.s2_context_chars}"
+            )
         _int("bridge", self, "workers", 1)
         _int("bridge", self, "retries", 0)
         _real("bridge", self, "timeout_s", 0.0, low_open=True)
         _real("bridge", self, "attempt_timeout_s", 0.0)
         if self.attempt_timeout_s > self.timeout_s:
-            raise ConfigError(f"bridge.attempt_timeout_s = {self.attempt_timeout_s} must be <= bridge.timeout_s = "
-                              f"{self.timeout_s} (0 = timeout_s)")
+            raise ConfigError(
+                f"bridge.attempt_timeout_s = {self.attempt_timeout_s} must be <= bridge.timeout_s = "
+                f"{self.timeout_s} (0 = timeout_s)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,8 +476,11 @@ class GRPOSpec:
         _int("grpo", self, "micro_batches", 0)
         if self.overlap not in ("off", "one_step"):
             raise ConfigError(f"grpo.overlap must be off or one_step, got {self.overlap!r}")
-        if self.clip_ratio_c is not None and (isinstance(self.clip_ratio_c, bool) or not isinstance(
-                self.clip_ratio_c, (int, float)) or not self.clip_ratio_c > 1):
+        if self.clip_ratio_c is not None and (
+            isinstance(self.clip_ratio_c, bool)
+            or not isinstance(self.clip_ratio_c, (int, float))
+            or not self.clip_ratio_c > 1
+        ):
             raise ConfigError(f"grpo.clip_ratio_c must be a number > 1 or None, got {self.clip_ratio_c!r}")
         if self.empty_rows not in ("batch", "nonempty"):
             raise ConfigError(f"grpo.empty_rows must be batch or nonempty, got {self.empty_rows!r}")
@@ -537,8 +587,12 @@ class SFTSpec:
         _int("sft", self, "log_every", 1)
         _int("sft", self, "checkpoint_every", 0)  # 0 = only at the end
         k = self.keyframes
-        if not (isinstance(k, tuple) and len(k) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in k)
-                and 1 <= k[0] <= k[1]):
+        if not (
+            isinstance(k, tuple)
+            and len(k) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in k)
+            and 1 <= k[0] <= k[1]
+        ):
             raise ConfigError(f"sft.keyframes must be (min, max) with 1 <= min <= max, got {k!r}")
         _int("sft", self, "steps", 0)
         _int("sft", self, "batch_size", 1)
@@ -584,8 +638,10 @@ class RunSpec:
     on_checkpoint_error: str = "stop"
 
     def __post_init__(self):
-        if not (isinstance(self.seeds, tuple) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0
-                                                       for k in self.seeds)) or len(set(self.seeds)) != len(self.seeds):
+        if not (
+            isinstance(self.seeds, tuple)
+            and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in self.seeds)
+        ) or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"run.seeds must be a tuple of distinct integers >= 0, got {self.seeds!r}")
         for name in ("steps", "seed", "checkpoint_every", "eval_every", "eval_max_expressions"):
             _int("run", self, name, 0)  # checkpoint_every / eval_every 0 = never
@@ -598,8 +654,7 @@ class RunSpec:
         if self.epoch_unit not in ("expressions", "videos"):
             raise ConfigError(f"run.epoch_unit must be 'expressions' or 'videos', got {self.epoch_unit!r}")
         if self.on_checkpoint_error not in ("stop", "continue"):
-            raise ConfigError("run.on_checkpoint_error must be 'stop' or 'continue', got "
-                              f"{self.on_checkpoint_error!r}")
+            raise ConfigError(f"run.on_checkpoint_error must be 'stop' or 'continue', got {self.on_checkpoint_error!r}")
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -617,13 +672,15 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             else:
                 out.append(int(part))
     except ValueError:
-        raise ConfigError(f"--seeds {text!r}: expected a range like 0-4 or a list like 0,2,7 of integers >= 0") from None
+        raise ConfigError(
+            f"--seeds {text!r}: expected a range like 0-4 or a list like 0,2,7 of integers >= 0"
+        ) from None
     if any(k < 0 for k in out) or len(set(out)) != len(out) or not out:
         raise ConfigError(f"--seeds {text!r}: expected distinct integers >= 0")
     return tuple(out)
 
 
-def seed_config(cfg: "ExperimentConfig", seed: int) -> "ExperimentConfig":
+def seed_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
     """Seed ``seed``'s run of a seed-parallel experiment: ``run.seed = seed``, ``run.seeds = ()`` and its
     outputs under ``<run.out_dir>/seed<seed>``."""
     run = dataclasses.replace(cfg.run, seed=int(seed), seeds=(), out_dir=os.path.join(cfg.run.out_dir, f"seed{seed}"))
@@ -643,7 +700,9 @@ def derive_steps(run: RunSpec, *, num_expressions: int, num_videos: int, global_
         return run.steps
     units = num_videos if run.epoch_unit == "videos" else num_expressions
     if units < 1 or global_batch < 1:
-        raise ConfigError(f"cannot derive run.steps from {units} training {run.epoch_unit} at batch size {global_batch}")
+        raise ConfigError(
+            f"cannot derive run.steps from {units} training {run.epoch_unit} at batch size {global_batch}"
+        )
     # round() first so that e.g. 0.1 * 30 / 3 (= 1.0000000000000002) does not ceil to 2
     return max(1, math.ceil(round(run.epochs * units / global_batch, 9)))
 
@@ -668,9 +727,17 @@ class ExperimentConfig:
     paper: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
-        if not (isinstance(self.paper, tuple) and all(
-                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], (int, float))
-                and not isinstance(p[1], bool) for p in self.paper)):
+        if not (
+            isinstance(self.paper, tuple)
+            and all(
+                isinstance(p, tuple)
+                and len(p) == 2
+                and isinstance(p[0], str)
+                and isinstance(p[1], (int, float))
+                and not isinstance(p[1], bool)
+                for p in self.paper
+            )
+        ):
             raise ConfigError(f"paper must be a tuple of (metric, number) pairs, got {self.paper!r}")
 
 
@@ -679,8 +746,14 @@ def split_variant(spec: str | os.PathLike) -> tuple[str, str | None]:
     (or naming an existing file as a whole) -> ``(spec, None)``."""
     spec = os.fspath(spec)
     path, sep, variant = spec.rpartition(":")
-    if not sep or os.path.isfile(spec) or not path.endswith(".py") or not variant or "/" in variant \
-            or os.sep in variant:
+    if (
+        not sep
+        or os.path.isfile(spec)
+        or not path.endswith(".py")
+        or not variant
+        or "/" in variant
+        or os.sep in variant
+    ):
         return spec, None
     return path, variant
 
@@ -701,7 +774,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Exper
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+    except Exception as e:
         raise ConfigError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config()")
@@ -715,15 +788,16 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Exper
         raise ConfigError(f"{path} has variants: use {path}:VARIANT{choices}")
     if variant is not None:
         if params is not None and not params:
-            raise ConfigError(f"{spec_text}: {path} has no variants (its get_config() takes no argument), got "
-                              f"variant {variant!r}")
+            raise ConfigError(
+                f"{spec_text}: {path} has no variants (its get_config() takes no argument), got variant {variant!r}"
+            )
         if known and variant not in known:
             raise ConfigError(f"{spec_text}: unknown variant {variant!r}; known: {', '.join(known)}")
     try:
         cfg = module.get_config() if variant is None else module.get_config(variant)
     except ConfigError as e:
         raise ConfigError(f"{spec_text}: {e}") from e
-    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+    except Exception as e:
         raise ConfigError(f"{spec_text}: get_config() failed: {type(e).__name__}: {e}") from e
     if not isinstance(cfg, ExperimentConfig):
         raise ConfigError(f"{spec_text}: get_config() returned {type(cfg).__name__}, not ExperimentConfig")

@@ -74,10 +74,22 @@ VOS_DATASETS = ("revos", "mevis", "synthetic")
 
 
 # ----------------------------------------------------------------------------------------------- driver
-def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, policy=None, tokenizer=None,
-             client=None, predictor: Predictor | None = None, resume: bool = True, max_items: int | None = None,
-             progress: bool = True, overlays: int = 3, refavs_protocol: str = "release",
-             visa_rounding: bool = False) -> dict[str, Any]:
+def evaluate(
+    cfg: ExperimentConfig,
+    split: str,
+    *,
+    out_dir: str | None = None,
+    policy=None,
+    tokenizer=None,
+    client=None,
+    predictor: Predictor | None = None,
+    resume: bool = True,
+    max_items: int | None = None,
+    progress: bool = True,
+    overlays: int = 3,
+    refavs_protocol: str = "release",
+    visa_rounding: bool = False,
+) -> dict[str, Any]:
     """Evaluate the experiment's dataset on ``split`` (see the module docstring). Builds what is not passed:
     the tokenizer and policy from ``cfg.model``, the bridge from ``cfg.bridge`` (closed again at the end).
     ``predictor`` replaces the two-system pipeline (segmentation datasets); ``refavs_protocol`` and
@@ -104,19 +116,33 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
             raise ConfigError("data.qa_prompt='table17' is CrossOmni's; the suites take auto, plain, default, cot")
         sources = [(n, os.path.join(cfg.data.root, n) if ds == "suites" else cfg.data.root) for n in names]
         pol, tok = system1()
-        return evaluate_suites(sources, lambda recs: mcq_answers(cfg, pol, tok, recs), out_dir, resume=resume,
-                               max_items=max_items, progress=progress)
+        return evaluate_suites(
+            sources,
+            lambda recs: mcq_answers(cfg, pol, tok, recs),
+            out_dir,
+            resume=resume,
+            max_items=max_items,
+            progress=progress,
+        )
     if ds in ("crossomni", "avhbench"):
         if ds == "crossomni":
             records, fn, run = read_split(cfg.data, split), qa_answers, evaluate_qa
         else:
             records, fn, run = read_avhbench(cfg.data.root), avhbench_answers, evaluate_yes_no
         pol, tok = system1()
-        return run(records, lambda recs: fn(cfg, pol, tok, recs), out_dir, resume=resume, max_items=max_items,
-                   progress=progress)
+        return run(
+            records,
+            lambda recs: fn(cfg, pol, tok, recs),
+            out_dir,
+            resume=resume,
+            max_items=max_items,
+            progress=progress,
+        )
     if ds not in VOS_DATASETS + ("refavs",):
-        raise ConfigError(f"data.dataset={ds!r} cannot be evaluated (use "
-                          f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench', 'suites') + SUITE_NAMES})")
+        raise ConfigError(
+            f"data.dataset={ds!r} cannot be evaluated (use "
+            f"{VOS_DATASETS + ('refavs', 'crossomni', 'avhbench', 'suites') + SUITE_NAMES})"
+        )
     records = read_records(cfg.data, split)
     kind = "refavs" if ds == "refavs" else "vos"
     bridge = None
@@ -124,14 +150,24 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
         pol, tok = system1()
         if client is None:
             # "KIND:@policy": System 2 is the evaluated policy itself (model.checkpoint, set by --policy)
-            bridge = open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out_dir,
-                                 data_roots=[cfg.data.root])
+            bridge = open_bridge(
+                resolve_grounder(cfg.bridge, cfg.model.checkpoint), out_dir, data_roots=[cfg.data.root]
+            )
             client = bridge.client
         predictor = TwoSystemPredictor(cfg, pol, tok, client)
     try:
-        return evaluate_segmentation(records, predictor, out_dir, kind=kind, resume=resume, max_items=max_items,
-                                     progress=progress, overlays=overlays, refavs_protocol=refavs_protocol,
-                                     visa_rounding=visa_rounding)
+        return evaluate_segmentation(
+            records,
+            predictor,
+            out_dir,
+            kind=kind,
+            resume=resume,
+            max_items=max_items,
+            progress=progress,
+            overlays=overlays,
+            refavs_protocol=refavs_protocol,
+            visa_rounding=visa_rounding,
+        )
     finally:
         if bridge is not None:
             bridge.close()
@@ -139,28 +175,53 @@ def evaluate(cfg: ExperimentConfig, split: str, *, out_dir: str | None = None, p
 
 @guarded_main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m omnir1_jax.evaluate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m omnir1_jax.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", required=True, help="experiment file defining get_config(), or FILE:VARIANT")
-    ap.add_argument("--split", default=None, help="valid (ReVOS), valid_u (MeViS), test_s/test_u/test_n "
-                    "(Ref-AVS), or a CrossOmni split; optional for the multiple-choice suites (default test)")
-    ap.add_argument("--policy", default=None, help="System 1 checkpoint (local HF dir); default model.checkpoint; "
-                    "also System 2 when bridge.grounder is KIND:@policy")
+    ap.add_argument(
+        "--split",
+        default=None,
+        help="valid (ReVOS), valid_u (MeViS), test_s/test_u/test_n "
+        "(Ref-AVS), or a CrossOmni split; optional for the multiple-choice suites (default test)",
+    )
+    ap.add_argument(
+        "--policy",
+        default=None,
+        help="System 1 checkpoint (local HF dir); default model.checkpoint; "
+        "also System 2 when bridge.grounder is KIND:@policy",
+    )
     ap.add_argument("--out", default=None, help="output directory (default <run.out_dir>/eval/<dataset>_<split>)")
     ap.add_argument("--max-items", type=int, default=None, help="evaluate at most this many new items")
     ap.add_argument("--bridge", default=None, help="connect to this bridge address instead of bridge.*")
     ap.add_argument("--no-resume", action="store_true", help="discard earlier results in --out")
     ap.add_argument("--overlays", type=int, default=3, help="overlay PNGs of the first N expressions evaluated")
-    ap.add_argument("--refavs-protocol", choices=("release", "project"), default="release",
-                    help="Ref-AVS scoring: the Ref-AVS release's (default; comparable with published tables) or ours")
-    ap.add_argument("--visa-rounding", action="store_true",
-                    help="ReVOS / MeViS: round each expression's J and F to 0.01 pp before averaging (VISA)")
-    ap.add_argument("--pixels", type=int, default=None, metavar="N",
-                    help="System 1's per-frame pixel budget (data.s1_max_pixels; Omni-R1 Table 7: 100352 = 128*28*28, "
-                         "200704 = 256*28*28)")
+    ap.add_argument(
+        "--refavs-protocol",
+        choices=("release", "project"),
+        default="release",
+        help="Ref-AVS scoring: the Ref-AVS release's (default; comparable with published tables) or ours",
+    )
+    ap.add_argument(
+        "--visa-rounding",
+        action="store_true",
+        help="ReVOS / MeViS: round each expression's J and F to 0.01 pp before averaging (VISA)",
+    )
+    ap.add_argument(
+        "--pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="System 1's per-frame pixel budget (data.s1_max_pixels; Omni-R1 Table 7: 100352 = 128*28*28, "
+        "200704 = 256*28*28)",
+    )
     ap.add_argument("--thinking", action="store_true", help="add Omni-R1's thinking prompt (data.thinking=True)")
-    ap.add_argument("--prompt", choices=("auto", "table17", "default", "cot", "plain"), default=None,
-                    help="multiple-choice instruction (data.qa_prompt)")
+    ap.add_argument(
+        "--prompt",
+        choices=("auto", "table17", "default", "cot", "plain"),
+        default=None,
+        help="multiple-choice instruction (data.qa_prompt)",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     args = ap.parse_args(argv)
     overrides = list(args.set)
@@ -185,12 +246,21 @@ def main(argv=None) -> int:
             print(f"error: --split is required for data.dataset={cfg.data.dataset!r}", file=sys.stderr)
             return 2
         split = "test"  # the suites have one evaluation set; the name only names the output folder
-    result = evaluate(cfg, split, out_dir=args.out, resume=not args.no_resume, max_items=args.max_items,
-                      overlays=args.overlays, refavs_protocol=args.refavs_protocol,
-                      visa_rounding=args.visa_rounding)
+    result = evaluate(
+        cfg,
+        split,
+        out_dir=args.out,
+        resume=not args.no_resume,
+        max_items=args.max_items,
+        overlays=args.overlays,
+        refavs_protocol=args.refavs_protocol,
+        visa_rounding=args.visa_rounding,
+    )
     print(result["markdown"])
-    print(f"[eval] {result['done']}/{result['total']} done; summary in "
-          f"{args.out or os.path.join(cfg.run.out_dir, 'eval', f'{cfg.data.dataset}_{split}')}")
+    print(
+        f"[eval] {result['done']}/{result['total']} done; summary in "
+        f"{args.out or os.path.join(cfg.run.out_dir, 'eval', f'{cfg.data.dataset}_{split}')}"
+    )
     return 0
 
 

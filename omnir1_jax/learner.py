@@ -23,7 +23,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.nnx as nnx
 import jax
@@ -45,7 +46,7 @@ from omnir1_jax.runtime.metrics import MetricsWriter
 from omnir1_jax.stages import PROGRESS_KEYS, Stage, grpo_stage, progress_line, sft_stage, stage_optimizer
 from omnir1_jax.tasks.base import InteractiveTask, Rollout, Scored, Targets, Task
 
-__all__ = ["Learner", "PROGRESS_KEYS", "Stage", "TrainingDivergedError", "grpo_stage", "progress_line", "sft_stage"]
+__all__ = ["PROGRESS_KEYS", "Learner", "Stage", "TrainingDivergedError", "grpo_stage", "progress_line", "sft_stage"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -86,8 +87,17 @@ class Learner:
         ``stage.eval_every`` steps; its value is logged as ``eval/<metric>``.
     """
 
-    def __init__(self, cfg: ExperimentConfig, task: Task, stage: Stage, *, policy=None, tokenizer=None,
-                 records=None, evaluate: Callable[[Any, str], dict] | None = None):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        task: Task,
+        stage: Stage,
+        *,
+        policy=None,
+        tokenizer=None,
+        records=None,
+        evaluate: Callable[[Any, str], dict] | None = None,
+    ):
         # lazy: the record readers pull in grain
         from omnir1_jax.runtime.records import read_records, resolve_steps
 
@@ -103,8 +113,13 @@ class Learner:
         # One mesh over every device of every process; parameters, reference and optimiser state are global
         # arrays on it, and every step is one jit program over it (runtime/distributed.py).
         self.mesh = global_mesh(cfg.mesh)
-        policy = policy if policy is not None else policy_lib.build_policy(cfg.model, seed=cfg.run.seed, mesh=self.mesh,
-                                                                           decode_gather=cfg.mesh.decode_gather)
+        policy = (
+            policy
+            if policy is not None
+            else policy_lib.build_policy(
+                cfg.model, seed=cfg.run.seed, mesh=self.mesh, decode_gather=cfg.mesh.decode_gather
+            )
+        )
         self.multi_process = jax.process_count() > 1
         if self.mesh is not None and not policy_lib.is_placed(policy, self.mesh):
             policy = policy_lib.place_policy(policy, self.mesh)
@@ -112,8 +127,10 @@ class Learner:
         self.model = policy  # what the optimiser updates: the policy, or its LoRA wrapper
         if stage.lora_rank > 0:
             if self.multi_process:
-                raise ConfigError("sft.lora_rank > 0 is not supported in a multi-process run yet (the LoRA factors "
-                                  "are created per process); use full fine-tuning or one process")
+                raise ConfigError(
+                    "sft.lora_rank > 0 is not supported in a multi-process run yet (the LoRA factors "
+                    "are created per process); use full fine-tuning or one process"
+                )
 
             # the frozen base is stored in the compute dtype (it is never updated); the factors are float32
             self.policy = policy = policy_lib.frozen_copy(policy, cfg.model.dtype)
@@ -129,11 +146,13 @@ class Learner:
         if self.grpo:  # gradient accumulation over the batch's rows (grpo.micro_batches; 0 = per device count)
             rows = cfg.data.batch_size * g.group_size
             try:
-                micro = resolve_micro_batches(g.micro_batches, rows, 1 if self.mesh is None else self.mesh.size,
-                                              g.group_size)
+                micro = resolve_micro_batches(
+                    g.micro_batches, rows, 1 if self.mesh is None else self.mesh.size, g.group_size
+                )
             except ValueError as e:
-                raise ConfigError(f"grpo.micro_batches={g.micro_batches}: {e} (data.batch_size x "
-                                  f"grpo.group_size)") from None
+                raise ConfigError(
+                    f"grpo.micro_batches={g.micro_batches}: {e} (data.batch_size x grpo.group_size)"
+                ) from None
         # Dr. GRPO divides by the answer-token budget, a constant of the run (rl.loss.aggregate)
         self.turns = int(task.max_turns)
         if self.turns > 1 and not isinstance(task, InteractiveTask):
@@ -141,19 +160,30 @@ class Learner:
         # grpo.overlap: the bridge scores batch t while the learner samples t + 1 and updates on t (overlap.py)
         self.overlap = OneStepOverlap(self) if self.grpo and g.overlap == "one_step" else None
         if self.overlap is not None and self.turns > 1:
-            raise ConfigError("grpo.overlap='one_step' needs single-turn rollouts (grpo.max_turns = 1): a multi-turn "
-                              "rollout waits for System 2 between its turns")
+            raise ConfigError(
+                "grpo.overlap='one_step' needs single-turn rollouts (grpo.max_turns = 1): a multi-turn "
+                "rollout waits for System 2 between its turns"
+            )
         budget = g.max_new_tokens * (self.turns if self.grpo else 1)
-        self.loss_spec = LossSpec(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, kl=g.kl,
-                                  agg=g.agg, micro_batches=micro, max_len=budget, clip_ratio_c=g.clip_ratio_c,
-                                  empty_rows=g.empty_rows)
+        self.loss_spec = LossSpec(
+            epsilon_low=g.epsilon_low,
+            epsilon_high=g.epsilon_high,
+            beta=g.beta,
+            kl=g.kl,
+            agg=g.agg,
+            micro_batches=micro,
+            max_len=budget,
+            clip_ratio_c=g.clip_ratio_c,
+            empty_rows=g.empty_rows,
+        )
         tx = stage_optimizer(stage.optim)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         if self.mesh is None:  # one device: a step's outputs and a restored checkpoint are committed to it, so
             # commit the initial state too (jit keys on it: else step 1 or a resume compiles the step again)
             _commit(self.model, self.optimizer, *([self.reference] if self.reference is not None else []))
-        self.scorer = policy_lib.make_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0,
-                                             g.group_size if self.grpo else None)
+        self.scorer = policy_lib.make_scorer(
+            cfg.model.remat, g.temperature if self.grpo else 1.0, g.group_size if self.grpo else None
+        )
         if self.turns > 1:  # multi-turn rollouts / targets: whole trajectories are scored, answers masked in
             self.scorer = policy_lib.make_trajectory_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0)
         self.records = list(records) if records is not None else read_records(cfg.data, cfg.data.split)
@@ -164,14 +194,16 @@ class Learner:
         distributed.my_prompts(stage.batch_size)  # the global batch must split evenly over the processes
         self.share = (jax.process_index(), jax.process_count())
         self.pad_id = policy_lib.pad_id_of(self.tokenizer)
-        self.data_iter = task.batches(self.records, batch_size=stage.batch_size, seed=stage.run.seed, sft=not self.grpo,
-                                      share=self.share)
+        self.data_iter = task.batches(
+            self.records, batch_size=stage.batch_size, seed=stage.run.seed, sft=not self.grpo, share=self.share
+        )
         self.key = jax.random.key(cfg.run.seed)
         self.step = 0
         self.evaluate_fn = evaluate
         self.evals: list[tuple[int, float]] = []
-        self.checkpointer = RunCheckpointer(self.out_dir, keep=stage.run.keep_checkpoints,
-                                            on_error=cfg.run.on_checkpoint_error)
+        self.checkpointer = RunCheckpointer(
+            self.out_dir, keep=stage.run.keep_checkpoints, on_error=cfg.run.on_checkpoint_error
+        )
         self.writer = MetricsWriter(self.out_dir, tensorboard=self.grpo) if self.primary else None
         self.last_texts: list[str] = []
         self.last_rollout: Rollout | None = None  # the last GRPO step's rollout (completions, advantages)
@@ -185,15 +217,22 @@ class Learner:
         """Everything array-valued that determines the next step. The frozen reference is included: on a
         resume the policy handed in is not the one the reference was copied from (e.g. ``train.py`` skips the
         SFT warm-up when resuming), so it must come from the checkpoint too."""
-        state = {"params": nnx.state(self.model, nnx.Param), "opt": nnx.state(self.optimizer),
-                 "key": key_to_data(self.key)}
+        state = {
+            "params": nnx.state(self.model, nnx.Param),
+            "opt": nnx.state(self.optimizer),
+            "key": key_to_data(self.key),
+        }
         if self.reference is not None:
             state["reference"] = nnx.state(self.reference, nnx.Param)
         return state
 
     def save(self) -> None:
-        meta = {"step": self.step, "data_state": self.data_iter.get_state(), "config": to_dict(self.cfg),
-                "stage": self.stage.name}
+        meta = {
+            "step": self.step,
+            "data_state": self.data_iter.get_state(),
+            "config": to_dict(self.cfg),
+            "stage": self.stage.name,
+        }
         if self.overlap is not None:  # the batch in flight (overlap.py: drawn and scored again on resume)
             meta.update(self.overlap.meta())
         self.checkpointer.save(self.step, self._state(), meta)
@@ -241,26 +280,39 @@ class Learner:
         t0 = time.perf_counter()
         local = self._prompt_of(batch)
         prompt = distributed.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id)
-        comp = policy_lib.complete(self.model, self.tokenizer, prompt, max_new_tokens=g.max_new_tokens, greedy=False,
-                                   num_samples=n, key=key, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
-                                   eos_ids=self.eos_ids)
+        comp = policy_lib.complete(
+            self.model,
+            self.tokenizer,
+            prompt,
+            max_new_tokens=g.max_new_tokens,
+            greedy=False,
+            num_samples=n,
+            key=key,
+            temperature=g.temperature,
+            top_k=g.top_k,
+            top_p=g.top_p,
+            eos_ids=self.eos_ids,
+        )
         t_sample = time.perf_counter() - t0
         t1 = time.perf_counter()
         b = int(np.shape(local.input_ids)[0])
         lo, hi = distributed.my_prompts(b * self.share[1])
-        scored = self._gather_scored(self.task.score(batch, comp.texts[lo * n:hi * n], n))
-        return self.assemble(local, comp.tokens, comp.lengths, comp.texts, scored, t_sample,
-                             time.perf_counter() - t1)
+        scored = self._gather_scored(self.task.score(batch, comp.texts[lo * n : hi * n], n))
+        return self.assemble(local, comp.tokens, comp.lengths, comp.texts, scored, t_sample, time.perf_counter() - t1)
 
     def _prompt_of(self, batch: dict[str, Any]):
         """The prepared prompt of this process's share (the task's :meth:`~Task.model_inputs`)."""
         return self.task.model_inputs(self.policy.config, batch)
 
     def _gather_scored(self, mine: Scored) -> Scored:
-        return Scored(distributed.gather_rows(mine.rewards, self.mesh),
-                      {k: distributed.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
-                      {k: float(distributed.gather_rows(np.asarray([v], np.float64)).sum())
-                       for k, v in sorted(mine.stats.items())})
+        return Scored(
+            distributed.gather_rows(mine.rewards, self.mesh),
+            {k: distributed.gather_rows(v, self.mesh) for k, v in sorted(mine.components.items())},
+            {
+                k: float(distributed.gather_rows(np.asarray([v], np.float64)).sum())
+                for k, v in sorted(mine.stats.items())
+            },
+        )
 
     def interactive_rollout(self, batch: dict[str, Any], key) -> Rollout:
         """Multi-turn rollouts (task ``vos_interactive``, ``grpo.max_turns`` answers): sample the group's first
@@ -269,14 +321,26 @@ class Learner:
         are rewarded; the update scores the whole trajectories with only the answer tokens in the mask."""
         g, n, task, cfg = self.cfg.grpo, self.cfg.grpo.group_size, self.task, self.policy.config
         # an answer becomes part of the next turn's prompt: it may not contain media tokens
-        sample = dict(max_new_tokens=g.max_new_tokens, greedy=False, temperature=g.temperature, top_k=g.top_k,
-                      top_p=g.top_p, eos_ids=self.eos_ids, suppress_ids=policy_lib.media_token_ids(self.tokenizer))
+        sample = dict(
+            max_new_tokens=g.max_new_tokens,
+            greedy=False,
+            temperature=g.temperature,
+            top_k=g.top_k,
+            top_p=g.top_p,
+            eos_ids=self.eos_ids,
+            suppress_ids=policy_lib.media_token_ids(self.tokenizer),
+        )
         t0 = time.perf_counter()
         local = self._prompt_of(batch)
         key, sk = jax.random.split(key)
-        comp = policy_lib.complete(self.model, self.tokenizer,
-                                   distributed.global_inputs(cfg, local, self.mesh, pad_id=self.pad_id),
-                                   num_samples=n, key=sk, **sample)
+        comp = policy_lib.complete(
+            self.model,
+            self.tokenizer,
+            distributed.global_inputs(cfg, local, self.mesh, pad_id=self.pad_id),
+            num_samples=n,
+            key=sk,
+            **sample,
+        )
         b = int(np.shape(local.input_ids)[0])
         lo, hi = distributed.my_prompts(b * self.share[1])
         rows = slice(lo * n, hi * n)
@@ -290,9 +354,14 @@ class Learner:
             t2 = time.perf_counter()
             inputs, _ = task.trajectory_inputs(cfg, trajs, self.pad_id)
             key, sk = jax.random.split(key)
-            comp = policy_lib.complete(self.model, self.tokenizer,
-                                       distributed.global_inputs(cfg, inputs, self.mesh, pad_id=self.pad_id),
-                                       num_samples=1, key=sk, **sample)
+            comp = policy_lib.complete(
+                self.model,
+                self.tokenizer,
+                distributed.global_inputs(cfg, inputs, self.mesh, pad_id=self.pad_id),
+                num_samples=1,
+                key=sk,
+                **sample,
+            )
             task.add_answers(trajs, comp.tokens[rows], comp.lengths[rows], comp.texts[rows])
             t_reward, t_sample = t_reward + t2 - t1, t_sample + time.perf_counter() - t2
         t1 = time.perf_counter()
@@ -306,14 +375,32 @@ class Learner:
         pad = ((0, 0), (width - mask.shape[1], 0))
         ids = np.pad(np.asarray(full.input_ids), pad, constant_values=self.pad_id)
         glob = functools.partial(distributed.global_rows, mesh=self.mesh)
-        return Rollout(prompt=distributed.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id),
-                       completion_ids=glob(ids), completion_mask=glob(np.pad(mask, pad)), advantages=glob(adv[rows]),
-                       rewards=scored.rewards, components=scored.components, stats=scored.stats,
-                       texts=list(comp.texts), lengths=distributed.gather_rows(mask.sum(axis=1), self.mesh),
-                       t_sample=t_sample, t_reward=t_reward, trajectories=trajs)
+        return Rollout(
+            prompt=distributed.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id),
+            completion_ids=glob(ids),
+            completion_mask=glob(np.pad(mask, pad)),
+            advantages=glob(adv[rows]),
+            rewards=scored.rewards,
+            components=scored.components,
+            stats=scored.stats,
+            texts=list(comp.texts),
+            lengths=distributed.gather_rows(mask.sum(axis=1), self.mesh),
+            t_sample=t_sample,
+            t_reward=t_reward,
+            trajectories=trajs,
+        )
 
-    def assemble(self, prompt, tokens: np.ndarray, lengths: np.ndarray, texts, scored: Scored,
-                 t_sample: float = 0.0, t_reward: float = 0.0, logprobs: np.ndarray | None = None) -> Rollout:
+    def assemble(
+        self,
+        prompt,
+        tokens: np.ndarray,
+        lengths: np.ndarray,
+        texts,
+        scored: Scored,
+        t_sample: float = 0.0,
+        t_reward: float = 0.0,
+        logprobs: np.ndarray | None = None,
+    ) -> Rollout:
         """The update's inputs from sampled rows and their rewards (group-normalised advantages, a completion
         mask cut to a 32-multiple of the longest row).
 
@@ -329,15 +416,26 @@ class Learner:
         rows = int(np.shape(prompt.input_ids)[0]) * n
         mine = slice(self.share[0] * rows, (self.share[0] + 1) * rows)
         if tokens.shape[0] != rows * self.share[1]:
-            raise ValueError(f"{tokens.shape[0]} completion rows for {self.share[1]} processes x {rows // n} prompts "
-                             f"x group {n}")
+            raise ValueError(
+                f"{tokens.shape[0]} completion rows for {self.share[1]} processes x {rows // n} prompts x group {n}"
+            )
         glob = functools.partial(distributed.global_rows, mesh=self.mesh)
-        return Rollout(prompt=distributed.global_inputs(self.policy.config, repeat_prompt(prompt, n), self.mesh,
-                                                        pad_id=self.pad_id),
-                       completion_ids=glob(np.asarray(tokens[mine, :width])), completion_mask=glob(mask[mine]),
-                       advantages=glob(adv[mine]), rewards=scored.rewards, components=scored.components,
-                       stats=scored.stats, texts=list(texts), lengths=lengths, t_sample=t_sample, t_reward=t_reward,
-                       old_logps=None if logprobs is None else glob(np.asarray(logprobs[mine, :width], np.float32)))
+        return Rollout(
+            prompt=distributed.global_inputs(
+                self.policy.config, repeat_prompt(prompt, n), self.mesh, pad_id=self.pad_id
+            ),
+            completion_ids=glob(np.asarray(tokens[mine, :width])),
+            completion_mask=glob(mask[mine]),
+            advantages=glob(adv[mine]),
+            rewards=scored.rewards,
+            components=scored.components,
+            stats=scored.stats,
+            texts=list(texts),
+            lengths=lengths,
+            t_sample=t_sample,
+            t_reward=t_reward,
+            old_logps=None if logprobs is None else glob(np.asarray(logprobs[mine, :width], np.float32)),
+        )
 
     def supervised(self, batch: dict[str, Any]) -> Targets:
         """The NLL update's inputs: the task's targets for this process's share of the batch, tokenised to a width
@@ -345,13 +443,18 @@ class Learner:
         if self.turns > 1:
             return self._supervised_turns(batch)
         texts = self.task.sft_targets(batch)
-        ids, mask = policy_lib.tokenize_targets(self.tokenizer, texts, policy_lib.target_eos_id(self.tokenizer),
-                                                self.pad_id)
+        ids, mask = policy_lib.tokenize_targets(
+            self.tokenizer, texts, policy_lib.target_eos_id(self.tokenizer), self.pad_id
+        )
         (width,) = distributed.agree_max(ids.shape[1])
         ids, mask = policy_lib.pad_targets(ids, mask, width, self.pad_id)
         local = self._prompt_of(batch)
-        return Targets(distributed.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
-                       distributed.global_rows(ids, self.mesh), distributed.global_rows(mask, self.mesh), list(texts))
+        return Targets(
+            distributed.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
+            distributed.global_rows(ids, self.mesh),
+            distributed.global_rows(mask, self.mesh),
+            list(texts),
+        )
 
     def _supervised_turns(self, batch: dict[str, Any]) -> Targets:
         """Multi-turn targets (task ``vos_interactive``): the task's target answers for every turn, each after the
@@ -363,8 +466,9 @@ class Learner:
             if turn:
                 self.task.add_feedback(batch, trajs, 1)
             texts = self.task.sft_targets(batch)
-            ids = [np.asarray(self.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos], np.int32)
-                   for t in texts]
+            ids = [
+                np.asarray(self.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos], np.int32) for t in texts
+            ]
             width = max(len(x) for x in ids)
             tokens = np.stack([np.pad(x, (0, width - len(x)), constant_values=self.pad_id) for x in ids])
             self.task.add_answers(trajs, tokens, np.asarray([len(x) for x in ids]), texts)
@@ -372,9 +476,12 @@ class Learner:
         (width,) = distributed.agree_max(mask.shape[1])
         pad = ((0, 0), (width - mask.shape[1], 0))
         ids = np.pad(np.asarray(full.input_ids), pad, constant_values=self.pad_id)
-        return Targets(distributed.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id),
-                       distributed.global_rows(ids, self.mesh), distributed.global_rows(np.pad(mask, pad), self.mesh),
-                       [t.answers[-1] for t in trajs])
+        return Targets(
+            distributed.global_inputs(cfg, full, self.mesh, pad_id=self.pad_id),
+            distributed.global_rows(ids, self.mesh),
+            distributed.global_rows(np.pad(mask, pad), self.mesh),
+            [t.answers[-1] for t in trajs],
+        )
 
     # ---------------------------------------------------------------------------------------- update
     def update(self, ro: Rollout | Targets) -> dict[str, float]:
@@ -392,8 +499,9 @@ class Learner:
         ref = self._score_reference(*args) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
-            metrics = grpo_step(self.model, self.optimizer, *args, old, ref, ro.advantages, scorer=self.scorer,
-                                spec=self.loss_spec)
+            metrics = grpo_step(
+                self.model, self.optimizer, *args, old, ref, ro.advantages, scorer=self.scorer, spec=self.loss_spec
+            )
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
     def _score_reference(self, prompt, completion_ids, completion_mask):
@@ -425,12 +533,12 @@ class Learner:
         self.last_rollout = ro
         t1 = time.perf_counter()
         m = self.update(ro)
-        m = self.grpo_metrics(m, ro, t_data=t_data, t_update=time.perf_counter() - t1,
-                              t_step=time.perf_counter() - t0)
+        m = self.grpo_metrics(m, ro, t_data=t_data, t_update=time.perf_counter() - t1, t_step=time.perf_counter() - t0)
         return self._finish_step(m, ro.texts)
 
-    def grpo_metrics(self, m: dict[str, float], ro: Rollout, *, t_data: float, t_update: float,
-                     t_step: float) -> dict[str, float]:
+    def grpo_metrics(
+        self, m: dict[str, float], ro: Rollout, *, t_data: float, t_update: float, t_step: float
+    ) -> dict[str, float]:
         """A GRPO step's logged metrics: the update's (``m``) plus the rollout's rewards (mean / min / max of each
         component and of the total), response length, zero-variance groups, the task's counters and timings."""
         m = dict(m)
@@ -439,9 +547,16 @@ class Learner:
         m["response_length"] = float(np.mean(ro.lengths))
         m["zero_variance_groups"] = float(zero_variance_fraction(jnp.asarray(ro.rewards), self.cfg.grpo.group_size))
         m.update({k: float(v) for k, v in ro.stats.items()})  # the task names its counters (bridge/..., judge/...)
-        m.update({"time/data": t_data, "time/rollout": ro.t_sample, "time/reward": ro.t_reward,
-                  "time/update": t_update, "time/step": t_step,
-                  "tokens_per_s": float(np.sum(ro.lengths)) / max(ro.t_sample, 1e-9)})
+        m.update(
+            {
+                "time/data": t_data,
+                "time/rollout": ro.t_sample,
+                "time/reward": ro.t_reward,
+                "time/update": t_update,
+                "time/step": t_step,
+                "tokens_per_s": float(np.sum(ro.lengths)) / max(ro.t_sample, 1e-9),
+            }
+        )
         return m
 
     def _finish_step(self, m: dict[str, float], texts) -> dict[str, float]:
@@ -450,7 +565,8 @@ class Learner:
             raise TrainingDivergedError(
                 f"{self.stage.name} step {self.step + 1}: non-finite {', '.join(bad)} "
                 f"({ {k: m[k] for k in bad} }); stopping. The last good checkpoint is in "
-                f"{self.checkpointer.directory} (step {self.checkpointer.latest_step()})")
+                f"{self.checkpointer.directory} (step {self.checkpointer.latest_step()})"
+            )
         self.step += 1
         self.last_texts = list(texts)
         return m
@@ -485,8 +601,18 @@ class Learner:
             history.append(m)
             self.record(m)
             if progress and self.primary and (self.step % self.stage.run.log_every == 0 or self.step == total):
-                print(progress_line(self.stage.name, self.step, total, time.perf_counter() - t0, m, PROGRESS_KEYS,
-                                    done_here=self.step - start), flush=True)
+                print(
+                    progress_line(
+                        self.stage.name,
+                        self.step,
+                        total,
+                        time.perf_counter() - t0,
+                        m,
+                        PROGRESS_KEYS,
+                        done_here=self.step - start,
+                    ),
+                    flush=True,
+                )
             if self.stage.run.eval_every and self.step % self.stage.run.eval_every == 0 and self.step < total:
                 self.evaluate(f"{self.stage.name}_step{self.step}")
         self.finish(progress=progress)
@@ -510,7 +636,8 @@ class Learner:
         if self.model is not self.policy:
             self.policy = self.current_policy()
         if self.stage.export:
-            path = policy_lib.export_policy(self.policy, os.path.join(self.out_dir, "hf"),
-                                            dtype=policy_lib.export_dtype(self.cfg.model))
+            path = policy_lib.export_policy(
+                self.policy, os.path.join(self.out_dir, "hf"), dtype=policy_lib.export_dtype(self.cfg.model)
+            )
             if progress and self.primary:
                 print(f"[{self.stage.name}] exported the policy to {path}", flush=True)

@@ -23,7 +23,7 @@ Shape legend: I input width, O output width, R rank.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.nnx as nnx
 import jax
@@ -79,8 +79,15 @@ def _kernel_paths(model: nnx.Module, spec: LoraSpec) -> list[tuple]:
     """Paths (tuples of attribute names / indices) of the target kernels, in graph order."""
     paths = []
     for path, node in nnx.iter_graph(model):
-        if isinstance(node, nnx.Variable) and path and path[-1] == "kernel" and len(path) >= 2 \
-                and path[-2] in spec.targets and spec.scope in path and node[...].ndim == 2:
+        if (
+            isinstance(node, nnx.Variable)
+            and path
+            and path[-1] == "kernel"
+            and len(path) >= 2
+            and path[-2] in spec.targets
+            and spec.scope in path
+            and node[...].ndim == 2
+        ):
             paths.append(tuple(path))
     return paths
 
@@ -133,7 +140,9 @@ class LoraThinker(nnx.Module):
     def delta(self, i: int) -> Float[Array, "I O"]:
         """``(alpha / r) A_i @ B_i`` of target ``i``."""
         a, b = self.lora_a[i][...], self.lora_b[i][...]
-        return (self.spec.scaling * jnp.einsum("ir,ro->io", a.astype(jnp.float32), b.astype(jnp.float32))).astype(a.dtype)
+        return (self.spec.scaling * jnp.einsum("ir,ro->io", a.astype(jnp.float32), b.astype(jnp.float32))).astype(
+            a.dtype
+        )
 
     def merged_view(self) -> nnx.Module:
         """A module of the base's class whose target kernels are ``W + (alpha/r) A B`` (traceable; other
@@ -160,8 +169,9 @@ class LoraThinker(nnx.Module):
 
     def logits(self, hidden):
         # lm_head / embeddings are never adapted, so the base computes the logits directly.
-        return self.base.compute_view().logits(hidden) if hasattr(self.base, "compute_view") else \
-            self.base.logits(hidden)
+        return (
+            self.base.compute_view().logits(hidden) if hasattr(self.base, "compute_view") else self.base.logits(hidden)
+        )
 
     def head_kernel(self):
         """The base's output projection [D, V] (never adapted; the scorer fuses it into the log-softmax)."""
@@ -171,8 +181,16 @@ class LoraThinker(nnx.Module):
         return self.compute_view().forward(inputs, remat=remat)
 
 
-def apply_lora(model: nnx.Module, rank: int = 16, alpha: float = 32.0, *, targets: Sequence[str] = DEFAULT_TARGETS,
-               scope: str = "language_model", seed: int = 0, dtype=jnp.float32) -> LoraThinker:
+def apply_lora(
+    model: nnx.Module,
+    rank: int = 16,
+    alpha: float = 32.0,
+    *,
+    targets: Sequence[str] = DEFAULT_TARGETS,
+    scope: str = "language_model",
+    seed: int = 0,
+    dtype=jnp.float32,
+) -> LoraThinker:
     """Wrap ``model`` with LoRA factors (B = 0: the wrapped model computes exactly what ``model`` did); the factors
     are stored in ``dtype`` (float32)."""
     return LoraThinker(model, LoraSpec(rank, alpha, tuple(targets), scope), seed=seed, dtype=dtype)

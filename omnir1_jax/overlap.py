@@ -36,7 +36,8 @@ import dataclasses
 import io
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -132,9 +133,16 @@ class InFlight:
         state = self.data_state  # bytes (RecordBatches), a JSON string (Grain) or a JSON-able object
         kind = "bytes" if isinstance(state, (bytes, bytearray)) else "str" if isinstance(state, str) else "json"
         raw = bytes(state) if kind == "bytes" else (state if kind == "str" else json.dumps(state)).encode()
-        np.savez(buf, tokens=self.tokens, lengths=self.lengths, logprobs=self.logprobs, key=self.key,
-                 version=np.int64(self.version), data_state=np.frombuffer(raw, np.uint8),
-                 data_state_kind=np.asarray(kind))
+        np.savez(
+            buf,
+            tokens=self.tokens,
+            lengths=self.lengths,
+            logprobs=self.logprobs,
+            key=self.key,
+            version=np.int64(self.version),
+            data_state=np.frombuffer(raw, np.uint8),
+            data_state_kind=np.asarray(kind),
+        )
         return buf.getvalue()
 
 
@@ -143,8 +151,14 @@ def read_meta(blob: bytes) -> dict[str, Any]:
     with np.load(io.BytesIO(bytes(blob))) as z:
         raw, kind = z["data_state"].tobytes(), str(z["data_state_kind"])
         state = raw if kind == "bytes" else raw.decode() if kind == "str" else json.loads(raw.decode())
-        return {"tokens": z["tokens"], "lengths": z["lengths"], "logprobs": z["logprobs"], "key": z["key"],
-                "version": int(z["version"]), "data_state": state}
+        return {
+            "tokens": z["tokens"],
+            "lengths": z["lengths"],
+            "logprobs": z["logprobs"],
+            "key": z["key"],
+            "version": int(z["version"]),
+            "data_state": state,
+        }
 
 
 def from_meta(learner, blob: bytes) -> InFlight:
@@ -154,8 +168,17 @@ def from_meta(learner, blob: bytes) -> InFlight:
     learner.data_iter.set_state(d["data_state"])
     batch = next(learner.data_iter)
     texts = policy_lib.decode_completions(learner.tokenizer, d["tokens"], d["lengths"], learner.eos_ids)
-    return InFlight(batch=batch, prompt=None, tokens=d["tokens"], lengths=d["lengths"], logprobs=d["logprobs"],
-                    texts=texts, version=d["version"], data_state=d["data_state"], key=d["key"])
+    return InFlight(
+        batch=batch,
+        prompt=None,
+        tokens=d["tokens"],
+        lengths=d["lengths"],
+        logprobs=d["logprobs"],
+        texts=texts,
+        version=d["version"],
+        data_state=d["data_state"],
+        key=d["key"],
+    )
 
 
 def rewind(learner, blob: bytes) -> None:
@@ -168,8 +191,11 @@ def rewind(learner, blob: bytes) -> None:
 
 def lag_metrics(step: int, fl: InFlight, waited: float) -> dict[str, float]:
     job = fl.job
-    return {"overlap/policy_lag": float(step - fl.version), "time/reward_wait": waited,
-            "time/reward_idle": job.idle_before if job is not None else 0.0}
+    return {
+        "overlap/policy_lag": float(step - fl.version),
+        "time/reward_wait": waited,
+        "time/reward_idle": job.idle_before if job is not None else 0.0,
+    }
 
 
 # ----------------------------------------------------------------------------------- one learner's schedule
@@ -203,19 +229,38 @@ class OneStepOverlap:
         t0 = time.perf_counter()
         local = lr._prompt_of(batch)
         prompt = distributed.global_inputs(lr.policy.config, local, lr.mesh, pad_id=lr.pad_id)
-        comp = policy_lib.complete(lr.model, lr.tokenizer, prompt, max_new_tokens=g.max_new_tokens, greedy=False,
-                          num_samples=g.group_size, key=sk, temperature=g.temperature, top_k=g.top_k,
-                          top_p=g.top_p, eos_ids=lr.eos_ids)
-        fl = InFlight(batch=batch, prompt=local, tokens=comp.tokens, lengths=comp.lengths, logprobs=comp.logprobs,
-                      texts=list(comp.texts), version=lr.step, data_state=state, key=key,
-                      t_sample=time.perf_counter() - t0)
+        comp = policy_lib.complete(
+            lr.model,
+            lr.tokenizer,
+            prompt,
+            max_new_tokens=g.max_new_tokens,
+            greedy=False,
+            num_samples=g.group_size,
+            key=sk,
+            temperature=g.temperature,
+            top_k=g.top_k,
+            top_p=g.top_p,
+            eos_ids=lr.eos_ids,
+        )
+        fl = InFlight(
+            batch=batch,
+            prompt=local,
+            tokens=comp.tokens,
+            lengths=comp.lengths,
+            logprobs=comp.logprobs,
+            texts=list(comp.texts),
+            version=lr.step,
+            data_state=state,
+            key=key,
+            t_sample=time.perf_counter() - t0,
+        )
         return fl, t_data
 
     def hand_over(self, fl: InFlight) -> None:
         """Give ``fl``'s rows of this process to the lane (``task.score``)."""
         lr, n = self.learner, self.learner.cfg.grpo.group_size
         lo, hi = distributed.my_prompts(len(fl.texts) // n)
-        fl.job = self.lane.submit(lr.task.score, fl.batch, fl.texts[lo * n:hi * n], n)
+        fl.job = self.lane.submit(lr.task.score, fl.batch, fl.texts[lo * n : hi * n], n)
 
     # ---------------------------------------------------------------------------------------- step
     def step(self) -> dict[str, float]:
@@ -235,8 +280,9 @@ class OneStepOverlap:
         scored = lr._gather_scored(mine)
         if cur.prompt is None:
             cur.prompt = lr._prompt_of(cur.batch)
-        ro = lr.assemble(cur.prompt, cur.tokens, cur.lengths, cur.texts, scored, cur.t_sample, cur.job.seconds,
-                         logprobs=cur.logprobs)
+        ro = lr.assemble(
+            cur.prompt, cur.tokens, cur.lengths, cur.texts, scored, cur.t_sample, cur.job.seconds, logprobs=cur.logprobs
+        )
         lr.last_rollout = ro
         self.inflight = nxt
         t1 = time.perf_counter()

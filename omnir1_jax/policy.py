@@ -16,7 +16,8 @@ import functools
 import os
 import shutil
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.nnx as nnx
 import jax
@@ -85,19 +86,24 @@ def build_model_config(spec: ModelSpec):
     """The Thinker config of ``spec``: the checkpoint's, or a preset (``tiny`` takes ``overrides``)."""
     if spec.checkpoint:
         return qwen2_5_omni.Qwen2_5OmniConfig.from_pretrained(spec.checkpoint)
-    presets = {"tiny": qwen2_5_omni.tiny, "qwen2_5_omni_3b": qwen2_5_omni.qwen2_5_omni_3b,
-               "qwen2_5_omni_7b": qwen2_5_omni.qwen2_5_omni_7b}
+    presets = {
+        "tiny": qwen2_5_omni.tiny,
+        "qwen2_5_omni_3b": qwen2_5_omni.qwen2_5_omni_3b,
+        "qwen2_5_omni_7b": qwen2_5_omni.qwen2_5_omni_7b,
+    }
     if spec.preset not in presets:
         raise ConfigError(f"model.preset must be one of {sorted(presets)}, got {spec.preset!r}")
     kwargs = dict(spec.overrides)
     if kwargs and spec.preset != "tiny":
-        raise ConfigError("model.overrides only applies to the tiny preset (vocab_size, hidden_size, num_layers, "
-                          "tie_word_embeddings)")
+        raise ConfigError(
+            "model.overrides only applies to the tiny preset (vocab_size, hidden_size, num_layers, tie_word_embeddings)"
+        )
     return presets[spec.preset](**kwargs)
 
 
-def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None, decode_gather: bool = False,
-                 trainable: bool = True):
+def build_policy(
+    spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None, decode_gather: bool = False, trainable: bool = True
+):
     """The System-1 policy: loaded from ``spec.checkpoint`` or randomly initialised from ``spec.preset``.
 
     Precision: parameters stored in ``spec.param_dtype`` (float32 master weights by default), computing in
@@ -115,8 +121,9 @@ def build_policy(spec: ModelSpec, *, seed: int = 0, mesh=None, sharding=None, de
         sharding = qwen2_5_omni.fsdp_tp(("fsdp",) if decode_gather else ())
     if spec.checkpoint:
         return qwen2_5_omni.from_hf(spec.checkpoint, dtype=dtype, mesh=mesh, sharding=sharding, param_dtype=param_dtype)
-    return qwen2_5_omni.init_model(build_model_config(spec), seed=seed, dtype=dtype, mesh=mesh, sharding=sharding,
-                                   param_dtype=param_dtype)
+    return qwen2_5_omni.init_model(
+        build_model_config(spec), seed=seed, dtype=dtype, mesh=mesh, sharding=sharding, param_dtype=param_dtype
+    )
 
 
 def is_placed(policy, mesh) -> bool:
@@ -151,8 +158,9 @@ _ASSET_SUFFIXES = (".json", ".txt", ".jinja", ".model", ".tiktoken")
 _NOT_ASSETS = ("config.json", "generation_config.json")
 
 
-def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None = None,
-                  dtype: str | None = None) -> str:
+def export_policy(
+    policy, path: str, *, tokenizer=None, assets_from: str | None = None, dtype: str | None = None
+) -> str:
     """Write ``policy`` (a Thinker; merge LoRA factors first) as a Hugging Face directory (safetensors +
     config.json) that transformers and :func:`build_policy` (``model.checkpoint=path``) load; replaces an
     existing export. Only process 0 writes in a multi-process run. Returns ``path``. ``dtype`` (``float32`` /
@@ -181,8 +189,12 @@ def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None 
         if assets_from and os.path.isdir(assets_from):
             for name in sorted(os.listdir(assets_from)):
                 src = os.path.join(assets_from, name)
-                if (os.path.isfile(src) and name.endswith(_ASSET_SUFFIXES) and name not in _NOT_ASSETS
-                        and not name.endswith(".index.json")):
+                if (
+                    os.path.isfile(src)
+                    and name.endswith(_ASSET_SUFFIXES)
+                    and name not in _NOT_ASSETS
+                    and not name.endswith(".index.json")
+                ):
                     shutil.copyfile(src, os.path.join(staged, name))
         else:
             tokenizer.save_pretrained(staged)
@@ -195,7 +207,7 @@ def export_policy(policy, path: str, *, tokenizer=None, assets_from: str | None 
 
 
 # ----------------------------------------------------------------------------------------------- scoring
-@functools.lru_cache(maxsize=None)  # one object per setting: it is a static jit argument (cache key)
+@functools.cache  # one object per setting: it is a static jit argument (cache key)
 def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
     """The policy's completion scorer ``(model, prompt, completion_ids, completion_mask) -> [R, C]`` log-probs
     (a fixed function object per setting, so jit caches stay warm).
@@ -204,11 +216,12 @@ def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
     prompt is run once per group and the completions attend to the shared prefix — same log-probs and
     gradients as full rows, (group_size - 1) / group_size less prompt compute. The scorer also runs the encoders
     on their own (``CompletionScorer.features``), so a micro-batched update encodes the pixels once per step."""
-    return qwen2_5_omni.CompletionScorer(group_size=group_size if group_size and group_size > 1 else None, remat=remat,
-                            temperature=temperature)
+    return qwen2_5_omni.CompletionScorer(
+        group_size=group_size if group_size and group_size > 1 else None, remat=remat, temperature=temperature
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_trajectory_scorer(remat: bool, temperature: float):
     """The scorer of multi-turn trajectories ``(model, inputs, ids, answer_mask) -> [R, T]`` log-probs
     (:func:`~omnir1_jax.models.qwen2_5_omni.trajectory_logprobs`; a fixed object per setting, like
@@ -220,7 +233,7 @@ def make_trajectory_scorer(remat: bool, temperature: float):
 def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray, eos_ids: Sequence[int]) -> list[str]:
     """Text of each row's first ``lengths[r]`` tokens, a final EOS dropped, special tokens skipped."""
     tokens, lengths = np.asarray(tokens), np.asarray(lengths)
-    eos = set(int(e) for e in eos_ids)
+    eos = {int(e) for e in eos_ids}
     texts = []
     for r in range(tokens.shape[0]):
         ids = tokens[r, : int(lengths[r])].tolist()
@@ -249,28 +262,59 @@ class Completions:
     logprobs: np.ndarray | None = None
 
 
-def complete(policy, tokenizer, prompt, *, max_new_tokens: int, greedy: bool = True, num_samples: int = 1,
-             key: jax.Array | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             eos_ids: Sequence[int] | None = None, suppress_ids: Sequence[int] = ()) -> Completions:
+def complete(
+    policy,
+    tokenizer,
+    prompt,
+    *,
+    max_new_tokens: int,
+    greedy: bool = True,
+    num_samples: int = 1,
+    key: jax.Array | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_ids: Sequence[int] | None = None,
+    suppress_ids: Sequence[int] = (),
+) -> Completions:
     """Generate and decode: ``num_samples`` completions per prompt of ``prompt`` (a prepared ``ModelInputs``
     or the transformers keywords the data pipelines emit). Greedy by default; sampling needs ``key``;
     ``suppress_ids`` are never generated (:func:`media_token_ids` for multi-turn answers)."""
     eos = list(eos_ids) if eos_ids is not None else eos_ids_of(tokenizer)
     inputs = as_model_inputs(policy.config, prompt)
-    out = generate(policy, inputs, max_new_tokens=max_new_tokens, key=key, num_samples=num_samples,
-                   greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos,
-                   pad_token_id=pad_id_of(tokenizer), suppress_token_ids=suppress_ids)
+    out = generate(
+        policy,
+        inputs,
+        max_new_tokens=max_new_tokens,
+        key=key,
+        num_samples=num_samples,
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos_token_id=eos,
+        pad_token_id=pad_id_of(tokenizer),
+        suppress_token_ids=suppress_ids,
+    )
     # on a mesh spanning processes the rows live on several hosts: every process reads the whole batch back
     tokens, lengths = distributed.fetch(out.tokens), distributed.fetch(out.lengths)
-    return Completions(tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs,
-                       distributed.fetch(out.logprobs))
+    return Completions(
+        tokens, lengths, decode_completions(tokenizer, tokens, lengths, eos), inputs, distributed.fetch(out.logprobs)
+    )
 
 
 def media_token_ids(tokenizer) -> tuple[int, ...]:
     """The ids of the media start / end and placeholder tokens (image, video, audio): what an answer that becomes
     part of a later prompt (multi-turn rollouts) must not contain."""
-    names = ("<|vision_bos|>", "<|vision_eos|>", "<|audio_bos|>", "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>",
-             "<|AUDIO|>")
+    names = (
+        "<|vision_bos|>",
+        "<|vision_eos|>",
+        "<|audio_bos|>",
+        "<|audio_eos|>",
+        "<|IMAGE|>",
+        "<|VIDEO|>",
+        "<|AUDIO|>",
+    )
     unk = getattr(tokenizer, "unk_token_id", None)
     ids = [tokenizer.convert_tokens_to_ids(n) for n in names]
     return tuple(sorted({int(i) for i in ids if i is not None and i != unk}))
@@ -310,5 +354,7 @@ def pad_targets(ids, mask, width: int, pad_id: int):
     extra = width - ids.shape[1]
     if extra < 0:
         raise ValueError(f"targets are {ids.shape[1]} tokens wide, more than width={width}")
-    return (np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id).astype(np.int32),
-            np.pad(mask, ((0, 0), (0, extra))).astype(np.int32))
+    return (
+        np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id).astype(np.int32),
+        np.pad(mask, ((0, 0), (0, extra))).astype(np.int32),
+    )

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.nnx as nnx
 import jax
@@ -115,13 +116,17 @@ class SeedGroup:
             raise ConfigError("run.seeds is empty")
         first = self.learners[0]
         if jax.process_count() > 1 or first.mesh is not None:
-            raise ConfigError("run.seeds: seed-parallel training runs in one process on one device (the small models "
-                              "it pays for); a large model trains one seed per program (run.seed)")
+            raise ConfigError(
+                "run.seeds: seed-parallel training runs in one process on one device (the small models "
+                "it pays for); a large model trains one seed per program (run.seed)"
+            )
         if any(l.model is not l.policy for l in self.learners):
             raise ConfigError("run.seeds: seed-parallel training does not take LoRA (sft.lora_rank > 0)")
         if any(l.turns > 1 for l in self.learners):
-            raise ConfigError("run.seeds: seed-parallel training runs single-turn tasks (grpo.max_turns = 1); run "
-                              "multi-turn seeds one after another")
+            raise ConfigError(
+                "run.seeds: seed-parallel training runs single-turn tasks (grpo.max_turns = 1); run "
+                "multi-turn seeds one after another"
+            )
         if len({(l.stage.name, l.stage.run.steps, l.grpo) for l in self.learners}) != 1:
             raise ConfigError("run.seeds: the seeds' learners must train the same stage for the same steps")
         self.evaluate_fn = evaluate
@@ -192,8 +197,10 @@ class SeedGroup:
         t1 = time.perf_counter()
         scored = self._score_all([f.batch for f in fls], [f.texts for f in fls])
         t_reward = time.perf_counter() - t1
-        ros = [l.assemble(f.prompt, f.tokens, f.lengths, f.texts, scored[k], f.t_sample, t_reward)
-               for k, (l, f) in enumerate(zip(self.learners, fls))]
+        ros = [
+            l.assemble(f.prompt, f.tokens, f.lengths, f.texts, scored[k], f.t_sample, t_reward)
+            for k, (l, f) in enumerate(zip(self.learners, fls))
+        ]
         return self._update(split, ros, t0, t_data)
 
     def _sample(self, split, batches, keys, states=None) -> list[InFlight]:
@@ -204,18 +211,42 @@ class SeedGroup:
         prompts = [l._prompt_of(b) for l, b in zip(self.learners, batches)]
         stacked = stack_prompts(first.policy.config, prompts, first.pad_id)
         (pg, _, _), (ps, _, _) = split
-        out = sample_seeds(ps, stacked, jnp.stack(keys), graphdef=pg, max_new_tokens=g.max_new_tokens,
-                           num_samples=n, greedy=False, temperature=float(g.temperature), top_k=int(g.top_k),
-                           top_p=float(g.top_p), eos=tuple(first.eos_ids), pad_token_id=int(first.pad_id))
+        out = sample_seeds(
+            ps,
+            stacked,
+            jnp.stack(keys),
+            graphdef=pg,
+            max_new_tokens=g.max_new_tokens,
+            num_samples=n,
+            greedy=False,
+            temperature=float(g.temperature),
+            top_k=int(g.top_k),
+            top_p=float(g.top_p),
+            eos=tuple(first.eos_ids),
+            pad_token_id=int(first.pad_id),
+        )
         tokens, lengths, logprobs = np.asarray(out.tokens), np.asarray(out.lengths), np.asarray(out.logprobs)
-        texts = [policy_lib.decode_completions(first.tokenizer, tokens[k], lengths[k], first.eos_ids)
-                 for k in range(len(self.learners))]
+        texts = [
+            policy_lib.decode_completions(first.tokenizer, tokens[k], lengths[k], first.eos_ids)
+            for k in range(len(self.learners))
+        ]
         t_sample = time.perf_counter() - t0
         states = states or [(b"", None)] * len(self.learners)
-        return [InFlight(batch=b, prompt=self._one_prompt(stacked, k), tokens=tokens[k], lengths=lengths[k],
-                         logprobs=logprobs[k], texts=texts[k], version=l.step, data_state=st, key=key,
-                         t_sample=t_sample)
-                for k, (l, b, (st, key)) in enumerate(zip(self.learners, batches, states))]
+        return [
+            InFlight(
+                batch=b,
+                prompt=self._one_prompt(stacked, k),
+                tokens=tokens[k],
+                lengths=lengths[k],
+                logprobs=logprobs[k],
+                texts=texts[k],
+                version=l.step,
+                data_state=st,
+                key=key,
+                t_sample=t_sample,
+            )
+            for k, (l, b, (st, key)) in enumerate(zip(self.learners, batches, states))
+        ]
 
     def _score_all(self, batches, texts) -> list:
         """Every seed's rewards; all seeds' bridge requests leave before the first reply is awaited."""
@@ -235,15 +266,32 @@ class SeedGroup:
         prompt = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[r.prompt for r in ros])
         (pg, og, rg), (ps, os_, rs) = split
         t2 = time.perf_counter()
-        ps, os_, metrics = _grpo_update_seeds(ps, os_, rs, prompt, ids, mask, adv, old, graphs=(pg, og, rg),
-                                              scorer=first.scorer, spec=first.loss_spec, mu=int(first.cfg.grpo.mu))
+        ps, os_, metrics = _grpo_update_seeds(
+            ps,
+            os_,
+            rs,
+            prompt,
+            ids,
+            mask,
+            adv,
+            old,
+            graphs=(pg, og, rg),
+            scorer=first.scorer,
+            spec=first.loss_spec,
+            mu=int(first.cfg.grpo.mu),
+        )
         self._write_back(ps, os_)
         host = jax.device_get(metrics)
         t_update = time.perf_counter() - t2
         results = []
         for k, (l, ro) in enumerate(zip(self.learners, ros)):
-            m = l.grpo_metrics({key: float(v[k]) for key, v in host.items()}, ro, t_data=t_data, t_update=t_update,
-                               t_step=time.perf_counter() - t0)
+            m = l.grpo_metrics(
+                {key: float(v[k]) for key, v in host.items()},
+                ro,
+                t_data=t_data,
+                t_update=t_update,
+                t_step=time.perf_counter() - t0,
+            )
             m.update((extra or {}).get(k, {}))
             results.append(l._finish_step(m, ro.texts))
         return results
@@ -257,8 +305,11 @@ class SeedGroup:
 
     def _hand_over(self, fls: list[InFlight]) -> None:
         if fls[0].prompt is None:  # restored from checkpoints: the seeds' prompts stacked as when sampled
-            stacked = stack_prompts(self.learners[0].policy.config,
-                                    [l._prompt_of(f.batch) for l, f in zip(self.learners, fls)], self.learners[0].pad_id)
+            stacked = stack_prompts(
+                self.learners[0].policy.config,
+                [l._prompt_of(f.batch) for l, f in zip(self.learners, fls)],
+                self.learners[0].pad_id,
+            )
             for k, f in enumerate(fls):
                 f.prompt = self._one_prompt(stacked, k)
         job = self.lane.submit(self._score_all, [f.batch for f in fls], [f.texts for f in fls])
@@ -280,8 +331,12 @@ class SeedGroup:
         nxt, t = self._launch(split)
         self._hand_over(nxt)
         scored, waited = cur[0].job.wait()
-        ros = [l.assemble(f.prompt, f.tokens, f.lengths, f.texts, scored[k], f.t_sample, f.job.seconds,
-                          logprobs=f.logprobs) for k, (l, f) in enumerate(zip(self.learners, cur))]
+        ros = [
+            l.assemble(
+                f.prompt, f.tokens, f.lengths, f.texts, scored[k], f.t_sample, f.job.seconds, logprobs=f.logprobs
+            )
+            for k, (l, f) in enumerate(zip(self.learners, cur))
+        ]
         for l, f in zip(self.learners, nxt):
             l.overlap.inflight = f
         lags = {k: lag_metrics(l.step, f, waited) for k, (l, f) in enumerate(zip(self.learners, cur))}
@@ -298,8 +353,10 @@ class SeedGroup:
         total = self.stage.run.steps if steps is None else steps
         steps_done = {l.step for l in self.learners}
         if len(steps_done) != 1:
-            raise ConfigError(f"run.seeds: the seeds resumed at different steps {sorted(steps_done)} (a checkpoint "
-                              f"of one seed is missing); remove the newer ones or rerun without resume")
+            raise ConfigError(
+                f"run.seeds: the seeds resumed at different steps {sorted(steps_done)} (a checkpoint "
+                f"of one seed is missing); remove the newer ones or rerun without resume"
+            )
         histories: list[list[dict[str, float]]] = [[] for _ in self.learners]
         t0, start = time.perf_counter(), self.step
         while self.step < total:
@@ -310,8 +367,18 @@ class SeedGroup:
             step = self.step
             if progress and (step % self.stage.run.log_every == 0 or step == total):
                 mean = {k: float(np.mean([m[k] for m in ms if k in m])) for k in PROGRESS_KEYS if k in ms[0]}
-                print(progress_line(f"{self.stage.name} x{len(self.learners)} seeds", step, total,
-                                    time.perf_counter() - t0, mean, PROGRESS_KEYS, done_here=step - start), flush=True)
+                print(
+                    progress_line(
+                        f"{self.stage.name} x{len(self.learners)} seeds",
+                        step,
+                        total,
+                        time.perf_counter() - t0,
+                        mean,
+                        PROGRESS_KEYS,
+                        done_here=step - start,
+                    ),
+                    flush=True,
+                )
             if self.stage.run.eval_every and step % self.stage.run.eval_every == 0 and step < total:
                 self.evaluate(f"{self.stage.name}_step{step}")
         for l in self.learners:

@@ -19,8 +19,9 @@ from omnir1_jax.config import ConfigError, load_config
 
 @guarded_main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m omnir1_jax.sft", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m omnir1_jax.sft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", required=True, help="experiment file defining get_config(), or FILE:VARIANT")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     ap.add_argument("--save", help="also write the warmed-up policy here as a Hugging Face directory")

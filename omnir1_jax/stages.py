@@ -48,15 +48,14 @@ class Stage:
     lora_alpha: float = 32.0
     export: bool = False
 
-    def with_steps(self, steps: int) -> "Stage":
+    def with_steps(self, steps: int) -> Stage:
         """The same stage run for ``steps`` steps."""
         return dataclasses.replace(self, run=dataclasses.replace(self.run, steps=int(steps)))
 
 
 def grpo_stage(cfg: ExperimentConfig, *, export: bool = True) -> Stage:
     """The GRPO stage of ``cfg``: ``cfg.optim``, ``cfg.run``, ``data.batch_size`` prompts per step."""
-    return Stage(name="grpo", loss="grpo", optim=cfg.optim, run=cfg.run, batch_size=cfg.data.batch_size,
-                 export=export)
+    return Stage(name="grpo", loss="grpo", optim=cfg.optim, run=cfg.run, batch_size=cfg.data.batch_size, export=export)
 
 
 def sft_stage(cfg: ExperimentConfig, *, num_records: int | None = None, export: bool = False) -> Stage:
@@ -64,31 +63,66 @@ def sft_stage(cfg: ExperimentConfig, *, num_records: int | None = None, export: 
     AdamW with ``sft.lr``, ``sft.weight_decay``, ``sft.grad_clip`` and ``optim``'s decay mask."""
     s, o = cfg.sft, cfg.optim
     steps = s.steps or (math.ceil(num_records / s.batch_size) if num_records else 0)
-    optim = OptimSpec(lr=s.lr, weight_decay=s.weight_decay, grad_clip=s.grad_clip, decay=o.decay,
-                      decay_embeddings=o.decay_embeddings)
-    run = dataclasses.replace(cfg.run, steps=steps, seed=cfg.run.seed + 1, seeds=(),
-                              out_dir=os.path.join(cfg.run.out_dir, "sft"), checkpoint_every=s.checkpoint_every,
-                              keep_checkpoints=1, eval_every=0, log_every=s.log_every)
-    return Stage(name="sft", loss="nll", optim=optim, run=run, batch_size=s.batch_size, lora_rank=s.lora_rank,
-                 lora_alpha=s.lora_alpha, export=export)
+    optim = OptimSpec(
+        lr=s.lr, weight_decay=s.weight_decay, grad_clip=s.grad_clip, decay=o.decay, decay_embeddings=o.decay_embeddings
+    )
+    run = dataclasses.replace(
+        cfg.run,
+        steps=steps,
+        seed=cfg.run.seed + 1,
+        seeds=(),
+        out_dir=os.path.join(cfg.run.out_dir, "sft"),
+        checkpoint_every=s.checkpoint_every,
+        keep_checkpoints=1,
+        eval_every=0,
+        log_every=s.log_every,
+    )
+    return Stage(
+        name="sft",
+        loss="nll",
+        optim=optim,
+        run=run,
+        batch_size=s.batch_size,
+        lora_rank=s.lora_rank,
+        lora_alpha=s.lora_alpha,
+        export=export,
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stage_optimizer(optim: OptimSpec):
     """The optax AdamW of ``optim``, one object per setting: the transformation is static in the optimiser's
     graph, and a new one per learner would recompile the jitted steps for every learner object (a resumed run,
     tests or seeds building several learners in one process)."""
-    return make_optimizer(optim.lr, weight_decay=optim.weight_decay, b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                          warmup_steps=optim.warmup_steps, grad_clip=optim.grad_clip, decay=optim.decay,
-                          decay_embeddings=optim.decay_embeddings)
+    return make_optimizer(
+        optim.lr,
+        weight_decay=optim.weight_decay,
+        b1=optim.b1,
+        b2=optim.b2,
+        eps=optim.eps,
+        warmup_steps=optim.warmup_steps,
+        grad_clip=optim.grad_clip,
+        decay=optim.decay,
+        decay_embeddings=optim.decay_embeddings,
+    )
 
 
-def progress_line(prefix: str, step: int, total: int, elapsed: float, metrics: dict[str, float],
-                  keys: tuple[str, ...], *, done_here: int | None = None, width: int = 20) -> str:
+def progress_line(
+    prefix: str,
+    step: int,
+    total: int,
+    elapsed: float,
+    metrics: dict[str, float],
+    keys: tuple[str, ...],
+    *,
+    done_here: int | None = None,
+    width: int = 20,
+) -> str:
     """``[grpo] [#####-----] 12/50  ETA 3m05s  loss=... reward/total=...``: the ETA is the mean time of the
     ``done_here`` steps run in ``elapsed`` seconds (default ``step``) times the steps left."""
     done = min(step / max(total, 1), 1.0)
     bar = "#" * int(round(done * width)) + "-" * (width - int(round(done * width)))
     eta = elapsed / max(step if done_here is None else done_here, 1) * max(total - step, 0)
-    return (f"[{prefix}] [{bar}] {step}/{total}  ETA {int(eta // 60)}m{int(eta % 60):02d}s  "
-            f"{format_metrics(metrics, keys)}")
+    return (
+        f"[{prefix}] [{bar}] {step}/{total}  ETA {int(eta // 60)}m{int(eta % 60):02d}s  {format_metrics(metrics, keys)}"
+    )

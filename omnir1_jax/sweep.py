@@ -27,7 +27,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config, parse_seeds, seed_config
@@ -54,8 +55,12 @@ def seed_result(arm_dir: str, seed: int) -> dict | None:
     s = _read(os.path.join(arm_dir, f"seed{seed}", "summary.json"))
     if not s or _value(s.get("after")) is None:
         return None
-    return {"before": _value(s.get("before")), "after": _value(s.get("after")),
-            "evals": [tuple(e) for e in s.get("evals", [])], "steps": s.get("steps")}
+    return {
+        "before": _value(s.get("before")),
+        "after": _value(s.get("after")),
+        "evals": [tuple(e) for e in s.get("evals", [])],
+        "steps": s.get("steps"),
+    }
 
 
 def run_arm(cfg: ExperimentConfig, seeds: Sequence[int], arm_dir: str) -> float:
@@ -85,19 +90,31 @@ def summarize_sweep(arms: dict[str, dict], seeds: Sequence[int], metric: str = "
     out: dict[str, Any] = {"metric": metric, "seeds": list(seeds), "arms": {}, "pairs": []}
     for name, arm in arms.items():
         per = {str(k): r for k in seeds if (r := seed_result(arm["dir"], k)) is not None}
-        entry: dict[str, Any] = {"seeds": {k: {"before": r["before"], "after": r["after"], "evals": r["evals"],
-                                               "steps": r["steps"]} for k, r in per.items()},
-                                 "wall_s": arm.get("wall_s", 0.0), "paper": dict(arm.get("paper", ()))}
+        entry: dict[str, Any] = {
+            "seeds": {
+                k: {"before": r["before"], "after": r["after"], "evals": r["evals"], "steps": r["steps"]}
+                for k, r in per.items()
+            },
+            "wall_s": arm.get("wall_s", 0.0),
+            "paper": dict(arm.get("paper", ())),
+        }
         for key in ("after", "before"):
             vals = [r[key] for r in per.values() if r[key] is not None]
             if vals:
                 s = summarize(vals)
-                entry.update({f"mean_{key}": s["mean"], f"ci_{key}": s["ci"], f"iqm_{key}": s["iqm"],
-                              f"iqm_ci_{key}": s["iqm_ci"], f"n_{key}": s["n"]})
+                entry.update(
+                    {
+                        f"mean_{key}": s["mean"],
+                        f"ci_{key}": s["ci"],
+                        f"iqm_{key}": s["iqm"],
+                        f"iqm_ci_{key}": s["iqm_ci"],
+                        f"n_{key}": s["n"],
+                    }
+                )
         out["arms"][name] = entry
     names = list(out["arms"])
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             sa, sb = out["arms"][a]["seeds"], out["arms"][b]["seeds"]
             common = [k for k in sa if k in sb]
             if len(common) >= 2:
@@ -109,26 +126,41 @@ def summarize_sweep(arms: dict[str, dict], seeds: Sequence[int], metric: str = "
 def markdown(sweep: dict) -> str:
     """``sweep.md``: one row per arm (per-seed values, mean [CI], IQM, the paper's number), then the pairs."""
     m = sweep["metric"]
-    lines = [f"| arm | {m} after SFT, mean [95 % CI] | {m} after GRPO, mean [95 % CI] | IQM [95 % CI] | per seed "
-             f"(after GRPO) | paper | wall |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| arm | {m} after SFT, mean [95 % CI] | {m} after GRPO, mean [95 % CI] | IQM [95 % CI] | per seed "
+        f"(after GRPO) | paper | wall |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, a in sweep["arms"].items():
+
         def iv(key):
             if f"mean_{key}" not in a:
                 return "-"
             lo, hi = a[f"ci_{key}"]
             return f"{a[f'mean_{key}']:.3f} [{lo:.3f}, {hi:.3f}]"
+
         per = ", ".join(f"{k}: {v['after']:.3f}" for k, v in a["seeds"].items())
-        iqm = f"{a['iqm_after']:.3f} [{a['iqm_ci_after'][0]:.3f}, {a['iqm_ci_after'][1]:.3f}]" if "iqm_after" in a else "-"
+        iqm = (
+            f"{a['iqm_after']:.3f} [{a['iqm_ci_after'][0]:.3f}, {a['iqm_ci_after'][1]:.3f}]"
+            if "iqm_after" in a
+            else "-"
+        )
         paper = ", ".join(f"{k} {v}" for k, v in a.get("paper", {}).items()) or "-"
-        lines.append(f"| {name} | {iv('before')} | {iv('after')} | {iqm} | {per} | {paper} | "
-                     f"{a.get('wall_s', 0) / 60:.1f} min |")
+        lines.append(
+            f"| {name} | {iv('before')} | {iv('after')} | {iqm} | {per} | {paper} | {a.get('wall_s', 0) / 60:.1f} min |"
+        )
     if sweep["pairs"]:
-        lines += ["", f"| b vs a (same seeds) | mean {m} difference b - a [95 % CI] | P(b > a) [95 % CI] |",
-                  "|---|---|---|"]
+        lines += [
+            "",
+            f"| b vs a (same seeds) | mean {m} difference b - a [95 % CI] | P(b > a) [95 % CI] |",
+            "|---|---|---|",
+        ]
         for p in sweep["pairs"]:
-            lines.append(f"| {p['b']} vs {p['a']} | {p['mean']:+.3f} [{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}] | "
-                         f"{p['prob_improvement']:.2f} [{p['prob_improvement_ci'][0]:.2f}, "
-                         f"{p['prob_improvement_ci'][1]:.2f}] |")
+            lines.append(
+                f"| {p['b']} vs {p['a']} | {p['mean']:+.3f} [{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}] | "
+                f"{p['prob_improvement']:.2f} [{p['prob_improvement_ci'][0]:.2f}, "
+                f"{p['prob_improvement_ci'][1]:.2f}] |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -163,10 +195,12 @@ def run_sweep(cfgs: Sequence[ExperimentConfig], seeds: Sequence[int], out: str) 
 
 @guarded_main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m omnir1_jax.sweep", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", action="append", required=True,
-                    help="an arm's experiment file or FILE:VARIANT (repeatable)")
+    ap = argparse.ArgumentParser(
+        prog="python -m omnir1_jax.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--config", action="append", required=True, help="an arm's experiment file or FILE:VARIANT (repeatable)"
+    )
     ap.add_argument("--seeds", required=True, help="the seeds of every arm, e.g. 0-4 or 0,2,7")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field in every arm")
     ap.add_argument("--out", default="runs/sweep", help="sweep directory (default runs/sweep)")

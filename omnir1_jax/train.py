@@ -25,7 +25,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 from jax.experimental import multihost_utils
@@ -54,15 +55,24 @@ def _has_checkpoint(directory: str) -> bool:
 def vos_evaluator(cfg: ExperimentConfig, tokenizer, records, bridge) -> Callable[[Any, str], dict]:
     """``evaluate(policy, tag) -> {"metric": "J&F", "value", ...}`` for the learner: the one two-system evaluator
     (:func:`omnir1_jax.evaluation.evaluate_policy`) on ``records``, written under ``<out_dir>/eval/<tag>/``."""
+
     def evaluate(policy, tag: str) -> dict:
-        return evaluate_policy(cfg, policy, tokenizer, records, client=bridge.client,
-                               out_dir=os.path.join(cfg.run.out_dir, "eval"), tag=tag)
+        return evaluate_policy(
+            cfg,
+            policy,
+            tokenizer,
+            records,
+            client=bridge.client,
+            out_dir=os.path.join(cfg.run.out_dir, "eval"),
+            tag=tag,
+        )
 
     return evaluate
 
 
-def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = STAGES, judge=None,
-        save: str | None = None) -> dict:
+def run(
+    cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = STAGES, judge=None, save: str | None = None
+) -> dict:
     """Run ``stages`` (SFT when ``sft.steps > 0`` or the task is CrossOmni QA, then GRPO) with evaluation around
     GRPO; returns a summary dict (also written to ``<out_dir>/summary.json``)."""
     bad = [s for s in stages if s not in STAGES]
@@ -76,8 +86,9 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     os.makedirs(out, exist_ok=True)
     tokenizer = policy_lib.build_tokenizer(cfg.model)
     # built directly in its sharding on the run's mesh (global arrays over every process's devices)
-    policy = policy_lib.build_policy(cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh),
-                                     decode_gather=cfg.mesh.decode_gather)
+    policy = policy_lib.build_policy(
+        cfg.model, seed=cfg.run.seed, mesh=global_mesh(cfg.mesh), decode_gather=cfg.mesh.decode_gather
+    )
     qa = cfg.data.task == "qa"
     no_bridge = qa or cfg.data.task == "grounding"  # the grounding task's policy grounds by itself
     if qa:
@@ -87,14 +98,21 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     summary: dict = {"name": cfg.name}
 
     def export(pol) -> str:  # a whole model directory: weights + the tokenizer / processor files
-        return policy_lib.export_policy(pol, os.path.join(out, "hf"), tokenizer=tokenizer,
-                                        assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
-                                        dtype=policy_lib.export_dtype(cfg.model))
+        return policy_lib.export_policy(
+            pol,
+            os.path.join(out, "hf"),
+            tokenizer=tokenizer,
+            assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
+            dtype=policy_lib.export_dtype(cfg.model),
+        )
 
     resuming = cfg.run.resume and _has_checkpoint(out)
     # System 2 while training: a "KIND:@policy" grounder is the frozen pretrained checkpoint (Omni-R1 section 4.1)
-    bridge = None if no_bridge else open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out,
-                                                data_roots=[cfg.data.root])
+    bridge = (
+        None
+        if no_bridge
+        else open_bridge(resolve_grounder(cfg.bridge, cfg.model.checkpoint), out, data_roots=[cfg.data.root])
+    )
     task = make_task(cfg, tokenizer, bridge=(lambda: bridge.client) if bridge is not None else None, judge=judge)
     # QA accuracy: python -m omnir1_jax.evaluate --split test; grounding: evaluate the export as System 2 (VOS)
     do_eval = do_eval and not no_bridge
@@ -102,8 +120,9 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
         run_sft = "sft" in stages and (cfg.sft.steps > 0 or qa)  # CrossOmni: sft.steps = 0 means one epoch
         if run_sft and not resuming:
             t0 = time.time()
-            sft = Learner(cfg, task, sft_stage(cfg, num_records=len(records)), policy=policy, tokenizer=tokenizer,
-                          records=records)
+            sft = Learner(
+                cfg, task, sft_stage(cfg, num_records=len(records)), policy=policy, tokenizer=tokenizer, records=records
+            )
             try:
                 hist = sft.train()
             finally:
@@ -120,8 +139,15 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
                 summary["before"] = evaluate(policy, "before_grpo")
                 if primary:
                     print(f"[eval] J&F before GRPO (after SFT): {summary['before']['J&F']:.4f}", flush=True)
-            learner = Learner(cfg, task, grpo_stage(cfg, export=False), policy=policy, tokenizer=tokenizer,
-                              records=records, evaluate=evaluate)
+            learner = Learner(
+                cfg,
+                task,
+                grpo_stage(cfg, export=False),
+                policy=policy,
+                tokenizer=tokenizer,
+                records=records,
+                evaluate=evaluate,
+            )
             t0 = time.time()
             try:
                 hist = learner.train()
@@ -139,28 +165,38 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
                         multihost_utils.sync_global_devices("omnir1_jax.train: policy exported")
                     bridge.close()
                     bridge = None  # closed: not closed again if the new one fails to start
-                    bridge = open_bridge(resolve_grounder(cfg.bridge, summary["hf"]), out,
-                                         data_roots=[cfg.data.root])
+                    bridge = open_bridge(resolve_grounder(cfg.bridge, summary["hf"]), out, data_roots=[cfg.data.root])
                     evaluate = vos_evaluator(cfg, tokenizer, eval_records, bridge)
                 summary["after"] = evaluate(policy, "after_grpo")
                 if primary:
                     print(f"[eval] J&F after GRPO: {summary['after']['J&F']:.4f}", flush=True)
                 if "before" in summary and primary:
-                    print(f"[eval] J&F before {summary['before']['J&F']:.4f} -> after {summary['after']['J&F']:.4f} "
-                          f"(delta {summary['after']['J&F'] - summary['before']['J&F']:+.4f})", flush=True)
+                    print(
+                        f"[eval] J&F before {summary['before']['J&F']:.4f} -> after {summary['after']['J&F']:.4f} "
+                        f"(delta {summary['after']['J&F'] - summary['before']['J&F']:+.4f})",
+                        flush=True,
+                    )
             if primary:
                 marks = [(0, summary["before"]["J&F"])] if "before" in summary else []
                 marks += list(learner.evals)
                 if "after" in summary:
                     marks.append((learner.step, summary["after"]["J&F"]))
-                summary["plot"] = plot_rewards(os.path.join(out, "metrics.jsonl"), os.path.join(out, "rewards.png"),
-                                               weights=task.weights, evals=marks)
+                summary["plot"] = plot_rewards(
+                    os.path.join(out, "metrics.jsonl"),
+                    os.path.join(out, "rewards.png"),
+                    weights=task.weights,
+                    evals=marks,
+                )
         if "hf" not in summary:
             summary["hf"] = export(policy)
         if save:
-            policy_lib.export_policy(policy, save, tokenizer=tokenizer,
-                                     assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
-                                     dtype=policy_lib.export_dtype(cfg.model))
+            policy_lib.export_policy(
+                policy,
+                save,
+                tokenizer=tokenizer,
+                assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
+                dtype=policy_lib.export_dtype(cfg.model),
+            )
     finally:
         task.close()
         if bridge is not None:
@@ -168,24 +204,35 @@ def run(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[str] = 
     summary["total_seconds"] = time.time() - t_start
     if primary:
         with open(os.path.join(out, "summary.json"), "w") as f:
-            json.dump({k: v for k, v in summary.items()}, f, indent=1, default=str)
-        print(f"[done] {json.dumps({k: v for k, v in summary.items() if k not in ('plot', 'grpo_last')}, default=str)}",
-              flush=True)
+            json.dump(dict(summary.items()), f, indent=1, default=str)
+        print(
+            f"[done] {json.dumps({k: v for k, v in summary.items() if k not in ('plot', 'grpo_last')}, default=str)}",
+            flush=True,
+        )
     summary["policy"] = policy
     return summary
 
 
 @guarded_main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m omnir1_jax.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m omnir1_jax.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", required=True, help="experiment file defining get_config()")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config field, e.g. --set grpo.beta=0.001 (repeatable)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set grpo.beta=0.001 (repeatable)",
+    )
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run (sft, grpo)")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluations around GRPO")
-    ap.add_argument("--seeds", help="train these seeds in one program, e.g. 0-4 or 0,2,7 (sets run.seeds; outputs "
-                                    "under <run.out_dir>/seed<k>/)")
+    ap.add_argument(
+        "--seeds",
+        help="train these seeds in one program, e.g. 0-4 or 0,2,7 (sets run.seeds; outputs "
+        "under <run.out_dir>/seed<k>/)",
+    )
     ap.add_argument("--coordinator", help="multi-host: host:port of process 0 (or OMNIR1_COORDINATOR)")
     ap.add_argument("--num-processes", type=int, help="multi-host: number of processes (or OMNIR1_NUM_PROCESSES)")
     ap.add_argument("--process-id", type=int, help="multi-host: this process's index (or OMNIR1_PROCESS_ID)")

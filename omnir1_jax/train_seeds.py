@@ -5,7 +5,8 @@ The seeds' SFT warm-ups, their evaluations before GRPO, their GRPO runs and thei
 run as one program over the seed axis (:mod:`omnir1_jax.seeds`, :mod:`omnir1_jax.evaluation.seeds`); one bridge
 serves every seed. Each seed writes what a single run writes, under ``<run.out_dir>/seed<k>/`` (metrics,
 checkpoints, ``eval/``, ``rewards.png``, ``hf/``, ``summary.json``); ``<run.out_dir>/summary.json`` holds the
-per-seed table and its statistics (mean and IQM with 95 % bootstrap CIs, :mod:`omnir1_jax.evaluation.metrics.stats`), next to
+per-seed table and its statistics (mean and IQM with 95 % bootstrap CIs,
+:mod:`omnir1_jax.evaluation.metrics.stats`), next to
 the chance level on the synthetic world (a policy that names a random object present, measured once per run
 directory). The run prints that table at the end.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from omnir1_jax.config import ConfigError, ExperimentConfig, seed_config
 from omnir1_jax.evaluation import plot_rewards
@@ -44,7 +45,7 @@ def seed_table(rows: Sequence[dict], metric: str = "J&F", chance: float | None =
     lines = [f"| seed | {metric} after SFT | {metric} after GRPO | change |", "|---|---|---|---|"]
     for r in rows:
         b, a = r.get("before"), r.get("after")
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"
         ch = "-" if a is None or b is None else f"{a - b:+.3f}"
         lines.append(f"| {r['seed']} | {fmt(b)} | {fmt(a)} | {ch} |")
     for key, label in (("before", "after SFT"), ("after", "after GRPO")):
@@ -71,11 +72,15 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
 
     seeds = tuple(cfg.run.seeds)
     if cfg.data.task not in SEED_TASKS:
-        raise ConfigError(f"run.seeds: seed-parallel training runs the {', '.join(SEED_TASKS)} tasks, not "
-                          f"data.task={cfg.data.task!r} (run its seeds one by one with run.seed)")
+        raise ConfigError(
+            f"run.seeds: seed-parallel training runs the {', '.join(SEED_TASKS)} tasks, not "
+            f"data.task={cfg.data.task!r} (run its seeds one by one with run.seed)"
+        )
     if uses_policy_grounder(cfg.bridge):
-        raise ConfigError("run.seeds: System 2 = the policy (bridge.grounder '...:@policy') differs per seed; run "
-                          "such seeds one by one with run.seed")
+        raise ConfigError(
+            "run.seeds: System 2 = the policy (bridge.grounder '...:@policy') differs per seed; run "
+            "such seeds one by one with run.seed"
+        )
     t_start = time.time()
     out = cfg.run.out_dir
     os.makedirs(out, exist_ok=True)
@@ -85,8 +90,10 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
     resuming = [c.run.resume and _has_checkpoint(c.run.out_dir) for c in cfgs]
     if any(resuming) and not all(resuming):
         have = [k for k, r in zip(seeds, resuming) if r]
-        raise ConfigError(f"run.seeds: seeds {have} have GRPO checkpoints under {out}/seed<k> and the others do "
-                          f"not; resume all of them or none (run the others in their own run directory)")
+        raise ConfigError(
+            f"run.seeds: seeds {have} have GRPO checkpoints under {out}/seed<k> and the others do "
+            f"not; resume all of them or none (run the others in their own run directory)"
+        )
     resuming_all = bool(resuming) and all(resuming)
     bridge = open_bridge(cfg.bridge, out, data_roots=[cfg.data.root])
     tasks = [make_task(c, tokenizer, bridge=lambda: bridge.client) for c in cfgs]
@@ -95,8 +102,14 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
     try:
         if "sft" in stages and cfg.sft.steps > 0 and not resuming_all:
             t0 = time.time()
-            group = SeedGroup([Learner(c, t, sft_stage(c, num_records=len(records)), policy=p, tokenizer=tokenizer,
-                                       records=records) for c, t, p in zip(cfgs, tasks, policies)])
+            group = SeedGroup(
+                [
+                    Learner(
+                        c, t, sft_stage(c, num_records=len(records)), policy=p, tokenizer=tokenizer, records=records
+                    )
+                    for c, t, p in zip(cfgs, tasks, policies)
+                ]
+            )
             try:
                 group.train()
             finally:
@@ -116,14 +129,19 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
         if "grpo" in stages:
             if evaluate is not None:
                 if resuming_all:  # measured by the run that started these seeds
-                    before = [_read_json(os.path.join(c.run.out_dir, "eval", "before_grpo", "summary.json"))
-                              for c in cfgs]
+                    before = [
+                        _read_json(os.path.join(c.run.out_dir, "eval", "before_grpo", "summary.json")) for c in cfgs
+                    ]
                 else:
                     before = evaluate(policies, "before_grpo")
             t0 = time.time()
-            group = SeedGroup([Learner(c, t, grpo_stage(c, export=False), policy=p, tokenizer=tokenizer,
-                                       records=records) for c, t, p in zip(cfgs, tasks, policies)],
-                              evaluate=evaluate)
+            group = SeedGroup(
+                [
+                    Learner(c, t, grpo_stage(c, export=False), policy=p, tokenizer=tokenizer, records=records)
+                    for c, t, p in zip(cfgs, tasks, policies)
+                ],
+                evaluate=evaluate,
+            )
             try:
                 histories = group.train()
             finally:
@@ -134,11 +152,21 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
             rows = []
             for c, l, h, b, a in zip(cfgs, group.learners, histories, before, after):
                 marks = ([(0, b["value"])] if b else []) + list(l.evals) + ([(l.step, a["value"])] if a else [])
-                plot_rewards(os.path.join(c.run.out_dir, "metrics.jsonl"), os.path.join(c.run.out_dir, "rewards.png"),
-                             weights=l.task.weights, evals=marks)
-                row = {"seed": c.run.seed, "before": b["value"] if b else None, "after": a["value"] if a else None,
-                       "metric": (a or b or {}).get("metric", "J&F"), "evals": list(l.evals), "steps": l.step,
-                       "last": h[-1] if h else None}
+                plot_rewards(
+                    os.path.join(c.run.out_dir, "metrics.jsonl"),
+                    os.path.join(c.run.out_dir, "rewards.png"),
+                    weights=l.task.weights,
+                    evals=marks,
+                )
+                row = {
+                    "seed": c.run.seed,
+                    "before": b["value"] if b else None,
+                    "after": a["value"] if a else None,
+                    "metric": (a or b or {}).get("metric", "J&F"),
+                    "evals": list(l.evals),
+                    "steps": l.step,
+                    "last": h[-1] if h else None,
+                }
                 rows.append(row)
                 with open(os.path.join(c.run.out_dir, "summary.json"), "w") as f:
                     json.dump(row, f, indent=1, default=str)
@@ -148,9 +176,13 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
                 if vals:
                     summary[key] = summarize(vals)
         for c, p in zip(cfgs, policies):
-            policy_lib.export_policy(p, os.path.join(c.run.out_dir, "hf"), tokenizer=tokenizer,
-                                     assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
-                                     dtype=policy_lib.export_dtype(cfg.model))
+            policy_lib.export_policy(
+                p,
+                os.path.join(c.run.out_dir, "hf"),
+                tokenizer=tokenizer,
+                assets_from=cfg.model.tokenizer or cfg.model.checkpoint,
+                dtype=policy_lib.export_dtype(cfg.model),
+            )
     finally:
         for t in tasks:
             t.close()
@@ -161,7 +193,9 @@ def run_seeds(cfg: ExperimentConfig, *, do_eval: bool = True, stages: Sequence[s
         print(summary["table"], flush=True)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=str)
-    print(f"[done] {len(seeds)} seeds in {summary['total_seconds'] / 60:.1f} min; per seed under {out}/seed<k>/",
-          flush=True)
+    print(
+        f"[done] {len(seeds)} seeds in {summary['total_seconds'] / 60:.1f} min; per seed under {out}/seed<k>/",
+        flush=True,
+    )
     summary["policies"] = policies
     return summary

@@ -17,17 +17,38 @@ from omnir1_jax.config import BridgeSpec, ConfigError, DataSpec, ExperimentConfi
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("override, shown", [
-    ("run.steps=True", "True"), ("run.steps=-5", "-5"), ("grpo.beta=1e999", "inf"), ("grpo.beta=-1", "-1"),
-    ("grpo.temperature=0", "0"), ("grpo.temperature=-1", "-1"), ("grpo.top_p=2.0", "2.0"),
-    ("run.keep_checkpoints=0", "0"), ("run.checkpoint_every=-1", "-1"), ("bridge.retries=-3", "-3"),
-    ("bridge.timeout_s=0", "0"), ("data.synthetic_size=(0,0)", "(0, 0)"), ("sft.steps=-1", "-1"),
-    ("bridge.workers=False", "False"), ("data.batch_size=True", "True"), ("optim.lr=nan", "nan"),
-    ("grpo.max_new_tokens=0", "0"), ("run.log_every=0", "0"), ("mesh.data=0", "0"), ("mesh.decode_gather=1", "1"),
-    ("model.remat='fast'", "fast"), ("grpo.micro_batches=-1", "-1"), ("model.param_dtype='fp16'", "fp16"),
-    ("model.export_dtype='int8'", "int8"), ("optim.decay='biases'", "biases"), ("run.seeds=(1,1)", "(1, 1)"),
-    ("run.seeds=(-1,)", "(-1,)"),
-])
+@pytest.mark.parametrize(
+    "override, shown",
+    [
+        ("run.steps=True", "True"),
+        ("run.steps=-5", "-5"),
+        ("grpo.beta=1e999", "inf"),
+        ("grpo.beta=-1", "-1"),
+        ("grpo.temperature=0", "0"),
+        ("grpo.temperature=-1", "-1"),
+        ("grpo.top_p=2.0", "2.0"),
+        ("run.keep_checkpoints=0", "0"),
+        ("run.checkpoint_every=-1", "-1"),
+        ("bridge.retries=-3", "-3"),
+        ("bridge.timeout_s=0", "0"),
+        ("data.synthetic_size=(0,0)", "(0, 0)"),
+        ("sft.steps=-1", "-1"),
+        ("bridge.workers=False", "False"),
+        ("data.batch_size=True", "True"),
+        ("optim.lr=nan", "nan"),
+        ("grpo.max_new_tokens=0", "0"),
+        ("run.log_every=0", "0"),
+        ("mesh.data=0", "0"),
+        ("mesh.decode_gather=1", "1"),
+        ("model.remat='fast'", "fast"),
+        ("grpo.micro_batches=-1", "-1"),
+        ("model.param_dtype='fp16'", "fp16"),
+        ("model.export_dtype='int8'", "int8"),
+        ("optim.decay='biases'", "biases"),
+        ("run.seeds=(1,1)", "(1, 1)"),
+        ("run.seeds=(-1,)", "(-1,)"),
+    ],
+)
 def test_bad_override_names_field_and_value(override, shown):
     field = override.split("=")[0]
     with pytest.raises(ConfigError) as e:
@@ -35,21 +56,33 @@ def test_bad_override_names_field_and_value(override, shown):
     assert field in str(e.value) and shown in str(e.value)
 
 
-@pytest.mark.parametrize("build, field", [
-    (lambda: RunSpec(steps=True), "run.steps"),  # bool is an int subclass: not a step count
-    (lambda: RunSpec(steps=2.0), "run.steps"),
-    (lambda: BridgeSpec(timeout_s=float("inf")), "bridge.timeout_s"),
-    (lambda: DataSpec(synthetic_objects=(3, 2)), "data.synthetic_objects"),
-    (lambda: DataSpec(s1_max_pixels=10, s1_min_pixels=20), "data.s1_max_pixels"),
-])
+@pytest.mark.parametrize(
+    "build, field",
+    [
+        (lambda: RunSpec(steps=True), "run.steps"),  # bool is an int subclass: not a step count
+        (lambda: RunSpec(steps=2.0), "run.steps"),
+        (lambda: BridgeSpec(timeout_s=float("inf")), "bridge.timeout_s"),
+        (lambda: DataSpec(synthetic_objects=(3, 2)), "data.synthetic_objects"),
+        (lambda: DataSpec(s1_max_pixels=10, s1_min_pixels=20), "data.s1_max_pixels"),
+    ],
+)
 def test_bad_field_in_an_experiment_file_is_a_config_error(build, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         build()
 
 
 def test_good_overrides_still_apply():
-    cfg = apply_overrides(ExperimentConfig(), ["grpo.beta=0.001", "bridge.timeout_s=30", "run.steps=0",
-                                               "grpo.top_p=1", "data.synthetic_size=(56, 84)", "run.resume=false"])
+    cfg = apply_overrides(
+        ExperimentConfig(),
+        [
+            "grpo.beta=0.001",
+            "bridge.timeout_s=30",
+            "run.steps=0",
+            "grpo.top_p=1",
+            "data.synthetic_size=(56, 84)",
+            "run.resume=false",
+        ],
+    )
     assert cfg.grpo.beta == 0.001 and cfg.bridge.timeout_s == 30.0 and isinstance(cfg.bridge.timeout_s, float)
     assert cfg.run.steps == 0 and cfg.grpo.top_p == 1.0 and cfg.data.synthetic_size == (56, 84)
     assert cfg.run.resume is False
@@ -84,8 +117,12 @@ def test_config_whose_get_config_raises(tmp_path):
 
 def test_bad_field_in_config_file_through_evaluate(tmp_path):
     path = _config_file(tmp_path, "    return ExperimentConfig(run=RunSpec(keep_checkpoints=0))\n")
-    _assert_one_line(_run(["-m", "omnir1_jax.evaluate", "--config", path, "--split", "valid"], str(tmp_path)), path,
-                     "run.keep_checkpoints", "0")
+    _assert_one_line(
+        _run(["-m", "omnir1_jax.evaluate", "--config", path, "--split", "valid"], str(tmp_path)),
+        path,
+        "run.keep_checkpoints",
+        "0",
+    )
 
 
 def test_unwritable_out_dir(tmp_path):
@@ -117,10 +154,13 @@ def test_a_variant_is_get_config_of_its_name():
     assert cfg.grpo.beta == 0.001  # overrides apply to the variant
 
 
-@pytest.mark.parametrize("suffix, says", [
-    ("", f"has variants: use {_TABLE4}:VARIANT with VARIANT one of {_KNOWN}"),
-    (":rk_xx", f"{_TABLE4}:rk_xx: unknown variant 'rk_xx'; known: {_KNOWN}"),
-])
+@pytest.mark.parametrize(
+    "suffix, says",
+    [
+        ("", f"has variants: use {_TABLE4}:VARIANT with VARIANT one of {_KNOWN}"),
+        (":rk_xx", f"{_TABLE4}:rk_xx: unknown variant 'rk_xx'; known: {_KNOWN}"),
+    ],
+)
 def test_a_file_of_variants_needs_a_known_one(suffix, says):
     from omnir1_jax.config import load_config
 
@@ -144,47 +184,65 @@ def test_get_config_with_a_default_variant_and_its_own_errors(tmp_path):
     from omnir1_jax.config import load_config
 
     path = tmp_path / "exp.py"
-    path.write_text("from omnir1_jax.config import ConfigError, ExperimentConfig\n\n\n"
-                    "def get_config(arg='small'):\n"
-                    "    if arg not in ('small', 'large'):\n"
-                    "        raise ConfigError(f'unknown variant {arg!r}; known: small, large')\n"
-                    "    return ExperimentConfig(name=f'exp_{arg}')\n")
+    path.write_text(
+        "from omnir1_jax.config import ConfigError, ExperimentConfig\n\n\n"
+        "def get_config(arg='small'):\n"
+        "    if arg not in ('small', 'large'):\n"
+        "        raise ConfigError(f'unknown variant {arg!r}; known: small, large')\n"
+        "    return ExperimentConfig(name=f'exp_{arg}')\n"
+    )
     assert load_config(str(path)).name == "exp_small" and load_config(f"{path}:large").name == "exp_large"
     with pytest.raises(ConfigError, match=f"^{path}:huge: unknown variant 'huge'; known: small, large$"):
         load_config(f"{path}:huge")
 
 
-@pytest.mark.parametrize("args", [
-    ["-m", "omnir1_jax.train"], ["-m", "omnir1_jax.sft"], ["-m", "omnir1_jax.evaluate", "--split", "valid"],
-    ["-m", "omnir1_jax.sweep", "--seeds", "0-1"], ["-m", "omnir1_jax.compare_turns"],
-    ["-m", "omnir1_jax.crossomni.train"],
-    ["-m", "omnir1_jax.infer", "--video", "v", "--query", "q", "--policy", "tiny"],
-], ids=lambda a: a[1])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "omnir1_jax.train"],
+        ["-m", "omnir1_jax.sft"],
+        ["-m", "omnir1_jax.evaluate", "--split", "valid"],
+        ["-m", "omnir1_jax.sweep", "--seeds", "0-1"],
+        ["-m", "omnir1_jax.compare_turns"],
+        ["-m", "omnir1_jax.crossomni.train"],
+        ["-m", "omnir1_jax.infer", "--video", "v", "--query", "q", "--policy", "tiny"],
+    ],
+    ids=lambda a: a[1],
+)
 def test_every_entry_point_takes_file_colon_variant(tmp_path, args):
     """Each ``--config`` goes through load_config's FILE:VARIANT: an unknown variant is one line naming the known."""
     err = _assert_one_line(_run([*args, "--config", f"{_TABLE4}:rk_xx"], str(tmp_path)), f"{_TABLE4}:rk_xx", _KNOWN)
     assert "unknown variant 'rk_xx'" in err
 
 
-@pytest.mark.parametrize("address, says", [
-    ("bogus", "expected ipc://PATH"), ("tcp://0.0.0.0:5555", "--allow-remote"), ("tcp://127.0.0.1:99999", "99999"),
-    ("tcp://127.0.0.1:http", "PORT"),
-])
+@pytest.mark.parametrize(
+    "address, says",
+    [
+        ("bogus", "expected ipc://PATH"),
+        ("tcp://0.0.0.0:5555", "--allow-remote"),
+        ("tcp://127.0.0.1:99999", "99999"),
+        ("tcp://127.0.0.1:http", "PORT"),
+    ],
+)
 def test_bad_serve_address(tmp_path, address, says):
-    proc = _run(["-m", "sam2_bridge.serve", "--address", address, "--segmenter", "synthetic", "--device", "cpu"],
-                str(tmp_path))
+    proc = _run(
+        ["-m", "sam2_bridge.serve", "--address", address, "--segmenter", "synthetic", "--device", "cpu"], str(tmp_path)
+    )
     _assert_one_line(proc, address, says)
 
 
 def test_serve_ipc_address_in_a_missing_directory(tmp_path):
     address = f"ipc://{tmp_path}/missing/bridge.sock"
-    proc = _run(["-m", "sam2_bridge.serve", "--address", address, "--segmenter", "synthetic", "--device", "cpu"],
-                str(tmp_path))
+    proc = _run(
+        ["-m", "sam2_bridge.serve", "--address", address, "--segmenter", "synthetic", "--device", "cpu"], str(tmp_path)
+    )
     _assert_one_line(proc, address, "does not exist")
 
 
-@pytest.mark.parametrize("text, seeds", [("0-4", (0, 1, 2, 3, 4)), ("3", (3,)), ("0,2,7", (0, 2, 7)),
-                                         ("0-2,9", (0, 1, 2, 9)), (" 5 - 6 ", (5, 6))])
+@pytest.mark.parametrize(
+    "text, seeds",
+    [("0-4", (0, 1, 2, 3, 4)), ("3", (3,)), ("0,2,7", (0, 2, 7)), ("0-2,9", (0, 1, 2, 9)), (" 5 - 6 ", (5, 6))],
+)
 def test_seed_lists_parse(text, seeds):
     from omnir1_jax.config import parse_seeds
 

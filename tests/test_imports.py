@@ -20,8 +20,27 @@ OWN = ("omnir1_jax", "sam2_bridge")
 # Where the rules hold (the tests import lazily on purpose: per-test skips, subprocess workers).
 CODE = ("omnir1_jax", "sam2_bridge", "benchmarks", "scripts", "experiments")
 ALLOWED_SHORT = {("torch.nn.functional", "F")}
-HEAVY = {"jax", "flax", "optax", "orbax", "grain", "torch", "torchvision", "transformers", "sam2", "tensorflow",
-         "tensorflow_datasets", "matplotlib", "PIL", "av", "soundfile", "pyarrow", "zmq", "scipy", "tokenizers"}
+HEAVY = {
+    "jax",
+    "flax",
+    "optax",
+    "orbax",
+    "grain",
+    "torch",
+    "torchvision",
+    "transformers",
+    "sam2",
+    "tensorflow",
+    "tensorflow_datasets",
+    "matplotlib",
+    "PIL",
+    "av",
+    "soundfile",
+    "pyarrow",
+    "zmq",
+    "scipy",
+    "tokenizers",
+}
 
 
 def _sources(roots=CODE + ("tests",)):
@@ -99,14 +118,18 @@ def test_no_single_letter_module_aliases():
 
 def test_function_local_imports_of_the_project_say_why():
     bad = unexplained_local_imports(_sources(CODE))
-    assert not bad, ("move these imports to the top, or give the reason in a comment above the block "
-                     "(a cycle, a heavy dependency kept lazy):\n" + "\n".join(bad))
+    assert not bad, (
+        "move these imports to the top, or give the reason in a comment above the block "
+        "(a cycle, a heavy dependency kept lazy):\n" + "\n".join(bad)
+    )
 
 
 def test_the_checks_catch_what_they_should():
-    src = ("import numpy as N\nimport torch.nn.functional as F\n"
-           "def f():\n    from omnir1_jax import policy\n"
-           "def g():\n    # lazy: flax\n    from omnir1_jax import policy\n\n    from omnir1_jax import learner\n"
-           "def h():\n    import torch\n    from omnir1_jax import policy\n")
+    src = (
+        "import numpy as N\nimport torch.nn.functional as F\n"
+        "def f():\n    from omnir1_jax import policy\n"
+        "def g():\n    # lazy: flax\n    from omnir1_jax import policy\n\n    from omnir1_jax import learner\n"
+        "def h():\n    import torch\n    from omnir1_jax import policy\n"
+    )
     assert short_aliases([("fake.py", src)]) == ["fake.py:1 numpy as N"]
     assert unexplained_local_imports([("fake.py", src)]) == ["fake.py:4 from omnir1_jax import policy"]

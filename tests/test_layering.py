@@ -36,26 +36,47 @@ _IMPORT_ALL = textwrap.dedent(
 
 @pytest.mark.parametrize("pkg, forbidden", [("omnir1_jax", "torch"), ("sam2_bridge", "jax")])
 def test_package_never_imports_the_other_framework(pkg, forbidden):
-    proc = subprocess.run([sys.executable, "-c", _IMPORT_ALL.format(pkg=pkg, forbidden=forbidden)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL.format(pkg=pkg, forbidden=forbidden)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"{pkg} imported {forbidden}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
 
 
 # Lowest first. A module belongs to the layer of the longest prefix listed here.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("omnir1_jax.rewards", "omnir1_jax.rl", "omnir1_jax.evaluation.metrics", "omnir1_jax.evaluation.protocols",
-     "omnir1_jax.data.prompts"),                                              # pure math and prompt texts
-    ("omnir1_jax.config", "omnir1_jax.models", "omnir1_jax.testing"),         # configs, the Thinker, tiny fixtures
-    ("omnir1_jax.data", "omnir1_jax.lora"),                                   # readers, pipelines, adapters
-    ("omnir1_jax.runtime", "omnir1_jax.policy"),                              # policy services, run plumbing
-    ("omnir1_jax.tasks", "omnir1_jax.crossomni", "omnir1_jax.rl.rollout"),    # task plug-ins, reward plumbing
-    ("omnir1_jax.evaluation",),                                               # the one evaluator
-    ("omnir1_jax.learner", "omnir1_jax.stages", "omnir1_jax.seeds",
-     "omnir1_jax.overlap"),                                                   # the one learner, its stages, seeds
-    ("omnir1_jax.train", "omnir1_jax.train_seeds", "omnir1_jax.sweep", "omnir1_jax.sft", "omnir1_jax.evaluate",
-     "omnir1_jax.infer",
-     "omnir1_jax.crossomni.train", "omnir1_jax.data.synthetic.__main__", "omnir1_jax.cli",
-     "omnir1_jax.compare_turns"),                                             # entry points
+    (
+        "omnir1_jax.rewards",
+        "omnir1_jax.rl",
+        "omnir1_jax.evaluation.metrics",
+        "omnir1_jax.evaluation.protocols",
+        "omnir1_jax.data.prompts",
+    ),  # pure math and prompt texts
+    ("omnir1_jax.config", "omnir1_jax.models", "omnir1_jax.testing"),  # configs, the Thinker, tiny fixtures
+    ("omnir1_jax.data", "omnir1_jax.lora"),  # readers, pipelines, adapters
+    ("omnir1_jax.runtime", "omnir1_jax.policy"),  # policy services, run plumbing
+    ("omnir1_jax.tasks", "omnir1_jax.crossomni", "omnir1_jax.rl.rollout"),  # task plug-ins, reward plumbing
+    ("omnir1_jax.evaluation",),  # the one evaluator
+    (
+        "omnir1_jax.learner",
+        "omnir1_jax.stages",
+        "omnir1_jax.seeds",
+        "omnir1_jax.overlap",
+    ),  # the one learner, its stages, seeds
+    (
+        "omnir1_jax.train",
+        "omnir1_jax.train_seeds",
+        "omnir1_jax.sweep",
+        "omnir1_jax.sft",
+        "omnir1_jax.evaluate",
+        "omnir1_jax.infer",
+        "omnir1_jax.crossomni.train",
+        "omnir1_jax.data.synthetic.__main__",
+        "omnir1_jax.cli",
+        "omnir1_jax.compare_turns",
+    ),  # entry points
 )
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -135,13 +156,17 @@ def test_no_module_imports_a_layer_above_it():
 
 
 def test_the_layer_check_catches_an_upward_import():
-    fake = [("omnir1_jax.tasks.fake", "def f():\n    from omnir1_jax.learner import Learner\n", False),
-            ("omnir1_jax.learner", "from omnir1_jax.tasks import fake\n", False),
-            ("omnir1_jax.tasks", "", True),
-            ("omnir1_jax.rl.fake", "from ..policy import complete\n", False),
-            ("omnir1_jax.policy", "", False)]
-    assert upward_imports(fake) == ["omnir1_jax.rl.fake:1 (layer 0) imports omnir1_jax.policy (layer 3)",
-                                    "omnir1_jax.tasks.fake:2 (layer 4) imports omnir1_jax.learner (layer 6)"]
+    fake = [
+        ("omnir1_jax.tasks.fake", "def f():\n    from omnir1_jax.learner import Learner\n", False),
+        ("omnir1_jax.learner", "from omnir1_jax.tasks import fake\n", False),
+        ("omnir1_jax.tasks", "", True),
+        ("omnir1_jax.rl.fake", "from ..policy import complete\n", False),
+        ("omnir1_jax.policy", "", False),
+    ]
+    assert upward_imports(fake) == [
+        "omnir1_jax.rl.fake:1 (layer 0) imports omnir1_jax.policy (layer 3)",
+        "omnir1_jax.tasks.fake:2 (layer 4) imports omnir1_jax.learner (layer 6)",
+    ]
 
 
 # ------------------------------------------------------------------- the bridge: wire side and server side
@@ -189,12 +214,15 @@ def test_omnir1_jax_reaches_the_bridge_only_through_the_wire_side():
 
 
 def test_the_bridge_import_check_catches_a_server_import():
-    fake = [("sam2_bridge.wire.fake", "def f():\n    from sam2_bridge.server.broker import Server\n", False),
-            ("sam2_bridge.wire.other", "from sam2_bridge import serve\nfrom sam2_bridge.wire import codec\n", False)]
+    fake = [
+        ("sam2_bridge.wire.fake", "def f():\n    from sam2_bridge.server.broker import Server\n", False),
+        ("sam2_bridge.wire.other", "from sam2_bridge import serve\nfrom sam2_bridge.wire import codec\n", False),
+    ]
     assert bridge_imports(fake, ("sam2_bridge.wire",)) == [
         "sam2_bridge.wire.fake:2 imports sam2_bridge.server.broker",
         "sam2_bridge.wire.fake:2 imports sam2_bridge.server.broker.Server",
-        "sam2_bridge.wire.other:1 imports sam2_bridge.serve"]
+        "sam2_bridge.wire.other:1 imports sam2_bridge.serve",
+    ]
 
 
 # The PyTorch side's distributions: the wire side names none of them in any import statement.

@@ -16,16 +16,24 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What users import without the training stack; every module under these packages counts.
-CORE_ROOTS = ("omnir1_jax.rewards", "omnir1_jax.rl", "omnir1_jax.evaluation.metrics",
-              "omnir1_jax.evaluation.protocols")
+CORE_ROOTS = ("omnir1_jax.rewards", "omnir1_jax.rl", "omnir1_jax.evaluation.metrics", "omnir1_jax.evaluation.protocols")
 # Modules of those packages that are training plumbing and need [train] (imported on their own, never by the
 # package): the GRPO update (flax, optax) and the rollout glue (data masks, the bridge protocol).
 TRAIN_ONLY = ("omnir1_jax.rl.update", "omnir1_jax.rl.rollout")
 # Import name -> distribution name, where they differ.
-DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "zmq": "pyzmq", "absl": "absl-py", "ml_dtypes": "ml-dtypes",
-                "orbax": "orbax-checkpoint", "tensorflow_datasets": "tensorflow-datasets",
-                "array_record": "array-record", "hydra": "hydra-core", "sklearn": "scikit-learn",
-                "cv2": "opencv-python"}
+DISTRIBUTION = {
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "zmq": "pyzmq",
+    "absl": "absl-py",
+    "ml_dtypes": "ml-dtypes",
+    "orbax": "orbax-checkpoint",
+    "tensorflow_datasets": "tensorflow-datasets",
+    "array_record": "array-record",
+    "hydra": "hydra-core",
+    "sklearn": "scikit-learn",
+    "cv2": "opencv-python",
+}
 OWN = ("omnir1_jax", "sam2_bridge")
 
 
@@ -37,8 +45,11 @@ def _setup_cfg() -> configparser.ConfigParser:
 
 def _names(text: str) -> set[str]:
     """Distribution names of a requirements field, lower-cased, without version specifiers."""
-    return {re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower() for line in text.splitlines()
-            if line.strip() and not line.strip().startswith("#")}
+    return {
+        re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    }
 
 
 def _path(module: str) -> str | None:
@@ -118,12 +129,29 @@ def core_third_party() -> tuple[set[str], set[str]]:
 
 def test_install_requires_is_exactly_what_the_core_imports():
     modules, third = core_third_party()
-    assert {"omnir1_jax", "omnir1_jax.rewards.total", "omnir1_jax.rl.loss", "omnir1_jax.evaluation",
-            "omnir1_jax.evaluation.metrics.davis_jax", "omnir1_jax.evaluation.protocols.refavs"} <= modules
+    assert {
+        "omnir1_jax",
+        "omnir1_jax.rewards.total",
+        "omnir1_jax.rl.loss",
+        "omnir1_jax.evaluation",
+        "omnir1_jax.evaluation.metrics.davis_jax",
+        "omnir1_jax.evaluation.protocols.refavs",
+    } <= modules
     # nothing of the training stack is reached: no loop, data pipeline, policy, model or config module
-    heavy = [m for m in modules if m.startswith(("omnir1_jax.data", "omnir1_jax.policy", "omnir1_jax.models",
-                                                 "omnir1_jax.config", "omnir1_jax.evaluation.loop",
-                                                 "omnir1_jax.runtime"))]
+    heavy = [
+        m
+        for m in modules
+        if m.startswith(
+            (
+                "omnir1_jax.data",
+                "omnir1_jax.policy",
+                "omnir1_jax.models",
+                "omnir1_jax.config",
+                "omnir1_jax.evaluation.loop",
+                "omnir1_jax.runtime",
+            )
+        )
+    ]
     assert not heavy, heavy
     needed = {DISTRIBUTION.get(t, t).lower() for t in third}
     assert needed == {"jax", "jaxtyping", "numpy", "scipy"}

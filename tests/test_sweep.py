@@ -17,10 +17,12 @@ from scipy import stats as st
 from omnir1_jax.sweep import markdown, run_arm, summarize_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROWS = {"synthetic_cpu_table4_rk": ([0.50, 0.55], [0.60, 0.64]),
-        "synthetic_cpu_table4_rk_ra": ([0.51, 0.52], [0.62, 0.66]),
-        "synthetic_cpu_table4_rk_rg": ([0.49, 0.53], [0.80, 0.86]),
-        "synthetic_cpu_table4_rk_ra_rg": ([0.50, 0.50], [0.78, 0.79])}
+ROWS = {
+    "synthetic_cpu_table4_rk": ([0.50, 0.55], [0.60, 0.64]),
+    "synthetic_cpu_table4_rk_ra": ([0.51, 0.52], [0.62, 0.66]),
+    "synthetic_cpu_table4_rk_rg": ([0.49, 0.53], [0.80, 0.86]),
+    "synthetic_cpu_table4_rk_ra_rg": ([0.50, 0.50], [0.78, 0.79]),
+}
 
 
 def _write_seed(arm_dir, seed, before, after, steps=3):
@@ -39,8 +41,11 @@ def sweep_dir(tmp_path):
     for name, (before, after) in ROWS.items():
         for k in (0, 1):
             _write_seed(str(tmp_path / name), k, before[k], after[k])
-        arms[name] = {"dir": str(tmp_path / name), "paper": (("J&F", 39.9),) if name.endswith("_rk_rg") else (),
-                      "wall_s": 60.0}
+        arms[name] = {
+            "dir": str(tmp_path / name),
+            "paper": (("J&F", 39.9),) if name.endswith("_rk_rg") else (),
+            "wall_s": 60.0,
+        }
     return tmp_path, arms
 
 
@@ -56,10 +61,13 @@ def test_sweep_json_has_the_documented_shape_and_hand_values(sweep_dir):
         assert key in rg
     # six pairs of four arms; rk_rg vs rk: differences 0.20, 0.22 -> mean 0.21
     assert len(sweep["pairs"]) == 6
-    pair = next(p for p in sweep["pairs"] if (p["a"], p["b"]) == ("synthetic_cpu_table4_rk", "synthetic_cpu_table4_rk_rg"))
+    pair = next(
+        p for p in sweep["pairs"] if (p["a"], p["b"]) == ("synthetic_cpu_table4_rk", "synthetic_cpu_table4_rk_rg")
+    )
     assert pair["mean"] == pytest.approx(0.21) and pair["prob_improvement"] == 1.0 and pair["seeds"] == [0, 1]
-    lib = st.bootstrap((np.array([0.20, 0.22]),), np.mean, n_resamples=10_000, method="percentile",
-                       rng=np.random.default_rng(0))
+    lib = st.bootstrap(
+        (np.array([0.20, 0.22]),), np.mean, n_resamples=10_000, method="percentile", rng=np.random.default_rng(0)
+    )
     assert pair["ci"] == pytest.approx([lib.confidence_interval.low, lib.confidence_interval.high])
     md = markdown(sweep)
     assert "| synthetic_cpu_table4_rk_rg | 0.510 [" in md and "J&F 39.9" in md

@@ -10,7 +10,8 @@ layouts, so the policy's ``generate`` / ``completion_logprobs`` take them unchan
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,28 +33,58 @@ def read_split(spec: DataSpec, split: str | None = None) -> list[CrossOmniRecord
     split = split or spec.split
     path = spec.root if os.path.isfile(spec.root) else os.path.join(spec.root, f"{split}.jsonl")
     if not os.path.exists(path):
-        raise ConfigError(f"data.root: no CrossOmni file {path} (give the JSONL file or a folder with "
-                          f"<split>.jsonl)")
+        raise ConfigError(f"data.root: no CrossOmni file {path} (give the JSONL file or a folder with <split>.jsonl)")
     records = read_crossomni(path)
     if spec.balanced_subset > 0 and split == spec.split:
         records = balanced_subset(records, spec.balanced_subset, spec.balanced_subset_seed)
     return records
 
 
-def qa_example(record: CrossOmniRecord, tokenizer, *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28,
-               s1_max_pixels: int = 128 * 28 * 28, use_audio: bool = True, prompt: str = "table17",
-               thinking: bool = False) -> dict[str, Any]:
+def qa_example(
+    record: CrossOmniRecord,
+    tokenizer,
+    *,
+    max_frames: int = 24,
+    s1_min_pixels: int = 16 * 28 * 28,
+    s1_max_pixels: int = 128 * 28 * 28,
+    use_audio: bool = True,
+    prompt: str = "table17",
+    thinking: bool = False,
+) -> dict[str, Any]:
     """One unbatched example (``model_inputs`` + ``id``) for ``record``; ``prompt`` / ``thinking``: the
     instruction (:func:`omnir1_jax.crossomni.prompts.qa_prompt`)."""
-    return clip_example(record.video, record.audio if use_audio else None, record.id, record.question,
-                        qa_prompt(record, prompt, thinking), tokenizer, max_frames=max_frames, s1_min_pixels=s1_min_pixels,
-                        s1_max_pixels=s1_max_pixels, use_audio=use_audio)
+    return clip_example(
+        record.video,
+        record.audio if use_audio else None,
+        record.id,
+        record.question,
+        qa_prompt(record, prompt, thinking),
+        tokenizer,
+        max_frames=max_frames,
+        s1_min_pixels=s1_min_pixels,
+        s1_max_pixels=s1_max_pixels,
+        use_audio=use_audio,
+    )
 
 
-def clip_example(video_path: str, audio_path: str | None, example_id: str, question: str, prompt: Any, tokenizer,
-                 *, max_frames: int = 24, s1_min_pixels: int = 16 * 28 * 28, s1_max_pixels: int = 128 * 28 * 28,
-                 use_audio: bool = True, dataset: str = "crossomni", split: str = "qa", image: bool = False,
-                 bound: tuple[float, float] | None = None, frame_fps: float | None = None) -> dict[str, Any]:
+def clip_example(
+    video_path: str,
+    audio_path: str | None,
+    example_id: str,
+    question: str,
+    prompt: Any,
+    tokenizer,
+    *,
+    max_frames: int = 24,
+    s1_min_pixels: int = 16 * 28 * 28,
+    s1_max_pixels: int = 128 * 28 * 28,
+    use_audio: bool = True,
+    dataset: str = "crossomni",
+    split: str = "qa",
+    image: bool = False,
+    bound: tuple[float, float] | None = None,
+    frame_fps: float | None = None,
+) -> dict[str, Any]:
     """One unbatched example (``model_inputs`` + ``id``) of a question about a clip: ``max_frames`` frames of
     ``video_path`` in the System-1 view, the audio of ``audio_path`` (else the clip's own track; none when not
     ``use_audio``) as Whisper features, and ``prompt`` (chat messages) tokenised with placeholder expansion.
@@ -79,12 +110,23 @@ def clip_example(video_path: str, audio_path: str | None, example_id: str, quest
     if use_audio:
         audio = read_audio(audio_path) if audio_path else video.audio
     names = tuple(f"{i:05d}" for i in range(frames.shape[0]))
-    rec = ExpressionRecord(dataset=dataset, split=split, video_id=example_id, exp_id="0", expression=question,
-                           frame_names=names, frame_paths=tuple(f"{video_path}#{n}" for n in names),
-                           audio_waveform=None if audio is None or audio.size == 0 else audio)
+    rec = ExpressionRecord(
+        dataset=dataset,
+        split=split,
+        video_id=example_id,
+        exp_id="0",
+        expression=question,
+        frame_names=names,
+        frame_paths=tuple(f"{video_path}#{n}" for n in names),
+        audio_waveform=None if audio is None or audio.size == 0 else audio,
+    )
     idx = transforms.sample_frame_indices(frames.shape[0], max_frames)
-    ex: dict[str, Any] = {"record": rec, "frame_indices": idx, "frames": frames[idx],
-                          "orig_size": np.asarray(frames.shape[1:3], np.int32)}
+    ex: dict[str, Any] = {
+        "record": rec,
+        "frame_indices": idx,
+        "frames": frames[idx],
+        "orig_size": np.asarray(frames.shape[1:3], np.int32),
+    }
     ex = transforms.GroundTruth().map(ex)
     ex = transforms.System1View(s1_min_pixels, s1_max_pixels, FPS_S1, "image" if image else "video").map(ex)
     ex = transforms.AudioFeatures().map(ex)
@@ -95,21 +137,40 @@ def clip_example(video_path: str, audio_path: str | None, example_id: str, quest
     return out
 
 
-def qa_batch(records: Sequence[CrossOmniRecord], tokenizer, data: DataSpec, *, pad_to_multiple: int = 64
-             ) -> dict[str, Any]:
+def qa_batch(
+    records: Sequence[CrossOmniRecord], tokenizer, data: DataSpec, *, pad_to_multiple: int = 64
+) -> dict[str, Any]:
     """A collated batch of ``records`` with the System-1 budget of ``data`` (``max_frames``, pixels)."""
     # lazy: the pipeline module pulls in grain
     from omnir1_jax.data.pipeline import collate
 
-    exs = [qa_example(r, tokenizer, max_frames=data.max_frames, s1_min_pixels=data.s1_min_pixels,
-                      s1_max_pixels=data.s1_max_pixels, prompt=data.qa_prompt, thinking=data.thinking) for r in records]
+    exs = [
+        qa_example(
+            r,
+            tokenizer,
+            max_frames=data.max_frames,
+            s1_min_pixels=data.s1_min_pixels,
+            s1_max_pixels=data.s1_max_pixels,
+            prompt=data.qa_prompt,
+            thinking=data.thinking,
+        )
+        for r in records
+    ]
     batch = collate(exs, pad_id=tokenizer.pad_token_id or 0, pad_to_multiple=pad_to_multiple)
     batch["id"] = [e["id"] for e in exs]
     return batch
 
 
-def iterate_batches(records: Sequence[CrossOmniRecord], tokenizer, data: DataSpec, batch_size: int, *,
-                    seed: int = 0, shuffle: bool = True, epochs: int | None = 1) -> Iterator[tuple[list, dict]]:
+def iterate_batches(
+    records: Sequence[CrossOmniRecord],
+    tokenizer,
+    data: DataSpec,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    shuffle: bool = True,
+    epochs: int | None = 1,
+) -> Iterator[tuple[list, dict]]:
     """``(records, batch)`` pairs over ``epochs`` passes (None = forever), reshuffled per epoch from ``seed``."""
     if not records:
         raise ValueError("no CrossOmni records")
@@ -117,6 +178,6 @@ def iterate_batches(records: Sequence[CrossOmniRecord], tokenizer, data: DataSpe
     while epochs is None or epoch < epochs:
         order = np.random.default_rng(seed + epoch).permutation(len(records)) if shuffle else np.arange(len(records))
         for s in range(0, len(order), batch_size):
-            chunk = [records[i] for i in order[s:s + batch_size]]
+            chunk = [records[i] for i in order[s : s + batch_size]]
             yield chunk, qa_batch(chunk, tokenizer, data)
         epoch += 1

@@ -1,7 +1,7 @@
 """User media (video files, frame folders, audio) as numpy arrays: moved to :mod:`omnir1_jax.data.media` (the data
 layer, so the synthetic suite fixtures can write clips); these names stay importable from here."""
 
-from omnir1_jax.data.media import (  # noqa: F401
+from omnir1_jax.data.media import (
     IMAGE_SUFFIXES,
     SAMPLE_RATE,
     Video,

@@ -27,13 +27,27 @@ from omnir1_jax.data.mcq import COT_PREFIX, DEFAULT_INSTRUCTION, PLAIN_INSTRUCTI
 # Per source modality: (where it is, how it is taken in, how the referent is described there, what the
 # description is called, the short form used in the think-section sentence).
 _SOURCE = {
-    "Vi": ("video", "observe the video", "describe the visual appearance of this person or object in the video",
-           "visual description", "describe its visual appearance"),
-    "Au": ("audio", "listen to the audio", "describe the voice or sound of this person or object in the audio",
-           "audio description", "describe its voice or sound"),
-    "Te": ("text information", "read the text information",
-           "describe what the text information says about this person or object", "text description",
-           "describe what the text information says about it"),
+    "Vi": (
+        "video",
+        "observe the video",
+        "describe the visual appearance of this person or object in the video",
+        "visual description",
+        "describe its visual appearance",
+    ),
+    "Au": (
+        "audio",
+        "listen to the audio",
+        "describe the voice or sound of this person or object in the audio",
+        "audio description",
+        "describe its voice or sound",
+    ),
+    "Te": (
+        "text information",
+        "read the text information",
+        "describe what the text information says about this person or object",
+        "text description",
+        "describe what the text information says about it",
+    ),
 }
 # Per target modality: (the information retrieved, with and without its article).
 _TARGET = {
@@ -67,8 +81,8 @@ def table17_instruction(source: str = "Vi", target: str = "Te") -> str:
         f"(4) Then, answer the question based on {info}.\n"
         f"(5) All identification, description, retrieval of {info_short}, and reasoning steps MUST be "
         "written ONLY inside the <think> section.\n"
-        "(6) Outside the <think> tags, you MUST output ONLY the final answer (for example, just \"A\", \"B\", \"C\", "
-        "or \"D\") with no extra words, no explanation, and no additional text.\n"
+        '(6) Outside the <think> tags, you MUST output ONLY the final answer (for example, just "A", "B", "C", '
+        'or "D") with no extra words, no explanation, and no additional text.\n'
         "(7) Do not output anything before <think> or after the final answer. Follow exactly this structure:\n"
         "<think> ... </think>\n"
         "A/B/C/D\n"

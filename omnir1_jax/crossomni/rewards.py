@@ -14,7 +14,7 @@ talks to a bridge.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -35,8 +35,9 @@ class QARewardWeights:
         return self.consistency > 0 or self.coherence > 0
 
 
-def qa_rewards(completions: Sequence[str], records: Sequence, judge: Callable | None,
-               weights: QARewardWeights = QARewardWeights()) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+def qa_rewards(
+    completions: Sequence[str], records: Sequence, judge: Callable | None, weights: QARewardWeights = QARewardWeights()
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Rewards of completions ``[N]`` with their records ``[N]`` (a group repeats its record).
 
     Returns ``(total [N] float32, components {format, accuracy, consistency, coherence} [N], judge metrics)``.
@@ -44,16 +45,20 @@ def qa_rewards(completions: Sequence[str], records: Sequence, judge: Callable | 
     if len(records) != len(completions):
         raise ValueError(f"{len(completions)} completions but {len(records)} records")
     n = len(completions)
-    comps = {"format": think_format_reward(completions),
-             "accuracy": choice_accuracy_reward(completions, [r.answer for r in records]),
-             "consistency": np.zeros(n, np.float32), "coherence": np.zeros(n, np.float32)}
+    comps = {
+        "format": think_format_reward(completions),
+        "accuracy": choice_accuracy_reward(completions, [r.answer for r in records]),
+        "consistency": np.zeros(n, np.float32),
+        "coherence": np.zeros(n, np.float32),
+    }
     metrics: dict[str, float] = {}
     if weights.needs_judge:
         if judge is None:
             raise ValueError("consistency / coherence weights > 0 need a judge (--judge ...)")
         if weights.consistency > 0:
-            comps["consistency"], m = judge_reward(judge, "consistency", completions,
-                                                   [r.rationale or "" for r in records], batched=True)
+            comps["consistency"], m = judge_reward(
+                judge, "consistency", completions, [r.rationale or "" for r in records], batched=True
+            )
             metrics.update({f"consistency/{k}": v for k, v in m.items()})
         if weights.coherence > 0:
             comps["coherence"], m = judge_reward(judge, "coherence", completions, batched=True)

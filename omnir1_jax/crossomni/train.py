@@ -22,8 +22,11 @@ _STAGES = {"sft": ("sft",), "grpo": ("grpo",), "both": ("sft", "grpo")}
 
 @guarded_main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m omnir1_jax.crossomni.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m omnir1_jax.crossomni.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--config", required=True, help="experiment file, or FILE:VARIANT")
     ap.add_argument("--stage", choices=tuple(_STAGES), default="both")
     ap.add_argument("--judge", default=None, help="hf:PATH | bridge:ADDRESS | python:MODULE:FUNCTION")
@@ -42,8 +45,11 @@ def main(argv=None) -> int:
     # lazy: the training stack loads once the arguments and the config are good
     from omnir1_jax.train import run
 
-    judge = make_judge(args.judge, run_dir=cfg.run.out_dir, max_new_tokens=args.judge_max_new_tokens) \
-        if args.stage != "sft" else None
+    judge = (
+        make_judge(args.judge, run_dir=cfg.run.out_dir, max_new_tokens=args.judge_max_new_tokens)
+        if args.stage != "sft"
+        else None
+    )
     run(cfg, do_eval=False, stages=_STAGES[args.stage], judge=judge, save=args.save)
     return 0
 

@@ -59,23 +59,23 @@ def __getattr__(name):
 
 
 __all__ = [
+    "FPS_S1",
+    "MODEL_INPUT_NAMES",
     "AVHBenchRecord",
     "CrossOmniRecord",
     "DataFormatError",
     "ExpressionRecord",
-    "FPS_S1",
     "MCQRecord",
-    "MODEL_INPUT_NAMES",
     "PipelineConfig",
     "build_pipeline",
     "collate",
     "example_dataset",
     "read_avhbench",
-    "read_suite",
     "read_crossomni",
     "read_mevis",
     "read_refavs",
     "read_refcocog",
     "read_revos",
+    "read_suite",
     "system2_view",
 ]

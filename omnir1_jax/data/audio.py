@@ -43,7 +43,9 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def mel_filters(n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE, f_max: float = 8000.0) -> np.ndarray:
+def mel_filters(
+    n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE, f_max: float = 8000.0
+) -> np.ndarray:
     """Slaney-scale, Slaney-normalised triangular filter bank ``[n_fft // 2 + 1, n_mels]`` float64."""
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(f_max), n_mels + 2))
@@ -102,7 +104,7 @@ def load_audio(path: str, *, record: str | None = None, sample_rate: int = SAMPL
         data, sr = sf.read(path, dtype="float32", always_2d=True)
     except FileNotFoundError:
         raise DataFormatError("audio file missing", path=path, record=record) from None
-    except Exception as e:  # noqa: BLE001 - libsndfile raises its own error types for every malformed file
+    except Exception as e:
         raise DataFormatError(f"cannot decode audio: {e}", path=path, record=record) from None
     mono = data.mean(axis=1)
     if sr != sample_rate:

@@ -27,7 +27,7 @@ import dataclasses
 import glob
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from omnir1_jax.data.errors import DataFormatError
 
@@ -36,8 +36,10 @@ CAPTION_TASK = "AV Captioning"
 YES_NO = ("Yes", "No")
 
 # The question's instruction (the papers give none for AVHBench): the Omni-R1 answer format, a yes/no answer.
-INSTRUCTION = ("Watch the video and listen to its audio, then answer the question with Yes or No. Explain your "
-               "reasoning in <think></think> and output the final answer (Yes or No) in <answer></answer>.")
+INSTRUCTION = (
+    "Watch the video and listen to its audio, then answer the question with Yes or No. Explain your "
+    "reasoning in <think></think> and output the final answer (Yes or No) in <answer></answer>."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +82,9 @@ def _record(obj, path: str, index: int, video_dir: str, tasks: Sequence[str]) ->
         raise DataFormatError(f"entry is a {type(obj).__name__}, expected an object", path=path, record=where)
     for key in ("video_id", "task", "text", "label"):
         if not isinstance(obj.get(key), str) or not obj[key].strip():
-            raise DataFormatError(f"field {key!r} must be a non-empty string, got {obj.get(key)!r}", path=path,
-                                  record=where)
+            raise DataFormatError(
+                f"field {key!r} must be a non-empty string, got {obj.get(key)!r}", path=path, record=where
+            )
     task = obj["task"]
     if task not in JUDGE_TASKS + (CAPTION_TASK,):
         raise DataFormatError(f"task {task!r} is not one of {JUDGE_TASKS + (CAPTION_TASK,)}", path=path, record=where)
@@ -91,18 +94,24 @@ def _record(obj, path: str, index: int, video_dir: str, tasks: Sequence[str]) ->
     if task in JUDGE_TASKS:
         matches = [yn for yn in YES_NO if yn.lower() == answer.lower()]
         if not matches:
-            raise DataFormatError(f"label {obj['label']!r} of a {task!r} question is not Yes / No", path=path,
-                                  record=where)
+            raise DataFormatError(
+                f"label {obj['label']!r} of a {task!r} question is not Yes / No", path=path, record=where
+            )
         answer = matches[0]
     vid = obj["video_id"].strip()
     if vid.startswith(("/", "\\")) or ".." in vid.replace("\\", "/").split("/"):
         raise DataFormatError(f"video_id {vid!r} leaves the video folder", path=path, record=where)
-    return AVHBenchRecord(id=f"{vid}/{index}", video_id=vid, video=os.path.join(video_dir, f"{vid}.mp4"), task=task,
-                          question=obj["text"].strip(), answer=answer)
+    return AVHBenchRecord(
+        id=f"{vid}/{index}",
+        video_id=vid,
+        video=os.path.join(video_dir, f"{vid}.mp4"),
+        task=task,
+        question=obj["text"].strip(),
+        answer=answer,
+    )
 
 
-def read_avhbench(root: str, *, tasks: Sequence[str] = JUDGE_TASKS, check_videos: bool = True
-                  ) -> list[AVHBenchRecord]:
+def read_avhbench(root: str, *, tasks: Sequence[str] = JUDGE_TASKS, check_videos: bool = True) -> list[AVHBenchRecord]:
     """Records of ``tasks`` (default: the JUDGE subset) from an AVHBench folder or JSON file (module docstring),
     in file order.
 

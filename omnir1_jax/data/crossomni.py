@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def balanced_subset(records: Sequence[CrossOmniRecord], size: int, seed: int = 0
     for i, r in enumerate(records):
         by_task.setdefault(r.task, []).append(i)
     order = [t for t in TASKS if t in by_task] + sorted(t for t in by_task if t not in TASKS)
-    quota = {t: 0 for t in order}
+    quota = dict.fromkeys(order, 0)
     left = size
     while left > 0:
         open_tasks = [t for t in order if quota[t] < len(by_task[t])]

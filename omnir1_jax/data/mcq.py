@@ -23,7 +23,8 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from omnir1_jax.data.errors import DataFormatError
 
@@ -32,10 +33,13 @@ DEFAULT_INSTRUCTION = "Answer this question based on the video and text informat
 COT_PREFIX = "Let's think step by step."
 # Omni-R1 Table 7's thinking cue. The paper names it ("an additional reasoning cue") without printing it; this is
 # the project's wording, in the <think>/<answer> format the Omni-R1 policy was trained to produce.
-THINKING_CUE = ("Think through the question step by step first: write your reasoning inside <think></think>, then "
-                "give only the letter of the correct option inside <answer></answer>.")
-PLAIN_INSTRUCTION = "Select the best answer to the following multiple-choice question. Respond with the letter of " \
-                    "the correct option."
+THINKING_CUE = (
+    "Think through the question step by step first: write your reasoning inside <think></think>, then "
+    "give only the letter of the correct option inside <answer></answer>."
+)
+PLAIN_INSTRUCTION = (
+    "Select the best answer to the following multiple-choice question. Respond with the letter of the correct option."
+)
 PROMPT_STYLES = ("auto", "plain", "default", "cot", "table17")
 LETTERS = "ABCDEFGHIJ"
 _PREFIX_RE = re.compile(r"^\s*\(?([A-J])\s*[.):]\s*")
@@ -125,37 +129,52 @@ def require(obj: Any, keys: Sequence[str], kinds: tuple[type, ...], path: str, r
     for k in keys:
         v = obj.get(k)
         if isinstance(v, bool) or not isinstance(v, kinds) or (isinstance(v, str) and not v.strip()):
-            raise DataFormatError(f"field {k!r} must be a non-empty {'/'.join(t.__name__ for t in kinds)}, got "
-                                  f"{v!r}", path=path, record=rec)
+            raise DataFormatError(
+                f"field {k!r} must be a non-empty {'/'.join(t.__name__ for t in kinds)}, got {v!r}",
+                path=path,
+                record=rec,
+            )
 
 
 def lettered(values: Any, field: str, path: str, rec: str) -> tuple[tuple[str, str], ...]:
     """Options from a JSON list of texts, lettered A, B, ... in order; a ``"B. text"`` / ``"(B) text"`` prefix is
     dropped when every option carries its own letter in order (VideoMME, WorldSense write them so)."""
-    if not isinstance(values, list) or not 2 <= len(values) <= len(LETTERS) or \
-            not all(isinstance(v, str) for v in values):
-        raise DataFormatError(f"field {field!r} must be a list of 2-{len(LETTERS)} strings, got {values!r}",
-                              path=path, record=rec)
+    if (
+        not isinstance(values, list)
+        or not 2 <= len(values) <= len(LETTERS)
+        or not all(isinstance(v, str) for v in values)
+    ):
+        raise DataFormatError(
+            f"field {field!r} must be a list of 2-{len(LETTERS)} strings, got {values!r}", path=path, record=rec
+        )
     prefixes = [_PREFIX_RE.match(v) for v in values]
     if all(m and m.group(1) == LETTERS[i] for i, m in enumerate(prefixes)):
-        values = [v[m.end():] for v, m in zip(values, prefixes)]
+        values = [v[m.end() :] for v, m in zip(values, prefixes)]
     return tuple((LETTERS[i], v.strip()) for i, v in enumerate(values))
 
 
-def gold_letter(answer: Any, options: tuple[tuple[str, str], ...], field: str, path: str, rec: str, *,
-                by_text: bool = False) -> str:
+def gold_letter(
+    answer: Any, options: tuple[tuple[str, str], ...], field: str, path: str, rec: str, *, by_text: bool = False
+) -> str:
     """The gold letter: ``answer`` is a letter of ``options`` (``"B"``, ``"B."``, ``"(B)"``), or with ``by_text``
     the text of exactly one option (OmniBench, MVBench)."""
     if by_text:
         hits = [k for k, v in options if isinstance(answer, str) and v.strip() == answer.strip()]
         if len(hits) != 1:
-            raise DataFormatError(f"field {field!r} = {answer!r} matches {len(hits)} of the options "
-                                  f"{[v for _, v in options]!r}, need exactly one", path=path, record=rec)
+            raise DataFormatError(
+                f"field {field!r} = {answer!r} matches {len(hits)} of the options "
+                f"{[v for _, v in options]!r}, need exactly one",
+                path=path,
+                record=rec,
+            )
         return hits[0]
     m = re.fullmatch(r"\s*\(?([A-J])\)?\.?\s*", answer) if isinstance(answer, str) else None
     if m is None or m.group(1) not in dict(options):
-        raise DataFormatError(f"field {field!r} = {answer!r} is not one of the option letters "
-                              f"{''.join(k for k, _ in options)}", path=path, record=rec)
+        raise DataFormatError(
+            f"field {field!r} = {answer!r} is not one of the option letters {''.join(k for k, _ in options)}",
+            path=path,
+            record=rec,
+        )
     return m.group(1)
 
 
@@ -183,8 +202,7 @@ def load_jsonl(path: str, suite: str) -> list[tuple[int, Any]]:
                 try:
                     out.append((n, json.loads(line)))
                 except json.JSONDecodeError as e:
-                    raise DataFormatError(f"not valid JSON: {e}", path=path,
-                                          record=where(suite, f"line {n}")) from None
+                    raise DataFormatError(f"not valid JSON: {e}", path=path, record=where(suite, f"line {n}")) from None
     return out
 
 

@@ -18,7 +18,8 @@ sets), ``num_objects [B]`` (each expression's O) and ``frame_mask [B, T_max]``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import grain
 import numpy as np
@@ -30,8 +31,18 @@ from omnir1_jax.data.schema import FPS_S1, ExpressionRecord
 from omnir1_jax.data.text import left_pad
 
 _LIST_KEYS = (
-    "dataset", "video_id", "exp_id", "subset", "type_id", "expression", "frame_paths", "gt_masks",
-    "orig_size", "prompt", "audio_path", "num_frames",
+    "dataset",
+    "video_id",
+    "exp_id",
+    "subset",
+    "type_id",
+    "expression",
+    "frame_paths",
+    "gt_masks",
+    "orig_size",
+    "prompt",
+    "audio_path",
+    "num_frames",
 )
 
 
@@ -154,8 +165,12 @@ def collate(examples: Sequence[dict[str, Any]], *, pad_id: int = 0, pad_to_multi
     batch["num_frames"] = np.asarray(batch["num_frames"], np.int32)
     # O per example (older examples without the key: their box columns)
     batch["num_objects"] = np.asarray(
-        [int(ex["num_objects"]) if "num_objects" in ex else (np.shape(ex["gt_box_valid"]) + (1,))[1]
-         for ex in examples], np.int32)
+        [
+            int(ex["num_objects"]) if "num_objects" in ex else (np.shape(ex["gt_box_valid"]) + (1,))[1]
+            for ex in examples
+        ],
+        np.int32,
+    )
     batch["fps_s1"] = float(examples[0]["fps_s1"])
     if "frames" in examples[0]:
         batch["frames"] = [ex["frames"] for ex in examples]
@@ -186,15 +201,24 @@ def example_dataset(records: Sequence[ExpressionRecord], tokenizer, config: Pipe
     n_max = config.max_frames if config.train else config.eval_max_frames
     ds = (
         ds.map(transforms.ToExample())
-        .random_map(transforms.ResampleFrames(train=config.train,
-                                              min_frames=config.min_frames if config.train else n_max,
-                                              max_frames=n_max))
+        .random_map(
+            transforms.ResampleFrames(
+                train=config.train, min_frames=config.min_frames if config.train else n_max, max_frames=n_max
+            )
+        )
         .map(transforms.LoadFrames())
         .map(transforms.GroundTruth())
         .map(transforms.System1View(config.s1_min_pixels, config.s1_max_pixels, config.fps_s1, config.visual_mode))
         .map(transforms.AudioFeatures())
-        .random_map(transforms.BuildPrompt(config.task, config.fps_s1, random_timestamps=config.train,
-                                           style=config.prompt, num_keyframes=config.num_keyframes))
+        .random_map(
+            transforms.BuildPrompt(
+                config.task,
+                config.fps_s1,
+                random_timestamps=config.train,
+                style=config.prompt,
+                num_keyframes=config.num_keyframes,
+            )
+        )
         .map(transforms.Tokenize(tokenizer, config.use_audio_in_video))
         .map(transforms.Finalize(config.keep_frames))
     )

@@ -17,10 +17,10 @@ VOS_PROMPT = (
     "- Select about 4 most relevant moments that contain the referred object(s) with the best view.\n"
     "- Then, simplify the identified object into a short and clear visual grounding description that can be used "
     "for single-image reference at each moment.\n"
-    "- Avoid temporal phrases and comparison phrases like \u201cwalking\u201d, \u201cmoving\u201d, \u201capproaching\u201d, "
-    "\u201cbigger\u201d or \u201csmaller\u201d, but instead describe visible visual cues like clothing, pose, position, or grouping.\n"
+    "- Avoid temporal phrases and comparison phrases like \u201cwalking\u201d, \u201cmoving\u201d, \u201capproaching\u201d, "  # noqa: E501
+    "\u201cbigger\u201d or \u201csmaller\u201d, but instead describe visible visual cues like clothing, pose, position, or grouping.\n"  # noqa: E501
     "- Try to select moments that are temporally well-distributed across the video, rather than clustered in the same "
-    "part of the timeline. Avoid selecting multiple timestamps that are adjacent or overlapping; instead, prefer clearly "
+    "part of the timeline. Avoid selecting multiple timestamps that are adjacent or overlapping; instead, prefer clearly "  # noqa: E501
     "distinct moments that each offer unique visual information. It is better to choose the most relevant and highly "
     "representative moments spanning the entire video, rather than picking all from the beginning.\n"
     "- Explain your reasoning in <think></think> and output the final result in <answer></answer>. Your final answer "
@@ -42,7 +42,7 @@ AVS_PROMPT = (
     "- Based on the audio content, identify the exact object {ref_prompt} in the image that matches the audio.\n"
     "- Then, simplify the identified object into a short and clear visual grounding description that can be "
     "unambiguously recognized in a single image without relying on audio.\n"
-    "- Avoid using temporal expressions such as \u201cplaying\u201d or \u201cmoving\u201d; instead, describe visible visual "
+    "- Avoid using temporal expressions such as \u201cplaying\u201d or \u201cmoving\u201d; instead, describe visible visual "  # noqa: E501
     "cues such as clothing, pose, position, or grouping.\n"
     "- Explain your reasoning in <think></think> and output the final result in <answer></answer>."
 )
@@ -79,11 +79,17 @@ def _state_num_keyframes(prompt: str, num_keyframes: int | None, phrase: str = A
     exact = phrase.replace("about 4", f"exactly {num_keyframes}")
     return prompt.replace(phrase, exact).replace(
         "Your final answer should be a JSON object in the following format:",
-        f"Your final answer should be {num_keyframes} JSON objects, one per moment, each in the following format:")
+        f"Your final answer should be {num_keyframes} JSON objects, one per moment, each in the following format:",
+    )
 
 
-def vos_prompt(expression: str, num_frames: int, fps: float = 2.0, rng: np.random.Generator | None = None,
-               num_keyframes: int | None = None) -> str:
+def vos_prompt(
+    expression: str,
+    num_frames: int,
+    fps: float = 2.0,
+    rng: np.random.Generator | None = None,
+    num_keyframes: int | None = None,
+) -> str:
     """Figure 3 prompt for a clip of ``num_frames`` frames shown at ``fps`` (random example timestamps if ``rng``).
 
     ``num_keyframes`` = K (``grpo.num_keyframes``) replaces "Select about 4 most relevant moments" by "Select

@@ -37,8 +37,9 @@ def check_relative(name: Any, what: str, *, path: str, record: str | None = None
     text = str(name)
     parts = text.replace("\\", "/").split("/")
     if not text or "\0" in text or os.path.isabs(text) or text.startswith(("/", "\\")) or ".." in parts:
-        raise DataFormatError(f"{what} {text!r} is not a relative name inside the dataset directory",
-                              path=path, record=record)
+        raise DataFormatError(
+            f"{what} {text!r} is not a relative name inside the dataset directory", path=path, record=record
+        )
     return text
 
 
@@ -48,7 +49,9 @@ def _ids(value: Any, field: str, path: str, record: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in value)
     except (TypeError, ValueError):
-        raise DataFormatError(f"field {field!r} must be a list of ints, got {value!r}", path=path, record=record) from None
+        raise DataFormatError(
+            f"field {field!r} must be a list of ints, got {value!r}", path=path, record=record
+        ) from None
 
 
 def _read_meta_expressions(
@@ -69,8 +72,14 @@ def _read_meta_expressions(
     for vid in sorted(videos):
         v = videos[vid]
         where = f"{dataset}/{split}/{vid}"
-        if not isinstance(v, dict) or not isinstance(v.get("frames"), list) or not isinstance(v.get("expressions"), dict):
-            raise DataFormatError("video entry needs a 'frames' list and an 'expressions' dict", path=meta_path, record=where)
+        if (
+            not isinstance(v, dict)
+            or not isinstance(v.get("frames"), list)
+            or not isinstance(v.get("expressions"), dict)
+        ):
+            raise DataFormatError(
+                "video entry needs a 'frames' list and an 'expressions' dict", path=meta_path, record=where
+            )
         check_relative(vid, "video id", path=meta_path, record=where)
         names = tuple(check_relative(f, "frame name", path=meta_path, record=where) for f in v["frames"])
         if not names:
@@ -87,7 +96,9 @@ def _read_meta_expressions(
             subset = split
             if with_types:
                 if e.get("type_id") not in REVOS_SUBSETS:
-                    raise DataFormatError(f"type_id must be 0, 1 or 2, got {e.get('type_id')!r}", path=meta_path, record=rec)
+                    raise DataFormatError(
+                        f"type_id must be 0, 1 or 2, got {e.get('type_id')!r}", path=meta_path, record=rec
+                    )
                 type_id = int(e["type_id"])
                 subset = REVOS_SUBSETS[type_id]
                 if drop_excluded and type_id == 2:
@@ -118,7 +129,9 @@ def _read_meta_expressions(
     return records
 
 
-def read_revos(root: str, split: str = "train", *, drop_excluded: bool = True, dataset: str = "revos") -> list[ExpressionRecord]:
+def read_revos(
+    root: str, split: str = "train", *, drop_excluded: bool = True, dataset: str = "revos"
+) -> list[ExpressionRecord]:
     """Read ReVOS ``meta_expressions_{split}_.json`` (split ``"train"`` or ``"valid"``) under ``root``.
 
     Args:
@@ -132,8 +145,13 @@ def read_revos(root: str, split: str = "train", *, drop_excluded: bool = True, d
     if not os.path.exists(meta):
         raise DataFormatError(f"no meta file for split {split!r}", path=meta)
     return _read_meta_expressions(
-        meta, os.path.join(root, "JPEGImages"), os.path.join(root, "mask_dict.json"),
-        dataset=dataset, split=split, with_types=True, drop_excluded=drop_excluded,
+        meta,
+        os.path.join(root, "JPEGImages"),
+        os.path.join(root, "mask_dict.json"),
+        dataset=dataset,
+        split=split,
+        with_types=True,
+        drop_excluded=drop_excluded,
     )
 
 
@@ -152,8 +170,13 @@ def read_mevis(root: str, split: str = "train", *, dataset: str = "mevis") -> li
     if split != "valid" and not os.path.exists(mask_dict):
         raise DataFormatError(f"split {split!r} must have a mask_dict.json", path=mask_dict)
     return _read_meta_expressions(
-        meta, os.path.join(base, "JPEGImages"), mask_dict if split != "valid" else None,
-        dataset=dataset, split=split, with_types=False, drop_excluded=False,
+        meta,
+        os.path.join(base, "JPEGImages"),
+        mask_dict if split != "valid" else None,
+        dataset=dataset,
+        split=split,
+        with_types=False,
+        drop_excluded=False,
     )
 
 

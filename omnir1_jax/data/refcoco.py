@@ -30,7 +30,7 @@ def load_refs(path: str) -> list[dict]:
         raise DataFormatError("refs file not found", path=path) from None
     try:
         refs = _PlainUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a format error of this file
+    except Exception as e:
         raise DataFormatError(f"cannot read refs pickle: {e}", path=path) from None
     if not isinstance(refs, list):
         raise DataFormatError(f"refs must be a list of dicts, got {type(refs).__name__}", path=path)
@@ -56,7 +56,9 @@ def read_refcocog(
         images = {int(im["id"]): im for im in inst["images"]}
         anns = {int(a["id"]): a for a in inst["annotations"]}
     except (KeyError, TypeError, ValueError) as e:
-        raise DataFormatError(f"instances need 'images' and 'annotations' with ids: {e!r}", path=instances_path) from None
+        raise DataFormatError(
+            f"instances need 'images' and 'annotations' with ids: {e!r}", path=instances_path
+        ) from None
     records = []
     for ref in refs:
         if ref.get("split") != split:
@@ -68,7 +70,8 @@ def read_refcocog(
         except (KeyError, TypeError, ValueError):
             raise DataFormatError(
                 f"ann_id {ref.get('ann_id')!r} / image_id {ref.get('image_id')!r} not in instances",
-                path=refs_path, record=rec,
+                path=refs_path,
+                record=rec,
             ) from None
         sentences = ref.get("sentences", [])
         if not isinstance(sentences, list) or not all(isinstance(x, dict) for x in sentences):
@@ -80,8 +83,9 @@ def read_refcocog(
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             if isinstance(e, DataFormatError):
                 raise
-            raise DataFormatError(f"image / annotation entry is malformed: {e!r}", path=instances_path,
-                                  record=rec) from None
+            raise DataFormatError(
+                f"image / annotation entry is malformed: {e!r}", path=instances_path, record=rec
+            ) from None
         path = os.path.join(image_root, file_name)
         for sent in sentences:
             records.append(

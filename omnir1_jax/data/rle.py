@@ -15,7 +15,8 @@ Parity with ``pycocotools.mask.encode / decode`` is checked in ``tests/data/test
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -111,11 +112,13 @@ def decode(
     except (KeyError, TypeError, ValueError) as e:
         raise DataFormatError(f"bad RLE (need 'size' [H, W] and 'counts'): {e!r}", path=path, record=record) from None
     if expected_size is not None and (h, w) != tuple(expected_size):
-        raise DataFormatError(f"RLE size {h}x{w} != frame size {expected_size[0]}x{expected_size[1]}",
-                              path=path, record=record)
+        raise DataFormatError(
+            f"RLE size {h}x{w} != frame size {expected_size[0]}x{expected_size[1]}", path=path, record=record
+        )
     if h < 0 or w < 0 or h * w > MAX_PIXELS:
-        raise DataFormatError(f"RLE size {h}x{w} is outside 0..{MAX_PIXELS} pixels (rle.MAX_PIXELS)",
-                              path=path, record=record)
+        raise DataFormatError(
+            f"RLE size {h}x{w} is outside 0..{MAX_PIXELS} pixels (rle.MAX_PIXELS)", path=path, record=record
+        )
     try:
         if isinstance(counts, bytes):
             counts = counts.decode("ascii")

@@ -41,7 +41,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -122,16 +123,22 @@ class RleDictMasks(MaskRef):
                     if p >= len(per_frame):
                         raise DataFormatError(
                             f"anno_id {a} has {len(per_frame)} masks but frame position {p} was asked for",
-                            path=self.mask_dict_path, record=record,
+                            path=self.mask_dict_path,
+                            record=record,
                         )
                     if per_frame[p] is None:
                         continue
-                    m = rle.decode(per_frame[p], path=self.mask_dict_path, record=f"{record} anno_id {a} frame {p}",
-                                   expected_size=(height, width))  # checked before decoding
+                    m = rle.decode(
+                        per_frame[p],
+                        path=self.mask_dict_path,
+                        record=f"{record} anno_id {a} frame {p}",
+                        expected_size=(height, width),
+                    )  # checked before decoding
                     if m.shape != (height, width):
                         raise DataFormatError(
                             f"anno_id {a} frame {p}: RLE size {m.shape} != frame size {(height, width)}",
-                            path=self.mask_dict_path, record=record,
+                            path=self.mask_dict_path,
+                            record=record,
                         )
                     yield o, i, m
 
@@ -151,9 +158,12 @@ class InlineRleMasks(MaskRef):
 
     def _pieces(self, positions, height, width, record):
         num_objects = max((len(self.rles[p]) for p in positions), default=0)
-        pieces = ((o, i, rle.decode(r, path=self.source or None, record=record,
-                                 expected_size=(height, width)))
-                  for i, p in enumerate(positions) for o, r in enumerate(self.rles[p]) if r is not None)
+        pieces = (
+            (o, i, rle.decode(r, path=self.source or None, record=record, expected_size=(height, width)))
+            for i, p in enumerate(positions)
+            for o, r in enumerate(self.rles[p])
+            if r is not None
+        )
         return num_objects, pieces
 
 
@@ -206,8 +216,7 @@ class CocoMasks(MaskRef):
         def gen():
             for o, seg in enumerate(self.segmentations):
                 if isinstance(seg, dict):  # compressed or uncompressed (iscrowd) RLE
-                    m = rle.decode(seg, path=self.source or None, record=record,
-                                   expected_size=(height, width))
+                    m = rle.decode(seg, path=self.source or None, record=record, expected_size=(height, width))
                 elif isinstance(seg, (list, tuple)):
                     m = rle.polygons_to_mask(seg, height, width)
                 else:
@@ -218,7 +227,6 @@ class CocoMasks(MaskRef):
                     yield o, i, m.astype(bool)
 
         return len(self.segmentations), gen()
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,4 +300,3 @@ class ExpressionRecord:
         if self.masks is None:
             return np.zeros((0, len(positions), height, width), dtype=bool)
         return self.masks.decode_objects(list(positions), height, width, self.key)
-

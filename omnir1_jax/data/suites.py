@@ -13,7 +13,7 @@ run one way: registry -> readers -> base.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from omnir1_jax.data import suites_omni, suites_ood
 from omnir1_jax.data.mcq import MCQRecord
@@ -32,8 +32,9 @@ class Suite:
 SUITES: dict[str, Suite] = {
     "omnibench": Suite("omnibench", suites_omni.read_omnibench, (("OmniBench Avg", "overall"),)),
     # Omni-R1 Table 3 / 7: "General" = every question (short + medium + long), "Short" = the short videos
-    "videomme": Suite("videomme", suites_omni.read_videomme, (("VideoMME General", "overall"),
-                                                              ("VideoMME Short", "duration=short"))),
+    "videomme": Suite(
+        "videomme", suites_omni.read_videomme, (("VideoMME General", "overall"), ("VideoMME Short", "duration=short"))
+    ),
     "mvbench": Suite("mvbench", suites_omni.read_mvbench, (("MVBench Avg", "task_mean"),)),
     "dailyomni": Suite("dailyomni", suites_ood.read_dailyomni, (("Daily-Omni", "overall"),)),
     "worldsense": Suite("worldsense", suites_ood.read_worldsense, (("WorldSense", "overall"),)),

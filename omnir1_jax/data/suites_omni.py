@@ -40,11 +40,20 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from omnir1_jax.data.errors import DataFormatError
-from omnir1_jax.data.mcq import MCQRecord, check_media, gold_letter, lettered, load_json, load_jsonl, require, \
-    unique, where
+from omnir1_jax.data.mcq import (
+    MCQRecord,
+    check_media,
+    gold_letter,
+    lettered,
+    load_json,
+    load_jsonl,
+    require,
+    unique,
+    where,
+)
 
 # MVBench's 20 tasks: (name, json file, video prefix under ROOT/video, media kind, bounded by start / end).
 MVBENCH_TASKS: tuple[tuple[str, str, str, str, bool], ...] = (
@@ -96,9 +105,19 @@ def read_omnibench(root: str, *, check_files: bool = True) -> list[MCQRecord]:
                 check_media(image, rec, "image_path file")
                 check_media(audio, rec, "audio_path file")
             groups = (("audio type", str(obj["audio type"])),) if isinstance(obj.get("audio type"), str) else ()
-            out.append(MCQRecord(id=str(obj["index"]), suite="omnibench", task=obj["task type"].strip(),
-                                 question=obj["question"].strip(), options=options, answer=answer, image=image,
-                                 audio=audio, groups=groups))
+            out.append(
+                MCQRecord(
+                    id=str(obj["index"]),
+                    suite="omnibench",
+                    task=obj["task type"].strip(),
+                    question=obj["question"].strip(),
+                    options=options,
+                    answer=answer,
+                    image=image,
+                    audio=audio,
+                    groups=groups,
+                )
+            )
     return unique(out, files[0])
 
 
@@ -109,13 +128,17 @@ def _videomme_rows(root: str) -> tuple[str, list[tuple[int, dict]]]:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise DataFormatError(f"reading the parquet file needs pyarrow; or convert it to {VIDEOMME_JSONL} "
-                                  "(see omnir1_jax.data.suites_omni)", path=pq_path) from None
+            raise DataFormatError(
+                f"reading the parquet file needs pyarrow; or convert it to {VIDEOMME_JSONL} "
+                "(see omnir1_jax.data.suites_omni)",
+                path=pq_path,
+            ) from None
         try:
             rows = pq.read_table(pq_path).to_pylist()
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several error types for a corrupt file
-            raise DataFormatError(f"videomme: not a readable parquet file: {type(e).__name__}: {e}",
-                                  path=pq_path) from None
+        except Exception as e:
+            raise DataFormatError(
+                f"videomme: not a readable parquet file: {type(e).__name__}: {e}", path=pq_path
+            ) from None
         return pq_path, list(enumerate(rows, start=1))
     if os.path.exists(jl_path):
         return jl_path, load_jsonl(jl_path, "videomme")
@@ -131,10 +154,15 @@ def read_videomme(root: str, *, check_files: bool = True) -> list[MCQRecord]:
         require(obj, ("question_id", "videoID", "duration", "task_type", "question", "answer"), (str,), path, rec)
         rec = where("videomme", obj["question_id"])
         if obj["duration"] not in DURATIONS:
-            raise DataFormatError(f"field 'duration' = {obj['duration']!r} is not one of {DURATIONS}", path=path,
-                                  record=rec)
-        options = lettered(list(obj["options"]) if isinstance(obj.get("options"), (list, tuple)) else
-                           obj.get("options"), "options", path, rec)
+            raise DataFormatError(
+                f"field 'duration' = {obj['duration']!r} is not one of {DURATIONS}", path=path, record=rec
+            )
+        options = lettered(
+            list(obj["options"]) if isinstance(obj.get("options"), (list, tuple)) else obj.get("options"),
+            "options",
+            path,
+            rec,
+        )
         answer = gold_letter(obj["answer"], options, "answer", path, rec)
         video = os.path.join(root, "data", f"{obj['videoID']}.mp4")
         if check_files:
@@ -142,9 +170,18 @@ def read_videomme(root: str, *, check_files: bool = True) -> list[MCQRecord]:
         groups = [("duration", obj["duration"])]
         if isinstance(obj.get("domain"), str):
             groups.append(("domain", obj["domain"]))
-        out.append(MCQRecord(id=obj["question_id"], suite="videomme", task=obj["task_type"].strip(),
-                             question=obj["question"].strip(), options=options, answer=answer, video=video,
-                             groups=tuple(groups)))
+        out.append(
+            MCQRecord(
+                id=obj["question_id"],
+                suite="videomme",
+                task=obj["task_type"].strip(),
+                question=obj["question"].strip(),
+                options=options,
+                answer=answer,
+                video=video,
+                groups=tuple(groups),
+            )
+        )
     return unique(out, path)
 
 
@@ -178,13 +215,26 @@ def read_mvbench(root: str, *, tasks: Sequence[str] | None = None, check_files: 
             if bounded:
                 require(obj, ("start", "end"), (int, float), path, rec)
                 if not 0 <= obj["start"] <= obj["end"]:
-                    raise DataFormatError(f"fields 'start' / 'end' = {obj['start']!r} / {obj['end']!r} are not "
-                                          "0 <= start <= end", path=path, record=rec)
+                    raise DataFormatError(
+                        f"fields 'start' / 'end' = {obj['start']!r} / {obj['end']!r} are not 0 <= start <= end",
+                        path=path,
+                        record=rec,
+                    )
                 bound = (float(obj["start"]), float(obj["end"]))
             video = os.path.join(root, "video", prefix, obj["video"])
             if check_files:
                 check_media(video, rec, "video")
-            out.append(MCQRecord(id=f"{stem}/{i}", suite="mvbench", task=name, question=obj["question"].strip(),
-                                 options=options, answer=answer, video=video, bound=bound,
-                                 frame_fps=MVBENCH_FRAME_FPS if kind == "frame" else None))
+            out.append(
+                MCQRecord(
+                    id=f"{stem}/{i}",
+                    suite="mvbench",
+                    task=name,
+                    question=obj["question"].strip(),
+                    options=options,
+                    answer=answer,
+                    video=video,
+                    bound=bound,
+                    frame_fps=MVBENCH_FRAME_FPS if kind == "frame" else None,
+                )
+            )
     return unique(out, root)

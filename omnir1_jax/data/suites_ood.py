@@ -38,8 +38,17 @@ from __future__ import annotations
 import os
 
 from omnir1_jax.data.errors import DataFormatError
-from omnir1_jax.data.mcq import LETTERS, MCQRecord, check_media, gold_letter, lettered, load_json, require, \
-    unique, where
+from omnir1_jax.data.mcq import (
+    LETTERS,
+    MCQRecord,
+    check_media,
+    gold_letter,
+    lettered,
+    load_json,
+    require,
+    unique,
+    where,
+)
 
 
 def _list(doc, path: str, what: str) -> list:
@@ -70,11 +79,23 @@ def read_dailyomni(root: str, *, check_files: bool = True) -> list[MCQRecord]:
         video = os.path.join(root, "Videos", vid, f"{vid}_video.mp4")
         if check_files:
             check_media(video, rec, f"clip of video_id {vid!r}")
-        groups = tuple((g, str(obj[k])) for g, k in (("duration", "video_duration"), ("category", "video_category"))
-                       if isinstance(obj.get(k), str))
-        out.append(MCQRecord(id=f"{vid}/{i}", suite="dailyomni", task=obj["Type"].strip(),
-                             question=obj["Question"].strip(), options=options, answer=answer, video=video,
-                             groups=groups))
+        groups = tuple(
+            (g, str(obj[k]))
+            for g, k in (("duration", "video_duration"), ("category", "video_category"))
+            if isinstance(obj.get(k), str)
+        )
+        out.append(
+            MCQRecord(
+                id=f"{vid}/{i}",
+                suite="dailyomni",
+                task=obj["Type"].strip(),
+                question=obj["Question"].strip(),
+                options=options,
+                answer=answer,
+                video=video,
+                groups=groups,
+            )
+        )
     return unique(out, path)
 
 
@@ -84,8 +105,9 @@ def read_worldsense(root: str, *, check_files: bool = True) -> list[MCQRecord]:
     path = os.path.join(root, "worldsense_qa.json")
     doc = load_json(path, "worldsense")
     if not isinstance(doc, dict):
-        raise DataFormatError(f"worldsense: expected a JSON object keyed by video, got a {type(doc).__name__}",
-                              path=path)
+        raise DataFormatError(
+            f"worldsense: expected a JSON object keyed by video, got a {type(doc).__name__}", path=path
+        )
     out = []
     for key, entry in doc.items():
         rec = where("worldsense", key)
@@ -106,9 +128,18 @@ def read_worldsense(root: str, *, check_files: bool = True) -> list[MCQRecord]:
             options = lettered(q.get("candidates"), "candidates", path, rec)
             answer = gold_letter(q["answer"], options, "answer", path, rec)
             groups = base + ([("task_domain", q["task_domain"])] if isinstance(q.get("task_domain"), str) else [])
-            out.append(MCQRecord(id=f"{vid}/{tk}", suite="worldsense", task=q["task_type"].strip(),
-                                 question=q["question"].strip(), options=options, answer=answer, video=video,
-                                 groups=tuple(groups)))
+            out.append(
+                MCQRecord(
+                    id=f"{vid}/{tk}",
+                    suite="worldsense",
+                    task=q["task_type"].strip(),
+                    question=q["question"].strip(),
+                    options=options,
+                    answer=answer,
+                    video=video,
+                    groups=tuple(groups),
+                )
+            )
     return unique(out, path)
 
 
@@ -123,9 +154,10 @@ def read_avut(root: str, *, check_files: bool = True) -> list[MCQRecord]:
         rec = where("avut", f"QA_id {obj['QA_id']}")
         require(obj, ("question", "answer", "task_type", "video_path"), (str,), path, rec)
         keys = [f"option_{k}" for k in LETTERS if f"option_{k}" in obj]
-        if len(keys) < 2 or keys != [f"option_{k}" for k in LETTERS[:len(keys)]]:
-            raise DataFormatError(f"fields option_A, option_B, ... must be consecutive from option_A, got {keys}",
-                                  path=path, record=rec)
+        if len(keys) < 2 or keys != [f"option_{k}" for k in LETTERS[: len(keys)]]:
+            raise DataFormatError(
+                f"fields option_A, option_B, ... must be consecutive from option_A, got {keys}", path=path, record=rec
+            )
         bad = [k for k in keys if not isinstance(obj[k], str)]
         if bad:
             raise DataFormatError(f"field {bad[0]!r} must be a string, got {obj[bad[0]]!r}", path=path, record=rec)
@@ -138,7 +170,16 @@ def read_avut(root: str, *, check_files: bool = True) -> list[MCQRecord]:
         if check_files:
             check_media(video, rec, "clip of video_path")
         groups = (("video_type", obj["video_type"]),) if isinstance(obj.get("video_type"), str) else ()
-        out.append(MCQRecord(id=str(obj["QA_id"]), suite="avut", task=obj["task_type"].strip(),
-                             question=obj["question"].strip(), options=options, answer=answer, video=video,
-                             groups=groups))
+        out.append(
+            MCQRecord(
+                id=str(obj["QA_id"]),
+                suite="avut",
+                task=obj["task_type"].strip(),
+                question=obj["question"].strip(),
+                options=options,
+                answer=answer,
+                video=video,
+                groups=groups,
+            )
+        )
     return unique(out, path)

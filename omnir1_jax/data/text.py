@@ -13,7 +13,7 @@ string because special tokens are split out before the byte-level BPE runs (chec
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -96,7 +96,9 @@ def encode_with_placeholders(
         counters[kind] += 1
         try:
             if kind == "video" and use_audio_in_video:
-                runs = interleave_video_audio(video_grid_thw[i], float(video_second_per_grid[i]), int(audio_token_counts[i]))
+                runs = interleave_video_audio(
+                    video_grid_thw[i], float(video_second_per_grid[i]), int(audio_token_counts[i])
+                )
                 seq = [bos] + [id_of[k] for k, n in runs for _ in range(n)] + [eos]
                 pieces.append(np.asarray(seq, dtype=np.int32))
             elif kind in ("video", "image"):
@@ -106,14 +108,15 @@ def encode_with_placeholders(
                 pieces.append(np.full(int(audio_token_counts[i]), id_of["audio"], dtype=np.int32))
         except (TypeError, IndexError):
             raise ValueError(f"text has more {kind} placeholders than {kind} inputs ({i + 1} > given)") from None
-        rest = rest[pos + len(key):]
+        rest = rest[pos + len(key) :]
     if rest:
         pieces.append(np.asarray(tokenizer(rest, add_special_tokens=False)["input_ids"], dtype=np.int32))
     return np.concatenate(pieces) if pieces else np.zeros((0,), np.int32)
 
 
 def left_pad(seqs: Sequence[np.ndarray], pad_id: int, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pad id sequences to ``length`` (default: the longest) -> (``input_ids [B, S]``, ``attention_mask [B, S]``)."""
+    """Left-pad id sequences to ``length`` (default: the longest) -> (``input_ids [B, S]``, ``attention_mask [B,
+    S]``)."""
     length = max(len(s) for s in seqs) if length is None else length
     if any(len(s) > length for s in seqs):
         raise ValueError(f"a sequence is longer than length={length}")
@@ -121,6 +124,6 @@ def left_pad(seqs: Sequence[np.ndarray], pad_id: int, length: int | None = None)
     mask = np.zeros((len(seqs), length), dtype=np.int32)
     for b, s in enumerate(seqs):
         if len(s):
-            ids[b, length - len(s):] = s
-            mask[b, length - len(s):] = 1
+            ids[b, length - len(s) :] = s
+            mask[b, length - len(s) :] = 1
     return ids, mask

@@ -18,7 +18,7 @@ Frames and masks are decoded only for the sampled positions. ``frame_paths`` of 
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -49,7 +49,10 @@ def _reader(name: str, root: str) -> Callable[[str], list[ExpressionRecord]]:
         return lambda split: readers.read_refavs(root, split, dataset=name)
     if name == "refcocog":
         return lambda split: read_refcocog(
-            os.path.join(root, "refs(umd).p"), os.path.join(root, "instances.json"), os.path.join(root, "train2014"), split
+            os.path.join(root, "refs(umd).p"),
+            os.path.join(root, "instances.json"),
+            os.path.join(root, "train2014"),
+            split,
         )
     raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(_SPLITS)}")
 
@@ -83,19 +86,28 @@ class OmniR1Expressions(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         return tfds.core.DatasetInfo(
             builder=self,
             description="Omni-R1 expressions (one example per referring expression) with frames, masks, audio.",
-            features=tfds.features.FeaturesDict({
-                "dataset": text(), "split": text(), "video_id": text(), "exp_id": text(), "expression": text(),
-                "subset": text(), "type_id": tfds.features.Scalar(np.int32), "is_null": tfds.features.Scalar(np.int32),
-                "obj_ids": tfds.features.Sequence(tfds.features.Scalar(np.int64)),
-                "anno_ids": tfds.features.Sequence(tfds.features.Scalar(np.int64)),
-                "frame_names": tfds.features.Sequence(text()),
-                "frames": tfds.features.Sequence(tfds.features.Tensor(shape=(), dtype=np.object_)),
-                "height": tfds.features.Scalar(np.int32), "width": tfds.features.Scalar(np.int32),
-                "has_masks": tfds.features.Scalar(np.int32),
-                "masks_rle": tfds.features.Sequence(text()),
-                "audio": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                "has_audio": tfds.features.Scalar(np.int32),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "dataset": text(),
+                    "split": text(),
+                    "video_id": text(),
+                    "exp_id": text(),
+                    "expression": text(),
+                    "subset": text(),
+                    "type_id": tfds.features.Scalar(np.int32),
+                    "is_null": tfds.features.Scalar(np.int32),
+                    "obj_ids": tfds.features.Sequence(tfds.features.Scalar(np.int64)),
+                    "anno_ids": tfds.features.Sequence(tfds.features.Scalar(np.int64)),
+                    "frame_names": tfds.features.Sequence(text()),
+                    "frames": tfds.features.Sequence(tfds.features.Tensor(shape=(), dtype=np.object_)),
+                    "height": tfds.features.Scalar(np.int32),
+                    "width": tfds.features.Scalar(np.int32),
+                    "has_masks": tfds.features.Scalar(np.int32),
+                    "masks_rle": tfds.features.Sequence(text()),
+                    "audio": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+                    "has_audio": tfds.features.Scalar(np.int32),
+                }
+            ),
         )
 
     def _split_generators(self, dl_manager):
@@ -127,15 +139,31 @@ class OmniR1Expressions(tfds.core.GeneratorBasedBuilder, skip_registration=True)
                 except FileNotFoundError:
                     raise DataFormatError("frame file missing", path=p, record=rec.key) from None
             masks = rec.load_masks(range(rec.num_frames), h, w)
-            yield rec.key, {
-                "dataset": rec.dataset, "split": rec.split, "video_id": rec.video_id, "exp_id": rec.exp_id,
-                "expression": rec.expression, "subset": rec.subset, "type_id": rec.type_id, "is_null": int(rec.is_null),
-                "obj_ids": list(rec.obj_ids), "anno_ids": list(rec.anno_ids), "frame_names": list(rec.frame_names),
-                "frames": frames, "height": h, "width": w, "has_masks": int(rec.masks is not None),
-                "masks_rle": [rle.encode(m)["counts"] if m.any() else "" for m in masks],
-                "audio": load_audio(rec.audio_path, record=rec.key) if rec.audio_path else np.zeros((0,), np.float32),
-                "has_audio": int(bool(rec.audio_path)),
-            }
+            yield (
+                rec.key,
+                {
+                    "dataset": rec.dataset,
+                    "split": rec.split,
+                    "video_id": rec.video_id,
+                    "exp_id": rec.exp_id,
+                    "expression": rec.expression,
+                    "subset": rec.subset,
+                    "type_id": rec.type_id,
+                    "is_null": int(rec.is_null),
+                    "obj_ids": list(rec.obj_ids),
+                    "anno_ids": list(rec.anno_ids),
+                    "frame_names": list(rec.frame_names),
+                    "frames": frames,
+                    "height": h,
+                    "width": w,
+                    "has_masks": int(rec.masks is not None),
+                    "masks_rle": [rle.encode(m)["counts"] if m.any() else "" for m in masks],
+                    "audio": load_audio(rec.audio_path, record=rec.key)
+                    if rec.audio_path
+                    else np.zeros((0,), np.float32),
+                    "has_audio": int(bool(rec.audio_path)),
+                },
+            )
 
 
 def _s(x) -> str:
@@ -158,12 +186,21 @@ class ArrayRecordExpressions:
         h, w = int(row["height"]), int(row["width"])
         rles = tuple(((({"size": [h, w], "counts": _s(c)}),) if _s(c) else (None,)) for c in row["masks_rle"])
         return ExpressionRecord(
-            dataset=_s(row["dataset"]), split=_s(row["split"]), video_id=_s(row["video_id"]), exp_id=_s(row["exp_id"]),
-            expression=_s(row["expression"]), frame_names=names,
+            dataset=_s(row["dataset"]),
+            split=_s(row["split"]),
+            video_id=_s(row["video_id"]),
+            exp_id=_s(row["exp_id"]),
+            expression=_s(row["expression"]),
+            frame_names=names,
             frame_paths=tuple(f"arrayrecord://{key}/{n}" for n in names),
-            height=h, width=w, type_id=int(row["type_id"]), subset=_s(row["subset"]),
-            obj_ids=tuple(int(v) for v in row["obj_ids"]), anno_ids=tuple(int(v) for v in row["anno_ids"]),
+            height=h,
+            width=w,
+            type_id=int(row["type_id"]),
+            subset=_s(row["subset"]),
+            obj_ids=tuple(int(v) for v in row["obj_ids"]),
+            anno_ids=tuple(int(v) for v in row["anno_ids"]),
             masks=InlineRleMasks(rles, source=f"arrayrecord://{key}") if int(row["has_masks"]) else None,
-            is_null=bool(row["is_null"]), frame_bytes=tuple(bytes(b) for b in row["frames"]),
+            is_null=bool(row["is_null"]),
+            frame_bytes=tuple(bytes(b) for b in row["frames"]),
             audio_waveform=np.asarray(row["audio"], np.float32) if int(row["has_audio"]) else None,
         )

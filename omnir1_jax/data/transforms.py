@@ -34,7 +34,7 @@ def _guard(fn):
             return fn(self, ex, *args)
         except DataFormatError:
             raise
-        except Exception as e:  # noqa: BLE001 - deliberately converted into a typed error naming the record
+        except Exception as e:
             rec = ex.get("record") if isinstance(ex, dict) else ex
             key = rec.key if isinstance(rec, ExpressionRecord) else None
             raise DataFormatError(f"{type(self).__name__} failed: {type(e).__name__}: {e}", record=key) from e
@@ -102,14 +102,20 @@ class LoadFrames(grain.transforms.Map):
     def map(self, ex: Example) -> Example:
         rec: ExpressionRecord = ex["record"]
         blobs = rec.frame_bytes
-        frames = [load_frame(rec.frame_paths[i], rec.key, None if blobs is None else blobs[i]) for i in ex["frame_indices"]]
+        frames = [
+            load_frame(rec.frame_paths[i], rec.key, None if blobs is None else blobs[i]) for i in ex["frame_indices"]
+        ]
         shapes = {f.shape for f in frames}
         if len(shapes) != 1:
-            raise DataFormatError(f"frames of one video differ in size: {sorted(shapes)}", path=rec.frame_paths[0], record=rec.key)
+            raise DataFormatError(
+                f"frames of one video differ in size: {sorted(shapes)}", path=rec.frame_paths[0], record=rec.key
+            )
         h, w = frames[0].shape[:2]
         if rec.height and rec.width and (rec.height, rec.width) != (h, w):
             raise DataFormatError(
-                f"frame is {h}x{w} but the metadata says {rec.height}x{rec.width}", path=rec.frame_paths[0], record=rec.key
+                f"frame is {h}x{w} but the metadata says {rec.height}x{rec.width}",
+                path=rec.frame_paths[0],
+                record=rec.key,
             )
         ex["frames"] = np.stack(frames)
         ex["orig_size"] = np.array([h, w], dtype=np.int32)
@@ -187,7 +193,8 @@ class AudioFeatures(grain.transforms.Map):
 class BuildPrompt(grain.transforms.RandomMap):
     """The paper's System-1 prompt: ``task="vos"`` (Figure 3; random example timestamps when
     ``random_timestamps``), ``"avs"`` (Figure 4) or ``"grounding"`` (the released code's SegZero-style prompt on
-    one image, :func:`omnir1_jax.data.prompts.grounding_prompt`). Sets ``prompt``. ``style="short"`` uses the compact VOS
+    one image, :func:`omnir1_jax.data.prompts.grounding_prompt`). Sets ``prompt``. ``style="short"`` uses the
+    compact VOS
     prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies).
     ``num_keyframes`` = K makes a VOS prompt ask for exactly K moments (``grpo.num_keyframes``)."""
 
@@ -215,8 +222,9 @@ class BuildPrompt(grain.transforms.RandomMap):
             if self.style == "short":
                 ex["prompt"] = prompts.vos_prompt_short(expr, n, self.fps, self.num_keyframes)
             else:
-                ex["prompt"] = prompts.vos_prompt(expr, n, self.fps, rng if self.random_timestamps else None,
-                                                  self.num_keyframes)
+                ex["prompt"] = prompts.vos_prompt(
+                    expr, n, self.fps, rng if self.random_timestamps else None, self.num_keyframes
+                )
         return ex
 
 

@@ -36,7 +36,9 @@ S2_MIN_PIXELS = 4 * 28 * 28
 S2_MAX_PIXELS = 900 * 28 * 28
 
 
-def smart_resize(height: int, width: int, factor: int = FACTOR, min_pixels: int = S1_MIN_PIXELS, max_pixels: int = S1_MAX_PIXELS) -> tuple[int, int]:
+def smart_resize(
+    height: int, width: int, factor: int = FACTOR, min_pixels: int = S1_MIN_PIXELS, max_pixels: int = S1_MAX_PIXELS
+) -> tuple[int, int]:
     """Target ``(H', W')``: multiples of ``factor``, aspect ratio kept as closely as possible, pixels within bounds.
 
     Rounds each side to the nearest multiple; if that exceeds ``max_pixels`` scales both down by
@@ -106,13 +108,17 @@ def patchify(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t += pad
     gt, gh, gw = t // TEMPORAL_PATCH_SIZE, h // PATCH_SIZE, w // PATCH_SIZE
     x = frames.transpose(0, 3, 1, 2)  # [T, C, H, W]
-    x = x.reshape(gt, TEMPORAL_PATCH_SIZE, c, gh // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, gw // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE)
+    x = x.reshape(
+        gt, TEMPORAL_PATCH_SIZE, c, gh // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, gw // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE
+    )
     x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)  # gt, gh/2, gw/2, 2, 2, C, tp, ph, pw
     patches = np.ascontiguousarray(x).reshape(gt * gh * gw, c * TEMPORAL_PATCH_SIZE * PATCH_SIZE * PATCH_SIZE)
     return patches.astype(np.float32), np.array([gt, gh, gw], dtype=np.int64)
 
 
-def video_view(frames: np.ndarray, *, min_pixels: int = S1_MIN_PIXELS, max_pixels: int = S1_MAX_PIXELS) -> dict[str, np.ndarray]:
+def video_view(
+    frames: np.ndarray, *, min_pixels: int = S1_MIN_PIXELS, max_pixels: int = S1_MAX_PIXELS
+) -> dict[str, np.ndarray]:
     """The System-1 view of a clip: ``[T, H, W, 3]`` uint8 -> ``pixel_values_videos`` and ``video_grid_thw [1, 3]``.
 
     Also returns ``resized_size [2]`` (``H'``, ``W'``). The frame count is made even by repeating the last frame.
@@ -125,13 +131,21 @@ def video_view(frames: np.ndarray, *, min_pixels: int = S1_MIN_PIXELS, max_pixel
     return {"pixel_values_videos": patches, "video_grid_thw": grid[None], "resized_size": np.array([h, w], np.int32)}
 
 
-def image_view(image: np.ndarray, *, min_pixels: int = S1_MIN_PIXELS, max_pixels: int = S1_MAX_PIXELS) -> dict[str, np.ndarray]:
+def image_view(
+    image: np.ndarray, *, min_pixels: int = S1_MIN_PIXELS, max_pixels: int = S1_MAX_PIXELS
+) -> dict[str, np.ndarray]:
     """One ``[H, W, 3]`` uint8 image -> ``pixel_values [P, 1176]`` and ``image_grid_thw [1, 3]`` (grid_t = 1)."""
     out = video_view(np.asarray(image)[None], min_pixels=min_pixels, max_pixels=max_pixels)
-    return {"pixel_values": out["pixel_values_videos"], "image_grid_thw": out["video_grid_thw"], "resized_size": out["resized_size"]}
+    return {
+        "pixel_values": out["pixel_values_videos"],
+        "image_grid_thw": out["video_grid_thw"],
+        "resized_size": out["resized_size"],
+    }
 
 
-def keyframe_view(frame: np.ndarray, *, min_pixels: int = S2_MIN_PIXELS, max_pixels: int = S2_MAX_PIXELS) -> tuple[np.ndarray, tuple[float, float]]:
+def keyframe_view(
+    frame: np.ndarray, *, min_pixels: int = S2_MIN_PIXELS, max_pixels: int = S2_MAX_PIXELS
+) -> tuple[np.ndarray, tuple[float, float]]:
     """The System-2 view of one keyframe: resized uint8 ``[H'', W'', 3]`` (<= 900*28*28 pixels, sides multiples of 28).
 
     Returns the image and the scale ``(sy, sx)`` from original to resized pixels, to map GT boxes into it.

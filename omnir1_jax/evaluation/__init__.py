@@ -34,13 +34,29 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "loop": ("evaluate_policy", "evaluate_qa", "evaluate_segmentation", "evaluate_yes_no", "headline",
-             "record_kind"),
-    "figures": ("overlay_frame", "overlay_sheet", "plot_rewards", "record_overlay", "reward_figure",
-                "reward_series", "reward_weights"),
+    "loop": ("evaluate_policy", "evaluate_qa", "evaluate_segmentation", "evaluate_yes_no", "headline", "record_kind"),
+    "figures": (
+        "overlay_frame",
+        "overlay_sheet",
+        "plot_rewards",
+        "record_overlay",
+        "reward_figure",
+        "reward_series",
+        "reward_weights",
+    ),
     "results": ("RESULTS", "ResultLog", "read_masks", "score_refavs", "score_vos", "write_masks", "write_summary"),
-    "two_system": ("Moment", "Prediction", "TwoSystemPredictor", "avhbench_answers", "clip_reference",
-                   "load_frames", "moments_of", "predict_batch", "qa_answers", "system1_answers"),
+    "two_system": (
+        "Moment",
+        "Prediction",
+        "TwoSystemPredictor",
+        "avhbench_answers",
+        "clip_reference",
+        "load_frames",
+        "moments_of",
+        "predict_batch",
+        "qa_answers",
+        "system1_answers",
+    ),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,10 +90,19 @@ def pick_frames(num_frames: int, keyframes: Sequence[int] = (), max_frames: int 
     return sorted(chosen)
 
 
-def overlay_sheet(frames: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, *,
-                  title: str = "", subtitle: str = "", keyframes: Sequence[int] = (),
-                  frame_scores: Sequence[float] | None = None, max_frames: int = 8, columns: int = 4,
-                  tile_width: int = TILE_WIDTH) -> tuple[np.ndarray, dict[int, tuple[int, int, float]]]:
+def overlay_sheet(
+    frames: np.ndarray,
+    pred: np.ndarray,
+    gt: np.ndarray | None = None,
+    *,
+    title: str = "",
+    subtitle: str = "",
+    keyframes: Sequence[int] = (),
+    frame_scores: Sequence[float] | None = None,
+    max_frames: int = 8,
+    columns: int = 4,
+    tile_width: int = TILE_WIDTH,
+) -> tuple[np.ndarray, dict[int, tuple[int, int, float]]]:
     """A grid of labelled overlay tiles with a title band.
 
     Args:
@@ -189,22 +199,36 @@ def record_overlay(record, prediction, row: Mapping[str, Any], path: str) -> str
     if isinstance(row.get("J"), float) and isinstance(row.get("F"), float) and "J&F" not in row:
         scores.insert(0, f"J&F={(row['J'] + row['F']) / 2:.3f}")
     valid = getattr(prediction, "valid", None)
-    subtitle = "   ".join(scores + ([] if valid is None else [f"answer {'parsed' if valid else 'did not parse'}"])
-                           + [f"{record.video_id} / {record.exp_id}"])
+    subtitle = "   ".join(
+        scores
+        + ([] if valid is None else [f"answer {'parsed' if valid else 'did not parse'}"])
+        + [f"{record.video_id} / {record.exp_id}"]
+    )
     keyframes = [m.video_index for m in getattr(prediction, "moments", [])]
     earlier = getattr(prediction, "earlier", None) or []
     turn = f"answer {len(earlier) + 1} of {len(earlier) + 1}: " if earlier else ""
-    image, _ = overlay_sheet(frames, masks, gt, title=f'{turn}"{record.expression}"', subtitle=subtitle,
-                             keyframes=keyframes, frame_scores=row.get("J_frames"))
+    image, _ = overlay_sheet(
+        frames,
+        masks,
+        gt,
+        title=f'{turn}"{record.expression}"',
+        subtitle=subtitle,
+        keyframes=keyframes,
+        frame_scores=row.get("J_frames"),
+    )
     out = save_sheet(image, path)
     # multi-turn System 1: one sheet per earlier answer, its keyframes and masks (``<name>_turn<k>.png``)
     stem, ext = os.path.splitext(path)
     for k, (e, scored) in enumerate(zip(earlier, row.get("turns", [{}] * len(earlier)))):
         js = "   ".join(f"{m}={scored[m]:.3f}" for m in ("J", "F") if isinstance(scored.get(m), float))
-        img, _ = overlay_sheet(frames, np.asarray(e.masks, bool), gt,
-                               title=f'answer {k + 1} of {len(earlier) + 1}: "{record.expression}"',
-                               subtitle=f"{js}   {record.video_id} / {record.exp_id}",
-                               keyframes=[m.video_index for m in e.moments])
+        img, _ = overlay_sheet(
+            frames,
+            np.asarray(e.masks, bool),
+            gt,
+            title=f'answer {k + 1} of {len(earlier) + 1}: "{record.expression}"',
+            subtitle=f"{js}   {record.video_id} / {record.exp_id}",
+            keyframes=[m.video_index for m in e.moments],
+        )
         save_sheet(img, f"{stem}_turn{k + 1}{ext}")
     return out
 
@@ -220,8 +244,9 @@ def ema(values: Sequence[float], span: float) -> np.ndarray:
     return out
 
 
-def reward_series(rows: Sequence[Mapping[str, Any]], weights: Mapping[str, float] | None = None
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def reward_series(
+    rows: Sequence[Mapping[str, Any]], weights: Mapping[str, float] | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``{name: (steps, raw, smoothed)}`` of what the reward plot shows: ``total`` and every component with a
     weight > 0 (``weights`` keyed by component name, ``format`` or ``reward/format``; None = the usual
     components present in ``rows``). Smoothing: :func:`ema` over about a tenth of the run (span 2..50)."""
@@ -231,8 +256,11 @@ def reward_series(rows: Sequence[Mapping[str, Any]], weights: Mapping[str, float
         names = [k.split("/")[-1] for k, w in weights.items() if float(w) > 0 and k.split("/")[-1] != "total"]
     out = {}
     for name in ["total"] + names:
-        pts = [(r["step"], float(r[f"reward/{name}"])) for r in rows
-               if isinstance(r.get(f"reward/{name}"), (int, float)) and "step" in r]
+        pts = [
+            (r["step"], float(r[f"reward/{name}"]))
+            for r in rows
+            if isinstance(r.get(f"reward/{name}"), (int, float)) and "step" in r
+        ]
         if not pts:
             continue
         steps, raw = (np.asarray(x) for x in zip(*pts))
@@ -240,8 +268,12 @@ def reward_series(rows: Sequence[Mapping[str, Any]], weights: Mapping[str, float
     return out
 
 
-def reward_figure(rows: Sequence[Mapping[str, Any]], *, weights: Mapping[str, float] | None = None,
-                  evals: Sequence[tuple[int, float]] = ()):
+def reward_figure(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    weights: Mapping[str, float] | None = None,
+    evals: Sequence[tuple[int, float]] = (),
+):
     """The matplotlib figure of :func:`plot_rewards` (the caller closes it)."""
     import matplotlib
 
@@ -265,9 +297,17 @@ def reward_figure(rows: Sequence[Mapping[str, Any]], *, weights: Mapping[str, fl
         s, v = zip(*sorted((int(a), float(b)) for a, b in evals))
         ax2.plot(s, v, "D--", color="tab:red", ms=8, lw=1.2, label="J&F (evaluation)")
         for a, b in zip(s, v):
-            ax2.annotate(f"{b:.3f}", (a, b), textcoords="offset points", xytext=(0, 10), ha="center",
-                         color="tab:red", fontsize=10, fontweight="bold",
-                         bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+            ax2.annotate(
+                f"{b:.3f}",
+                (a, b),
+                textcoords="offset points",
+                xytext=(0, 10),
+                ha="center",
+                color="tab:red",
+                fontsize=10,
+                fontweight="bold",
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85),
+            )
         ax2.set_ylabel("J&F", color="tab:red")
         ax2.set_ylim(0, 1.05)
         ax2.tick_params(axis="y", colors="tab:red")
@@ -283,8 +323,13 @@ def _weight(weights: Mapping[str, float], name: str) -> float:
     return weights.get(name, weights.get(f"reward/{name}", 0.0))
 
 
-def plot_rewards(metrics_path: str, png_path: str, *, weights: Mapping[str, float] | None = None,
-                 evals: Sequence[tuple[int, float]] = ()) -> str | None:
+def plot_rewards(
+    metrics_path: str,
+    png_path: str,
+    *,
+    weights: Mapping[str, float] | None = None,
+    evals: Sequence[tuple[int, float]] = (),
+) -> str | None:
     """Plot ``metrics.jsonl``: the total reward and the components whose weight is > 0, each as a faint raw
     line with a smoothed line over it, and the J&F evaluations ``(step, value)`` on a second axis. Returns the
     PNG path (None when there are no metrics yet)."""

@@ -8,7 +8,8 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +51,13 @@ class _Progress:
         dt = max(time.time() - self.t0, 1e-9)
         left = (self.total - self.already - self.n) * dt / self.n
         mean = f"  {self.metric} {np.mean(self.scores):.3f}" if self.scores else ""
-        print(f"\r[eval] {self.already + self.n}/{self.total} {self.what}  {self.n / dt:.2f}/s  "
-              f"ETA {int(left) // 60}m{int(left) % 60:02d}s{mean}   ", end="", file=sys.stderr, flush=True)
+        print(
+            f"\r[eval] {self.already + self.n}/{self.total} {self.what}  {self.n / dt:.2f}/s  "
+            f"ETA {int(left) // 60}m{int(left) % 60:02d}s{mean}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.enabled and self.n:
@@ -61,22 +67,36 @@ class _Progress:
 def _valid_fraction(rows: Iterable[dict]) -> float | None:
     """Fraction of rows whose System-1 answer parsed (``valid``; QA: a choice was found); None when no row says
     (a predictor that reports no answers)."""
-    flags = [bool(r["valid"]) if "valid" in r else r["predicted"] is not None
-             for r in rows if "valid" in r or "predicted" in r]
+    flags = [
+        bool(r["valid"]) if "valid" in r else r["predicted"] is not None
+        for r in rows
+        if "valid" in r or "predicted" in r
+    ]
     return float(np.mean(flags)) if flags else None
 
 
 def _rows_of(records: Sequence[Any], rows_by_id: dict[str, dict]) -> list[dict]:
-    keys = [getattr(r, "key", None) or getattr(r, "id") for r in records]
+    keys = [getattr(r, "key", None) or r.id for r in records]
     return [rows_by_id[k] for k in keys if k in rows_by_id]
 
 
 # ------------------------------------------------------------------------------------------- segmentation
-def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: str, *, kind: str = "vos",
-                          resume: bool = True, max_items: int | None = None, use_jax: bool = True,
-                          progress: bool = True, overlays: int = 0, write_predictions: bool = True,
-                          write: bool = True, refavs_protocol: str = "release",
-                          visa_rounding: bool = False) -> dict[str, Any]:
+def evaluate_segmentation(
+    records: Sequence[Any],
+    predict: Predictor,
+    out_dir: str,
+    *,
+    kind: str = "vos",
+    resume: bool = True,
+    max_items: int | None = None,
+    use_jax: bool = True,
+    progress: bool = True,
+    overlays: int = 0,
+    write_predictions: bool = True,
+    write: bool = True,
+    refavs_protocol: str = "release",
+    visa_rounding: bool = False,
+) -> dict[str, Any]:
     """Evaluate VOS (``kind="vos"``: ReVOS / MeViS protocol) or Ref-AVS (``kind="refavs"``) ``records``.
 
     ``refavs_protocol`` (``"release"``: the Ref-AVS release's scoring, comparable with published tables;
@@ -104,17 +124,24 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
     drawn = 0
     try:
         for rec, pred in predict(todo):
-            row = (score_vos(rec, pred.masks, use_jax=use_jax) if kind == "vos"
-                   else score_refavs(rec, pred.masks, refavs_protocol))
+            row = (
+                score_vos(rec, pred.masks, use_jax=use_jax)
+                if kind == "vos"
+                else score_refavs(rec, pred.masks, refavs_protocol)
+            )
             if write and write_predictions:
-                write_masks(os.path.join(out_dir, "predictions", rec.video_id, rec.exp_id), pred.masks,
-                            rec.frame_names)
+                write_masks(os.path.join(out_dir, "predictions", rec.video_id, rec.exp_id), pred.masks, rec.frame_names)
             extra = pred.to_json() if hasattr(pred, "to_json") else {}
             row = {**row, **{k: v for k, v in extra.items() if k not in row}}
             earlier = getattr(pred, "earlier", None) or []
             if earlier and kind == "vos":  # multi-turn System 1: each earlier answer's own J and F
-                row["turns"] = [{"turn": k + 1, **{m: v for m, v in score_vos(rec, e.masks, use_jax=use_jax).items()
-                                                   if m in ("J", "F")}} for k, e in enumerate(earlier)]
+                row["turns"] = [
+                    {
+                        "turn": k + 1,
+                        **{m: v for m, v in score_vos(rec, e.masks, use_jax=use_jax).items() if m in ("J", "F")},
+                    }
+                    for k, e in enumerate(earlier)
+                ]
             log.append(row)
             if write and drawn < overlays:
                 name = f"{rec.video_id}_{rec.exp_id}".replace("/", "_").replace(os.sep, "_")
@@ -127,8 +154,16 @@ def evaluate_segmentation(records: Sequence[Any], predict: Predictor, out_dir: s
         bar.close()
     valid = _valid_fraction(_rows_of(records, log.rows))
     extra = {"valid_answers": valid, **per_turn_summary(_rows_of(records, log.rows))}
-    return write_summary(records, log.rows, out_dir, kind, write=write, extra=extra,
-                         refavs_protocol=refavs_protocol, visa_rounding=visa_rounding)
+    return write_summary(
+        records,
+        log.rows,
+        out_dir,
+        kind,
+        write=write,
+        extra=extra,
+        refavs_protocol=refavs_protocol,
+        visa_rounding=visa_rounding,
+    )
 
 
 def per_turn_summary(rows: Sequence[dict]) -> dict[str, Any]:
@@ -144,8 +179,10 @@ def per_turn_summary(rows: Sequence[dict]) -> dict[str, Any]:
         for t in r["turns"]:
             by.setdefault(str(t["turn"]), []).append((t["J"] + t["F"]) / 2)
     by[str(k)] = [(r["J"] + r["F"]) / 2 for r in rows]
-    return {"J&F_by_turns": {t: float(np.mean(v)) for t, v in by.items()},
-            "revised_fraction": float(np.mean([bool(r.get("revised")) for r in rows]))}
+    return {
+        "J&F_by_turns": {t: float(np.mean(v)) for t, v in by.items()},
+        "revised_fraction": float(np.mean([bool(r.get("revised")) for r in rows])),
+    }
 
 
 # ---------------------------------------------------------------------------------------- answered questions
@@ -160,13 +197,22 @@ def _choice(rec: Any, text: str) -> str | None:
     return extract_letter(text, letters, [v for _, v in options] or None)
 
 
-def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, kind: str, *, resume: bool,
-                      max_items: int | None, progress: bool, write: bool) -> dict[str, Any]:
+def _evaluate_answers(
+    records: Sequence[Any],
+    answer: Answerer,
+    out_dir: str,
+    kind: str,
+    *,
+    resume: bool,
+    max_items: int | None,
+    progress: bool,
+    write: bool,
+) -> dict[str, Any]:
     if kind == "yesno":
         # lazy: the QA measures pull in jax and scipy
         from omnir1_jax.evaluation.metrics.qa import parse_yes_no
 
-        parse = lambda rec, text: parse_yes_no(text)  # noqa: E731
+        parse = lambda rec, text: parse_yes_no(text)
     else:
         parse = _choice
     log = ResultLog(os.path.join(out_dir, RESULTS) if write else None, resume=resume)
@@ -177,8 +223,14 @@ def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, ki
     try:
         for rec, text in answer(todo):
             choice = parse(rec, text)
-            row = {"id": rec.id, "task": rec.task, "predicted": choice, "gold": rec.answer,
-                   "correct": choice == rec.answer, "answer": text}
+            row = {
+                "id": rec.id,
+                "task": rec.task,
+                "predicted": choice,
+                "gold": rec.answer,
+                "correct": choice == rec.answer,
+                "answer": text,
+            }
             if getattr(rec, "groups", None):
                 row["groups"] = dict(rec.groups)
             log.append(row)
@@ -190,23 +242,41 @@ def _evaluate_answers(records: Sequence[Any], answer: Answerer, out_dir: str, ki
     return write_summary(records, log.rows, out_dir, kind, write=write, extra={"valid_answers": valid})
 
 
-def evaluate_qa(records: Sequence[Any], answer: Answerer, out_dir: str, *, resume: bool = True,
-                max_items: int | None = None, progress: bool = True, write: bool = True) -> dict[str, Any]:
+def evaluate_qa(
+    records: Sequence[Any],
+    answer: Answerer,
+    out_dir: str,
+    *,
+    resume: bool = True,
+    max_items: int | None = None,
+    progress: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
     """Multiple-choice accuracy of CrossOmni or suite records (:class:`~omnir1_jax.data.mcq.MCQRecord`:
     ``.id``, ``.task``, ``.options``, ``.answer``, optional ``.groups``); ``answer(records)`` yields ``(record,
     completion)``; the choice is :func:`omnir1_jax.evaluation.metrics.qa.extract_letter` of the completion over the
     record's own letters and option texts (never raises: no letter = wrong). Resumable like
     :func:`evaluate_segmentation`."""
-    return _evaluate_answers(records, answer, out_dir, "qa", resume=resume, max_items=max_items,
-                             progress=progress, write=write)
+    return _evaluate_answers(
+        records, answer, out_dir, "qa", resume=resume, max_items=max_items, progress=progress, write=write
+    )
 
 
-def evaluate_yes_no(records: Sequence[Any], answer: Answerer, out_dir: str, *, resume: bool = True,
-                    max_items: int | None = None, progress: bool = True, write: bool = True) -> dict[str, Any]:
+def evaluate_yes_no(
+    records: Sequence[Any],
+    answer: Answerer,
+    out_dir: str,
+    *,
+    resume: bool = True,
+    max_items: int | None = None,
+    progress: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
     """Yes/no accuracy of AVHBench records (``.id``, ``.task``, ``.answer`` Yes / No); ``answer(records)`` yields
     ``(record, completion)``. Resumable like :func:`evaluate_qa`."""
-    return _evaluate_answers(records, answer, out_dir, "yesno", resume=resume, max_items=max_items,
-                             progress=progress, write=write)
+    return _evaluate_answers(
+        records, answer, out_dir, "yesno", resume=resume, max_items=max_items, progress=progress, write=write
+    )
 
 
 # ----------------------------------------------------------------------------------------------- headline
@@ -248,9 +318,20 @@ def headline(kind: str, table: dict | None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- the one call
-def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=None, out_dir: str, tag: str,
-                    max_items: int | None = None, overlays: int = 3, progress: bool = True,
-                    texts: Callable[[Sequence[Any]], Sequence[str]] | None = None) -> dict[str, Any]:
+def evaluate_policy(
+    cfg,
+    policy,
+    tokenizer,
+    records: Sequence[Any],
+    *,
+    client=None,
+    out_dir: str,
+    tag: str,
+    max_items: int | None = None,
+    overlays: int = 3,
+    progress: bool = True,
+    texts: Callable[[Sequence[Any]], Sequence[str]] | None = None,
+) -> dict[str, Any]:
     """Score ``policy`` on ``records`` with the two-system pipeline (or System 1 alone for QA records).
 
     What is measured follows the records: VOS (ReVOS / MeViS / synthetic: J, F, J&F by the dataset's protocol
@@ -290,25 +371,43 @@ def evaluate_policy(cfg, policy, tokenizer, records: Sequence[Any], *, client=No
     if kind in ("qa", "yesno"):
         recs = list(records)[:limit]
         if texts is not None:
+
             def answer(rs):
                 for s in range(0, len(rs), cfg.data.batch_size):
-                    chunk = list(rs[s:s + cfg.data.batch_size])
+                    chunk = list(rs[s : s + cfg.data.batch_size])
                     yield from zip(chunk, texts(chunk))
         else:
             fn = qa_answers if kind == "qa" else avhbench_answers
-            answer = lambda rs: fn(cfg, policy, tokenizer, rs)  # noqa: E731
+            answer = lambda rs: fn(cfg, policy, tokenizer, rs)
         res = _evaluate_answers(recs, answer, directory, kind, max_items=None, **common)
     else:
         if client is None:
             raise ValueError(f"evaluate_policy({tag!r}): {kind} records need a bridge client (System 2 + SAM2)")
         recs = [r for r in records if kind == "refavs" or r.masks is not None][:limit]
         predictor = TwoSystemPredictor(cfg, policy, tokenizer, client, texts=texts)
-        res = evaluate_segmentation(recs, predictor, directory, kind=kind, overlays=overlays,
-                                    write_predictions=False, refavs_protocol="release", visa_rounding=False,
-                                    **common)
-    result = {**headline(kind, res["table"]), "count": res["count"], "valid_answers": res["valid_answers"],
-              "table": res["table"], "markdown": res["markdown"], "done": res["done"], "total": res["total"],
-              "kind": kind, "tag": tag, "dir": directory}
+        res = evaluate_segmentation(
+            recs,
+            predictor,
+            directory,
+            kind=kind,
+            overlays=overlays,
+            write_predictions=False,
+            refavs_protocol="release",
+            visa_rounding=False,
+            **common,
+        )
+    result = {
+        **headline(kind, res["table"]),
+        "count": res["count"],
+        "valid_answers": res["valid_answers"],
+        "table": res["table"],
+        "markdown": res["markdown"],
+        "done": res["done"],
+        "total": res["total"],
+        "kind": kind,
+        "tag": tag,
+        "dir": directory,
+    }
     for key in ("protocol", "J&F_by_turns", "revised_fraction"):  # multi-turn System 1: per turn count
         if key in res:
             result[key] = res[key]

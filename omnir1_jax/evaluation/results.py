@@ -11,7 +11,8 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -81,8 +82,11 @@ def _vos_accumulator(rows: Sequence[dict], visa_rounding: bool = False):
     from omnir1_jax.evaluation.protocols import VOSAccumulator
 
     revos = any(r.get("type_id") in (0, 1) for r in rows)
-    acc = (VOSAccumulator(visa_rounding=visa_rounding) if revos
-           else VOSAccumulator(overall_subsets=None, visa_rounding=visa_rounding))
+    acc = (
+        VOSAccumulator(visa_rounding=visa_rounding)
+        if revos
+        else VOSAccumulator(overall_subsets=None, visa_rounding=visa_rounding)
+    )
     for r in rows:
         if r.get("J_frames") is None:
             continue
@@ -103,15 +107,28 @@ def score_vos(record, masks: np.ndarray, *, use_jax: bool = True) -> dict[str, A
     if masks.shape[0] != record.num_frames:
         raise ValueError(f"{record.key}: {masks.shape[0]} predicted frames, the video has {record.num_frames}")
     num_objects = max(1, len(record.anno_ids) or len(record.obj_ids))
-    row = {"id": record.key, "video_id": record.video_id, "exp_id": record.exp_id, "subset": record.subset,
-           "type_id": record.type_id, "num_objects": num_objects, "num_frames": record.num_frames}
+    row = {
+        "id": record.key,
+        "video_id": record.video_id,
+        "exp_id": record.exp_id,
+        "subset": record.subset,
+        "type_id": record.type_id,
+        "num_objects": num_objects,
+        "num_frames": record.num_frames,
+    }
     if record.masks is None:
         return {**row, "J": None, "F": None, "J&F": None, "J_frames": None, "F_frames": None}
     gt = record.load_masks(list(range(record.num_frames)), *masks.shape[1:])
     j, f = expression_jf(gt, masks, use_jax=use_jax)
     jm, fm = float(np.mean(j)), float(np.mean(f))
-    return {**row, "J": jm, "F": fm, "J&F": (jm + fm) / 2, "J_frames": [float(x) for x in j],
-            "F_frames": [float(x) for x in f]}
+    return {
+        **row,
+        "J": jm,
+        "F": fm,
+        "J&F": (jm + fm) / 2,
+        "J_frames": [float(x) for x in j],
+        "F_frames": [float(x) for x in f],
+    }
 
 
 # ----------------------------------------------------------------------------------------------- Ref-AVS
@@ -130,11 +147,22 @@ def score_refavs(record, masks: np.ndarray, protocol: str = "release") -> dict[s
     else:
         gt = record.load_masks(list(range(record.num_frames)), *masks.shape[1:])
         rec = acc.add(record.key, record.split, masks, gt)
-    return {"id": record.key, "video_id": record.video_id, "exp_id": record.exp_id, "split": record.split,
-            "num_frames": record.num_frames, "J": rec.j, "F": rec.f, "S": rec.s,
-            "J_frames": None if rec.j_frames is None else list(rec.j_frames),
-            "F_curve_sum": None if rec.f_curve_sum is None else list(rec.f_curve_sum), "F_count": rec.f_count,
-            "fg_pixels": rec.fg_pixels, "pixels": rec.pixels, "protocol": protocol}
+    return {
+        "id": record.key,
+        "video_id": record.video_id,
+        "exp_id": record.exp_id,
+        "split": record.split,
+        "num_frames": record.num_frames,
+        "J": rec.j,
+        "F": rec.f,
+        "S": rec.s,
+        "J_frames": None if rec.j_frames is None else list(rec.j_frames),
+        "F_curve_sum": None if rec.f_curve_sum is None else list(rec.f_curve_sum),
+        "F_count": rec.f_count,
+        "fg_pixels": rec.fg_pixels,
+        "pixels": rec.pixels,
+        "protocol": protocol,
+    }
 
 
 def _refavs_accumulator(rows: Sequence[dict], protocol: str = "release"):
@@ -145,11 +173,23 @@ def _refavs_accumulator(rows: Sequence[dict], protocol: str = "release"):
     for r in rows:
         # rows of another protocol lack (or mean something else by) the pooled fields: never mix them
         if r.get("protocol") != protocol:
-            raise ValueError(f"{r['id']}: results.jsonl row was scored with Ref-AVS protocol "
-                             f"{r.get('protocol')!r}, not {protocol!r}; evaluate with --no-resume (or that protocol)")
-        acc.add_scores(r["id"], r["split"], r["num_frames"], j=r["J"], f=r["F"], s=r["S"], j_frames=r["J_frames"],
-                       f_curve_sum=r["F_curve_sum"], f_count=r["F_count"], fg_pixels=r["fg_pixels"],
-                       pixels=r["pixels"])
+            raise ValueError(
+                f"{r['id']}: results.jsonl row was scored with Ref-AVS protocol "
+                f"{r.get('protocol')!r}, not {protocol!r}; evaluate with --no-resume (or that protocol)"
+            )
+        acc.add_scores(
+            r["id"],
+            r["split"],
+            r["num_frames"],
+            j=r["J"],
+            f=r["F"],
+            s=r["S"],
+            j_frames=r["J_frames"],
+            f_curve_sum=r["F_curve_sum"],
+            f_count=r["F_count"],
+            fg_pixels=r["fg_pixels"],
+            pixels=r["pixels"],
+        )
     return acc
 
 
@@ -162,18 +202,25 @@ def _refavs_table(summary: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ summary
-def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: str, kind: str, *,
-                  write: bool = True, extra: dict[str, Any] | None = None, refavs_protocol: str = "release",
-                  visa_rounding: bool = False) -> dict[str, Any]:
+def write_summary(
+    records: Sequence[Any],
+    rows_by_id: dict[str, dict],
+    out_dir: str,
+    kind: str,
+    *,
+    write: bool = True,
+    extra: dict[str, Any] | None = None,
+    refavs_protocol: str = "release",
+    visa_rounding: bool = False,
+) -> dict[str, Any]:
     """Summary of the rows of ``records`` (in that order) -> ``summary.json`` + ``summary.md`` (unless not
     ``write``). ``kind``: ``vos``, ``refavs``, ``qa`` (multiple choice) or ``yesno``; ``extra`` fields are
     added to the result. Segmentation kinds are scored with ``refavs_protocol`` (``"release"`` /
     ``"project"``) or ``visa_rounding`` (VOS) and state that protocol (``result["protocol"]`` and a first
     ``Protocol: <name>`` line of the Markdown)."""
-    keys = [getattr(r, "key", None) or getattr(r, "id") for r in records]
+    keys = [getattr(r, "key", None) or r.id for r in records]
     rows = [rows_by_id[k] for k in keys if k in rows_by_id]
-    result: dict[str, Any] = {"kind": kind, "done": len(rows), "total": len(records), "table": None,
-                              "markdown": ""}
+    result: dict[str, Any] = {"kind": kind, "done": len(rows), "total": len(records), "table": None, "markdown": ""}
     if kind == "vos":
         acc = _vos_accumulator(rows, visa_rounding)
         result["protocol"] = acc.describe()
@@ -208,9 +255,13 @@ def write_summary(records: Sequence[Any], rows_by_id: dict[str, dict], out_dir: 
         result["markdown"] = f"Protocol: {result['protocol']['name']}\n\n" + result["markdown"]
     result.update(extra or {})
     if result.get("J&F_by_turns"):  # multi-turn System 1 (vos_interactive)
-        turns = ", ".join(f"{t} answer{'s' if t != '1' else ''}: {v * 100:.1f}" for t, v in result["J&F_by_turns"].items())
-        result["markdown"] += (f"\n\nJ&F by System 1's answers (mean over expressions): {turns}; final answers "
-                               f"revised from the first: {result.get('revised_fraction', 0.0) * 100:.1f} %")
+        turns = ", ".join(
+            f"{t} answer{'s' if t != '1' else ''}: {v * 100:.1f}" for t, v in result["J&F_by_turns"].items()
+        )
+        result["markdown"] += (
+            f"\n\nJ&F by System 1's answers (mean over expressions): {turns}; final answers "
+            f"revised from the first: {result.get('revised_fraction', 0.0) * 100:.1f} %"
+        )
     if write:
         write_json_atomic(os.path.join(out_dir, "summary.json"), result)
         write_json_atomic(os.path.join(out_dir, "summary.md"), None, result["markdown"] + "\n")

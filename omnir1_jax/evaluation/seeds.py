@@ -6,7 +6,8 @@ are segmented and scored exactly as :func:`~omnir1_jax.evaluation.loop.evaluate_
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -17,8 +18,9 @@ from omnir1_jax.runtime.records import pipeline_config
 from omnir1_jax.tasks.synthetic_targets import load_oracle, synthetic_target
 
 
-def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any], *,
-                 max_new_tokens: int | None = None) -> list[dict[tuple[str, str], str]]:
+def seed_answers(
+    cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any], *, max_new_tokens: int | None = None
+) -> list[dict[tuple[str, str], str]]:
     """Every seed's greedy System-1 answer to every record: ``[{(video_id, exp_id): text} per seed]``; the
     prompts are built once (the evaluation pipeline of ``cfg``, as :class:`TwoSystemPredictor` builds them)."""
     # lazy: flax and the model code load only when seeds are evaluated
@@ -35,13 +37,21 @@ def seed_answers(cfg, policies: Sequence[Any], tokenizer, records: Sequence[Any]
     graphdef, states = split[0][0], stack([s for _, s in split])
     eos, pad = policy_lib.eos_ids_of(tokenizer), policy_lib.pad_id_of(tokenizer)
     keys = jax.numpy.stack([jax.random.key(0)] * len(policies))
-    pcfg = pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
-                           num_keyframes=cfg.grpo.num_keyframes)
+    pcfg = pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1, num_keyframes=cfg.grpo.num_keyframes)
     for batch in build_pipeline(list(records), tokenizer, pcfg):
         inputs = as_model_inputs(policies[0].config, batch["model_inputs"])
-        out = sample_seeds(states, inputs, keys, graphdef=graphdef, shared_inputs=True,
-                           max_new_tokens=int(max_new_tokens or cfg.grpo.max_new_tokens), num_samples=1,
-                           greedy=True, eos=tuple(eos), pad_token_id=int(pad))
+        out = sample_seeds(
+            states,
+            inputs,
+            keys,
+            graphdef=graphdef,
+            shared_inputs=True,
+            max_new_tokens=int(max_new_tokens or cfg.grpo.max_new_tokens),
+            num_samples=1,
+            greedy=True,
+            eos=tuple(eos),
+            pad_token_id=int(pad),
+        )
         tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
         for k in range(len(policies)):
             texts = policy_lib.decode_completions(tokenizer, tokens[k], lengths[k], eos)
@@ -66,16 +76,27 @@ def seed_evaluator(cfgs: Sequence[Any], tokenizer, records: Sequence[Any], clien
         answers = seed_answers(first, policies, tokenizer, recs)
         results = []
         for cfg, got in zip(cfgs, answers):
-            texts = (lambda rs, got=got: [got[(r.video_id, r.exp_id)] for r in rs])
-            results.append(evaluate_policy(cfg, None, tokenizer, recs, client=client, tag=tag, texts=texts,
-                                           out_dir=os.path.join(cfg.run.out_dir, "eval")))
+            texts = lambda rs, got=got: [got[(r.video_id, r.exp_id)] for r in rs]
+            results.append(
+                evaluate_policy(
+                    cfg,
+                    None,
+                    tokenizer,
+                    recs,
+                    client=client,
+                    tag=tag,
+                    texts=texts,
+                    out_dir=os.path.join(cfg.run.out_dir, "eval"),
+                )
+            )
         return results
 
     return evaluate
 
 
-def scripted_level(cfg, tokenizer, records: Sequence[Any], client, out_dir: str, *, mode: str = "random_object",
-                   seed: int = 0) -> dict:
+def scripted_level(
+    cfg, tokenizer, records: Sequence[Any], client, out_dir: str, *, mode: str = "random_object", seed: int = 0
+) -> dict:
     """The evaluation of scripted answers on the synthetic world, a reference level for the learned policies:
     ``mode = "random_object"`` names an object present in the clip drawn at random (target or not) on the frames
     where it is visible (the chance level of a policy that does not read the query), ``"oracle"`` names the
@@ -86,14 +107,23 @@ def scripted_level(cfg, tokenizer, records: Sequence[Any], client, out_dir: str,
     by_id = {(r.video_id, r.exp_id): r for r in recs}
     oracle, rng = load_oracle(cfg.data.root), np.random.default_rng(seed)
     answers: dict[tuple[str, str], str] = {}
-    pcfg = pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1,
-                           num_keyframes=cfg.grpo.num_keyframes)
+    pcfg = pipeline_config(cfg.data, train=False, seed=cfg.run.seed, num_epochs=1, num_keyframes=cfg.grpo.num_keyframes)
     for batch in build_pipeline(recs, tokenizer, pcfg):
         for b, key in enumerate(zip(batch["video_id"], batch["exp_id"])):
             t = int(batch["num_frames"][b])
             positions = [int(p) for p in batch["frame_indices"][b][:t]]
             rec = by_id[key]
-            answers[key] = synthetic_target(oracle[rec.video_id], positions, rec.obj_ids, rng, mode=mode,
-                                            fps=batch["fps_s1"])
-    return evaluate_policy(cfg, None, tokenizer, recs, client=client, out_dir=out_dir, tag=mode,
-                           texts=lambda rs: [answers[(r.video_id, r.exp_id)] for r in rs], progress=False)
+            answers[key] = synthetic_target(
+                oracle[rec.video_id], positions, rec.obj_ids, rng, mode=mode, fps=batch["fps_s1"]
+            )
+    return evaluate_policy(
+        cfg,
+        None,
+        tokenizer,
+        recs,
+        client=client,
+        out_dir=out_dir,
+        tag=mode,
+        texts=lambda rs: [answers[(r.video_id, r.exp_id)] for r in rs],
+        progress=False,
+    )

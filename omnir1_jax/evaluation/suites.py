@@ -11,7 +11,8 @@ suite's first column, as Table 10's last column) when there is more than one sui
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +37,16 @@ def row_markdown(columns: dict[str, float | None]) -> str:
     return "\n".join([head, "|" + " --- |" * len(columns), vals])
 
 
-def evaluate_suites(sources: Sequence[tuple[str, str]], answer: Callable[[Sequence[Any]], Iterable],
-                        out_dir: str, *, resume: bool = True, max_items: int | None = None,
-                        progress: bool = True, read_kwargs: dict | None = None) -> dict[str, Any]:
+def evaluate_suites(
+    sources: Sequence[tuple[str, str]],
+    answer: Callable[[Sequence[Any]], Iterable],
+    out_dir: str,
+    *,
+    resume: bool = True,
+    max_items: int | None = None,
+    progress: bool = True,
+    read_kwargs: dict | None = None,
+) -> dict[str, Any]:
     """Evaluate each ``(suite name, release folder)`` of ``sources`` with ``answer(records)`` (yields
     ``(record, completion)``) and write the row (module docstring).
 
@@ -51,8 +59,9 @@ def evaluate_suites(sources: Sequence[tuple[str, str]], answer: Callable[[Sequen
     heads: list[float | None] = []
     for name, root in sources:
         records = read_suite(name, root, **(read_kwargs or {}))
-        res = evaluate_qa(records, answer, os.path.join(out_dir, name), resume=resume, max_items=max_items,
-                          progress=progress)
+        res = evaluate_qa(
+            records, answer, os.path.join(out_dir, name), resume=resume, max_items=max_items, progress=progress
+        )
         results[name] = res
         cols = columns_of(name, res["table"])
         heads.append(next(iter(cols.values())))
@@ -62,8 +71,14 @@ def evaluate_suites(sources: Sequence[tuple[str, str]], answer: Callable[[Sequen
     md = [row_markdown(columns)]
     for name, res in results.items():
         md += ["", f"### {name} ({res['done']}/{res['total']} questions)", "", res["markdown"]]
-    result = {"kind": "suites", "columns": columns, "suites": results, "markdown": "\n".join(md),
-              "done": sum(r["done"] for r in results.values()), "total": sum(r["total"] for r in results.values())}
+    result = {
+        "kind": "suites",
+        "columns": columns,
+        "suites": results,
+        "markdown": "\n".join(md),
+        "done": sum(r["done"] for r in results.values()),
+        "total": sum(r["total"] for r in results.values()),
+    }
     write_json_atomic(os.path.join(out_dir, "summary.json"), result)
     write_json_atomic(os.path.join(out_dir, "summary.md"), None, result["markdown"] + "\n")
     return result

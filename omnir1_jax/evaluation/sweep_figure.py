@@ -5,7 +5,7 @@ CI, each seed a dot)."""
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -18,8 +18,15 @@ def _band(curves: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
     if curves.shape[0] < 2:
         return curves[0], curves[0]
-    res = stats.bootstrap((curves,), np.mean, axis=0, vectorized=True, n_resamples=2000, method="percentile",
-                          rng=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        (curves,),
+        np.mean,
+        axis=0,
+        vectorized=True,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
 
 
@@ -66,8 +73,11 @@ def sweep_figure(sweep: dict, arm_dirs: Mapping[str, str], path: str) -> str:
         ax = fig.add_subplot(grid[i, 1])
         evals = []
         for r in arm["seeds"].values():
-            pts = ([(0, r["before"])] if r["before"] is not None else []) + \
-                [tuple(e) for e in r.get("evals", [])] + [(r.get("steps") or 0, r["after"])]
+            pts = (
+                ([(0, r["before"])] if r["before"] is not None else [])
+                + [tuple(e) for e in r.get("evals", [])]
+                + [(r.get("steps") or 0, r["after"])]
+            )
             pts = sorted({int(s): float(v) for s, v in pts}.items())
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", lw=0.6, ms=2, alpha=0.4, color="tab:green")
             evals.append(pts)
@@ -88,8 +98,15 @@ def sweep_figure(sweep: dict, arm_dirs: Mapping[str, str], path: str) -> str:
         ax.scatter(np.full(len(vals), j) + np.linspace(-0.08, 0.08, len(vals)), vals, s=12, color="gray", zorder=3)
         if "mean_after" in arm:
             lo, hi = arm["ci_after"]
-            ax.errorbar([j], [arm["mean_after"]], yerr=[[arm["mean_after"] - lo], [hi - arm["mean_after"]]],
-                        fmt="D", color="black", capsize=6, zorder=4)
+            ax.errorbar(
+                [j],
+                [arm["mean_after"]],
+                yerr=[[arm["mean_after"] - lo], [hi - arm["mean_after"]]],
+                fmt="D",
+                color="black",
+                capsize=6,
+                zorder=4,
+            )
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_ylabel(f"{metric} after GRPO")
     ax.set_title("final metric per arm: seeds (dots), mean and 95 % bootstrap CI", fontsize=9)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -68,17 +69,22 @@ class Prediction:
     def revised(self) -> bool:
         """Whether the final answer's keyframe queries differ from the first answer's (multi-turn only)."""
         first = self.earlier[0] if self.earlier else self
-        return [(m.clip_index, m.description) for m in first.moments] != \
-            [(m.clip_index, m.description) for m in self.moments]
+        return [(m.clip_index, m.description) for m in first.moments] != [
+            (m.clip_index, m.description) for m in self.moments
+        ]
 
     @property
     def reasoning(self) -> str:
         return (extract_tag(self.text, "think") or "").strip()
 
     def to_json(self) -> dict[str, Any]:
-        out = {"answer": self.text, "valid": self.valid, "reasoning": self.reasoning,
-               "moments": [dataclasses.asdict(m) for m in self.moments],
-               "boxes": [np.asarray(b).tolist() for b in self.boxes]}
+        out = {
+            "answer": self.text,
+            "valid": self.valid,
+            "reasoning": self.reasoning,
+            "moments": [dataclasses.asdict(m) for m in self.moments],
+            "boxes": [np.asarray(b).tolist() for b in self.boxes],
+        }
         if self.earlier:
             out["earlier_answers"] = [e.text for e in self.earlier]
             out["revised"] = self.revised
@@ -94,8 +100,9 @@ def system1_answers(policy, tokenizer, batch: dict[str, Any], *, max_new_tokens:
     return complete(policy, tokenizer, batch["model_inputs"], max_new_tokens=max_new_tokens, greedy=True).texts
 
 
-def moments_of(text: str, task: str, positions: Sequence[int], fps: float = FPS_S1,
-               max_keyframes: int | None = None) -> tuple[bool, list[Moment]]:
+def moments_of(
+    text: str, task: str, positions: Sequence[int], fps: float = FPS_S1, max_keyframes: int | None = None
+) -> tuple[bool, list[Moment]]:
     """Parse an answer into moments; ``positions[i]`` is the full-video index of clip frame ``i``.
 
     VOS: each distinct keyframe of the JSON answer (:meth:`ParsedAnswer.queries`). AVS / RefAID: the answer's
@@ -121,9 +128,19 @@ def submit(client, clip, moments: Sequence[Moment], context: str | None = None):
     return client.submit_group(clip, [[Keyframe(m.video_index, m.description) for m in moments]], **kw)
 
 
-def predict_batch(policy, tokenizer, client, batch: dict[str, Any], clips: Sequence[Any], *, task: str = "vos",
-                  max_new_tokens: int = 256, max_keyframes: int | None = None,
-                  texts: Sequence[str] | None = None, context_chars: int | None = None) -> list[Prediction]:
+def predict_batch(
+    policy,
+    tokenizer,
+    client,
+    batch: dict[str, Any],
+    clips: Sequence[Any],
+    *,
+    task: str = "vos",
+    max_new_tokens: int = 256,
+    max_keyframes: int | None = None,
+    texts: Sequence[str] | None = None,
+    context_chars: int | None = None,
+) -> list[Prediction]:
     """System 1 on a batch, then System 2 + SAM2 on each example's full video (``clips[b]``: uint8 frames
     ``[L, H, W, 3]`` or a ``FrameRef``), one bridge request per example, all in flight together. ``texts``
     replaces System 1's answers (scripted / cached answers); ``context_chars``: pass each answer's rationale, cut
@@ -144,13 +161,21 @@ def predict_batch(policy, tokenizer, client, batch: dict[str, Any], clips: Seque
     for text, valid, moments, fut in jobs:
         res = fut.result().raise_for_status()
         r = res.rollouts[0]
-        out.append(Prediction(text, valid, moments, np.asarray(r.masks, bool),
-                              [np.asarray(b, np.float32).reshape(-1, 4) for b in r.boxes]))
+        out.append(
+            Prediction(
+                text,
+                valid,
+                moments,
+                np.asarray(r.masks, bool),
+                [np.asarray(b, np.float32).reshape(-1, 4) for b in r.boxes],
+            )
+        )
     return out
 
 
-def interactive_answers(cfg, policy, tokenizer, client, batch: dict[str, Any], *, turns: int,
-                        max_new_tokens: int) -> list[list[str]]:
+def interactive_answers(
+    cfg, policy, tokenizer, client, batch: dict[str, Any], *, turns: int, max_new_tokens: int
+) -> list[list[str]]:
     """Greedy multi-turn System 1 (task ``vos_interactive``): each example's answers, turn 1 .. ``turns``, System
     2's boxes fed back between them exactly as in training (:mod:`omnir1_jax.tasks.interactive`)."""
     # lazy: the policy module pulls in flax
@@ -159,15 +184,30 @@ def interactive_answers(cfg, policy, tokenizer, client, batch: dict[str, Any], *
     task = VOSInteractiveTask(cfg, tokenizer, lambda: client)
     pad, eos = policy_lib.pad_id_of(tokenizer), policy_lib.eos_ids_of(tokenizer)
     media = policy_lib.media_token_ids(tokenizer)
-    comp = policy_lib.complete(policy, tokenizer, batch["model_inputs"], max_new_tokens=max_new_tokens, greedy=True,
-                               eos_ids=eos, suppress_ids=media)
+    comp = policy_lib.complete(
+        policy,
+        tokenizer,
+        batch["model_inputs"],
+        max_new_tokens=max_new_tokens,
+        greedy=True,
+        eos_ids=eos,
+        suppress_ids=media,
+    )
     trajs = task.start(batch, 1)
     task.add_answers(trajs, comp.tokens, comp.lengths, comp.texts)
     for _ in range(2, turns + 1):
         task.add_feedback(batch, trajs, 1)
         inputs, _ = trajectory_inputs(policy.config, trajs, pad)
-        comp = policy_lib.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens, greedy=True, eos_ids=eos,
-                                   key=jax.random.key(0), suppress_ids=media)
+        comp = policy_lib.complete(
+            policy,
+            tokenizer,
+            inputs,
+            max_new_tokens=max_new_tokens,
+            greedy=True,
+            eos_ids=eos,
+            key=jax.random.key(0),
+            suppress_ids=media,
+        )
         task.add_answers(trajs, comp.tokens, comp.lengths, comp.texts)
     return [list(t.answers) for t in trajs]
 
@@ -212,8 +252,9 @@ class TwoSystemPredictor:
         be None.
     """
 
-    def __init__(self, cfg, policy, tokenizer, client, *, max_new_tokens: int | None = None,
-                 texts: ScriptedTexts | None = None):
+    def __init__(
+        self, cfg, policy, tokenizer, client, *, max_new_tokens: int | None = None, texts: ScriptedTexts | None = None
+    ):
         self.cfg, self.policy, self.tokenizer, self.client = cfg, policy, tokenizer, client
         self.max_new_tokens = max_new_tokens or cfg.grpo.max_new_tokens
         self.texts = texts
@@ -226,25 +267,51 @@ class TwoSystemPredictor:
         if not records:
             return
         by_id = {(r.video_id, r.exp_id): r for r in records}
-        pcfg = pipeline_config(self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1,
-                               num_keyframes=self.cfg.grpo.num_keyframes)  # the prompt the policy was trained on
+        pcfg = pipeline_config(
+            self.cfg.data, train=False, seed=self.cfg.run.seed, num_epochs=1, num_keyframes=self.cfg.grpo.num_keyframes
+        )  # the prompt the policy was trained on
         for batch in build_pipeline(list(records), self.tokenizer, pcfg):
             recs = [by_id[(v, e)] for v, e in zip(batch["video_id"], batch["exp_id"])]
             texts = list(self.texts(recs)) if self.texts is not None else None
             clips = [clip_reference(r) for r in recs]
             if self.turns > 1 and texts is None:
-                answers = interactive_answers(self.cfg, self.policy, self.tokenizer, self.client, batch,
-                                              turns=self.turns, max_new_tokens=self.max_new_tokens)
-                per_turn = [predict_batch(self.policy, self.tokenizer, self.client, batch, clips, task=self.task,
-                                          texts=[a[k] for a in answers], context_chars=self.context_chars)
-                            for k in range(self.turns)]
+                answers = interactive_answers(
+                    self.cfg,
+                    self.policy,
+                    self.tokenizer,
+                    self.client,
+                    batch,
+                    turns=self.turns,
+                    max_new_tokens=self.max_new_tokens,
+                )
+                per_turn = [
+                    predict_batch(
+                        self.policy,
+                        self.tokenizer,
+                        self.client,
+                        batch,
+                        clips,
+                        task=self.task,
+                        texts=[a[k] for a in answers],
+                        context_chars=self.context_chars,
+                    )
+                    for k in range(self.turns)
+                ]
                 preds = per_turn[-1]
                 for i, p in enumerate(preds):
                     p.earlier = [per_turn[k][i] for k in range(self.turns - 1)]
             else:
-                preds = predict_batch(self.policy, self.tokenizer, self.client, batch, clips, task=self.task,
-                                      max_new_tokens=self.max_new_tokens, texts=texts,
-                                      context_chars=self.context_chars)
+                preds = predict_batch(
+                    self.policy,
+                    self.tokenizer,
+                    self.client,
+                    batch,
+                    clips,
+                    task=self.task,
+                    max_new_tokens=self.max_new_tokens,
+                    texts=texts,
+                    context_chars=self.context_chars,
+                )
             yield from zip(recs, preds)
 
 
@@ -272,14 +339,26 @@ def mcq_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator[tupl
     d = cfg.data
 
     def example(rec):
-        return clip_example(rec.image or rec.video, rec.audio, rec.id, rec.question,
-                            mcq_prompt(rec, d.qa_prompt, d.thinking), tokenizer, max_frames=d.max_frames,
-                            s1_min_pixels=d.s1_min_pixels, s1_max_pixels=d.s1_max_pixels, dataset=rec.suite,
-                            split="qa", image=rec.image is not None, bound=rec.bound, frame_fps=rec.frame_fps)
+        return clip_example(
+            rec.image or rec.video,
+            rec.audio,
+            rec.id,
+            rec.question,
+            mcq_prompt(rec, d.qa_prompt, d.thinking),
+            tokenizer,
+            max_frames=d.max_frames,
+            s1_min_pixels=d.s1_min_pixels,
+            s1_max_pixels=d.s1_max_pixels,
+            dataset=rec.suite,
+            split="qa",
+            image=rec.image is not None,
+            bound=rec.bound,
+            frame_fps=rec.frame_fps,
+        )
 
     records = list(records)
     for s in range(0, len(records), d.batch_size):
-        chunk = records[s:s + d.batch_size]
+        chunk = records[s : s + d.batch_size]
         batch = collate([example(r) for r in chunk], pad_id=pad_id_of(tokenizer), pad_to_multiple=64)
         yield from zip(chunk, system1_answers(policy, tokenizer, batch, max_new_tokens=cfg.grpo.max_new_tokens))
 
@@ -294,12 +373,22 @@ def avhbench_answers(cfg, policy, tokenizer, records: Sequence[Any]) -> Iterator
     d = cfg.data
 
     def example(rec):
-        return clip_example(rec.video, None, rec.id, rec.question, avhbench_prompt(rec), tokenizer,
-                            max_frames=d.max_frames, s1_min_pixels=d.s1_min_pixels, s1_max_pixels=d.s1_max_pixels,
-                            dataset="avhbench", split="judge")
+        return clip_example(
+            rec.video,
+            None,
+            rec.id,
+            rec.question,
+            avhbench_prompt(rec),
+            tokenizer,
+            max_frames=d.max_frames,
+            s1_min_pixels=d.s1_min_pixels,
+            s1_max_pixels=d.s1_max_pixels,
+            dataset="avhbench",
+            split="judge",
+        )
 
     records = list(records)
     for s in range(0, len(records), d.batch_size):
-        chunk = records[s:s + d.batch_size]
+        chunk = records[s : s + d.batch_size]
         batch = collate([example(r) for r in chunk], pad_id=pad_id_of(tokenizer), pad_to_multiple=64)
         yield from zip(chunk, system1_answers(policy, tokenizer, batch, max_new_tokens=cfg.grpo.max_new_tokens))

@@ -7,7 +7,8 @@ shortest-augmenting-path solver (same optimum as ``scipy.optimize.linear_sum_ass
 
 from __future__ import annotations
 
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -176,8 +177,10 @@ def alignment_reward(
                 ious.extend(matched.tolist())
             out[n] = float(np.mean(ious)) if ious else 0.0
         elif preset == "paper":
-            losses = [hungarian_loss(_frame_boxes(boxes, f, "pred_boxes"), _frame_boxes(gt_boxes, f, "gt_boxes"))
-                      for f in frames]
+            losses = [
+                hungarian_loss(_frame_boxes(boxes, f, "pred_boxes"), _frame_boxes(gt_boxes, f, "gt_boxes"))
+                for f in frames
+            ]
             out[n] = float(np.mean([1.0 - x for x in losses]))
         else:
             raise ValueError(f"preset must be 'paper' or 'official', got {preset!r}")

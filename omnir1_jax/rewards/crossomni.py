@@ -9,7 +9,8 @@ The judge is any callable ``str -> str`` (a served model, an API client, a test 
 from __future__ import annotations
 
 import re
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -159,14 +160,14 @@ def judge_reward(
             replies = list(judge(prompts))
             if len(replies) != len(prompts):
                 raise ValueError(f"batched judge returned {len(replies)} replies for {len(prompts)} prompts")
-        except Exception:  # noqa: BLE001 - a failing judge scores 0 and is counted, training goes on
+        except Exception:
             replies, errors = [None] * len(prompts), len(prompts)
     else:
         replies = []
         for p in prompts:
             try:
                 replies.append(judge(p))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 replies.append(None)
                 errors += 1
     unparseable, raw = 0, []

@@ -28,9 +28,9 @@ def _grounding_core(pred, gt, frame_valid, rollout_valid):
 def grounding_reward(
     pred_masks: Bool[ArrayLike, "N T H W"],
     gt_masks: Bool[ArrayLike, "T H W"],
-    frame_valid: Bool[ArrayLike, "T"] | None = None,
-    rollout_valid: Bool[ArrayLike, "N"] | None = None,
-) -> Float[Array, "N"]:
+    frame_valid: Bool[ArrayLike, " T"] | None = None,
+    rollout_valid: Bool[ArrayLike, " N"] | None = None,
+) -> Float[Array, " N"]:
     """R_G per rollout: ``(1/T) sum_t IoU(m_hat_t, m*_t)``, range [0, 1]; jit-compiled, batched over N x T.
 
     Args:
@@ -43,7 +43,9 @@ def grounding_reward(
     pred = jnp.asarray(pred_masks).astype(bool)
     gt = jnp.asarray(gt_masks).astype(bool)
     if pred.ndim != 4 or gt.ndim != 3 or pred.shape[1:] != gt.shape:
-        raise ValueError(f"expected pred [N, T, H, W] and gt [T, H, W] with equal T, H, W; got {pred.shape}, {gt.shape}")
+        raise ValueError(
+            f"expected pred [N, T, H, W] and gt [T, H, W] with equal T, H, W; got {pred.shape}, {gt.shape}"
+        )
     n, t = pred.shape[:2]
     fv = jnp.ones((t,), bool) if frame_valid is None else jnp.asarray(frame_valid).astype(bool)
     rv = jnp.ones((n,), bool) if rollout_valid is None else jnp.asarray(rollout_valid).astype(bool)

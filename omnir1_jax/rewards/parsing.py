@@ -157,7 +157,7 @@ def extract_rationale(completion: Any, max_chars: int | None = None) -> str:
         start = completion.find("<think>")
         if start < 0:
             return ""
-        text = completion[start + len("<think>"):]
+        text = completion[start + len("<think>") :]
         end = text.find("<answer>")
         text = text if end < 0 else text[:end]
     # bounded before the whitespace pass: a huge completion costs at most ~4x the budget
@@ -335,9 +335,7 @@ def parse_answer(completion: Any, num_frames: int, fps: float = 2.0) -> ParsedAn
 
 def answer_from_items(items: tuple[AnswerItem, ...], num_frames: int) -> ParsedAnswer:
     """The ParsedAnswer of already decoded items (keyframes of the valid ones, sorted as ParsedAnswer says)."""
-    keyed = sorted(
-        (f, it.frames[0], it.frames[-1], i) for i, it in enumerate(items) if it.valid for f in it.frames
-    )
+    keyed = sorted((f, it.frames[0], it.frames[-1], i) for i, it in enumerate(items) if it.valid for f in it.frames)
     if not keyed:
         error = "; ".join(it.error for it in items if it.error)[:500] or "no JSON interval object in the answer"
         return ParsedAnswer((), (), items, False, error, num_frames)

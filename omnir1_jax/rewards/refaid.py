@@ -5,7 +5,7 @@ by the same Hungarian loss as R_A). No SAM2.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -47,15 +47,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from omnir1_jax.rewards.alignment import box_iou_matrix
 from omnir1_jax.rewards.parsing import _MAX_ANSWER_CHARS, _decode_values, extract_tag
 
-__all__ = ["GroundingAnswer", "SegZeroSpec", "gt_box_and_points", "gt_points", "length_bonus",
-           "parse_grounding_answer", "resize_mask", "segzero_reward", "segzero_terms"]
+__all__ = [
+    "GroundingAnswer",
+    "SegZeroSpec",
+    "gt_box_and_points",
+    "gt_points",
+    "length_bonus",
+    "parse_grounding_answer",
+    "resize_mask",
+    "segzero_reward",
+    "segzero_terms",
+]
 
 COMPONENTS = ("format", "iou", "box", "points")
 
@@ -84,8 +94,11 @@ class SegZeroSpec:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
                 raise ValueError(f"grpo.segzero.{name} must be a number >= 0, got {v!r}")
         lo_hi = tuple(self.length_range)
-        if len(lo_hi) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in lo_hi) or not (
-                0 <= lo_hi[0] <= lo_hi[1]):
+        if (
+            len(lo_hi) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in lo_hi)
+            or not (0 <= lo_hi[0] <= lo_hi[1])
+        ):
             raise ValueError(f"grpo.segzero.length_range must be two ints 0 <= low <= high, got {self.length_range!r}")
         object.__setattr__(self, "length_range", lo_hi)
         if not isinstance(self.lenient_keys, bool):
@@ -188,8 +201,9 @@ def segzero_terms(answer: GroundingAnswer, gt_box, gt_pts) -> dict[str, float]:
     return terms
 
 
-def segzero_reward(completions: Sequence[object], gt_box, gt_pts, *, lenient_keys: bool = False
-                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def segzero_reward(
+    completions: Sequence[object], gt_box, gt_pts, *, lenient_keys: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Rewards of a group of completions for one image: ``(total [N], {format, iou, box, points: [N]})``,
     float32; total = the sum of the four terms, range [0, 4.4]. Never raises on a completion."""
     rows = [segzero_terms(parse_grounding_answer(c, lenient_keys), gt_box, gt_pts) for c in completions]
@@ -198,8 +212,13 @@ def segzero_reward(completions: Sequence[object], gt_box, gt_pts, *, lenient_key
     return np.asarray(total, np.float32), comps
 
 
-def length_bonus(lengths: Sequence[int], accuracy: Sequence[float], *, length_range: tuple[int, int] = (320, 750),
-                 min_accuracy: float = 0.1) -> np.ndarray:
+def length_bonus(
+    lengths: Sequence[int],
+    accuracy: Sequence[float],
+    *,
+    length_range: tuple[int, int] = (320, 750),
+    min_accuracy: float = 0.1,
+) -> np.ndarray:
     """The release trainer's length bonus over one batch of completions, float32 ``[N]``: 1 for a completion
     whose accuracy exceeds ``min_accuracy`` and whose length (tokens, EOS included) lies in ``length_range``
     (inclusive), provided more than one completion of the batch exceeds ``min_accuracy``; 0 otherwise."""
@@ -261,6 +280,7 @@ def gt_box_and_points(mask: np.ndarray, resized_hw: tuple[int, int]) -> tuple[np
     box float32 ``[4]`` (pixel edges; zeros when the target is not visible) and :func:`gt_points` ``[2, 2]``."""
     m = resize_mask(mask, int(resized_hw[0]), int(resized_hw[1]))
     rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-    box = (np.asarray([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32) if rows.size
-           else np.zeros(4, np.float32))
+    box = (
+        np.asarray([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32) if rows.size else np.zeros(4, np.float32)
+    )
     return box, gt_points(m)

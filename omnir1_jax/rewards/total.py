@@ -45,7 +45,8 @@ invalid
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -154,8 +155,13 @@ def total_reward(
     comp["saliency"] = saliency_reward(answers, gt_masks, preset=preset)
     official = preset == "official"
     if official and num_objects is None and gt_boxes is not None:
-        num_objects = max([len(np.asarray(b).reshape(-1, 4)) for b in
-                           (gt_boxes.values() if isinstance(gt_boxes, Mapping) else gt_boxes)] + [1])
+        num_objects = max(
+            [
+                len(np.asarray(b).reshape(-1, 4))
+                for b in (gt_boxes.values() if isinstance(gt_boxes, Mapping) else gt_boxes)
+            ]
+            + [1]
+        )
     num_objects = max(int(num_objects or 1), 1)
     # official: System 2 found no box on any grounded keyframe -> the release drops these terms
     boxed = np.ones(n, bool)
@@ -168,8 +174,9 @@ def total_reward(
     if w.alpha_a > 0:
         if pred_boxes is None or gt_boxes is None:
             raise ValueError("alpha_a > 0 needs pred_boxes and gt_boxes")
-        comp["alignment"] = alignment_reward(answers, pred_boxes, gt_boxes, preset=preset,
-                                             num_objects=num_objects if official else None)
+        comp["alignment"] = alignment_reward(
+            answers, pred_boxes, gt_boxes, preset=preset, num_objects=num_objects if official else None
+        )
     comp["grounding"] = np.zeros(n, np.float32)
     if w.alpha_g > 0:
         if pred_masks is None:
@@ -184,7 +191,9 @@ def total_reward(
         comp["structure"] = official_structure_reward(answers, gt_masks, object_visible)
         comp["mismatch"] = np.zeros(n, np.float32)
         if pred_boxes is not None:
-            comp["mismatch"] = np.where(boxed, mismatch_reward(answers, pred_boxes, num_objects), 0.0).astype(np.float32)
+            comp["mismatch"] = np.where(boxed, mismatch_reward(answers, pred_boxes, num_objects), 0.0).astype(
+                np.float32
+            )
         total = total + comp["structure"] + comp["mismatch"]
     return total.astype(np.float32), comp
 

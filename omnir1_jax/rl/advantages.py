@@ -15,13 +15,13 @@ Scale = Literal["group", "batch", "none"]
 
 
 def group_advantages(
-    rewards: Float[Array, "B"],
+    rewards: Float[Array, " B"],
     group_size: int,
     scale: Scale = "group",
     eps: float = 1e-4,
     *,
     unbiased: bool = True,
-) -> Float[Array, "B"]:
+) -> Float[Array, " B"]:
     """Advantages ``A_n = (r_n - mean_group) / (std + eps)``.
 
     Args:
@@ -63,7 +63,7 @@ def group_advantages(
     return centred.reshape(-1)
 
 
-def zero_variance_fraction(rewards: Float[Array, "B"], group_size: int, atol: float = 1e-6) -> Float[Array, ""]:
+def zero_variance_fraction(rewards: Float[Array, " B"], group_size: int, atol: float = 1e-6) -> Float[Array, ""]:
     """Fraction of groups whose rewards are all equal (they carry no GRPO signal)."""
     grouped = jnp.asarray(rewards, jnp.float32).reshape(-1, group_size)
     spread = grouped.max(axis=1) - grouped.min(axis=1)

@@ -92,8 +92,10 @@ def head_token_logprobs(
     and 64 rows x 512 tokens the full logits are 10 GB in bfloat16 (20 GB float32).
     """
     if hidden.ndim != 3 or tokens.shape != hidden.shape[:2] or kernel.shape[0] != hidden.shape[2]:
-        raise ValueError(f"expected hidden [B, T, D], kernel [D, V], tokens [B, T]; got {hidden.shape}, "
-                         f"{kernel.shape}, {tokens.shape}")
+        raise ValueError(
+            f"expected hidden [B, T, D], kernel [D, V], tokens [B, T]; got {hidden.shape}, "
+            f"{kernel.shape}, {tokens.shape}"
+        )
 
     def chunk(h, tok):
         b, c, d = h.shape

@@ -71,8 +71,14 @@ def kl_estimate(logps: Float[Array, "B T"], ref_logps: Float[Array, "B T"], kind
     raise ValueError(f"kl must be 'k1', 'k2' or 'k3', got {kind!r}")
 
 
-def aggregate(per_token: Float[Array, "B T"], mask: Float[Array, "B T"], agg: Agg, max_len: int | None = None,
-              *, empty_rows: EmptyRows = "batch"):
+def aggregate(
+    per_token: Float[Array, "B T"],
+    mask: Float[Array, "B T"],
+    agg: Agg,
+    max_len: int | None = None,
+    *,
+    empty_rows: EmptyRows = "batch",
+):
     """Reduce a masked per-token quantity to a scalar with one of the three GRPO aggregation modes
     (``empty_rows``: the ``seq_mean_token_mean`` divisor, see the module docstring)."""
     mask = mask.astype(per_token.dtype)
@@ -112,7 +118,7 @@ def grpo_loss(
     logps: Float[Array, "B T"],
     old_logps: Float[Array, "B T"] | None,
     ref_logps: Float[Array, "B T"] | None,
-    advantages: Float[Array, "B"] | Float[Array, "B T"],
+    advantages: Float[Array, " B"] | Float[Array, "B T"],
     mask: Float[Array, "B T"],
     *,
     epsilon_low: float = 0.2,
@@ -146,7 +152,8 @@ def grpo_loss(
     Returns:
       ``(loss, metrics)``; metrics (all stop-gradient scalars): ``clip_frac_low`` / ``clip_frac_high`` (tokens whose
       ratio is below / above the range with a negative / positive advantage, i.e. the ones the clip zeroes),
-      ``clip_frac``, ``clip_frac_dual`` (negative-advantage tokens held at ``-c A`` by the dual clip), ``kl_mean``, ``ratio_mean/min/max``, ``adv_mean/std/min/max``, ``pg_loss``, ``num_tokens``.
+      ``clip_frac``, ``clip_frac_dual`` (negative-advantage tokens held at ``-c A`` by the dual clip),
+      ``kl_mean``, ``ratio_mean/min/max``, ``adv_mean/std/min/max``, ``pg_loss``, ``num_tokens``.
     """
     logps = jnp.asarray(logps, jnp.float32)
     if logps.ndim != 2:

@@ -7,7 +7,8 @@ Rows are ordered ``prompt * N + sample`` (N = group size), as the sampler return
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,13 @@ def keyframe_queries(answer: ParsedAnswer, max_keyframes: int | None = None):
     return [Keyframe(int(f), str(d)) for f, d in answer.queries(max_keyframes)]
 
 
-def parse_group(texts: Sequence[str], num_frames: int, fps: float = 2.0, num_keyframes: int | None = None,
-                answers: Sequence[ParsedAnswer] | None = None) -> list[ParsedAnswer]:
+def parse_group(
+    texts: Sequence[str],
+    num_frames: int,
+    fps: float = 2.0,
+    num_keyframes: int | None = None,
+    answers: Sequence[ParsedAnswer] | None = None,
+) -> list[ParsedAnswer]:
     """Parsed answers of a group (``answers`` when given), each cut to its first ``num_keyframes`` items
     (``grpo.num_keyframes``; None keeps all) — build System 2's queries from these."""
     if answers is None:
@@ -103,10 +109,18 @@ def group_rewards(
     if num_objects is None:
         num_objects = max(int(visible.any(axis=0).sum()), 1)
     return total_reward(
-        list(texts), num_frames=num_frames, gt_masks=gt_masks,
-        gt_boxes=gt_boxes_by_frame(gt_boxes, gt_box_valid), pred_boxes=pred_boxes, pred_masks=pred_masks,
-        weights=weights, preset=preset, fps=fps, answers=answers,  # type: ignore[arg-type]
-        num_objects=num_objects, object_visible=visible[:, :max(num_objects, 1)],
+        list(texts),
+        num_frames=num_frames,
+        gt_masks=gt_masks,
+        gt_boxes=gt_boxes_by_frame(gt_boxes, gt_box_valid),
+        pred_boxes=pred_boxes,
+        pred_masks=pred_masks,
+        weights=weights,
+        preset=preset,  # type: ignore[arg-type]
+        fps=fps,
+        answers=answers,
+        num_objects=num_objects,
+        object_visible=visible[:, : max(num_objects, 1)],
     )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.nnx as nnx
 import jax
@@ -51,15 +52,19 @@ def resolve_micro_batches(requested: int, rows: int, devices: int, group: int = 
     are devices): 64 rows in groups of 8 on 64 devices: 1; on 8: 8; on 16: 4; on one device: 8 (one group each).
     """
     if requested < 0 or rows < 1 or devices < 1 or group < 1 or rows % group:
-        raise ValueError(f"micro_batches={requested}, rows={rows}, devices={devices}, group={group}: need >= 0, "
-                         f">= 1, >= 1 and a group size >= 1 that divides the rows")
+        raise ValueError(
+            f"micro_batches={requested}, rows={rows}, devices={devices}, group={group}: need >= 0, "
+            f">= 1, >= 1 and a group size >= 1 that divides the rows"
+        )
     if requested:
         if rows % requested or (rows // requested) % group:
-            raise ValueError(f"micro_batches={requested} must divide the batch of {rows} rows into slices of whole "
-                             f"groups of {group}")
+            raise ValueError(
+                f"micro_batches={requested} must divide the batch of {rows} rows into slices of whole groups of {group}"
+            )
         return requested
-    return next(n for n in range(1, rows + 1)
-                if rows % n == 0 and (rows // n) % group == 0 and rows // n <= max(devices, group))
+    return next(
+        n for n in range(1, rows + 1) if rows % n == 0 and (rows // n) % group == 0 and rows // n <= max(devices, group)
+    )
 
 
 def _leaf_name(path) -> str:
@@ -109,8 +114,16 @@ def float32_state(inner: optax.GradientTransformation) -> optax.GradientTransfor
 
 
 def make_optimizer(
-    lr: float, *, weight_decay: float = 0.01, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    warmup_steps: int = 0, grad_clip: float = 0.0, decay: str = "matrices", decay_embeddings: bool = True,
+    lr: float,
+    *,
+    weight_decay: float = 0.01,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    warmup_steps: int = 0,
+    grad_clip: float = 0.0,
+    decay: str = "matrices",
+    decay_embeddings: bool = True,
 ) -> optax.GradientTransformation:
     """AdamW (paper: lr 1e-6, weight decay 0.01) with optional linear warm-up and global-norm clipping; moments
     in float32 (:func:`float32_state`).
@@ -142,8 +155,9 @@ def slice_rows(tree, start, size: int):
     return jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(jnp.asarray(x), start, size, 0), tree)
 
 
-def _accumulate(model, n: int, rows: int, loss_fn, prompt=None, scorer=None, cost_slices: int = 0
-                ) -> tuple[Any, jax.Array]:
+def _accumulate(
+    model, n: int, rows: int, loss_fn, prompt=None, scorer=None, cost_slices: int = 0
+) -> tuple[Any, jax.Array]:
     """Sum over ``n`` micro-batches of the gradient of ``loss_fn(model, prompt, start, size) -> (weighted loss,
     aux)``, one micro-batch at a time (``lax.scan``: one compiled body, activations of one slice alive).
 
@@ -163,8 +177,9 @@ def _accumulate(model, n: int, rows: int, loss_fn, prompt=None, scorer=None, cos
         raise ValueError(f"micro_batches={n} must be >= 1 and divide the batch of {rows} rows")
     size = rows // n
     graphdef, params, *rest = nnx.split(model, nnx.Param, ...)
-    merged = lambda p: nnx.merge(graphdef, p, *rest)  # noqa: E731
-    features, pullback = {}, None
+    merged = lambda p: nnx.merge(graphdef, p, *rest)
+    features: dict[str, Any] = {}
+    pullback: Any = None
     if prompt is not None and hasattr(scorer, "features") and hasattr(scorer, "with_features"):
         features, pullback = jax.vjp(lambda p: scorer.features(merged(p), prompt), params)
 
@@ -175,7 +190,7 @@ def _accumulate(model, n: int, rows: int, loss_fn, prompt=None, scorer=None, cos
         (_, aux), g = jax.value_and_grad(piece, argnums=(0, 1), has_aux=True)(params, features, i)
         return jax.tree.map(lambda a, b: a + b.astype(jnp.float32), acc, g), aux
 
-    zeros = lambda t: jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), t)  # noqa: E731
+    zeros = lambda t: jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), t)
     slices, unroll = (jnp.arange(cost_slices), True) if cost_slices else (jnp.arange(n), 1)
     (acc, acc_features), aux = jax.lax.scan(body, (zeros(params), zeros(features)), slices, unroll=unroll)
     if features:
@@ -191,27 +206,39 @@ def _share(mask_piece, mask, agg: str, empty_rows: str = "batch") -> jax.Array:
     if agg == "token_mean":
         return mask_piece.sum() / jnp.maximum(mask.sum(), 1.0)
     if agg == "seq_mean_token_mean" and empty_rows == "nonempty":
-        rows = lambda m: (m.sum(-1) > 0).sum().astype(jnp.float32)  # noqa: E731
+        rows = lambda m: (m.sum(-1) > 0).sum().astype(jnp.float32)
         return rows(mask_piece) / jnp.maximum(rows(mask), 1.0)
     return jnp.float32(mask_piece.shape[0] / mask.shape[0])
 
 
-def _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer,
-                spec: LossSpec) -> tuple[Any, dict[str, jax.Array]]:
+def _grpo_grads(
+    model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer, spec: LossSpec
+) -> tuple[Any, dict[str, jax.Array]]:
     """Gradient and metrics (the loss's, plus ``loss`` and an entropy estimate) of the GRPO loss (traced inside
     :func:`grpo_step` / :func:`grpo_grads`). With ``spec.micro_batches > 1`` the rows are processed in that many
     slices and the gradients summed with the weights that make them equal to the full batch's; the metrics are
     then those of the full batch's log-probs."""
     if spec.micro_batches > 1:
-        return _grpo_grads_accumulated(model, prompt, completion_ids, completion_mask, old_logps, ref_logps,
-                                       advantages, scorer, spec)
+        return _grpo_grads_accumulated(
+            model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer, spec
+        )
 
     def loss_fn(m):
         logps = scorer(m, prompt, completion_ids, completion_mask)
         loss, metrics = grpo_loss(
-            logps, old_logps, ref_logps, advantages, completion_mask, epsilon_low=spec.epsilon_low,
-            epsilon_high=spec.epsilon_high, beta=spec.beta, kl=spec.kl, agg=spec.agg, max_len=spec.max_len,
-            clip_ratio_c=spec.clip_ratio_c, empty_rows=spec.empty_rows,
+            logps,
+            old_logps,
+            ref_logps,
+            advantages,
+            completion_mask,
+            epsilon_low=spec.epsilon_low,
+            epsilon_high=spec.epsilon_high,
+            beta=spec.beta,
+            kl=spec.kl,
+            agg=spec.agg,
+            max_len=spec.max_len,
+            clip_ratio_c=spec.clip_ratio_c,
+            empty_rows=spec.empty_rows,
         )
         return loss, (metrics, logps)
 
@@ -223,21 +250,31 @@ def _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_l
     return grads, metrics
 
 
-def _grpo_grads_accumulated(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages,
-                            scorer, spec: LossSpec):
+def _grpo_grads_accumulated(
+    model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer, spec: LossSpec
+):
     mask = completion_mask.astype(jnp.float32)
-    loss_of = functools.partial(grpo_loss, epsilon_low=spec.epsilon_low, epsilon_high=spec.epsilon_high, beta=spec.beta,
-                                kl=spec.kl, agg=spec.agg, max_len=spec.max_len, clip_ratio_c=spec.clip_ratio_c,
-                                empty_rows=spec.empty_rows)
+    loss_of = functools.partial(
+        grpo_loss,
+        epsilon_low=spec.epsilon_low,
+        epsilon_high=spec.epsilon_high,
+        beta=spec.beta,
+        kl=spec.kl,
+        agg=spec.agg,
+        max_len=spec.max_len,
+        clip_ratio_c=spec.clip_ratio_c,
+        empty_rows=spec.empty_rows,
+    )
 
     def piece(m, pr, start, size):
-        cut = lambda x: slice_rows(x, start, size)  # noqa: E731
+        cut = lambda x: slice_rows(x, start, size)
         logps = scorer(m, cut(pr), cut(completion_ids), cut(completion_mask))
         loss, _ = loss_of(logps, cut(old_logps), cut(ref_logps), cut(advantages), cut(mask))
         return loss * _share(cut(mask), mask, spec.agg, spec.empty_rows), logps
 
-    grads, logps = _accumulate(model, spec.micro_batches, completion_ids.shape[0], piece, prompt, scorer,
-                               spec.cost_slices)
+    grads, logps = _accumulate(
+        model, spec.micro_batches, completion_ids.shape[0], piece, prompt, scorer, spec.cost_slices
+    )
     if spec.cost_slices:  # a cost-analysis program (aot_scale): the rows it did not score count as zeros
         logps = jnp.concatenate([logps] + [jnp.zeros_like(logps[:1])] * (spec.micro_batches - spec.cost_slices))
     logps = jax.lax.stop_gradient(logps.reshape(completion_ids.shape))
@@ -248,8 +285,7 @@ def _grpo_grads_accumulated(model, prompt, completion_ids, completion_mask, old_
     return grads, metrics
 
 
-def _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches: int = 1
-               ) -> tuple[Any, jax.Array]:
+def _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches: int = 1) -> tuple[Any, jax.Array]:
     """Gradient and value of the token-mean negative log-likelihood of the completions (optionally accumulated
     over ``micro_batches`` row slices, each weighted by its share of the tokens)."""
     if micro_batches > 1:
@@ -289,8 +325,9 @@ def grpo_step(
 ) -> dict[str, jax.Array]:
     """One optimiser step on the GRPO loss; returns the loss's metrics plus ``loss``, ``grad_norm`` and an
     entropy estimate (mean of ``-log p`` of the sampled completion tokens)."""
-    grads, metrics = _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages,
-                                 scorer, spec)
+    grads, metrics = _grpo_grads(
+        model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer, spec
+    )
     optimizer.update(model, grads)
     metrics["grad_norm"] = _global_norm(grads)
     return metrics
@@ -324,8 +361,7 @@ def grpo_grads(
     """The gradient half of :func:`grpo_step` (no optimiser update): ``(grads, metrics)``. Multi-process
     data-parallel training averages these across processes (weights :func:`loss_weight`) and then calls
     :func:`apply_grads`; one process uses the fused :func:`grpo_step`."""
-    return _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer,
-                       spec)
+    return _grpo_grads(model, prompt, completion_ids, completion_mask, old_logps, ref_logps, advantages, scorer, spec)
 
 
 @nnx.jit
@@ -336,22 +372,38 @@ def apply_grads(model: nnx.Module, optimizer: nnx.Optimizer, grads: Any) -> jax.
 
 
 @nnx.jit(static_argnames=("scorer", "micro_batches"))
-def nll_grads(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_mask: jax.Array, *,
-              scorer: Scorer, micro_batches: int = 1) -> tuple[Any, jax.Array]:
+def nll_grads(
+    model: nnx.Module,
+    prompt: Any,
+    completion_ids: jax.Array,
+    completion_mask: jax.Array,
+    *,
+    scorer: Scorer,
+    micro_batches: int = 1,
+) -> tuple[Any, jax.Array]:
     """The gradient half of :func:`nll_step`: ``(grads, loss)``; ``micro_batches`` as in :class:`LossSpec`."""
     return _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches)
 
 
 @nnx.jit(static_argnames=("scorer",))
-def score(model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_mask: jax.Array, *,
-          scorer: Scorer) -> jax.Array:
+def score(
+    model: nnx.Module, prompt: Any, completion_ids: jax.Array, completion_mask: jax.Array, *, scorer: Scorer
+) -> jax.Array:
     """Log-probs of the completions under ``model`` (no gradient), float32 [R, C]."""
     return jax.lax.stop_gradient(scorer(model, prompt, completion_ids, completion_mask))
 
 
 @nnx.jit(static_argnames=("scorer", "micro_batches"))
-def nll_step(model: nnx.Module, optimizer: nnx.Optimizer, prompt: Any, completion_ids: jax.Array,
-             completion_mask: jax.Array, *, scorer: Scorer, micro_batches: int = 1) -> dict[str, jax.Array]:
+def nll_step(
+    model: nnx.Module,
+    optimizer: nnx.Optimizer,
+    prompt: Any,
+    completion_ids: jax.Array,
+    completion_mask: jax.Array,
+    *,
+    scorer: Scorer,
+    micro_batches: int = 1,
+) -> dict[str, jax.Array]:
     """One supervised (SFT) step: token-mean negative log-likelihood of the target completions (gradient
     accumulated over ``micro_batches`` row slices when > 1)."""
     grads, loss = _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches)

@@ -48,9 +48,11 @@ def resolve_grounder(spec: BridgeSpec, policy_dir: str | None) -> BridgeSpec:
     if not uses_policy_grounder(spec) or not spec.start:
         return spec
     if not policy_dir:
-        raise ConfigError(f"bridge.grounder={spec.grounder!r} (System 2 = the policy) needs the policy as a local "
-                          "Hugging Face directory: set model.checkpoint (or pass --policy DIR to "
-                          "omnir1_jax.evaluate)")
+        raise ConfigError(
+            f"bridge.grounder={spec.grounder!r} (System 2 = the policy) needs the policy as a local "
+            "Hugging Face directory: set model.checkpoint (or pass --policy DIR to "
+            "omnir1_jax.evaluate)"
+        )
     if not os.path.isdir(policy_dir):
         raise ConfigError(f"bridge.grounder={spec.grounder!r}: the policy directory {policy_dir} does not exist")
     kind = spec.grounder.partition(":")[0]
@@ -65,8 +67,10 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
     it held are re-sent (see :class:`sam2_bridge.wire.client.BridgeClient`). A ``KIND:@policy`` grounder must be
     resolved first (:func:`resolve_grounder`)."""
     if uses_policy_grounder(spec) and spec.start:
-        raise ConfigError(f"bridge.grounder={spec.grounder!r} was not resolved to the policy's directory "
-                          "(omnir1_jax.runtime.bridge.resolve_grounder)")
+        raise ConfigError(
+            f"bridge.grounder={spec.grounder!r} was not resolved to the policy's directory "
+            "(omnir1_jax.runtime.bridge.resolve_grounder)"
+        )
     server = None
     addresses = list(spec.addresses)
     if spec.start:
@@ -74,8 +78,16 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
         # one bridge per process: processes of a multi-host run may share a run directory (and a machine)
         name = "bridge.sock" if jax.process_count() == 1 else f"bridge_p{jax.process_index()}.sock"
         sock = os.path.join(os.path.abspath(run_dir), name)
-        args = ["--address", f"ipc://{sock}", "--workers", str(spec.workers), "--grounder", spec.grounder,
-                "--segmenter", spec.segmenter]
+        args = [
+            "--address",
+            f"ipc://{sock}",
+            "--workers",
+            str(spec.workers),
+            "--grounder",
+            spec.grounder,
+            "--segmenter",
+            spec.segmenter,
+        ]
         if spec.token_file:
             args += ["--token-file", spec.token_file]
         for plugin in spec.grounder_plugins:  # imported in every worker before the grounder is built
@@ -88,13 +100,19 @@ def open_bridge(spec: BridgeSpec, run_dir: str, *, data_roots=(), wait_s: float 
                 args += ["--sam2-checkpoint", spec.sam2_checkpoint]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), env.get("PYTHONPATH", "")] if p)
-        server = LocalServer(args, env=env, log_path=sock[:-len(".sock")] + ".log").start()
+        server = LocalServer(args, env=env, log_path=sock[: -len(".sock")] + ".log").start()
         atexit.register(server.stop)  # never leave an orphaned bridge behind when the trainer exits
         addresses = [f"ipc://{sock}"]
     if not addresses:
         raise ConfigError("bridge.start is False and bridge.addresses is empty")
-    client = BridgeClient(addresses, deadline_s=spec.timeout_s, retries=spec.retries, local_server=server,
-                          token_file=spec.token_file, attempt_timeout_s=spec.attempt_timeout_s or None)
+    client = BridgeClient(
+        addresses,
+        deadline_s=spec.timeout_s,
+        retries=spec.retries,
+        local_server=server,
+        token_file=spec.token_file,
+        attempt_timeout_s=spec.attempt_timeout_s or None,
+    )
     try:
         client.wait_ready(timeout_s=wait_s, workers=spec.workers if spec.start else 1)
     except Exception:

@@ -13,7 +13,8 @@ on one local device (the optimiser's step count) is restored replicated over the
 Corrupt checkpoints: ``restore()`` tries the steps newest first. A step that fails to restore although its stored
 tree has the template's structure (truncated or zero-filled array files, unreadable metadata, a missing item, an
 empty directory with a step's name) is moved aside to ``checkpoints/corrupt/<step>-<reason>`` (never deleted),
-the skip is printed (step, error, new place), and the next older step is tried. A step whose stored tree does not have the
+the skip is printed (step, error, new place), and the next older step is tried. A step whose stored tree does not
+have the
 template's structure is a different model or config, not corruption: :class:`CheckpointError`, nothing moved.
 
 Failed writes (a full disk, a file-size limit): a save that raises leaves nothing behind (its temporary
@@ -87,8 +88,9 @@ def _leaf_shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...] | None]:
         return str(k)
 
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {tuple(name(k) for k in path): (tuple(leaf.shape) if hasattr(leaf, "shape") else None)
-            for path, leaf in leaves}
+    return {
+        tuple(name(k) for k in path): (tuple(leaf.shape) if hasattr(leaf, "shape") else None) for path, leaf in leaves
+    }
 
 
 DELAY_ENV = "OMNIR1_TEST_CHECKPOINT_DELAY_S"
@@ -151,14 +153,15 @@ class RunCheckpointer:
             with _quiet_orbax_thread_errors():
                 self._mgr.save(
                     int(step),
-                    args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                            meta=ocp.args.JsonSave(_encode_meta(meta))),
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(_encode_meta(meta))
+                    ),
                     force=True,
                 )
                 self._mgr.wait_until_finished()
         except (KeyboardInterrupt, MemoryError):
             raise
-        except Exception as e:  # noqa: BLE001 - any failed write: removed, reported, stop or continue
+        except Exception as e:
             return self._save_failed(int(step), e, existed)
         return True
 
@@ -170,15 +173,22 @@ class RunCheckpointer:
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         self._mgr.reload()
         newest = self._mgr.latest_step()
-        intact = (f"the newest checkpoint, step {newest}, is intact" if newest is not None else
-                  "there is no earlier checkpoint")
+        intact = (
+            f"the newest checkpoint, step {newest}, is intact"
+            if newest is not None
+            else "there is no earlier checkpoint"
+        )
         msg = f"[checkpoint] step {step} was NOT saved: {write_error_reason(error)}; {intact} ({self.directory})"
         if self.on_error == "continue":
-            print(f"{msg}; training goes on (run.on_checkpoint_error='continue'), the next checkpoint step is "
-                  "saved as usual", flush=True)
+            print(
+                f"{msg}; training goes on (run.on_checkpoint_error='continue'), the next checkpoint step is "
+                "saved as usual",
+                flush=True,
+            )
             return False
-        raise CheckpointWriteError(f"{msg}; stopping (run.on_checkpoint_error='stop'; 'continue' trains on "
-                                   "without this checkpoint)") from error
+        raise CheckpointWriteError(
+            f"{msg}; stopping (run.on_checkpoint_error='stop'; 'continue' trains on without this checkpoint)"
+        ) from error
 
     def restore(self, template: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]] | None:
         """The newest checkpoint that restores (or exactly ``step``) into ``template``'s shapes, dtypes and
@@ -192,16 +202,17 @@ class RunCheckpointer:
         if step is not None:
             try:
                 return self._restore_step(step, abstract)
-            except Exception as e:  # noqa: BLE001 - reported with the step and directory
-                raise CheckpointError(f"checkpoint step {step} in {self.directory} does not restore: "
-                                      f"{type(e).__name__}: {_first_line(e)}") from e
+            except Exception as e:
+                raise CheckpointError(
+                    f"checkpoint step {step} in {self.directory} does not restore: {type(e).__name__}: {_first_line(e)}"
+                ) from e
         self._mgr.reload()
         for candidate in sorted(self._mgr.all_steps(), reverse=True):
             try:
                 return self._restore_step(candidate, abstract)
             except (KeyboardInterrupt, MemoryError):
                 raise
-            except Exception as e:  # noqa: BLE001 - classified below: another model, or a corrupt checkpoint
+            except Exception as e:
                 self._check_structure(candidate, template, e)
                 self._set_aside(candidate, e)
         self._mgr.reload()
@@ -222,17 +233,22 @@ class RunCheckpointer:
         try:
             stored = self._mgr.item_metadata(step)["state"]
             stored_shapes = _leaf_shapes(getattr(stored, "tree", stored))
-        except Exception:  # noqa: BLE001 - unreadable metadata is corruption, handled by the caller
+        except Exception:
             return
         if stored is None or not stored_shapes:
             return
         wanted = _leaf_shapes(template)
         differ = sorted(set(stored_shapes) ^ set(wanted))
-        differ += sorted(k for k in set(stored_shapes) & set(wanted)
-                         if None not in (stored_shapes[k], wanted[k]) and stored_shapes[k] != wanted[k])
+        differ += sorted(
+            k
+            for k in set(stored_shapes) & set(wanted)
+            if None not in (stored_shapes[k], wanted[k]) and stored_shapes[k] != wanted[k]
+        )
         if differ:
-            shown = [f"{'/'.join(k)}: stored {stored_shapes.get(k, 'absent')}, expected {wanted.get(k, 'absent')}"
-                     for k in differ[:3]]
+            shown = [
+                f"{'/'.join(k)}: stored {stored_shapes.get(k, 'absent')}, expected {wanted.get(k, 'absent')}"
+                for k in differ[:3]
+            ]
             raise CheckpointError(
                 f"checkpoint step {step} in {self.directory} holds another model or config than this run "
                 f"({'; '.join(shown)}); nothing was moved"
@@ -249,8 +265,10 @@ class RunCheckpointer:
             while os.path.exists(dst):
                 dst, n = os.path.join(corrupt, f"{step}-{reason}-{n}"), n + 1
             os.rename(src, dst)
-        msg = (f"[checkpoint] skipped step {step}: it does not restore ({type(error).__name__}: "
-               f"{_first_line(error)}); moved to {dst}; trying an older step")
+        msg = (
+            f"[checkpoint] skipped step {step}: it does not restore ({type(error).__name__}: "
+            f"{_first_line(error)}); moved to {dst}; trying an older step"
+        )
         print(msg, flush=True)
         self._mgr.reload()
 

@@ -71,7 +71,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -132,8 +133,12 @@ def _auto_detectable(env: Mapping[str, str]) -> bool:
     return slurm or mpi or tpu
 
 
-def resolve(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
-            env: Mapping[str, str] | None = None) -> DistributedSpec:
+def resolve(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> DistributedSpec:
     """The :class:`DistributedSpec` from flags (first), the environment, or auto-detection (see module doc)."""
     env = os.environ if env is None else env
     values = [coordinator, num_processes, process_id]
@@ -161,8 +166,9 @@ def initialize(spec: DistributedSpec, fingerprint: Mapping[str, Any] | None = No
     if spec.auto:
         jax.distributed.initialize()
     else:
-        jax.distributed.initialize(coordinator_address=spec.coordinator, num_processes=spec.num_processes,
-                                   process_id=spec.process_id)
+        jax.distributed.initialize(
+            coordinator_address=spec.coordinator, num_processes=spec.num_processes, process_id=spec.process_id
+        )
     state = jax_distributed.global_state
     client = state.client
     pod.name_a_lost_coordinator(jax.process_index(), jax.process_count(), state.coordinator_address)
@@ -214,9 +220,11 @@ def process_mesh(mesh):
     flat = list(mesh.devices.flat)
     n = jax.process_count()
     owners = [d.process_index for d in flat]
-    if owners != sorted(owners) or len(set(owners.count(p) for p in set(owners))) != 1 or len(set(owners)) != n:
-        raise ConfigError("the mesh's devices are not grouped process by process (process indices in mesh order: "
-                          f"{owners}); build the mesh with omnir1_jax.runtime.mesh.global_mesh")
+    if owners != sorted(owners) or len({owners.count(p) for p in set(owners)}) != 1 or len(set(owners)) != n:
+        raise ConfigError(
+            "the mesh's devices are not grouped process by process (process indices in mesh order: "
+            f"{owners}); build the mesh with omnir1_jax.runtime.mesh.global_mesh"
+        )
     return Mesh(np.asarray(flat).reshape(n, -1), ("process", "local"))
 
 
@@ -257,12 +265,15 @@ def global_inputs(cfg, local, mesh, *, pad_id: int = 0):
         return local
     own = blocks.block_sizes(local)
     every = np.asarray(multihost_utils.process_allgather(np.asarray([own[k] for k in blocks.SIZE_KEYS], np.int64)))
-    sizes = blocks.common_sizes([dict(zip(blocks.SIZE_KEYS, (int(v) for v in row)))
-                                 for row in every.reshape(jax.process_count(), -1)])
-    block = blocks.pad_block(cfg, local, sizes, block=jax.process_index(), num_blocks=jax.process_count(),
-                             pad_id=pad_id)
+    sizes = blocks.common_sizes(
+        [dict(zip(blocks.SIZE_KEYS, (int(v) for v in row))) for row in every.reshape(jax.process_count(), -1)]
+    )
+    block = blocks.pad_block(
+        cfg, local, sizes, block=jax.process_index(), num_blocks=jax.process_count(), pad_id=pad_id
+    )
     return jax.tree_util.tree_map_with_path(
-        lambda path, x: global_rows(x, mesh, blocks.block_axis(jax.tree_util.keystr(path))), block)
+        lambda path, x: global_rows(x, mesh, blocks.block_axis(jax.tree_util.keystr(path))), block
+    )
 
 
 def my_prompts(num_prompts: int) -> tuple[int, int]:

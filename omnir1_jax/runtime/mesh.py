@@ -29,6 +29,8 @@ def global_mesh(spec: MeshSpec):
     fsdp, tensor = spec.fsdp, spec.tensor
     data = spec.data if spec.data > 0 else n // (fsdp * tensor)
     if data * fsdp * tensor != n:
-        raise ConfigError(f"mesh data={data} x fsdp={fsdp} x tensor={tensor} != {n} devices "
-                          f"({jax.process_count()} processes x {jax.local_device_count()})")
+        raise ConfigError(
+            f"mesh data={data} x fsdp={fsdp} x tensor={tensor} != {n} devices "
+            f"({jax.process_count()} processes x {jax.local_device_count()})"
+        )
     return make_mesh((data, fsdp, tensor), devices)

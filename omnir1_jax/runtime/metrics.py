@@ -7,7 +7,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ import numpy as np
 def _scalar(value: Any) -> float | None:
     try:
         arr = np.asarray(value)
-    except Exception:  # noqa: BLE001 - anything not array-like is skipped
+    except Exception:
         return None
     if arr.size != 1 or not np.issubdtype(arr.dtype, np.number):
         return None
@@ -47,8 +48,12 @@ class MetricsWriter:
 
             # a file of its own per writer (tensorboardX names files by the second: a writer reopened within the
             # same second would overwrite the last one's)
-            self._tb = SummaryWriter(self._tb_dir, flush_secs=10, purge_step=self._tb_purge,
-                                     filename_suffix=f".{os.getpid()}-{next(_WRITERS)}")
+            self._tb = SummaryWriter(
+                self._tb_dir,
+                flush_secs=10,
+                purge_step=self._tb_purge,
+                filename_suffix=f".{os.getpid()}-{next(_WRITERS)}",
+            )
         return self._tb
 
     def rewind(self, step: int) -> int:
@@ -82,8 +87,11 @@ class MetricsWriter:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
-            print(f"[metrics] resumed at step {step}: dropped {dropped} record(s) of later steps from {self.path} "
-                  "(they are re-run)", flush=True)
+            print(
+                f"[metrics] resumed at step {step}: dropped {dropped} record(s) of later steps from {self.path} "
+                "(they are re-run)",
+                flush=True,
+            )
         self._file = open(self.path, "a", buffering=1)
         if self._tb is not None:
             self._tb.close()

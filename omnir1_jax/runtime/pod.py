@@ -43,7 +43,8 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from jax._src import distributed as jax_distributed
@@ -80,9 +81,17 @@ def fingerprint(cfg: Any) -> dict[str, Any]:
     import flax
     import orbax.checkpoint
 
-    return {"config": to_dict(cfg), "code": code_hashes(),
-            "versions": {"omnir1_jax": __version__, "python": platform.python_version(), "jax": jax.__version__,
-                         "flax": flax.__version__, "orbax": orbax.checkpoint.__version__}}
+    return {
+        "config": to_dict(cfg),
+        "code": code_hashes(),
+        "versions": {
+            "omnir1_jax": __version__,
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "flax": flax.__version__,
+            "orbax": orbax.checkpoint.__version__,
+        },
+    }
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -98,21 +107,28 @@ def differences(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     """What differs between two fingerprints, one phrase each (config fields, code files, versions)."""
     out = []
     a, b = _flat(mine.get("config", {})), _flat(theirs.get("config", {}))
-    out += [f"config {k} = {a.get(k, '(absent)')!r} here, {b.get(k, '(absent)')!r} there"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    out += [
+        f"config {k} = {a.get(k, '(absent)')!r} here, {b.get(k, '(absent)')!r} there"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
     a, b = mine.get("versions", {}), theirs.get("versions", {})
     out += [f"{k} version {a.get(k)} here, {b.get(k)} there" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     a, b = mine.get("code", {}), theirs.get("code", {})
-    out += [f"code file {k} " + ("differs" if k in a and k in b else "only here" if k in a else "only there")
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    out += [
+        f"code file {k} " + ("differs" if k in a and k in b else "only here" if k in a else "only there")
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
     return out
 
 
 def check_same_run(client: Any, index: int, count: int, mine: dict[str, Any], timeout_s: float = 300.0) -> None:
     """Publish ``mine`` and compare it with every other process's fingerprint; ConfigError naming the first
     differences (see the module docstring)."""
-    client.key_value_set(f"{_PREFIX}/fingerprint/{index}", json.dumps(mine, sort_keys=True, default=str),
-                         allow_overwrite=True)
+    client.key_value_set(
+        f"{_PREFIX}/fingerprint/{index}", json.dumps(mine, sort_keys=True, default=str), allow_overwrite=True
+    )
     for other in range(count):
         if other == index:
             continue
@@ -120,8 +136,10 @@ def check_same_run(client: Any, index: int, count: int, mine: dict[str, Any], ti
         diff = differences(mine, theirs)
         if diff:
             more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
-            raise ConfigError(f"process {index} differs from process {other}: {'; '.join(diff[:3])}{more}; start "
-                              "every process of a run with the same config and the same code")
+            raise ConfigError(
+                f"process {index} differs from process {other}: {'; '.join(diff[:3])}{more}; start "
+                "every process of a run with the same config and the same code"
+            )
 
 
 # -------------------------------------------------------------------------------------------- lost process
@@ -139,17 +157,26 @@ def timeout_from_env() -> float:
 class PodWatch:
     """Heartbeats over the coordination service's key-value store (see the module docstring)."""
 
-    def __init__(self, client: Any, index: int, count: int, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 prog: str | None = None, exit_fn: Callable[[int], None] = os._exit):
+    def __init__(
+        self,
+        client: Any,
+        index: int,
+        count: int,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        prog: str | None = None,
+        exit_fn: Callable[[int], None] = os._exit,
+    ):
         self.client, self.index, self.count, self.timeout_s = client, index, count, float(timeout_s)
         self.prog, self.exit_fn = prog or _prog(), exit_fn
         self.interval = max(0.05, min(1.0, self.timeout_s / 20))
         self.lost: str | None = None
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._beat, name="omnir1-pod-beat", daemon=True),
-                         threading.Thread(target=self._watch, name="omnir1-pod-watch", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._beat, name="omnir1-pod-beat", daemon=True),
+            threading.Thread(target=self._watch, name="omnir1-pod-watch", daemon=True),
+        ]
 
-    def start(self) -> "PodWatch":
+    def start(self) -> PodWatch:
         for t in self._threads:
             t.start()
         return self
@@ -191,11 +218,14 @@ class PodWatch:
             try:
                 done, beats = self._read("done"), self._read("beat")
                 answered = now
-            except Exception as e:  # noqa: BLE001 - the coordination service (process 0) does not answer
+            except Exception as e:
                 if now - answered > self.timeout_s:
                     text = str(e).strip()
-                    self._lost(0, f"the coordination service it hosts has not answered for {now - answered:.0f} "
-                               f"s: {text.splitlines()[0][:120] if text else type(e).__name__}")
+                    self._lost(
+                        0,
+                        f"the coordination service it hosts has not answered for {now - answered:.0f} "
+                        f"s: {text.splitlines()[0][:120] if text else type(e).__name__}",
+                    )
                     return
                 continue
             for peer in list(seen):
@@ -212,8 +242,12 @@ class PodWatch:
         if self._stop.is_set():
             return
         self.lost = f"process {peer} of {self.count} is lost ({why})"
-        print(f"{self.prog}: error: {self.lost}; process {self.index} stops. Restart every process with the same "
-              "command: the run resumes from its last checkpoint", file=sys.stderr, flush=True)
+        print(
+            f"{self.prog}: error: {self.lost}; process {self.index} stops. Restart every process with the same "
+            "command: the run resumes from its last checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
         self.exit_fn(EXIT_LOST_PROCESS)
 
 
@@ -252,9 +286,13 @@ def name_a_lost_coordinator(index: int, count: int, coordinator: str | None) -> 
 
     def on_abort(_signum: int) -> None:
         if _refuses(coordinator):
-            print(f"{_prog()}: error: process 0 of {count} is lost (the coordination service it hosts at "
-                  f"{coordinator} is gone); process {index} stops. Restart every process with the same command: "
-                  "the run resumes from its last checkpoint", file=sys.stderr, flush=True)
+            print(
+                f"{_prog()}: error: process 0 of {count} is lost (the coordination service it hosts at "
+                f"{coordinator} is gone); process {index} stops. Restart every process with the same command: "
+                "the run resumes from its last checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(EXIT_LOST_PROCESS)
         libc.signal(signal.SIGABRT, None)  # SIG_DFL: not a lost coordinator, abort as it would have
         os.abort()

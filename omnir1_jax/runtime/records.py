@@ -37,10 +37,15 @@ def read_records(spec: DataSpec, split: str | None = None):
         return read_refavs(spec.root, split)
     if spec.dataset == "refcocog":
         # REFER layout under root: refs(umd).p, instances.json and the COCO train2014 images.
-        return read_refcocog(os.path.join(spec.root, "refs(umd).p"), os.path.join(spec.root, "instances.json"),
-                             os.path.join(spec.root, "train2014"), split)
-    raise ConfigError(f"data.dataset={spec.dataset!r} has no expression reader (use revos, mevis, refavs, "
-                      "refcocog, synthetic)")
+        return read_refcocog(
+            os.path.join(spec.root, "refs(umd).p"),
+            os.path.join(spec.root, "instances.json"),
+            os.path.join(spec.root, "train2014"),
+            split,
+        )
+    raise ConfigError(
+        f"data.dataset={spec.dataset!r} has no expression reader (use revos, mevis, refavs, refcocog, synthetic)"
+    )
 
 
 def resolve_steps(cfg, records, global_batch: int | None = None) -> int:
@@ -49,8 +54,9 @@ def resolve_steps(cfg, records, global_batch: int | None = None) -> int:
     = one ``(dataset, video_id)``) at ``global_batch`` (default ``cfg.data.batch_size``) examples per step."""
     # a video: (dataset, video_id) of an expression record, or the clip of a CrossOmni question
     videos = {(getattr(r, "dataset", ""), getattr(r, "video_id", None) or getattr(r, "video", None)) for r in records}
-    return derive_steps(cfg.run, num_expressions=len(records), num_videos=len(videos),
-                        global_batch=global_batch or cfg.data.batch_size)
+    return derive_steps(
+        cfg.run, num_expressions=len(records), num_videos=len(videos), global_batch=global_batch or cfg.data.batch_size
+    )
 
 
 def one_expression_per_video(records, seed: int, epoch: int = 0) -> list:
@@ -84,15 +90,17 @@ def read_mixture(spec: DataSpec, split: str | None = None):
     sources = [(name, sub, read(name, os.path.join(spec.root, sub))) for name, sub in spec.mixture]
     seen: dict[str, str] = {}
     videos: list[tuple[int, str]] = []
-    for i, (name, sub, recs) in enumerate(sources):
+    for i, (_name, sub, recs) in enumerate(sources):
         for r in recs:
             if seen.setdefault(r.key, sub) != sub:
                 raise ConfigError(f"data.mixture: record {r.key} is in both {seen[r.key]!r} and {sub!r}")
         videos += list(dict.fromkeys((i, r.video_id) for r in recs))
     n = spec.mixture_videos
     if n > len(videos):
-        raise ConfigError(f"data.mixture_videos={n} but the sources hold {len(videos)} {split!r} videos "
-                          f"({', '.join(f'{sub}: {len({r.video_id for r in recs})}' for _, sub, recs in sources)})")
+        raise ConfigError(
+            f"data.mixture_videos={n} but the sources hold {len(videos)} {split!r} videos "
+            f"({', '.join(f'{sub}: {len({r.video_id for r in recs})}' for _, sub, recs in sources)})"
+        )
     keep = set(videos)
     if n:
         picked = np.random.default_rng(spec.mixture_seed).choice(len(videos), size=n, replace=False)
@@ -103,9 +111,17 @@ def read_mixture(spec: DataSpec, split: str | None = None):
     return out
 
 
-def pipeline_config(spec: DataSpec, *, train: bool, seed: int, batch_size: int | None = None,
-                    num_epochs: int | None = None, num_keyframes: int | None = None, split: str | None = None,
-                    share: tuple[int, int] = (0, 1)):
+def pipeline_config(
+    spec: DataSpec,
+    *,
+    train: bool,
+    seed: int,
+    batch_size: int | None = None,
+    num_epochs: int | None = None,
+    num_keyframes: int | None = None,
+    split: str | None = None,
+    share: tuple[int, int] = (0, 1),
+):
     """The Grain ``PipelineConfig`` of ``spec``; ``num_keyframes`` is ``grpo.num_keyframes`` (the prompt asks for
     exactly that many moments); ``split`` (default: ``spec.split`` when training) names the records' split in the
     error an empty split raises; ``share = (i, n)``: this process's block of each batch (``PipelineConfig.share``)."""

@@ -5,7 +5,8 @@ sampler vmapped over it (one program samples every seed; :mod:`omnir1_jax.seeds`
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,21 +39,60 @@ def stack_prompts(model_config, prompts: Sequence[Any], pad_id: int = 0):
 def pad_columns(arrays: Sequence[np.ndarray], fill) -> np.ndarray:
     """``[rows, width_k]`` arrays right-padded with ``fill`` to the widest and stacked: ``[N, rows, width]``."""
     width = max(np.shape(a)[1] for a in arrays)
-    return np.stack([np.pad(np.asarray(a), ((0, 0), (0, width - np.shape(a)[1])), constant_values=fill)
-                     for a in arrays])
+    return np.stack(
+        [np.pad(np.asarray(a), ((0, 0), (0, width - np.shape(a)[1])), constant_values=fill) for a in arrays]
+    )
 
 
-_SAMPLE_STATIC = ("graphdef", "shared_inputs", "max_new_tokens", "num_samples", "greedy", "temperature", "top_k",
-                  "top_p", "eos", "pad_token_id", "suppress")
+_SAMPLE_STATIC = (
+    "graphdef",
+    "shared_inputs",
+    "max_new_tokens",
+    "num_samples",
+    "greedy",
+    "temperature",
+    "top_k",
+    "top_p",
+    "eos",
+    "pad_token_id",
+    "suppress",
+)
 
 
 @functools.partial(jax.jit, static_argnames=_SAMPLE_STATIC)
-def sample_seeds(states, inputs, keys, *, graphdef, shared_inputs: bool = False, max_new_tokens: int,
-                 num_samples: int, greedy: bool, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 eos: tuple = (), pad_token_id: int = 0, suppress: tuple = ()):
+def sample_seeds(
+    states,
+    inputs,
+    keys,
+    *,
+    graphdef,
+    shared_inputs: bool = False,
+    max_new_tokens: int,
+    num_samples: int,
+    greedy: bool,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos: tuple = (),
+    pad_token_id: int = 0,
+    suppress: tuple = (),
+):
     """Every seed's completions in one program: ``states`` (a model state stacked on the seed axis, split with
     ``graphdef``), ``inputs`` (stacked prompts, or one batch for every seed with ``shared_inputs``), ``keys``
     (one PRNG key per seed). Returns a ``SampleOutput`` whose leaves have a leading seed axis."""
-    return generate_seeds(graphdef, states, inputs, keys, shared_inputs=shared_inputs, max_new_tokens=max_new_tokens,
-                          num_samples=num_samples, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                          eos=eos, pad_token_id=pad_token_id, suppress=suppress)
+    return generate_seeds(
+        graphdef,
+        states,
+        inputs,
+        keys,
+        shared_inputs=shared_inputs,
+        max_new_tokens=max_new_tokens,
+        num_samples=num_samples,
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos=eos,
+        pad_token_id=pad_token_id,
+        suppress=suppress,
+    )

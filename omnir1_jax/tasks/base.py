@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +85,9 @@ class Task:
     #: answers per rollout: 1, or more for an :class:`InteractiveTask` (System 2's feedback between them)
     max_turns: int = 1
 
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
-                share: tuple[int, int] = (0, 1)) -> Iterator[dict[str, Any]]:
+    def batches(
+        self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False, share: tuple[int, int] = (0, 1)
+    ) -> Iterator[dict[str, Any]]:
         """An endless, checkpointable (``get_state`` / ``set_state``) iterator of training batches of
         ``batch_size`` prompts; with ``share = (i, n)`` only block ``i`` of ``n`` of each batch (the prompts of
         process ``i`` of ``n``: ``batch_size // n`` of them), from the same seeded order on every process, so the
@@ -131,8 +133,9 @@ class InteractiveTask(Task):
         """One trajectory per rollout (rows ``prompt * group_size + sample``) holding its prompt."""
         raise NotImplementedError
 
-    def add_answers(self, trajectories: Sequence[Any], tokens: np.ndarray, lengths: np.ndarray,
-                    texts: Sequence[str]) -> None:
+    def add_answers(
+        self, trajectories: Sequence[Any], tokens: np.ndarray, lengths: np.ndarray, texts: Sequence[str]
+    ) -> None:
         """Append each trajectory's sampled answer (its tokens up to and including EOS)."""
         raise NotImplementedError
 
@@ -157,16 +160,25 @@ class RecordBatches:
     iterator's, so the learner stores it in its checkpoint metadata and a resumed run sees the same batches.
     """
 
-    def __init__(self, records: Sequence[Any], make_batch: Callable[[list], dict[str, Any]], *, batch_size: int,
-                 seed: int = 0, shuffle: bool = True, share: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        records: Sequence[Any],
+        make_batch: Callable[[list], dict[str, Any]],
+        *,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        share: tuple[int, int] = (0, 1),
+    ):
         if not records:
             raise ConfigError("no training records to build batches from")
         i, n = share
         if not 0 <= i < n or batch_size % n:
             raise ConfigError(f"share={tuple(share)}: need 0 <= i < n and batch_size={batch_size} a multiple of n")
         if n > 1 and len(records) < batch_size:
-            raise ConfigError(f"{len(records)} training records give no full batch of {batch_size} to split over "
-                              f"{n} processes")
+            raise ConfigError(
+                f"{len(records)} training records give no full batch of {batch_size} to split over {n} processes"
+            )
         self.share = (int(i), int(n))
         self.records, self.make_batch = list(records), make_batch
         self.batch_size, self.seed, self.shuffle = int(batch_size), int(seed), shuffle
@@ -186,10 +198,10 @@ class RecordBatches:
         if self.pos >= len(order) or (n > 1 and self.pos + self.batch_size > len(order)):
             self.epoch, self.pos = self.epoch + 1, 0
             order = self._order()
-        chunk = [self.records[i] for i in order[self.pos:self.pos + self.batch_size]]
+        chunk = [self.records[i] for i in order[self.pos : self.pos + self.batch_size]]
         self.pos += self.batch_size
         k = self.batch_size // n
-        chunk = chunk[i * k:(i + 1) * k] if n > 1 else chunk
+        chunk = chunk[i * k : (i + 1) * k] if n > 1 else chunk
         batch = self.make_batch(chunk)
         batch["records"] = chunk
         return batch

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class BridgeJudge:
@@ -56,8 +56,9 @@ class PerPromptJudge:
         pass
 
 
-def make_judge(spec: str | Callable | None, *, run_dir: str = "runs/judge", max_new_tokens: int = 8,
-               timeout_s: float = 600.0):
+def make_judge(
+    spec: str | Callable | None, *, run_dir: str = "runs/judge", max_new_tokens: int = 8, timeout_s: float = 600.0
+):
     """A batched judge (``list[str] -> list[str]`` with ``.close()``) from a spec (module docstring), a Python
     callable, or None (no judge)."""
     if spec is None:
@@ -84,9 +85,11 @@ def make_judge(spec: str | Callable | None, *, run_dir: str = "runs/judge", max_
         address = f"ipc://{os.path.join(os.path.abspath(run_dir), 'judge.sock')}"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), env.get("PYTHONPATH", "")] if p)
-        server = LocalServer(["--address", address, "--workers", "1", "--segmenter", "none",
-                              "--judge", f"hf:{os.path.abspath(rest)}"], env=env,
-                             log_path=os.path.join(run_dir, "judge_bridge.log")).start()
+        server = LocalServer(
+            ["--address", address, "--workers", "1", "--segmenter", "none", "--judge", f"hf:{os.path.abspath(rest)}"],
+            env=env,
+            log_path=os.path.join(run_dir, "judge_bridge.log"),
+        ).start()
         client = BridgeClient([address], deadline_s=timeout_s, local_server=server)
         try:
             client.wait_ready(timeout_s=timeout_s)

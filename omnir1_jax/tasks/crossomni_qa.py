@@ -7,7 +7,8 @@ judge bridge it talks to), hands it to the rewards as a value, and closes it."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from omnir1_jax.config import ConfigError, ExperimentConfig
 from omnir1_jax.crossomni.batches import qa_batch
@@ -28,13 +29,23 @@ class CrossOmniQATask(Task):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.judge = make_judge(judge, run_dir=cfg.run.out_dir)
         self.qa_weights = QARewardWeights()
-        self.weights = {"format": self.qa_weights.format, "accuracy": self.qa_weights.accuracy,
-                        "consistency": self.qa_weights.consistency, "coherence": self.qa_weights.coherence}
+        self.weights = {
+            "format": self.qa_weights.format,
+            "accuracy": self.qa_weights.accuracy,
+            "consistency": self.qa_weights.consistency,
+            "coherence": self.qa_weights.coherence,
+        }
 
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
-                share: tuple[int, int] = (0, 1)):
-        return RecordBatches(records, lambda chunk: qa_batch(chunk, self.tokenizer, self.cfg.data),
-                             batch_size=batch_size, seed=seed, share=share)
+    def batches(
+        self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False, share: tuple[int, int] = (0, 1)
+    ):
+        return RecordBatches(
+            records,
+            lambda chunk: qa_batch(chunk, self.tokenizer, self.cfg.data),
+            batch_size=batch_size,
+            seed=seed,
+            share=share,
+        )
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
         rows = [r for r in batch["records"] for _ in range(group_size)]

@@ -18,7 +18,8 @@ No bridge: the policy itself grounds. The trained policy then serves as System 2
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,10 @@ def batch_targets(batch: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
     the (only) frame resized to that image (:func:`omnir1_jax.rewards.segzero.gt_box_and_points`)."""
     sizes = resized_sizes(batch)
     if len(sizes) != len(batch["gt_masks"]):
-        raise ValueError(f"{len(batch['gt_masks'])} prompts but {len(sizes)} image grids: the grounding task needs "
-                         "one image per prompt (visual_mode='image')")
+        raise ValueError(
+            f"{len(batch['gt_masks'])} prompts but {len(sizes)} image grids: the grounding task needs "
+            "one image per prompt (visual_mode='image')"
+        )
     return [gt_box_and_points(np.asarray(m)[0], hw) for m, hw in zip(batch["gt_masks"], sizes)]
 
 
@@ -75,8 +78,11 @@ class _WithTargets:
 
 def target_answer(box: np.ndarray, points: np.ndarray, think: str) -> str:
     """The formatted answer of a GT (integer pixels, as a model writes them): the SFT target."""
-    ans = {"bbox_2d": [int(round(float(v))) for v in box],
-           "points_1": [int(float(v)) for v in points[0]], "points_2": [int(float(v)) for v in points[1]]}
+    ans = {
+        "bbox_2d": [int(round(float(v))) for v in box],
+        "points_1": [int(float(v)) for v in points[0]],
+        "points_2": [int(float(v)) for v in points[1]],
+    }
     return f"<think>{think}</think><answer>{json.dumps(ans)}</answer>"
 
 
@@ -91,25 +97,27 @@ class GroundingTask(VOSTask):
     def __init__(self, cfg: ExperimentConfig, tokenizer, bridge: Callable[[], Any] | None = None):
         super().__init__(cfg, tokenizer, None)  # never needs System 2: the policy grounds
         sz = cfg.grpo.segzero
-        self.weights = dict({k: 1.0 for k in COMPONENTS}, think_format=sz.think_format, length=sz.length)
+        self.weights = dict(dict.fromkeys(COMPONENTS, 1.0), think_format=sz.think_format, length=sz.length)
 
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
-                share: tuple[int, int] = (0, 1)):
+    def batches(
+        self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False, share: tuple[int, int] = (0, 1)
+    ):
         return _WithTargets(super().batches(records, batch_size=batch_size, seed=seed, sft=sft, share=share))
 
     def score(self, batch: dict[str, Any], texts: Sequence[str], group_size: int) -> Scored:
         n, sz = group_size, self.cfg.grpo.segzero
         rewards, comps = [], []
         for b, (box, pts) in enumerate(zip(batch["gt_box"], batch["gt_points"])):
-            r, c = segzero_reward(list(texts[b * n:(b + 1) * n]), box, pts, lenient_keys=sz.lenient_keys)
+            r, c = segzero_reward(list(texts[b * n : (b + 1) * n]), box, pts, lenient_keys=sz.lenient_keys)
             rewards.append(r)
             comps.append(c)
         components = {k: np.concatenate([c[k] for c in comps]) for k in COMPONENTS}
         accuracy = np.concatenate(rewards)  # the release's accuracy reward: the four SegZero terms
         components["think_format"] = format_reward(list(texts))
         lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts]
-        components["length"] = length_bonus(lengths, accuracy, length_range=sz.length_range,
-                                            min_accuracy=sz.length_min_accuracy)
+        components["length"] = length_bonus(
+            lengths, accuracy, length_range=sz.length_range, min_accuracy=sz.length_min_accuracy
+        )
         total = accuracy + sz.think_format * components["think_format"] + sz.length * components["length"]
         # stats are summed over processes by the learner: a count, not a mean
         stats = {"grounding/n_formatted": float(components["format"].sum())}
@@ -118,5 +126,7 @@ class GroundingTask(VOSTask):
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:
         """The GT answer of each prompt with ``sft.think`` as its reasoning (a format warm-up)."""
         think = self.cfg.sft.think
-        return [target_answer(box, pts, think.replace("{instruction}", expr))
-                for box, pts, expr in zip(batch["gt_box"], batch["gt_points"], batch["expression"])]
+        return [
+            target_answer(box, pts, think.replace("{instruction}", expr))
+            for box, pts, expr in zip(batch["gt_box"], batch["gt_points"], batch["expression"])
+        ]

@@ -20,7 +20,8 @@ takes the one-turn path unchanged.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +33,10 @@ from omnir1_jax.tasks.base import InteractiveTask, Scored
 from omnir1_jax.tasks.vos import VOSTask
 
 FEEDBACK_INTRO = "System 2 grounded your descriptions on the keyframes you chose."
-FEEDBACK_ASK = ("Check whether each description picked out only the target. Answer again in the same format; "
-                "you may change the keyframes and the descriptions.")
+FEEDBACK_ASK = (
+    "Check whether each description picked out only the target. Answer again in the same format; "
+    "you may change the keyframes and the descriptions."
+)
 NO_KEYFRAMES = "System 2 found no keyframe with a description in your answer."
 
 
@@ -69,24 +72,30 @@ def trajectory_inputs(model_config, trajectories: Sequence[Trajectory], pad_id: 
     seqs, masks = [], []
     for t in trajectories:
         seqs.append(np.concatenate([t.prompt_ids] + [ids for ids, _ in t.segments]).astype(np.int32))
-        masks.append(np.concatenate([np.zeros(len(t.prompt_ids), np.int32)] +
-                                    [np.full(len(ids), int(ans), np.int32) for ids, ans in t.segments]))
+        masks.append(
+            np.concatenate(
+                [np.zeros(len(t.prompt_ids), np.int32)]
+                + [np.full(len(ids), int(ans), np.int32) for ids, ans in t.segments]
+            )
+        )
     ids, att = left_pad(seqs, pad_id)
     mask, _ = left_pad(masks, 0, ids.shape[1])
     kw: dict[str, Any] = dict(
-        input_ids=ids, attention_mask=att,
+        input_ids=ids,
+        attention_mask=att,
         pixel_values_videos=np.concatenate([t.video[0] for t in trajectories]),
         video_grid_thw=np.stack([np.asarray(t.video[1]).reshape(3) for t in trajectories]),
-        video_second_per_grid=np.asarray([t.video[2] for t in trajectories], np.float32))
+        video_second_per_grid=np.asarray([t.video[2] for t in trajectories], np.float32),
+    )
     images = [im for t in trajectories for im in t.images]
     if images:
         kw["pixel_values"] = np.concatenate([p for p, _ in images])
         kw["image_grid_thw"] = np.stack([np.asarray(g).reshape(3) for _, g in images])
     inputs = prepare_inputs(model_config, **kw)
     sizes = blocks.block_sizes(inputs)
-    up = lambda v, m: -(-v // m) * m  # noqa: E731
+    up = lambda v, m: -(-v // m) * m
     sizes["length"] = up(sizes["length"], bucket)
-    unit = model_config.vision.spatial_merge_size ** 2
+    unit = model_config.vision.spatial_merge_size**2
     if sizes["image_patches"] != blocks.ABSENT:
         sizes["image_patches"] = up(max(bucket, 1 << (sizes["image_patches"] - 1).bit_length()), unit)
     inputs = blocks.pad_block(model_config, inputs, sizes, block=0, num_blocks=1, pad_id=pad_id)
@@ -103,10 +112,10 @@ def draw_boxes(frame: np.ndarray, boxes: np.ndarray, colour=(255, 0, 0)) -> np.n
     for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
         a, b = int(np.clip(np.floor(x1), 0, w - 1)), int(np.clip(np.ceil(x2), 1, w))
         c, d = int(np.clip(np.floor(y1), 0, h - 1)), int(np.clip(np.ceil(y2), 1, h))
-        out[c:min(c + th, d), a:b] = colour
-        out[max(d - th, c):d, a:b] = colour
-        out[c:d, a:min(a + th, b)] = colour
-        out[c:d, max(b - th, a):b] = colour
+        out[c : min(c + th, d), a:b] = colour
+        out[max(d - th, c) : d, a:b] = colour
+        out[c:d, a : min(a + th, b)] = colour
+        out[c:d, max(b - th, a) : b] = colour
     return out
 
 
@@ -135,15 +144,16 @@ class VOSInteractiveTask(VOSTask, InteractiveTask):
         px, spg = np.asarray(mi["pixel_values_videos"]), np.asarray(mi["video_second_per_grid"]).reshape(-1)
         out = []
         for b in range(ids.shape[0]):
-            video = (px[starts[b]:starts[b + 1]], grids[b], float(spg[b]))
+            video = (px[starts[b] : starts[b + 1]], grids[b], float(spg[b]))
             out += [Trajectory(ids[b][att[b]].astype(np.int32), video) for _ in range(group_size)]
         return out
 
-    def add_answers(self, trajectories: Sequence[Trajectory], tokens: np.ndarray, lengths: np.ndarray,
-                    texts: Sequence[str]) -> None:
+    def add_answers(
+        self, trajectories: Sequence[Trajectory], tokens: np.ndarray, lengths: np.ndarray, texts: Sequence[str]
+    ) -> None:
         """Append each rollout's sampled answer (its tokens up to and including EOS)."""
         for t, row, n, text in zip(trajectories, np.asarray(tokens), np.asarray(lengths), texts):
-            t.add_answer(row[:int(n)], text)
+            t.add_answer(row[: int(n)], text)
 
     def add_feedback(self, batch: dict[str, Any], trajectories: Sequence[Trajectory], group_size: int) -> dict:
         """Ground every keyframe of each rollout's last answer (one bridge request per prompt) and append the
@@ -153,7 +163,7 @@ class VOSInteractiveTask(VOSTask, InteractiveTask):
         grids = np.asarray(batch["model_inputs"]["video_grid_thw"]).reshape(-1, 3)
         for b in range(len(batch["num_frames"])):
             t_b = int(batch["num_frames"][b])
-            rows = trajectories[b * n:(b + 1) * n]
+            rows = trajectories[b * n : (b + 1) * n]
             answers = rollout_lib.parse_group([r.answers[-1] for r in rows], t_b, batch["fps_s1"], g.num_keyframes)
             queries = [rollout_lib.keyframe_queries(a) for a in answers]
             flat = [k for q in queries for k in q]
@@ -178,17 +188,21 @@ class VOSInteractiveTask(VOSTask, InteractiveTask):
                     low = np.round(found * scale).astype(int)
                     listed = "; ".join(f"[{x1}, {y1}, {x2}, {y2}]" for x1, y1, x2, y2 in low.tolist()) or "none"
                     secs = f"{f / batch['fps_s1']:.1f}"  # the clip time System 1's answer used
-                    text += (f"At {secs} s, \"{desc}\": {len(low)} box{'es' if len(low) != 1 else ''} ({listed}) "
-                             "<|vision_bos|><|IMAGE|><|vision_eos|>\n")
-                    view = vision.image_view(draw_boxes(frames[f], found), min_pixels=d.s1_min_pixels,
-                                             max_pixels=d.s1_max_pixels)
+                    text += (
+                        f'At {secs} s, "{desc}": {len(low)} box{"es" if len(low) != 1 else ""} ({listed}) '
+                        "<|vision_bos|><|IMAGE|><|vision_eos|>\n"
+                    )
+                    view = vision.image_view(
+                        draw_boxes(frames[f], found), min_pixels=d.s1_min_pixels, max_pixels=d.s1_max_pixels
+                    )
                     traj.images.append((view["pixel_values"], view["image_grid_thw"][0]))
                     grids_fb.append(view["image_grid_thw"][0])
                     stats["interactive/feedback_boxes"] += len(low)
                     stats["interactive/feedback_keyframes"] += 1
                 text += FEEDBACK_ASK + "<|im_end|>\n<|im_start|>assistant\n"
-                ids = encode_with_placeholders(self.tokenizer, text,
-                                               image_grid_thw=np.asarray(grids_fb).reshape(-1, 3) if grids_fb else None)
+                ids = encode_with_placeholders(
+                    self.tokenizer, text, image_grid_thw=np.asarray(grids_fb).reshape(-1, 3) if grids_fb else None
+                )
                 traj.segments.append((ids.astype(np.int32), False))
         return stats
 
@@ -199,14 +213,15 @@ class VOSInteractiveTask(VOSTask, InteractiveTask):
         out = np.zeros(len(trajectories), np.float32)
         for b in range(len(batch["num_frames"])):
             t_b = int(batch["num_frames"][b])
-            for i, traj in enumerate(trajectories[b * n:(b + 1) * n]):
-                parsed = [rollout_lib.keyframe_queries(a) for a in
-                          rollout_lib.parse_group(traj.answers, t_b, batch["fps_s1"], g.num_keyframes)]
+            for i, traj in enumerate(trajectories[b * n : (b + 1) * n]):
+                parsed = [
+                    rollout_lib.keyframe_queries(a)
+                    for a in rollout_lib.parse_group(traj.answers, t_b, batch["fps_s1"], g.num_keyframes)
+                ]
                 out[b * n + i] = sum(parsed[k] != parsed[k - 1] for k in range(1, len(parsed)))
         return out
 
-    def score_trajectories(self, batch: dict[str, Any], trajectories: Sequence[Trajectory],
-                           group_size: int) -> Scored:
+    def score_trajectories(self, batch: dict[str, Any], trajectories: Sequence[Trajectory], group_size: int) -> Scored:
         """The ``vos`` rewards of each rollout's final answer, minus ``turn_cost`` per revision."""
         got = self.score(batch, [t.answers[-1] for t in trajectories], group_size)
         rev = self.revisions(trajectories, batch, group_size)

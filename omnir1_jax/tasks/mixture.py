@@ -20,7 +20,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,7 @@ class _MixedBatches:
         states = []
         for it in self.iters:
             s = it.get_state()
-            states.append(base64.b64encode(bytes(s)).decode() if isinstance(s, (bytes, bytearray))
-                          else {"json": s})
+            states.append(base64.b64encode(bytes(s)).decode() if isinstance(s, (bytes, bytearray)) else {"json": s})
         return json.dumps(states).encode()
 
     def set_state(self, state: bytes) -> None:
@@ -70,20 +70,24 @@ class MixtureTask(Task):
             self.parts.append((sub, names, k))
         self.weights = {f"{t.name}/{c}": w for t, _, _ in self.parts for c, w in t.weights.items()}
 
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
-                share: tuple[int, int] = (0, 1)):
+    def batches(
+        self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False, share: tuple[int, int] = (0, 1)
+    ):
         if batch_size != sum(k for _, _, k in self.parts):
-            raise ConfigError(f"batch_size={batch_size} but data.tasks give {sum(k for _, _, k in self.parts)} "
-                              "prompts per batch")
+            raise ConfigError(
+                f"batch_size={batch_size} but data.tasks give {sum(k for _, _, k in self.parts)} prompts per batch"
+            )
         iters = []
         for i, (task, names, k) in enumerate(self.parts):
             mine = [r for r in records if getattr(r, "dataset", None) in names]
             if not mine:
-                raise ConfigError(f"data.tasks[{i}] ({task.name} on {', '.join(sorted(names))}) has no training "
-                                  "records")
+                raise ConfigError(
+                    f"data.tasks[{i}] ({task.name} on {', '.join(sorted(names))}) has no training records"
+                )
             if k % share[1]:
-                raise ConfigError(f"data.tasks[{i}] gives {k} prompts per batch, not a multiple of the "
-                                  f"{share[1]} processes")
+                raise ConfigError(
+                    f"data.tasks[{i}] gives {k} prompts per batch, not a multiple of the {share[1]} processes"
+                )
             iters.append(task.batches(mine, batch_size=k, seed=seed + 1000 * i, sft=sft, share=share))
         return _MixedBatches(iters)
 
@@ -102,7 +106,7 @@ class MixtureTask(Task):
         n = group_size
         rewards, components, stats, row = [], {}, {}, 0
         for (task, _, _), b, count in zip(self.parts, batch["parts"], self._rows(batch)):
-            got = task.score(b, texts[row * n:(row + count) * n], n)
+            got = task.score(b, texts[row * n : (row + count) * n], n)
             rewards.append(np.asarray(got.rewards, np.float32))
             for c, v in got.components.items():
                 components[f"{task.name}/{c}"] = np.asarray(v)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,10 @@ def format_time(seconds: float) -> str:
 
 def answer_text(frames: Sequence[int], description: str, fps: float = 2.0, think: str = THINK) -> str:
     """A well-formed VOS answer naming each of ``frames`` (one single-frame item each) with ``description``."""
-    items = [{"start_time": format_time(f / fps), "end_time": format_time(f / fps), "description": description}
-             for f in sorted(frames)]
+    items = [
+        {"start_time": format_time(f / fps), "end_time": format_time(f / fps), "description": description}
+        for f in sorted(frames)
+    ]
     return f"<think>{think}</think><answer>{json.dumps(items)}</answer>"
 
 
@@ -52,9 +55,18 @@ def load_oracle(root: str) -> dict[str, Any]:
         raise ConfigError(f"sft.target needs the synthetic world's {path}") from None
 
 
-def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence[int], rng: np.random.Generator,
-                     *, mode: str = "format_only", fps: float = 2.0, think: str = THINK,
-                     keyframes: tuple[int, int] = (2, 4), target_rate: float = 0.0) -> str:
+def synthetic_target(
+    video: dict,
+    positions: Sequence[int],
+    target_ids: Sequence[int],
+    rng: np.random.Generator,
+    *,
+    mode: str = "format_only",
+    fps: float = 2.0,
+    think: str = THINK,
+    keyframes: tuple[int, int] = (2, 4),
+    target_rate: float = 0.0,
+) -> str:
     """A formatted answer for one sampled clip of a synthetic video (see the module docstring); ``think`` may
     contain ``{description}`` (replaced by the answer's description); ``keyframes``: the inclusive range the
     number of (random, single-frame) answer items of ``format_only`` / ``any_object`` is drawn from."""
@@ -67,8 +79,13 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
         others = [o for o in objs if o["obj_id"] not in target_ids]
         present = [o for o in others if any(o["visible"][p] for p in positions)] or others
         chosen = [o for o in objs if o["obj_id"] in target_ids]
-        pick = chosen[0] if chosen and (not present or rng.random() < target_rate) else \
-            present[int(rng.integers(len(present)))] if present else None
+        pick = (
+            chosen[0]
+            if chosen and (not present or rng.random() < target_rate)
+            else present[int(rng.integers(len(present)))]
+            if present
+            else None
+        )
         desc = "the " + pick["description"] if pick is not None else "the object"
         frames = sorted(rng.choice(t, size=min(int(rng.integers(lo, hi + 1)), t), replace=False).tolist())
         return answer_text(frames, desc, fps, think.format(description=desc))
@@ -102,8 +119,9 @@ def synthetic_target(video: dict, positions: Sequence[int], target_ids: Sequence
     return answer_text(frames, desc, fps, think.format(description=desc))
 
 
-def decoy_instructions(records, template: str, *, seed: int = 0, colours: Sequence[str] | None = None,
-                       shapes: Sequence[str] | None = None):
+def decoy_instructions(
+    records, template: str, *, seed: int = 0, colours: Sequence[str] | None = None, shapes: Sequence[str] | None = None
+):
     """``records`` with their expression replaced by ``template``, whose ``{colour}`` / ``{shape}`` fields are
     drawn per record uniformly from ``colours`` / ``shapes`` (default: every colour and shape of the synthetic
     world), independently of the video, so an SFT prompt never names its target but the model still has to read
@@ -113,7 +131,8 @@ def decoy_instructions(records, template: str, *, seed: int = 0, colours: Sequen
     shapes = list(SHAPES) if shapes is None else list(shapes)
     out = []
     for r in records:
-        text = template.format(colour=colours[int(rng.integers(len(colours)))],
-                               shape=shapes[int(rng.integers(len(shapes)))])
+        text = template.format(
+            colour=colours[int(rng.integers(len(colours)))], shape=shapes[int(rng.integers(len(shapes)))]
+        )
         out.append(dataclasses.replace(r, expression=text))
     return out

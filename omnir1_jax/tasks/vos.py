@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,12 @@ class EpochBatches:
 
     def get_state(self) -> bytes:
         inner = self.inner.get_state()
-        return json.dumps({"epoch": self.epoch, "inner": base64.b64encode(bytes(inner)).decode()
-                           if isinstance(inner, (bytes, bytearray)) else inner}).encode()
+        return json.dumps(
+            {
+                "epoch": self.epoch,
+                "inner": base64.b64encode(bytes(inner)).decode() if isinstance(inner, (bytes, bytearray)) else inner,
+            }
+        ).encode()
 
     def set_state(self, state: bytes) -> None:
         d = json.loads(bytes(state).decode())
@@ -67,7 +72,8 @@ class VOSTask(Task):
         w = cfg.grpo.rewards
         self.weights = {"format": 1.0, "keyframe": w.alpha_k, "alignment": w.alpha_a, "grounding": w.alpha_g}
         self._oracle = None
-        # SFT prompts: the record of each (video, expression) and the text its prompt carries (a decoy or the expression)
+        # SFT prompts: the record of each (video, expression) and the text its prompt carries (a decoy or the
+        # expression)
         self.sft_records: dict[tuple[str, str], Any] = {}
         self.shown: dict[tuple[str, str], str] = {}
         self._rng = np.random.default_rng(cfg.run.seed + 7)
@@ -78,12 +84,18 @@ class VOSTask(Task):
         return self._bridge()
 
     # ------------------------------------------------------------------------------------------ batches
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False,
-                share: tuple[int, int] = (0, 1)):
+    def batches(
+        self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False, share: tuple[int, int] = (0, 1)
+    ):
         records = list(records)
         if sft and self.cfg.sft.instruction is not None:  # the SFT prompts carry a decoy instead of the expression
-            records = decoy_instructions(records, self.cfg.sft.instruction, seed=self.cfg.run.seed + 11,
-                                         colours=self.cfg.data.synthetic_colours, shapes=self.cfg.data.synthetic_shapes)
+            records = decoy_instructions(
+                records,
+                self.cfg.sft.instruction,
+                seed=self.cfg.run.seed + 11,
+                colours=self.cfg.data.synthetic_colours,
+                shapes=self.cfg.data.synthetic_shapes,
+            )
         if sft:
             self.sft_records = {(r.video_id, r.exp_id): r for r in records}
             self.shown = {(r.video_id, r.exp_id): r.expression for r in records}
@@ -91,13 +103,21 @@ class VOSTask(Task):
         if not sft and self.cfg.run.epoch_unit == "videos":  # one expression per video per epoch (the release's)
 
             def epoch_iter(epoch: int):
-                pcfg = pipeline_config(self.cfg.data, train=True, seed=seed + epoch, batch_size=batch_size,
-                                       num_epochs=1, num_keyframes=k, share=share)
+                pcfg = pipeline_config(
+                    self.cfg.data,
+                    train=True,
+                    seed=seed + epoch,
+                    batch_size=batch_size,
+                    num_epochs=1,
+                    num_keyframes=k,
+                    share=share,
+                )
                 return iter(build_pipeline(one_expression_per_video(records, seed, epoch), self.tokenizer, pcfg))
 
             return EpochBatches(epoch_iter)
-        pcfg = pipeline_config(self.cfg.data, train=True, seed=seed, batch_size=batch_size, num_keyframes=k,
-                               share=share)
+        pcfg = pipeline_config(
+            self.cfg.data, train=True, seed=seed, batch_size=batch_size, num_keyframes=k, share=share
+        )
         return iter(build_pipeline(records, self.tokenizer, pcfg))
 
     # ------------------------------------------------------------------------------------------ rewards
@@ -111,15 +131,16 @@ class VOSTask(Task):
         groups, futures = [], []
         for b in range(len(batch["num_frames"])):
             t = int(batch["num_frames"][b])
-            rows = list(texts[b * n:(b + 1) * n])
+            rows = list(texts[b * n : (b + 1) * n])
             # the first K items of each answer (K = grpo.num_keyframes)
             answers = rollout_lib.parse_group(rows, t, batch["fps_s1"], g.num_keyframes)
             queries = [rollout_lib.keyframe_queries(a) for a in answers]
             groups.append((rows, answers, queries, t))
             if need_bridge:
                 ctx = self.contexts(rows)
-                futures.append(self.client().submit_group(batch["frames"][b], queries,
-                                                          **({"contexts": ctx} if ctx else {})))
+                futures.append(
+                    self.client().submit_group(batch["frames"][b], queries, **({"contexts": ctx} if ctx else {}))
+                )
         return batch, groups, futures, need_bridge
 
     def collect(self, pending) -> Scored:
@@ -134,10 +155,21 @@ class VOSTask(Task):
                 stats["bridge/n_unparseable"] += result.n_unparseable
                 stats["bridge/n_detections"] += result.n_detections
             num_objects = int(batch["num_objects"][b]) if "num_objects" in batch else None
-            r, c = rollout_lib.group_rewards(rows, t, batch["gt_masks"][b], batch["gt_boxes"][b][:t],
-                                             batch["gt_box_valid"][b][:t], result, queries, weights=weights,
-                                             preset=g.reward_preset, fps=batch["fps_s1"], answers=answers,
-                                             num_objects=num_objects, num_keyframes=g.num_keyframes)
+            r, c = rollout_lib.group_rewards(
+                rows,
+                t,
+                batch["gt_masks"][b],
+                batch["gt_boxes"][b][:t],
+                batch["gt_box_valid"][b][:t],
+                result,
+                queries,
+                weights=weights,
+                preset=g.reward_preset,
+                fps=batch["fps_s1"],
+                answers=answers,
+                num_objects=num_objects,
+                num_keyframes=g.num_keyframes,
+            )
             rewards.append(r)
             comps.append(c)
         components = {k: np.concatenate([c[k] for c in comps]) for k in comps[0]}
@@ -153,8 +185,9 @@ class VOSTask(Task):
     def sft_targets(self, batch: dict[str, Any]) -> list[str]:
         """The synthetic world's formatted answers for one batch (``sft.target``: format_only / oracle)."""
         if self.cfg.data.dataset != "synthetic":
-            raise ConfigError("SFT targets for the vos task are implemented for the synthetic world "
-                              "(data.dataset='synthetic')")
+            raise ConfigError(
+                "SFT targets for the vos task are implemented for the synthetic world (data.dataset='synthetic')"
+            )
         if self._oracle is None:
             self._oracle = load_oracle(self.cfg.data.root)
         texts = []
@@ -164,9 +197,19 @@ class VOSTask(Task):
             t = int(batch["num_frames"][b])
             positions = [int(p) for p in batch["frame_indices"][b][:t]]
             think = self.cfg.sft.think.replace("{instruction}", self.shown[key])
-            texts.append(synthetic_target(self._oracle[rec.video_id], positions, rec.obj_ids, self._rng,
-                                          mode=self.cfg.sft.target, fps=batch["fps_s1"], think=think,
-                                          keyframes=self.cfg.sft.keyframes, target_rate=self.cfg.sft.target_rate))
+            texts.append(
+                synthetic_target(
+                    self._oracle[rec.video_id],
+                    positions,
+                    rec.obj_ids,
+                    self._rng,
+                    mode=self.cfg.sft.target,
+                    fps=batch["fps_s1"],
+                    think=think,
+                    keyframes=self.cfg.sft.keyframes,
+                    target_rate=self.cfg.sft.target_rate,
+                )
+            )
         return texts
 
 
@@ -186,14 +229,15 @@ class RefAIDTask(VOSTask):
         n = group_size
         rewards, fmt, box, stats = [], [], [], {"bridge/n_unparseable": 0.0, "bridge/n_detections": 0.0}
         for b in range(len(batch["num_frames"])):
-            rows = list(texts[b * n:(b + 1) * n])
+            rows = list(texts[b * n : (b + 1) * n])
             descs = [parse_description(x) for x in rows]
             asked = [i for i, d in enumerate(descs) if d]
             pred = [np.zeros((0, 4), np.float32) for _ in rows]
             if asked:
                 ctx = self.contexts([rows[i] for i in asked])
-                reply = self.client().ground(batch["frames"][b][:1], [Keyframe(0, descs[i]) for i in asked],
-                                             **({"contexts": ctx} if ctx else {}))
+                reply = self.client().ground(
+                    batch["frames"][b][:1], [Keyframe(0, descs[i]) for i in asked], **({"contexts": ctx} if ctx else {})
+                )
                 stats["bridge/n_unparseable"] += reply.n_unparseable
                 for i, boxes in zip(asked, reply.boxes):
                     pred[i] = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -213,5 +257,7 @@ class RefAIDTask(VOSTask):
         baseline); otherwise the synthetic world's targets (:meth:`VOSTask.sft_targets`)."""
         if self.cfg.sft.target != "expression":
             return super().sft_targets(batch)
-        return [f"<think>{self.cfg.sft.think.replace('{instruction}', e)}</think><answer>{e}</answer>"
-                for e in batch["expression"]]
+        return [
+            f"<think>{self.cfg.sft.think.replace('{instruction}', e)}</think><answer>{e}</answer>"
+            for e in batch["expression"]
+        ]

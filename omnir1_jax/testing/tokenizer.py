@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from omnir1_jax.data.prompts import AVS_PROMPT, VOS_PROMPT
 
@@ -67,9 +67,9 @@ CHAT_TEMPLATE = (
 # tiny vocabulary encodes the demo's completions in few tokens.
 _CORPUS = [
     "<think> the red circle leaves last, so it is the target </think>",
-    '<answer>[{"start_time": "00:01.50", "end_time": "00:02.00", "description": "the red circle on the left"}]</answer>',
+    '<answer>[{"start_time": "00:01.50", "end_time": "00:02.00", "description": "the red circle on the left"}]</answer>',  # noqa: E501
     '{"start_time": "00:00.00", "end_time": "00:03.50", "description": "blue square at the top right"}',
-    "Given a video and a reference instruction, identify the exact object(s) in the video that matches the description.",
+    "Given a video and a reference instruction, identify the exact object(s) in the video that matches the description.",  # noqa: E501
     "Select about 4 most relevant moments that contain the referred object(s) with the best view.",
     "Then, simplify the identified object into a short and clear visual grounding description.",
     "Avoid temporal phrases and comparison phrases like walking, moving, approaching, bigger or smaller.",
@@ -94,10 +94,17 @@ def _corpus() -> list[str]:
     answer = (
         "<think>the object is visible here</think><answer>"
         + ", ".join(
-            '{"start_time": "00:0%d.%d0", "end_time": "00:0%d.%d0", "description": "the %s %s"}' % (i, j, i, j, c, sh)
-            for i, j, c, sh in [(0, 0, "red", "circle"), (1, 5, "green", "square"), (2, 0, "blue", "triangle"),
-                                (3, 5, "yellow", "circle"), (4, 0, "purple", "square"), (5, 5, "orange", "triangle"),
-                                (6, 0, "cyan", "circle"), (7, 5, "white", "square")]
+            '{"start_time": "00:0%d.%d0", "end_time": "00:0%d.%d0", "description": "the %s %s"}' % (i, j, i, j, c, sh)  # noqa: UP031
+            for i, j, c, sh in [
+                (0, 0, "red", "circle"),
+                (1, 5, "green", "square"),
+                (2, 0, "blue", "triangle"),
+                (3, 5, "yellow", "circle"),
+                (4, 0, "purple", "square"),
+                (5, 5, "orange", "triangle"),
+                (6, 0, "cyan", "circle"),
+                (7, 5, "white", "square"),
+            ]
         )
         + "</answer>"
     )

@@ -83,11 +83,21 @@ class _Worker:
 class Server:
     """Runs the broker loop until :meth:`stop` (or SIGTERM via ``serve``)."""
 
-    def __init__(self, address: str, handler_config: dict[str, Any], devices: list[str],
-                 allow_remote: bool = False, torch_threads: int = 0,
-                 max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES, max_queue: int = 1024,
-                 token: str | None = None, budget: Budget | None = None, limits: protocol.DecodeLimits | None = None,
-                 max_start_failures: int = 5, start_backoff_s: float = 1.0):
+    def __init__(
+        self,
+        address: str,
+        handler_config: dict[str, Any],
+        devices: list[str],
+        allow_remote: bool = False,
+        torch_threads: int = 0,
+        max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
+        max_queue: int = 1024,
+        token: str | None = None,
+        budget: Budget | None = None,
+        limits: protocol.DecodeLimits | None = None,
+        max_start_failures: int = 5,
+        start_backoff_s: float = 1.0,
+    ):
         self.address = check_address(address, allow_remote)
         self.budget = budget or Budget()
         self.limits = limits or protocol.DecodeLimits(max_message_bytes=max_message_bytes)
@@ -97,8 +107,9 @@ class Server:
         self.max_queue = max_queue
         self.token = token.encode() if token else None
         if max_start_failures < 1 or start_backoff_s < 0:
-            raise ValueError(f"max_start_failures = {max_start_failures} (>= 1), start_backoff_s = "
-                             f"{start_backoff_s} (>= 0)")
+            raise ValueError(
+                f"max_start_failures = {max_start_failures} (>= 1), start_backoff_s = {start_backoff_s} (>= 0)"
+            )
         self.max_start_failures = max_start_failures
         self.start_backoff_s = start_backoff_s
         self.fatal = ""  # set when the server gives up (a worker failed to start max_start_failures times)
@@ -125,10 +136,23 @@ class Server:
 
     def _spawn(self, w: _Worker) -> None:
         cfg = dict(self.handler_config, device=w.device)
-        argv = [sys.executable, "-m", "sam2_bridge.server.worker", "--backend", self.backend_address,
-                "--index", str(w.index), "--config", json.dumps(cfg), "--torch-threads", str(self.torch_threads),
-                "--max-message-bytes", str(self.max_message_bytes),
-                "--limits", json.dumps(dataclasses.asdict(self.limits))]
+        argv = [
+            sys.executable,
+            "-m",
+            "sam2_bridge.server.worker",
+            "--backend",
+            self.backend_address,
+            "--index",
+            str(w.index),
+            "--config",
+            json.dumps(cfg),
+            "--torch-threads",
+            str(self.torch_threads),
+            "--max-message-bytes",
+            str(self.max_message_bytes),
+            "--limits",
+            json.dumps(dataclasses.asdict(self.limits)),
+        ]
         env = dict(os.environ)
         if w.device.startswith("cuda:"):
             env["CUDA_VISIBLE_DEVICES"] = w.device.split(":", 1)[1]
@@ -147,10 +171,24 @@ class Server:
             code = w.proc.returncode
             if w.busy_with is not None:
                 client, req_id, req_type, received, size, dispatched, version = w.busy_with
-                self._reply(client, protocol.make_error(req_id, req_type, "worker_died",
-                                                        f"worker {w.index} exited with {code} during the request",
-                                                        retryable=True, version=version),
-                            req_id, req_type, w.index, "worker_died", received, dispatched, size)
+                self._reply(
+                    client,
+                    protocol.make_error(
+                        req_id,
+                        req_type,
+                        "worker_died",
+                        f"worker {w.index} exited with {code} during the request",
+                        retryable=True,
+                        version=version,
+                    ),
+                    req_id,
+                    req_type,
+                    w.index,
+                    "worker_died",
+                    received,
+                    dispatched,
+                    size,
+                )
             w.restarts += 1
             if w.ready:  # it had started: restart it at once
                 log.warning("worker %d (pid %d) exited with %s; restarting", w.index, w.pid, code)
@@ -160,44 +198,107 @@ class Server:
             if not w.first_error:
                 w.first_error = f"worker {w.index} exited with {code} before it was ready"
             if w.failed_starts >= self.max_start_failures:
-                self.fatal = (f"worker {w.index} ({w.device}) failed to start {w.failed_starts} times in a row; "
-                              f"its first error: {w.first_error}")
+                self.fatal = (
+                    f"worker {w.index} ({w.device}) failed to start {w.failed_starts} times in a row; "
+                    f"its first error: {w.first_error}"
+                )
                 log.error("%s; stopping", self.fatal)
                 self.stop()
                 return
             pause = min(30.0, self.start_backoff_s * 2 ** (w.failed_starts - 1))
-            log.warning("worker %d (pid %d) exited with %s before it was ready (failed start %d of %d); "
-                        "restarting in %.1f s", w.index, w.pid, code, w.failed_starts, self.max_start_failures,
-                        pause)
+            log.warning(
+                "worker %d (pid %d) exited with %s before it was ready (failed start %d of %d); restarting in %.1f s",
+                w.index,
+                w.pid,
+                code,
+                w.failed_starts,
+                self.max_start_failures,
+                pause,
+            )
             w.proc, w.ready, w.busy_with = None, False, None
             w.respawn_at = now + pause
 
     def health_body(self) -> dict[str, Any]:
         cfg = self.handler_config
-        return {"version": protocol.PROTOCOL_VERSION, "segmenter": cfg.get("segmenter", "?"),
-                "grounder": cfg.get("grounder", "?"), "judge": cfg.get("judge"),
-                "uptime_s": time.time() - self.started,
-                "queued": len(self.queue), "queued_bytes": self.queued_bytes, "budget": self.budget.to_json(),
-                "token_required": self.token is not None,
-                "workers": [{"index": w.index, "pid": w.pid, "device": w.device, "ready": w.ready,
-                             "busy_with": w.busy_with[1] if w.busy_with else None, "restarts": w.restarts,
-                             "served": w.served, "failed_starts": w.failed_starts}
-                            for w in self.workers]}
+        return {
+            "version": protocol.PROTOCOL_VERSION,
+            "segmenter": cfg.get("segmenter", "?"),
+            "grounder": cfg.get("grounder", "?"),
+            "judge": cfg.get("judge"),
+            "uptime_s": time.time() - self.started,
+            "queued": len(self.queue),
+            "queued_bytes": self.queued_bytes,
+            "budget": self.budget.to_json(),
+            "token_required": self.token is not None,
+            "workers": [
+                {
+                    "index": w.index,
+                    "pid": w.pid,
+                    "device": w.device,
+                    "ready": w.ready,
+                    "busy_with": w.busy_with[1] if w.busy_with else None,
+                    "restarts": w.restarts,
+                    "served": w.served,
+                    "failed_starts": w.failed_starts,
+                }
+                for w in self.workers
+            ],
+        }
 
     # ------------------------------------------------------------------------------------- messages
 
-    def _reply(self, client: bytes, payload: bytes, req_id: str, req_type: str, worker: Any, status: str,
-               received: float, started: float, size_in: int, compute_s: float = 0.0) -> None:
+    def _reply(
+        self,
+        client: bytes,
+        payload: bytes,
+        req_id: str,
+        req_type: str,
+        worker: Any,
+        status: str,
+        received: float,
+        started: float,
+        size_in: int,
+        compute_s: float = 0.0,
+    ) -> None:
         self.front.send_multipart([client, payload])
         now = time.perf_counter()
-        log.info("request id=%s type=%s worker=%s status=%s queue_s=%.4f compute_s=%.4f total_s=%.4f "
-                 "bytes_in=%d bytes_out=%d", req_id, req_type, worker, status, started - received, compute_s,
-                 now - received, size_in, len(payload))
+        log.info(
+            "request id=%s type=%s worker=%s status=%s queue_s=%.4f compute_s=%.4f total_s=%.4f "
+            "bytes_in=%d bytes_out=%d",
+            req_id,
+            req_type,
+            worker,
+            status,
+            started - received,
+            compute_s,
+            now - received,
+            size_in,
+            len(payload),
+        )
 
-    def _error(self, client: bytes, req_id: str, req_type: str, code: str, message: str, received: float,
-               size: int, version: int = protocol.PROTOCOL_VERSION, retryable: bool = False) -> None:
-        self._reply(client, protocol.make_error(req_id, req_type, code, message, retryable, version=version), req_id,
-                    req_type, "-", code, received, received, size)
+    def _error(
+        self,
+        client: bytes,
+        req_id: str,
+        req_type: str,
+        code: str,
+        message: str,
+        received: float,
+        size: int,
+        version: int = protocol.PROTOCOL_VERSION,
+        retryable: bool = False,
+    ) -> None:
+        self._reply(
+            client,
+            protocol.make_error(req_id, req_type, code, message, retryable, version=version),
+            req_id,
+            req_type,
+            "-",
+            code,
+            received,
+            received,
+            size,
+        )
 
     def _on_front(self) -> None:
         frames = self.front.recv_multipart()
@@ -209,14 +310,25 @@ class Server:
             env = protocol.read_envelope(payload, self.limits)  # framing + envelope; the body is not decoded yet
             version = env.version
             req_id = env.id or "?"
-            if self.token is not None and not (isinstance(env.token, str) and
-                                               hmac.compare_digest(env.token.encode(), self.token)):
-                raise protocol.ProtocolError("unauthorized", "missing or wrong token (this bridge was started with "
-                                             "--token-file)")
+            if self.token is not None and not (
+                isinstance(env.token, str) and hmac.compare_digest(env.token.encode(), self.token)
+            ):
+                raise protocol.ProtocolError(
+                    "unauthorized", "missing or wrong token (this bridge was started with --token-file)"
+                )
             req_id, req_type = protocol.check_envelope(env)
             if req_type == "health":
-                self._reply(client, protocol.make_reply(req_id, req_type, self.health_body(), version=version), req_id,
-                            req_type, "-", "ok", received, received, len(payload))
+                self._reply(
+                    client,
+                    protocol.make_reply(req_id, req_type, self.health_body(), version=version),
+                    req_id,
+                    req_type,
+                    "-",
+                    "ok",
+                    received,
+                    received,
+                    len(payload),
+                )
                 return
             if req_type == "judge" and not self.handler_config.get("judge"):  # no worker is tied up
                 raise protocol.ProtocolError("no_judge", "this bridge was started without --judge")
@@ -227,19 +339,38 @@ class Server:
             self.budget.check_request(request)
             del request, body
             if len(payload) > self.budget.max_queued_bytes:
-                raise protocol.ProtocolError("too_large", f"request of {len(payload)} bytes > --max-queued-bytes "
-                                             f"{self.budget.max_queued_bytes}")
+                raise protocol.ProtocolError(
+                    "too_large", f"request of {len(payload)} bytes > --max-queued-bytes {self.budget.max_queued_bytes}"
+                )
             if len(self.queue) >= self.max_queue or self.queued_bytes + len(payload) > self.budget.max_queued_bytes:
-                raise protocol.ProtocolError("overloaded", f"queue full ({len(self.queue)} requests, "
-                                             f"{self.queued_bytes} bytes)", retryable=True)
+                raise protocol.ProtocolError(
+                    "overloaded", f"queue full ({len(self.queue)} requests, {self.queued_bytes} bytes)", retryable=True
+                )
         except protocol.ProtocolError as exc:
-            self._error(client, req_id, req_type if isinstance(req_type, str) else "?", exc.code, exc.message,
-                        received, len(payload), version, exc.retryable)
+            self._error(
+                client,
+                req_id,
+                req_type if isinstance(req_type, str) else "?",
+                exc.code,
+                exc.message,
+                received,
+                len(payload),
+                version,
+                exc.retryable,
+            )
             return
         except Exception as exc:  # a validation bug must not take the broker (and every client) down
             log.exception("request id=%s: unexpected error while checking it", req_id)
-            self._error(client, req_id, req_type if isinstance(req_type, str) else "?", "internal",
-                        f"{type(exc).__name__}: {exc}", received, len(payload), version)
+            self._error(
+                client,
+                req_id,
+                req_type if isinstance(req_type, str) else "?",
+                "internal",
+                f"{type(exc).__name__}: {exc}",
+                received,
+                len(payload),
+                version,
+            )
             return
         deadline = None if env.deadline_s is None else arrived + float(env.deadline_s)
         self.queue.append((client, req_id, req_type, received, payload, deadline, version))
@@ -263,8 +394,18 @@ class Server:
             client, payload, stats = frames[1], frames[2], json.loads(frames[3])
             if w.busy_with is not None:
                 _, req_id, req_type, received, size, dispatched, _ = w.busy_with
-                self._reply(client, payload, req_id, req_type, w.index, stats.get("status", "?"), received,
-                            dispatched, size, stats.get("compute_s", 0.0))
+                self._reply(
+                    client,
+                    payload,
+                    req_id,
+                    req_type,
+                    w.index,
+                    stats.get("status", "?"),
+                    received,
+                    dispatched,
+                    size,
+                    stats.get("compute_s", 0.0),
+                )
             w.busy_with = None
             w.served += 1
         self._dispatch()
@@ -277,12 +418,21 @@ class Server:
                 client, req_id, req_type, received, payload, deadline, version = self.queue.popleft()
                 self.queued_bytes -= len(payload)
                 if deadline is not None and time.monotonic() > deadline:  # the client gave up: do not start it
-                    self._error(client, req_id, req_type, "expired", "the request's deadline passed while it "
-                                "was queued; dropped", received, len(payload), version)
+                    self._error(
+                        client,
+                        req_id,
+                        req_type,
+                        "expired",
+                        "the request's deadline passed while it was queued; dropped",
+                        received,
+                        len(payload),
+                        version,
+                    )
                     continue
                 w.busy_with = (client, req_id, req_type, received, len(payload), time.perf_counter(), version)
-                self.backend.send_multipart([f"w{w.index}".encode(), client, payload,
-                                             b"" if deadline is None else repr(deadline).encode()])
+                self.backend.send_multipart(
+                    [f"w{w.index}".encode(), client, payload, b"" if deadline is None else repr(deadline).encode()]
+                )
                 break
             if not self.queue:
                 return
@@ -296,8 +446,12 @@ class Server:
         poller.register(self.front, zmq.POLLIN)
         poller.register(self.backend, zmq.POLLIN)
         self._running = True
-        log.info("serving on %s with %d worker(s): %s", self.address, len(self.workers),
-                 ", ".join(w.device for w in self.workers))
+        log.info(
+            "serving on %s with %d worker(s): %s",
+            self.address,
+            len(self.workers),
+            ", ".join(w.device for w in self.workers),
+        )
         while self._running:
             events = dict(poller.poll(poll_ms))
             if self.backend in events:

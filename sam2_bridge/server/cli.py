@@ -29,63 +29,125 @@ from sam2_bridge.wire.command import EXIT_BAD_FLAGS, read_token_file
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sam2_bridge.serve",
-                                description="Serve System-2 grounding and SAM2 masks to the JAX trainer.")
-    p.add_argument("--address", required=True,
-                   help="where clients connect: ipc://PATH.sock or tcp://127.0.0.1:PORT")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow binding a non-loopback tcp address (e.g. tcp://0.0.0.0:5555 for a remote pool); "
-                        "without --token-file anyone who reaches the port is served (unauthenticated)")
-    p.add_argument("--token-file", default=None, metavar="PATH",
-                   help="require every request to carry this file's content (stripped) as its shared token, "
-                        "checked in constant time before the body is decoded; clients: BridgeClient(..., "
-                        "token_file=PATH). Plain text over tcp://: use it on a trusted network or a tunnel")
-    p.add_argument("--workers", type=int, default=0,
-                   help="worker processes (default: one per visible CUDA GPU, else 1 CPU worker)")
+    p = argparse.ArgumentParser(
+        prog="python -m sam2_bridge.serve", description="Serve System-2 grounding and SAM2 masks to the JAX trainer."
+    )
+    p.add_argument("--address", required=True, help="where clients connect: ipc://PATH.sock or tcp://127.0.0.1:PORT")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding a non-loopback tcp address (e.g. tcp://0.0.0.0:5555 for a remote pool); "
+        "without --token-file anyone who reaches the port is served (unauthenticated)",
+    )
+    p.add_argument(
+        "--token-file",
+        default=None,
+        metavar="PATH",
+        help="require every request to carry this file's content (stripped) as its shared token, "
+        "checked in constant time before the body is decoded; clients: BridgeClient(..., "
+        "token_file=PATH). Plain text over tcp://: use it on a trusted network or a tunnel",
+    )
+    p.add_argument(
+        "--workers", type=int, default=0, help="worker processes (default: one per visible CUDA GPU, else 1 CPU worker)"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda: device family of the workers")
-    p.add_argument("--torch-threads", type=int, default=0,
-                   help="torch CPU threads per worker (default: CPU cores / workers)")
-    p.add_argument("--segmenter", choices=("sam2", "synthetic", "none"), default="sam2",
-                   help="sam2: SAM2 video predictor; synthetic: colour-region tracker for the synthetic world; "
-                        "none: no grounding / segmentation (a judge-only bridge)")
-    p.add_argument("--sam2-config", default="configs/sam2.1/sam2.1_hiera_l.yaml",
-                   help="packaged sam2 hydra config (e.g. configs/sam2.1/sam2.1_hiera_t.yaml)")
-    p.add_argument("--sam2-checkpoint", default=None,
-                   help="local SAM2 checkpoint .pt (default: random weights, for tests only)")
-    p.add_argument("--sam2-image-size", type=int, default=None,
-                   help="override the config's image size (multiple of 16; e.g. 256 for CPU tests)")
-    p.add_argument("--sam2-dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="bfloat16 runs SAM2 under CUDA autocast")
+    p.add_argument(
+        "--torch-threads", type=int, default=0, help="torch CPU threads per worker (default: CPU cores / workers)"
+    )
+    p.add_argument(
+        "--segmenter",
+        choices=("sam2", "synthetic", "none"),
+        default="sam2",
+        help="sam2: SAM2 video predictor; synthetic: colour-region tracker for the synthetic world; "
+        "none: no grounding / segmentation (a judge-only bridge)",
+    )
+    p.add_argument(
+        "--sam2-config",
+        default="configs/sam2.1/sam2.1_hiera_l.yaml",
+        help="packaged sam2 hydra config (e.g. configs/sam2.1/sam2.1_hiera_t.yaml)",
+    )
+    p.add_argument(
+        "--sam2-checkpoint", default=None, help="local SAM2 checkpoint .pt (default: random weights, for tests only)"
+    )
+    p.add_argument(
+        "--sam2-image-size",
+        type=int,
+        default=None,
+        help="override the config's image size (multiple of 16; e.g. 256 for CPU tests)",
+    )
+    p.add_argument(
+        "--sam2-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16 runs SAM2 under CUDA autocast",
+    )
     p.add_argument("--sam2-seed", type=int, default=0, help="torch seed for random SAM2 weights")
-    p.add_argument("--no-batch-objects", action="store_true",
-                   help="run SAM2 objects one at a time instead of in batches")
-    p.add_argument("--sam2-object-batch", type=int, default=None,
-                   help="most SAM2 objects per batched call (default: 8 on CPU, 64 on CUDA)")
-    p.add_argument("--grounder", default="synthetic",
-                   help="qwen2_5_vl:PATH | qwen2_5_omni:PATH (local model directories) | synthetic | KIND:PATH of a "
-                        "plug-in (--grounder-plugin)")
-    p.add_argument("--grounder-plugin", action="append", default=[], metavar="MODULE_OR_FILE",
-                   help="import this module (or .py file) in every worker before building the grounder; it "
-                        "registers grounder kinds with sam2_bridge.server.grounder.register_grounder (repeatable)")
+    p.add_argument(
+        "--no-batch-objects", action="store_true", help="run SAM2 objects one at a time instead of in batches"
+    )
+    p.add_argument(
+        "--sam2-object-batch",
+        type=int,
+        default=None,
+        help="most SAM2 objects per batched call (default: 8 on CPU, 64 on CUDA)",
+    )
+    p.add_argument(
+        "--grounder",
+        default="synthetic",
+        help="qwen2_5_vl:PATH | qwen2_5_omni:PATH (local model directories) | synthetic | KIND:PATH of a "
+        "plug-in (--grounder-plugin)",
+    )
+    p.add_argument(
+        "--grounder-plugin",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import this module (or .py file) in every worker before building the grounder; it "
+        "registers grounder kinds with sam2_bridge.server.grounder.register_grounder (repeatable)",
+    )
     p.add_argument("--grounder-dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--grounder-max-new-tokens", type=int, default=256)
-    p.add_argument("--grounder-max-pixels", type=int, default=900 * 28 * 28,
-                   help="largest keyframe the grounder sees (pixels; docs/design.md §6.2: 900*28*28)")
-    p.add_argument("--judge", default=None, metavar="KIND:PATH",
-                   help="serve 'judge' requests (CrossOmni judge rewards) with a text model: hf:PATH = a local "
-                        "transformers causal-LM directory (model + tokenizer), greedy batched decoding; "
-                        "default: no judge ('judge' requests get the error no_judge)")
+    p.add_argument(
+        "--grounder-max-pixels",
+        type=int,
+        default=900 * 28 * 28,
+        help="largest keyframe the grounder sees (pixels; docs/design.md §6.2: 900*28*28)",
+    )
+    p.add_argument(
+        "--judge",
+        default=None,
+        metavar="KIND:PATH",
+        help="serve 'judge' requests (CrossOmni judge rewards) with a text model: hf:PATH = a local "
+        "transformers causal-LM directory (model + tokenizer), greedy batched decoding; "
+        "default: no judge ('judge' requests get the error no_judge)",
+    )
     p.add_argument("--judge-dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     p.add_argument("--judge-max-batch", type=int, default=16, help="most judge prompts decoded together")
-    p.add_argument("--data-root", action="append", default=[],
-                   help="read frame references (FrameRef) only under this directory (repeatable); without it "
-                        "every FrameRef is refused ('forbidden') and clients must send frames as arrays")
-    p.add_argument("--max-message-bytes", type=int, default=512 * 1024 * 1024,
-                   help="largest accepted message body (a 24-frame 1080p uint8 clip is 150 MB)")
-    p.add_argument("--worker-start-attempts", type=int, default=5,
-                   help="failed worker starts in a row (exit before ready) before the server exits 3")
-    p.add_argument("--worker-start-backoff-s", type=float, default=1.0,
-                   help="pause before restarting a worker that failed to start, doubled each time (<= 30 s)")
+    p.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        help="read frame references (FrameRef) only under this directory (repeatable); without it "
+        "every FrameRef is refused ('forbidden') and clients must send frames as arrays",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=512 * 1024 * 1024,
+        help="largest accepted message body (a 24-frame 1080p uint8 clip is 150 MB)",
+    )
+    p.add_argument(
+        "--worker-start-attempts",
+        type=int,
+        default=5,
+        help="failed worker starts in a row (exit before ready) before the server exits 3",
+    )
+    p.add_argument(
+        "--worker-start-backoff-s",
+        type=float,
+        default=1.0,
+        help="pause before restarting a worker that failed to start, doubled each time (<= 30 s)",
+    )
     add_budget_flags(p)
     p.add_argument("--log-level", default="INFO")
     return p
@@ -98,15 +160,16 @@ def _check_bind_target(address: str) -> None:
         if not 1 <= port <= 65535:
             raise ValueError(f"--address {address!r}: port {port} is not in 1..65535")
     elif address.startswith("ipc://"):
-        folder = os.path.dirname(os.path.abspath(address[len("ipc://"):]))
+        folder = os.path.dirname(os.path.abspath(address[len("ipc://") :]))
         if not os.path.isdir(folder):
             raise ValueError(f"--address {address!r}: directory {folder} does not exist")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     try:
         _check_bind_target(check_address(args.address, args.allow_remote))
         budget, limits = budget_from_args(args)
@@ -116,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_FLAGS
     if args.allow_remote and token is None:
         logging.getLogger("sam2_bridge").warning(
-            "--allow-remote without --token-file: this bridge is unauthenticated; anyone who reaches %s can "
-            "use it", args.address)
+            "--allow-remote without --token-file: this bridge is unauthenticated; anyone who reaches %s can use it",
+            args.address,
+        )
     if args.grounder_plugin or args.grounder.partition(":")[0] not in ("synthetic", "qwen2_5_vl", "qwen2_5_omni"):
         try:  # an unknown kind or a broken plug-in is a flag error now, not a worker that never starts
             check_grounder_spec(args.grounder, args.grounder_plugin)
@@ -144,18 +208,37 @@ def main(argv: list[str] | None = None) -> int:
         devices = ["cpu"] * (args.workers or 1)
     threads = args.torch_threads or max(1, (os.cpu_count() or 1) // len(devices))
     handler_config = dict(
-        segmenter=args.segmenter, sam2_config=args.sam2_config, sam2_checkpoint=args.sam2_checkpoint,
-        sam2_image_size=args.sam2_image_size, sam2_dtype=args.sam2_dtype, sam2_seed=args.sam2_seed,
-        sam2_batch_objects=not args.no_batch_objects, sam2_object_batch=args.sam2_object_batch,
-        grounder=args.grounder, grounder_plugins=[os.path.abspath(p) if p.endswith(".py") or os.sep in p
-                                                  else p for p in args.grounder_plugin],
-        grounder_dtype=args.grounder_dtype, grounder_max_new_tokens=args.grounder_max_new_tokens,
-        grounder_max_pixels=args.grounder_max_pixels, data_roots=args.data_root, judge=args.judge,
-        judge_dtype=args.judge_dtype, judge_max_batch=args.judge_max_batch)
-    server = Server(args.address, handler_config, devices, allow_remote=args.allow_remote,
-                    torch_threads=threads, max_message_bytes=args.max_message_bytes, token=token, budget=budget,
-                    limits=limits, max_start_failures=args.worker_start_attempts,
-                    start_backoff_s=args.worker_start_backoff_s)
+        segmenter=args.segmenter,
+        sam2_config=args.sam2_config,
+        sam2_checkpoint=args.sam2_checkpoint,
+        sam2_image_size=args.sam2_image_size,
+        sam2_dtype=args.sam2_dtype,
+        sam2_seed=args.sam2_seed,
+        sam2_batch_objects=not args.no_batch_objects,
+        sam2_object_batch=args.sam2_object_batch,
+        grounder=args.grounder,
+        grounder_plugins=[os.path.abspath(p) if p.endswith(".py") or os.sep in p else p for p in args.grounder_plugin],
+        grounder_dtype=args.grounder_dtype,
+        grounder_max_new_tokens=args.grounder_max_new_tokens,
+        grounder_max_pixels=args.grounder_max_pixels,
+        data_roots=args.data_root,
+        judge=args.judge,
+        judge_dtype=args.judge_dtype,
+        judge_max_batch=args.judge_max_batch,
+    )
+    server = Server(
+        args.address,
+        handler_config,
+        devices,
+        allow_remote=args.allow_remote,
+        torch_threads=threads,
+        max_message_bytes=args.max_message_bytes,
+        token=token,
+        budget=budget,
+        limits=limits,
+        max_start_failures=args.worker_start_attempts,
+        start_backoff_s=args.worker_start_backoff_s,
+    )
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     code = server.serve_forever()

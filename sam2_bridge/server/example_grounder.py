@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -45,8 +46,9 @@ class ColourTableGrounder:
             raise ValueError(f"colour_table grounder: {config} is not a readable table of colours ({exc})") from None
         self.name = f"colour_table:{path}"
 
-    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str],
-               contexts: Sequence[str | None] | None = None) -> list[Grounding]:
+    def ground(
+        self, images: Sequence[np.ndarray], descriptions: Sequence[str], contexts: Sequence[str | None] | None = None
+    ) -> list[Grounding]:
         """One :class:`Grounding` per keyframe; ``contexts`` (System 1's rationale) cannot help a colour table and
         is ignored."""
         out = []

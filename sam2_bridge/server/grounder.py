@@ -47,16 +47,21 @@ import math
 import os
 import re
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-GROUNDING_PROMPT = ('Locate every object that matches the description "{description}" in the image and output '
-                    'the bbox coordinates in JSON format.')
+GROUNDING_PROMPT = (
+    'Locate every object that matches the description "{description}" in the image and output '
+    "the bbox coordinates in JSON format."
+)
 # System 1's rationale ahead of the grounding instruction (``bridge.s2_context``, docs/design.md §8.5): the image is
 # one keyframe, the rationale says what happens over the whole video (which of two look-alikes is meant)
-CONTEXT_PROMPT = ('A model that watched the whole video reasoned about it as follows: "{context}"\n'
-                  'Use this reasoning to decide which object the description refers to. ')
+CONTEXT_PROMPT = (
+    'A model that watched the whole video reasoned about it as follows: "{context}"\n'
+    "Use this reasoning to decide which object the description refers to. "
+)
 DEFAULT_MAX_PIXELS = 900 * 28 * 28
 DEFAULT_MIN_PIXELS = 16 * 28 * 28
 _FENCE = re.compile(r"```(?:json)?", re.IGNORECASE)
@@ -141,8 +146,9 @@ class SyntheticBackend:
 
         self.grounder = SyntheticGrounder()
 
-    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str],
-               contexts: Sequence[str | None] | None = None) -> list[Grounding]:
+    def ground(
+        self, images: Sequence[np.ndarray], descriptions: Sequence[str], contexts: Sequence[str | None] | None = None
+    ) -> list[Grounding]:
         """Colour / shape matching; ``contexts`` are accepted and ignored (the classical grounder reads only the
         description, so a context never changes its boxes)."""
         out = []
@@ -163,19 +169,30 @@ def _load_processor(kind: str, path: str):
     if kind == "qwen2_5_omni" and not any(os.path.exists(os.path.join(path, f)) for f in saved):
         tok = transformers.AutoTokenizer.from_pretrained(path)
         return transformers.Qwen2_5OmniProcessor(
-            image_processor=transformers.Qwen2VLImageProcessor(), video_processor=transformers.Qwen2VLVideoProcessor(),
-            feature_extractor=transformers.WhisperFeatureExtractor(feature_size=128), tokenizer=tok,
-            chat_template=tok.chat_template)
+            image_processor=transformers.Qwen2VLImageProcessor(),
+            video_processor=transformers.Qwen2VLVideoProcessor(),
+            feature_extractor=transformers.WhisperFeatureExtractor(feature_size=128),
+            tokenizer=tok,
+            chat_template=tok.chat_template,
+        )
     return transformers.AutoProcessor.from_pretrained(path)
 
 
 class QwenBackend:
     """Qwen2.5-VL or the Qwen2.5-Omni Thinker from a local directory; greedy, batched decoding."""
 
-    def __init__(self, kind: str, path: str, device: str = "cpu", dtype: str = "float32",
-                 max_new_tokens: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 min_pixels: int = DEFAULT_MIN_PIXELS, batch_size: int = 16,
-                 prompt: str = GROUNDING_PROMPT):
+    def __init__(
+        self,
+        kind: str,
+        path: str,
+        device: str = "cpu",
+        dtype: str = "float32",
+        max_new_tokens: int = 256,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        min_pixels: int = DEFAULT_MIN_PIXELS,
+        batch_size: int = 16,
+        prompt: str = GROUNDING_PROMPT,
+    ):
         import torch
         import transformers
 
@@ -191,8 +208,11 @@ class QwenBackend:
         self.processor = _load_processor(kind, path)
         self.processor.image_processor.size = {"longest_edge": max_pixels, "shortest_edge": min_pixels}
         self.processor.tokenizer.padding_side = "left"
-        cls = (transformers.Qwen2_5_VLForConditionalGeneration if kind == "qwen2_5_vl"
-               else transformers.Qwen2_5OmniThinkerForConditionalGeneration)
+        cls = (
+            transformers.Qwen2_5_VLForConditionalGeneration
+            if kind == "qwen2_5_vl"
+            else transformers.Qwen2_5OmniThinkerForConditionalGeneration
+        )
         torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
         self.model = cls.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
         self.patch = int(self.processor.image_processor.patch_size)
@@ -202,8 +222,9 @@ class QwenBackend:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def ground(self, images: Sequence[np.ndarray], descriptions: Sequence[str],
-               contexts: Sequence[str | None] | None = None) -> list[Grounding]:
+    def ground(
+        self, images: Sequence[np.ndarray], descriptions: Sequence[str], contexts: Sequence[str | None] | None = None
+    ) -> list[Grounding]:
         """Greedy grounding of each (image, description); ``contexts[i]``: System 1's rationale for item i
         (None: the plain grounding prompt)."""
         import torch
@@ -211,13 +232,13 @@ class QwenBackend:
         contexts = list(contexts) if contexts is not None else [None] * len(images)
         out: list[Grounding] = []
         for start in range(0, len(images), self.batch_size):
-            imgs = [np.asarray(i) for i in images[start:start + self.batch_size]]
+            imgs = [np.asarray(i) for i in images[start : start + self.batch_size]]
             stop = start + self.batch_size
             texts = [self._prompt_text(d, c) for d, c in zip(descriptions[start:stop], contexts[start:stop])]
             inputs = self.processor(text=texts, images=imgs, padding=True, return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 ids = self.model.generate(**inputs, do_sample=False, max_new_tokens=self.max_new_tokens)
-            new = ids[:, inputs["input_ids"].shape[1]:]
+            new = ids[:, inputs["input_ids"].shape[1] :]
             answers = self.processor.batch_decode(new, skip_special_tokens=True)
             for img, answer, grid in zip(imgs, answers, inputs["image_grid_thw"].tolist()):
                 resized = (grid[1] * self.patch, grid[2] * self.patch)
@@ -297,8 +318,10 @@ def check_groundings(results: Any, images: Sequence[np.ndarray], name: str) -> l
             raise RuntimeError(f"grounder {name!r}: result {i} boxes are not [n, 4] numbers ({exc})") from None
         labels = tuple(str(x) for x in g.labels)
         if len(labels) != len(boxes) or not np.isfinite(boxes).all():
-            raise RuntimeError(f"grounder {name!r}: result {i} has {len(boxes)} boxes, {len(labels)} labels "
-                               f"(non-finite boxes: {not np.isfinite(boxes).all()})")
+            raise RuntimeError(
+                f"grounder {name!r}: result {i} has {len(boxes)} boxes, {len(labels)} labels "
+                f"(non-finite boxes: {not np.isfinite(boxes).all()})"
+            )
         h, w = image.shape[:2]
         boxes = np.clip(boxes, 0, np.asarray([w, h, w, h], np.float32))
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -326,6 +349,8 @@ def build_grounder(spec: str, device: str = "cpu", plugins: Sequence[str] = (), 
         return SyntheticBackend()
     kind, sep, path = spec.partition(":")
     if not sep or not path or kind not in GROUNDERS:
-        raise ValueError(f"--grounder {spec!r}: expected synthetic or KIND:PATH with KIND one of "
-                         f"{sorted(GROUNDERS)} (a plug-in registers more: --grounder-plugin)")
+        raise ValueError(
+            f"--grounder {spec!r}: expected synthetic or KIND:PATH with KIND one of "
+            f"{sorted(GROUNDERS)} (a plug-in registers more: --grounder-plugin)"
+        )
     return GROUNDERS[kind](path, device=device, **kwargs)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,7 @@ class HandlerConfig:
 
     def __post_init__(self):
         if self.segmenter not in ("sam2", "synthetic", "none"):
-            raise ValueError(f"HandlerConfig.segmenter = {self.segmenter!r}, expected 'sam2', 'synthetic' or "
-                             "'none'")
+            raise ValueError(f"HandlerConfig.segmenter = {self.segmenter!r}, expected 'sam2', 'synthetic' or 'none'")
         if self.judge_max_batch < 1:
             raise ValueError(f"HandlerConfig.judge_max_batch = {self.judge_max_batch}, expected >= 1")
         object.__setattr__(self, "data_roots", tuple(self.data_roots))
@@ -71,24 +71,37 @@ class Handler:
             # lazy: the SAM2 segmenter pulls in torch and sam2
             from sam2_bridge.server.segmenter import GroupSegmenter, Sam2Config
 
-            self.segmenter = GroupSegmenter(Sam2Config(
-                config=cfg.sam2_config, checkpoint=cfg.sam2_checkpoint, image_size=cfg.sam2_image_size,
-                device=cfg.device, dtype=cfg.sam2_dtype, seed=cfg.sam2_seed,
-                batch_objects=cfg.sam2_batch_objects, object_batch=cfg.sam2_object_batch))
+            self.segmenter = GroupSegmenter(
+                Sam2Config(
+                    config=cfg.sam2_config,
+                    checkpoint=cfg.sam2_checkpoint,
+                    image_size=cfg.sam2_image_size,
+                    device=cfg.device,
+                    dtype=cfg.sam2_dtype,
+                    seed=cfg.sam2_seed,
+                    batch_objects=cfg.sam2_batch_objects,
+                    object_batch=cfg.sam2_object_batch,
+                )
+            )
         else:
             # lazy: the synthetic models pull in scipy
             from sam2_bridge.server.synthetic import SyntheticSegmenter
 
             self.segmenter = SyntheticSegmenter()
-        kwargs = {} if cfg.grounder == "synthetic" else dict(
-            dtype=cfg.grounder_dtype, max_new_tokens=cfg.grounder_max_new_tokens,
-            max_pixels=cfg.grounder_max_pixels)
+        kwargs = (
+            {}
+            if cfg.grounder == "synthetic"
+            else dict(
+                dtype=cfg.grounder_dtype, max_new_tokens=cfg.grounder_max_new_tokens, max_pixels=cfg.grounder_max_pixels
+            )
+        )
         self.grounder = build_grounder(cfg.grounder, device=cfg.device, plugins=cfg.grounder_plugins, **kwargs)
 
     # ------------------------------------------------------------------------------------------ parts
 
-    def segment_arrays(self, frames: np.ndarray, num_rollouts: int, det_rollout, det_frame, det_boxes
-                       ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    def segment_arrays(
+        self, frames: np.ndarray, num_rollouts: int, det_rollout, det_frame, det_boxes
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
         """(masks bool [R, T, H, W], obj_ids int32 [D], timings)."""
         if self.cfg.segmenter == "sam2":
             out = self.segmenter.segment(frames, num_rollouts, det_rollout, det_frame, det_boxes)
@@ -96,8 +109,9 @@ class Handler:
         masks, table = self.segmenter.segment(frames, num_rollouts, det_rollout, det_frame, det_boxes)
         return masks, table.obj_ids, {}
 
-    def ground_keyframes(self, frames: np.ndarray, keyframes: Sequence[protocol.Keyframe],
-                         contexts: Sequence[str | None] | None = None):
+    def ground_keyframes(
+        self, frames: np.ndarray, keyframes: Sequence[protocol.Keyframe], contexts: Sequence[str | None] | None = None
+    ):
         """Groundings per keyframe; identical (frame, description, context) triples are decoded once (greedy =
         same). ``contexts``: System 1's rationale per keyframe; the grounder gets ``contexts=`` only when one is
         given (a plug-in written without it keeps working for every other request)."""
@@ -108,8 +122,11 @@ class Handler:
         if any(c is not None for c in ctx):
             if not accepts_contexts(self.grounder):
                 name = getattr(self.grounder, "name", "?")
-                raise protocol.ProtocolError("bad_field", f"this bridge's grounder {name!r} takes no 'contexts' "
-                                             "(System 1's rationale); send the request without them")
+                raise protocol.ProtocolError(
+                    "bad_field",
+                    f"this bridge's grounder {name!r} takes no 'contexts' "
+                    "(System 1's rationale); send the request without them",
+                )
             results = self.grounder.ground(images, descs, contexts=[c for _, _, c in unique])
         else:
             results = self.grounder.ground(images, descs)
@@ -133,25 +150,32 @@ class Handler:
             texts, timings = self.judge.generate(request.prompts, request.max_new_tokens)
             return protocol.JudgeReply(tuple(texts), timings).to_body()
         if self.segmenter is None:
-            raise protocol.ProtocolError("no_segmenter", f"this bridge was started with --segmenter none; it cannot "
-                                         f"answer {req_type!r}")
+            raise protocol.ProtocolError(
+                "no_segmenter", f"this bridge was started with --segmenter none; it cannot answer {req_type!r}"
+            )
         if req_type == "ground":
             frames = self.frames(request.frames)
             _check_deadline(deadline, "after reading the frames")
             t1 = time.perf_counter()
             res = self.ground_keyframes(frames, request.keyframes, request.keyframe_contexts())
             t2 = time.perf_counter()
-            reply = protocol.GroundReply(tuple(g.boxes for g in res), tuple(g.labels for g in res),
-                                         tuple(g.text for g in res), sum(not g.parsed for g in res),
-                                         {"frames_s": t1 - t0, "ground_s": t2 - t1})
+            reply = protocol.GroundReply(
+                tuple(g.boxes for g in res),
+                tuple(g.labels for g in res),
+                tuple(g.text for g in res),
+                sum(not g.parsed for g in res),
+                {"frames_s": t1 - t0, "ground_s": t2 - t1},
+            )
         elif req_type == "segment":
             frames = self.frames(request.clip, request.num_rollouts)
             _check_deadline(deadline, "after reading the frames")
             t1 = time.perf_counter()
-            masks, obj_ids, timings = self.segment_arrays(frames, request.num_rollouts, request.det_rollout,
-                                                          request.det_frame, request.det_boxes)
-            reply = protocol.SegmentReply(masks, obj_ids, {"frames_s": t1 - t0,
-                                                           "segment_s": time.perf_counter() - t1, **timings})
+            masks, obj_ids, timings = self.segment_arrays(
+                frames, request.num_rollouts, request.det_rollout, request.det_frame, request.det_boxes
+            )
+            reply = protocol.SegmentReply(
+                masks, obj_ids, {"frames_s": t1 - t0, "segment_s": time.perf_counter() - t1, **timings}
+            )
         else:
             reply = self.group(request, t0, deadline)
         return reply.to_body()
@@ -160,8 +184,9 @@ class Handler:
         """uint8 [T, H, W, 3] of a clip (array or FrameRef under the data roots, within the budget)."""
         return resolve_frames(clip, self.cfg.data_roots, self.budget, rollouts)
 
-    def group(self, request: protocol.GroupRequest, t0: float | None = None, deadline: float | None = None
-              ) -> protocol.GroupReply:
+    def group(
+        self, request: protocol.GroupRequest, t0: float | None = None, deadline: float | None = None
+    ) -> protocol.GroupReply:
         """Ground every keyframe of every rollout (one batch), then segment all detections in one pass."""
         t0 = time.perf_counter() if t0 is None else t0
         frames = self.frames(request.clip, len(request.rollouts))
@@ -184,12 +209,21 @@ class Handler:
             boxes.append(tuple(per_kf))
         self.budget.check_detections(len(det_boxes))
         _check_deadline(deadline, "after grounding")
-        masks, _, timings = self.segment_arrays(frames, len(request.rollouts), np.asarray(det_rollout, np.int32),
-                                                np.asarray(det_frame, np.int32),
-                                                np.asarray(det_boxes, np.float32).reshape(-1, 4))
+        masks, _, timings = self.segment_arrays(
+            frames,
+            len(request.rollouts),
+            np.asarray(det_rollout, np.int32),
+            np.asarray(det_frame, np.int32),
+            np.asarray(det_boxes, np.float32).reshape(-1, 4),
+        )
         t3 = time.perf_counter()
-        return protocol.GroupReply(tuple(boxes), masks, sum(not g.parsed for g in groundings), len(det_boxes),
-                                   {"frames_s": t1 - t0, "ground_s": t2 - t1, "segment_s": t3 - t2, **timings})
+        return protocol.GroupReply(
+            tuple(boxes),
+            masks,
+            sum(not g.parsed for g in groundings),
+            len(det_boxes),
+            {"frames_s": t1 - t0, "ground_s": t2 - t1, "segment_s": t3 - t2, **timings},
+        )
 
 
 def accepts_contexts(grounder: Any) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 JUDGE_KINDS = ("hf",)
 _KIND_ALIASES = {"hf": "hf", "transformers": "hf"}
@@ -78,11 +78,17 @@ class HFJudge:
         self.device = torch.device(device)
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                path, local_files_only=True, dtype=getattr(torch, dtype)).to(self.device).eval()
+            self.model = (
+                transformers.AutoModelForCausalLM.from_pretrained(
+                    path, local_files_only=True, dtype=getattr(torch, dtype)
+                )
+                .to(self.device)
+                .eval()
+            )
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise JudgeLoadError(f"cannot load a causal LM and its tokenizer from {path!r}: "
-                                 f"{type(e).__name__}: {e}") from None
+            raise JudgeLoadError(
+                f"cannot load a causal LM and its tokenizer from {path!r}: {type(e).__name__}: {e}"
+            ) from None
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             if self.tokenizer.eos_token_id is None:
@@ -93,8 +99,9 @@ class HFJudge:
     def format_prompt(self, prompt: str) -> str:
         """The text the model continues: the chat-template user turn + generation prompt, or the prompt as is."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                      add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
         return prompt
 
     def _encode(self, text: str) -> list[int]:
@@ -115,17 +122,22 @@ class HFJudge:
         pad = self.tokenizer.pad_token_id
         batches = 0
         for start in range(0, len(order), self.max_batch):
-            chunk = order[start:start + self.max_batch]
+            chunk = order[start : start + self.max_batch]
             width = max(len(ids[i]) for i in chunk)
             input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, i in enumerate(chunk):
                 n = len(ids[i])
-                input_ids[row, width - n:] = torch.tensor(ids[i], dtype=torch.long)
-                mask[row, width - n:] = 1
+                input_ids[row, width - n :] = torch.tensor(ids[i], dtype=torch.long)
+                mask[row, width - n :] = 1
             with torch.inference_mode():
-                gen = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                                          do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad)
+                gen = self.model.generate(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    do_sample=False,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=pad,
+                )
             texts = self.tokenizer.batch_decode(gen[:, width:].cpu(), skip_special_tokens=True)
             for i, text in zip(chunk, texts):
                 out[i] = text

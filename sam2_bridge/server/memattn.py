@@ -139,8 +139,14 @@ class GroupMemoryAttention:
         return self.attn.norm(x).transpose(0, 1)
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-               v_proj: torch.nn.Linear, fused: bool | None = None) -> torch.Tensor:
+def _attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    v_proj: torch.nn.Linear,
+    fused: bool | None = None,
+) -> torch.Tensor:
     """softmax(q k^T / sqrt(D)) v_proj(v) with ``mask`` [B, 1, L] (True = attend).
 
     Unfused (the default off CUDA): two matrix products with the weights applied to the narrow ``v`` before the

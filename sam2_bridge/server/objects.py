@@ -9,7 +9,7 @@ request order (``obj_id = d`` for the d-th detection). Torch-free (numpy only).
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -24,15 +24,15 @@ class ObjectTable:
     tuples: tuple[DetectionTuple, ...]  # indexed by obj_id
 
     @classmethod
-    def from_detections(cls, num_rollouts: int, det_rollout: np.ndarray, det_frame: np.ndarray,
-                        det_boxes: np.ndarray) -> "ObjectTable":
+    def from_detections(
+        cls, num_rollouts: int, det_rollout: np.ndarray, det_frame: np.ndarray, det_boxes: np.ndarray
+    ) -> ObjectTable:
         """One object per detection, ``pred_obj_idx`` counted per (rollout, frame) in request order."""
         det_rollout = np.asarray(det_rollout).reshape(-1)
         det_frame = np.asarray(det_frame).reshape(-1)
         det_boxes = np.asarray(det_boxes, np.float32).reshape(-1, 4)
         if not len(det_rollout) == len(det_frame) == len(det_boxes):
-            raise ValueError(f"detection arrays disagree: {len(det_rollout)}, {len(det_frame)}, "
-                             f"{len(det_boxes)}")
+            raise ValueError(f"detection arrays disagree: {len(det_rollout)}, {len(det_frame)}, {len(det_boxes)}")
         counter: dict[tuple[int, int], int] = {}
         tuples = []
         for r, f, box in zip(det_rollout.tolist(), det_frame.tolist(), det_boxes.tolist()):

@@ -11,7 +11,7 @@ which :class:`~sam2_bridge.server.segmenter.GroupSegmenter` reproduces with ``ro
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -58,8 +58,9 @@ def write_jpeg_clip(frames: np.ndarray, directory: str, quality: int = 95) -> np
 
 
 @torch.inference_mode()
-def stock_rollout_logits(predictor: StockPredictor, video_dir: str, detections: Sequence[tuple[int, Sequence[float]]],
-                         num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stock_rollout_logits(
+    predictor: StockPredictor, video_dir: str, detections: Sequence[tuple[int, Sequence[float]]], num_frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward / backward video-res logits float32 [D, T, H, W] of ``detections`` ((frame, box) each, one
     object per detection, obj_id = index) in one fresh inference state over ``video_dir``."""
     state = predictor.init_state(video_dir)
@@ -74,16 +75,23 @@ def stock_rollout_logits(predictor: StockPredictor, video_dir: str, detections: 
     return sweeps[0], sweeps[1]
 
 
-def stock_group_masks(predictor: StockPredictor, video_dir: str, shape: tuple[int, int, int], num_rollouts: int,
-                      det_rollout, det_frame, det_boxes, per_rollout: bool = True) -> np.ndarray:
+def stock_group_masks(
+    predictor: StockPredictor,
+    video_dir: str,
+    shape: tuple[int, int, int],
+    num_rollouts: int,
+    det_rollout,
+    det_frame,
+    det_boxes,
+    per_rollout: bool = True,
+) -> np.ndarray:
     """bool [R, T, H, W] with the stock API over the JPEG clip in ``video_dir`` (``shape`` = (T, H, W)):
     one inference state per rollout (``per_rollout``) or one state for the whole group."""
     t, h, w = shape
     masks = np.zeros((num_rollouts, t, h, w), bool)
     det_rollout = np.asarray(det_rollout)
     dets = [(int(f), b) for f, b in zip(det_frame, np.asarray(det_boxes, np.float32))]
-    batches = [np.flatnonzero(det_rollout == r) for r in range(num_rollouts)] if per_rollout else \
-        [np.arange(len(dets))]
+    batches = [np.flatnonzero(det_rollout == r) for r in range(num_rollouts)] if per_rollout else [np.arange(len(dets))]
     for idx in batches:
         if len(idx) == 0:
             continue

@@ -82,9 +82,11 @@ class Sam2Config:
         if self.image_size is None:
             return []
         side = self.image_size // 16
-        return [f"++model.image_size={self.image_size}",
-                f"++model.memory_attention.layer.self_attention.feat_sizes=[{side},{side}]",
-                f"++model.memory_attention.layer.cross_attention.feat_sizes=[{side},{side}]"]
+        return [
+            f"++model.image_size={self.image_size}",
+            f"++model.memory_attention.layer.self_attention.feat_sizes=[{side},{side}]",
+            f"++model.memory_attention.layer.cross_attention.feat_sizes=[{side},{side}]",
+        ]
 
 
 def build_predictor(cfg: Sam2Config):
@@ -92,8 +94,9 @@ def build_predictor(cfg: Sam2Config):
     from sam2.build_sam import build_sam2_video_predictor
 
     torch.manual_seed(cfg.seed)
-    return build_sam2_video_predictor(cfg.config, ckpt_path=cfg.checkpoint, device=cfg.device,
-                                      hydra_overrides_extra=cfg.hydra_overrides())
+    return build_sam2_video_predictor(
+        cfg.config, ckpt_path=cfg.checkpoint, device=cfg.device, hydra_overrides_extra=cfg.hydra_overrides()
+    )
 
 
 def preprocess_frames(frames: np.ndarray, image_size: int) -> torch.Tensor:
@@ -121,9 +124,12 @@ class GroupMasks:
 
     def video_logits(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward / backward logits float32 [D, T, H, W] resized to the frames as SAM2 outputs them."""
-        return tuple(torch.stack([F.interpolate(x, size=(height, width), mode="bilinear",
-                                                align_corners=False)[:, 0] for x in logits])
-                     for logits in (self.logits_fwd, self.logits_bwd))
+        return tuple(
+            torch.stack(
+                [F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)[:, 0] for x in logits]
+            )
+            for logits in (self.logits_fwd, self.logits_bwd)
+        )
 
 
 class GroupSegmenter:
@@ -148,8 +154,9 @@ class GroupSegmenter:
         return torch.autocast(self.device.type, enabled=False)
 
     @torch.inference_mode()
-    def segment(self, frames: np.ndarray, num_rollouts: int, det_rollout, det_frame, det_boxes,
-                keep_logits: bool = False) -> GroupMasks:
+    def segment(
+        self, frames: np.ndarray, num_rollouts: int, det_rollout, det_frame, det_boxes, keep_logits: bool = False
+    ) -> GroupMasks:
         """Masks bool [R, T, H, W] for detections (rollout, frame, box in original pixels) on ``frames``."""
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -160,8 +167,7 @@ class GroupSegmenter:
             raise ValueError(f"a detection frame is outside the {t_count}-frame clip")
         timings: dict[str, float] = {}
         if len(table) == 0:
-            return GroupMasks(np.zeros((num_rollouts, t_count, height, width), bool), table, None, None,
-                              timings)
+            return GroupMasks(np.zeros((num_rollouts, t_count, height, width), bool), table, None, None, timings)
         with self._autocast():
             t0 = time.perf_counter()
             feats = self._encode(frames)
@@ -172,16 +178,24 @@ class GroupSegmenter:
             fwd = self._sweep(feats, table, cond, reverse=False)
             bwd = self._sweep(feats, table, cond, reverse=True)
             t3 = time.perf_counter()
-        logits_fwd = torch.stack([torch.stack([fwd[t][canon[d]][0] for t in range(t_count)])
-                                  for d in range(len(table))]).float()
-        logits_bwd = torch.stack([torch.stack([bwd[t][canon[d]][0] for t in range(t_count)])
-                                  for d in range(len(table))]).float()
+        logits_fwd = torch.stack(
+            [torch.stack([fwd[t][canon[d]][0] for t in range(t_count)]) for d in range(len(table))]
+        ).float()
+        logits_bwd = torch.stack(
+            [torch.stack([bwd[t][canon[d]][0] for t in range(t_count)]) for d in range(len(table))]
+        ).float()
         masks = self._union_masks(table, logits_fwd, logits_bwd, height, width)
         t4 = time.perf_counter()
-        timings.update(objects_tracked=float(len(set(canon))), encode_s=t1 - t0, prompt_s=t2 - t1,
-                       propagate_s=t3 - t2, masks_s=t4 - t3)
-        return GroupMasks(masks, table, logits_fwd if keep_logits else None,
-                          logits_bwd if keep_logits else None, timings)
+        timings.update(
+            objects_tracked=float(len(set(canon))),
+            encode_s=t1 - t0,
+            prompt_s=t2 - t1,
+            propagate_s=t3 - t2,
+            masks_s=t4 - t3,
+        )
+        return GroupMasks(
+            masks, table, logits_fwd if keep_logits else None, logits_bwd if keep_logits else None, timings
+        )
 
     # ------------------------------------------------------------------------------------------ steps
 
@@ -194,8 +208,9 @@ class GroupSegmenter:
         first: dict[tuple, int] = {}
         return [first.setdefault((f, box), d) for d, (_r, f, _k, box) in table]
 
-    def _union_masks(self, table: ObjectTable, logits_fwd: torch.Tensor, logits_bwd: torch.Tensor,
-                     height: int, width: int) -> np.ndarray:
+    def _union_masks(
+        self, table: ObjectTable, logits_fwd: torch.Tensor, logits_bwd: torch.Tensor, height: int, width: int
+    ) -> np.ndarray:
         """bool [R, T, H, W]: per rollout and frame, OR over its objects and both sweeps of (logit > 0) after
         resizing each object's low-res logits to the frame (the union is built per rollout, so memory stays
         O(R T H W) however many objects there are)."""
@@ -210,9 +225,9 @@ class GroupSegmenter:
             for logits in (logits_fwd, logits_bwd):
                 per_frame = logits.index_select(0, objs).transpose(0, 1)  # [T, n, 1, h, w]
                 for t0 in range(0, t_count, step):
-                    chunk = per_frame[t0:t0 + step].reshape(-1, 1, *logits.shape[-2:])
+                    chunk = per_frame[t0 : t0 + step].reshape(-1, 1, *logits.shape[-2:])
                     big = F.interpolate(chunk, size=(height, width), mode="bilinear", align_corners=False) > 0
-                    acc[t0:t0 + step] |= big.view(-1, n, height, width).any(1)
+                    acc[t0 : t0 + step] |= big.view(-1, n, height, width).any(1)
             out[r] = acc.cpu().numpy()
         return out
 
@@ -220,15 +235,21 @@ class GroupSegmenter:
         images = preprocess_frames(frames, self.image_size).to(self.device)
         feats = []
         for start in range(0, len(images), self.cfg.encode_batch):
-            out = self.model.forward_image(images[start:start + self.cfg.encode_batch])
+            out = self.model.forward_image(images[start : start + self.cfg.encode_batch])
             for i in range(out["backbone_fpn"][0].shape[0]):
-                feats.append({"backbone_fpn": [x[i:i + 1] for x in out["backbone_fpn"]],
-                              "vision_pos_enc": [x[i:i + 1] for x in out["vision_pos_enc"]]})
+                feats.append(
+                    {
+                        "backbone_fpn": [x[i : i + 1] for x in out["backbone_fpn"]],
+                        "vision_pos_enc": [x[i : i + 1] for x in out["vision_pos_enc"]],
+                    }
+                )
         return feats
 
     def _frame_features(self, feat: dict[str, list[torch.Tensor]], batch: int):
-        expanded = {"backbone_fpn": [x.expand(batch, -1, -1, -1) for x in feat["backbone_fpn"]],
-                    "vision_pos_enc": [x.expand(batch, -1, -1, -1) for x in feat["vision_pos_enc"]]}
+        expanded = {
+            "backbone_fpn": [x.expand(batch, -1, -1, -1) for x in feat["backbone_fpn"]],
+            "vision_pos_enc": [x.expand(batch, -1, -1, -1) for x in feat["vision_pos_enc"]],
+        }
         _, vision_feats, vision_pos, feat_sizes = self.model._prepare_backbone_features(expanded)
         return vision_feats, vision_pos, feat_sizes
 
@@ -246,10 +267,10 @@ class GroupSegmenter:
         tokens = stored.flatten(2).transpose(1, 2)  # [B, h*w, mem_dim]
 
         def entry(i: int) -> dict[str, Any]:
-            out = {"maskmem_features": stored[i:i + 1], "maskmem_pos_enc": [x[i:i + 1] for x in mem_pos]}
+            out = {"maskmem_features": stored[i : i + 1], "maskmem_pos_enc": [x[i : i + 1] for x in mem_pos]}
             if keys is not None:
-                out["keys"] = [k[i:i + 1] for k in keys]
-                out["tokens"] = tokens[i:i + 1]
+                out["keys"] = [k[i : i + 1] for k in keys]
+                out["tokens"] = tokens[i : i + 1]
             return out
 
         return entry
@@ -261,8 +282,9 @@ class GroupSegmenter:
             return fill_holes_in_mask_scores(masks, self.model.fill_hole_area)
         return masks
 
-    def _prompt(self, feats, table: ObjectTable, height: int, width: int,
-                active: set[int]) -> dict[int, dict[str, Any]]:
+    def _prompt(
+        self, feats, table: ObjectTable, height: int, width: int, active: set[int]
+    ) -> dict[int, dict[str, Any]]:
         """Box prompt on the frame of each object in ``active``: the conditioning output (mask logits,
         pointer, memory)."""
         m = self.model
@@ -274,32 +296,45 @@ class GroupSegmenter:
         for f, objs in sorted(by_frame.items()):
             groups = [[o] for o in objs] if not self.cfg.batch_objects else [objs]
             for group in groups:
-                points = torch.cat([torch.tensor(table.tuples[o][3], dtype=torch.float32).reshape(1, 2, 2)
-                                    for o in group])
+                points = torch.cat(
+                    [torch.tensor(table.tuples[o][3], dtype=torch.float32).reshape(1, 2, 2) for o in group]
+                )
                 points = points / torch.tensor([width, height])
                 points = (points * m.image_size).to(self.device)
                 labels = torch.tensor([[2, 3]] * len(group), dtype=torch.int32, device=self.device)
                 vision_feats, vision_pos, feat_sizes = self._frame_features(feats[f], len(group))
-                out = m.track_step(frame_idx=f, is_init_cond_frame=True, current_vision_feats=vision_feats,
-                                   current_vision_pos_embeds=vision_pos, feat_sizes=feat_sizes,
-                                   point_inputs={"point_coords": points, "point_labels": labels},
-                                   mask_inputs=None, output_dict={"cond_frame_outputs": {},
-                                                                  "non_cond_frame_outputs": {}},
-                                   num_frames=len(feats), track_in_reverse=False, run_mem_encoder=False)
+                out = m.track_step(
+                    frame_idx=f,
+                    is_init_cond_frame=True,
+                    current_vision_feats=vision_feats,
+                    current_vision_pos_embeds=vision_pos,
+                    feat_sizes=feat_sizes,
+                    point_inputs={"point_coords": points, "point_labels": labels},
+                    mask_inputs=None,
+                    output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+                    num_frames=len(feats),
+                    track_in_reverse=False,
+                    run_mem_encoder=False,
+                )
                 pred_masks = self._fill_holes(out["pred_masks"])
-                high_res = F.interpolate(pred_masks, size=(m.image_size, m.image_size), mode="bilinear",
-                                         align_corners=False)
-                mem, mem_pos = m._encode_new_memory(vision_feats, feat_sizes, high_res,
-                                                    out["object_score_logits"], is_mask_from_pts=True)
+                high_res = F.interpolate(
+                    pred_masks, size=(m.image_size, m.image_size), mode="bilinear", align_corners=False
+                )
+                mem, mem_pos = m._encode_new_memory(
+                    vision_feats, feat_sizes, high_res, out["object_score_logits"], is_mask_from_pts=True
+                )
                 entries = self._memory_entries(mem, mem_pos)
                 for i, o in enumerate(group):
-                    cond[o] = {"frame": f, "pred_masks": pred_masks[i:i + 1], **entries(i),
-                               "obj_ptr": out["obj_ptr"][i:i + 1],
-                               "object_score_logits": out["object_score_logits"][i:i + 1]}
+                    cond[o] = {
+                        "frame": f,
+                        "pred_masks": pred_masks[i : i + 1],
+                        **entries(i),
+                        "obj_ptr": out["obj_ptr"][i : i + 1],
+                        "object_score_logits": out["object_score_logits"][i : i + 1],
+                    }
         return cond
 
-    def _memory(self, t: int, cond: dict[str, Any], history: dict[int, dict[str, Any]], num_frames: int,
-                reverse: bool):
+    def _memory(self, t: int, cond: dict[str, Any], history: dict[int, dict[str, Any]], num_frames: int, reverse: bool):
         """One object's memory on frame ``t``: the memory frames as ``(t_pos, entry)`` pairs and its
         object-pointer tokens and their positions ([P, 1, C_mem] each, None when there are none).
 
@@ -319,8 +354,7 @@ class GroupSegmenter:
             sign = -1 if reverse else 1
             ptrs = []
             if not m.only_obj_ptrs_in_the_past_for_eval or (c >= t if reverse else c <= t):
-                ptrs.append(((t - c) * sign if m.use_signed_tpos_enc_to_obj_ptrs else abs(t - c),
-                             cond["obj_ptr"]))
+                ptrs.append(((t - c) * sign if m.use_signed_tpos_enc_to_obj_ptrs else abs(t - c), cond["obj_ptr"]))
             for t_diff in range(1, max_ptrs):
                 tt = t + t_diff if reverse else t - t_diff
                 if tt < 0 or tt >= num_frames:
@@ -349,16 +383,26 @@ class GroupSegmenter:
         if self.memattn is None:
             mems = [self._stock_memory(*x[1:]) for x in members]
             n_ptr = 0 if members[0][2] is None else members[0][2].shape[0]
-            return self.model.memory_attention(curr=vision_feats[-1:], curr_pos=vision_pos[-1:],
-                                               memory=torch.cat([x[0] for x in mems], 1),
-                                               memory_pos=torch.cat([x[1] for x in mems], 1),
-                                               num_obj_ptr_tokens=n_ptr)
+            return self.model.memory_attention(
+                curr=vision_feats[-1:],
+                curr_pos=vision_pos[-1:],
+                memory=torch.cat([x[0] for x in mems], 1),
+                memory_pos=torch.cat([x[1] for x in mems], 1),
+                num_obj_ptr_tokens=n_ptr,
+            )
         parts = []
         for _, entries, ptr, ptr_pos in members:
             if ptr is not None:
                 ptr, ptr_pos = ptr.transpose(0, 1), ptr_pos.transpose(0, 1)
-            parts.append(([t_pos for t_pos, _ in entries], [e["keys"] for _, e in entries],
-                          [e["tokens"] for _, e in entries], ptr, ptr_pos))
+            parts.append(
+                (
+                    [t_pos for t_pos, _ in entries],
+                    [e["keys"] for _, e in entries],
+                    [e["tokens"] for _, e in entries],
+                    ptr,
+                    ptr_pos,
+                )
+            )
         return self.memattn(vision_feats[-1][:, :1], vision_pos[-1][:, :1], parts)
 
     def _pointer_tokens(self, ptrs, max_ptrs: int):
@@ -387,7 +431,7 @@ class GroupSegmenter:
         for members in groups.values():
             members = sorted(members, key=lambda x: (len(x[1]), 0 if x[2] is None else x[2].shape[0]))
             for start in range(0, len(members), size):
-                yield members[start:start + size]
+                yield members[start : start + size]
 
     def _sweep(self, feats, table: ObjectTable, cond: dict[int, dict[str, Any]], reverse: bool):
         """One full sweep; returns ``logits[t][obj]`` (low-res, after hole filling) for every frame."""
@@ -419,19 +463,25 @@ class GroupSegmenter:
                 pix = self._attend(vision_feats, vision_pos, members)
                 h, w = feat_sizes[-1]
                 pix = pix.permute(1, 2, 0).view(b, m.hidden_dim, h, w)
-                high_res_features = [x.permute(1, 2, 0).view(x.size(1), x.size(2), *s)
-                                     for x, s in zip(vision_feats[:-1], feat_sizes[:-1])]
+                high_res_features = [
+                    x.permute(1, 2, 0).view(x.size(1), x.size(2), *s)
+                    for x, s in zip(vision_feats[:-1], feat_sizes[:-1])
+                ]
                 (_, _, _, low_res, high_res, obj_ptr, score) = m._forward_sam_heads(
-                    backbone_features=pix, point_inputs=None, mask_inputs=None,
+                    backbone_features=pix,
+                    point_inputs=None,
+                    mask_inputs=None,
                     high_res_features=high_res_features if len(vision_feats) > 1 else None,
-                    multimask_output=multimask)
-                mem_feat, mem_pos = m._encode_new_memory(vision_feats, feat_sizes, high_res, score,
-                                                         is_mask_from_pts=False)
+                    multimask_output=multimask,
+                )
+                mem_feat, mem_pos = m._encode_new_memory(
+                    vision_feats, feat_sizes, high_res, score, is_mask_from_pts=False
+                )
                 filled = self._fill_holes(low_res)
                 entries = self._memory_entries(mem_feat, mem_pos)
                 for i, o in enumerate(objs):
-                    history[o][t] = {**entries(i), "obj_ptr": obj_ptr[i:i + 1]}
-                    frame_logits[o] = filled[i:i + 1]
+                    history[o][t] = {**entries(i), "obj_ptr": obj_ptr[i : i + 1]}
+                    frame_logits[o] = filled[i : i + 1]
             logits.append(frame_logits)
             # frame t -/+ (num_maskmem - 1) leaves every later frame's memory window: drop its cached keys
             stale = t + (m.num_maskmem - 1) if reverse else t - (m.num_maskmem - 1)

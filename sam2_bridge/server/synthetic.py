@@ -33,12 +33,38 @@ from sam2_bridge.wire.constants import BACKGROUND, PALETTE, SHAPES
 
 _COLOURS = tuple(PALETTE)
 _FILL = {"square": 1.0, "circle": np.pi / 4, "triangle": 0.5}
-_POSITION = {"left": (0, min), "right": (0, max), "top": (1, min), "upper": (1, min), "bottom": (1, max),
-             "lower": (1, max)}
+_POSITION = {
+    "left": (0, min),
+    "right": (0, max),
+    "top": (1, min),
+    "upper": (1, min),
+    "bottom": (1, max),
+    "lower": (1, max),
+}
 _WORD = re.compile(r"[a-z]+")
 # words after which a direction describes motion, not position; "to" / "the" / "towards" may sit in between
-_MOTION = frozenset({"moving", "moves", "move", "going", "goes", "heading", "heads", "travelling", "traveling",
-                     "travels", "drifting", "drifts", "running", "runs", "rolling", "rolls", "sliding", "slides"})
+_MOTION = frozenset(
+    {
+        "moving",
+        "moves",
+        "move",
+        "going",
+        "goes",
+        "heading",
+        "heads",
+        "travelling",
+        "traveling",
+        "travels",
+        "drifting",
+        "drifts",
+        "running",
+        "runs",
+        "rolling",
+        "rolls",
+        "sliding",
+        "slides",
+    }
+)
 _FILLER = frozenset({"to", "the", "towards", "toward"})
 
 
@@ -159,7 +185,9 @@ class SyntheticSegmenter:
                 out[t] |= comps == label_id
         return out
 
-    def segment(self, frames: np.ndarray, num_rollouts: int, det_rollout, det_frame, det_boxes) -> tuple[np.ndarray, ObjectTable]:
+    def segment(
+        self, frames: np.ndarray, num_rollouts: int, det_rollout, det_frame, det_boxes
+    ) -> tuple[np.ndarray, ObjectTable]:
         """bool [R, T, H, W] per rollout (union of its objects) and the object table."""
         table = ObjectTable.from_detections(num_rollouts, det_rollout, det_frame, det_boxes)
         labels = np.stack([label_colours(f, self.max_colour_dist) for f in frames]) if len(table) else None

@@ -49,8 +49,9 @@ def maybe_delay_reply(req_id: str) -> float:
         with open(tmp, "w") as f:
             f.write(f"{os.getpid()} {req_id}\n")
         os.replace(tmp, f"{hold}.held")
-    print(f"[bridge] test delay: reply to {req_id} held {delay} s (worker pid {os.getpid()})", file=sys.stderr,
-          flush=True)
+    print(
+        f"[bridge] test delay: reply to {req_id} held {delay} s (worker pid {os.getpid()})", file=sys.stderr, flush=True
+    )
     time.sleep(delay)
     return delay
 
@@ -69,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parent = os.getppid()
     cfg = HandlerConfig(**json.loads(args.config))
-    limits = protocol.DecodeLimits(**json.loads(args.limits)) if args.limits else protocol.DecodeLimits(
-        max_message_bytes=args.max_message_bytes or protocol.DEFAULT_MAX_MESSAGE_BYTES)
+    limits = (
+        protocol.DecodeLimits(**json.loads(args.limits))
+        if args.limits
+        else protocol.DecodeLimits(max_message_bytes=args.max_message_bytes or protocol.DEFAULT_MAX_MESSAGE_BYTES)
+    )
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, f"w{args.index}".encode())
@@ -112,16 +116,21 @@ def main(argv: list[str] | None = None) -> int:
             body = protocol.decode_body(env, limits)
             protocol.check_request_version(body, version)
             body = handler.handle(req_type, body, deadline)
-            reply = protocol.make_reply(req_id, req_type, body, max_message_bytes=min(limits.max_message_bytes,
-                                                                                      handler.budget.max_reply_bytes),
-                                        version=version)
+            reply = protocol.make_reply(
+                req_id,
+                req_type,
+                body,
+                max_message_bytes=min(limits.max_message_bytes, handler.budget.max_reply_bytes),
+                version=version,
+            )
         except protocol.ProtocolError as exc:
             status = exc.code
             reply = protocol.make_error(req_id, req_type, exc.code, exc.message, exc.retryable, version=version)
         except MemoryError:  # an allocation the budget did not foresee: a clear code, the worker lives on
             status = "too_large"
-            reply = protocol.make_error(req_id, req_type, "too_large", "out of memory for this request",
-                                        version=version)
+            reply = protocol.make_error(
+                req_id, req_type, "too_large", "out of memory for this request", version=version
+            )
         except Exception as exc:  # a bug or a model failure: report it, keep serving
             status = "internal"
             traceback.print_exc(file=sys.stderr)

@@ -54,12 +54,12 @@ class Budget:
 
     max_frames: int = 1024
     max_frame_pixels: int = 3840 * 2160
-    max_request_pixels: int = 2 ** 30
+    max_request_pixels: int = 2**30
     max_rollouts: int = 64
     max_keyframes: int = 512
     max_detections: int = 1024
     max_reply_bytes: int = 512 * 1024 * 1024
-    max_queued_bytes: int = 4 * 1024 ** 3
+    max_queued_bytes: int = 4 * 1024**3
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -78,18 +78,23 @@ class Budget:
         total = 0
         for i, (h, w) in enumerate(per_frame):
             if h * w > self.max_frame_pixels:
-                raise protocol.ProtocolError("too_large", f"frame {i} is {w}x{h} = {h * w} pixels > --max-frame-pixels "
-                                             f"{self.max_frame_pixels}")
+                raise protocol.ProtocolError(
+                    "too_large", f"frame {i} is {w}x{h} = {h * w} pixels > --max-frame-pixels {self.max_frame_pixels}"
+                )
             total += h * w
         if total > self.max_request_pixels:
-            raise protocol.ProtocolError("too_large", f"{t} frames of {total} pixels in all > --max-request-pixels "
-                                         f"{self.max_request_pixels}")
+            raise protocol.ProtocolError(
+                "too_large", f"{t} frames of {total} pixels in all > --max-request-pixels {self.max_request_pixels}"
+            )
         if rollouts and per_frame:
             h, w = per_frame[0]
             reply = rollouts * t * h * w // 8
             if reply > self.max_reply_bytes:
-                raise protocol.ProtocolError("too_large", f"the masks of {rollouts} rollouts x {t} frames of {w}x{h} "
-                                             f"are {reply} bytes > --max-reply-bytes {self.max_reply_bytes}")
+                raise protocol.ProtocolError(
+                    "too_large",
+                    f"the masks of {rollouts} rollouts x {t} frames of {w}x{h} "
+                    f"are {reply} bytes > --max-reply-bytes {self.max_reply_bytes}",
+                )
 
     def check_detections(self, d: int) -> None:
         if d > self.max_detections:
@@ -127,37 +132,78 @@ def add_budget_flags(p: Any) -> None:
     """The budget's command-line flags (``python -m sam2_bridge.serve --help`` shows the defaults)."""
     d = Budget()
     g = p.add_argument_group("budget (per request; over budget -> 'too_large'; see sam2_bridge/wire/budget.py)")
-    g.add_argument("--max-frames", type=int, default=d.max_frames,
-                   help="frames per request (full evaluation videos; SAM2 holds each as a 12 MB 1024^2 float32 "
-                        "image) [%(default)s]")
-    g.add_argument("--max-frame-pixels", type=int, default=d.max_frame_pixels,
-                   help="pixels of one frame, checked from the image header before decoding (4K UHD) "
-                        "[%(default)s]")
-    g.add_argument("--max-request-pixels", type=int, default=d.max_request_pixels,
-                   help="frames x pixels per request: 3 GiB of RGB (a 24-frame 1080p clip is 50 Mpx, a 500-frame "
-                        "1080p video 1.04 Gpx) [%(default)s]")
-    g.add_argument("--max-rollouts", type=int, default=d.max_rollouts,
-                   help="rollouts per request (the recipe's groups have 8) [%(default)s]")
-    g.add_argument("--max-keyframes", type=int, default=d.max_keyframes,
-                   help="keyframes per request, all rollouts together (8 rollouts x 24 distinct frames = 192) "
-                        "[%(default)s]")
-    g.add_argument("--max-detections", type=int, default=d.max_detections,
-                   help="detections (SAM2 objects) per request [%(default)s]")
-    g.add_argument("--max-reply-bytes", type=int, default=d.max_reply_bytes,
-                   help="reply size, estimated from the request before computing it (8 x 24 x 1080p masks are "
-                        "50 MB) [%(default)s]")
-    g.add_argument("--max-queued-bytes", type=int, default=d.max_queued_bytes,
-                   help="bytes of requests waiting in the broker; beyond: 'overloaded' (retryable) [%(default)s]")
+    g.add_argument(
+        "--max-frames",
+        type=int,
+        default=d.max_frames,
+        help="frames per request (full evaluation videos; SAM2 holds each as a 12 MB 1024^2 float32 "
+        "image) [%(default)s]",
+    )
+    g.add_argument(
+        "--max-frame-pixels",
+        type=int,
+        default=d.max_frame_pixels,
+        help="pixels of one frame, checked from the image header before decoding (4K UHD) [%(default)s]",
+    )
+    g.add_argument(
+        "--max-request-pixels",
+        type=int,
+        default=d.max_request_pixels,
+        help="frames x pixels per request: 3 GiB of RGB (a 24-frame 1080p clip is 50 Mpx, a 500-frame "
+        "1080p video 1.04 Gpx) [%(default)s]",
+    )
+    g.add_argument(
+        "--max-rollouts",
+        type=int,
+        default=d.max_rollouts,
+        help="rollouts per request (the recipe's groups have 8) [%(default)s]",
+    )
+    g.add_argument(
+        "--max-keyframes",
+        type=int,
+        default=d.max_keyframes,
+        help="keyframes per request, all rollouts together (8 rollouts x 24 distinct frames = 192) [%(default)s]",
+    )
+    g.add_argument(
+        "--max-detections",
+        type=int,
+        default=d.max_detections,
+        help="detections (SAM2 objects) per request [%(default)s]",
+    )
+    g.add_argument(
+        "--max-reply-bytes",
+        type=int,
+        default=d.max_reply_bytes,
+        help="reply size, estimated from the request before computing it (8 x 24 x 1080p masks are "
+        "50 MB) [%(default)s]",
+    )
+    g.add_argument(
+        "--max-queued-bytes",
+        type=int,
+        default=d.max_queued_bytes,
+        help="bytes of requests waiting in the broker; beyond: 'overloaded' (retryable) [%(default)s]",
+    )
     lim = protocol.DecodeLimits()
-    g.add_argument("--max-msgpack-container", type=int, default=lim.max_container_len,
-                   help="entries of one msgpack list / map (FrameRef names, judge prompts) [%(default)s]")
-    g.add_argument("--max-msgpack-items", type=int, default=lim.max_items,
-                   help="msgpack list / map entries of one message in all [%(default)s]")
+    g.add_argument(
+        "--max-msgpack-container",
+        type=int,
+        default=lim.max_container_len,
+        help="entries of one msgpack list / map (FrameRef names, judge prompts) [%(default)s]",
+    )
+    g.add_argument(
+        "--max-msgpack-items",
+        type=int,
+        default=lim.max_items,
+        help="msgpack list / map entries of one message in all [%(default)s]",
+    )
 
 
 def budget_from_args(args: Any) -> tuple[Budget, protocol.DecodeLimits]:
     """(Budget, DecodeLimits) from parsed flags; ValueError naming the flag on a bad value."""
     budget = Budget(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Budget)})
-    limits = protocol.DecodeLimits(max_message_bytes=args.max_message_bytes,
-                                   max_container_len=args.max_msgpack_container, max_items=args.max_msgpack_items)
+    limits = protocol.DecodeLimits(
+        max_message_bytes=args.max_message_bytes,
+        max_container_len=args.max_msgpack_container,
+        max_items=args.max_msgpack_items,
+    )
     return budget, limits

@@ -40,7 +40,8 @@ import queue
 import threading
 import time
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import zmq
@@ -88,7 +89,7 @@ class GroupResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def raise_for_status(self) -> "GroupResult":
+    def raise_for_status(self) -> GroupResult:
         if self.status == "timed_out":
             raise BridgeTimeout(self.error)
         if self.status != "ok":
@@ -116,11 +117,18 @@ class _Pending:
 class BridgeClient:
     """Futures over bridge servers (see the module docstring). Thread-safe; one I/O thread inside."""
 
-    def __init__(self, addresses: Sequence[str] | str, deadline_s: float = 600.0,
-                 attempt_timeout_s: float | None = None, retries: int = 2,
-                 local_server: LocalServer | None = None,
-                 max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
-                 token_file: str | None = None, heartbeat_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        addresses: Sequence[str] | str,
+        deadline_s: float = 600.0,
+        attempt_timeout_s: float | None = None,
+        retries: int = 2,
+        local_server: LocalServer | None = None,
+        max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
+        token: str | None = None,
+        token_file: str | None = None,
+        heartbeat_timeout_s: float = 5.0,
+    ):
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
             raise ValueError("BridgeClient needs at least one address")
@@ -152,8 +160,7 @@ class BridgeClient:
 
     # ---------------------------------------------------------------------------------------- public
 
-    def submit(self, req_type: str, body: dict[str, Any], deadline_s: float | None = None
-               ) -> concurrent.futures.Future:
+    def submit(self, req_type: str, body: dict[str, Any], deadline_s: float | None = None) -> concurrent.futures.Future:
         """Future of the decoded reply body (a dict); raises BridgeError / BridgeTimeout on failure. The future
         carries ``req_id`` (the request's id, the same in every attempt), ``attempts`` and, once answered,
         ``address`` (the bridge whose reply was used)."""
@@ -167,10 +174,16 @@ class BridgeClient:
         now = time.monotonic()
         deadline = now + (deadline_s or self.deadline_s)
         # framed here once (a too-large request fails in the caller); re-framed per resend with its deadline
-        payload = protocol.frame_request(req_id, req_type, packed, token=self.token, deadline_s=deadline - now,
-                                         max_message_bytes=self.max_message_bytes, version=version)
-        pending = _Pending(concurrent.futures.Future(), req_id, req_type, payload, deadline, now, packed,
-                           version)
+        payload = protocol.frame_request(
+            req_id,
+            req_type,
+            packed,
+            token=self.token,
+            deadline_s=deadline - now,
+            max_message_bytes=self.max_message_bytes,
+            version=version,
+        )
+        pending = _Pending(concurrent.futures.Future(), req_id, req_type, payload, deadline, now, packed, version)
         pending.future.req_id = req_id  # kept over every attempt: the first reply with it is the one used
         self._outbox.put(pending)
         with self._wake_lock:
@@ -192,8 +205,10 @@ class BridgeClient:
         end = time.monotonic() + timeout_s
         while True:
             if self.local_server is not None and self.local_server.failed():
-                raise BridgeError("server_failed", f"the bridge server {self.local_server.address} exited: its "
-                                  "workers could not start (see its log)")
+                raise BridgeError(
+                    "server_failed",
+                    f"the bridge server {self.local_server.address} exited: its workers could not start (see its log)",
+                )
             try:
                 info = self.health(deadline_s=min(5.0, max(0.5, end - time.monotonic())))
                 if sum(w["ready"] for w in info["workers"]) >= workers:
@@ -204,15 +219,27 @@ class BridgeClient:
                 raise BridgeTimeout(f"bridge not ready after {timeout_s} s")
             time.sleep(0.2)
 
-    def ground(self, frames: np.ndarray | FrameRef, keyframes: Sequence[Keyframe],
-               deadline_s: float | None = None, contexts: Sequence[str | None] | None = None) -> protocol.GroundReply:
+    def ground(
+        self,
+        frames: np.ndarray | FrameRef,
+        keyframes: Sequence[Keyframe],
+        deadline_s: float | None = None,
+        contexts: Sequence[str | None] | None = None,
+    ) -> protocol.GroundReply:
         """Boxes per keyframe. ``contexts``: System 1's rationale per keyframe (None entries: none), already cut
         to the budget (``omnir1_jax.rewards.extract_rationale``); needs a version-3 bridge."""
         body = protocol.GroundRequest(frames, tuple(keyframes), None if contexts is None else tuple(contexts)).to_body()
         return protocol.GroundReply.from_body(self.submit("ground", body, deadline_s).result())
 
-    def segment(self, clip: np.ndarray | FrameRef, num_rollouts: int, det_rollout, det_frame, det_boxes,
-                deadline_s: float | None = None) -> protocol.SegmentReply:
+    def segment(
+        self,
+        clip: np.ndarray | FrameRef,
+        num_rollouts: int,
+        det_rollout,
+        det_frame,
+        det_boxes,
+        deadline_s: float | None = None,
+    ) -> protocol.SegmentReply:
         body = protocol.SegmentRequest(clip, num_rollouts, det_rollout, det_frame, det_boxes).to_body()
         return protocol.SegmentReply.from_body(self.submit("segment", body, deadline_s).result())
 
@@ -222,16 +249,21 @@ class BridgeClient:
         body = protocol.JudgeRequest(tuple(prompts), max_new_tokens).to_body()
         return list(protocol.JudgeReply.from_body(self.submit("judge", body, deadline_s).result()).texts)
 
-    def submit_group(self, clip: np.ndarray | FrameRef, rollouts: Sequence[Sequence[Keyframe]],
-                     deadline_s: float | None = None, contexts: Sequence[str | None] | None = None
-                     ) -> concurrent.futures.Future:
+    def submit_group(
+        self,
+        clip: np.ndarray | FrameRef,
+        rollouts: Sequence[Sequence[Keyframe]],
+        deadline_s: float | None = None,
+        contexts: Sequence[str | None] | None = None,
+    ) -> concurrent.futures.Future:
         """Future of a :class:`GroupResult` for one GRPO group (never raises; check ``.status``).
 
         ``contexts`` (``bridge.s2_context``): System 1's rationale per rollout, already cut to the budget
         (``omnir1_jax.rewards.extract_rationale(text, max_chars)``), handed to System 2's grounding prompt for
         every keyframe of that rollout; None (the default) sends a request an older (version-2) bridge serves."""
-        request = protocol.GroupRequest(clip, tuple(tuple(r) for r in rollouts),
-                                        None if contexts is None else tuple(contexts))
+        request = protocol.GroupRequest(
+            clip, tuple(tuple(r) for r in rollouts), None if contexts is None else tuple(contexts)
+        )
         inner = self.submit("ground_and_segment", request.to_body(), deadline_s)
         outer: concurrent.futures.Future = concurrent.futures.Future()
         start = time.monotonic()
@@ -247,8 +279,9 @@ class BridgeClient:
                 outer.set_result(GroupResult("error", attempts=attempts, error=str(exc)))
                 return
             timings = dict(reply.timings, roundtrip_s=time.monotonic() - start)
-            outer.set_result(GroupResult("ok", reply.rollout_results(), reply.n_unparseable,
-                                         reply.n_detections, timings, attempts))
+            outer.set_result(
+                GroupResult("ok", reply.rollout_results(), reply.n_unparseable, reply.n_detections, timings, attempts)
+            )
 
         inner.add_done_callback(done)
         return outer
@@ -264,7 +297,7 @@ class BridgeClient:
         self._wake_recv.close()
         self._ctx.term()
 
-    def __enter__(self) -> "BridgeClient":
+    def __enter__(self) -> BridgeClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -288,15 +321,24 @@ class BridgeClient:
         with ``no_bridge`` when every bridge of the pool was dropped."""
         address = self.pool.pick(avoid)
         if address is None:
-            self._fail(p, pending, BridgeError("no_bridge", "every bridge of the pool was dropped: "
-                                               + self.pool.describe_dropped()))
+            self._fail(
+                p,
+                pending,
+                BridgeError("no_bridge", "every bridge of the pool was dropped: " + self.pool.describe_dropped()),
+            )
             return
         p.address, p.paused = address, False
         now = time.monotonic()
         if p.attempts:  # a resend: the deadline it carries is what is left now
-            p.payload = protocol.frame_request(p.req_id, p.req_type, p.body, token=self.token,
-                                               deadline_s=max(0.0, p.deadline - now),
-                                               max_message_bytes=self.max_message_bytes, version=p.version)
+            p.payload = protocol.frame_request(
+                p.req_id,
+                p.req_type,
+                p.body,
+                token=self.token,
+                deadline_s=max(0.0, p.deadline - now),
+                max_message_bytes=self.max_message_bytes,
+                version=p.version,
+            )
             self.pool.stats["resent"] += 1
         p.attempts += 1
         p.attempt_deadline = min(p.deadline, now + self.attempt_timeout_s)
@@ -309,8 +351,9 @@ class BridgeClient:
         p.future.attempts = p.attempts
         p.future.set_exception(exc)
 
-    def _retry_or_fail(self, p: _Pending, pending: dict[str, _Pending], socks, code: str, msg: str,
-                       force: bool = False) -> None:
+    def _retry_or_fail(
+        self, p: _Pending, pending: dict[str, _Pending], socks, code: str, msg: str, force: bool = False
+    ) -> None:
         """Re-send ``p`` (to another bridge when there is one) while retries (or, with ``force``: a bridge was
         dropped, which costs no retry) and its deadline allow; otherwise fail it with ``code``."""
         if (force or p.attempts <= self.retries) and time.monotonic() < p.deadline:
@@ -392,8 +435,9 @@ class BridgeClient:
     def _on_reply(self, payload: bytes, address: str, pending: dict[str, _Pending], socks) -> None:
         try:
             # replies are trusted more than requests: only the size bounds them (masks, boxes, many texts)
-            limits = protocol.DecodeLimits(self.max_message_bytes, max_container_len=1 << 24, max_items=1 << 26,
-                                           max_bool_elements=1 << 40)
+            limits = protocol.DecodeLimits(
+                self.max_message_bytes, max_container_len=1 << 24, max_items=1 << 26, max_bool_elements=1 << 40
+            )
             reply = protocol.decode_message(payload, limits)
         except protocol.ProtocolError as exc:
             if exc.code == "bad_version" and self.pool.can_drop(address):
@@ -434,8 +478,14 @@ class BridgeClient:
             if server.failed():  # its workers cannot start: restarting would fail the same way
                 for p in list(pending.values()):
                     if p.address == server.address:
-                        self._fail(p, pending, BridgeError("server_failed", f"the bridge server {server.address} "
-                                                           "exited: its workers could not start (see its log)"))
+                        self._fail(
+                            p,
+                            pending,
+                            BridgeError(
+                                "server_failed",
+                                f"the bridge server {server.address} exited: its workers could not start (see its log)",
+                            ),
+                        )
             else:
                 server.restart()
                 for p in list(pending.values()):
@@ -445,15 +495,24 @@ class BridgeClient:
             if p.req_id not in pending:
                 continue  # re-sent or failed above, by a drop
             if now >= p.deadline:
-                self._fail(p, pending, BridgeTimeout(
-                    f"{p.req_type} request {p.req_id} got no answer within its deadline "
-                    f"({p.deadline - p.submitted:.1f} s, {p.attempts} attempt(s))"))
+                self._fail(
+                    p,
+                    pending,
+                    BridgeTimeout(
+                        f"{p.req_type} request {p.req_id} got no answer within its deadline "
+                        f"({p.deadline - p.submitted:.1f} s, {p.attempts} attempt(s))"
+                    ),
+                )
             elif now >= p.attempt_deadline:
                 if p.paused:  # the pause after 'overloaded' is over: not the bridge's slowness
                     p.paused = False
                     self._retry_or_fail(p, pending, socks, "overloaded", "the bridge stayed overloaded")
                 elif self.pool.can_drop(p.address):
-                    self._drop(p.address, f"slow: no answer within attempt_timeout_s = {self.attempt_timeout_s:g} s",
-                               pending, socks)
+                    self._drop(
+                        p.address,
+                        f"slow: no answer within attempt_timeout_s = {self.attempt_timeout_s:g} s",
+                        pending,
+                        socks,
+                    )
                 else:
                     self._retry_or_fail(p, pending, socks, "timed_out", "attempt timed out")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -22,14 +23,28 @@ _HEADER = struct.Struct("<4sHHQ")
 HEADER_BYTES = _HEADER.size
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 REQUEST_TYPES = ("health", "ground", "segment", "ground_and_segment", "judge")
-ERROR_CODES = ("bad_header", "bad_version", "truncated", "too_large", "bad_body", "bad_type", "bad_field",
-               "bad_frames", "forbidden", "unauthorized", "expired", "overloaded", "no_judge", "no_segmenter",
-               "worker_died", "internal")
+ERROR_CODES = (
+    "bad_header",
+    "bad_version",
+    "truncated",
+    "too_large",
+    "bad_body",
+    "bad_type",
+    "bad_field",
+    "bad_frames",
+    "forbidden",
+    "unauthorized",
+    "expired",
+    "overloaded",
+    "no_judge",
+    "no_segmenter",
+    "worker_died",
+    "internal",
+)
 MAX_ID_CHARS = 64
 MAX_TOKEN_CHARS = 1024
 _EXT_NDARRAY = 1
-_DTYPES: tuple[str, ...] = ("bool", "uint8", "uint16", "int16", "int32", "int64", "float16", "float32",
-                            "float64")
+_DTYPES: tuple[str, ...] = ("bool", "uint8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64")
 _MAX_NDIM = 8
 # the envelope's own fields are short: a few keys, an id, a type name, a token, a number
 _ENVELOPE_MAX_KEYS = 16
@@ -138,8 +153,9 @@ def _default(obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------- framing
 
 
-def encode_message(message: Mapping[str, Any], max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                   version: int = PROTOCOL_VERSION) -> bytes:
+def encode_message(
+    message: Mapping[str, Any], max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, version: int = PROTOCOL_VERSION
+) -> bytes:
     """Header + msgpack body of a plain map (numpy arrays allowed anywhere as values)."""
     body = msgpack.packb(message, default=_default, use_bin_type=True, strict_types=False)
     if len(body) > max_message_bytes:
@@ -180,8 +196,9 @@ def _unpack_body(body: memoryview, limits: DecodeLimits, copy_arrays: bool = Tru
         # called once per list / map as it completes: stops a body of many tiny containers early
         items[0] += len(container) + 1
         if items[0] > limits.max_items:
-            raise ProtocolError("too_large", f"more than {limits.max_items} msgpack list / map entries "
-                                "(--max-msgpack-items)")
+            raise ProtocolError(
+                "too_large", f"more than {limits.max_items} msgpack list / map entries (--max-msgpack-items)"
+            )
         return container
 
     def ext_hook(code: int, payload: bytes) -> Any:
@@ -189,11 +206,20 @@ def _unpack_body(body: memoryview, limits: DecodeLimits, copy_arrays: bool = Tru
 
     n = max(len(body), 1)
     try:
-        return msgpack.unpackb(body, ext_hook=ext_hook, raw=False,
-                               strict_map_key=True, use_list=True, list_hook=count, object_hook=count,
-                               max_str_len=min(n, limits.max_str_len), max_bin_len=n,
-                               max_array_len=min(n, limits.max_container_len),
-                               max_map_len=min(n, limits.max_container_len), max_ext_len=n)
+        return msgpack.unpackb(
+            body,
+            ext_hook=ext_hook,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            list_hook=count,
+            object_hook=count,
+            max_str_len=min(n, limits.max_str_len),
+            max_bin_len=n,
+            max_array_len=min(n, limits.max_container_len),
+            max_map_len=min(n, limits.max_container_len),
+            max_ext_len=n,
+        )
     except ProtocolError:
         raise
     except ValueError as exc:
@@ -205,8 +231,7 @@ def _unpack_body(body: memoryview, limits: DecodeLimits, copy_arrays: bool = Tru
         raise ProtocolError("bad_body", f"undecodable msgpack body: {type(exc).__name__}: {exc}") from None
 
 
-def decode_message(data: bytes, max_message_bytes: int | DecodeLimits = DEFAULT_MAX_MESSAGE_BYTES
-                   ) -> dict[str, Any]:
+def decode_message(data: bytes, max_message_bytes: int | DecodeLimits = DEFAULT_MAX_MESSAGE_BYTES) -> dict[str, Any]:
     """Inverse of :func:`encode_message`; raises :class:`ProtocolError` on any deviation.
 
     ``max_message_bytes``: an int (other limits at their defaults) or a :class:`DecodeLimits`."""
@@ -231,9 +256,16 @@ class Envelope:
 
 
 def _read_envelope_fields(body: memoryview, full: bool) -> tuple[dict[str, Any], tuple[int, int] | None]:
-    up = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=max(len(body), 1),
-                          max_str_len=4 * MAX_TOKEN_CHARS, max_bin_len=4 * MAX_TOKEN_CHARS, max_array_len=16,
-                          max_map_len=16, max_ext_len=4 * MAX_TOKEN_CHARS)
+    up = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=True,
+        max_buffer_size=max(len(body), 1),
+        max_str_len=4 * MAX_TOKEN_CHARS,
+        max_bin_len=4 * MAX_TOKEN_CHARS,
+        max_array_len=16,
+        max_map_len=16,
+        max_ext_len=4 * MAX_TOKEN_CHARS,
+    )
     up.feed(body if full else body[:_ENVELOPE_PREFIX_BYTES])
     try:
         n = up.read_map_header()
@@ -280,8 +312,14 @@ def read_envelope(data: bytes, limits: DecodeLimits | int | None = None) -> Enve
     req_id = fields.get("id")
     if not isinstance(req_id, str) or not 0 < len(req_id) <= MAX_ID_CHARS:
         req_id = None
-    return Envelope(version, req_id, fields.get("type"), fields.get("token"), fields.get("deadline_s"),
-                    None if span is None else body[span[0]:span[1]])
+    return Envelope(
+        version,
+        req_id,
+        fields.get("type"),
+        fields.get("token"),
+        fields.get("deadline_s"),
+        None if span is None else body[span[0] : span[1]],
+    )
 
 
 def check_envelope(env: Envelope) -> tuple[str, str]:
@@ -298,8 +336,7 @@ def check_envelope(env: Envelope) -> tuple[str, str]:
     return env.id, env.type
 
 
-def decode_body(env: Envelope, limits: DecodeLimits | int | None = None, copy_arrays: bool = True
-                ) -> dict[str, Any]:
+def decode_body(env: Envelope, limits: DecodeLimits | int | None = None, copy_arrays: bool = True) -> dict[str, Any]:
     """The request body map of an envelope (``{}`` when it has none). ``copy_arrays=False``: arrays are
     read-only views of the message (enough to check shapes)."""
     if env.body is None:
@@ -328,9 +365,16 @@ def pack_body(body: Mapping[str, Any]) -> bytes:
     return msgpack.packb(dict(body), default=_default, use_bin_type=True, strict_types=False)
 
 
-def frame_request(req_id: str, req_type: str, body: bytes, *, token: str | None = None,
-                  deadline_s: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                  version: int = PROTOCOL_VERSION) -> bytes:
+def frame_request(
+    req_id: str,
+    req_type: str,
+    body: bytes,
+    *,
+    token: str | None = None,
+    deadline_s: float | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    version: int = PROTOCOL_VERSION,
+) -> bytes:
     """A request message around already packed ``body`` bytes (the envelope's ``body`` is written last), framed
     as ``version`` (one of :data:`SUPPORTED_VERSIONS`)."""
     if version not in SUPPORTED_VERSIONS:
@@ -352,12 +396,26 @@ def frame_request(req_id: str, req_type: str, body: bytes, *, token: str | None 
     return _HEADER.pack(MAGIC, version, 0, len(message)) + message
 
 
-def make_request(req_id: str, req_type: str, body: Mapping[str, Any], *, token: str | None = None,
-                 deadline_s: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 version: int = PROTOCOL_VERSION) -> bytes:
+def make_request(
+    req_id: str,
+    req_type: str,
+    body: Mapping[str, Any],
+    *,
+    token: str | None = None,
+    deadline_s: float | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    version: int = PROTOCOL_VERSION,
+) -> bytes:
     """Encode a request envelope (``body`` last, so the server can read the envelope without decoding it)."""
-    return frame_request(req_id, req_type, pack_body(body), token=token, deadline_s=deadline_s,
-                         max_message_bytes=max_message_bytes, version=version)
+    return frame_request(
+        req_id,
+        req_type,
+        pack_body(body),
+        token=token,
+        deadline_s=deadline_s,
+        max_message_bytes=max_message_bytes,
+        version=version,
+    )
 
 
 def make_reply(req_id: str, req_type: str, body: Mapping[str, Any], **kw: Any) -> bytes:
@@ -365,9 +423,16 @@ def make_reply(req_id: str, req_type: str, body: Mapping[str, Any], **kw: Any) -
     return encode_message({"id": req_id, "type": req_type, "ok": True, "body": dict(body)}, **kw)
 
 
-def make_error(req_id: str, req_type: str, code: str, message: str, retryable: bool = False,
-               version: int = PROTOCOL_VERSION) -> bytes:
+def make_error(
+    req_id: str, req_type: str, code: str, message: str, retryable: bool = False, version: int = PROTOCOL_VERSION
+) -> bytes:
     """Encode an error reply envelope (the message is cut to 2000 characters)."""
-    return encode_message({"id": req_id, "type": req_type, "ok": False,
-                           "error": {"code": code, "message": message[:2000], "retryable": retryable}},
-                          version=version)
+    return encode_message(
+        {
+            "id": req_id,
+            "type": req_type,
+            "ok": False,
+            "error": {"code": code, "message": message[:2000], "retryable": retryable},
+        },
+        version=version,
+    )

@@ -20,6 +20,5 @@ def read_token_file(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         token = f.read().strip()
     if not token or len(token) > MAX_TOKEN_CHARS:
-        raise ValueError(f"--token-file {path}: the token must be 1 to {MAX_TOKEN_CHARS} characters, got "
-                         f"{len(token)}")
+        raise ValueError(f"--token-file {path}: the token must be 1 to {MAX_TOKEN_CHARS} characters, got {len(token)}")
     return token

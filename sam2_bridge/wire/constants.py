@@ -13,8 +13,14 @@ and the bridge uses them, so the two sides cannot drift apart. This module impor
 MAX_CONTEXT_CHARS = 4096
 
 PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (230, 25, 35), "green": (30, 170, 60), "blue": (30, 70, 230), "yellow": (240, 220, 30),
-    "purple": (140, 50, 190), "orange": (250, 130, 20), "cyan": (30, 210, 220), "white": (245, 245, 245),
+    "red": (230, 25, 35),
+    "green": (30, 170, 60),
+    "blue": (30, 70, 230),
+    "yellow": (240, 220, 30),
+    "purple": (140, 50, 190),
+    "orange": (250, 130, 20),
+    "cyan": (30, 210, 220),
+    "white": (245, 245, 245),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 BACKGROUND: tuple[int, int, int] = (25, 25, 25)

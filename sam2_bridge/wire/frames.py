@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def open_beneath(path: str, roots: Sequence[str]) -> int:
     real = os.path.realpath(path)
     for root in roots:
         if real.startswith(root.rstrip(os.sep) + os.sep):
-            rel = real[len(root.rstrip(os.sep)) + 1:]
+            rel = real[len(root.rstrip(os.sep)) + 1 :]
             break
     else:
         raise _Refused("outside the roots")
@@ -80,8 +80,9 @@ def open_beneath(path: str, roots: Sequence[str]) -> int:
 
 
 def _refused(i: int) -> ProtocolError:
-    return ProtocolError("bad_frames", f"frame {i} of the reference is not a readable image under an allowed "
-                         "--data-root")
+    return ProtocolError(
+        "bad_frames", f"frame {i} of the reference is not a readable image under an allowed --data-root"
+    )
 
 
 @contextlib.contextmanager
@@ -104,8 +105,9 @@ def _open_image(path: str, roots: Sequence[str], i: int):
             yield img
 
 
-def resolve_frames(frames: np.ndarray | FrameRef, allowed_roots: Sequence[str] = (), budget=None,
-                   rollouts: int = 0) -> np.ndarray:
+def resolve_frames(
+    frames: np.ndarray | FrameRef, allowed_roots: Sequence[str] = (), budget=None, rollouts: int = 0
+) -> np.ndarray:
     """uint8 [T, H, W, 3]: the array itself, or the referenced files decoded as RGB.
 
     Raises ``ProtocolError``: ``forbidden`` when ``allowed_roots`` is empty, ``bad_frames`` when a frame is not
@@ -116,8 +118,11 @@ def resolve_frames(frames: np.ndarray | FrameRef, allowed_roots: Sequence[str] =
     if not isinstance(frames, FrameRef):
         return frames
     if not allowed_roots:
-        raise ProtocolError("forbidden", "this bridge was started without --data-root: it reads no frame "
-                            "references (send the frames as an array, or start it with --data-root DIR)")
+        raise ProtocolError(
+            "forbidden",
+            "this bridge was started without --data-root: it reads no frame "
+            "references (send the frames as an array, or start it with --data-root DIR)",
+        )
     from PIL import Image
 
     roots = [os.path.realpath(r) for r in allowed_roots]
@@ -142,7 +147,8 @@ def resolve_frames(frames: np.ndarray | FrameRef, allowed_roots: Sequence[str] =
             except (OSError, ValueError, SyntaxError):  # a corrupt image body (truncated, bad chunks, ...)
                 raise _refused(i) from None
         if out and arr.shape != out[0].shape:
-            raise ProtocolError("bad_frames", f"frame {i} is {arr.shape[1]}x{arr.shape[0]}, frame 0 "
-                                f"{out[0].shape[1]}x{out[0].shape[0]}")
+            raise ProtocolError(
+                "bad_frames", f"frame {i} is {arr.shape[1]}x{arr.shape[0]}, frame 0 {out[0].shape[1]}x{out[0].shape[0]}"
+            )
         out.append(arr)
     return np.stack(out)

@@ -23,7 +23,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from sam2_bridge.wire.command import EXIT_WORKER_START, SERVE_MODULE
 
@@ -48,14 +48,18 @@ class LocalServer:
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         """Start the server process. On Linux it gets SIGTERM when the thread that started it ends (the
         trainer's main thread, or the client's I/O thread after a restart), so a trainer killed with SIGKILL
         leaves no orphaned bridge behind."""
         out = open(self.log_path, "ab") if self.log_path else None
-        self.proc = subprocess.Popen([sys.executable, "-m", SERVE_MODULE, *self.args],
-                                     env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", SERVE_MODULE, *self.args],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
         if out is not None:
             out.close()  # the child holds its own descriptor
         return self
@@ -96,9 +100,10 @@ class BridgePool:
         self.addresses = list(dict.fromkeys(addresses))
         self.protected = set(protected)
         self.dropped: dict[str, str] = {}
-        self.connected = {a: False for a in self.addresses}
+        self.connected = dict.fromkeys(self.addresses, False)
         self.stats: collections.Counter = collections.Counter(
-            dict.fromkeys(("sent", "resent", "dropped", "late_replies", "discarded_from_dropped"), 0))
+            dict.fromkeys(("sent", "resent", "dropped", "late_replies", "discarded_from_dropped"), 0)
+        )
         self._next = 0
 
     @property
@@ -115,8 +120,12 @@ class BridgePool:
         n = len(self.addresses)
         order = [self.addresses[(self._next + i) % n] for i in range(n)]
         live = [a for a in order if a not in self.dropped]
-        for keep in (lambda a: self.connected[a] and a != avoid, lambda a: self.connected[a],
-                     lambda a: a != avoid, lambda a: True):
+        for keep in (
+            lambda a: self.connected[a] and a != avoid,
+            lambda a: self.connected[a],
+            lambda a: a != avoid,
+            lambda a: True,
+        ):
             for a in live:
                 if keep(a):
                     self._next = (self.addresses.index(a) + 1) % n
@@ -131,8 +140,14 @@ class BridgePool:
         self.dropped[address] = reason
         self.stats["dropped"] += 1
         live = self.live()
-        log.warning("bridge %s dropped from the pool: %s; %d of %d bridge(s) left%s", address, reason, len(live),
-                    len(self.addresses), f" ({', '.join(live)})" if live else " - requests now fail (no_bridge)")
+        log.warning(
+            "bridge %s dropped from the pool: %s; %d of %d bridge(s) left%s",
+            address,
+            reason,
+            len(live),
+            len(self.addresses),
+            f" ({', '.join(live)})" if live else " - requests now fail (no_bridge)",
+        )
 
     def describe_dropped(self) -> str:
         return "; ".join(f"{a} ({why})" for a, why in self.dropped.items())

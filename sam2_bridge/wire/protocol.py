@@ -104,17 +104,38 @@ over the forward and the backward SAM2 sweep (see :mod:`sam2_bridge.server.segme
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from sam2_bridge.wire.codec import (  # noqa: F401  (the protocol's public names live here too)
-    CONTEXT_VERSION, DEFAULT_MAX_MESSAGE_BYTES, ERROR_CODES, HEADER_BYTES, MAGIC, MAX_ID_CHARS, MAX_TOKEN_CHARS,
-    PROTOCOL_VERSION, REQUEST_TYPES, SUPPORTED_VERSIONS, DecodeLimits, Envelope, ProtocolError, check_envelope,
-    decode_body, decode_message, encode_message, frame_request, make_error, make_reply, make_request, pack_body,
-    peek_envelope, read_envelope)
+    CONTEXT_VERSION,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ERROR_CODES,
+    HEADER_BYTES,
+    MAGIC,
+    MAX_ID_CHARS,
+    MAX_TOKEN_CHARS,
+    PROTOCOL_VERSION,
+    REQUEST_TYPES,
+    SUPPORTED_VERSIONS,
+    DecodeLimits,
+    Envelope,
+    ProtocolError,
+    check_envelope,
+    decode_body,
+    decode_message,
+    encode_message,
+    frame_request,
+    make_error,
+    make_reply,
+    make_request,
+    pack_body,
+    peek_envelope,
+    read_envelope,
+)
 from sam2_bridge.wire.constants import MAX_CONTEXT_CHARS
-
 
 # ------------------------------------------------------------------------------------ field validation
 
@@ -157,8 +178,9 @@ def _int_array(value: Any, name: str, dtype: str = "int32") -> np.ndarray:
     info = np.iinfo(dtype)
     lo, hi = arr.min(), arr.max()
     if lo < info.min or hi > info.max:
-        raise ProtocolError("bad_field", f"field {name!r} holds {hi if hi > info.max else lo}, outside the "
-                            f"{dtype} range")
+        raise ProtocolError(
+            "bad_field", f"field {name!r} holds {hi if hi > info.max else lo}, outside the {dtype} range"
+        )
     return arr.astype(dtype)
 
 
@@ -209,8 +231,9 @@ class FrameRef:
 def frames_to_wire(frames: np.ndarray | FrameRef) -> dict[str, Any]:
     """Wire form of a clip: ``{"array": uint8 [T, H, W, 3]}`` or ``{"ref": {...}}``."""
     if isinstance(frames, FrameRef):
-        return {"ref": {"root": frames.root, "video": frames.video, "names": list(frames.names),
-                        "subdir": frames.subdir}}
+        return {
+            "ref": {"root": frames.root, "video": frames.video, "names": list(frames.names), "subdir": frames.subdir}
+        }
     return {"array": _check_clip(np.asarray(frames), "frames")}
 
 
@@ -224,8 +247,12 @@ def frames_from_wire(value: Any, where: str = "frames") -> np.ndarray | FrameRef
     if not isinstance(ref, dict):
         raise ProtocolError("bad_field", f"field {where}.ref must be a map")
     names = _field(ref, "names", list)
-    return FrameRef(root=_field(ref, "root", str), video=_field(ref, "video", str), names=tuple(names),
-                    subdir=ref.get("subdir", "JPEGImages"))
+    return FrameRef(
+        root=_field(ref, "root", str),
+        video=_field(ref, "video", str),
+        names=tuple(names),
+        subdir=ref.get("subdir", "JPEGImages"),
+    )
 
 
 def _check_clip(arr: Any, where: str) -> np.ndarray:
@@ -281,8 +308,9 @@ def _check_contexts(value: Any, where: str, n: int, what: str) -> tuple[str | No
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise ProtocolError("bad_field", f"field {where!r} must be a list of str | nil (one per {what}), got "
-                            f"{type(value).__name__}")
+        raise ProtocolError(
+            "bad_field", f"field {where!r} must be a list of str | nil (one per {what}), got {type(value).__name__}"
+        )
     if len(value) != n:
         raise ProtocolError("bad_field", f"field {where!r} holds {len(value)} entries for {n} {what}s")
     for i, c in enumerate(value):
@@ -299,8 +327,10 @@ def request_version(body: Mapping[str, Any]) -> int:
 def check_request_version(body: Mapping[str, Any], version: int) -> None:
     """``bad_field`` when a body uses a field its message's version does not have (``contexts`` before 3)."""
     if "contexts" in body and version < CONTEXT_VERSION:
-        raise ProtocolError("bad_field", f"field 'contexts' needs protocol version {CONTEXT_VERSION}; this request "
-                            f"came in version {version}")
+        raise ProtocolError(
+            "bad_field",
+            f"field 'contexts' needs protocol version {CONTEXT_VERSION}; this request came in version {version}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,8 +345,9 @@ class GroundRequest:
 
     def __post_init__(self):
         object.__setattr__(self, "keyframes", tuple(self.keyframes))
-        object.__setattr__(self, "contexts", _check_contexts(self.contexts, "contexts", len(self.keyframes),
-                                                             "keyframe"))
+        object.__setattr__(
+            self, "contexts", _check_contexts(self.contexts, "contexts", len(self.keyframes), "keyframe")
+        )
 
     def keyframe_contexts(self) -> tuple[str | None, ...]:
         """The context of each keyframe (None where there is none)."""
@@ -329,10 +360,11 @@ class GroundRequest:
         return body
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "GroundRequest":
+    def from_body(cls, body: Mapping[str, Any]) -> GroundRequest:
         frames = frames_from_wire(body.get("frames"), "frames")
-        return cls(frames, _keyframes_from_wire(body.get("keyframes"), "keyframes", _clip_len(frames)),
-                   body.get("contexts"))
+        return cls(
+            frames, _keyframes_from_wire(body.get("keyframes"), "keyframes", _clip_len(frames)), body.get("contexts")
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,16 +378,24 @@ class GroundReply:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
-        return {"boxes": [np.asarray(b, np.float32).reshape(-1, 4) for b in self.boxes],
-                "labels": [list(x) for x in self.labels], "texts": list(self.texts),
-                "n_unparseable": int(self.n_unparseable), "timings": dict(self.timings)}
+        return {
+            "boxes": [np.asarray(b, np.float32).reshape(-1, 4) for b in self.boxes],
+            "labels": [list(x) for x in self.labels],
+            "texts": list(self.texts),
+            "n_unparseable": int(self.n_unparseable),
+            "timings": dict(self.timings),
+        }
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "GroundReply":
+    def from_body(cls, body: Mapping[str, Any]) -> GroundReply:
         boxes = _field(body, "boxes", list)
-        return cls(tuple(_array({"b": b}, "b", "float32", (None, 4)) for b in boxes),
-                   tuple(tuple(x) for x in _field(body, "labels", list)),
-                   tuple(_field(body, "texts", list)), _field(body, "n_unparseable", int), _timings(body))
+        return cls(
+            tuple(_array({"b": b}, "b", "float32", (None, 4)) for b in boxes),
+            tuple(tuple(x) for x in _field(body, "labels", list)),
+            tuple(_field(body, "texts", list)),
+            _field(body, "n_unparseable", int),
+            _timings(body),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,8 +420,10 @@ class SegmentRequest:
         object.__setattr__(self, "det_boxes", boxes)
         d = len(self.det_boxes)
         if len(self.det_rollout) != d or len(self.det_frame) != d:
-            raise ProtocolError("bad_field", f"detection arrays disagree: {len(self.det_rollout)} rollouts, "
-                                f"{len(self.det_frame)} frames, {d} boxes")
+            raise ProtocolError(
+                "bad_field",
+                f"detection arrays disagree: {len(self.det_rollout)} rollouts, {len(self.det_frame)} frames, {d} boxes",
+            )
         if isinstance(self.num_rollouts, bool) or not isinstance(self.num_rollouts, int) or self.num_rollouts < 0:
             raise ProtocolError("bad_field", f"num_rollouts = {self.num_rollouts!r}")
         if d and (self.det_rollout.min() < 0 or self.det_rollout.max() >= self.num_rollouts):
@@ -393,14 +435,23 @@ class SegmentRequest:
             raise ProtocolError("bad_field", "det_boxes holds a non-finite value")
 
     def to_body(self) -> dict[str, Any]:
-        return {"clip": frames_to_wire(self.clip), "num_rollouts": self.num_rollouts,
-                "det_rollout": self.det_rollout, "det_frame": self.det_frame, "det_boxes": self.det_boxes}
+        return {
+            "clip": frames_to_wire(self.clip),
+            "num_rollouts": self.num_rollouts,
+            "det_rollout": self.det_rollout,
+            "det_frame": self.det_frame,
+            "det_boxes": self.det_boxes,
+        }
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "SegmentRequest":
-        return cls(frames_from_wire(body.get("clip"), "clip"), _field(body, "num_rollouts", int),
-                   _array(body, "det_rollout", "int32", (None,)), _array(body, "det_frame", "int32", (None,)),
-                   _array(body, "det_boxes", "float32", (None, 4)))
+    def from_body(cls, body: Mapping[str, Any]) -> SegmentRequest:
+        return cls(
+            frames_from_wire(body.get("clip"), "clip"),
+            _field(body, "num_rollouts", int),
+            _array(body, "det_rollout", "int32", (None,)),
+            _array(body, "det_frame", "int32", (None,)),
+            _array(body, "det_boxes", "float32", (None, 4)),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,13 +463,17 @@ class SegmentReply:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
-        return {"masks": np.asarray(self.masks, bool), "obj_ids": np.asarray(self.obj_ids, np.int32),
-                "timings": dict(self.timings)}
+        return {
+            "masks": np.asarray(self.masks, bool),
+            "obj_ids": np.asarray(self.obj_ids, np.int32),
+            "timings": dict(self.timings),
+        }
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "SegmentReply":
-        return cls(_array(body, "masks", "bool", (None,) * 4), _array(body, "obj_ids", "int32", (None,)),
-                   _timings(body))
+    def from_body(cls, body: Mapping[str, Any]) -> SegmentReply:
+        return cls(
+            _array(body, "masks", "bool", (None,) * 4), _array(body, "obj_ids", "int32", (None,)), _timings(body)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,8 +493,7 @@ class GroupRequest:
             for k in kfs:
                 if not isinstance(k, Keyframe) or not 0 <= k.frame_idx < t:
                     raise ProtocolError("bad_field", f"rollouts[{r}] keyframe {k!r} outside the {t}-frame clip")
-        object.__setattr__(self, "contexts", _check_contexts(self.contexts, "contexts", len(self.rollouts),
-                                                             "rollout"))
+        object.__setattr__(self, "contexts", _check_contexts(self.contexts, "contexts", len(self.rollouts), "rollout"))
 
     def rollout_contexts(self) -> tuple[str | None, ...]:
         """The context of each rollout (None where there is none)."""
@@ -452,11 +506,14 @@ class GroupRequest:
         return body
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "GroupRequest":
+    def from_body(cls, body: Mapping[str, Any]) -> GroupRequest:
         clip = frames_from_wire(body.get("clip"), "clip")
         rollouts = _field(body, "rollouts", list)
-        return cls(clip, tuple(_keyframes_from_wire(r, f"rollouts[{i}]", _clip_len(clip))
-                               for i, r in enumerate(rollouts)), body.get("contexts"))
+        return cls(
+            clip,
+            tuple(_keyframes_from_wire(r, f"rollouts[{i}]", _clip_len(clip)) for i, r in enumerate(rollouts)),
+            body.get("contexts"),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -478,16 +535,26 @@ class GroupReply:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
-        return {"boxes": [[np.asarray(b, np.float32).reshape(-1, 4) for b in r] for r in self.boxes],
-                "masks": np.asarray(self.masks, bool), "n_unparseable": int(self.n_unparseable),
-                "n_detections": int(self.n_detections), "timings": dict(self.timings)}
+        return {
+            "boxes": [[np.asarray(b, np.float32).reshape(-1, 4) for b in r] for r in self.boxes],
+            "masks": np.asarray(self.masks, bool),
+            "n_unparseable": int(self.n_unparseable),
+            "n_detections": int(self.n_detections),
+            "timings": dict(self.timings),
+        }
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "GroupReply":
-        boxes = tuple(tuple(_array({"b": b}, "b", "float32", (None, 4)) for b in r)
-                      for r in _field(body, "boxes", list))
-        return cls(boxes, _array(body, "masks", "bool", (None,) * 4), _field(body, "n_unparseable", int),
-                   _field(body, "n_detections", int), _timings(body))
+    def from_body(cls, body: Mapping[str, Any]) -> GroupReply:
+        boxes = tuple(
+            tuple(_array({"b": b}, "b", "float32", (None, 4)) for b in r) for r in _field(body, "boxes", list)
+        )
+        return cls(
+            boxes,
+            _array(body, "masks", "bool", (None,) * 4),
+            _field(body, "n_unparseable", int),
+            _field(body, "n_detections", int),
+            _timings(body),
+        )
 
     def rollout_results(self) -> tuple[RolloutResult, ...]:
         return tuple(RolloutResult(b, m) for b, m in zip(self.boxes, self.masks))
@@ -507,25 +574,28 @@ class JudgeRequest:
 
     def __post_init__(self):
         if isinstance(self.prompts, (str, bytes)) or not isinstance(self.prompts, (list, tuple)):
-            raise ProtocolError("bad_field", f"field 'prompts' must be a list of str, got "
-                                f"{type(self.prompts).__name__}")
+            raise ProtocolError(
+                "bad_field", f"field 'prompts' must be a list of str, got {type(self.prompts).__name__}"
+            )
         object.__setattr__(self, "prompts", tuple(self.prompts))
         if not 0 < len(self.prompts) <= self.MAX_PROMPTS:
-            raise ProtocolError("bad_field", f"field 'prompts' holds {len(self.prompts)} prompts, expected 1 to "
-                                f"{self.MAX_PROMPTS}")
+            raise ProtocolError(
+                "bad_field", f"field 'prompts' holds {len(self.prompts)} prompts, expected 1 to {self.MAX_PROMPTS}"
+            )
         for i, prompt in enumerate(self.prompts):
             _str(prompt, f"field 'prompts'[{i}]", self.MAX_PROMPT_CHARS)
         n = self.max_new_tokens
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= self.MAX_NEW_TOKENS:
-            raise ProtocolError("bad_field", f"field 'max_new_tokens' = {n!r:.80} is not an int in "
-                                f"[1, {self.MAX_NEW_TOKENS}]")
+            raise ProtocolError(
+                "bad_field", f"field 'max_new_tokens' = {n!r:.80} is not an int in [1, {self.MAX_NEW_TOKENS}]"
+            )
         object.__setattr__(self, "max_new_tokens", int(n))
 
     def to_body(self) -> dict[str, Any]:
         return {"prompts": list(self.prompts), "max_new_tokens": self.max_new_tokens}
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "JudgeRequest":
+    def from_body(cls, body: Mapping[str, Any]) -> JudgeRequest:
         return cls(_field(body, "prompts", list), _field(body, "max_new_tokens", int))
 
 
@@ -540,7 +610,7 @@ class JudgeReply:
         return {"texts": list(self.texts), "timings": dict(self.timings)}
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "JudgeReply":
+    def from_body(cls, body: Mapping[str, Any]) -> JudgeReply:
         texts = _field(body, "texts", list)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
@@ -549,5 +619,4 @@ class JudgeReply:
 
 
 REQUEST_CLASSES = {c.TYPE: c for c in (GroundRequest, SegmentRequest, GroupRequest, JudgeRequest)}
-REPLY_CLASSES = {"ground": GroundReply, "segment": SegmentReply, "ground_and_segment": GroupReply,
-                 "judge": JudgeReply}
+REPLY_CLASSES = {"ground": GroundReply, "segment": SegmentReply, "ground_and_segment": GroupReply, "judge": JudgeReply}

@@ -19,15 +19,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
-                    reason="libtpu is not installed (pip install -r requirements-tpu.txt in a separate venv)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None,
+    reason="libtpu is not installed (pip install -r requirements-tpu.txt in a separate venv)",
+)
 def test_tiny_update_compiles_for_v5p_and_its_arguments_match_memory_report(tmp_path):
     out = tmp_path / "aot.json"
     env = dict(os.environ, TPU_WORKER_HOSTNAMES="localhost", TPU_ACCELERATOR_TYPE="v5p-8")
     env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "aot_scale.py"), "--config",
-           os.path.join(ROOT, "experiments", "synthetic_cpu.py"), "--topology", "v5p:2x2x1", "--programs", "update",
-           "--set", "mesh.fsdp=4", "--prompt-len", "256", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "benchmarks", "aot_scale.py"),
+        "--config",
+        os.path.join(ROOT, "experiments", "synthetic_cpu.py"),
+        "--topology",
+        "v5p:2x2x1",
+        "--programs",
+        "update",
+        "--set",
+        "mesh.fsdp=4",
+        "--prompt-len",
+        "256",
+        "--json",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3000, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-4000:]
     (row,) = json.loads(out.read_text())
@@ -38,8 +53,7 @@ def test_tiny_update_compiles_for_v5p_and_its_arguments_match_memory_report(tmp_
 
     exp = load_config(os.path.join(ROOT, "experiments", "synthetic_cpu.py"))
     cfg = tiny(**dict(exp.model.overrides))
-    rep = memory_report(cfg, {"data": 1, "fsdp": 4, "tensor": 1}, fsdp_tp(), param_dtype="float32",
-                        opt_dtype="float32")
+    rep = memory_report(cfg, {"data": 1, "fsdp": 4, "tensor": 1}, fsdp_tp(), param_dtype="float32", opt_dtype="float32")
     # Arguments: policy parameters + AdamW's two moments (memory_report's total) + the frozen reference's
     # parameters + the batch, counted by hand for synthetic_cpu's shapes: 4 prompts x group 8 = 32 rows of 256
     # prompt and 176 completion tokens; 8 frames of 16 * 28 * 28 px -> a [4, 4, 16] patch grid per prompt

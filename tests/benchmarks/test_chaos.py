@@ -19,9 +19,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.mark.torch  # nothing imports torch, but the bridge subprocesses are part of the run
 def test_short_chaos_soak_changes_nothing(tmp_path):
     out = tmp_path / "chaos.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "chaos.py"), "--steps", "20", "--kills",
-                           "5", "--seed", "0", "--workdir", str(tmp_path / "work"), "--json", str(out)],
-                          capture_output=True, text=True, timeout=3000, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "chaos.py"),
+            "--steps",
+            "20",
+            "--kills",
+            "5",
+            "--seed",
+            "0",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     r = json.loads(out.read_text())
     assert r["ok"] and "CHECK: PASS" in proc.stdout

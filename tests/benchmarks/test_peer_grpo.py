@@ -8,21 +8,25 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "benchmarks"))
-import peer_grpo  # noqa: E402
-import peer_stats  # noqa: E402
-import peer_task  # noqa: E402
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks")
+)
+import peer_grpo
+import peer_stats
+import peer_task
 
 
-@pytest.mark.parametrize("completion, terms", [
-    (" red", (1.0, 1.0)),                 # the colour, first: accuracy and format
-    ("Red and more", (1.0, 1.0)),         # case-insensitive, anything may follow
-    (" blue red", (0.0, 1.0)),            # starts with a colour, but the first colour is wrong
-    ("xx red", (1.0, 0.0)),               # right colour, not at the start
-    ("redish", (0.0, 0.0)),               # not a whole word
-    ("", (0.0, 0.0)),
-])
+@pytest.mark.parametrize(
+    "completion, terms",
+    [
+        (" red", (1.0, 1.0)),  # the colour, first: accuracy and format
+        ("Red and more", (1.0, 1.0)),  # case-insensitive, anything may follow
+        (" blue red", (0.0, 1.0)),  # starts with a colour, but the first colour is wrong
+        ("xx red", (1.0, 0.0)),  # right colour, not at the start
+        ("redish", (0.0, 0.0)),  # not a whole word
+        ("", (0.0, 0.0)),
+    ],
+)
 def test_reward_terms_by_hand(completion, terms):
     assert peer_task.reward_terms("red", completion) == terms
     assert peer_task.reward("red", completion) == terms[0] + 0.5 * terms[1]
@@ -39,7 +43,7 @@ def test_schedule_walks_epochs_of_every_colour():
     assert len(s) == 6 and all(len(b) == 4 for b in s)
     flat = [peer_task.colour_of(p) for b in s for p in b]
     for e in range(3):
-        assert sorted(flat[8 * e:8 * e + 8]) == sorted(peer_task.COLOURS)
+        assert sorted(flat[8 * e : 8 * e + 8]) == sorted(peer_task.COLOURS)
     assert peer_task.schedule(3, 6, 4) == s and peer_task.schedule(4, 6, 4) != s
 
 
@@ -53,12 +57,26 @@ def test_probability_of_improvement_by_hand():
 
 def test_summary_of_two_tiny_runs_by_hand():
     def run(stack, seed, rewards, t_step):
-        rows = [dict(step=i + 1, reward=r, accuracy=r, format=0.0, t_step=t_step, t_sample=t_step / 4,
-                     t_reward=0.0, tokens=100, kl=0.0) for i, r in enumerate(rewards)]
+        rows = [
+            dict(
+                step=i + 1,
+                reward=r,
+                accuracy=r,
+                format=0.0,
+                t_step=t_step,
+                t_sample=t_step / 4,
+                t_reward=0.0,
+                tokens=100,
+                kl=0.0,
+            )
+            for i, r in enumerate(rewards)
+        ]
         return {"stack": stack, "seed": seed, "steps": rows, "peak_rss_mb": 100.0 * (seed + 1)}
 
-    runs = {"ours": [run("ours", s, [0.0] * 10 + [0.5] * 10, 0.2) for s in range(2)],
-            "trl": [run("trl", s, [0.0] * 10 + [0.25] * 10, 0.8) for s in range(2)]}
+    runs = {
+        "ours": [run("ours", s, [0.0] * 10 + [0.5] * 10, 0.2) for s in range(2)],
+        "trl": [run("trl", s, [0.0] * 10 + [0.25] * 10, 0.8) for s in range(2)],
+    }
     out = peer_stats.summarise(runs)
     assert out["stacks"]["ours"]["final_mean"] == pytest.approx(0.5)  # mean of the last 10 steps
     assert out["stacks"]["trl"]["final_mean"] == pytest.approx(0.25)

@@ -14,17 +14,20 @@ sys.path.insert(0, ROOT)
 from benchmarks import step_model  # noqa: E402
 
 
-@pytest.mark.parametrize("bridge_s, tpu_s, groups, expect", [
-    # ceil(10 / 3) = 4 GPUs when work splits; 1.25 s per group: 3 GPUs take ceil(8 / 3) x 1.25 = 3.75 s > 3,
-    # 4 take 2 x 1.25 = 2.5 s
-    (10.0, 3.0, 8, (4, 4)),
-    # exactly at the TPU step: 4 GPUs x 2 groups x 1.5 s = 3.0 s
-    (12.0, 3.0, 8, (4, 4)),
-    # 14 / 8 = 1.75 s per group > a 1.5 s TPU step: no number of whole-group GPUs; ceil(14 / 1.5) = 10 if split
-    (14.0, 1.5, 8, (10, None)),
-    # the bridge faster than the TPUs on one GPU
-    (2.0, 3.0, 8, (1, 1)),
-])
+@pytest.mark.parametrize(
+    "bridge_s, tpu_s, groups, expect",
+    [
+        # ceil(10 / 3) = 4 GPUs when work splits; 1.25 s per group: 3 GPUs take ceil(8 / 3) x 1.25 = 3.75 s > 3,
+        # 4 take 2 x 1.25 = 2.5 s
+        (10.0, 3.0, 8, (4, 4)),
+        # exactly at the TPU step: 4 GPUs x 2 groups x 1.5 s = 3.0 s
+        (12.0, 3.0, 8, (4, 4)),
+        # 14 / 8 = 1.75 s per group > a 1.5 s TPU step: no number of whole-group GPUs; ceil(14 / 1.5) = 10 if split
+        (14.0, 1.5, 8, (10, None)),
+        # the bridge faster than the TPUs on one GPU
+        (2.0, 3.0, 8, (1, 1)),
+    ],
+)
 def test_gpus_to_keep_the_tpus_busy_on_hand_computed_inputs(bridge_s, tpu_s, groups, expect):
     assert step_model.gpus_to_keep_busy(bridge_s, tpu_s, groups) == expect
 
@@ -35,7 +38,7 @@ def test_the_7b_text_decoder_has_qwen2_5_7b_s_published_non_embedding_parameters
     from omnir1_jax.models.qwen2_5_omni import qwen2_5_omni_7b
 
     k = step_model.qwen_kernels(qwen2_5_omni_7b())
-    assert k["text"] == 28 * (2 * 3584 ** 2 + 2 * 3584 * 512 + 3 * 3584 * 18944) == 6_525_288_448
+    assert k["text"] == 28 * (2 * 3584**2 + 2 * 3584 * 512 + 3 * 3584 * 18944) == 6_525_288_448
     assert k["head"] == 544_997_376
     assert abs(k["text"] / 1e9 - 6.53) < 0.01
 

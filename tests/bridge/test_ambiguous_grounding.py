@@ -20,21 +20,38 @@ def _iou(a, b):
     return iw * ih / union
 
 
-@pytest.mark.parametrize("text, positions", [
-    ("the red circle moving left", []), ("blue square heading to the right", []),
-    ("the square that moves towards the left", []), ("the red circle on the left", ["left"]),
-    ("the red circle moving left at the top", ["top"]), ("left red circle", ["left"]),
-])
+@pytest.mark.parametrize(
+    "text, positions",
+    [
+        ("the red circle moving left", []),
+        ("blue square heading to the right", []),
+        ("the square that moves towards the left", []),
+        ("the red circle on the left", ["left"]),
+        ("the red circle moving left at the top", ["top"]),
+        ("left red circle", ["left"]),
+    ],
+)
 def test_directions_after_motion_words_are_not_positions(text, positions):
     assert parse_description(text)[2] == positions
 
 
 def test_colour_and_shape_ground_both_lookalikes_of_every_ambiguous_scene(tmp_path):
-    root = writer.write_vos(str(tmp_path / "amb"), 8, seed=11, height=120, width=200, min_frames=8, max_frames=10,
-                            objects=(2, 3), ambiguous=True)
+    root = writer.write_vos(
+        str(tmp_path / "amb"),
+        8,
+        seed=11,
+        height=120,
+        width=200,
+        min_frames=8,
+        max_frames=10,
+        objects=(2, 3),
+        ambiguous=True,
+    )
     oracle = json.load(open(os.path.join(root, writer.ORACLE_FILE)))
-    meta = {**json.load(open(os.path.join(root, "meta_expressions_train_.json")))["videos"],
-            **json.load(open(os.path.join(root, "meta_expressions_valid_.json")))["videos"]}
+    meta = {
+        **json.load(open(os.path.join(root, "meta_expressions_train_.json")))["videos"],
+        **json.load(open(os.path.join(root, "meta_expressions_valid_.json")))["videos"],
+    }
     grounder = SyntheticGrounder()
     for vid, facts in oracle["videos"].items():
         pair = next(iter(facts["expressions"].values()))["lookalikes"]

@@ -26,6 +26,7 @@ MAX_REPLY = 100_000
 def _png(path, width, height, rows=None):
     """A valid 1-bit PNG of any declared size, written by hand (``rows``: how many rows of data to store; a
     header-only file when 0): cheap to make, expensive to decode."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -54,10 +55,27 @@ def bridge(tmp_path_factory):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(vid / "small.png")
     _png(vid / "big.png", 12000, 12000)  # 144 Mpx: 432 MB as RGB, ~20 KB on disk
     _png(vid / "bomb.png", 30000, 30000, rows=0)  # 900 Mpx: over twice Pillow's own limit
-    server = LocalServer(["--address", f"ipc://{tmp}/b.sock", "--workers", "1", "--device", "cpu",
-                          "--segmenter", "synthetic", "--grounder", "synthetic", "--data-root", str(root),
-                          "--max-queued-bytes", str(MAX_QUEUED), "--max-reply-bytes", str(MAX_REPLY)],
-                         log_path=f"{tmp}/b.log").start()
+    server = LocalServer(
+        [
+            "--address",
+            f"ipc://{tmp}/b.sock",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--segmenter",
+            "synthetic",
+            "--grounder",
+            "synthetic",
+            "--data-root",
+            str(root),
+            "--max-queued-bytes",
+            str(MAX_QUEUED),
+            "--max-reply-bytes",
+            str(MAX_REPLY),
+        ],
+        log_path=f"{tmp}/b.log",
+    ).start()
     client = BridgeClient(server.address, deadline_s=120)
     try:
         client.wait_ready(120)
@@ -100,9 +118,13 @@ def _clip(t=1, h=8, w=8):
 
 def _segment(req_id, clip, rollouts, det_rollout=(), det_frame=(), boxes=None, **kw):
     d = len(det_rollout)
-    body = {"clip": {"array": clip}, "num_rollouts": rollouts, "det_rollout": np.asarray(det_rollout, np.int64),
-            "det_frame": np.asarray(det_frame, np.int64),
-            "det_boxes": np.asarray(boxes if boxes is not None else [[0, 0, 4, 4]] * d, np.float32).reshape(-1, 4)}
+    body = {
+        "clip": {"array": clip},
+        "num_rollouts": rollouts,
+        "det_rollout": np.asarray(det_rollout, np.int64),
+        "det_frame": np.asarray(det_frame, np.int64),
+        "det_boxes": np.asarray(boxes if boxes is not None else [[0, 0, 4, 4]] * d, np.float32).reshape(-1, 4),
+    }
     return protocol.make_request(req_id, "segment", body, **kw)
 
 
@@ -118,16 +140,20 @@ def test_over_budget_requests_get_too_large_from_the_broker_and_cost_nothing_els
     deep_maps = msgpack.packb({"id": "m2", "type": "segment", "body": {"x": [[{}] * 4000] * 500}})
     cases = {
         "rollouts": _segment("a", _clip(), 100_000),  # ~300 bytes asking for 100,000 masks
-        "empty rollouts": protocol.make_request("b", "ground_and_segment", {"clip": {"array": _clip()},
-                                                                            "rollouts": [[]] * 30_000}),
-        "rollouts > 64": protocol.make_request("c", "ground_and_segment", {"clip": {"array": _clip()},
-                                                                           "rollouts": [[]] * 65}),
-        "3000 frame names": protocol.make_request("d", "ground", {"frames": _ref(root, ["small.png"] * 3000),
-                                                                  "keyframes": [[0, "x"]]}),
+        "empty rollouts": protocol.make_request(
+            "b", "ground_and_segment", {"clip": {"array": _clip()}, "rollouts": [[]] * 30_000}
+        ),
+        "rollouts > 64": protocol.make_request(
+            "c", "ground_and_segment", {"clip": {"array": _clip()}, "rollouts": [[]] * 65}
+        ),
+        "3000 frame names": protocol.make_request(
+            "d", "ground", {"frames": _ref(root, ["small.png"] * 3000), "keyframes": [[0, "x"]]}
+        ),
         "2M empty maps": protocol.make_request("e", "segment", {"junk": [{}] * 2_000_000}),
         "nested maps": b"S2BR" + struct.pack("<HHQ", 1, 0, len(deep_maps)) + deep_maps,
-        "keyframes": protocol.make_request("g", "ground",
-                                           {"frames": {"array": _clip()}, "keyframes": [[0, "x"]] * 600}),
+        "keyframes": protocol.make_request(
+            "g", "ground", {"frames": {"array": _clip()}, "keyframes": [[0, "x"]] * 600}
+        ),
         "detections": _segment("h", _clip(), 1, [0] * 1100, [0] * 1100),
         "reply bytes": _segment("i", _clip(4, 64, 64), 64),  # 64 x 4 x 64 x 64 bits = 131 KB > 100 KB
         "queued bytes": _segment("j", _clip(1, 200, 500), 1),  # 300 KB > --max-queued-bytes
@@ -179,13 +205,17 @@ def test_hostile_values_get_their_proper_codes(bridge):
     raw = Raw(server.address)
     clip = _clip(2)
     cases = [
-        (_segment("f", clip, 1, [0], [2 ** 32 + 1]), "bad_field"),  # would wrap around to frame 1
-        (_segment("r", clip, 1, [2 ** 32], [0]), "bad_field"),  # would wrap around to rollout 0
-        (_segment("n", clip, 2 ** 62), "too_large"),
-        (protocol.make_request("z", "ground", {"frames": _ref(root, ["small\0.png"]), "keyframes": [[0, "x"]]}),
-         "bad_field"),
-        (protocol.make_request("b", "ground", {"frames": _ref(root, ["bomb.png"]), "keyframes": [[0, "x"]]}),
-         "too_large"),
+        (_segment("f", clip, 1, [0], [2**32 + 1]), "bad_field"),  # would wrap around to frame 1
+        (_segment("r", clip, 1, [2**32], [0]), "bad_field"),  # would wrap around to rollout 0
+        (_segment("n", clip, 2**62), "too_large"),
+        (
+            protocol.make_request("z", "ground", {"frames": _ref(root, ["small\0.png"]), "keyframes": [[0, "x"]]}),
+            "bad_field",
+        ),
+        (
+            protocol.make_request("b", "ground", {"frames": _ref(root, ["bomb.png"]), "keyframes": [[0, "x"]]}),
+            "too_large",
+        ),
     ]
     for payload, code in cases:
         reply = raw.ask(payload)

@@ -23,11 +23,39 @@ SEED = 14
 N_MESSAGES = 240
 RSS_BOUND_MB = 64  # broker + worker, after a warm-up of every request type; the fuzz messages are all < 64 KB
 
-HOSTILE = [None, True, -1, 0, 2 ** 31, 2 ** 32 + 1, 2 ** 63 - 1, -2 ** 63, 2 ** 64 - 1, 1e308, float("nan"),
-           float("inf"), "", "\0", "../../etc", "x" * 5000, b"\xff" * 100, [], {}, [[]] * 50, {"a": {}},
-           [[0, "x"]] * 3, np.asarray([2 ** 40]), np.asarray([np.nan], np.float32), np.ones((3, 3), bool),
-           np.zeros((0,), np.uint8), np.zeros((2, 0, 3), np.int32), np.zeros((1, 4, 4, 3), np.uint8),
-           np.zeros((1, 4, 4, 4), np.uint8), np.asarray([-5], np.int16), np.zeros((2, 4), np.float64)]
+HOSTILE = [
+    None,
+    True,
+    -1,
+    0,
+    2**31,
+    2**32 + 1,
+    2**63 - 1,
+    -(2**63),
+    2**64 - 1,
+    1e308,
+    float("nan"),
+    float("inf"),
+    "",
+    "\0",
+    "../../etc",
+    "x" * 5000,
+    b"\xff" * 100,
+    [],
+    {},
+    [[]] * 50,
+    {"a": {}},
+    [[0, "x"]] * 3,
+    np.asarray([2**40]),
+    np.asarray([np.nan], np.float32),
+    np.ones((3, 3), bool),
+    np.zeros((0,), np.uint8),
+    np.zeros((2, 0, 3), np.int32),
+    np.zeros((1, 4, 4, 3), np.uint8),
+    np.zeros((1, 4, 4, 4), np.uint8),
+    np.asarray([-5], np.int16),
+    np.zeros((2, 4), np.float64),
+]
 
 
 def _clip():
@@ -43,9 +71,16 @@ def _templates(root):
         ("health", {}),
         ("ground", {"frames": {"array": clip}, "keyframes": [[0, "red square"], [2, "square"]]}),
         ("ground", {"frames": ref, "keyframes": [[1, "red"]]}),
-        ("segment", {"clip": {"array": clip}, "num_rollouts": 2, "det_rollout": np.asarray([0, 1], np.int32),
-                     "det_frame": np.asarray([0, 2], np.int32),
-                     "det_boxes": np.asarray([[4, 4, 12, 12], [0, 0, 8, 8]], np.float32)}),
+        (
+            "segment",
+            {
+                "clip": {"array": clip},
+                "num_rollouts": 2,
+                "det_rollout": np.asarray([0, 1], np.int32),
+                "det_frame": np.asarray([0, 2], np.int32),
+                "det_boxes": np.asarray([[4, 4, 12, 12], [0, 0, 8, 8]], np.float32),
+            },
+        ),
         ("ground_and_segment", {"clip": ref, "rollouts": [[[0, "red square"]], [], [[2, "blue circle"]]]}),
         ("judge", {"prompts": ["a", "b"], "max_new_tokens": 4}),
     ]
@@ -72,7 +107,7 @@ def _random_value(rng, depth=0):
     if kind == 0:
         return HOSTILE[rng.integers(len(HOSTILE))]
     if kind == 1:
-        return int(rng.integers(-2 ** 62, 2 ** 62))
+        return int(rng.integers(-(2**62), 2**62))
     if kind == 2:
         return "".join(chr(c) for c in rng.integers(0, 0x3000, rng.integers(0, 20)))
     if kind == 3:
@@ -134,9 +169,23 @@ def world(tmp_path):
 
 def test_fuzzed_protocol_messages_get_valid_replies_and_the_server_survives(world):
     tmp, root = world
-    server = LocalServer(["--address", f"ipc://{tmp}/fuzz.sock", "--workers", "1", "--device", "cpu",
-                          "--segmenter", "synthetic", "--grounder", "synthetic", "--data-root", str(root)],
-                         log_path=f"{tmp}/fuzz.log").start()
+    server = LocalServer(
+        [
+            "--address",
+            f"ipc://{tmp}/fuzz.sock",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--segmenter",
+            "synthetic",
+            "--grounder",
+            "synthetic",
+            "--data-root",
+            str(root),
+        ],
+        log_path=f"{tmp}/fuzz.log",
+    ).start()
     sock = None
     try:
         with BridgeClient(server.address, deadline_s=60) as client:

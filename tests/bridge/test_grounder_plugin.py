@@ -73,9 +73,23 @@ def plugin_dirs(tmp_path_factory):
 
 
 def _start(tmp, name, grounder, plugin):
-    server = LocalServer(["--address", f"ipc://{tmp}/{name}.sock", "--workers", "1", "--device", "cpu",
-                          "--segmenter", "synthetic", "--grounder", grounder, "--grounder-plugin", plugin],
-                         log_path=f"{tmp}/{name}.log").start()
+    server = LocalServer(
+        [
+            "--address",
+            f"ipc://{tmp}/{name}.sock",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--segmenter",
+            "synthetic",
+            "--grounder",
+            grounder,
+            "--grounder-plugin",
+            plugin,
+        ],
+        log_path=f"{tmp}/{name}.log",
+    ).start()
     client = BridgeClient(server.address, deadline_s=120, local_server=server)
     client.wait_ready(120)
     return client, server
@@ -86,27 +100,36 @@ def test_worked_example_from_a_local_directory_through_a_real_bridge(plugin_dirs
     client, server = _start(plugin_dirs, "example", f"colour_table:{plugin_dirs / 'colour_table'}", example)
     try:
         assert client.health()["grounder"] == f"colour_table:{plugin_dirs / 'colour_table'}"
-        reply = client.ground(_clip(), [Keyframe(0, "the teal square"), Keyframe(1, "pink"),
-                                        Keyframe(2, "a red circle")])
+        reply = client.ground(
+            _clip(), [Keyframe(0, "the teal square"), Keyframe(1, "pink"), Keyframe(2, "a red circle")]
+        )
         assert [b.tolist() for b in reply.boxes] == [[list(TEAL_BOX)], [list(PINK_BOX)], []]
         assert reply.labels == (("teal",), ("pink",), ())
         # a group: the plug-in's boxes are what the segmenter is prompted with (the synthetic segmenter tracks
         # palette colours only, so these off-palette squares give empty masks; SAM2 would segment them)
-        result = client.submit_group(_clip(), [[Keyframe(1, "teal")], [Keyframe(0, "pink or teal")]]
-                                     ).result().raise_for_status()
+        result = (
+            client.submit_group(_clip(), [[Keyframe(1, "teal")], [Keyframe(0, "pink or teal")]])
+            .result()
+            .raise_for_status()
+        )
         assert result.n_detections == 3
         assert [[b.tolist() for b in r.boxes] for r in result.rollouts] == [
-            [[list(TEAL_BOX)]], [[list(TEAL_BOX), list(PINK_BOX)]]]  # colours in table order: teal, pink
+            [[list(TEAL_BOX)]],
+            [[list(TEAL_BOX), list(PINK_BOX)]],
+        ]  # colours in table order: teal, pink
     finally:
         client.close()
         server.stop()
 
 
 def test_toy_grounder_gets_the_cut_rationale_in_its_prompt(plugin_dirs):
-    client, server = _start(plugin_dirs, "echo", f"echo_prompt:{plugin_dirs / 'toy_weights'}",
-                            str(plugin_dirs / "toy_plugin.py"))
-    answer = ("<think>There are two teal squares. The one that appears second moves left; the first stays at the "
-              "top.</think><answer>[]</answer>")
+    client, server = _start(
+        plugin_dirs, "echo", f"echo_prompt:{plugin_dirs / 'toy_weights'}", str(plugin_dirs / "toy_plugin.py")
+    )
+    answer = (
+        "<think>There are two teal squares. The one that appears second moves left; the first stays at the "
+        "top.</think><answer>[]</answer>"
+    )
     budget = 50
     cut = extract_rationale(answer, budget)
     assert cut == "There are two teal squares. The one that appears"  # cut at the word boundary, by hand
@@ -117,8 +140,13 @@ def test_toy_grounder_gets_the_cut_rationale_in_its_prompt(plugin_dirs):
         assert f'"{cut}"' in with_context and "second" not in with_context and len(cut) <= budget
         assert without == grounder_lib.GROUNDING_PROMPT.format(description="teal square")
         # per rollout in a group: every keyframe of rollout 0 gets its context, rollout 1 none
-        result = client.submit_group(_clip(), [[Keyframe(0, "a"), Keyframe(1, "b")], [Keyframe(0, "a")]],
-                                     contexts=[cut, None]).result().raise_for_status()
+        result = (
+            client.submit_group(
+                _clip(), [[Keyframe(0, "a"), Keyframe(1, "b")], [Keyframe(0, "a")]], contexts=[cut, None]
+            )
+            .result()
+            .raise_for_status()
+        )
         assert result.n_detections == 3
     finally:
         client.close()
@@ -126,8 +154,9 @@ def test_toy_grounder_gets_the_cut_rationale_in_its_prompt(plugin_dirs):
 
 
 def test_a_grounder_without_contexts_still_serves_and_a_broken_output_gets_an_error(plugin_dirs):
-    client, server = _start(plugin_dirs, "old", f"old_style:{plugin_dirs / 'toy_weights'}",
-                            str(plugin_dirs / "toy_plugin.py"))
+    client, server = _start(
+        plugin_dirs, "old", f"old_style:{plugin_dirs / 'toy_weights'}", str(plugin_dirs / "toy_plugin.py")
+    )
     try:
         assert client.ground(_clip(), [Keyframe(0, "x")]).boxes[0].tolist() == [[3, 5, 30, 40]]
         with pytest.raises(BridgeError) as e:
@@ -160,30 +189,56 @@ def test_registry_and_output_checks():
     grounding = grounder_lib.Grounding(np.asarray([[-5, 2, 8, 30], [25, 0, 30, 5]]), ("a", "b"), "t", True)
     got = grounder_lib.check_groundings([grounding], [image], "toy")
     assert got[0].boxes.tolist() == [[0, 2, 8, 10]] and got[0].labels == ("a",) and got[0].boxes.dtype == np.float32
-    for bad, needle in (([], "returned 0 groundings for 1"), ([("not", "a grounding")], "expected a Grounding"),
-                        ([grounder_lib.Grounding(np.zeros((2, 4)), ("one",), "", True)], "2 boxes, 1 labels")):
+    for bad, needle in (
+        ([], "returned 0 groundings for 1"),
+        ([("not", "a grounding")], "expected a Grounding"),
+        ([grounder_lib.Grounding(np.zeros((2, 4)), ("one",), "", True)], "2 boxes, 1 labels"),
+    ):
         with pytest.raises(RuntimeError, match=needle):
             grounder_lib.check_groundings(bad, [image], "toy")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--grounder", "nosuch:unused_dir"], "nosuch:unused_dir"),
-    (["--grounder", "colour_table:unused_dir", "--grounder-plugin", "no_such_dir/plugin.py"], "no such file"),
-    (["--grounder", "colour_table:unused_dir", "--grounder-plugin", "no_such_module_xyz"], "cannot import"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--grounder", "nosuch:unused_dir"], "nosuch:unused_dir"),
+        (["--grounder", "colour_table:unused_dir", "--grounder-plugin", "no_such_dir/plugin.py"], "no such file"),
+        (["--grounder", "colour_table:unused_dir", "--grounder-plugin", "no_such_module_xyz"], "cannot import"),
+    ],
+)
 def test_serve_refuses_unknown_kinds_and_plugins_at_once(tmp_path, args, needle):
-    proc = subprocess.run([sys.executable, "-m", "sam2_bridge.serve", "--address", f"ipc://{tmp_path}/s.sock",
-                           "--segmenter", "synthetic", "--device", "cpu", *args],
-                          capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=REPO))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sam2_bridge.serve",
+            "--address",
+            f"ipc://{tmp_path}/s.sock",
+            "--segmenter",
+            "synthetic",
+            "--device",
+            "cpu",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )
     assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
 
 
 def test_bridge_config_names_plugins():
     from omnir1_jax.config import BridgeSpec, ConfigError, ExperimentConfig, apply_overrides
 
-    cfg = apply_overrides(ExperimentConfig(), ['bridge.grounder_plugins=("sam2_bridge/server/example_grounder.py",)',
-                                               'bridge.grounder="colour_table:my_grounder"'])
+    cfg = apply_overrides(
+        ExperimentConfig(),
+        [
+            'bridge.grounder_plugins=("sam2_bridge/server/example_grounder.py",)',
+            'bridge.grounder="colour_table:my_grounder"',
+        ],
+    )
     assert cfg.bridge.grounder_plugins == ("sam2_bridge/server/example_grounder.py",)
     assert BridgeSpec().grounder_plugins == ()
     for bad in ("sam2_bridge/server/example_grounder.py", ("",), (3,)):

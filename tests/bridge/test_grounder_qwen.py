@@ -18,21 +18,45 @@ def tiny_qwen_dir(tmp_path_factory):
     tok = build_tiny_tokenizer()
     ids = special_token_ids()
     cfg = transformers.Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, tie_word_embeddings=True,
-                         bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"],
-                         pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=64, out_hidden_size=64,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, fullatt_block_indexes=[1],
-                           window_size=56),
-        image_token_id=ids["<|IMAGE|>"], video_token_id=ids["<|VIDEO|>"],
-        vision_start_token_id=ids["<|vision_bos|>"], vision_end_token_id=ids["<|vision_eos|>"])
+        text_config=dict(
+            vocab_size=512,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+            tie_word_embeddings=True,
+            bos_token_id=ids["<|im_start|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            num_heads=2,
+            intermediate_size=64,
+            out_hidden_size=64,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            fullatt_block_indexes=[1],
+            window_size=56,
+        ),
+        image_token_id=ids["<|IMAGE|>"],
+        video_token_id=ids["<|VIDEO|>"],
+        vision_start_token_id=ids["<|vision_bos|>"],
+        vision_end_token_id=ids["<|vision_eos|>"],
+    )
     torch.manual_seed(0)
     model = transformers.Qwen2_5_VLForConditionalGeneration(cfg).eval()
-    processor = transformers.Qwen2_5_VLProcessor(image_processor=transformers.Qwen2VLImageProcessor(),
-                                                 tokenizer=tok, video_processor=transformers.Qwen2VLVideoProcessor(),
-                                                 chat_template=tok.chat_template)
+    processor = transformers.Qwen2_5_VLProcessor(
+        image_processor=transformers.Qwen2VLImageProcessor(),
+        tokenizer=tok,
+        video_processor=transformers.Qwen2VLVideoProcessor(),
+        chat_template=tok.chat_template,
+    )
     path = tmp_path_factory.mktemp("tiny_qwen")
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -40,11 +64,15 @@ def tiny_qwen_dir(tmp_path_factory):
 
 
 def test_tiny_qwen2_5_vl_grounds_batched_like_one_by_one(tiny_qwen_dir):
-    backend = QwenBackend("qwen2_5_vl", tiny_qwen_dir, max_new_tokens=12, max_pixels=48 * 28 * 28,
-                          min_pixels=4 * 28 * 28, batch_size=8)
+    backend = QwenBackend(
+        "qwen2_5_vl", tiny_qwen_dir, max_new_tokens=12, max_pixels=48 * 28 * 28, min_pixels=4 * 28 * 28, batch_size=8
+    )
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (90, 120, 3), dtype=np.uint8), rng.integers(0, 255, (56, 200, 3), dtype=np.uint8),
-              rng.integers(0, 255, (70, 70, 3), dtype=np.uint8)]
+    images = [
+        rng.integers(0, 255, (90, 120, 3), dtype=np.uint8),
+        rng.integers(0, 255, (56, 200, 3), dtype=np.uint8),
+        rng.integers(0, 255, (70, 70, 3), dtype=np.uint8),
+    ]
     descs = ["the red circle", "blue square on the left", "a"]
     batched = backend.ground(images, descs)
     assert len(batched) == 3
@@ -60,7 +88,7 @@ def test_tiny_qwen2_5_vl_grounds_batched_like_one_by_one(tiny_qwen_dir):
         # greedy decoding of a left-padded batch equals decoding the keyframe alone
         with torch.inference_mode():
             ids = backend.model.generate(**inputs, do_sample=False, max_new_tokens=12)
-        alone = backend.processor.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
+        alone = backend.processor.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0]
         assert alone == g.text
     assert backend.ground(images[:1], descs[:1])[0].text == batched[0].text
 
@@ -72,14 +100,22 @@ def test_system1_context_reaches_the_grounding_prompt_within_its_budget(tiny_qwe
     from sam2_bridge.server.handler import Handler, HandlerConfig
     from sam2_bridge.wire import protocol
 
-    answer = ("<think>Two red circles look the same. The one that appears second is the target; the first one "
-              "stays still near the top while the second enters from the right.</think><answer>[]</answer>")
+    answer = (
+        "<think>Two red circles look the same. The one that appears second is the target; the first one "
+        "stays still near the top while the second enters from the right.</think><answer>[]</answer>"
+    )
     budget = 60
     cut = extract_rationale(answer, budget)
     assert cut == "Two red circles look the same. The one that appears second"  # cut at a word by hand
     rest = "is the target"  # what lies past the budget
-    handler = Handler(HandlerConfig(segmenter="synthetic", grounder=f"qwen2_5_vl:{tiny_qwen_dir}",
-                                    grounder_max_new_tokens=12, grounder_max_pixels=48 * 28 * 28))
+    handler = Handler(
+        HandlerConfig(
+            segmenter="synthetic",
+            grounder=f"qwen2_5_vl:{tiny_qwen_dir}",
+            grounder_max_new_tokens=12,
+            grounder_max_pixels=48 * 28 * 28,
+        )
+    )
     backend = handler.grounder
 
     class Recording:  # the real processor, recording the prompts the backend hands it
@@ -97,13 +133,18 @@ def test_system1_context_reaches_the_grounding_prompt_within_its_budget(tiny_qwe
     image = np.random.default_rng(3).integers(0, 255, (2, 70, 90, 3), dtype=np.uint8)
     keyframes = (protocol.Keyframe(0, "the red circle"), protocol.Keyframe(1, "the red circle"))
     request = protocol.GroundRequest(image, keyframes, (cut, None))
-    reply = protocol.GroundReply.from_body(handler.handle("ground", protocol.decode_message(protocol.make_request(
-        "c", "ground", request.to_body()))["body"]))
-    written = ('A model that watched the whole video reasoned about it as follows: "Two red circles look the same. '
-               'The one that appears second"\nUse this reasoning to decide which object the description refers '
-               'to. Locate every object that matches the description "the red circle" in the image and output the '
-               'bbox coordinates in JSON format.')
-    plain = written[written.index("Locate"):]
+    reply = protocol.GroundReply.from_body(
+        handler.handle(
+            "ground", protocol.decode_message(protocol.make_request("c", "ground", request.to_body()))["body"]
+        )
+    )
+    written = (
+        'A model that watched the whole video reasoned about it as follows: "Two red circles look the same. '
+        'The one that appears second"\nUse this reasoning to decide which object the description refers '
+        'to. Locate every object that matches the description "the red circle" in the image and output the '
+        "bbox coordinates in JSON format."
+    )
+    plain = written[written.index("Locate") :]
     assert len(backend.processor.texts) == 2 and len(reply.texts) == 2
     with_context, without = backend.processor.texts
     assert written in with_context and rest not in with_context

@@ -26,8 +26,13 @@ def _stock(m, curr, curr_pos, slots, feats, pe, ptr, ptr_pos):
     if ptr is not None:
         mem.append(ptr.transpose(0, 1))
         pos.append(ptr_pos.transpose(0, 1))
-    return m.memory_attention(curr=[curr], curr_pos=[curr_pos], memory=torch.cat(mem), memory_pos=torch.cat(pos),
-                              num_obj_ptr_tokens=0 if ptr is None else ptr.shape[1])
+    return m.memory_attention(
+        curr=[curr],
+        curr_pos=[curr_pos],
+        memory=torch.cat(mem),
+        memory_pos=torch.cat(pos),
+        num_obj_ptr_tokens=0 if ptr is None else ptr.shape[1],
+    )
 
 
 @torch.inference_mode()
@@ -51,12 +56,19 @@ def test_group_memory_attention_equals_sam2_module(model, fused):
         ptr = rand(1, 4 * n_ptr, 64, scale=0.3) if n_ptr else None
         ptr_pos = rand(1, 4 * n_ptr, 64, scale=0.3) if n_ptr else None
         expected.append(_stock(model, curr, curr_pos, slots, feats, pe, ptr, ptr_pos))
-        members.append((slots, [attn.entry_keys(f, pe) for f in feats],
-                        [f.flatten(2).transpose(1, 2) for f in feats], ptr, ptr_pos))
+        members.append(
+            (
+                slots,
+                [attn.entry_keys(f, pe) for f in feats],
+                [f.flatten(2).transpose(1, 2) for f in feats],
+                ptr,
+                ptr_pos,
+            )
+        )
     got = attn(curr, curr_pos, members)  # [S, B, D], all three in one padded batch
     assert got.shape == (256, 3, 256)
     for j, exp in enumerate(expected):
-        err = (got[:, j:j + 1] - exp).abs().max().item()
+        err = (got[:, j : j + 1] - exp).abs().max().item()
         assert err <= 1e-8 * exp.abs().max().item(), (j, err)  # rotary encoding runs in float32 in both
     alone = attn(curr, curr_pos, members[1:2])  # a batch of one gives the same values as the padded batch
     np.testing.assert_allclose(alone[:, 0].numpy(), got[:, 1].numpy(), rtol=0, atol=1e-12)
@@ -72,15 +84,19 @@ def test_group_pass_with_full_memory_windows_equals_sam2_module_path(tmp_path):
     rng = np.random.default_rng(1)
     frames = np.clip(np.asarray(BACKGROUND) + rng.integers(-6, 7, (t, h, w, 3)), 0, 255).astype(np.uint8)
     for i in range(t):
-        frames[i, 10:34, 4 + 5 * i:28 + 5 * i] = PALETTE["red"]
+        frames[i, 10:34, 4 + 5 * i : 28 + 5 * i] = PALETTE["red"]
         frames[i, 38:60, 50:74] = PALETTE["blue"]
-    dets = (np.asarray([0, 0, 1], np.int32), np.asarray([0, 8, 4], np.int32),
-            np.asarray([[4, 10, 28, 34], [44, 10, 68, 34], [50, 38, 74, 60]], np.float32))
+    dets = (
+        np.asarray([0, 0, 1], np.int32),
+        np.asarray([0, 8, 4], np.int32),
+        np.asarray([[4, 10, 28, 34], [44, 10, 68, 34], [50, 38, 74, 60]], np.float32),
+    )
     cfg = Sam2Config(config="configs/sam2.1/sam2.1_hiera_t.yaml", image_size=256)
     model = build_predictor(cfg)
     fast = GroupSegmenter(cfg, model).segment(frames, 2, *dets, keep_logits=True)
-    ref = GroupSegmenter(Sam2Config(config=cfg.config, image_size=256, fast_memory_attention=False),
-                         model).segment(frames, 2, *dets, keep_logits=True)
+    ref = GroupSegmenter(Sam2Config(config=cfg.config, image_size=256, fast_memory_attention=False), model).segment(
+        frames, 2, *dets, keep_logits=True
+    )
     assert GroupSegmenter(cfg, model).memattn is not None
     for a, b in ((fast.logits_fwd, ref.logits_fwd), (fast.logits_bwd, ref.logits_bwd)):
         assert (a - b).abs().max().item() <= 1e-4 * max(1.0, b.abs().max().item())

@@ -35,8 +35,13 @@ import pool_faults  # noqa: E402
 
 def test_a_bridge_killed_mid_request_loses_no_reply_and_answers_none_twice(tmp_path):
     out = tmp_path / "pool.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "pool_faults.py"), "--requests", "100",
-                           "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "pool_faults.py"), "--requests", "100", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["requests"] == 100 and r["answered"] == 100 and r["failed"] == []
@@ -66,8 +71,9 @@ class _OtherVersionBridge:
                 continue
             client, payload = self.sock.recv_multipart()
             env = protocol.read_envelope(payload)
-            self.sock.send_multipart([client, protocol.encode_message({"id": env.id, "type": env.type, "ok": True,
-                                                                       "body": {}}, version=99)])
+            self.sock.send_multipart(
+                [client, protocol.encode_message({"id": env.id, "type": env.type, "ok": True, "body": {}}, version=99)]
+            )
             self.answered += 1
 
     def close(self) -> None:
@@ -83,9 +89,11 @@ def bridges(tmp_path_factory):
     token = pool_faults.write_token(str(tmp_path / "good.token"), "the-pool-token")
     other = pool_faults.write_token(str(tmp_path / "other.token"), "another-token")
     good, wrong, slow, fake = (f"tcp://127.0.0.1:{pool_faults.free_port()}" for _ in range(4))
-    procs = [pool_faults.start_bridge(good, token, str(tmp_path / "good.log")),
-             pool_faults.start_bridge(wrong, other, str(tmp_path / "wrong.log")),
-             pool_faults.start_bridge(slow, token, str(tmp_path / "slow.log"), **{REPLY_DELAY_ENV: "3"})]
+    procs = [
+        pool_faults.start_bridge(good, token, str(tmp_path / "good.log")),
+        pool_faults.start_bridge(wrong, other, str(tmp_path / "wrong.log")),
+        pool_faults.start_bridge(slow, token, str(tmp_path / "slow.log"), **{REPLY_DELAY_ENV: "3"}),
+    ]
     fake_bridge = _OtherVersionBridge(fake)
     try:
         pool_faults.wait_ready(good, token)
@@ -134,8 +142,9 @@ def test_wrong_token_other_version_and_slow_bridges_are_dropped_and_the_run_goes
 
 
 def test_a_pool_of_only_bad_bridges_fails_with_no_bridge_naming_each(bridges):
-    client = BridgeClient([bridges["wrong"], bridges["fake"]], deadline_s=30, attempt_timeout_s=5,
-                          token_file=bridges["token"])
+    client = BridgeClient(
+        [bridges["wrong"], bridges["fake"]], deadline_s=30, attempt_timeout_s=5, token_file=bridges["token"]
+    )
     try:
         with pytest.raises(BridgeError) as err:
             client.submit("segment", pool_faults.request_for(0)[0]).result(timeout=60)
@@ -172,8 +181,13 @@ def test_the_runs_pool_drops_a_slow_bridge_after_bridge_attempt_timeout_s(bridge
     slow bridge after one attempt and the run's queries are answered by the other, long before ``timeout_s``."""
     from omnir1_jax.config import BridgeSpec
 
-    spec = BridgeSpec(start=False, addresses=(bridges["slow"], bridges["good"]), token_file=bridges["token"],
-                      timeout_s=60.0, attempt_timeout_s=1.0)
+    spec = BridgeSpec(
+        start=False,
+        addresses=(bridges["slow"], bridges["good"]),
+        token_file=bridges["token"],
+        timeout_s=60.0,
+        attempt_timeout_s=1.0,
+    )
     bridge = open_bridge(spec, str(tmp_path), wait_s=60)
     try:
         assert bridge.client.attempt_timeout_s == 1.0

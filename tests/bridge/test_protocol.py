@@ -19,8 +19,10 @@ def _roundtrip(req_type, body):
 
 def test_array_codec_roundtrip_all_dtypes():
     rng = np.random.default_rng(0)
-    values = {name: (rng.random((3, 5, 7)) * 100).astype(name) for name in
-              ("uint8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64")}
+    values = {
+        name: (rng.random((3, 5, 7)) * 100).astype(name)
+        for name in ("uint8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64")
+    }
     values["bool"] = rng.random((2, 3, 17, 5)) > 0.5  # 510 bits: not a multiple of 8
     values["empty"] = np.zeros((0, 4), np.float32)
     values["scalar"] = np.float32(2.5)
@@ -41,8 +43,11 @@ def test_bool_masks_travel_as_bits():
 
 def test_group_request_and_reply_roundtrip():
     clip = np.random.default_rng(1).integers(0, 255, (5, 12, 16, 3), dtype=np.uint8)
-    rollouts = [[protocol.Keyframe(0, "the red circle"), protocol.Keyframe(4, "blue square")], [],
-                [protocol.Keyframe(2, "x")]]
+    rollouts = [
+        [protocol.Keyframe(0, "the red circle"), protocol.Keyframe(4, "blue square")],
+        [],
+        [protocol.Keyframe(2, "x")],
+    ]
     req = protocol.GroupRequest(clip, rollouts)
     back = protocol.GroupRequest.from_body(_roundtrip(req.TYPE, req.to_body())["body"])
     np.testing.assert_array_equal(back.clip, clip)
@@ -50,8 +55,9 @@ def test_group_request_and_reply_roundtrip():
     masks = np.random.default_rng(2).random((3, 5, 12, 16)) > 0.5
     boxes = ((np.array([[1, 2, 3, 4.5]], np.float32), np.zeros((0, 4), np.float32)), (), (np.ones((2, 4), np.float32),))
     reply = protocol.GroupReply(boxes, masks, 1, 3, {"segment_s": 0.5})
-    got = protocol.GroupReply.from_body(protocol.decode_message(protocol.make_reply("r1", req.TYPE,
-                                                                                    reply.to_body()))["body"])
+    got = protocol.GroupReply.from_body(
+        protocol.decode_message(protocol.make_reply("r1", req.TYPE, reply.to_body()))["body"]
+    )
     np.testing.assert_array_equal(got.masks, masks)
     assert [[b.tolist() for b in r] for r in got.boxes] == [[b.tolist() for b in r] for r in boxes]
     assert (got.n_unparseable, got.n_detections, got.timings) == (1, 3, {"segment_s": 0.5})
@@ -66,9 +72,15 @@ def test_frame_ref_and_segment_request_roundtrip():
     assert back.det_rollout.dtype == np.int32
 
 
-@pytest.mark.parametrize("bad", [
-    dict(names=("../../etc/passwd",)), dict(video=os.path.join(os.sep, "abs")), dict(video="a/../../b"), dict(names=()),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(names=("../../etc/passwd",)),
+        dict(video=os.path.join(os.sep, "abs")),
+        dict(video="a/../../b"),
+        dict(names=()),
+    ],
+)
 def test_frame_ref_cannot_leave_root(bad):
     kw = dict(root="data", video="v", names=("0",)) | bad
     with pytest.raises(protocol.ProtocolError) as e:
@@ -150,25 +162,30 @@ def test_envelope_and_field_validation():
 def test_the_wire_side_and_the_light_server_modules_import_neither_torch_nor_jax():
     """The wire side is what the trainer imports; the broker, the synthetic models and the grounder module load
     torch only when a model backend is built (tests/test_layering.py checks the wire side on its own)."""
-    code = ("import sys, sam2_bridge.wire.protocol, sam2_bridge.wire.client, sam2_bridge.wire.frames; "
-            "import sam2_bridge.server.objects, sam2_bridge.server.synthetic, sam2_bridge.server.grounder, "
-            "sam2_bridge.server.broker; "
-            "bad = [m for m in ('torch', 'jax', 'jaxlib', 'transformers') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, sam2_bridge.wire.protocol, sam2_bridge.wire.client, sam2_bridge.wire.frames; "
+        "import sam2_bridge.server.objects, sam2_bridge.server.synthetic, sam2_bridge.server.grounder, "
+        "sam2_bridge.server.broker; "
+        "bad = [m for m in ('torch', 'jax', 'jaxlib', 'transformers') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.torch
 def test_bridge_never_imports_jax():
-    code = ("import sys, sam2_bridge.server.segmenter, sam2_bridge.server.handler, "
-            "sam2_bridge.server.sam2_reference, sam2_bridge.server.worker, sam2_bridge.serve; "
-            "assert 'jax' not in sys.modules")
+    code = (
+        "import sys, sam2_bridge.server.segmenter, sam2_bridge.server.handler, "
+        "sam2_bridge.server.sam2_reference, sam2_bridge.server.worker, sam2_bridge.serve; "
+        "assert 'jax' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_envelope_is_read_without_decoding_the_body_and_limits_give_too_large():
-    evil = msgpack.packb({"id": "e", "type": "segment", "token": "t", "deadline_s": 2.5,
-                          "body": {"x": msgpack.ExtType(7, b"zz")}})
+    evil = msgpack.packb(
+        {"id": "e", "type": "segment", "token": "t", "deadline_s": 2.5, "body": {"x": msgpack.ExtType(7, b"zz")}}
+    )
     env = protocol.read_envelope(_framed(evil))
     assert (env.id, env.type, env.token, env.deadline_s) == ("e", "segment", "t", 2.5)
     with pytest.raises(protocol.ProtocolError) as e:  # decoding the body is a separate, later step
@@ -192,9 +209,14 @@ def test_envelope_is_read_without_decoding_the_body_and_limits_give_too_large():
 
 def test_integer_fields_are_range_checked_before_the_cast():
     clip = np.zeros((2, 4, 4, 3), np.uint8)
-    for rollout, frame in (([0], [2 ** 32 + 1]), ([2 ** 32], [0]), ([-2 ** 40], [0])):
-        body = {"clip": {"array": clip}, "num_rollouts": 1, "det_rollout": np.asarray(rollout, np.int64),
-                "det_frame": np.asarray(frame, np.int64), "det_boxes": np.zeros((1, 4), np.float32)}
+    for rollout, frame in (([0], [2**32 + 1]), ([2**32], [0]), ([-(2**40)], [0])):
+        body = {
+            "clip": {"array": clip},
+            "num_rollouts": 1,
+            "det_rollout": np.asarray(rollout, np.int64),
+            "det_frame": np.asarray(frame, np.int64),
+            "det_boxes": np.zeros((1, 4), np.float32),
+        }
         with pytest.raises(protocol.ProtocolError) as e:
             protocol.SegmentRequest.from_body(body)
         assert e.value.code == "bad_field"

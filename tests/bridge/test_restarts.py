@@ -20,9 +20,25 @@ pytestmark = pytest.mark.torch  # the failing worker imports torch and sam2 befo
 
 
 def test_a_worker_that_cannot_start_is_retried_with_backoff_then_the_server_exits(tmp_path):
-    argv = [sys.executable, "-m", "sam2_bridge.serve", "--address", f"ipc://{tmp_path}/x.sock", "--workers", "1",
-            "--device", "cpu", "--segmenter", "sam2", "--sam2-config", "configs/nope.yaml",
-            "--worker-start-attempts", "3", "--worker-start-backoff-s", "0.2"]
+    argv = [
+        sys.executable,
+        "-m",
+        "sam2_bridge.serve",
+        "--address",
+        f"ipc://{tmp_path}/x.sock",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--segmenter",
+        "sam2",
+        "--sam2-config",
+        "configs/nope.yaml",
+        "--worker-start-attempts",
+        "3",
+        "--worker-start-backoff-s",
+        "0.2",
+    ]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert r.returncode == 3, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]
@@ -33,9 +49,23 @@ def test_a_worker_that_cannot_start_is_retried_with_backoff_then_the_server_exit
 
 
 def test_a_local_server_whose_workers_cannot_start_fails_fast_instead_of_restarting(tmp_path):
-    server = LocalServer(["--address", f"ipc://{tmp_path}/y.sock", "--workers", "1", "--device", "cpu",
-                          "--segmenter", "sam2", "--sam2-config", "configs/nope.yaml",
-                          "--worker-start-attempts", "1"], log_path=f"{tmp_path}/y.log").start()
+    server = LocalServer(
+        [
+            "--address",
+            f"ipc://{tmp_path}/y.sock",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--segmenter",
+            "sam2",
+            "--sam2-config",
+            "configs/nope.yaml",
+            "--worker-start-attempts",
+            "1",
+        ],
+        log_path=f"{tmp_path}/y.log",
+    ).start()
     client = BridgeClient(server.address, deadline_s=600, local_server=server)
     try:
         with pytest.raises(BridgeError) as e:
@@ -48,9 +78,25 @@ def test_a_local_server_whose_workers_cannot_start_fails_fast_instead_of_restart
 
 
 def _serve(address, log):
-    return subprocess.Popen([sys.executable, "-m", "sam2_bridge.serve", "--address", address, "--workers", "1",
-                             "--device", "cpu", "--segmenter", "synthetic", "--grounder", "synthetic"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sam2_bridge.serve",
+            "--address",
+            address,
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--segmenter",
+            "synthetic",
+            "--grounder",
+            "synthetic",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_client_notices_a_sigkilled_server_restarted_on_the_same_address(tmp_path):

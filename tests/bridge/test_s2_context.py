@@ -52,8 +52,9 @@ def test_contexts_round_trip_in_version_3_and_requests_without_them_stay_version
     assert back.rollout_contexts() == ("the red one moves left", None, "")
 
     g = protocol.GroundRequest(clip, (Keyframe(0, "a"), Keyframe(2, "b")), ["first", None])
-    back = protocol.GroundRequest.from_body(protocol.decode_message(protocol.make_request("g", "ground",
-                                                                                          g.to_body()))["body"])
+    back = protocol.GroundRequest.from_body(
+        protocol.decode_message(protocol.make_request("g", "ground", g.to_body()))["body"]
+    )
     assert back.contexts == ("first", None) and back.keyframe_contexts() == ("first", None)
 
     # without contexts the body is byte-for-byte what a version-2 client sends (an old bridge reads it as before)
@@ -62,14 +63,17 @@ def test_contexts_round_trip_in_version_3_and_requests_without_them_stay_version
     assert protocol.GroupRequest.from_body(plain).rollout_contexts() == (None, None, None)
 
 
-@pytest.mark.parametrize("contexts, needle", [
-    ("one rationale for all", "must be a list"),          # a str, not a list
-    (["only one"], "holds 1 entries for 2 keyframes"),   # wrong length
-    ([1, None], "must be a str"),                         # not a str
-    ([b"bytes", None], "must be a str"),
-    (["x" * (protocol.MAX_CONTEXT_CHARS + 1), None], f"<= {protocol.MAX_CONTEXT_CHARS} chars"),
-    ({"0": "map"}, "must be a list"),
-])
+@pytest.mark.parametrize(
+    "contexts, needle",
+    [
+        ("one rationale for all", "must be a list"),  # a str, not a list
+        (["only one"], "holds 1 entries for 2 keyframes"),  # wrong length
+        ([1, None], "must be a str"),  # not a str
+        ([b"bytes", None], "must be a str"),
+        (["x" * (protocol.MAX_CONTEXT_CHARS + 1), None], f"<= {protocol.MAX_CONTEXT_CHARS} chars"),
+        ({"0": "map"}, "must be a list"),
+    ],
+)
 def test_malformed_contexts_are_bad_field(contexts, needle):
     with pytest.raises(protocol.ProtocolError) as e:
         protocol.GroundRequest.from_body(_ground_body(contexts))
@@ -92,13 +96,17 @@ def test_contexts_in_an_older_version_are_refused():
 
 
 def test_grounding_prompt_with_and_without_context():
-    plain = ('Locate every object that matches the description "the red circle" in the image and output the bbox '
-             'coordinates in JSON format.')
+    plain = (
+        'Locate every object that matches the description "the red circle" in the image and output the bbox '
+        "coordinates in JSON format."
+    )
     assert grounding_prompt("the red circle") == plain == GROUNDING_PROMPT.format(description="the red circle")
     assert grounding_prompt("the red circle", "   ") == plain  # a blank context is no context
     got = grounding_prompt("the red circle", "  It appears second {and} moves left.  ")
-    assert got == ('A model that watched the whole video reasoned about it as follows: "It appears second {and} '
-                   'moves left."\nUse this reasoning to decide which object the description refers to. ' + plain)
+    assert got == (
+        'A model that watched the whole video reasoned about it as follows: "It appears second {and} '
+        'moves left."\nUse this reasoning to decide which object the description refers to. ' + plain
+    )
     assert got.startswith(CONTEXT_PROMPT.format(context="It appears second {and} moves left."))
 
 
@@ -108,8 +116,12 @@ def test_bridge_config_fields():
     spec = BridgeSpec()
     assert spec.s2_context is False and spec.s2_context_chars == 1024
     assert BridgeSpec(s2_context=True, s2_context_chars=protocol.MAX_CONTEXT_CHARS).s2_context_chars == 4096
-    for bad in (dict(s2_context_chars=0), dict(s2_context_chars=protocol.MAX_CONTEXT_CHARS + 1),
-                dict(s2_context="yes"), dict(s2_context_chars=1.5)):
+    for bad in (
+        dict(s2_context_chars=0),
+        dict(s2_context_chars=protocol.MAX_CONTEXT_CHARS + 1),
+        dict(s2_context="yes"),
+        dict(s2_context_chars=1.5),
+    ):
         with pytest.raises(ConfigError, match="bridge.s2_context"):
             BridgeSpec(**bad)
 
@@ -120,8 +132,21 @@ def test_bridge_config_fields():
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ctx")
-    server = LocalServer(["--address", f"ipc://{tmp}/b.sock", "--workers", "1", "--device", "cpu",
-                          "--segmenter", "synthetic", "--grounder", "synthetic"], log_path=f"{tmp}/b.log").start()
+    server = LocalServer(
+        [
+            "--address",
+            f"ipc://{tmp}/b.sock",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--segmenter",
+            "synthetic",
+            "--grounder",
+            "synthetic",
+        ],
+        log_path=f"{tmp}/b.log",
+    ).start()
     client = BridgeClient(server.address, deadline_s=120, local_server=server)
     try:
         client.wait_ready(120)
@@ -147,15 +172,21 @@ def _raw(address, payload, timeout_ms=60000):
 def test_old_and_new_clients_are_served_and_malformed_contexts_get_error_replies(bridge):
     client, server = bridge
     expected = [[list(RED_BOX)], [list(BLUE_BOX)]]  # the drawn squares, exclusive ends
-    for version, body in ((1, _ground_body()), (2, _ground_body()), (3, _ground_body()),
-                          (3, _ground_body(["the red square is the one on the left", None]))):
+    for version, body in (
+        (1, _ground_body()),
+        (2, _ground_body()),
+        (3, _ground_body()),
+        (3, _ground_body(["the red square is the one on the left", None])),
+    ):
         got_version, reply = _raw(server.address, protocol.make_request(f"v{version}", "ground", body, version=version))
         assert got_version == version and reply["ok"] is True, reply  # answered in the request's version
         assert [b.tolist() for b in reply["body"]["boxes"]] == expected
-    bad = [(2, _ground_body(["a context in version 2", None]), "needs protocol version 3"),
-           (3, _ground_body(["too few"]), "holds 1 entries"),
-           (3, _ground_body([7, None]), "must be a str"),
-           (3, {"clip": {"array": _clip()}, "rollouts": [[[0, "red"]]], "contexts": "not a list"}, "must be a list")]
+    bad = [
+        (2, _ground_body(["a context in version 2", None]), "needs protocol version 3"),
+        (3, _ground_body(["too few"]), "holds 1 entries"),
+        (3, _ground_body([7, None]), "must be a str"),
+        (3, {"clip": {"array": _clip()}, "rollouts": [[[0, "red"]]], "contexts": "not a list"}, "must be a list"),
+    ]
     for version, body, needle in bad:
         req_type = "ground_and_segment" if "clip" in body else "ground"
         got_version, reply = _raw(server.address, protocol.make_request("bad", req_type, body, version=version))

@@ -31,9 +31,22 @@ def _image(path, box, colour="red", size=(32, 48)):
 
 
 def _start(tmp, name, *extra):
-    server = LocalServer(["--address", f"ipc://{tmp}/{name}.sock", "--workers", "1", "--device", "cpu",
-                          "--segmenter", "synthetic", "--grounder", "synthetic", *extra],
-                         log_path=f"{tmp}/{name}.log").start()
+    server = LocalServer(
+        [
+            "--address",
+            f"ipc://{tmp}/{name}.sock",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--segmenter",
+            "synthetic",
+            "--grounder",
+            "synthetic",
+            *extra,
+        ],
+        log_path=f"{tmp}/{name}.log",
+    ).start()
     return server
 
 
@@ -91,9 +104,14 @@ def test_frame_refs_need_a_data_root_and_errors_do_not_tell_what_exists_outside(
         assert reply["ok"] is True, reply
         np.testing.assert_array_equal(reply["body"]["boxes"][0], [INSIDE_BOX])
         # missing inside / not an image inside / existing outside / missing outside / a symlink out: one answer
-        probes = [(root, "vid", "missing.png"), (root, "vid", "junk.png"), (outside, "vid", "00000.png"),
-                  (outside, "vid", "nothing_here.png"), (root, "vid", "link_out.png"),
-                  (base / "no_such_dir", "vid", "00000.png")]
+        probes = [
+            (root, "vid", "missing.png"),
+            (root, "vid", "junk.png"),
+            (outside, "vid", "00000.png"),
+            (outside, "vid", "nothing_here.png"),
+            (root, "vid", "link_out.png"),
+            (base / "no_such_dir", "vid", "00000.png"),
+        ]
         replies = [_raw(rooted.address, _ground_ref(f"p{i}", *p)) for i, p in enumerate(probes)]
         codes = {r["error"]["code"] for r in replies if not r["ok"]}
         messages = {r["error"]["message"] for r in replies if not r["ok"]}
@@ -119,9 +137,11 @@ def test_a_symlink_flipped_during_requests_never_yields_the_outside_image(world)
     os.symlink(inside_target, link)
     server = _start(base, "race", "--data-root", str(root))
     # the flipper is its own process, so it flips at full speed whatever this process does
-    flipper = (f"import os\ntargets = [{str(outside / 'secret.png')!r}, {str(inside_target)!r}]\ni = 0\n"
-               f"while True:\n    tmp = {str(tmp_link)!r}\n    if os.path.lexists(tmp):\n        os.unlink(tmp)\n"
-               f"    os.symlink(targets[i % 2], tmp)\n    os.replace(tmp, {str(link)!r})\n    i += 1\n")
+    flipper = (
+        f"import os\ntargets = [{str(outside / 'secret.png')!r}, {str(inside_target)!r}]\ni = 0\n"
+        f"while True:\n    tmp = {str(tmp_link)!r}\n    if os.path.lexists(tmp):\n        os.unlink(tmp)\n"
+        f"    os.symlink(targets[i % 2], tmp)\n    os.replace(tmp, {str(link)!r})\n    i += 1\n"
+    )
     counts = {"inside": 0, "outside": 0, "refused": 0}
     try:
         with BridgeClient(server.address, deadline_s=60) as c:
@@ -132,10 +152,12 @@ def test_a_symlink_flipped_during_requests_never_yields_the_outside_image(world)
         sock.connect(server.address)
         for batch in range(N_BATCHES):  # pipelined: the worker reads frames back to back while links flip
             for i in range(BATCH):
-                body = {"frames": {"ref": {"root": str(root), "video": "vid", "names": ["flip.png"]}},
-                        "keyframes": [[0, "square"]]}
+                body = {
+                    "frames": {"ref": {"root": str(root), "video": "vid", "names": ["flip.png"]}},
+                    "keyframes": [[0, "square"]],
+                }
                 sock.send(protocol.make_request(f"q{batch}-{i}", "ground", body))
-            for i in range(BATCH):
+            for _ in range(BATCH):
                 assert sock.poll(60000), "no reply"
                 reply = protocol.decode_message(sock.recv())
                 if not reply["ok"]:
@@ -167,20 +189,31 @@ def test_token_is_required_and_checked_before_the_body_is_decoded(world, tmp_pat
             got = c.ground(protocol.FrameRef(str(root), "vid", ("00000.png",)), [protocol.Keyframe(0, "square")])
             np.testing.assert_array_equal(got.boxes[0], [INSIDE_BOX])
         # a body that would not decode (unknown extension type 7): with a wrong token it is never looked at
-        evil = msgpack.packb({"id": "e1", "type": "segment", "token": "wrong",
-                              "body": {"clip": msgpack.ExtType(7, b"\x00" * 64)}}, use_bin_type=True)
+        evil = msgpack.packb(
+            {"id": "e1", "type": "segment", "token": "wrong", "body": {"clip": msgpack.ExtType(7, b"\x00" * 64)}},
+            use_bin_type=True,
+        )
         framed = b"S2BR" + struct.pack("<HHQ", protocol.PROTOCOL_VERSION, 0, len(evil)) + evil
-        cases = [protocol.make_request("n1", "health", {}),  # no token
-                 protocol.make_request("w1", "health", {}, token="s3cret-tokeN"),  # wrong token
-                 protocol.make_request("w2", "health", {}, token="s3cret-token\n"),  # not stripped: not the token
-                 framed]
+        cases = [
+            protocol.make_request("n1", "health", {}),  # no token
+            protocol.make_request("w1", "health", {}, token="s3cret-tokeN"),  # wrong token
+            protocol.make_request("w2", "health", {}, token="s3cret-token\n"),  # not stripped: not the token
+            framed,
+        ]
         for payload in cases:
             reply = _raw(server.address, payload)
             assert reply["ok"] is False and reply["error"]["code"] == "unauthorized", reply
             assert reply["id"] in ("n1", "w1", "w2", "e1")  # the client can match the refusal
         # the right token and the same undecodable body: now it is decoded, and refused as such
-        good = msgpack.packb({"id": "e2", "type": "segment", "token": "s3cret-token",
-                              "body": {"clip": msgpack.ExtType(7, b"\x00" * 64)}}, use_bin_type=True)
+        good = msgpack.packb(
+            {
+                "id": "e2",
+                "type": "segment",
+                "token": "s3cret-token",
+                "body": {"clip": msgpack.ExtType(7, b"\x00" * 64)},
+            },
+            use_bin_type=True,
+        )
         reply = _raw(server.address, b"S2BR" + struct.pack("<HHQ", protocol.PROTOCOL_VERSION, 0, len(good)) + good)
         assert reply["error"]["code"] == "bad_body", reply
         # a client without the token gets a clear error, not a timeout

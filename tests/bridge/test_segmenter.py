@@ -16,8 +16,14 @@ TOL = 1e-5
 
 # (rollout, frame, box): r0 has prompts on several frames (two boxes on frame 2), r1 only on the last frame,
 # r2 none, r3 repeats one of r0's detections exactly.
-DETS = [(0, 0, [10, 20, 40, 50]), (0, 2, [30, 18, 62, 48]), (0, 2, [55, 40, 90, 70]), (0, 3, [40, 15, 75, 50]),
-        (1, 3, [50, 35, 92, 71]), (3, 2, [30, 18, 62, 48])]
+DETS = [
+    (0, 0, [10, 20, 40, 50]),
+    (0, 2, [30, 18, 62, 48]),
+    (0, 2, [55, 40, 90, 70]),
+    (0, 3, [40, 15, 75, 50]),
+    (1, 3, [50, 35, 92, 71]),
+    (3, 2, [30, 18, 62, 48]),
+]
 R = 4
 
 
@@ -25,7 +31,7 @@ def _clip(tmp_path):
     rng = np.random.default_rng(0)
     frames = np.clip(np.asarray(BACKGROUND) + rng.integers(-6, 7, (T, H, W, 3)), 0, 255).astype(np.uint8)
     for t in range(T):
-        frames[t, 20:48, 12 + 10 * t:40 + 10 * t] = PALETTE["red"]
+        frames[t, 20:48, 12 + 10 * t : 40 + 10 * t] = PALETTE["red"]
         frames[t, 45:68, 60:88] = PALETTE["blue"]
     return write_jpeg_clip(frames, str(tmp_path))  # the stock loader reads JPEG folders
 
@@ -38,8 +44,14 @@ def predictor():
 
 def _run(seg, frames, dets, num_rollouts):
     r, f, b = zip(*dets) if dets else ((), (), ())
-    out = seg.segment(frames, num_rollouts, np.asarray(r, np.int32), np.asarray(f, np.int32),
-                      np.asarray(b, np.float32).reshape(-1, 4), keep_logits=True)
+    out = seg.segment(
+        frames,
+        num_rollouts,
+        np.asarray(r, np.int32),
+        np.asarray(f, np.int32),
+        np.asarray(b, np.float32).reshape(-1, 4),
+        keep_logits=True,
+    )
     return out, (out.video_logits(H, W) if dets else None)
 
 
@@ -102,11 +114,13 @@ def test_sharing_identical_prompts_changes_nothing(predictor, tmp_path):
     cfg, model = predictor
     frames = _clip(tmp_path)
     dets = [DETS[1], DETS[4], DETS[5], DETS[5]]  # r3's box twice, and r0's identical one
-    separate, (s_fwd, s_bwd) = _run(GroupSegmenter(Sam2Config(config=cfg.config, image_size=256,
-                                                              share_identical_prompts=False), model),
-                                    frames, dets, R)
-    shared, (h_fwd, h_bwd) = _run(GroupSegmenter(Sam2Config(config=cfg.config, image_size=256), model),
-                                  frames, dets, R)
+    separate, (s_fwd, s_bwd) = _run(
+        GroupSegmenter(Sam2Config(config=cfg.config, image_size=256, share_identical_prompts=False), model),
+        frames,
+        dets,
+        R,
+    )
+    shared, (h_fwd, h_bwd) = _run(GroupSegmenter(Sam2Config(config=cfg.config, image_size=256), model), frames, dets, R)
     assert separate.timings["objects_tracked"] == 4 and shared.timings["objects_tracked"] == 2
     for d in (2, 3):
         assert (s_fwd[d] - s_fwd[0]).abs().max().item() <= TOL

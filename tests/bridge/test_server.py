@@ -5,7 +5,6 @@ import os
 import signal
 import struct
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -25,29 +24,58 @@ def _clip(t=6, h=72, w=96):
     rng = np.random.default_rng(0)
     frames = np.clip(np.asarray(BACKGROUND) + rng.integers(-6, 7, (t, h, w, 3)), 0, 255).astype(np.uint8)
     for i in range(t):
-        frames[i, 20:44, 8 + 8 * i:32 + 8 * i] = PALETTE["red"]
+        frames[i, 20:44, 8 + 8 * i : 32 + 8 * i] = PALETTE["red"]
         frames[i, 46:68, 60:84] = PALETTE["blue"]
     return frames
 
 
-ROLLOUTS = [[Keyframe(0, "the red square"), Keyframe(3, "blue square"), Keyframe(5, "red")],
-            [Keyframe(5, "square on the right")], [], [Keyframe(2, "the green circle")]]
+ROLLOUTS = [
+    [Keyframe(0, "the red square"), Keyframe(3, "blue square"), Keyframe(5, "red")],
+    [Keyframe(5, "square on the right")],
+    [],
+    [Keyframe(2, "the green circle")],
+]
 
 
 def _server(tmp, name, *extra):
     address = f"ipc://{tmp}/{name}.sock"
-    server = LocalServer(["--address", address, "--workers", "1", "--device", "cpu", "--torch-threads", "1",
-                          "--max-message-bytes", str(MAX_BYTES), *extra], log_path=f"{tmp}/{name}.log")
+    server = LocalServer(
+        [
+            "--address",
+            address,
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--torch-threads",
+            "1",
+            "--max-message-bytes",
+            str(MAX_BYTES),
+            *extra,
+        ],
+        log_path=f"{tmp}/{name}.log",
+    )
     return server.start()
 
 
 @pytest.fixture(scope="module")
 def sam2_bridge(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bridge")
-    server = _server(tmp, "sam2", "--segmenter", "sam2", "--sam2-config", "configs/sam2.1/sam2.1_hiera_t.yaml",
-                     "--sam2-image-size", "256", "--grounder", "synthetic")
-    client = BridgeClient(server.address, deadline_s=180, attempt_timeout_s=120, local_server=server,
-                          max_message_bytes=MAX_BYTES)
+    server = _server(
+        tmp,
+        "sam2",
+        "--segmenter",
+        "sam2",
+        "--sam2-config",
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        "--sam2-image-size",
+        "256",
+        "--grounder",
+        "synthetic",
+    )
+    client = BridgeClient(
+        server.address, deadline_s=180, attempt_timeout_s=120, local_server=server, max_message_bytes=MAX_BYTES
+    )
     try:
         client.wait_ready(180)
         yield client, server
@@ -72,18 +100,33 @@ def _raw_request(address, payload, timeout_ms=10000):
 def test_malformed_messages_get_error_replies_then_health_works(sam2_bridge, tmp_path):
     client, server = sam2_bridge
     good = protocol.make_request("abc", "health", {})
-    huge = protocol.encode_message({"id": "big", "type": "ground", "body": {"x": b"\0" * (MAX_BYTES + 10)}},
-                                   max_message_bytes=4 * MAX_BYTES)
-    cases = [(good[:10], "truncated"), (good[:-3], "truncated"), (b"GET / HTTP/1.1\r\n\r\n", "bad_header"),
-             (good[:4] + struct.pack("<H", 99) + good[6:], "bad_version"), (huge, "too_large"),
-             (protocol.make_request("abc", "shutdown", {}), "bad_type"),
-             (protocol.encode_message({"id": 5, "type": "health"}), "bad_field"),
-             (b"S2BR" + struct.pack("<HHQ", 1, 0, 3) + b"\x93\x01\x02", "bad_body"),
-             (protocol.make_request("g1", "ground_and_segment", {"clip": {"array": np.zeros((2, 4, 4), np.uint8)},
-                                                                 "rollouts": []}), "bad_field"),
-             (protocol.make_request("g2", "ground", {"frames": {"ref": {"root": str(tmp_path), "video": "v",
-                                                                        "names": ["0"]}}, "keyframes": [[0, "red"]]}),
-              "forbidden")]  # this bridge has no --data-root: it reads no frame references
+    huge = protocol.encode_message(
+        {"id": "big", "type": "ground", "body": {"x": b"\0" * (MAX_BYTES + 10)}}, max_message_bytes=4 * MAX_BYTES
+    )
+    cases = [
+        (good[:10], "truncated"),
+        (good[:-3], "truncated"),
+        (b"GET / HTTP/1.1\r\n\r\n", "bad_header"),
+        (good[:4] + struct.pack("<H", 99) + good[6:], "bad_version"),
+        (huge, "too_large"),
+        (protocol.make_request("abc", "shutdown", {}), "bad_type"),
+        (protocol.encode_message({"id": 5, "type": "health"}), "bad_field"),
+        (b"S2BR" + struct.pack("<HHQ", 1, 0, 3) + b"\x93\x01\x02", "bad_body"),
+        (
+            protocol.make_request(
+                "g1", "ground_and_segment", {"clip": {"array": np.zeros((2, 4, 4), np.uint8)}, "rollouts": []}
+            ),
+            "bad_field",
+        ),
+        (
+            protocol.make_request(
+                "g2",
+                "ground",
+                {"frames": {"ref": {"root": str(tmp_path), "video": "v", "names": ["0"]}}, "keyframes": [[0, "red"]]},
+            ),
+            "forbidden",
+        ),
+    ]  # this bridge has no --data-root: it reads no frame references
     for payload, code in cases:
         reply = _raw_request(server.address, payload)
         assert reply["ok"] is False and reply["error"]["code"] == code, (code, reply)

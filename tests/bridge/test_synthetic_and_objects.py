@@ -42,14 +42,21 @@ def test_object_table_roundtrip_duplicates_empty_rollouts_many_objects():
 
 
 def test_parse_grounding_maps_and_survives_garbage():
-    g = parse_grounding('Sure!\n```json\n[{"bbox_2d": [14, 28, 70, 56], "label": "red circle"}]\n```',
-                        resized_hw=(112, 140), original_hw=(240, 300))
+    g = parse_grounding(
+        'Sure!\n```json\n[{"bbox_2d": [14, 28, 70, 56], "label": "red circle"}]\n```',
+        resized_hw=(112, 140),
+        original_hw=(240, 300),
+    )
     assert g.parsed and g.labels == ("red circle",)
     np.testing.assert_allclose(g.boxes, [[14 * 300 / 140, 28 * 240 / 112, 70 * 300 / 140, 56 * 240 / 112]], rtol=1e-6)
     g = parse_grounding('{"bbox_2d": [50, 40, 10, 20]}', (100, 100), (100, 100))  # one object, corners swapped
     np.testing.assert_array_equal(g.boxes, [[10, 20, 50, 40]])
-    g = parse_grounding('[{"bbox_2d": [-5, 10, 500, 20]}, {"bbox_2d": [1, 2, 3]}, {"bbox_2d": [1, 1, 1, 9]}, '
-                        '{"bbox_2d": ["a", 1, 2, 3]}, {"bbox_2d": [1, 2, 3, true]}]', (50, 60), (50, 60))
+    g = parse_grounding(
+        '[{"bbox_2d": [-5, 10, 500, 20]}, {"bbox_2d": [1, 2, 3]}, {"bbox_2d": [1, 1, 1, 9]}, '
+        '{"bbox_2d": ["a", 1, 2, 3]}, {"bbox_2d": [1, 2, 3, true]}]',
+        (50, 60),
+        (50, 60),
+    )
     np.testing.assert_array_equal(g.boxes, [[0, 10, 60, 20]])  # clipped; invalid and empty boxes dropped
     assert parse_grounding("[]", (10, 10), (10, 10)).parsed
     for garbage in ["", "no boxes here", "[{", "[1, 2, 3]", "{{{{", "```json\n```", "\x00\xff"]:
@@ -74,11 +81,24 @@ def _draw(shapes, height=120, width=200, seed=0):
 
 
 def test_synthetic_grounder_finds_the_right_boxes():
-    frame, gt = _draw([("red", "circle", 40, 40, 18), ("blue", "square", 110, 70, 20),
-                       ("green", "triangle", 165, 60, 22), ("yellow", "square", 40, 95, 14)])
+    frame, gt = _draw(
+        [
+            ("red", "circle", 40, 40, 18),
+            ("blue", "square", 110, 70, 20),
+            ("green", "triangle", 165, 60, 22),
+            ("yellow", "square", 40, 95, 14),
+        ]
+    )
     backend = SyntheticBackend()
-    queries = ["the red circle", "blue square on the right", "green triangle", "square",
-               "square on the left", "the purple circle", "something"]
+    queries = [
+        "the red circle",
+        "blue square on the right",
+        "green triangle",
+        "square",
+        "square on the left",
+        "the purple circle",
+        "something",
+    ]
     out = backend.ground([frame] * len(queries), queries)
     expect = [gt[[0]], gt[[1]], gt[[2]], gt[[1, 3]], gt[[3]], gt[[]], gt[[]]]
     for q, g, e in zip(queries, out, expect):

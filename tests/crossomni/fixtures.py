@@ -24,13 +24,19 @@ def write_fixture(root: str, size=(56, 84), frames: int = 6) -> str:
         fr = np.full((frames, *size, 3), 25, np.uint8)
         for t in range(frames):
             y, x = 8 + 2 * t, 10 + 5 * i
-            fr[t, y:y + 16, x:x + 16] = rng.integers(60, 250, 3, dtype=np.uint8)
+            fr[t, y : y + 16, x : x + 16] = rng.integers(60, 250, 3, dtype=np.uint8)
         t = np.arange(16000) / 16000.0
         wav = (0.2 * np.sin(2 * np.pi * (220 + 110 * i) * t)).astype(np.float32)
         write_video(os.path.join(root, "clips", f"{qid}.mp4"), fr, fps=4.0, audio=wav)
-        row = {"id": qid, "video": f"clips/{qid}.mp4", "biography": "Sheldon grew up in Texas. Penny is blonde.",
-               "question": f"Question {i} about the person?", "options": ["w", "x", "y", "z"], "answer": answer,
-               "task": task}
+        row = {
+            "id": qid,
+            "video": f"clips/{qid}.mp4",
+            "biography": "Sheldon grew up in Texas. Penny is blonde.",
+            "question": f"Question {i} about the person?",
+            "options": ["w", "x", "y", "z"],
+            "answer": answer,
+            "task": task,
+        }
         if rationale:
             row["rationale"] = rationale
         rows.append(row)

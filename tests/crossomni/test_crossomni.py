@@ -23,13 +23,24 @@ def cfg(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("co"))
     write_fixture(root)
     return ExperimentConfig(
-        name="co_test", model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=DataSpec(dataset="crossomni", root=root, split="train", task="qa", batch_size=2, min_frames=4,
-                      max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
+        name="co_test",
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=DataSpec(
+            dataset="crossomni",
+            root=root,
+            split="train",
+            task="qa",
+            batch_size=2,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+        ),
         grpo=GRPOSpec(group_size=2, max_new_tokens=8, beta=0.04),
         optim=OptimSpec(lr=1e-3, weight_decay=0.0),
         sft=SFTSpec(lr=1e-3, batch_size=2, lora_rank=4, lora_alpha=8.0, target="rationale"),
-        run=RunSpec(out_dir=str(tmp_path_factory.mktemp("run")), steps=1))
+        run=RunSpec(out_dir=str(tmp_path_factory.mktemp("run")), steps=1),
+    )
 
 
 def test_batch_has_video_audio_and_the_table17_prompt(cfg):
@@ -59,8 +70,10 @@ def test_rewards_are_the_weighted_sum_of_the_paper_terms(cfg):
     np.testing.assert_array_equal(c["format"], [1, 1, 0, 1])
     np.testing.assert_array_equal(c["accuracy"], [1, 0, 1, 1])
     # the judge saw Table-18 prompts filled with each <think> (and the reference rationale for consistency)
-    cons = [CONSISTENCY_PROMPT.format(reference=r.rationale, hypothesis=h)
-            for r, h in ((recs[0], "I saw him"), (recs[0], "x"), (recs[2], "y"))]
+    cons = [
+        CONSISTENCY_PROMPT.format(reference=r.rationale, hypothesis=h)
+        for r, h in ((recs[0], "I saw him"), (recs[0], "x"), (recs[2], "y"))
+    ]
     coh = [COHERENCE_PROMPT.format(hypothesis=h) for h in ("I saw him", "x", "y")]
     assert prompts == cons + coh
     exp_cons = np.array([len(cons[0]) % 4, len(cons[1]) % 4, 0, len(cons[2]) % 4]) / 5
@@ -142,8 +155,11 @@ def test_one_lora_sft_step_changes_only_decoder_projections(cfg):
     assert np.isfinite(hist[0]["loss"]) and hist[0]["grad_norm"] > 0
     after = jax.tree.map(np.array, nnx.state(merged, nnx.Param))
     flat_b = dict(jax.tree_util.tree_leaves_with_path(before))
-    changed = {jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(after)
-               if not np.array_equal(v, flat_b[k])}
+    changed = {
+        jax.tree_util.keystr(k)
+        for k, v in jax.tree_util.tree_leaves_with_path(after)
+        if not np.array_equal(v, flat_b[k])
+    }
     # LoRA changed exactly the decoder projection kernels (B moved off zero), nothing else
     assert changed and all("language_model" in k and "kernel" in k and "proj" in k for k in changed)
 
@@ -188,8 +204,9 @@ def test_grpo_killed_and_resumed_continues_with_equal_losses(cfg, tmp_path):
     b1 = moved(_learner(cfg, "grpo", judge=judge, out=str(tmp_path / "b"), resume=True))
     first = losses(b1.train(1, progress=False))
     b1.close()
-    b2 = _learner(cfg, "grpo", policy=build_policy(cfg.model, seed=9), judge=judge, out=str(tmp_path / "b"),
-                  resume=True)
+    b2 = _learner(
+        cfg, "grpo", policy=build_policy(cfg.model, seed=9), judge=judge, out=str(tmp_path / "b"), resume=True
+    )
     assert b2.step == 1
     rest = losses(b2.train(3, progress=False))
     b2.close()

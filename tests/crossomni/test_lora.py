@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from omnir1_jax.lora import Frozen, LoraA, LoraB, apply_lora, lora_parameter_count, merge_lora
+from omnir1_jax.lora import Frozen, apply_lora, lora_parameter_count, merge_lora
 from omnir1_jax.models import qwen2_5_omni
 from omnir1_jax.policy import make_scorer
 from omnir1_jax.rl.update import make_optimizer, nll_step

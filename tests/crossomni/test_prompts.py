@@ -26,13 +26,21 @@ PAPER_TABLE17 = [
 
 
 def _rec(task):
-    return CrossOmniRecord(id="q", video="v.mp4", audio=None, biography="Penny is blonde.", question="Who?",
-                           options=(("A", "w"), ("B", "x")), answer="A", task=task)
+    return CrossOmniRecord(
+        id="q",
+        video="v.mp4",
+        audio=None,
+        biography="Penny is blonde.",
+        question="Who?",
+        options=(("A", "w"), ("B", "x")),
+        answer="A",
+        task=task,
+    )
 
 
 def test_visual_to_text_is_table17_as_printed():
     lines = table17_instruction("Vi", "Te").splitlines()
-    assert INSTRUCTION == table17_instruction("Vi", "Te")
+    assert table17_instruction("Vi", "Te") == INSTRUCTION
     for line in PAPER_TABLE17:
         assert line in lines
     assert len(lines) == 18  # the 18 lines of the printed table
@@ -43,13 +51,17 @@ def test_each_direction_names_its_source_and_target(task):
     src, dst = task.split("->")
     text = qa_prompt(_rec(task))
     observe = {"Vi": "observe the video", "Au": "listen to the audio", "Te": "read the text information"}[src]
-    target = {"Te": "the Additional Information", "Vi": "the visual information in the video",
-              "Au": "the audio information"}[dst]
+    target = {
+        "Te": "the Additional Information",
+        "Vi": "the visual information in the video",
+        "Au": "the audio information",
+    }[dst]
     assert f"(1) Carefully read the question and {observe}." in text
     assert f"(4) Then, answer the question based on {target}." in text
-    for other in set(("Vi", "Au", "Te")) - {src}:
-        assert {"Vi": "observe the video", "Au": "listen to the audio",
-                "Te": "read the text information"}[other] not in text
+    for other in {"Vi", "Au", "Te"} - {src}:
+        assert {"Vi": "observe the video", "Au": "listen to the audio", "Te": "read the text information"}[
+            other
+        ] not in text
     assert text.endswith(_rec(task).question_text())
     # the output format the rewards check is the same in every direction
     assert "<think> ... </think>\nA/B/C/D" in text
@@ -57,10 +69,14 @@ def test_each_direction_names_its_source_and_target(task):
 
 def test_default_and_cot_instructions_are_the_papers():
     rec = _rec("Au->Vi")
-    assert qa_prompt(rec, "default").splitlines()[0] == \
-        "Answer this question based on the video and text information in A/B/C/D."
-    assert qa_prompt(rec, "cot").splitlines()[0] == \
-        "Let's think step by step. Answer this question based on the video and text information in A/B/C/D."
+    assert (
+        qa_prompt(rec, "default").splitlines()[0]
+        == "Answer this question based on the video and text information in A/B/C/D."
+    )
+    assert (
+        qa_prompt(rec, "cot").splitlines()[0]
+        == "Let's think step by step. Answer this question based on the video and text information in A/B/C/D."
+    )
     assert "Think through the question" in qa_prompt(rec, "default", thinking=True).splitlines()[-1]
     with pytest.raises(ValueError, match="style"):
         qa_prompt(rec, "fancy")
@@ -73,9 +89,11 @@ def test_the_prompt_is_a_config_value_and_flags(tmp_path, monkeypatch):
     from tests.crossomni.fixtures import write_fixture
 
     path = tmp_path / "exp.py"
-    path.write_text("from omnir1_jax.config import DataSpec, ExperimentConfig\n"
-                    "def get_config():\n    return ExperimentConfig(name='exp', data=DataSpec(dataset='crossomni', "
-                    "task='qa'))\n")
+    path.write_text(
+        "from omnir1_jax.config import DataSpec, ExperimentConfig\n"
+        "def get_config():\n    return ExperimentConfig(name='exp', data=DataSpec(dataset='crossomni', "
+        "task='qa'))\n"
+    )
     cfg = load_config(str(path), ["data.qa_prompt=cot", "data.thinking=True", "data.s1_max_pixels=200704"])
     assert (cfg.data.qa_prompt, cfg.data.thinking, cfg.data.s1_max_pixels) == ("cot", True, 256 * 28 * 28)
     with pytest.raises(ConfigError, match="qa_prompt"):
@@ -87,8 +105,12 @@ def test_the_prompt_is_a_config_value_and_flags(tmp_path, monkeypatch):
         return {"markdown": "", "done": 0, "total": 0}
 
     monkeypatch.setattr(evaluate, "evaluate", capture)
-    assert evaluate.main(["--config", str(path), "--split", "test", "--pixels", "200704", "--thinking",
-                          "--prompt", "default"]) == 0
+    assert (
+        evaluate.main(
+            ["--config", str(path), "--split", "test", "--pixels", "200704", "--thinking", "--prompt", "default"]
+        )
+        == 0
+    )
     d = seen["cfg"].data
     assert (d.s1_max_pixels, d.thinking, d.qa_prompt) == (200704, True, "default")
     assert evaluate.main(["--config", str(path)]) == 2  # CrossOmni needs its split named
@@ -99,8 +121,17 @@ def test_the_prompt_is_a_config_value_and_flags(tmp_path, monkeypatch):
     from omnir1_jax.crossomni.batches import read_split
 
     tok = build_tiny_tokenizer()
-    data = DataSpec(dataset="crossomni", root=root, split="test", task="qa", min_frames=2, max_frames=2,
-                    s1_max_pixels=4 * 784, s1_min_pixels=4 * 784, qa_prompt="cot")
+    data = DataSpec(
+        dataset="crossomni",
+        root=root,
+        split="test",
+        task="qa",
+        min_frames=2,
+        max_frames=2,
+        s1_max_pixels=4 * 784,
+        s1_min_pixels=4 * 784,
+        qa_prompt="cot",
+    )
     rec = read_split(data, "test")[1]  # Au->Au
     ids = qa_batch([rec], tok, data)["model_inputs"]["input_ids"][0]
     text = tok.decode([int(i) for i in ids if int(i) != (tok.pad_token_id or 0)])

@@ -51,7 +51,10 @@ def revos_tree(tmp_path_factory):
     meta = {
         "videos": {
             "UVO/all/-CiPki3XuVI": {
-                "vid_id": 0, "height": H, "width": W, "frames": videos["UVO/all/-CiPki3XuVI"],
+                "vid_id": 0,
+                "height": H,
+                "width": W,
+                "frames": videos["UVO/all/-CiPki3XuVI"],
                 "expressions": {
                     "0": {"exp": "the cat", "obj_id": [1], "anno_id": [11], "type_id": 0},
                     "1": {"exp": "both animals that run", "obj_id": [1, 2], "anno_id": [11, 12], "type_id": 1},
@@ -59,7 +62,10 @@ def revos_tree(tmp_path_factory):
                 },
             },
             "plain_vid": {
-                "vid_id": 1, "height": H, "width": W, "frames": videos["plain_vid"],
+                "vid_id": 1,
+                "height": H,
+                "width": W,
+                "frames": videos["plain_vid"],
                 "expressions": {"0": {"exp": "the dog", "obj_id": [1], "anno_id": [21], "type_id": 0}},
             },
         }
@@ -95,8 +101,14 @@ def mevis_tree(tmp_path_factory):
         base = os.path.join(root, split)
         for f in ("00000", "00001"):
             _jpeg(os.path.join(base, "JPEGImages", "vidA", f"{f}.jpg"), rng)
-        meta = {"videos": {"vidA": {"frames": ["00000", "00001"], "expressions": {
-            "0": {"exp": "the moving one", "obj_id": [0], "anno_id": [5]}}}}}
+        meta = {
+            "videos": {
+                "vidA": {
+                    "frames": ["00000", "00001"],
+                    "expressions": {"0": {"exp": "the moving one", "obj_id": [0], "anno_id": [5]}},
+                }
+            }
+        }
         with open(os.path.join(base, "meta_expressions.json"), "w") as f:
             json.dump(meta, f)
         if split != "valid":
@@ -121,7 +133,9 @@ def refavs_tree(tmp_path_factory):
     for vid in ("a_b-c", "xyz"):
         for i in range(10):
             _jpeg(os.path.join(root, "media", vid, "frames", f"{i}.jpg"), rng)
-        sf.write(os.path.join(root, "media", vid, "audio.wav"), rng.normal(0, 0.1, 16000 * 10).astype(np.float32), 16000)
+        sf.write(
+            os.path.join(root, "media", vid, "audio.wav"), rng.normal(0, 0.1, 16000 * 10).astype(np.float32), 16000
+        )
     for row in rows[:2]:
         d = os.path.join(root, "gt_mask", row["vid"], f"fid_{row['fid']}")
         os.makedirs(d)
@@ -146,20 +160,44 @@ def refcocog_tree(tmp_path_factory):
     inst = {
         "images": [{"id": 42, "file_name": "COCO_train2014_000000000042.jpg", "height": H, "width": W}],
         "annotations": [
-            {"id": 7, "image_id": 42, "category_id": 1, "bbox": [2.0, 3.0, 10.0, 8.0], "iscrowd": 0,
-             "segmentation": [[2.0, 3.0, 12.0, 3.0, 12.0, 11.0, 2.0, 11.0]]},
-            {"id": 8, "image_id": 42, "category_id": 2, "bbox": [6.0, 5.0, 10.0, 5.0], "iscrowd": 1,
-             "segmentation": rle.encode(rle_mask)},
+            {
+                "id": 7,
+                "image_id": 42,
+                "category_id": 1,
+                "bbox": [2.0, 3.0, 10.0, 8.0],
+                "iscrowd": 0,
+                "segmentation": [[2.0, 3.0, 12.0, 3.0, 12.0, 11.0, 2.0, 11.0]],
+            },
+            {
+                "id": 8,
+                "image_id": 42,
+                "category_id": 2,
+                "bbox": [6.0, 5.0, 10.0, 5.0],
+                "iscrowd": 1,
+                "segmentation": rle.encode(rle_mask),
+            },
         ],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
     }
     with open(os.path.join(root, "instances.json"), "w") as f:
         json.dump(inst, f)
     refs = [
-        {"ref_id": 0, "ann_id": 7, "image_id": 42, "split": "train", "category_id": 1,
-         "sentences": [{"sent": "the cat on the left", "sent_id": 100}, {"sent": "a cat", "sent_id": 101}]},
-        {"ref_id": 1, "ann_id": 8, "image_id": 42, "split": "val", "category_id": 2,
-         "sentences": [{"sent": "the dog", "sent_id": 102}]},
+        {
+            "ref_id": 0,
+            "ann_id": 7,
+            "image_id": 42,
+            "split": "train",
+            "category_id": 1,
+            "sentences": [{"sent": "the cat on the left", "sent_id": 100}, {"sent": "a cat", "sent_id": 101}],
+        },
+        {
+            "ref_id": 1,
+            "ann_id": 8,
+            "image_id": 42,
+            "split": "val",
+            "category_id": 2,
+            "sentences": [{"sent": "the dog", "sent_id": 102}],
+        },
     ]
     with open(os.path.join(root, "refs(umd).p"), "wb") as f:
         pickle.dump(refs, f, protocol=2)

@@ -18,8 +18,15 @@ def _signals():
 def test_mel_filters_match():
     from transformers.audio_utils import mel_filter_bank
 
-    ref = mel_filter_bank(num_frequency_bins=201, num_mel_filters=128, min_frequency=0.0, max_frequency=8000.0,
-                          sampling_rate=16000, norm="slaney", mel_scale="slaney")
+    ref = mel_filter_bank(
+        num_frequency_bins=201,
+        num_mel_filters=128,
+        min_frequency=0.0,
+        max_frequency=8000.0,
+        sampling_rate=16000,
+        norm="slaney",
+        mel_scale="slaney",
+    )
     np.testing.assert_allclose(audio.mel_filters(128), ref, rtol=0, atol=1e-12)
 
 

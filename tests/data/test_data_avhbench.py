@@ -17,14 +17,26 @@ QUESTIONS = {
         {"video_id": "00191", "task": VA, "text": "Is the sleeping man making sound in the audio?", "label": "Yes"},
         {"video_id": "00191", "task": VA, "text": "Is the couch making sound in the audio?", "label": "No"},
         {"video_id": "00191", "task": AV, "text": "Is the sleeping man visible in the video?", "label": "yes"},
-        {"video_id": "00191", "task": M, "text": "Are the contexts of audio and visual content matching?",
-         "label": "Yes"},
-        {"video_id": "00191", "task": CAPTION_TASK, "text": "Describe what you see and hear.",
-         "label": "A man sleeps while someone walks."},
+        {
+            "video_id": "00191",
+            "task": M,
+            "text": "Are the contexts of audio and visual content matching?",
+            "label": "Yes",
+        },
+        {
+            "video_id": "00191",
+            "task": CAPTION_TASK,
+            "text": "Describe what you see and hear.",
+            "label": "A man sleeps while someone walks.",
+        },
     ],
     "00191_swap": [
-        {"video_id": "00191_swap", "task": M, "text": "Are the contexts of audio and visual content matching?",
-         "label": "No"},
+        {
+            "video_id": "00191_swap",
+            "task": M,
+            "text": "Are the contexts of audio and visual content matching?",
+            "label": "No",
+        },
         {"video_id": "00191_swap", "task": AV, "text": "Is a dog visible in the video?", "label": "NO "},
     ],
 }
@@ -45,8 +57,13 @@ def test_reader_keeps_the_judge_subset_with_normalised_labels(tmp_path):
     root = _write_release(tmp_path)
     recs = read_avhbench(root)
     assert [(r.id, r.task, r.answer) for r in recs] == [
-        ("00191/0", VA, "Yes"), ("00191/1", VA, "No"), ("00191/2", AV, "Yes"), ("00191/3", M, "Yes"),
-        ("00191_swap/0", M, "No"), ("00191_swap/1", AV, "No")]
+        ("00191/0", VA, "Yes"),
+        ("00191/1", VA, "No"),
+        ("00191/2", AV, "Yes"),
+        ("00191/3", M, "Yes"),
+        ("00191_swap/0", M, "No"),
+        ("00191_swap/1", AV, "No"),
+    ]
     assert recs[0].question == "Is the sleeping man making sound in the audio?" and recs[0].audio is None
     assert recs[4].video == os.path.join(root, "video", "00191_swap.mp4") and all(r.judge for r in recs)
     caps = read_avhbench(root, tasks=(CAPTION_TASK,))
@@ -64,13 +81,16 @@ def test_reader_takes_one_json_file_too(tmp_path):
     assert recs[-1].video == os.path.join(str(tmp_path), "video", "00191_swap.mp4")
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"video_id": "v1", "task": AV, "text": "q?"}, "field 'label'"),
-    ({"video_id": "v1", "task": AV, "text": "q?", "label": "maybe"}, "label 'maybe'"),
-    ({"video_id": "v1", "task": "Audio Counting", "text": "q?", "label": "Yes"}, "task 'Audio Counting'"),
-    ({"video_id": "../v1", "task": AV, "text": "q?", "label": "Yes"}, "leaves the video folder"),
-    (["not", "an", "object"], "expected an object"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"video_id": "v1", "task": AV, "text": "q?"}, "field 'label'"),
+        ({"video_id": "v1", "task": AV, "text": "q?", "label": "maybe"}, "label 'maybe'"),
+        ({"video_id": "v1", "task": "Audio Counting", "text": "q?", "label": "Yes"}, "task 'Audio Counting'"),
+        ({"video_id": "../v1", "task": AV, "text": "q?", "label": "Yes"}, "leaves the video folder"),
+        (["not", "an", "object"], "expected an object"),
+    ],
+)
 def test_malformed_entries_name_file_and_record(tmp_path, entry, message):
     good = {"video_id": "v1", "task": M, "text": "ok?", "label": "No"}
     root = _write_release(tmp_path, {"v1": [good, entry]})
@@ -123,13 +143,24 @@ def test_yes_no_accumulator_against_hand_counts():
         acc.add(f"m{i}", M, p, g)
     s = acc.summary()
     assert list(s) == [AV, M, "overall"]
-    assert s[AV] == pytest.approx({"accuracy": 0.25, "correct": 1, "count": 4, "precision": 0.5, "recall": 0.5,
-                                   "f1": 0.5, "yes_ratio": 0.5})
-    assert s[M] == pytest.approx({"accuracy": 1.0, "correct": 3, "count": 3, "precision": 1.0, "recall": 1.0,
-                                  "f1": 1.0, "yes_ratio": 1 / 3})
+    assert s[AV] == pytest.approx(
+        {"accuracy": 0.25, "correct": 1, "count": 4, "precision": 0.5, "recall": 0.5, "f1": 0.5, "yes_ratio": 0.5}
+    )
+    assert s[M] == pytest.approx(
+        {"accuracy": 1.0, "correct": 3, "count": 3, "precision": 1.0, "recall": 1.0, "f1": 1.0, "yes_ratio": 1 / 3}
+    )
     # pooled: TP 2, predicted Yes 3, gold Yes 3 -> P = R = F1 = 2/3; 4 of 7 correct; 3 of 7 said Yes
-    assert s["overall"] == pytest.approx({"accuracy": 4 / 7, "correct": 4, "count": 7, "precision": 2 / 3,
-                                          "recall": 2 / 3, "f1": 2 / 3, "yes_ratio": 3 / 7})
+    assert s["overall"] == pytest.approx(
+        {
+            "accuracy": 4 / 7,
+            "correct": 4,
+            "count": 7,
+            "precision": 2 / 3,
+            "recall": 2 / 3,
+            "f1": 2 / 3,
+            "yes_ratio": 3 / 7,
+        }
+    )
     assert f"| overall | {100 * 4 / 7:.1f} |" in acc.summary_table()
     with pytest.raises(ValueError, match="already added"):
         acc.add("a0", AV, "Yes", "Yes")
@@ -149,9 +180,11 @@ def test_evaluate_yes_no_is_resumable_and_matches_the_accumulator(tmp_path):
     from omnir1_jax.evaluate import evaluate_yes_no
 
     recs = read_avhbench(_write_release(tmp_path / "data"))
-    replies = {r.id: (f"<think>...</think><answer>{'No' if i % 3 == 0 else 'Yes'}</answer>" if i != 4 else "hmm")
-               for i, r in enumerate(recs)}
-    answer = lambda rs: ((r, replies[r.id]) for r in rs)  # noqa: E731
+    replies = {
+        r.id: (f"<think>...</think><answer>{'No' if i % 3 == 0 else 'Yes'}</answer>" if i != 4 else "hmm")
+        for i, r in enumerate(recs)
+    }
+    answer = lambda rs: ((r, replies[r.id]) for r in rs)
     full = evaluate_yes_no(recs, answer, str(tmp_path / "full"), progress=False)
     acc = YesNoAccumulator()
     for r in recs:
@@ -178,13 +211,31 @@ def test_evaluate_avhbench_with_the_tiny_policy_end_to_end(tmp_path):
     root = _write_release(tmp_path / "avh", videos=False)
     rng = np.random.default_rng(0)
     for vid in QUESTIONS:
-        write_video(os.path.join(root, "video", f"{vid}.mp4"), rng.integers(0, 255, (4, 56, 56, 3), np.uint8),
-                    fps=2.0, audio=(0.1 * rng.standard_normal(16000)).astype(np.float32))
-    cfg = ExperimentConfig(name="avh", model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-                           data=DataSpec(dataset="avhbench", root=root, task="qa", batch_size=3, min_frames=2,
-                                         max_frames=2, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28))
-    cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, max_new_tokens=4),
-                              run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "run")))
+        write_video(
+            os.path.join(root, "video", f"{vid}.mp4"),
+            rng.integers(0, 255, (4, 56, 56, 3), np.uint8),
+            fps=2.0,
+            audio=(0.1 * rng.standard_normal(16000)).astype(np.float32),
+        )
+    cfg = ExperimentConfig(
+        name="avh",
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=DataSpec(
+            dataset="avhbench",
+            root=root,
+            task="qa",
+            batch_size=3,
+            min_frames=2,
+            max_frames=2,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+        ),
+    )
+    cfg = dataclasses.replace(
+        cfg,
+        grpo=dataclasses.replace(cfg.grpo, max_new_tokens=4),
+        run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "run")),
+    )
     out = evaluate(cfg, "judge", progress=False)
     assert out["done"] == out["total"] == 6
     with open(os.path.join(cfg.run.out_dir, "eval", "avhbench_judge", "results.jsonl")) as f:

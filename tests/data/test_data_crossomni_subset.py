@@ -15,8 +15,19 @@ from omnir1_jax.runtime.records import resolve_steps
 def _records(counts):
     out = []
     for task, n in zip(TASKS, counts):
-        out += [CrossOmniRecord(id=f"{task}#{i}", video="v.mp4", audio=None, biography="b", question="q",
-                                options=(("A", "a"), ("B", "b")), answer="A", task=task) for i in range(n)]
+        out += [
+            CrossOmniRecord(
+                id=f"{task}#{i}",
+                video="v.mp4",
+                audio=None,
+                biography="b",
+                question="q",
+                options=(("A", "a"), ("B", "b")),
+                answer="A",
+                task=task,
+            )
+            for i in range(n)
+        ]
     return out
 
 
@@ -44,8 +55,18 @@ def test_a_short_task_gives_all_and_the_rest_is_spread():
 
 
 def test_read_split_subsets_only_the_training_split(tmp_path):
-    rows = [{"id": f"q{i}", "video": "v.mp4", "biography": "b", "question": "q", "options": ["a", "b"],
-             "answer": "A", "task": TASKS[i % 9]} for i in range(36)]  # 4 per task
+    rows = [
+        {
+            "id": f"q{i}",
+            "video": "v.mp4",
+            "biography": "b",
+            "question": "q",
+            "options": ["a", "b"],
+            "answer": "A",
+            "task": TASKS[i % 9],
+        }
+        for i in range(36)
+    ]  # 4 per task
     for split in ("train", "test"):
         with open(tmp_path / f"{split}.jsonl", "w") as f:
             f.write("\n".join(json.dumps(r) for r in rows) + "\n")

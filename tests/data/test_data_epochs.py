@@ -16,8 +16,12 @@ def test_derive_steps_by_hand():
     assert derive_steps(videos, num_expressions=9000, num_videos=2600, global_batch=8) == 325
     assert derive_steps(videos, num_expressions=9000, num_videos=2601, global_batch=8) == 326  # ceil
     assert derive_steps(RunSpec(steps=0), num_expressions=9000, num_videos=2600, global_batch=8) == 1125
-    assert derive_steps(RunSpec(steps=0, epochs=2.0, epoch_unit="videos"), num_expressions=1, num_videos=2600,
-                        global_batch=8) == 650
+    assert (
+        derive_steps(
+            RunSpec(steps=0, epochs=2.0, epoch_unit="videos"), num_expressions=1, num_videos=2600, global_batch=8
+        )
+        == 650
+    )
     assert derive_steps(RunSpec(steps=0, epochs=0.1), num_expressions=30, num_videos=1, global_batch=3) == 1
     assert derive_steps(RunSpec(steps=7), num_expressions=0, num_videos=0, global_batch=8) == 7  # explicit wins
     with pytest.raises(ConfigError, match="cannot derive"):

@@ -43,8 +43,9 @@ def test_refavs_metadata_of_binary_junk_names_the_file(refavs_tree, tmp_path):
     assert e.value.path == str(csv_path)
 
 
-@pytest.mark.parametrize("refs", [[["not", "a", "dict"]], [42], [{"ann_id": 7, "image_id": 42, "split": "train",
-                                                                 "sentences": "a cat"}]])
+@pytest.mark.parametrize(
+    "refs", [[["not", "a", "dict"]], [42], [{"ann_id": 7, "image_id": 42, "split": "train", "sentences": "a cat"}]]
+)
 def test_refs_pickle_of_wrong_shape_names_the_file(refcocog_tree, tmp_path, refs):
     copy = _copy(refcocog_tree, tmp_path, "refcocog")
     refs_path = copy / "refs(umd).p"
@@ -111,16 +112,38 @@ def test_meta_video_id_outside_the_root_is_rejected(tmp_path, vid):
     if vid == "ABSOLUTE":  # an absolute path outside the dataset root, made from this test's own directory
         vid = str(tmp_path.parent / "outside")
     meta_path = tmp_path / "meta_expressions_train_.json"
-    meta_path.write_text(json.dumps({"videos": {vid: {"frames": ["00000"], "height": H, "width": W, "expressions": {
-        "0": {"exp": "x", "anno_id": [1], "obj_id": [1], "type_id": 0}}}}}))
+    meta_path.write_text(
+        json.dumps(
+            {
+                "videos": {
+                    vid: {
+                        "frames": ["00000"],
+                        "height": H,
+                        "width": W,
+                        "expressions": {"0": {"exp": "x", "anno_id": [1], "obj_id": [1], "type_id": 0}},
+                    }
+                }
+            }
+        )
+    )
     with pytest.raises(DataFormatError) as e:
         readers.read_revos(str(tmp_path))
     assert str(meta_path) in str(e.value) and repr(vid) in str(e.value)
 
 
 def test_meta_frame_name_outside_the_root_is_rejected(tmp_path):
-    (tmp_path / "meta_expressions_train_.json").write_text(json.dumps({"videos": {"v": {
-        "frames": ["../../../../secret"], "expressions": {"0": {"exp": "x", "anno_id": [1], "type_id": 0}}}}}))
+    (tmp_path / "meta_expressions_train_.json").write_text(
+        json.dumps(
+            {
+                "videos": {
+                    "v": {
+                        "frames": ["../../../../secret"],
+                        "expressions": {"0": {"exp": "x", "anno_id": [1], "type_id": 0}},
+                    }
+                }
+            }
+        )
+    )
     with pytest.raises(DataFormatError, match="frame name '../../../../secret'"):
         readers.read_revos(str(tmp_path))
 

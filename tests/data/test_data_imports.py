@@ -4,17 +4,34 @@ import subprocess
 import sys
 
 MODULES = [
-    "omnir1_jax.data", "omnir1_jax.data.audio", "omnir1_jax.data.crossomni", "omnir1_jax.data.errors",
-    "omnir1_jax.data.masks", "omnir1_jax.data.pipeline", "omnir1_jax.data.prompts", "omnir1_jax.data.readers",
-    "omnir1_jax.data.refcoco", "omnir1_jax.data.rle", "omnir1_jax.data.schema", "omnir1_jax.data.text",
-    "omnir1_jax.data.tfds_builders", "omnir1_jax.data.transforms", "omnir1_jax.data.vision",
-    "omnir1_jax.data.synthetic.world", "omnir1_jax.data.synthetic.avs", "omnir1_jax.data.synthetic.writer",
+    "omnir1_jax.data",
+    "omnir1_jax.data.audio",
+    "omnir1_jax.data.crossomni",
+    "omnir1_jax.data.errors",
+    "omnir1_jax.data.masks",
+    "omnir1_jax.data.pipeline",
+    "omnir1_jax.data.prompts",
+    "omnir1_jax.data.readers",
+    "omnir1_jax.data.refcoco",
+    "omnir1_jax.data.rle",
+    "omnir1_jax.data.schema",
+    "omnir1_jax.data.text",
+    "omnir1_jax.data.tfds_builders",
+    "omnir1_jax.data.transforms",
+    "omnir1_jax.data.vision",
+    "omnir1_jax.data.synthetic.world",
+    "omnir1_jax.data.synthetic.avs",
+    "omnir1_jax.data.synthetic.writer",
 ]
 
 
 def _loaded_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return set(out.stdout.split())
 
 

@@ -35,9 +35,11 @@ def _spec(root, **kw):
 
 
 def _separate(root):
-    return (data.read_revos(os.path.join(root, "revos"), "train")
-            + data.read_mevis(os.path.join(root, "mevis"), "train")
-            + data.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic"))
+    return (
+        data.read_revos(os.path.join(root, "revos"), "train")
+        + data.read_mevis(os.path.join(root, "mevis"), "train")
+        + data.read_revos(os.path.join(root, "syn"), "train", dataset="synthetic")
+    )
 
 
 def _synthetic_videos(root):
@@ -48,8 +50,11 @@ def test_all_videos_is_every_record_of_every_source_in_order(mix_root):
     got = read_records(_spec(mix_root))
     want = _separate(mix_root)
     assert [r.key for r in got] == [r.key for r in want]
-    assert collections.Counter(r.dataset for r in got) == {"revos": 3, "mevis": 1,
-                                                           "synthetic": sum(r.dataset == "synthetic" for r in want)}
+    assert collections.Counter(r.dataset for r in got) == {
+        "revos": 3,
+        "mevis": 1,
+        "synthetic": sum(r.dataset == "synthetic" for r in want),
+    }
     assert all(p.startswith(mix_root + os.sep) for r in got for p in r.frame_paths)  # the bridge's one data root
     assert pipeline_config(_spec(mix_root), train=True, seed=0).task == "vos"
 
@@ -78,8 +83,7 @@ def test_the_draw_is_uniform_over_the_union_of_videos(mix_root):
     hits = collections.Counter()
     syn = []
     for seed in range(seeds):
-        videos = {(r.dataset, r.video_id) for r in read_records(_spec(mix_root, mixture_videos=n,
-                                                                         mixture_seed=seed))}
+        videos = {(r.dataset, r.video_id) for r in read_records(_spec(mix_root, mixture_videos=n, mixture_seed=seed))}
         hits.update(videos)
         syn.append(sum(d == "synthetic" for d, _ in videos))
     p = n / total
@@ -93,8 +97,11 @@ def test_the_draw_is_uniform_over_the_union_of_videos(mix_root):
 
 def test_mixture_errors_name_the_problem(mix_root):
     v = 3 + _synthetic_videos(mix_root)
-    with pytest.raises(ConfigError, match=rf"mixture_videos={v + 1} but the sources hold {v} 'train' videos "
-                                          rf"\(revos: 2, mevis: 1, syn: {v - 3}\)"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"mixture_videos={v + 1} but the sources hold {v} 'train' videos "
+        rf"\(revos: 2, mevis: 1, syn: {v - 3}\)",
+    ):
         read_records(_spec(mix_root, mixture_videos=v + 1))
     dup = DataSpec(dataset="mixture", root=mix_root, mixture=(("synthetic", "syn"), ("synthetic", "syn_again")))
     with pytest.raises(ConfigError, match="is in both 'syn' and 'syn_again'"):

@@ -20,12 +20,15 @@ def test_ground_truth_has_one_box_per_anno_id(revos_tree):
     rec = next(r for r in readers.read_revos(root, "train") if r.exp_id == "1" and r.video_id.startswith("UVO"))
     ex = {"record": rec, "frame_indices": np.array([0, 1, 2, 3], np.int32), "orig_size": np.array([H, W])}
     ex = transforms.GroundTruth().map(ex)
-    expected = np.array([
-        [[3, 2, 9, 6], [0, 0, 0, 0]],
-        [[0, 0, 0, 0], [10, 10, 20, 15]],
-        [[5, 4, 12, 8], [10, 6, 14, 9]],
-        [[0, 0, 4, 3], [0, 0, 0, 0]],
-    ], np.float32)
+    expected = np.array(
+        [
+            [[3, 2, 9, 6], [0, 0, 0, 0]],
+            [[0, 0, 0, 0], [10, 10, 20, 15]],
+            [[5, 4, 12, 8], [10, 6, 14, 9]],
+            [[0, 0, 4, 3], [0, 0, 0, 0]],
+        ],
+        np.float32,
+    )
     np.testing.assert_array_equal(ex["gt_boxes"], expected)
     np.testing.assert_array_equal(ex["gt_box_valid"], [[1, 0], [0, 1], [1, 1], [1, 0]])
     np.testing.assert_array_equal(ex["gt_masks"], truth[(rec.video_id, "1")])  # the union is still the mask GT
@@ -47,16 +50,34 @@ def test_object_masks_to_boxes_no_object_and_legacy_layout():
 
 
 def _example(t, boxes, valid):
-    return {"model_inputs": {"input_ids": np.ones(3, np.int32), "attention_mask": np.ones(3, np.int32)},
-            "use_audio_in_video": False, "dataset": "x", "video_id": "v", "exp_id": "0", "subset": "", "type_id": -1,
-            "expression": "e", "frame_paths": ("a",) * t, "gt_masks": np.zeros((t, 2, 2), bool),
-            "orig_size": np.array([2, 2]), "prompt": "p", "audio_path": "", "num_frames": t,
-            "frame_indices": np.arange(t, dtype=np.int32), "gt_boxes": boxes, "gt_box_valid": valid, "fps_s1": 2.0}
+    return {
+        "model_inputs": {"input_ids": np.ones(3, np.int32), "attention_mask": np.ones(3, np.int32)},
+        "use_audio_in_video": False,
+        "dataset": "x",
+        "video_id": "v",
+        "exp_id": "0",
+        "subset": "",
+        "type_id": -1,
+        "expression": "e",
+        "frame_paths": ("a",) * t,
+        "gt_masks": np.zeros((t, 2, 2), bool),
+        "orig_size": np.array([2, 2]),
+        "prompt": "p",
+        "audio_path": "",
+        "num_frames": t,
+        "frame_indices": np.arange(t, dtype=np.int32),
+        "gt_boxes": boxes,
+        "gt_box_valid": valid,
+        "fps_s1": 2.0,
+    }
 
 
 def test_collate_pads_objects_and_gt_box_lists_reads_them_back():
-    a = _example(2, np.array([[[0, 0, 2, 2], [4, 4, 6, 6]], [[1, 1, 3, 3], [0, 0, 0, 0]]], np.float32),
-                 np.array([[True, True], [True, False]]))
+    a = _example(
+        2,
+        np.array([[[0, 0, 2, 2], [4, 4, 6, 6]], [[1, 1, 3, 3], [0, 0, 0, 0]]], np.float32),
+        np.array([[True, True], [True, False]]),
+    )
     b = _example(3, np.array([[[7, 7, 8, 8]]] * 3, np.float32), np.array([[True], [False], [True]]))
     batch = collate([a, b], pad_id=0)
     assert batch["gt_boxes"].shape == (2, 3, 2, 4) and batch["gt_box_valid"].shape == (2, 3, 2)
@@ -79,8 +100,9 @@ def test_two_perfect_object_boxes_score_one_and_a_spanning_box_does_not():
     gt_boxes = np.array([[[0, 0, 10, 10], [20, 0, 30, 10]]] * 2, np.float32)
     gt_valid = np.array([[True, True], [False, False]])
     gt = rollout.gt_boxes_by_frame(gt_boxes, gt_valid)
-    ans = parse_answer('<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:00.00", '
-                       '"description": "both"}</answer>', 2)
+    ans = parse_answer(
+        '<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:00.00", "description": "both"}</answer>', 2
+    )
     perfect = {0: np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)}
     spanning = {0: np.array([[0, 0, 30, 10]], np.float32)}
     np.testing.assert_allclose(alignment_reward([ans, ans], [perfect, spanning], gt), [1.0, 1 / 6], rtol=1e-6)
@@ -107,8 +129,8 @@ def test_group_rewards_official_uses_per_object_visibility():
     masks[:2] = True
     boxes = np.zeros((4, 2, 4), np.float32)
     valid = np.array([[1, 1], [1, 0], [0, 0], [0, 0]], bool)
-    text = ('<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:00.50", "description": "x"}'
-            '</answer>')
-    total, comps = rollout.group_rewards([text], 4, masks, boxes, valid, None, [[]], weights=TABLE4_WEIGHTS["R_K"],
-                                         preset="official")
+    text = '<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:00.50", "description": "x"}</answer>'
+    total, comps = rollout.group_rewards(
+        [text], 4, masks, boxes, valid, None, [[]], weights=TABLE4_WEIGHTS["R_K"], preset="official"
+    )
     assert total[0] == pytest.approx(3.95) and comps["structure"][0] == pytest.approx(1.35)

@@ -55,7 +55,7 @@ def test_batch_contents(vos_records, tiny_tokenizer):
             boxes, valid = masks_to_boxes(objects[o])
             np.testing.assert_array_equal(b["gt_boxes"][i, :t, o], boxes)
             np.testing.assert_array_equal(b["gt_box_valid"][i, :t, o], valid)
-        assert not b["gt_box_valid"][i, :t, len(objects):].any()
+        assert not b["gt_box_valid"][i, :t, len(objects) :].any()
         assert list(b["frame_paths"][i]) == [rec.frame_paths[j] for j in b["frame_indices"][i, :t]]
         np.testing.assert_array_equal(b["gt_masks"][i], rec.load_masks(b["frame_indices"][i, :t].tolist(), 56, 98))
         assert rec.expression in b["prompt"][i] and b["fps_s1"] == 2.0
@@ -64,7 +64,9 @@ def test_batch_contents(vos_records, tiny_tokenizer):
 
 
 def test_deterministic_and_seed_dependent(vos_records, tiny_tokenizer):
-    run = lambda seed: _take(iter(build_pipeline(vos_records, tiny_tokenizer, PipelineConfig(batch_size=2, seed=seed))), 2)
+    run = lambda seed: _take(
+        iter(build_pipeline(vos_records, tiny_tokenizer, PipelineConfig(batch_size=2, seed=seed))), 2
+    )
     a, b, c = run(5), run(5), run(6)
     for x, y in zip(a, b):
         _same(x, y)
@@ -147,24 +149,33 @@ def test_process_shares_are_the_blocks_of_the_whole_batch_and_resume_alike(vos_r
     whole = _take(iter(build_pipeline(vos_records, tiny_tokenizer, whole_cfg)), 3)
     shares = []
     for i in range(2):
-        it = iter(build_pipeline(vos_records, tiny_tokenizer, PipelineConfig(batch_size=4, seed=3, num_epochs=None,
-                                                                             drop_remainder=True, share=(i, 2))))
+        it = iter(
+            build_pipeline(
+                vos_records,
+                tiny_tokenizer,
+                PipelineConfig(batch_size=4, seed=3, num_epochs=None, drop_remainder=True, share=(i, 2)),
+            )
+        )
         shares.append(_take(it, 3))
     for step in range(3):
         w = whole[step]
         for i in range(2):
             s = shares[i][step]
-            assert s["video_id"] == w["video_id"][2 * i:2 * i + 2] and s["exp_id"] == w["exp_id"][2 * i:2 * i + 2]
-            assert s["prompt"] == w["prompt"][2 * i:2 * i + 2]
-            np.testing.assert_array_equal(s["num_frames"], w["num_frames"][2 * i:2 * i + 2])
+            assert s["video_id"] == w["video_id"][2 * i : 2 * i + 2] and s["exp_id"] == w["exp_id"][2 * i : 2 * i + 2]
+            assert s["prompt"] == w["prompt"][2 * i : 2 * i + 2]
+            np.testing.assert_array_equal(s["num_frames"], w["num_frames"][2 * i : 2 * i + 2])
             grids = w["model_inputs"]["video_grid_thw"]
-            np.testing.assert_array_equal(s["model_inputs"]["video_grid_thw"], grids[2 * i:2 * i + 2])
-            start = int(grids[:2 * i].prod(axis=1).sum())
-            stop = start + int(grids[2 * i:2 * i + 2].prod(axis=1).sum())
-            np.testing.assert_array_equal(s["model_inputs"]["pixel_values_videos"],
-                                          w["model_inputs"]["pixel_values_videos"][start:stop])
-    ds = build_pipeline(vos_records, tiny_tokenizer, PipelineConfig(batch_size=4, seed=3, num_epochs=None,
-                                                                    drop_remainder=True, share=(1, 2)))
+            np.testing.assert_array_equal(s["model_inputs"]["video_grid_thw"], grids[2 * i : 2 * i + 2])
+            start = int(grids[: 2 * i].prod(axis=1).sum())
+            stop = start + int(grids[2 * i : 2 * i + 2].prod(axis=1).sum())
+            np.testing.assert_array_equal(
+                s["model_inputs"]["pixel_values_videos"], w["model_inputs"]["pixel_values_videos"][start:stop]
+            )
+    ds = build_pipeline(
+        vos_records,
+        tiny_tokenizer,
+        PipelineConfig(batch_size=4, seed=3, num_epochs=None, drop_remainder=True, share=(1, 2)),
+    )
     it = iter(ds)
     _take(it, 1)
     state = it.get_state()

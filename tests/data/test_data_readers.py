@@ -23,7 +23,11 @@ def _by_key(records):
 def test_revos_records_masks_and_types(revos_tree):
     root, truth = revos_tree
     recs = _by_key(readers.read_revos(root, "train"))
-    assert set(recs) == {("UVO/all/-CiPki3XuVI", "0"), ("UVO/all/-CiPki3XuVI", "1"), ("plain_vid", "0")}  # type 2 dropped
+    assert set(recs) == {
+        ("UVO/all/-CiPki3XuVI", "0"),
+        ("UVO/all/-CiPki3XuVI", "1"),
+        ("plain_vid", "0"),
+    }  # type 2 dropped
     r = recs[("UVO/all/-CiPki3XuVI", "1")]
     assert r.subset == "reasoning" and r.type_id == 1 and r.anno_ids == (11, 12) and r.obj_ids == (1, 2)
     assert r.frame_names == ("00000", "00005", "00010", "00020")
@@ -71,12 +75,19 @@ def test_refavs_rows_null_and_audio(refavs_tree):
 
 def test_refcocog_sentences_and_masks(refcocog_tree):
     root, rle_mask = refcocog_tree
-    recs = read_refcocog(os.path.join(root, "refs(umd).p"), os.path.join(root, "instances.json"), os.path.join(root, "train2014"), "train")
+    recs = read_refcocog(
+        os.path.join(root, "refs(umd).p"),
+        os.path.join(root, "instances.json"),
+        os.path.join(root, "train2014"),
+        "train",
+    )
     assert [r.expression for r in recs] == ["the cat on the left", "a cat"]
     m = recs[0].load_masks([0], H, W)[0]
     rows, cols = np.nonzero(m)  # polygon [2..12] x [3..11]
     assert rows.min() == 3 and rows.max() in (10, 11) and cols.min() == 2 and cols.max() in (11, 12)
-    (v,) = read_refcocog(os.path.join(root, "refs(umd).p"), os.path.join(root, "instances.json"), os.path.join(root, "train2014"), "val")
+    (v,) = read_refcocog(
+        os.path.join(root, "refs(umd).p"), os.path.join(root, "instances.json"), os.path.join(root, "train2014"), "val"
+    )
     np.testing.assert_array_equal(v.load_masks([0], H, W)[0], rle_mask)
     assert load_frame(v.frame_paths[0]).shape == (H, W, 3)
 
@@ -158,8 +169,11 @@ def test_csv_missing_column_names_file_and_column(refavs_tree, tmp_path):
 
 
 def test_meta_missing_fields_names_record(tmp_path):
-    (tmp_path / "meta_expressions_train_.json").write_text(json.dumps(
-        {"videos": {"v1": {"frames": ["00000"], "expressions": {"0": {"exp": "x", "anno_id": [1], "type_id": 7}}}}}))
+    (tmp_path / "meta_expressions_train_.json").write_text(
+        json.dumps(
+            {"videos": {"v1": {"frames": ["00000"], "expressions": {"0": {"exp": "x", "anno_id": [1], "type_id": 7}}}}}
+        )
+    )
     with pytest.raises(DataFormatError) as e:
         readers.read_revos(str(tmp_path))
     assert "meta_expressions_train_.json" in str(e.value) and "v1/exp 0" in str(e.value) and "type_id" in str(e.value)

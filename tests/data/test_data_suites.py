@@ -54,8 +54,13 @@ def test_videomme_parquet_and_its_jsonl_conversion(tmp_path, fmt):
     root = synthetic_suites.write_videomme(str(tmp_path), fmt=fmt)
     recs = read_videomme(root)
     assert [(r.id, r.answer, dict(r.groups)["duration"]) for r in recs] == [
-        ("001-1", "B", "short"), ("001-2", "A", "short"), ("002-1", "D", "medium"), ("002-2", "C", "medium"),
-        ("003-1", "A", "long"), ("003-2", "B", "long")]
+        ("001-1", "B", "short"),
+        ("001-2", "A", "short"),
+        ("002-1", "D", "medium"),
+        ("002-2", "C", "medium"),
+        ("003-1", "A", "long"),
+        ("003-2", "B", "long"),
+    ]
     # the "A. " prefixes of the published options are dropped, the texts kept
     assert recs[0].options == (("A", "option a0"), ("B", "option b0"), ("C", "option c0"), ("D", "option d0"))
     assert recs[4].video == os.path.join(root, "data", "vidLong0001.mp4") and recs[4].task == "Counting Problem"
@@ -71,9 +76,11 @@ def test_mvbench_reads_all_twenty_tasks_with_bounds_and_frame_folders(tmp_path):
     assert dict(by_id["action_sequence/1"].options)["B"] == seq[1]["answer"]
     assert by_id["action_sequence/0"].bound == (0.0, 1.0) and by_id["action_antonym/0"].bound is None
     ep = by_id["episodic_reasoning/0"]
-    assert os.path.isdir(ep.video) and ep.frame_fps == 3.0 and ep.video.endswith(os.path.join("tvqa",
-                                                                                              "frames_fps3_hq",
-                                                                                              "episodic_reasoning_0"))
+    assert (
+        os.path.isdir(ep.video)
+        and ep.frame_fps == 3.0
+        and ep.video.endswith(os.path.join("tvqa", "frames_fps3_hq", "episodic_reasoning_0"))
+    )
     assert len(by_id["action_prediction/0"].options) == 3  # odd tasks have three candidates
     assert [r.task for r in read_mvbench(root, tasks=["State Change"])] == ["State Change"]
 
@@ -81,13 +88,17 @@ def test_mvbench_reads_all_twenty_tasks_with_bounds_and_frame_folders(tmp_path):
 def test_dailyomni_worldsense_avut(tmp_path):
     d = read_dailyomni(synthetic_suites.write_dailyomni(str(tmp_path / "d")))
     assert [(r.id, r.task, r.answer, dict(r.groups)["duration"]) for r in d] == [
-        ("dOmniVid001/0", "AV Event Alignment", "C", "30s"), ("dOmniVid001/1", "Event Sequence", "A", "30s"),
-        ("dOmniVid002/2", "Reasoning", "D", "60s")]
+        ("dOmniVid001/0", "AV Event Alignment", "C", "30s"),
+        ("dOmniVid001/1", "Event Sequence", "A", "30s"),
+        ("dOmniVid002/2", "Reasoning", "D", "60s"),
+    ]
     assert d[2].video.endswith(os.path.join("Videos", "dOmniVid002", "dOmniVid002_video.mp4"))
     w = read_worldsense(synthetic_suites.write_worldsense(str(tmp_path / "w")))
-    assert [(r.id, r.task, r.answer) for r in w] == [("wsVideoA/task0", "Audio Recognition", "B"),
-                                                      ("wsVideoA/task1", "Object Counting", "D"),
-                                                      ("wsVideoB/task0", "Spatial Relation", "A")]
+    assert [(r.id, r.task, r.answer) for r in w] == [
+        ("wsVideoA/task0", "Audio Recognition", "B"),
+        ("wsVideoA/task1", "Object Counting", "D"),
+        ("wsVideoB/task0", "Spatial Relation", "A"),
+    ]
     assert w[0].options[1] == ("B", "choice B")
     root = synthetic_suites.write_avut(str(tmp_path / "a"))
     a = read_avut(root)
@@ -102,17 +113,28 @@ def _corrupt(tmp_path, name):
     return root
 
 
-@pytest.mark.parametrize("name, file, edit, field", [
-    ("dailyomni", "qa.json", lambda d: d[1].update(Answer="E"), "'Answer'"),
-    ("dailyomni", "qa.json", lambda d: d[0].pop("Question"), "'Question'"),
-    ("worldsense", "worldsense_qa.json", lambda d: d["wsVideoB"]["task0"].update(candidates="A. x"),
-     "'candidates'"),
-    ("avut", "AV_Human_data.json", lambda d: d[2].update(QA_id="11"), "'QA_id'"),
-    ("avut", "AV_Human_data.json", lambda d: d[0].update(video_path="../../etc/x.mp4"), "'video_path'"),
-    ("mvbench", os.path.join("json", "state_change.json"), lambda d: d[0].update(answer="not a candidate"),
-     "'answer'"),
-    ("mvbench", os.path.join("json", "action_sequence.json"), lambda d: d[1].pop("end"), "'end'"),
-])
+@pytest.mark.parametrize(
+    "name, file, edit, field",
+    [
+        ("dailyomni", "qa.json", lambda d: d[1].update(Answer="E"), "'Answer'"),
+        ("dailyomni", "qa.json", lambda d: d[0].pop("Question"), "'Question'"),
+        (
+            "worldsense",
+            "worldsense_qa.json",
+            lambda d: d["wsVideoB"]["task0"].update(candidates="A. x"),
+            "'candidates'",
+        ),
+        ("avut", "AV_Human_data.json", lambda d: d[2].update(QA_id="11"), "'QA_id'"),
+        ("avut", "AV_Human_data.json", lambda d: d[0].update(video_path="../../etc/x.mp4"), "'video_path'"),
+        (
+            "mvbench",
+            os.path.join("json", "state_change.json"),
+            lambda d: d[0].update(answer="not a candidate"),
+            "'answer'",
+        ),
+        ("mvbench", os.path.join("json", "action_sequence.json"), lambda d: d[1].pop("end"), "'end'"),
+    ],
+)
 def test_a_bad_field_names_the_file_the_entry_and_the_field(tmp_path, name, file, edit, field):
     root = _corrupt(tmp_path, name)
     path = os.path.join(root, file)
@@ -210,7 +232,8 @@ def test_imports_run_one_way_registry_readers_base():
 def test_the_registry_and_the_command_line_name_the_same_suites():
     from omnir1_jax import evaluate
 
-    assert SUITE_NAMES == evaluate.SUITE_NAMES == ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense",
-                                                   "avut")
+    assert (
+        SUITE_NAMES == evaluate.SUITE_NAMES == ("omnibench", "videomme", "mvbench", "dailyomni", "worldsense", "avut")
+    )
     assert [s.name for s in SUITES.values()] == list(SUITE_NAMES)
     assert SUITES["mvbench"].columns == (("MVBench Avg", "task_mean"),)

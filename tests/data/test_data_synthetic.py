@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omnir1_jax.data import readers, rle
+from omnir1_jax.data import readers
 from omnir1_jax.data.masks import mask_to_box
 from omnir1_jax.data.synthetic import __main__ as cli
 from omnir1_jax.data.synthetic import avs, world, writer
@@ -16,8 +16,14 @@ from omnir1_jax.data.synthetic import avs, world, writer
 
 def test_palette_and_shapes_are_the_contract():
     assert world.PALETTE == {
-        "red": (230, 25, 35), "green": (30, 170, 60), "blue": (30, 70, 230), "yellow": (240, 220, 30),
-        "purple": (140, 50, 190), "orange": (250, 130, 20), "cyan": (30, 210, 220), "white": (245, 245, 245),
+        "red": (230, 25, 35),
+        "green": (30, 170, 60),
+        "blue": (30, 70, 230),
+        "yellow": (240, 220, 30),
+        "purple": (140, 50, 190),
+        "orange": (250, 130, 20),
+        "cyan": (30, 210, 220),
+        "white": (245, 245, 245),
     }
     assert world.SHAPES == ("circle", "square", "triangle") and world.BACKGROUND == (25, 25, 25)
 
@@ -26,7 +32,8 @@ def test_shape_geometry():
     c = world.shape_mask("circle", 20.0, 15.0, 6.0, 40, 50)
     ys, xs = np.nonzero(c)
     assert np.all((xs - 20) ** 2 + (ys - 15) ** 2 <= 36) and c.sum() == sum(
-        1 for y in range(40) for x in range(50) if (x - 20) ** 2 + (y - 15) ** 2 <= 36)
+        1 for y in range(40) for x in range(50) if (x - 20) ** 2 + (y - 15) ** 2 <= 36
+    )
     s = world.shape_mask("square", 20.0, 15.0, 6.0, 40, 50)
     np.testing.assert_array_equal(mask_to_box(s), [14, 9, 27, 22])
     assert s.sum() == 13 * 13
@@ -63,7 +70,11 @@ def test_vos_tree_is_readable_exact_and_consistent(synthetic_vos):
         elif tmpl == "appears_after":
             shape, ref = r.expression.split(" that appears after the ")
             ref_obj = next(o for o in seen if o["description"] == ref)
-            later = [o for o in seen if o["shape"] == shape.split()[-1] and o["first_visible"] >= ref_obj["first_visible"] + 2]
+            later = [
+                o
+                for o in seen
+                if o["shape"] == shape.split()[-1] and o["first_visible"] >= ref_obj["first_visible"] + 2
+            ]
             assert [o["obj_id"] for o in later] == [tgt]
         elif tmpl == "all_of_shape":
             shape = r.expression.split()[-1][:-1]
@@ -111,10 +122,10 @@ def test_avs_tree_layout_sounds_and_null_rows(synthetic_avs):
     ev = next(s for s in sounds if s["tone"] in r.expression)
     y = load_audio(r.audio_path)
     assert y.size == 160000
-    inside = y[int(ev["start_s"] * 16000): int(ev["end_s"] * 16000)]
+    inside = y[int(ev["start_s"] * 16000) : int(ev["end_s"] * 16000)]
     quiet = np.ones(y.size, bool)
     for s in sounds:
-        quiet[int(s["start_s"] * 16000): int(s["end_s"] * 16000)] = False
+        quiet[int(s["start_s"] * 16000) : int(s["end_s"] * 16000)] = False
     assert np.sqrt(np.mean(inside**2)) > 10 * np.sqrt(np.mean(y[quiet] ** 2))
     # "sounds after X" targets the next sound's object
     for rr in all_recs:

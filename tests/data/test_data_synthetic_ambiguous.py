@@ -53,12 +53,14 @@ def test_each_expression_targets_exactly_one_of_two_lookalikes(amb_world):
             for e in v["expressions"].values():
                 assert len(e["obj_id"]) == 1 and e["anno_id"] == [anno[e["obj_id"][0]]] and e["type_id"] == 1
                 target = objects[e["obj_id"][0]]
-                twins = [o for o in objects.values() if (o["colour"], o["shape"]) == (target["colour"], target["shape"])]
+                twins = [
+                    o for o in objects.values() if (o["colour"], o["shape"]) == (target["colour"], target["shape"])
+                ]
                 assert len(twins) == 2, (vid, e)  # exactly one other object looks the same
                 other = next(o for o in twins if o["obj_id"] != target["obj_id"])
                 prefix = f"the {target['colour']} {target['shape']} "
                 assert e["exp"].startswith(prefix), e["exp"]
-                claim = e["exp"][len(prefix):]
+                claim = e["exp"][len(prefix) :]
                 mt, mo = masks[target["obj_id"]], masks[other["obj_id"]]
                 first_t, first_o = np.flatnonzero(mt.any((1, 2)))[0], np.flatnonzero(mo.any((1, 2)))[0]
                 if claim == "that appears first":
@@ -93,16 +95,20 @@ def test_deterministic_given_the_seed(amb_world, tmp_path):
         for f in files:
             assert filecmp.cmp(os.path.join(sub, f), os.path.join(again, rel, f), shallow=False)
     other = writer.write_vos(str(tmp_path / "other"), 15, **dict(KW, seed=4))
-    assert (open(os.path.join(other, "mask_dict.json")).read() != open(os.path.join(amb_world, "mask_dict.json")).read())
+    assert open(os.path.join(other, "mask_dict.json")).read() != open(os.path.join(amb_world, "mask_dict.json")).read()
 
 
 def test_kinds_are_selectable_and_bad_knobs_are_named(tmp_path):
     out = writer.write_vos(str(tmp_path / "moves"), 5, **dict(KW, templates=("moves_direction",)))
     meta = json.load(open(os.path.join(out, "meta_expressions_train_.json")))["videos"]
-    assert all(e["exp"].endswith(("moving left", "moving right")) for v in meta.values()
-               for e in v["expressions"].values())
-    for kw, word in ((dict(objects=(1, 3)), "objects"), (dict(templates=("fastest",)), "templates"),
-                     (dict(templates=()), "templates")):
+    assert all(
+        e["exp"].endswith(("moving left", "moving right")) for v in meta.values() for e in v["expressions"].values()
+    )
+    for kw, word in (
+        (dict(objects=(1, 3)), "objects"),
+        (dict(templates=("fastest",)), "templates"),
+        (dict(templates=()), "templates"),
+    ):
         with pytest.raises(ValueError, match=word):
             writer.write_vos(str(tmp_path / "bad"), 2, **dict(KW, **kw))
     assert not os.path.exists(tmp_path / "bad")
@@ -110,8 +116,31 @@ def test_kinds_are_selectable_and_bad_knobs_are_named(tmp_path):
 
 def test_cli_flag(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert cli.main(["--out", str(out), "--videos", "2", "--ambiguous", "--objects", "2", "3", "--height", "64",
-                     "--width", "96", "--min-frames", "6", "--max-frames", "8", "--seed", "5"]) == 0
+    assert (
+        cli.main(
+            [
+                "--out",
+                str(out),
+                "--videos",
+                "2",
+                "--ambiguous",
+                "--objects",
+                "2",
+                "3",
+                "--height",
+                "64",
+                "--width",
+                "96",
+                "--min-frames",
+                "6",
+                "--max-frames",
+                "8",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert "ambiguous VOS" in capsys.readouterr().out
     params = json.load(open(out / writer.ORACLE_FILE))["params"]
     assert params["ambiguous"] is True and params["objects"] == [2, 3]

@@ -3,7 +3,6 @@
 import json
 import os
 
-import numpy as np
 import pytest
 
 from omnir1_jax.config import ConfigError, DataSpec
@@ -13,9 +12,19 @@ from omnir1_jax.runtime.world import ensure_synthetic
 
 
 def test_restricted_world_has_only_the_asked_colours_shapes_counts_and_templates(tmp_path):
-    root = writer.write_vos(str(tmp_path / "w"), 6, seed=2, height=40, width=64, min_frames=5, max_frames=6,
-                            colours=("red", "blue", "green"), shapes=("circle",), objects=(2, 3),
-                            templates=("colour_shape",))
+    root = writer.write_vos(
+        str(tmp_path / "w"),
+        6,
+        seed=2,
+        height=40,
+        width=64,
+        min_frames=5,
+        max_frames=6,
+        colours=("red", "blue", "green"),
+        shapes=("circle",),
+        objects=(2, 3),
+        templates=("colour_shape",),
+    )
     oracle = json.load(open(os.path.join(root, writer.ORACLE_FILE)))
     for vid in oracle["videos"].values():
         objs = vid["objects"]
@@ -30,18 +39,31 @@ def test_restricted_world_has_only_the_asked_colours_shapes_counts_and_templates
 
 def test_default_knobs_draw_the_same_world_as_the_explicit_full_palette(tmp_path):
     a = writer.write_vos(str(tmp_path / "a"), 2, seed=5, height=40, width=64, min_frames=5, max_frames=6)
-    b = writer.write_vos(str(tmp_path / "b"), 2, seed=5, height=40, width=64, min_frames=5, max_frames=6,
-                         colours=tuple(world.PALETTE), shapes=world.SHAPES, objects=(3, 5))
+    b = writer.write_vos(
+        str(tmp_path / "b"),
+        2,
+        seed=5,
+        height=40,
+        width=64,
+        min_frames=5,
+        max_frames=6,
+        colours=tuple(world.PALETTE),
+        shapes=world.SHAPES,
+        objects=(3, 5),
+    )
     for name in ("meta_expressions_train_.json", "meta_expressions_valid_.json", "mask_dict.json"):
         assert open(os.path.join(a, name)).read() == open(os.path.join(b, name)).read()
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    (dict(colours=("red", "mauve")), "mauve"),
-    (dict(shapes=("hexagon",)), "hexagon"),
-    (dict(colours=("red", "blue"), objects=(2, 3)), "objects"),
-    (dict(templates=("colour_shape", "biggest")), "biggest"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(colours=("red", "mauve")), "mauve"),
+        (dict(shapes=("hexagon",)), "hexagon"),
+        (dict(colours=("red", "blue"), objects=(2, 3)), "objects"),
+        (dict(templates=("colour_shape", "biggest")), "biggest"),
+    ],
+)
 def test_bad_knobs_are_named(tmp_path, kwargs, word):
     with pytest.raises(ValueError, match=word):
         writer.write_vos(str(tmp_path / "x"), 1, height=40, width=64, min_frames=5, max_frames=5, **kwargs)
@@ -49,8 +71,13 @@ def test_bad_knobs_are_named(tmp_path, kwargs, word):
 
 
 def test_ensure_synthetic_refuses_a_world_generated_with_other_parameters(tmp_path):
-    spec = DataSpec(root=str(tmp_path / "w"), synthetic_videos=5, synthetic_size=(40, 64),
-                    synthetic_colours=("red", "blue", "green"), synthetic_objects=(2, 3))
+    spec = DataSpec(
+        root=str(tmp_path / "w"),
+        synthetic_videos=5,
+        synthetic_size=(40, 64),
+        synthetic_colours=("red", "blue", "green"),
+        synthetic_objects=(2, 3),
+    )
     ensure_synthetic(spec, min_frames=5, max_frames=6)
     ensure_synthetic(spec, min_frames=5, max_frames=6)  # same parameters: reused
     other = DataSpec(root=spec.root, synthetic_videos=5, synthetic_size=(40, 64), synthetic_objects=(2, 3))

@@ -44,13 +44,18 @@ def test_input_ids_match_processor(processor, tiny_tokenizer, case):
     n_audio = [audio.num_audio_tokens(int(feats["feature_attention_mask"].sum()))]
     if image:
         iv = vision.image_view(vid[0])
-        ids = text.encode_with_placeholders(tiny_tokenizer, chat, image_grid_thw=iv["image_grid_thw"],
-                                            audio_token_counts=n_audio)
+        ids = text.encode_with_placeholders(
+            tiny_tokenizer, chat, image_grid_thw=iv["image_grid_thw"], audio_token_counts=n_audio
+        )
     else:
         vv = vision.video_view(vid)
         ids = text.encode_with_placeholders(
-            tiny_tokenizer, chat, video_grid_thw=vv["video_grid_thw"], video_second_per_grid=[1.0],
-            audio_token_counts=n_audio, use_audio_in_video=case == "audio_in_video",
+            tiny_tokenizer,
+            chat,
+            video_grid_thw=vv["video_grid_thw"],
+            video_second_per_grid=[1.0],
+            audio_token_counts=n_audio,
+            use_audio_in_video=case == "audio_in_video",
         )
         np.testing.assert_allclose(ref["video_second_per_grid"], [1.0])
     np.testing.assert_array_equal(ids, ref["input_ids"][0])

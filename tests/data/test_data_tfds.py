@@ -11,11 +11,18 @@ from omnir1_jax.data.pipeline import PipelineConfig, example_dataset
 def test_arrayrecord_roundtrip_gives_same_examples(synthetic_vos, synthetic_avs, tiny_tokenizer, tmp_path):
     from omnir1_jax.data.tfds_builders import ArrayRecordExpressions, OmniR1Expressions
 
-    for name, root, split, task in (("synthetic", synthetic_vos, "train", "vos"), ("synthetic_avs", synthetic_avs, "test_n", "avs")):
+    for name, root, split, task in (
+        ("synthetic", synthetic_vos, "train", "vos"),
+        ("synthetic_avs", synthetic_avs, "test_n", "avs"),
+    ):
         b = OmniR1Expressions(config=name, source_root=root, data_dir=str(tmp_path / "tfds"), splits=(split,))
         b.download_and_prepare()
         ar = ArrayRecordExpressions(b.as_data_source(split))
-        raw = (readers.read_revos(root, split, dataset=name) if task == "vos" else readers.read_refavs(root, split, dataset=name))
+        raw = (
+            readers.read_revos(root, split, dataset=name)
+            if task == "vos"
+            else readers.read_refavs(root, split, dataset=name)
+        )
         assert len(ar) == len(raw)
         cfg = PipelineConfig(task=task, train=False, keep_frames=True)
         ex_ar = {(e["video_id"], e["exp_id"]): e for e in example_dataset(ar, tiny_tokenizer, cfg)}

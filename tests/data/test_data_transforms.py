@@ -15,8 +15,12 @@ def _record(n_frames):
 
 
 def test_train_frame_counts_cover_8_to_24_uniformly():
-    ds = (grain.MapDataset.source([_record(48)] * 10_000).seed(7).map(transforms.ToExample())
-          .random_map(transforms.ResampleFrames(train=True)))
+    ds = (
+        grain.MapDataset.source([_record(48)] * 10_000)
+        .seed(7)
+        .map(transforms.ToExample())
+        .random_map(transforms.ResampleFrames(train=True))
+    )
     counts = np.bincount([len(ds[i]["frame_indices"]) for i in range(len(ds))], minlength=26)
     assert set(np.flatnonzero(counts)) == set(range(8, 25))
     expected = 10_000 / 17
@@ -38,7 +42,9 @@ def test_indices_are_linspace_and_all_frames_when_short():
 
 def test_vos_prompt_fills_paper_template():
     p = prompts.vos_prompt("the square that appears after the red circle", 13, fps=2.0, rng=np.random.default_rng(0))
-    assert p.startswith("- Given a 6.5 seconds video and a reference instruction: the square that appears after the red circle")
+    assert p.startswith(
+        "- Given a 6.5 seconds video and a reference instruction: the square that appears after the red circle"
+    )
     assert p.count("the square that appears after the red circle") == 2
     assert "Select about 4 most relevant moments" in p and p.rstrip().endswith("</answer>")
     starts = set()
@@ -57,7 +63,9 @@ def test_vos_prompt_fills_paper_template():
 
 def test_avs_prompt():
     p = prompts.avs_prompt("the object making the violin-like sound", 10.0)
-    assert p.startswith("- Given a 10 seconds audio and a reference instruction: the object making the violin-like sound,")
+    assert p.startswith(
+        "- Given a 10 seconds audio and a reference instruction: the object making the violin-like sound,"
+    )
     assert "producing sound" in p and "<answer></answer>" in p
 
 

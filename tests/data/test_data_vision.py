@@ -55,8 +55,9 @@ def test_video_layout_matches_torch_video_processor():
     from transformers import Qwen2VLVideoProcessor
 
     rng = np.random.default_rng(3)
-    proc = Qwen2VLVideoProcessor(size={"shortest_edge": vision.S1_MIN_PIXELS, "longest_edge": vision.S1_MAX_PIXELS},
-                                 cap_pixels_per_frame=False)
+    proc = Qwen2VLVideoProcessor(
+        size={"shortest_edge": vision.S1_MIN_PIXELS, "longest_edge": vision.S1_MAX_PIXELS}, cap_pixels_per_frame=False
+    )
     for t, h, w in [(5, 112, 224), (4, 168, 140)]:
         vid = rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8)
         ref = proc(videos=[vid], return_tensors="np", do_sample_frames=False)

@@ -12,13 +12,28 @@ from omnir1_jax.evaluation import evaluate_policy, evaluate_segmentation, headli
 
 def _qa_records():
     tasks = ["Au->Au", "Vi->Au", "Au->Vi", "Vi->Vi", "Te->Te"]
-    return [CrossOmniRecord(id=f"q{i}", video=f"v{i}.mp4", audio=None, biography="b", question="?",
-                            options=(("A", "x"), ("B", "y"), ("C", "z"), ("D", "w")), answer="ABCDA"[i],
-                            task=tasks[i]) for i in range(5)]
+    return [
+        CrossOmniRecord(
+            id=f"q{i}",
+            video=f"v{i}.mp4",
+            audio=None,
+            biography="b",
+            question="?",
+            options=(("A", "x"), ("B", "y"), ("C", "z"), ("D", "w")),
+            answer="ABCDA"[i],
+            task=tasks[i],
+        )
+        for i in range(5)
+    ]
 
 
-REPLIES = {"q0": "<answer>A</answer>", "q1": "<answer>C</answer>", "q2": "<answer>C</answer>",
-           "q3": "no idea", "q4": "<answer>A</answer>"}
+REPLIES = {
+    "q0": "<answer>A</answer>",
+    "q1": "<answer>C</answer>",
+    "q2": "<answer>C</answer>",
+    "q3": "no idea",
+    "q4": "<answer>A</answer>",
+}
 
 
 def _cfg(out):
@@ -26,8 +41,16 @@ def _cfg(out):
 
 
 def test_qa_accuracy_and_valid_answers_by_hand(tmp_path):
-    res = evaluate_policy(_cfg(str(tmp_path)), None, None, _qa_records(), out_dir=str(tmp_path), tag="qa",
-                          progress=False, texts=lambda rs: [REPLIES[r.id] for r in rs])
+    res = evaluate_policy(
+        _cfg(str(tmp_path)),
+        None,
+        None,
+        _qa_records(),
+        out_dir=str(tmp_path),
+        tag="qa",
+        progress=False,
+        texts=lambda rs: [REPLIES[r.id] for r in rs],
+    )
     # correct: q0 (A), q2 (C), q4 (A); q1 answered C for gold B; q3 gave no letter
     assert res["metric"] == "accuracy" and res["value"] == pytest.approx(3 / 5)
     assert res["valid_answers"] == pytest.approx(4 / 5) and res["count"] == 5
@@ -39,11 +62,27 @@ def test_qa_accuracy_and_valid_answers_by_hand(tmp_path):
 def test_only_process_zero_writes_but_every_process_gets_the_numbers(tmp_path, monkeypatch):
     import jax
 
-    first = evaluate_policy(_cfg(str(tmp_path)), None, None, _qa_records(), out_dir=str(tmp_path / "p0"),
-                            tag="qa", progress=False, texts=lambda rs: [REPLIES[r.id] for r in rs])
+    first = evaluate_policy(
+        _cfg(str(tmp_path)),
+        None,
+        None,
+        _qa_records(),
+        out_dir=str(tmp_path / "p0"),
+        tag="qa",
+        progress=False,
+        texts=lambda rs: [REPLIES[r.id] for r in rs],
+    )
     monkeypatch.setattr(jax, "process_index", lambda: 1)
-    other = evaluate_policy(_cfg(str(tmp_path)), None, None, _qa_records(), out_dir=str(tmp_path / "p1"),
-                            tag="qa", progress=False, texts=lambda rs: [REPLIES[r.id] for r in rs])
+    other = evaluate_policy(
+        _cfg(str(tmp_path)),
+        None,
+        None,
+        _qa_records(),
+        out_dir=str(tmp_path / "p1"),
+        tag="qa",
+        progress=False,
+        texts=lambda rs: [REPLIES[r.id] for r in rs],
+    )
     assert not (tmp_path / "p1").exists()
     assert other["value"] == first["value"] and other["table"] == first["table"]
 
@@ -75,12 +114,16 @@ def test_segmentation_write_false_leaves_no_file(tmp_path):
 
 
 def test_headline_of_each_kind():
-    vos = {"referring": {"J": 0.5, "F": 0.7, "J&F": 0.6, "count": 1},
-           "overall": {"J": 0.4, "F": 0.6, "J&F": 0.5, "count": 2}}
+    vos = {
+        "referring": {"J": 0.5, "F": 0.7, "J&F": 0.6, "count": 1},
+        "overall": {"J": 0.4, "F": 0.6, "J&F": 0.5, "count": 2},
+    }
     assert headline("vos", vos) == {"metric": "J&F", "value": 0.5, "J&F": 0.5, "J": 0.4, "F": 0.6}
-    avs = {"test_s": {"J": 0.2, "F": 0.4, "J&F": 0.3, "count": 2}, "test_u": {"J": 0.6, "F": 0.8, "J&F": 0.7,
-                                                                            "count": 3},
-           "test_n": {"S": 0.1, "count": 1}}
+    avs = {
+        "test_s": {"J": 0.2, "F": 0.4, "J&F": 0.3, "count": 2},
+        "test_u": {"J": 0.6, "F": 0.8, "J&F": 0.7, "count": 3},
+        "test_n": {"S": 0.1, "count": 1},
+    }
     h = headline("refavs", avs)
     assert (h["J"], h["F"], h["J&F"]) == pytest.approx((0.4, 0.6, 0.5))
     assert headline("refavs", {"test_n": {"S": 0.25, "count": 4}}) == {"metric": "S", "value": 0.25}
@@ -92,18 +135,37 @@ def test_crossomni_with_the_tiny_policy_scores_its_own_greedy_answers(tmp_path):
     choice is the parse of its logged answer, and the accuracy is the fraction of those choices equal to gold."""
     from omnir1_jax.config import GRPOSpec, ModelSpec, RunSpec
     from omnir1_jax.crossomni.batches import read_split
-    from omnir1_jax.policy import build_policy, build_tokenizer
     from omnir1_jax.evaluation.metrics.qa import extract_letter
+    from omnir1_jax.policy import build_policy, build_tokenizer
     from tests.crossomni.fixtures import QUESTIONS, write_fixture
 
     root = str(tmp_path / "co")
     write_fixture(root)
-    cfg = ExperimentConfig(model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-                           data=DataSpec(dataset="crossomni", root=root, split="test", task="qa", batch_size=3,
-                                         min_frames=2, max_frames=2, s1_max_pixels=4 * 784, s1_min_pixels=4 * 784),
-                           grpo=GRPOSpec(max_new_tokens=6), run=RunSpec(out_dir=str(tmp_path / "run")))
-    res = evaluate_policy(cfg, build_policy(cfg.model), build_tokenizer(cfg.model), read_split(cfg.data, "test"),
-                          out_dir=str(tmp_path / "run"), tag="qa", progress=False)
+    cfg = ExperimentConfig(
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=DataSpec(
+            dataset="crossomni",
+            root=root,
+            split="test",
+            task="qa",
+            batch_size=3,
+            min_frames=2,
+            max_frames=2,
+            s1_max_pixels=4 * 784,
+            s1_min_pixels=4 * 784,
+        ),
+        grpo=GRPOSpec(max_new_tokens=6),
+        run=RunSpec(out_dir=str(tmp_path / "run")),
+    )
+    res = evaluate_policy(
+        cfg,
+        build_policy(cfg.model),
+        build_tokenizer(cfg.model),
+        read_split(cfg.data, "test"),
+        out_dir=str(tmp_path / "run"),
+        tag="qa",
+        progress=False,
+    )
     rows = [json.loads(x) for x in (tmp_path / "run" / "qa" / "results.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [q[0] for q in QUESTIONS]
     # the evaluator's choice: the record's own letters and option texts (the fixture's options are w, x, y, z)

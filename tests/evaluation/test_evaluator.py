@@ -33,8 +33,10 @@ class CountingClient:
 
 
 def _answer(description: str) -> str:
-    return ('<think>it is there</think><answer>[{"start_time": "00:00.00", "end_time": "00:00.50", '
-            f'"description": "{description}"}}]</answer>')
+    return (
+        '<think>it is there</think><answer>[{"start_time": "00:00.00", "end_time": "00:00.50", '
+        f'"description": "{description}"}}]</answer>'
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,12 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bridge(world, tmp_path_factory):
-    b = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                    str(tmp_path_factory.mktemp("bridge")), data_roots=[world[0]], wait_s=120)
+    b = open_bridge(
+        BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+        str(tmp_path_factory.mktemp("bridge")),
+        data_roots=[world[0]],
+        wait_s=120,
+    )
     yield b
     b.close()
 
@@ -57,20 +63,41 @@ def bridge(world, tmp_path_factory):
 def _cfg(root, out):
     return ExperimentConfig(
         model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=DataSpec(dataset="synthetic", root=root, split="valid", batch_size=2, min_frames=4, max_frames=4,
-                      s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28, prompt="short"),
-        grpo=GRPOSpec(max_new_tokens=8), run=RunSpec(out_dir=out))
+        data=DataSpec(
+            dataset="synthetic",
+            root=root,
+            split="valid",
+            batch_size=2,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+            prompt="short",
+        ),
+        grpo=GRPOSpec(max_new_tokens=8),
+        run=RunSpec(out_dir=out),
+    )
 
 
 def test_jf_equals_the_davis_reference_on_the_bridge_masks_with_one_request_each(world, bridge, tmp_path):
     root, recs = world
     # every third answer does not parse (no moment: empty masks); the others name the expression's words
-    script = {r.key: ("<answer>no json here</answer>" if i % 3 == 2 else _answer(r.expression))
-              for i, r in enumerate(recs)}
+    script = {
+        r.key: ("<answer>no json here</answer>" if i % 3 == 2 else _answer(r.expression)) for i, r in enumerate(recs)
+    }
     client = CountingClient(bridge.client)
-    res = evaluate_policy(_cfg(root, str(tmp_path)), None, build_tiny_tokenizer(), recs, client=client,
-                          out_dir=str(tmp_path), tag="before", overlays=2, progress=False,
-                          texts=lambda rs: [script[r.key] for r in rs])
+    res = evaluate_policy(
+        _cfg(root, str(tmp_path)),
+        None,
+        build_tiny_tokenizer(),
+        recs,
+        client=client,
+        out_dir=str(tmp_path),
+        tag="before",
+        overlays=2,
+        progress=False,
+        texts=lambda rs: [script[r.key] for r in rs],
+    )
     out = tmp_path / "before"
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["id"] for r in rows) == sorted(r.key for r in recs)
@@ -92,8 +119,9 @@ def test_jf_equals_the_davis_reference_on_the_bridge_masks_with_one_request_each
         per[rec.key] = (rec.type_id, j, f)
     subsets = []
     for tid in (0, 1):  # ReVOS: overall = mean of the referring and reasoning subset means
-        subsets.append((np.mean([v[1] for v in per.values() if v[0] == tid]),
-                        np.mean([v[2] for v in per.values() if v[0] == tid])))
+        subsets.append(
+            (np.mean([v[1] for v in per.values() if v[0] == tid]), np.mean([v[2] for v in per.values() if v[0] == tid]))
+        )
     j, f = np.mean([s[0] for s in subsets]), np.mean([s[1] for s in subsets])
     assert res["metric"] == "J&F"
     assert res["J"] == pytest.approx(j, abs=1e-6) and res["F"] == pytest.approx(f, abs=1e-6)
@@ -121,9 +149,20 @@ def test_refavs_is_scored_with_the_release_protocol_by_default(bridge, tmp_path)
     assert len(recs) >= 5  # more than one release batch of 4 expressions
     cfg = ExperimentConfig(
         model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=DataSpec(dataset="refavs", root=root, split="test_s", batch_size=2, min_frames=4, max_frames=4,
-                      s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28, workers=0),
-        grpo=GRPOSpec(max_new_tokens=8), run=RunSpec(out_dir=str(tmp_path)))
+        data=DataSpec(
+            dataset="refavs",
+            root=root,
+            split="test_s",
+            batch_size=2,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+            workers=0,
+        ),
+        grpo=GRPOSpec(max_new_tokens=8),
+        run=RunSpec(out_dir=str(tmp_path)),
+    )
     # answers the synthetic grounder can act on: the colour and shape of the target's first object from the
     # world's facts (null expressions: the video's first object, a false positive that makes S non-zero)
     with open(os.path.join(root, writer.ORACLE_FILE)) as f:
@@ -135,9 +174,18 @@ def test_refavs_is_scored_with_the_release_protocol_by_default(bridge, tmp_path)
         return next(o["description"] for o in v["objects"] if o["obj_id"] == objs[0])
 
     client = CountingClient(bridge.client)
-    res = evaluate_policy(cfg, None, build_tiny_tokenizer(), recs, client=client, out_dir=str(tmp_path),
-                          tag="avs", overlays=0, progress=False,
-                          texts=lambda rs: [f"<answer>{describe(r)}</answer>" for r in rs])
+    res = evaluate_policy(
+        cfg,
+        None,
+        build_tiny_tokenizer(),
+        recs,
+        client=client,
+        out_dir=str(tmp_path),
+        tag="avs",
+        overlays=0,
+        progress=False,
+        texts=lambda rs: [f"<answer>{describe(r)}</answer>" for r in rs],
+    )
     out = tmp_path / "avs"
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert len(client.requests) == len(recs) == len(rows)
@@ -175,9 +223,19 @@ def test_max_items_and_records_without_masks(world, bridge, tmp_path):
     root, recs = world
     no_gt = dataclasses.replace(recs[0], masks=None)
     client = CountingClient(bridge.client)
-    res = evaluate_policy(_cfg(root, str(tmp_path)), None, build_tiny_tokenizer(), [no_gt] + recs[1:],
-                          client=client, out_dir=str(tmp_path), tag="t", max_items=2, overlays=0, progress=False,
-                          texts=lambda rs: [_answer(r.expression) for r in rs])
+    res = evaluate_policy(
+        _cfg(root, str(tmp_path)),
+        None,
+        build_tiny_tokenizer(),
+        [no_gt] + recs[1:],
+        client=client,
+        out_dir=str(tmp_path),
+        tag="t",
+        max_items=2,
+        overlays=0,
+        progress=False,
+        texts=lambda rs: [_answer(r.expression) for r in rs],
+    )
     assert res["count"] == res["total"] == 2 and len(client.requests) == 2  # the record without GT is skipped
     rows = [json.loads(x) for x in (tmp_path / "t" / "results.jsonl").read_text().splitlines()]
     assert sorted(r["id"] for r in rows) == sorted(r.key for r in recs[1:3])
@@ -187,8 +245,16 @@ def test_max_items_and_records_without_masks(world, bridge, tmp_path):
 def test_vos_records_without_a_client_raise_a_clear_error(world, tmp_path):
     root, recs = world
     with pytest.raises(ValueError, match="bridge client"):
-        evaluate_policy(_cfg(root, str(tmp_path)), None, build_tiny_tokenizer(), recs, out_dir=str(tmp_path),
-                        tag="x", progress=False, texts=lambda rs: ["" for _ in rs])
+        evaluate_policy(
+            _cfg(root, str(tmp_path)),
+            None,
+            build_tiny_tokenizer(),
+            recs,
+            out_dir=str(tmp_path),
+            tag="x",
+            progress=False,
+            texts=lambda rs: ["" for _ in rs],
+        )
 
 
 def test_evaluate_driver_with_the_tiny_policy_resumes_and_draws_overlays(world, bridge, tmp_path):
@@ -208,8 +274,10 @@ def test_evaluate_driver_with_the_tiny_policy_resumes_and_draws_overlays(world, 
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     for row, (_, _, fut) in zip(rows, client.requests):
         rec = next(r for r in recs if r.key == row["id"])
-        np.testing.assert_array_equal(read_masks(str(out / "predictions" / rec.video_id / rec.exp_id),
-                                                 rec.frame_names), fut.result().rollouts[0].masks)
+        np.testing.assert_array_equal(
+            read_masks(str(out / "predictions" / rec.video_id / rec.exp_id), rec.frame_names),
+            fut.result().rollouts[0].masks,
+        )
     second = evaluate.evaluate(cfg, "valid", out_dir=str(out), client=client, progress=False)
     assert second["done"] == len(recs) and len(client.requests) == len(recs)
 
@@ -233,9 +301,19 @@ def test_the_predictor_prompts_with_the_trained_number_of_keyframes(world, bridg
     for k, tag in ((3, "k3"), (None, "free")):
         prompts.clear()
         cfg = dataclasses.replace(base, grpo=dataclasses.replace(base.grpo, num_keyframes=k))
-        evaluate_policy(cfg, None, build_tiny_tokenizer(), recs, client=bridge.client, out_dir=str(tmp_path),
-                        tag=tag, max_items=2, overlays=0, progress=False,
-                        texts=lambda rs: [_answer(r.expression) for r in rs])
+        evaluate_policy(
+            cfg,
+            None,
+            build_tiny_tokenizer(),
+            recs,
+            client=bridge.client,
+            out_dir=str(tmp_path),
+            tag=tag,
+            max_items=2,
+            overlays=0,
+            progress=False,
+            texts=lambda rs: [_answer(r.expression) for r in rs],
+        )
         assert len(prompts) == 2
         if k == 3:
             assert all("Select exactly 3 moments" in p for p in prompts), prompts[0]

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from omnir1_jax.evaluation import figures
 
@@ -41,8 +40,16 @@ def test_sheet_upscales_labels_and_lays_out_a_grid():
     frame, pred, gt = _case()
     frames = np.repeat(frame[None], 10, 0)
     preds, gts = np.repeat(pred[None], 10, 0), np.repeat(gt[None], 10, 0)
-    image, layout = figures.overlay_sheet(frames, preds, gts, title="the grey square", keyframes=[3],
-                                     frame_scores=np.linspace(0, 1, 10), max_frames=8, columns=4)
+    image, layout = figures.overlay_sheet(
+        frames,
+        preds,
+        gts,
+        title="the grey square",
+        keyframes=[3],
+        frame_scores=np.linspace(0, 1, 10),
+        max_frames=8,
+        columns=4,
+    )
     assert len(layout) == 8 and 3 in layout
     s = int(layout[3][2])
     assert s == int(np.ceil(figures.TILE_WIDTH / 30)) and s * 30 >= figures.TILE_WIDTH  # readable size
@@ -51,17 +58,27 @@ def test_sheet_upscales_labels_and_lays_out_a_grid():
     ref = figures.overlay_frame(frame, pred, gt)
     for t, (x0, y0, sc) in layout.items():
         sc = int(sc)
-        for (y, x) in ((10, 10), (6, 6), (4, 8), (1, 28)):
-            block = image[y0 + y * sc:y0 + (y + 1) * sc, x0 + x * sc:x0 + (x + 1) * sc]
+        for y, x in ((10, 10), (6, 6), (4, 8), (1, 28)):
+            block = image[y0 + y * sc : y0 + (y + 1) * sc, x0 + x * sc : x0 + (x + 1) * sc]
             assert (block == ref[y, x]).all(), (t, y, x)
     # the label strip above each tile holds drawn text (pixels brighter than the sheet background)
     x0, y0, _ = layout[3]
-    assert image[y0 - 24:y0 - 2, x0:x0 + 120].max() > 200
+    assert image[y0 - 24 : y0 - 2, x0 : x0 + 120].max() > 200
 
 
 def _metrics(path):
-    rows = [{"step": i, "reward/total": 1.0 + 0.1 * i, "reward/format": 1.0, "reward/keyframe": 0.5 * (i % 2),
-             "reward/alignment": 0.0, "reward/grounding": 0.05 * i, "loss": 0.1} for i in range(1, 21)]
+    rows = [
+        {
+            "step": i,
+            "reward/total": 1.0 + 0.1 * i,
+            "reward/format": 1.0,
+            "reward/keyframe": 0.5 * (i % 2),
+            "reward/alignment": 0.0,
+            "reward/grounding": 0.05 * i,
+            "loss": 0.1,
+        }
+        for i in range(1, 21)
+    ]
     with open(path, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
@@ -88,8 +105,9 @@ def test_reward_plot_shows_only_weighted_components_and_the_evaluations(tmp_path
         assert ev.get_xdata().tolist() == [0, 20] and ev.get_ydata().tolist() == [0.155, 0.734]
     finally:
         plt.close(fig)
-    png = figures.plot_rewards(str(tmp_path / "metrics.jsonl"), str(tmp_path / "rewards.png"), weights=weights,
-                          evals=[(0, 0.155), (20, 0.734)])
+    png = figures.plot_rewards(
+        str(tmp_path / "metrics.jsonl"), str(tmp_path / "rewards.png"), weights=weights, evals=[(0, 0.155), (20, 0.734)]
+    )
     assert png == str(tmp_path / "rewards.png")
     from PIL import Image
 

@@ -29,8 +29,11 @@ SYNTHETIC_ROWS = specs("synthetic_cpu_table4.py")
 DEFAULT_ROWS = [s for s in SYNTHETIC_ROWS if s.endswith((":rk", ":rk_rg"))]
 # The multiple-choice QA rows (qa_*.py) only evaluate; tests/evaluation/entry_point/test_suite_rows.py runs each
 # of them.
-OTHERS = [s for s in SPECS if s not in DEFAULT_ROWS and not s.endswith("synthetic_cpu.py")
-          and not os.path.basename(s).startswith("qa_")]
+OTHERS = [
+    s
+    for s in SPECS
+    if s not in DEFAULT_ROWS and not s.endswith("synthetic_cpu.py") and not os.path.basename(s).startswith("qa_")
+]
 # A variant's run is named <file>_<variant>, except where a run kept its earlier name (its outputs' directory).
 NAMES = {"table6.py:beta0001": "hallucination_beta0001"}
 
@@ -87,11 +90,29 @@ def _write_refcocog(root: str) -> None:
         Image.fromarray(rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)).save(os.path.join(root, "train2014", name))
         images.append({"id": i, "file_name": name, "height": 56, "width": 84})
         x = 10 + 30 * i
-        anns.append({"id": 10 + i, "image_id": i, "category_id": 1, "bbox": [x, 8.0, 20.0, 24.0], "iscrowd": 0,
-                     "segmentation": [[x, 8.0, x + 20, 8.0, x + 20, 32.0, x, 32.0]]})
-        refs.append({"ref_id": i, "ann_id": 10 + i, "image_id": i, "split": "train", "category_id": 1,
-                     "sentences": [{"sent": f"the box number {i}", "sent_id": 100 + 2 * i},
-                                   {"sent": f"box {i}", "sent_id": 101 + 2 * i}][: 2 - i]})
+        anns.append(
+            {
+                "id": 10 + i,
+                "image_id": i,
+                "category_id": 1,
+                "bbox": [x, 8.0, 20.0, 24.0],
+                "iscrowd": 0,
+                "segmentation": [[x, 8.0, x + 20, 8.0, x + 20, 32.0, x, 32.0]],
+            }
+        )
+        refs.append(
+            {
+                "ref_id": i,
+                "ann_id": 10 + i,
+                "image_id": i,
+                "split": "train",
+                "category_id": 1,
+                "sentences": [
+                    {"sent": f"the box number {i}", "sent_id": 100 + 2 * i},
+                    {"sent": f"box {i}", "sent_id": 101 + 2 * i},
+                ][: 2 - i],
+            }
+        )
     with open(os.path.join(root, "instances.json"), "w") as f:
         json.dump({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "box"}]}, f)
     with open(os.path.join(root, "refs(umd).p"), "wb") as f:
@@ -102,8 +123,11 @@ def _write_refcocog(root: str) -> None:
 def bridge(tmp_path_factory):
     from omnir1_jax.config import BridgeSpec
 
-    b = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                    str(tmp_path_factory.mktemp("bridge")), wait_s=120)
+    b = open_bridge(
+        BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+        str(tmp_path_factory.mktemp("bridge")),
+        wait_s=120,
+    )
     yield b
     b.close()
 
@@ -114,20 +138,37 @@ SYNTHETIC = DataSpec(dataset="synthetic", synthetic_videos=6, synthetic_size=(56
 
 def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
     """The experiment with the tiny model, tiny synthetic data, the test bridge and a one-step run."""
-    small = dict(batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28,
-                 workers=0)
+    small = dict(
+        batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28, workers=0
+    )
     d = cfg.data
     run = {}
     if d.task == "mixture":  # Table 6's joint run: one Ref-AVS and one VOS prompt per batch, both worlds
         base = os.path.dirname(world["vos"])
-        data = dataclasses.replace(d, dataset="synthetic", root=base, split="train", mixture=(),
-                                   tasks=(("refaid", "refavs", os.path.basename(world["avs"]), 1),
-                                          ("vos", "synthetic", os.path.basename(world["vos"]), 1)),
-                                   **{f: getattr(SYNTHETIC, f) for f in ("synthetic_videos", "synthetic_size",
-                                                                         "synthetic_colours", "synthetic_objects",
-                                                                         "synthetic_templates", "synthetic_shapes",
-                                                                         "synthetic_ambiguous")},
-                                   **small)
+        data = dataclasses.replace(
+            d,
+            dataset="synthetic",
+            root=base,
+            split="train",
+            mixture=(),
+            tasks=(
+                ("refaid", "refavs", os.path.basename(world["avs"]), 1),
+                ("vos", "synthetic", os.path.basename(world["vos"]), 1),
+            ),
+            **{
+                f: getattr(SYNTHETIC, f)
+                for f in (
+                    "synthetic_videos",
+                    "synthetic_size",
+                    "synthetic_colours",
+                    "synthetic_objects",
+                    "synthetic_templates",
+                    "synthetic_shapes",
+                    "synthetic_ambiguous",
+                )
+            },
+            **small,
+        )
         run = {"epoch_unit": "expressions"}  # the tiny AVS world has fewer training videos than a batch
     elif d.task == "qa":
         data = dataclasses.replace(d, root=world["co"], split="train", **small)
@@ -136,19 +177,37 @@ def tiny(cfg: ExperimentConfig, world, address: str) -> ExperimentConfig:
     elif d.dataset == "refavs" or d.task == "refaid":
         data = dataclasses.replace(d, dataset="refavs", root=world["avs"], split="train", **small)
     else:
-        data = dataclasses.replace(d, dataset="synthetic", root=world["vos"], split="train", mixture=(),
-                                   **{f: getattr(SYNTHETIC, f) for f in ("synthetic_videos", "synthetic_size",
-                                                                         "synthetic_colours", "synthetic_objects",
-                                                                         "synthetic_templates", "synthetic_shapes",
-                                                                         "synthetic_ambiguous")}, **small)
+        data = dataclasses.replace(
+            d,
+            dataset="synthetic",
+            root=world["vos"],
+            split="train",
+            mixture=(),
+            **{
+                f: getattr(SYNTHETIC, f)
+                for f in (
+                    "synthetic_videos",
+                    "synthetic_size",
+                    "synthetic_colours",
+                    "synthetic_objects",
+                    "synthetic_templates",
+                    "synthetic_shapes",
+                    "synthetic_ambiguous",
+                )
+            },
+            **small,
+        )
     return dataclasses.replace(
-        cfg, model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        cfg,
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
         data=data,
         bridge=dataclasses.replace(cfg.bridge, start=False, addresses=(address,), workers=1, timeout_s=120),
         grpo=dataclasses.replace(cfg.grpo, group_size=2, max_new_tokens=8),
         sft=dataclasses.replace(cfg.sft, batch_size=2, steps=1),
-        run=dataclasses.replace(cfg.run, out_dir=os.path.join(world["runs"], cfg.name), steps=1, checkpoint_every=0,
-                                resume=False, **run))
+        run=dataclasses.replace(
+            cfg.run, out_dir=os.path.join(world["runs"], cfg.name), steps=1, checkpoint_every=0, resume=False, **run
+        ),
+    )
 
 
 @pytest.mark.parametrize("path", SPECS, ids=spec_id)
@@ -176,15 +235,24 @@ def test_every_row_of_the_paper_is_one_config():
     assert len(SPECS) == 32 and len({name_of(s) for s in SPECS}) == 32
     files = {os.path.basename(s.partition(":")[0]) for s in SPECS if ":" in os.path.basename(s)}
     assert {f: len(variants(os.path.join(ROOT, "experiments", f))) for f in files} == {
-        "crossomni.py": 4, "qa_crossomni_table10.py": 6, "qa_omni_r1_table7.py": 4, "synthetic_cpu_table4.py": 4,
-        "table4.py": 4, "table6.py": 3}
+        "crossomni.py": 4,
+        "qa_crossomni_table10.py": 6,
+        "qa_omni_r1_table7.py": 4,
+        "synthetic_cpu_table4.py": 4,
+        "table4.py": 4,
+        "table6.py": 3,
+    }
 
 
 def test_paper_hyper_parameters_in_the_files():
     c = {name_of(p): load_config(p) for p in SPECS}
     assert c["hallucination_beta0001"].grpo.beta == 0.001 and c["omni_r1_7b_vos"].grpo.beta == 0.04
-    for name, (ak, aa, ag) in {"table4_rk": (1, 0, 0), "table4_rk_ra": (1, 1, 0), "table4_rk_rg": (1, 0, 1),
-                               "table4_rk_ra_rg": (1, 1, 1)}.items():
+    for name, (ak, aa, ag) in {
+        "table4_rk": (1, 0, 0),
+        "table4_rk_ra": (1, 1, 0),
+        "table4_rk_rg": (1, 0, 1),
+        "table4_rk_ra_rg": (1, 1, 1),
+    }.items():
         w = c[name].grpo.rewards
         assert (w.alpha_k, w.alpha_a, w.alpha_g) == (ak, aa, ag)
         assert c[name].grpo.num_keyframes == 4  # the paper's "exactly four keyframes" (Table 4)
@@ -195,8 +263,13 @@ def test_paper_hyper_parameters_in_the_files():
         g = c[f"crossomni_grpo_{size}"]
         assert (g.optim.lr, g.data.batch_size, g.grpo.group_size) == (5e-6, 16, 4)
     v = c["omni_r1_7b_vos"]
-    assert (v.optim.lr, v.optim.weight_decay, v.grpo.group_size, v.data.min_frames, v.data.max_frames) == \
-        (1e-6, 0.01, 8, 8, 24)
+    assert (v.optim.lr, v.optim.weight_decay, v.grpo.group_size, v.data.min_frames, v.data.max_frames) == (
+        1e-6,
+        0.01,
+        8,
+        8,
+        24,
+    )
     # System 2 of the evaluation recipes is the policy (Omni-R1 section 4.1), not the base checkpoint
     for name in ("omni_r1_7b_vos", "omni_r1_7b_refaid"):
         assert c[name].bridge.grounder == "qwen2_5_omni:@policy" and c[name].bridge.start
@@ -204,8 +277,10 @@ def test_paper_hyper_parameters_in_the_files():
     for name, samples in (("omni_r1_7b_refaid", 1600), ("hallucination_beta0001", 1600), ("table6_avs_10400", 10400)):
         assert c[name].run.steps * c[name].data.batch_size == samples and c[name].data.task == "refaid"
     j = c["table6_avs_vos"]
-    assert j.data.task == "mixture" and [(t, d) for t, d, _, _ in j.data.tasks] == [("refaid", "refavs"),
-                                                                                    ("vos", "mixture")]
+    assert j.data.task == "mixture" and [(t, d) for t, d, _, _ in j.data.tasks] == [
+        ("refaid", "refavs"),
+        ("vos", "mixture"),
+    ]
     assert j.data.mixture == (("revos", "revos"), ("mevis", "mevis")) and j.grpo.beta == 0.04
     assert (j.grpo.rewards.alpha_k, j.grpo.rewards.alpha_a, j.grpo.rewards.alpha_g) == (1, 0, 1)
     # item 5: the refCOCOg stage trains grounding on one System-2-resolution image, 250 x 8 = 2,000 images
@@ -239,8 +314,12 @@ def test_synthetic_table4_rows_run_a_step(world, bridge):
         policy = policy if policy is not None else build_policy(cfg.model, seed=0)
         m = _grpo_one_step(cfg, bridge, scorer, policy, tok)
         w = cfg.grpo.rewards
-        expected = (w.format * m["reward/format"] + w.alpha_k * m["reward/keyframe"] +
-                    w.alpha_a * m["reward/alignment"] + w.alpha_g * m["reward/grounding"])
+        expected = (
+            w.format * m["reward/format"]
+            + w.alpha_k * m["reward/keyframe"]
+            + w.alpha_a * m["reward/alignment"]
+            + w.alpha_g * m["reward/grounding"]
+        )
         assert m["reward/total"] == pytest.approx(expected, abs=1e-5), path
         assert os.path.exists(os.path.join(cfg.run.out_dir, "metrics.jsonl"))
 
@@ -271,8 +350,7 @@ def _one_step_run(cfg, stage: str, judge):
     """``omnir1_jax.train.run`` (the one learner) for one step of ``stage`` (``sft`` or ``grpo``)."""
     from omnir1_jax.train import run
 
-    cfg = dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, steps=1),
-                              run=dataclasses.replace(cfg.run, steps=1))
+    cfg = dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, steps=1), run=dataclasses.replace(cfg.run, steps=1))
     return run(cfg, do_eval=False, stages=(stage,), judge=judge)
 
 
@@ -284,10 +362,19 @@ def _tiny_judge_dir(path: str) -> str:
     from omnir1_jax.testing.tokenizer import build_tiny_tokenizer, special_token_ids
 
     tok, ids = build_tiny_tokenizer(), special_token_ids()
-    cfg = transformers.Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                                   bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"],
-                                   pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True)
+    cfg = transformers.Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=ids["<|im_start|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     transformers.Qwen2ForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
@@ -320,19 +407,25 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
 
     judge_dir = _tiny_judge_dir(str(tmp_path / "judge"))
     local = HFJudge(judge_dir)
-    cfg = tiny(load_config(os.path.join(ROOT, "experiments", "crossomni.py:grpo_3b")), world,
-               "ipc://unused-bridge.sock")
+    cfg = tiny(
+        load_config(os.path.join(ROOT, "experiments", "crossomni.py:grpo_3b")), world, "ipc://unused-bridge.sock"
+    )
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "run")))
     records = read_split(cfg.data, "train")[:2]
-    completions = ["<think>the man in red is Sheldon, from Texas</think>\nB", "no rationale: A",
-                   "<think>the blonde woman stands left</think> C", "<think> </think> D"]
+    completions = [
+        "<think>the man in red is Sheldon, from Texas</think>\nB",
+        "no rationale: A",
+        "<think>the blonde woman stands left</think> C",
+        "<think> </think> D",
+    ]
     recs = [records[0], records[0], records[1], records[1]]
     judge = make_judge(f"hf:{judge_dir}", run_dir=str(tmp_path / "bridge"), max_new_tokens=4, timeout_s=300)
     served = _Recording(judge)
     try:
         total, comps, metrics = qa_rewards(completions, recs, served)
-        want_total, want_comps, want_metrics = qa_rewards(completions, recs, _Recording(
-            lambda prompts: local.generate(prompts, 4)[0]))
+        want_total, want_comps, want_metrics = qa_rewards(
+            completions, recs, _Recording(lambda prompts: local.generate(prompts, 4)[0])
+        )
         out = _one_step_run(cfg, "grpo", served)
     finally:
         judge.close()
@@ -342,6 +435,8 @@ def test_crossomni_grpo_step_with_the_judge_served_by_a_bridge(world, tmp_path):
         np.testing.assert_array_equal(comps[k], want_comps[k])
     assert metrics == want_metrics and metrics["consistency/judge_errors"] == 0
     m = out["grpo_last"]
-    assert np.isfinite(m["loss"]) and m["judge/consistency/judge_errors"] == 0 and m["judge/coherence/judge_errors"] == 0
+    assert (
+        np.isfinite(m["loss"]) and m["judge/consistency/judge_errors"] == 0 and m["judge/coherence/judge_errors"] == 0
+    )
     for prompts, replies in served.calls:
         assert replies == local.generate(prompts, 4)[0]

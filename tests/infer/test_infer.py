@@ -23,14 +23,17 @@ def _frames():
     fr = np.full((L, H, W, 3), 25, np.uint8)
     for t in range(L):
         x = 8 + 4 * t
-        fr[t, 20:40, x:x + 20] = RED
+        fr[t, 20:40, x : x + 20] = RED
     return fr
 
 
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory):
-    b = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                    str(tmp_path_factory.mktemp("bridge")), wait_s=120)
+    b = open_bridge(
+        BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+        str(tmp_path_factory.mktemp("bridge")),
+        wait_s=120,
+    )
     yield b
     b.close()
 
@@ -50,9 +53,28 @@ def test_video_decoding_keeps_frames(video_file):
 
 def test_cli_end_to_end_writes_one_mask_per_frame(video_file, bridge, tmp_path):
     out = tmp_path / "out"
-    rc = infer.main(["--video", video_file, "--query", "the red square", "--policy", "tiny", "--out", str(out),
-                     "--max-new-tokens", "8", "--bridge", bridge.client.addresses[0], "--max-frames", "8",
-                     "--s1-max-pixels", str(4 * 28 * 28), "--s1-min-pixels", str(4 * 28 * 28)])
+    rc = infer.main(
+        [
+            "--video",
+            video_file,
+            "--query",
+            "the red square",
+            "--policy",
+            "tiny",
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "8",
+            "--bridge",
+            bridge.client.addresses[0],
+            "--max-frames",
+            "8",
+            "--s1-max-pixels",
+            str(4 * 28 * 28),
+            "--s1-min-pixels",
+            str(4 * 28 * 28),
+        ]
+    )
     assert rc == 0
     files = sorted(os.listdir(out / "masks"))
     assert files == [f"{i:05d}.png" for i in range(L)]
@@ -74,13 +96,16 @@ def test_scripted_answer_segments_the_object_in_every_frame(bridge, tmp_path):
 
     frames = _frames()
     tok = build_tiny_tokenizer()
-    batch = infer.system1_batch(frames, "the red square", tok, max_frames=6, s1_min_pixels=4 * 784,
-                                s1_max_pixels=4 * 784)
+    batch = infer.system1_batch(
+        frames, "the red square", tok, max_frames=6, s1_min_pixels=4 * 784, s1_max_pixels=4 * 784
+    )
     positions = batch["frame_indices"][0].tolist()
     assert positions == np.linspace(0, L - 1, 6).astype(int).tolist()
-    text = ('<think>the square moves right</think><answer>[{"start_time": "00:01.00", "end_time": "00:01.00", '
-            '"description": "the red square"}, {"start_time": "00:02.0", "end_time": "00:02.4", '
-            '"description": "the red square"}]</answer>')
+    text = (
+        '<think>the square moves right</think><answer>[{"start_time": "00:01.00", "end_time": "00:01.00", '
+        '"description": "the red square"}, {"start_time": "00:02.0", "end_time": "00:02.4", '
+        '"description": "the red square"}]</answer>'
+    )
     pred = infer.predict_batch(None, tok, bridge.client, batch, [frames], texts=[text])[0]
     assert pred.valid and [m.clip_index for m in pred.moments] == [2, 4]
     assert [m.video_index for m in pred.moments] == [positions[2], positions[4]]

@@ -12,23 +12,40 @@ import numpy as np
 from flax import nnx
 
 from omnir1_jax.models.qwen2_5_omni import (
-    abstract_model, fsdp_tp, init_model, make_mesh, param_partition_specs, prepare_inputs, tiny)
+    abstract_model,
+    fsdp_tp,
+    init_model,
+    make_mesh,
+    param_partition_specs,
+    tiny,
+)
 from omnir1_jax.models.qwen2_5_omni.testing import left_padded_image_rows
 
 NAMES = (
-    "language_model.embed_tokens.weight", "language_model.layers.0.self_attn.q_proj.kernel",
-    "language_model.layers.0.self_attn.q_proj.bias", "language_model.layers.0.self_attn.k_proj.kernel",
-    "language_model.layers.0.self_attn.o_proj.kernel", "language_model.layers.1.mlp.down_proj.kernel",
-    "language_model.layers.1.input_layernorm.weight", "lm_head.kernel", "visual.blocks.0.attn.q.kernel",
-    "visual.patch_embed.proj.kernel", "visual.merger.mlp_0.kernel", "audio_tower.conv1.kernel",
+    "language_model.embed_tokens.weight",
+    "language_model.layers.0.self_attn.q_proj.kernel",
+    "language_model.layers.0.self_attn.q_proj.bias",
+    "language_model.layers.0.self_attn.k_proj.kernel",
+    "language_model.layers.0.self_attn.o_proj.kernel",
+    "language_model.layers.1.mlp.down_proj.kernel",
+    "language_model.layers.1.input_layernorm.weight",
+    "lm_head.kernel",
+    "visual.blocks.0.attn.q.kernel",
+    "visual.patch_embed.proj.kernel",
+    "visual.merger.mlp_0.kernel",
+    "audio_tower.conv1.kernel",
 )
 
 
 def inputs(cfg, rng):
     """Two left-padded rows; row 0 holds a 4x6-patch image (6 tokens)."""
     ids, mask = left_padded_image_rows(cfg, ((40, 41, 42, 43), (51, 52, 53, 54)))
-    return dict(input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]]),
-                pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)).astype(np.float32))
+    return dict(
+        input_ids=ids,
+        attention_mask=mask,
+        image_grid_thw=np.array([[1, 4, 6]]),
+        pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)).astype(np.float32),
+    )
 
 
 def flat(state):
@@ -61,8 +78,7 @@ def main():
             "all_named_on_mesh": all(v.sharding.mesh == mesh for v in params.values()),
             "specs_agree": all(params[n].sharding.spec == specs[n] for n in params),
             "abstract_agree": all(abstract[n].sharding == params[n].sharding for n in params),
-            "param_diff": max(float(np.abs(np.asarray(params[n]) - np.asarray(ref_params[n])).max())
-                              for n in params),
+            "param_diff": max(float(np.abs(np.asarray(params[n]) - np.asarray(ref_params[n])).max()) for n in params),
             "act_spec": spec_list(model.act_sharding.spec),
             "act_mesh_ok": model.act_sharding.mesh == mesh,
             "logit_diff": float(np.abs(logits - ref)[valid].max()),

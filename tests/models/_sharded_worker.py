@@ -11,8 +11,17 @@ import numpy as np
 from flax import nnx
 
 from omnir1_jax.models.qwen2_5_omni import (
-    fsdp_tp, from_hf, generate, init_model, make_mesh, prepare_inputs, repeat_prompt, sequence_logprobs, tiny,
-    to_hf)
+    from_hf,
+    fsdp_tp,
+    generate,
+    init_model,
+    make_mesh,
+    prepare_inputs,
+    repeat_prompt,
+    sequence_logprobs,
+    tiny,
+    to_hf,
+)
 
 
 def prompt_inputs(cfg, rng):
@@ -23,10 +32,14 @@ def prompt_inputs(cfg, rng):
     ids = np.zeros((4, t), np.int64)
     mask = np.zeros((4, t), np.int64)
     for i, r in enumerate(rows):
-        ids[i, t - len(r):] = r
-        mask[i, t - len(r):] = 1
-    return dict(input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]]),
-                pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)).astype(np.float32))
+        ids[i, t - len(r) :] = r
+        mask[i, t - len(r) :] = 1
+    return dict(
+        input_ids=ids,
+        attention_mask=mask,
+        image_grid_thw=np.array([[1, 4, 6]]),
+        pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)).astype(np.float32),
+    )
 
 
 def main(path):
@@ -52,23 +65,39 @@ def main(path):
         out_g = generate(gathered, group, max_new_tokens=8, num_samples=4, key=jax.random.key(0), temperature=1.0)
         graph, state = nnx.split(gathered)
         dec = jax.jit(lambda st: nnx.state(nnx.merge(graph, st).decode_weights(), nnx.Param))(state)
-        dec_specs = {name: tuple(getattr(dec, "language_model" if name == "q" else "visual")
-                                 .__getitem__("layers" if name == "q" else "blocks")[0]
-                                 ["self_attn" if name == "q" else "attn"]["q_proj" if name == "q" else "q"]
-                                 ["kernel"].get_value().sharding.spec) for name in ("q", "vision_q")}
-        dec_equal = bool(np.array_equal(np.asarray(dec["language_model"]["layers"][0]["self_attn"]["q_proj"]
-                                                   ["kernel"].get_value()), np.asarray(q)))
+        dec_specs = {
+            name: tuple(
+                getattr(dec, "language_model" if name == "q" else "visual")
+                .__getitem__("layers" if name == "q" else "blocks")[0]["self_attn" if name == "q" else "attn"][
+                    "q_proj" if name == "q" else "q"
+                ]["kernel"]
+                .get_value()
+                .sharding.spec
+            )
+            for name in ("q", "vision_q")
+        }
+        dec_equal = bool(
+            np.array_equal(
+                np.asarray(dec["language_model"]["layers"][0]["self_attn"]["q_proj"]["kernel"].get_value()),
+                np.asarray(q),
+            )
+        )
     valid = inputs["attention_mask"].astype(bool)
-    print(json.dumps({
-        "q_shard_shape": list(q.addressable_shards[0].data.shape), "q_shape": list(q.shape),
-        "logit_diff": float(np.abs(logits - ref)[valid].max()),
-        "distinct_samples": len({tuple(r) for r in tokens}),
-        "logprob_diff": float(np.abs(lp - np.asarray(out.logprobs)).max()),
-        "gather_same_tokens": bool(np.array_equal(np.asarray(out_g.tokens), tokens)),
-        "gather_logprob_diff": float(np.abs(np.asarray(out_g.logprobs) - np.asarray(out.logprobs)).max()),
-        "decode_specs": {k: [list(a) if isinstance(a, tuple) else a for a in v] for k, v in dec_specs.items()},
-        "decode_values_equal": dec_equal,
-    }))
+    print(
+        json.dumps(
+            {
+                "q_shard_shape": list(q.addressable_shards[0].data.shape),
+                "q_shape": list(q.shape),
+                "logit_diff": float(np.abs(logits - ref)[valid].max()),
+                "distinct_samples": len({tuple(r) for r in tokens}),
+                "logprob_diff": float(np.abs(lp - np.asarray(out.logprobs)).max()),
+                "gather_same_tokens": bool(np.array_equal(np.asarray(out_g.tokens), tokens)),
+                "gather_logprob_diff": float(np.abs(np.asarray(out_g.logprobs) - np.asarray(out.logprobs)).max()),
+                "decode_specs": {k: [list(a) if isinstance(a, tuple) else a for a in v] for k, v in dec_specs.items()},
+                "decode_values_equal": dec_equal,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

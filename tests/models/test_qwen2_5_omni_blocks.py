@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from omnir1_jax.models.qwen2_5_omni import prepare_inputs, repeat_prompt
-from omnir1_jax.models.qwen2_5_omni.blocks import (ABSENT, block_sizes, common_sizes, concat_blocks, pad_block)
+from omnir1_jax.models.qwen2_5_omni.blocks import ABSENT, block_sizes, common_sizes, concat_blocks, pad_block
 from omnir1_jax.models.qwen2_5_omni.thinker import InputError
 
 IMAGE_AUDIO = "look <|vision_bos|><|IMAGE|><|vision_eos|> hear <|audio_bos|><|AUDIO|><|audio_eos|> "
@@ -19,23 +19,36 @@ WORDS = ["red", "the big blue circle that moves left", "a", "which one sounds li
 
 def _media(seed=0):
     rng = np.random.default_rng(seed)
-    img = lambda h, w: (rng.random((h, w, 3)) * 255).astype(np.uint8)  # noqa: E731
-    aud = lambda n: (rng.standard_normal(n) * 0.1).astype(np.float32)  # noqa: E731
+    img = lambda h, w: (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    aud = lambda n: (rng.standard_normal(n) * 0.1).astype(np.float32)
     # block 0: short audio only (its chunks are shorter than block 1's); block 1: a larger image, long audio
-    return {"images": [img(56, 84), img(56, 56), img(140, 112), img(84, 112)],
-            "audio": [aud(4000), aud(6400), aud(70000), aud(16000)],
-            "videos": [(rng.random((t, h, w, 3)) * 255).astype(np.uint8)
-                       for t, h, w in ((4, 56, 84), (2, 56, 56), (8, 84, 112), (4, 56, 56))]}
+    return {
+        "images": [img(56, 84), img(56, 56), img(140, 112), img(84, 112)],
+        "audio": [aud(4000), aud(6400), aud(70000), aud(16000)],
+        "videos": [
+            (rng.random((t, h, w, 3)) * 255).astype(np.uint8)
+            for t, h, w in ((4, 56, 84), (2, 56, 56), (8, 84, 112), (4, 56, 56))
+        ],
+    }
 
 
 def _prepare(cfg, proc, rows, kind):
     m = _media()
     if kind == "image_audio":
-        out = proc(text=[IMAGE_AUDIO + WORDS[r] for r in rows], images=[m["images"][r] for r in rows],
-                   audio=[m["audio"][r] for r in rows], padding=True, return_tensors="np")
+        out = proc(
+            text=[IMAGE_AUDIO + WORDS[r] for r in rows],
+            images=[m["images"][r] for r in rows],
+            audio=[m["audio"][r] for r in rows],
+            padding=True,
+            return_tensors="np",
+        )
     else:
-        out = proc(text=[VIDEO + WORDS[r] for r in rows], videos=[m["videos"][r] for r in rows], padding=True,
-                   return_tensors="np")
+        out = proc(
+            text=[VIDEO + WORDS[r] for r in rows],
+            videos=[m["videos"][r] for r in rows],
+            padding=True,
+            return_tensors="np",
+        )
     return prepare_inputs(cfg, **dict(out))
 
 
@@ -132,9 +145,10 @@ def test_batches_of_different_modalities_merge_into_one_batch_with_their_own_log
         ref = np.asarray(flax_thinker.forward(part).logits)
         b, tp = ref.shape[:2]
         valid = np.asarray(part.attention_mask).astype(bool)
-        np.testing.assert_array_equal(np.asarray(merged.input_ids)[row:row + b, t - tp:][valid],
-                                      np.asarray(part.input_ids)[valid])
-        assert np.abs(got[row:row + b, t - tp:] - ref)[valid].max() <= 1e-5
+        np.testing.assert_array_equal(
+            np.asarray(merged.input_ids)[row : row + b, t - tp :][valid], np.asarray(part.input_ids)[valid]
+        )
+        assert np.abs(got[row : row + b, t - tp :] - ref)[valid].max() <= 1e-5
         row += b
     with pytest.raises(InputError, match="different num_repeats"):
         merge_rows([avs, repeat_prompt(vos, 2)])

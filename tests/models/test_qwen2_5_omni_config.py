@@ -8,9 +8,23 @@ import numpy as np
 import pytest
 
 from omnir1_jax.models.qwen2_5_omni import (
-    CheckpointError, ConfigError, InputError, Qwen2_5OmniConfig, TextConfig, filter_logits,
-    from_hf, generate, get_rope_index, init_model, memory_report, prepare_inputs, qwen2_5_omni_3b,
-    qwen2_5_omni_7b, tiny, to_hf)
+    CheckpointError,
+    ConfigError,
+    InputError,
+    Qwen2_5OmniConfig,
+    TextConfig,
+    filter_logits,
+    from_hf,
+    generate,
+    get_rope_index,
+    init_model,
+    memory_report,
+    prepare_inputs,
+    qwen2_5_omni_3b,
+    qwen2_5_omni_7b,
+    tiny,
+    to_hf,
+)
 from omnir1_jax.models.qwen2_5_omni.convert import param_shapes
 from omnir1_jax.models.qwen2_5_omni.safetensors_io import SafetensorsDir, save_file
 
@@ -55,7 +69,7 @@ def test_checkpoint_with_wrong_shape_raises_naming_the_tensor(tmp_path):
     model = init_model(tiny())
     path = to_hf(model, tmp_path / "ckpt")
     files = SafetensorsDir(path)
-    tensors = {k: np.array(files.get(k)) for k in files.keys()}
+    tensors = {k: np.array(files.get(k)) for k in files}
     tensors["model.layers.1.self_attn.k_proj.weight"] = np.zeros((16, 64), np.float32)
     del files
     save_file(tensors, str(path) + "/model.safetensors")
@@ -96,8 +110,12 @@ def test_input_errors_name_the_problem():
     with pytest.raises(InputError, match="unknown model input"):
         prepare_inputs(cfg, input_ids=ids, labels=ids)
     with pytest.raises(InputError, match="left-padded"):
-        generate(init_model(cfg), dict(input_ids=np.array([[5, 6, 0]]), attention_mask=np.array([[1, 1, 0]])),
-                 max_new_tokens=2, greedy=True)
+        generate(
+            init_model(cfg),
+            dict(input_ids=np.array([[5, 6, 0]]), attention_mask=np.array([[1, 1, 0]])),
+            max_new_tokens=2,
+            greedy=True,
+        )
 
 
 def test_filter_logits_matches_a_numpy_reference():

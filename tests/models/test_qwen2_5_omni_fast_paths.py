@@ -16,8 +16,15 @@ import pytest
 from flax import nnx
 
 from omnir1_jax.models.qwen2_5_omni import (
-    InputError, completion_logprobs, group_completion_logprobs, init_model, prepare_inputs, repeat_prompt, tiny,
-    unrepeat_prompt)
+    InputError,
+    completion_logprobs,
+    group_completion_logprobs,
+    init_model,
+    prepare_inputs,
+    repeat_prompt,
+    tiny,
+    unrepeat_prompt,
+)
 from omnir1_jax.models.qwen2_5_omni.sampling import _pick, first_argmax
 from omnir1_jax.models.qwen2_5_omni.testing import left_padded_image_rows
 
@@ -27,8 +34,13 @@ GROUP = 3
 def _prompts(cfg, rng):
     """Two left-padded prompts; row 0 holds a 4x6-patch image (6 placeholder tokens)."""
     ids, mask = left_padded_image_rows(cfg, ((40, 41), (51, 52, 53)))
-    return prepare_inputs(cfg, input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]]),
-                          pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)).astype(np.float32))
+    return prepare_inputs(
+        cfg,
+        input_ids=ids,
+        attention_mask=mask,
+        image_grid_thw=np.array([[1, 4, 6]]),
+        pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)).astype(np.float32),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +78,9 @@ def test_group_scoring_equals_full_rows_logprobs_and_gradients(setup):
         m = nnx.merge(graphdef, params, rest)
         if grouped:
             # remat: the rematerialised prefix-cache path must give the same numbers as well.
-            lp = group_completion_logprobs(m, prompt, comp, mask, group_size=GROUP, temperature=0.7,
-                                           remat=grouped == "remat")
+            lp = group_completion_logprobs(
+                m, prompt, comp, mask, group_size=GROUP, temperature=0.7, remat=grouped == "remat"
+            )
         else:
             lp = completion_logprobs(m, prompt, comp, mask, temperature=0.7)
         # Advantage-weighted sum: every row's gradient counts, with a different weight per group member.
@@ -85,8 +98,9 @@ def test_group_scoring_equals_full_rows_logprobs_and_gradients(setup):
         assert np.all(lp_grp[np.asarray(mask) == 0] == 0)
         np.testing.assert_allclose(lp_grp, lp_full, atol=1e-5, rtol=0, err_msg=variant)
         for (path, a), b in zip(flat_full, jax.tree_util.tree_leaves(g_grp)):
-            np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, rtol=0,
-                                       err_msg=f"{variant} {jax.tree_util.keystr(path)}")
+            np.testing.assert_allclose(
+                np.asarray(b), np.asarray(a), atol=1e-5, rtol=0, err_msg=f"{variant} {jax.tree_util.keystr(path)}"
+            )
 
 
 def test_group_scoring_rejects_mismatched_groups(setup):

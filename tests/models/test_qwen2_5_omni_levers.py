@@ -74,9 +74,11 @@ def test_banded_segment_attention_equals_dense_on_vision_segments():
         ref, ref_g = jax.value_and_grad(dense, argnums=(0, 1, 2))(q, k, v)
         # chunks shorter than, equal to and longer than the longest segment (bands over 1 to 6 neighbour chunks)
         for chunk in (16, 32):
+
             def banded(q, k, v):
-                return jnp.sum(segment_attention(q, k, v, seg, scale=0.35, max_segment=longest, chunk=chunk,
-                                                 dense_below=0) * w)
+                return jnp.sum(
+                    segment_attention(q, k, v, seg, scale=0.35, max_segment=longest, chunk=chunk, dense_below=0) * w
+                )
 
             assert p > chunk + 2 * longest  # the banded path is the one taken
             got, got_g = jax.value_and_grad(banded, argnums=(0, 1, 2))(q, k, v)
@@ -111,6 +113,7 @@ def test_remat_policies_give_the_same_gradient():
     def grads(remat):
         def loss(m):
             return jnp.sum(jnp.square(m.hidden_states(inputs, remat=remat)))
+
         return jax.tree.leaves(nnx.grad(loss)(model))
 
     ref = grads(False)
@@ -127,8 +130,15 @@ def test_decode_layout_drops_the_gathered_axes():
     assert fsdp_tp().decode_layout() is None  # no gather: weights stay as they are while decoding
     dec = fsdp_tp(("fsdp",)).decode_layout()
     # by hand from fsdp_tp's table: "embed" loses fsdp, ("data", "fsdp") keeps data, tensor rules stay
-    assert dict(dec.rules) == {"vocab": "tensor", "embed": None, "heads": "tensor", "mlp": "tensor",
-                               "batch": ("data",), "length": ("data",), "cache_heads": "tensor"}
+    assert dict(dec.rules) == {
+        "vocab": "tensor",
+        "embed": None,
+        "heads": "tensor",
+        "mlp": "tensor",
+        "batch": ("data",),
+        "length": ("data",),
+        "cache_heads": "tensor",
+    }
     assert dec.decode_gather == () and dec.act_btd == fsdp_tp().act_btd
     with pytest.raises(ValueError, match="decode_gather.*'fsdpp'"):
         ShardingConfig(decode_gather=("fsdpp",))

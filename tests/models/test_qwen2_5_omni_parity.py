@@ -12,10 +12,18 @@ CASES = {
     "image": dict(text=["look <|vision_bos|><|IMAGE|><|vision_eos|> what is it"], images=["image"]),
     "video": dict(text=["<|vision_bos|><|VIDEO|><|vision_eos|> which object"], videos=["video"]),
     "audio": dict(text=["hear <|audio_bos|><|AUDIO|><|audio_eos|> what sounds"], audio=["audio"]),
-    "audio_in_video": dict(text=["<|vision_bos|><|VIDEO|><|vision_eos|> the violin"], videos=["video"],
-                           audio=["audio"], load_audio_from_video=True, audio_from_video_indices=[0]),
-    "padded_batch": dict(text=["the red circle leaves last, so it is the target",
-                               "<|vision_bos|><|IMAGE|><|vision_eos|> blue"], images=["small_image"], padding=True),
+    "audio_in_video": dict(
+        text=["<|vision_bos|><|VIDEO|><|vision_eos|> the violin"],
+        videos=["video"],
+        audio=["audio"],
+        load_audio_from_video=True,
+        audio_from_video_indices=[0],
+    ),
+    "padded_batch": dict(
+        text=["the red circle leaves last, so it is the target", "<|vision_bos|><|IMAGE|><|vision_eos|> blue"],
+        images=["small_image"],
+        padding=True,
+    ),
 }
 
 
@@ -49,9 +57,14 @@ def test_logits_and_positions_match_transformers(case, hf_thinker_dir, flax_thin
         ref = hf(**pt).logits.numpy()
         fam = pt.get("feature_attention_mask")
         ref_pos, ref_delta = hf.model.get_rope_index(
-            pt["input_ids"], pt.get("image_grid_thw"), pt.get("video_grid_thw"), pt["attention_mask"],
-            inputs.get("use_audio_in_video", False), None if fam is None else fam.sum(-1),
-            pt.get("video_second_per_grid"))
+            pt["input_ids"],
+            pt.get("image_grid_thw"),
+            pt.get("video_grid_thw"),
+            pt["attention_mask"],
+            inputs.get("use_audio_in_video", False),
+            None if fam is None else fam.sum(-1),
+            pt.get("video_second_per_grid"),
+        )
     prepared = prepare_inputs(flax_thinker.config, **inputs)
     np.testing.assert_array_equal(prepared.position_ids, ref_pos.numpy())
     np.testing.assert_array_equal(prepared.rope_deltas, ref_delta.numpy().reshape(-1))
@@ -70,7 +83,7 @@ def test_greedy_generation_matches_transformers(hf_thinker_dir, flax_thinker, ti
     inputs = _processor_inputs(tiny_processor, media, "padded_batch")
     with torch.no_grad():
         ref = hf.generate(**_torch_inputs(inputs), max_new_tokens=16, do_sample=False)
-    ref = ref[:, inputs["input_ids"].shape[1]:].numpy()
+    ref = ref[:, inputs["input_ids"].shape[1] :].numpy()
     out = generate(flax_thinker, inputs, max_new_tokens=16, greedy=True)
     np.testing.assert_array_equal(np.asarray(out.tokens), ref)
     np.testing.assert_array_equal(np.asarray(out.lengths), [16, 16])
@@ -90,8 +103,9 @@ def test_group_sampling_logprobs_equal_scoring(flax_thinker, tiny_processor, med
     assert len({tuple(r) for r in tokens}) == 4  # four different samples
     mask = (np.arange(10)[None] < lengths[:, None]).astype(np.int32)
     prompt = repeat_prompt(prepare_inputs(flax_thinker.config, **inputs), 4)
-    lp = sequence_logprobs(flax_thinker, {"prompt": prompt, "completion_ids": tokens, "completion_mask": mask},
-                           temperature=0.8)
+    lp = sequence_logprobs(
+        flax_thinker, {"prompt": prompt, "completion_ids": tokens, "completion_mask": mask}, temperature=0.8
+    )
     np.testing.assert_allclose(np.asarray(lp), np.asarray(out.logprobs), atol=1e-4)
     assert np.all(np.asarray(out.logprobs)[mask == 0] == 0)
 
@@ -107,7 +121,7 @@ def test_hf_flax_hf_round_trip_is_bit_identical(hf_thinker_dir, flax_thinker, tm
     out = to_hf(flax_thinker, tmp_path / "roundtrip")
     a, b = SafetensorsDir(src), SafetensorsDir(out)
     assert sorted(a.keys()) == sorted(b.keys())
-    for k in a.keys():
+    for k in a:
         x, y = a.get(k), b.get(k)
         assert x.dtype == y.dtype and x.shape == y.shape, k
         assert x.tobytes() == y.tobytes(), k

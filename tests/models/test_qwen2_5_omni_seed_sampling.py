@@ -27,8 +27,15 @@ def seeds():
     prompts = []
     for rows in (((40,), (51, 52)), ((40, 41, 42), (51,)), ((40,), (51, 52, 53, 54))):
         ids, mask = left_padded_image_rows(cfg, rows)
-        prompts.append(prepare_inputs(cfg, input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]]),
-                                      pixel_values=rng.standard_normal((24, cfg.vision.patch_dim))))
+        prompts.append(
+            prepare_inputs(
+                cfg,
+                input_ids=ids,
+                attention_mask=mask,
+                image_grid_thw=np.array([[1, 4, 6]]),
+                pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)),
+            )
+        )
     return cfg, models, prompts
 
 
@@ -45,11 +52,22 @@ def test_each_seed_samples_what_it_samples_alone(seeds, greedy):
     states = stack([nnx.split(m)[1] for m in models])
     lengths = {int(np.shape(p.input_ids)[1]) for p in prompts}
     assert len(lengths) > 1  # the prompts differ in length: the stack pads them
-    out = sample_seeds(states, stack_prompts(cfg, prompts), jnp.stack(keys), graphdef=graphdef, max_new_tokens=G,
-                       num_samples=4, greedy=greedy, temperature=1.0, eos=(7,), pad_token_id=0)
+    out = sample_seeds(
+        states,
+        stack_prompts(cfg, prompts),
+        jnp.stack(keys),
+        graphdef=graphdef,
+        max_new_tokens=G,
+        num_samples=4,
+        greedy=greedy,
+        temperature=1.0,
+        eos=(7,),
+        pad_token_id=0,
+    )
     for k, (m, p, key) in enumerate(zip(models, prompts, keys)):
-        tokens, logps, lens = _ref(m, p, key, num_samples=4, greedy=greedy, temperature=1.0, eos_token_id=7,
-                                   pad_token_id=0)
+        tokens, logps, lens = _ref(
+            m, p, key, num_samples=4, greedy=greedy, temperature=1.0, eos_token_id=7, pad_token_id=0
+        )
         np.testing.assert_array_equal(np.asarray(out.tokens[k]), tokens)
         np.testing.assert_array_equal(np.asarray(out.lengths[k]), lens)
         np.testing.assert_allclose(np.asarray(out.logprobs[k]), logps, atol=1e-5)
@@ -60,8 +78,18 @@ def test_shared_prompts_for_every_seed(seeds):
     graphdef = nnx.split(models[0])[0]
     states = stack([nnx.split(m)[1] for m in models])
     keys = jnp.stack([jax.random.key(0)] * 3)
-    out = sample_seeds(states, prompts[0], keys, graphdef=graphdef, shared_inputs=True, max_new_tokens=G,
-                       num_samples=1, greedy=True, eos=(), pad_token_id=0)
+    out = sample_seeds(
+        states,
+        prompts[0],
+        keys,
+        graphdef=graphdef,
+        shared_inputs=True,
+        max_new_tokens=G,
+        num_samples=1,
+        greedy=True,
+        eos=(),
+        pad_token_id=0,
+    )
     for k, m in enumerate(models):
         tokens, _, _ = _ref(m, prompts[0], None, num_samples=1, greedy=True)
         np.testing.assert_array_equal(np.asarray(out.tokens[k]), tokens)
@@ -73,11 +101,13 @@ def test_cache_write_is_a_dynamic_update_slice_under_grad_remat_and_vmap():
 
     cache = jnp.arange(24.0, dtype=jnp.float32).reshape(2, 3, 4)
     new = jnp.full((2, 3, 1), 7.0)
-    plain = lambda c, n, i: jnp.sum(jnp.sin(jax.lax.dynamic_update_slice_in_dim(c, n, i, 2)))  # noqa: E731
-    ours = lambda c, n, i: jnp.sum(jnp.sin(cache_write(c, n, i, 2)))  # noqa: E731
+    plain = lambda c, n, i: jnp.sum(jnp.sin(jax.lax.dynamic_update_slice_in_dim(c, n, i, 2)))
+    ours = lambda c, n, i: jnp.sum(jnp.sin(cache_write(c, n, i, 2)))
     for i in (0, 3):
-        for got, want in zip(jax.grad(jax.checkpoint(ours), argnums=(0, 1))(cache, new, jnp.int32(i)),
-                             jax.grad(plain, argnums=(0, 1))(cache, new, i)):
+        for got, want in zip(
+            jax.grad(jax.checkpoint(ours), argnums=(0, 1))(cache, new, jnp.int32(i)),
+            jax.grad(plain, argnums=(0, 1))(cache, new, i),
+        ):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
     got = jax.vmap(lambda c, n: cache_write(c, n, jnp.int32(1), 1))(cache, new)
     want = jax.vmap(lambda c, n: jax.lax.dynamic_update_slice_in_dim(c, n, 1, 1))(cache, new)

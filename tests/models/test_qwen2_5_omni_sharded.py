@@ -13,8 +13,9 @@ def test_sharded_logits_and_group_sampling(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sharded_worker.py")
-    proc = subprocess.run([sys.executable, worker, str(tmp_path / "ckpt")], env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, worker, str(tmp_path / "ckpt")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     # q_proj kernel [64, 64] is split over fsdp (rows) and tensor (columns): each device holds a quarter.

@@ -19,9 +19,18 @@ def _write_qwen2(path, *, tied: bool, seed: int = 0):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    cfg = Qwen2Config(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=64, rope_theta=10000.0, rms_norm_eps=1e-6,
-                      tie_word_embeddings=tied)
+    cfg = Qwen2Config(
+        vocab_size=97,
+        hidden_size=48,
+        intermediate_size=80,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=tied,
+    )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg).to(torch.float32).eval()
     with torch.no_grad():
@@ -63,8 +72,9 @@ def test_left_padding_matches_transformers_with_mask_positions(tmp_path):
     mask = np.asarray([[0, 0, 0, 1, 1, 1, 1], [1] * 7], np.int64)
     pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
     with torch.no_grad():
-        ref = hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                 position_ids=torch.from_numpy(pos)).logits.numpy()
+        ref = hf(
+            torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), position_ids=torch.from_numpy(pos)
+        ).logits.numpy()
     got = np.asarray(ours(input_ids=ids, attention_mask=mask).logits)
     real = mask.astype(bool)
     np.testing.assert_allclose(got[real], ref[real], atol=1e-4, rtol=0)

@@ -85,8 +85,14 @@ def test_alignment_reward_mean_over_distinct_keyframes():
     pred = {1: gt[1].copy(), 3: _random_boxes(rng, 3, 40), 4: np.zeros((0, 4))}
     answers = [_answer((1, 3, 3, 4, 6)), parse_answer("bad", 10)]
     r = alignment_reward(answers, [pred, {}], gt)
-    expected = np.mean([1 - hungarian_loss(pred[1], gt[1]), 1 - hungarian_loss(pred[3], gt[3]),
-                        1 - 0.0, 1 - hungarian_loss(np.zeros((0, 4)), gt[6])])
+    expected = np.mean(
+        [
+            1 - hungarian_loss(pred[1], gt[1]),
+            1 - hungarian_loss(pred[3], gt[3]),
+            1 - 0.0,
+            1 - hungarian_loss(np.zeros((0, 4)), gt[6]),
+        ]
+    )
     assert r[0] == pytest.approx(expected, abs=1e-6) and r[1] == 0.0
     assert r.dtype == np.float32
 

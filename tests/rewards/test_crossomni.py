@@ -25,7 +25,14 @@ def test_extract_choice_and_accuracy():
 
 def test_think_format():
     ok = ["<think> steps </think>\nB", "<think>s</think> <answer>C</answer>", "<think>s</think>A."]
-    bad = ["<think></think>A", "<think>s</think> B because", "B", "<think>s</think>", "<think>s</think>E", "x<think>s</think>A"]
+    bad = [
+        "<think></think>A",
+        "<think>s</think> B because",
+        "B",
+        "<think>s</think>",
+        "<think>s</think>E",
+        "x<think>s</think>A",
+    ]
     assert think_format_reward(ok + bad).tolist() == [1] * len(ok) + [0] * len(bad)
 
 
@@ -79,15 +86,26 @@ TABLE18_COHERENCE = [
 
 
 def test_prompts_are_table18():
-    assert CONSISTENCY_PROMPT == "\n".join(TABLE18_CONSISTENCY)
-    assert COHERENCE_PROMPT == "\n".join(TABLE18_COHERENCE)
+    assert "\n".join(TABLE18_CONSISTENCY) == CONSISTENCY_PROMPT
+    assert "\n".join(TABLE18_COHERENCE) == COHERENCE_PROMPT
     # the placeholders are the only format fields
-    assert CONSISTENCY_PROMPT.format(reference="R", hypothesis="H").endswith("reference: R\nhypothesis: H\n"
-                                                                             "only return the score number:")
+    assert CONSISTENCY_PROMPT.format(reference="R", hypothesis="H").endswith(
+        "reference: R\nhypothesis: H\nonly return the score number:"
+    )
 
 
-@pytest.mark.parametrize("text, mx, expected", [("4", 5, 4.0), (" Score: 3\n", 5, 3.0), ("**2**", 3, 2.0),
-                                                ("6", 5, None), ("3.5", 5, None), ("great", 3, None), ("-1", 3, None)])
+@pytest.mark.parametrize(
+    "text, mx, expected",
+    [
+        ("4", 5, 4.0),
+        (" Score: 3\n", 5, 3.0),
+        ("**2**", 3, 2.0),
+        ("6", 5, None),
+        ("3.5", 5, None),
+        ("great", 3, None),
+        ("-1", 3, None),
+    ],
+)
 def test_parse_judge_score(text, mx, expected):
     assert parse_judge_score(text, mx) == expected
 
@@ -106,8 +124,13 @@ def test_judge_reward_consistency_and_counts():
     comps = ["<think>alpha</think>A", "<think>beta</think>B", "<think>gamma</think>C", "no think"]
     scores, m = judge_reward(judge, "consistency", comps, ["ref"] * 4)
     assert scores.tolist() == [1.0, 0.0, 0.0, 0.0]
-    assert m == {"judge_calls": 3.0, "judge_unparseable": 1.0, "judge_errors": 1.0, "no_rationale": 1.0,
-                 "judge_mean_raw": 5.0}
+    assert m == {
+        "judge_calls": 3.0,
+        "judge_unparseable": 1.0,
+        "judge_errors": 1.0,
+        "no_rationale": 1.0,
+        "judge_mean_raw": 5.0,
+    }
     assert seen[0] == CONSISTENCY_PROMPT.format(reference="ref", hypothesis="alpha")
 
 

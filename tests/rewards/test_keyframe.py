@@ -18,7 +18,9 @@ from omnir1_jax.rewards import (
 
 def _answer(frames, num_frames=20, fps=2.0):
     """An answer whose intervals are single frames at the given indices."""
-    objs = [{"start_time": f"00:{f / fps:05.2f}", "end_time": f"00:{f / fps:05.2f}", "description": "x"} for f in frames]
+    objs = [
+        {"start_time": f"00:{f / fps:05.2f}", "end_time": f"00:{f / fps:05.2f}", "description": "x"} for f in frames
+    ]
     return parse_answer(f"<think>t</think><answer>{json.dumps(objs)}</answer>", num_frames, fps)
 
 
@@ -27,8 +29,9 @@ INVALID = parse_answer("garbage", 20)
 
 def test_format_reward():
     good = "<think>a</think>\n<answer>b</answer>"
-    assert format_reward([good, "  " + good + "\n", "<think>a</think>", "<answer>b</answer><think>a</think>",
-                          good + " trailing", None]).tolist() == [1, 1, 0, 0, 0, 0]
+    assert format_reward(
+        [good, "  " + good + "\n", "<think>a</think>", "<answer>b</answer><think>a</think>", good + " trailing", None]
+    ).tolist() == [1, 1, 0, 0, 0, 0]
 
 
 @pytest.mark.parametrize(
@@ -57,8 +60,9 @@ def test_diversity_equals_appendix_first_form():
 
 def _intervals(spans, num_frames=24, fps=2.0):
     """An answer with one item per (first_frame, last_frame) span, in the given order."""
-    objs = [{"start_time": f"00:{a / fps:05.2f}", "end_time": f"00:{b / fps:05.2f}", "description": "x"}
-            for a, b in spans]
+    objs = [
+        {"start_time": f"00:{a / fps:05.2f}", "end_time": f"00:{b / fps:05.2f}", "description": "x"} for a, b in spans
+    ]
     return parse_answer(f"<think>t</think><answer>{json.dumps(objs)}</answer>", num_frames, fps)
 
 
@@ -90,15 +94,19 @@ def test_diversity_overlapping_and_nested_items():
 
 def test_official_diversity_penalises_interval_length_and_repeats():
     # one interval of 3 frames (0..2) and a repeat of frame 2: -0.2*2 - 0.5*1
-    text = ('<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:01.00", "description": "a"}'
-            '{"start_time": "00:01.00", "end_time": "00:01.00", "description": "b"}</answer>')
+    text = (
+        '<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:01.00", "description": "a"}'
+        '{"start_time": "00:01.00", "end_time": "00:01.00", "description": "b"}</answer>'
+    )
     a = parse_answer(text, 10)
     assert diversity_reward([a], preset="official")[0] == pytest.approx(-0.9)
 
 
 # official = the release's total_frame_reward: 0.4 K for K <= 4, else 0.4 (7 - K) (not rescaled)
-@pytest.mark.parametrize("k, paper, official", [(1, 0.25, 0.4), (2, 0.5, 0.8), (4, 1.0, 1.6), (5, 0.75, 0.8),
-                                                 (6, 0.5, 0.4), (8, 0.0, -0.4), (9, 0.0, -0.8)])
+@pytest.mark.parametrize(
+    "k, paper, official",
+    [(1, 0.25, 0.4), (2, 0.5, 0.8), (4, 1.0, 1.6), (5, 0.75, 0.8), (6, 0.5, 0.4), (8, 0.0, -0.4), (9, 0.0, -0.8)],
+)
 def test_num_reward(k, paper, official):
     a = _answer(tuple(range(k)) + (0,))  # a repeat does not change K
     assert num_reward([a])[0] == pytest.approx(paper)
@@ -124,8 +132,12 @@ def test_saliency_worked_example():
 
 def test_invalid_answers_score_zero_everywhere():
     areas = np.ones(20)
-    for fn in (lambda a: diversity_reward(a), lambda a: num_reward(a), lambda a: saliency_reward(a, areas),
-               lambda a: keyframe_reward(a, areas)):
+    for fn in (
+        lambda a: diversity_reward(a),
+        lambda a: num_reward(a),
+        lambda a: saliency_reward(a, areas),
+        lambda a: keyframe_reward(a, areas),
+    ):
         assert fn([INVALID])[0] == 0.0
 
 
@@ -133,7 +145,9 @@ def test_keyframe_reward_is_weighted_sum():
     areas = np.linspace(0, 1, 20)
     answers = [_answer((2, 5, 5, 11, 17)), _answer((0,)), INVALID]
     lam = (0.5, 2.0, 3.0)
-    expected = lam[0] * diversity_reward(answers) + lam[1] * num_reward(answers) + lam[2] * saliency_reward(answers, areas)
+    expected = (
+        lam[0] * diversity_reward(answers) + lam[1] * num_reward(answers) + lam[2] * saliency_reward(answers, areas)
+    )
     np.testing.assert_allclose(keyframe_reward(answers, areas, lambdas=lam), expected, rtol=1e-6)
     assert keyframe_reward(answers, areas).dtype == np.float32
 
@@ -141,8 +155,10 @@ def test_keyframe_reward_is_weighted_sum():
 def test_official_structure_reward():
     areas = np.zeros(10)
     areas[0] = 5.0
-    text = ('<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:00.50", "description": "a"}'
-            '{"start_time": "00:02.00", "end_time": "00:01.00", "description": "b"}</answer>')
+    text = (
+        '<think>t</think><answer>{"start_time": "00:00.00", "end_time": "00:00.50", "description": "a"}'
+        '{"start_time": "00:02.00", "end_time": "00:01.00", "description": "b"}</answer>'
+    )
     a = parse_answer(text, 10)
     # first: 0.2 + 0.2 + 0.2 + 1/2 visible; second: 0.2 + 0.2 (times inconsistent)
     assert official_structure_reward([a], areas)[0] == pytest.approx((1.1 + 0.4) / 2)

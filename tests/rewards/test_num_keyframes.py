@@ -13,8 +13,9 @@ from omnir1_jax.rl import rollout
 
 
 def _text(frames, bad_first=False):
-    objs = [{"start_time": f"00:{f / 2:05.2f}", "end_time": f"00:{f / 2:05.2f}", "description": f"d{f}"}
-            for f in frames]
+    objs = [
+        {"start_time": f"00:{f / 2:05.2f}", "end_time": f"00:{f / 2:05.2f}", "description": f"d{f}"} for f in frames
+    ]
     if bad_first:
         objs.insert(0, {"start_time": "00:03.00", "end_time": "00:01.00", "description": "backwards"})
     return f"<think>t</think><answer>{json.dumps(objs)}</answer>"
@@ -45,8 +46,12 @@ def test_prompts_state_exactly_k_moments():
     assert "Select about 4 most relevant moments" in free and "about 4" not in fixed
     assert "Select exactly 4 most relevant moments that contain the referred object(s)" in fixed
     assert "Your final answer should be 4 JSON objects, one per moment, each in the following format:" in fixed
-    assert fixed.replace("exactly 4", "about 4").replace(
-        "be 4 JSON objects, one per moment, each in", "be a JSON object in") == free  # nothing else changes
+    assert (
+        fixed.replace("exactly 4", "about 4").replace(
+            "be 4 JSON objects, one per moment, each in", "be a JSON object in"
+        )
+        == free
+    )  # nothing else changes
     assert "Select exactly 3 moments" in prompts.vos_prompt_short("x", 8, num_keyframes=3)
     with pytest.raises(ValueError, match="num_keyframes"):
         prompts.vos_prompt("x", 8, num_keyframes=0)
@@ -58,8 +63,9 @@ def test_build_prompt_transform_passes_k():
 
     names = tuple(f"{i:05d}" for i in range(6))
     rec = ExpressionRecord("x", "train", "v", "0", "the dog", names, tuple(f"f/{n}.jpg" for n in names))
-    ex = transforms.BuildPrompt(num_keyframes=3).random_map({"record": rec, "frame_indices": np.arange(6)},
-                                                            np.random.default_rng(0))
+    ex = transforms.BuildPrompt(num_keyframes=3).random_map(
+        {"record": rec, "frame_indices": np.arange(6)}, np.random.default_rng(0)
+    )
     assert "Select exactly 3 most relevant moments" in ex["prompt"]
 
 

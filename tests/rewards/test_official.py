@@ -20,8 +20,9 @@ from omnir1_jax.rewards import (
 
 
 def _text(spans, fps=2.0):
-    objs = [{"start_time": f"00:{a / fps:05.2f}", "end_time": f"00:{b / fps:05.2f}", "description": "x"}
-            for a, b in spans]
+    objs = [
+        {"start_time": f"00:{a / fps:05.2f}", "end_time": f"00:{b / fps:05.2f}", "description": "x"} for a, b in spans
+    ]
     return f"<think>t</think><answer>{json.dumps(objs)}</answer>"
 
 
@@ -67,8 +68,9 @@ def test_row_no_system2_box_drops_saliency_alignment_mismatch_grounding():
     gt = np.ones((4, 3, 3), bool)
     text = _text([(0, 0)])
     pred = gt[None]
-    kw = dict(num_frames=4, gt_masks=gt, pred_masks=pred, preset="official",
-              gt_boxes=[np.array([[0, 0, 3, 3]], float)] * 4)
+    kw = dict(
+        num_frames=4, gt_masks=gt, pred_masks=pred, preset="official", gt_boxes=[np.array([[0, 0, 3, 3]], float)] * 4
+    )
     none, c0 = total_reward([text], pred_boxes=[{}], **kw)
     assert none[0] == pytest.approx(3.0) and c0["saliency"][0] == 0.0 and c0["grounding"][0] == 0.0
     boxed, c1 = total_reward([text], pred_boxes=[{0: np.array([[0, 0, 2, 2]], float)}], **kw)
@@ -107,9 +109,15 @@ def test_row_alpha_g_zero_keeps_saliency_and_alignment_deliberately():
     # one item at frame 0 (K = 1), target everywhere, System 2 box = GT box (R_A 1):
     # format 1 + R_K (div 0 + num 0.4 + sal 1) + R_A 1 + structure 1.6 = 5.0
     gt = np.ones((4, 3, 3), bool)
-    tot, c = total_reward([_text([(0, 0)])], num_frames=4, gt_masks=gt, preset="official",
-                          weights=TABLE4_WEIGHTS["R_K+R_A"], gt_boxes=[np.array([[0, 0, 3, 3]], float)] * 4,
-                          pred_boxes=[{0: np.array([[0, 0, 2, 2]], float)}])
+    tot, c = total_reward(
+        [_text([(0, 0)])],
+        num_frames=4,
+        gt_masks=gt,
+        preset="official",
+        weights=TABLE4_WEIGHTS["R_K+R_A"],
+        gt_boxes=[np.array([[0, 0, 3, 3]], float)] * 4,
+        pred_boxes=[{0: np.array([[0, 0, 2, 2]], float)}],
+    )
     assert tot[0] == pytest.approx(5.0) and c["alignment"][0] == pytest.approx(1.0)
 
 
@@ -122,8 +130,9 @@ def test_row_every_target_object_counts_deliberately():
 
 def test_row_item_ending_past_the_clip_is_clamped_deliberately():
     # T = 4 frames = 2 s; 00:01.00 - 00:05.00 covers frames 2..3 (the release drops the item: end > 2 s)
-    a = parse_answer('<think>t</think><answer>{"start_time": "00:01.00", "end_time": "00:05.00", '
-                     '"description": "x"}</answer>', 4)
+    a = parse_answer(
+        '<think>t</think><answer>{"start_time": "00:01.00", "end_time": "00:05.00", "description": "x"}</answer>', 4
+    )
     assert a.valid and a.keyframes == (2, 3)
 
 

@@ -17,8 +17,17 @@ def _obj(start, end, desc="the red circle"):
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("00:03.5", 3.5), ("00:03.50", 3.5), ("00:03.05", 3.05), ("01:02.25", 62.25), ("00:07", 7.0),
-     ("1:00:00.5", 3600.5), ("3.5", 3.5), (4, 4.0), (2.5, 2.5)],
+    [
+        ("00:03.5", 3.5),
+        ("00:03.50", 3.5),
+        ("00:03.05", 3.05),
+        ("01:02.25", 62.25),
+        ("00:07", 7.0),
+        ("1:00:00.5", 3600.5),
+        ("3.5", 3.5),
+        (4, 4.0),
+        (2.5, 2.5),
+    ],
 )
 def test_parse_time_decimal_fraction(text, seconds):
     assert parse_time(text) == pytest.approx(seconds)
@@ -36,7 +45,9 @@ def test_known_time_maps_to_frame():
 
 
 def test_interval_covers_every_frame_inclusive_and_sorted_with_repeats():
-    body = _obj("00:02.00", "00:03.00", "b") + "\n" + _obj("00:00.00", "00:01.00", "a") + _obj("00:01.0", "00:01.0", "c")
+    body = (
+        _obj("00:02.00", "00:03.00", "b") + "\n" + _obj("00:00.00", "00:01.00", "a") + _obj("00:01.0", "00:01.0", "c")
+    )
     p = parse_answer(_wrap(body), num_frames=12)
     assert p.keyframes == (0, 1, 2, 2, 4, 5, 6)
     assert p.descriptions == ("a", "a", "a", "c", "b", "b", "b")
@@ -46,8 +57,10 @@ def test_interval_covers_every_frame_inclusive_and_sorted_with_repeats():
 
 
 def test_list_nested_and_wrapped_objects():
-    items = [{"start_time": "00:00.50", "end_time": "00:00.50", "description": "blue {square}"},
-             {"start_time": "00:04.00", "end_time": "00:04.00", "description": "x", "extra": {"a": [1, {"b": 2}]}}]
+    items = [
+        {"start_time": "00:00.50", "end_time": "00:00.50", "description": "blue {square}"},
+        {"start_time": "00:04.00", "end_time": "00:04.00", "description": "x", "extra": {"a": [1, {"b": 2}]}},
+    ]
     p = parse_answer(_wrap(json.dumps(items)), num_frames=10)
     assert p.keyframes == (1, 8) and p.descriptions == ("blue {square}", "x")
     p = parse_answer(_wrap(json.dumps({"moments": items})), num_frames=10)

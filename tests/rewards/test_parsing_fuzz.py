@@ -19,20 +19,65 @@ from omnir1_jax.rewards import parsing as parsing_mod
 
 T, H, W = 8, 4, 4
 
-_TOKENS = ["<think>", "</think>", "<answer>", "</answer>", "{", "}", "[", "]", '"', ":", ",", " ", "\n", "\\",
-           '"start_time"', '"end_time"', '"description"', '"00:01.5"', '"a cat"', "1e308", "9" * 400, "-1", "NaN",
-           "Infinity", "null", "true", "//", "\x00", "\ud800", "红", '"moments"', "<answer>" * 3]
+_TOKENS = [
+    "<think>",
+    "</think>",
+    "<answer>",
+    "</answer>",
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    ":",
+    ",",
+    " ",
+    "\n",
+    "\\",
+    '"start_time"',
+    '"end_time"',
+    '"description"',
+    '"00:01.5"',
+    '"a cat"',
+    "1e308",
+    "9" * 400,
+    "-1",
+    "NaN",
+    "Infinity",
+    "null",
+    "true",
+    "//",
+    "\x00",
+    "\ud800",
+    "红",
+    '"moments"',
+    "<answer>" * 3,
+]
 
 
 def _time(rng: random.Random):
     if rng.random() < 0.6:  # an ordinary time inside the 4 s clip, so that many answers are valid
         return rng.choice([f"00:0{rng.randint(0, 3)}.{rng.randint(0, 99):02d}", rng.uniform(0, 4)])
-    return rng.choice([
-        f"{rng.randint(0, 99):02d}:{rng.randint(0, 59):02d}.{rng.randint(0, 99):02d}", rng.uniform(0, 10),
-        rng.randint(0, 10), int("9" * rng.randint(300, 500)), 1e308, -rng.uniform(0, 5), "1" * 40, " 00:02.5 ",
-        f"{rng.randint(0, 9999)}:{rng.randint(0, 9999)}:{rng.randint(0, 999999)}.{rng.randint(0, 10**9)}",
-        None, [1], {"t": 1}, True, "", "00:03.5.1", "\u3000" * 50 + "00:01",
-    ])
+    return rng.choice(
+        [
+            f"{rng.randint(0, 99):02d}:{rng.randint(0, 59):02d}.{rng.randint(0, 99):02d}",
+            rng.uniform(0, 10),
+            rng.randint(0, 10),
+            int("9" * rng.randint(300, 500)),
+            1e308,
+            -rng.uniform(0, 5),
+            "1" * 40,
+            " 00:02.5 ",
+            f"{rng.randint(0, 9999)}:{rng.randint(0, 9999)}:{rng.randint(0, 999999)}.{rng.randint(0, 10**9)}",
+            None,
+            [1],
+            {"t": 1},
+            True,
+            "",
+            "00:03.5.1",
+            "\u3000" * 50 + "00:01",
+        ]
+    )
 
 
 def _answer(rng: random.Random) -> object:
@@ -40,17 +85,27 @@ def _answer(rng: random.Random) -> object:
     if kind == 0:  # token soup
         return "".join(rng.choice(_TOKENS) for _ in range(rng.randint(0, 60)))
     if kind == 5:
-        return rng.choice([None, 7, b"<answer>{}</answer>", ["<answer>"], "<answer>" * rng.randint(1, 3000),
-                           "<answer>" + "[" * rng.randint(1, 3000) + "</answer>"])
-    objs = [{"start_time": _time(rng), "end_time": _time(rng), "description": rng.choice(["a", " dog ", "猫", "", 5, None])}
-            for _ in range(rng.randint(1, 5))]
+        return rng.choice(
+            [
+                None,
+                7,
+                b"<answer>{}</answer>",
+                ["<answer>"],
+                "<answer>" * rng.randint(1, 3000),
+                "<answer>" + "[" * rng.randint(1, 3000) + "</answer>",
+            ]
+        )
+    objs = [
+        {"start_time": _time(rng), "end_time": _time(rng), "description": rng.choice(["a", " dog ", "猫", "", 5, None])}
+        for _ in range(rng.randint(1, 5))
+    ]
     body = json.dumps(objs if rng.random() < 0.5 else {"moments": objs}, allow_nan=True)
     text = f"<think>{rng.choice(['', 'x', '{'])}</think>\n<answer>{body}</answer>"
     if kind == 2:  # truncated
         text = text[: rng.randint(0, len(text))]
     elif kind == 3:  # a random character replaced
         i = rng.randrange(len(text))
-        text = text[:i] + rng.choice(_TOKENS) + text[i + 1:]
+        text = text[:i] + rng.choice(_TOKENS) + text[i + 1 :]
     return text
 
 
@@ -76,8 +131,16 @@ def test_fuzz_answers_never_raise_and_rewards_stay_in_range(preset):
             _check_parsed(p)
         pred = nprng.random((n_group, T, H, W)) < 0.5
         pred_boxes = [{f: np.array([[0.0, 0.0, 1.0, 3.0]]) for f in range(T)} for _ in range(n_group)]
-        total, c = total_reward(comps, num_frames=T, gt_masks=gt, gt_boxes=gt_boxes, pred_boxes=pred_boxes,
-                                pred_masks=pred, weights=weights, preset=preset)
+        total, c = total_reward(
+            comps,
+            num_frames=T,
+            gt_masks=gt,
+            gt_boxes=gt_boxes,
+            pred_boxes=pred_boxes,
+            pred_masks=pred,
+            weights=weights,
+            preset=preset,
+        )
         assert all(np.all(np.isfinite(v)) for v in c.values()) and np.all(np.isfinite(total))
         m = np.asarray([len(p.keyframes) for p in answers], np.float32)
         valid = c["valid"] > 0
@@ -131,6 +194,7 @@ class _Recorder:
     def __getattr__(self, name):
         attr = getattr(self._target, name)
         if name in ("search", "match", "fullmatch", "findall", "finditer", "sub"):
+
             def call(*args, **kwargs):
                 if isinstance(self._target, re.Pattern):
                     pattern, subject = self._target.pattern, args[0]
@@ -138,6 +202,7 @@ class _Recorder:
                     pattern, subject = str(getattr(args[0], "pattern", args[0])), args[1]
                 self._calls.append((pattern, len(subject) if isinstance(subject, str) else 0))
                 return attr(*args, **kwargs)
+
             return call
         if name == "compile":
             return lambda *a, **k: _Recorder(attr(*a, **k), self._calls)

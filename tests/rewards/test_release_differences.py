@@ -26,8 +26,9 @@ def test_lenient_keys_score_like_the_release():
     total, comps = segzero_reward([text], GT_BOX, GT_PTS)
     assert total.tolist() == [0.0]
     total, comps = segzero_reward([text], GT_BOX, GT_PTS, lenient_keys=True)
-    assert {k: float(v[0]) for k, v in comps.items()} == pytest.approx({"format": 0.0, "iou": 1.4, "box": 1.0,
-                                                                        "points": 1.0})
+    assert {k: float(v[0]) for k, v in comps.items()} == pytest.approx(
+        {"format": 0.0, "iou": 1.4, "box": 1.0, "points": 1.0}
+    )
     assert float(total[0]) == pytest.approx(3.4)
 
 
@@ -57,10 +58,16 @@ def test_length_bonus_by_hand():
         length_bonus([1, 2], [0.5])
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(think_format=-1.0), "grpo.segzero.think_format"), (dict(length="1"), "grpo.segzero.length"),
-    (dict(length_range=(750, 320)), "grpo.segzero.length_range"), (dict(length_range=(1.5, 3)), "length_range"),
-    (dict(lenient_keys="yes"), "grpo.segzero.lenient_keys")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(think_format=-1.0), "grpo.segzero.think_format"),
+        (dict(length="1"), "grpo.segzero.length"),
+        (dict(length_range=(750, 320)), "grpo.segzero.length_range"),
+        (dict(length_range=(1.5, 3)), "length_range"),
+        (dict(lenient_keys="yes"), "grpo.segzero.lenient_keys"),
+    ],
+)
 def test_segzero_spec_names_the_bad_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         SegZeroSpec(**kwargs)

@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from omnir1_jax.rewards.segzero import (gt_box_and_points, gt_points, parse_grounding_answer, resize_mask,
-                                        segzero_reward)
+from omnir1_jax.rewards.segzero import gt_box_and_points, gt_points, parse_grounding_answer, resize_mask, segzero_reward
 
 GT_BOX = [10, 20, 30, 40]  # 20 x 20 px
 GT_PTS = [[15, 25], [20, 30]]
@@ -85,30 +84,42 @@ def test_format_needs_the_three_keys_with_four_and_two_numbers():
     # box without points: no format, no point term, but the box is still scored (1.4 + 1.0)
     t = terms(answer(GT_BOX))
     assert t["format"] == 0.0 and t["points"] == 0.0 and t["total"] == pytest.approx(2.4)
-    for bad in (answer(GT_BOX[:3], GT_PTS[0], GT_PTS[1]),           # 3 box numbers
-                answer(GT_BOX, [15, 25, 1], GT_PTS[1]),             # 3 point numbers
-                answer(GT_BOX, ["15", 25], GT_PTS[1]),              # a string
-                answer(GT_BOX, [True, 25], GT_PTS[1])):             # a boolean is not a number
+    for bad in (
+        answer(GT_BOX[:3], GT_PTS[0], GT_PTS[1]),  # 3 box numbers
+        answer(GT_BOX, [15, 25, 1], GT_PTS[1]),  # 3 point numbers
+        answer(GT_BOX, ["15", 25], GT_PTS[1]),  # a string
+        answer(GT_BOX, [True, 25], GT_PTS[1]),
+    ):  # a boolean is not a number
         assert terms(bad)["format"] == 0.0, bad
     # a list of one object (Qwen's grounding habit) is read like the object
-    listed = ('<think>x</think><answer>[{"bbox_2d": [10, 20, 30, 40], "points_1": [15, 25], '
-              '"points_2": [20, 30]}]</answer>')
+    listed = (
+        '<think>x</think><answer>[{"bbox_2d": [10, 20, 30, 40], "points_1": [15, 25], "points_2": [20, 30]}]</answer>'
+    )
     assert terms(listed)["total"] == pytest.approx(4.4)
     # nested braces inside the object decode (the release's regex {[^}]+} cannot)
     nested = answer(GT_BOX, GT_PTS[0], GT_PTS[1], meta={"a": {"b": 1}})
     assert terms(nested)["total"] == pytest.approx(4.4)
 
 
-@pytest.mark.parametrize("text", [
-    None, 17, "", "no tags at all", "<answer></answer>", "<answer>{bbox_2d: [1, 2, 3, 4]}</answer>",
-    '<answer>{"bbox_2d": [10, 20, 30, 40]</answer>',                          # truncated object
-    '<answer>{"bbox_2d": [NaN, 20, 30, 40], "points_1": [1, 2], "points_2": [3, 4]}</answer>',
-    '<answer>{"bbox_2d": [Infinity, 20, 30, 40], "points_1": [1, 2], "points_2": [3, 4]}</answer>',
-    '<answer>{"bbox_2d": [1' + "0" * 400 + ', 20, 30, 40]}</answer>',          # an integer too large for a float
-    '<answer>{"bbox_2d": "10, 20, 30, 40", "points_1": [1, 2], "points_2": [3, 4]}</answer>',
-    "<answer>" + "{" * 50_000 + "</answer>", "<answer>" + "[" * 5000 + "</answer>",
-    '<think>x</think><answer>{"bbox_2d": [10, 20, 30, 40], "points_1": [15, 25], "points_2": [20, 30]}',  # unclosed
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        17,
+        "",
+        "no tags at all",
+        "<answer></answer>",
+        "<answer>{bbox_2d: [1, 2, 3, 4]}</answer>",
+        '<answer>{"bbox_2d": [10, 20, 30, 40]</answer>',  # truncated object
+        '<answer>{"bbox_2d": [NaN, 20, 30, 40], "points_1": [1, 2], "points_2": [3, 4]}</answer>',
+        '<answer>{"bbox_2d": [Infinity, 20, 30, 40], "points_1": [1, 2], "points_2": [3, 4]}</answer>',
+        '<answer>{"bbox_2d": [1' + "0" * 400 + ", 20, 30, 40]}</answer>",  # an integer too large for a float
+        '<answer>{"bbox_2d": "10, 20, 30, 40", "points_1": [1, 2], "points_2": [3, 4]}</answer>',
+        "<answer>" + "{" * 50_000 + "</answer>",
+        "<answer>" + "[" * 5000 + "</answer>",
+        '<think>x</think><answer>{"bbox_2d": [10, 20, 30, 40], "points_1": [15, 25], "points_2": [20, 30]}',  # unclosed
+    ],
+)
 def test_malformed_answers_score_zero_and_never_raise(text):
     total, comps = segzero_reward([text], GT_BOX, GT_PTS)
     assert total.dtype == np.float32 and total.tolist() == [0.0]

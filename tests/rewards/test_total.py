@@ -9,7 +9,10 @@ from omnir1_jax.rewards import TABLE4_WEIGHTS, RewardWeights, total_reward
 
 
 def _completion(frames, fmt=True):
-    objs = [{"start_time": f"00:{f / 2:05.2f}", "end_time": f"00:{f / 2:05.2f}", "description": "red circle"} for f in frames]
+    objs = [
+        {"start_time": f"00:{f / 2:05.2f}", "end_time": f"00:{f / 2:05.2f}", "description": "red circle"}
+        for f in frames
+    ]
     body = f"<answer>{json.dumps(objs)}</answer>"
     return ("<think>t</think>" + body) if fmt else body
 
@@ -41,10 +44,16 @@ def test_table4_rows_by_hand():
     gt_boxes = [np.array([[0, 0, 2, 2]], float)] * t
     pred_boxes = [{0: np.array([[0, 0, 2, 2]], float), 2: np.array([[0, 0, 1, 2]], float)}, {}]
     comps = [_completion((0, 2)), "garbage"]
-    expected = {"R_K": 1 + 2.0, "R_K+R_A": 1 + 2.0 + 0.75, "R_K+R_G": 1 + 2.0 + 0.5, "R_K+R_A+R_G": 1 + 2.0 + 0.75 + 0.5}
+    expected = {
+        "R_K": 1 + 2.0,
+        "R_K+R_A": 1 + 2.0 + 0.75,
+        "R_K+R_G": 1 + 2.0 + 0.5,
+        "R_K+R_A+R_G": 1 + 2.0 + 0.75 + 0.5,
+    }
     for name, wts in TABLE4_WEIGHTS.items():
-        tot, c = total_reward(comps, num_frames=t, gt_masks=gt, pred_masks=pred, gt_boxes=gt_boxes,
-                              pred_boxes=pred_boxes, weights=wts)
+        tot, c = total_reward(
+            comps, num_frames=t, gt_masks=gt, pred_masks=pred, gt_boxes=gt_boxes, pred_boxes=pred_boxes, weights=wts
+        )
         np.testing.assert_allclose(tot, [expected[name], 0.0], rtol=1e-6, err_msg=name)
     np.testing.assert_allclose([c["keyframe"][0], c["alignment"][0], c["grounding"][0]], [2.0, 0.75, 0.5], rtol=1e-6)
 

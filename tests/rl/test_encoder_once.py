@@ -39,11 +39,18 @@ def _prompt(cfg, rng):
     t = max(len(r) for r in rows)
     ids, mask = np.zeros((2, t), np.int64), np.zeros((2, t), np.int64)
     for i, r in enumerate(rows):
-        ids[i, t - len(r):], mask[i, t - len(r):] = r, 1
+        ids[i, t - len(r) :], mask[i, t - len(r) :] = r, 1
     d = cfg.vision.patch_dim
-    return prepare_inputs(cfg, input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]] * 2),
-                          pixel_values=rng.standard_normal((48, d)), video_grid_thw=np.array([[2, 4, 4]] * 2),
-                          pixel_values_videos=rng.standard_normal((64, d)), video_second_per_grid=np.ones(2))
+    return prepare_inputs(
+        cfg,
+        input_ids=ids,
+        attention_mask=mask,
+        image_grid_thw=np.array([[1, 4, 6]] * 2),
+        pixel_values=rng.standard_normal((48, d)),
+        video_grid_thw=np.array([[2, 4, 4]] * 2),
+        pixel_values_videos=rng.standard_normal((64, d)),
+        video_second_per_grid=np.ones(2),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,14 @@ def test_token_logprobs_matches_log_softmax(chunk):
     ref = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), tokens[..., None], -1)[..., 0]
     np.testing.assert_allclose(token_logprobs(logits, tokens, chunk_size=chunk), ref, atol=1e-5)
     g = jax.grad(lambda x: (token_logprobs(x, tokens, chunk_size=chunk) * jnp.arange(13)).sum())(logits)
-    g_ref = jax.grad(lambda x: (jnp.take_along_axis(jax.nn.log_softmax(x, -1), tokens[..., None], -1)[..., 0]
-                                * jnp.arange(13)).sum())(logits)
+    g_ref = jax.grad(
+        lambda x: (jnp.take_along_axis(jax.nn.log_softmax(x, -1), tokens[..., None], -1)[..., 0] * jnp.arange(13)).sum()
+    )(logits)
     np.testing.assert_allclose(g, g_ref, atol=1e-5)
     p = jax.nn.softmax(logits / 0.7, -1)
-    np.testing.assert_allclose(token_entropy(logits, chunk_size=chunk, temperature=0.7),
-                               -(p * jnp.log(p)).sum(-1), atol=1e-4)
+    np.testing.assert_allclose(
+        token_entropy(logits, chunk_size=chunk, temperature=0.7), -(p * jnp.log(p)).sum(-1), atol=1e-4
+    )
     lp_t = jnp.take_along_axis(jax.nn.log_softmax(logits / 0.7, -1), tokens[..., None], -1)[..., 0]
     np.testing.assert_allclose(token_logprobs(logits, tokens, chunk_size=chunk, temperature=0.7), lp_t, atol=1e-5)
 
@@ -41,7 +43,7 @@ def test_bf16_logits_never_materialise_full_float32_copy():
                 if getattr(var.aval, "dtype", None) == jnp.float32:
                     biggest = max(biggest, int(np.prod(var.aval.shape)))
             for p in eqn.params.values():
-                for inner in (p if isinstance(p, (tuple, list)) else [p]):
+                for inner in p if isinstance(p, (tuple, list)) else [p]:
                     inner = getattr(inner, "jaxpr", inner)  # ClosedJaxpr -> Jaxpr
                     if hasattr(inner, "eqns"):
                         biggest = max(biggest, biggest_f32(inner))

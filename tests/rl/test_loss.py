@@ -35,7 +35,7 @@ def _inputs(seed, b=6, t=11):
     adv = rng.normal(size=b).astype(np.float32)
     mask = np.ones((b, t), np.float32)
     for i in range(b):
-        mask[i, rng.integers(1, t):] = 0.0
+        mask[i, rng.integers(1, t) :] = 0.0
     return logps, old, ref, adv, mask
 
 
@@ -56,14 +56,25 @@ def test_loss_and_gradient_match_torch(agg, el, eh, beta, kl, max_len):
     logps, old, ref, adv, mask = _inputs(hash((agg, el, eh, beta, kl)) % 1000)
 
     def f(lp):
-        return grpo_loss(lp, old, ref, adv, mask, epsilon_low=el, epsilon_high=eh, beta=beta, kl=kl, agg=agg,
-                         max_len=max_len)[0]
+        return grpo_loss(
+            lp, old, ref, adv, mask, epsilon_low=el, epsilon_high=eh, beta=beta, kl=kl, agg=agg, max_len=max_len
+        )[0]
 
     loss, grad = jax.value_and_grad(f)(jnp.asarray(logps))
     lp_t = torch.tensor(logps, dtype=torch.float64, requires_grad=True)
-    ref_loss = torch_grpo(lp_t, torch.tensor(old, dtype=torch.float64), torch.tensor(ref, dtype=torch.float64),
-                          torch.tensor(adv, dtype=torch.float64), torch.tensor(mask, dtype=torch.float64), el, eh,
-                          beta, kl, agg, max_len)
+    ref_loss = torch_grpo(
+        lp_t,
+        torch.tensor(old, dtype=torch.float64),
+        torch.tensor(ref, dtype=torch.float64),
+        torch.tensor(adv, dtype=torch.float64),
+        torch.tensor(mask, dtype=torch.float64),
+        el,
+        eh,
+        beta,
+        kl,
+        agg,
+        max_len,
+    )
     ref_loss.backward()
     np.testing.assert_allclose(float(loss), ref_loss.item(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(grad), lp_t.grad.numpy(), rtol=1e-4, atol=1e-6)
@@ -88,7 +99,7 @@ def test_metrics_clip_fractions_and_kl():
     assert float(m["ratio_min"]) == pytest.approx(ratio[sel].min(), rel=1e-5)
     assert float(m["ratio_max"]) == pytest.approx(ratio[sel].max(), rel=1e-5)
     assert float(m["num_tokens"]) == sel.sum()
-    assert 0 < low and 0 < high  # the inputs do exercise both clips
+    assert low > 0 and high > 0  # the inputs do exercise both clips
 
 
 def test_on_policy_gradient_is_advantage_weighted_logprob():

@@ -96,8 +96,10 @@ def test_micro_batch_weights_of_nonempty_rows():
     # slices of two rows: [row 0, row 1] (2 non-empty rows) and [row 2, row 3] (1); 3 non-empty in all.
     # Slice losses (nonempty): (2 + 4) / 2 = 3 and 6 / 1 = 6; weighted 2/3 * 3 + 1/3 * 6 = 4 = the full loss.
     mask = jnp.asarray(ROWMASK)
-    w1, w2 = float(_share(mask[:2], mask, "seq_mean_token_mean", "nonempty")), float(
-        _share(mask[2:], mask, "seq_mean_token_mean", "nonempty"))
+    w1, w2 = (
+        float(_share(mask[:2], mask, "seq_mean_token_mean", "nonempty")),
+        float(_share(mask[2:], mask, "seq_mean_token_mean", "nonempty")),
+    )
     assert (w1, w2) == pytest.approx((2 / 3, 1 / 3))
     assert w1 * 3.0 + w2 * 6.0 == pytest.approx(4.0)
     assert float(_share(mask[:2], mask, "seq_mean_token_mean")) == 0.5  # "batch": the share of rows
@@ -115,7 +117,8 @@ def test_config_validates_empty_rows_and_accepts_both():
 def test_learner_threads_both_options_into_its_loss(tmp_path):
     from omnir1_jax.config import DataSpec, ExperimentConfig, ModelSpec, OptimSpec, RunSpec
     from omnir1_jax.learner import Learner, grpo_stage
-    from omnir1_jax.tasks.base import RecordBatches, Task as BaseTask
+    from omnir1_jax.tasks.base import RecordBatches
+    from omnir1_jax.tasks.base import Task as BaseTask
 
     class Task(BaseTask):
         name = "null"
@@ -123,10 +126,13 @@ def test_learner_threads_both_options_into_its_loss(tmp_path):
         def batches(self, records, *, batch_size, seed, sft=False, share=(0, 1)):
             return RecordBatches(records, lambda chunk: {}, batch_size=batch_size, seed=seed, share=share)
 
-    cfg = ExperimentConfig(model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-                           data=DataSpec(batch_size=1), optim=OptimSpec(weight_decay=0.0),
-                           grpo=GRPOSpec(group_size=2, clip_ratio_c=3.0, empty_rows="nonempty"),
-                           run=RunSpec(out_dir=str(tmp_path), steps=1, resume=False))
+    cfg = ExperimentConfig(
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=DataSpec(batch_size=1),
+        optim=OptimSpec(weight_decay=0.0),
+        grpo=GRPOSpec(group_size=2, clip_ratio_c=3.0, empty_rows="nonempty"),
+        run=RunSpec(out_dir=str(tmp_path), steps=1, resume=False),
+    )
     learner = Learner(cfg, Task(), grpo_stage(cfg, export=False), records=["a", "b"])
     try:
         assert learner.loss_spec.clip_ratio_c == 3.0 and learner.loss_spec.empty_rows == "nonempty"

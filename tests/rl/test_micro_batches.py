@@ -15,9 +15,15 @@ import pytest
 from flax import nnx
 
 from omnir1_jax.models.qwen2_5_omni import (
-    completion_logprobs, group_completion_logprobs, init_model, prepare_inputs, repeat_prompt, tiny)
-from omnir1_jax.rl.update import LossSpec, grpo_grads, nll_grads, score
+    completion_logprobs,
+    group_completion_logprobs,
+    init_model,
+    prepare_inputs,
+    repeat_prompt,
+    tiny,
+)
 from omnir1_jax.models.qwen2_5_omni.testing import left_padded_image_rows
+from omnir1_jax.rl.update import LossSpec, grpo_grads, nll_grads, score
 
 GROUP, C = 4, 6
 
@@ -27,8 +33,16 @@ def batch():
     cfg = tiny()
     rng = np.random.default_rng(0)
     ids, mask = left_padded_image_rows(cfg, ((40,), (51, 52)))
-    prompt = repeat_prompt(prepare_inputs(cfg, input_ids=ids, attention_mask=mask, image_grid_thw=np.array([[1, 4, 6]]),
-                                          pixel_values=rng.standard_normal((24, cfg.vision.patch_dim))), GROUP)
+    prompt = repeat_prompt(
+        prepare_inputs(
+            cfg,
+            input_ids=ids,
+            attention_mask=mask,
+            image_grid_thw=np.array([[1, 4, 6]]),
+            pixel_values=rng.standard_normal((24, cfg.vision.patch_dim)),
+        ),
+        GROUP,
+    )
     r = 2 * GROUP
     comp = jnp.asarray(rng.integers(20, 500, (r, C)), jnp.int32)
     lengths = np.array([6, 3, 0, 5, 1, 6, 2, 4])
@@ -62,8 +76,9 @@ def test_grpo_gradient_accumulation_equals_full_batch(batch, agg, scorer, micro)
     model, prompt, comp, cmask, old, ref, adv = batch
     fn = SCORERS[scorer]
     full_g, full_m = grpo_grads(model, prompt, comp, cmask, old, ref, adv, scorer=fn, spec=LossSpec(agg=agg))
-    acc_g, acc_m = grpo_grads(model, prompt, comp, cmask, old, ref, adv, scorer=fn,
-                              spec=LossSpec(agg=agg, micro_batches=micro))
+    acc_g, acc_m = grpo_grads(
+        model, prompt, comp, cmask, old, ref, adv, scorer=fn, spec=LossSpec(agg=agg, micro_batches=micro)
+    )
     assert jax.tree.structure(full_g) == jax.tree.structure(acc_g)
     scale = max(float(np.abs(x).max()) for x in _leaves(full_g))
     assert scale > 1e-3  # a gradient worth comparing
@@ -87,5 +102,4 @@ def test_nll_gradient_accumulation_equals_full_batch(batch):
 def test_micro_batches_must_divide_the_rows(batch):
     model, prompt, comp, cmask, old, ref, adv = batch
     with pytest.raises(ValueError, match="micro_batches=3 must be >= 1 and divide the batch of 8 rows"):
-        grpo_grads(model, prompt, comp, cmask, old, ref, adv, scorer=SCORERS["plain"],
-                   spec=LossSpec(micro_batches=3))
+        grpo_grads(model, prompt, comp, cmask, old, ref, adv, scorer=SCORERS["plain"], spec=LossSpec(micro_batches=3))

@@ -79,8 +79,11 @@ def test_compute_view_computes_in_bf16_and_differentiates_to_float32(text_batch)
 
 
 def _nu_mu(state):
-    adam = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
-            if isinstance(s, optax.ScaleByAdamState)]
+    adam = [
+        s
+        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
+        if isinstance(s, optax.ScaleByAdamState)
+    ]
     assert len(adam) == 1
     return adam[0].nu, adam[0].mu
 
@@ -109,8 +112,9 @@ def test_second_moment_decays_as_b2_to_the_t_after_one_spike(param_dtype):
 def test_weight_decay_skips_biases_and_norm_scales():
     lr, wd = 1e-2, 0.1
     model = init_model(_small(), seed=1)
-    before = {".".join(map(str, p)): np.asarray(v[...], np.float64) for p, v in
-              nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    before = {
+        ".".join(map(str, p)): np.asarray(v[...], np.float64) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
+    }
 
     params = nnx.state(model, nnx.Param)
 
@@ -159,8 +163,16 @@ def test_dr_grpo_loss_does_not_move_with_the_padding():
         logps = np.zeros((6, width), np.float32)
         logps[:, :10] = real
         mask = (np.arange(width)[None] < lengths[:, None]).astype(np.float32)
-        loss, _ = grpo_loss(jnp.asarray(logps), None, None, jnp.asarray(adv), jnp.asarray(mask), beta=0.0,
-                            agg="seq_mean_token_sum_norm", max_len=budget)
+        loss, _ = grpo_loss(
+            jnp.asarray(logps),
+            None,
+            None,
+            jnp.asarray(adv),
+            jnp.asarray(mask),
+            beta=0.0,
+            agg="seq_mean_token_sum_norm",
+            max_len=budget,
+        )
         values.append(float(loss))
     # on-policy (ratio 1) without KL each real token contributes -A: loss = -sum_b A_b len_b / (B * budget)
     hand = -float(np.sum(adv * lengths)) / (6 * budget)

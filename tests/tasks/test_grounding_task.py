@@ -19,11 +19,21 @@ from omnir1_jax.tasks.grounding import GroundingTask, target_answer
 def grounding_config(root: str, out_dir: str) -> ExperimentConfig:
     return ExperimentConfig(
         model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=DataSpec(dataset="refcocog", root=root, split="train", task="grounding", batch_size=2, min_frames=1,
-                      max_frames=1, s1_max_pixels=16 * 28 * 28, s1_min_pixels=4 * 28 * 28),
+        data=DataSpec(
+            dataset="refcocog",
+            root=root,
+            split="train",
+            task="grounding",
+            batch_size=2,
+            min_frames=1,
+            max_frames=1,
+            s1_max_pixels=16 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+        ),
         grpo=GRPOSpec(group_size=2, max_new_tokens=8, beta=0.04),
         optim=OptimSpec(lr=1e-3, weight_decay=0.0),
-        run=RunSpec(out_dir=out_dir, steps=1, resume=False))
+        run=RunSpec(out_dir=out_dir, steps=1, resume=False),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +87,10 @@ def test_score_of_hand_made_answers(setup):
     # a box 40 px to the right of the GT: mean coordinate error 20 -> box term (30 - 20) * 0.05 = 0.5; the box is
     # 10 px wide at most, so no overlap (IoU 0); points inside the shifted box, d = 40 -> (150 - 40) * 0.02 = 1
     p1, p2 = batch["gt_points"][1]
-    shifted = (f'<think>t</think><answer>{{"bbox_2d": [{x1 + 40}, {y1}, {x2 + 40}, {y2}], '
-               f'"points_1": [{p1[0] + 40}, {p1[1]}], "points_2": [{p2[0] + 40}, {p2[1]}]}}</answer>')
+    shifted = (
+        f'<think>t</think><answer>{{"bbox_2d": [{x1 + 40}, {y1}, {x2 + 40}, {y2}], '
+        f'"points_1": [{p1[0] + 40}, {p1[1]}], "points_2": [{p2[0] + 40}, {p2[1]}]}}</answer>'
+    )
     texts = [exact[0], "no answer", exact[1], shifted]  # rows: prompt 0 x 2 samples, prompt 1 x 2 samples
     scored = task.score(batch, texts, 2)
     assert x2 - x1 < 40
@@ -88,8 +100,9 @@ def test_score_of_hand_made_answers(setup):
     np.testing.assert_array_equal(scored.components["think_format"], [1, 0, 1, 1])
     np.testing.assert_array_equal(scored.components["length"], [0, 0, 0, 0])
     assert scored.stats == {"grounding/n_formatted": 3.0}
-    assert task.sft_targets(batch) == [target_answer(batch["gt_box"][b], batch["gt_points"][b], task.cfg.sft.think)
-                                       for b in range(2)]
+    assert task.sft_targets(batch) == [
+        target_answer(batch["gt_box"][b], batch["gt_points"][b], task.cfg.sft.think) for b in range(2)
+    ]
 
 
 def test_length_bonus_and_weights_through_the_task(setup):
@@ -146,9 +159,11 @@ def test_one_grpo_step_of_the_tiny_policy_through_the_learner(setup, tmp_path):
 def test_grounding_prompt_is_the_released_template():
     # transcribed from the Omni-R1 release (src/omni_r1/load_datasets/segzero.py, QUESTION_TEMPLATE filled with
     # question.lower().strip(".") and its example answer); the sentences are joined without spaces there too
-    want = ("Please find 'the cat on the left' with bbox and points.Compare the difference between objects and find "
-            "the most closely matched one.Output the thinking process in <think> </think> and final answer in "
-            "<answer> </answer> tags.Output the one bbox and points of two largest inscribed circles inside the "
-            "interested object in JSON format.i.e., <think> thinking process here </think><answer>{\"bbox_2d\": "
-            "[x1, y1, x2, y2], \"points_1\": [x3, y3], \"points_2\": [x4, y4]}</answer>")
+    want = (
+        "Please find 'the cat on the left' with bbox and points.Compare the difference between objects and find "
+        "the most closely matched one.Output the thinking process in <think> </think> and final answer in "
+        "<answer> </answer> tags.Output the one bbox and points of two largest inscribed circles inside the "
+        'interested object in JSON format.i.e., <think> thinking process here </think><answer>{"bbox_2d": '
+        '[x1, y1, x2, y2], "points_1": [x3, y3], "points_2": [x4, y4]}</answer>'
+    )
     assert grounding_prompt("The Cat on the left.") == want

@@ -22,8 +22,12 @@ def world(tmp_path_factory):
     from omnir1_jax.config import BridgeSpec
 
     base = tmp_path_factory.mktemp("interactive")
-    bridge = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                         str(base / "bridge"), data_roots=(str(base / "world"),), wait_s=120)
+    bridge = open_bridge(
+        BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+        str(base / "bridge"),
+        data_roots=(str(base / "world"),),
+        wait_s=120,
+    )
     yield base, bridge
     bridge.close()
 
@@ -32,14 +36,17 @@ def _cfg(base, turns, out="run"):
     from tests.train._tiny import tiny_config
 
     cfg = tiny_config(str(base / "world"), str(base / out), steps=2)
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, task="vos_interactive"),
-                               grpo=dataclasses.replace(cfg.grpo, max_turns=turns, num_keyframes=2,
-                                                        rewards=dataclasses.replace(cfg.grpo.rewards, alpha_g=1.0)))
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, task="vos_interactive"),
+        grpo=dataclasses.replace(
+            cfg.grpo, max_turns=turns, num_keyframes=2, rewards=dataclasses.replace(cfg.grpo.rewards, alpha_g=1.0)
+        ),
+    )
 
 
 def test_two_turn_trajectory_logprobs_equal_the_samplers_and_the_mask_is_the_answers(world):
-    from omnir1_jax.models.qwen2_5_omni import (completion_logprobs, generate, prepare_inputs,
-                                                trajectory_logprobs)
+    from omnir1_jax.models.qwen2_5_omni import completion_logprobs, generate, prepare_inputs, trajectory_logprobs
     from omnir1_jax.rl.loss import grpo_loss
     from omnir1_jax.tasks.interactive import trajectory_inputs
     from tests.train._tiny import make_learner
@@ -51,18 +58,19 @@ def test_two_turn_trajectory_logprobs_equal_the_samplers_and_the_mask_is_the_ans
         batch = next(tr.data_iter)
         n = 2
         trajs = task.start(batch, n)
-        prompt = prepare_inputs(policy.config, **{k: v for k, v in batch["model_inputs"].items()})
+        prompt = prepare_inputs(policy.config, **dict(batch["model_inputs"].items()))
         # turn 1: well-formed answers naming two keyframes (teacher-forced), so System 2 finds boxes and the
         # feedback carries images; their log-probs from the completion scorer (equal to the sampler's, see
         # tests/models/test_qwen2_5_omni_parity.py::test_group_sampling_logprobs_equal_scoring)
         texts = [answer_text([0, 2], e, batch["fps_s1"]) for e in batch["expression"] for _ in range(n)]
-        ids1 = [np.asarray(tr.tokenizer(t, add_special_tokens=False)["input_ids"] + [task.eos_id], np.int32)
-                for t in texts]
+        ids1 = [
+            np.asarray(tr.tokenizer(t, add_special_tokens=False)["input_ids"] + [task.eos_id], np.int32) for t in texts
+        ]
         width = max(len(x) for x in ids1)
         a1 = np.zeros((len(ids1), width), np.int32)
         m1 = np.zeros_like(a1)
         for i, x in enumerate(ids1):
-            a1[i, :len(x)], m1[i, :len(x)] = x, 1
+            a1[i, : len(x)], m1[i, : len(x)] = x, 1
         from omnir1_jax.models.qwen2_5_omni import repeat_prompt
 
         lp1 = np.asarray(completion_logprobs(policy, repeat_prompt(prompt, n), a1, m1)).sum(axis=1)
@@ -71,7 +79,9 @@ def test_two_turn_trajectory_logprobs_equal_the_samplers_and_the_mask_is_the_ans
         assert stats["interactive/feedback_keyframes"] == 2 * len(trajs) and all(len(t.images) == 2 for t in trajs)
         # turn 2: sampled from the re-prefilled conversation (prompt + answer + feedback with its images)
         turn2, _ = trajectory_inputs(policy.config, trajs, pad)
-        out = generate(policy, turn2, max_new_tokens=10, key=jax.random.key(5), num_samples=1, eos_token_id=[task.eos_id])
+        out = generate(
+            policy, turn2, max_new_tokens=10, key=jax.random.key(5), num_samples=1, eos_token_id=[task.eos_id]
+        )
         tok2, len2 = np.asarray(out.tokens), np.asarray(out.lengths)
         task.add_answers(trajs, tok2, len2, ["x"] * len(trajs))
         full, mask = trajectory_inputs(policy.config, trajs, pad)
@@ -85,12 +95,12 @@ def test_two_turn_trajectory_logprobs_equal_the_samplers_and_the_mask_is_the_ans
             start = ids.shape[1] - sum(lens)
             want = np.zeros(ids.shape[1], np.int32)
             a = start + lens[0]
-            want[a:a + lens[1]] = 1  # answer 1
+            want[a : a + lens[1]] = 1  # answer 1
             f = a + lens[1]
-            want[f + lens[2]:f + lens[2] + lens[3]] = 1  # answer 2, after the feedback
+            want[f + lens[2] : f + lens[2] + lens[3]] = 1  # answer 2, after the feedback
             np.testing.assert_array_equal(mask[r], want)
             assert mask[r].sum() == len(ids1[r]) + len2[r]
-            assert np.all(mask[r][ids[r] == image_id] == 0) and (ids[r][f:f + lens[2]] == image_id).sum() > 0
+            assert np.all(mask[r][ids[r] == image_id] == 0) and (ids[r][f : f + lens[2]] == image_id).sum() > 0
         # the GRPO loss does not depend on the feedback tokens' log-probs: zero gradient there, non-zero on answers
         adv = jnp.asarray(np.linspace(-1, 1, len(trajs)), jnp.float32)
         lp = jnp.asarray(got)
@@ -141,9 +151,11 @@ def test_the_learner_takes_a_two_turn_grpo_step(world):
 def test_per_turn_summary_by_hand():
     from omnir1_jax.evaluation.loop import per_turn_summary
 
-    rows = [{"J": 0.5, "F": 0.7, "turns": [{"turn": 1, "J": 0.1, "F": 0.3}], "revised": True},
-            {"J": 0.2, "F": 0.2, "turns": [{"turn": 1, "J": 0.2, "F": 0.2}], "revised": False},
-            {"J": 0.9, "F": 0.9}]  # a one-turn row is not counted
+    rows = [
+        {"J": 0.5, "F": 0.7, "turns": [{"turn": 1, "J": 0.1, "F": 0.3}], "revised": True},
+        {"J": 0.2, "F": 0.2, "turns": [{"turn": 1, "J": 0.2, "F": 0.2}], "revised": False},
+        {"J": 0.9, "F": 0.9},
+    ]  # a one-turn row is not counted
     got = per_turn_summary(rows)
     assert got["J&F_by_turns"] == pytest.approx({"1": (0.2 + 0.2) / 2, "2": (0.6 + 0.2) / 2})
     assert got["revised_fraction"] == 0.5 and per_turn_summary([{"J": 0.1, "F": 0.2}]) == {}
@@ -189,8 +201,9 @@ def test_system1_rationale_goes_to_system2_only_when_asked(world):
     tr = make_learner(cfg, bridge)
     try:
         assert tr.task.contexts(["<think>a b</think><answer>[]</answer>"]) is None
-        tr.task.cfg = dataclasses.replace(cfg, bridge=dataclasses.replace(cfg.bridge, s2_context=True,
-                                                                          s2_context_chars=12))
+        tr.task.cfg = dataclasses.replace(
+            cfg, bridge=dataclasses.replace(cfg.bridge, s2_context=True, s2_context_chars=12)
+        )
         got = tr.task.contexts(["<think>the red circle appears  second</think><answer>x</answer>", "no tags"])
         assert got == ["the red circ", ""]  # whitespace collapsed, the first 12 characters; no <think>: empty
     finally:
@@ -215,7 +228,7 @@ def test_multi_turn_sft_targets_every_answer_after_real_feedback(world):
         for r in range(ids.shape[0]):
             runs = np.flatnonzero(np.diff(np.concatenate([[0], mask[r], [0]])))  # starts / ends of masked runs
             assert len(runs) == 4  # exactly two answers
-            for a, b in zip(runs[::2], runs[1::2]):
+            for _a, b in zip(runs[::2], runs[1::2]):
                 assert ids[r, b - 1] == eos  # each target answer ends with its EOS
         before = float(tr.update(ro)["loss"])  # the loss before this NLL step on the batch
         after = float(tr.update(ro)["loss"])  # ... and before the next: after the first

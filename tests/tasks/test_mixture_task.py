@@ -27,8 +27,11 @@ def joint(tmp_path_factory):
     base = tmp_path_factory.mktemp("joint")
     writer.write_vos(str(base / "vos"), 5, seed=0, height=56, width=84, min_frames=4, max_frames=4)
     writer.write_avs(str(base / "avs"), 4, seed=0, height=56, width=84)
-    bridge = open_bridge(BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-                         str(base / "bridge"), wait_s=120)
+    bridge = open_bridge(
+        BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
+        str(base / "bridge"),
+        wait_s=120,
+    )
     yield base, bridge
     bridge.close()
 
@@ -36,15 +39,31 @@ def joint(tmp_path_factory):
 def _tiny(base, bridge):
     """experiments/table6.py:avs_vos on the tiny policy: 2 Ref-AVS + 2 VOS prompts per batch, groups of 2."""
     cfg = load_config(os.path.join(ROOT, "experiments", "table6.py:avs_vos"))
-    data = dataclasses.replace(cfg.data, root=str(base), batch_size=4, min_frames=4, max_frames=4, workers=0,
-                               s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28, dataset="revos", mixture=(),
-                               tasks=(("refaid", "refavs", "avs", 2), ("vos", "revos", "vos", 2)))
+    data = dataclasses.replace(
+        cfg.data,
+        root=str(base),
+        batch_size=4,
+        min_frames=4,
+        max_frames=4,
+        workers=0,
+        s1_max_pixels=4 * 28 * 28,
+        s1_min_pixels=4 * 28 * 28,
+        dataset="revos",
+        mixture=(),
+        tasks=(("refaid", "refavs", "avs", 2), ("vos", "revos", "vos", 2)),
+    )
     return dataclasses.replace(
-        cfg, model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))), data=data,
-        bridge=dataclasses.replace(cfg.bridge, start=False, addresses=("ipc://unused-bridge.sock",), workers=1, timeout_s=120),
+        cfg,
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=data,
+        bridge=dataclasses.replace(
+            cfg.bridge, start=False, addresses=("ipc://unused-bridge.sock",), workers=1, timeout_s=120
+        ),
         grpo=dataclasses.replace(cfg.grpo, group_size=2, max_new_tokens=8),
-        run=dataclasses.replace(cfg.run, out_dir=str(base / "run"), steps=1, checkpoint_every=0, resume=False,
-                                epoch_unit="expressions"))  # the tiny AVS world has few training videos
+        run=dataclasses.replace(
+            cfg.run, out_dir=str(base / "run"), steps=1, checkpoint_every=0, resume=False, epoch_unit="expressions"
+        ),
+    )  # the tiny AVS world has few training videos
 
 
 def test_the_joint_run_takes_a_grpo_step_with_both_tasks_in_one_batch(joint):
@@ -63,7 +82,7 @@ def test_the_joint_run_takes_a_grpo_step_with_both_tasks_in_one_batch(joint):
         # one prompt batch: rows 0-1 carry the Ref-AVS image + audio, rows 2-3 the VOS video
         mi = tr.task.model_inputs(tr.policy.config, batch)
         t = mi.input_ids.shape[1]
-        rows = lambda f: set((np.asarray(f) // t).tolist())  # noqa: E731
+        rows = lambda f: set((np.asarray(f) // t).tolist())
         assert rows(mi.audio_positions) == {0, 1} and rows(mi.image_positions) == {0, 1}
         assert rows(mi.video_positions) == {2, 3}
         # each group is scored by its own task: a well-formed answer of each kind vs junk
@@ -74,8 +93,9 @@ def test_the_joint_run_takes_a_grpo_step_with_both_tasks_in_one_batch(joint):
         for e in vos["expression"]:
             texts += [answer_text([0], e, fps), "junk"]
         scored = tr.task.score(batch, texts, 2)
-        assert {"refaid/format", "refaid/alignment", "vos/format", "vos/keyframe", "vos/grounding"} <= \
-            set(scored.components) and all(k.split("/")[0] in ("refaid", "vos") for k in scored.components)
+        assert {"refaid/format", "refaid/alignment", "vos/format", "vos/keyframe", "vos/grounding"} <= set(
+            scored.components
+        ) and all(k.split("/")[0] in ("refaid", "vos") for k in scored.components)
         assert all(len(v) == 4 for v in scored.components.values())
         np.testing.assert_array_equal(scored.components["refaid/format"], [1, 0, 1, 0])
         np.testing.assert_array_equal(scored.components["vos/format"], [1, 0, 1, 0])
@@ -84,7 +104,7 @@ def test_the_joint_run_takes_a_grpo_step_with_both_tasks_in_one_batch(joint):
         # the mixed iterator's state restores the same batch
         tr.data_iter.set_state(state)
         again = next(tr.data_iter)
-        keys = lambda b: [(v, e) for p in b["parts"] for v, e in zip(p["video_id"], p["exp_id"])]  # noqa: E731
+        keys = lambda b: [(v, e) for p in b["parts"] for v, e in zip(p["video_id"], p["exp_id"])]
         assert keys(again) == keys(batch)
         # and the learner takes one GRPO step on it
         tr.data_iter.set_state(state)
@@ -111,26 +131,36 @@ def test_mixture_configuration_errors_name_the_entry():
     spec = DataSpec(**ok, root="data", tasks=(("refaid", "refavs", "avs", 2), ("vos", "revos", "vos", 2)))
     parts = spec.task_parts()
     assert [(t, s.dataset, s.root, s.batch_size, k) for t, s, k in parts] == [
-        ("refaid", "refavs", os.path.join("data", "avs"), 2, 2), ("vos", "revos", os.path.join("data", "vos"), 2, 2)]
+        ("refaid", "refavs", os.path.join("data", "avs"), 2, 2),
+        ("vos", "revos", os.path.join("data", "vos"), 2, 2),
+    ]
     assert jax.tree.leaves([s.tasks for _, s, _ in parts]) == []
 
 
 def test_the_table1_sft_baseline_supervises_the_refaid_format_with_the_expression(joint):
     """experiments/table1_sft_refavs.py: its SFT targets are RefAID answers whose description is the record's own
     expression, which the RefAID format reward accepts (R_fmt = 1) and the description parser reads back."""
-    from omnir1_jax.rewards import format_reward, parse_description
     from omnir1_jax.learner import sft_stage
+    from omnir1_jax.rewards import format_reward, parse_description
     from tests.train._tiny import make_learner
 
     base, bridge = joint
     cfg = load_config(os.path.join(ROOT, "experiments", "table1_sft_refavs.py"))
     assert (cfg.sft.target, cfg.sft.steps * cfg.sft.batch_size, cfg.data.task) == ("expression", 1600, "refaid")
     cfg = dataclasses.replace(
-        cfg, model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=dataclasses.replace(cfg.data, root=str(base / "avs"), batch_size=2, workers=0,
-                                 s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
+        cfg,
+        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        data=dataclasses.replace(
+            cfg.data,
+            root=str(base / "avs"),
+            batch_size=2,
+            workers=0,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+        ),
         sft=dataclasses.replace(cfg.sft, batch_size=2, steps=1),
-        run=dataclasses.replace(cfg.run, out_dir=str(base / "sft_run"), resume=False))
+        run=dataclasses.replace(cfg.run, out_dir=str(base / "sft_run"), resume=False),
+    )
     tr = make_learner(cfg, bridge, stage=sft_stage(cfg))
     try:
         batch = next(tr.data_iter)

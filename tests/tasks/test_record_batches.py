@@ -10,7 +10,7 @@ from omnir1_jax.tasks.base import RecordBatches
 
 
 def _ids(batch):
-    return [r for r in batch["records"]]
+    return list(batch["records"])
 
 
 def test_epochs_follow_the_seeded_permutation_and_resume():
@@ -36,7 +36,7 @@ def test_process_shares_are_the_blocks_of_the_whole_batch():
         w = _ids(next(whole))
         a, b = (_ids(next(s)) for s in shares)
         if step < 2:  # full batches: the two blocks make the whole batch
-            assert a + b == w == list(e0[4 * step:4 * step + 4])
+            assert a + b == w == list(e0[4 * step : 4 * step + 4])
         else:  # the epoch's last two records do not split into full blocks: the shares go on to the next epoch
             assert len(w) == 2 and a + b == list(e1[:4])
     assert shares[0].get_state() == shares[1].get_state()  # one position for every process

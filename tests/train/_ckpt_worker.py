@@ -13,8 +13,11 @@ from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_to_data
 
 def state_at(step: int) -> dict:
     """The state checkpointed at ``step`` (a function of the step, so the parent can check what it restored)."""
-    return {"w": np.arange(64 * 1024, dtype=np.float32).reshape(64, 1024) * step,
-            "b": np.full((7,), step, np.int32), "key": key_to_data(jax.random.key(step))}
+    return {
+        "w": np.arange(64 * 1024, dtype=np.float32).reshape(64, 1024) * step,
+        "b": np.full((7,), step, np.int32),
+        "key": key_to_data(jax.random.key(step)),
+    }
 
 
 def main(out_dir: str) -> None:

@@ -46,9 +46,12 @@ def main(world: str, out_dir: str) -> None:
     from tests.train._tiny import make_learner, perturb, tiny_config
 
     cfg = tiny_config(world, out_dir, batch_size=PROMPTS, steps=2)
-    cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, group_size=GROUP),
-                              mesh=MeshSpec(data=1, fsdp=jax.device_count(), tensor=1),
-                              data=dataclasses.replace(cfg.data, max_frames=12, pad_to_multiple=1))  # clips of 8 and 12 frames
+    cfg = dataclasses.replace(
+        cfg,
+        grpo=dataclasses.replace(cfg.grpo, group_size=GROUP),
+        mesh=MeshSpec(data=1, fsdp=jax.device_count(), tensor=1),
+        data=dataclasses.replace(cfg.data, max_frames=12, pad_to_multiple=1),
+    )  # clips of 8 and 12 frames
     records = read_records(cfg.data)
     tr = make_learner(cfg, None, records=records)
     perturb(tr.policy)  # away from the reference, so the KL term and its gradient are not zero
@@ -63,36 +66,58 @@ def main(world: str, out_dir: str) -> None:
     lengths = np.array([5 + row % 6 for row in rows], np.int32)
     tokens = np.zeros((len(rows), 16), np.int32)
     for i, row in enumerate(rows):
-        tokens[i, :lengths[i]] = np.random.default_rng(row).integers(20, 500, lengths[i])
+        tokens[i, : lengths[i]] = np.random.default_rng(row).integers(20, 500, lengths[i])
     rewards = np.array([np.random.default_rng(100 + row).uniform(0, 3) for row in rows], np.float32)
     ro = tr.assemble(prompt, tokens, lengths, [""] * len(rows), Scored(rewards, {}, {}))
     losses = [tr.update(ro)["loss"] for _ in range(2)]
 
     params = nnx.state(tr.policy, nnx.Param)
-    checksum_fn = jax.jit(lambda t: sum(jnp.sum(x.astype(jnp.float64) if jax.config.jax_enable_x64 else
-                                                x.astype(jnp.float32)) for x in jax.tree.leaves(t)))
+    checksum_fn = jax.jit(
+        lambda t: sum(
+            jnp.sum(x.astype(jnp.float64) if jax.config.jax_enable_x64 else x.astype(jnp.float32))
+            for x in jax.tree.leaves(t)
+        )
+    )
 
     def checksum():
         return float(checksum_fn(nnx.state(tr.policy, nnx.Param)))
 
-    sharded = {jax.tree_util.keystr(k): held_fraction(x)
-               for k, x in jax.tree_util.tree_leaves_with_path(params)
-               if "fsdp" in jax.tree.leaves(tuple(x.sharding.spec), is_leaf=lambda a: a is None) or
-               any(isinstance(a, tuple) and "fsdp" in a for a in x.sharding.spec)}
+    sharded = {
+        jax.tree_util.keystr(k): held_fraction(x)
+        for k, x in jax.tree_util.tree_leaves_with_path(params)
+        if "fsdp" in jax.tree.leaves(tuple(x.sharding.spec), is_leaf=lambda a: a is None)
+        or any(isinstance(a, tuple) and "fsdp" in a for a in x.sharding.spec)
+    }
     trained = checksum()
     tr.step = 2
     tr.save()
     perturb(tr.policy, seed=3)
     scrambled = checksum()
     restored = tr.restore()
-    print(json.dumps({"process": jax.process_index(), "processes": jax.process_count(),
-                      "devices": jax.device_count(), "local_devices": jax.local_device_count(),
-                      "primary": distributed.is_primary(), "multi": spec.multi_process, "losses": losses,
-                      "checksum": trained, "scrambled_differs": scrambled != trained, "restored": restored,
-                      "restored_checksum": checksum(), "restored_step": tr.step,
-                      "fsdp_weights": len(sharded), "held": sorted(set(round(v, 6) for v in sharded.values())),
-                      "mesh": dict(tr.mesh.shape), "prompt_frames": [int(x) for x in share["num_frames"]],
-                      "prompt_tokens": int(prompt.input_ids.shape[1])}), flush=True)
+    print(
+        json.dumps(
+            {
+                "process": jax.process_index(),
+                "processes": jax.process_count(),
+                "devices": jax.device_count(),
+                "local_devices": jax.local_device_count(),
+                "primary": distributed.is_primary(),
+                "multi": spec.multi_process,
+                "losses": losses,
+                "checksum": trained,
+                "scrambled_differs": scrambled != trained,
+                "restored": restored,
+                "restored_checksum": checksum(),
+                "restored_step": tr.step,
+                "fsdp_weights": len(sharded),
+                "held": sorted({round(v, 6) for v in sharded.values()}),
+                "mesh": dict(tr.mesh.shape),
+                "prompt_frames": [int(x) for x in share["num_frames"]],
+                "prompt_tokens": int(prompt.input_ids.shape[1]),
+            }
+        ),
+        flush=True,
+    )
     tr.close()
     if spec.multi_process:
         jax.distributed.shutdown()

@@ -10,5 +10,7 @@ def get_config():
     from tests.train._tiny import tiny_config
 
     cfg = tiny_config("data/unused", "runs/unused", steps=1)
-    return dataclasses.replace(cfg, bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:@policy",
-                                                      segmenter="synthetic", workers=1, timeout_s=600))
+    return dataclasses.replace(
+        cfg,
+        bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:@policy", segmenter="synthetic", workers=1, timeout_s=600),
+    )

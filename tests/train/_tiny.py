@@ -7,7 +7,6 @@ helpers compiles the same shapes, so the jit caches stay warm inside one pytest 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import flax.nnx as nnx
@@ -18,16 +17,37 @@ from omnir1_jax.config import BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, 
 from omnir1_jax.rewards import RewardWeights
 
 
-def tiny_config(data_root: str, out_dir: str, *, steps: int = 4, checkpoint_every: int = 0, resume: bool = False,
-                seed: int = 0, batch_size: int = 2, grounder_bridge: bool = True) -> ExperimentConfig:
+def tiny_config(
+    data_root: str,
+    out_dir: str,
+    *,
+    steps: int = 4,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    seed: int = 0,
+    batch_size: int = 2,
+    grounder_bridge: bool = True,
+) -> ExperimentConfig:
     """A whole experiment on the tiny policy and synthetic bridge (R_A on, so every group queries System 2)."""
     return ExperimentConfig(
         model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=DataSpec(root=data_root, synthetic_videos=5, synthetic_size=(56, 84), batch_size=batch_size,
-                      min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
+        data=DataSpec(
+            root=data_root,
+            synthetic_videos=5,
+            synthetic_size=(56, 84),
+            batch_size=batch_size,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+        ),
         bridge=BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
-        grpo=GRPOSpec(group_size=2, max_new_tokens=12, beta=0.04,
-                      rewards=RewardWeights(alpha_a=1.0) if grounder_bridge else RewardWeights(alpha_g=0.0)),
+        grpo=GRPOSpec(
+            group_size=2,
+            max_new_tokens=12,
+            beta=0.04,
+            rewards=RewardWeights(alpha_a=1.0) if grounder_bridge else RewardWeights(alpha_g=0.0),
+        ),
         optim=OptimSpec(lr=1e-3, weight_decay=0.0),
         run=RunSpec(out_dir=out_dir, steps=steps, checkpoint_every=checkpoint_every, resume=resume, seed=seed),
     )

@@ -56,8 +56,12 @@ def _missing_item(step_dir):
     shutil.rmtree(os.path.join(step_dir, "state"))
 
 
-CORRUPTIONS = {"truncated": _truncate, "zero-filled": _zero_fill, "garbage meta": _garbage_meta,
-               "missing item": _missing_item}
+CORRUPTIONS = {
+    "truncated": _truncate,
+    "zero-filled": _zero_fill,
+    "garbage meta": _garbage_meta,
+    "missing item": _missing_item,
+}
 
 
 @pytest.mark.parametrize("kind", list(CORRUPTIONS))

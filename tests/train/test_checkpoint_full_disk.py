@@ -33,8 +33,14 @@ def _env() -> dict:
 def disk(tmp_path_factory):
     """Both modes, in one subprocess: ``(out_dir, {mode: [events]}, output)``."""
     out = str(tmp_path_factory.mktemp("full_disk"))
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "train", "_full_disk_worker.py"), out],
-                          capture_output=True, text=True, timeout=300, env=_env(), cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "train", "_full_disk_worker.py"), out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     events: dict[str, list[dict]] = {"stop": [], "continue": []}
     for line in proc.stdout.splitlines():
@@ -80,24 +86,29 @@ def test_the_option_is_validated_and_the_reason_is_read_from_the_error():
     with pytest.raises(ConfigError, match="run.on_checkpoint_error must be 'stop' or 'continue', got 'retry'"):
         RunSpec(on_checkpoint_error="retry")
     assert write_error_reason(OSError(28, "No space left on device")).startswith(
-        "No space left on device (ENOSPC): OSError: ")
-    assert write_error_reason(ValueError("x [os_error_code='27']")) == \
-        "File too large (EFBIG): ValueError: x [os_error_code='27']"
+        "No space left on device (ENOSPC): OSError: "
+    )
+    assert (
+        write_error_reason(ValueError("x [os_error_code='27']"))
+        == "File too large (EFBIG): ValueError: x [os_error_code='27']"
+    )
     assert write_error_reason(RuntimeError("disk gone")) == "RuntimeError: disk gone"
 
 
-CONFIG = '''
+CONFIG = """
 from tests.train._tiny import tiny_config
 
 
 def get_config():
     return tiny_config({root!r}, {out!r}, steps=2, checkpoint_every=1, resume=True)
-'''
+"""
 
 # the trainer under a 150 kB file-size limit: its logs, metrics and configs fit, a checkpoint's array files do not
-LIMITED = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, resource.RLIM_INFINITY)); "
-           "sys.argv = ['omnir1_jax.train'] + sys.argv[1:]; runpy.run_module('omnir1_jax.train', run_name='__main__', "
-           "alter_sys=True)")
+LIMITED = (
+    "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, resource.RLIM_INFINITY)); "
+    "sys.argv = ['omnir1_jax.train'] + sys.argv[1:]; runpy.run_module('omnir1_jax.train', run_name='__main__', "
+    "alter_sys=True)"
+)
 
 
 @pytest.mark.slow
@@ -107,21 +118,40 @@ def test_the_trainer_stops_on_a_full_disk_with_one_line_and_resumes_from_the_int
     cfg_file = tmp_path / "tiny_exp.py"
     cfg_file.write_text(CONFIG.format(root=str(tmp_path / "syn"), out=out))
     args = ["--config", str(cfg_file), "--no-eval"]
-    first = subprocess.run([sys.executable, "-m", "omnir1_jax.train", *args], env=_env(), cwd=ROOT,
-                           capture_output=True, text=True, timeout=900)
+    first = subprocess.run(
+        [sys.executable, "-m", "omnir1_jax.train", *args],
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert first.returncode == 0, first.stderr[-3000:]
-    full = subprocess.run([sys.executable, "-c", LIMITED, *args, "--set", "run.steps=4"], env=_env(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+    full = subprocess.run(
+        [sys.executable, "-c", LIMITED, *args, "--set", "run.steps=4"],
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     ckdir = os.path.join(out, "checkpoints")
     assert full.returncode == 2, full.stdout[-3000:] + full.stderr[-3000:]
     last = full.stderr.strip().splitlines()[-1]
-    assert last.startswith("python -m omnir1_jax.train: error: [checkpoint] step 3 was NOT saved: File too large "
-                           "(EFBIG): ValueError: ")
+    assert last.startswith(
+        "python -m omnir1_jax.train: error: [checkpoint] step 3 was NOT saved: File too large (EFBIG): ValueError: "
+    )
     assert f"the newest checkpoint, step 2, is intact ({ckdir}); stopping (run.on_checkpoint_error='stop'" in last
     assert "Traceback" not in full.stderr and "] 3/4  ETA" in full.stdout and "] 4/4" not in full.stdout
     assert sorted(os.listdir(ckdir)) == ["1", "2"]  # nothing of step 3 left behind
-    again = subprocess.run([sys.executable, "-m", "omnir1_jax.train", *args, "--set", "run.steps=4"], env=_env(),
-                           cwd=ROOT, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        [sys.executable, "-m", "omnir1_jax.train", *args, "--set", "run.steps=4"],
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[grpo] resumed from step 2" in again.stdout
     steps = [json.loads(x)["step"] for x in open(os.path.join(out, "metrics.jsonl"))]

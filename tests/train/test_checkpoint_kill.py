@@ -53,8 +53,9 @@ def _kill(proc: subprocess.Popen) -> None:
 def test_kill_during_save_restores_last_complete_checkpoint(tmp_path):
     out = str(tmp_path / "run")
     worker = os.path.join(ROOT, "tests", "train", "_ckpt_worker.py")
-    proc, lines = _run_until([sys.executable, worker, out], _env(**{DELAY_ENV: "600", DELAY_STEP_ENV: "2"}),
-                             "[checkpoint] test delay")
+    proc, lines = _run_until(
+        [sys.executable, worker, out], _env(**{DELAY_ENV: "600", DELAY_STEP_ENV: "2"}), "[checkpoint] test delay"
+    )
     ckdir = os.path.join(out, "checkpoints")
     names = sorted(os.listdir(ckdir))
     partial = [n for n in names if n.startswith("2") and n != "2"]
@@ -65,8 +66,11 @@ def test_kill_during_save_restores_last_complete_checkpoint(tmp_path):
     ckpt = RunCheckpointer(out, keep=5)
     try:
         assert ckpt.latest_step() == 1
-        template = {"w": np.zeros((64, 1024), np.float32), "b": np.zeros((7,), np.int32),
-                    "key": key_to_data(jax.random.key(0))}
+        template = {
+            "w": np.zeros((64, 1024), np.float32),
+            "b": np.zeros((7,), np.int32),
+            "key": key_to_data(jax.random.key(0)),
+        }
         step, state, meta = ckpt.restore(template)
         assert step == 1 and meta["step"] == 1 and meta["data_state"] == b"\x00iter\x01"
         jax.tree.map(np.testing.assert_array_equal, state, state_at(1))
@@ -79,13 +83,13 @@ def test_kill_during_save_restores_last_complete_checkpoint(tmp_path):
     assert sorted(os.listdir(ckdir)) == ["1", "2"]  # the partial directory was cleaned up
 
 
-CONFIG = '''
+CONFIG = """
 from tests.train._tiny import tiny_config
 
 
 def get_config():
     return tiny_config({root!r}, {out!r}, steps=3, checkpoint_every=1, resume=True)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -96,8 +100,9 @@ def test_trainer_killed_during_save_resumes_from_last_complete_checkpoint(tmp_pa
     cfg_file = tmp_path / "tiny_exp.py"
     cfg_file.write_text(CONFIG.format(root=str(tmp_path / "syn"), out=out))
     cmd = [sys.executable, "-m", "omnir1_jax.train", "--config", str(cfg_file), "--no-eval"]
-    proc, lines = _run_until(cmd, _env(**{DELAY_ENV: "600", DELAY_STEP_ENV: "2"}), "[checkpoint] test delay",
-                             timeout_s=900)
+    proc, lines = _run_until(
+        cmd, _env(**{DELAY_ENV: "600", DELAY_STEP_ENV: "2"}), "[checkpoint] test delay", timeout_s=900
+    )
     _kill(proc)
     text = "".join(lines)
     assert "] 1/3  ETA" in text and "] 2/3  ETA" in text and "] 3/3  ETA" not in text

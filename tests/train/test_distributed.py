@@ -56,14 +56,21 @@ def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_pr
     world = str(tmp_path / "world")
     writer.write_vos(world, 5, seed=0, height=56, width=84, min_frames=4, max_frames=12)
     port = _free_port()
-    cmd = lambda out: [sys.executable, WORKER, world, str(tmp_path / out)]  # noqa: E731
-    procs = [subprocess.Popen(cmd("two"), cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=_env(4, OMNIR1_COORDINATOR=f"127.0.0.1:{port}", OMNIR1_NUM_PROCESSES="2",
-                                       OMNIR1_PROCESS_ID=str(i)))
-             for i in range(2)]
+    cmd = lambda out: [sys.executable, WORKER, world, str(tmp_path / out)]
+    procs = [
+        subprocess.Popen(
+            cmd("two"),
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(4, OMNIR1_COORDINATOR=f"127.0.0.1:{port}", OMNIR1_NUM_PROCESSES="2", OMNIR1_PROCESS_ID=str(i)),
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     single = subprocess.run(cmd("one"), cwd=ROOT, text=True, capture_output=True, env=_env(8), timeout=600)
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert single.returncode == 0, single.stderr[-3000:]
     res = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
@@ -93,7 +100,7 @@ def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_pr
     assert sorted(n for n in os.listdir(tmp_path / "two" / "checkpoints") if n.isdigit()) == ["2"]
 
 
-TINY_EXPERIMENT = '''
+TINY_EXPERIMENT = """
 import os
 
 from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,
@@ -104,39 +111,49 @@ from omnir1_jax.rewards import RewardWeights
 def get_config():
     return ExperimentConfig(
         name="tiny_mp", model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=DataSpec(root=os.path.join(ROOT, "world"), synthetic_videos=6, synthetic_size=(56, 84), batch_size=2, min_frames=4,
-                      max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
+        data=DataSpec(root=os.path.join(ROOT, "world"), synthetic_videos=6, synthetic_size=(56, 84), batch_size=2,
+                      min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
         bridge=BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
         grpo=GRPOSpec(group_size=2, max_new_tokens=24, rewards=RewardWeights(alpha_k=1.0, alpha_g=1.0)),
         optim=OptimSpec(lr=1e-3), sft=SFTSpec(steps=2, lr=1e-3, batch_size=2), mesh=MeshSpec(data=1, fsdp=2),
-        run=RunSpec(out_dir=os.path.join(ROOT, "run"), steps=2, checkpoint_every=2, eval_split="valid", eval_max_expressions=4),
+        run=RunSpec(out_dir=os.path.join(ROOT, "run"), steps=2, checkpoint_every=2, eval_split="valid",
+                    eval_max_expressions=4),
     )
-'''
+"""
 
 
 @pytest.mark.slow
 @pytest.mark.torch
 def test_the_training_entry_point_runs_as_two_processes(tmp_path):
     """`python -m omnir1_jax.train` launched twice with OMNIR1_* (1 CPU device each, a mesh whose fsdp axis spans
-    the two processes): SFT, evaluation, GRPO and a checkpoint complete in both processes; only process 0 writes the summary; the checkpoint is written once."""
+    the two processes): SFT, evaluation, GRPO and a checkpoint complete in both processes; only process 0 writes
+    the summary; the checkpoint is written once."""
     from omnir1_jax.data.synthetic import writer
 
     writer.write_vos(str(tmp_path / "world"), 6, seed=0, height=56, width=84, min_frames=24, max_frames=48)
     exp = tmp_path / "tiny_mp.py"
     exp.write_text(f"ROOT = {str(tmp_path)!r}\n" + TINY_EXPERIMENT)
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "omnir1_jax.train", "--config", str(exp)], cwd=ROOT, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env=_env(1, OMNIR1_COORDINATOR=f"127.0.0.1:{port}", OMNIR1_NUM_PROCESSES="2",
-                                       OMNIR1_PROCESS_ID=str(i)))
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "omnir1_jax.train", "--config", str(exp)],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=_env(1, OMNIR1_COORDINATOR=f"127.0.0.1:{port}", OMNIR1_NUM_PROCESSES="2", OMNIR1_PROCESS_ID=str(i)),
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     assert "[done]" in outs[0] and "[done]" not in outs[1]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["before"]["count"] == 4 and 0.0 <= summary["after"]["J&F"] <= 1.0
     assert sorted(n for n in os.listdir(tmp_path / "run" / "checkpoints") if n.isdigit()) == ["2"]
-    assert sorted(n for n in os.listdir(tmp_path / "run") if n.startswith("bridge_p")) == ["bridge_p0.log",
-                                                                                           "bridge_p1.log"]
+    assert sorted(n for n in os.listdir(tmp_path / "run") if n.startswith("bridge_p")) == [
+        "bridge_p0.log",
+        "bridge_p1.log",
+    ]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2]  # written once, by process 0

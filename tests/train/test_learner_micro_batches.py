@@ -17,9 +17,12 @@ from tests.train._tiny import losses, make_learner, params_of, perturb, tiny_con
 
 def _cfg(tmp_path, micro: int):
     cfg = tiny_config(str(tmp_path / "syn"), str(tmp_path / f"run{micro}"), steps=1, grounder_bridge=False)
-    return dataclasses.replace(cfg, grpo=dataclasses.replace(
-        cfg.grpo, micro_batches=micro,
-        rewards=dataclasses.replace(cfg.grpo.rewards, alpha_a=0.0, alpha_g=0.0)))  # no System 2 needed
+    return dataclasses.replace(
+        cfg,
+        grpo=dataclasses.replace(
+            cfg.grpo, micro_batches=micro, rewards=dataclasses.replace(cfg.grpo.rewards, alpha_a=0.0, alpha_g=0.0)
+        ),
+    )  # no System 2 needed
 
 
 def test_micro_batched_learner_step_equals_one_piece(tmp_path):
@@ -46,10 +49,20 @@ def test_micro_batches_that_do_not_divide_the_rows_are_a_config_error(tmp_path):
         make_learner(_cfg(tmp_path, 3), None)  # 2 prompts x group 2
 
 
-@pytest.mark.parametrize("requested, rows, devices, group, want", [
-    (0, 64, 64, 8, 1), (0, 64, 8, 8, 8), (0, 64, 16, 8, 4), (0, 64, 1, 8, 8), (0, 24, 16, 2, 2),
-    (0, 6, 4, 2, 3), (0, 5, 1, 1, 5), (0, 4, 1, 2, 2), (4, 64, 8, 8, 4),
-])
+@pytest.mark.parametrize(
+    "requested, rows, devices, group, want",
+    [
+        (0, 64, 64, 8, 1),
+        (0, 64, 8, 8, 8),
+        (0, 64, 16, 8, 4),
+        (0, 64, 1, 8, 8),
+        (0, 24, 16, 2, 2),
+        (0, 6, 4, 2, 3),
+        (0, 5, 1, 1, 5),
+        (0, 4, 1, 2, 2),
+        (4, 64, 8, 8, 4),
+    ],
+)
 def test_resolve_micro_batches_by_hand(requested, rows, devices, group, want):
     assert resolve_micro_batches(requested, rows, devices, group) == want
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 
-import flax.nnx as nnx
 import jax
 import numpy as np
 import pytest
@@ -29,8 +28,9 @@ def test_export_after_grpo_loads_in_transformers_with_equal_logits(tmp_path):
     from omnir1_jax.models.qwen2_5_omni import from_hf
 
     cfg = tiny_config(str(tmp_path / "syn"), str(tmp_path / "run"), steps=1, grounder_bridge=False)
-    cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, rewards=dataclasses.replace(
-        cfg.grpo.rewards, alpha_a=0.0, alpha_g=0.0)))  # R_fmt + R_K: no System 2 needed
+    cfg = dataclasses.replace(
+        cfg, grpo=dataclasses.replace(cfg.grpo, rewards=dataclasses.replace(cfg.grpo.rewards, alpha_a=0.0, alpha_g=0.0))
+    )  # R_fmt + R_K: no System 2 needed
     tr = make_learner(cfg, None, stage=grpo_stage(cfg, export=True))
     perturb(tr.policy)  # the exported weights are not the initial ones
     try:
@@ -48,7 +48,7 @@ def test_export_after_grpo_loads_in_transformers_with_equal_logits(tmp_path):
     np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=1e-4)
 
 
-_EVAL_SCRIPT = textwrap.dedent('''
+_EVAL_SCRIPT = textwrap.dedent("""
     import dataclasses, json, os, sys
     import jax, jax.numpy as jnp
     import flax.nnx as nnx
@@ -75,15 +75,25 @@ _EVAL_SCRIPT = textwrap.dedent('''
     trained = summary["policy"]
     print(json.dumps({"seen": seen, "final": checksum(trained), "devices": jax.device_count(),
                       "mesh_devices": int(trained.language_model.embed_tokens.weight[...].sharding.mesh.size)}))
-''')
+""")
 
 
 @pytest.mark.torch
 def test_evaluation_after_grpo_on_a_mesh_reads_the_trained_parameters(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", _EVAL_SCRIPT, str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _EVAL_SCRIPT, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["devices"] == 2 and res["mesh_devices"] == 2

@@ -74,8 +74,9 @@ def trained(tmp_path_factory):
         assert _dtypes(learner.model) == {jnp.dtype(jnp.float32)}
         assert _dtypes(learner.reference) == {jnp.dtype(jnp.bfloat16)}
         assert learner.loss_spec.max_len == cfg.grpo.max_new_tokens  # Dr. GRPO's budget, not the padded width
-        moments = [x for x in jax.tree.leaves(nnx.state(learner.optimizer))
-                   if jnp.issubdtype(x.dtype, jnp.floating) and x.ndim]
+        moments = [
+            x for x in jax.tree.leaves(nnx.state(learner.optimizer)) if jnp.issubdtype(x.dtype, jnp.floating) and x.ndim
+        ]
         assert {x.dtype for x in moments} == {jnp.dtype(jnp.float32)}
     finally:
         learner.close()

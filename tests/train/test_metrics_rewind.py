@@ -22,7 +22,7 @@ def _events(path: str):
     data, i, out = open(path, "rb").read(), 0, []
     while i < len(data):
         (n,) = struct.unpack_from("<Q", data, i)
-        out.append(event_pb2.Event.FromString(data[i + 12:i + 12 + n]))
+        out.append(event_pb2.Event.FromString(data[i + 12 : i + 12 + n]))
         i += 12 + n + 4
     return out
 

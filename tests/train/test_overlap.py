@@ -150,8 +150,17 @@ def _by_hand(cfg, policy, wrap, bridge=None):
     def sample():  # the next batch and key, as every learner draws them, sampled by ref's policy as it is now
         batch = next(ref.data_iter)
         ref.key, sk = jax.random.split(ref.key)
-        comp = policy_lib.complete(ref.model, ref.tokenizer, ref._prompt_of(batch), max_new_tokens=g.max_new_tokens,
-                          greedy=False, num_samples=n, key=sk, temperature=g.temperature, eos_ids=ref.eos_ids)
+        comp = policy_lib.complete(
+            ref.model,
+            ref.tokenizer,
+            ref._prompt_of(batch),
+            max_new_tokens=g.max_new_tokens,
+            greedy=False,
+            num_samples=n,
+            key=sk,
+            temperature=g.temperature,
+            eos_ids=ref.eos_ids,
+        )
         return batch, comp
 
     out = []
@@ -163,13 +172,30 @@ def _by_hand(cfg, policy, wrap, bridge=None):
             scored = ref.task.score(batch, comp.texts, n)
             ro = ref.assemble(ref._prompt_of(batch), comp.tokens, comp.lengths, comp.texts, scored)
             ids, mask = ro.completion_ids, ro.completion_mask
-            old = jnp.asarray(comp.logprobs[:, :ids.shape[1]])  # pi_old: the sampler's log-probs
+            old = jnp.asarray(comp.logprobs[:, : ids.shape[1]])  # pi_old: the sampler's log-probs
             ref_lp = ref._score_reference(ro.prompt, ids, mask)
-            m = grpo_step(ref.model, ref.optimizer, ro.prompt, ids, mask, old, ref_lp, ro.advantages,
-                          scorer=ref.scorer, spec=ref.loss_spec)
-            out.append({"prompt": np.asarray(ro.prompt.input_ids), "ids": np.asarray(ids), "rewards": scored.rewards,
-                        "old": np.asarray(old), "loss": float(m["loss"]),
-                        "ratio": (float(m["ratio_min"]), float(m["ratio_max"]))})
+            m = grpo_step(
+                ref.model,
+                ref.optimizer,
+                ro.prompt,
+                ids,
+                mask,
+                old,
+                ref_lp,
+                ro.advantages,
+                scorer=ref.scorer,
+                spec=ref.loss_spec,
+            )
+            out.append(
+                {
+                    "prompt": np.asarray(ro.prompt.input_ids),
+                    "ids": np.asarray(ids),
+                    "rewards": scored.rewards,
+                    "old": np.asarray(old),
+                    "loss": float(m["loss"]),
+                    "ratio": (float(m["ratio_min"]), float(m["ratio_max"])),
+                }
+            )
             pending = nxt
     finally:
         ref.close()
@@ -200,8 +226,7 @@ DELAYS = (1.0, 0.0, 0.0, 0.0)
 def run_a(tmp, base):
     wrap = lambda task: _Scripted(task, DELAYS)
     tr, seen, history, handed = _train(_cfg(tmp, "a"), base, wrap)
-    return {"seen": seen, "history": history, "handed": handed, "calls": tr.task.calls,
-            "params": params_of(tr.policy)}
+    return {"seen": seen, "history": history, "handed": handed, "calls": tr.task.calls, "params": params_of(tr.policy)}
 
 
 def test_overlapped_run_equals_a_reference_loop_with_the_lag_by_hand(tmp, base, run_a):
@@ -246,8 +271,8 @@ def test_resume_from_a_checkpoint_taken_mid_overlap_continues_identically(tmp, b
     inflight = read_meta(first.checkpointer.restore(first._state())[2][META_KEY])
     assert inflight["version"] == CUT - 1
     ids = np.asarray(seen_a[CUT].completion_ids)
-    np.testing.assert_array_equal(inflight["tokens"][:, :ids.shape[1]], ids)
-    np.testing.assert_array_equal(inflight["logprobs"][:, :ids.shape[1]], np.asarray(seen_a[CUT].old_logps))
+    np.testing.assert_array_equal(inflight["tokens"][:, : ids.shape[1]], ids)
+    np.testing.assert_array_equal(inflight["logprobs"][:, : ids.shape[1]], np.asarray(seen_a[CUT].old_logps))
 
     other = nnx.clone(base)  # not the policy the run started from: all of it must come from the checkpoint
     perturb(other, seed=99)
@@ -266,8 +291,9 @@ def test_resume_from_a_checkpoint_taken_mid_overlap_continues_identically(tmp, b
 def test_a_synchronous_restore_samples_the_batch_in_flight_again(tmp, base, halfway):
     cfg, first, _ = halfway
     fl = first.overlap.inflight
-    cfg = dataclasses.replace(cfg, grpo=dataclasses.replace(cfg.grpo, overlap="off"),
-                              run=dataclasses.replace(cfg.run, out_dir=str(tmp / "c")))
+    cfg = dataclasses.replace(
+        cfg, grpo=dataclasses.replace(cfg.grpo, overlap="off"), run=dataclasses.replace(cfg.run, out_dir=str(tmp / "c"))
+    )
     sync = _learner(cfg, base, _Scripted)
     try:
         assert sync.overlap is None and sync.step == CUT
@@ -283,8 +309,9 @@ def test_overlap_settings_are_config_errors_naming_the_field(tmp, base):
     with pytest.raises(ConfigError, match=r"grpo\.overlap must be off or one_step, got 'two_steps'"):
         GRPOSpec(overlap="two_steps")
     cfg = _cfg(tmp, "turns")
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, task="vos_interactive"),
-                              grpo=dataclasses.replace(cfg.grpo, max_turns=2))
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, task="vos_interactive"), grpo=dataclasses.replace(cfg.grpo, max_turns=2)
+    )
     with pytest.raises(ConfigError, match=r"grpo\.overlap='one_step' needs single-turn rollouts"):
         make_learner(cfg, None, policy=nnx.clone(base))
 

@@ -29,15 +29,24 @@ SEEDS, K, STEPS = (0, 1), 1, 3
 def _base(tmp, out="run", **run):
     cfg = tiny_config(str(tmp / "syn"), str(tmp / out), steps=STEPS, **run)
     data = dataclasses.replace(cfg.data, synthetic_videos=6)  # 4-frame clips: one prompt shape, one compile
-    return dataclasses.replace(cfg, data=data, grpo=dataclasses.replace(cfg.grpo, overlap="one_step"),
-                               run=dataclasses.replace(cfg.run, seeds=SEEDS))
+    return dataclasses.replace(
+        cfg,
+        data=data,
+        grpo=dataclasses.replace(cfg.grpo, overlap="one_step"),
+        run=dataclasses.replace(cfg.run, seeds=SEEDS),
+    )
 
 
 def _learner(cfg, policies):
     """Seed ``cfg.run.seed``'s learner, from a clone of that seed's policy."""
     tok = build_tokenizer(cfg.model)
-    return Learner(cfg, _Scripted(make_task(cfg, tok)), grpo_stage(cfg, export=False), tokenizer=tok,
-                   policy=nnx.clone(policies[cfg.run.seed]))
+    return Learner(
+        cfg,
+        _Scripted(make_task(cfg, tok)),
+        grpo_stage(cfg, export=False),
+        tokenizer=tok,
+        policy=nnx.clone(policies[cfg.run.seed]),
+    )
 
 
 def _record(learner) -> list:
@@ -94,32 +103,37 @@ def test_a_seed_of_an_overlapped_group_computes_what_it_computes_alone(tmp, poli
         n = min(np.shape(a.completion_ids)[1], np.shape(g.completion_ids)[1])
         mask = np.asarray(a.completion_mask)[:, :n].astype(bool)
         np.testing.assert_array_equal(np.asarray(a.lengths), np.asarray(g.lengths))
-        np.testing.assert_array_equal(np.asarray(a.completion_ids)[:, :n][mask],
-                                      np.asarray(g.completion_ids)[:, :n][mask])
-        np.testing.assert_allclose(np.asarray(g.old_logps)[:, :n][mask], np.asarray(a.old_logps)[:, :n][mask],
-                                   atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(
+            np.asarray(a.completion_ids)[:, :n][mask], np.asarray(g.completion_ids)[:, :n][mask]
+        )
+        np.testing.assert_allclose(
+            np.asarray(g.old_logps)[:, :n][mask], np.asarray(a.old_logps)[:, :n][mask], atol=1e-5, rtol=0
+        )
     assert hist[1]["loss"] != 0.0
     for m_alone, m_group in zip(hist, steps):
         for key in ("loss", "kl_mean", "grad_norm", "pg_loss", "reward/total"):
             np.testing.assert_allclose(m_group[k][key], m_alone[key], atol=1e-5, rtol=0, err_msg=key)
-    diff = max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(params_of(alone.model)),
-                                                          jax.tree.leaves(params)))
+    diff = max(
+        float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(params_of(alone.model)), jax.tree.leaves(params))
+    )
     assert diff <= 1e-5
 
 
 def test_an_overlapped_group_resumes_mid_overlap_identically(tmp, policies, group_run):
     steps, _, _ = group_run
     cut = 1
-    first = SeedGroup([_learner(seed_config(_base(tmp, "resumed", checkpoint_every=1, resume=True), k), policies)
-                       for k in SEEDS])
+    first = SeedGroup(
+        [_learner(seed_config(_base(tmp, "resumed", checkpoint_every=1, resume=True), k), policies) for k in SEEDS]
+    )
     try:
         first.train_step()
         for lr in first.learners:
             lr.record({})  # the checkpoint of step 1, batch 1 in flight
     finally:
         first.close()
-    second = SeedGroup([_learner(seed_config(_base(tmp, "resumed", checkpoint_every=1, resume=True), k), policies)
-                        for k in SEEDS])
+    second = SeedGroup(
+        [_learner(seed_config(_base(tmp, "resumed", checkpoint_every=1, resume=True), k), policies) for k in SEEDS]
+    )
     try:
         assert second.step == cut and all(lr.overlap.inflight is not None for lr in second.learners)
         more = [second.train_step() for _ in range(STEPS - cut)]

@@ -35,8 +35,10 @@ def test_a_killed_process_is_named_by_the_survivor_which_exits(victim):
     r = pod_faults.one_try(victim=victim, after_steps=3, timeout_s=3)
     assert r["survivor_exit"] == pod.EXIT_LOST_PROCESS, r
     assert r["line"].startswith(f"pod_faults.py: error: process {victim} of 2 is lost ("), r
-    assert r["line"].endswith(f"process {1 - victim} stops. Restart every process with the same command: the run "
-                              "resumes from its last checkpoint")
+    assert r["line"].endswith(
+        f"process {1 - victim} stops. Restart every process with the same command: the run "
+        "resumes from its last checkpoint"
+    )
     # the survivor's watch needs its timeout (3 s) to call a silent peer lost; a lost coordinator is seen at once
     assert r["seconds"] < 30
 
@@ -50,19 +52,31 @@ def test_processes_with_another_config_or_code_refuse_to_run_together(tmp_path):
         f.write("\n# a local edit on one host\n")
     port = pod_faults.free_port()
     worker = [sys.executable, os.path.join(ROOT, "benchmarks", "pod_faults.py"), "worker", "--steps", "3"]
-    procs = [subprocess.Popen(worker, env=pod_faults.env_for(0, port), cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE),
-             subprocess.Popen(worker + ["--set", "grpo.beta=0.001"],
-                              env=pod_faults.env_for(1, port, pythonpath=str(copy)), cwd=ROOT, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
+    procs = [
+        subprocess.Popen(
+            worker, env=pod_faults.env_for(0, port), cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ),
+        subprocess.Popen(
+            worker + ["--set", "grpo.beta=0.001"],
+            env=pod_faults.env_for(1, port, pythonpath=str(copy)),
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ),
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [2, 2], outs
     last = [err.strip().splitlines()[-1] for _, err in outs]
-    assert last[1] == ("pod_faults.py worker: error: process 1 differs from process 0: config grpo.beta = 0.001 "
-                       "here, 0.04 there; code file omnir1_jax/rl/loss.py differs; start every process of a run "
-                       "with the same config and the same code")
-    assert last[0].startswith("pod_faults.py worker: error: process 0 differs from process 1: config grpo.beta = "
-                              "0.04 here, 0.001 there; code file omnir1_jax/rl/loss.py differs")
+    assert last[1] == (
+        "pod_faults.py worker: error: process 1 differs from process 0: config grpo.beta = 0.001 "
+        "here, 0.04 there; code file omnir1_jax/rl/loss.py differs; start every process of a run "
+        "with the same config and the same code"
+    )
+    assert last[0].startswith(
+        "pod_faults.py worker: error: process 0 differs from process 1: config grpo.beta = "
+        "0.04 here, 0.001 there; code file omnir1_jax/rl/loss.py differs"
+    )
     assert all("[pod] process" not in out for out, _ in outs)  # no step ran
 
 
@@ -70,8 +84,12 @@ def test_fingerprint_differences_and_the_timeout_setting(monkeypatch):
     a = {"config": {"run": {"seed": 0}, "grpo": {"beta": 0.04}}, "versions": {"jax": "0.10.2"}, "code": {"x.py": "1"}}
     b = {"config": {"run": {"seed": 1}, "grpo": {"beta": 0.04}}, "versions": {"jax": "0.10.3"}, "code": {"y.py": "2"}}
     assert pod.differences(a, a) == []
-    assert pod.differences(a, b) == ["config run.seed = 0 here, 1 there", "jax version 0.10.2 here, 0.10.3 there",
-                                     "code file x.py only here", "code file y.py only there"]
+    assert pod.differences(a, b) == [
+        "config run.seed = 0 here, 1 there",
+        "jax version 0.10.2 here, 0.10.3 there",
+        "code file x.py only here",
+        "code file y.py only there",
+    ]
     assert set(pod.code_hashes()) >= {"omnir1_jax/runtime/pod.py", "sam2_bridge/wire/client.py"}
     monkeypatch.setenv(pod.TIMEOUT_ENV, "soon")
     with pytest.raises(ConfigError, match="OMNIR1_POD_TIMEOUT_S='soon' is not a number of seconds"):
@@ -80,7 +98,7 @@ def test_fingerprint_differences_and_the_timeout_setting(monkeypatch):
     assert pod.timeout_from_env() == pod.DEFAULT_TIMEOUT_S == 20.0
 
 
-TINY = '''
+TINY = """
 import os
 
 from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,
@@ -98,7 +116,7 @@ def get_config():
         optim=OptimSpec(lr=1e-3), sft=SFTSpec(steps=0), mesh=MeshSpec(data=1, fsdp=2),
         run=RunSpec(out_dir=os.path.join(ROOT, "run"), steps=6, checkpoint_every=1),
     )
-'''
+"""
 
 
 @pytest.mark.slow

@@ -45,11 +45,17 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
     src = tmp_path / "ckpt"
     proc = build_tiny_processor()
     proc.save_pretrained(str(src))
-    for name, data in (("config.json", b"{}"), ("model.safetensors.index.json", b"{}"), ("spk_dict.pt", b"x"),
-                       ("model-00001-of-00002.safetensors", b"x")):
+    for name, data in (
+        ("config.json", b"{}"),
+        ("model.safetensors.index.json", b"{}"),
+        ("spk_dict.pt", b"x"),
+        ("model-00001-of-00002.safetensors", b"x"),
+    ):
         (src / name).write_bytes(data)
     assets = {n for n in os.listdir(src) if n.endswith((".json", ".jinja", ".txt"))} - {
-        "config.json", "model.safetensors.index.json"}
+        "config.json",
+        "model.safetensors.index.json",
+    }
     assert "preprocessor_config.json" in assets or "processor_config.json" in assets
     policy = policy_lib.build_policy(ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))), seed=5)
     out = policy_lib.export_policy(policy, str(tmp_path / "hf"), assets_from=str(src))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from omnir1_jax.config import seed_config
-from omnir1_jax.learner import Learner, grpo_stage, sft_stage
+from omnir1_jax.learner import Learner, grpo_stage
 from omnir1_jax.policy import build_tokenizer
 from omnir1_jax.seeds import SeedGroup
 from omnir1_jax.tasks import make_task
@@ -39,8 +39,11 @@ def _learner(cfg, stage_fn=grpo_stage):
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("seeds")
     base = _base(tmp)
-    alone = _learner(dataclasses.replace(seed_config(base, K), run=dataclasses.replace(
-        seed_config(base, K).run, out_dir=str(tmp / "alone"))))
+    alone = _learner(
+        dataclasses.replace(
+            seed_config(base, K), run=dataclasses.replace(seed_config(base, K).run, out_dir=str(tmp / "alone"))
+        )
+    )
     group = SeedGroup([_learner(seed_config(base, k)) for k in SEEDS])
     try:
         first_alone = alone.train_step()
@@ -48,9 +51,13 @@ def runs(tmp_path_factory):
         first_group = group.train_step()
         ro_group = group.learners[SEEDS.index(K)].last_rollout
         second_alone, second_group = alone.train_step(), group.train_step()
-        yield dict(alone=(first_alone, second_alone), group=(first_group, second_group), ro=(ro_alone, ro_group),
-                   params=(params_of(alone.model), params_of(group.learners[SEEDS.index(K)].model)),
-                   shapes=[tuple(np.shape(l.last_rollout.prompt.pixel_values_videos)) for l in group.learners])
+        yield dict(
+            alone=(first_alone, second_alone),
+            group=(first_group, second_group),
+            ro=(ro_alone, ro_group),
+            params=(params_of(alone.model), params_of(group.learners[SEEDS.index(K)].model)),
+            shapes=[tuple(np.shape(l.last_rollout.prompt.pixel_values_videos)) for l in group.learners],
+        )
     finally:
         alone.close()
         group.close()
@@ -61,8 +68,9 @@ def test_seed_in_a_group_samples_the_tokens_it_samples_alone(runs):
     n = min(np.shape(ro_alone.completion_ids)[1], np.shape(ro_group.completion_ids)[1])
     np.testing.assert_array_equal(np.asarray(ro_alone.lengths), np.asarray(ro_group.lengths))
     mask = np.asarray(ro_alone.completion_mask)[:, :n].astype(bool)
-    np.testing.assert_array_equal(np.asarray(ro_alone.completion_ids)[:, :n][mask],
-                                  np.asarray(ro_group.completion_ids)[:, :n][mask])
+    np.testing.assert_array_equal(
+        np.asarray(ro_alone.completion_ids)[:, :n][mask], np.asarray(ro_group.completion_ids)[:, :n][mask]
+    )
     assert ro_alone.texts == ro_group.texts
     np.testing.assert_allclose(np.asarray(ro_alone.advantages), np.asarray(ro_group.advantages), atol=1e-6)
 

@@ -1,7 +1,6 @@
 """SFT warm-up targets of the CPU demo: the format only — never the target, and (optionally) prompts without the
 referring expression."""
 
-import json
 import os
 
 import numpy as np
@@ -21,20 +20,35 @@ def _sft_learner(cfg, recs):
     from omnir1_jax.tasks import make_task
 
     tok = build_tokenizer(cfg.model)
-    return Learner(cfg, make_task(cfg, tok), sft_stage(cfg), policy=build_policy(cfg.model), tokenizer=tok,
-                   records=recs)
+    return Learner(
+        cfg, make_task(cfg, tok), sft_stage(cfg), policy=build_policy(cfg.model), tokenizer=tok, records=recs
+    )
 
 
 def data_spec(root, **kw):
-    return DataSpec(root=root, synthetic_colours=("red", "blue", "green", "yellow"), synthetic_objects=(2, 3),
-                    synthetic_templates=("colour_shape",), **kw)
+    return DataSpec(
+        root=root,
+        synthetic_colours=("red", "blue", "green", "yellow"),
+        synthetic_objects=(2, 3),
+        synthetic_templates=("colour_shape",),
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    return writer.write_vos(str(tmp_path_factory.mktemp("sft") / "w"), 5, seed=4, height=40, width=64,
-                            min_frames=6, max_frames=6, colours=("red", "blue", "green", "yellow"), objects=(2, 3),
-                            templates=("colour_shape",))
+    return writer.write_vos(
+        str(tmp_path_factory.mktemp("sft") / "w"),
+        5,
+        seed=4,
+        height=40,
+        width=64,
+        min_frames=6,
+        max_frames=6,
+        colours=("red", "blue", "green", "yellow"),
+        objects=(2, 3),
+        templates=("colour_shape",),
+    )
 
 
 def test_format_only_targets_parse_and_never_name_the_target(root):
@@ -60,10 +74,19 @@ def test_format_only_targets_parse_and_never_name_the_target(root):
 def test_instruction_replaces_the_expression_in_sft_prompts(root):
     cfg = ExperimentConfig(
         model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
-        data=data_spec(root, batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28,
-                  s1_min_pixels=4 * 28 * 28, prompt="short", pad_to_multiple=64),
+        data=data_spec(
+            root,
+            batch_size=2,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+            prompt="short",
+            pad_to_multiple=64,
+        ),
         sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the object"),
-        run=RunSpec(out_dir=os.path.join(root, "..", "run")))
+        run=RunSpec(out_dir=os.path.join(root, "..", "run")),
+    )
     tok = build_tokenizer(cfg.model)
     recs = read_records(cfg.data, "train")
     sft = _sft_learner(cfg, recs)
@@ -82,8 +105,9 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
     recs = read_records(data_spec(root), "train")
     many = recs * 40
     decoys = decoy_instructions(many, "the {colour} {shape}", seed=3)
-    assert [d.expression for d in decoys] == [d.expression for d in decoy_instructions(many, "the {colour} {shape}",
-                                                                                       seed=3)]
+    assert [d.expression for d in decoys] == [
+        d.expression for d in decoy_instructions(many, "the {colour} {shape}", seed=3)
+    ]
     assert [(d.video_id, d.exp_id, d.obj_ids) for d in decoys] == [(r.video_id, r.exp_id, r.obj_ids) for r in many]
     colours = {d.expression.split()[1] for d in decoys}
     shapes = {d.expression.split()[2] for d in decoys}
@@ -93,11 +117,25 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
 
     cfg = ExperimentConfig(
         model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
-        data=data_spec(root, batch_size=2, min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28,
-                  s1_min_pixels=4 * 28 * 28, prompt="short", pad_to_multiple=64),
-        sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the {colour} {shape}",
-                    think="looking for {instruction}; {description} is visible here"),
-        run=RunSpec(out_dir=os.path.join(root, "..", "run_decoy")))
+        data=data_spec(
+            root,
+            batch_size=2,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+            prompt="short",
+            pad_to_multiple=64,
+        ),
+        sft=SFTSpec(
+            steps=1,
+            lr=1e-3,
+            batch_size=4,
+            instruction="the {colour} {shape}",
+            think="looking for {instruction}; {description} is visible here",
+        ),
+        run=RunSpec(out_dir=os.path.join(root, "..", "run_decoy")),
+    )
     tok = build_tokenizer(cfg.model)
     sft = _sft_learner(cfg, recs)
     batch = next(sft.data_iter)
@@ -108,7 +146,9 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
         assert f"Reference instruction: {shown}<|im_end|>" in prompt  # the decoy, not the expression
         assert target.startswith(f"<think>looking for {shown}; the ")  # restated in the think
         video = load_oracle(root)[key[0]]
-        target_desc = {"the " + o["description"] for o in video["objects"] if o["obj_id"] in sft.task.sft_records[key].obj_ids}
+        target_desc = {
+            "the " + o["description"] for o in video["objects"] if o["obj_id"] in sft.task.sft_records[key].obj_ids
+        }
         assert set(parse_answer(target, 4).descriptions).isdisjoint(target_desc)  # still never the target
     m = sft.update(sft.supervised(batch))
     assert np.isfinite(m["loss"]) and m["loss"] > 0
@@ -125,8 +165,16 @@ def test_mixed_and_any_object_targets_name_the_target_at_their_rate(root):
         present = {"the " + o["description"] for o in video["objects"]}
         for (mode, rate), c in counts.items():
             for _ in range(200):
-                text = synthetic_target(video, list(range(6)), rec.obj_ids, rng, mode=mode, target_rate=rate,
-                                        keyframes=(1, 1), think="{description}")
+                text = synthetic_target(
+                    video,
+                    list(range(6)),
+                    rec.obj_ids,
+                    rng,
+                    mode=mode,
+                    target_rate=rate,
+                    keyframes=(1, 1),
+                    think="{description}",
+                )
                 ans = parse_answer(text, 6)
                 assert ans.valid and len(ans.keyframes) == 1, text
                 (desc,) = set(ans.descriptions)

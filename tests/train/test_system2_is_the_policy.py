@@ -36,18 +36,24 @@ def _greedy_text(policy, tokenizer, image: np.ndarray, description: str, max_new
 
     view = vision.image_view(image, min_pixels=16 * 28 * 28, max_pixels=900 * 28 * 28)
     chat = tokenizer.apply_chat_template(
-        prompts.user_message(GROUNDING_PROMPT.format(description=description), image=True), tokenize=False,
-        add_generation_prompt=True)
+        prompts.user_message(GROUNDING_PROMPT.format(description=description), image=True),
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     ids = text.encode_with_placeholders(tokenizer, chat, image_grid_thw=view["image_grid_thw"])
-    inputs = {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int32),
-              "pixel_values": view["pixel_values"], "image_grid_thw": view["image_grid_thw"]}
+    inputs = {
+        "input_ids": ids[None],
+        "attention_mask": np.ones((1, len(ids)), np.int32),
+        "pixel_values": view["pixel_values"],
+        "image_grid_thw": view["image_grid_thw"],
+    }
     return policy_lib.complete(policy, tokenizer, inputs, max_new_tokens=max_new_tokens).texts[0]
 
 
 def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch):
     from omnir1_jax import policy as policy_lib
     from omnir1_jax import train
-    from omnir1_jax.config import BridgeSpec, ModelSpec, RunSpec
+    from omnir1_jax.config import BridgeSpec, ModelSpec
     from omnir1_jax.models.qwen2_5_omni import from_hf
     from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
     from sam2_bridge.wire.protocol import Keyframe
@@ -61,12 +67,13 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
 
     cfg = tiny_config(str(tmp_path / "syn"), str(tmp_path / "run"), steps=1)
     cfg = dataclasses.replace(
-        cfg, model=ModelSpec(checkpoint=start),
-        bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:@policy", segmenter="synthetic", workers=1,
-                          timeout_s=600),
+        cfg,
+        model=ModelSpec(checkpoint=start),
+        bridge=BridgeSpec(start=True, grounder="qwen2_5_omni:@policy", segmenter="synthetic", workers=1, timeout_s=600),
         # weight decay moves the parameters even while the random policy's rewards (and gradients) are zero
         optim=dataclasses.replace(cfg.optim, weight_decay=0.5),
-        run=dataclasses.replace(cfg.run, eval_max_expressions=1, eval_split="valid"))
+        run=dataclasses.replace(cfg.run, eval_max_expressions=1, eval_split="valid"),
+    )
 
     opened = []  # (grounder asked for, grounder the started bridge reports): the real bridges, recorded
     real_open = open_bridge
@@ -89,8 +96,9 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
     import jax
 
     jax.tree.map(np.testing.assert_array_equal, _params(from_hf(hf)), trained)
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_params(from_hf(start))),
-                                                         jax.tree.leaves(trained)))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_params(from_hf(start))), jax.tree.leaves(trained))
+    )
 
     # the grounder served from the export answers like the trained JAX policy (112 x 112: no resize on either side)
     image = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
@@ -107,11 +115,24 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
     from omnir1_jax import evaluate
 
     out = str(tmp_path / "eval")
-    argv = ["--config", os.path.join(os.path.dirname(__file__), "_system2_config.py"), "--split", "valid",
-            "--policy", hf, "--out", out, "--max-items", "1", "--set", f"data.root={cfg.data.root!r}"]
+    argv = [
+        "--config",
+        os.path.join(os.path.dirname(__file__), "_system2_config.py"),
+        "--split",
+        "valid",
+        "--policy",
+        hf,
+        "--out",
+        out,
+        "--max-items",
+        "1",
+        "--set",
+        f"data.root={cfg.data.root!r}",
+    ]
     recorded = []
-    monkeypatch.setattr(evaluate, "open_bridge",
-                        lambda spec, *a, **kw: recorded.append(spec.grounder) or real_open(spec, *a, **kw))
+    monkeypatch.setattr(
+        evaluate, "open_bridge", lambda spec, *a, **kw: recorded.append(spec.grounder) or real_open(spec, *a, **kw)
+    )
     assert evaluate.main(argv) == 0
     assert recorded == [f"qwen2_5_omni:{os.path.abspath(hf)}"]
     assert os.path.exists(os.path.join(out, "summary.json"))

@@ -73,8 +73,7 @@ def test_resumed_run_matches_uninterrupted_run(world, run_a):
     assert second.step == N + MORE and len(h2) == MORE
     np.testing.assert_allclose(losses(h2), a[N:], rtol=0, atol=1e-6)
     for key in ("reward/total", "kl_mean", "response_length", "entropy"):
-        np.testing.assert_allclose([m[key] for m in h2], [m[key] for m in run_a[N:]], rtol=0, atol=1e-6,
-                                   err_msg=key)
+        np.testing.assert_allclose([m[key] for m in h2], [m[key] for m in run_a[N:]], rtol=0, atol=1e-6, err_msg=key)
 
 
 def test_bridge_server_killed_mid_run_is_restarted_and_no_step_is_lost(world, run_a):

@@ -20,8 +20,16 @@ pytestmark = pytest.mark.torch  # the bridge subprocess runs PyTorch
 def _cfg(tmp_path, **run):
     return ExperimentConfig(
         model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
-        data=DataSpec(root=str(tmp_path / "syn"), synthetic_videos=5, synthetic_size=(56, 84), batch_size=2,
-                      min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
+        data=DataSpec(
+            root=str(tmp_path / "syn"),
+            synthetic_videos=5,
+            synthetic_size=(56, 84),
+            batch_size=2,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+        ),
         bridge=BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),
         grpo=GRPOSpec(group_size=2, max_new_tokens=12, beta=0.04, rewards=RewardWeights(alpha_a=1.0)),
         optim=OptimSpec(lr=1e-3, weight_decay=0.0),
@@ -48,9 +56,24 @@ def test_full_step_metrics_finite_and_reference_frozen(trainer):
     ref_before = _params(trainer.reference)
     m = trainer.train_step()
     assert trainer.step == 1
-    for key in ("loss", "kl_mean", "clip_frac_low", "clip_frac_high", "entropy", "response_length",
-                "zero_variance_groups", "reward/total", "reward/format", "reward/keyframe", "reward/grounding",
-                "reward/alignment", "time/rollout", "time/reward", "time/update", "tokens_per_s"):
+    for key in (
+        "loss",
+        "kl_mean",
+        "clip_frac_low",
+        "clip_frac_high",
+        "entropy",
+        "response_length",
+        "zero_variance_groups",
+        "reward/total",
+        "reward/format",
+        "reward/keyframe",
+        "reward/grounding",
+        "reward/alignment",
+        "time/rollout",
+        "time/reward",
+        "time/update",
+        "tokens_per_s",
+    ):
         assert key in m, key
     assert all(np.isfinite(v) for v in m.values()), {k: v for k, v in m.items() if not np.isfinite(v)}
     jax.tree.map(np.testing.assert_array_equal, ref_before, _params(trainer.reference))

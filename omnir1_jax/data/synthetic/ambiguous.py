@@ -20,7 +20,7 @@ still a function of its seed.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -66,13 +66,18 @@ def _draw(rng, n_frames, height, width, n_objects, palette, shapes, kinds):
     shape = shapes[int(rng.integers(len(shapes)))]
     n_distractors = n_objects - 2
     others = [c for c in palette if c != colour]
-    distractors = world.simulate_tracks(rng, n_frames, height, width, n_distractors, colours=others,
-                                        shapes=shapes) if n_distractors else []
+    distractors = (
+        world.simulate_tracks(rng, n_frames, height, width, n_distractors, colours=others, shapes=shapes)
+        if n_distractors
+        else []
+    )
     s = float(rng.uniform(0.07, 0.1) * min(height, width))
     bands = rng.permutation(2)
     ids = rng.permutation(2) + n_distractors + 1  # which id is the first / left one is not a clue
-    pair = [_lookalike(rng, int(ids[r]), colour, shape, s, n_frames, height, width, int(bands[r]), kind, r)
-            for r in range(2)]
+    pair = [
+        _lookalike(rng, int(ids[r]), colour, shape, s, n_frames, height, width, int(bands[r]), kind, r)
+        for r in range(2)
+    ]
     return kind, distractors + pair  # look-alikes last: drawn on top, their masks whole
 
 
@@ -92,19 +97,30 @@ def _check(kind, tracks, masks, n_frames, width) -> bool:
     return (_centroid_x(a[-1]) - _centroid_x(a[0]) <= -margin) and (_centroid_x(b[-1]) - _centroid_x(b[0]) >= margin)
 
 
-def simulate_ambiguous(rng: np.random.Generator, n_frames: int, height: int, width: int, n_objects: int, *,
-                       colours: Sequence[str] | None = None, shapes: Sequence[str] | None = None,
-                       kinds: Sequence[str] | None = None):
+def simulate_ambiguous(
+    rng: np.random.Generator,
+    n_frames: int,
+    height: int,
+    width: int,
+    n_objects: int,
+    *,
+    colours: Sequence[str] | None = None,
+    shapes: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+):
     """``(kind, tracks, frames, masks, expressions)`` of one ambiguous scene with ``n_objects >= 2`` objects.
 
-    ``kind`` is drawn from ``kinds`` (default: all of :data:`AMBIGUOUS_TEMPLATES`); ``tracks`` / ``masks`` list the distractors first and the two
+    ``kind`` is drawn from ``kinds`` (default: all of :data:`AMBIGUOUS_TEMPLATES`); ``tracks`` / ``masks`` list
+    the distractors first and the two
     look-alikes last; ``frames`` / ``masks`` are :func:`world.render`'s. ValueError when the arguments cannot give
     a scene (too few objects or colours, frames too small for two bands)."""
     palette = list(world.PALETTE) if colours is None else list(colours)
     shapes = list(world.SHAPES) if shapes is None else list(shapes)
     if n_objects < 2 or n_objects - 1 > len(palette):
-        raise ValueError(f"an ambiguous scene needs 2 <= objects <= colours + 1 (two look-alikes share a colour), "
-                         f"got objects={n_objects} with {len(palette)} colours")
+        raise ValueError(
+            f"an ambiguous scene needs 2 <= objects <= colours + 1 (two look-alikes share a colour), "
+            f"got objects={n_objects} with {len(palette)} colours"
+        )
     kinds = list(AMBIGUOUS_TEMPLATES) if kinds is None else list(kinds)
     if not kinds or not set(kinds) <= set(AMBIGUOUS_TEMPLATES):
         raise ValueError(f"kinds {kinds} must be a non-empty subset of {AMBIGUOUS_TEMPLATES}")
@@ -115,14 +131,16 @@ def simulate_ambiguous(rng: np.random.Generator, n_frames: int, height: int, wid
         frames, masks = world.render(tracks, height, width, rng)
         if _check(kind, tracks, masks, n_frames, width):
             return kind, tracks, frames, masks, expressions(kind, tracks)
-    raise ValueError(f"no ambiguous scene satisfied its checks in {_MAX_TRIES} draws ({n_frames} frames, "
-                     f"{height}x{width})")
+    raise ValueError(
+        f"no ambiguous scene satisfied its checks in {_MAX_TRIES} draws ({n_frames} frames, {height}x{width})"
+    )
 
 
 def expressions(kind: str, tracks: Sequence[world.Track]) -> list[world.Expression]:
     """The two expressions of a scene, one per look-alike (reasoning type, ReVOS ``type_id`` 1)."""
     first, second = tracks[-2], tracks[-1]
     name = f"{first.colour} {first.shape}"
-    words = ("that appears first", "that appears second") if kind == "appears_order" else ("moving left",
-                                                                                         "moving right")
+    words = (
+        ("that appears first", "that appears second") if kind == "appears_order" else ("moving left", "moving right")
+    )
     return [world.Expression(f"the {name} {w}", (tr.obj_id,), 1, kind) for w, tr in zip(words, (first, second))]

@@ -10,7 +10,8 @@ Pure numpy.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def avs_expressions(events: Sequence[SoundEvent], rng: np.random.Generator) -> t
     """Expressions about the sounds, plus one null expression (a tone nobody plays) or ``None``."""
     out = [Expression(f"the object making the {ev.tone} sound", (ev.obj_id,), 0, "makes_tone") for ev in events]
     out.append(Expression("the object that sounds first", (events[0].obj_id,), 1, "sounds_first"))
-    for prev, nxt in zip(events[:-1], events[1:]):
+    for prev, nxt in itertools.pairwise(events):
         out.append(Expression(f"the object that sounds after the {prev.tone} tone", (nxt.obj_id,), 1, "sounds_after"))
     unused = [t for t in TONES if t not in {ev.tone for ev in events}]
     null = f"the object making the {rng.choice(unused)} sound" if unused else None

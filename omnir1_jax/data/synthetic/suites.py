@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ def _frames(seed: int, size=SIZE, n: int = FRAMES) -> np.ndarray:
     colour = rng.integers(80, 250, 3, dtype=np.uint8)
     for t in range(n):
         y, x = 2 + 2 * t, 4 + seed % 8
-        fr[t, y:y + 10, x:x + 10] = colour
+        fr[t, y : y + 10, x : x + 10] = colour
     return fr
 
 
@@ -74,9 +74,20 @@ def write_omnibench(root: str) -> str:
         os.makedirs(os.path.join(root, "mm_data", "audio"), exist_ok=True)
         Image.fromarray(_frames(i)[0]).save(os.path.join(root, "mm_data", "image", image))
         soundfile.write(os.path.join(root, "mm_data", "audio", audio), _tone(i), SAMPLE_RATE)
-        rows.append({"task type": task, "audio type": atype, "question": f"What is happening in scene {i}?",
-                     "audio content": "synthetic tone", "image content": "a square", "audio_path": audio,
-                     "image_path": image, "index": i, "answer": options[k], "options": options})
+        rows.append(
+            {
+                "task type": task,
+                "audio type": atype,
+                "question": f"What is happening in scene {i}?",
+                "audio content": "synthetic tone",
+                "image content": "a square",
+                "audio_path": audio,
+                "image_path": image,
+                "index": i,
+                "answer": options[k],
+                "options": options,
+            }
+        )
     _jsonl(os.path.join(root, "dataset", "batch-5_1142_20240817.jsonl"), rows)
     return root
 
@@ -84,9 +95,12 @@ def write_omnibench(root: str) -> str:
 # ---------------------------------------------------------------------------------------------------- VideoMME
 # (videoID, duration, task_type, answer letter) per question; two questions per video
 VIDEOMME = [
-    ("vidShort01", "short", "Object Recognition", "B"), ("vidShort01", "short", "Counting Problem", "A"),
-    ("vidMedium1", "medium", "Object Recognition", "D"), ("vidMedium1", "medium", "Action Reasoning", "C"),
-    ("vidLong0001", "long", "Counting Problem", "A"), ("vidLong0001", "long", "Action Reasoning", "B"),
+    ("vidShort01", "short", "Object Recognition", "B"),
+    ("vidShort01", "short", "Counting Problem", "A"),
+    ("vidMedium1", "medium", "Object Recognition", "D"),
+    ("vidMedium1", "medium", "Action Reasoning", "C"),
+    ("vidLong0001", "long", "Counting Problem", "A"),
+    ("vidLong0001", "long", "Action Reasoning", "B"),
 ]
 
 
@@ -95,11 +109,21 @@ def write_videomme(root: str, fmt: str = "parquet") -> str:
     rows = []
     for n, (vid, dur, task, ans) in enumerate(VIDEOMME):
         v = vid.replace("vid", "")[:3]
-        rows.append({"video_id": f"{n // 2 + 1:03d}", "duration": dur, "domain": "Knowledge",
-                     "sub_category": "Humanity & History", "url": f"https://www.youtube.com/watch?v={vid}",
-                     "videoID": vid, "question_id": f"{n // 2 + 1:03d}-{n % 2 + 1}", "task_type": task,
-                     "question": f"Question {n} about the {v} video?",
-                     "options": [f"{L}. option {L.lower()}{n}" for L in "ABCD"], "answer": ans})
+        rows.append(
+            {
+                "video_id": f"{n // 2 + 1:03d}",
+                "duration": dur,
+                "domain": "Knowledge",
+                "sub_category": "Humanity & History",
+                "url": f"https://www.youtube.com/watch?v={vid}",
+                "videoID": vid,
+                "question_id": f"{n // 2 + 1:03d}-{n % 2 + 1}",
+                "task_type": task,
+                "question": f"Question {n} about the {v} video?",
+                "options": [f"{L}. option {L.lower()}{n}" for L in "ABCD"],
+                "answer": ans,
+            }
+        )
         path = os.path.join(root, "data", f"{vid}.mp4")
         if not os.path.exists(path):
             _clip(path, n)
@@ -154,16 +178,27 @@ def write_mvbench(root: str) -> str:
 
 # -------------------------------------------------------------------------------------------------- Daily-Omni
 # (video_id, Type, video_duration, Answer)
-DAILYOMNI = [("dOmniVid001", "AV Event Alignment", "30s", "C"), ("dOmniVid001", "Event Sequence", "30s", "A"),
-             ("dOmniVid002", "Reasoning", "60s", "D")]
+DAILYOMNI = [
+    ("dOmniVid001", "AV Event Alignment", "30s", "C"),
+    ("dOmniVid001", "Event Sequence", "30s", "A"),
+    ("dOmniVid002", "Reasoning", "60s", "D"),
+]
 
 
 def write_dailyomni(root: str) -> str:
     rows = []
     for i, (vid, typ, dur, ans) in enumerate(DAILYOMNI):
-        rows.append({"Question": f"What is heard when the square moves ({i})?",
-                     "Choice": [f"{L}. sound {L.lower()}{i}" for L in "ABCD"], "Answer": ans, "video_id": vid,
-                     "Type": typ, "video_category": "Daily Life", "video_duration": dur})
+        rows.append(
+            {
+                "Question": f"What is heard when the square moves ({i})?",
+                "Choice": [f"{L}. sound {L.lower()}{i}" for L in "ABCD"],
+                "Answer": ans,
+                "video_id": vid,
+                "Type": typ,
+                "video_category": "Daily Life",
+                "video_duration": dur,
+            }
+        )
         path = os.path.join(root, "Videos", vid, f"{vid}_video.mp4")
         if not os.path.exists(path):
             _clip(path, i)
@@ -173,19 +208,32 @@ def write_dailyomni(root: str) -> str:
 
 # -------------------------------------------------------------------------------------------------- WorldSense
 # video -> [(task_type, answer)]
-WORLDSENSE = {"wsVideoA": [("Audio Recognition", "B"), ("Object Counting", "D")],
-              "wsVideoB": [("Spatial Relation", "A")]}
+WORLDSENSE = {
+    "wsVideoA": [("Audio Recognition", "B"), ("Object Counting", "D")],
+    "wsVideoB": [("Spatial Relation", "A")],
+}
 
 
 def write_worldsense(root: str) -> str:
     doc = {}
     for v, (vid, qs) in enumerate(WORLDSENSE.items()):
-        entry = {"video_id": vid, "video_duration": "60s", "duration": "<1min", "domain": "Daily Life",
-                 "sub_category": "Cooking", "audio_class": ["Speech"], "video_caption": "a square moves"}
+        entry = {
+            "video_id": vid,
+            "video_duration": "60s",
+            "duration": "<1min",
+            "domain": "Daily Life",
+            "sub_category": "Cooking",
+            "audio_class": ["Speech"],
+            "video_caption": "a square moves",
+        }
         for t, (task, ans) in enumerate(qs):
-            entry[f"task{t}"] = {"task_domain": "Recognition", "task_type": task,
-                                 "question": f"Which sound goes with the square ({v}.{t})?",
-                                 "candidates": [f"{L}. choice {L}" for L in "ABCD"], "answer": ans}
+            entry[f"task{t}"] = {
+                "task_domain": "Recognition",
+                "task_type": task,
+                "question": f"Which sound goes with the square ({v}.{t})?",
+                "candidates": [f"{L}. choice {L}" for L in "ABCD"],
+                "answer": ans,
+            }
         doc[vid] = entry
         _clip(os.path.join(root, "videos", f"{vid}.mp4"), v)
     _json(os.path.join(root, "worldsense_qa.json"), doc)
@@ -194,18 +242,32 @@ def write_worldsense(root: str) -> str:
 
 # -------------------------------------------------------------------------------------------------------- AVUT
 # (QA_id, youtube id, task_type, answer, clip under data/ (True) or at the top level (False))
-AVUT = [(7, "ytAAAAAAAAA", "Audio Information Extraction", "A", True),
-        (8, "ytAAAAAAAAA", "Audio Content Counting", "C", True),
-        (11, "ytBBBBBBBBB", "Character Matching", "B", False)]
+AVUT = [
+    (7, "ytAAAAAAAAA", "Audio Information Extraction", "A", True),
+    (8, "ytAAAAAAAAA", "Audio Content Counting", "C", True),
+    (11, "ytBBBBBBBBB", "Character Matching", "B", False),
+]
 
 
 def write_avut(root: str) -> str:
     rows = []
     for n, (qa, yt, task, ans, under_data) in enumerate(AVUT):
-        rows.append({"video_id": n // 2, "url": f"https://www.youtube.com/watch?v={yt}", "video_type": "vlog",
-                     "task_type": task, "question": f"What does the speaker say ({qa})?",
-                     "option_A": "hello", "option_B": "goodbye", "option_C": "thanks", "option_D": "sorry",
-                     "answer": ans, "video_path": f"data/{yt}.mp4", "QA_id": qa})
+        rows.append(
+            {
+                "video_id": n // 2,
+                "url": f"https://www.youtube.com/watch?v={yt}",
+                "video_type": "vlog",
+                "task_type": task,
+                "question": f"What does the speaker say ({qa})?",
+                "option_A": "hello",
+                "option_B": "goodbye",
+                "option_C": "thanks",
+                "option_D": "sorry",
+                "answer": ans,
+                "video_path": f"data/{yt}.mp4",
+                "QA_id": qa,
+            }
+        )
         path = os.path.join(root, "data", f"{yt}.mp4") if under_data else os.path.join(root, f"{yt}.mp4")
         if not os.path.exists(path):
             _clip(path, n)
@@ -213,8 +275,14 @@ def write_avut(root: str) -> str:
     return root
 
 
-WRITERS = {"omnibench": write_omnibench, "videomme": write_videomme, "mvbench": write_mvbench,
-           "dailyomni": write_dailyomni, "worldsense": write_worldsense, "avut": write_avut}
+WRITERS = {
+    "omnibench": write_omnibench,
+    "videomme": write_videomme,
+    "mvbench": write_mvbench,
+    "dailyomni": write_dailyomni,
+    "worldsense": write_worldsense,
+    "avut": write_avut,
+}
 
 
 def write_suite(name: str, root: str) -> str:

@@ -17,7 +17,7 @@ triangle (upright isosceles, apex up) ``cy-s <= y <= cy+s and |x-cx| <= (y-(cy-s
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -119,8 +119,15 @@ def _inner_point(rng, height, width, s):
 
 
 def simulate_tracks(
-    rng: np.random.Generator, n_frames: int, height: int, width: int, n_objects: int, *, static: bool = False,
-    colours: Sequence[str] | None = None, shapes: Sequence[str] | None = None,
+    rng: np.random.Generator,
+    n_frames: int,
+    height: int,
+    width: int,
+    n_objects: int,
+    *,
+    static: bool = False,
+    colours: Sequence[str] | None = None,
+    shapes: Sequence[str] | None = None,
 ) -> list[Track]:
     """Random tracks: distinct colours, random shapes; objects enter from / leave through the frame edges.
 
@@ -205,8 +212,14 @@ def _unique_extreme(values: dict[int, float], *, largest: bool, margin: float) -
     return order[0] if abs(best - second) >= margin else None
 
 
-VOS_TEMPLATES: tuple[str, ...] = ("colour_shape", "all_of_shape", "leaves_last", "appears_first", "fastest",
-                                   "appears_after")
+VOS_TEMPLATES: tuple[str, ...] = (
+    "colour_shape",
+    "all_of_shape",
+    "leaves_last",
+    "appears_first",
+    "fastest",
+    "appears_after",
+)
 
 
 def vos_expressions(

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -73,14 +73,23 @@ def _object_facts(track: world.Track, ev: world.ObjectEvents, masks_k: np.ndarra
     }
 
 
-def world_params(n_videos, seed, height, width, min_frames, max_frames, colours, objects, templates,
-                 shapes=None, ambiguous=False) -> dict:
+def world_params(
+    n_videos, seed, height, width, min_frames, max_frames, colours, objects, templates, shapes=None, ambiguous=False
+) -> dict:
     """The generation parameters of a VOS world, as stored in its ``synthetic_objects.json`` (``params``)."""
-    return {"videos": int(n_videos), "seed": int(seed), "height": int(height), "width": int(width),
-            "min_frames": int(min_frames), "max_frames": int(max_frames),
-            "colours": None if colours is None else list(colours), "objects": [int(objects[0]), int(objects[1])],
-            "templates": None if templates is None else list(templates),
-            "shapes": None if shapes is None else list(shapes), "ambiguous": bool(ambiguous)}
+    return {
+        "videos": int(n_videos),
+        "seed": int(seed),
+        "height": int(height),
+        "width": int(width),
+        "min_frames": int(min_frames),
+        "max_frames": int(max_frames),
+        "colours": None if colours is None else list(colours),
+        "objects": [int(objects[0]), int(objects[1])],
+        "templates": None if templates is None else list(templates),
+        "shapes": None if shapes is None else list(shapes),
+        "ambiguous": bool(ambiguous),
+    }
 
 
 def write_vos(
@@ -121,8 +130,10 @@ def write_vos(
     fifth video is ``valid``), and ``synthetic_objects.json``.
     """
     if n_videos < 1 or not (4 <= min_frames <= max_frames):
-        raise ValueError(f"need n_videos >= 1 and 4 <= min_frames <= max_frames (objects enter and leave), got "
-                         f"n_videos={n_videos}, min_frames={min_frames}, max_frames={max_frames}")
+        raise ValueError(
+            f"need n_videos >= 1 and 4 <= min_frames <= max_frames (objects enter and leave), got "
+            f"n_videos={n_videos}, min_frames={min_frames}, max_frames={max_frames}"
+        )
     if colours is not None and not set(colours) <= set(world.PALETTE):
         raise ValueError(f"colours {sorted(set(colours) - set(world.PALETTE))} not in {list(world.PALETTE)}")
     if shapes is not None and (not shapes or not set(shapes) <= set(world.SHAPES)):
@@ -132,18 +143,26 @@ def write_vos(
         raise ValueError(f"objects={tuple(objects)} must satisfy 1 <= min <= max <= {n_colours} (colours available)")
     known = ambiguous_lib.AMBIGUOUS_TEMPLATES if ambiguous else world.VOS_TEMPLATES
     if templates is not None and (not templates or not set(templates) <= set(known)):
-        raise ValueError(f"templates {sorted(set(templates) - set(known))} not in {known}"
-                         f"{' (the --ambiguous world)' if ambiguous else ''}")
+        raise ValueError(
+            f"templates {sorted(set(templates) - set(known))} not in {known}"
+            f"{' (the --ambiguous world)' if ambiguous else ''}"
+        )
     if ambiguous and objects[0] < 2:
         raise ValueError(f"objects={tuple(objects)}: an ambiguous world needs at least 2 objects (the look-alikes)")
     tmp = _prepare_out(out, overwrite)
     try:
         metas = {s: {"videos": {}} for s in VOS_SPLITS}
         mask_dict: dict[str, list] = {}
-        oracle = {"format": "omnir1-synthetic-vos-v1", "seed": seed, "height": height, "width": width,
-                  "params": world_params(n_videos, seed, height, width, min_frames, max_frames, colours, objects,
-                                         templates, shapes, ambiguous),
-                  "videos": {}}
+        oracle = {
+            "format": "omnir1-synthetic-vos-v1",
+            "seed": seed,
+            "height": height,
+            "width": width,
+            "params": world_params(
+                n_videos, seed, height, width, min_frames, max_frames, colours, objects, templates, shapes, ambiguous
+            ),
+            "videos": {},
+        }
         anno_next = 0
         for i in range(n_videos):
             rng = np.random.default_rng([seed, i])
@@ -152,7 +171,8 @@ def write_vos(
             lookalikes: list[int] = []
             if ambiguous:
                 _, tracks, frames, masks, exprs = ambiguous_lib.simulate_ambiguous(
-                    rng, n_frames, height, width, n_objects, colours=colours, shapes=shapes, kinds=templates)
+                    rng, n_frames, height, width, n_objects, colours=colours, shapes=shapes, kinds=templates
+                )
                 lookalikes = [tracks[-2].obj_id, tracks[-1].obj_id]
                 events = [world.object_events(tr, masks[k]) for k, tr in enumerate(tracks)]
             else:
@@ -197,9 +217,14 @@ def write_vos(
                     dict(_object_facts(tr, events[k], masks[k]), anno_id=anno_of[tr.obj_id])
                     for k, tr in enumerate(tracks)
                 ],
-                "expressions": {str(e): {"template": ex.template, "obj_id": list(ex.obj_ids),
-                                         **({"lookalikes": lookalikes} if ambiguous else {})}
-                                for e, ex in enumerate(exprs)},
+                "expressions": {
+                    str(e): {
+                        "template": ex.template,
+                        "obj_id": list(ex.obj_ids),
+                        **({"lookalikes": lookalikes} if ambiguous else {}),
+                    }
+                    for e, ex in enumerate(exprs)
+                },
             }
         for split, meta in metas.items():
             with open(os.path.join(tmp, f"meta_expressions_{split}_.json"), "w") as f:
@@ -251,7 +276,9 @@ def write_avs(
             media = os.path.join(tmp, "media", vid)
             for t in range(avs_lib.N_FRAMES):
                 _save_jpeg(os.path.join(media, "frames", f"{t}.jpg"), frames[t])
-            sf.write(os.path.join(media, "audio.wav"), avs_lib.mix_audio(sounds, rng), avs_lib.SAMPLE_RATE, subtype="PCM_16")
+            sf.write(
+                os.path.join(media, "audio.wav"), avs_lib.mix_audio(sounds, rng), avs_lib.SAMPLE_RATE, subtype="PCM_16"
+            )
             split = AVS_SPLITS[i % len(AVS_SPLITS)]
             k_of = {tr.obj_id: k for k, tr in enumerate(tracks)}
             items = [(ex.text, ex.obj_ids, split) for ex in exprs]

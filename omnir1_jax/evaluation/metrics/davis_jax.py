@@ -154,8 +154,10 @@ def _dilate_disk_packed(b: UInt32[Array, "*B Hp W"], radius: int) -> UInt32[Arra
     padded = [jnp.pad(segments[k], [(0, 0)] * (b.ndim - 1) + [(radius, radius)]) for k in keys]
     # Materialise the few segment maps once; fused into the 2r + 1 consumers they would be recomputed 2r + 1 times.
     barrier = dict(zip(keys, lax.optimization_barrier(tuple(padded))))
-    columns = [lax.slice_in_dim(barrier[h], radius + dx, radius + dx + width, axis=b.ndim - 1)
-               for dx, h in zip(range(-radius, radius + 1), half_heights)]
+    columns = [
+        lax.slice_in_dim(barrier[h], radius + dx, radius + dx + width, axis=b.ndim - 1)
+        for dx, h in zip(range(-radius, radius + 1), half_heights)
+    ]
     return functools.reduce(operator.or_, columns)
 
 

@@ -28,4 +28,3 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> None:
         if isinstance(err, (TypeError, ValueError)):
             raise ValueError(f"cannot write {path}: {err}") from err
         raise
-

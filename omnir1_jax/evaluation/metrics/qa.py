@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,9 @@ TASKS = tuple(f"{s}->{t}" for s in MODALITIES for t in MODALITIES)
 # The paper's column order (Table 7): audio-, text-, visual-centric.
 PAPER_ORDER = ("Au->Au", "Au->Te", "Au->Vi", "Te->Te", "Te->Au", "Te->Vi", "Vi->Vi", "Vi->Au", "Vi->Te")
 # Table 7's column headers: a single-modality task is printed as its modality alone, a cross one as X->Y.
-PAPER_LABELS = {t: (t.split("->")[0] if t.split("->")[0] == t.split("->")[1] else t.replace("->", "\u2192"))
-                for t in PAPER_ORDER}
+PAPER_LABELS = {
+    t: (t.split("->")[0] if t.split("->")[0] == t.split("->")[1] else t.replace("->", "\u2192")) for t in PAPER_ORDER
+}
 
 
 def is_cross_modal(task: str) -> bool:
@@ -57,8 +59,9 @@ def _answer_body(completion: str) -> str:
     return body
 
 
-def extract_letter(completion: object, letters: Sequence[str] = "ABCD",
-                   options: Sequence[str] | None = None) -> str | None:
+def extract_letter(
+    completion: object, letters: Sequence[str] = "ABCD", options: Sequence[str] | None = None
+) -> str | None:
     """The chosen option letter of a multiple-choice answer, or None; never raises.
 
     Where: the ``<answer>`` body if there is one, else the text after the last ``</think>``, else the whole text.
@@ -79,9 +82,13 @@ def extract_letter(completion: object, letters: Sequence[str] = "ABCD",
             return m.group(1)
         if options:
             low = body.lower()
-            hits = [allowed[i] for i, o in enumerate(options[:len(allowed)])
-                    if isinstance(o, str) and o.strip()
-                    and re.search(r"(?<!\w)" + re.escape(o.strip().lower()) + r"(?!\w)", low)]
+            hits = [
+                allowed[i]
+                for i, o in enumerate(options[: len(allowed)])
+                if isinstance(o, str)
+                and o.strip()
+                and re.search(r"(?<!\w)" + re.escape(o.strip().lower()) + r"(?!\w)", low)
+            ]
             if len(hits) == 1:
                 return hits[0]
     except (TypeError, ValueError, re.error):  # defensive: a strange answer is a wrong answer, not a crash
@@ -98,8 +105,9 @@ class QAAccumulator:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, question_id: str, task: str, predicted: str | None, gold: str,
-            groups: Mapping[str, str] | None = None) -> dict:
+    def add(
+        self, question_id: str, task: str, predicted: str | None, gold: str, groups: Mapping[str, str] | None = None
+    ) -> dict:
         """Record one question; ``predicted`` is the chosen letter (None = no letter); ``groups`` maps grouping
         dimensions to this question's value (e.g. ``{"duration": "short"}``). Returns the row.
 
@@ -116,8 +124,13 @@ class QAAccumulator:
             is_cross_modal(task)  # a modality pair must be one of the nine
         if not (isinstance(gold, str) and len(gold) == 1 and gold.isalpha()):
             raise ValueError(f"question {question_id!r}: gold must be one letter, got {gold!r}")
-        row: dict[str, Any] = {"id": question_id, "task": task, "predicted": predicted, "gold": gold,
-                               "correct": predicted == gold}
+        row: dict[str, Any] = {
+            "id": question_id,
+            "task": task,
+            "predicted": predicted,
+            "gold": gold,
+            "correct": predicted == gold,
+        }
         if groups:
             row["groups"] = {str(k): str(v) for k, v in groups.items()}
         self._rows[question_id] = row
@@ -148,8 +161,11 @@ class QAAccumulator:
             return {"accuracy": float(np.mean(c)), "correct": int(sum(c)), "count": len(c)}
 
         out = {}
-        tasks = [t for t in PAPER_ORDER if any(r["task"] == t for r in rows)] if self.crossomni \
+        tasks = (
+            [t for t in PAPER_ORDER if any(r["task"] == t for r in rows)]
+            if self.crossomni
             else list(dict.fromkeys(r["task"] for r in rows))
+        )
         for task in tasks:
             out[task] = group([r for r in rows if r["task"] == task])
         if self.crossomni:
@@ -166,8 +182,7 @@ class QAAccumulator:
             for value in dict.fromkeys(r["groups"][d] for r in rows if d in r.get("groups", {})):
                 out[f"{d}={value}"] = group([r for r in rows if r.get("groups", {}).get(d) == value])
         if len(tasks) > 1:
-            out["task_mean"] = {"accuracy": float(np.mean([out[t]["accuracy"] for t in tasks])),
-                                "tasks": len(tasks)}
+            out["task_mean"] = {"accuracy": float(np.mean([out[t]["accuracy"] for t in tasks])), "tasks": len(tasks)}
         out["overall"] = group(rows)
         return out
 
@@ -237,8 +252,7 @@ class YesNoAccumulator:
             raise ValueError(f"question {question_id!r} was already added")
         if gold not in ("Yes", "No") or predicted not in ("Yes", "No", None):
             raise ValueError(f"question {question_id!r}: gold {gold!r} / predicted {predicted!r} must be Yes or No")
-        row = {"id": question_id, "task": str(task), "predicted": predicted, "gold": gold,
-               "correct": predicted == gold}
+        row = {"id": question_id, "task": str(task), "predicted": predicted, "gold": gold, "correct": predicted == gold}
         self._rows[question_id] = row
         return row
 
@@ -254,8 +268,15 @@ class YesNoAccumulator:
         precision = tp / pred_yes if pred_yes else 0.0
         recall = tp / gold_yes if gold_yes else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"accuracy": correct / len(rows), "correct": correct, "count": len(rows), "precision": precision,
-                "recall": recall, "f1": f1, "yes_ratio": pred_yes / len(rows)}
+        return {
+            "accuracy": correct / len(rows),
+            "correct": correct,
+            "count": len(rows),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "yes_ratio": pred_yes / len(rows),
+        }
 
     def summary(self) -> dict[str, dict]:
         """``{task: metrics}`` in first-seen task order, then ``overall``. Raises ValueError when empty."""
@@ -269,8 +290,10 @@ class YesNoAccumulator:
 
     def summary_table(self) -> str:
         """Markdown table, percentages with one decimal (as AVHBench's leaderboard prints them)."""
-        lines = ["| task | accuracy | precision | recall | F1 | yes % | correct / count |",
-                 "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines = [
+            "| task | accuracy | precision | recall | F1 | yes % | correct / count |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for name, s in self.summary().items():
             cells = " | ".join(f"{100 * s[k]:.1f}" for k in ("accuracy", "precision", "recall", "f1", "yes_ratio"))
             lines.append(f"| {name} | {cells} | {s['correct']} / {s['count']} |")

@@ -13,7 +13,7 @@ table is reproducible.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -29,13 +29,28 @@ def iqm(values: ArrayLike, axis: int = -1) -> np.ndarray:
     return _st.trim_mean(np.asarray(values, np.float64), 0.25, axis=axis)
 
 
-def _interval(samples: tuple, statistic, *, paired: bool = False, seed: int = 0,
-              confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES) -> tuple[float, float]:
+def _interval(
+    samples: tuple,
+    statistic,
+    *,
+    paired: bool = False,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+) -> tuple[float, float]:
     if any(len(s) < 2 for s in samples):
         v = float(statistic(*samples, axis=-1))
         return (v, v)  # one seed: no interval (reported as a point, labelled as one seed by the callers)
-    res = _st.bootstrap(samples, statistic, paired=paired, vectorized=True, confidence_level=confidence,
-                        n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    res = _st.bootstrap(
+        samples,
+        statistic,
+        paired=paired,
+        vectorized=True,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     lo, hi = res.confidence_interval
     return float(lo), float(hi)
 
@@ -49,9 +64,16 @@ def summarize(values: Sequence[float], *, seed: int = 0) -> dict:
     x = np.asarray(values, np.float64)
     if x.ndim != 1 or len(x) == 0:
         raise ValueError(f"need a non-empty 1-D list of per-seed values, got shape {x.shape}")
-    return {"n": int(len(x)), "mean": float(x.mean()), "ci": list(_interval((x,), _mean, seed=seed)),
-            "iqm": float(iqm(x)), "iqm_ci": list(_interval((x,), iqm, seed=seed)),
-            "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "min": float(x.min()), "max": float(x.max())}
+    return {
+        "n": len(x),
+        "mean": float(x.mean()),
+        "ci": list(_interval((x,), _mean, seed=seed)),
+        "iqm": float(iqm(x)),
+        "iqm_ci": list(_interval((x,), iqm, seed=seed)),
+        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
 
 
 def probability_of_improvement(x: ArrayLike, y: ArrayLike, axis: int = -1) -> np.ndarray:
@@ -70,9 +92,13 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0) 
     if xa.shape != xb.shape or xa.ndim != 1 or len(xa) == 0:
         raise ValueError(f"paired arms need per-seed values of the same seeds, got {xa.shape} and {xb.shape}")
     diff = xb - xa
-    return {"n": int(len(xa)), "mean": float(diff.mean()), "ci": list(_interval((diff,), _mean, seed=seed)),
-            "prob_improvement": float(probability_of_improvement(xb, xa)),
-            "prob_improvement_ci": list(_interval((xb, xa), probability_of_improvement, paired=True, seed=seed))}
+    return {
+        "n": len(xa),
+        "mean": float(diff.mean()),
+        "ci": list(_interval((diff,), _mean, seed=seed)),
+        "prob_improvement": float(probability_of_improvement(xb, xa)),
+        "prob_improvement_ci": list(_interval((xb, xa), probability_of_improvement, paired=True, seed=seed)),
+    }
 
 
 def format_interval(s: dict, digits: int = 3) -> str:

@@ -334,8 +334,9 @@ class RefAVSAccumulator:
         if split == NULL_SPLIT:
             ps = p if y is None or cfg.s_threshold is None else y > cfg.s_threshold
             s = refavs_null_s(ps, sqrt=cfg.null_s_sqrt)
-            return self._put(RefAVSRecord(str(expression_id), split, p.shape[0], s=s, fg_pixels=int(ps.sum()),
-                                          pixels=int(ps.size)))
+            return self._put(
+                RefAVSRecord(str(expression_id), split, p.shape[0], s=s, fg_pixels=int(ps.sum()), pixels=int(ps.size))
+            )
         if target is None:
             raise ValueError(f"expression {expression_id!r} on split {split!r} needs a target mask")
         g = _frames(np.asarray(target))
@@ -343,12 +344,34 @@ class RefAVSAccumulator:
         j = refavs_iou(pj, g, empty_gt=cfg.empty_gt)
         curve, count = fscore_curve(p.astype(np.float64) if y is None else y, g, cfg.num_thresholds, cfg.beta2)
         f = float((curve / count).max()) if count else 0.0
-        return self._put(RefAVSRecord(str(expression_id), split, p.shape[0], j=float(j.mean()), f=f,
-                                      j_frames=tuple(float(v) for v in j), f_curve_sum=tuple(float(v) for v in curve),
-                                      f_count=int(count)))
+        return self._put(
+            RefAVSRecord(
+                str(expression_id),
+                split,
+                p.shape[0],
+                j=float(j.mean()),
+                f=f,
+                j_frames=tuple(float(v) for v in j),
+                f_curve_sum=tuple(float(v) for v in curve),
+                f_count=int(count),
+            )
+        )
 
-    def add_scores(self, expression_id: str, split: str, num_frames: int, j=None, f=None, s=None, *,
-                   j_frames=None, f_curve_sum=None, f_count=None, fg_pixels=None, pixels=None) -> RefAVSRecord:
+    def add_scores(
+        self,
+        expression_id: str,
+        split: str,
+        num_frames: int,
+        j=None,
+        f=None,
+        s=None,
+        *,
+        j_frames=None,
+        f_curve_sum=None,
+        f_count=None,
+        fg_pixels=None,
+        pixels=None,
+    ) -> RefAVSRecord:
         """Records precomputed per-expression scores (J and F, or S on the null split), each in [0, 1], and
         optionally the pooled quantities the release protocol needs (see :class:`RefAVSRecord`)."""
         self._check_new(expression_id, split)
@@ -393,7 +416,7 @@ class RefAVSAccumulator:
             group: Sequence[RefAVSRecord] = [r for r in self._records.values() if r.split == split]
             if not group:
                 continue
-            batches = [group] if size is None else [group[i:i + size] for i in range(0, len(group), size)]
+            batches = [group] if size is None else [group[i : i + size] for i in range(0, len(group), size)]
             if split == NULL_SPLIT:
                 s = [r.s for r in group] if size is None else [self._batch_s(b) for b in batches]
                 out[split] = {"S": float(np.mean(s)), "count": len(group)}
@@ -411,8 +434,10 @@ class RefAVSAccumulator:
     def _need(record: RefAVSRecord, field: str):
         v = getattr(record, field)
         if v is None:
-            raise ValueError(f"expression {record.expression_id!r} has no {field}: the batched (release) protocol "
-                             f"needs the pooled quantities (add it with add(), or add_scores(..., {field}=...))")
+            raise ValueError(
+                f"expression {record.expression_id!r} has no {field}: the batched (release) protocol "
+                f"needs the pooled quantities (add it with add(), or add_scores(..., {field}=...))"
+            )
         return v
 
     def _batch_j(self, batch) -> float:

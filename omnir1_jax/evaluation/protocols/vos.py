@@ -151,8 +151,9 @@ class VOSAccumulator:
         "reasoning")``, the default); ``None`` makes ``"overall"`` the pooled mean over all expressions (MeViS).
     """
 
-    def __init__(self, overall_subsets: Sequence[str] | None = ("referring", "reasoning"), *,
-                 visa_rounding: bool = False):
+    def __init__(
+        self, overall_subsets: Sequence[str] | None = ("referring", "reasoning"), *, visa_rounding: bool = False
+    ):
         if overall_subsets is not None:
             overall_subsets = tuple(overall_subsets)
             bad = [s for s in overall_subsets if not isinstance(s, str) or s in _RESERVED]
@@ -165,8 +166,11 @@ class VOSAccumulator:
     def describe(self) -> dict:
         """The protocol as a JSON-able dict: ``{"name": "visa_rounded" | "exact", "visa_rounding": bool,
         "overall_subsets": [...] | None}``."""
-        return {"name": "visa_rounded" if self.visa_rounding else "exact", "visa_rounding": self.visa_rounding,
-                "overall_subsets": None if self.overall_subsets is None else list(self.overall_subsets)}
+        return {
+            "name": "visa_rounded" if self.visa_rounding else "exact",
+            "visa_rounding": self.visa_rounding,
+            "overall_subsets": None if self.overall_subsets is None else list(self.overall_subsets),
+        }
 
     def __len__(self) -> int:
         return len(self._records)
@@ -262,4 +266,3 @@ class VOSAccumulator:
         name (``"protocol": "exact"`` or ``"visa_rounded"``)."""
         name = self.describe()["name"]
         write_jsonl_atomic(path, ({**r.to_json(), "protocol": name} for r in self.records()))
-

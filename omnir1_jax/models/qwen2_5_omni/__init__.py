@@ -23,6 +23,15 @@ from omnir1_jax.models.qwen2_5_omni.config import (
 from omnir1_jax.models.qwen2_5_omni.convert import abstract_model, from_hf, stored_dtype, to_hf
 from omnir1_jax.models.qwen2_5_omni.rope_index import get_rope_index
 from omnir1_jax.models.qwen2_5_omni.safetensors_io import CheckpointError
+from omnir1_jax.models.qwen2_5_omni.sampling import SampleOutput, filter_logits, generate
+from omnir1_jax.models.qwen2_5_omni.scoring import (
+    CompletionScorer,
+    append_completion,
+    completion_logprobs,
+    group_completion_logprobs,
+    sequence_logprobs,
+    trajectory_logprobs,
+)
 from omnir1_jax.models.qwen2_5_omni.sharding import (
     ShardingConfig,
     fsdp_tp,
@@ -45,7 +54,3 @@ from omnir1_jax.models.qwen2_5_omni.thinker import (
     repeat_prompt,
     unrepeat_prompt,
 )
-from omnir1_jax.models.qwen2_5_omni.sampling import SampleOutput, filter_logits, generate
-from omnir1_jax.models.qwen2_5_omni.scoring import (
-    CompletionScorer, append_completion, completion_logprobs, group_completion_logprobs, sequence_logprobs,
-    trajectory_logprobs)

@@ -27,9 +27,9 @@ class AudioLayout:
 
     chunks: Float[Array, "C L M"]  # zero-padded mel chunks
     chunk_mask: Bool[Array, "C L"]  # True on real frames
-    valid_index: Int[Array, "S"]  # flat index into [C * L2] of frames that exist after the stride-2 conv
-    segment: Int[Array, "S"]  # chunk id of each valid frame (attention stays inside a chunk)
-    pool_index: Int[Array, "Q"]  # first frame of each averaged pair
+    valid_index: Int[Array, " S"]  # flat index into [C * L2] of frames that exist after the stride-2 conv
+    segment: Int[Array, " S"]  # chunk id of each valid frame (attention stays inside a chunk)
+    pool_index: Int[Array, " Q"]  # first frame of each averaged pair
 
 
 def audio_layout(cfg: AudioConfig, input_features, feature_attention_mask) -> tuple[AudioLayout, np.ndarray]:
@@ -40,8 +40,9 @@ def audio_layout(cfg: AudioConfig, input_features, feature_attention_mask) -> tu
     feats = np.asarray(input_features, np.float32)
     mask = np.asarray(feature_attention_mask).astype(bool)
     if feats.ndim != 3 or mask.shape != (feats.shape[0], feats.shape[2]):
-        raise ValueError(f"input_features {feats.shape} and feature_attention_mask {mask.shape} do not match "
-                         "([A, M, F] and [A, F])")
+        raise ValueError(
+            f"input_features {feats.shape} and feature_attention_mask {mask.shape} do not match ([A, M, F] and [A, F])"
+        )
     if feats.shape[1] != cfg.num_mel_bins:
         raise ValueError(f"input_features has {feats.shape[1]} mel bins, the model expects {cfg.num_mel_bins}")
     lens = mask.sum(-1).astype(np.int64)
@@ -61,12 +62,12 @@ def audio_layout(cfg: AudioConfig, input_features, feature_attention_mask) -> tu
     cmask = np.zeros((c, maxlen), bool)
     start = 0
     for i, n in enumerate(chunk_lens.tolist()):
-        chunks[i, :n] = frames[start:start + n]
+        chunks[i, :n] = frames[start : start + n]
         cmask[i, :n] = True
         start += n
     after = (chunk_lens - 1) // 2 + 1
     l2 = (maxlen - 1) // 2 + 1
-    valid = (np.arange(l2)[None, :] < after[:, None])
+    valid = np.arange(l2)[None, :] < after[:, None]
     valid_index = np.flatnonzero(valid.reshape(-1)).astype(np.int32)
     segment = np.repeat(np.arange(c), after).astype(np.int32)
     audio_after = (lens - 1) // 2 + 1
@@ -95,8 +96,9 @@ class Conv1d(nnx.Module):
 
     def __call__(self, x):
         k = self.kernel[...]
-        y = jax.lax.conv_general_dilated(x.astype(k.dtype), k, (self.stride,), [(1, 1)],
-                                         dimension_numbers=("NWC", "WIO", "NWC"))
+        y = jax.lax.conv_general_dilated(
+            x.astype(k.dtype), k, (self.stride,), [(1, 1)], dimension_numbers=("NWC", "WIO", "NWC")
+        )
         return y + self.bias[...]
 
 

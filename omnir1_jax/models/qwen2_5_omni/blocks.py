@@ -25,7 +25,7 @@ leaf: 0).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -36,10 +36,21 @@ from omnir1_jax.models.qwen2_5_omni.thinker import InputError, ModelInputs
 from omnir1_jax.models.qwen2_5_omni.vision import VisionLayout, vision_layout
 
 #: the keys of :func:`block_sizes`, in a fixed order (the order processes exchange them in)
-SIZE_KEYS = ("rows", "length", "repeats",
-             "image_patches", "image_max_full", "image_max_window",
-             "video_patches", "video_max_full", "video_max_window",
-             "audio_chunks", "audio_chunk_len", "audio_frames", "audio_pooled")
+SIZE_KEYS = (
+    "rows",
+    "length",
+    "repeats",
+    "image_patches",
+    "image_max_full",
+    "image_max_window",
+    "video_patches",
+    "video_max_full",
+    "video_max_window",
+    "audio_chunks",
+    "audio_chunk_len",
+    "audio_frames",
+    "audio_pooled",
+)
 ABSENT = -1  # a modality the inputs do not have
 
 
@@ -48,16 +59,27 @@ def block_sizes(inputs: ModelInputs) -> dict[str, int]:
     b, t = np.shape(inputs.input_ids)
     s = dict.fromkeys(SIZE_KEYS, ABSENT)
     s.update(rows=int(b), length=int(t), repeats=int(inputs.num_repeats))
-    for kind, px, lay in (("image", inputs.pixel_values, inputs.image_layout),
-                          ("video", inputs.pixel_values_videos, inputs.video_layout)):
+    for kind, px, lay in (
+        ("image", inputs.pixel_values, inputs.image_layout),
+        ("video", inputs.pixel_values_videos, inputs.video_layout),
+    ):
         if lay is not None:
-            s.update({f"{kind}_patches": int(np.shape(px)[0]), f"{kind}_max_full": int(lay.max_full),
-                      f"{kind}_max_window": int(lay.max_window)})
+            s.update(
+                {
+                    f"{kind}_patches": int(np.shape(px)[0]),
+                    f"{kind}_max_full": int(lay.max_full),
+                    f"{kind}_max_window": int(lay.max_window),
+                }
+            )
     a = inputs.audio_layout
     if a is not None:
         c, length = np.shape(a.chunks)[:2]
-        s.update(audio_chunks=int(c), audio_chunk_len=int(length), audio_frames=int(np.shape(a.valid_index)[0]),
-                 audio_pooled=int(np.shape(a.pool_index)[0]))
+        s.update(
+            audio_chunks=int(c),
+            audio_chunk_len=int(length),
+            audio_frames=int(np.shape(a.valid_index)[0]),
+            audio_pooled=int(np.shape(a.pool_index)[0]),
+        )
     return s
 
 
@@ -72,11 +94,15 @@ def common_sizes(sizes: Sequence[Mapping[str, int]]) -> dict[str, int]:
         present = [v != ABSENT for v in vals]
         if any(present) and not all(present):
             which = [i for i, p in enumerate(present) if not p]
-            raise InputError(f"{k.split('_')[0]} inputs are missing from block(s) {which} but present in others: "
-                             "every process's share of a batch must have the same modalities")
+            raise InputError(
+                f"{k.split('_')[0]} inputs are missing from block(s) {which} but present in others: "
+                "every process's share of a batch must have the same modalities"
+            )
         if k in ("rows", "repeats") and len(set(vals)) > 1:
-            raise InputError(f"the blocks have different {k} {vals}: every process must hold the same number of "
-                             "prompt rows (data.batch_size a multiple of the processes)")
+            raise InputError(
+                f"the blocks have different {k} {vals}: every process must hold the same number of "
+                "prompt rows (data.batch_size a multiple of the processes)"
+            )
         out[k] = max(vals)
     return out
 
@@ -116,10 +142,14 @@ def _vision(cfg: Qwen2_5OmniConfig, px, lay: VisionLayout, sizes, kind: str, blo
     pixels[:p] = np.asarray(px)
     # segment ids are below the patch count, so block * patches keeps every block's ids apart and increasing
     layout = VisionLayout(
-        window_index=(wi + block * units).astype(np.int32), reverse_index=(ri + block * units).astype(np.int32),
-        rot_pos=rot.astype(np.int32), full_segment=(fs + block * big).astype(np.int32),
-        window_segment=(ws + block * big).astype(np.int32), max_full=sizes[f"{kind}_max_full"],
-        max_window=sizes[f"{kind}_max_window"])
+        window_index=(wi + block * units).astype(np.int32),
+        reverse_index=(ri + block * units).astype(np.int32),
+        rot_pos=rot.astype(np.int32),
+        full_segment=(fs + block * big).astype(np.int32),
+        window_segment=(ws + block * big).astype(np.int32),
+        max_full=sizes[f"{kind}_max_full"],
+        max_window=sizes[f"{kind}_max_window"],
+    )
     return pixels, layout, units
 
 
@@ -139,12 +169,24 @@ def _audio(lay: AudioLayout, sizes, block: int):
     vi = np.concatenate([vi, np.full(s - len(vi), block * big_c * big_l2)])
     seg = np.concatenate([seg + block * (big_c + 1), np.full(s - len(seg), block * (big_c + 1) + big_c)])
     pool = np.concatenate([pool + block * s, np.full(q - len(pool), block * s)])
-    return AudioLayout(chunks=out, chunk_mask=mask, valid_index=vi.astype(np.int32), segment=seg.astype(np.int32),
-                       pool_index=pool.astype(np.int32))
+    return AudioLayout(
+        chunks=out,
+        chunk_mask=mask,
+        valid_index=vi.astype(np.int32),
+        segment=seg.astype(np.int32),
+        pool_index=pool.astype(np.int32),
+    )
 
 
-def pad_block(cfg: Qwen2_5OmniConfig, inputs: ModelInputs, sizes: Mapping[str, int], *, block: int,
-              num_blocks: int, pad_id: int = 0) -> ModelInputs:
+def pad_block(
+    cfg: Qwen2_5OmniConfig,
+    inputs: ModelInputs,
+    sizes: Mapping[str, int],
+    *,
+    block: int,
+    num_blocks: int,
+    pad_id: int = 0,
+) -> ModelInputs:
     """``inputs`` (one share, host arrays) padded to ``sizes`` (:func:`common_sizes`) and moved to place
     ``block`` of ``num_blocks`` equal blocks (host numpy arrays; see the module docstring).
 
@@ -156,8 +198,11 @@ def pad_block(cfg: Qwen2_5OmniConfig, inputs: ModelInputs, sizes: Mapping[str, i
         raise InputError(f"block {block} is not in [0, {num_blocks})")
     own = block_sizes(inputs)
     for k in SIZE_KEYS:
-        if (own[k] == ABSENT) != (sizes[k] == ABSENT) or own[k] > sizes[k] or (
-                k in ("rows", "repeats") and own[k] != sizes[k]):
+        if (
+            (own[k] == ABSENT) != (sizes[k] == ABSENT)
+            or own[k] > sizes[k]
+            or (k in ("rows", "repeats") and own[k] != sizes[k])
+        ):
             raise InputError(f"block {block} has {k}={own[k]}, which does not fit the common {k}={sizes[k]}")
     ids, mask = np.asarray(inputs.input_ids), np.asarray(inputs.attention_mask)
     b, t = ids.shape
@@ -170,18 +215,27 @@ def pad_block(cfg: Qwen2_5OmniConfig, inputs: ModelInputs, sizes: Mapping[str, i
         input_ids=np.pad(ids, ((0, 0), (shift, 0)), constant_values=pad_id).astype(ids.dtype),
         attention_mask=np.pad(mask, ((0, 0), (shift, 0))).astype(mask.dtype),
         position_ids=np.pad(np.asarray(inputs.position_ids), ((0, 0), (0, 0), (shift, 0)), constant_values=1),
-        rope_deltas=np.asarray(inputs.rope_deltas))
+        rope_deltas=np.asarray(inputs.rope_deltas),
+    )
     if inputs.image_layout is not None:
         px, lay, units = _vision(cfg, inputs.pixel_values, inputs.image_layout, sizes, "image", block)
-        out.update(pixel_values=px, image_layout=lay,
-                   image_positions=_positions(inputs.image_positions, count=units * nr, **pos))
+        out.update(
+            pixel_values=px,
+            image_layout=lay,
+            image_positions=_positions(inputs.image_positions, count=units * nr, **pos),
+        )
     if inputs.video_layout is not None:
         px, lay, units = _vision(cfg, inputs.pixel_values_videos, inputs.video_layout, sizes, "video", block)
-        out.update(pixel_values_videos=px, video_layout=lay,
-                   video_positions=_positions(inputs.video_positions, count=units * nr, **pos))
+        out.update(
+            pixel_values_videos=px,
+            video_layout=lay,
+            video_positions=_positions(inputs.video_positions, count=units * nr, **pos),
+        )
     if inputs.audio_layout is not None:
-        out.update(audio_layout=_audio(inputs.audio_layout, sizes, block),
-                   audio_positions=_positions(inputs.audio_positions, count=sizes["audio_pooled"] * nr, **pos))
+        out.update(
+            audio_layout=_audio(inputs.audio_layout, sizes, block),
+            audio_positions=_positions(inputs.audio_positions, count=sizes["audio_pooled"] * nr, **pos),
+        )
     return ModelInputs(**out, num_repeats=inputs.num_repeats)
 
 
@@ -192,8 +246,10 @@ def concat_blocks(blocks: Sequence[ModelInputs]) -> ModelInputs:
     treedef = jax.tree_util.tree_structure(first)
     if any(jax.tree_util.tree_structure(b) != treedef for b in blocks):
         raise InputError("the blocks differ in structure (modalities or static fields)")
-    out = [np.concatenate([np.asarray(lv[i][1]) for lv in leaves], axis=block_axis(jax.tree_util.keystr(path)))
-           for i, (path, _) in enumerate(leaves[0])]
+    out = [
+        np.concatenate([np.asarray(lv[i][1]) for lv in leaves], axis=block_axis(jax.tree_util.keystr(path)))
+        for i, (path, _) in enumerate(leaves[0])
+    ]
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -221,11 +277,16 @@ def merge_rows(parts: Sequence[ModelInputs], *, pad_id: int = 0) -> ModelInputs:
         deltas.append(np.asarray(p.rope_deltas))
         for kind, f in (("image", p.image_positions), ("video", p.video_positions), ("audio", p.audio_positions)):
             if f is not None:
-                moved[kind].append(_positions(f, t=t, rows=b, length=length, row0=row0, total=total,
-                                              count=int(np.shape(f)[0])))
+                moved[kind].append(
+                    _positions(f, t=t, rows=b, length=length, row0=row0, total=total, count=int(np.shape(f)[0]))
+                )
         row0 += b
-    out = dict(input_ids=np.concatenate(ids), attention_mask=np.concatenate(mask),
-               position_ids=np.concatenate(pos_ids, axis=1), rope_deltas=np.concatenate(deltas))
+    out = dict(
+        input_ids=np.concatenate(ids),
+        attention_mask=np.concatenate(mask),
+        position_ids=np.concatenate(pos_ids, axis=1),
+        rope_deltas=np.concatenate(deltas),
+    )
     for kind, px_key in (("image", "pixel_values"), ("video", "pixel_values_videos")):
         have = [p for p in parts if getattr(p, f"{kind}_layout") is not None]
         if not have:
@@ -234,18 +295,25 @@ def merge_rows(parts: Sequence[ModelInputs], *, pad_id: int = 0) -> ModelInputs:
         pixels = [np.asarray(getattr(p, px_key)) for p in have]
         units = [len(np.asarray(lay.window_index)) for lay in layouts]
         u_off = np.concatenate([[0], np.cumsum(units)[:-1]]).astype(np.int64)
-        cat = lambda name, offs: np.concatenate(  # noqa: E731
-            [np.asarray(getattr(lay, name), np.int64) + o for lay, o in zip(layouts, offs)]).astype(np.int32)
-        nseg = lambda name: [int(np.asarray(getattr(lay, name)).max()) + 1 if len(np.asarray(getattr(lay, name)))  # noqa: E731
-                             else 0 for lay in layouts]
+        cat = lambda name, offs: np.concatenate(
+            [np.asarray(getattr(lay, name), np.int64) + o for lay, o in zip(layouts, offs)]
+        ).astype(np.int32)
+        nseg = lambda name: [
+            int(np.asarray(getattr(lay, name)).max()) + 1 if len(np.asarray(getattr(lay, name))) else 0
+            for lay in layouts
+        ]
         f_off = np.concatenate([[0], np.cumsum(nseg("full_segment"))[:-1]])
         w_off = np.concatenate([[0], np.cumsum(nseg("window_segment"))[:-1]])
         out[px_key] = np.concatenate(pixels)
         out[f"{kind}_layout"] = VisionLayout(
-            window_index=cat("window_index", u_off), reverse_index=cat("reverse_index", u_off),
+            window_index=cat("window_index", u_off),
+            reverse_index=cat("reverse_index", u_off),
             rot_pos=np.concatenate([np.asarray(lay.rot_pos) for lay in layouts]).astype(np.int32),
-            full_segment=cat("full_segment", f_off), window_segment=cat("window_segment", w_off),
-            max_full=max(int(lay.max_full) for lay in layouts), max_window=max(int(lay.max_window) for lay in layouts))
+            full_segment=cat("full_segment", f_off),
+            window_segment=cat("window_segment", w_off),
+            max_full=max(int(lay.max_full) for lay in layouts),
+            max_window=max(int(lay.max_window) for lay in layouts),
+        )
         out[f"{kind}_positions"] = np.concatenate(moved[kind])
     have = [p.audio_layout for p in parts if p.audio_layout is not None]
     if have:
@@ -263,9 +331,12 @@ def merge_rows(parts: Sequence[ModelInputs], *, pad_id: int = 0) -> ModelInputs:
             seg.append(np.asarray(a.segment, np.int64) + c_off)
             pool.append(np.asarray(a.pool_index, np.int64) + s_off)
             c_off, s_off = c_off + c, s_off + len(v)
-        out["audio_layout"] = AudioLayout(chunks=np.concatenate(chunks), chunk_mask=np.concatenate(cmask),
-                                          valid_index=np.concatenate(vi).astype(np.int32),
-                                          segment=np.concatenate(seg).astype(np.int32),
-                                          pool_index=np.concatenate(pool).astype(np.int32))
+        out["audio_layout"] = AudioLayout(
+            chunks=np.concatenate(chunks),
+            chunk_mask=np.concatenate(cmask),
+            valid_index=np.concatenate(vi).astype(np.int32),
+            segment=np.concatenate(seg).astype(np.int32),
+            pool_index=np.concatenate(pool).astype(np.int32),
+        )
         out["audio_positions"] = np.concatenate(moved["audio"])
     return ModelInputs(**out, num_repeats=reps.pop())

@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -93,16 +93,19 @@ def hf_key(name: str) -> tuple[str, str]:
     raise CheckpointError(f"no checkpoint key for Flax parameter {name!r} (KEY_TABLE has no rule)")
 
 
-def normalise_key(key: str) -> Optional[str]:
+def normalise_key(key: str) -> str | None:
     """Map a checkpoint key of any supported layout to the saved-Thinker layout; None for non-Thinker keys."""
     if key.startswith("thinker."):
-        key = key[len("thinker."):]
+        key = key[len("thinker.") :]
     elif key.startswith(("talker.", "token2wav.")):
         return None
-    for pre, new in (("model.language_model.", "model."), ("model.visual.", "visual."),
-                     ("model.audio_tower.", "audio_tower.")):
+    for pre, new in (
+        ("model.language_model.", "model."),
+        ("model.visual.", "visual."),
+        ("model.audio_tower.", "audio_tower."),
+    ):
         if key.startswith(pre):
-            return new + key[len(pre):]
+            return new + key[len(pre) :]
     return key
 
 
@@ -117,9 +120,17 @@ def _hf_shape(kind: str, flax_shape: tuple[int, ...], cfg: Qwen2_5OmniConfig) ->
     return (flax_shape[1], v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
 
 
-def abstract_model(cfg: Qwen2_5OmniConfig, dtype=jnp.float32, mesh=None, sharding: Optional[ShardingConfig] = None,
-                   *, act_sharding=None, kv_sharding=None, attention: str = "chunked",
-                   param_dtype=None) -> Qwen2_5OmniThinker:
+def abstract_model(
+    cfg: Qwen2_5OmniConfig,
+    dtype=jnp.float32,
+    mesh=None,
+    sharding: ShardingConfig | None = None,
+    *,
+    act_sharding=None,
+    kv_sharding=None,
+    attention: str = "chunked",
+    param_dtype=None,
+) -> Qwen2_5OmniThinker:
     """The model's structure with ``ShapeDtypeStruct`` leaves (no memory), e.g. for ahead-of-time compilation;
     parameters in ``param_dtype`` (default ``dtype``), computing in ``dtype``.
 
@@ -127,10 +138,19 @@ def abstract_model(cfg: Qwen2_5OmniConfig, dtype=jnp.float32, mesh=None, shardin
     carries its ``NamedSharding`` (``sharding``'s rules on the weights' logical axes) and the model carries its
     activation / KV-cache constraints, exactly as :func:`init_model` / :func:`from_hf` would build it.
     """
-    model = nnx.eval_shape(lambda: Qwen2_5OmniThinker(cfg, dtype=dtype, rngs=nnx.Rngs(0), sharding=sharding,
-                                                      mesh=mesh, act_sharding=act_sharding,
-                                                      kv_sharding=kv_sharding, attention=attention,
-                                                      param_dtype=param_dtype))
+    model = nnx.eval_shape(
+        lambda: Qwen2_5OmniThinker(
+            cfg,
+            dtype=dtype,
+            rngs=nnx.Rngs(0),
+            sharding=sharding,
+            mesh=mesh,
+            act_sharding=act_sharding,
+            kv_sharding=kv_sharding,
+            attention=attention,
+            param_dtype=param_dtype,
+        )
+    )
     if mesh is None:
         return model
     graphdef, state = nnx.split(model)
@@ -150,8 +170,8 @@ def from_hf(
     path: str | os.PathLike,
     *,
     dtype=jnp.float32,
-    mesh: Optional[Mesh] = None,
-    sharding: Optional[ShardingConfig] = None,
+    mesh: Mesh | None = None,
+    sharding: ShardingConfig | None = None,
     param_dtype=None,
 ) -> Qwen2_5OmniThinker:
     """Load a local Hugging Face Thinker (or full Qwen2.5-Omni) directory: ``config.json`` + ``*.safetensors``.
@@ -170,7 +190,7 @@ def from_hf(
     sharding = sharding or no_sharding()
     files = SafetensorsDir(path)
     src = {}
-    for k in files.keys():
+    for k in files:
         nk = normalise_key(k)
         if nk is not None:
             src[nk] = k
@@ -193,9 +213,9 @@ def from_hf(
         if mesh is None:
             return jnp.asarray(np.asarray(_TO_FLAX[kind](raw)), dtype=dtype)
         if kind == "linear":  # read only this device's slice of the [out, in] tensor
-            cb = lambda idx: np.asarray(raw[idx[1], idx[0]]).T.astype(dtype)  # noqa: E731
+            cb = lambda idx: np.asarray(raw[idx[1], idx[0]]).T.astype(dtype)
         else:
-            cb = lambda idx: np.asarray(_TO_FLAX[kind](raw)[idx]).astype(dtype)  # noqa: E731
+            cb = lambda idx: np.asarray(_TO_FLAX[kind](raw)[idx]).astype(dtype)
         return jax.make_array_from_callback(tuple(leaf.shape), leaf.sharding, cb)  # from abstract_model
 
     state = jax.tree_util.tree_map_with_path(load, abstract)
@@ -207,7 +227,7 @@ def stored_dtype(path: str | os.PathLike) -> str:
     checkpoints): the most common floating dtype of its safetensors tensors (read from the headers only)."""
     files = SafetensorsDir(os.fspath(path))
     counts: dict[str, int] = {}
-    for k in files.keys():
+    for k in files:
         name = files.dtype(k).name
         if name in ("float32", "bfloat16", "float16", "float64"):
             counts[name] = counts.get(name, 0) + 1
@@ -248,7 +268,8 @@ def to_hf(model: Qwen2_5OmniThinker, path: str | os.PathLike, *, dtype=None, ove
         save_file(tensors, os.path.join(tmp, "model.safetensors"))
         hf_cfg = cfg.to_hf_dict()
         hf_cfg["dtype"] = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}.get(
-            str(next(iter(tensors.values())).dtype), "float32")
+            str(next(iter(tensors.values())).dtype), "float32"
+        )
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(hf_cfg, f, indent=2)
         if os.path.exists(path):

@@ -27,8 +27,9 @@ class Linear(nnx.Module):
     to the residual stream, which is not split along the width, so it stays replicated.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, use_bias: bool, dtype, rngs: nnx.Rngs,
-                 axes: tuple = (None, None)):
+    def __init__(
+        self, in_features: int, out_features: int, *, use_bias: bool, dtype, rngs: nnx.Rngs, axes: tuple = (None, None)
+    ):
         self.kernel = nnx.Param(_INIT(rngs.params(), (in_features, out_features), dtype), logical_axes=tuple(axes))
         bias_axes = (None,) if axes[1] == "embed" else (axes[1],)
         self.bias = nnx.Param(jnp.zeros((out_features,), dtype), logical_axes=bias_axes) if use_bias else None
@@ -55,8 +56,7 @@ def linear(x: Float[Array, "... I"], kernel: Float[Array, "I O"], bias=None) -> 
 class Embed(nnx.Module):
     """Token embedding table ``weight`` [V, D] (logical axes ``("vocab", "embed")`` unless given)."""
 
-    def __init__(self, num_embeddings: int, features: int, *, dtype, rngs: nnx.Rngs,
-                 axes: tuple = ("vocab", "embed")):
+    def __init__(self, num_embeddings: int, features: int, *, dtype, rngs: nnx.Rngs, axes: tuple = ("vocab", "embed")):
         self.weight = nnx.Param(_INIT(rngs.params(), (num_embeddings, features), dtype), logical_axes=tuple(axes))
 
     def __call__(self, ids):
@@ -153,10 +153,15 @@ def segment_attention(
 
         def shift(y, j):  # out[i] = y[i - j], fill where i - j is out of range
             edge = jnp.full((abs(j),) + y.shape[1:], fill, y.dtype)
-            return jnp.concatenate([edge, y[:m - j]] if j > 0 else [y[-j:], edge], axis=0)
+            return jnp.concatenate([edge, y[: m - j]] if j > 0 else [y[-j:], edge], axis=0)
 
-        parts = ([shift(xc[:, chunk - r:], n)] + [shift(xc, j) for j in range(n - 1, 0, -1)] + [xc]
-                 + [shift(xc, -j) for j in range(1, n)] + [shift(xc[:, :r], -n)])
+        parts = (
+            [shift(xc[:, chunk - r :], n)]
+            + [shift(xc, j) for j in range(n - 1, 0, -1)]
+            + [xc]
+            + [shift(xc, -j) for j in range(1, n)]
+            + [shift(xc[:, :r], -n)]
+        )
         return jnp.concatenate(parts, axis=1)  # [m, chunk + 2 L, ...]
 
     kb, vb = bands(k[0], 0), bands(v[0], 0)

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from omnir1_jax.models.qwen2_5_omni.config import (
-    AudioConfig, ConfigError, Qwen2_5OmniConfig, TextConfig, VisionConfig)
+from omnir1_jax.models.qwen2_5_omni.config import AudioConfig, ConfigError, Qwen2_5OmniConfig, TextConfig, VisionConfig
 from omnir1_jax.models.qwen2_5_omni.convert import _TO_FLAX, _hf_shape, flax_name, hf_key
 from omnir1_jax.models.qwen2_5_omni.safetensors_io import CheckpointError, SafetensorsDir
 from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig
@@ -52,8 +52,10 @@ def config_from_qwen2(d: Mapping[str, Any], *, source: str = "config.json") -> Q
     """The Thinker config of a ``Qwen2ForCausalLM`` ``config.json`` dict (``model_type`` ``qwen2``): its text
     decoder, minimal unused encoders, placeholder ids at the top of the vocabulary."""
     if d.get("model_type") != "qwen2":
-        raise ConfigError(f"{source}: model_type={d.get('model_type')!r}, expected 'qwen2' (a Qwen2ForCausalLM "
-                          "directory; a Qwen2.5-Omni checkpoint loads with from_hf)")
+        raise ConfigError(
+            f"{source}: model_type={d.get('model_type')!r}, expected 'qwen2' (a Qwen2ForCausalLM "
+            "directory; a Qwen2.5-Omni checkpoint loads with from_hf)"
+        )
     if d.get("use_sliding_window"):
         raise ConfigError(f"{source}: use_sliding_window=true is not supported (full attention only)")
     rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
@@ -64,8 +66,11 @@ def config_from_qwen2(d: Mapping[str, Any], *, source: str = "config.json") -> Q
         hidden = int(d["hidden_size"])
         vocab = int(d["vocab_size"])
         text = TextConfig(
-            vocab_size=vocab, hidden_size=hidden, intermediate_size=int(d["intermediate_size"]),
-            num_hidden_layers=int(d["num_hidden_layers"]), num_attention_heads=heads,
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=int(d["intermediate_size"]),
+            num_hidden_layers=int(d["num_hidden_layers"]),
+            num_attention_heads=heads,
             num_key_value_heads=int(d.get("num_key_value_heads") or heads),
             rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
             rope_theta=float(rope.get("rope_theta", d.get("rope_theta", 10000.0))),
@@ -82,18 +87,38 @@ def config_from_qwen2(d: Mapping[str, Any], *, source: str = "config.json") -> Q
     top = vocab - 1
     return Qwen2_5OmniConfig(
         text=text,
-        vision=VisionConfig(depth=1, hidden_size=8, intermediate_size=8, num_heads=1, window_size=28,
-                            out_hidden_size=hidden, fullatt_block_indexes=(0,)),
-        audio=AudioConfig(num_mel_bins=8, encoder_layers=1, encoder_attention_heads=1, encoder_ffn_dim=8, d_model=8,
-                          n_window=4, output_dim=hidden),
-        image_token_id=top, video_token_id=top - 1, audio_token_id=top - 2, vision_start_token_id=top - 3,
-        vision_end_token_id=top - 4, audio_start_token_id=top - 5, audio_end_token_id=top - 6,
+        vision=VisionConfig(
+            depth=1,
+            hidden_size=8,
+            intermediate_size=8,
+            num_heads=1,
+            window_size=28,
+            out_hidden_size=hidden,
+            fullatt_block_indexes=(0,),
+        ),
+        audio=AudioConfig(
+            num_mel_bins=8,
+            encoder_layers=1,
+            encoder_attention_heads=1,
+            encoder_ffn_dim=8,
+            d_model=8,
+            n_window=4,
+            output_dim=hidden,
+        ),
+        image_token_id=top,
+        video_token_id=top - 1,
+        audio_token_id=top - 2,
+        vision_start_token_id=top - 3,
+        vision_end_token_id=top - 4,
+        audio_start_token_id=top - 5,
+        audio_end_token_id=top - 6,
         user_token_id=top - 7,
     )
 
 
-def from_hf_qwen2(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None,
-                  sharding: Optional[ShardingConfig] = None, seed: int = 0) -> Qwen2_5OmniThinker:
+def from_hf_qwen2(
+    path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, sharding: ShardingConfig | None = None, seed: int = 0
+) -> Qwen2_5OmniThinker:
     """A Thinker holding the ``Qwen2ForCausalLM`` checkpoint of ``path`` (``config.json`` + ``*.safetensors``)
     in its text path; the unused encoders are initialised from ``seed``. ``mesh`` / ``sharding`` as in
     :func:`~omnir1_jax.models.qwen2_5_omni.init_model` (the text weights are placed where the model's are)."""

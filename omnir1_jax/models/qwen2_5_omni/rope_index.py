@@ -96,8 +96,7 @@ def get_rope_index(
         vision_next = ids[vs + 1] if len(vs) else np.zeros((0,), ids.dtype)
         n_audio = int(np.sum(ids == cfg.audio_start_token_id))
         n_image = int(np.sum(vision_next == cfg.image_token_id))
-        n_video = int(np.sum(vision_next == (cfg.audio_start_token_id if use_audio_in_video
-                                             else cfg.video_token_id)))
+        n_video = int(np.sum(vision_next == (cfg.audio_start_token_id if use_audio_in_video else cfg.video_token_id)))
         parts: list[np.ndarray] = []
 
         def nxt() -> int:
@@ -173,9 +172,9 @@ def get_rope_index(
                 a_chunks = _chunked_index(a_pos[0], per_chunk, s1)
                 for j in range(max(len(v_chunks), len(a_chunks))):
                     if j < len(v_chunks):
-                        parts.append(v_pos[:, v_chunks[j][0]:v_chunks[j][1]])
+                        parts.append(v_pos[:, v_chunks[j][0] : v_chunks[j][1]])
                     if j < len(a_chunks):
-                        parts.append(a_pos[:, a_chunks[j][0]:a_chunks[j][1]])
+                        parts.append(a_pos[:, a_chunks[j][0] : a_chunks[j][1]])
                 s2 = nxt()
                 parts.append(np.full((3, 1), s2))
                 parts.append(np.full((3, 1), s2))
@@ -190,7 +189,8 @@ def get_rope_index(
         if pos.shape[1] != len(tokens):
             raise RopeIndexError(
                 f"row {i}: placeholder counts do not match the grids / audio lengths "
-                f"({pos.shape[1]} positions for {len(tokens)} tokens)")
+                f"({pos.shape[1]} positions for {len(tokens)} tokens)"
+            )
         position_ids[:, i, mask[i]] = pos
         deltas[i] = int(pos.max()) + 1 - len(tokens)
     return position_ids, deltas

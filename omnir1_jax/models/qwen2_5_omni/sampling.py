@@ -15,8 +15,8 @@ only restrict what is sampled); this is the behaviour policy's log-prob that GRP
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,14 +29,19 @@ from omnir1_jax.models.qwen2_5_omni.scoring import max_prompt_position
 from omnir1_jax.models.qwen2_5_omni.sharding import Constraint, constrain
 from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.thinker import (
-    InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, compute_view)
+    InputError,
+    ModelInputs,
+    Qwen2_5OmniThinker,
+    as_model_inputs,
+    compute_view,
+)
 
 
 @struct.dataclass
 class SampleOutput:
     tokens: Int[Array, "R G"]  # pad_token_id after a row's EOS
     logprobs: Float[Array, "R G"]  # 0 after a row's EOS
-    lengths: Int[Array, "R"]  # generated tokens per row, EOS included
+    lengths: Int[Array, " R"]  # generated tokens per row, EOS included
 
 
 def filter_logits(logits: Float[Array, "R V"], top_k: int = 0, top_p: float = 1.0) -> Float[Array, "R V"]:
@@ -55,7 +60,7 @@ def filter_logits(logits: Float[Array, "R V"], top_k: int = 0, top_p: float = 1.
     return logits
 
 
-def first_argmax(x: Float[Array, "R V"]) -> Int[Array, "R"]:
+def first_argmax(x: Float[Array, "R V"]) -> Int[Array, " R"]:
     """``jnp.argmax(x, -1)`` (first index of the maximum) for finite ``x``, as two plain reductions.
 
     XLA:CPU lowers ``argmax`` to a variadic (value, index) reduction that took ~35 ms per decode step on a
@@ -70,8 +75,9 @@ def _pick(logits, key, *, greedy, temperature, top_k, top_p, suppress=()):
     x = logits.astype(jnp.float32)
     # suppressed ids are never drawn; like top-k / top-p, the reported log-prob is the unfiltered one (what a
     # scorer of the sequence computes)
-    ban = (lambda z: z.at[:, jnp.asarray(suppress, jnp.int32)].set(jnp.finfo(z.dtype).min)) if suppress else \
-        (lambda z: z)
+    ban = (
+        (lambda z: z.at[:, jnp.asarray(suppress, jnp.int32)].set(jnp.finfo(z.dtype).min)) if suppress else (lambda z: z)
+    )
     if greedy:
         tok = first_argmax(ban(x))
         lp_all = jax.nn.log_softmax(x, axis=-1)
@@ -97,8 +103,9 @@ def _cache_specs(spec):
     return out if mesh is None else tuple(Constraint(mesh, o) for o in out)
 
 
-def _prefill(model: Qwen2_5OmniThinker, inputs: ModelInputs, *, max_new_tokens: int, num_samples: int,
-             pad_token_id: int = 0):
+def _prefill(
+    model: Qwen2_5OmniThinker, inputs: ModelInputs, *, max_new_tokens: int, num_samples: int, pad_token_id: int = 0
+):
     """The prompts' forward pass with the KV cache laid out for the group (``model`` already in its compute view,
     :func:`_decode_model`): returns ``(fused, start, carry)``: the decoder's concatenated weights, each row's first
     completion position, and the decode loop's state ``(caches, logits, kv_valid, tokens, logps, done,
@@ -115,29 +122,59 @@ def _prefill(model: Qwen2_5OmniThinker, inputs: ModelInputs, *, max_new_tokens: 
     kh, hd = tcfg.num_key_value_heads, tcfg.head_dim
     empty_k, empty_v = jnp.zeros((b, kh, hd, s_len), kv_dtype), jnp.zeros((b, kh, s_len, hd), kv_dtype)
     caches = [(empty_k, empty_v) for _ in range(tcfg.num_hidden_layers)]
-    h, caches = model.language_model(x, inputs.position_ids, mask, caches=caches, write_index=0,
-                                     act_sharding=model.act_sharding, fused=fused)
+    h, caches = model.language_model(
+        x, inputs.position_ids, mask, caches=caches, write_index=0, act_sharding=model.act_sharding, fused=fused
+    )
     logits = model.logits(h[:, -1:])[:, 0]
     # N copies of the cache, rows b * N + n.
-    rep = lambda a: jnp.repeat(a, num_samples, axis=0)  # noqa: E731
+    rep = lambda a: jnp.repeat(a, num_samples, axis=0)
     k_spec, v_spec = _cache_specs(model.kv_sharding)
     caches = [(constrain(rep(k), k_spec), constrain(rep(v), v_spec)) for k, v in caches]
     r = b * num_samples
     kv_valid = jnp.concatenate([rep(prompt_mask), jnp.zeros((r, g), bool)], axis=1)
-    carry = (caches, rep(logits), kv_valid, jnp.full((r, g), pad_token_id, jnp.int32), jnp.zeros((r, g), jnp.float32),
-             jnp.zeros((r,), bool), jnp.zeros((r,), jnp.int32))
+    carry = (
+        caches,
+        rep(logits),
+        kv_valid,
+        jnp.full((r, g), pad_token_id, jnp.int32),
+        jnp.zeros((r, g), jnp.float32),
+        jnp.zeros((r,), bool),
+        jnp.zeros((r,), jnp.int32),
+    )
     return fused, rep(max_prompt_position(inputs) + 1), carry
 
 
-def _decode_step(model, fused, carry, start, step, key, *, prompt_len: int, greedy, temperature, top_k, top_p,
-                 eos, pad_token_id, suppress=()):
+def _decode_step(
+    model,
+    fused,
+    carry,
+    start,
+    step,
+    key,
+    *,
+    prompt_len: int,
+    greedy,
+    temperature,
+    top_k,
+    top_p,
+    eos,
+    pad_token_id,
+    suppress=(),
+):
     """One token for every row: pick from the current logits, write it, run it through the decoder at cache
     position ``prompt_len + step`` (``step`` is the loop's counter, shared by every row)."""
     caches, logits, kv_valid, tokens, logps, done, lengths = carry
     r = logits.shape[0]
     eos_arr = jnp.asarray(eos if eos else [-1], jnp.int32)
-    tok, lp = _pick(logits, jax.random.fold_in(key, step), greedy=greedy, temperature=temperature, top_k=top_k,
-                    top_p=top_p, suppress=suppress)
+    tok, lp = _pick(
+        logits,
+        jax.random.fold_in(key, step),
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        suppress=suppress,
+    )
     tok = jnp.where(done, pad_token_id, tok)
     lp = jnp.where(done, 0.0, lp)
     lengths = lengths + (~done).astype(jnp.int32)
@@ -147,8 +184,15 @@ def _decode_step(model, fused, carry, start, step, key, *, prompt_len: int, gree
     kv_valid = jax.lax.dynamic_update_slice(kv_valid, jnp.ones((r, 1), bool), (0, prompt_len + step))
     xt = model.language_model.embed_tokens(tok[:, None])
     pos = jnp.broadcast_to((start + step)[None, :, None], (3, r, 1)).astype(start.dtype)
-    h, caches = model.language_model(xt, pos, kv_valid[:, None, :], caches=caches, write_index=prompt_len + step,
-                                     act_sharding=model.act_sharding, fused=fused)
+    h, caches = model.language_model(
+        xt,
+        pos,
+        kv_valid[:, None, :],
+        caches=caches,
+        write_index=prompt_len + step,
+        act_sharding=model.act_sharding,
+        fused=fused,
+    )
     return caches, model.logits(h)[:, 0], kv_valid, tokens, logps, done, lengths
 
 
@@ -164,13 +208,35 @@ def _finish(carry) -> SampleOutput:
     return SampleOutput(tokens=tokens, logprobs=logps, lengths=lengths)
 
 
-def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_tokens, num_samples, greedy,
-              temperature, top_k, top_p, eos, pad_token_id, suppress=()):
+def _generate(
+    model: Qwen2_5OmniThinker,
+    inputs: ModelInputs,
+    key,
+    *,
+    max_new_tokens,
+    num_samples,
+    greedy,
+    temperature,
+    top_k,
+    top_p,
+    eos,
+    pad_token_id,
+    suppress=(),
+):
     model = _decode_model(model)
-    fused, start, carry = _prefill(model, inputs, max_new_tokens=max_new_tokens, num_samples=num_samples,
-                                   pad_token_id=pad_token_id)
-    kw = dict(prompt_len=inputs.input_ids.shape[1], greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-              eos=eos, pad_token_id=pad_token_id, suppress=suppress)
+    fused, start, carry = _prefill(
+        model, inputs, max_new_tokens=max_new_tokens, num_samples=num_samples, pad_token_id=pad_token_id
+    )
+    kw = dict(
+        prompt_len=inputs.input_ids.shape[1],
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos=eos,
+        pad_token_id=pad_token_id,
+        suppress=suppress,
+    )
 
     def cond(state):
         step, carry = state
@@ -184,8 +250,23 @@ def _generate(model: Qwen2_5OmniThinker, inputs: ModelInputs, key, *, max_new_to
     return _finish(carry)
 
 
-def generate_seeds(graphdef, states, inputs, keys, *, shared_inputs: bool = False, max_new_tokens, num_samples,
-                   greedy, temperature=1.0, top_k=0, top_p=1.0, eos=(), pad_token_id=0, suppress=()) -> SampleOutput:
+def generate_seeds(
+    graphdef,
+    states,
+    inputs,
+    keys,
+    *,
+    shared_inputs: bool = False,
+    max_new_tokens,
+    num_samples,
+    greedy,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    eos=(),
+    pad_token_id=0,
+    suppress=(),
+) -> SampleOutput:
     """:func:`_generate` for several models at once (traceable): ``states`` is their state stacked on a leading
     seed axis (split with ``graphdef``), ``inputs`` their stacked prompts (or one prompt batch for all with
     ``shared_inputs``), ``keys`` one PRNG key per model. The prefill is ``vmap``-ed over the seed axis; the decode
@@ -201,12 +282,25 @@ def generate_seeds(graphdef, states, inputs, keys, *, shared_inputs: bool = Fals
     cstates = jax.vmap(view)(states)
 
     def prefill(state, inp):
-        return _prefill(nnx.merge(graphdef, state), inp, max_new_tokens=max_new_tokens, num_samples=num_samples,
-                        pad_token_id=pad_token_id)
+        return _prefill(
+            nnx.merge(graphdef, state),
+            inp,
+            max_new_tokens=max_new_tokens,
+            num_samples=num_samples,
+            pad_token_id=pad_token_id,
+        )
 
     fused, start, carry = jax.vmap(prefill, in_axes=(0, in_inputs))(cstates, inputs)
-    kw = dict(prompt_len=inputs.input_ids.shape[-1], greedy=greedy, temperature=temperature, top_k=top_k,
-              top_p=top_p, eos=eos, pad_token_id=pad_token_id, suppress=suppress)
+    kw = dict(
+        prompt_len=inputs.input_ids.shape[-1],
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos=eos,
+        pad_token_id=pad_token_id,
+        suppress=suppress,
+    )
 
     def one_step(state, f, c, st, key, step):
         return _decode_step(nnx.merge(graphdef, state), f, c, st, step, key, **kw)
@@ -223,8 +317,17 @@ def generate_seeds(graphdef, states, inputs, keys, *, shared_inputs: bool = Fals
     return jax.vmap(_finish)(carry)
 
 
-_STATIC = ("max_new_tokens", "num_samples", "greedy", "temperature", "top_k", "top_p", "eos", "pad_token_id",
-           "suppress")
+_STATIC = (
+    "max_new_tokens",
+    "num_samples",
+    "greedy",
+    "temperature",
+    "top_k",
+    "top_p",
+    "eos",
+    "pad_token_id",
+    "suppress",
+)
 _jit_generate = nnx.jit(_generate, static_argnames=_STATIC)
 
 
@@ -233,7 +336,7 @@ def generate(
     prompt: ModelInputs | Mapping[str, Any],
     *,
     max_new_tokens: int,
-    key: Optional[jax.Array] = None,
+    key: jax.Array | None = None,
     num_samples: int = 1,
     greedy: bool = False,
     temperature: float = 1.0,
@@ -260,8 +363,11 @@ def generate(
     inputs = as_model_inputs(model.config, prompt)
     am = inputs.attention_mask
     # a global array spanning processes is checked by each process on the rows it holds
-    last = ([np.asarray(sh.data)[:, -1] for sh in am.addressable_shards]
-            if isinstance(am, jax.Array) and not am.is_fully_addressable else [np.asarray(am)[:, -1]])
+    last = (
+        [np.asarray(sh.data)[:, -1] for sh in am.addressable_shards]
+        if isinstance(am, jax.Array) and not am.is_fully_addressable
+        else [np.asarray(am)[:, -1]]
+    )
     if not all(np.all(x == 1) for x in last):
         raise InputError("prompts must be left-padded (attention_mask[:, -1] == 1 for every row)")
     if max_new_tokens < 1 or num_samples < 1:
@@ -275,7 +381,17 @@ def generate(
             raise ValueError(f"top_p={top_p} must be in (0, 1] and top_k={top_k} >= 0")
     key = jax.random.key(0) if key is None else key
     eos = () if eos_token_id is None else tuple(int(e) for e in np.atleast_1d(eos_token_id))
-    return _jit_generate(model, inputs, key, max_new_tokens=int(max_new_tokens), num_samples=int(num_samples),
-                         greedy=bool(greedy), temperature=1.0 if greedy else float(temperature),
-                         top_k=int(top_k), top_p=float(top_p), eos=eos, pad_token_id=int(pad_token_id),
-                         suppress=tuple(sorted(int(t) for t in suppress_token_ids)))
+    return _jit_generate(
+        model,
+        inputs,
+        key,
+        max_new_tokens=int(max_new_tokens),
+        num_samples=int(num_samples),
+        greedy=bool(greedy),
+        temperature=1.0 if greedy else float(temperature),
+        top_k=int(top_k),
+        top_p=float(top_p),
+        eos=eos,
+        pad_token_id=int(pad_token_id),
+        suppress=tuple(sorted(int(t) for t in suppress_token_ids)),
+    )

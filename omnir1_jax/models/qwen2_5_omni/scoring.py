@@ -11,21 +11,28 @@ sequence re-scored here gives the sampler's log-probs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from omnir1_jax.models.qwen2_5_omni.text import causal_padding_mask
 from omnir1_jax.models.qwen2_5_omni.thinker import (
-    InputError, ModelInputs, Qwen2_5OmniThinker, as_model_inputs, compute_view, encoder_features, unrepeat_prompt,
-    with_features)
+    InputError,
+    ModelInputs,
+    Qwen2_5OmniThinker,
+    as_model_inputs,
+    compute_view,
+    encoder_features,
+    unrepeat_prompt,
+    with_features,
+)
 from omnir1_jax.rl import head_token_logprobs, token_logprobs
 
 
-def max_prompt_position(inputs: ModelInputs) -> Int[Array, "B"]:
+def max_prompt_position(inputs: ModelInputs) -> Int[Array, " B"]:
     """Largest 3-D position of each row's real prompt tokens."""
     m = inputs.attention_mask.astype(bool)[None]
     return jnp.max(jnp.where(m, inputs.position_ids, -1), axis=(0, 2))
@@ -37,11 +44,12 @@ def append_completion(inputs: ModelInputs, completion_ids, completion_mask) -> M
     c = completion_ids.shape[1]
     start = max_prompt_position(inputs) + 1
     cpos = start[:, None] + jnp.arange(c, dtype=inputs.position_ids.dtype)[None, :]
-    remap = lambda f: None if f is None else (f // p) * (p + c) + f % p  # noqa: E731
+    remap = lambda f: None if f is None else (f // p) * (p + c) + f % p
     return inputs.replace(
         input_ids=jnp.concatenate([inputs.input_ids, completion_ids.astype(inputs.input_ids.dtype)], axis=1),
         attention_mask=jnp.concatenate(
-            [inputs.attention_mask, completion_mask.astype(inputs.attention_mask.dtype)], axis=1),
+            [inputs.attention_mask, completion_mask.astype(inputs.attention_mask.dtype)], axis=1
+        ),
         position_ids=jnp.concatenate([inputs.position_ids, jnp.broadcast_to(cpos[None], (3, b, c))], axis=2),
         image_positions=remap(inputs.image_positions),
         video_positions=remap(inputs.video_positions),
@@ -53,12 +61,12 @@ def completion_logprobs(
     model: Qwen2_5OmniThinker,
     prompt: ModelInputs,
     completion_ids: Int[Array, "B C"],
-    completion_mask: Optional[Int[Array, "B C"]] = None,
+    completion_mask: Int[Array, "B C"] | None = None,
     *,
     remat: bool = False,
     temperature: float = 1.0,
-    chunk_size: Optional[int] = None,
-    fuse_head: Optional[bool] = None,
+    chunk_size: int | None = None,
+    fuse_head: bool | None = None,
 ) -> Float[Array, "B C"]:
     """log p(completion_ids[:, j] | prompt, completion[:, :j]) in float32, 0 where ``completion_mask`` is 0.
 
@@ -73,7 +81,7 @@ def completion_logprobs(
     p = prompt.input_ids.shape[1]
     c = completion_ids.shape[1]
     full = append_completion(prompt, completion_ids, completion_mask)
-    h = model.hidden_states(full, remat=remat)[:, p - 1:p + c - 1]
+    h = model.hidden_states(full, remat=remat)[:, p - 1 : p + c - 1]
     lp = _head_logprobs(model, h, completion_ids, chunk_size, temperature, fuse_head)
     return lp * completion_mask.astype(lp.dtype)
 
@@ -93,13 +101,13 @@ def group_completion_logprobs(
     model: Qwen2_5OmniThinker,
     prompt: ModelInputs,
     completion_ids: Int[Array, "R C"],
-    completion_mask: Optional[Int[Array, "R C"]] = None,
+    completion_mask: Int[Array, "R C"] | None = None,
     *,
     group_size: int,
     remat: bool = False,
     temperature: float = 1.0,
-    chunk_size: Optional[int] = None,
-    fuse_head: Optional[bool] = None,
+    chunk_size: int | None = None,
+    fuse_head: bool | None = None,
 ) -> Float[Array, "R C"]:
     """:func:`completion_logprobs` for GRPO groups, running each group's shared prompt once.
 
@@ -122,14 +130,20 @@ def group_completion_logprobs(
     if r != b * group_size:
         raise InputError(f"completion_ids has {r} rows; prompt has {b} groups of {group_size}")
     lm, tcfg = model.language_model, model.config.text
-    rep = lambda a: jnp.repeat(a, group_size, axis=0)  # noqa: E731
+    rep = lambda a: jnp.repeat(a, group_size, axis=0)
     # Prompt prefix, once per group: hidden states and every layer's keys / values.
     prompt_mask = base.attention_mask.astype(bool)
     kh, hd, dt = tcfg.num_key_value_heads, tcfg.head_dim, lm.embed_tokens.weight[...].dtype
-    caches = [(jnp.zeros((b, kh, hd, p), dt), jnp.zeros((b, kh, p, hd), dt))
-              for _ in range(tcfg.num_hidden_layers)]
-    h_prompt, caches = lm(model.embed(base, remat=remat), base.position_ids, causal_padding_mask(prompt_mask), caches=caches,
-                          write_index=0, remat=remat, act_sharding=model.act_sharding)
+    caches = [(jnp.zeros((b, kh, hd, p), dt), jnp.zeros((b, kh, p, hd), dt)) for _ in range(tcfg.num_hidden_layers)]
+    h_prompt, caches = lm(
+        model.embed(base, remat=remat),
+        base.position_ids,
+        causal_padding_mask(prompt_mask),
+        caches=caches,
+        write_index=0,
+        remat=remat,
+        act_sharding=model.act_sharding,
+    )
     prefix = [(rep(k), rep(v)) for k, v in caches]
     # Completions, R rows, attending to the repeated prefix and causally to themselves.
     cmask = completion_mask.astype(bool)
@@ -138,8 +152,14 @@ def group_completion_logprobs(
     start = rep(max_prompt_position(base) + 1)
     cpos = start[:, None] + jnp.arange(c, dtype=base.position_ids.dtype)[None, :]
     x = lm.embed_tokens(completion_ids.astype(jnp.int32))
-    h_comp, _ = lm(x, jnp.broadcast_to(cpos[None], (3, r, c)), causal[None] & kv_valid[:, None, :], caches=prefix,
-                   remat=remat, act_sharding=model.act_sharding)
+    h_comp, _ = lm(
+        x,
+        jnp.broadcast_to(cpos[None], (3, r, c)),
+        causal[None] & kv_valid[:, None, :],
+        caches=prefix,
+        remat=remat,
+        act_sharding=model.act_sharding,
+    )
     # Token j is predicted from position j - 1: the prompt's last position for j = 0.
     h = jnp.concatenate([rep(h_prompt[:, -1:]), h_comp[:, :-1]], axis=1)
     lp = _head_logprobs(model, h, completion_ids, chunk_size, temperature, fuse_head)
@@ -158,18 +178,18 @@ class CompletionScorer:
     parameters), :meth:`with_features` attaches the result to the prompt, and the scorer then places those
     features instead of running the encoders again for every slice."""
 
-    group_size: Optional[int] = None
+    group_size: int | None = None
     remat: Any = False
     temperature: float = 1.0
-    chunk_size: Optional[int] = None
-    fuse_head: Optional[bool] = None
+    chunk_size: int | None = None
+    fuse_head: bool | None = None
 
     def __call__(self, model, prompt: ModelInputs, completion_ids, completion_mask=None):
-        kw = dict(remat=self.remat, temperature=self.temperature, chunk_size=self.chunk_size,
-                  fuse_head=self.fuse_head)
+        kw = dict(remat=self.remat, temperature=self.temperature, chunk_size=self.chunk_size, fuse_head=self.fuse_head)
         if self.group_size and self.group_size > 1:
-            return group_completion_logprobs(model, prompt, completion_ids, completion_mask,
-                                             group_size=self.group_size, **kw)
+            return group_completion_logprobs(
+                model, prompt, completion_ids, completion_mask, group_size=self.group_size, **kw
+            )
         return completion_logprobs(model, prompt, completion_ids, completion_mask, **kw)
 
     def features(self, model, prompt: ModelInputs) -> dict:
@@ -186,12 +206,12 @@ def trajectory_logprobs(
     model: Qwen2_5OmniThinker,
     inputs: ModelInputs,
     target_ids: Int[Array, "B T"],
-    target_mask: Optional[Int[Array, "B T"]] = None,
+    target_mask: Int[Array, "B T"] | None = None,
     *,
     remat: bool = False,
     temperature: float = 1.0,
-    chunk_size: Optional[int] = None,
-    fuse_head: Optional[bool] = None,
+    chunk_size: int | None = None,
+    fuse_head: bool | None = None,
 ) -> Float[Array, "B T"]:
     """log p(token j | tokens < j) at every position j of whole prepared sequences, 0 where ``target_mask`` is 0
     and at j = 0: the scorer of multi-turn trajectories (prompt, answer, feedback with images, answer, ...), whose
@@ -214,8 +234,9 @@ def trajectory_logprobs(
 
 @nnx.jit(static_argnames=("remat", "temperature", "chunk_size"))
 def _jit_completion_logprobs(model, prompt, completion_ids, completion_mask, *, remat, temperature, chunk_size):
-    return completion_logprobs(model, prompt, completion_ids, completion_mask, remat=remat,
-                               temperature=temperature, chunk_size=chunk_size)
+    return completion_logprobs(
+        model, prompt, completion_ids, completion_mask, remat=remat, temperature=temperature, chunk_size=chunk_size
+    )
 
 
 def sequence_logprobs(
@@ -224,7 +245,7 @@ def sequence_logprobs(
     *,
     remat: bool = False,
     temperature: float = 1.0,
-    chunk_size: Optional[int] = None,
+    chunk_size: int | None = None,
 ) -> Float[Array, "B C"]:
     """Per-token log-probs of the completion tokens of ``batch`` (jit-compiled).
 
@@ -239,7 +260,10 @@ def sequence_logprobs(
     mask = batch.get("completion_mask")
     mask = jnp.ones_like(ids) if mask is None else jnp.asarray(mask, jnp.int32)
     if mask.shape != ids.shape or ids.shape[0] != prompt.input_ids.shape[0]:
-        raise ValueError(f"completion_ids {ids.shape}, completion_mask {mask.shape} and prompt batch "
-                         f"{prompt.input_ids.shape[0]} do not match")
-    return _jit_completion_logprobs(model, prompt, ids, mask, remat=remat, temperature=temperature,
-                                    chunk_size=chunk_size)
+        raise ValueError(
+            f"completion_ids {ids.shape}, completion_mask {mask.shape} and prompt batch "
+            f"{prompt.input_ids.shape[0]} do not match"
+        )
+    return _jit_completion_logprobs(
+        model, prompt, ids, mask, remat=remat, temperature=temperature, chunk_size=chunk_size
+    )

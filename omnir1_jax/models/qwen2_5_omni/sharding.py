@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Optional, Union
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -44,11 +44,11 @@ LOGICAL_AXES = (
     "act_embed",  # model width of activations (None in the layouts below: the residual stream is not split)
 )
 
-MeshAxes = Union[None, str, tuple]
+MeshAxes = None | str | tuple
 
 
 def _check_mesh_axes(where: str, ax) -> None:
-    for a in (ax if isinstance(ax, tuple) else (ax,)):
+    for a in ax if isinstance(ax, tuple) else (ax,):
         if a is not None and a not in AXES:
             raise ValueError(f"{where}: unknown mesh axis {a!r} (axes are {AXES})")
 
@@ -72,8 +72,8 @@ class ShardingConfig:
     """
 
     rules: tuple = ()
-    act_btd: Optional[tuple] = None
-    kv_cache_bskh: Optional[tuple] = None
+    act_btd: tuple | None = None
+    kv_cache_bskh: tuple | None = None
     batch_bt: tuple = ()
     decode_gather: tuple = ()
 
@@ -91,11 +91,11 @@ class ShardingConfig:
             _check_mesh_axes(f"ShardingConfig.rules[{name!r}]", ax)
         _check_mesh_axes("ShardingConfig.decode_gather", tuple(self.decode_gather))
         for field in ("act_btd", "kv_cache_bskh", "batch_bt"):
-            for name in (getattr(self, field) or ()):
+            for name in getattr(self, field) or ():
                 if name is not None and name not in LOGICAL_AXES:
                     raise ValueError(f"ShardingConfig.{field}: unknown logical axis {name!r}")
 
-    def mesh_axes(self, logical: Optional[str]) -> MeshAxes:
+    def mesh_axes(self, logical: str | None) -> MeshAxes:
         """The mesh axes of one logical name (None: replicated)."""
         if logical is None:
             return None
@@ -116,19 +116,19 @@ class ShardingConfig:
             raise ValueError(f"logical axes {logical_axes} do not match an array of shape {shape}")
         return fit_spec(self.logical_to_spec(logical_axes), tuple(shape), mesh_shape_of(mesh))
 
-    def act_spec(self) -> Optional[PartitionSpec]:
+    def act_spec(self) -> PartitionSpec | None:
         return None if self.act_btd is None else self.logical_to_spec(self.act_btd)
 
-    def flat_act_spec(self) -> Optional[PartitionSpec]:
+    def flat_act_spec(self) -> PartitionSpec | None:
         """[N, D] activations (encoder patches / frames): rows over the batch axes."""
         if self.act_btd is None:
             return None
         return self.logical_to_spec((self.act_btd[0], self.act_btd[-1]))
 
-    def kv_spec(self) -> Optional[PartitionSpec]:
+    def kv_spec(self) -> PartitionSpec | None:
         return None if self.kv_cache_bskh is None else self.logical_to_spec(self.kv_cache_bskh)
 
-    def decode_layout(self) -> Optional["ShardingConfig"]:
+    def decode_layout(self) -> ShardingConfig | None:
         """These rules with the ``decode_gather`` axes removed (the weights' layout while decoding); None
         without ``decode_gather``."""
         if not self.decode_gather:
@@ -153,10 +153,19 @@ def fsdp_tp(decode_gather: tuple = ()) -> ShardingConfig:
     """Weights: model width over ``fsdp``, heads / MLP / vocabulary over ``tensor``; batch over ``data`` x ``fsdp``.
     ``decode_gather=("fsdp",)``: decoding gathers the decoder's weights once (see :class:`ShardingConfig`)."""
     return ShardingConfig(
-        rules=(("vocab", "tensor"), ("embed", "fsdp"), ("heads", "tensor"), ("mlp", "tensor"),
-               ("batch", ("data", "fsdp")), ("length", ("data", "fsdp")), ("cache_heads", "tensor")),
-        act_btd=("batch", "length", None), kv_cache_bskh=("batch", None, "cache_heads", None),
-        batch_bt=("batch", None), decode_gather=tuple(decode_gather),
+        rules=(
+            ("vocab", "tensor"),
+            ("embed", "fsdp"),
+            ("heads", "tensor"),
+            ("mlp", "tensor"),
+            ("batch", ("data", "fsdp")),
+            ("length", ("data", "fsdp")),
+            ("cache_heads", "tensor"),
+        ),
+        act_btd=("batch", "length", None),
+        kv_cache_bskh=("batch", None, "cache_heads", None),
+        batch_bt=("batch", None),
+        decode_gather=tuple(decode_gather),
     )
 
 
@@ -187,8 +196,11 @@ def fit_spec(spec: PartitionSpec, shape: tuple[int, ...], mesh_shape: Mapping[st
     ``("data", "fsdp")`` = 2 x 8 still splits over ``data``), for a single axis drop it if it does not divide."""
     out, used = [], set()
     for i, ax in enumerate(list(spec)[: len(shape)]):
-        axes = [a for a in (ax if isinstance(ax, tuple) else (ax,))
-                if a is not None and mesh_shape.get(a, 1) > 1 and a not in used]
+        axes = [
+            a
+            for a in (ax if isinstance(ax, tuple) else (ax,))
+            if a is not None and mesh_shape.get(a, 1) > 1 and a not in used
+        ]
         while axes and shape[i] % _axis_size(mesh_shape, tuple(axes)):
             axes.pop()
         used.update(axes)
@@ -221,14 +233,15 @@ def constrain(x, spec):
         return x
     if isinstance(spec, (Constraint, NamedSharding)):
         return jax.lax.with_sharding_constraint(
-            x, NamedSharding(spec.mesh, fit_spec(spec.spec, x.shape, mesh_shape_of(spec.mesh))))
+            x, NamedSharding(spec.mesh, fit_spec(spec.spec, x.shape, mesh_shape_of(spec.mesh)))
+        )
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return x
     return jax.lax.with_sharding_constraint(x, fit_spec(spec, x.shape, mesh_shape_of(mesh)))
 
 
-def activation_shardings(sharding: Optional[ShardingConfig], mesh=None):
+def activation_shardings(sharding: ShardingConfig | None, mesh=None):
     """(decoder activation [B, T, D], KV-cache, encoder activation [N, D]) constraints the model stores:
     NamedShardings on ``mesh``, PartitionSpecs (applied under ``jax.set_mesh``) without one, None where the
     config has no constraint."""
@@ -243,7 +256,7 @@ def _is_variable(x) -> bool:
     return isinstance(x, nnx.Variable)
 
 
-def param_partition_specs(model_or_state, mesh, sharding: Optional[ShardingConfig] = None):
+def param_partition_specs(model_or_state, mesh, sharding: ShardingConfig | None = None):
     """PartitionSpec of every variable of a model (or ``nnx.State`` / abstract state), same tree structure.
 
     Specs come from each variable's ``logical_axes`` metadata through ``sharding``'s rules (default
@@ -265,7 +278,7 @@ def param_partition_specs(model_or_state, mesh, sharding: Optional[ShardingConfi
     return jax.tree.map(one, state, is_leaf=_is_variable)
 
 
-def param_shardings(model_or_state, mesh: Mesh, sharding: Optional[ShardingConfig] = None):
+def param_shardings(model_or_state, mesh: Mesh, sharding: ShardingConfig | None = None):
     """:func:`param_partition_specs` as ``NamedSharding(mesh, spec)`` leaves."""
     specs = param_partition_specs(model_or_state, mesh, sharding)
     return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
@@ -286,8 +299,14 @@ def shard_model(model, mesh: Mesh, sharding: ShardingConfig):
     return model
 
 
-def memory_report(config, mesh_shape: Mapping[str, int], sharding: Optional[ShardingConfig] = None, *,
-                  param_dtype=jnp.float32, opt_dtype=jnp.float32) -> dict[str, float]:
+def memory_report(
+    config,
+    mesh_shape: Mapping[str, int],
+    sharding: ShardingConfig | None = None,
+    *,
+    param_dtype=jnp.float32,
+    opt_dtype=jnp.float32,
+) -> dict[str, float]:
     """Per-device bytes of parameters and AdamW moments (``jax.eval_shape``, nothing allocated); the defaults are
     the training precision policy: float32 master weights and moments (a bf16 frozen reference, half the
     parameters' bytes, comes on top during GRPO).
@@ -302,8 +321,9 @@ def memory_report(config, mesh_shape: Mapping[str, int], sharding: Optional[Shar
     sharding = sharding or fsdp_tp()
     mesh_shape = {a: int(mesh_shape.get(a, 1)) for a in AXES}
     _, state = nnx.split(abstract_model(config), nnx.Param)
-    specs = jax.tree.leaves(param_partition_specs(state, mesh_shape, sharding),
-                            is_leaf=lambda x: isinstance(x, PartitionSpec))
+    specs = jax.tree.leaves(
+        param_partition_specs(state, mesh_shape, sharding), is_leaf=lambda x: isinstance(x, PartitionSpec)
+    )
     shapes = jax.tree.leaves(state)
     count = 0
     pbytes = abytes = 0.0
@@ -315,5 +335,10 @@ def memory_report(config, mesh_shape: Mapping[str, int], sharding: Optional[Shar
         pbytes += n / div * p_item
         abytes += 2 * n / div * o_item
     total = pbytes + abytes
-    return {"params": count, "param_bytes": pbytes, "adam_bytes": abytes, "total_bytes": total,
-            "total_gib": total / 2**30}
+    return {
+        "params": count,
+        "param_bytes": pbytes,
+        "adam_bytes": abytes,
+        "total_bytes": total,
+        "total_gib": total / 2**30,
+    }

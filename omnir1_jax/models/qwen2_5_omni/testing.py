@@ -69,6 +69,6 @@ def left_padded_image_rows(cfg: Qwen2_5OmniConfig, tails: tuple[tuple[int, ...],
     ids = np.zeros((2, t), np.int64)
     mask = np.zeros((2, t), np.int64)
     for i, r in enumerate(rows):
-        ids[i, t - len(r):] = r
-        mask[i, t - len(r):] = 1
+        ids[i, t - len(r) :] = r
+        mask[i, t - len(r) :] = 1
     return ids, mask

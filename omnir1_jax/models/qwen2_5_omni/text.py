@@ -17,7 +17,7 @@ copied transposed every decode step, and [B, K, S, H] keys made the one-query sc
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,13 +41,14 @@ class FusedWeights(NamedTuple):
     gate_up_kernel: Array  # [D, 2F]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _write_along(axis: int):
     """``dynamic_update_slice_in_dim(cache, new, index, axis)`` whose ``vmap`` with an unbatched index stays an
     in-place dynamic-update-slice (jax batches a dynamic-update-slice as a scatter, which XLA:CPU turns into a
     select and several copies of the whole cache per decode step: 3x the cost of a step). Differentiable: its
     JVP is the plain dynamic-update-slice of the tangents (``custom_vmap`` alone has no autodiff rule, and a
     rematerialised layer passes even a Python-int index in as a traced value)."""
+
     @custom_vmap
     def write(cache, new, index):
         return jax.lax.dynamic_update_slice_in_dim(cache, new, index, axis)
@@ -56,8 +57,10 @@ def _write_along(axis: int):
     def _batched(axis_size, in_batched, cache, new, index):
         cb, nb, ib = in_batched
         if ib:  # per-instance positions: the generic rule (a scatter)
-            return jax.vmap(lambda c, n, i: jax.lax.dynamic_update_slice_in_dim(c, n, i, axis),
-                            in_axes=(0 if cb else None, 0 if nb else None, 0))(cache, new, index), True
+            return jax.vmap(
+                lambda c, n, i: jax.lax.dynamic_update_slice_in_dim(c, n, i, axis),
+                in_axes=(0 if cb else None, 0 if nb else None, 0),
+            )(cache, new, index), True
         cache = cache if cb else jnp.broadcast_to(cache, (axis_size,) + cache.shape)
         new = new if nb else jnp.broadcast_to(new, (axis_size,) + new.shape)
         return _write_along(axis + 1)(cache, new, index), True
@@ -100,7 +103,7 @@ def mrope_cos_sin(
     freqs = position_ids.astype(jnp.float32)[..., None] * jnp.asarray(inv, jnp.float32)  # [3, B, T, H/2]
     parts, off = [], 0
     for i, s in enumerate(cfg.mrope_section):
-        parts.append(freqs[i % 3, ..., off:off + s])
+        parts.append(freqs[i % 3, ..., off : off + s])
         off += s
     f = jnp.concatenate(parts, axis=-1)
     emb = jnp.concatenate([f, f], axis=-1)
@@ -132,8 +135,9 @@ def gqa_attention(
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
     if impl == "dot_product":
-        o = jax.nn.dot_product_attention(q, k.transpose(0, 3, 1, 2), v.transpose(0, 2, 1, 3),
-                                         mask=mask[:, None], scale=scale)
+        o = jax.nn.dot_product_attention(
+            q, k.transpose(0, 3, 1, 2), v.transpose(0, 2, 1, 3), mask=mask[:, None], scale=scale
+        )
         return o.astype(q.dtype)
     b, t, n, h = q.shape
     if impl == "dense" or t <= q_chunk:
@@ -177,10 +181,12 @@ class Attention(nnx.Module):
     def fused(self) -> tuple[Array, Array]:
         """q/k/v kernels and biases concatenated along the output axis."""
         ps = (self.q_proj, self.k_proj, self.v_proj)
-        return (jnp.concatenate([p.kernel[...] for p in ps], axis=1),
-                jnp.concatenate([p.bias[...] for p in ps], axis=0))
+        return (
+            jnp.concatenate([p.kernel[...] for p in ps], axis=1),
+            jnp.concatenate([p.bias[...] for p in ps], axis=0),
+        )
 
-    def __call__(self, x, cos, sin, mask, cache=None, write_index=None, fused: Optional[FusedWeights] = None):
+    def __call__(self, x, cos, sin, mask, cache=None, write_index=None, fused: FusedWeights | None = None):
         b, t, _ = x.shape
         n, kh, hd = self.num_heads, self.num_kv_heads, self.head_dim
         if fused is None and can_fuse():
@@ -237,7 +243,7 @@ class DecoderLayer(nnx.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dtype)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dtype)
 
-    def __call__(self, x, cos, sin, mask, cache=None, write_index=None, fused: Optional[FusedWeights] = None):
+    def __call__(self, x, cos, sin, mask, cache=None, write_index=None, fused: FusedWeights | None = None):
         h, cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, write_index, fused)
         x = x + h
         x = x + self.mlp(self.post_attention_layernorm(x), None if fused is None else fused.gate_up_kernel)
@@ -250,8 +256,10 @@ def _layer_call(layer, x, cos, sin, mask, cache, write_index, fused):
 
 # Remat policies: True / "full" saves nothing inside a layer (recompute it all in the backward pass); "dots"
 # keeps the outputs of matmuls without batch dimensions (the projections) and recomputes the rest.
-_REMAT = {"full": nnx.remat(_layer_call),
-          "dots": nnx.remat(_layer_call, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)}
+_REMAT = {
+    "full": nnx.remat(_layer_call),
+    "dots": nnx.remat(_layer_call, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable),
+}
 
 
 def remat_call(remat):
@@ -270,11 +278,12 @@ class TextModel(nnx.Module):
     def __init__(self, cfg: TextConfig, *, dtype, rngs: nnx.Rngs, attention: str = "chunked"):
         self.cfg = cfg
         self.embed_tokens = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dtype, rngs=rngs)
-        self.layers = nnx.List([DecoderLayer(cfg, dtype=dtype, rngs=rngs, attention=attention)
-                                for _ in range(cfg.num_hidden_layers)])
+        self.layers = nnx.List(
+            [DecoderLayer(cfg, dtype=dtype, rngs=rngs, attention=attention) for _ in range(cfg.num_hidden_layers)]
+        )
         self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dtype)
 
-    def fused_weights(self) -> Optional[list[FusedWeights]]:
+    def fused_weights(self) -> list[FusedWeights] | None:
         """Per-layer concatenated q/k/v and gate/up weights, or None where :func:`can_fuse` is False.
 
         Decoding computes these once outside its loop and passes them as ``fused=`` (otherwise every step would
@@ -290,12 +299,12 @@ class TextModel(nnx.Module):
         position_ids: Int[Array, "3 B T"],
         mask: Bool[Array, "B T S"],
         *,
-        caches: Optional[KVCache] = None,
+        caches: KVCache | None = None,
         write_index=None,
         remat: bool = False,
         act_sharding=None,
-        fused: Optional[list[FusedWeights]] = None,
-    ) -> tuple[Float[Array, "B T D"], Optional[KVCache]]:
+        fused: list[FusedWeights] | None = None,
+    ) -> tuple[Float[Array, "B T D"], KVCache | None]:
         """Run the stack. With ``caches`` (k [B, K, H, S], v [B, K, S, H] per layer) new keys/values are written at
         ``write_index`` and attention runs over the whole cache (``mask`` is then [B, T, S]). With ``caches`` and
         ``write_index=None`` the caches are a read-only prefix of S tokens that the T new ones attend to before

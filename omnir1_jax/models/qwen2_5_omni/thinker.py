@@ -14,7 +14,8 @@ Two steps, so that the expensive part is a pure, jittable function of arrays:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,25 +49,25 @@ class ModelInputs:
     input_ids: Int[Array, "B T"]
     attention_mask: Int[Array, "B T"]
     position_ids: Int[Array, "3 B T"]
-    rope_deltas: Int[Array, "B"]
-    pixel_values: Optional[Array] = None
-    image_layout: Optional[VisionLayout] = None
-    image_positions: Optional[Array] = None  # flat indices into B*T of the image placeholder tokens
-    pixel_values_videos: Optional[Array] = None
-    video_layout: Optional[VisionLayout] = None
-    video_positions: Optional[Array] = None
-    audio_layout: Optional[AudioLayout] = None
-    audio_positions: Optional[Array] = None
+    rope_deltas: Int[Array, " B"]
+    pixel_values: Array | None = None
+    image_layout: VisionLayout | None = None
+    image_positions: Array | None = None  # flat indices into B*T of the image placeholder tokens
+    pixel_values_videos: Array | None = None
+    video_layout: VisionLayout | None = None
+    video_positions: Array | None = None
+    audio_layout: AudioLayout | None = None
+    audio_positions: Array | None = None
     # Each encoder output feeds this many consecutive rows (GRPO groups share one prompt; see repeat_prompt).
     num_repeats: int = struct.field(pytree_node=False, default=1)
     # The encoders' outputs, when computed beforehand (:func:`encoder_features`, attached with
     # :func:`with_features`): ``Thinker.embed`` places them instead of running the encoders. A micro-batched
     # update encodes each prompt's pixels once per step this way (rl.update._accumulate).
-    image_features: Optional[Array] = None
-    video_features: Optional[Array] = None
-    audio_features: Optional[Array] = None
+    image_features: Array | None = None
+    video_features: Array | None = None
+    audio_features: Array | None = None
 
-    def slice_rows(self, start, size: int) -> "ModelInputs":
+    def slice_rows(self, start, size: int) -> ModelInputs:
         """Rows ``start .. start + size`` (``start`` may be traced; jittable), e.g. one micro-batch.
 
         Encoder inputs are kept whole (their outputs are computed for every image / audio); placeholder positions
@@ -75,7 +76,7 @@ class ModelInputs:
         :func:`unrepeat_prompt` to apply to the slice.
         """
         t = self.input_ids.shape[1]
-        rows = lambda a, axis=0: jax.lax.dynamic_slice_in_dim(jnp.asarray(a), start, size, axis)  # noqa: E731
+        rows = lambda a, axis=0: jax.lax.dynamic_slice_in_dim(jnp.asarray(a), start, size, axis)
 
         def pos(f):
             if f is None:
@@ -84,10 +85,14 @@ class ModelInputs:
             return jnp.where((f >= 0) & (f < size * t), f, size * t).astype(jnp.int32)
 
         return self.replace(
-            input_ids=rows(self.input_ids), attention_mask=rows(self.attention_mask),
-            position_ids=rows(self.position_ids, 1), rope_deltas=rows(self.rope_deltas),
-            image_positions=pos(self.image_positions), video_positions=pos(self.video_positions),
-            audio_positions=pos(self.audio_positions))
+            input_ids=rows(self.input_ids),
+            attention_mask=rows(self.attention_mask),
+            position_ids=rows(self.position_ids, 1),
+            rope_deltas=rows(self.rope_deltas),
+            image_positions=pos(self.image_positions),
+            video_positions=pos(self.video_positions),
+            audio_positions=pos(self.audio_positions),
+        )
 
 
 def repeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
@@ -95,7 +100,7 @@ def repeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
     if n == 1:
         return inputs
     b, t = inputs.input_ids.shape
-    rep = lambda a: np.repeat(np.asarray(a), n, axis=0)  # noqa: E731
+    rep = lambda a: np.repeat(np.asarray(a), n, axis=0)
 
     def pos(f):
         if f is None:
@@ -106,10 +111,15 @@ def repeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
         return (rows * t + (f % t)[:, None]).reshape(-1).astype(np.int32)
 
     return inputs.replace(
-        input_ids=rep(inputs.input_ids), attention_mask=rep(inputs.attention_mask),
-        position_ids=np.repeat(np.asarray(inputs.position_ids), n, axis=1), rope_deltas=rep(inputs.rope_deltas),
-        image_positions=pos(inputs.image_positions), video_positions=pos(inputs.video_positions),
-        audio_positions=pos(inputs.audio_positions), num_repeats=inputs.num_repeats * n)
+        input_ids=rep(inputs.input_ids),
+        attention_mask=rep(inputs.attention_mask),
+        position_ids=np.repeat(np.asarray(inputs.position_ids), n, axis=1),
+        rope_deltas=rep(inputs.rope_deltas),
+        image_positions=pos(inputs.image_positions),
+        video_positions=pos(inputs.video_positions),
+        audio_positions=pos(inputs.audio_positions),
+        num_repeats=inputs.num_repeats * n,
+    )
 
 
 def unrepeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
@@ -122,8 +132,10 @@ def unrepeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
     if n == 1:
         return inputs
     if inputs.num_repeats % n:
-        raise InputError(f"prompt has num_repeats={inputs.num_repeats}, not a multiple of group_size={n}: "
-                         f"build it with repeat_prompt(inputs, {n})")
+        raise InputError(
+            f"prompt has num_repeats={inputs.num_repeats}, not a multiple of group_size={n}: "
+            f"build it with repeat_prompt(inputs, {n})"
+        )
     r, t = inputs.input_ids.shape
     if r % n:
         raise InputError(f"prompt has {r} rows, not a multiple of group_size={n}")
@@ -135,22 +147,37 @@ def unrepeat_prompt(inputs: ModelInputs, n: int) -> ModelInputs:
         return (f // t) // n * t + f % t
 
     return inputs.replace(
-        input_ids=inputs.input_ids[::n], attention_mask=inputs.attention_mask[::n],
-        position_ids=inputs.position_ids[:, ::n], rope_deltas=inputs.rope_deltas[::n],
-        image_positions=pos(inputs.image_positions), video_positions=pos(inputs.video_positions),
-        audio_positions=pos(inputs.audio_positions), num_repeats=inputs.num_repeats // n)
+        input_ids=inputs.input_ids[::n],
+        attention_mask=inputs.attention_mask[::n],
+        position_ids=inputs.position_ids[:, ::n],
+        rope_deltas=inputs.rope_deltas[::n],
+        image_positions=pos(inputs.image_positions),
+        video_positions=pos(inputs.video_positions),
+        audio_positions=pos(inputs.audio_positions),
+        num_repeats=inputs.num_repeats // n,
+    )
 
 
 @struct.dataclass
 class ThinkerOutput:
     logits: Float[Array, "B T V"]
-    rope_deltas: Int[Array, "B"]
+    rope_deltas: Int[Array, " B"]
 
 
-_HF_KEYS = frozenset({
-    "input_ids", "attention_mask", "pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw",
-    "video_second_per_grid", "input_features", "feature_attention_mask", "use_audio_in_video",
-})
+_HF_KEYS = frozenset(
+    {
+        "input_ids",
+        "attention_mask",
+        "pixel_values",
+        "image_grid_thw",
+        "pixel_values_videos",
+        "video_grid_thw",
+        "video_second_per_grid",
+        "input_features",
+        "feature_attention_mask",
+        "use_audio_in_video",
+    }
+)
 
 
 def _np(x, dtype=None):
@@ -193,18 +220,22 @@ def prepare_inputs(cfg: Qwen2_5OmniConfig, **kwargs: Any) -> ModelInputs:
     pos, deltas = get_rope_index(cfg, ids, mask, img_grid, vid_grid, mel_lens, spg, use_aiv)
     flat = ids.reshape(-1)
     m2 = cfg.vision.spatial_merge_size**2
-    out: dict[str, Any] = dict(input_ids=ids, attention_mask=mask, position_ids=pos.astype(np.int32),
-                               rope_deltas=deltas.astype(np.int32))
+    out: dict[str, Any] = dict(
+        input_ids=ids, attention_mask=mask, position_ids=pos.astype(np.int32), rope_deltas=deltas.astype(np.int32)
+    )
 
     def positions(token_id: int, expected: int, what: str) -> np.ndarray:
         where = np.flatnonzero(flat == token_id).astype(np.int32)
         if len(where) != expected:
-            raise InputError(f"{what}: {len(where)} placeholder tokens in input_ids but the inputs give "
-                             f"{expected} features")
+            raise InputError(
+                f"{what}: {len(where)} placeholder tokens in input_ids but the inputs give {expected} features"
+            )
         return where
 
-    for name, grid_key, grid, tok in (("pixel_values", "image", img_grid, cfg.image_token_id),
-                                       ("pixel_values_videos", "video", vid_grid, cfg.video_token_id)):
+    for name, grid_key, grid, tok in (
+        ("pixel_values", "image", img_grid, cfg.image_token_id),
+        ("pixel_values_videos", "video", vid_grid, cfg.video_token_id),
+    ):
         px = kwargs.get(name)
         if px is None:
             continue
@@ -212,25 +243,36 @@ def prepare_inputs(cfg: Qwen2_5OmniConfig, **kwargs: Any) -> ModelInputs:
             raise InputError(f"{name} given without {grid_key}_grid_thw")
         px = _np(px, np.float32)
         if px.shape != (int(grid.prod(-1).sum()), cfg.vision.patch_dim):
-            raise InputError(f"{name} has shape {px.shape}; {grid_key}_grid_thw implies "
-                             f"({int(grid.prod(-1).sum())}, {cfg.vision.patch_dim})")
+            raise InputError(
+                f"{name} has shape {px.shape}; {grid_key}_grid_thw implies "
+                f"({int(grid.prod(-1).sum())}, {cfg.vision.patch_dim})"
+            )
         out[name] = px
         out[f"{grid_key}_layout"] = vision_layout(cfg.vision, grid)
         out[f"{grid_key}_positions"] = positions(tok, int(grid.prod(-1).sum()) // m2, name)
     if feats is not None:
         layout, lens = audio_layout(cfg.audio, _np(feats), fmask)
         out["audio_layout"] = layout
-        out["audio_positions"] = positions(cfg.audio_token_id, int(audio_token_count(lens).sum()),
-                                           "input_features")
+        out["audio_positions"] = positions(cfg.audio_token_id, int(audio_token_count(lens).sum()), "input_features")
     return ModelInputs(**out)
 
 
 class Qwen2_5OmniThinker(nnx.Module):
     """Flax NNX Qwen2.5-Omni Thinker; attribute names follow transformers' checkpoint layout."""
 
-    def __init__(self, config: Qwen2_5OmniConfig, *, dtype=jnp.float32, rngs: nnx.Rngs,
-                 sharding: Optional[ShardingConfig] = None, mesh=None, act_sharding=None, kv_sharding=None,
-                 attention: str = "chunked", param_dtype=None):
+    def __init__(
+        self,
+        config: Qwen2_5OmniConfig,
+        *,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+        sharding: ShardingConfig | None = None,
+        mesh=None,
+        act_sharding=None,
+        kv_sharding=None,
+        attention: str = "chunked",
+        param_dtype=None,
+    ):
         """Build the modules; every weight carries its logical axis names (see :mod:`.sharding`).
 
         Precision policy: the parameters are stored (and updated by an optimiser) in ``param_dtype`` (default
@@ -258,17 +300,20 @@ class Qwen2_5OmniThinker(nnx.Module):
         self.audio_tower = AudioEncoder(config.audio, dtype=dtype, rngs=rngs)
         self.language_model = TextModel(config.text, dtype=dtype, rngs=rngs, attention=attention)
         t = config.text
-        self.lm_head = None if t.tie_word_embeddings else Linear(t.hidden_size, t.vocab_size, use_bias=False,
-                                                                  dtype=dtype, rngs=rngs, axes=("embed", "vocab"))
+        self.lm_head = (
+            None
+            if t.tie_word_embeddings
+            else Linear(t.hidden_size, t.vocab_size, use_bias=False, dtype=dtype, rngs=rngs, axes=("embed", "vocab"))
+        )
 
     # ------------------------------------------------------------------ jittable pieces
-    def compute_view(self) -> "Qwen2_5OmniThinker":
+    def compute_view(self) -> Qwen2_5OmniThinker:
         """The model to compute with, inside a jitted program: ``self`` when every floating weight is already in
         :attr:`compute_dtype`, else a view whose floating weights are cast to it (same metadata and layout; the
         cast is differentiable, so a loss of the view has float32 gradients for float32 stored weights)."""
         return cast_weights(self, getattr(self, "compute_dtype", None))
 
-    def decode_weights(self) -> "Qwen2_5OmniThinker":
+    def decode_weights(self) -> Qwen2_5OmniThinker:
         """The model to decode with, inside a jitted program: ``self``, or (with ``ShardingConfig.decode_gather``
         and a mesh) a copy whose text decoder and lm_head weights are constrained to the gathered layout, so
         that XLA all-gathers them once before the token loop instead of at every step. Same values."""
@@ -285,7 +330,7 @@ class Qwen2_5OmniThinker(nnx.Module):
             sh = NamedSharding(mesh, spec) if isinstance(mesh, Mesh) else spec
             return v.replace(jax.lax.with_sharding_constraint(v[...], sh))
 
-        is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+        is_var = lambda x: isinstance(x, nnx.Variable)
         return nnx.merge(graph, jax.tree_util.tree_map_with_path(one, state, specs, is_leaf=is_var))
 
     def embed(self, inputs: ModelInputs, *, remat=False) -> Float[Array, "B T D"]:
@@ -295,11 +340,15 @@ class Qwen2_5OmniThinker(nnx.Module):
         b, t, d = x.shape
         flat = x.reshape(b * t, d)
         # mode="drop": positions outside this batch (a row slice, see ModelInputs.slice_rows) are skipped.
-        place = lambda flat, f, where: flat.at[where].set(  # noqa: E731
-            jnp.repeat(f, inputs.num_repeats, axis=0).astype(flat.dtype), mode="drop")
+        place = lambda flat, f, where: flat.at[where].set(
+            jnp.repeat(f, inputs.num_repeats, axis=0).astype(flat.dtype), mode="drop"
+        )
         given = {"image": inputs.image_features, "video": inputs.video_features, "audio": inputs.audio_features}
-        for kind, positions in (("image", inputs.image_positions), ("video", inputs.video_positions),
-                                ("audio", inputs.audio_positions)):
+        for kind, positions in (
+            ("image", inputs.image_positions),
+            ("video", inputs.video_positions),
+            ("audio", inputs.audio_positions),
+        ):
             if getattr(inputs, f"{kind}_layout") is not None:
                 f = given[kind] if given[kind] is not None else self.encode(inputs, kind, remat=remat)
                 flat = place(flat, f, positions)
@@ -331,8 +380,9 @@ class Qwen2_5OmniThinker(nnx.Module):
 
     def forward(self, inputs: ModelInputs, *, remat: bool = False) -> ThinkerOutput:
         """Logits for every position (jittable; ``inputs`` from :func:`prepare_inputs`)."""
-        return ThinkerOutput(logits=self.logits(self.hidden_states(inputs, remat=remat)),
-                             rope_deltas=inputs.rope_deltas)
+        return ThinkerOutput(
+            logits=self.logits(self.hidden_states(inputs, remat=remat)), rope_deltas=inputs.rope_deltas
+        )
 
     # ------------------------------------------------------------------ transformers-style entry point
     def __call__(self, **kwargs: Any) -> ThinkerOutput:
@@ -399,9 +449,16 @@ def with_features(inputs: ModelInputs, features: dict[str, Array]) -> ModelInput
     return inputs.replace(**{f"{k}_features": v for k, v in features.items()})
 
 
-def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32, mesh: Optional[Mesh] = None,
-               sharding: Optional[ShardingConfig] = None, attention: str = "chunked",
-               param_dtype=None) -> Qwen2_5OmniThinker:
+def init_model(
+    config: Qwen2_5OmniConfig,
+    *,
+    seed: int = 0,
+    dtype=jnp.float32,
+    mesh: Mesh | None = None,
+    sharding: ShardingConfig | None = None,
+    attention: str = "chunked",
+    param_dtype=None,
+) -> Qwen2_5OmniThinker:
     """A randomly initialised Thinker (normal(0.02) kernels, unit norms), e.g. for the CPU demo; parameters in
     ``param_dtype`` (default ``dtype``), computing in ``dtype`` (see the constructor's precision policy).
 
@@ -411,8 +468,15 @@ def init_model(config: Qwen2_5OmniConfig, *, seed: int = 0, dtype=jnp.float32, m
     (every process calls this) the parameters are global arrays. The same seed gives the same values with or
     without a mesh. ``attention``: the text decoder's attention implementation (see the constructor).
     """
-    build = lambda: Qwen2_5OmniThinker(config, dtype=dtype, rngs=nnx.Rngs(seed), sharding=sharding,  # noqa: E731
-                                       mesh=mesh, attention=attention, param_dtype=param_dtype)
+    build = lambda: Qwen2_5OmniThinker(
+        config,
+        dtype=dtype,
+        rngs=nnx.Rngs(seed),
+        sharding=sharding,
+        mesh=mesh,
+        attention=attention,
+        param_dtype=param_dtype,
+    )
     graphdef, abstract = nnx.split(nnx.eval_shape(build))
     out = None if mesh is None else param_shardings(abstract, mesh, sharding)
     state = jax.jit(lambda: nnx.split(build())[1], out_shardings=out)()

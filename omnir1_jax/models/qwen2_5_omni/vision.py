@@ -13,8 +13,6 @@ expressed as segment ids over the reordered sequence.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,11 +29,11 @@ from omnir1_jax.models.qwen2_5_omni.text import MLP
 class VisionLayout:
     """Host-computed indices for one encoder call over a list of grids (all int32 arrays)."""
 
-    window_index: Int[Array, "U"]  # merged unit order used inside the encoder
-    reverse_index: Int[Array, "U"]  # argsort(window_index): back to prompt order after the merger
+    window_index: Int[Array, " U"]  # merged unit order used inside the encoder
+    reverse_index: Int[Array, " U"]  # argsort(window_index): back to prompt order after the merger
     rot_pos: Int[Array, "P 2"]  # (row, col) of each patch, already in window order
-    full_segment: Int[Array, "P"]  # frame-group id per reordered patch (full-attention blocks)
-    window_segment: Int[Array, "P"]  # window id per reordered patch (window-attention blocks)
+    full_segment: Int[Array, " P"]  # frame-group id per reordered patch (full-attention blocks)
+    window_segment: Int[Array, " P"]  # window id per reordered patch (window-attention blocks)
     # Longest segment of each kind (static; 0 = unknown, then attention is dense over all P patches).
     max_full: int = struct.field(pytree_node=False, default=0)
     max_window: int = struct.field(pytree_node=False, default=0)
@@ -149,8 +147,9 @@ class PatchEmbed(nnx.Module):
     """Conv3d with kernel = stride = (temporal_patch, patch, patch) on pre-cut patches == one matmul."""
 
     def __init__(self, cfg: VisionConfig, *, dtype, rngs: nnx.Rngs):
-        self.proj = Linear(cfg.patch_dim, cfg.hidden_size, use_bias=False, dtype=dtype, rngs=rngs,
-                           axes=("patch", "embed"))
+        self.proj = Linear(
+            cfg.patch_dim, cfg.hidden_size, use_bias=False, dtype=dtype, rngs=rngs, axes=("patch", "embed")
+        )
 
     def __call__(self, pixels):
         return self.proj(pixels)
@@ -174,8 +173,9 @@ class VisionEncoder(nnx.Module):
         f = jnp.concatenate([f, f], axis=-1)
         return jnp.cos(f), jnp.sin(f)
 
-    def __call__(self, pixels: Float[Array, "P E"], layout: VisionLayout, *, remat=False,
-                 act_sharding=None) -> Float[Array, "U O"]:
+    def __call__(
+        self, pixels: Float[Array, "P E"], layout: VisionLayout, *, remat=False, act_sharding=None
+    ) -> Float[Array, "U O"]:
         """Encode; ``remat`` (truthy) rematerialises each block in the backward pass; ``act_sharding`` constrains
         the [P, D] activations at block boundaries (patches over the batch axes, see :mod:`.sharding`)."""
         unit = self.cfg.spatial_merge_size**2

@@ -97,9 +97,13 @@ def test_table_equals_protocol_by_hand_on_written_pngs(records, tmp_path):
     # VISA's rounding: each expression's J and F rounded to 2 decimals in percent before the means (hand: round
     # the per-expression means computed above)
     (tmp_path / "visa").mkdir()
-    visa = write_summary(records, {json.loads(x)["id"]: json.loads(x) for x in
-                                            (tmp_path / "results.jsonl").read_text().splitlines()},
-                                  str(tmp_path / "visa"), "vos", visa_rounding=True)
+    visa = write_summary(
+        records,
+        {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()},
+        str(tmp_path / "visa"),
+        "vos",
+        visa_rounding=True,
+    )
     js = [round(100 * v[2], 2) for v in per.values() if v[0] == 0]
     assert 100 * visa["table"]["referring"]["J"] == pytest.approx(np.mean(js), abs=1e-6)
     assert visa["protocol"]["name"] == "visa_rounded"
@@ -146,8 +150,9 @@ def test_refavs_rows_and_null_split(tmp_path):
     recs = seen + null
     if not null:
         pytest.skip("the synthetic AVS world produced no null rows")
-    res = evaluate.evaluate_segmentation(recs, _Predictor(_noisy), str(tmp_path / "out"), kind="refavs", progress=False,
-                                         refavs_protocol="project")
+    res = evaluate.evaluate_segmentation(
+        recs, _Predictor(_noisy), str(tmp_path / "out"), kind="refavs", progress=False, refavs_protocol="project"
+    )
     js = [refavs_iou(_noisy(r), _gt(r)).mean() for r in seen]
     fs = [refavs_fscore(_noisy(r).astype(float), _gt(r)) for r in seen]
     assert res["table"]["test_s"]["J"] == pytest.approx(np.mean(js), abs=1e-12)
@@ -171,5 +176,6 @@ def test_refavs_rows_and_null_split(tmp_path):
     for split in want:
         assert rel["table"][split] == pytest.approx(want[split], abs=1e-12)
     with pytest.raises(ValueError, match="no-resume"):
-        evaluate.evaluate_segmentation(recs, _Predictor(_noisy), str(out), kind="refavs", progress=False,
-                                       refavs_protocol="project")
+        evaluate.evaluate_segmentation(
+            recs, _Predictor(_noisy), str(out), kind="refavs", progress=False, refavs_protocol="project"
+        )

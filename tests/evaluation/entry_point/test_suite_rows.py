@@ -17,9 +17,17 @@ from tests.experiments.specs import spec_id, specs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROWS = specs("qa_*.py")
-TINY = ["model.checkpoint=None", "model.preset='tiny'", "model.dtype='float32'",
-        "model.overrides=(('hidden_size', 32), ('num_layers', 1))", "grpo.max_new_tokens=4", "data.max_frames=2",
-        "data.s1_min_pixels=3136", "data.s1_max_pixels=3136", "data.batch_size=3"]
+TINY = [
+    "model.checkpoint=None",
+    "model.preset='tiny'",
+    "model.dtype='float32'",
+    "model.overrides=(('hidden_size', 32), ('num_layers', 1))",
+    "grpo.max_new_tokens=4",
+    "data.max_frames=2",
+    "data.s1_min_pixels=3136",
+    "data.s1_max_pixels=3136",
+    "data.batch_size=3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +44,11 @@ def test_the_rows_are_the_papers():
             d = cfgs[f"qa_omni_r1_table7_r{res}" + ("_thinking" if think else "")].data
             assert (d.suites, d.s1_max_pixels, d.thinking) == (("videomme", "mvbench"), res * 28 * 28, think)
     for size in ("3b", "7b"):
-        for stage, ckpt in (("base", f"checkpoints/Qwen2.5-Omni-{size.upper()}"),
-                            ("sft", f"runs/crossomni_sft_{size}/hf"), ("grpo", f"runs/crossomni_grpo_{size}/hf")):
+        for stage, ckpt in (
+            ("base", f"checkpoints/Qwen2.5-Omni-{size.upper()}"),
+            ("sft", f"runs/crossomni_sft_{size}/hf"),
+            ("grpo", f"runs/crossomni_grpo_{size}/hf"),
+        ):
             c = cfgs[f"qa_crossomni_table10_{stage}_{size}"]
             assert c.data.suites == ("dailyomni", "worldsense", "avut") and c.model.checkpoint == ckpt
 
@@ -78,12 +89,22 @@ def test_the_command_line_of_table3(fixture_root, tmp_path):
     """The documented command itself, in a fresh process."""
     path = os.path.join(ROOT, "experiments", "qa_omni_r1_table3.py")
     out = str(tmp_path / "run")
-    cmd = [sys.executable, "-m", "omnir1_jax.evaluate", "--config", path, "--set", f"data.root={fixture_root!r}",
-           "--set", f"run.out_dir={out!r}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "omnir1_jax.evaluate",
+        "--config",
+        path,
+        "--set",
+        f"data.root={fixture_root!r}",
+        "--set",
+        f"run.out_dir={out!r}",
+    ]
     for s in TINY:
         cmd += ["--set", s]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| OmniBench Avg | VideoMME General | VideoMME Short | MVBench Avg | Average |" in proc.stdout
     summary = os.path.join(out, "eval", "suites_test")

@@ -9,10 +9,23 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-TINY = ["model.checkpoint=None", "model.preset='tiny'", "model.dtype='float32'", "model.remat=False",
-        "model.overrides=(('hidden_size', 32), ('num_layers', 1))", "grpo.max_new_tokens=4", "data.min_frames=2",
-        "data.max_frames=2", "data.s1_min_pixels=3136", "data.s1_max_pixels=3136", "data.batch_size=2",
-        "data.workers=0", "bridge.grounder='synthetic'", "bridge.segmenter='synthetic'", "bridge.workers=1"]
+TINY = [
+    "model.checkpoint=None",
+    "model.preset='tiny'",
+    "model.dtype='float32'",
+    "model.remat=False",
+    "model.overrides=(('hidden_size', 32), ('num_layers', 1))",
+    "grpo.max_new_tokens=4",
+    "data.min_frames=2",
+    "data.max_frames=2",
+    "data.s1_min_pixels=3136",
+    "data.s1_max_pixels=3136",
+    "data.batch_size=2",
+    "data.workers=0",
+    "bridge.grounder='synthetic'",
+    "bridge.segmenter='synthetic'",
+    "bridge.workers=1",
+]
 
 
 def _run(args):
@@ -30,11 +43,27 @@ def test_table6_rows_evaluate_on_avhbench_judge(row, tmp_path):
     root = _write_release(tmp_path / "avh", videos=False)
     rng = np.random.default_rng(0)
     for vid in QUESTIONS:
-        write_video(os.path.join(root, "video", f"{vid}.mp4"), rng.integers(0, 255, (4, 56, 56, 3), np.uint8),
-                    fps=2.0, audio=(0.1 * rng.standard_normal(16000)).astype(np.float32))
+        write_video(
+            os.path.join(root, "video", f"{vid}.mp4"),
+            rng.integers(0, 255, (4, 56, 56, 3), np.uint8),
+            fps=2.0,
+            audio=(0.1 * rng.standard_normal(16000)).astype(np.float32),
+        )
     out = str(tmp_path / "out")
-    args = ["--config", os.path.join(ROOT, "experiments", row), "--split", "judge", "--out", out,
-            "--set", "data.dataset='avhbench'", "--set", "data.task='vos'", "--set", f"data.root={root!r}"]
+    args = [
+        "--config",
+        os.path.join(ROOT, "experiments", row),
+        "--split",
+        "judge",
+        "--out",
+        out,
+        "--set",
+        "data.dataset='avhbench'",
+        "--set",
+        "data.task='vos'",
+        "--set",
+        f"data.root={root!r}",
+    ]
     for s in TINY:
         args += ["--set", s]
     _run(args)
@@ -51,13 +80,21 @@ def test_table6_rows_evaluate_on_avhbench_judge(row, tmp_path):
 
 @pytest.mark.slow
 def test_table1_sft_row_evaluates_on_refavs(tmp_path):
-    from omnir1_jax.data.synthetic import writer
     from omnir1_jax.data.readers import read_refavs
+    from omnir1_jax.data.synthetic import writer
 
     root = writer.write_avs(str(tmp_path / "avs"), 4, seed=0, height=56, width=84)
     out = str(tmp_path / "out")
-    args = ["--config", os.path.join(ROOT, "experiments", "table1_sft_refavs.py"), "--split", "test_s",
-            "--out", out, "--set", f"data.root={root!r}"]
+    args = [
+        "--config",
+        os.path.join(ROOT, "experiments", "table1_sft_refavs.py"),
+        "--split",
+        "test_s",
+        "--out",
+        out,
+        "--set",
+        f"data.root={root!r}",
+    ]
     for s in TINY:
         args += ["--set", s]
     _run(args)

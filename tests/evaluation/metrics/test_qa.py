@@ -11,25 +11,28 @@ from omnir1_jax.data.mcq import MCQRecord
 from omnir1_jax.evaluation.metrics.qa import QAAccumulator, extract_letter
 
 
-@pytest.mark.parametrize("text, letters, options, want", [
-    ("B", "ABCD", None, "B"),
-    ("(C) the red one", "ABCD", None, "C"),
-    ("The answer is D.", "ABCD", None, "D"),
-    ("<think>A or B? I pick B</think>\nC", "ABCD", None, "C"),             # after the last </think>
-    ("<think>...</think><answer>(E)</answer> A", "ABCDE", None, "E"),       # the <answer> body wins
-    ("E", "ABCD", None, None),                                             # not one of this question's letters
-    ("Answer: e", "ABCDE", None, None),                                    # letters are capitals
-    ("I think it is the flute", "ABCD", ["violin", "flute", "drum", "bell"], "B"),  # no letter: its option text
-    ("the violin and the flute", "ABCD", ["violin", "flute", "drum", "bell"], None),  # two texts: undecided
-    ("flutes", "ABCD", ["violin", "flute", "drum", "bell"], None),         # whole words only
-    ("", "ABCD", None, None),
-    (None, "ABCD", None, None),
-    (12, "ABCD", None, None),
-    ("B", "", None, None),
-    ("<answer>", "ABCD", None, None),
-    ("B" * 100000, "ABCD", None, None),
-    ("\x00\ufffd(A", "AB", ["x", None], "A"),
-])
+@pytest.mark.parametrize(
+    "text, letters, options, want",
+    [
+        ("B", "ABCD", None, "B"),
+        ("(C) the red one", "ABCD", None, "C"),
+        ("The answer is D.", "ABCD", None, "D"),
+        ("<think>A or B? I pick B</think>\nC", "ABCD", None, "C"),  # after the last </think>
+        ("<think>...</think><answer>(E)</answer> A", "ABCDE", None, "E"),  # the <answer> body wins
+        ("E", "ABCD", None, None),  # not one of this question's letters
+        ("Answer: e", "ABCDE", None, None),  # letters are capitals
+        ("I think it is the flute", "ABCD", ["violin", "flute", "drum", "bell"], "B"),  # no letter: its option text
+        ("the violin and the flute", "ABCD", ["violin", "flute", "drum", "bell"], None),  # two texts: undecided
+        ("flutes", "ABCD", ["violin", "flute", "drum", "bell"], None),  # whole words only
+        ("", "ABCD", None, None),
+        (None, "ABCD", None, None),
+        (12, "ABCD", None, None),
+        ("B", "", None, None),
+        ("<answer>", "ABCD", None, None),
+        ("B" * 100000, "ABCD", None, None),
+        ("\x00\ufffd(A", "AB", ["x", None], "A"),
+    ],
+)
 def test_extract_letter_never_raises(text, letters, options, want):
     assert extract_letter(text, letters, options) == want
 
@@ -37,8 +40,13 @@ def test_extract_letter_never_raises(text, letters, options, want):
 def test_accuracy_per_task_group_and_task_mean_by_hand():
     acc = QAAccumulator()
     # task T1: 2 of 3 right; T2: 0 of 1; T3: 1 of 1. durations: short (q1, q2, q5) 2/3, long (q3, q4) 1/2.
-    rows = [("q1", "T1", "A", "A", "short"), ("q2", "T1", None, "B", "short"), ("q3", "T1", "C", "C", "long"),
-            ("q4", "T2", "A", "D", "long"), ("q5", "T3", "B", "B", "short")]
+    rows = [
+        ("q1", "T1", "A", "A", "short"),
+        ("q2", "T1", None, "B", "short"),
+        ("q3", "T1", "C", "C", "long"),
+        ("q4", "T2", "A", "D", "long"),
+        ("q5", "T3", "B", "B", "short"),
+    ]
     for qid, task, pred, gold, dur in rows:
         acc.add(qid, task, pred, gold, {"duration": dur})
     s = acc.summary()
@@ -46,15 +54,23 @@ def test_accuracy_per_task_group_and_task_mean_by_hand():
     assert (s["T1"]["correct"], s["T1"]["count"]) == (2, 3) and s["T2"]["accuracy"] == 0.0
     assert s["duration=short"]["accuracy"] == pytest.approx(2 / 3) and s["duration=long"]["accuracy"] == 0.5
     assert s["task_mean"]["accuracy"] == pytest.approx((2 / 3 + 0 + 1) / 3)  # MVBench's Avg: mean of the tasks
-    assert s["overall"]["accuracy"] == pytest.approx(3 / 5)                    # VideoMME's General: pooled
+    assert s["overall"]["accuracy"] == pytest.approx(3 / 5)  # VideoMME's General: pooled
     assert "single" not in s and "Au-centric" not in s
 
 
 def test_crossomni_modality_pairs_and_the_table7_row_by_hand():
     acc = QAAccumulator()
     # (task, predicted, gold): Au: 1/2, Au->Te 1/1, Te->Vi 0/1, Vi 1/1, Vi->Te 1/3
-    rows = [("Au->Au", "A", "A"), ("Au->Au", "B", "A"), ("Au->Te", "C", "C"), ("Te->Vi", None, "D"),
-            ("Vi->Vi", "B", "B"), ("Vi->Te", "A", "A"), ("Vi->Te", "B", "A"), ("Vi->Te", "C", "A")]
+    rows = [
+        ("Au->Au", "A", "A"),
+        ("Au->Au", "B", "A"),
+        ("Au->Te", "C", "C"),
+        ("Te->Vi", None, "D"),
+        ("Vi->Vi", "B", "B"),
+        ("Vi->Te", "A", "A"),
+        ("Vi->Te", "B", "A"),
+        ("Vi->Te", "C", "A"),
+    ]
     for i, (task, pred, gold) in enumerate(rows):
         acc.add(f"q{i}", task, pred, gold)
     s = acc.summary()
@@ -78,7 +94,7 @@ def test_table7_overall_is_pooled_not_the_mean_of_columns():
     with unequal task sizes the pooled accuracy differs from ``task_mean``."""
     acc = QAAccumulator()
     for i in range(10):
-        acc.add(f"a{i}", "Au->Au", "A", "A")          # 10 / 10
+        acc.add(f"a{i}", "Au->Au", "A", "A")  # 10 / 10
     for i in range(30):
         acc.add(f"b{i}", "Vi->Te", "A" if i < 6 else "B", "A")  # 6 / 30
     s = acc.summary()
@@ -87,9 +103,18 @@ def test_table7_overall_is_pooled_not_the_mean_of_columns():
 
 def _records(n=7):
     tasks = ["T1", "T2"]
-    return [MCQRecord(id=f"q{i}", suite="videomme", task=tasks[i % 2], question=f"q{i}?",
-                      options=(("A", "red"), ("B", "green"), ("C", "blue")), answer="ABC"[i % 3],
-                      groups=(("duration", "short" if i < 4 else "long"),)) for i in range(n)]
+    return [
+        MCQRecord(
+            id=f"q{i}",
+            suite="videomme",
+            task=tasks[i % 2],
+            question=f"q{i}?",
+            options=(("A", "red"), ("B", "green"), ("C", "blue")),
+            answer="ABC"[i % 3],
+            groups=(("duration", "short" if i < 4 else "long"),),
+        )
+        for i in range(n)
+    ]
 
 
 REPLIES = ["<answer>A</answer>", "B", "I would say blue", "(C)", "no idea", "<think>x</think> B", "green"]
@@ -100,7 +125,7 @@ def test_the_evaluator_resumes_to_the_same_summary(tmp_path):
 
     recs = _records()
     replies = dict(zip([r.id for r in recs], REPLIES))
-    answer = lambda rs: ((r, replies[r.id]) for r in rs)  # noqa: E731
+    answer = lambda rs: ((r, replies[r.id]) for r in rs)
     full = evaluate_qa(recs, answer, str(tmp_path / "full"), progress=False)
     # by hand: predicted A, B, C, C, None, B, B against gold A, B, C, A, B, C, A -> q0, q1, q2 right
     rows = [json.loads(x) for x in (tmp_path / "full" / "results.jsonl").read_text().splitlines()]
@@ -148,8 +173,9 @@ def test_the_suite_row_has_the_papers_columns(tmp_path):
     sources = [(n, os.path.join(root, n)) for n in ("videomme", "mvbench")]
     res = evaluate_suites(sources, oracle_but_short_wrong, str(tmp_path / "out"), progress=False)
     # VideoMME: 2 of 6 questions are short -> General 4/6, Short 0; MVBench all right -> Avg 1; Average of 4/6, 1
-    assert res["columns"] == pytest.approx({"VideoMME General": 4 / 6, "VideoMME Short": 0.0, "MVBench Avg": 1.0,
-                                            "Average": (4 / 6 + 1.0) / 2})
+    assert res["columns"] == pytest.approx(
+        {"VideoMME General": 4 / 6, "VideoMME Short": 0.0, "MVBench Avg": 1.0, "Average": (4 / 6 + 1.0) / 2}
+    )
     md = (tmp_path / "out" / "summary.md").read_text().splitlines()
     assert md[0] == "| VideoMME General | VideoMME Short | MVBench Avg | Average |"
     assert md[2] == "| 66.7 | 0.0 | 100.0 | 83.3 |"
@@ -161,7 +187,7 @@ def test_frames_in_bound_by_hand():
 
     # 8 frames at 2 fps are at 0, 0.5, ..., 3.5 s; [1.0, 2.0] holds frames 2, 3, 4
     assert frames_in_bound(8, 2.0, (1.0, 2.0)) == [2, 3, 4]
-    assert frames_in_bound(6, 3.0, (0.0, 1.0)) == [0, 1, 2, 3]   # MVBench's 3 fps frame folders
+    assert frames_in_bound(6, 3.0, (0.0, 1.0)) == [0, 1, 2, 3]  # MVBench's 3 fps frame folders
     assert frames_in_bound(4, 2.0, (9.0, 12.0)) == [0, 1, 2, 3]  # past the clip: the whole clip
     with pytest.raises(ValueError, match="frame rate"):
         frames_in_bound(4, 0.0, (0.0, 1.0))

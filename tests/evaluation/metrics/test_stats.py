@@ -5,15 +5,21 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from omnir1_jax.evaluation.metrics.stats import (format_interval, iqm, paired_difference, probability_of_improvement,
-                                                  summarize)
+from omnir1_jax.evaluation.metrics.stats import (
+    format_interval,
+    iqm,
+    paired_difference,
+    probability_of_improvement,
+    summarize,
+)
 
 
 def test_mean_interval_is_the_librarys_percentile_bootstrap():
     x = np.array([0.61, 0.72, 0.68, 0.80, 0.75])
     got = summarize(x, seed=3)
-    lib = st.bootstrap((x,), np.mean, confidence_level=0.95, n_resamples=10_000, method="percentile",
-                       rng=np.random.default_rng(3))
+    lib = st.bootstrap(
+        (x,), np.mean, confidence_level=0.95, n_resamples=10_000, method="percentile", rng=np.random.default_rng(3)
+    )
     assert got["ci"] == pytest.approx([lib.confidence_interval.low, lib.confidence_interval.high], abs=1e-12)
     assert got["mean"] == pytest.approx(0.712)  # (0.61 + 0.72 + 0.68 + 0.80 + 0.75) / 5
     assert got["n"] == 5 and got["min"] == 0.61 and got["max"] == 0.80
@@ -48,8 +54,15 @@ def test_paired_difference_detects_a_known_shift_and_not_a_null_one():
     assert null["ci"][0] < 0.0 < null["ci"][1]
     # unpaired, the same shift is hidden in the seed-to-seed spread: P(b > a) stays near one half
     assert 0.3 < shifted["prob_improvement"] < 0.9
-    lib = st.bootstrap((a + 0.05, a), probability_of_improvement, paired=True, vectorized=True, n_resamples=10_000,
-                       method="percentile", rng=np.random.default_rng(0))
+    lib = st.bootstrap(
+        (a + 0.05, a),
+        probability_of_improvement,
+        paired=True,
+        vectorized=True,
+        n_resamples=10_000,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    )
     same = paired_difference(a, a + 0.05)
     assert same["prob_improvement_ci"] == pytest.approx([lib.confidence_interval.low, lib.confidence_interval.high])
 

@@ -190,8 +190,15 @@ def test_refavs_accumulator_summary(tmp_path):
     assert release.summary()["test_n"]["S"] == pytest.approx(0.5)
     acc.write_jsonl(tmp_path / "refavs.jsonl")
     rows = [json.loads(x) for x in (tmp_path / "refavs.jsonl").read_text().splitlines()]
-    assert rows[2] == {"expression_id": "n", "split": "test_n", "num_frames": 2, "S": 0.25, "fg_pixels": 8,
-                       "pixels": 32, "protocol": "project"}
+    assert rows[2] == {
+        "expression_id": "n",
+        "split": "test_n",
+        "num_frames": 2,
+        "S": 0.25,
+        "fg_pixels": 8,
+        "pixels": 32,
+        "protocol": "project",
+    }
     with pytest.raises(ValueError, match="split"):
         acc.add("x", "test", t, t)
     with pytest.raises(ValueError, match="needs a target"):

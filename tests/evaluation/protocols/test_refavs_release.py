@@ -97,8 +97,8 @@ def _release_transcription(preds, targets, batch=4):
     js, fs = [], []
     th = torch.linspace(0, 1 - 1e-10, 255)
     for s in range(0, len(preds), batch):
-        p = torch.from_numpy(np.concatenate(preds[s:s + batch])).float() * 60 - 30
-        g = torch.from_numpy(np.concatenate(targets[s:s + batch])).float()
+        p = torch.from_numpy(np.concatenate(preds[s : s + batch])).float() * 60 - 30
+        g = torch.from_numpy(np.concatenate(targets[s : s + batch])).float()
         n, hw = p.shape[0], p.shape[1] * p.shape[2]
         b = (torch.sigmoid(p) > 0.4).float()
         inter, union = (b * g).sum((1, 2)), torch.maximum(b, g).sum((1, 2))
@@ -146,8 +146,15 @@ def test_every_refavs_row_names_its_protocol(tmp_path):
     assert row["protocol"] == "release" and row["J_frames"] == [1.0] and row["F_count"] == 1
     assert RefAVSConfig.release().describe()["name"] == "release"
     assert RefAVSConfig.project().describe() == {
-        "name": "project", "empty_gt": "binary", "null_s_sqrt": False, "j_threshold": None, "s_threshold": None,
-        "batch_size": None, "num_thresholds": 255, "beta2": 0.3}
+        "name": "project",
+        "empty_gt": "binary",
+        "null_s_sqrt": False,
+        "j_threshold": None,
+        "s_threshold": None,
+        "batch_size": None,
+        "num_thresholds": 255,
+        "beta2": 0.3,
+    }
     assert RefAVSConfig(batch_size=2).name == "custom"
     with pytest.raises(ValueError, match="protocol"):
         RefAVSConfig.named("paper")
