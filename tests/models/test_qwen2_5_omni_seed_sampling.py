@@ -1,7 +1,8 @@
 """The seed-parallel sampler: several models' groups from one program equal each model's own ``generate``.
 
-Three tiny Thinkers (different seeds); prompts with a 4x6-patch image, left-padded to different lengths per
-model, so the stacked prompts need padding. Reference: :func:`generate` of each model on its own prompt.
+Three tiny Thinkers (one initialisation and two noisy copies of it: three models, one initialiser compile);
+prompts with a 4x6-patch image, left-padded to different lengths per model, so the stacked prompts need padding.
+Reference: :func:`generate` of each model on its own prompt.
 """
 
 from __future__ import annotations
@@ -19,11 +20,24 @@ from omnir1_jax.runtime.seed_axis import sample_seeds, stack, stack_prompts
 G = 10
 
 
+def _other_weights(model, seed: int, scale: float = 0.05):
+    """A copy of ``model`` with every weight moved by deterministic noise: another model for the same program."""
+    rng = np.random.default_rng(seed)
+    moved = jax.tree.map(
+        lambda x: jnp.asarray(np.asarray(x) + scale * rng.standard_normal(x.shape).astype(x.dtype)),
+        nnx.state(model, nnx.Param),
+    )
+    out = nnx.clone(model)
+    nnx.update(out, moved)
+    return out
+
+
 @pytest.fixture(scope="module")
 def seeds():
     cfg = tiny(hidden_size=32, num_layers=2)
     rng = np.random.default_rng(0)
-    models = [init_model(cfg, seed=k) for k in range(3)]
+    base = init_model(cfg, seed=0)
+    models = [base, _other_weights(base, 1), _other_weights(base, 2)]
     prompts = []
     for rows in (((40,), (51, 52)), ((40, 41, 42), (51,)), ((40,), (51, 52, 53, 54))):
         ids, mask = left_padded_image_rows(cfg, rows)

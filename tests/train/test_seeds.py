@@ -20,7 +20,10 @@ from omnir1_jax.tasks import make_task
 from tests.train._tiny import params_of, tiny_config
 from tests.train.test_learner_precision import _Scripted
 
-SEEDS, K, STEPS = (0, 1, 2), 1, 2
+# Seed 6's clips give its two batches the same prompt shape, and the group's padded shape is the same on both
+# steps, while within each step the seeds' shapes differ (test_the_seeds_pad_to_common_sizes): the group pads
+# on every step, and each program compiles once instead of once per step.
+SEEDS, K, STEPS = (6, 0, 2), 6, 2
 
 
 def _base(tmp):
@@ -29,10 +32,23 @@ def _base(tmp):
     return dataclasses.replace(cfg, data=data, run=dataclasses.replace(cfg.run, seeds=SEEDS))
 
 
+class _Recorded(_Scripted):
+    """The scripted task, recording the pixel shape of each prompt it prepares (before the group pads it)."""
+
+    def __init__(self, task):
+        super().__init__(task)
+        self.shapes = []
+
+    def model_inputs(self, config, batch):
+        out = self._task.model_inputs(config, batch)
+        self.shapes.append(np.shape(out.pixel_values_videos))
+        return out
+
+
 def _learner(cfg, stage_fn=grpo_stage):
     tok = build_tokenizer(cfg.model)
     stage = stage_fn(cfg, export=False) if stage_fn is grpo_stage else stage_fn(cfg, num_records=8)
-    return Learner(cfg, _Scripted(make_task(cfg, tok)), stage, tokenizer=tok)
+    return Learner(cfg, _Recorded(make_task(cfg, tok)), stage, tokenizer=tok)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +67,13 @@ def runs(tmp_path_factory):
         first_group = group.train_step()
         ro_group = group.learners[SEEDS.index(K)].last_rollout
         second_alone, second_group = alone.train_step(), group.train_step()
+        shapes = {"alone": alone.task.shapes, "group": [one.task.shapes for one in group.learners]}
         yield dict(
             alone=(first_alone, second_alone),
             group=(first_group, second_group),
             ro=(ro_alone, ro_group),
             params=(params_of(alone.model), params_of(group.learners[SEEDS.index(K)].model)),
-            shapes=[tuple(np.shape(l.last_rollout.prompt.pixel_values_videos)) for l in group.learners],
+            shapes=shapes,
         )
     finally:
         alone.close()
@@ -90,3 +107,10 @@ def test_seed_in_a_group_has_the_losses_it_has_alone(runs):
 def test_the_seeds_differ(runs):
     losses = [m["grad_norm"] for m in runs["group"][0]]
     assert len(set(np.round(losses, 6))) == len(SEEDS)  # independent runs, not copies
+
+
+def test_the_seeds_pad_to_common_sizes(runs):
+    group = runs["shapes"]["group"]
+    assert runs["shapes"]["alone"] == group[SEEDS.index(K)]  # the same clips alone and in the group
+    for step in zip(*group):  # the seeds' own prompts differ in shape on every step: the group padded them
+        assert len(set(step)) > 1, group
