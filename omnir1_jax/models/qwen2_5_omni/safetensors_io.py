@@ -12,6 +12,7 @@ import json
 import os
 import struct as _struct
 import tempfile
+from collections.abc import Iterator
 
 import ml_dtypes
 import numpy as np
@@ -65,6 +66,9 @@ class SafetensorsDir:
 
     def keys(self) -> list[str]:
         return list(self._where)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
 
     def shape(self, key: str) -> tuple[int, ...]:
         return self._where[key][2]
