@@ -67,6 +67,7 @@ _EVAL_SCRIPT = textwrap.dedent("""
         return {"metric": "J&F", "value": 0.0, "J&F": 0.0, "count": 0}
 
     evaluation.evaluate_policy = fake_evaluate
+    train.evaluate_policy = fake_evaluate  # train imports it by name
     cfg = tiny_config(os.path.join(sys.argv[1], "syn"), os.path.join(sys.argv[1], "run"), steps=2)
     # weight decay moves the parameters even while a random policy's rewards (and so its gradients) are zero
     cfg = dataclasses.replace(cfg, mesh=MeshSpec(data=1, fsdp=2, tensor=1),
