@@ -61,12 +61,17 @@ class ColourTask:
 
     name = "colour"
     weights = {"accuracy": 1.0, "format": peer_task.FORMAT_WEIGHT}
+    max_turns = 1  # one answer per rollout
 
     def __init__(self, tokenizer, steps: int):
         self.tokenizer, self.steps = tokenizer, steps
         self.log: list[dict[str, float]] = []
 
-    def batches(self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False):
+    def batches(
+        self, records: Sequence[Any], *, batch_size: int, seed: int, sft: bool = False, share: tuple[int, int] = (0, 1)
+    ):
+        if share != (0, 1):
+            raise ValueError(f"the peer task runs in one process; got share={share}")
         return _Schedule(self.tokenizer, seed, self.steps, batch_size)
 
     def model_inputs(self, model_config, batch: dict[str, Any]):

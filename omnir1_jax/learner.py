@@ -178,6 +178,7 @@ class Learner:
         )
         tx = stage_optimizer(stage.optim)
         self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
+        self._bound_steps: dict[Any, Any] = {}  # update functions with (model, optimizer) bound (_bound)
         if self.mesh is None:  # one device: a step's outputs and a restored checkpoint are committed to it, so
             # commit the initial state too (jit keys on it: else step 1 or a resume compiles the step again)
             _commit(self.model, self.optimizer, *([self.reference] if self.reference is not None else []))
@@ -490,7 +491,7 @@ class Learner:
         current policy's (scored once before the first update for ``mu > 1``, the stop-gradient for ``mu = 1``)."""
         args = (ro.prompt, ro.completion_ids, ro.completion_mask)
         if not self.grpo:
-            m = nll_step(self.model, self.optimizer, *args, scorer=self.scorer)
+            m = self._bound(nll_step)(*args, scorer=self.scorer)
             return {k: float(v) for k, v in jax.device_get(m).items()}
         g = self.cfg.grpo
         old = ro.old_logps
@@ -499,10 +500,19 @@ class Learner:
         ref = self._score_reference(*args) if self.reference is not None else None
         metrics: dict[str, Any] = {}
         for _ in range(g.mu):
-            metrics = grpo_step(
-                self.model, self.optimizer, *args, old, ref, ro.advantages, scorer=self.scorer, spec=self.loss_spec
-            )
+            metrics = self._bound(grpo_step)(*args, old, ref, ro.advantages, scorer=self.scorer, spec=self.loss_spec)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    def _bound(self, step_fn):
+        """``step_fn`` (``rl.update.grpo_step`` / ``nll_step``) with the policy and its optimiser bound by
+        ``nnx.cached_partial``: their graph is traversed once, not on every call (~9 ms a step on a 2-core CPU for
+        the peer benchmark's tiny policy, BENCHMARKS.md "Peers"). The bound copies share the Variable objects, so
+        an in-place ``nnx.update`` (``restore``) is seen by the next call and every update lands in
+        ``self.model`` / ``self.optimizer``."""
+        bound = self._bound_steps.get(step_fn)
+        if bound is None:
+            bound = self._bound_steps[step_fn] = nnx.cached_partial(step_fn, self.model, self.optimizer)
+        return bound
 
     def _score_reference(self, prompt, completion_ids, completion_mask):
         """The frozen reference's log-probs of the completions. The reference never changes between restores, so it
