@@ -609,7 +609,7 @@ class Learner:
         while self.step < total:
             m = self.train_step()
             history.append(m)
-            self.record(m)
+            # the step's progress line first, then its metrics and checkpoint (a failed save names the step after it)
             if progress and self.primary and (self.step % self.stage.run.log_every == 0 or self.step == total):
                 print(
                     progress_line(
@@ -623,6 +623,7 @@ class Learner:
                     ),
                     flush=True,
                 )
+            self.record(m)
             if self.stage.run.eval_every and self.step % self.stage.run.eval_every == 0 and self.step < total:
                 self.evaluate(f"{self.stage.name}_step{self.step}")
         self.finish(progress=progress)

@@ -41,6 +41,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -311,6 +312,10 @@ def _not_a_thread_error(record: logging.LogRecord) -> bool:
     return not (record.levelno >= logging.ERROR and "raised an exception" in record.getMessage())
 
 
+def _not_an_orphaned_write(record: logging.LogRecord) -> bool:
+    return "exception was never retrieved" not in record.getMessage()
+
+
 def _quiet_unraisable(previous):
     def hook(unraisable) -> None:
         exc = unraisable.exc_value
@@ -328,7 +333,9 @@ def _quiet_orbax_thread_errors():
     """A failed save is reported once, by :meth:`RunCheckpointer.save`; but Orbax logs it from each of its
     threads with a traceback, and each array write still in flight ends in an event loop Orbax has closed (an
     unraisable ``RuntimeError``, printed with a traceback). Those two kinds of message (nothing else) are dropped
-    while a save runs, and for good once one failed (the writes in flight may end later)."""
+    while a save runs, and for good once one failed (the writes in flight may end later), together with what the
+    abandoned writes leave for the interpreter's exit: asyncio's "exception was never retrieved" log (with a
+    traceback) and the "coroutine ... was never awaited" warning."""
     global _QUIETED
     if _QUIETED:
         yield
@@ -343,6 +350,8 @@ def _quiet_orbax_thread_errors():
     finally:
         if failed:
             _QUIETED = True
+            logging.getLogger("asyncio").addFilter(_not_an_orphaned_write)
+            warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
         else:
             logger.removeFilter(_not_a_thread_error)
             sys.unraisablehook = previous
