@@ -20,6 +20,7 @@ used for jit ``out_shardings``, optimiser state and checkpoint restore targets),
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 
@@ -299,6 +300,16 @@ def shard_model(model, mesh: Mesh, sharding: ShardingConfig):
     return model
 
 
+@functools.lru_cache(maxsize=4)
+def _abstract_params(config) -> nnx.State:
+    """The parameters' shapes of ``config``'s model (tracing a 7B model's construction takes seconds; reports for
+    several meshes or dtypes of one configuration share it). Configurations are frozen dataclasses."""
+    # not at the top: convert imports this module
+    from omnir1_jax.models.qwen2_5_omni.convert import abstract_model
+
+    return nnx.split(abstract_model(config), nnx.Param)[1]
+
+
 def memory_report(
     config,
     mesh_shape: Mapping[str, int],
@@ -315,12 +326,9 @@ def memory_report(
     with ``params`` (total count), ``param_bytes``, ``adam_bytes`` (two moments in ``opt_dtype``, sharded
     like the parameters), ``total_bytes`` and ``total_gib`` per device.
     """
-    # not at the top: convert imports this module
-    from omnir1_jax.models.qwen2_5_omni.convert import abstract_model
-
     sharding = sharding or fsdp_tp()
     mesh_shape = {a: int(mesh_shape.get(a, 1)) for a in AXES}
-    _, state = nnx.split(abstract_model(config), nnx.Param)
+    state = _abstract_params(config)
     specs = jax.tree.leaves(
         param_partition_specs(state, mesh_shape, sharding), is_leaf=lambda x: isinstance(x, PartitionSpec)
     )

@@ -468,18 +468,20 @@ def init_model(
     (every process calls this) the parameters are global arrays. The same seed gives the same values with or
     without a mesh. ``attention``: the text decoder's attention implementation (see the constructor).
     """
-    build = lambda: Qwen2_5OmniThinker(
+    build = lambda key: Qwen2_5OmniThinker(
         config,
         dtype=dtype,
-        rngs=nnx.Rngs(seed),
+        rngs=nnx.Rngs(key),
         sharding=sharding,
         mesh=mesh,
         attention=attention,
         param_dtype=param_dtype,
     )
-    graphdef, abstract = nnx.split(nnx.eval_shape(build))
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build(jax.random.key(0))))
     out = None if mesh is None else param_shardings(abstract, mesh, sharding)
-    state = jax.jit(lambda: nnx.split(build())[1], out_shardings=out)()
+    # the seed is an argument of the program, not a constant in it: every seed of one configuration runs the same
+    # executable (a persistent compilation cache serves it to later runs); jax.random.key(seed) as nnx.Rngs(seed)
+    state = jax.jit(lambda s: nnx.split(build(jax.random.key(s)))[1], out_shardings=out)(np.uint32(seed))
     return nnx.merge(graphdef, state)
 
 
