@@ -9,7 +9,8 @@ import sys
 
 
 def test_sharded_logits_and_group_sampling(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    flags = "--xla_force_host_platform_device_count=8 " + os.environ.get("XLA_FLAGS", "")
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sharded_worker.py")

@@ -28,7 +28,8 @@ def _free_port() -> int:
 
 def _env(devices: int, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIR1_", "JAX_", "SLURM_", "OMPI_"))}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu", **extra)
+    flags = f"--xla_force_host_platform_device_count={devices} " + os.environ.get("XLA_FLAGS", "")
+    env.update(XLA_FLAGS=flags, JAX_PLATFORMS="cpu", **extra)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -83,7 +83,7 @@ _EVAL_SCRIPT = textwrap.dedent("""
 def test_evaluation_after_grpo_on_a_mesh_reads_the_trained_parameters(tmp_path):
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2 " + os.environ.get("XLA_FLAGS", ""),
         JAX_PLATFORMS="cpu",
         PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
     )
