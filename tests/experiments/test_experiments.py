@@ -303,6 +303,7 @@ def _grpo_one_step(cfg, bridge, scorer, policy=None, tokenizer=None):
     return hist[0]
 
 
+@pytest.mark.slow  # ~13 s; the rows' weights are checked by test_paper_hyper_parameters_in_the_files (default)
 def test_synthetic_table4_rows_run_a_step(world, bridge):
     from omnir1_jax.policy import make_scorer
 
