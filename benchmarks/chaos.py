@@ -99,7 +99,7 @@ def environment(workdir: str, hold_file: str | None) -> dict:
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
     )
     env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
-    if hold_file:  # inert until the harness creates the file (sam2_bridge/server/worker.py)
+    if hold_file:  # inert until the harness creates the file (sam2_bridge.server.worker)
         env.update(SAM2_BRIDGE_TEST_REPLY_DELAY_S="600", SAM2_BRIDGE_TEST_REPLY_HOLD_FILE=hold_file)
     return env
 

@@ -8,7 +8,7 @@ What it kills (each by pid, with SIGKILL):
 - ``broker``: the bridge server process started by the trainer (the trainer's client restarts it and re-sends);
 - ``learner``: the trainer itself (restarted by this harness; it resumes from its newest checkpoint);
 - ``worker_mid_reply`` / ``broker_mid_reply``: the same, while the worker holds a computed reply before
-  sending it (the worker's test hook, ``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE``, see ``sam2_bridge/server/worker.py``);
+  sending it (the worker's test hook, ``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE``, see ``sam2_bridge.server.worker``);
 - ``learner_mid_checkpoint``: the trainer while it writes a checkpoint, between its files and Orbax's commit
   (the test hook ``OMNIR1_TEST_CHECKPOINT_DELAY_STEP``, see ``omnir1_jax/runtime/checkpoint.py``).
 

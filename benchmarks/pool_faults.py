@@ -7,7 +7,7 @@ the synthetic segmenter (on this machine's loopback, as a pool on other machines
 :class:`~sam2_bridge.wire.client.BridgeClient` over both. Every request is a ``segment`` of its own clip (a red
 square at a position given by the request's index), so each reply can be checked against its own request. At
 most ``--window`` requests are in flight. Halfway, bridge A is told (its worker's test hook,
-``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE``, see ``sam2_bridge/server/worker.py``) to hold its next reply; while it holds it,
+``SAM2_BRIDGE_TEST_REPLY_HOLD_FILE``, see ``sam2_bridge.server.worker``) to hold its next reply; while it holds it,
 A's server is SIGKILLed. The client notices the dropped connection and re-sends what A held to B.
 
 Prints (and writes with ``--json``): requests answered, failed, answered with another request's masks
