@@ -92,6 +92,12 @@ def test_memory_report_counts_and_divides_by_the_mesh():
     assert 1 / 8 <= eight["total_bytes"] / one["total_bytes"] < 1 / 8 * 1.01
 
 
+def test_a_seed_outside_uint32_is_an_error_naming_it():
+    for bad in (-1, 2**32):
+        with pytest.raises(ValueError, match=f"seed={bad}"):
+            init_model(tiny(), seed=bad)
+
+
 def test_text_only_positions_are_cumulative_and_padding_gets_one():
     ids = np.array([[0, 0, 7, 8, 9], [5, 6, 7, 8, 9]])
     mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])

@@ -468,6 +468,8 @@ def init_model(
     (every process calls this) the parameters are global arrays. The same seed gives the same values with or
     without a mesh. ``attention``: the text decoder's attention implementation (see the constructor).
     """
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"init_model: seed={seed!r} must be in [0, 2**32)")
     build = lambda key: Qwen2_5OmniThinker(
         config,
         dtype=dtype,
