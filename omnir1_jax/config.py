@@ -87,7 +87,8 @@ class ModelSpec:
       remat: rematerialise decoder layers (and vision blocks) in the update: False, True (everything recomputed
         in the backward pass) or ``"dots"`` (the projections' outputs kept, the rest recomputed: one fewer
         forward through the matmuls for somewhat more memory; see ``text.remat_call``).
-      overrides: extra fields of the model config (e.g. ``{"num_hidden_layers": 4}``) for small variants.
+      overrides: keyword arguments of the ``tiny`` preset (``vocab_size``, ``hidden_size``, ``num_layers``,
+        ``tie_word_embeddings``, ``vision_depth``, ``audio_layers``), e.g. ``(("num_layers", 4),)``.
     """
 
     checkpoint: str | None = None

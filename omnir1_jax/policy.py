@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import os
 import shutil
 import tempfile
@@ -96,8 +97,13 @@ def build_model_config(spec: ModelSpec):
     kwargs = dict(spec.overrides)
     if kwargs and spec.preset != "tiny":
         raise ConfigError(
-            "model.overrides only applies to the tiny preset (vocab_size, hidden_size, num_layers, tie_word_embeddings)"
+            "model.overrides only applies to the tiny preset (vocab_size, hidden_size, num_layers, "
+            "tie_word_embeddings, vision_depth, audio_layers)"
         )
+    known = set(inspect.signature(qwen2_5_omni.tiny).parameters) if kwargs else set()
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ConfigError(f"model.overrides: {unknown} are not arguments of the tiny preset (one of {sorted(known)})")
     return presets[spec.preset](**kwargs)
 
 

@@ -16,6 +16,7 @@ from omnir1_jax.policy import build_policy, build_tokenizer
 from omnir1_jax.rewards import COHERENCE_PROMPT, CONSISTENCY_PROMPT, extract_tag
 from omnir1_jax.tasks.crossomni_judge import PerPromptJudge, make_judge
 from tests.crossomni.fixtures import length_judge, write_fixture
+from tests.train._tiny import TINY_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def cfg(tmp_path_factory):
     write_fixture(root)
     return ExperimentConfig(
         name="co_test",
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=DataSpec(
             dataset="crossomni",
             root=root,

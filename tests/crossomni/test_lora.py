@@ -19,7 +19,7 @@ def _inputs(vocab, b=2, t=10, seed=0):
     return qwen2_5_omni.prepare_inputs(_CFG, input_ids=ids, attention_mask=mask)
 
 
-_CFG = qwen2_5_omni.tiny(hidden_size=32, num_layers=2)
+_CFG = qwen2_5_omni.tiny(hidden_size=32, num_layers=2, vision_depth=1, audio_layers=1)
 
 
 @pytest.fixture(scope="module")

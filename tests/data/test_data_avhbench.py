@@ -10,6 +10,7 @@ import pytest
 from omnir1_jax.data.avhbench import CAPTION_TASK, JUDGE_TASKS, read_avhbench
 from omnir1_jax.data.errors import DataFormatError
 from omnir1_jax.evaluation.metrics.qa import YesNoAccumulator, parse_yes_no
+from tests.train._tiny import TINY_MODEL
 
 AV, VA, M = JUDGE_TASKS
 QUESTIONS = {
@@ -219,7 +220,7 @@ def test_evaluate_avhbench_with_the_tiny_policy_end_to_end(tmp_path):
         )
     cfg = ExperimentConfig(
         name="avh",
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=DataSpec(
             dataset="avhbench",
             root=root,

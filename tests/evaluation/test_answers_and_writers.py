@@ -8,6 +8,7 @@ import pytest
 from omnir1_jax.config import DataSpec, ExperimentConfig
 from omnir1_jax.data.crossomni import CrossOmniRecord
 from omnir1_jax.evaluation import evaluate_policy, evaluate_segmentation, headline
+from tests.train._tiny import TINY_MODEL
 
 
 def _qa_records():
@@ -142,7 +143,7 @@ def test_crossomni_with_the_tiny_policy_scores_its_own_greedy_answers(tmp_path):
     root = str(tmp_path / "co")
     write_fixture(root)
     cfg = ExperimentConfig(
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=DataSpec(
             dataset="crossomni",
             root=root,

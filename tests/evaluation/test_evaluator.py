@@ -14,6 +14,7 @@ from omnir1_jax.evaluation import evaluate_policy
 from omnir1_jax.evaluation.metrics import db_eval_boundary, db_eval_iou
 from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.testing.tokenizer import build_tiny_tokenizer
+from tests.train._tiny import TINY_MODEL
 
 pytestmark = pytest.mark.torch  # the bridge subprocess imports the PyTorch side
 
@@ -62,7 +63,7 @@ def bridge(world, tmp_path_factory):
 
 def _cfg(root, out):
     return ExperimentConfig(
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=DataSpec(
             dataset="synthetic",
             root=root,
@@ -148,7 +149,7 @@ def test_refavs_is_scored_with_the_release_protocol_by_default(bridge, tmp_path)
     recs = read_refavs(root, "test_s") + read_refavs(root, "test_n")
     assert len(recs) >= 5  # more than one release batch of 4 expressions
     cfg = ExperimentConfig(
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=DataSpec(
             dataset="refavs",
             root=root,

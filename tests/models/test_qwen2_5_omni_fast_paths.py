@@ -45,7 +45,7 @@ def _prompts(cfg, rng):
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny(num_layers=2)
+    cfg = tiny(num_layers=2, vision_depth=1, audio_layers=1)
     rng = np.random.default_rng(0)
     model = init_model(cfg, seed=3)
     base = _prompts(cfg, rng)

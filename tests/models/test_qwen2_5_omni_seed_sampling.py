@@ -34,7 +34,7 @@ def _other_weights(model, seed: int, scale: float = 0.05):
 
 @pytest.fixture(scope="module")
 def seeds():
-    cfg = tiny(hidden_size=32, num_layers=2)
+    cfg = tiny(hidden_size=32, num_layers=2, vision_depth=1, audio_layers=1)
     rng = np.random.default_rng(0)
     base = init_model(cfg, seed=0)
     models = [base, _other_weights(base, 1), _other_weights(base, 2)]

@@ -55,7 +55,7 @@ def _prompt(cfg, rng):
 
 @pytest.fixture(scope="module")
 def batch():
-    cfg = tiny()
+    cfg = tiny(vision_depth=1, audio_layers=1)
     rng = np.random.default_rng(0)
     prompt = repeat_prompt(_prompt(cfg, rng), GROUP)
     r = 2 * GROUP

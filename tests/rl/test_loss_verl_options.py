@@ -12,6 +12,7 @@ import pytest
 from omnir1_jax.config import ConfigError, GRPOSpec
 from omnir1_jax.rl.loss import aggregate, grpo_loss
 from omnir1_jax.rl.update import LossSpec, _share, loss_weight
+from tests.train._tiny import TINY_MODEL
 
 # Row 0 has A = -1 and ratios 5, 2, 0.5; row 1 has A = +1 and ratios 5, 1, 1 (eps 0.2, beta 0).
 RATIOS = np.array([[5.0, 2.0, 0.5], [5.0, 1.0, 1.0]], np.float32)
@@ -127,7 +128,7 @@ def test_learner_threads_both_options_into_its_loss(tmp_path):
             return RecordBatches(records, lambda chunk: {}, batch_size=batch_size, seed=seed, share=share)
 
     cfg = ExperimentConfig(
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=DataSpec(batch_size=1),
         optim=OptimSpec(weight_decay=0.0),
         grpo=GRPOSpec(group_size=2, clip_ratio_c=3.0, empty_rows="nonempty"),

@@ -30,7 +30,7 @@ GROUP, C = 4, 6
 
 @pytest.fixture(scope="module")
 def batch():
-    cfg = tiny()
+    cfg = tiny(vision_depth=1, audio_layers=1)
     rng = np.random.default_rng(0)
     ids, mask = left_padded_image_rows(cfg, ((40,), (51, 52)))
     prompt = repeat_prompt(

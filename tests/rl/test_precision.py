@@ -24,7 +24,7 @@ SCORER = functools.partial(completion_logprobs, remat=False, temperature=1.0)
 
 
 def _small():
-    return tiny(hidden_size=32, num_layers=1)
+    return tiny(hidden_size=32, num_layers=1, vision_depth=1, audio_layers=1)
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ from omnir1_jax.policy import build_tokenizer
 from omnir1_jax.runtime.records import read_records
 from omnir1_jax.tasks import make_task
 from omnir1_jax.tasks.grounding import GroundingTask, target_answer
+from tests.train._tiny import TINY_MODEL
 
 
 def grounding_config(root: str, out_dir: str) -> ExperimentConfig:
     return ExperimentConfig(
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=DataSpec(
             dataset="refcocog",
             root=root,

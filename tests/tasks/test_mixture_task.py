@@ -16,6 +16,7 @@ from omnir1_jax.config import ConfigError, DataSpec, ModelSpec, load_config
 from omnir1_jax.data.synthetic import writer
 from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.tasks.synthetic_targets import answer_text
+from tests.train._tiny import TINY_MODEL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,7 +55,7 @@ def _tiny(base, bridge):
     )
     return dataclasses.replace(
         cfg,
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=data,
         bridge=dataclasses.replace(
             cfg.bridge, start=False, addresses=("ipc://unused-bridge.sock",), workers=1, timeout_s=120
@@ -149,7 +150,7 @@ def test_the_table1_sft_baseline_supervises_the_refaid_format_with_the_expressio
     assert (cfg.sft.target, cfg.sft.steps * cfg.sft.batch_size, cfg.data.task) == ("expression", 1600, "refaid")
     cfg = dataclasses.replace(
         cfg,
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=dataclasses.replace(
             cfg.data,
             root=str(base / "avs"),

@@ -15,6 +15,7 @@ import pytest
 
 from omnir1_jax.config import ConfigError
 from omnir1_jax.runtime.distributed import DistributedSpec, resolve
+from tests.train._tiny import TINY_MODEL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.path.join(ROOT, "tests", "train", "_dist_worker.py")
@@ -101,7 +102,7 @@ def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_pr
     assert sorted(n for n in os.listdir(tmp_path / "two" / "checkpoints") if n.isdigit()) == ["2"]
 
 
-TINY_EXPERIMENT = """
+TINY_EXPERIMENT = f"""
 import os
 
 from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,
@@ -111,7 +112,7 @@ from omnir1_jax.rewards import RewardWeights
 
 def get_config():
     return ExperimentConfig(
-        name="tiny_mp", model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        name="tiny_mp", model=ModelSpec(overrides={TINY_MODEL!r}),
         data=DataSpec(root=os.path.join(ROOT, "world"), synthetic_videos=6, synthetic_size=(56, 84), batch_size=2,
                       min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
         bridge=BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),

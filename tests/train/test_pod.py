@@ -23,6 +23,7 @@ import pytest
 
 from omnir1_jax.config import ConfigError
 from omnir1_jax.runtime import pod
+from tests.train._tiny import TINY_MODEL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -98,7 +99,7 @@ def test_fingerprint_differences_and_the_timeout_setting(monkeypatch):
     assert pod.timeout_from_env() == pod.DEFAULT_TIMEOUT_S == 20.0
 
 
-TINY = """
+TINY = f"""
 import os
 
 from omnir1_jax.config import (BridgeSpec, DataSpec, ExperimentConfig, GRPOSpec, MeshSpec, ModelSpec, OptimSpec,
@@ -108,7 +109,7 @@ from omnir1_jax.rewards import RewardWeights
 
 def get_config():
     return ExperimentConfig(
-        name="tiny_pod", model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        name="tiny_pod", model=ModelSpec(overrides={TINY_MODEL!r}),
         data=DataSpec(root=os.path.join(ROOT, "world"), synthetic_videos=6, synthetic_size=(56, 84), batch_size=2,
                       min_frames=4, max_frames=4, s1_max_pixels=4 * 28 * 28, s1_min_pixels=4 * 28 * 28),
         bridge=BridgeSpec(grounder="synthetic", segmenter="synthetic", workers=1, timeout_s=120),

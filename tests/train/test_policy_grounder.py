@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 
 from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
+from tests.train._tiny import TINY_MODEL
 
 
 def test_policy_grounder_needs_a_policy_directory(tmp_path):
@@ -57,7 +58,7 @@ def test_export_carries_the_checkpoints_processor_and_the_grounder_serves_it(tmp
         "model.safetensors.index.json",
     }
     assert "preprocessor_config.json" in assets or "processor_config.json" in assets
-    policy = policy_lib.build_policy(ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))), seed=5)
+    policy = policy_lib.build_policy(ModelSpec(overrides=TINY_MODEL), seed=5)
     out = policy_lib.export_policy(policy, str(tmp_path / "hf"), assets_from=str(src))
     files = set(os.listdir(out))
     assert files == assets | {"config.json", "model.safetensors"}

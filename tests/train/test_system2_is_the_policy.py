@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from omnir1_jax.runtime.bridge import open_bridge, resolve_grounder
+from tests.train._tiny import TINY_MODEL
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
@@ -61,7 +62,7 @@ def test_train_export_ground_with_the_export_and_evaluate(tmp_path, monkeypatch)
 
     # the starting checkpoint: a tiny random Thinker exported with its tokenizer (what model.checkpoint points at)
     start = str(tmp_path / "start")
-    tiny = ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1)))
+    tiny = ModelSpec(overrides=TINY_MODEL)
     policy_lib.export_policy(policy_lib.build_policy(tiny, seed=3), start, tokenizer=build_tiny_tokenizer())
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(os.listdir(start))
 

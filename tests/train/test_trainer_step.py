@@ -12,14 +12,14 @@ from omnir1_jax.rl import grpo_loss
 from omnir1_jax.rl.update import score
 from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.tasks.base import Scored
-from tests.train._tiny import make_learner
+from tests.train._tiny import TINY_MODEL, make_learner
 
 pytestmark = pytest.mark.torch  # the bridge subprocess runs PyTorch
 
 
 def _cfg(tmp_path, **run):
     return ExperimentConfig(
-        model=ModelSpec(overrides=(("hidden_size", 32), ("num_layers", 1))),
+        model=ModelSpec(overrides=TINY_MODEL),
         data=DataSpec(
             root=str(tmp_path / "syn"),
             synthetic_videos=5,

@@ -360,9 +360,19 @@ class Qwen2_5OmniConfig:
 
 
 def tiny(
-    *, vocab_size: int = 512, hidden_size: int = 64, num_layers: int = 2, tie_word_embeddings: bool = False
+    *,
+    vocab_size: int = 512,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    tie_word_embeddings: bool = False,
+    vision_depth: int = 2,
+    audio_layers: int = 2,
 ) -> Qwen2_5OmniConfig:
     """A seconds-on-a-CPU Thinker using the tiny tokenizer's vocabulary and special ids (omnir1_jax.testing).
+
+    ``vision_depth`` / ``audio_layers``: blocks of the vision and audio encoders (the last vision block uses full
+    attention, the others windowed attention, as every 8th block of the released model does); the test suite's
+    learner runs use one of each, which halves what XLA compiles for the encoders.
 
     ``tie_word_embeddings`` shares the input embedding with the output head (as Qwen2.5's small text models do);
     the CPU demo uses it because copying a word of the query into the answer is then a circuit the model has
@@ -384,16 +394,16 @@ def tiny(
             tie_word_embeddings=tie_word_embeddings,
         ),
         vision=VisionConfig(
-            depth=2,
+            depth=vision_depth,
             hidden_size=32,
             intermediate_size=64,
             num_heads=2,
             window_size=56,
             out_hidden_size=hidden_size,
-            fullatt_block_indexes=(1,),
+            fullatt_block_indexes=(vision_depth - 1,),
         ),
         audio=AudioConfig(
-            encoder_layers=2,
+            encoder_layers=audio_layers,
             encoder_attention_heads=2,
             encoder_ffn_dim=64,
             d_model=32,

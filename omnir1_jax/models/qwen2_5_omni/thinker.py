@@ -14,6 +14,7 @@ Two steps, so that the expensive part is a pure, jittable function of arrays:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -470,6 +471,17 @@ def init_model(
     """
     if not 0 <= int(seed) < 2**32:
         raise ValueError(f"init_model: seed={seed!r} must be in [0, 2**32)")
+    graphdef, program = _initialiser(config, dtype, mesh, sharding, attention, param_dtype)
+    return nnx.merge(graphdef, program(np.uint32(seed)))
+
+
+@functools.lru_cache(maxsize=8)
+def _initialiser(config, dtype, mesh, sharding, attention, param_dtype):
+    """``(graphdef, program)`` of :func:`init_model` for one configuration; ``program(seed)`` gives the state.
+
+    The seed is an argument of the program, not a constant in it (``jax.random.key(seed)`` as ``nnx.Rngs(seed)``):
+    every seed of one configuration runs the same executable, traced and compiled once per process (a persistent
+    compilation cache serves it to later processes)."""
     build = lambda key: Qwen2_5OmniThinker(
         config,
         dtype=dtype,
@@ -481,10 +493,7 @@ def init_model(
     )
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build(jax.random.key(0))))
     out = None if mesh is None else param_shardings(abstract, mesh, sharding)
-    # the seed is an argument of the program, not a constant in it: every seed of one configuration runs the same
-    # executable (a persistent compilation cache serves it to later runs); jax.random.key(seed) as nnx.Rngs(seed)
-    state = jax.jit(lambda s: nnx.split(build(jax.random.key(s)))[1], out_shardings=out)(np.uint32(seed))
-    return nnx.merge(graphdef, state)
+    return graphdef, jax.jit(lambda s: nnx.split(build(jax.random.key(s)))[1], out_shardings=out)
 
 
 def as_model_inputs(cfg: Qwen2_5OmniConfig, batch: ModelInputs | Mapping[str, Any]) -> ModelInputs:

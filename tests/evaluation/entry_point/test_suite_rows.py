@@ -14,6 +14,7 @@ from omnir1_jax.data.suites import read_suite, suite
 from omnir1_jax.data.synthetic.suites import WRITERS, write_suites
 from omnir1_jax.evaluation.metrics.qa import extract_letter
 from tests.experiments.specs import spec_id, specs
+from tests.train._tiny import TINY_MODEL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROWS = specs("qa_*.py")
@@ -21,7 +22,7 @@ TINY = [
     "model.checkpoint=None",
     "model.preset='tiny'",
     "model.dtype='float32'",
-    "model.overrides=(('hidden_size', 32), ('num_layers', 1))",
+    f"model.overrides={TINY_MODEL!r}",
     "grpo.max_new_tokens=4",
     "data.max_frames=2",
     "data.s1_min_pixels=3136",

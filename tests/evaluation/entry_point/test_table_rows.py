@@ -8,13 +8,15 @@ import os
 import numpy as np
 import pytest
 
+from tests.train._tiny import TINY_MODEL
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = [
     "model.checkpoint=None",
     "model.preset='tiny'",
     "model.dtype='float32'",
     "model.remat=False",
-    "model.overrides=(('hidden_size', 32), ('num_layers', 1))",
+    f"model.overrides={TINY_MODEL!r}",
     "grpo.max_new_tokens=4",
     "data.min_frames=2",
     "data.max_frames=2",
