@@ -48,7 +48,10 @@ def test_rewind_drops_later_steps_and_a_torn_line_then_appends(tmp_path, capsys)
     assert all(json.loads(x) for x in open(path).read().splitlines())  # every line whole
     assert sorted(os.listdir(out)) == ["metrics.jsonl", "tb"]  # no temporary file left
     tb = os.path.join(out, "tb")
-    first, resumed = [_events(os.path.join(tb, f)) for f in sorted(os.listdir(tb), key=lambda f: f.split(".")[-1])]
+    # files end in ".PID-N", N counting the writers of the process: order by N as a number (10 after 9)
+    first, resumed = [
+        _events(os.path.join(tb, f)) for f in sorted(os.listdir(tb), key=lambda f: int(f.rsplit("-", 1)[-1]))
+    ]
     assert [e.step for e in first if e.summary.value] == [1, 2, 3, 4, 5, 5]
     # the resumed writer starts with TensorBoard's purge marker (a session start at step 4), then logs 4 and 5
     start = [e for e in resumed if e.HasField("session_log")]
