@@ -6,10 +6,10 @@ harmless finaliser warning into a test error. Importing it up front keeps the re
 
 The suite shares one persistent JAX compilation cache between its tests and, under ``pytest -n 2`` (README's
 test command, pytest-xdist), between its worker processes: tests build identical programs through fresh function
-objects (``init_model`` jits a new initialiser closure per call; every learner builds its own sampler and update),
-which the in-memory jit caches cannot share, and an executable is reused here when its HLO, compile options and
-backend are the same. The cache lives in a fresh temporary directory made by the controlling process and removed
-when the run ends. Subprocesses that tests start do not inherit it (it is not in the environment).
+objects (every learner builds its own sampler and update), which the in-memory jit caches cannot share, and an
+executable is reused here when its HLO, compile options and backend are the same. The cache lives in a fresh
+temporary directory made by the controlling process and removed when the run ends. Subprocesses that tests start
+do not inherit it (it is not in the environment).
 
 Compilation, not execution, is most of the suite's time (the programs are tiny): the tests compile with LLVM's
 optimisation off and XLA:CPU's classic (non-MLIR) fusion emitters, about a third less compile time. These flags

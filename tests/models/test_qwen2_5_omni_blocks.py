@@ -52,6 +52,12 @@ def _prepare(cfg, proc, rows, kind):
     return prepare_inputs(cfg, **dict(out))
 
 
+def _logits(model, inputs):
+    """The model's logits through its compiled forward (``model(inputs=...)``; ``model.forward`` op by op would
+    compile every operation of the model for every batch shape)."""
+    return np.asarray(model(inputs=inputs).logits)
+
+
 def _blocks(cfg, proc, kind, group=1, pad_id=0):
     whole = _prepare(cfg, proc, [0, 1, 2, 3], kind)
     parts = [_prepare(cfg, proc, rows, kind) for rows in ([0, 1], [2, 3])]
@@ -84,8 +90,8 @@ def test_shares_laid_end_to_end_give_the_logits_of_the_whole_batch(kind, flax_th
     lay = glob.image_layout if kind == "image_audio" else glob.video_layout
     for seg in (lay.full_segment, lay.window_segment):
         assert np.all(np.diff(np.asarray(seg)) >= 0)
-    ref = np.asarray(flax_thinker.forward(whole).logits)
-    got = np.asarray(flax_thinker.forward(glob).logits)
+    ref = _logits(flax_thinker, whole)
+    got = _logits(flax_thinker, glob)
     assert got.shape == ref.shape
     assert np.abs(got - ref)[valid].max() <= 1e-5
 
@@ -138,11 +144,11 @@ def test_batches_of_different_modalities_merge_into_one_batch_with_their_own_log
     text = prepare_inputs(cfg, **dict(tiny_processor(text=["only words here"], return_tensors="np")))
     merged = merge_rows([vos, avs, text])
     assert merged.video_layout is not None and merged.image_layout is not None and merged.audio_layout is not None
-    got = np.asarray(flax_thinker.forward(merged).logits)
+    got = _logits(flax_thinker, merged)
     t = got.shape[1]
     row = 0
     for part in (vos, avs, text):
-        ref = np.asarray(flax_thinker.forward(part).logits)
+        ref = _logits(flax_thinker, part)
         b, tp = ref.shape[:2]
         valid = np.asarray(part.attention_mask).astype(bool)
         np.testing.assert_array_equal(

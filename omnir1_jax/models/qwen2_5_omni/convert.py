@@ -36,7 +36,7 @@ from jax.sharding import Mesh
 
 from omnir1_jax.models.qwen2_5_omni.config import Qwen2_5OmniConfig
 from omnir1_jax.models.qwen2_5_omni.safetensors_io import CheckpointError, SafetensorsDir, save_file
-from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig, no_sharding, param_shardings
+from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig, _abstract_params, no_sharding, param_shardings
 from omnir1_jax.models.qwen2_5_omni.thinker import Qwen2_5OmniThinker
 
 # (Flax path regex, checkpoint key template, transform). First match wins.
@@ -161,8 +161,9 @@ def abstract_model(
 
 @functools.lru_cache(maxsize=8)
 def param_shapes(cfg: Qwen2_5OmniConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """(dotted Flax name, shape) of every parameter, from ``jax.eval_shape`` (cached per config)."""
-    _, state = nnx.split(abstract_model(cfg), nnx.Param)
+    """(dotted Flax name, shape) of every parameter, from ``jax.eval_shape`` (cached per config; the abstract
+    parameters are the ones :func:`~.sharding.memory_report` reads, traced once per configuration)."""
+    state = _abstract_params(cfg)
     return tuple((flax_name(p), tuple(x.shape)) for p, x in jax.tree_util.tree_leaves_with_path(state))
 
 
