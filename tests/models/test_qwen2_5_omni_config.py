@@ -166,3 +166,20 @@ def test_remat_gives_the_same_logprobs_and_gradients():
     assert np.all(np.asarray(lp0)[1, 2] == 0) and np.all(np.asarray(lp0)[mask == 1] < 0)
     for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
         np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_tiny_encoder_depths_and_overrides_that_name_no_argument():
+    from omnir1_jax.config import ConfigError as SpecError
+    from omnir1_jax.config import ModelSpec
+    from omnir1_jax.policy import build_model_config
+
+    # the default tiny model (the CPU demo's) keeps two vision blocks, the last with full attention, and two audio
+    # layers; the suite's smaller one has one of each, its only vision block with full attention
+    default, small = tiny(), tiny(vision_depth=1, audio_layers=1)
+    assert (default.vision.depth, default.vision.fullatt_block_indexes, default.audio.encoder_layers) == (2, (1,), 2)
+    assert (small.vision.depth, small.vision.fullatt_block_indexes, small.audio.encoder_layers) == (1, (0,), 1)
+    assert build_model_config(ModelSpec(overrides=(("vision_depth", 1), ("audio_layers", 1)))) == small
+    with pytest.raises(SpecError, match=r"model.overrides: \['depth'\] are not arguments of the tiny preset"):
+        build_model_config(ModelSpec(overrides=(("depth", 1),)))
+    with pytest.raises(SpecError, match="only applies to the tiny preset"):
+        build_model_config(ModelSpec(preset="qwen2_5_omni_7b", overrides=(("num_layers", 1),)))
