@@ -179,6 +179,9 @@ def test_tiny_encoder_depths_and_overrides_that_name_no_argument():
     assert (default.vision.depth, default.vision.fullatt_block_indexes, default.audio.encoder_layers) == (2, (1,), 2)
     assert (small.vision.depth, small.vision.fullatt_block_indexes, small.audio.encoder_layers) == (1, (0,), 1)
     assert build_model_config(ModelSpec(overrides=(("vision_depth", 1), ("audio_layers", 1)))) == small
+    for bad in (("vision_depth", 0), ("audio_layers", 0), ("audio_layers", 1.5)):
+        with pytest.raises(ConfigError, match=f"tiny: {bad[0]}={bad[1]!r} must be an integer >= 1"):
+            tiny(**dict([bad]))
     with pytest.raises(SpecError, match=r"model.overrides: \['depth'\] are not arguments of the tiny preset"):
         build_model_config(ModelSpec(overrides=(("depth", 1),)))
     with pytest.raises(SpecError, match="only applies to the tiny preset"):

@@ -377,6 +377,9 @@ def tiny(
     ``tie_word_embeddings`` shares the input embedding with the output head (as Qwen2.5's small text models do);
     the CPU demo uses it because copying a word of the query into the answer is then a circuit the model has
     from the start instead of one it must learn."""
+    for name, value in (("vision_depth", vision_depth), ("audio_layers", audio_layers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"tiny: {name}={value!r} must be an integer >= 1")
     heads = max(2, hidden_size // 16)
     head_dim = hidden_size // heads
     half = head_dim // 2
