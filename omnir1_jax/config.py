@@ -561,6 +561,10 @@ class SFTSpec:
       grad_clip, log_every, checkpoint_every: the warm-up's global-norm clip (0 = none), progress-line period and
         checkpoint period (0 = only at the end).
       target_rate: with ``target = "mixed"``: the probability that a target names the referred object.
+      think_weight: the loss weight of the target tokens inside the answer's first ``<think>...</think>``
+        relative to the other target tokens (1 = the plain token mean; the loss is the weighted token mean).
+        A restated query is a few tokens among a long answer whose keyframes are random: its share of a plain
+        token mean is too small for a tiny from-scratch policy to learn the copy reliably (the CPU demo).
       instruction: when set, the SFT prompts carry this text instead of the record's referring expression, so
         the warm-up cannot tie the answer to the expression in any way; ``{colour}`` / ``{shape}`` in it are
         drawn at random per record from the world's colours and shapes (``data.synthetic_colours`` /
@@ -581,9 +585,11 @@ class SFTSpec:
     log_every: int = 10
     checkpoint_every: int = 0
     target_rate: float = 0.0
+    think_weight: float = 1.0
 
     def __post_init__(self):
         _real("sft", self, "grad_clip", 0.0)  # 0 = no clipping
+        _real("sft", self, "think_weight", 0.0, low_open=True)
         _real("sft", self, "target_rate", 0.0, 1.0)
         _int("sft", self, "log_every", 1)
         _int("sft", self, "checkpoint_every", 0)  # 0 = only at the end

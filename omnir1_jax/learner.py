@@ -450,17 +450,23 @@ class Learner:
         (width,) = distributed.agree_max(ids.shape[1])
         ids, mask = policy_lib.pad_targets(ids, mask, width, self.pad_id)
         local = self._prompt_of(batch)
+        w = self.cfg.sft.think_weight
+        weights = policy_lib.think_weights(self.tokenizer, texts, width, w) if w != 1.0 else None
         return Targets(
             distributed.global_inputs(self.policy.config, local, self.mesh, pad_id=self.pad_id),
             distributed.global_rows(ids, self.mesh),
             distributed.global_rows(mask, self.mesh),
             list(texts),
+            None if weights is None else distributed.global_rows(weights, self.mesh),
         )
 
     def _supervised_turns(self, batch: dict[str, Any]) -> Targets:
         """Multi-turn targets (task ``vos_interactive``): the task's target answers for every turn, each after the
         real feedback System 2 gives on the previous target answer, as whole trajectories with every answer in
         the NLL mask (the warm-up then teaches the answer format after a feedback turn too)."""
+        if self.cfg.sft.think_weight != 1.0:
+            w = self.cfg.sft.think_weight
+            raise ConfigError(f"sft.think_weight={w} is for one-turn answers, not turns={self.turns}")
         cfg, eos = self.policy.config, policy_lib.target_eos_id(self.tokenizer)
         trajs = self.task.start(batch, 1)
         for turn in range(self.turns):
@@ -491,7 +497,7 @@ class Learner:
         current policy's (scored once before the first update for ``mu > 1``, the stop-gradient for ``mu = 1``)."""
         args = (ro.prompt, ro.completion_ids, ro.completion_mask)
         if not self.grpo:
-            m = self._bound(nll_step)(*args, scorer=self.scorer)
+            m = self._bound(nll_step)(*args, getattr(ro, "weights", None), scorer=self.scorer)
             return {k: float(v) for k, v in jax.device_get(m).items()}
         g = self.cfg.grpo
         old = ro.old_logps

@@ -353,6 +353,29 @@ def tokenize_targets(tokenizer, texts: Sequence[str], eos_id: int, pad_id: int, 
     return out, mask
 
 
+def think_weights(tokenizer, texts: Sequence[str], width: int, weight: float) -> np.ndarray:
+    """float32 ``[R, width]`` per-token loss weights for targets tokenised by :func:`tokenize_targets`: ``weight``
+    on the tokens whose characters lie inside each text's first ``<think>...</think>`` (the tags excluded), 1
+    elsewhere (the EOS and padding included: the mask zeroes padding). Needs a fast tokenizer (character
+    offsets); a text without a complete think has no weighted token."""
+    out = np.ones((len(texts), width), np.float32)
+    if weight == 1.0:
+        return out
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"sft.think_weight={weight} needs a fast tokenizer (offsets), got {type(tokenizer).__name__}")
+    for i, text in enumerate(texts):
+        start = text.find("<think>")
+        end = text.find("</think>", start + 7) if start >= 0 else -1
+        if start < 0 or end < 0:
+            continue
+        start += len("<think>")
+        spans = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        for j, (a, b) in enumerate(spans[:width]):
+            if b > start and a < end:  # the token overlaps the think's content
+                out[i, j] = weight
+    return out
+
+
 def pad_targets(ids, mask, width: int, pad_id: int):
     """``(ids, mask)`` of :func:`tokenize_targets` right-padded to ``width`` columns (e.g. the widest of every
     process's share, so the shares make one global array)."""

@@ -78,16 +78,16 @@ def _grpo_update_seeds(pstates, ostates, rstates, prompt, ids, mask, advantages,
 
 
 @functools.partial(jax.jit, static_argnames=("graphs", "scorer"))
-def _nll_update_seeds(pstates, ostates, prompt, ids, mask, *, graphs, scorer):
+def _nll_update_seeds(pstates, ostates, prompt, ids, mask, weights=None, *, graphs, scorer):
     pg, og = graphs
 
-    def one(ps, os_, pr, i, m):
+    def one(ps, os_, pr, i, m, w):
         model, opt = nnx.merge(pg, ps), nnx.merge(og, os_)
-        grads, loss = _nll_grads(model, pr, i, m, scorer)
+        grads, loss = _nll_grads(model, pr, i, m, scorer, weights=w)
         opt.update(model, grads)
         return nnx.state(model), nnx.state(opt), {"loss": loss, "grad_norm": _global_norm(grads)}
 
-    return jax.vmap(one)(pstates, ostates, prompt, ids, mask)
+    return jax.vmap(one)(pstates, ostates, prompt, ids, mask, weights)
 
 
 def _submit(task, batch, texts, n):
@@ -176,8 +176,9 @@ class SeedGroup:
         prompt = stack_prompts(first.policy.config, [s.prompt for s in sup], first.pad_id)
         ids = pad_columns([s.completion_ids for s in sup], first.pad_id)
         mask = pad_columns([s.completion_mask for s in sup], 0)
+        weights = None if sup[0].weights is None else pad_columns([s.weights for s in sup], 1.0)
         (pg, og, _), (ps, os_, _) = self._states()
-        ps, os_, metrics = _nll_update_seeds(ps, os_, prompt, ids, mask, graphs=(pg, og), scorer=first.scorer)
+        ps, os_, metrics = _nll_update_seeds(ps, os_, prompt, ids, mask, weights, graphs=(pg, og), scorer=first.scorer)
         self._write_back(ps, os_)
         host = jax.device_get(metrics)
         out = []

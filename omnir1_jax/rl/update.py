@@ -285,16 +285,22 @@ def _grpo_grads_accumulated(
     return grads, metrics
 
 
-def _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches: int = 1) -> tuple[Any, jax.Array]:
+def _nll_grads(
+    model, prompt, completion_ids, completion_mask, scorer, micro_batches: int = 1, weights=None
+) -> tuple[Any, jax.Array]:
     """Gradient and value of the token-mean negative log-likelihood of the completions (optionally accumulated
-    over ``micro_batches`` row slices, each weighted by its share of the tokens)."""
+    over ``micro_batches`` row slices, each weighted by its share of the tokens). ``weights`` (float [R, C], None =
+    1): per-token loss weights; the loss is then ``sum(w * nll) / sum(w)`` over the masked tokens."""
+    w_all = completion_mask.astype(jnp.float32)
+    if weights is not None:
+        w_all = w_all * weights.astype(jnp.float32)
     if micro_batches > 1:
-        total = jnp.maximum(completion_mask.astype(jnp.float32).sum(), 1.0)
+        total = jnp.maximum(w_all.sum(), 1e-6 if weights is not None else 1.0)
 
         def piece(m, pr, start, size):
             ids, cmask = slice_rows(completion_ids, start, size), slice_rows(completion_mask, start, size)
             logps = scorer(m, slice_rows(pr, start, size), ids, cmask)
-            nll = -jnp.sum(logps * cmask.astype(jnp.float32)) / total
+            nll = -jnp.sum(logps * slice_rows(w_all, start, size)) / total
             return nll, nll
 
         grads, parts = _accumulate(model, micro_batches, completion_ids.shape[0], piece, prompt, scorer)
@@ -302,8 +308,7 @@ def _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_bat
 
     def loss_fn(m):
         logps = scorer(m, prompt, completion_ids, completion_mask)
-        mask = completion_mask.astype(jnp.float32)
-        return -jnp.sum(logps * mask) / jnp.maximum(mask.sum(), 1.0)
+        return -jnp.sum(logps * w_all) / jnp.maximum(w_all.sum(), 1e-6 if weights is not None else 1.0)
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     return grads, loss
@@ -380,9 +385,10 @@ def nll_grads(
     *,
     scorer: Scorer,
     micro_batches: int = 1,
+    weights: jax.Array | None = None,
 ) -> tuple[Any, jax.Array]:
     """The gradient half of :func:`nll_step`: ``(grads, loss)``; ``micro_batches`` as in :class:`LossSpec`."""
-    return _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches)
+    return _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches, weights)
 
 
 @nnx.jit(static_argnames=("scorer",))
@@ -400,12 +406,14 @@ def nll_step(
     prompt: Any,
     completion_ids: jax.Array,
     completion_mask: jax.Array,
+    weights: jax.Array | None = None,
     *,
     scorer: Scorer,
     micro_batches: int = 1,
 ) -> dict[str, jax.Array]:
     """One supervised (SFT) step: token-mean negative log-likelihood of the target completions (gradient
-    accumulated over ``micro_batches`` row slices when > 1)."""
-    grads, loss = _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches)
+    accumulated over ``micro_batches`` row slices when > 1); ``weights`` (float [R, C]) make it the weighted
+    token mean ``sum(w * nll) / sum(w)`` (``sft.think_weight``)."""
+    grads, loss = _nll_grads(model, prompt, completion_ids, completion_mask, scorer, micro_batches, weights)
     optimizer.update(model, grads)
     return {"loss": loss, "grad_norm": _global_norm(grads)}

@@ -64,12 +64,14 @@ class Rollout:
 @dataclasses.dataclass
 class Targets:
     """One SFT step's supervised targets: the prompts, the target tokens and which of them are scored, and their
-    texts (``prompt`` / ids / mask: this process's part of the global batch)."""
+    texts (``prompt`` / ids / mask: this process's part of the global batch); ``weights``: float32 per-token loss
+    weights (``sft.think_weight``), None for the plain token mean."""
 
     prompt: Any
     completion_ids: Any
     completion_mask: Any
     texts: list[str]
+    weights: Any = None
 
 
 class Task:
