@@ -103,3 +103,28 @@ def test_micro_batches_must_divide_the_rows(batch):
     model, prompt, comp, cmask, old, ref, adv = batch
     with pytest.raises(ValueError, match="micro_batches=3 must be >= 1 and divide the batch of 8 rows"):
         grpo_grads(model, prompt, comp, cmask, old, ref, adv, scorer=SCORERS["plain"], spec=LossSpec(micro_batches=3))
+
+
+def test_weighted_nll_is_the_weighted_token_mean(batch):
+    """``weights`` (``sft.think_weight``): the loss is sum(w * nll) / sum(w) over the masked tokens, computed here
+    from the scorer's log-probs in numpy; a row weighted 0 drops out of the gradient (= the loss without it)."""
+    model, prompt, comp, cmask = batch[:4]
+    fn = SCORERS["group"]
+    lp = np.asarray(score(model, prompt, comp, cmask, scorer=fn), np.float64)
+    m = np.asarray(cmask, np.float64)
+    w = np.random.default_rng(3).uniform(0.5, 10.0, m.shape)
+    want = -(lp * m * w).sum() / (m * w).sum()
+    g, loss = nll_grads(model, prompt, comp, cmask, scorer=fn, weights=jnp.asarray(w, jnp.float32))
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    acc_g, acc_l = nll_grads(model, prompt, comp, cmask, scorer=fn, micro_batches=2, weights=jnp.asarray(w))
+    np.testing.assert_allclose(float(acc_l), want, rtol=1e-5)
+    assert _max_diff(g, acc_g) <= 1e-5
+    # Row 0 weighted 0: the gradient equals the plain token mean's with row 0 masked out.
+    w0 = np.ones_like(m)
+    w0[0] = 0.0
+    g0, l0 = nll_grads(model, prompt, comp, cmask, scorer=fn, weights=jnp.asarray(w0, jnp.float32))
+    cut = cmask.at[0].set(0)
+    gc, lc = nll_grads(model, prompt, comp, cut, scorer=fn)
+    np.testing.assert_allclose(float(l0), -(lp * m)[1:].sum() / m[1:].sum(), rtol=1e-5)
+    np.testing.assert_allclose(float(l0), float(lc), rtol=1e-5)
+    assert _max_diff(g0, gc) <= 1e-5

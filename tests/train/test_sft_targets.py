@@ -187,3 +187,39 @@ def test_mixed_and_any_object_targets_name_the_target_at_their_rate(root):
     assert abs(frac[("mixed", 0.25)] - 0.25) < 0.056
     # any_object: uniform over the 2-3 objects present, so the target is named a third to a half of the time
     assert 0.3 < frac[("any_object", 0.0)] < 0.55
+
+
+def test_think_weight_weights_exactly_the_think_tokens(root):
+    """``sft.think_weight``: the learner's targets weight the tokens of the restated instruction (decoded, they are
+    the ``<think>`` text) and its NLL update is the weighted token mean of the policy's log-probs (numpy)."""
+    from omnir1_jax.rl.update import score
+
+    cfg = ExperimentConfig(
+        model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
+        data=data_spec(
+            root,
+            batch_size=2,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+            prompt="short",
+            pad_to_multiple=64,
+        ),
+        sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, target="any_object", think="{instruction}", think_weight=4.0),
+        run=RunSpec(out_dir=os.path.join(root, "..", "run_think_weight")),
+    )
+    tok = build_tokenizer(cfg.model)
+    sft = _sft_learner(cfg, read_records(cfg.data, "train"))
+    sup = sft.supervised(next(sft.data_iter))
+    ids, mask, w = (np.asarray(x) for x in (sup.completion_ids, sup.completion_mask, sup.weights))
+    for r, text in enumerate(sup.texts):
+        think = text[len("<think>") : text.index("</think>")]
+        assert tok.decode(ids[r][w[r] == 4.0]).strip() == think and think.startswith("the ")
+        assert set(np.unique(w[r][w[r] != 4.0])) == {1.0}
+    lp = np.asarray(score(sft.model, sup.prompt, sup.completion_ids, sup.completion_mask, scorer=sft.scorer))
+    want = -(lp * mask * w).sum() / (mask * w).sum()
+    m = sft.update(sup)
+    np.testing.assert_allclose(m["loss"], want, rtol=1e-5)
+    with pytest.raises(Exception, match=r"sft.think_weight must be a finite number in \(0"):
+        SFTSpec(think_weight=0.0)
