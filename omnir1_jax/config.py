@@ -165,8 +165,8 @@ class DataSpec:
       synthetic_ambiguous: generate the ambiguous world (docs/design.md §8.5, ``python -m omnir1_jax.data.synthetic
         --ambiguous``): two look-alikes per video told apart only by when they appear or which way they move
         (``omnir1_jax.data.synthetic.ambiguous``); needs ``synthetic_objects[0] >= 2``.
-      prompt: System-1 prompt, ``paper`` (Figure 3 / 4) or ``short`` (a compact VOS prompt for tiny
-        from-scratch policies; the CPU demo).
+      prompt: System-1 prompt, ``paper`` (Figure 3 / 4), ``short`` (a compact VOS prompt for tiny
+        from-scratch policies) or ``minimal`` (one sentence ending with the expression; the CPU demo).
       mixture: with ``dataset == "mixture"``: the training sources as ``(dataset, directory)`` pairs, the
         directory relative to ``root`` (so ``root`` stays the one folder the bridge may read frames from), e.g.
         ``(("revos", "revos"), ("mevis", "mevis"))`` for the paper's ReVOS + MeViS run (Omni-R1 section 4.1).
@@ -263,8 +263,8 @@ class DataSpec:
             raise ConfigError(f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}")
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        if self.prompt not in ("paper", "short"):
-            raise ConfigError(f"data.prompt must be 'paper' or 'short', got {self.prompt!r}")
+        if self.prompt not in ("paper", "short", "minimal"):
+            raise ConfigError(f"data.prompt must be 'paper', 'short' or 'minimal', got {self.prompt!r}")
         self._check_mixture()
         self._check_tasks()
 

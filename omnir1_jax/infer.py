@@ -63,7 +63,7 @@ def system1_batch(
     Runs the same transforms as the Grain evaluation pipeline (frame sampling ``linspace(0, L-1, n)``,
     System-1 view, Whisper features, the paper's prompt, chat template and placeholder expansion) on frames that
     are already in memory. ``frames``: uint8 ``[L, H, W, 3]``; ``audio``: mono 16 kHz waveform or None;
-    ``prompt``: ``"paper"`` or ``"short"`` (the compact VOS prompt a CPU-demo policy was trained with).
+    ``prompt``: ``"paper"``, ``"short"`` or ``"minimal"`` (the compact VOS prompts of tiny policies).
     """
     # lazy: the policy module pulls in flax
     from omnir1_jax.policy import pad_id_of
@@ -188,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="frames System 1 sees (default 24, the paper's)")
     p.add_argument(
         "--prompt",
-        choices=("paper", "short"),
+        choices=("paper", "short", "minimal"),
         default=None,
-        help="System-1 prompt the policy was trained with (default paper: Figure 3/4; the CPU demo: short)",
+        help="System-1 prompt the policy was trained with (default paper: Figure 3/4; the CPU demo: minimal)",
     )
     p.add_argument("--s1-max-pixels", type=int, default=None, help="default 128 * 28 * 28")
     p.add_argument("--s1-min-pixels", type=int, default=None, help="default 16 * 28 * 28")

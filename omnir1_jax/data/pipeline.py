@@ -67,7 +67,7 @@ class PipelineConfig:
       drop_remainder: drop a last partial batch.
       pad_to_multiple: pad the token length up to a multiple of this (fewer shapes to compile).
       keep_frames: also return the uint8 frames at original resolution.
-      prompt: ``"paper"`` (Figure 3 / 4) or ``"short"`` (compact VOS prompt for tiny policies).
+      prompt: ``"paper"`` (Figure 3 / 4), ``"short"`` or ``"minimal"`` (compact VOS prompts for tiny policies).
       num_keyframes: K of ``grpo.num_keyframes``: the VOS prompt asks for exactly K moments (None: "about 4").
       share: ``(i, n)``: yield only block ``i`` of ``n`` equal blocks of each batch of ``batch_size`` examples
         (the examples of process ``i`` of ``n`` in a multi-process run: every process walks the same seeded order

@@ -115,6 +115,17 @@ def vos_prompt_short(expression: str, num_frames: int, fps: float = 2.0, num_key
     return _state_num_keyframes(prompt, num_keyframes, "Select about 4 moments")
 
 
+MINIMAL_VOS_PROMPT = "Select about 4 moments of the {frames} seconds video showing {ref_prompt}"
+
+
+def vos_prompt_minimal(expression: str, num_frames: int, fps: float = 2.0, num_keyframes: int | None = None) -> str:
+    """The shortest VOS prompt (not the paper's; the CPU demo): one sentence ending with the expression. A tiny
+    from-scratch policy learns to copy a word of its prompt in far fewer steps when the prompt is short (its
+    attention at initialisation is spread over every prompt token)."""
+    prompt = MINIMAL_VOS_PROMPT.format(frames=_seconds(num_frames / fps), ref_prompt=expression)
+    return _state_num_keyframes(prompt, num_keyframes, "Select about 4 moments")
+
+
 def avs_prompt(expression: str, audio_seconds: float) -> str:
     """Figure 4 prompt for an audio of ``audio_seconds`` seconds."""
     return AVS_PROMPT.format(audio_duration=f"{_seconds(audio_seconds)} seconds", ref_prompt=expression)

@@ -195,7 +195,8 @@ class BuildPrompt(grain.transforms.RandomMap):
     ``random_timestamps``), ``"avs"`` (Figure 4) or ``"grounding"`` (the released code's SegZero-style prompt on
     one image, :func:`omnir1_jax.data.prompts.grounding_prompt`). Sets ``prompt``. ``style="short"`` uses the
     compact VOS
-    prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies).
+    prompt of :func:`omnir1_jax.data.prompts.vos_prompt_short` instead (tiny from-scratch policies), ``"minimal"``
+    the one-sentence :func:`omnir1_jax.data.prompts.vos_prompt_minimal` (the CPU demo).
     ``num_keyframes`` = K makes a VOS prompt ask for exactly K moments (``grpo.num_keyframes``)."""
 
     task: str = "vos"
@@ -207,8 +208,8 @@ class BuildPrompt(grain.transforms.RandomMap):
     def __post_init__(self):
         if self.task not in ("vos", "avs", "grounding"):
             raise ValueError(f"task must be 'vos', 'avs' or 'grounding', got {self.task!r}")
-        if self.style not in ("paper", "short"):
-            raise ValueError(f"prompt style must be 'paper' or 'short', got {self.style!r}")
+        if self.style not in ("paper", "short", "minimal"):
+            raise ValueError(f"prompt style must be 'paper', 'short' or 'minimal', got {self.style!r}")
 
     @_guard
     def random_map(self, ex: Example, rng: np.random.Generator) -> Example:
@@ -219,8 +220,9 @@ class BuildPrompt(grain.transforms.RandomMap):
             ex["prompt"] = prompts.grounding_prompt(expr)
         else:
             n = len(ex["frame_indices"])
-            if self.style == "short":
-                ex["prompt"] = prompts.vos_prompt_short(expr, n, self.fps, self.num_keyframes)
+            if self.style in ("short", "minimal"):
+                build = prompts.vos_prompt_short if self.style == "short" else prompts.vos_prompt_minimal
+                ex["prompt"] = build(expr, n, self.fps, self.num_keyframes)
             else:
                 ex["prompt"] = prompts.vos_prompt(
                     expr, n, self.fps, rng if self.random_timestamps else None, self.num_keyframes

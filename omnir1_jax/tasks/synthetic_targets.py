@@ -28,6 +28,8 @@ from omnir1_jax.config import ConfigError
 from sam2_bridge.wire.constants import PALETTE, SHAPES
 
 THINK = "the object is visible here"
+#: ``{choice}`` in a think: whether the answer's description names the referred object or another one
+CHOICE_TARGET, CHOICE_OTHER = "naming it", "naming another object"
 
 
 def format_time(seconds: float) -> str:
@@ -68,7 +70,9 @@ def synthetic_target(
     target_rate: float = 0.0,
 ) -> str:
     """A formatted answer for one sampled clip of a synthetic video (see the module docstring); ``think`` may
-    contain ``{description}`` (replaced by the answer's description); ``keyframes``: the inclusive range the
+    contain ``{description}`` (replaced by the answer's description) and ``{choice}`` (:data:`CHOICE_TARGET` when
+    the description names the referred object, else :data:`CHOICE_OTHER`: with ``any_object`` the warm-up's
+    think then says which of the two its answer does, at random); ``keyframes``: the inclusive range the
     number of (random, single-frame) answer items of ``format_only`` / ``any_object`` is drawn from."""
     lo, hi = keyframes
     if not 1 <= lo <= hi:
@@ -88,7 +92,8 @@ def synthetic_target(
         )
         desc = "the " + pick["description"] if pick is not None else "the object"
         frames = sorted(rng.choice(t, size=min(int(rng.integers(lo, hi + 1)), t), replace=False).tolist())
-        return answer_text(frames, desc, fps, think.format(description=desc))
+        named = pick is not None and pick["obj_id"] in target_ids
+        return answer_text(frames, desc, fps, think.format(description=desc, choice=_choice(named)))
     if mode in ("random_object", "any_object"):
         present = [o for o in objs if any(o["visible"][p] for p in positions)] or list(objs)
         if not present:
@@ -97,7 +102,8 @@ def synthetic_target(
         if mode == "any_object":
             desc = "the " + pick["description"]
             frames = sorted(rng.choice(t, size=min(int(rng.integers(lo, hi + 1)), t), replace=False).tolist())
-            return answer_text(frames, desc, fps, think.format(description=desc))
+            named = pick["obj_id"] in target_ids
+            return answer_text(frames, desc, fps, think.format(description=desc, choice=_choice(named)))
         mode, target_ids = "oracle", [pick["obj_id"]]
     if mode == "oracle":
         chosen = [o for o in objs if o["obj_id"] in target_ids]
@@ -105,7 +111,7 @@ def synthetic_target(
         k = min(4, len(visible))
         frames = sorted(rng.choice(visible, size=k, replace=False).tolist()) if k else [0]
         desc = "the " + chosen[0]["description"] if chosen else "the object"
-        return answer_text(frames, desc, fps, think.format(description=desc))
+        return answer_text(frames, desc, fps, think.format(description=desc, choice=_choice(bool(chosen))))
     if mode != "format_only":
         raise ConfigError(f"sft.target must be format_only, any_object, mixed or oracle, got {mode!r}")
     others = [o for o in objs if o["obj_id"] not in target_ids]
@@ -116,7 +122,11 @@ def synthetic_target(
         desc = "the white square" if objs and objs[0]["description"] != "white square" else "the red circle"
     k = int(rng.integers(lo, hi + 1))
     frames = sorted(rng.choice(t, size=min(k, t), replace=False).tolist())
-    return answer_text(frames, desc, fps, think.format(description=desc))
+    return answer_text(frames, desc, fps, think.format(description=desc, choice=_choice(False)))
+
+
+def _choice(named_target: bool) -> str:
+    return CHOICE_TARGET if named_target else CHOICE_OTHER
 
 
 def decoy_instructions(

@@ -95,6 +95,17 @@ def test_short_prompt_ends_with_the_expression_and_uses_the_figure3_words():
         BuildPrompt(style="long")
 
 
+def test_minimal_prompt_is_one_sentence_ending_with_the_expression():
+    p = prompts.vos_prompt_minimal("the red circle", 8)
+    assert p == "Select about 4 moments of the 4 seconds video showing the red circle"
+    assert prompts.vos_prompt_minimal("the red circle", 8, num_keyframes=2).startswith("Select exactly 2 moments of")
+    from omnir1_jax.data.transforms import BuildPrompt
+
+    assert BuildPrompt(style="minimal").style == "minimal"
+    with pytest.raises(ConfigError, match="data.prompt must be 'paper', 'short' or 'minimal', got 'tiny'"):
+        DataSpec(prompt="tiny")
+
+
 def test_too_short_clips_are_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="min_frames=3"):
         writer.write_vos(str(tmp_path / "x"), 1, height=40, width=64, min_frames=3, max_frames=5)

@@ -155,6 +155,7 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
 
 
 def test_mixed_and_any_object_targets_name_the_target_at_their_rate(root):
+    """Each mode names the target at its rate, and a think's ``{choice}`` says whether the answer names it."""
     oracle = load_oracle(root)
     recs = read_records(data_spec(root), "train")
     rng = np.random.default_rng(1)
@@ -173,12 +174,14 @@ def test_mixed_and_any_object_targets_name_the_target_at_their_rate(root):
                     mode=mode,
                     target_rate=rate,
                     keyframes=(1, 1),
-                    think="{description}",
+                    think="{description}; {choice}",
                 )
                 ans = parse_answer(text, 6)
                 assert ans.valid and len(ans.keyframes) == 1, text
                 (desc,) = set(ans.descriptions)
-                assert desc in present and text.startswith(f"<think>{desc}</think>")
+                # {choice}: whether this answer names the referred object, in the think
+                said = "naming it" if desc in target else "naming another object"
+                assert desc in present and text.startswith(f"<think>{desc}; {said}</think>")
                 c[0] += desc in target
                 c[1] += 1
     frac = {k: a / n for k, (a, n) in counts.items()}
