@@ -38,6 +38,10 @@ def test_tiny_update_compiles_for_v5p_and_its_arguments_match_memory_report(tmp_
         "update",
         "--set",
         "mesh.fsdp=4",
+        "--set",  # the shapes counted by hand below (the demo's own recipe is smaller)
+        "data.s1_max_pixels=12544",
+        "--set",
+        "grpo.max_new_tokens=176",
         "--prompt-len",
         "256",
         "--json",
@@ -55,7 +59,7 @@ def test_tiny_update_compiles_for_v5p_and_its_arguments_match_memory_report(tmp_
     cfg = tiny(**dict(exp.model.overrides))
     rep = memory_report(cfg, {"data": 1, "fsdp": 4, "tensor": 1}, fsdp_tp(), param_dtype="float32", opt_dtype="float32")
     # Arguments: policy parameters + AdamW's two moments (memory_report's total) + the frozen reference's
-    # parameters + the batch, counted by hand for synthetic_cpu's shapes: 4 prompts x group 8 = 32 rows of 256
+    # parameters + the batch, counted by hand for these shapes: 4 prompts x group 8 = 32 rows of 256
     # prompt and 176 completion tokens; 8 frames of 16 * 28 * 28 px -> a [4, 4, 16] patch grid per prompt
     # (256 patches, 64 tokens).
     chips = 4
