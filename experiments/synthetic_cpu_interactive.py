@@ -20,7 +20,9 @@ Goal (not in the paper): the 2-turn J&F >= the 1-turn J&F + 0.05. Measured (2026
 most of the gain is in the first answers of the policy trained with feedback. BENCHMARKS.md "Turns" has the
 runs that failed on the way (no two-turn warm-up: unparseable second answers; small shape buckets: out of memory).
 
-Deviations: the CPU demo's tiny policy, short prompt and rewards (``synthetic_cpu.py``), two keyframes per answer
+Deviations: the CPU demo's tiny policy and rewards (``synthetic_cpu.py``) with the demo's earlier recipe, which
+the figures above were measured with (the short prompt, 16 x 28 x 28 px per frame, 176 new tokens, one bridge
+worker, 300 SFT steps at lr 3e-3 on format-only targets), two keyframes per answer
 (``grpo.num_keyframes = 2``, fewer feedback images), 60 GRPO steps per arm, ``grpo.turn_cost = 0``; the SFT
 warm-up (format only, never the target) targets both answers of a 2-turn conversation, the second after System
 2's real feedback on the first, and both arms start from it.
@@ -29,7 +31,7 @@ warm-up (format only, never the target) targets both answers of a 2-turn convers
 import dataclasses
 import os
 
-from omnir1_jax.config import load_config
+from omnir1_jax.config import SFTSpec, load_config
 
 
 def get_config():
@@ -43,7 +45,10 @@ def get_config():
         synthetic_templates=None,
         synthetic_videos=80,
     )
-    grpo = dataclasses.replace(base.grpo, max_turns=2, turn_cost=0.0, num_keyframes=2)
+    data = dataclasses.replace(data, prompt="short", s1_max_pixels=16 * 28 * 28)
+    grpo = dataclasses.replace(base.grpo, max_turns=2, turn_cost=0.0, num_keyframes=2, max_new_tokens=176)
+    sft = SFTSpec(steps=300, lr=3e-3, batch_size=8, target="format_only", think="{description} is visible here")
+    bridge = dataclasses.replace(base.bridge, workers=1)
     run = dataclasses.replace(
         base.run,
         steps=60,
@@ -52,4 +57,6 @@ def get_config():
         eval_max_expressions=40,
         resume=False,
     )
-    return dataclasses.replace(base, name="synthetic_cpu_interactive", data=data, grpo=grpo, run=run)
+    return dataclasses.replace(
+        base, name="synthetic_cpu_interactive", data=data, grpo=grpo, sft=sft, bridge=bridge, run=run
+    )

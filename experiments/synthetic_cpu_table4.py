@@ -3,7 +3,7 @@
 Hardware: 2 CPU cores, ~10 minutes per row. Each variant writes ``runs/synthetic_cpu_table4_<variant>/metrics.jsonl``
 (the run is named ``synthetic_cpu_table4_<variant>``), which ``experiments/notebooks/ablation.ipynb`` plots next to
 the other three rows. No paper number (synthetic data); each variant names the paper's row (overall J&F on ReVOS,
-Omni-R1 Table 4). Same as ``synthetic_cpu.py`` (SFT format warm-up, then GRPO) except the reward weights.
+Omni-R1 Table 4). Same as ``synthetic_cpu.py`` (its SFT warm-up, then GRPO) except the reward weights.
 
 Variants
 
