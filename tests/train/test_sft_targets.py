@@ -35,6 +35,25 @@ def data_spec(root, **kw):
     )
 
 
+def _tiny_sft_config(root, out: str, sft: SFTSpec) -> ExperimentConfig:
+    """A one-layer policy's SFT on the test world: 2-prompt batches of 4-frame clips, the short prompt."""
+    return ExperimentConfig(
+        model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
+        data=data_spec(
+            root,
+            batch_size=2,
+            min_frames=4,
+            max_frames=4,
+            s1_max_pixels=4 * 28 * 28,
+            s1_min_pixels=4 * 28 * 28,
+            prompt="short",
+            pad_to_multiple=64,
+        ),
+        sft=sft,
+        run=RunSpec(out_dir=os.path.join(root, "..", out)),
+    )
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     return writer.write_vos(
@@ -72,21 +91,7 @@ def test_format_only_targets_parse_and_never_name_the_target(root):
 
 
 def test_instruction_replaces_the_expression_in_sft_prompts(root):
-    cfg = ExperimentConfig(
-        model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
-        data=data_spec(
-            root,
-            batch_size=2,
-            min_frames=4,
-            max_frames=4,
-            s1_max_pixels=4 * 28 * 28,
-            s1_min_pixels=4 * 28 * 28,
-            prompt="short",
-            pad_to_multiple=64,
-        ),
-        sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the object"),
-        run=RunSpec(out_dir=os.path.join(root, "..", "run")),
-    )
+    cfg = _tiny_sft_config(root, "run", SFTSpec(steps=1, lr=1e-3, batch_size=4, instruction="the object"))
     tok = build_tokenizer(cfg.model)
     recs = read_records(cfg.data, "train")
     sft = _sft_learner(cfg, recs)
@@ -115,26 +120,16 @@ def test_decoy_instructions_are_drawn_at_random_and_reach_the_think(root):
     narrow = decoy_instructions(many, "the {colour} {shape}", seed=3, colours=("red", "blue"), shapes=("circle",))
     assert {d.expression for d in narrow} == {"the red circle", "the blue circle"}
 
-    cfg = ExperimentConfig(
-        model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
-        data=data_spec(
-            root,
-            batch_size=2,
-            min_frames=4,
-            max_frames=4,
-            s1_max_pixels=4 * 28 * 28,
-            s1_min_pixels=4 * 28 * 28,
-            prompt="short",
-            pad_to_multiple=64,
-        ),
-        sft=SFTSpec(
+    cfg = _tiny_sft_config(
+        root,
+        "run_decoy",
+        SFTSpec(
             steps=1,
             lr=1e-3,
             batch_size=4,
             instruction="the {colour} {shape}",
             think="looking for {instruction}; {description} is visible here",
         ),
-        run=RunSpec(out_dir=os.path.join(root, "..", "run_decoy")),
     )
     tok = build_tokenizer(cfg.model)
     sft = _sft_learner(cfg, recs)
@@ -197,20 +192,10 @@ def test_think_weight_weights_exactly_the_think_tokens(root):
     the ``<think>`` text) and its NLL update is the weighted token mean of the policy's log-probs (numpy)."""
     from omnir1_jax.rl.update import score
 
-    cfg = ExperimentConfig(
-        model=ModelSpec(overrides=(("vocab_size", 1024), ("hidden_size", 32), ("num_layers", 1))),
-        data=data_spec(
-            root,
-            batch_size=2,
-            min_frames=4,
-            max_frames=4,
-            s1_max_pixels=4 * 28 * 28,
-            s1_min_pixels=4 * 28 * 28,
-            prompt="short",
-            pad_to_multiple=64,
-        ),
-        sft=SFTSpec(steps=1, lr=1e-3, batch_size=4, target="any_object", think="{instruction}", think_weight=4.0),
-        run=RunSpec(out_dir=os.path.join(root, "..", "run_think_weight")),
+    cfg = _tiny_sft_config(
+        root,
+        "run_think_weight",
+        SFTSpec(steps=1, lr=1e-3, batch_size=4, target="any_object", think="{instruction}", think_weight=4.0),
     )
     tok = build_tokenizer(cfg.model)
     sft = _sft_learner(cfg, read_records(cfg.data, "train"))
