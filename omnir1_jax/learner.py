@@ -157,6 +157,9 @@ class Learner:
         self.turns = int(task.max_turns)
         if self.turns > 1 and not isinstance(task, InteractiveTask):
             raise ConfigError(f"task {task.name!r} declares max_turns={self.turns} but is not an InteractiveTask")
+        if not self.grpo and self.turns > 1 and cfg.sft.think_weight != 1.0:
+            w = cfg.sft.think_weight
+            raise ConfigError(f"sft.think_weight={w} is for one-turn answers, not turns={self.turns}")
         # grpo.overlap: the bridge scores batch t while the learner samples t + 1 and updates on t (overlap.py)
         self.overlap = OneStepOverlap(self) if self.grpo and g.overlap == "one_step" else None
         if self.overlap is not None and self.turns > 1:
@@ -464,9 +467,6 @@ class Learner:
         """Multi-turn targets (task ``vos_interactive``): the task's target answers for every turn, each after the
         real feedback System 2 gives on the previous target answer, as whole trajectories with every answer in
         the NLL mask (the warm-up then teaches the answer format after a feedback turn too)."""
-        if self.cfg.sft.think_weight != 1.0:
-            w = self.cfg.sft.think_weight
-            raise ConfigError(f"sft.think_weight={w} is for one-turn answers, not turns={self.turns}")
         cfg, eos = self.policy.config, policy_lib.target_eos_id(self.tokenizer)
         trajs = self.task.start(batch, 1)
         for turn in range(self.turns):
@@ -497,7 +497,7 @@ class Learner:
         current policy's (scored once before the first update for ``mu > 1``, the stop-gradient for ``mu = 1``)."""
         args = (ro.prompt, ro.completion_ids, ro.completion_mask)
         if not self.grpo:
-            m = self._bound(nll_step)(*args, getattr(ro, "weights", None), scorer=self.scorer)
+            m = self._bound(nll_step)(*args, ro.weights, scorer=self.scorer)
             return {k: float(v) for k, v in jax.device_get(m).items()}
         g = self.cfg.grpo
         old = ro.old_logps

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from omnir1_jax.config import ConfigError
 from omnir1_jax.runtime.bridge import open_bridge
 from omnir1_jax.runtime.records import read_records
 from omnir1_jax.tasks.synthetic_targets import answer_text
@@ -235,3 +236,7 @@ def test_multi_turn_sft_targets_every_answer_after_real_feedback(world):
         assert math.isfinite(before) and after < before
     finally:
         tr.close()
+    # sft.think_weight weighs a one-turn answer's think: a multi-turn warm-up refuses it when the learner is built
+    weighted = dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, think_weight=2.0))
+    with pytest.raises(ConfigError, match=r"sft\.think_weight=2\.0 is for one-turn answers, not turns=2"):
+        make_learner(weighted, bridge, stage=sft_stage(weighted))
