@@ -5,7 +5,10 @@
 Each arm (an experiment file; ``--set`` applies to every arm) trains its seeds in one program
 (:mod:`omnir1_jax.train_seeds`) under ``<out>/<arm name>/seed<k>/``. A re-run skips the seeds an earlier run
 finished (their ``summary.json`` holds the evaluation after GRPO) and resumes the others from their checkpoints.
-Then it writes, in ``<out>``:
+Arms that differ only after the warm-up (their reward weights, GRPO learning rate or step count, their name; e.g.
+the Table-4 rows) share it: the first such arm trains each seed's SFT warm-up and the others start from a copy of
+its final checkpoint (:func:`share_warmup`), so they are paired from the same policy and the sweep spends the
+warm-up once per seed. Then it writes, in ``<out>``:
 
 - ``sweep.json``: ``{"metric", "arms": {name: {"seeds": {k: {"before", "after"}}, "mean_after", "ci_after",
   "iqm_after", "iqm_ci_after", "mean_before", "ci_before", "wall_s", "paper"}}, "pairs": [...]}``; ``before`` is
@@ -25,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +38,7 @@ from omnir1_jax.cli import guarded_main
 from omnir1_jax.config import ConfigError, ExperimentConfig, load_config, parse_seeds, seed_config
 from omnir1_jax.evaluation.metrics.stats import paired_difference, summarize
 from omnir1_jax.evaluation.sweep_figure import sweep_figure
+from omnir1_jax.rewards import RewardWeights
 from omnir1_jax.train_seeds import SEED_TASKS, _has_checkpoint, run_seeds
 
 
@@ -82,6 +87,50 @@ def run_arm(cfg: ExperimentConfig, seeds: Sequence[int], arm_dir: str) -> float:
         if group:
             run_seeds(dataclasses.replace(base, run=dataclasses.replace(base.run, seeds=tuple(group))))
     return time.time() - t0
+
+
+def warmup_key(cfg: ExperimentConfig) -> ExperimentConfig | None:
+    """What the SFT warm-up of ``cfg`` depends on: ``cfg`` with the fields only GRPO reads set to fixed values
+    (``name``, ``paper``, ``run.out_dir``, ``run.steps``, ``grpo.rewards``, ``optim.lr``, ``optim.warmup_steps``).
+    Two arms with equal keys train the same warm-up, bit for bit, for each seed. None when ``cfg`` has no warm-up
+    or does not resume (a copied warm-up is picked up by the learner's resume)."""
+    if cfg.sft.steps <= 0 or not cfg.run.resume:
+        return None
+    return dataclasses.replace(
+        cfg,
+        name="-",
+        paper=(),
+        run=dataclasses.replace(cfg.run, out_dir="-", steps=0),
+        grpo=dataclasses.replace(cfg.grpo, rewards=RewardWeights()),
+        optim=dataclasses.replace(cfg.optim, lr=1.0, warmup_steps=0),
+    )
+
+
+def _final_step(directory: str) -> int | None:
+    path = os.path.join(directory, "checkpoints")
+    steps = [int(d) for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
+    return max(steps) if steps else None
+
+
+def share_warmup(src_arm: str, dst_arm: str, seeds: Sequence[int], steps: int) -> list[int]:
+    """Copy each seed's finished SFT warm-up (``<src_arm>/seed<k>/sft``, checkpointed at ``steps``) to
+    ``<dst_arm>/seed<k>/sft`` where ``dst_arm`` has neither a warm-up nor a result for that seed; returns the seeds
+    copied. The copy is written next to its place and renamed into it (never half there); it records its source
+    in ``shared_from.json``. The learner then resumes the copy at its last step: the arm's GRPO starts from the
+    same policy, optimiser state and data position as the source arm's."""
+    done = []
+    for k in seeds:
+        src, dst = os.path.join(src_arm, f"seed{k}", "sft"), os.path.join(dst_arm, f"seed{k}", "sft")
+        if _final_step(src) != steps or os.path.exists(dst) or seed_result(dst_arm, k) is not None:
+            continue
+        tmp = dst + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        with open(os.path.join(tmp, "shared_from.json"), "w") as f:
+            json.dump({"arm": os.path.basename(os.path.normpath(src_arm)), "seed": k, "step": steps}, f)
+        os.replace(tmp, dst)
+        done.append(k)
+    return done
 
 
 def summarize_sweep(arms: dict[str, dict], seeds: Sequence[int], metric: str = "J&F") -> dict:
@@ -171,9 +220,23 @@ def run_sweep(cfgs: Sequence[ExperimentConfig], seeds: Sequence[int], out: str) 
         raise ConfigError(f"two arms have the same name {names}: give each experiment its own ExperimentConfig.name")
     os.makedirs(out, exist_ok=True)
     arms: dict[str, dict] = {}
+    warmups: list[tuple[ExperimentConfig, str]] = []  # (warm-up key, the arm that trains it)
     for cfg in cfgs:
         arm_dir = os.path.join(out, cfg.name)
         wall_path = os.path.join(arm_dir, "wall.json")
+        key = warmup_key(cfg)
+        if key is not None:
+            src = next((d for k, d in warmups if k == key), None)
+            if src is None:
+                warmups.append((key, arm_dir))
+            else:
+                shared = share_warmup(src, arm_dir, seeds, cfg.sft.steps)
+                if shared:
+                    print(
+                        f"[sweep] {cfg.name}: the SFT warm-up of seeds {shared} is {os.path.basename(src)}'s "
+                        "(the same model, data and warm-up)",
+                        flush=True,
+                    )
         spent = run_arm(cfg, seeds, arm_dir)
         wall = (_read(wall_path) or {}).get("seconds", 0.0) + spent
         os.makedirs(arm_dir, exist_ok=True)
