@@ -39,7 +39,7 @@ from omnir1_jax.config import ConfigError
 from omnir1_jax.learner import Learner
 from omnir1_jax.overlap import InFlight, ScoringLane, lag_metrics
 from omnir1_jax.rl.update import LossSpec, _global_norm, _grpo_grads, _nll_grads
-from omnir1_jax.runtime.seed_axis import pad_columns, sample_seeds, stack, stack_prompts, unstack
+from omnir1_jax.runtime.seed_axis import pad_columns, sample_seeds, stack, stack_prompts, unstack_all
 from omnir1_jax.stages import PROGRESS_KEYS, progress_line
 from omnir1_jax.tasks.base import Task
 
@@ -156,9 +156,10 @@ class SeedGroup:
         return tuple(graphs), states
 
     def _write_back(self, pstates, ostates) -> None:
-        for k, l in enumerate(self.learners):
-            nnx.update(l.model, unstack(pstates, k))
-            nnx.update(l.optimizer, unstack(ostates, k))
+        n = len(self.learners)
+        for l, ps, os_ in zip(self.learners, unstack_all(pstates, n), unstack_all(ostates, n)):
+            nnx.update(l.model, ps)
+            nnx.update(l.optimizer, os_)
 
     # ------------------------------------------------------------------------------------------- steps
     def train_step(self) -> list[dict[str, float]]:

@@ -21,9 +21,12 @@ def stack(trees: Sequence[Any]):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def unstack(tree, i: int):
-    """Element ``i`` of the leading axis of every leaf."""
-    return jax.tree.map(lambda x: x[i], tree)
+@functools.partial(jax.jit, static_argnums=1)
+def unstack_all(tree, n: int) -> list:
+    """Every element of the leading axis (of size ``n``) of every leaf, as ``n`` pytrees, in one program: the
+    seed group writes its states back after every update, and slicing leaf by leaf costs one dispatch per leaf
+    and seed (~0.35 s a step for the CPU demo's five seeds, against ~0.1 s here)."""
+    return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
 
 
 def stack_prompts(model_config, prompts: Sequence[Any], pad_id: int = 0):
