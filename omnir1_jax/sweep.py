@@ -91,7 +91,8 @@ def run_arm(cfg: ExperimentConfig, seeds: Sequence[int], arm_dir: str) -> float:
 
 def warmup_key(cfg: ExperimentConfig) -> ExperimentConfig | None:
     """What the SFT warm-up of ``cfg`` depends on: ``cfg`` with the fields only GRPO reads set to fixed values
-    (``name``, ``paper``, ``run.out_dir``, ``run.steps``, ``grpo.rewards``, ``optim.lr``, ``optim.warmup_steps``).
+    (``name``, ``paper``, ``run.out_dir``, ``run.steps``, ``grpo.rewards``, ``grpo.overlap``, ``optim.lr``,
+    ``optim.warmup_steps``).
     Two arms with equal keys train the same warm-up, bit for bit, for each seed. None when ``cfg`` has no warm-up
     or does not resume (a copied warm-up is picked up by the learner's resume)."""
     if cfg.sft.steps <= 0 or not cfg.run.resume:
@@ -101,7 +102,7 @@ def warmup_key(cfg: ExperimentConfig) -> ExperimentConfig | None:
         name="-",
         paper=(),
         run=dataclasses.replace(cfg.run, out_dir="-", steps=0),
-        grpo=dataclasses.replace(cfg.grpo, rewards=RewardWeights()),
+        grpo=dataclasses.replace(cfg.grpo, rewards=RewardWeights(), overlap="off"),
         optim=dataclasses.replace(cfg.optim, lr=1.0, warmup_steps=0),
     )
 

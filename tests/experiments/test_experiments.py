@@ -231,8 +231,8 @@ def test_experiment_resolves_and_documents_command_hardware_and_number(path, wor
 
 
 def test_every_row_of_the_paper_is_one_config():
-    """32 configs (25 of them variants of 6 files), each with its own run name."""
-    assert len(SPECS) == 32 and len({name_of(s) for s in SPECS}) == 32
+    """33 configs (25 of them variants of 6 files), each with its own run name."""
+    assert len(SPECS) == 33 and len({name_of(s) for s in SPECS}) == 33
     files = {os.path.basename(s.partition(":")[0]) for s in SPECS if ":" in os.path.basename(s)}
     assert {f: len(variants(os.path.join(ROOT, "experiments", f))) for f in files} == {
         "crossomni.py": 4,

@@ -29,7 +29,7 @@ def test_the_table4_rows_share_one_warmup_and_other_changes_do_not():
     assert len({r.grpo.rewards for r in rows}) == 4  # the rows differ ...
     assert all(warmup_key(r) == warmup_key(rows[0]) for r in rows)  # ... only after the warm-up
     base = rows[0]
-    for change in ("optim.lr=1e-4", "optim.warmup_steps=3", "run.steps=7"):
+    for change in ("optim.lr=1e-4", "optim.warmup_steps=3", "run.steps=7", "grpo.overlap=one_step"):
         assert warmup_key(load_config(f"{TABLE4}:rk", [change])) == warmup_key(base), change
     for change in (
         "sft.lr=3e-3",
