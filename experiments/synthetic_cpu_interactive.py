@@ -4,6 +4,7 @@ System 2 found? One command trains and evaluates both arms from the same SFT sta
 Command::
 
     .venv/bin/python -m omnir1_jax.compare_turns --config experiments/synthetic_cpu_interactive.py
+    .venv/bin/python -m omnir1_jax.compare_turns --config experiments/synthetic_cpu_interactive.py --seeds 0-4
 
 It generates the ambiguous world (``data.synthetic_ambiguous``: two look-alikes per video, same colour, shape and
 size, told apart only by when they appear or which way they move) under ``data/synthetic_ambiguous``, runs the
@@ -13,12 +14,15 @@ as text and as the keyframe with the boxes drawn, and System 1 answers again; th
 Both are evaluated on the held-out ambiguous split with their own number of turns; it prints both J&F and the
 gap and writes ``runs/synthetic_cpu_interactive/compare.json``.
 
-Hardware: 2 CPU cores, no accelerator; goal <= 30 minutes.
+Hardware: 2 CPU cores, no accelerator; about 40 minutes per seed (goal <= 30 minutes).
 
-Goal (not in the paper): the 2-turn J&F >= the 1-turn J&F + 0.05. Measured (2026-11-30, 25 min 35 s):
-1 turn 0.288, 2 turns 0.361 (its first answers alone 0.355; 78 % of the answers revised), gap +0.073 — one seed;
-most of the gain is in the first answers of the policy trained with feedback. BENCHMARKS.md "Turns" has the
-runs that failed on the way (no two-turn warm-up: unparseable second answers; small shape buckets: out of memory).
+Goal (not in the paper): the 2-turn J&F >= the 1-turn J&F + 0.05. Not met over seeds. With ``--seeds 0-4 --set
+bridge.workers=2`` (2026-12-07, 34-45 min per seed): 2 turns - 1 turn = -0.021 [-0.065, +0.015], the revision
+(final - first answers of the 2-turn arm) +0.041 [-0.019, +0.136] (means with 95 % bootstrap CIs over the five
+seeds; per seed 1 turn 0.374 / 0.281 / 0.613 / 0.281 / 0.281, 2 turns 0.283 / 0.319 / 0.562 / 0.281 / 0.281). The
+earlier figure, +0.073 (2026-11-30: 1 turn 0.288, 2 turns 0.361), is one seed and does not reproduce on seed 0 at
+today's code (-0.091). BENCHMARKS.md "Turns" has the per-seed table and the runs that failed on the way (no
+two-turn warm-up: unparseable second answers; small shape buckets: out of memory).
 
 Deviations: the CPU demo's tiny policy and rewards (``synthetic_cpu.py``) with the demo's earlier recipe, which
 the figures above were measured with (the short prompt, 16 x 28 x 28 px per frame, 176 new tokens, one bridge
