@@ -17,7 +17,7 @@ probability ``sft.target_rate`` = 0.3, another object present ("naming another o
 description follows that choice. So after SFT the policy reads the query and answers in format, but prefers
 to describe the *wrong* object: its greedy answers name the other object and score below chance. GRPO, from
 the grounding reward alone, has to learn that "naming it" pays. Target: J&F after GRPO >= 0.65 on every seed,
-mean >= 0.75 with the 95 % CI's lower bound >= 0.70. Measured (2026-12-07, a fresh clone, 2-core CPU, 15.6 min):
+mean >= 0.75 with the 95 % CI's lower bound >= 0.70. Measured (2026-12-07, a fresh clone, 2-core CPU, 15.1 min):
 seeds 0-4, J&F 0.207 [0.178, 0.235] after SFT -> 0.976 [0.974, 0.979] after GRPO (each seed 0.973-0.979; chance
 0.583, the oracle 0.979); seeds 10-14, never used while tuning: 0.346 [0.183, 0.618] -> 0.971 [0.957, 0.979],
 every seed improves (means with 95 % bootstrap CIs over the five seeds).
