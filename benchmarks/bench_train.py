@@ -17,7 +17,10 @@ one with ``"one_step"``, the same bridge), each is warmed up, then they run in a
 steps (``--steps`` blocks each), so that load from other jobs on the machine falls on both alike; the first step
 of every block is not timed (the other learner's work, e.g. the overlapped learner's scoring of its batch in
 flight, may still run during it). Prints the median step and phases of each and the ratio overlapped /
-synchronous.
+synchronous, and the CPU seconds each timed block cost the learner process and the bridge processes (psutil):
+on a CPU-only machine the bridge and the learner share the cores, so the overlapped step cannot be shorter than
+(learner + bridge CPU seconds per step) / cores, whatever the schedule; the script prints that bound as a ratio
+to the synchronous step.
 
     python benchmarks/bench_train.py [--config experiments/synthetic_cpu.py --warmup 3 --steps 10]
     python benchmarks/bench_train.py --overlap [--steps 4 --block 6]
@@ -147,6 +150,7 @@ def _overlap(args, cfg, task, policy, tok, records, out) -> int:
         )
     steps = {mode: [] for mode in learners}
     wall = dict.fromkeys(learners, 0.0)
+    cpu = {mode: [0.0, 0.0] for mode in learners}  # learner, bridge CPU seconds over the timed blocks
     try:
         for mode, tr in learners.items():
             t0 = time.perf_counter()
@@ -156,9 +160,10 @@ def _overlap(args, cfg, task, policy, tok, records, out) -> int:
         for b in range(args.steps):
             for mode, tr in learners.items():
                 tr.train_step()  # not timed: the other learner's work may still be running
-                t0 = time.perf_counter()
+                c0, t0 = _cpu_seconds(), time.perf_counter()
                 steps[mode] += [tr.train_step() for _ in range(args.block - 1)]
                 wall[mode] += time.perf_counter() - t0
+                cpu[mode] = [a + b - c for a, b, c in zip(cpu[mode], _cpu_seconds(), c0)]
             print(
                 f"[bench] block {b + 1}/{args.steps}: median step off "
                 f"{statistics.median(m['time/step'] for m in steps['off']):.3f} s, one_step "
@@ -197,7 +202,31 @@ def _overlap(args, cfg, task, policy, tok, records, out) -> int:
         f"\nmedian step one_step / off = {med['one_step']['time/step']:.3f} / {med['off']['time/step']:.3f} = "
         f"{ratio:.3f} (wall: {wall['one_step'] / wall['off']:.3f})"
     )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    print(f"\nCPU seconds per timed step ({cores} cores)")
+    print("| grpo.overlap | learner | bridge | cores busy |\n|---|---|---|---|")
+    for mode, (own, bridge) in cpu.items():
+        print(f"| {mode} | {own / n:.3f} | {bridge / n:.3f} | {(own + bridge) / wall[mode]:.2f} |")
+    work = sum(cpu["off"]) / n
+    print(
+        f"lower bound on an overlapped step with the synchronous step's CPU work on {cores} cores: {work:.3f} / "
+        f"{cores} = {work / cores:.3f} s, {work / cores / (wall['off'] / n):.3f} x the synchronous step (wall)"
+    )
     return 0
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(user + system CPU seconds of this process, of its live child processes: the bridge's server and workers)."""
+    import contextlib
+
+    import psutil
+
+    me = psutil.Process()
+    kids = 0.0
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # exited between the listing and the read
+            kids += sum(child.cpu_times()[:2])
+    return sum(me.cpu_times()[:2]), kids
 
 
 if __name__ == "__main__":
