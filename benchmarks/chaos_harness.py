@@ -17,7 +17,7 @@ An event at step ``s`` fires once the trainer has printed its progress line for 
 SIGKILL until the run completes a step it had not completed before the kill (for a trainer kill: the restart,
 the resume and the steps redone).
 
-Processes are found through ``/proc`` (parent pids and command lines) and the bridge's log (the pid of the
+Processes are found through psutil (parent pids and command lines) and the bridge's log (the pid of the
 worker that reported ready); this is Linux-only, like the trainer's bridge supervision.
 """
 
@@ -32,6 +32,8 @@ import signal
 import subprocess
 import threading
 import time
+
+import psutil
 
 PROGRESS = re.compile(r"^\[grpo\] \[[#-]+\] (\d+)/(\d+)")
 CKPT_HOLD = "[checkpoint] test delay"
@@ -53,37 +55,25 @@ class ChaosError(RuntimeError):
     """The run under faults failed in a way the harness did not cause (message: what and the log's tail)."""
 
 
-def _ppid_and_state(pid: int) -> tuple[int, str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return int(rest[1]), rest[0]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def children(pid: int, needle: str) -> list[int]:
     """Live children of ``pid`` whose command line contains ``needle``."""
+    try:
+        kids = psutil.Process(pid).children()
+    except psutil.Error:
+        return []
     out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            info = _ppid_and_state(int(name))
-            if info and info[0] == pid and info[1] != "Z" and needle in _cmdline(int(name)):
-                out.append(int(name))
+    for child in kids:
+        with contextlib.suppress(psutil.Error):  # exited since the listing
+            if child.status() != psutil.STATUS_ZOMBIE and needle in " ".join(child.cmdline()):
+                out.append(child.pid)
     return out
 
 
 def alive(pid: int) -> bool:
-    info = _ppid_and_state(pid)
-    return info is not None and info[1] != "Z"
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def wait_gone(pids, timeout_s: float = 60.0) -> None:

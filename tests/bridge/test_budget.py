@@ -11,6 +11,7 @@ import zlib
 
 import msgpack
 import numpy as np
+import psutil
 import pytest
 import zmq
 from PIL import Image
@@ -39,11 +40,7 @@ def _png(path, width, height, rows=None):
 
 
 def _rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
+    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 @pytest.fixture(scope="module")

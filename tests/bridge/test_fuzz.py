@@ -9,6 +9,7 @@ import os
 
 import msgpack
 import numpy as np
+import psutil
 import pytest
 import zmq
 from PIL import Image
@@ -154,8 +155,7 @@ def _messages(rng, root):
 
 
 def _rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 @pytest.fixture()
