@@ -21,7 +21,9 @@ are lowered and compiled by the real TPU compiler (libtpu):
 Printed per chip: arguments, outputs, temporaries (``memory_analysis()``), their sum (aliased/donated bytes
 counted once) against the chip's HBM; the compiler's FLOPs and bytes accessed (``cost_analysis()``, per chip);
 the model FLOPs counted analytically (below); the roofline time ``max(FLOPs / peak, bytes / bandwidth)`` and
-the MFU it implies (model FLOPs / (peak x roofline time)). XLA's cost analysis counts the body of a while loop
+the MFU it implies (model FLOPs / (peak x roofline time)); and the compiler's own estimate of the program's time
+(``cost_analysis()["optimal_seconds"]``, libtpu's model, which also prices latencies and collectives) with the
+MFU it implies (``optimal_s``, ``mfu_optimal``). XLA's cost analysis counts the body of a while loop
 once: the decode loop gets no roofline (its memory figures stand; ``decode_step`` is its per-token cost), and the
 lax.map chunks (attention queries, lm_head time chunks) are undercounted by a few per cent of the update's FLOPs.
 A micro-batched update (a ``lax.scan`` over n slices) is counted as the scan body x iterations: a second program
@@ -30,6 +32,16 @@ and the real program (which XLA counts with one body), and the update costs the 
 (``--no-count`` skips the second compile). The encoders run once per step, before the scan
 (``CompletionScorer.features``), so they are outside the slice cost. A shape that does not fit is a row with the
 compiler's message. ``--json`` writes every row; ``--markdown`` prints the table for BENCHMARKS.md.
+
+Each (topology, program) compiles in a child process (``--in-process``: all in this one): a 28-layer compile holds
+10-25 GB of host memory, and a child the kernel kills for it ends only its row (a micro-batched update keeps its
+memory figures when its second, counting compile is the one killed).
+
+``--hlo-dir DIR`` writes each program's optimised HLO there and re-counts its bytes with
+``benchmarks/hlo_bytes.py``: ``cost_analysis()``'s "bytes accessed" also counts reads and writes of buffers the
+compiler placed in on-chip memory (VMEM: every prefetched weight is counted when copied in and again when the
+matmul reads the copy); ``hlo_bytes_hbm`` counts only HBM-resident buffers (and in-place cache writes and
+gathers by what they touch), and ``mfu_hbm`` / ``hbm_frac_hbm`` are the roofline figures from it.
 
 Analytic model FLOPs (per step, divided by the chip count): a matmul with an [I, O] weight costs 2 I O per token
 forward and twice that backward. The policy pays 3x forward (forward + backward), the reference 1x (so 4x
@@ -286,8 +298,14 @@ def run_case(
     layers: int | None = None,
     vision_depth: int | None = None,
     count: bool = True,
+    hlo_dir: str | None = None,
+    checkpoint=None,
 ) -> dict:
-    """Lower and compile one program; return its row (``fits`` False with the compiler's message on failure)."""
+    """Lower and compile one program; return its row (``fits`` False with the compiler's message on failure).
+    With ``hlo_dir`` the optimised HLO is written there and re-counted (``hlo_bytes``): ``hlo_bytes_all`` /
+    ``hlo_bytes_hbm`` and, from the HBM count, ``roofline_hbm_s`` and ``mfu_hbm`` (``hbm_frac_hbm`` for
+    ``decode_step``). ``checkpoint(row)``, if given, receives the row with its memory figures before a micro-batched
+    update's second (counting) compile, the one that needs the most host memory."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -517,8 +535,20 @@ def run_case(
         mem.alias_size_in_bytes,
     )
     total = arg + out + tmp - alias
+    row.update(
+        fits=total <= chip["hbm"],
+        arg_gb=arg / 1e9,
+        out_gb=out / 1e9,
+        temp_gb=tmp / 1e9,
+        alias_gb=alias / 1e9,
+        total_gb=total / 1e9,
+        hbm_gb=chip["hbm"] / 1e9,
+        hbm_frac=total / chip["hbm"],
+    )
     flops, nbytes = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
     if program == "update" and micro_batches > 1 and count:
+        if checkpoint is not None:  # the memory figures stand even if the counting compile is killed (host memory)
+            checkpoint(dict(row, count="the counting compile did not finish (killed: host memory?)"))
         # the scan body x iterations: the program with only its first two slices, unrolled, costs one more slice
         t1 = time.time()
         with jax.set_mesh(mesh):
@@ -539,14 +569,6 @@ def run_case(
     model_flops = analytic_flops(mcfg, pstate, s, program) / n_chips
     roof = max(flops / chip["peak"], nbytes / chip["bw"])
     row.update(
-        fits=total <= chip["hbm"],
-        arg_gb=arg / 1e9,
-        out_gb=out / 1e9,
-        temp_gb=tmp / 1e9,
-        alias_gb=alias / 1e9,
-        total_gb=total / 1e9,
-        hbm_gb=chip["hbm"] / 1e9,
-        hbm_frac=total / chip["hbm"],
         flops=flops,
         bytes=nbytes,
         model_flops=model_flops,
@@ -555,6 +577,28 @@ def run_case(
         bound="compute" if flops / chip["peak"] >= nbytes / chip["bw"] else "memory",
         mfu=model_flops / (chip["peak"] * roof) if roof else None,
     )
+    optimal = float(cost.get("optimal_seconds", 0.0))  # the TPU compiler's own estimate of the program's time
+    if optimal > 0 and program != "decode" and not (program == "update" and micro_batches > 1):  # loops: once
+        row.update(optimal_s=optimal, mfu_optimal=model_flops / (chip["peak"] * optimal))
+    hbm = None
+    if hlo_dir and not (program == "update" and micro_batches > 1):  # a scan's body is counted once: no total
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from hlo_bytes import count as count_bytes
+
+        os.makedirs(hlo_dir, exist_ok=True)
+        text = compiled.as_text()
+        with open(os.path.join(hlo_dir, f"{topology.replace(':', '_')}_{program}.hlo.txt"), "w") as f:
+            f.write(text)
+        counted = count_bytes(text)
+        hbm = counted["hbm"]
+        roof_hbm = max(flops / chip["peak"], hbm / chip["bw"])
+        row.update(
+            hlo_bytes_all=counted["all"],
+            hlo_bytes_hbm=hbm,
+            hlo_bytes_onchip=counted["onchip"],
+            roofline_hbm_s=roof_hbm,
+            mfu_hbm=model_flops / (chip["peak"] * roof_hbm) if program == "update" else None,
+        )
     if program == "decode_step":
         # Bytes a step cannot avoid: every weight this chip multiplies with (gathered over fsdp, split over
         # tensor) and its share of the KV cache.
@@ -584,6 +628,10 @@ def run_case(
             / dict(mesh.shape)["tensor"]
         )
         row.update(min_bytes=wbytes + kv, hbm_roofline_frac=(wbytes + kv) / nbytes if nbytes else None)
+        if row.get("optimal_s"):  # the necessary bytes' time at the HBM bandwidth against the compiler's estimate
+            row.update(hbm_frac_optimal=(wbytes + kv) / chip["bw"] / row["optimal_s"])
+        if hbm:
+            row.update(hbm_frac_hbm=(wbytes + kv) / hbm)
     return row
 
 
@@ -596,7 +644,7 @@ def markdown(rows) -> str:
     for r in rows:
         lv = r["levers"]
         lev = f"{lv['attention']} / {lv['remat']} / {lv['logits']} / {lv['act_sharding']} / {lv.get('vision', '-')}"
-        if not r.get("flops"):
+        if r.get("arg_gb") is None:
             out.append(
                 f"| {r['topology']} | {r['program']} | {r.get('layers')} / {r.get('vision_depth')} | {r['rows']} | {r.get('micro_batches') or '-'} | {lev} "  # noqa: E501
                 f"| | | | | | | | | | | does not compile: {r.get('error', '')[:160]} |"
@@ -605,9 +653,23 @@ def markdown(rows) -> str:
         note = "fits" if r["fits"] else "over HBM"
         if r["program"] == "decode_step" and r.get("hbm_roofline_frac"):
             note += f"; {r['hbm_roofline_frac'] * 100:.0f}% of the bytes accessed are necessary"
+        if r.get("hbm_frac_hbm"):
+            note += f"; of the HBM-resident bytes (hlo_bytes) {r['hbm_frac_hbm'] * 100:.0f}%"
+        if r.get("mfu_hbm"):
+            note += f"; MFU from the HBM-resident bytes ({r['hlo_bytes_hbm'] / 1e9:.0f} GB) {r['mfu_hbm'] * 100:.0f}%"
+        if r.get("hbm_frac_optimal"):
+            note += f"; the compiler's time estimate {r['optimal_s'] * 1e3:.2f} ms: {r['hbm_frac_optimal'] * 100:.0f}%"
+        if r.get("mfu_optimal") and r["program"] == "update":
+            note += f"; the compiler's time estimate {r['optimal_s']:.4f} s: MFU {r['mfu_optimal'] * 100:.0f}%"
+        if "killed" in str(r.get("count", "")):
+            note += "; " + r["count"]
         # XLA's cost analysis counts a while loop's body once: no roofline for the decode loop, nor for a
         # micro-batched update counted without its slices (--no-count)
-        loop = r["program"] == "decode" or ((r.get("micro_batches") or 1) > 1 and "slice_flops" not in r)
+        loop = (
+            r["program"] == "decode"
+            or not r.get("flops")
+            or ((r.get("micro_batches") or 1) > 1 and "slice_flops" not in r)
+        )
         perf = (
             "| - | - | - | - | - | - "
             if loop
@@ -620,6 +682,51 @@ def markdown(rows) -> str:
             f"{perf}| {note} |"
         )
     return "\n".join(out)
+
+
+def _write_row(path: str, row: dict) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(row, f)
+    os.replace(path + ".tmp", path)
+
+
+def _child(path: str, case: tuple, kw: dict) -> None:
+    _write_row(path, run_case(*case, **kw, checkpoint=lambda row: _write_row(path, row)))
+
+
+def _isolated(case: tuple, kw: dict) -> dict:
+    """``run_case`` in a child process (spawned: it initialises libtpu, the parent never does). A child that dies
+    (the kernel's OOM killer: a 28-layer compile holds 10-25 GB of host memory) leaves its last checkpointed row,
+    or a row saying why there is none."""
+    import multiprocessing
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "row.json")
+        proc = multiprocessing.get_context("spawn").Process(target=_child, args=(path, case, kw))
+        proc.start()
+        proc.join()
+        row = json.load(open(path)) if os.path.exists(path) else None
+    if proc.exitcode == 0 and row is not None:
+        return row
+    why = f"the compiling process exited with {proc.exitcode}" + (
+        " (killed: host memory?)" if proc.exitcode in (-9, 137) else ""
+    )
+    if row is None:
+        topology, program, exp, s, levers, micro = case[:6]
+        return dict(
+            topology=topology,
+            program=program,
+            rows=s.rows,
+            levers=dict(levers),
+            micro_batches=micro,
+            layers=case[6],
+            vision_depth=case[7],
+            fits=None,
+            error=why,
+        )
+    row.setdefault("count", why)
+    return row
 
 
 def main(argv=None):
@@ -656,6 +763,17 @@ def main(argv=None):
         action="store_true",
         help="skip the second compile that counts a micro-batched update's slices (no roofline then)",
     )
+    ap.add_argument(
+        "--hlo-dir",
+        default=None,
+        help="write each program's optimised HLO here and add its HBM-resident bytes (benchmarks/hlo_bytes.py)",
+    )
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="compile every case in this process (default: each in a child process, so that the kernel killing one "
+        "for host memory ends only its row, and each starts with its memory free)",
+    )
     ap.add_argument("--json", default=None, help="append rows to this JSON file")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
@@ -677,17 +795,9 @@ def main(argv=None):
     rows = []
     for topo in args.topology:
         for program in args.programs.split(","):
-            row = run_case(
-                topo,
-                program,
-                exp,
-                s,
-                levers,
-                args.micro_batches,
-                args.layers,
-                args.vision_depth,
-                count=not args.no_count,
-            )
+            case = (topo, program, exp, s, levers, args.micro_batches, args.layers, args.vision_depth)
+            kw = dict(count=not args.no_count, hlo_dir=args.hlo_dir)
+            row = run_case(*case, **kw) if args.in_process else _isolated(case, kw)
             row.update(date=time.strftime("%Y-%m-%d"), host=platform.node(), config=args.config)
             rows.append(row)
             print(json.dumps(row), flush=True)
