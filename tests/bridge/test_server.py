@@ -181,9 +181,16 @@ def test_segment_and_ground_by_frame_reference_match_in_process(tmp_path):
     ref = FrameRef(str(tmp_path), "vid", tuple(f"{i:05d}" for i in range(len(frames))))
     a = _server(tmp_path, "syn_a", "--segmenter", "synthetic", "--grounder", "synthetic", "--data-root", str(tmp_path))
     b = _server(tmp_path, "syn_b", "--segmenter", "synthetic", "--grounder", "synthetic", "--data-root", str(tmp_path))
+    for s in (a, b):  # both ready before the pool's client sends: a server still starting is skipped
+        with BridgeClient(s.address, deadline_s=60) as c:
+            c.wait_ready(60)
     client = BridgeClient([a.address, b.address], deadline_s=60, attempt_timeout_s=30, local_server=a)
     try:
         client.wait_ready(60)
+        end = time.monotonic() + 30  # round robin prefers connected bridges: wait until the client sees both
+        while not all(client.pool.connected.values()) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert all(client.pool.connected.values()), client.pool.connected
         kfs = [Keyframe(1, "red square"), Keyframe(4, "square")]
         got = client.ground(ref, kfs)
         expect = SyntheticBackend().ground([frames[1], frames[4]], ["red square", "square"])
