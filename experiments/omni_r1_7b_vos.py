@@ -42,12 +42,13 @@ from omnir1_jax.rewards import RewardWeights
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="omni_r1_7b_vos",
-        # remat "dots" and the 2 x 4 (fsdp x tensor) mesh: the fastest update measured for v5p-64 (53 % roofline MFU
-        # against 46 % with fsdp=8 / full remat with bf16 weights; 51 % with the float32 masters, 26.4 GB per chip,
-        # and 33.4 GB on v5p-8 with 8 micro-batches: BENCHMARKS.md "Scale"); decode_gather: the decoder weights
-        # gathered once per rollout
+        # no rematerialisation and the 2 x 4 (fsdp x tensor) mesh: the fastest update measured for v5p-64 (58 %
+        # roofline MFU with the float32 masters, 31.9 GB per chip, against 51 % / 26.4 GB with remat "dots" and 46 %
+        # with fsdp=8 / full remat; the compiler's own time estimate 0.297 s against 0.329 s with "dots"; fits on
+        # v5p-8 with 8 micro-batches: BENCHMARKS.md "Scale"); decode_gather: the decoder weights gathered once per
+        # rollout
         model=ModelSpec(
-            checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat="dots"
+            checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat=False
         ),
         mesh=MeshSpec(data=-1, fsdp=2, tensor=4, decode_gather=True),
         data=DataSpec(
