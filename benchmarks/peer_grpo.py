@@ -105,11 +105,11 @@ def load(out_dir: str, stacks, seeds) -> dict[str, list[dict]]:
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+    try:  # the CPU's model name (util-linux lscpu), where the machine has it
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
         cpu = names[0] if names else cpu
-    except OSError:
+    except (OSError, subprocess.SubprocessError):
         pass
     return f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
 
