@@ -57,7 +57,10 @@ Levers (each compiled before / after, see BENCHMARKS.md "Scale"): ``--attention`
 ``jax.nn.dot_product_attention`` with the backend's implementation), ``--remat`` (``none``, ``full`` = the
 config's ``model.remat``, ``dots`` saves matmul outputs), ``--logits`` (``full``: [R, C, V] logits then a
 time-chunked log-softmax; ``chunked``: lm_head fused into the time chunks), ``--act-sharding`` (``on``: the
-model's activation constraint at block boundaries; ``off``).
+model's activation constraint at block boundaries; ``off``). Two mesh settings act on the update and are set
+with ``--set``: ``mesh.shard_optimizer=true`` (ZeRO stage 1: the AdamW moments also split over ``data``, the
+update run on those slices as the learner runs it, ``rl.zero.ShardedOptimizer``) and
+``mesh.update_gather=true`` (the scorer reads the decoder's weights gathered once per program).
 """
 
 from __future__ import annotations
@@ -324,6 +327,7 @@ def run_case(
     from omnir1_jax.models.qwen2_5_omni.scoring import CompletionScorer
     from omnir1_jax.models.qwen2_5_omni.sharding import fit_spec
     from omnir1_jax.rl.update import LossSpec, _grpo_grads, make_optimizer, resolve_micro_batches
+    from omnir1_jax.rl.zero import ShardedOptimizer
 
     presets = {"tiny": tiny, "qwen2_5_omni_3b": qwen2_5_omni_3b, "qwen2_5_omni_7b": qwen2_5_omni_7b}
     mcfg = presets[exp.model.preset](**dict(exp.model.overrides))
@@ -341,7 +345,7 @@ def run_case(
     mesh = mesh_for(topology, exp)
     chip = CHIPS[topology.split(":")[0]]
     n_chips = mesh.devices.size
-    sharding = fsdp_tp(("fsdp",) if exp.mesh.decode_gather else ())
+    sharding = fsdp_tp(("fsdp",) if exp.mesh.decode_gather else (), ("data",) if exp.mesh.shard_optimizer else ())
     if levers["act_sharding"] == "off":
         sharding = dataclasses.replace(sharding, act_btd=None)
     g = exp.grpo
@@ -362,12 +366,15 @@ def run_case(
             attention=levers["attention"],
             param_dtype=param_dtype,
         )
+        if sharding.optimizer_axes:  # mesh.shard_optimizer: ZeRO stage 1, as the learner builds it
+            return m, ShardedOptimizer(m, tx, wrt=nnx.Param, mesh=mesh, sharding=sharding)
         return m, nnx.Optimizer(m, tx, wrt=nnx.Param)
 
     model_abs, opt_abs = nnx.eval_shape(build)
     pg, pstate = nnx.split(model_abs)
     og, ostate = nnx.split(opt_abs)
-    p_sh, o_sh = param_shardings(pstate, mesh, sharding), param_shardings(ostate, mesh, sharding)
+    # the optimiser's state: sharded as the weights, plus mesh.shard_optimizer's data axis (ZeRO stage 1)
+    p_sh, o_sh = param_shardings(pstate, mesh, sharding), param_shardings(ostate, mesh, sharding.optimizer_layout())
     p_abs, o_abs = _abstract(pstate, p_sh), _abstract(ostate, o_sh)
     c_abs = _in_dtype(p_abs, dtype)  # the frozen reference: the same layout in the compute dtype
     base = build_prompt(mcfg, s)
@@ -379,7 +386,11 @@ def run_case(
     # the learner's scorer (policy.make_scorer): each group's prompt once; the encoders split off (run once per
     # step in a micro-batched update)
     scorer = CompletionScorer(
-        group_size=s.group, remat=remat, temperature=g.temperature, fuse_head=levers["logits"] == "chunked"
+        group_size=s.group,
+        remat=remat,
+        temperature=g.temperature,
+        fuse_head=levers["logits"] == "chunked",
+        gather_weights=exp.mesh.update_gather,
     )
     # None: the config's grpo.micro_batches, resolved for this slice (0 = rows / chips, see resolve_micro_batches)
     micro_batches = resolve_micro_batches(
@@ -399,6 +410,8 @@ def run_case(
         chips=n_chips,
         mesh=dict(mesh.shape),
         decode_gather=bool(sharding.decode_gather),
+        shard_optimizer=bool(sharding.optimizer_axes),
+        update_gather=exp.mesh.update_gather,
         program=program,
         rows=s.rows,
         prompt_len=s.prompt_len,

@@ -42,15 +42,16 @@ from omnir1_jax.rewards import RewardWeights
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="omni_r1_7b_vos",
-        # no rematerialisation and the 2 x 4 (fsdp x tensor) mesh: the fastest update measured for v5p-64 (58 %
-        # roofline MFU with the float32 masters, 31.9 GB per chip, against 51 % / 26.4 GB with remat "dots" and 46 %
-        # with fsdp=8 / full remat; the compiler's own time estimate 0.297 s against 0.329 s with "dots"; fits on
-        # v5p-8 with 8 micro-batches: BENCHMARKS.md "Scale"); decode_gather: the decoder weights gathered once per
-        # rollout
+        # no rematerialisation, the 2 x 4 (fsdp x tensor) mesh, the AdamW moments split over data too
+        # (shard_optimizer) and the update reading the decoder weights gathered once (update_gather): the fastest
+        # update measured for v5p-64 (60 % roofline MFU with the float32 masters, 25.8 GB per chip, against 58 % /
+        # 31.9 GB without the last two, 51 % / 26.4 GB with remat "dots" and 46 % with fsdp=8 / full remat; the
+        # compiler's own time estimate 0.286 s against 0.297 s and 0.329 s; fits on v5p-8 with 8 micro-batches:
+        # BENCHMARKS.md "Scale"); decode_gather: the decoder weights gathered once per rollout
         model=ModelSpec(
             checkpoint="checkpoints/Qwen2.5-Omni-7B", preset="qwen2_5_omni_7b", dtype="bfloat16", remat=False
         ),
-        mesh=MeshSpec(data=-1, fsdp=2, tensor=4, decode_gather=True),
+        mesh=MeshSpec(data=-1, fsdp=2, tensor=4, decode_gather=True, shard_optimizer=True, update_gather=True),
         data=DataSpec(
             dataset="mixture",
             root="data",

@@ -118,12 +118,23 @@ class MeshSpec:
     its token loop, instead of at every token (costs the decoder's bytes / ``tensor`` of HBM per chip while
     decoding; on the 7B update's v5p meshes it lifts a decode step from 46 % to the HBM roofline's ~65 %,
     BENCHMARKS.md "Scale").
+
+    ``shard_optimizer``: the AdamW moments are split over ``data`` as well as the weights' ``fsdp`` x ``tensor``
+    (ZeRO stage 1): each chip updates 1 / ``data`` of every moment and the updates are gathered, instead of
+    every data-parallel replica running the whole optimiser on the same numbers. Same results; less memory
+    (the moments / ``data``) and fewer bytes moved per update (BENCHMARKS.md "Scale").
+
+    ``update_gather`` (needs ``decode_gather``): the GRPO update and the scoring passes also read the text
+    decoder's weights in the gathered layout, so each program gathers them over ``fsdp`` once, and reduces their
+    gradient once, instead of in every forward and backward pass (``CompletionScorer.gather_weights``).
     """
 
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
     decode_gather: bool = False
+    shard_optimizer: bool = False
+    update_gather: bool = False
 
     def __post_init__(self):
         _int("mesh", self, "fsdp", 1)
@@ -131,6 +142,14 @@ class MeshSpec:
         _int("mesh", self, "data", -1)
         if not isinstance(self.decode_gather, bool):
             raise ConfigError(f"mesh.decode_gather must be true or false, got {self.decode_gather!r}")
+        if not isinstance(self.shard_optimizer, bool):
+            raise ConfigError(f"mesh.shard_optimizer must be true or false, got {self.shard_optimizer!r}")
+        if not isinstance(self.update_gather, bool):
+            raise ConfigError(f"mesh.update_gather must be true or false, got {self.update_gather!r}")
+        if self.update_gather and not self.decode_gather:
+            raise ConfigError(
+                "mesh.update_gather=true reads the weights in decode_gather's layout: set mesh.decode_gather=true"
+            )
         if self.data == 0:
             raise ConfigError("mesh.data must be -1 (every remaining device) or >= 1, got 0")
 

@@ -34,11 +34,12 @@ import numpy as np
 from omnir1_jax import policy as policy_lib
 from omnir1_jax.config import ConfigError, ExperimentConfig, to_dict
 from omnir1_jax.lora import apply_lora, merge_lora
-from omnir1_jax.models.qwen2_5_omni import repeat_prompt
+from omnir1_jax.models.qwen2_5_omni import fsdp_tp, repeat_prompt
 from omnir1_jax.overlap import META_KEY, OneStepOverlap, rewind
 from omnir1_jax.rl import group_advantages, zero_variance_fraction
 from omnir1_jax.rl import rollout as rollout_lib
 from omnir1_jax.rl.update import LossSpec, grpo_step, nll_step, resolve_micro_batches, score
+from omnir1_jax.rl.zero import ShardedOptimizer
 from omnir1_jax.runtime import distributed
 from omnir1_jax.runtime.checkpoint import RunCheckpointer, key_from_data, key_to_data
 from omnir1_jax.runtime.mesh import global_mesh
@@ -180,13 +181,21 @@ class Learner:
             empty_rows=g.empty_rows,
         )
         tx = stage_optimizer(stage.optim)
-        self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
+        if self.mesh is not None and cfg.mesh.shard_optimizer:  # ZeRO stage 1: the moments split over data too
+            self.optimizer = ShardedOptimizer(
+                self.model, tx, wrt=nnx.Param, mesh=self.mesh, sharding=fsdp_tp(optimizer_axes=("data",))
+            )
+        else:
+            self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         self._bound_steps: dict[Any, Any] = {}  # update functions with (model, optimizer) bound (_bound)
         if self.mesh is None:  # one device: a step's outputs and a restored checkpoint are committed to it, so
             # commit the initial state too (jit keys on it: else step 1 or a resume compiles the step again)
             _commit(self.model, self.optimizer, *([self.reference] if self.reference is not None else []))
         self.scorer = policy_lib.make_scorer(
-            cfg.model.remat, g.temperature if self.grpo else 1.0, g.group_size if self.grpo else None
+            cfg.model.remat,
+            g.temperature if self.grpo else 1.0,
+            g.group_size if self.grpo else None,
+            gather_weights=cfg.mesh.update_gather,
         )
         if self.turns > 1:  # multi-turn rollouts / targets: whole trajectories are scored, answers masked in
             self.scorer = policy_lib.make_trajectory_scorer(cfg.model.remat, g.temperature if self.grpo else 1.0)

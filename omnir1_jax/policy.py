@@ -214,16 +214,20 @@ def export_policy(
 
 # ----------------------------------------------------------------------------------------------- scoring
 @functools.cache  # one object per setting: it is a static jit argument (cache key)
-def make_scorer(remat: bool, temperature: float, group_size: int | None = None):
+def make_scorer(remat: bool, temperature: float, group_size: int | None = None, gather_weights: bool = False):
     """The policy's completion scorer ``(model, prompt, completion_ids, completion_mask) -> [R, C]`` log-probs
     (a fixed function object per setting, so jit caches stay warm).
 
     With ``group_size`` the rows are GRPO groups sharing a prompt (``repeat_prompt(inputs, group_size)``): the
     prompt is run once per group and the completions attend to the shared prefix — same log-probs and
     gradients as full rows, (group_size - 1) / group_size less prompt compute. The scorer also runs the encoders
-    on their own (``CompletionScorer.features``), so a micro-batched update encodes the pixels once per step."""
+    on their own (``CompletionScorer.features``), so a micro-batched update encodes the pixels once per step.
+    ``gather_weights``: ``CompletionScorer.gather_weights`` (``mesh.update_gather``)."""
     return qwen2_5_omni.CompletionScorer(
-        group_size=group_size if group_size and group_size > 1 else None, remat=remat, temperature=temperature
+        group_size=group_size if group_size and group_size > 1 else None,
+        remat=remat,
+        temperature=temperature,
+        gather_weights=gather_weights,
     )
 
 

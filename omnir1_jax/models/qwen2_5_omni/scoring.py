@@ -176,16 +176,26 @@ class CompletionScorer:
     It also splits off the encoders, for an update that scores its rows in several slices
     (``rl.update._accumulate``): :meth:`features` runs every encoder the prompt uses once (differentiable in the
     parameters), :meth:`with_features` attaches the result to the prompt, and the scorer then places those
-    features instead of running the encoders again for every slice."""
+    features instead of running the encoders again for every slice.
+
+    ``gather_weights``: score with the text decoder's and lm_head's weights in their decoding layout
+    (:meth:`.Qwen2_5OmniThinker.decode_weights`, ``ShardingConfig.decode_gather``): XLA gathers them over the
+    gathered axes once per program, and reduces their gradient once, instead of in every pass that reads them
+    (forward, backward). Same values; more memory per chip (the decoder's compute-dtype weights / ``tensor``).
+    A model without a decoding layout is scored as it is."""
 
     group_size: int | None = None
     remat: Any = False
     temperature: float = 1.0
     chunk_size: int | None = None
     fuse_head: bool | None = None
+    gather_weights: bool = False
 
     def __call__(self, model, prompt: ModelInputs, completion_ids, completion_mask=None):
         kw = dict(remat=self.remat, temperature=self.temperature, chunk_size=self.chunk_size, fuse_head=self.fuse_head)
+        if self.gather_weights:
+            model = compute_view(model)
+            model = model.decode_weights() if hasattr(model, "decode_weights") else model
         if self.group_size and self.group_size > 1:
             return group_completion_logprobs(
                 model, prompt, completion_ids, completion_mask, group_size=self.group_size, **kw

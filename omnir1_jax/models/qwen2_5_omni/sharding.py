@@ -70,6 +70,11 @@ class ShardingConfig:
         before its token loop (e.g. ``("fsdp",)``): each step then reads local weights instead of gathering
         them again (per chip: the decoder's bytes / the tensor axis, ~15 GB for 7B on a tensor-1 mesh). Empty:
         the weights stay sharded while decoding.
+      optimizer_axes: mesh axes that further split the optimiser's state (ZeRO stage 1, e.g. ``("data",)``):
+        each AdamW moment is sharded as its weight is, plus these axes on the first weight dimension they
+        divide (:meth:`optimizer_layout`). The weights stay as they are (replicated over ``data``); each chip
+        then updates only its slice of every moment and the updates are gathered. Empty: the moments are
+        sharded exactly as the weights.
     """
 
     rules: tuple = ()
@@ -77,6 +82,7 @@ class ShardingConfig:
     kv_cache_bskh: tuple | None = None
     batch_bt: tuple = ()
     decode_gather: tuple = ()
+    optimizer_axes: tuple = ()
 
     def __post_init__(self):
         seen = set()
@@ -91,6 +97,7 @@ class ShardingConfig:
             seen.add(name)
             _check_mesh_axes(f"ShardingConfig.rules[{name!r}]", ax)
         _check_mesh_axes("ShardingConfig.decode_gather", tuple(self.decode_gather))
+        _check_mesh_axes("ShardingConfig.optimizer_axes", tuple(self.optimizer_axes))
         for field in ("act_btd", "kv_cache_bskh", "batch_bt"):
             for name in getattr(self, field) or ():
                 if name is not None and name not in LOGICAL_AXES:
@@ -144,15 +151,38 @@ class ShardingConfig:
 
         return dataclasses.replace(self, rules=tuple((n, keep(ax)) for n, ax in self.rules), decode_gather=())
 
+    def optimizer_layout(self) -> ShardingConfig:
+        """The optimiser state's layout: these rules with ``optimizer_axes`` appended to every weight axis
+        (``vocab``, ``embed``, ``heads``, ``mlp``, ``patch``; a weight axis without a rule gets them alone).
+        :func:`fit_spec` gives a mesh axis to the first dimension it divides and never twice, so each moment
+        gains the extra split once, on its first dimension that takes it. Without ``optimizer_axes``: ``self``."""
+        if not self.optimizer_axes:
+            return self
+        extra = tuple(a for a in self.optimizer_axes if a is not None)
+        weight_axes = ("vocab", "embed", "heads", "mlp", "patch")
+
+        def grow(ax):
+            base = () if ax is None else (ax if isinstance(ax, tuple) else (ax,))
+            return base + tuple(a for a in extra if a not in base)
+
+        rules = dict(self.rules)
+        for name in weight_axes:
+            rules[name] = grow(rules.get(name))
+        ordered = tuple((n, rules[n]) for n, _ in self.rules) + tuple(
+            (n, rules[n]) for n in weight_axes if n not in dict(self.rules)
+        )
+        return dataclasses.replace(self, rules=ordered, optimizer_axes=())
+
 
 def no_sharding() -> ShardingConfig:
     """Everything replicated, no activation constraints; the default (single device, tests)."""
     return ShardingConfig()
 
 
-def fsdp_tp(decode_gather: tuple = ()) -> ShardingConfig:
+def fsdp_tp(decode_gather: tuple = (), optimizer_axes: tuple = ()) -> ShardingConfig:
     """Weights: model width over ``fsdp``, heads / MLP / vocabulary over ``tensor``; batch over ``data`` x ``fsdp``.
-    ``decode_gather=("fsdp",)``: decoding gathers the decoder's weights once (see :class:`ShardingConfig`)."""
+    ``decode_gather=("fsdp",)``: decoding gathers the decoder's weights once; ``optimizer_axes=("data",)``: the
+    AdamW moments are split over ``data`` too (ZeRO stage 1; see :class:`ShardingConfig`)."""
     return ShardingConfig(
         rules=(
             ("vocab", "tensor"),
@@ -167,6 +197,7 @@ def fsdp_tp(decode_gather: tuple = ()) -> ShardingConfig:
         kv_cache_bskh=("batch", None, "cache_heads", None),
         batch_bt=("batch", None),
         decode_gather=tuple(decode_gather),
+        optimizer_axes=tuple(optimizer_axes),
     )
 
 
