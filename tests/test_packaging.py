@@ -18,8 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What users import without the training stack; every module under these packages counts.
 CORE_ROOTS = ("omnir1_jax.rewards", "omnir1_jax.rl", "omnir1_jax.evaluation.metrics", "omnir1_jax.evaluation.protocols")
 # Modules of those packages that are training plumbing and need [train] (imported on their own, never by the
-# package): the GRPO update (flax, optax) and the rollout glue (data masks, the bridge protocol).
-TRAIN_ONLY = ("omnir1_jax.rl.update", "omnir1_jax.rl.rollout")
+# package): the GRPO update and the sharded optimiser (flax, optax) and the rollout glue (data masks, the bridge
+# protocol).
+TRAIN_ONLY = ("omnir1_jax.rl.update", "omnir1_jax.rl.zero", "omnir1_jax.rl.rollout")
 # Import name -> distribution name, where they differ.
 DISTRIBUTION = {
     "PIL": "pillow",

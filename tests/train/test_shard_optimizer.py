@@ -15,7 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec as P
+from jax.sharding import PartitionSpec
 
 from omnir1_jax.config import ConfigError, MeshSpec
 from omnir1_jax.models.qwen2_5_omni.sharding import ShardingConfig, fsdp_tp
@@ -50,15 +50,16 @@ def test_optimizer_layout_adds_data_once_to_the_first_dimension_it_divides():
         "patch": ("data",),
     }
     # a q kernel [embed 32, heads 64]: data joins the first dimension; the second keeps tensor alone
-    assert opt.spec(("embed", "heads"), (32, 64), MESH) == P(("fsdp", "data"), "tensor")
+    assert opt.spec(("embed", "heads"), (32, 64), MESH) == PartitionSpec(("fsdp", "data"), "tensor")
     # an o kernel [heads 64, embed 32]: data joins heads, embed keeps fsdp
-    assert opt.spec(("heads", "embed"), (64, 32), MESH) == P(("tensor", "data"), "fsdp")
+    assert opt.spec(("heads", "embed"), (64, 32), MESH) == PartitionSpec(("tensor", "data"), "fsdp")
     # embed 6 splits over fsdp (2) but not fsdp x data (4): data moves on to the next dimension
-    assert opt.spec(("embed", "heads"), (6, 64), MESH) == P("fsdp", ("tensor", "data"))
-    assert opt.spec(("embed",), (32,), MESH) == P(("fsdp", "data"))
-    assert opt.spec((None, None), (3, 5), MESH) == P(None, None)  # no logical axes: replicated, as its weight
+    assert opt.spec(("embed", "heads"), (6, 64), MESH) == PartitionSpec("fsdp", ("tensor", "data"))
+    assert opt.spec(("embed",), (32,), MESH) == PartitionSpec(("fsdp", "data"))
+    # no logical axes: replicated, as its weight
+    assert opt.spec((None, None), (3, 5), MESH) == PartitionSpec(None, None)
     # the weights' own layout is unchanged, and without optimizer_axes the layout is the config itself
-    assert fsdp_tp(optimizer_axes=("data",)).spec(("embed", "heads"), (32, 64), MESH) == P("fsdp", "tensor")
+    assert fsdp_tp(optimizer_axes=("data",)).spec(("embed", "heads"), (32, 64), MESH) == PartitionSpec("fsdp", "tensor")
     assert fsdp_tp().optimizer_layout() == fsdp_tp()
     with pytest.raises(ValueError, match="optimizer_axes.*'dta'"):
         ShardingConfig(optimizer_axes=("dta",))
