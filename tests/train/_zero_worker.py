@@ -1,6 +1,6 @@
-"""Subprocess of test_shard_optimizer.py: two GRPO updates of the one learner with ``mesh.shard_optimizer`` off and
-on, on 8 fake CPU devices (mesh data 2 x fsdp 2 x tensor 2), the same fixed batch; then a checkpoint round trip of
-the sharded run. Prints one JSON line.
+"""Subprocess of test_shard_optimizer.py: two GRPO updates of the one learner with ``mesh.shard_optimizer`` and
+``mesh.update_gather`` off and on, on 8 fake CPU devices (mesh data 2 x fsdp 2 x tensor 2), the same fixed batch;
+then a checkpoint round trip of the sharded run. Prints one JSON line.
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=8 python _zero_worker.py WORLD OUT
 """
@@ -44,7 +44,9 @@ def main(world: str, out_dir: str) -> None:
         cfg = dataclasses.replace(
             cfg,
             grpo=dataclasses.replace(cfg.grpo, group_size=GROUP),
-            mesh=MeshSpec(data=2, fsdp=2, tensor=2, shard_optimizer=arm == "on"),
+            mesh=MeshSpec(
+                data=2, fsdp=2, tensor=2, decode_gather=True, shard_optimizer=arm == "on", update_gather=arm == "on"
+            ),
         )
         records = read_records(cfg.data)
         tr = make_learner(cfg, None, records=records)

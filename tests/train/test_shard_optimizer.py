@@ -2,7 +2,8 @@
 
 The layout rules by hand; an optimiser step under :class:`~omnir1_jax.rl.zero.ShardedOptimizer` on 8 fake CPU devices
 against the same step with every moment laid out as its weight (values equal, the weights' layout kept, each
-device holding an eighth of a moment instead of a quarter); and, slow, the whole learner both ways with a
+device holding an eighth of a moment instead of a quarter); the scorer reading gathered weights; and, slow, the
+whole learner with both settings (``mesh.shard_optimizer``, ``mesh.update_gather``) against neither, with a
 checkpoint round trip."""
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def test_scorer_with_gathered_weights_equals_the_sharded_one_with_fewer_gathers(
 
 
 @pytest.mark.slow
-def test_learner_with_sharded_optimizer_trains_like_the_replicated_one_and_restores(tmp_path):
+def test_learner_with_sharded_optimizer_and_gathered_weights_trains_like_the_plain_one_and_restores(tmp_path):
     from omnir1_jax.data.synthetic import writer
 
     world = str(tmp_path / "world")
