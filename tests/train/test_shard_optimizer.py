@@ -36,6 +36,13 @@ def _env(devices: int = 8) -> dict:
     return env
 
 
+def _run(program: str) -> dict:
+    """Run ``program`` on 8 fake CPU devices; its last stdout line, as JSON."""
+    proc = subprocess.run([sys.executable, "-c", program], env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_optimizer_layout_adds_data_once_to_the_first_dimension_it_divides():
     opt = fsdp_tp(optimizer_axes=("data",)).optimizer_layout()
     assert opt.optimizer_axes == ()
@@ -71,7 +78,7 @@ def test_optimizer_layout_adds_data_once_to_the_first_dimension_it_divides():
     assert MeshSpec(update_gather=True, decode_gather=True).update_gather
 
 
-_PINNED = textwrap.dedent(
+_SHARDED_STEP = textwrap.dedent(
     """
     import json
     import jax, jax.numpy as jnp, numpy as np
@@ -130,9 +137,7 @@ _PINNED = textwrap.dedent(
 
 
 def test_sharded_optimizer_step_equals_the_replicated_one_and_keeps_both_layouts():
-    proc = subprocess.run([sys.executable, "-c", _PINNED], env=_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = _run(_SHARDED_STEP)
     plain, zero = res["plain"], res["zero"]
     # same numbers: three AdamW steps (weight decay on) from the same start, same data
     assert plain["losses"][0] > plain["losses"][2]  # the steps did something
@@ -184,9 +189,7 @@ _GATHER = textwrap.dedent(
 
 
 def test_scorer_with_gathered_weights_equals_the_sharded_one_with_fewer_gathers():
-    proc = subprocess.run([sys.executable, "-c", _GATHER], env=_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = _run(_GATHER)
     off, on = res["False"], res["True"]
     np.testing.assert_allclose(on["loss"], off["loss"], rtol=1e-6)
     assert on["grads"].keys() == off["grads"].keys()
