@@ -9,11 +9,14 @@ one global batch), runs ``learner.update`` twice (one jit program over the globa
 mesh), measures which fraction of every fsdp-sharded weight this process holds, writes a checkpoint, scrambles
 the policy and restores it. Prints one JSON line.
 
+With ``ZERO_TEST=1`` the mesh is data 2 x fsdp (devices / 2) and ``mesh.shard_optimizer`` is on.
+
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 OMNIR1_COORDINATOR=... python _dist_worker.py WORLD OUT
 """
 
 import dataclasses
 import json
+import os
 import sys
 
 import numpy as np
@@ -49,7 +52,12 @@ def main(world: str, out_dir: str) -> None:
     cfg = dataclasses.replace(
         cfg,
         grpo=dataclasses.replace(cfg.grpo, group_size=GROUP),
-        mesh=MeshSpec(data=1, fsdp=jax.device_count(), tensor=1),
+        # ZERO_TEST=1: data 2 x fsdp (devices / 2) with the AdamW moments split over data too (rl.zero)
+        mesh=(
+            MeshSpec(data=2, fsdp=jax.device_count() // 2, tensor=1, shard_optimizer=True)
+            if os.environ.get("ZERO_TEST") == "1"
+            else MeshSpec(data=1, fsdp=jax.device_count(), tensor=1)
+        ),
         data=dataclasses.replace(cfg.data, max_frames=12, pad_to_multiple=1),
     )  # clips of 8 and 12 frames
     records = read_records(cfg.data)

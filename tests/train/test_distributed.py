@@ -52,7 +52,9 @@ def test_resolve_order_and_validation():
         resolve(num_processes=2, env={})
 
 
-def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_process_of_eight(tmp_path):
+def _two_and_one(tmp_path, **extra) -> tuple[list, dict]:
+    """The worker as 2 processes x 4 devices and as 1 process x 8 devices on one synthetic world (``extra``: more
+    environment for every process); (the two processes' JSON lines, the single process's)."""
     from omnir1_jax.data.synthetic import writer
 
     world = str(tmp_path / "world")
@@ -66,17 +68,27 @@ def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_pr
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_env(4, OMNIR1_COORDINATOR=f"127.0.0.1:{port}", OMNIR1_NUM_PROCESSES="2", OMNIR1_PROCESS_ID=str(i)),
+            env=_env(
+                4,
+                OMNIR1_COORDINATOR=f"127.0.0.1:{port}",
+                OMNIR1_NUM_PROCESSES="2",
+                OMNIR1_PROCESS_ID=str(i),
+                **extra,
+            ),
         )
         for i in range(2)
     ]
     outs = [p.communicate(timeout=600) for p in procs]
-    single = subprocess.run(cmd("one"), cwd=ROOT, text=True, capture_output=True, env=_env(8), timeout=600)
+    single = subprocess.run(cmd("one"), cwd=ROOT, text=True, capture_output=True, env=_env(8, **extra), timeout=600)
     for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert single.returncode == 0, single.stderr[-3000:]
     res = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    one = json.loads(single.stdout.strip().splitlines()[-1])
+    return res, json.loads(single.stdout.strip().splitlines()[-1])
+
+
+def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_process_of_eight(tmp_path):
+    res, one = _two_and_one(tmp_path)
     assert [r["process"] for r in res] == [0, 1] and [r["primary"] for r in res] == [True, False]
     # each process prepared only its own prompt, and the two shares differ in shape (clip length, tokens), so the
     # global prompt batch was padded and moved together from unequal blocks
@@ -100,6 +112,22 @@ def test_two_processes_of_four_devices_with_fsdp_spanning_both_train_like_one_pr
         assert r["scrambled_differs"] and r["restored"] and r["restored_step"] == 2
         assert r["restored_checksum"] == r["checksum"]
     assert sorted(n for n in os.listdir(tmp_path / "two" / "checkpoints") if n.isdigit()) == ["2"]
+
+
+@pytest.mark.slow
+def test_two_processes_with_the_optimiser_split_over_data_train_like_one_process(tmp_path):
+    """The same worker on a data 2 x fsdp 4 mesh with ``mesh.shard_optimizer``: the moments' jit move and every
+    update run on global arrays of two processes; losses and parameters equal the single process's, and the
+    checkpoint restores."""
+    res, one = _two_and_one(tmp_path, ZERO_TEST="1")
+    assert all(r["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1} for r in res + [one])
+    assert res[0]["losses"][0] != res[0]["losses"][1]
+    for r in res:
+        np.testing.assert_allclose(r["losses"], one["losses"], rtol=0, atol=1e-5)
+    assert res[0]["checksum"] == pytest.approx(res[1]["checksum"], abs=1e-9)
+    assert res[0]["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
+    for r in res + [one]:
+        assert r["restored"] and r["restored_step"] == 2 and r["restored_checksum"] == r["checksum"]
 
 
 TINY_EXPERIMENT = f"""
