@@ -125,7 +125,7 @@ def _corrupt(tmp_path, name):
             "'candidates'",
         ),
         ("avut", "AV_Human_data.json", lambda d: d[2].update(QA_id="11"), "'QA_id'"),
-        ("avut", "AV_Human_data.json", lambda d: d[0].update(video_path="../../etc/x.mp4"), "'video_path'"),
+        ("avut", "AV_Human_data.json", lambda d: d[0].update(video_path="../../outside/x.mp4"), "'video_path'"),
         (
             "mvbench",
             os.path.join("json", "state_change.json"),
