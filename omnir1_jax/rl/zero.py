@@ -35,6 +35,8 @@ def _is_var(x) -> bool:
 
 
 def _named(mesh, rules):
+    # models.qwen2_5_omni.param_shardings does this for a model's state, but rl sits below models (the layer
+    # order): the rules object (a ShardingConfig) is duck-typed here instead of imported
     def one(v):
         axes = v.get_metadata().get("logical_axes") if _is_var(v) else None
         return NamedSharding(mesh, rules.spec(axes, tuple(v.shape), mesh))
