@@ -178,6 +178,16 @@ def _load_processor(kind: str, path: str):
     return transformers.AutoProcessor.from_pretrained(path)
 
 
+def _model_class(kind: str):
+    import transformers
+
+    if kind not in ("qwen2_5_vl", "qwen2_5_omni"):
+        raise ValueError(f"grounder kind {kind!r} is not qwen2_5_vl or qwen2_5_omni")
+    if kind == "qwen2_5_vl":
+        return transformers.Qwen2_5_VLForConditionalGeneration
+    return transformers.Qwen2_5OmniThinkerForConditionalGeneration
+
+
 class QwenBackend:
     """Qwen2.5-VL or the Qwen2.5-Omni Thinker from a local directory; greedy, batched decoding."""
 
@@ -194,27 +204,70 @@ class QwenBackend:
         prompt: str = GROUNDING_PROMPT,
     ):
         import torch
-        import transformers
 
-        if kind not in ("qwen2_5_vl", "qwen2_5_omni"):
-            raise ValueError(f"grounder kind {kind!r} is not qwen2_5_vl or qwen2_5_omni")
+        cls = _model_class(kind)
+        if "{description}" not in prompt:  # before the (long) load
+            raise ValueError("grounding prompt must contain '{description}'")
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        self._setup(
+            f"{kind}:{path}",
+            cls.from_pretrained(path, dtype=torch_dtype),
+            _load_processor(kind, path),
+            device=device,
+            max_new_tokens=max_new_tokens,
+            max_pixels=max_pixels,
+            min_pixels=min_pixels,
+            batch_size=batch_size,
+            prompt=prompt,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        kind: str,
+        model: Any,
+        processor: Any,
+        *,
+        name: str | None = None,
+        device: str = "cpu",
+        max_new_tokens: int = 256,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        min_pixels: int = DEFAULT_MIN_PIXELS,
+        batch_size: int = 16,
+        prompt: str = GROUNDING_PROMPT,
+    ) -> QwenBackend:
+        """A backend around a model and processor already in memory (an instance of ``kind``'s transformers class
+        and its processor, e.g. random weights for a benchmark); the same grounding as from a directory."""
+        if not isinstance(model, _model_class(kind)):
+            raise TypeError(f"grounder model is a {type(model).__name__}, not the {kind!r} class")
+        backend = cls.__new__(cls)
+        backend._setup(
+            name or f"{kind}:<in memory>",
+            model,
+            processor,
+            device=device,
+            max_new_tokens=max_new_tokens,
+            max_pixels=max_pixels,
+            min_pixels=min_pixels,
+            batch_size=batch_size,
+            prompt=prompt,
+        )
+        return backend
+
+    def _setup(self, name, model, processor, *, device, max_new_tokens, max_pixels, min_pixels, batch_size, prompt):
+        import torch
+
         if "{description}" not in prompt:
             raise ValueError("grounding prompt must contain '{description}'")
-        self.name = f"{kind}:{path}"
+        self.name = name
         self.device = torch.device(device)
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.prompt = prompt
-        self.processor = _load_processor(kind, path)
+        self.processor = processor
         self.processor.image_processor.size = {"longest_edge": max_pixels, "shortest_edge": min_pixels}
         self.processor.tokenizer.padding_side = "left"
-        cls = (
-            transformers.Qwen2_5_VLForConditionalGeneration
-            if kind == "qwen2_5_vl"
-            else transformers.Qwen2_5OmniThinkerForConditionalGeneration
-        )
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-        self.model = cls.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
+        self.model = model.to(self.device).eval()
         self.patch = int(self.processor.image_processor.patch_size)
 
     def _prompt_text(self, description: str, context: str | None = None) -> str:

@@ -150,3 +150,30 @@ def test_system1_context_reaches_the_grounding_prompt_within_its_budget(tiny_qwe
     assert written in with_context and rest not in with_context
     assert plain in without and "reasoned" not in without
     assert with_context == without.replace(plain, written)  # the same chat, the context ahead of the instruction
+
+
+def test_backend_from_a_model_in_memory_grounds_like_the_one_loaded_from_its_directory(tiny_qwen_dir):
+    """``QwenBackend.from_model``: the model and processor already in memory (what a benchmark with random weights
+    builds) give the same answers as the backend loading them from the directory; a model of the other kind's
+    class is refused by name."""
+    loaded = QwenBackend(
+        "qwen2_5_vl", tiny_qwen_dir, max_new_tokens=12, max_pixels=48 * 28 * 28, min_pixels=4 * 28 * 28, batch_size=2
+    )
+    model = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_qwen_dir)
+    processor = transformers.AutoProcessor.from_pretrained(tiny_qwen_dir)
+    memory = QwenBackend.from_model(
+        "qwen2_5_vl", model, processor, max_new_tokens=12, max_pixels=48 * 28 * 28, min_pixels=4 * 28 * 28, batch_size=2
+    )
+    assert memory.name == "qwen2_5_vl:<in memory>" and memory.batch_size == 2 and memory.patch == loaded.patch
+    assert processor.tokenizer.padding_side == "left"
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (60, 90, 3), dtype=np.uint8), rng.integers(0, 255, (84, 56, 3), dtype=np.uint8)]
+    descs = ["the red circle", "a blue square"]
+    want, got = loaded.ground(images, descs), memory.ground(images, descs)
+    assert [g.text for g in got] == [g.text for g in want]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+    with pytest.raises(TypeError, match="not the 'qwen2_5_omni' class"):
+        QwenBackend.from_model("qwen2_5_omni", model, processor)
+    with pytest.raises(ValueError, match="description"):
+        QwenBackend.from_model("qwen2_5_vl", model, processor, prompt="no placeholder")
