@@ -291,6 +291,29 @@ def abstract_inputs(mesh, sharding, prompt):
     return prompt.replace(**fields)
 
 
+def update_step(pg, og, scorer, spec, beta: float):
+    """The learner's GRPO update as one function ``(policy state, optimiser state, reference state, prompt,
+    completions, advantages) -> (policy state, optimiser state, metrics)``: the frozen reference's log-probs (when
+    ``beta`` > 0), the loss's gradient through ``scorer`` (``spec``: clipping, KL, aggregation, micro-batches) and
+    the optimiser step; every completion token counts (mask all ones). ``pg`` / ``og``: the policy's and the
+    optimiser's graph defs (``nnx.split``)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from omnir1_jax.rl.update import _grpo_grads
+
+    def fn(pstate, ostate, rstate, prompt, comp, adv):
+        policy, opt, ref = nnx.merge(pg, pstate), nnx.merge(og, ostate), nnx.merge(pg, rstate)
+        mask = jnp.ones_like(comp)
+        ref_lp = jax.lax.stop_gradient(scorer(ref, prompt, comp, mask)) if beta > 0 else None
+        grads, metrics = _grpo_grads(policy, prompt, comp, mask, None, ref_lp, adv, scorer, spec)
+        opt.update(policy, grads)
+        return nnx.state(policy), nnx.state(opt), metrics
+
+    return fn
+
+
 def run_case(
     topology: str,
     program: str,
@@ -326,7 +349,7 @@ def run_case(
     from omnir1_jax.models.qwen2_5_omni.sampling import _cache_specs, _generate
     from omnir1_jax.models.qwen2_5_omni.scoring import CompletionScorer
     from omnir1_jax.models.qwen2_5_omni.sharding import fit_spec
-    from omnir1_jax.rl.update import LossSpec, _grpo_grads, make_optimizer, resolve_micro_batches
+    from omnir1_jax.rl.update import LossSpec, make_optimizer, resolve_micro_batches
     from omnir1_jax.rl.zero import ShardedOptimizer
 
     presets = {"tiny": tiny, "qwen2_5_omni_3b": qwen2_5_omni_3b, "qwen2_5_omni_7b": qwen2_5_omni_7b}
@@ -433,14 +456,7 @@ def run_case(
         adv = _batch_sharded(mesh, sharding, np.zeros((s.rows,), np.float32))
 
         def update_program(spec):
-            def fn(pstate, ostate, rstate, prompt, comp, adv):
-                policy, opt, ref = nnx.merge(pg, pstate), nnx.merge(og, ostate), nnx.merge(pg, rstate)
-                mask = jnp.ones_like(comp)
-                ref_lp = jax.lax.stop_gradient(scorer(ref, prompt, comp, mask)) if g.beta > 0 else None
-                grads, metrics = _grpo_grads(policy, prompt, comp, mask, None, ref_lp, adv, scorer, spec)
-                opt.update(policy, grads)
-                return nnx.state(policy), nnx.state(opt), metrics
-
+            fn = update_step(pg, og, scorer, spec, g.beta)
             return jax.jit(fn, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, None))
 
         jitted = update_program(spec)

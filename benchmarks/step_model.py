@@ -74,8 +74,12 @@ AOT_QUOTED = {
 }
 AOT_SOURCE = "BENCHMARKS.md, AOT compilation for TPU slices (mesh 2 x 4, no remat, float32 masters, ZeRO-1)"
 
-# SAM2.1 hiera_l's trunk (sam2/configs/sam2.1/sam2.1_hiera_l.yaml)
-HIERA = {"hiera_l": {"embed_dim": 144, "stages": (2, 6, 36, 4), "global_blocks": (23, 33, 43), "window": (8, 4, 16, 8)}}
+# SAM2.1 trunks (sam2/configs/sam2.1/sam2.1_hiera_{l,t}.yaml; hiera_t keeps Hiera's default window sizes,
+# sam2/modeling/backbones/hieradet.py): hiera_l is the recipe's, hiera_t the CPU benchmarks'
+HIERA = {
+    "hiera_l": {"embed_dim": 144, "stages": (2, 6, 36, 4), "global_blocks": (23, 33, 43), "window": (8, 4, 16, 8)},
+    "hiera_t": {"embed_dim": 96, "stages": (1, 2, 7, 2), "global_blocks": (5, 7, 9), "window": (8, 4, 14, 7)},
+}
 SAM2_SOURCE = "sam2/configs/sam2.1/sam2.1_hiera_l.yaml (sam2 1.1.0)"
 SAM2_PUBLISHED_PARAMS = 224.4e6  # sam2 README, SAM 2.1 checkpoints table: sam2.1_hiera_large 224.4 M
 
@@ -240,6 +244,54 @@ def sam2_object_frames(frames: int, num_maskmem: int = 7, max_ptrs: int = 16) ->
     frames of the sweep, and 1 + i object pointers (at most min(frames, max_ptrs)), 4 tokens each."""
     ptr_cap = min(frames, max_ptrs)
     return [(1 + min(i, num_maskmem - 1), 4 * min(1 + i, ptr_cap)) for i in range(frames - 1)]
+
+
+def group_work(
+    mcfg,
+    *,
+    queries: float,
+    objects: float,
+    frames: int,
+    s2_image_tokens: int,
+    s2_text_tokens: int,
+    s2_answer_tokens: int,
+    s2_batch: int = 16,
+    image_size: int = 1024,
+    num_maskmem: int = 7,
+    max_ptrs: int = 16,
+    arch: str = "hiera_l",
+) -> dict[str, tuple[float, float]]:
+    """The bridge's work for one group request: name -> (FLOPs, bytes that bound it; 0 where compute does).
+
+    System 2 grounds ``queries`` keyframes (vision encoder on ``s2_image_tokens`` merged tokens each, a prefill of
+    those + ``s2_text_tokens``, then ``s2_answer_tokens`` greedy decode steps per batch of up to ``s2_batch``
+    keyframes); SAM2 (``arch`` at ``image_size``) encodes the ``frames`` clip frames once and tracks ``objects``
+    objects through both sweeps (every frame but the prompt frame)."""
+    s2_ctx = s2_image_tokens + s2_text_tokens
+    work = {
+        "System 2 vision encoder": (queries * qwen_vision_flops(mcfg, s2_image_tokens * 4, s2_image_tokens * 4), 0.0),
+        "System 2 prefill": (queries * qwen_prefill_flops(mcfg, s2_ctx), 0.0),
+    }
+    batches = math.ceil(queries / s2_batch)
+    dec_f, dec_b = 0.0, 0.0
+    for i in range(s2_answer_tokens):
+        f, b = qwen_decode_step(mcfg, int(min(queries, s2_batch)), s2_ctx + i)
+        dec_f, dec_b = dec_f + f, dec_b + b
+    work["System 2 decode"] = (batches * dec_f, batches * dec_b)
+    q_tokens = (image_size // 16) ** 2
+    work["SAM2 image encoder"] = (frames * hiera_flops(arch, image_size)[0], 0.0)
+    per_object = sum(
+        memory_attention_flops(q_tokens, nm, npt) for nm, npt in sam2_object_frames(frames, num_maskmem, max_ptrs)
+    )
+    heads = mask_decoder_flops(q_tokens) + memory_encoder_flops(q_tokens, image_size)
+    work["SAM2 memory attention"] = (2 * objects * per_object, 0.0)
+    work["SAM2 mask decoder + memory encoder"] = (2 * objects * (frames - 1) * heads, 0.0)
+    return work
+
+
+def roofline_seconds(gpu: dict, flops: float, nbytes: float) -> float:
+    """The fastest ``gpu`` (a :data:`GPUS` entry) runs work of ``flops`` and ``nbytes``: max(compute, memory)."""
+    return max(flops / gpu["peak"], nbytes / gpu["bw"])
 
 
 # ------------------------------------------------------------------------------------------ the model
@@ -413,37 +465,26 @@ def build(args) -> dict:
     # ------------------------------------------------------------------------------------- bridge side
     queries_per_group = n * keyframes * distinct  # keyframes System 2 grounds per group
     objects_per_group = queries_per_group * boxes
-    s2_ctx = s2_tokens_img + s2_text
-    work = {  # per step: name -> (FLOPs, bytes) of one GPU doing the whole step's work
-        "System 2 vision encoder": (
-            groups * queries_per_group * qwen_vision_flops(mcfg, int(s2_tokens_img) * 4, int(s2_tokens_img) * 4),
-            groups * queries_per_group * 0.0,
-        ),
-        "System 2 prefill": (groups * queries_per_group * qwen_prefill_flops(mcfg, int(s2_ctx)), 0.0),
-    }
-    batches = groups * math.ceil(queries_per_group / s2_batch)
-    rows_per_batch = min(queries_per_group, s2_batch)
-    dec_f, dec_b = 0.0, 0.0
-    for i in range(int(s2_out)):
-        f, b = qwen_decode_step(mcfg, int(rows_per_batch), int(s2_ctx) + i)
-        dec_f, dec_b = dec_f + f, dec_b + b
-    work["System 2 decode"] = (batches * dec_f, batches * dec_b)
-    q_tokens = (int(image_size) // 16) ** 2
-    enc, trunk_params = hiera_flops("hiera_l", int(image_size))
-    work["SAM2 image encoder"] = (groups * frames * enc, 0.0)
-    per_object = sum(
-        memory_attention_flops(q_tokens, nm, npt)
-        for nm, npt in sam2_object_frames(int(frames), int(num_maskmem), int(max_ptrs))
+    one_group = group_work(
+        mcfg,
+        queries=queries_per_group,
+        objects=objects_per_group,
+        frames=int(frames),
+        s2_image_tokens=int(s2_tokens_img),
+        s2_text_tokens=int(s2_text),
+        s2_answer_tokens=int(s2_out),
+        s2_batch=int(s2_batch),
+        image_size=int(image_size),
+        num_maskmem=int(num_maskmem),
+        max_ptrs=int(max_ptrs),
     )
-    heads = mask_decoder_flops(q_tokens) + memory_encoder_flops(q_tokens, int(image_size))
-    sweeps = 2 * groups * objects_per_group
-    work["SAM2 memory attention"] = (sweeps * per_object, 0.0)
-    work["SAM2 mask decoder + memory encoder"] = (sweeps * (int(frames) - 1) * heads, 0.0)
+    work = {name: (groups * f, groups * b) for name, (f, b) in one_group.items()}  # per step, on one GPU
+    trunk_params = hiera_flops("hiera_l", int(image_size))[1]
     bridge = {}
     for gname, gpu in GPUS.items():
         parts = {}
         for wname, (f, b) in work.items():
-            s = max(f / gpu["peak"], b / gpu["bw"]) / gpu_eff
+            s = roofline_seconds(gpu, f, b) / gpu_eff
             parts[wname] = {
                 "flops": f,
                 "bytes": b,
