@@ -3,7 +3,8 @@
 # transformers, and the pure-Python packages its image lacks (sam2, hydra-core, omegaconf, antlr4) taken from a
 # folder of this checkout.
 #
-# Prepare here, once (the folder is git-ignored and travels with the device call's `carry`):
+# Prepare here, right before the call (.devsite/ is git-ignored and travels with the call's `carry`; remove it
+# afterwards: it holds third-party files):
 #     bash benchmarks/device_step_inputs.sh --prepare        # copies them out of .venv into .devsite/
 # On the device (the call's command; `carry: [".devsite"]`; name nvidia-h200 for the update's ~80 GB):
 #     bash benchmarks/device_step_inputs.sh                  # rows in $OUT/step_inputs.json, log in $OUT
@@ -14,7 +15,6 @@ if [[ "${1:-}" == "--prepare" ]]; then
     src=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     rm -rf "$SITE" && mkdir -p "$SITE"
     for pkg in sam2 hydra omegaconf antlr4; do cp -r "$src/$pkg" "$SITE/"; done
-    grep -qx "/$SITE/" .git/info/exclude 2>/dev/null || echo "/$SITE/" >>.git/info/exclude
     du -sh "$SITE"
     exit 0
 fi
